@@ -1,0 +1,93 @@
+#pragma once
+// The autograd graph.
+//
+// Note [Autograd graph]
+// Each differentiable op that runs with grad mode on and an input that requires grad creates one
+// Node, owned by its output tensor (grad_fn). A node has exactly one output and one edge per
+// input; an edge points to the input's grad_fn, to the AccumulateGrad node of a leaf, or is null
+// for inputs that need no gradient. Nodes own their edges, so a graph lives exactly as long as
+// the tensors computed from it. Backward (engine.cpp) and destruction (release_node) are both
+// iterative, so graph depth is bounded only by memory.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ember/core/tensor_impl.hpp"
+
+namespace ember::autograd {
+
+class Node;
+
+/// Per-tensor autograd state (allocated only for tensors that take part in autograd).
+struct AutogradMeta {
+  bool requires_grad = false;
+  bool retains_grad = false;
+  TensorBase grad;
+  std::shared_ptr<Node> grad_fn;
+  std::weak_ptr<Node> grad_accumulator;  // leaves only
+  std::vector<std::function<TensorBase(const TensorBase&)>> hooks;  // leaves only
+  ~AutogradMeta();
+};
+
+class Node : public std::enable_shared_from_this<Node> {
+ public:
+  using PreHook = std::function<TensorBase(const TensorBase&)>;
+
+  Node();
+  virtual ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  /// Gradients with respect to each input (an undefined tensor where an input gets none), given
+  /// the gradient of the output.
+  virtual std::vector<TensorBase> apply(const TensorBase& grad_output) = 0;
+  /// The forward op's name, e.g. "mul".
+  virtual std::string name() const = 0;
+  /// Drops saved tensors after a backward without retain_graph.
+  virtual void release_saved() noexcept {}
+  /// True for the node that accumulates into a leaf's grad().
+  virtual bool is_accumulator() const noexcept { return false; }
+
+  const std::vector<std::shared_ptr<Node>>& next_edges() const noexcept { return next_; }
+  std::vector<std::shared_ptr<Node>>& mutable_next_edges() noexcept { return next_; }
+  uint64_t sequence_nr() const noexcept { return sequence_nr_; }
+  void add_pre_hook(PreHook hook) { pre_hooks_.push_back(std::move(hook)); }
+  const std::vector<PreHook>& pre_hooks() const noexcept { return pre_hooks_; }
+  /// What the forward op saw (set under anomaly mode), used in anomaly errors.
+  const std::string& forward_context() const noexcept { return forward_context_; }
+  void set_forward_context(std::string s) { forward_context_ = std::move(s); }
+
+ private:
+  std::vector<std::shared_ptr<Node>> next_;
+  std::vector<PreHook> pre_hooks_;
+  std::string forward_context_;
+  uint64_t sequence_nr_;
+};
+
+/// Accumulates incoming gradients into a leaf's grad().
+class AccumulateGrad final : public Node {
+ public:
+  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
+  std::vector<TensorBase> apply(const TensorBase& grad_output) override;
+  std::string name() const override { return "AccumulateGrad"; }
+  bool is_accumulator() const noexcept override { return true; }
+  const std::shared_ptr<TensorImpl>& leaf() const noexcept { return leaf_; }
+
+ private:
+  std::shared_ptr<TensorImpl> leaf_;
+};
+
+/// Releases a node reference without recursion: the last reference to a long chain of nodes is
+/// dropped iteratively, so destroying a 10^6-op graph does not overflow the stack.
+void release_node(std::shared_ptr<Node>&& node) noexcept;
+
+/// The node a gradient for `t` flows into: its grad_fn, or its leaf accumulator (created on
+/// demand), or nullptr when `t` does not require grad.
+std::shared_ptr<Node> gradient_edge(const TensorBase& t);
+
+/// Autograd state of a tensor, created on demand.
+AutogradMeta& autograd_meta(TensorImpl& impl);
+
+}  // namespace ember::autograd

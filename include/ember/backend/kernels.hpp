@@ -1,0 +1,89 @@
+#pragma once
+// The backend interface: every numeric loop in ember runs through one of these entries.
+//
+// Note [Kernel granularity]
+// The tensor layer (src/ops) does shape checks, broadcasting and stride walking; it hands the
+// backend 1-D runs of elements, each operand with its own element stride (0 = broadcast scalar,
+// 1 = contiguous, anything else = strided). Kernels are free to special-case strides 0 and 1 and
+// must be correct for every stride, including negative ones never (ember has no negative strides).
+// Outputs are always contiguous. A kernel never allocates and never throws.
+//
+// Three implementations exist: `Isa::Scalar` (the reference, always built, the test oracle),
+// `Isa::Avx2` and `Isa::Avx512` (x86-64 only, compiled with their own target flags and picked at
+// run time from the CPU's features). `kernels<T>()` returns the best one for this CPU.
+#include <cstdint>
+
+namespace ember::backend {
+
+enum class Isa : uint8_t { Scalar, Avx2, Avx512 };
+const char* isa_name(Isa isa) noexcept;
+
+enum class Unary : uint8_t {
+  Neg, Abs, Exp, Log, Log1p, Expm1, Sqrt, Rsqrt, Reciprocal, Square, Sin, Cos, Tanh, Sigmoid,
+  Relu, Sign, Floor, Ceil, Round, Erf,
+  Gelu,       // exact: x * Phi(x)
+  GeluTanh,   // tanh approximation
+  Silu,
+  // Parametric (UnaryParams):
+  LeakyRelu,  // a = negative slope
+  Elu,        // a = alpha
+  Softplus,   // a = beta, b = threshold (PyTorch's)
+  Clamp,      // a = min, b = max (use +-inf for a missing side)
+  PowScalar,  // a = exponent
+  AddScalar,  // a
+  MulScalar,  // a
+  RsubScalar, // a - x
+  RdivScalar, // a / x
+  Count
+};
+
+struct UnaryParams {
+  double a = 0.0;
+  double b = 0.0;
+};
+
+enum class Binary : uint8_t { Add, Sub, Mul, Div, Max, Min, Pow, Count };
+enum class Compare : uint8_t { Eq, Ne, Lt, Le, Gt, Ge, Count };
+enum class Reduce : uint8_t { Sum, Prod, Max, Min, SumSquares, Count };
+
+template <class T>
+struct Kernels {
+  Isa isa;
+  /// y[i] = op(x[i * sx]) for i < n.
+  void (*unary)(Unary op, UnaryParams p, int64_t n, const T* x, int64_t sx, T* y);
+  /// y[i] = op(a[i * sa], b[i * sb]).
+  void (*binary)(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y);
+  /// y[i] = op(a[i * sa], b[i * sb]) ? 1 : 0.
+  void (*compare)(Compare op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb,
+                  uint8_t* y);
+  /// y[i] = c[i * sc] ? a[i * sa] : b[i * sb].
+  void (*where)(int64_t n, const uint8_t* c, int64_t sc, const T* a, int64_t sa, const T* b,
+                int64_t sb, T* y);
+  /// Reduction of x[i * sx], i < n. Empty input gives the identity (0, 1, -inf, +inf, 0).
+  /// Max/Min propagate NaN.
+  T (*reduce)(Reduce op, int64_t n, const T* x, int64_t sx);
+  /// acc[i] = op(acc[i], x[i * sx]) for Sum/Prod/Max/Min/SumSquares (SumSquares adds x*x);
+  /// used to reduce over an outer dimension while the inner one stays contiguous.
+  void (*accumulate)(Reduce op, int64_t n, const T* x, int64_t sx, T* acc);
+  /// Index of the first maximum (or minimum) of x[i * sx]; the first NaN wins. n >= 1.
+  int64_t (*arg_reduce)(bool is_max, int64_t n, const T* x, int64_t sx);
+  /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major with leading
+  /// dimensions lda/ldb/ldc; op(X) = X^T when the trans flag is set. beta == 0 ignores C's old
+  /// contents (NaN included). Threads itself through ember's pool when the work is large.
+  void (*gemm)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+               int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+};
+
+Isa best_isa() noexcept;
+/// Whether this build and this CPU can run `isa`.
+bool isa_available(Isa isa) noexcept;
+
+/// The kernels of `isa`; throws ember::ValueError when it is not available.
+template <class T>
+const Kernels<T>& kernels_for(Isa isa);
+
+/// The kernels in use: the best available, unless EMBER_ISA=scalar|avx2|avx512 asks for less.
+template <class T>
+const Kernels<T>& kernels();
+
+}  // namespace ember::backend

@@ -1,0 +1,202 @@
+#pragma once
+// Tensor<T>: a handle to a strided view of shared storage, with reverse-mode autograd.
+//
+// Copying a Tensor copies the handle (like torch::Tensor): both refer to the same data. Use
+// clone() for a deep copy. Member bodies live in src/ and are instantiated for float, double,
+// int64_t, int32_t and uint8_t; math members are available for float and double only.
+#include <functional>
+#include <initializer_list>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ember/core/tensor_impl.hpp"
+
+namespace ember {
+
+namespace autograd {
+class Node;
+}
+
+template <Element T = float>
+class Tensor;
+
+template <class T>
+struct ValuesIndices;
+
+template <Element T>
+class Tensor : public TensorBase {
+ public:
+  using value_type = T;
+  using Hook = std::function<Tensor(const Tensor&)>;
+
+  /// An undefined tensor (defined() == false).
+  Tensor() = default;
+  /// Wraps an impl; throws TypeError if its dtype is not T.
+  explicit Tensor(std::shared_ptr<TensorImpl> impl);
+  /// Views a type-erased handle as Tensor<T>; throws TypeError naming both dtypes on mismatch.
+  static Tensor from_base(const TensorBase& base);
+
+  // ---- Shape and elements -------------------------------------------------------------------
+  int64_t size(int64_t dim) const;
+  int64_t stride(int64_t dim) const;
+  /// Pointer to the first element. Requires a contiguous tensor (throws otherwise), so that
+  /// data()[i] is element i in row-major order.
+  T* data() const;
+  /// Pointer to the first element of any view (strides apply).
+  T* data_ptr() const noexcept;
+  /// The value of a one-element tensor.
+  T item() const;
+  /// The element at a full index; negative indices count from the end.
+  T at(std::initializer_list<int64_t> index) const;
+  T at(const std::vector<int64_t>& index) const;
+  /// All elements in row-major order.
+  std::vector<T> to_vector() const;
+  uint64_t version() const noexcept;
+  std::string str() const;  // what operator<< prints
+
+  // ---- Autograd ------------------------------------------------------------------------------
+  bool requires_grad() const noexcept;
+  /// Marks a leaf as needing gradients (throws AutogradError for a non-leaf that has a grad_fn
+  /// and `on == false`, and TypeError for integer tensors).
+  Tensor& requires_grad_(bool on = true);
+  /// The accumulated gradient (undefined until a backward reaches this leaf).
+  Tensor grad() const;
+  void set_grad(const Tensor& g) const;
+  bool is_leaf() const noexcept;
+  /// The node that produced this tensor (nullptr for leaves and constants).
+  std::shared_ptr<autograd::Node> grad_fn() const noexcept;
+  /// Backpropagates from this tensor. Without `gradient` the tensor must have one element.
+  void backward(const Tensor& gradient = Tensor(), bool retain_graph = false,
+                bool create_graph = false) const;
+  /// Keeps grad() for a non-leaf after backward.
+  void retain_grad() const;
+  /// Calls `hook(grad)` whenever a gradient for this tensor is computed; a defined return value
+  /// replaces the gradient.
+  void register_hook(Hook hook) const;
+  /// Same storage, cut off from the graph.
+  Tensor detach() const;
+  Tensor& detach_();
+
+  // ---- Copies and conversion -------------------------------------------------------------------
+  Tensor contiguous() const;
+  Tensor clone() const;
+  template <Element U>
+  Tensor<U> to() const;
+
+  // ---- Views (share storage) and movement -------------------------------------------------------
+  /// A view when the strides allow it, else a copy. One dim may be -1.
+  Tensor reshape(const Shape& shape) const;
+  /// Like reshape, but throws ShapeError when no view is possible.
+  Tensor view(const Shape& shape) const;
+  Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
+  Tensor squeeze() const;
+  Tensor squeeze(int64_t dim) const;
+  Tensor unsqueeze(int64_t dim) const;
+  Tensor permute(const Shape& dims) const;
+  Tensor transpose(int64_t dim0, int64_t dim1) const;
+  /// Transpose of a tensor with at most 2 dims.
+  Tensor t() const;
+  /// Elements start, start+step, ... < end along dim (Python slice rules: negative values count
+  /// from the end, out-of-range values are clamped).
+  Tensor slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;
+  Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
+  /// Removes `dim`, taking element `index` of it.
+  Tensor select(int64_t dim, int64_t index) const;
+  /// Broadcasts size-1 dims to `shape` without copying (-1 keeps a size).
+  Tensor expand(const Shape& shape) const;
+  template <Element U>
+  Tensor expand_as(const Tensor<U>& other) const {
+    return expand(other.shape());
+  }
+  Tensor index_select(int64_t dim, const Tensor<int64_t>& index) const;
+  Tensor gather(int64_t dim, const Tensor<int64_t>& index) const;
+  std::vector<Tensor> split(int64_t split_size, int64_t dim = 0) const;
+  std::vector<Tensor> chunk(int64_t chunks, int64_t dim = 0) const;
+
+  // ---- In-place ------------------------------------------------------------------------------
+  Tensor& fill_(T value);
+  Tensor& zero_();
+  /// Copies `src` (broadcast to this shape) into this tensor's elements.
+  Tensor& copy_(const Tensor& src);
+
+  // ---- Math (float and double) ------------------------------------------------------------------
+  Tensor sum() const requires FloatingElement<T>;
+  Tensor sum(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  Tensor sum(const std::vector<int64_t>& dims, bool keepdim = false) const requires FloatingElement<T>;
+  Tensor mean() const requires FloatingElement<T>;
+  Tensor mean(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  Tensor mean(const std::vector<int64_t>& dims, bool keepdim = false) const requires FloatingElement<T>;
+  /// Variance with Bessel's correction by default (correction = 1), as torch.var.
+  Tensor var(int64_t correction = 1) const requires FloatingElement<T>;
+  Tensor var(int64_t dim, bool keepdim, int64_t correction = 1) const requires FloatingElement<T>;
+  Tensor std(int64_t correction = 1) const requires FloatingElement<T>;
+  Tensor std(int64_t dim, bool keepdim, int64_t correction = 1) const requires FloatingElement<T>;
+  Tensor prod() const requires FloatingElement<T>;
+  Tensor prod(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  Tensor max() const requires FloatingElement<T>;
+  Tensor min() const requires FloatingElement<T>;
+  ValuesIndices<T> max(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  ValuesIndices<T> min(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  Tensor<int64_t> argmax() const requires FloatingElement<T>;
+  Tensor<int64_t> argmax(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  Tensor<int64_t> argmin() const requires FloatingElement<T>;
+  Tensor<int64_t> argmin(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  Tensor logsumexp(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  Tensor norm(double p = 2.0) const requires FloatingElement<T>;
+
+  Tensor abs() const requires FloatingElement<T>;
+  Tensor neg() const requires FloatingElement<T>;
+  Tensor exp() const requires FloatingElement<T>;
+  Tensor log() const requires FloatingElement<T>;
+  Tensor sqrt() const requires FloatingElement<T>;
+  Tensor square() const requires FloatingElement<T>;
+  Tensor tanh() const requires FloatingElement<T>;
+  Tensor sigmoid() const requires FloatingElement<T>;
+  Tensor relu() const requires FloatingElement<T>;
+  Tensor pow(double exponent) const requires FloatingElement<T>;
+  Tensor clamp(double min, double max) const requires FloatingElement<T>;
+  Tensor softmax(int64_t dim) const requires FloatingElement<T>;
+  Tensor log_softmax(int64_t dim) const requires FloatingElement<T>;
+  Tensor matmul(const Tensor& other) const requires FloatingElement<T>;
+  Tensor mm(const Tensor& other) const requires FloatingElement<T>;
+
+  // In-place math, for optimizers and updates under NoGradGuard (bumps the version counter).
+  Tensor& add_(const Tensor& other, double alpha = 1.0) requires FloatingElement<T>;
+  Tensor& add_(double value) requires FloatingElement<T>;
+  Tensor& sub_(const Tensor& other, double alpha = 1.0) requires FloatingElement<T>;
+  Tensor& sub_(double value) requires FloatingElement<T>;
+  Tensor& mul_(const Tensor& other) requires FloatingElement<T>;
+  Tensor& mul_(double value) requires FloatingElement<T>;
+  Tensor& div_(const Tensor& other) requires FloatingElement<T>;
+  Tensor& div_(double value) requires FloatingElement<T>;
+  Tensor& clamp_(double min, double max) requires FloatingElement<T>;
+  Tensor& relu_() requires FloatingElement<T>;
+  Tensor& neg_() requires FloatingElement<T>;
+  /// this += value * t1 * t2
+  Tensor& addcmul_(const Tensor& t1, const Tensor& t2, double value = 1.0) requires FloatingElement<T>;
+  /// this += value * t1 / t2
+  Tensor& addcdiv_(const Tensor& t1, const Tensor& t2, double value = 1.0) requires FloatingElement<T>;
+  /// this += weight * (end - this)
+  Tensor& lerp_(const Tensor& end, double weight) requires FloatingElement<T>;
+};
+
+/// Values and indices of max/min along a dim.
+template <class T>
+struct ValuesIndices {
+  Tensor<T> values;
+  Tensor<int64_t> indices;
+};
+
+template <Element T>
+std::ostream& operator<<(std::ostream& os, const Tensor<T>& t);
+
+extern template class Tensor<float>;
+extern template class Tensor<double>;
+extern template class Tensor<int64_t>;
+extern template class Tensor<int32_t>;
+extern template class Tensor<uint8_t>;
+
+}  // namespace ember

@@ -1,0 +1,35 @@
+#pragma once
+// Joining, splitting, padding and indexing. The views (reshape, permute, slice, ...) are members
+// of Tensor; these make new tensors.
+#include <vector>
+
+#include "ember/core/tensor.hpp"
+
+namespace ember {
+
+template <Element T>
+Tensor<T> cat(const std::vector<Tensor<T>>& tensors, int64_t dim = 0);
+template <Element T>
+Tensor<T> stack(const std::vector<Tensor<T>>& tensors, int64_t dim = 0);
+/// Splits into pieces of the given sizes along dim (they must add up to the dim's size).
+template <Element T>
+std::vector<Tensor<T>> split(const Tensor<T>& x, const std::vector<int64_t>& sizes, int64_t dim = 0);
+
+enum class PadMode { Constant, Reflect, Replicate };
+/// torch.nn.functional.pad: `pad` holds (before, after) pairs starting from the last dim:
+/// {left, right, top, bottom, ...}. Negative pads crop.
+template <FloatingElement T>
+Tensor<T> pad(const Tensor<T>& x, const std::vector<int64_t>& pad, PadMode mode = PadMode::Constant,
+              double value = 0.0);
+
+template <Element T>
+Tensor<T> index_select(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& index);
+/// out[i][j][k] = x[index[i][j][k]][j][k] for dim 0, and so on (torch.gather).
+template <Element T>
+Tensor<T> gather(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& index);
+/// A copy of x with src added at the places index names along dim (torch.scatter_add).
+template <FloatingElement T>
+Tensor<T> scatter_add(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& index,
+                      const Tensor<T>& src);
+
+}  // namespace ember

@@ -1,0 +1,263 @@
+// The backward pass: an iterative walk over the graph in dependency order.
+#include <cmath>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ember/autograd/autograd.hpp"
+#include "ember/autograd/grad_mode.hpp"
+#include "ember/autograd/node.hpp"
+#include "ember/autograd/record.hpp"
+#include "ember/core/error.hpp"
+#include "ember/ops/elementwise.hpp"
+#include "ember/ops/factory.hpp"
+#include "engine.hpp"
+
+namespace ember::autograd {
+namespace {
+
+TensorBase add_grads(const TensorBase& a, const TensorBase& b) {
+  if (!a.defined()) return b;
+  if (!b.defined()) return a;
+  if (a.dtype() == DType::Float32) return Tensor<float>::from_base(a) + Tensor<float>::from_base(b);
+  return Tensor<double>::from_base(a) + Tensor<double>::from_base(b);
+}
+
+bool has_nan(const TensorBase& t) {
+  if (!t.defined()) return false;
+  auto scan = [](auto tensor) {
+    for (auto v : tensor.to_vector())
+      if (std::isnan(v)) return true;
+    return false;
+  };
+  if (t.dtype() == DType::Float32) return scan(Tensor<float>::from_base(t));
+  return scan(Tensor<double>::from_base(t));
+}
+
+TensorBase ones_for(const TensorBase& root) {
+  if (root.dtype() == DType::Float32) return ones<float>(root.shape());
+  return ones<double>(root.shape());
+}
+
+struct NodeState {
+  int dependencies = 0;
+  bool needed = false;
+  TensorBase grad;
+};
+
+struct ByRecency {
+  bool operator()(const Node* a, const Node* b) const { return a->sequence_nr() < b->sequence_nr(); }
+};
+
+}  // namespace
+
+void run_backward(const std::vector<TensorBase>& roots, const std::vector<TensorBase>& root_grads,
+                  bool keep_graph, bool create_graph, const std::vector<TensorBase>* inputs,
+                  std::vector<TensorBase>* captured) {
+  std::vector<std::shared_ptr<Node>> root_nodes;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const TensorBase& r = roots[i];
+    if (!r.defined()) throw AutogradError("backward: output " + std::to_string(i) + " is undefined");
+    if (r.dtype() != DType::Float32 && r.dtype() != DType::Float64) {
+      throw TypeError(std::string("backward: output ") + std::to_string(i) + " has dtype " +
+                      dtype_name(r.dtype()) + "; only float32 and float64 tensors have gradients");
+    }
+    std::shared_ptr<Node> n = gradient_edge(r);
+    if (!n) {
+      throw AutogradError("backward: output " + std::to_string(i) +
+                          " does not require grad and has no grad_fn");
+    }
+    if (root_grads[i].defined()) {
+      if (root_grads[i].shape() != r.shape() || root_grads[i].dtype() != r.dtype()) {
+        throw ShapeError("backward: gradient of shape " + root_grads[i].shape().str() + " (" +
+                         dtype_name(root_grads[i].dtype()) + ") for an output of shape " +
+                         r.shape().str() + " (" + dtype_name(r.dtype()) + ")");
+      }
+    } else if (r.numel() != 1) {
+      throw ShapeError("backward: a gradient can be implied only for outputs with one element; "
+                       "output " + std::to_string(i) + " has shape " + r.shape().str() +
+                       ": pass the gradient explicitly");
+    }
+    root_nodes.push_back(std::move(n));
+  }
+
+  // Count, for every reachable node, how many edges lead into it (iterative DFS).
+  std::unordered_map<Node*, NodeState> state;
+  state.reserve(64);
+  {
+    std::vector<Node*> stack;
+    for (auto& n : root_nodes) {
+      if (state.find(n.get()) == state.end()) {
+        state[n.get()];
+        stack.push_back(n.get());
+      }
+    }
+    while (!stack.empty()) {
+      Node* n = stack.back();
+      stack.pop_back();
+      for (const auto& e : n->next_edges()) {
+        if (!e) continue;
+        auto [it, inserted] = state.try_emplace(e.get());
+        ++it->second.dependencies;
+        if (inserted) stack.push_back(e.get());
+      }
+    }
+  }
+
+  // With explicit inputs (autograd::grad), run only the nodes that lead to one of them.
+  std::unordered_map<Node*, std::vector<size_t>> capture_slots;
+  if (inputs != nullptr) {
+    captured->assign(inputs->size(), TensorBase());
+    for (size_t i = 0; i < inputs->size(); ++i) {
+      std::shared_ptr<Node> n = gradient_edge((*inputs)[i]);
+      if (!n) {
+        throw AutogradError("grad: input " + std::to_string(i) + " does not require grad");
+      }
+      capture_slots[n.get()].push_back(i);
+    }
+    // A node is needed when an input's node is reachable from it: mark in reverse topological
+    // order (children before parents), computed from the dependency counts.
+    std::unordered_map<Node*, int> deps;
+    for (auto& [n, s] : state) deps[n] = s.dependencies;
+    std::vector<Node*> topo;
+    std::vector<Node*> ready;
+    for (auto& n : root_nodes)
+      if (deps[n.get()] == 0) ready.push_back(n.get());
+    std::unordered_map<Node*, bool> seen;
+    while (!ready.empty()) {
+      Node* n = ready.back();
+      ready.pop_back();
+      if (seen[n]) continue;
+      seen[n] = true;
+      topo.push_back(n);
+      for (const auto& e : n->next_edges())
+        if (e && --deps[e.get()] == 0) ready.push_back(e.get());
+    }
+    for (auto it = topo.rbegin(); it != topo.rend(); ++it) {
+      Node* n = *it;
+      NodeState& s = state[n];
+      if (capture_slots.count(n)) s.needed = true;
+      for (const auto& e : n->next_edges())
+        if (e && state[e.get()].needed) s.needed = true;
+    }
+  } else {
+    for (auto& [n, s] : state) s.needed = true;
+  }
+
+  for (size_t i = 0; i < roots.size(); ++i) {
+    NodeState& s = state[root_nodes[i].get()];
+    TensorBase g = root_grads[i].defined() ? root_grads[i] : ones_for(roots[i]);
+    s.grad = add_grads(s.grad, g);
+  }
+
+  AutoGradMode mode(create_graph);
+  const bool anomaly = anomaly_mode_enabled();
+  std::priority_queue<Node*, std::vector<Node*>, ByRecency> ready;
+  for (auto& n : root_nodes) {
+    NodeState& s = state[n.get()];
+    if (s.dependencies == 0) {
+      s.dependencies = -1;  // queued
+      ready.push(n.get());
+    }
+  }
+
+  while (!ready.empty()) {
+    Node* node = ready.top();
+    ready.pop();
+    NodeState& s = state[node];
+    TensorBase grad = std::move(s.grad);
+    std::vector<TensorBase> outputs;
+    if (s.needed && grad.defined()) {
+      for (const auto& hook : node->pre_hooks()) {
+        TensorBase r = hook(grad);
+        if (r.defined()) grad = r;
+      }
+      auto slot = capture_slots.find(node);
+      if (slot != capture_slots.end()) {
+        for (size_t i : slot->second) (*captured)[i] = grad;
+      }
+      if (!(inputs != nullptr && node->is_accumulator())) {
+        outputs = node->apply(grad);
+        if (anomaly) {
+          for (size_t i = 0; i < outputs.size(); ++i) {
+            if (has_nan(outputs[i])) {
+              throw AutogradError("anomaly: backward of " + node->name() + " returned NaN in "
+                                  "its gradient for input " + std::to_string(i) +
+                                  "; forward op: " + node->forward_context());
+            }
+          }
+        }
+        if (!keep_graph) node->release_saved();
+      }
+    }
+    const auto& edges = node->next_edges();
+    for (size_t i = 0; i < edges.size(); ++i) {
+      Node* next = edges[i].get();
+      if (!next) continue;
+      NodeState& ns = state[next];
+      if (i < outputs.size() && outputs[i].defined()) ns.grad = add_grads(ns.grad, outputs[i]);
+      if (--ns.dependencies == 0) ready.push(next);
+    }
+  }
+}
+
+namespace {
+template <FloatingElement T>
+std::vector<Tensor<T>> grad_impl(const std::vector<Tensor<T>>& outputs,
+                                 const std::vector<Tensor<T>>& inputs,
+                                 const std::vector<Tensor<T>>& grad_outputs, bool create_graph,
+                                 bool retain_graph, bool allow_unused) {
+  if (!grad_outputs.empty() && grad_outputs.size() != outputs.size()) {
+    throw ValueError("grad: " + std::to_string(grad_outputs.size()) + " grad_outputs for " +
+                     std::to_string(outputs.size()) + " outputs");
+  }
+  std::vector<TensorBase> roots(outputs.begin(), outputs.end());
+  std::vector<TensorBase> root_grads(outputs.size());
+  for (size_t i = 0; i < grad_outputs.size(); ++i) root_grads[i] = grad_outputs[i];
+  std::vector<TensorBase> in(inputs.begin(), inputs.end());
+  std::vector<TensorBase> captured;
+  run_backward(roots, root_grads, retain_graph || create_graph, create_graph, &in, &captured);
+  std::vector<Tensor<T>> result;
+  result.reserve(captured.size());
+  for (size_t i = 0; i < captured.size(); ++i) {
+    if (!captured[i].defined()) {
+      if (!allow_unused) {
+        throw AutogradError("grad: input " + std::to_string(i) + " (shape " +
+                            inputs[i].shape().str() + ") was not used to compute the outputs; "
+                            "pass allow_unused = true to get an undefined gradient for it");
+      }
+      result.emplace_back();
+      continue;
+    }
+    Tensor<T> g = Tensor<T>::from_base(captured[i]);
+    result.push_back(create_graph ? g : g.detach());
+  }
+  return result;
+}
+}  // namespace
+
+std::vector<Tensor<float>> grad(const std::vector<Tensor<float>>& outputs,
+                                const std::vector<Tensor<float>>& inputs, bool create_graph,
+                                bool allow_unused) {
+  return grad_impl<float>(outputs, inputs, {}, create_graph, create_graph, allow_unused);
+}
+std::vector<Tensor<double>> grad(const std::vector<Tensor<double>>& outputs,
+                                 const std::vector<Tensor<double>>& inputs, bool create_graph,
+                                 bool allow_unused) {
+  return grad_impl<double>(outputs, inputs, {}, create_graph, create_graph, allow_unused);
+}
+std::vector<Tensor<float>> grad(const std::vector<Tensor<float>>& outputs,
+                                const std::vector<Tensor<float>>& inputs,
+                                const std::vector<Tensor<float>>& grad_outputs, bool create_graph,
+                                bool retain_graph, bool allow_unused) {
+  return grad_impl<float>(outputs, inputs, grad_outputs, create_graph, retain_graph, allow_unused);
+}
+std::vector<Tensor<double>> grad(const std::vector<Tensor<double>>& outputs,
+                                 const std::vector<Tensor<double>>& inputs,
+                                 const std::vector<Tensor<double>>& grad_outputs,
+                                 bool create_graph, bool retain_graph, bool allow_unused) {
+  return grad_impl<double>(outputs, inputs, grad_outputs, create_graph, retain_graph, allow_unused);
+}
+
+}  // namespace ember::autograd

@@ -1,0 +1,188 @@
+#include "ember/autograd/node.hpp"
+
+#include <string>
+#include <vector>
+
+#include "ember/autograd/grad_mode.hpp"
+#include "ember/autograd/record.hpp"
+#include "ember/core/error.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/ops/elementwise.hpp"
+
+namespace ember::autograd {
+namespace {
+
+thread_local uint64_t t_next_sequence_nr = 0;
+
+// Nodes whose last reference is being dropped; see release_node.
+struct ReleaseQueue {
+  std::vector<std::shared_ptr<Node>> pending;
+  bool draining = false;
+};
+thread_local ReleaseQueue t_release;
+
+}  // namespace
+
+Node::Node() : sequence_nr_(t_next_sequence_nr++) {}
+
+Node::~Node() {
+  for (auto& e : next_)
+    if (e) release_node(std::move(e));
+}
+
+AutogradMeta::~AutogradMeta() {
+  if (grad_fn) release_node(std::move(grad_fn));
+}
+
+void release_node(std::shared_ptr<Node>&& node) noexcept {
+  // Only the outermost call destroys nodes; nested destructions (a node's edges, the grad_fn of a
+  // tensor it saved) just queue their references, so the stack depth stays constant.
+  ReleaseQueue& q = t_release;
+  try {
+    q.pending.push_back(std::move(node));
+  } catch (...) {
+    node.reset();  // out of memory for the queue: fall back to recursive release
+    return;
+  }
+  if (q.draining) return;
+  q.draining = true;
+  while (!q.pending.empty()) {
+    std::shared_ptr<Node> n = std::move(q.pending.back());
+    q.pending.pop_back();
+    n.reset();
+  }
+  q.draining = false;
+}
+
+AutogradMeta& autograd_meta(TensorImpl& impl) {
+  if (!impl.autograd) impl.autograd = std::make_unique<AutogradMeta>();
+  return *impl.autograd;
+}
+
+std::shared_ptr<Node> gradient_edge(const TensorBase& t) {
+  if (!requires_grad_of(t)) return nullptr;
+  AutogradMeta& meta = *t.impl()->autograd;
+  if (meta.grad_fn) return meta.grad_fn;
+  std::shared_ptr<Node> acc = meta.grad_accumulator.lock();
+  if (!acc) {
+    acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
+    meta.grad_accumulator = acc;
+  }
+  return acc;
+}
+
+namespace {
+template <FloatingElement T>
+void accumulate_typed(TensorImpl& leaf, const TensorBase& incoming_base) {
+  AutogradMeta& meta = *leaf.autograd;
+  Tensor<T> incoming = Tensor<T>::from_base(incoming_base);
+  for (auto& hook : meta.hooks) {
+    TensorBase r = hook(incoming);
+    if (r.defined()) incoming = Tensor<T>::from_base(r);
+  }
+  if (incoming.shape() != leaf.shape) {
+    throw AutogradError("AccumulateGrad: gradient of shape " + incoming.shape().str() +
+                        " for a leaf of shape " + leaf.shape.str());
+  }
+  const bool create_graph = grad_mode_enabled();
+  if (!meta.grad.defined()) {
+    if (create_graph) {
+      meta.grad = incoming;
+    } else {
+      // Keep the incoming buffer when nothing else refers to it; copy otherwise, so that later
+      // in-place accumulation cannot write into someone else's tensor.
+      bool exclusive = incoming.is_contiguous() && !incoming.impl()->is_view &&
+                       incoming.impl()->storage.use_count() == 1 &&
+                       incoming.impl_ptr().use_count() == 1;
+      meta.grad = exclusive ? incoming.detach() : incoming.detach().clone();
+    }
+    return;
+  }
+  Tensor<T> current = Tensor<T>::from_base(meta.grad);
+  if (create_graph || requires_grad_of(current)) {
+    meta.grad = current + incoming;
+  } else {
+    current.add_(incoming.detach());
+  }
+}
+}  // namespace
+
+std::vector<TensorBase> AccumulateGrad::apply(const TensorBase& grad_output) {
+  if (leaf_->dtype == DType::Float32) {
+    accumulate_typed<float>(*leaf_, grad_output);
+  } else {
+    accumulate_typed<double>(*leaf_, grad_output);
+  }
+  return {};
+}
+
+namespace detail {
+
+namespace {
+template <class Inputs>
+void connect_impl(TensorBase& out, const std::shared_ptr<Node>& node, const Inputs& inputs,
+                  const char* name) {
+  auto& edges = node->mutable_next_edges();
+  edges.reserve(inputs.size());
+  std::string context;
+  const bool anomaly = anomaly_mode_enabled();
+  if (anomaly) context = std::string(name) + "(";
+  bool first = true;
+  for (const TensorBase* in : inputs) {
+    edges.push_back(gradient_edge(*in));
+    if (anomaly) {
+      context += (first ? "" : ", ") + (in->defined() ? in->shape().str() : std::string("-"));
+      first = false;
+    }
+  }
+  if (anomaly) node->set_forward_context(context + ")");
+  AutogradMeta& meta = autograd_meta(*out.impl());
+  meta.requires_grad = true;
+  meta.grad_fn = node;
+}
+}  // namespace
+
+void connect(TensorBase& out, const std::shared_ptr<Node>& node,
+             std::initializer_list<const TensorBase*> inputs, const char* name) {
+  connect_impl(out, node, inputs, name);
+}
+void connect(TensorBase& out, const std::shared_ptr<Node>& node,
+             const std::vector<const TensorBase*>& inputs, const char* name) {
+  connect_impl(out, node, inputs, name);
+}
+
+void throw_released(const std::string& name) {
+  throw AutogradError("backward: trying to backward through the graph a second time (the saved "
+                      "tensors of " + name + " were freed after the first backward); pass "
+                      "retain_graph = true to the first backward to keep them");
+}
+
+TensorBase output_alias(const TensorBase& detached_output, Node* node) {
+  auto impl = std::make_shared<TensorImpl>();
+  const TensorImpl& src = *detached_output.impl();
+  impl->storage = src.storage;
+  impl->shape = src.shape;
+  impl->strides = src.strides;
+  impl->offset = src.offset;
+  impl->numel = src.numel;
+  impl->dtype = src.dtype;
+  impl->is_view = true;
+  AutogradMeta& meta = autograd_meta(*impl);
+  meta.requires_grad = true;
+  meta.grad_fn = node->shared_from_this();
+  return TensorBase(std::move(impl));
+}
+
+}  // namespace detail
+
+template <FloatingElement T>
+void SavedTensor<T>::throw_modified(const char* op) const {
+  throw AutogradError(std::string(op) + ": one of the tensors needed for gradient computation (" +
+                      tensor_.shape().str() + ") has been modified by an in-place operation: "
+                      "its version is " + std::to_string(tensor_.version()) +
+                      ", expected " + std::to_string(version_));
+}
+template class SavedTensor<float>;
+template class SavedTensor<double>;
+
+}  // namespace ember::autograd

@@ -1,0 +1,558 @@
+// The body of the CPU kernels. Each ISA's .cpp defines EMBER_ISA_NS and includes this file.
+//
+// Note [SIMD paths]
+// The scalar backend (no x86 target flags) is the reference: plain loops over scalar_ops.hpp,
+// glibc for the transcendentals. The AVX2 and AVX-512 backends run the same kernels on packets
+// (simd_vec.hpp, simd_math.hpp) for contiguous operands and for the stride-0 broadcast cases,
+// each op written once as a template on the packet type. The contract with the reference:
+// arithmetic, comparisons, min/max/clamp/relu, rounding and selection are bit-identical (NaNs
+// included); transcendentals are within a few ulp; sums may differ by reassociation only.
+// Tails go through masked loads and stores, so every element takes the same path whatever its
+// position. Other strides use the scalar loops (unary ops first gather their input into the
+// output, which is contiguous, and then run in place).
+//
+// Included once per ISA translation unit: no include guard by design.
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "ember/backend/parallel.hpp"
+#include "scalar_ops.hpp"
+#include "simd_math.hpp"
+#include "tables.hpp"
+
+#ifndef EMBER_ISA_NS
+#error "define EMBER_ISA_NS before including cpu_kernels.inl"
+#endif
+
+namespace ember::backend::EMBER_ISA_NS {
+namespace {
+
+using scalar::apply_binary;
+using scalar::apply_compare;
+
+// scalar::apply_unary is an inline function with external linkage: an out-of-line copy emitted
+// here would be compiled with this file's target flags, and the linker keeps one copy for the
+// whole program, which could then run AVX-512 code on behalf of the scalar backend. Calling it
+// only from this internal function, which inlines it whole, keeps such a copy out of the object.
+template <class T>
+[[gnu::flatten]] T ref_unary(Unary op, UnaryParams p, T x) {
+  return scalar::apply_unary(op, p, x);
+}
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && \
+    defined(__AVX512VL__) && defined(__FMA__)
+constexpr bool kSimd = true;
+template <class T>
+using Pack = std::conditional_t<std::is_same_v<T, float>, simd::F32x16, simd::F64x8>;
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr bool kSimd = true;
+template <class T>
+using Pack = std::conditional_t<std::is_same_v<T, float>, simd::F32x8, simd::F64x4>;
+#else
+constexpr bool kSimd = false;  // the reference backend: scalar loops only
+template <class T>
+using Pack = simd::Scalar<T>;
+#endif
+
+// ---- Operand access for the packet loops: a contiguous array or one broadcast value. ----------
+
+template <class V>
+struct Contig {
+  const typename V::value_type* p;
+  V at(int64_t i) const { return V::load(p + i); }
+  V at_n(int64_t i, int r) const { return V::load_n(p + i, r); }
+};
+
+template <class V>
+struct Bcast {
+  V v;
+  V at(int64_t) const { return v; }
+  V at_n(int64_t, int) const { return v; }
+};
+
+/// Calls body(src_a, src_b) with the operand views matching strides (1,1), (1,0) or (0,1);
+/// returns false for any other combination.
+template <class V, class Body>
+inline bool with_sources(const typename V::value_type* a, int64_t sa,
+                         const typename V::value_type* b, int64_t sb, Body body) {
+  if (sa == 1 && sb == 1) {
+    body(Contig<V>{a}, Contig<V>{b});
+  } else if (sa == 1 && sb == 0) {
+    body(Contig<V>{a}, Bcast<V>{V(*b)});
+  } else if (sa == 0 && sb == 1) {
+    body(Bcast<V>{V(*a)}, Contig<V>{b});
+  } else {
+    return false;
+  }
+  return true;
+}
+
+/// y[i] = f(a[i], b[i]) for operand views a, b; y contiguous.
+template <class V, class A, class B, class F>
+inline void map2(int64_t n, A a, B b, typename V::value_type* y, F f) {
+  constexpr int W = V::kWidth;
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {  // two packets per trip: cheap ops are loop-bound
+    V r0 = f(a.at(i), b.at(i));
+    V r1 = f(a.at(i + W), b.at(i + W));
+    r0.store(y + i);
+    r1.store(y + i + W);
+  }
+  for (; i + W <= n; i += W) f(a.at(i), b.at(i)).store(y + i);
+  if (i < n) {
+    const int r = int(n - i);
+    f(a.at_n(i, r), b.at_n(i, r)).store_n(y + i, r);
+  }
+}
+
+/// y[i] = f(x[i]), contiguous.
+template <class V, class F>
+inline void map1(int64_t n, const typename V::value_type* x, typename V::value_type* y, F f) {
+  map2<V>(n, Contig<V>{x}, Bcast<V>{V(typename V::value_type(0))}, y,
+          [&](V u, V) { return f(u); });
+}
+
+/// Like map1, but f(x, redo) also flags lanes whose result must come from fix(x[i]) instead.
+/// x may equal y: x[i] is read before y[i] is written.
+template <class V, class F, class Fix>
+inline void map1_redo(int64_t n, const typename V::value_type* x, typename V::value_type* y,
+                      F f, Fix fix) {
+  using T = typename V::value_type;
+  constexpr int W = V::kWidth;
+  for (int64_t i = 0; i < n; i += W) {
+    const int r = n - i < W ? int(n - i) : W;
+    typename V::Mask redo;
+    V res = f(r == W ? V::load(x + i) : V::load_n(x + i, r), redo);
+    uint32_t bits = mask_bits(redo) & ((2u << (r - 1)) - 1u);
+    if (bits == 0) {
+      if (r == W) res.store(y + i);
+      else res.store_n(y + i, r);
+      continue;
+    }
+    T tmp[W];
+    res.store(tmp);
+    for (; bits; bits &= bits - 1) {
+      const int l = __builtin_ctz(bits);
+      tmp[l] = fix(x[i + l]);
+    }
+    std::memcpy(y + i, tmp, sizeof(T) * size_t(r));
+  }
+}
+
+// ---- unary ---------------------------------------------------------------------------------
+
+// GELU's reference formula 0.5 x (1 + erf(x / sqrt2)) (and the tanh form) cancels for x below
+// about -0.67: 1 + erf(.) is then smaller than 1/2, and a one-ulp difference in erf becomes many
+// ulps of the result. Lanes there take the scalar reference, so the result stays within a few
+// ulp of it; the packet path covers the rest.
+template <class T>
+T gelu_tanh_ref(T x) {
+  // As scalar::apply_unary, with the product kept out of an FMA (Note [Contraction]).
+  constexpr T kSqrt2OverPi = T(0.79788456080286535588);
+  T cube = no_contract(simd::Scalar<T>(T(0.044715) * x * x * x)).v;
+  T inner = kSqrt2OverPi * (x + cube);
+  return T(0.5) * x * (T(1) + std::tanh(inner));
+}
+
+/// The packet path for a contiguous unary op; false when the op has none (the caller then runs
+/// the scalar loop). x may equal y.
+template <class T>
+bool unary_contig(Unary op, UnaryParams p, int64_t n, const T* x, T* y) {
+  using V = Pack<T>;
+  namespace m = simd;
+  const V pa = V(T(p.a));
+  const V pb = V(T(p.b));
+  const V zero = V(T(0));
+  const V one = V(T(1));
+  const V half = V(T(0.5));
+  switch (op) {
+    case Unary::Neg: map1<V>(n, x, y, [](V v) { return -v; }); return true;
+    case Unary::Abs: map1<V>(n, x, y, [](V v) { return abs(v); }); return true;
+    case Unary::Square: map1<V>(n, x, y, [](V v) { return v * v; }); return true;
+    case Unary::Sqrt: map1<V>(n, x, y, [](V v) { return sqrt(v); }); return true;
+    case Unary::Rsqrt: map1<V>(n, x, y, [&](V v) { return one / sqrt(v); }); return true;
+    case Unary::Reciprocal: map1<V>(n, x, y, [&](V v) { return one / v; }); return true;
+    case Unary::Floor: map1<V>(n, x, y, [](V v) { return floor(v); }); return true;
+    case Unary::Ceil: map1<V>(n, x, y, [](V v) { return ceil(v); }); return true;
+    case Unary::Round: map1<V>(n, x, y, [](V v) { return round_even(v); }); return true;
+    case Unary::Relu:  // max(0, x) is `0 > x ? 0 : x`: keeps NaN and -0 (Note [Packet min/max])
+      map1<V>(n, x, y, [&](V v) { return max(zero, v); });
+      return true;
+    case Unary::Clamp:  // x < a ? a : (x > b ? b : x), operand order as in Relu
+      map1<V>(n, x, y, [&](V v) { return min(pb, max(pa, v)); });
+      return true;
+    case Unary::LeakyRelu:
+      map1<V>(n, x, y, [&](V v) { return select(gt(v, zero), v, v * pa); });
+      return true;
+    case Unary::Sign:
+      map1<V>(n, x, y, [&](V v) {
+        V s = select(gt(v, zero), one, select(lt(v, zero), -one, zero));
+        return select(is_nan(v), v, s);
+      });
+      return true;
+    case Unary::AddScalar: map1<V>(n, x, y, [&](V v) { return v + pa; }); return true;
+    case Unary::MulScalar: map1<V>(n, x, y, [&](V v) { return v * pa; }); return true;
+    case Unary::RsubScalar: map1<V>(n, x, y, [&](V v) { return pa - v; }); return true;
+    case Unary::RdivScalar: map1<V>(n, x, y, [&](V v) { return pa / v; }); return true;
+    case Unary::Exp: map1<V>(n, x, y, [](V v) { return m::exp(v); }); return true;
+    case Unary::Log: map1<V>(n, x, y, [](V v) { return m::log(v); }); return true;
+    case Unary::Log1p: map1<V>(n, x, y, [](V v) { return m::log1p(v); }); return true;
+    case Unary::Expm1: map1<V>(n, x, y, [](V v) { return m::expm1(v); }); return true;
+    case Unary::Tanh: map1<V>(n, x, y, [](V v) { return m::tanh(v); }); return true;
+    case Unary::Sigmoid: map1<V>(n, x, y, [](V v) { return m::sigmoid(v); }); return true;
+    case Unary::Erf: map1<V>(n, x, y, [](V v) { return m::erf(v); }); return true;
+    case Unary::Silu: map1<V>(n, x, y, [](V v) { return v * m::sigmoid(v); }); return true;
+    case Unary::Elu:
+      map1<V>(n, x, y, [&](V v) { return select(gt(v, zero), v, pa * m::expm1(v)); });
+      return true;
+    case Unary::Softplus:
+      map1<V>(n, x, y, [&](V v) {
+        V bx = v * pa;
+        return select(gt(bx, pb), v, m::log1p(m::exp(bx)) / pa);
+      });
+      return true;
+    case Unary::Gelu:
+      map1_redo<V>(
+          n, x, y,
+          [&](V v, typename V::Mask& redo) {
+            V e1 = one + m::erf(v * V(T(0.70710678118654752440)));
+            redo = lt(e1, half);
+            return half * v * e1;
+          },
+          [p](T v) { return ref_unary(Unary::Gelu, p, v); });
+      return true;
+    case Unary::GeluTanh:
+      map1_redo<V>(
+          n, x, y,
+          [&](V v, typename V::Mask& redo) {
+            V cube = no_contract(V(T(0.044715)) * v * v * v);
+            V t1 = one + m::tanh(V(T(0.79788456080286535588)) * (v + cube));
+            redo = lt(t1, half);
+            return half * v * t1;
+          },
+          [](T v) { return gelu_tanh_ref(v); });
+      return true;
+    default:
+      return false;  // Sin, Cos, PowScalar
+  }
+}
+
+template <class T>
+void unary(Unary op, UnaryParams p, int64_t n, const T* x, int64_t sx, T* y) {
+  if constexpr (kSimd) {
+    if (sx == 1) {
+      if (unary_contig(op, p, n, x, y)) return;
+    } else {
+      // Gather into y and run in place, a chunk at a time so the chunk is still in cache. Safe
+      // even if x overlaps y the way an in-place op would: element i is read before any write
+      // to an index >= i.
+      constexpr int64_t kChunk = 1024;
+      for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+        const int64_t len = std::min(kChunk, n - i0);
+        for (int64_t i = i0; i < i0 + len; ++i) y[i] = x[i * sx];
+        if (!unary_contig(op, p, len, y + i0, y + i0)) {
+          for (int64_t i = i0; i < i0 + len; ++i) y[i] = ref_unary(op, p, y[i]);
+        }
+      }
+      return;
+    }
+  } else if (sx == 1) {
+    switch (op) {  // the commonest ops get a branch-free loop the compiler vectorises
+      case Unary::Neg: for (int64_t i = 0; i < n; ++i) y[i] = -x[i]; return;
+      case Unary::Square: for (int64_t i = 0; i < n; ++i) y[i] = x[i] * x[i]; return;
+      case Unary::Relu: for (int64_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i]; return;
+      case Unary::AddScalar: { T a = T(p.a); for (int64_t i = 0; i < n; ++i) y[i] = x[i] + a; return; }
+      case Unary::MulScalar: { T a = T(p.a); for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a; return; }
+      default: break;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) y[i] = ref_unary(op, p, x[i * sx]);
+}
+
+// ---- binary, compare, where ------------------------------------------------------------------
+
+/// NaN-propagating max/min as scalar::apply_binary: a NaN a wins, then a NaN b.
+template <class V>
+inline V max_nan(V a, V b) {
+  return select(is_nan(a), a, select(is_nan(b), b, max(a, b)));
+}
+template <class V>
+inline V min_nan(V a, V b) {
+  return select(is_nan(a), a, select(is_nan(b), b, min(a, b)));
+}
+
+template <class T>
+bool binary_simd(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y) {
+  using V = Pack<T>;
+  auto run = [&](auto f) {
+    return with_sources<V>(a, sa, b, sb, [&](auto va, auto vb) { map2<V>(n, va, vb, y, f); });
+  };
+  switch (op) {
+    case Binary::Add: return run([](V u, V v) { return u + v; });
+    case Binary::Sub: return run([](V u, V v) { return u - v; });
+    case Binary::Mul: return run([](V u, V v) { return u * v; });
+    case Binary::Div: return run([](V u, V v) { return u / v; });
+    case Binary::Max: return run([](V u, V v) { return max_nan(u, v); });
+    case Binary::Min: return run([](V u, V v) { return min_nan(u, v); });
+    default: return false;  // Pow
+  }
+}
+
+template <class T, class F>
+inline void binary_loop(int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y, F f) {
+  if (sa == 1 && sb == 1) {
+    for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
+  } else if (sa == 1 && sb == 0) {
+    const T bv = *b;
+    for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], bv);
+  } else if (sa == 0 && sb == 1) {
+    const T av = *a;
+    for (int64_t i = 0; i < n; ++i) y[i] = f(av, b[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = f(a[i * sa], b[i * sb]);
+  }
+}
+
+template <class T>
+void binary(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y) {
+  if constexpr (kSimd) {
+    if (n > 0 && binary_simd(op, n, a, sa, b, sb, y)) return;
+  }
+  switch (op) {
+    case Binary::Add: return binary_loop(n, a, sa, b, sb, y, [](T u, T v) { return u + v; });
+    case Binary::Sub: return binary_loop(n, a, sa, b, sb, y, [](T u, T v) { return u - v; });
+    case Binary::Mul: return binary_loop(n, a, sa, b, sb, y, [](T u, T v) { return u * v; });
+    case Binary::Div: return binary_loop(n, a, sa, b, sb, y, [](T u, T v) { return u / v; });
+    default:
+      return binary_loop(n, a, sa, b, sb, y, [op](T u, T v) { return apply_binary(op, u, v); });
+  }
+}
+
+template <class T>
+bool compare_simd(Compare op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb,
+                  uint8_t* y) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  auto run = [&](auto pred) {
+    return with_sources<V>(a, sa, b, sb, [&](auto va, auto vb) {
+      int64_t i = 0;
+      for (; i + W <= n; i += W) V::store_bytes01(y + i, pred(va.at(i), vb.at(i)));
+      if (i < n) {
+        const int r = int(n - i);
+        V::store_bytes01_n(y + i, pred(va.at_n(i, r), vb.at_n(i, r)), r);
+      }
+    });
+  };
+  switch (op) {
+    case Compare::Eq: return run([](V u, V v) { return eq(u, v); });
+    case Compare::Ne: return run([](V u, V v) { return ne(u, v); });
+    case Compare::Lt: return run([](V u, V v) { return lt(u, v); });
+    case Compare::Le: return run([](V u, V v) { return le(u, v); });
+    case Compare::Gt: return run([](V u, V v) { return gt(u, v); });
+    case Compare::Ge: return run([](V u, V v) { return ge(u, v); });
+    default: return false;
+  }
+}
+
+template <class T>
+void compare(Compare op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, uint8_t* y) {
+  if constexpr (kSimd) {
+    if (n > 0 && compare_simd(op, n, a, sa, b, sb, y)) return;
+  }
+  for (int64_t i = 0; i < n; ++i) y[i] = apply_compare(op, a[i * sa], b[i * sb]) ? 1 : 0;
+}
+
+template <class T>
+void where(int64_t n, const uint8_t* c, int64_t sc, const T* a, int64_t sa, const T* b,
+           int64_t sb, T* y) {
+  if constexpr (kSimd) {
+    using V = Pack<T>;
+    constexpr int W = V::kWidth;
+    auto run = [&](auto va, auto vb) {
+      int64_t i = 0;
+      for (; i + W <= n; i += W) select(V::nonzero_bytes(c + i), va.at(i), vb.at(i)).store(y + i);
+      if (i < n) {
+        const int r = int(n - i);
+        select(V::nonzero_bytes_n(c + i, r), va.at_n(i, r), vb.at_n(i, r)).store_n(y + i, r);
+      }
+    };
+    if (n > 0 && sc == 1 && (sa == 0 || sa == 1) && (sb == 0 || sb == 1)) {
+      if (sa == 1 && sb == 1) run(Contig<V>{a}, Contig<V>{b});
+      else if (sa == 1) run(Contig<V>{a}, Bcast<V>{V(*b)});
+      else if (sb == 1) run(Bcast<V>{V(*a)}, Contig<V>{b});
+      else run(Bcast<V>{V(*a)}, Bcast<V>{V(*b)});
+      return;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) y[i] = c[i * sc] ? a[i * sa] : b[i * sb];
+}
+
+// ---- reductions ------------------------------------------------------------------------------
+
+template <class T>
+int64_t first_nan(int64_t n, const T* x) {
+  for (int64_t i = 0; i < n; ++i)
+    if (x[i] != x[i]) return i;
+  return -1;
+}
+
+/// Contiguous reduction on packets: four independent accumulators (latency, and smaller
+/// rounding error for sums). Max/Min run on the plain packet max/min and track NaNs apart.
+template <class T>
+T reduce_contig(Reduce op, int64_t n, const T* x) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  const T ident = scalar::reduce_identity<T>(op);
+  auto step = [op](V acc, V v) {
+    switch (op) {
+      case Reduce::Sum: return acc + v;
+      case Reduce::Prod: return acc * v;
+      case Reduce::Max: return max(acc, v);
+      case Reduce::Min: return min(acc, v);
+      default: return fma(v, v, acc);  // SumSquares
+    }
+  };
+  V acc[4] = {V(ident), V(ident), V(ident), V(ident)};
+  typename V::Mask nan = is_nan(V(T(0)));
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    for (int k = 0; k < 4; ++k) {
+      V v = V::load(x + i + k * W);
+      nan = nan | is_nan(v);
+      acc[k] = step(acc[k], v);
+    }
+  }
+  for (; i + W <= n; i += W) {
+    V v = V::load(x + i);
+    nan = nan | is_nan(v);
+    acc[0] = step(acc[0], v);
+  }
+  if (i < n) {
+    const int r = int(n - i);
+    V v = select(V::first_n(r), V::load_n(x + i, r), V(ident));
+    nan = nan | is_nan(v);
+    acc[0] = step(acc[0], v);
+  }
+  if ((op == Reduce::Max || op == Reduce::Min) && any(nan)) return x[first_nan(n, x)];
+  V a = acc[0];
+  for (int k = 1; k < 4; ++k) a = op == Reduce::SumSquares ? a + acc[k] : step(a, acc[k]);
+  switch (op) {
+    case Reduce::Prod: return reduce_mul(a);
+    case Reduce::Max: return reduce_max(a);
+    case Reduce::Min: return reduce_min(a);
+    default: return reduce_add(a);
+  }
+}
+
+template <class T>
+T reduce(Reduce op, int64_t n, const T* x, int64_t sx) {
+  if constexpr (kSimd) {
+    if (sx == 1) return reduce_contig(op, n, x);
+  }
+  // Eight independent partial results: shorter dependency chains and, for sums, smaller
+  // rounding error than one running total.
+  constexpr int kLanes = 8;
+  T part[kLanes];
+  for (T& v : part) v = scalar::reduce_identity<T>(op);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) part[l] = scalar::reduce_step(op, part[l], x[(i + l) * sx]);
+  for (; i < n; ++i) part[0] = scalar::reduce_step(op, part[0], x[i * sx]);
+  T acc = part[0];
+  for (int l = 1; l < kLanes; ++l) acc = scalar::reduce_merge(op, acc, part[l]);
+  return acc;
+}
+
+template <class T>
+void accumulate(Reduce op, int64_t n, const T* x, int64_t sx, T* acc) {
+  if constexpr (kSimd) {
+    using V = Pack<T>;
+    if (sx == 1) {
+      auto run = [&](auto f) { map2<V>(n, Contig<V>{acc}, Contig<V>{x}, acc, f); };
+      switch (op) {
+        case Reduce::Sum: run([](V s, V v) { return s + v; }); return;
+        case Reduce::Prod: run([](V s, V v) { return s * v; }); return;
+        case Reduce::Max: run([](V s, V v) { return max_nan(s, v); }); return;
+        case Reduce::Min: run([](V s, V v) { return min_nan(s, v); }); return;
+        case Reduce::SumSquares:  // square rounded on its own, as in the scalar backend
+          run([](V s, V v) { return s + no_contract(v * v); });
+          return;
+        default: break;
+      }
+    }
+    if (op == Reduce::SumSquares) {  // keep the product out of an FMA here too
+      for (int64_t i = 0; i < n; ++i) {
+        const T v = x[i * sx];
+        acc[i] = acc[i] + no_contract(simd::Scalar<T>(v * v)).v;
+      }
+      return;
+    }
+  } else if (sx == 1 && op == Reduce::Sum) {
+    for (int64_t i = 0; i < n; ++i) acc[i] += x[i];
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) acc[i] = scalar::reduce_step(op, acc[i], x[i * sx]);
+}
+
+/// Contiguous arg max/min in two passes: the extreme value on packets (stopping at the first
+/// NaN, which wins), then the first index holding it.
+template <class T>
+int64_t arg_reduce_contig(bool is_max, int64_t n, const T* x) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  const T ident = is_max ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
+  V best = V(ident);
+  int64_t i = 0;
+  for (; i < n; i += W) {
+    const int r = n - i < W ? int(n - i) : W;
+    V v = r == W ? V::load(x + i) : select(V::first_n(r), V::load_n(x + i, r), V(ident));
+    auto nan = is_nan(v);
+    if (any(nan)) return i + __builtin_ctz(mask_bits(nan));
+    best = is_max ? max(best, v) : min(best, v);
+  }
+  const T target = is_max ? reduce_max(best) : reduce_min(best);
+  for (i = 0; i + W <= n; i += W) {
+    const uint32_t hit = mask_bits(eq(V::load(x + i), V(target)));
+    if (hit) return i + __builtin_ctz(hit);
+  }
+  for (; i < n; ++i)
+    if (x[i] == target) return i;
+  return 0;  // unreachable: the extreme value is one of the elements
+}
+
+template <class T>
+int64_t arg_reduce(bool is_max, int64_t n, const T* x, int64_t sx) {
+  if constexpr (kSimd) {
+    if (sx == 1) return arg_reduce_contig(is_max, n, x);
+  }
+  int64_t best = 0;
+  T bv = x[0];
+  if (bv != bv) return 0;
+  for (int64_t i = 1; i < n; ++i) {
+    T v = x[i * sx];
+    if (v != v) return i;
+    if (is_max ? v > bv : v < bv) {
+      bv = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+}  // namespace
+}  // namespace ember::backend::EMBER_ISA_NS
+
+#include "gemm.inl"
+
+namespace ember::backend::EMBER_ISA_NS {
+#define EMBER_KERNEL_TABLE(T)                                                                  \
+  Kernels<T> {                                                                                 \
+    EMBER_ISA_ENUM, &unary<T>, &binary<T>, &compare<T>, &where<T>, &reduce<T>, &accumulate<T>, \
+        &arg_reduce<T>, &gemm<T>                                                               \
+  }
+const Kernels<float> kTableF32 = EMBER_KERNEL_TABLE(float);
+const Kernels<double> kTableF64 = EMBER_KERNEL_TABLE(double);
+#undef EMBER_KERNEL_TABLE
+}  // namespace ember::backend::EMBER_ISA_NS

@@ -1,0 +1,80 @@
+#include "ember/core/shape.hpp"
+
+#include <ostream>
+
+#include "ember/core/dtype.hpp"
+#include "ember/core/error.hpp"
+
+namespace ember {
+
+namespace detail {
+void throw_too_many_dims(int64_t rank) {
+  throw ShapeError("shape: " + std::to_string(rank) + " dims exceed the maximum of " +
+                   std::to_string(kMaxDims));
+}
+}  // namespace detail
+
+std::string Shape::str() const {
+  std::string s = "[";
+  for (int64_t i = 0; i < size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(d_[i]);
+  }
+  return s + "]";
+}
+
+std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
+
+int64_t checked_numel(const Shape& shape, const char* op) {
+  int64_t n = 1;
+  bool overflow = false;
+  for (int64_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] < 0) {
+      throw ShapeError(std::string(op) + ": shape " + shape.str() + " has a negative size " +
+                       std::to_string(shape[i]) + " at dim " + std::to_string(i));
+    }
+    if (__builtin_mul_overflow(n, shape[i], &n)) overflow = true;
+  }
+  // A zero anywhere makes the product 0 even if a partial product overflowed.
+  for (int64_t d : shape)
+    if (d == 0) return 0;
+  if (overflow || n > (int64_t(1) << 62)) {
+    throw ShapeError(std::string(op) + ": shape " + shape.str() +
+                     " has more elements than int64 can count");
+  }
+  return n;
+}
+
+Shape contiguous_strides(const Shape& shape) {
+  Shape st = Shape::filled(shape.size(), 1);
+  int64_t acc = 1;
+  for (int64_t i = shape.size() - 1; i >= 0; --i) {
+    st[i] = acc;
+    acc *= std::max<int64_t>(shape[i], 1);
+  }
+  return st;
+}
+
+const char* dtype_name(DType t) noexcept {
+  switch (t) {
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::Int64: return "int64";
+    case DType::Int32: return "int32";
+    case DType::UInt8: return "uint8";
+  }
+  return "unknown";
+}
+
+size_t dtype_size(DType t) noexcept {
+  switch (t) {
+    case DType::Float32: return 4;
+    case DType::Float64: return 8;
+    case DType::Int64: return 8;
+    case DType::Int32: return 4;
+    case DType::UInt8: return 1;
+  }
+  return 0;
+}
+
+}  // namespace ember

@@ -1,0 +1,221 @@
+// Matrix products on the backend's GEMM.
+#include "common.hpp"
+
+namespace ember {
+
+using autograd::needs_grad;
+using autograd::record;
+using autograd::SavedTensor;
+using detail::cat_str;
+using detail::new_tensor;
+
+namespace {
+
+void require(const TensorBase& t, const char* op) {
+  if (!t.defined()) throw ValueError(std::string(op) + ": an input tensor is undefined");
+}
+
+// How to hand a 2-D view to GEMM without copying: row-major (trans = false) or as the transpose
+// of a row-major matrix (trans = true). Other layouts are copied first.
+template <FloatingElement T>
+struct GemmOperand {
+  const T* ptr;  // nullptr: the layout needs a copy
+  int64_t ld;
+  bool trans;
+};
+
+template <FloatingElement T>
+GemmOperand<T> gemm_operand(int64_t stride_rows, int64_t stride_cols, int64_t rows, int64_t cols,
+                            const T* base) {
+  if (stride_cols == 1 && (stride_rows >= std::max<int64_t>(cols, 1) || rows <= 1)) {
+    return {base, std::max<int64_t>(stride_rows, std::max<int64_t>(cols, 1)), false};
+  }
+  if (stride_rows == 1 && (stride_cols >= std::max<int64_t>(rows, 1) || cols <= 1)) {
+    return {base, std::max<int64_t>(stride_cols, std::max<int64_t>(rows, 1)), true};
+  }
+  return {nullptr, 0, false};
+}
+
+// C[b] = A[b] x B[b] for 3-D (batch, rows, cols) views; batch strides may be 0 (broadcast).
+template <FloatingElement T>
+Tensor<T> bmm_raw(const Tensor<T>& a, const Tensor<T>& b) {
+  const int64_t batch = a.shape()[0], n = a.shape()[1], k = a.shape()[2], m = b.shape()[2];
+  Tensor<T> out = new_tensor<T>({batch, n, m}, "matmul");
+  if (out.numel() == 0) return out;
+  Tensor<T> ac = a, bc = b;
+  auto oa = gemm_operand(a.strides()[1], a.strides()[2], n, k, a.data_ptr());
+  if (oa.ptr == nullptr) {
+    ac = a.contiguous();
+    oa = gemm_operand(ac.strides()[1], ac.strides()[2], n, k, ac.data_ptr());
+  }
+  auto ob = gemm_operand(b.strides()[1], b.strides()[2], k, m, b.data_ptr());
+  if (ob.ptr == nullptr) {
+    bc = b.contiguous();
+    ob = gemm_operand(bc.strides()[1], bc.strides()[2], k, m, bc.data_ptr());
+  }
+  const int64_t sa = ac.strides()[0], sb = bc.strides()[0];
+  const auto& kern = backend::kernels<T>();
+  T* po = out.data_ptr();
+  auto one = [&](int64_t i) {
+    kern.gemm(oa.trans, ob.trans, n, m, k, T(1), oa.ptr + i * sa, oa.ld, ob.ptr + i * sb, ob.ld,
+              T(0), po + i * n * m, m);
+  };
+  if (batch == 1 || n * m * k >= (int64_t(1) << 18)) {
+    for (int64_t i = 0; i < batch; ++i) one(i);  // GEMM threads itself
+  } else {
+    detail::parallel_for(0, batch, std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(n * m * k, 1)),
+                         [&](int64_t s, int64_t e) {
+                           for (int64_t i = s; i < e; ++i) one(i);
+                         });
+  }
+  return out;
+}
+
+[[noreturn]] void inner_mismatch(const char* op, const Shape& a, const Shape& b, int64_t ka,
+                                 int64_t kb) {
+  throw ShapeError(cat_str(op, ": ", a, " x ", b, ": inner dims ", ka, " != ", kb));
+}
+
+}  // namespace
+
+template <FloatingElement T>
+Tensor<T> mm(const Tensor<T>& a, const Tensor<T>& b) {
+  require(a, "mm");
+  require(b, "mm");
+  if (a.dim() != 2 || b.dim() != 2) {
+    throw ShapeError(cat_str("mm: expected two 2-D tensors, got ", a.shape(), " and ", b.shape()));
+  }
+  if (a.shape()[1] != b.shape()[0]) inner_mismatch("mm", a.shape(), b.shape(), a.shape()[1], b.shape()[0]);
+  Tensor<T> out = detail::adopt_as(bmm_raw(a.detach().unsqueeze(0), b.detach().unsqueeze(0)),
+                                   {a.shape()[0], b.shape()[1]});
+  if (needs_grad(a, b)) {
+    const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+    record(out, "mm", {&a, &b},
+           [sa = need_b ? SavedTensor<T>(a) : SavedTensor<T>(),
+            sb = need_a ? SavedTensor<T>(b) : SavedTensor<T>(), need_a, need_b](const Tensor<T>& g) {
+             std::vector<Tensor<T>> grads(2);
+             if (need_a) grads[0] = mm(g, sb.get("mm").t());
+             if (need_b) grads[1] = mm(sa.get("mm").t(), g);
+             return grads;
+           });
+  }
+  return out;
+}
+
+template <FloatingElement T>
+Tensor<T> bmm(const Tensor<T>& a, const Tensor<T>& b) {
+  require(a, "bmm");
+  require(b, "bmm");
+  if (a.dim() != 3 || b.dim() != 3) {
+    throw ShapeError(cat_str("bmm: expected two 3-D tensors, got ", a.shape(), " and ", b.shape()));
+  }
+  if (a.shape()[0] != b.shape()[0]) {
+    throw ShapeError(cat_str("bmm: ", a.shape(), " x ", b.shape(), ": batch sizes ", a.shape()[0],
+                             " != ", b.shape()[0]));
+  }
+  if (a.shape()[2] != b.shape()[1]) inner_mismatch("bmm", a.shape(), b.shape(), a.shape()[2], b.shape()[1]);
+  Tensor<T> out = bmm_raw(a.detach(), b.detach());
+  if (needs_grad(a, b)) {
+    const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+    record(out, "bmm", {&a, &b},
+           [sa = need_b ? SavedTensor<T>(a) : SavedTensor<T>(),
+            sb = need_a ? SavedTensor<T>(b) : SavedTensor<T>(), need_a, need_b](const Tensor<T>& g) {
+             std::vector<Tensor<T>> grads(2);
+             if (need_a) grads[0] = bmm(g, sb.get("bmm").transpose(1, 2));
+             if (need_b) grads[1] = bmm(sa.get("bmm").transpose(1, 2), g);
+             return grads;
+           });
+  }
+  return out;
+}
+
+template <FloatingElement T>
+Tensor<T> dot(const Tensor<T>& a, const Tensor<T>& b) {
+  require(a, "dot");
+  require(b, "dot");
+  if (a.dim() != 1 || b.dim() != 1) {
+    throw ShapeError(cat_str("dot: expected two 1-D tensors, got ", a.shape(), " and ", b.shape()));
+  }
+  if (a.numel() != b.numel()) inner_mismatch("dot", a.shape(), b.shape(), a.numel(), b.numel());
+  return mm(a.unsqueeze(0), b.unsqueeze(1)).reshape(Shape{});
+}
+
+template <FloatingElement T>
+Tensor<T> outer(const Tensor<T>& a, const Tensor<T>& b) {
+  require(a, "outer");
+  require(b, "outer");
+  if (a.dim() != 1 || b.dim() != 1) {
+    throw ShapeError(cat_str("outer: expected two 1-D tensors, got ", a.shape(), " and ", b.shape()));
+  }
+  return a.unsqueeze(1) * b.unsqueeze(0);
+}
+
+template <FloatingElement T>
+Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
+  require(a, "matmul");
+  require(b, "matmul");
+  if (a.dim() == 0 || b.dim() == 0) {
+    throw ShapeError(cat_str("matmul: both arguments need at least 1 dim, got ", a.shape(), " and ",
+                             b.shape()));
+  }
+  const int64_t ka = a.shape()[a.dim() - 1];
+  const int64_t kb = b.dim() == 1 ? b.shape()[0] : b.shape()[b.dim() - 2];
+  if (ka != kb) inner_mismatch("matmul", a.shape(), b.shape(), ka, kb);
+  if (a.dim() == 1 && b.dim() == 1) return dot(a, b);
+  if (a.dim() == 2 && b.dim() == 2) return mm(a, b);
+  if (a.dim() == 1 && b.dim() == 2) return mm(a.unsqueeze(0), b).squeeze(0);
+  if (a.dim() == 2 && b.dim() == 1) return mm(a, b.unsqueeze(1)).squeeze(1);
+  if (b.dim() <= 2) {
+    // [..., n, k] x [k, m]: fold the batch into the rows of one GEMM.
+    Shape out_shape = a.shape();
+    Tensor<T> b2 = b.dim() == 1 ? b.unsqueeze(1) : b;
+    Tensor<T> r = mm(a.reshape({-1, ka}), b2);
+    if (b.dim() == 1) {
+      out_shape.pop_back();
+    } else {
+      out_shape[out_shape.size() - 1] = b.shape()[1];
+    }
+    return r.reshape(out_shape);
+  }
+  // General case: broadcast the batch dims and run a batched GEMM.
+  Tensor<T> a2 = a.dim() == 1 ? a.unsqueeze(0) : a;
+  Tensor<T> b2 = b;  // b.dim() >= 3 here
+  Shape batch_a(a2.shape().begin(), a2.shape().end() - 2);
+  Shape batch_b(b2.shape().begin(), b2.shape().end() - 2);
+  Shape batch = detail::broadcast_shapes(batch_a, batch_b, "matmul");
+  const int64_t n = a2.shape()[a2.dim() - 2], m = b2.shape()[b2.dim() - 1];
+  Shape ea = batch, eb = batch;
+  ea.push_back(n);
+  ea.push_back(ka);
+  eb.push_back(ka);
+  eb.push_back(m);
+  const int64_t nb = batch.numel();
+  Tensor<T> r = bmm(a2.expand(ea).reshape({nb, n, ka}), b2.expand(eb).reshape({nb, ka, m}));
+  Shape out_shape = batch;
+  if (a.dim() > 1) out_shape.push_back(n);
+  out_shape.push_back(m);
+  return r.reshape(out_shape);
+}
+
+template <Element T>
+Tensor<T> Tensor<T>::matmul(const Tensor<T>& other) const requires FloatingElement<T> {
+  return ember::matmul(*this, other);
+}
+template <Element T>
+Tensor<T> Tensor<T>::mm(const Tensor<T>& other) const requires FloatingElement<T> {
+  return ember::mm(*this, other);
+}
+
+#define EMBER_INSTANTIATE(T)                                        \
+  template Tensor<T> matmul(const Tensor<T>&, const Tensor<T>&);    \
+  template Tensor<T> mm(const Tensor<T>&, const Tensor<T>&);        \
+  template Tensor<T> bmm(const Tensor<T>&, const Tensor<T>&);       \
+  template Tensor<T> dot(const Tensor<T>&, const Tensor<T>&);       \
+  template Tensor<T> outer(const Tensor<T>&, const Tensor<T>&);     \
+  template Tensor<T> Tensor<T>::matmul(const Tensor<T>&) const;     \
+  template Tensor<T> Tensor<T>::mm(const Tensor<T>&) const;
+EMBER_INSTANTIATE(float)
+EMBER_INSTANTIATE(double)
+#undef EMBER_INSTANTIATE
+
+}  // namespace ember

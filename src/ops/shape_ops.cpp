@@ -1,0 +1,426 @@
+// Joining, splitting, padding and indexing.
+#include <cstring>
+
+#include "common.hpp"
+
+namespace ember {
+
+using autograd::needs_grad;
+using autograd::record;
+using detail::cat_str;
+using detail::new_tensor;
+using detail::wrap_dim;
+
+namespace {
+
+void require(const TensorBase& t, const char* op) {
+  if (!t.defined()) throw ValueError(std::string(op) + ": an input tensor is undefined");
+}
+
+// Checks every index against [0, size) (negative indices count from the end, as PyTorch) and
+// returns them normalised.
+std::vector<int64_t> checked_indices(const Tensor<int64_t>& index, int64_t size, const char* op,
+                                     const Shape& x_shape, int64_t dim) {
+  std::vector<int64_t> idx = index.to_vector();
+  for (size_t i = 0; i < idx.size(); ++i) {
+    int64_t v = idx[i];
+    if (v < -size || v >= size) {
+      throw IndexError(cat_str(op, ": index ", v, " at position ", i, " is out of range for dim ",
+                               dim, " of size ", size, " (input shape ", x_shape, ")"));
+    }
+    if (v < 0) idx[i] = v + size;
+  }
+  return idx;
+}
+
+}  // namespace
+
+// ---- cat / stack / split --------------------------------------------------------------------------
+
+template <Element T>
+Tensor<T> cat(const std::vector<Tensor<T>>& tensors, int64_t dim) {
+  if (tensors.empty()) throw ValueError("cat: expected a non-empty list of tensors");
+  for (const auto& t : tensors) require(t, "cat");
+  const Tensor<T>& first = tensors[0];
+  const int64_t d = wrap_dim(dim, first.dim(), "cat");
+  if (first.dim() == 0) throw ShapeError("cat: zero-dimensional tensors cannot be concatenated");
+  Shape out_shape = first.shape();
+  int64_t total = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Shape& s = tensors[i].shape();
+    if (s.size() != first.dim()) {
+      throw ShapeError(cat_str("cat: tensor ", i, " has shape ", s, " but tensor 0 has shape ",
+                               first.shape(), " (ranks differ)"));
+    }
+    for (int64_t k = 0; k < s.size(); ++k) {
+      if (k != d && s[k] != out_shape[k]) {
+        throw ShapeError(cat_str("cat: tensor ", i, " has shape ", s, " but tensor 0 has shape ",
+                                 first.shape(), ": dim ", k, " differs (", s[k], " vs ",
+                                 out_shape[k], ")"));
+      }
+    }
+    total += s[d];
+  }
+  out_shape[d] = total;
+  Tensor<T> out = new_tensor<T>(out_shape, "cat");
+  int64_t offset = 0;
+  std::vector<int64_t> sizes;
+  for (const auto& t : tensors) {
+    const int64_t n = t.shape()[d];
+    if (n > 0) detail::copy_strided(t, out.detach().narrow(d, offset, n));
+    sizes.push_back(n);
+    offset += n;
+  }
+  if constexpr (FloatingElement<T>) {
+    bool any = false;
+    for (const auto& t : tensors) any = any || t.requires_grad();
+    if (any && autograd::grad_mode_enabled()) {
+      std::vector<const TensorBase*> inputs;
+      for (const auto& t : tensors) inputs.push_back(&t);
+      record(out, "cat", inputs, [sizes, d](const Tensor<T>& g) {
+        std::vector<Tensor<T>> grads;
+        int64_t off = 0;
+        for (int64_t n : sizes) {
+          grads.push_back(g.narrow(d, off, n));
+          off += n;
+        }
+        return grads;
+      });
+    }
+  }
+  return out;
+}
+
+template <Element T>
+Tensor<T> stack(const std::vector<Tensor<T>>& tensors, int64_t dim) {
+  if (tensors.empty()) throw ValueError("stack: expected a non-empty list of tensors");
+  for (const auto& t : tensors) require(t, "stack");
+  const int64_t d = wrap_dim(dim, tensors[0].dim() + 1, "stack");
+  std::vector<Tensor<T>> parts;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].shape() != tensors[0].shape()) {
+      throw ShapeError(cat_str("stack: tensor ", i, " has shape ", tensors[i].shape(),
+                               " but tensor 0 has shape ", tensors[0].shape()));
+    }
+    parts.push_back(tensors[i].unsqueeze(d));
+  }
+  return cat(parts, d);
+}
+
+template <Element T>
+std::vector<Tensor<T>> split(const Tensor<T>& x, const std::vector<int64_t>& sizes, int64_t dim) {
+  require(x, "split");
+  const int64_t d = wrap_dim(dim, x.dim(), "split");
+  int64_t total = 0;
+  for (int64_t s : sizes) {
+    if (s < 0) throw ValueError(cat_str("split: negative size ", s));
+    total += s;
+  }
+  if (total != x.shape()[d]) {
+    throw ShapeError(cat_str("split: sizes add up to ", total, " but dim ", d, " of shape ",
+                             x.shape(), " has size ", x.shape()[d]));
+  }
+  std::vector<Tensor<T>> out;
+  int64_t off = 0;
+  for (int64_t s : sizes) {
+    out.push_back(x.narrow(d, off, s));
+    off += s;
+  }
+  return out;
+}
+
+// ---- Indexing -------------------------------------------------------------------------------------
+
+namespace {
+
+// out[o, i, r] = x[o, idx[i], r] for x viewed as [outer, n, inner] (x contiguous).
+template <Element T>
+void index_copy_rows(const T* x, int64_t n, const std::vector<int64_t>& idx, int64_t outer,
+                     int64_t inner, T* out) {
+  const int64_t m = static_cast<int64_t>(idx.size());
+  detail::parallel_for(0, outer * m, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)),
+                       [&](int64_t b, int64_t e) {
+                         for (int64_t r = b; r < e; ++r) {
+                           const int64_t o = r / m, i = r % m;
+                           std::memcpy(out + r * inner, x + (o * n + idx[static_cast<size_t>(i)]) * inner,
+                                       static_cast<size_t>(inner) * sizeof(T));
+                         }
+                       });
+}
+
+// out = x with g's rows added at idx (the adjoint of index_copy_rows); serial because indices
+// may repeat.
+template <FloatingElement T>
+Tensor<T> index_add_raw(const Shape& in_shape, int64_t dim, const std::vector<int64_t>& idx,
+                        const Tensor<T>& g) {
+  Tensor<T> out = zeros<T>(in_shape);
+  Tensor<T> gc = g.contiguous();
+  int64_t outer = 1, inner = 1;
+  for (int64_t k = 0; k < dim; ++k) outer *= in_shape[k];
+  for (int64_t k = dim + 1; k < in_shape.size(); ++k) inner *= in_shape[k];
+  const int64_t n = in_shape[dim], m = static_cast<int64_t>(idx.size());
+  T* po = out.data_ptr();
+  const T* pg = gc.data_ptr();
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < m; ++i) {
+      T* dst = po + (o * n + idx[static_cast<size_t>(i)]) * inner;
+      const T* src = pg + (o * m + i) * inner;
+      for (int64_t r = 0; r < inner; ++r) dst[r] += src[r];
+    }
+  return out;
+}
+
+template <FloatingElement T>
+Tensor<T> index_add_op(const Shape& in_shape, int64_t dim, const std::vector<int64_t>& idx,
+                       const Tensor<int64_t>& index, const Tensor<T>& g) {
+  Tensor<T> out = index_add_raw(in_shape, dim, idx, g);
+  if (needs_grad(g)) {
+    record(out, "index_add", {&g}, [dim, index](const Tensor<T>& gg) {
+      return ember::index_select(gg, dim, index);
+    });
+  }
+  return out;
+}
+
+}  // namespace
+
+template <Element T>
+Tensor<T> index_select(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& index) {
+  require(x, "index_select");
+  require(index, "index_select");
+  if (index.dim() > 1) {
+    throw ShapeError(cat_str("index_select: index must be 0-D or 1-D, got shape ", index.shape()));
+  }
+  const int64_t d = x.dim() == 0 ? 0 : wrap_dim(dim, x.dim(), "index_select");
+  Tensor<T> xv = x.dim() == 0 ? x.reshape({1}) : x;
+  std::vector<int64_t> idx = checked_indices(index, xv.shape()[d], "index_select", x.shape(), d);
+  Shape out_shape = xv.shape();
+  out_shape[d] = static_cast<int64_t>(idx.size());
+  Tensor<T> out = new_tensor<T>(out_shape, "index_select");
+  Tensor<T> xc = xv.contiguous();
+  int64_t outer = 1, inner = 1;
+  for (int64_t k = 0; k < d; ++k) outer *= xv.shape()[k];
+  for (int64_t k = d + 1; k < xv.dim(); ++k) inner *= xv.shape()[k];
+  if (out.numel() > 0) index_copy_rows(xc.data_ptr(), xv.shape()[d], idx, outer, inner, out.data_ptr());
+  if (x.dim() == 0 || index.dim() == 0) out = out.reshape(x.dim() == 0 ? Shape{} : out_shape);
+  if constexpr (FloatingElement<T>) {
+    if (needs_grad(x)) {
+      record(out, "index_select", {&x},
+             [in_shape = xv.shape(), x_shape = x.shape(), out_shape, d, idx, index](const Tensor<T>& g) {
+               return index_add_op(in_shape, d, idx, index, g.reshape(out_shape)).reshape(x_shape);
+             });
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Calls f(out_offset, x_offset_without_dim, index_value, src_offset) for every element of index.
+template <class F>
+void for_each_indexed(const Tensor<int64_t>& index, const Shape& x_strides_no_dim,
+                      const Shape* src_strides, int64_t dim_size, int64_t dim, const Shape& x_shape,
+                      const char* op, F&& f) {
+  Shape out_strides = contiguous_strides(index.shape());
+  const Shape& is = index.strides();
+  const Shape& ss = src_strides ? *src_strides : out_strides;
+  detail::StridedLoop<4> loop(index.shape(), {&out_strides, &is, &x_strides_no_dim, &ss});
+  const int64_t* pi = index.data_ptr();
+  loop.run_serial([&](int64_t n, const std::array<int64_t, 4>& off, const std::array<int64_t, 4>& in) {
+    for (int64_t t = 0; t < n; ++t) {
+      int64_t v = pi[off[1] + t * in[1]];
+      if (v < -dim_size || v >= dim_size) {
+        throw IndexError(cat_str(op, ": index ", v, " is out of range for dim ", dim, " of size ",
+                                 dim_size, " (input shape ", x_shape, ")"));
+      }
+      if (v < 0) v += dim_size;
+      f(off[0] + t * in[0], off[2] + t * in[2], v, off[3] + t * in[3]);
+    }
+  });
+}
+
+void check_gather_shapes(const Shape& x, const Shape& index, int64_t d, const char* op) {
+  if (x.size() != index.size()) {
+    throw ShapeError(cat_str(op, ": index of shape ", index, " must have as many dims as the input ",
+                             x));
+  }
+  for (int64_t k = 0; k < x.size(); ++k) {
+    if (k != d && index[k] > x[k]) {
+      throw ShapeError(cat_str(op, ": index of shape ", index, " is larger than the input ", x,
+                               " at dim ", k));
+    }
+  }
+}
+
+}  // namespace
+
+template <Element T>
+Tensor<T> gather(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& index) {
+  require(x, "gather");
+  require(index, "gather");
+  const int64_t d = wrap_dim(dim, x.dim(), "gather");
+  check_gather_shapes(x.shape(), index.shape(), d, "gather");
+  Tensor<T> out = new_tensor<T>(index.shape(), "gather");
+  Shape xs = x.strides();
+  const int64_t dim_stride = x.dim() ? xs[d] : 0;
+  if (x.dim()) xs[d] = 0;
+  const T* px = x.data_ptr();
+  T* po = out.data_ptr();
+  for_each_indexed(index, xs, nullptr, x.dim() ? x.shape()[d] : 1, d, x.shape(), "gather",
+                   [&](int64_t o, int64_t xo, int64_t v, int64_t) { po[o] = px[xo + v * dim_stride]; });
+  if constexpr (FloatingElement<T>) {
+    if (needs_grad(x)) {
+      record(out, "gather", {&x}, [in_shape = x.shape(), d, index](const Tensor<T>& g) {
+        return scatter_add(zeros<T>(in_shape), d, index, g);
+      });
+    }
+  }
+  return out;
+}
+
+template <FloatingElement T>
+Tensor<T> scatter_add(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& index,
+                      const Tensor<T>& src) {
+  require(x, "scatter_add");
+  require(index, "scatter_add");
+  require(src, "scatter_add");
+  const int64_t d = wrap_dim(dim, x.dim(), "scatter_add");
+  check_gather_shapes(x.shape(), index.shape(), d, "scatter_add");
+  for (int64_t k = 0; k < index.dim(); ++k) {
+    if (src.dim() != index.dim() || index.shape()[k] > src.shape()[k]) {
+      throw ShapeError(cat_str("scatter_add: index of shape ", index.shape(),
+                               " is larger than src of shape ", src.shape()));
+    }
+  }
+  Tensor<T> out = x.detach().clone();
+  Shape xs = out.strides();
+  const int64_t dim_stride = out.dim() ? xs[d] : 0;
+  if (out.dim()) xs[d] = 0;
+  const Shape& ss = src.strides();
+  T* po = out.data_ptr();
+  const T* ps = src.data_ptr();
+  for_each_indexed(index, xs, &ss, out.dim() ? out.shape()[d] : 1, d, x.shape(), "scatter_add",
+                   [&](int64_t, int64_t xo, int64_t v, int64_t so) { po[xo + v * dim_stride] += ps[so]; });
+  if (needs_grad(x, src)) {
+    record(out, "scatter_add", {&x, &src}, [d, index, src_shape = src.shape()](const Tensor<T>& g) {
+      Tensor<T> gs = gather(g, d, index);
+      if (gs.shape() != src_shape) gs = pad(gs, [&] {
+          std::vector<int64_t> p;
+          for (int64_t k = src_shape.size() - 1; k >= 0; --k) {
+            p.push_back(0);
+            p.push_back(src_shape[k] - gs.shape()[k]);
+          }
+          return p;
+        }());
+      return std::vector<Tensor<T>>{g, gs};
+    });
+  }
+  return out;
+}
+
+namespace detail {
+template <FloatingElement T>
+Tensor<T> slice_backward(const Tensor<T>& g, const Shape& in_shape, int64_t dim, int64_t start,
+                         int64_t step) {
+  Tensor<T> out = zeros<T>(in_shape);
+  const int64_t len = g.shape()[dim];
+  if (len > 0) copy_strided(g.detach(), out.slice(dim, start, start + (len - 1) * step + 1, step));
+  if (needs_grad(g)) {
+    record(out, "slice_backward", {&g}, [dim, start, step, len](const Tensor<T>& gg) {
+      return gg.slice(dim, start, start + (len - 1) * step + 1, step);
+    });
+  }
+  return out;
+}
+}  // namespace detail
+
+// ---- pad --------------------------------------------------------------------------------------------
+
+template <FloatingElement T>
+Tensor<T> pad(const Tensor<T>& x, const std::vector<int64_t>& pads, PadMode mode, double value) {
+  require(x, "pad");
+  if (pads.size() % 2 != 0 || static_cast<int64_t>(pads.size()) > 2 * x.dim()) {
+    throw ValueError(cat_str("pad: expected an even number of pad sizes, at most 2 per dim (",
+                             2 * x.dim(), " for shape ", x.shape(), "), got ", pads.size()));
+  }
+  const int64_t npad = static_cast<int64_t>(pads.size()) / 2;
+  Shape out_shape = x.shape();
+  for (int64_t i = 0; i < npad; ++i) {
+    const int64_t d = x.dim() - 1 - i;
+    const int64_t before = pads[2 * i], after = pads[2 * i + 1];
+    out_shape[d] = x.shape()[d] + before + after;
+    if (out_shape[d] < 0) {
+      throw ShapeError(cat_str("pad: pads (", before, ", ", after, ") make dim ", d, " of shape ",
+                               x.shape(), " negative"));
+    }
+    if (mode == PadMode::Reflect && (before >= x.shape()[d] || after >= x.shape()[d])) {
+      throw ValueError(cat_str("pad: reflect padding (", before, ", ", after, ") must be smaller "
+                               "than dim ", d, " of size ", x.shape()[d]));
+    }
+    if (mode == PadMode::Replicate && x.shape()[d] == 0 && (before > 0 || after > 0)) {
+      throw ValueError(cat_str("pad: replicate padding of the empty dim ", d));
+    }
+  }
+  if (mode != PadMode::Constant) {
+    Tensor<T> out = x;
+    for (int64_t i = 0; i < npad; ++i) {
+      const int64_t d = x.dim() - 1 - i;
+      const int64_t n = x.shape()[d], before = pads[2 * i];
+      std::vector<int64_t> idx(static_cast<size_t>(out_shape[d]));
+      for (int64_t j = 0; j < out_shape[d]; ++j) {
+        int64_t s = j - before;
+        if (mode == PadMode::Reflect) {
+          if (s < 0) s = -s;
+          if (s >= n) s = 2 * (n - 1) - s;
+        } else {
+          s = std::clamp<int64_t>(s, 0, n - 1);
+        }
+        idx[static_cast<size_t>(j)] = s;
+      }
+      out = index_select(out, d, tensor<int64_t>(idx));
+    }
+    return out;
+  }
+  Tensor<T> out = full<T>(out_shape, static_cast<T>(value));
+  Tensor<T> dst = out, src = x.detach();
+  std::vector<int64_t> undo;  // the pads that take g back to x's shape
+  for (int64_t i = 0; i < npad; ++i) {
+    const int64_t d = x.dim() - 1 - i;
+    const int64_t before = pads[2 * i], after = pads[2 * i + 1];
+    const int64_t in_start = std::max<int64_t>(-before, 0);
+    const int64_t in_end = x.shape()[d] - std::max<int64_t>(-after, 0);
+    const int64_t len = std::max<int64_t>(in_end - in_start, 0);
+    src = src.narrow(d, std::min(in_start, x.shape()[d]), len);
+    dst = dst.narrow(d, std::max<int64_t>(before, 0), len);
+    undo.push_back(-before);
+    undo.push_back(-after);
+  }
+  if (src.numel() > 0) detail::copy_strided(src, dst);
+  if (needs_grad(x)) {
+    record(out, "pad", {&x}, [undo](const Tensor<T>& g) { return pad(g, undo); });
+  }
+  return out;
+}
+
+#define EMBER_INSTANTIATE_ALL(T)                                                              \
+  template Tensor<T> cat(const std::vector<Tensor<T>>&, int64_t);                             \
+  template Tensor<T> stack(const std::vector<Tensor<T>>&, int64_t);                           \
+  template std::vector<Tensor<T>> split(const Tensor<T>&, const std::vector<int64_t>&, int64_t); \
+  template Tensor<T> index_select(const Tensor<T>&, int64_t, const Tensor<int64_t>&);         \
+  template Tensor<T> gather(const Tensor<T>&, int64_t, const Tensor<int64_t>&);
+EMBER_INSTANTIATE_ALL(float)
+EMBER_INSTANTIATE_ALL(double)
+EMBER_INSTANTIATE_ALL(int64_t)
+EMBER_INSTANTIATE_ALL(int32_t)
+EMBER_INSTANTIATE_ALL(uint8_t)
+#undef EMBER_INSTANTIATE_ALL
+
+#define EMBER_INSTANTIATE_FLOAT(T)                                                               \
+  template Tensor<T> scatter_add(const Tensor<T>&, int64_t, const Tensor<int64_t>&, const Tensor<T>&); \
+  template Tensor<T> pad(const Tensor<T>&, const std::vector<int64_t>&, PadMode, double);         \
+  template Tensor<T> detail::slice_backward(const Tensor<T>&, const Shape&, int64_t, int64_t, int64_t);
+EMBER_INSTANTIATE_FLOAT(float)
+EMBER_INSTANTIATE_FLOAT(double)
+#undef EMBER_INSTANTIATE_FLOAT
+
+}  // namespace ember

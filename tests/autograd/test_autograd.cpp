@@ -1,0 +1,290 @@
+// The autograd engine: accumulation, retained graphs, autograd::grad, higher order, guards,
+// version counters, custom functions, hooks, anomaly mode, deep graphs and threads.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <thread>
+
+#include "ember/ember.hpp"
+
+namespace ember {
+namespace {
+
+TEST(Autograd, ApiContractExample) {
+  manual_seed(42);
+  Tensor<double> a = randn<double>({3, 4}, /*requires_grad=*/true);
+  auto b = tensor<double>({1, 2, 3, 4}, {4});
+  auto y = (tanh(a * b + 1.0) * exp(a)).sum();
+  y.backward();
+  Tensor<double> g = a.grad();
+  ASSERT_EQ(g.shape(), Shape({3, 4}));
+  // d/da tanh(a b + 1) e^a = b (1 - tanh^2) e^a + tanh e^a
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 4; ++j) {
+      double av = a.at({i, j}), bv = b.at({j});
+      double t = std::tanh(av * bv + 1.0);
+      EXPECT_NEAR(g.at({i, j}), bv * (1 - t * t) * std::exp(av) + t * std::exp(av), 1e-12);
+    }
+}
+
+TEST(Autograd, GradientsAccumulateUntilZeroed) {
+  auto x = tensor<double>({1, 2, 3}, {3}, true);
+  auto y = (x * x).sum() + x.sum();  // x used three times
+  y.backward({}, /*retain_graph=*/true);
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{3, 5, 7}));
+  y.backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{6, 10, 14}));
+  x.grad().zero_();
+  (x * 3.0).sum().backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{3, 3, 3}));
+  EXPECT_FALSE(x.grad().requires_grad());
+}
+
+TEST(Autograd, ExplicitGradientForNonScalar) {
+  auto x = tensor<double>({1, 2, 3}, {3}, true);
+  auto y = x * x;
+  y.backward(tensor<double>({1, 0.5, 2}, {3}));
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{2, 2, 12}));
+}
+
+TEST(Autograd, GradFunctionLeavesGradUntouched) {
+  auto x = tensor<double>({1, 2}, {2}, true);
+  auto y = (x * x * x).sum();
+  auto g = autograd::grad({y}, {x}, /*create_graph=*/true);
+  EXPECT_EQ(g[0].to_vector(), (std::vector<double>{3, 12}));
+  EXPECT_FALSE(x.grad().defined());
+  EXPECT_TRUE(g[0].requires_grad());
+  auto gg = autograd::grad({g[0].sum()}, {x});
+  EXPECT_EQ(gg[0].to_vector(), (std::vector<double>{6, 12}));  // 6x
+  // Third order through the double-backward graph.
+  auto g1 = autograd::grad({(x * x * x).sum()}, {x}, true)[0];
+  auto g2 = autograd::grad({g1.sum()}, {x}, true)[0];
+  auto g3 = autograd::grad({g2.sum()}, {x})[0];
+  EXPECT_EQ(g3.to_vector(), (std::vector<double>{6, 6}));
+  // Non-leaf inputs.
+  auto h = x * 2.0;
+  auto gh = autograd::grad({(h * h).sum()}, {h});
+  EXPECT_EQ(gh[0].to_vector(), (std::vector<double>{4, 8}));
+  // Unused inputs.
+  auto unused = tensor<double>({1}, {1}, true);
+  auto r = autograd::grad({(x * 2.0).sum()}, {x, unused}, false, /*allow_unused=*/true);
+  EXPECT_TRUE(r[0].defined());
+  EXPECT_FALSE(r[1].defined());
+}
+
+TEST(Autograd, BackwardWithCreateGraphMakesDifferentiableGrads) {
+  auto x = tensor<double>({0.5, -1.0}, {2}, true);
+  auto y = sin(x).sum();
+  y.backward({}, false, /*create_graph=*/true);
+  Tensor<double> g = x.grad();
+  EXPECT_TRUE(g.requires_grad());
+  auto gg = autograd::grad({g.sum()}, {x});
+  EXPECT_NEAR(gg[0].at({0}), -std::sin(0.5), 1e-12);
+  EXPECT_NEAR(gg[0].at({1}), -std::sin(-1.0), 1e-12);
+}
+
+TEST(Autograd, NoGradGuardIsThreadLocal) {
+  auto x = randn<float>({3}, true);
+  {
+    NoGradGuard guard;
+    auto y = x * 2.0;
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_FALSE(autograd::grad_mode_enabled());
+    bool other_thread_mode = false;
+    std::thread t([&] { other_thread_mode = autograd::grad_mode_enabled(); });
+    t.join();
+    EXPECT_TRUE(other_thread_mode);
+  }
+  EXPECT_TRUE((x * 2.0).requires_grad());
+  EXPECT_TRUE(x.is_leaf());
+  EXPECT_FALSE((x * 2.0).is_leaf());
+  EXPECT_FALSE((x * 2.0).detach().requires_grad());
+}
+
+TEST(Autograd, InPlaceChangeOfSavedTensorThrows) {
+  auto w = randn<double>({3}, true);
+  auto a = w * 2.0;
+  auto c = a * w;  // saves a
+  {
+    NoGradGuard g;
+    a.mul_(3.0);
+  }
+  try {
+    c.sum().backward();
+    FAIL() << "expected AutogradError";
+  } catch (const AutogradError& e) {
+    EXPECT_NE(std::string(e.what()).find("mul: one of the tensors needed for gradient computation"),
+              std::string::npos)
+        << e.what();
+  }
+  // A saved output modified in place (through autograd) is caught as well.
+  auto x = randn<double>({3}, true);
+  auto b = exp(x * 1.0);
+  b.add_(1.0);
+  EXPECT_THROW(b.sum().backward(), AutogradError);
+}
+
+TEST(Autograd, InPlaceOnNonLeafIsRecorded) {
+  auto x = tensor<double>({1, 2, 3}, {3}, true);
+  auto y = x * 2.0;
+  y.add_(1.0);
+  y.mul_(3.0);
+  y.relu_();
+  y.sum().backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{6, 6, 6}));
+  EXPECT_EQ(y.to_vector(), (std::vector<double>{9, 15, 21}));
+}
+
+struct Cube : autograd::Function<Cube> {
+  static Tensor<double> forward(autograd::FunctionCtx<double>& ctx, const Tensor<double>& x,
+                                double scale) {
+    ctx.save_for_backward({x});
+    ctx.data["scale"] = scale;
+    return x * x * x * scale;
+  }
+  static std::vector<Tensor<double>> backward(autograd::FunctionCtx<double>& ctx,
+                                              const Tensor<double>& grad) {
+    auto x = ctx.saved()[0];
+    return {grad * x * x * (3.0 * ctx.data["scale"])};
+  }
+};
+
+struct WrongArity : autograd::Function<WrongArity> {
+  static Tensor<double> forward(autograd::FunctionCtx<double>&, const Tensor<double>& x) {
+    return x * 1.0;
+  }
+  static std::vector<Tensor<double>> backward(autograd::FunctionCtx<double>&,
+                                              const Tensor<double>& g) {
+    return {g, g};
+  }
+};
+
+TEST(Autograd, CustomFunction) {
+  auto x = tensor<double>({1, 2}, {2}, true);
+  auto y = Cube::apply(x, 2.0);
+  EXPECT_EQ(y.to_vector(), (std::vector<double>{2, 16}));
+  EXPECT_TRUE(y.requires_grad());
+  y.sum().backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{6, 24}));
+  // Its backward is made of ember ops, so it has a second derivative.
+  auto g = autograd::grad({Cube::apply(x, 1.0).sum()}, {x}, true)[0];
+  auto gg = autograd::grad({g.sum()}, {x})[0];
+  EXPECT_EQ(gg.to_vector(), (std::vector<double>{6, 12}));
+  EXPECT_THROW(WrongArity::apply(x).sum().backward(), AutogradError);
+}
+
+TEST(Autograd, HooksAndRetainGrad) {
+  auto x = tensor<double>({1, 2}, {2}, true);
+  x.register_hook([](const Tensor<double>& g) { return g * 10.0; });
+  auto h = x * 3.0;
+  h.retain_grad();
+  int calls = 0;
+  h.register_hook([&calls](const Tensor<double>& g) {
+    ++calls;
+    return g * 2.0;
+  });
+  (h * h).sum().backward();
+  EXPECT_EQ(calls, 1);
+  // dL/dh = 2h = {6, 12}; the hook doubles it for what flows on; retain_grad keeps the original.
+  EXPECT_EQ(h.grad().to_vector(), (std::vector<double>{6, 12}));
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{360, 720}));  // 2h * 2 * 3 * 10
+}
+
+TEST(Autograd, AnomalyModeNamesTheForwardOp) {
+  auto x = tensor<double>({0.0, 1.0}, {2}, true);
+  autograd::DetectAnomalyGuard anomaly;
+  auto y = (sqrt(x) * 0.0).sum();  // d sqrt at 0 is 0 * inf = NaN
+  try {
+    y.backward();
+    FAIL() << "expected AutogradError";
+  } catch (const AutogradError& e) {
+    EXPECT_NE(std::string(e.what()).find("backward of sqrt returned NaN"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("sqrt([2])"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Autograd, DeepChainDoesNotOverflowTheStack) {
+  int64_t n = 1000000;
+  if (const char* env = std::getenv("EMBER_DEEP_CHAIN")) n = std::atoll(env);
+  auto x = tensor<float>({1.0f}, {1}, true);
+  {
+    Tensor<float> y = x;
+    for (int64_t i = 0; i < n; ++i) y = y * 1.0;
+    y.sum().backward();
+    EXPECT_EQ(x.grad().item(), 1.0f);
+    // Dropping y releases the whole chain, iteratively.
+  }
+  {
+    Tensor<float> y = x;
+    for (int64_t i = 0; i < n; ++i) y = y + 1.0;
+    EXPECT_EQ(y.item(), 1.0f + static_cast<float>(n));
+    // Destroyed without a backward.
+  }
+}
+
+TEST(Autograd, SeparateGraphsOnSeparateThreads) {
+  std::vector<std::thread> threads;
+  std::vector<double> results(4, 0.0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([t, &results] {
+      double total = 0;
+      for (int i = 0; i < 200; ++i) {
+        auto x = full<double>({8}, static_cast<double>(t + 1), true);
+        auto y = (x * x * x).sum();
+        y.backward();
+        total += x.grad().sum().item();  // 8 * 3 (t+1)^2
+      }
+      results[static_cast<size_t>(t)] = total;
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_DOUBLE_EQ(results[static_cast<size_t>(t)], 200.0 * 24 * (t + 1) * (t + 1));
+}
+
+TEST(Autograd, GraphIsFreedWithItsOutputs) {
+  auto x = randn<float>({256, 256}, true);
+  const int64_t before = memory_stats().live_bytes;
+  {
+    auto y = tanh(x * 2.0).exp().sum();
+    EXPECT_GT(memory_stats().live_bytes, before);  // saved activations are alive
+  }
+  EXPECT_EQ(memory_stats().live_bytes, before);
+  {
+    auto y = tanh(x * 2.0).exp().sum();
+    y.backward();
+  }
+  // Only x.grad remains.
+  EXPECT_EQ(memory_stats().live_bytes, before + 256 * 256 * 4);
+}
+
+}  // namespace
+}  // namespace ember
+
+namespace ember {
+namespace {
+// The training loop shown in README.md, kept compiling and checked to learn.
+TEST(Readme, TrainingLoopLearns) {
+  ember::manual_seed(0);
+  auto x = ember::randn<float>({256, 20});
+  auto y = ember::randint<int64_t>(0, 4, {256});
+  auto w1 = (ember::randn<float>({20, 64}) * 0.2).requires_grad_(true);
+  auto b1 = ember::zeros<float>({64}, /*requires_grad=*/true);
+  auto w2 = (ember::randn<float>({64, 4}) * 0.2).requires_grad_(true);
+  float first = 0, last = 0;
+  for (int step = 0; step < 100; ++step) {
+    auto logits = ember::matmul(ember::relu(ember::matmul(x, w1) + b1), w2);
+    auto loss = -ember::log_softmax(logits, 1).gather(1, y.unsqueeze(1)).mean();
+    loss.backward();
+    ember::NoGradGuard no_grad;
+    for (auto* p : {&w1, &b1, &w2}) {
+      p->sub_(p->grad(), /*alpha=*/0.1);
+      p->grad().zero_();
+    }
+    (step == 0 ? first : last) = loss.item();
+  }
+  EXPECT_LT(last, 0.7f * first);
+}
+}  // namespace
+}  // namespace ember

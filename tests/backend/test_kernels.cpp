@@ -1,0 +1,271 @@
+// Every SIMD kernel table against the scalar reference, at awkward sizes and on pointers offset
+// by one element (so vector loads are unaligned), contiguous, broadcast and strided.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "ember/backend/kernels.hpp"
+
+namespace ember::backend {
+namespace {
+
+const std::vector<int64_t> kSizes = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1023, 1025};
+
+std::vector<Isa> simd_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::Avx2, Isa::Avx512})
+    if (isa_available(isa)) out.push_back(isa);
+  return out;
+}
+
+// Distance in units in the last place (0 for equal values, both NaN, or equal infinities).
+template <class T>
+double ulp_distance(T a, T b) {
+  if (std::isnan(a) || std::isnan(b)) return (std::isnan(a) && std::isnan(b)) ? 0 : 1e30;
+  if (a == b) return 0;
+  if (std::isinf(a) || std::isinf(b)) return 1e30;
+  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  I ia, ib;
+  std::memcpy(&ia, &a, sizeof a);
+  std::memcpy(&ib, &b, sizeof b);
+  if (ia < 0) ia = std::numeric_limits<I>::min() - ia;
+  if (ib < 0) ib = std::numeric_limits<I>::min() - ib;
+  return std::fabs(static_cast<double>(ia) - static_cast<double>(ib));
+}
+
+// Inputs covering ordinary values, zeros, large magnitudes and specials.
+template <class T>
+std::vector<T> test_values(size_t n, unsigned seed, double lo, double hi) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<T> v(n);
+  for (auto& x : v) x = static_cast<T>(dist(rng));
+  const T specials[] = {T(0), -T(0), T(1), T(-1), std::numeric_limits<T>::infinity(),
+                        -std::numeric_limits<T>::infinity(), std::numeric_limits<T>::quiet_NaN(),
+                        T(80), T(-80), T(700), T(-700), std::numeric_limits<T>::denorm_min(),
+                        T(0.5), T(2.5), T(-2.5)};
+  for (size_t i = 0; i < n && i < sizeof(specials) / sizeof(T); ++i) v[(i * 7919) % n] = specials[i];
+  return v;
+}
+
+bool is_exact(Unary op) {
+  switch (op) {
+    case Unary::Neg: case Unary::Abs: case Unary::Sqrt: case Unary::Rsqrt: case Unary::Reciprocal:
+    case Unary::Square: case Unary::Relu: case Unary::Sign: case Unary::Floor: case Unary::Ceil:
+    case Unary::Round: case Unary::LeakyRelu: case Unary::Clamp: case Unary::AddScalar:
+    case Unary::MulScalar: case Unary::RsubScalar: case Unary::RdivScalar:
+      return true;
+    default:
+      return false;
+  }
+}
+
+UnaryParams params_for(Unary op) {
+  switch (op) {
+    case Unary::LeakyRelu: return {0.1, 0};
+    case Unary::Elu: return {1.3, 0};
+    case Unary::Softplus: return {2.0, 20.0};
+    case Unary::Clamp: return {-0.5, 0.75};
+    case Unary::PowScalar: return {2.5, 0};
+    default: return {1.75, 0};
+  }
+}
+
+template <class T>
+void check_unary(Isa isa) {
+  const auto& ref = kernels_for<T>(Isa::Scalar);
+  const auto& simd = kernels_for<T>(isa);
+  for (int o = 0; o < static_cast<int>(Unary::Count); ++o) {
+    const Unary op = static_cast<Unary>(o);
+    const UnaryParams p = params_for(op);
+    for (int64_t n : kSizes) {
+      for (int64_t stride : {1, 2}) {
+        auto x = test_values<T>(static_cast<size_t>(n * stride + 2), 11 + unsigned(n), -20, 20);
+        std::vector<T> a(static_cast<size_t>(n + 1)), b(static_cast<size_t>(n + 1));
+        // Offset by one element: unaligned loads and stores.
+        ref.unary(op, p, n, x.data() + 1, stride, a.data() + 1);
+        simd.unary(op, p, n, x.data() + 1, stride, b.data() + 1);
+        for (int64_t i = 1; i <= n; ++i) {
+          const double d = ulp_distance(a[static_cast<size_t>(i)], b[static_cast<size_t>(i)]);
+          if (is_exact(op)) {
+            ASSERT_EQ(d, 0) << "op " << o << " n " << n << " stride " << stride << " i " << i
+                            << " x=" << x[static_cast<size_t>(1 + (i - 1) * stride)];
+          } else {
+            ASSERT_LE(d, 4) << "op " << o << " n " << n << " stride " << stride << " i " << i
+                            << " x=" << x[static_cast<size_t>(1 + (i - 1) * stride)] << " ref "
+                            << a[static_cast<size_t>(i)] << " simd " << b[static_cast<size_t>(i)];
+          }
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void check_binary_compare_where(Isa isa) {
+  const auto& ref = kernels_for<T>(Isa::Scalar);
+  const auto& simd = kernels_for<T>(isa);
+  for (int64_t n : kSizes) {
+    auto a = test_values<T>(static_cast<size_t>(2 * n + 2), 3, -5, 5);
+    auto b = test_values<T>(static_cast<size_t>(2 * n + 2), 4, 0.5, 3);
+    for (auto [sa, sb] : {std::pair<int64_t, int64_t>{1, 1}, {1, 0}, {0, 1}, {2, 1}, {1, 2}}) {
+      for (int o = 0; o < static_cast<int>(Binary::Count); ++o) {
+        std::vector<T> r(static_cast<size_t>(n + 1)), s(static_cast<size_t>(n + 1));
+        ref.binary(static_cast<Binary>(o), n, a.data() + 1, sa, b.data() + 1, sb, r.data() + 1);
+        simd.binary(static_cast<Binary>(o), n, a.data() + 1, sa, b.data() + 1, sb, s.data() + 1);
+        const double tol = static_cast<Binary>(o) == Binary::Pow ? 4 : 0;
+        for (int64_t i = 1; i <= n; ++i)
+          ASSERT_LE(ulp_distance(r[static_cast<size_t>(i)], s[static_cast<size_t>(i)]), tol)
+              << "binary " << o << " n " << n << " i " << i;
+      }
+      for (int o = 0; o < static_cast<int>(Compare::Count); ++o) {
+        std::vector<uint8_t> r(static_cast<size_t>(n + 1)), s(static_cast<size_t>(n + 1));
+        ref.compare(static_cast<Compare>(o), n, a.data() + 1, sa, b.data() + 1, sb, r.data() + 1);
+        simd.compare(static_cast<Compare>(o), n, a.data() + 1, sa, b.data() + 1, sb, s.data() + 1);
+        ASSERT_EQ(r, s) << "compare " << o << " n " << n;
+      }
+      std::vector<uint8_t> c(static_cast<size_t>(2 * n + 2));
+      for (size_t i = 0; i < c.size(); ++i) c[i] = (i * 37 % 5) < 2;
+      std::vector<T> r(static_cast<size_t>(n + 1)), s(static_cast<size_t>(n + 1));
+      ref.where(n, c.data() + 1, sa, a.data() + 1, sa, b.data() + 1, sb, r.data() + 1);
+      simd.where(n, c.data() + 1, sa, a.data() + 1, sa, b.data() + 1, sb, s.data() + 1);
+      for (int64_t i = 1; i <= n; ++i)
+        ASSERT_EQ(ulp_distance(r[static_cast<size_t>(i)], s[static_cast<size_t>(i)]), 0);
+    }
+  }
+}
+
+template <class T>
+void check_reductions(Isa isa) {
+  const auto& ref = kernels_for<T>(Isa::Scalar);
+  const auto& simd = kernels_for<T>(isa);
+  for (int64_t n : kSizes) {
+    for (int64_t stride : {1, 3}) {
+      std::mt19937 rng(static_cast<unsigned>(n));
+      std::uniform_real_distribution<double> dist(0.5, 1.5);
+      std::vector<T> x(static_cast<size_t>(n * stride + 2));
+      for (auto& v : x) v = static_cast<T>(dist(rng));
+      for (int o = 0; o < static_cast<int>(Reduce::Count); ++o) {
+        const Reduce op = static_cast<Reduce>(o);
+        if (op == Reduce::Prod && n > 100) continue;  // overflows to inf in float
+        T r = ref.reduce(op, n, x.data() + 1, stride);
+        T s = simd.reduce(op, n, x.data() + 1, stride);
+        if (op == Reduce::Max || op == Reduce::Min) {
+          ASSERT_EQ(r, s) << "reduce " << o << " n " << n;
+        } else {
+          ASSERT_NEAR(r, s, (sizeof(T) == 4 ? 1e-5 : 1e-12) * std::max<double>(1.0, std::fabs(r)))
+              << "reduce " << o << " n " << n;
+        }
+        std::vector<T> acc_r(static_cast<size_t>(n + 1), T(0.25)), acc_s = acc_r;
+        ref.accumulate(op, n, x.data() + 1, stride, acc_r.data() + 1);
+        simd.accumulate(op, n, x.data() + 1, stride, acc_s.data() + 1);
+        ASSERT_EQ(acc_r, acc_s) << "accumulate " << o << " n " << n;
+      }
+      if (n > 0) {
+        x[static_cast<size_t>(1 + (n / 2) * stride)] = T(7);  // a unique max
+        EXPECT_EQ(ref.arg_reduce(true, n, x.data() + 1, stride),
+                  simd.arg_reduce(true, n, x.data() + 1, stride));
+        EXPECT_EQ(ref.arg_reduce(false, n, x.data() + 1, stride),
+                  simd.arg_reduce(false, n, x.data() + 1, stride));
+        x[static_cast<size_t>(1 + (n - 1) * stride)] = std::numeric_limits<T>::quiet_NaN();
+        EXPECT_EQ(simd.arg_reduce(true, n, x.data() + 1, stride), n - 1);
+        EXPECT_TRUE(std::isnan(simd.reduce(Reduce::Max, n, x.data() + 1, stride)));
+      }
+    }
+  }
+}
+
+template <class T>
+void check_gemm(Isa isa) {
+  const auto& ref = kernels_for<T>(Isa::Scalar);
+  const auto& simd = kernels_for<T>(isa);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  const int64_t dims[][3] = {{0, 3, 4}, {1, 1, 1}, {7, 9, 5}, {17, 33, 15}, {64, 64, 64},
+                             {31, 1025, 3}, {100, 17, 257}, {3, 5, 0}};
+  for (auto& d : dims) {
+    const int64_t m = d[0], n = d[1], k = d[2];
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (T beta : {T(0), T(0.5)}) {
+          const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+          std::vector<T> a(static_cast<size_t>((ta ? k : m) * lda + 1));
+          std::vector<T> b(static_cast<size_t>((tb ? n : k) * ldb + 1));
+          for (auto& v : a) v = static_cast<T>(dist(rng));
+          for (auto& v : b) v = static_cast<T>(dist(rng));
+          std::vector<T> c0(static_cast<size_t>(m * ldc + 1));
+          for (auto& v : c0) v = beta == T(0) ? std::numeric_limits<T>::quiet_NaN() : T(dist(rng));
+          auto c1 = c0;
+          ref.gemm(ta, tb, m, n, k, T(1.5), a.data() + 1, lda, b.data() + 1, ldb, beta, c0.data() + 1, ldc);
+          simd.gemm(ta, tb, m, n, k, T(1.5), a.data() + 1, lda, b.data() + 1, ldb, beta, c1.data() + 1, ldc);
+          const double tol = (sizeof(T) == 4 ? 1e-5 : 1e-13) * static_cast<double>(k + 1) * 4;
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+              const size_t at = static_cast<size_t>(1 + i * ldc + j);
+              ASSERT_NEAR(c0[at], c1[at], tol) << "gemm m" << m << " n" << n << " k" << k
+                                               << " ta" << ta << " tb" << tb << " (" << i << ","
+                                               << j << ")";
+            }
+        }
+  }
+}
+
+TEST(Kernels, DispatchPicksAnAvailableIsa) {
+  EXPECT_TRUE(isa_available(Isa::Scalar));
+  EXPECT_TRUE(isa_available(best_isa()));
+  EXPECT_TRUE(isa_available(kernels<float>().isa));
+  EXPECT_EQ(kernels_for<float>(Isa::Scalar).isa, Isa::Scalar);
+}
+
+TEST(Kernels, UnaryMatchesScalar) {
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_unary<float>(isa);
+    check_unary<double>(isa);
+  }
+}
+
+TEST(Kernels, BinaryCompareWhereMatchScalar) {
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_binary_compare_where<float>(isa);
+    check_binary_compare_where<double>(isa);
+  }
+}
+
+TEST(Kernels, ReductionsMatchScalar) {
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_reductions<float>(isa);
+    check_reductions<double>(isa);
+  }
+}
+
+TEST(Kernels, GemmMatchesScalar) {
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_gemm<float>(isa);
+    check_gemm<double>(isa);
+  }
+}
+
+TEST(Kernels, ScalarGemmMatchesNaiveProduct) {
+  const auto& ref = kernels_for<double>(Isa::Scalar);
+  const int64_t m = 5, n = 7, k = 3;
+  std::vector<double> a(m * k), b(k * n), c(m * n, 1.0);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = 0.5 * static_cast<double>(i) - 2;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = 1.0 - 0.25 * static_cast<double>(i);
+  ref.gemm(false, false, m, n, k, 2.0, a.data(), k, b.data(), n, 3.0, c.data(), n);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double expect = 3.0;
+      for (int64_t p = 0; p < k; ++p) expect += 2.0 * a[i * k + p] * b[p * n + j];
+      EXPECT_DOUBLE_EQ(c[i * n + j], expect);
+    }
+}
+
+}  // namespace
+}  // namespace ember::backend

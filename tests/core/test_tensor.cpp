@@ -1,0 +1,198 @@
+// Tensor basics: factories, element access, views sharing storage, copies, conversion, printing.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "ember/ember.hpp"
+
+namespace ember {
+namespace {
+
+TEST(Factories, ValuesAndShapes) {
+  auto t = tensor<float>({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_EQ(t.shape(), Shape({2, 3}));
+  EXPECT_EQ(t.shape().size(), 2);
+  EXPECT_EQ(t.shape()[1], 3);
+  EXPECT_EQ(t.numel(), 6);
+  EXPECT_EQ(t.dim(), 2);
+  EXPECT_EQ(t.at({1, 2}), 6.0f);
+  EXPECT_EQ(t.at({-1, -3}), 4.0f);
+  EXPECT_TRUE(t.is_contiguous());
+  EXPECT_EQ(t.to_vector(), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+
+  std::vector<int64_t> shape_vec{4, 2};
+  EXPECT_EQ(zeros<double>(shape_vec).shape(), Shape({4, 2}));
+  EXPECT_EQ(ones<float>({3}).to_vector(), (std::vector<float>{1, 1, 1}));
+  EXPECT_EQ(full<int64_t>({2}, 7).to_vector(), (std::vector<int64_t>{7, 7}));
+  EXPECT_EQ(arange<int64_t>(5).to_vector(), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(arange<float>(1, 2, 0.25).to_vector(), (std::vector<float>{1, 1.25, 1.5, 1.75}));
+  EXPECT_EQ(linspace<double>(0, 1, 5).to_vector(), (std::vector<double>{0, 0.25, 0.5, 0.75, 1}));
+  EXPECT_EQ(eye<float>(2, 3).to_vector(), (std::vector<float>{1, 0, 0, 0, 1, 0}));
+  EXPECT_EQ(scalar_tensor<double>(2.5).item(), 2.5);
+  EXPECT_EQ(scalar_tensor<double>(2.5).dim(), 0);
+  auto z = zeros_like(t);
+  EXPECT_EQ(z.shape(), t.shape());
+}
+
+TEST(Factories, RandomIsReproducibleForASeed) {
+  manual_seed(42);
+  auto a = randn<float>({100});
+  auto r = rand<double>({50});
+  manual_seed(42);
+  auto b = randn<float>({100});
+  EXPECT_EQ(a.to_vector(), b.to_vector());
+  EXPECT_NE(a.to_vector(), randn<float>({100}).to_vector());
+
+  Generator g1(7), g2(7);
+  EXPECT_EQ(rand<double>({10}, false, &g1).to_vector(), rand<double>({10}, false, &g2).to_vector());
+  for (double v : r.to_vector()) {
+    EXPECT_GE(v, 0.0);
+    EXPECT_LT(v, 1.0);
+  }
+  auto ri = randint<int64_t>(3, 6, {1000}, &g1);
+  int counts[3] = {0, 0, 0};
+  for (int64_t v : ri.to_vector()) {
+    ASSERT_GE(v, 3);
+    ASSERT_LT(v, 6);
+    ++counts[v - 3];
+  }
+  for (int c : counts) EXPECT_GT(c, 250);
+
+  auto n = randn<double>({20000}, false, &g1);
+  EXPECT_NEAR(n.mean().item(), 0.0, 0.03);
+  EXPECT_NEAR(n.std().item(), 1.0, 0.03);
+  auto bern = bernoulli<double>({20000}, 0.3, &g1);
+  EXPECT_NEAR(bern.mean().item(), 0.3, 0.02);
+  auto perm = randperm(10, &g1).to_vector();
+  std::sort(perm.begin(), perm.end());
+  EXPECT_EQ(perm, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+}
+
+TEST(Views, ShareStorage) {
+  auto t = arange<float>(12).reshape({3, 4});
+  auto tt = t.t();
+  EXPECT_FALSE(tt.is_contiguous());
+  EXPECT_EQ(tt.shape(), Shape({4, 3}));
+  EXPECT_EQ(tt.at({1, 2}), t.at({2, 1}));
+  auto row = t.select(0, 1);
+  auto col = t.slice(1, 1, 3);
+  {
+    NoGradGuard g;
+    row.fill_(-1.0f);
+  }
+  EXPECT_EQ(t.at({1, 0}), -1.0f);
+  EXPECT_EQ(col.at({1, 0}), -1.0f);
+  EXPECT_EQ(col.shape(), Shape({3, 2}));
+  EXPECT_EQ(t.slice(1, 0, 4, 2).to_vector(), (std::vector<float>{0, 2, -1, -1, 8, 10}));
+  EXPECT_EQ(t.narrow(0, 2, 1).to_vector(), (std::vector<float>{8, 9, 10, 11}));
+  EXPECT_EQ(t.permute({1, 0}).contiguous().to_vector(), tt.contiguous().to_vector());
+  auto e = tensor<float>({1, 2}, {2, 1}).expand({2, 3});
+  EXPECT_EQ(e.to_vector(), (std::vector<float>{1, 1, 1, 2, 2, 2}));
+  EXPECT_EQ(e.strides()[1], 0);
+  EXPECT_EQ(t.unsqueeze(1).shape(), Shape({3, 1, 4}));
+  EXPECT_EQ(t.unsqueeze(-1).shape(), Shape({3, 4, 1}));
+  EXPECT_EQ(t.unsqueeze(1).squeeze().shape(), Shape({3, 4}));
+  EXPECT_EQ(t.flatten().shape(), Shape({12}));
+  EXPECT_EQ(t.reshape({2, -1}).shape(), Shape({2, 6}));
+  // reshape of a transposed view copies; view refuses.
+  auto r = tt.reshape({12});
+  EXPECT_EQ(r.to_vector(), tt.contiguous().to_vector());
+  EXPECT_THROW(tt.view({12}), ShapeError);
+  auto parts = arange<float>(10).split(4);
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts[2].to_vector(), (std::vector<float>{8, 9}));
+  auto chunks = arange<float>(10).chunk(3);
+  ASSERT_EQ(chunks.size(), 3u);
+  EXPECT_EQ(chunks[0].numel(), 4);
+}
+
+TEST(Copies, CloneContiguousDetachConvert) {
+  auto t = tensor<double>({1.5, -2.5, 3.0, 4.25}, {2, 2});
+  auto c = t.clone();
+  {
+    NoGradGuard g;
+    c.fill_(0);
+  }
+  EXPECT_EQ(t.at({0, 0}), 1.5);
+  EXPECT_EQ(t.t().contiguous().to_vector(), (std::vector<double>{1.5, 3.0, -2.5, 4.25}));
+  EXPECT_EQ(t.to<float>().to_vector(), (std::vector<float>{1.5f, -2.5f, 3.0f, 4.25f}));
+  EXPECT_EQ(t.to<int64_t>().to_vector(), (std::vector<int64_t>{1, -2, 3, 4}));
+  EXPECT_THROW(tensor<double>({std::nan("")}).to<int64_t>(), ValueError);
+  EXPECT_THROW(tensor<double>({1e30}).to<int32_t>(), ValueError);
+  auto d = t.detach();
+  EXPECT_EQ(d.data_ptr(), t.data_ptr());
+  EXPECT_EQ(t.data()[3], 4.25);
+  EXPECT_THROW(t.t().data(), ValueError);
+  auto dst = zeros<double>({2, 2});
+  dst.copy_(tensor<double>({1, 2}, {2}));
+  EXPECT_EQ(dst.to_vector(), (std::vector<double>{1, 2, 1, 2}));
+}
+
+TEST(ZeroSize, ShapesAndReductions) {
+  auto e = zeros<float>({0, 3});
+  EXPECT_EQ(e.numel(), 0);
+  EXPECT_EQ(e.sum().item(), 0.0f);
+  EXPECT_EQ(e.sum(0).shape(), Shape({3}));
+  EXPECT_EQ(e.sum(0).to_vector(), (std::vector<float>{0, 0, 0}));
+  EXPECT_EQ(e.sum(1).shape(), Shape({0}));
+  EXPECT_TRUE(std::isnan(e.mean().item()));
+  EXPECT_EQ(e.prod(0).to_vector(), (std::vector<float>{1, 1, 1}));
+  EXPECT_EQ((e + 1.0).shape(), Shape({0, 3}));
+  EXPECT_EQ(matmul(zeros<float>({2, 0}), zeros<float>({0, 3})).to_vector(),
+            std::vector<float>(6, 0.0f));
+  EXPECT_EQ(matmul(zeros<float>({0, 4}), zeros<float>({4, 3})).shape(), Shape({0, 3}));
+  EXPECT_EQ(cat(std::vector<Tensor<float>>{e, ones<float>({2, 3})}, 0).shape(), Shape({2, 3}));
+  EXPECT_EQ(e.reshape({3, 0}).shape(), Shape({3, 0}));
+  EXPECT_THROW(e.max(), ValueError);
+  EXPECT_EQ(e.to_vector().size(), 0u);
+  std::ostringstream os;
+  os << e;
+  EXPECT_NE(os.str().find("[]"), std::string::npos);
+}
+
+TEST(Printing, ShowsValuesShapeAndDtype) {
+  std::ostringstream os;
+  os << tensor<float>({1, 2.5, -3, 4}, {2, 2});
+  EXPECT_EQ(os.str(),
+            "tensor([[ 1.0000,  2.5000],\n        [-3.0000,  4.0000]], shape=[2, 2], dtype=float32)");
+  EXPECT_EQ(tensor<int64_t>({3, 1}).str(), "tensor([3, 1], shape=[2], dtype=int64)");
+  auto big = arange<float>(5000).reshape({50, 100});
+  std::string s = big.str();
+  EXPECT_NE(s.find("..."), std::string::npos);
+  EXPECT_LT(s.size(), 2000u);
+  EXPECT_NE(randn<double>({2}, true).str().find("requires_grad=true"), std::string::npos);
+}
+
+TEST(Threads, SetAndGet) {
+  int before = get_num_threads();
+  set_num_threads(1);
+  EXPECT_EQ(get_num_threads(), 1);
+  auto a = randn<float>({300, 300});
+  auto r1 = matmul(a, a).sum().item();
+  set_num_threads(2);
+  EXPECT_EQ(get_num_threads(), 2);
+  auto r2 = matmul(a, a).sum().item();
+  EXPECT_NEAR(r1, r2, 1e-2 * std::max(1.0f, std::fabs(r1)));
+  EXPECT_THROW(set_num_threads(0), ValueError);
+  set_num_threads(before);
+}
+
+TEST(Memory, CachingAllocatorReusesBuffers) {
+  // Warm the cache with this size, then make sure steady-state allocation hits it.
+  { auto warm = empty<float>({1000, 1000}); }
+  MemoryStats before = memory_stats();
+  for (int i = 0; i < 10; ++i) {
+    auto t = empty<float>({1000, 1000});
+  }
+  MemoryStats after = memory_stats();
+  EXPECT_EQ(after.os_allocations, before.os_allocations);
+  EXPECT_EQ(after.allocations, before.allocations + 10);
+  EXPECT_EQ(after.live_bytes, before.live_bytes);
+  auto t = empty<float>({17});
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data_ptr()) % 64, 0u);
+}
+
+}  // namespace
+}  // namespace ember

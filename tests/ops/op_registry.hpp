@@ -1,0 +1,204 @@
+#pragma once
+// The op registry: every differentiable op with sample input shapes, an input range, and the
+// expression under test, written once for float and double. gradcheck tests (double) and the
+// PyTorch reference tests (float and double) iterate over it. tools/make_torch_refs.py holds the
+// same cases, by name, in PyTorch.
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "ember/ember.hpp"
+
+namespace ember::testing {
+
+struct OpCase {
+  std::string name;
+  std::vector<Shape> shapes;
+  double lo = -1.0, hi = 1.0;  // inputs are uniform in [lo, hi)
+  bool gradgrad = true;        // double backward is checked too
+  std::function<Tensor<double>(const std::vector<Tensor<double>>&)> f64;
+  std::function<Tensor<float>(const std::vector<Tensor<float>>&)> f32;
+};
+
+inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
+
+template <class F>
+OpCase make_case(std::string name, std::vector<Shape> shapes, double lo, double hi, bool gradgrad,
+                 F f) {
+  OpCase c;
+  c.name = std::move(name);
+  c.shapes = std::move(shapes);
+  c.lo = lo;
+  c.hi = hi;
+  c.gradgrad = gradgrad;
+  c.f64 = [f](const std::vector<Tensor<double>>& x) { return f(x); };
+  c.f32 = [f](const std::vector<Tensor<float>>& x) { return f(x); };
+  return c;
+}
+
+// In an expression, x[i] is input i and T its element type.
+#define EMBER_OP(name, shapes, lo, hi, gg, ...)                                    \
+  make_case(name, shapes, lo, hi, gg, [](const auto& x) {                          \
+    using T = typename std::decay_t<decltype(x[0])>::value_type;                   \
+    (void)sizeof(T);                                                               \
+    return __VA_ARGS__;                                                            \
+  })
+
+using S = std::vector<Shape>;
+
+inline std::vector<OpCase> op_registry() {
+  const S m34{{3, 4}};
+  const S bc{{3, 4}, {4}};        // broadcast along rows
+  const S bc3{{2, 1, 3}, {4, 1}};  // broadcast both ways
+  const S r345{{3, 4, 5}};
+  std::vector<OpCase> c;
+  // ---- unary
+  c.push_back(EMBER_OP("neg", m34, -1, 1, true, -x[0]));
+  c.push_back(EMBER_OP("abs", m34, -1, 1, true, abs(x[0])));
+  c.push_back(EMBER_OP("exp", m34, -1, 1, true, exp(x[0])));
+  c.push_back(EMBER_OP("log", m34, 0.1, 2, true, log(x[0])));
+  c.push_back(EMBER_OP("log1p", m34, -0.5, 2, true, log1p(x[0])));
+  c.push_back(EMBER_OP("expm1", m34, -1, 1, true, expm1(x[0])));
+  c.push_back(EMBER_OP("sqrt", m34, 0.1, 2, true, sqrt(x[0])));
+  c.push_back(EMBER_OP("rsqrt", m34, 0.1, 2, true, rsqrt(x[0])));
+  c.push_back(EMBER_OP("reciprocal", m34, 0.5, 2, true, reciprocal(x[0])));
+  c.push_back(EMBER_OP("square", m34, -1, 1, true, square(x[0])));
+  c.push_back(EMBER_OP("sin", m34, -2, 2, true, sin(x[0])));
+  c.push_back(EMBER_OP("cos", m34, -2, 2, true, cos(x[0])));
+  c.push_back(EMBER_OP("tanh", m34, -2, 2, true, tanh(x[0])));
+  c.push_back(EMBER_OP("sigmoid", m34, -3, 3, true, sigmoid(x[0])));
+  c.push_back(EMBER_OP("relu", m34, -1, 1, true, relu(x[0])));
+  c.push_back(EMBER_OP("silu", m34, -2, 2, true, silu(x[0])));
+  c.push_back(EMBER_OP("erf", m34, -2, 2, true, erf(x[0])));
+  c.push_back(EMBER_OP("sign", m34, -1, 1, true, sign(x[0])));
+  c.push_back(EMBER_OP("floor", m34, -3, 3, true, floor(x[0])));
+  c.push_back(EMBER_OP("ceil", m34, -3, 3, true, ceil(x[0])));
+  c.push_back(EMBER_OP("round", m34, -3, 3, true, round(x[0])));
+  c.push_back(EMBER_OP("leaky_relu", m34, -1, 1, true, leaky_relu(x[0], 0.2)));
+  c.push_back(EMBER_OP("elu", m34, -2, 2, true, elu(x[0], 1.3)));
+  c.push_back(EMBER_OP("gelu", m34, -3, 3, true, gelu(x[0])));
+  c.push_back(EMBER_OP("gelu_tanh", m34, -3, 3, true, gelu(x[0], "tanh")));
+  c.push_back(EMBER_OP("softplus", m34, -1, 1, true, softplus(x[0], 2.0, 1.0)));
+  c.push_back(EMBER_OP("clamp", m34, -1, 1, true, clamp(x[0], -0.5, 0.5)));
+  c.push_back(EMBER_OP("pow_scalar", m34, 0.1, 2, true, pow(x[0], 2.5)));
+  c.push_back(EMBER_OP("pow_int", m34, -1, 1, true, pow(x[0], 3.0)));
+  // ---- binary, with broadcasting
+  c.push_back(EMBER_OP("add", bc, -1, 1, true, x[0] + x[1]));
+  c.push_back(EMBER_OP("add_bc3", bc3, -1, 1, true, x[0] + x[1]));
+  c.push_back(EMBER_OP("add_alpha", bc, -1, 1, true, add(x[0], x[1], 2.5)));
+  c.push_back(EMBER_OP("sub", bc3, -1, 1, true, x[0] - x[1]));
+  c.push_back(EMBER_OP("sub_alpha", bc, -1, 1, true, sub(x[0], x[1], 0.5)));
+  c.push_back(EMBER_OP("mul", bc3, -1, 1, true, x[0] * x[1]));
+  c.push_back(EMBER_OP("div", bc, 0.5, 2, true, x[0] / x[1]));
+  c.push_back(EMBER_OP("maximum", bc3, -1, 1, true, maximum(x[0], x[1])));
+  c.push_back(EMBER_OP("minimum", bc, -1, 1, true, minimum(x[0], x[1])));
+  c.push_back(EMBER_OP("pow_tensor", bc, 0.5, 2, true, pow(x[0], x[1])));
+  c.push_back(EMBER_OP("add_scalar", m34, -1, 1, true, x[0] + 2.0));
+  c.push_back(EMBER_OP("rsub_scalar", m34, -1, 1, true, 2.0 - x[0]));
+  c.push_back(EMBER_OP("mul_scalar", m34, -1, 1, true, x[0] * 3.0));
+  c.push_back(EMBER_OP("div_scalar", m34, -1, 1, true, x[0] / 4.0));
+  c.push_back(EMBER_OP("rdiv_scalar", m34, 0.5, 2, true, 2.0 / x[0]));
+  c.push_back(EMBER_OP("where", bc, -1, 1, true,
+                       where(gt(x[0], 0.0), x[0], x[1])));
+  c.push_back(EMBER_OP("masked_fill", m34, -1, 1, true,
+                       masked_fill(x[0], lt(x[0], 0.0), 0.5)));
+  // ---- reductions
+  c.push_back(EMBER_OP("sum_all", r345, -1, 1, true, x[0].sum()));
+  c.push_back(EMBER_OP("sum_dim", r345, -1, 1, true, x[0].sum(1)));
+  c.push_back(EMBER_OP("sum_dims_keepdim", r345, -1, 1, true, sum(x[0], {0, 2}, true)));
+  c.push_back(EMBER_OP("sum_last", r345, -1, 1, true, x[0].sum(-1)));
+  c.push_back(EMBER_OP("mean_all", r345, -1, 1, true, x[0].mean()));
+  c.push_back(EMBER_OP("mean_dim", r345, -1, 1, true, x[0].mean(2, true)));
+  c.push_back(EMBER_OP("var_all", r345, -1, 1, true, x[0].var()));
+  c.push_back(EMBER_OP("var_dim", r345, -1, 1, true, x[0].var(1, false)));
+  c.push_back(EMBER_OP("var_unbiased0", r345, -1, 1, true, var(x[0], {0, 2}, true, 0)));
+  c.push_back(EMBER_OP("std_dim", r345, -1, 1, true, x[0].std(2, true)));
+  c.push_back(EMBER_OP("prod_all", (S{{2, 3}}), 0.5, 1.5, true, x[0].prod()));
+  c.push_back(EMBER_OP("prod_dim", (S{{3, 4}}), 0.5, 1.5, true, x[0].prod(1)));
+  c.push_back(EMBER_OP("amax_dim", r345, -1, 1, true, amax(x[0], {1})));
+  c.push_back(EMBER_OP("amin_all", r345, -1, 1, true, x[0].min()));
+  c.push_back(EMBER_OP("max_dim_values", r345, -1, 1, true, x[0].max(2).values));
+  c.push_back(EMBER_OP("min_dim_values", r345, -1, 1, true, x[0].min(0, true).values));
+  c.push_back(EMBER_OP("logsumexp", r345, -2, 2, true, x[0].logsumexp(1)));
+  c.push_back(EMBER_OP("norm2", r345, -1, 1, true, x[0].norm()));
+  c.push_back(EMBER_OP("norm1", m34, -1, 1, true, x[0].norm(1.0)));
+  c.push_back(EMBER_OP("norm3", m34, -1, 1, true, x[0].norm(3.0)));
+  c.push_back(EMBER_OP("norm_dim", r345, -1, 1, true, norm(x[0], 2.0, {1}, false)));
+  c.push_back(EMBER_OP("softmax", r345, -2, 2, true, softmax(x[0], 1)));
+  c.push_back(EMBER_OP("softmax_last", m34, -2, 2, true, softmax(x[0], -1)));
+  c.push_back(EMBER_OP("log_softmax", r345, -2, 2, true, log_softmax(x[0], 2)));
+  // ---- matrix products
+  c.push_back(EMBER_OP("matmul_2d", (S{{3, 4}, {4, 5}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_1d1d", (S{{4}, {4}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_2d1d", (S{{3, 4}, {4}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_1d2d", (S{{4}, {4, 5}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_3d2d", (S{{2, 3, 4}, {4, 5}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_batched", (S{{2, 1, 3, 4}, {3, 4, 2}}), -1, 1, true,
+                       matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_1d3d", (S{{4}, {2, 4, 3}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_transposed", (S{{4, 3}, {5, 4}}), -1, 1, true,
+                       matmul(x[0].t(), x[1].t())));
+  c.push_back(EMBER_OP("mm", (S{{3, 4}, {4, 2}}), -1, 1, true, mm(x[0], x[1])));
+  c.push_back(EMBER_OP("bmm", (S{{2, 3, 4}, {2, 4, 5}}), -1, 1, true, bmm(x[0], x[1])));
+  c.push_back(EMBER_OP("outer", (S{{3}, {4}}), -1, 1, true, outer(x[0], x[1])));
+  c.push_back(EMBER_OP("dot", (S{{5}, {5}}), -1, 1, true, dot(x[0], x[1])));
+  // ---- views and movement
+  c.push_back(EMBER_OP("reshape", m34, -1, 1, true, x[0].reshape({2, 6}) * 2.0));
+  c.push_back(EMBER_OP("view_infer", m34, -1, 1, true, x[0].contiguous().view({-1, 2}) * 2.0));
+  c.push_back(EMBER_OP("flatten", (S{{2, 3, 4}}), -1, 1, true, x[0].flatten(1) * 2.0));
+  c.push_back(EMBER_OP("squeeze_unsqueeze", (S{{3, 1, 4}}), -1, 1, true,
+                       x[0].squeeze(1).unsqueeze(0) * 2.0));
+  c.push_back(EMBER_OP("permute", (S{{2, 3, 4}}), -1, 1, true, x[0].permute({2, 0, 1}) * 2.0));
+  c.push_back(EMBER_OP("transpose", (S{{2, 3, 4}}), -1, 1, true, x[0].transpose(0, 2) * 2.0));
+  c.push_back(EMBER_OP("t", m34, -1, 1, true, x[0].t() * 2.0));
+  c.push_back(EMBER_OP("slice_step", (S{{3, 6}}), -1, 1, true, x[0].slice(1, 1, 6, 2) * 2.0));
+  c.push_back(EMBER_OP("slice_negative", (S{{5, 4}}), -1, 1, true, x[0].slice(0, -3, 5) * 2.0));
+  c.push_back(EMBER_OP("narrow", (S{{5, 4}}), -1, 1, true, x[0].narrow(0, 1, 3) * 2.0));
+  c.push_back(EMBER_OP("select", (S{{3, 4, 2}}), -1, 1, true, x[0].select(1, -1) * 2.0));
+  c.push_back(EMBER_OP("expand", (S{{3, 1}}), -1, 1, true, x[0].expand({2, 3, 4}) * 2.0));
+  c.push_back(EMBER_OP("index_select", (S{{4, 3}}), -1, 1, true,
+                       x[0].index_select(0, tensor<int64_t>({2, 0, 2, 3}, {4})) * 2.0));
+  c.push_back(EMBER_OP("gather", (S{{3, 4}}), -1, 1, true,
+                       x[0].gather(1, tensor<int64_t>({0, 3, 3, 1, 2, 0}, {3, 2})) * 2.0));
+  c.push_back(EMBER_OP("scatter_add", (S{{3, 4}, {2, 4}}), -1, 1, true,
+                       scatter_add(x[0], 0, tensor<int64_t>({0, 1, 2, 0, 2, 2, 0, 1}, {2, 4}),
+                                   x[1])));
+  c.push_back(EMBER_OP("cat", (S{{2, 3}, {4, 3}, {1, 3}}), -1, 1, true,
+                       cat(std::vector<std::decay_t<decltype(x[0])>>{x[0], x[1], x[2]}, 0) * 2.0));
+  c.push_back(EMBER_OP("stack", (S{{2, 3}, {2, 3}}), -1, 1, true,
+                       stack(std::vector<std::decay_t<decltype(x[0])>>{x[0], x[1]}, 1) * 2.0));
+  c.push_back(EMBER_OP("split", (S{{5, 2}}), -1, 1, true, [&] {
+    auto p = split(x[0], {2, 3}, 0);
+    return cat(std::vector<std::decay_t<decltype(x[0])>>{p[0] * 2.0, p[1] * 3.0}, 0);
+  }()));
+  c.push_back(EMBER_OP("chunk", (S{{2, 5}}), -1, 1, true, [&] {
+    auto p = x[0].chunk(2, 1);
+    return cat(std::vector<std::decay_t<decltype(x[0])>>{p[0] * 2.0, p[1] * 3.0}, 1);
+  }()));
+  c.push_back(EMBER_OP("pad_constant", (S{{2, 3}}), -1, 1, true, pad(x[0], {1, 2, 0, 1}) * 2.0));
+  c.push_back(EMBER_OP("pad_reflect", (S{{2, 4}}), -1, 1, true,
+                       pad(x[0], {2, 1}, PadMode::Reflect) * 2.0));
+  c.push_back(EMBER_OP("pad_replicate", (S{{2, 3}}), -1, 1, true,
+                       pad(x[0], {2, 1, 1, 0}, PadMode::Replicate) * 2.0));
+  c.push_back(EMBER_OP("pad_negative", (S{{3, 5}}), -1, 1, true, pad(x[0], {-1, 2, 1, -1}) * 2.0));
+  c.push_back(EMBER_OP("contiguous", m34, -1, 1, true, x[0].t().contiguous() * 2.0));
+  c.push_back(EMBER_OP("clone", m34, -1, 1, true, x[0].clone() * 2.0));
+  // ---- composites
+  c.push_back(EMBER_OP("mlp", (S{{5, 4}, {4, 3}, {3}}), -1, 1, true,
+                       tanh(matmul(x[0], x[1]) + x[2]).sum(1)));
+  c.push_back(EMBER_OP("cross_entropy", (S{{4, 5}}), -2, 2, true, [&] {
+    auto target = tensor<T>({0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0}, {4, 5});
+    return -(log_softmax(x[0], 1) * target).sum(1).mean();
+  }()));
+  c.push_back(EMBER_OP("layer_norm", (S{{3, 6}}), -2, 2, true, [&] {
+    auto mu = x[0].mean(-1, true);
+    auto v = var(x[0], {-1}, true, 0);
+    return (x[0] - mu) / sqrt(v + 1e-5);
+  }()));
+  return c;
+}
+
+#undef EMBER_OP
+
+}  // namespace ember::testing
