@@ -108,10 +108,12 @@ void accumulate_typed(TensorImpl& leaf, const TensorBase& incoming_base) {
 }  // namespace
 
 std::vector<TensorBase> AccumulateGrad::apply(const TensorBase& grad_output) {
-  if (leaf_->dtype == DType::Float32) {
-    accumulate_typed<float>(*leaf_, grad_output);
+  std::shared_ptr<TensorImpl> leaf = leaf_.lock();
+  if (!leaf) return {};
+  if (leaf->dtype == DType::Float32) {
+    accumulate_typed<float>(*leaf, grad_output);
   } else {
-    accumulate_typed<double>(*leaf_, grad_output);
+    accumulate_typed<double>(*leaf, grad_output);
   }
   return {};
 }

@@ -151,7 +151,8 @@ inline V pow2i(V n) {
   using C = MathConsts<elem_t<V>>;
   // Adding 1.5 * 2^mant puts n + bias in the low mantissa bits; the shift moves exactly those
   // bits into the exponent field and drops the rest.
-  constexpr elem_t<V> kShifter = elem_t<V>(3) * elem_t<V>(typename C::Bits(1) << (C::kMantBits - 1));
+  using T = elem_t<V>;
+  constexpr T kShifter = T(3) * T(typename C::Bits(1) << (C::kMantBits - 1));
   return sll<C::kMantBits>(n + V(kShifter + C::kBias));
 }
 

@@ -8,9 +8,10 @@
 //
 // Every packet P with element type T provides:
 //   P(T) broadcasts; P::load / load_n / store / store_n (the _n forms touch only the first n
-//   lanes, n < kWidth, and read zeros into the others); P::first_n(n), the mask of those lanes; + - * / and unary -; fma, fnma; min, max;
-//   sqrt, abs, floor, ceil, round_even; lt le gt ge eq ne is_nan -> P::Mask; select; bitwise
-//   ops; from_bits, srl<K>, sll<K> (lane-wise logical shifts of the bit pattern); horizontal
+//   lanes, n < kWidth, and read zeros into the others); P::first_n(n), the mask of those lanes;
+//   + - * / and unary -; fma, fnma; min, max; sqrt, abs, floor, ceil, round_even;
+//   lt le gt ge eq ne is_nan -> P::Mask; select; any, all, mask_bits; bitwise ops; from_bits,
+//   srl<K>, sll<K> (lane-wise logical shifts of the bit pattern); no_contract; horizontal
 //   reductions; masks from / to 0-1 bytes (for compare and where).
 //
 // Note [Packet min/max]
@@ -105,9 +106,15 @@ struct Scalar {
   friend Scalar max(Scalar a, Scalar b) { return a.v > b.v ? a.v : b.v; }
   friend Scalar sqrt(Scalar a) { return std::sqrt(a.v); }
   friend Scalar abs(Scalar a) { return std::fabs(a.v); }
-  friend Scalar floor(Scalar a) { return std::floor(a.v); }
-  friend Scalar ceil(Scalar a) { return std::ceil(a.v); }
-  friend Scalar round_even(Scalar a) { return std::nearbyint(a.v); }
+  friend Scalar floor(Scalar a) {
+    return std::floor(a.v);
+  }
+  friend Scalar ceil(Scalar a) {
+    return std::ceil(a.v);
+  }
+  friend Scalar round_even(Scalar a) {
+    return std::nearbyint(a.v);
+  }
   friend Mask lt(Scalar a, Scalar b) { return {a.v < b.v}; }
   friend Mask le(Scalar a, Scalar b) { return {a.v <= b.v}; }
   friend Mask gt(Scalar a, Scalar b) { return {a.v > b.v}; }
@@ -197,9 +204,15 @@ struct F32x8 {
   friend F32x8 max(F32x8 a, F32x8 b) { return _mm256_max_ps(a.v, b.v); }
   friend F32x8 sqrt(F32x8 a) { return _mm256_sqrt_ps(a.v); }
   friend F32x8 abs(F32x8 a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v); }
-  friend F32x8 floor(F32x8 a) { return _mm256_round_ps(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
-  friend F32x8 ceil(F32x8 a) { return _mm256_round_ps(a.v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC); }
-  friend F32x8 round_even(F32x8 a) { return _mm256_round_ps(a.v, _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC); }
+  friend F32x8 floor(F32x8 a) {
+    return _mm256_round_ps(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  }
+  friend F32x8 ceil(F32x8 a) {
+    return _mm256_round_ps(a.v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+  }
+  friend F32x8 round_even(F32x8 a) {
+    return _mm256_round_ps(a.v, _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
+  }
   friend Mask lt(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }
   friend Mask le(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ)}; }
   friend Mask gt(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)}; }
@@ -308,9 +321,15 @@ struct F64x4 {
   friend F64x4 max(F64x4 a, F64x4 b) { return _mm256_max_pd(a.v, b.v); }
   friend F64x4 sqrt(F64x4 a) { return _mm256_sqrt_pd(a.v); }
   friend F64x4 abs(F64x4 a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a.v); }
-  friend F64x4 floor(F64x4 a) { return _mm256_round_pd(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
-  friend F64x4 ceil(F64x4 a) { return _mm256_round_pd(a.v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC); }
-  friend F64x4 round_even(F64x4 a) { return _mm256_round_pd(a.v, _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC); }
+  friend F64x4 floor(F64x4 a) {
+    return _mm256_round_pd(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  }
+  friend F64x4 ceil(F64x4 a) {
+    return _mm256_round_pd(a.v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+  }
+  friend F64x4 round_even(F64x4 a) {
+    return _mm256_round_pd(a.v, _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
+  }
   friend Mask lt(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_LT_OQ)}; }
   friend Mask le(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_LE_OQ)}; }
   friend Mask gt(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ)}; }
@@ -423,9 +442,15 @@ struct F32x16 {
   friend F32x16 max(F32x16 a, F32x16 b) { return _mm512_max_ps(a.v, b.v); }
   friend F32x16 sqrt(F32x16 a) { return _mm512_sqrt_ps(a.v); }
   friend F32x16 abs(F32x16 a) { return _mm512_andnot_ps(_mm512_set1_ps(-0.0f), a.v); }
-  friend F32x16 floor(F32x16 a) { return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
-  friend F32x16 ceil(F32x16 a) { return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC); }
-  friend F32x16 round_even(F32x16 a) { return _mm512_roundscale_ps(a.v, _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC); }
+  friend F32x16 floor(F32x16 a) {
+    return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  }
+  friend F32x16 ceil(F32x16 a) {
+    return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+  }
+  friend F32x16 round_even(F32x16 a) {
+    return _mm512_roundscale_ps(a.v, _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
+  }
   friend Mask lt(F32x16 a, F32x16 b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ)}; }
   friend Mask le(F32x16 a, F32x16 b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ)}; }
   friend Mask gt(F32x16 a, F32x16 b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ)}; }
@@ -499,9 +524,15 @@ struct F64x8 {
   friend F64x8 max(F64x8 a, F64x8 b) { return _mm512_max_pd(a.v, b.v); }
   friend F64x8 sqrt(F64x8 a) { return _mm512_sqrt_pd(a.v); }
   friend F64x8 abs(F64x8 a) { return _mm512_andnot_pd(_mm512_set1_pd(-0.0), a.v); }
-  friend F64x8 floor(F64x8 a) { return _mm512_roundscale_pd(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
-  friend F64x8 ceil(F64x8 a) { return _mm512_roundscale_pd(a.v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC); }
-  friend F64x8 round_even(F64x8 a) { return _mm512_roundscale_pd(a.v, _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC); }
+  friend F64x8 floor(F64x8 a) {
+    return _mm512_roundscale_pd(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  }
+  friend F64x8 ceil(F64x8 a) {
+    return _mm512_roundscale_pd(a.v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+  }
+  friend F64x8 round_even(F64x8 a) {
+    return _mm512_roundscale_pd(a.v, _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
+  }
   friend Mask lt(F64x8 a, F64x8 b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_LT_OQ)}; }
   friend Mask le(F64x8 a, F64x8 b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_LE_OQ)}; }
   friend Mask gt(F64x8 a, F64x8 b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ)}; }

@@ -66,17 +66,19 @@ class Node : public std::enable_shared_from_this<Node> {
   uint64_t sequence_nr_;
 };
 
-/// Accumulates incoming gradients into a leaf's grad().
+/// Accumulates incoming gradients into a leaf's grad(). It refers to the leaf weakly: a leaf's
+/// grad can hold a graph that leads back here (backward with create_graph), and a strong
+/// reference would make that a cycle that is never freed. A leaf nobody holds any more needs no
+/// gradient.
 class AccumulateGrad final : public Node {
  public:
-  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
+  explicit AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf) : leaf_(leaf) {}
   std::vector<TensorBase> apply(const TensorBase& grad_output) override;
   std::string name() const override { return "AccumulateGrad"; }
   bool is_accumulator() const noexcept override { return true; }
-  const std::shared_ptr<TensorImpl>& leaf() const noexcept { return leaf_; }
 
  private:
-  std::shared_ptr<TensorImpl> leaf_;
+  std::weak_ptr<TensorImpl> leaf_;
 };
 
 /// Releases a node reference without recursion: the last reference to a long chain of nodes is

@@ -1,0 +1,14 @@
+# Fails when an ISA-specific object file defines weak symbols (inline functions or template
+# instantiations compiled with -mavx512f could be chosen by the linker for all callers).
+foreach(obj IN LISTS OBJECTS)
+  execute_process(COMMAND ${NM} --defined-only -C ${obj} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+  if(rc)
+    message(FATAL_ERROR "nm failed on ${obj}")
+  endif()
+  string(REGEX MATCHALL "[^\n]* [WVu] [^\n]*" weak "${out}")
+  if(weak)
+    string(REPLACE ";" "\n" weak "${weak}")
+    message(FATAL_ERROR "${obj} defines weak symbols:\n${weak}")
+  endif()
+endforeach()
+message(STATUS "no weak symbols in the SIMD objects")

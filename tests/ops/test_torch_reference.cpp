@@ -1,0 +1,176 @@
+// Forward values and gradients of every registry op against PyTorch 1.13 (values written by
+// tools/make_torch_refs.py into tests/data). Elementwise ops at rtol 1.3e-6 / atol 1e-5 in float32,
+// reductions, matrix products and composites at 1e-4.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "ops/op_registry.hpp"
+
+namespace ember::testing {
+namespace {
+
+struct RefTensor {
+  Shape shape;
+  std::vector<double> values;
+  bool none = false;
+};
+
+struct RefCase {
+  std::vector<RefTensor> inputs, grads;
+  RefTensor w, out;
+};
+
+RefTensor parse_tensor(std::istringstream& in) {
+  RefTensor t;
+  std::string first;
+  in >> first;
+  if (first == "none") {
+    t.none = true;
+    return t;
+  }
+  int64_t rank = std::stoll(first);
+  int64_t numel = 1;
+  for (int64_t i = 0; i < rank; ++i) {
+    int64_t d;
+    in >> d;
+    t.shape.push_back(d);
+    numel *= d;
+  }
+  t.values.resize(static_cast<size_t>(numel));
+  for (auto& v : t.values) {
+    std::string s;
+    in >> s;
+    v = std::strtod(s.c_str(), nullptr);  // reads nan and inf too
+  }
+  return t;
+}
+
+std::map<std::string, RefCase> load(const std::string& dtype) {
+  const char* dir = std::getenv("EMBER_TEST_DATA");
+  std::string path = std::string(dir ? dir : "tests/data") + "/torch_ref_" + dtype + ".txt";
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  std::map<std::string, RefCase> cases;
+  std::string line, current;
+  while (std::getline(f, line)) {
+    std::istringstream in(line);
+    std::string tag;
+    in >> tag;
+    if (tag == "case") {
+      in >> current;
+      cases[current];
+    } else if (tag == "in") {
+      cases[current].inputs.push_back(parse_tensor(in));
+    } else if (tag == "w") {
+      cases[current].w = parse_tensor(in);
+    } else if (tag == "out") {
+      cases[current].out = parse_tensor(in);
+    } else if (tag == "grad") {
+      cases[current].grads.push_back(parse_tensor(in));
+    }
+  }
+  return cases;
+}
+
+bool is_elementwise(const std::string& name) {
+  static const std::set<std::string> names = {
+      "neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "reciprocal", "square", "sin",
+      "cos", "tanh", "sigmoid", "relu", "silu", "erf", "sign", "floor", "ceil", "round",
+      "leaky_relu", "elu", "gelu", "gelu_tanh", "softplus", "clamp", "pow_scalar", "pow_int",
+      "add", "add_bc3", "add_alpha", "sub", "sub_alpha", "mul", "div", "maximum", "minimum",
+      "pow_tensor", "add_scalar", "rsub_scalar", "mul_scalar", "div_scalar", "rdiv_scalar",
+      "where", "masked_fill"};
+  return names.count(name) > 0;
+}
+
+template <FloatingElement T>
+Tensor<T> to_tensor(const RefTensor& r, bool requires_grad) {
+  std::vector<T> v(r.values.begin(), r.values.end());
+  return tensor<T>(v, r.shape, requires_grad);
+}
+
+template <FloatingElement T>
+void expect_close(const Tensor<T>& got, const RefTensor& want, double rtol, double atol,
+                  const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape) << what;
+  std::vector<T> g = got.to_vector();
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double a = g[i], b = want.values[i];
+    if (std::isnan(b)) {
+      EXPECT_TRUE(std::isnan(a)) << what << " element " << i;
+      continue;
+    }
+    ASSERT_LE(std::fabs(a - b), atol + rtol * std::fabs(b))
+        << what << " element " << i << ": ember " << a << " vs torch " << b;
+  }
+}
+
+template <FloatingElement T>
+void check(const OpCase& c, const RefCase& ref, double rtol, double atol) {
+  std::vector<Tensor<T>> inputs;
+  for (const auto& r : ref.inputs) inputs.push_back(to_tensor<T>(r, true));
+  ASSERT_EQ(inputs.size(), c.shapes.size());
+  Tensor<T> out;
+  if constexpr (std::is_same_v<T, float>) {
+    out = c.f32(inputs);
+  } else {
+    out = c.f64(inputs);
+  }
+  expect_close(out, ref.out, rtol, atol, c.name + " forward");
+  auto grads = autograd::grad({out}, inputs, {to_tensor<T>(ref.w, false)}, false, false, true);
+  ASSERT_EQ(grads.size(), ref.grads.size());
+  for (size_t k = 0; k < grads.size(); ++k) {
+    if (ref.grads[k].none) {
+      EXPECT_FALSE(grads[k].defined()) << c.name << " grad " << k;
+      continue;
+    }
+    Tensor<T> g = grads[k].defined() ? grads[k] : zeros<T>(inputs[k].shape());
+    expect_close(g, ref.grads[k], rtol, atol, c.name + " grad " + std::to_string(k));
+  }
+}
+
+class TorchReference : public ::testing::TestWithParam<OpCase> {
+ protected:
+  static std::map<std::string, RefCase>& refs(const std::string& dtype) {
+    static std::map<std::string, std::map<std::string, RefCase>> all;
+    auto it = all.find(dtype);
+    if (it == all.end()) it = all.emplace(dtype, load(dtype)).first;
+    return it->second;
+  }
+};
+
+TEST_P(TorchReference, Float32) {
+  const OpCase& c = GetParam();
+  auto& r = refs("float32");
+  ASSERT_TRUE(r.count(c.name)) << "no PyTorch reference for " << c.name
+                               << "; rerun tools/make_torch_refs.py";
+  const bool ew = is_elementwise(c.name);
+  check<float>(c, r.at(c.name), ew ? 1.3e-6 : 1e-4, ew ? 1e-5 : 1e-4);
+}
+
+TEST_P(TorchReference, Float64) {
+  const OpCase& c = GetParam();
+  auto& r = refs("float64");
+  ASSERT_TRUE(r.count(c.name)) << "no PyTorch reference for " << c.name;
+  check<double>(c, r.at(c.name), 1e-10, 1e-12);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, TorchReference, ::testing::ValuesIn(op_registry()),
+                         [](const ::testing::TestParamInfo<OpCase>& info) { return info.param.name; });
+
+TEST(TorchReferenceFile, CoversEveryRegistryOpAndNoOthers) {
+  auto refs = load("float32");
+  std::set<std::string> registry;
+  for (const auto& c : op_registry()) registry.insert(c.name);
+  for (const auto& [name, ref] : refs) EXPECT_TRUE(registry.count(name)) << name;
+  EXPECT_EQ(refs.size(), registry.size());
+}
+
+}  // namespace
+}  // namespace ember::testing

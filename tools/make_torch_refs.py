@@ -1,0 +1,216 @@
+#!/usr/bin/python3
+"""Writes PyTorch reference values for ember's op registry (tests/ops/op_registry.hpp).
+
+For every case and for float32 and float64 it records the inputs, a random output weight w, the
+output, and the gradients of sum(output * w) with respect to each input, in
+tests/data/torch_ref_<dtype>.txt. The C++ test (tests/ops/test_torch_reference.cpp) reads them, so
+CI never needs torch. Needs Debian's python3-torch (scripts/install-deps.sh --torch), which is
+importable only from /usr/bin/python3:
+
+    /usr/bin/python3 tools/make_torch_refs.py
+
+File format, one record per line, space separated:
+    case <name>
+    in|w|out|grad <rank> <dims...> <values...>      (grad "none" when an input gets no gradient)
+    end
+"""
+import os
+import sys
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+M34 = [(3, 4)]
+BC = [(3, 4), (4,)]
+BC3 = [(2, 1, 3), (4, 1)]
+R345 = [(3, 4, 5)]
+
+
+def idx(values, shape):
+    return torch.tensor(values, dtype=torch.int64).reshape(shape)
+
+
+def split_case(x):
+    p = torch.split(x[0], [2, 3], 0)
+    return torch.cat([p[0] * 2.0, p[1] * 3.0], 0)
+
+
+def chunk_case(x):
+    p = x[0].chunk(2, 1)
+    return torch.cat([p[0] * 2.0, p[1] * 3.0], 1)
+
+
+def cross_entropy_case(x):
+    target = torch.tensor([0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0],
+                          dtype=x[0].dtype).reshape(4, 5)
+    return -(F.log_softmax(x[0], 1) * target).sum(1).mean()
+
+
+def layer_norm_case(x):
+    mu = x[0].mean(-1, keepdim=True)
+    v = x[0].var(-1, keepdim=True, unbiased=False)
+    return (x[0] - mu) / torch.sqrt(v + 1e-5)
+
+
+# name, shapes, lo, hi, function — the same cases, by name, as op_registry.hpp.
+CASES = [
+    ("neg", M34, -1, 1, lambda x: -x[0]),
+    ("abs", M34, -1, 1, lambda x: torch.abs(x[0])),
+    ("exp", M34, -1, 1, lambda x: torch.exp(x[0])),
+    ("log", M34, 0.1, 2, lambda x: torch.log(x[0])),
+    ("log1p", M34, -0.5, 2, lambda x: torch.log1p(x[0])),
+    ("expm1", M34, -1, 1, lambda x: torch.expm1(x[0])),
+    ("sqrt", M34, 0.1, 2, lambda x: torch.sqrt(x[0])),
+    ("rsqrt", M34, 0.1, 2, lambda x: torch.rsqrt(x[0])),
+    ("reciprocal", M34, 0.5, 2, lambda x: torch.reciprocal(x[0])),
+    ("square", M34, -1, 1, lambda x: torch.square(x[0])),
+    ("sin", M34, -2, 2, lambda x: torch.sin(x[0])),
+    ("cos", M34, -2, 2, lambda x: torch.cos(x[0])),
+    ("tanh", M34, -2, 2, lambda x: torch.tanh(x[0])),
+    ("sigmoid", M34, -3, 3, lambda x: torch.sigmoid(x[0])),
+    ("relu", M34, -1, 1, lambda x: torch.relu(x[0])),
+    ("silu", M34, -2, 2, lambda x: F.silu(x[0])),
+    ("erf", M34, -2, 2, lambda x: torch.erf(x[0])),
+    ("sign", M34, -1, 1, lambda x: torch.sign(x[0])),
+    ("floor", M34, -3, 3, lambda x: torch.floor(x[0])),
+    ("ceil", M34, -3, 3, lambda x: torch.ceil(x[0])),
+    ("round", M34, -3, 3, lambda x: torch.round(x[0])),
+    ("leaky_relu", M34, -1, 1, lambda x: F.leaky_relu(x[0], 0.2)),
+    ("elu", M34, -2, 2, lambda x: F.elu(x[0], 1.3)),
+    ("gelu", M34, -3, 3, lambda x: F.gelu(x[0])),
+    ("gelu_tanh", M34, -3, 3, lambda x: F.gelu(x[0], approximate="tanh")),
+    ("softplus", M34, -1, 1, lambda x: F.softplus(x[0], beta=2.0, threshold=1.0)),
+    ("clamp", M34, -1, 1, lambda x: torch.clamp(x[0], -0.5, 0.5)),
+    ("pow_scalar", M34, 0.1, 2, lambda x: torch.pow(x[0], 2.5)),
+    ("pow_int", M34, -1, 1, lambda x: torch.pow(x[0], 3.0)),
+    ("add", BC, -1, 1, lambda x: x[0] + x[1]),
+    ("add_bc3", BC3, -1, 1, lambda x: x[0] + x[1]),
+    ("add_alpha", BC, -1, 1, lambda x: torch.add(x[0], x[1], alpha=2.5)),
+    ("sub", BC3, -1, 1, lambda x: x[0] - x[1]),
+    ("sub_alpha", BC, -1, 1, lambda x: torch.sub(x[0], x[1], alpha=0.5)),
+    ("mul", BC3, -1, 1, lambda x: x[0] * x[1]),
+    ("div", BC, 0.5, 2, lambda x: x[0] / x[1]),
+    ("maximum", BC3, -1, 1, lambda x: torch.maximum(x[0], x[1])),
+    ("minimum", BC, -1, 1, lambda x: torch.minimum(x[0], x[1])),
+    ("pow_tensor", BC, 0.5, 2, lambda x: torch.pow(x[0], x[1])),
+    ("add_scalar", M34, -1, 1, lambda x: x[0] + 2.0),
+    ("rsub_scalar", M34, -1, 1, lambda x: 2.0 - x[0]),
+    ("mul_scalar", M34, -1, 1, lambda x: x[0] * 3.0),
+    ("div_scalar", M34, -1, 1, lambda x: x[0] / 4.0),
+    ("rdiv_scalar", M34, 0.5, 2, lambda x: 2.0 / x[0]),
+    ("where", BC, -1, 1, lambda x: torch.where(x[0] > 0, x[0], x[1])),
+    ("masked_fill", M34, -1, 1, lambda x: x[0].masked_fill(x[0] < 0, 0.5)),
+    ("sum_all", R345, -1, 1, lambda x: x[0].sum()),
+    ("sum_dim", R345, -1, 1, lambda x: x[0].sum(1)),
+    ("sum_dims_keepdim", R345, -1, 1, lambda x: x[0].sum((0, 2), keepdim=True)),
+    ("sum_last", R345, -1, 1, lambda x: x[0].sum(-1)),
+    ("mean_all", R345, -1, 1, lambda x: x[0].mean()),
+    ("mean_dim", R345, -1, 1, lambda x: x[0].mean(2, keepdim=True)),
+    ("var_all", R345, -1, 1, lambda x: x[0].var()),
+    ("var_dim", R345, -1, 1, lambda x: x[0].var(1)),
+    ("var_unbiased0", R345, -1, 1, lambda x: x[0].var((0, 2), unbiased=False, keepdim=True)),
+    ("std_dim", R345, -1, 1, lambda x: x[0].std(2, keepdim=True)),
+    ("prod_all", [(2, 3)], 0.5, 1.5, lambda x: x[0].prod()),
+    ("prod_dim", [(3, 4)], 0.5, 1.5, lambda x: x[0].prod(1)),
+    ("amax_dim", R345, -1, 1, lambda x: torch.amax(x[0], 1)),
+    ("amin_all", R345, -1, 1, lambda x: x[0].min()),
+    ("max_dim_values", R345, -1, 1, lambda x: x[0].max(2).values),
+    ("min_dim_values", R345, -1, 1, lambda x: x[0].min(0, keepdim=True).values),
+    ("logsumexp", R345, -2, 2, lambda x: torch.logsumexp(x[0], 1)),
+    ("norm2", R345, -1, 1, lambda x: x[0].norm()),
+    ("norm1", M34, -1, 1, lambda x: x[0].norm(1)),
+    ("norm3", M34, -1, 1, lambda x: x[0].norm(3)),
+    ("norm_dim", R345, -1, 1, lambda x: torch.norm(x[0], 2, dim=1)),
+    ("softmax", R345, -2, 2, lambda x: torch.softmax(x[0], 1)),
+    ("softmax_last", M34, -2, 2, lambda x: torch.softmax(x[0], -1)),
+    ("log_softmax", R345, -2, 2, lambda x: torch.log_softmax(x[0], 2)),
+    ("matmul_2d", [(3, 4), (4, 5)], -1, 1, lambda x: torch.matmul(x[0], x[1])),
+    ("matmul_1d1d", [(4,), (4,)], -1, 1, lambda x: torch.matmul(x[0], x[1])),
+    ("matmul_2d1d", [(3, 4), (4,)], -1, 1, lambda x: torch.matmul(x[0], x[1])),
+    ("matmul_1d2d", [(4,), (4, 5)], -1, 1, lambda x: torch.matmul(x[0], x[1])),
+    ("matmul_3d2d", [(2, 3, 4), (4, 5)], -1, 1, lambda x: torch.matmul(x[0], x[1])),
+    ("matmul_batched", [(2, 1, 3, 4), (3, 4, 2)], -1, 1, lambda x: torch.matmul(x[0], x[1])),
+    ("matmul_1d3d", [(4,), (2, 4, 3)], -1, 1, lambda x: torch.matmul(x[0], x[1])),
+    ("matmul_transposed", [(4, 3), (5, 4)], -1, 1, lambda x: torch.matmul(x[0].t(), x[1].t())),
+    ("mm", [(3, 4), (4, 2)], -1, 1, lambda x: torch.mm(x[0], x[1])),
+    ("bmm", [(2, 3, 4), (2, 4, 5)], -1, 1, lambda x: torch.bmm(x[0], x[1])),
+    ("outer", [(3,), (4,)], -1, 1, lambda x: torch.outer(x[0], x[1])),
+    ("dot", [(5,), (5,)], -1, 1, lambda x: torch.dot(x[0], x[1])),
+    ("reshape", M34, -1, 1, lambda x: x[0].reshape(2, 6) * 2.0),
+    ("view_infer", M34, -1, 1, lambda x: x[0].contiguous().view(-1, 2) * 2.0),
+    ("flatten", [(2, 3, 4)], -1, 1, lambda x: x[0].flatten(1) * 2.0),
+    ("squeeze_unsqueeze", [(3, 1, 4)], -1, 1, lambda x: x[0].squeeze(1).unsqueeze(0) * 2.0),
+    ("permute", [(2, 3, 4)], -1, 1, lambda x: x[0].permute(2, 0, 1) * 2.0),
+    ("transpose", [(2, 3, 4)], -1, 1, lambda x: x[0].transpose(0, 2) * 2.0),
+    ("t", M34, -1, 1, lambda x: x[0].t() * 2.0),
+    ("slice_step", [(3, 6)], -1, 1, lambda x: x[0][:, 1:6:2] * 2.0),
+    ("slice_negative", [(5, 4)], -1, 1, lambda x: x[0][-3:5] * 2.0),
+    ("narrow", [(5, 4)], -1, 1, lambda x: x[0].narrow(0, 1, 3) * 2.0),
+    ("select", [(3, 4, 2)], -1, 1, lambda x: x[0].select(1, -1) * 2.0),
+    ("expand", [(3, 1)], -1, 1, lambda x: x[0].expand(2, 3, 4) * 2.0),
+    ("index_select", [(4, 3)], -1, 1, lambda x: x[0].index_select(0, idx([2, 0, 2, 3], (4,))) * 2.0),
+    ("gather", [(3, 4)], -1, 1, lambda x: x[0].gather(1, idx([0, 3, 3, 1, 2, 0], (3, 2))) * 2.0),
+    ("scatter_add", [(3, 4), (2, 4)], -1, 1,
+     lambda x: torch.scatter_add(x[0], 0, idx([0, 1, 2, 0, 2, 2, 0, 1], (2, 4)), x[1])),
+    ("cat", [(2, 3), (4, 3), (1, 3)], -1, 1, lambda x: torch.cat([x[0], x[1], x[2]], 0) * 2.0),
+    ("stack", [(2, 3), (2, 3)], -1, 1, lambda x: torch.stack([x[0], x[1]], 1) * 2.0),
+    ("split", [(5, 2)], -1, 1, split_case),
+    ("chunk", [(2, 5)], -1, 1, chunk_case),
+    ("pad_constant", [(2, 3)], -1, 1, lambda x: F.pad(x[0], (1, 2, 0, 1)) * 2.0),
+    ("pad_reflect", [(2, 4)], -1, 1,
+     lambda x: F.pad(x[0].unsqueeze(0), (2, 1), mode="reflect").squeeze(0) * 2.0),
+    ("pad_replicate", [(2, 3)], -1, 1,
+     lambda x: F.pad(x[0].unsqueeze(0), (2, 1, 1, 0), mode="replicate").squeeze(0) * 2.0),
+    ("pad_negative", [(3, 5)], -1, 1, lambda x: F.pad(x[0], (-1, 2, 1, -1)) * 2.0),
+    ("contiguous", M34, -1, 1, lambda x: x[0].t().contiguous() * 2.0),
+    ("clone", M34, -1, 1, lambda x: x[0].clone() * 2.0),
+    ("mlp", [(5, 4), (4, 3), (3,)], -1, 1, lambda x: torch.tanh(torch.matmul(x[0], x[1]) + x[2]).sum(1)),
+    ("cross_entropy", [(4, 5)], -2, 2, cross_entropy_case),
+    ("layer_norm", [(3, 6)], -2, 2, layer_norm_case),
+]
+
+
+def fmt_tensor(tag, t, digits):
+    t = t.detach().contiguous()
+    dims = list(t.shape)
+    values = " ".join(f"{v:.{digits}g}" for v in t.reshape(-1).tolist())
+    return f"{tag} {len(dims)} {' '.join(str(d) for d in dims)} {values}".rstrip() + "\n"
+
+
+def write(dtype, path):
+    digits = 9 if dtype == torch.float32 else 17
+    lines = []
+    for name, shapes, lo, hi, fn in CASES:
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        inputs = [torch.tensor(rng.uniform(lo, hi, size=s), dtype=dtype, requires_grad=True)
+                  for s in shapes]
+        out = fn(inputs)
+        w = torch.tensor(rng.uniform(-1, 1, size=tuple(out.shape)), dtype=dtype)
+        grads = torch.autograd.grad(out, inputs, grad_outputs=w, allow_unused=True)
+        lines.append(f"case {name}\n")
+        for x in inputs:
+            lines.append(fmt_tensor("in", x, digits))
+        lines.append(fmt_tensor("w", w, digits))
+        lines.append(fmt_tensor("out", out, digits))
+        for g in grads:
+            lines.append("grad none\n" if g is None else fmt_tensor("grad", g, digits))
+        lines.append("end\n")
+    with open(path, "w") as f:
+        f.writelines(lines)
+    print(f"wrote {len(CASES)} cases to {path}")
+
+
+def main():
+    torch.set_num_threads(1)
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
+    os.makedirs(root, exist_ok=True)
+    write(torch.float32, os.path.join(root, "torch_ref_float32.txt"))
+    write(torch.float64, os.path.join(root, "torch_ref_float64.txt"))
+    print(f"torch {torch.__version__}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
