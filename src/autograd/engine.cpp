@@ -46,6 +46,58 @@ struct NodeState {
   TensorBase grad;
 };
 
+// Per-backward state of every reachable node, in an open-addressing table keyed by node address
+// (one allocation per backward instead of one per node).
+class NodeTable {
+ public:
+  NodeTable() : keys_(16, nullptr), vals_(16) {}
+
+  // References stay valid until the next insertion of a new key.
+  std::pair<NodeState*, bool> try_emplace(Node* n) {
+    size_t i = slot(n);
+    if (keys_[i] == n) return {&vals_[i], false};
+    if ((count_ + 1) * 2 > keys_.size()) {
+      grow();
+      i = slot(n);
+    }
+    keys_[i] = n;
+    ++count_;
+    return {&vals_[i], true};
+  }
+  NodeState& operator[](Node* n) { return *try_emplace(n).first; }
+  template <class F>
+  void for_each(F&& f) {
+    for (size_t i = 0; i < keys_.size(); ++i)
+      if (keys_[i]) f(keys_[i], vals_[i]);
+  }
+
+ private:
+  size_t slot(Node* n) const {
+    const size_t mask = keys_.size() - 1;
+    size_t h = reinterpret_cast<uintptr_t>(n);
+    h = (h ^ (h >> 21)) * 0x9E3779B97F4A7C15ull;
+    size_t i = (h >> 32) & mask;
+    while (keys_[i] != nullptr && keys_[i] != n) i = (i + 1) & mask;
+    return i;
+  }
+  void grow() {
+    std::vector<Node*> old_keys(keys_.size() * 2, nullptr);
+    std::vector<NodeState> old_vals(keys_.size() * 2);
+    old_keys.swap(keys_);
+    old_vals.swap(vals_);
+    for (size_t i = 0; i < old_keys.size(); ++i) {
+      if (!old_keys[i]) continue;
+      size_t j = slot(old_keys[i]);
+      keys_[j] = old_keys[i];
+      vals_[j] = std::move(old_vals[i]);
+    }
+  }
+
+  std::vector<Node*> keys_;
+  std::vector<NodeState> vals_;
+  size_t count_ = 0;
+};
+
 struct ByRecency {
   bool operator()(const Node* a, const Node* b) const { return a->sequence_nr() < b->sequence_nr(); }
 };
@@ -83,23 +135,19 @@ void run_backward(const std::vector<TensorBase>& roots, const std::vector<Tensor
   }
 
   // Count, for every reachable node, how many edges lead into it (iterative DFS).
-  std::unordered_map<Node*, NodeState> state;
-  state.reserve(64);
+  NodeTable state;
   {
     std::vector<Node*> stack;
     for (auto& n : root_nodes) {
-      if (state.find(n.get()) == state.end()) {
-        state[n.get()];
-        stack.push_back(n.get());
-      }
+      if (state.try_emplace(n.get()).second) stack.push_back(n.get());
     }
     while (!stack.empty()) {
       Node* n = stack.back();
       stack.pop_back();
       for (const auto& e : n->next_edges()) {
         if (!e) continue;
-        auto [it, inserted] = state.try_emplace(e.get());
-        ++it->second.dependencies;
+        auto [st, inserted] = state.try_emplace(e.get());
+        ++st->dependencies;
         if (inserted) stack.push_back(e.get());
       }
     }
@@ -119,7 +167,7 @@ void run_backward(const std::vector<TensorBase>& roots, const std::vector<Tensor
     // A node is needed when an input's node is reachable from it: mark in reverse topological
     // order (children before parents), computed from the dependency counts.
     std::unordered_map<Node*, int> deps;
-    for (auto& [n, s] : state) deps[n] = s.dependencies;
+    state.for_each([&](Node* n, NodeState& s) { deps[n] = s.dependencies; });
     std::vector<Node*> topo;
     std::vector<Node*> ready;
     for (auto& n : root_nodes)
@@ -142,7 +190,7 @@ void run_backward(const std::vector<TensorBase>& roots, const std::vector<Tensor
         if (e && state[e.get()].needed) s.needed = true;
     }
   } else {
-    for (auto& [n, s] : state) s.needed = true;
+    state.for_each([](Node*, NodeState& s) { s.needed = true; });
   }
 
   for (size_t i = 0; i < roots.size(); ++i) {

@@ -35,6 +35,11 @@ AutogradMeta::~AutogradMeta() {
 }
 
 void release_node(std::shared_ptr<Node>&& node) noexcept {
+  // A node someone else still holds is not destroyed here: drop the reference directly.
+  if (node.use_count() > 1) {
+    node.reset();
+    return;
+  }
   // Only the outermost call destroys nodes; nested destructions (a node's edges, the grad_fn of a
   // tensor it saved) just queue their references, so the stack depth stays constant.
   ReleaseQueue& q = t_release;
@@ -63,12 +68,8 @@ std::shared_ptr<Node> gradient_edge(const TensorBase& t) {
   if (!requires_grad_of(t)) return nullptr;
   AutogradMeta& meta = *t.impl()->autograd;
   if (meta.grad_fn) return meta.grad_fn;
-  std::shared_ptr<Node> acc = meta.grad_accumulator.lock();
-  if (!acc) {
-    acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
-    meta.grad_accumulator = acc;
-  }
-  return acc;
+  if (!meta.grad_accumulator) meta.grad_accumulator = std::make_shared<AccumulateGrad>(t.impl_ptr());
+  return meta.grad_accumulator;
 }
 
 namespace {
@@ -89,12 +90,17 @@ void accumulate_typed(TensorImpl& leaf, const TensorBase& incoming_base) {
     if (create_graph) {
       meta.grad = incoming;
     } else {
-      // Keep the incoming buffer when nothing else refers to it; copy otherwise, so that later
-      // in-place accumulation cannot write into someone else's tensor.
-      bool exclusive = incoming.is_contiguous() && !incoming.impl()->is_view &&
-                       incoming.impl()->storage.use_count() == 1 &&
-                       incoming.impl_ptr().use_count() == 1;
-      meta.grad = exclusive ? incoming.detach() : incoming.detach().clone();
+      // Keep the incoming buffer when nothing else refers to it (the engine's handle and this
+      // one are the only two); copy otherwise, so that later in-place accumulation cannot write
+      // into someone else's tensor.
+      const bool exclusive = incoming.is_contiguous() && !incoming.impl()->is_view &&
+                             incoming.impl()->storage.use_count() == 1 &&
+                             incoming.impl_ptr().use_count() <= 2;
+      if (!exclusive) {
+        meta.grad = incoming.detach().clone();
+      } else {
+        meta.grad = incoming.impl()->autograd ? incoming.detach() : incoming;
+      }
     }
     return;
   }
@@ -125,7 +131,6 @@ template <class Inputs>
 void connect_impl(TensorBase& out, const std::shared_ptr<Node>& node, const Inputs& inputs,
                   const char* name) {
   auto& edges = node->mutable_next_edges();
-  edges.reserve(inputs.size());
   std::string context;
   const bool anomaly = anomaly_mode_enabled();
   if (anomaly) context = std::string(name) + "(";

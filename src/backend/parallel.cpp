@@ -66,10 +66,14 @@ class Pool {
 
   void run(int64_t begin, int64_t end, int64_t grain, detail::RangeFn fn) {
     const int64_t total = end - begin;
-    const int64_t threads = threads_.load();
-    // One user thread at a time gets the pool; others (and nested calls) run serially.
+    const int64_t threads = threads_.load(std::memory_order_relaxed);
+    if (threads <= 1 || total <= grain || t_in_pool_task) {
+      fn(begin, end);
+      return;
+    }
+    // One user thread at a time gets the pool; others run serially.
     std::unique_lock<std::mutex> use(use_mutex_, std::try_to_lock);
-    if (threads <= 1 || total <= grain || t_in_pool_task || !use.owns_lock()) {
+    if (!use.owns_lock()) {
       fn(begin, end);
       return;
     }

@@ -5,7 +5,6 @@
 #include <mutex>
 #include <new>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "ember/core/error.hpp"
@@ -26,6 +25,17 @@ size_t size_class(size_t n) {
   return (n + quarter - 1) / quarter * quarter;
 }
 
+// A dense index for each size class (for the free-list table).
+constexpr size_t kSmallClasses = 4096 / kAlignment;  // 64 B .. 4 KiB
+constexpr size_t kClassCount = kSmallClasses + 4 * 64;
+size_t class_index(size_t capacity) {
+  if (capacity <= 4096) return capacity / kAlignment - 1;
+  const int log2 = 63 - __builtin_clzll(capacity - 1);  // capacity in (2^log2, 2^(log2+1)]
+  const size_t quarter = (size_t(1) << log2) / 4;
+  const size_t step = (capacity - (size_t(1) << log2)) / quarter - 1;  // 0..3
+  return kSmallClasses + static_cast<size_t>(log2 - 12) * 4 + step;
+}
+
 class CachingAllocator {
  public:
   ~CachingAllocator() { release_all(); }
@@ -36,10 +46,10 @@ class CachingAllocator {
       ++stats_.allocations;
       stats_.live_bytes += static_cast<int64_t>(capacity);
       if (stats_.live_bytes > stats_.peak_live_bytes) stats_.peak_live_bytes = stats_.live_bytes;
-      auto it = free_.find(capacity);
-      if (it != free_.end() && !it->second.empty()) {
-        void* p = it->second.back();
-        it->second.pop_back();
+      std::vector<void*>& list = free_[class_index(capacity)];
+      if (!list.empty()) {
+        void* p = list.back();
+        list.pop_back();
         stats_.cached_bytes -= static_cast<int64_t>(capacity);
         return p;
       }
@@ -67,7 +77,7 @@ class CachingAllocator {
       keep = static_cast<size_t>(stats_.cached_bytes) + capacity <= kMaxCachedBytes;
       if (keep) {
         try {
-          free_[capacity].push_back(p);
+          free_[class_index(capacity)].push_back(p);
           stats_.cached_bytes += static_cast<int64_t>(capacity);
         } catch (...) {
           keep = false;
@@ -79,9 +89,10 @@ class CachingAllocator {
 
   void release_all() noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [size, list] : free_)
+    for (auto& list : free_) {
       for (void* p : list) std::free(p);
-    free_.clear();
+      list.clear();
+    }
     stats_.cached_bytes = 0;
   }
 
@@ -96,7 +107,7 @@ class CachingAllocator {
 
  private:
   std::mutex mutex_;
-  std::unordered_map<size_t, std::vector<void*>> free_;
+  std::vector<void*> free_[kClassCount];
   MemoryStats stats_;
 };
 

@@ -133,6 +133,10 @@ void require(const TensorBase& t, const char* op) {
 template <FloatingElement T>
 Tensor<T> expand_reduced(const Tensor<T>& g, const Shape& in_shape, const std::vector<int64_t>& dims,
                          bool keepdim) {
+  // expand() adds leading dims itself, so reductions over leading dims need no reshape.
+  bool leading = true;
+  for (size_t i = 0; i < dims.size(); ++i) leading = leading && dims[i] == static_cast<int64_t>(i);
+  if (keepdim || leading) return g.expand(in_shape);
   return unsqueeze_reduced(g, in_shape, dims, keepdim).expand(in_shape);
 }
 

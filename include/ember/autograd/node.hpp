@@ -26,9 +26,46 @@ struct AutogradMeta {
   bool retains_grad = false;
   TensorBase grad;
   std::shared_ptr<Node> grad_fn;
-  std::weak_ptr<Node> grad_accumulator;  // leaves only
+  // Leaves only. Held strongly: the accumulator refers back to its leaf weakly, so this is no
+  // cycle, and recording an op on a leaf then needs no weak_ptr lock.
+  std::shared_ptr<Node> grad_accumulator;
   std::vector<std::function<TensorBase(const TensorBase&)>> hooks;  // leaves only
   ~AutogradMeta();
+};
+
+/// A node's edges: inline for up to three inputs (nearly every op), so recording an op does not
+/// allocate for them.
+class EdgeList {
+ public:
+  using Edge = std::shared_ptr<Node>;
+  EdgeList() = default;
+  EdgeList(const EdgeList&) = delete;
+  EdgeList& operator=(const EdgeList&) = delete;
+
+  void push_back(Edge e) {
+    if (size_ < kInline) {
+      inline_[size_++] = std::move(e);
+      return;
+    }
+    if (size_ == kInline) {
+      for (auto& x : inline_) heap_.push_back(std::move(x));
+    }
+    heap_.push_back(std::move(e));
+    ++size_;
+  }
+  size_t size() const noexcept { return size_; }
+  Edge* begin() noexcept { return size_ > kInline ? heap_.data() : inline_; }
+  Edge* end() noexcept { return begin() + size_; }
+  const Edge* begin() const noexcept { return size_ > kInline ? heap_.data() : inline_; }
+  const Edge* end() const noexcept { return begin() + size_; }
+  const Edge& operator[](size_t i) const noexcept { return begin()[i]; }
+  Edge& operator[](size_t i) noexcept { return begin()[i]; }
+
+ private:
+  static constexpr size_t kInline = 3;
+  Edge inline_[kInline];
+  std::vector<Edge> heap_;
+  size_t size_ = 0;
 };
 
 class Node : public std::enable_shared_from_this<Node> {
@@ -50,8 +87,8 @@ class Node : public std::enable_shared_from_this<Node> {
   /// True for the node that accumulates into a leaf's grad().
   virtual bool is_accumulator() const noexcept { return false; }
 
-  const std::vector<std::shared_ptr<Node>>& next_edges() const noexcept { return next_; }
-  std::vector<std::shared_ptr<Node>>& mutable_next_edges() noexcept { return next_; }
+  const EdgeList& next_edges() const noexcept { return next_; }
+  EdgeList& mutable_next_edges() noexcept { return next_; }
   uint64_t sequence_nr() const noexcept { return sequence_nr_; }
   void add_pre_hook(PreHook hook) { pre_hooks_.push_back(std::move(hook)); }
   const std::vector<PreHook>& pre_hooks() const noexcept { return pre_hooks_; }
@@ -60,7 +97,7 @@ class Node : public std::enable_shared_from_this<Node> {
   void set_forward_context(std::string s) { forward_context_ = std::move(s); }
 
  private:
-  std::vector<std::shared_ptr<Node>> next_;
+  EdgeList next_;
   std::vector<PreHook> pre_hooks_;
   std::string forward_context_;
   uint64_t sequence_nr_;

@@ -16,7 +16,16 @@ namespace detail {
 
 class Shape {
  public:
-  Shape() = default;
+  Shape() noexcept : n_(0) {}
+  // Only the first size() entries are meaningful; copies move just those.
+  Shape(const Shape& o) noexcept : n_(o.n_) {
+    for (int32_t i = 0; i < n_; ++i) d_[i] = o.d_[i];
+  }
+  Shape& operator=(const Shape& o) noexcept {
+    n_ = o.n_;
+    for (int32_t i = 0; i < n_; ++i) d_[i] = o.d_[i];
+    return *this;
+  }
   Shape(std::initializer_list<int64_t> dims) { assign(dims.begin(), dims.end()); }
   Shape(const std::vector<int64_t>& dims) { assign(dims.begin(), dims.end()); }  // NOLINT
   template <class It>
@@ -88,8 +97,8 @@ class Shape {
     }
   }
 
-  int64_t d_[kMaxDims] = {};
-  int32_t n_ = 0;
+  int64_t d_[kMaxDims];  // not zeroed: tensors are made often and most have few dims
+  int32_t n_;
 };
 
 std::ostream& operator<<(std::ostream& os, const Shape& s);

@@ -1,0 +1,77 @@
+// Measures the FP32 FMA peak of one core: independent FMA chains, long enough to hide latency,
+// on the widest vectors the CPU has. Benchmarks report GEMM speed as a share of this figure.
+#include <chrono>
+#include <cstdint>
+
+#include "common.hpp"
+#include "ember/backend/kernels.hpp"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+namespace {
+constexpr int kChains = 10;  // > FMA latency (4) x pipes (2): the pipes never wait
+
+__attribute__((target("avx512f"), noinline)) float chains512(int64_t iters) {
+  __m512 acc[kChains];
+  const __m512 mul = _mm512_set1_ps(0.9999999f), add = _mm512_set1_ps(1e-7f);
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(static_cast<float>(c));
+  for (int64_t i = 0; i < iters; ++i)
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], mul, add);
+  __m512 s = acc[0];
+  for (int c = 1; c < kChains; ++c) s = _mm512_add_ps(s, acc[c]);
+  return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"), noinline)) float chains256(int64_t iters) {
+  __m256 acc[kChains];
+  const __m256 mul = _mm256_set1_ps(0.9999999f), add = _mm256_set1_ps(1e-7f);
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm256_set1_ps(static_cast<float>(c));
+  for (int64_t i = 0; i < iters; ++i)
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], mul, add);
+  __m256 s = acc[0];
+  for (int c = 1; c < kChains; ++c) s = _mm256_add_ps(s, acc[c]);
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
+}
+
+volatile float g_sink;
+
+double measure(bool wide) {
+  const int64_t iters = 20'000'000;
+  const double flop = static_cast<double>(iters) * kChains * (wide ? 16 : 8) * 2;
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    g_sink = wide ? chains512(iters) : chains256(iters);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (flop / s / 1e9 > best) best = flop / s / 1e9;
+  }
+  return best;
+}
+}  // namespace
+
+namespace ember_bench {
+double fma_peak_gflops() {
+  static const double peak = [] {
+    using ember::backend::Isa;
+    if (ember::backend::isa_available(Isa::Avx512)) return measure(true);
+    if (ember::backend::isa_available(Isa::Avx2)) return measure(false);
+    return 0.0;
+  }();
+  return peak;
+}
+}  // namespace ember_bench
+
+static void BM_fma_peak(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(ember_bench::fma_peak_gflops());
+  state.counters["GFLOPS_1core"] = ember_bench::fma_peak_gflops();
+}
+BENCHMARK(BM_fma_peak)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+#else
+namespace ember_bench {
+double fma_peak_gflops() { return 0.0; }
+}  // namespace ember_bench
+#endif
