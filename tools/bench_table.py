@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Turns Google Benchmark JSON from ember-bench / ember-bench-torch into the markdown tables of
+docs/benchmarks.md, pairing each BM_ember_* row with its BM_torch_* twin and giving the ratio.
+
+    build/bench/ember-bench-torch --benchmark_format=json > bench.json
+    python3 tools/bench_table.py bench.json
+"""
+import json
+import sys
+
+
+def rows(path):
+    with open(path) as f:
+        data = json.load(f)
+    out = {}
+    for b in data["benchmarks"]:
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue
+        name = b["run_name"] if "run_name" in b else b["name"]
+        out[name] = b
+    return data.get("context", {}), out
+
+
+def ns(b):
+    scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b.get("time_unit", "ns")]
+    return b["real_time"] * scale
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(__doc__)
+        return 2
+    context, r = rows(argv[1])
+    peak = None
+    for name, b in r.items():
+        if name.startswith("BM_fma_peak"):
+            peak = b.get("GFLOPS_1core")
+
+    def twin(name):
+        return r.get(name.replace("BM_ember_", "BM_torch_", 1))
+
+    def ratio(a, b):
+        return f"{a / b:.2f}x" if a and b else "-"
+
+    print(f"Machine: {context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz; "
+          f"FMA peak {peak:.1f} GFLOP/s per core\n" if peak else "")
+    print("| sgemm N | threads | ember GFLOP/s | % of FMA peak | LibTorch GFLOP/s | ember / LibTorch |")
+    print("|---|---|---|---|---|---|")
+    for name, b in r.items():
+        if not name.startswith("BM_ember_sgemm"):
+            continue
+        parts = dict(p.split(":") for p in name.split("/")[1:])
+        n, t = int(parts["N"]), int(parts["threads"])
+        g = 2 * n ** 3 / ns(b)
+        pct = f"{100 * g / (peak * t):.0f}%" if peak else "-"
+        tb = twin(name)
+        tg = 2 * n ** 3 / ns(tb) if tb else None
+        print(f"| {n} | {t} | {g:.1f} | {pct} | {f'{tg:.1f}' if tg else '-'} | {ratio(g, tg)} |")
+
+    print("\n| op on 1M floats | threads | ember GB/s | LibTorch GB/s | ember / LibTorch |")
+    print("|---|---|---|---|---|")
+    for name, b in r.items():
+        if not name.startswith("BM_ember_") or "bytes_per_second" not in b:
+            continue
+        op = name.split("/")[0].replace("BM_ember_", "")
+        t = name.split("threads:")[1]
+        g = b["bytes_per_second"] / 1e9
+        tb = twin(name)
+        tg = tb["bytes_per_second"] / 1e9 if tb else None
+        print(f"| {op} | {t} | {g:.1f} | {f'{tg:.1f}' if tg else '-'} | {ratio(g, tg)} |")
+
+    print("\n| per-op overhead | threads | ember ns | LibTorch ns | LibTorch / ember |")
+    print("|---|---|---|---|---|")
+    for name, b in r.items():
+        if not name.startswith("BM_ember_") or not any(k in name for k in ("1elem", "fwd_bwd")):
+            continue
+        case = name.split("/")[0].replace("BM_ember_", "")
+        t = name.split("threads:")[1]
+        per = 3 if "fwd_bwd" in case else 1
+        e = ns(b) / per
+        tb = twin(name)
+        tv = ns(tb) / per if tb else None
+        print(f"| {case} | {t} | {e:.0f} | {f'{tv:.0f}' if tv else '-'} | {ratio(tv, e)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
