@@ -169,6 +169,36 @@ CASES = [
     ("mlp", [(5, 4), (4, 3), (3,)], -1, 1, lambda x: torch.tanh(torch.matmul(x[0], x[1]) + x[2]).sum(1)),
     ("cross_entropy", [(4, 5)], -2, 2, cross_entropy_case),
     ("layer_norm", [(3, 6)], -2, 2, layer_norm_case),
+    ("linear", [(5, 4), (3, 4), (3,)], -1, 1, lambda x: F.linear(x[0], x[1], x[2])),
+    ("linear_nobias", [(2, 3, 4), (5, 4)], -1, 1, lambda x: F.linear(x[0], x[1])),
+    ("cross_entropy_indices", [(4, 5)], -2, 2, lambda x: F.cross_entropy(x[0], idx([1, 0, 4, 2], (4,)))),
+    ("cross_entropy_weight_ignore_smooth", [(5, 4)], -2, 2,
+     lambda x: F.cross_entropy(x[0], idx([3, -100, 0, 1, 3], (5,)),
+                               weight=torch.tensor([0.5, 1, 2, 1.5], dtype=x[0].dtype),
+                               ignore_index=-100, label_smoothing=0.1)),
+    ("cross_entropy_3d_sum", [(2, 3, 4)], -2, 2,
+     lambda x: F.cross_entropy(x[0], idx([0, 2, 1, 1, 2, 0, 0, 1], (2, 4)), reduction="sum")),
+    ("cross_entropy_none", [(3, 4)], -2, 2,
+     lambda x: F.cross_entropy(x[0], idx([3, 0, 1], (3,)), reduction="none")),
+    ("cross_entropy_probs", [(3, 4), (3, 4)], -2, 2,
+     lambda x: F.cross_entropy(x[0], torch.softmax(x[1], 1), label_smoothing=0.2)),
+    ("nll_loss", [(4, 3)], -2, 2,
+     lambda x: F.nll_loss(F.log_softmax(x[0], 1), idx([2, 0, 1, 2], (4,)),
+                          weight=torch.tensor([1, 2, 0.5], dtype=x[0].dtype))),
+    ("mse_loss", [(3, 4), (3, 4)], -1, 1, lambda x: F.mse_loss(x[0], x[1])),
+    ("l1_loss_sum", [(3, 4), (3, 4)], -1, 1, lambda x: F.l1_loss(x[0], x[1], reduction="sum")),
+    ("smooth_l1_loss", [(3, 4), (3, 4)], -1, 1, lambda x: F.smooth_l1_loss(x[0], x[1], beta=0.5)),
+    ("huber_loss", [(3, 4), (3, 4)], -1, 1, lambda x: F.huber_loss(x[0], x[1], delta=0.7)),
+    ("binary_cross_entropy", [(3, 4), (3, 4)], -2, 2,
+     lambda x: F.binary_cross_entropy(torch.sigmoid(x[0]), (x[1] + 2.0) / 4.0)),
+    ("bce_with_logits", [(3, 4), (3, 4)], -3, 3,
+     lambda x: F.binary_cross_entropy_with_logits(
+         x[0], (x[1] + 3.0) / 6.0, pos_weight=torch.tensor([0.5, 1, 2, 3], dtype=x[0].dtype))),
+    ("kl_div", [(3, 4), (3, 4)], -2, 2,
+     lambda x: F.kl_div(F.log_softmax(x[0], 1), torch.softmax(x[1], 1), reduction="mean")),
+    ("kl_div_log_target_batchmean", [(3, 4), (3, 4)], -2, 2,
+     lambda x: F.kl_div(F.log_softmax(x[0], 1), F.log_softmax(x[1], 1), reduction="batchmean",
+                        log_target=True)),
 ]
 
 
@@ -202,12 +232,60 @@ def write(dtype, path):
     print(f"wrote {len(CASES)} cases to {path}")
 
 
+# Optimizer trajectories: 10 steps of each configuration on
+#   loss = mean((tanh(x @ w^T + b) - y)^2)
+# with the same data and starting point on both sides. Names must match tests/optim/test_optim.cpp.
+OPTIM_CASES = [
+    ("sgd", lambda w, b: torch.optim.SGD([w, b], lr=0.1)),
+    ("sgd_momentum", lambda w, b: torch.optim.SGD([w, b], lr=0.1, momentum=0.9)),
+    ("sgd_nesterov_wd", lambda w, b: torch.optim.SGD([w, b], lr=0.05, momentum=0.9, nesterov=True,
+                                                     weight_decay=0.01)),
+    ("sgd_dampening", lambda w, b: torch.optim.SGD([w, b], lr=0.1, momentum=0.5, dampening=0.3)),
+    ("sgd_groups", lambda w, b: torch.optim.SGD([{"params": [w], "lr": 0.1},
+                                                 {"params": [b], "lr": 0.01, "momentum": 0.9}])),
+    ("adam", lambda w, b: torch.optim.Adam([w, b], lr=0.01)),
+    ("adam_amsgrad_wd", lambda w, b: torch.optim.Adam([w, b], lr=0.01, betas=(0.8, 0.99),
+                                                      weight_decay=0.1, amsgrad=True)),
+    ("adamw", lambda w, b: torch.optim.AdamW([w, b], lr=0.01, weight_decay=0.05)),
+]
+
+
+def write_optim(dtype, path, steps=10):
+    digits = 9 if dtype == torch.float32 else 17
+    rng = np.random.default_rng(7)
+    x = torch.tensor(rng.uniform(-1, 1, size=(5, 4)), dtype=dtype)
+    y = torch.tensor(rng.uniform(-0.5, 0.5, size=(5, 3)), dtype=dtype)
+    w0 = torch.tensor(rng.uniform(-1, 1, size=(3, 4)), dtype=dtype)
+    b0 = torch.tensor(rng.uniform(-1, 1, size=(3,)), dtype=dtype)
+    lines = []
+    for name, make in OPTIM_CASES:
+        w = w0.clone().requires_grad_(True)
+        b = b0.clone().requires_grad_(True)
+        opt = make(w, b)
+        lines.append(f"case {name}\n")
+        for tag, t in (("x", x), ("y", y), ("w", w), ("b", b)):
+            lines.append(fmt_tensor(tag, t, digits))
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = ((torch.tanh(x @ w.t() + b) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            lines.append(fmt_tensor("w", w, digits))
+            lines.append(fmt_tensor("b", b, digits))
+        lines.append("end\n")
+    with open(path, "w") as f:
+        f.writelines(lines)
+    print(f"wrote {len(OPTIM_CASES)} optimizer trajectories to {path}")
+
+
 def main():
     torch.set_num_threads(1)
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
     os.makedirs(root, exist_ok=True)
     write(torch.float32, os.path.join(root, "torch_ref_float32.txt"))
     write(torch.float64, os.path.join(root, "torch_ref_float64.txt"))
+    write_optim(torch.float32, os.path.join(root, "torch_optim_float32.txt"))
+    write_optim(torch.float64, os.path.join(root, "torch_optim_float64.txt"))
     print(f"torch {torch.__version__}")
     return 0
 

@@ -35,3 +35,5 @@
 #include "ember/ops/linalg.hpp"
 #include "ember/ops/reduction.hpp"
 #include "ember/ops/shape_ops.hpp"
+#include "ember/nn.hpp"
+#include "ember/optim.hpp"

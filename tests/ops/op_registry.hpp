@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ember/ember.hpp"
+#include "ember/nn.hpp"
 
 namespace ember::testing {
 
@@ -196,6 +197,44 @@ inline std::vector<OpCase> op_registry() {
     auto v = var(x[0], {-1}, true, 0);
     return (x[0] - mu) / sqrt(v + 1e-5);
   }()));
+  // ---- nn::functional layers and losses
+  namespace F = nn::functional;
+  using R = F::Reduction;
+  c.push_back(EMBER_OP("linear", (S{{5, 4}, {3, 4}, {3}}), -1, 1, true, F::linear(x[0], x[1], x[2])));
+  c.push_back(EMBER_OP("linear_nobias", (S{{2, 3, 4}, {5, 4}}), -1, 1, true, F::linear(x[0], x[1])));
+  c.push_back(EMBER_OP("cross_entropy_indices", (S{{4, 5}}), -2, 2, true,
+                       F::cross_entropy(x[0], tensor<int64_t>({1, 0, 4, 2}, {4}))));
+  c.push_back(EMBER_OP("cross_entropy_weight_ignore_smooth", (S{{5, 4}}), -2, 2, true,
+                       F::cross_entropy(x[0], tensor<int64_t>({3, -100, 0, 1, 3}, {5}),
+                                        {.weight = tensor<T>({0.5, 1, 2, 1.5}, {4}),
+                                         .ignore_index = -100,
+                                         .label_smoothing = 0.1})));
+  c.push_back(EMBER_OP("cross_entropy_3d_sum", (S{{2, 3, 4}}), -2, 2, true,
+                       F::cross_entropy(x[0], tensor<int64_t>({0, 2, 1, 1, 2, 0, 0, 1}, {2, 4}),
+                                        {.reduction = R::Sum})));
+  c.push_back(EMBER_OP("cross_entropy_none", (S{{3, 4}}), -2, 2, true,
+                       F::cross_entropy(x[0], tensor<int64_t>({3, 0, 1}, {3}), {.reduction = R::None})));
+  c.push_back(EMBER_OP("cross_entropy_probs", (S{{3, 4}, {3, 4}}), -2, 2, true,
+                       F::cross_entropy(x[0], softmax(x[1], 1), {.label_smoothing = 0.2})));
+  c.push_back(EMBER_OP("nll_loss", (S{{4, 3}}), -2, 2, true,
+                       F::nll_loss(log_softmax(x[0], 1), tensor<int64_t>({2, 0, 1, 2}, {4}),
+                                   {.weight = tensor<T>({1, 2, 0.5}, {3})})));
+  c.push_back(EMBER_OP("mse_loss", (S{{3, 4}, {3, 4}}), -1, 1, true, F::mse_loss(x[0], x[1])));
+  c.push_back(EMBER_OP("l1_loss_sum", (S{{3, 4}, {3, 4}}), -1, 1, true,
+                       F::l1_loss(x[0], x[1], R::Sum)));
+  c.push_back(EMBER_OP("smooth_l1_loss", (S{{3, 4}, {3, 4}}), -1, 1, true,
+                       F::smooth_l1_loss(x[0], x[1], R::Mean, 0.5)));
+  c.push_back(EMBER_OP("huber_loss", (S{{3, 4}, {3, 4}}), -1, 1, true,
+                       F::huber_loss(x[0], x[1], R::Mean, 0.7)));
+  c.push_back(EMBER_OP("binary_cross_entropy", (S{{3, 4}, {3, 4}}), -2, 2, true,
+                       F::binary_cross_entropy(sigmoid(x[0]), (x[1] + 2.0) / 4.0)));
+  c.push_back(EMBER_OP("bce_with_logits", (S{{3, 4}, {3, 4}}), -3, 3, true,
+                       F::binary_cross_entropy_with_logits(x[0], (x[1] + 3.0) / 6.0, R::Mean,
+                                                           tensor<T>({0.5, 1, 2, 3}, {4}))));
+  c.push_back(EMBER_OP("kl_div", (S{{3, 4}, {3, 4}}), -2, 2, true,
+                       F::kl_div(log_softmax(x[0], 1), softmax(x[1], 1))));
+  c.push_back(EMBER_OP("kl_div_log_target_batchmean", (S{{3, 4}, {3, 4}}), -2, 2, true,
+                       F::kl_div(log_softmax(x[0], 1), log_softmax(x[1], 1), R::Mean, true, true)));
   return c;
 }
 

@@ -4,75 +4,29 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "ops/op_registry.hpp"
+#include "support/reference_file.hpp"
 
 namespace ember::testing {
 namespace {
-
-struct RefTensor {
-  Shape shape;
-  std::vector<double> values;
-  bool none = false;
-};
 
 struct RefCase {
   std::vector<RefTensor> inputs, grads;
   RefTensor w, out;
 };
 
-RefTensor parse_tensor(std::istringstream& in) {
-  RefTensor t;
-  std::string first;
-  in >> first;
-  if (first == "none") {
-    t.none = true;
-    return t;
-  }
-  int64_t rank = std::stoll(first);
-  int64_t numel = 1;
-  for (int64_t i = 0; i < rank; ++i) {
-    int64_t d;
-    in >> d;
-    t.shape.push_back(d);
-    numel *= d;
-  }
-  t.values.resize(static_cast<size_t>(numel));
-  for (auto& v : t.values) {
-    std::string s;
-    in >> s;
-    v = std::strtod(s.c_str(), nullptr);  // reads nan and inf too
-  }
-  return t;
-}
-
 std::map<std::string, RefCase> load(const std::string& dtype) {
-  const char* dir = std::getenv("EMBER_TEST_DATA");
-  std::string path = std::string(dir ? dir : "tests/data") + "/torch_ref_" + dtype + ".txt";
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error("cannot open " + path);
   std::map<std::string, RefCase> cases;
-  std::string line, current;
-  while (std::getline(f, line)) {
-    std::istringstream in(line);
-    std::string tag;
-    in >> tag;
-    if (tag == "case") {
-      in >> current;
-      cases[current];
-    } else if (tag == "in") {
-      cases[current].inputs.push_back(parse_tensor(in));
-    } else if (tag == "w") {
-      cases[current].w = parse_tensor(in);
-    } else if (tag == "out") {
-      cases[current].out = parse_tensor(in);
-    } else if (tag == "grad") {
-      cases[current].grads.push_back(parse_tensor(in));
+  for (auto& [name, lines] : load_reference("torch_ref_" + dtype + ".txt")) {
+    RefCase& c = cases[name];
+    for (auto& [tag, t] : lines) {
+      if (tag == "in") c.inputs.push_back(t);
+      if (tag == "w") c.w = t;
+      if (tag == "out") c.out = t;
+      if (tag == "grad") c.grads.push_back(t);
     }
   }
   return cases;
@@ -91,8 +45,7 @@ bool is_elementwise(const std::string& name) {
 
 template <FloatingElement T>
 Tensor<T> to_tensor(const RefTensor& r, bool requires_grad) {
-  std::vector<T> v(r.values.begin(), r.values.end());
-  return tensor<T>(v, r.shape, requires_grad);
+  return r.as<T>(requires_grad);
 }
 
 template <FloatingElement T>

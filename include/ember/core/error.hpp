@@ -10,7 +10,24 @@ namespace ember {
 /// Base of every exception ember throws.
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& message)
+      : std::runtime_error(message), message_(message), full_(message) {}
+  /// "features.0: conv2d: ..." when thrown inside modules, else the message itself.
+  const char* what() const noexcept override { return full_.c_str(); }
+  /// The message without the module path.
+  const std::string& message() const noexcept { return message_; }
+  /// The dotted path of the module the error came from ("features.0"); empty outside modules.
+  const std::string& module_path() const noexcept { return path_; }
+  /// Puts an enclosing module's name in front of the path, as the error leaves that module.
+  void prepend_module(const std::string& name) {
+    path_ = path_.empty() ? name : name + "." + path_;
+    full_ = path_ + ": " + message_;
+  }
+
+ private:
+  std::string message_;
+  std::string path_;
+  std::string full_;
 };
 
 /// Shapes that do not fit the op (broadcasting, matmul, reshape, cat, ...).

@@ -1,0 +1,82 @@
+#pragma once
+// nn::functional: the functional form of the layers and losses (torch.nn.functional). Losses are
+// composites of differentiable primitives, so their gradients (and second derivatives) come from
+// autograd.
+#include <string>
+
+#include "ember/core/generator.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/ops/elementwise.hpp"
+#include "ember/ops/reduction.hpp"
+
+namespace ember::nn::functional {
+
+enum class Reduction { None, Mean, Sum };
+
+/// y = x W^T + b, with W of shape [out, in] (PyTorch's layout); b may be undefined.
+template <FloatingElement T>
+Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = Tensor<T>());
+
+/// Zeroes elements with probability p and scales the rest by 1 / (1 - p) while training.
+template <FloatingElement T>
+Tensor<T> dropout(const Tensor<T>& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
+
+using ember::elu;
+using ember::gelu;
+using ember::leaky_relu;
+using ember::log_softmax;
+using ember::relu;
+using ember::sigmoid;
+using ember::silu;
+using ember::softmax;
+using ember::softplus;
+using ember::tanh;
+
+template <FloatingElement T>
+struct CrossEntropyOptions {
+  Tensor<T> weight;  // per-class weights [C] (undefined: all ones)
+  int64_t ignore_index = -100;
+  Reduction reduction = Reduction::Mean;
+  double label_smoothing = 0.0;
+};
+
+/// Cross-entropy of logits [N, C] (or [N, C, d1, ...]) against class indices [N] (or [N, d1, ...]),
+/// as torch.nn.functional.cross_entropy: weight, ignore_index, label_smoothing and reduction.
+/// A target outside [0, C) that is not ignore_index throws IndexError naming it and its position.
+template <FloatingElement T>
+Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<int64_t>& targets,
+                        const CrossEntropyOptions<T>& options = {});
+/// Cross-entropy against class probabilities of the same shape as the logits.
+template <FloatingElement T>
+Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probabilities,
+                        const CrossEntropyOptions<T>& options = {});
+/// Negative log-likelihood of log-probabilities [N, C] against class indices [N].
+template <FloatingElement T>
+Tensor<T> nll_loss(const Tensor<T>& log_probs, const Tensor<int64_t>& targets,
+                   const CrossEntropyOptions<T>& options = {});
+
+template <FloatingElement T>
+Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target, Reduction reduction = Reduction::Mean);
+template <FloatingElement T>
+Tensor<T> l1_loss(const Tensor<T>& input, const Tensor<T>& target, Reduction reduction = Reduction::Mean);
+template <FloatingElement T>
+Tensor<T> smooth_l1_loss(const Tensor<T>& input, const Tensor<T>& target,
+                         Reduction reduction = Reduction::Mean, double beta = 1.0);
+template <FloatingElement T>
+Tensor<T> huber_loss(const Tensor<T>& input, const Tensor<T>& target,
+                     Reduction reduction = Reduction::Mean, double delta = 1.0);
+/// Binary cross-entropy of probabilities in [0, 1] (log clamped at -100, as PyTorch).
+template <FloatingElement T>
+Tensor<T> binary_cross_entropy(const Tensor<T>& input, const Tensor<T>& target,
+                               Reduction reduction = Reduction::Mean);
+/// Binary cross-entropy of logits, numerically stable; pos_weight (undefined: 1) weighs positives.
+template <FloatingElement T>
+Tensor<T> binary_cross_entropy_with_logits(const Tensor<T>& logits, const Tensor<T>& target,
+                                           Reduction reduction = Reduction::Mean,
+                                           const Tensor<T>& pos_weight = Tensor<T>());
+/// KL divergence with log-probability input; reduction "batchmean" is Mean with batchmean = true.
+template <FloatingElement T>
+Tensor<T> kl_div(const Tensor<T>& input, const Tensor<T>& target, Reduction reduction = Reduction::Mean,
+                 bool log_target = false, bool batchmean = false);
+
+}  // namespace ember::nn::functional

@@ -1,0 +1,155 @@
+#pragma once
+// nn::Module: the base of every layer. Like torch.nn.Module, a module registers its parameters,
+// buffers and submodules by name, and the dotted paths of those names ("features.0.weight") are
+// its state_dict keys, the same as PyTorch's, so weights move between the two.
+//
+//   struct Net : ember::nn::Module<float> {
+//     std::shared_ptr<ember::nn::Linear<float>> fc1, fc2;
+//     Net() {
+//       fc1 = register_module("fc1", ember::nn::Linear<float>(784, 128));
+//       fc2 = register_module("fc2", ember::nn::Linear<float>(128, 10));
+//     }
+//     ember::Tensor<float> forward(const ember::Tensor<float>& x) override {
+//       return (*fc2)(ember::relu((*fc1)(x)));
+//     }
+//   };
+//
+// Modules are composed at run time (no networks as types) and are move-only: a registered
+// parameter and the member that names it are the same tensor handle, so loading a state dict
+// (which copies values in place) updates both.
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ember/core/error.hpp"
+#include "ember/core/tensor.hpp"
+
+namespace ember::nn {
+
+/// One entry of a state dict. Parameters are float or double; buffers may also be integer
+/// (BatchNorm's num_batches_tracked is int64, as in PyTorch).
+struct NamedTensor {
+  std::string name;
+  TensorBase tensor;
+};
+/// Ordered as PyTorch orders it: a module's own parameters, then its buffers, then each child's.
+using StateDict = std::vector<NamedTensor>;
+
+template <FloatingElement T = float>
+class Module {
+ public:
+  using value_type = T;
+  /// Called before forward with the input; a defined return value replaces the input.
+  using ForwardPreHook = std::function<Tensor<T>(Module&, const Tensor<T>&)>;
+  /// Called after forward with input and output; a defined return value replaces the output.
+  using ForwardHook = std::function<Tensor<T>(Module&, const Tensor<T>&, const Tensor<T>&)>;
+
+  Module() = default;
+  Module(Module&&) noexcept = default;
+  Module& operator=(Module&&) noexcept = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+  virtual ~Module() = default;
+
+  /// The computation. Call the module (operator()) rather than forward, so that hooks run.
+  virtual Tensor<T> forward(const Tensor<T>& input) = 0;
+  /// Runs the forward pre-hooks, forward and the forward hooks.
+  Tensor<T> operator()(const Tensor<T>& input);
+
+  /// The class name shown when printing ("Linear").
+  virtual std::string type_name() const = 0;
+  /// The arguments shown when printing ("in_features=3, out_features=4, bias=True").
+  virtual std::string extra_repr() const { return ""; }
+
+  // ---- Registration (for subclasses) -----------------------------------------------------------
+  /// Registers a parameter under `name` and returns the handle to keep as a member.
+  Tensor<T> register_parameter(const std::string& name, Tensor<T> tensor, bool requires_grad = true);
+  /// Registers a buffer (state that is saved but not trained, e.g. running statistics).
+  template <Element U>
+  Tensor<U> register_buffer(const std::string& name, Tensor<U> tensor) {
+    add_buffer(name, tensor);
+    return tensor;
+  }
+  /// Registers a submodule (taken by value and moved to the heap) and returns a handle to it.
+  template <class M>
+  std::shared_ptr<std::decay_t<M>> register_module(const std::string& name, M&& module) {
+    auto ptr = std::make_shared<std::decay_t<M>>(std::forward<M>(module));
+    add_child(name, ptr);
+    return ptr;
+  }
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    add_child(name, module);
+    return module;
+  }
+
+  // ---- Introspection ---------------------------------------------------------------------------
+  std::vector<std::pair<std::string, Tensor<T>>> named_parameters(bool recurse = true) const;
+  std::vector<Tensor<T>> parameters(bool recurse = true) const;
+  std::vector<NamedTensor> named_buffers(bool recurse = true) const;
+  /// Direct children, in registration order.
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const;
+  std::vector<std::shared_ptr<Module>> children() const;
+  /// This module ("") and all descendants, depth first, with dotted paths.
+  std::vector<std::pair<std::string, Module*>> named_modules();
+  /// The parameter or buffer at a dotted path (throws IndexError naming it when absent).
+  TensorBase& entry(const std::string& dotted_name);
+
+  // ---- Modes and gradients ----------------------------------------------------------------------
+  /// Training mode (dropout active, batch norm uses batch statistics); recursive.
+  virtual void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const noexcept { return training_; }
+  /// Resets the gradients of all parameters (to undefined, or to zeros when set_to_none is false).
+  void zero_grad(bool set_to_none = true);
+
+  // ---- State dicts ------------------------------------------------------------------------------
+  StateDict state_dict() const;
+  /// Copies values into the registered tensors (in place). With `strict`, every missing,
+  /// unexpected and mis-shaped name is listed in one ValueError; without, missing and unexpected
+  /// names are ignored but shape or dtype mismatches still throw.
+  void load_state_dict(const StateDict& state, bool strict = true);
+
+  // ---- Hooks ------------------------------------------------------------------------------------
+  /// Returns an id for remove_hook.
+  int64_t register_forward_pre_hook(ForwardPreHook hook);
+  int64_t register_forward_hook(ForwardHook hook);
+  void remove_hook(int64_t id);
+
+  /// A table of the module tree with each module's output shape for an input of `input_shape`,
+  /// and parameter counts (runs one forward without grad, in eval mode).
+  std::string summary(const Shape& input_shape);
+  /// PyTorch-style module tree.
+  std::string str() const;
+
+ protected:
+  /// Calls a child, prefixing errors it throws with the child's name (e.g. "features.0: ...").
+  Tensor<T> call_child(const std::string& name, Module& child, const Tensor<T>& input);
+
+ private:
+  void add_buffer(const std::string& name, const TensorBase& tensor);
+  void add_child(const std::string& name, std::shared_ptr<Module> child);
+  void check_new_name(const std::string& name, const char* what) const;
+  void collect_state(const std::string& prefix, StateDict& out) const;
+  void str_into(std::string& out, int indent) const;
+
+  std::vector<std::pair<std::string, Tensor<T>>> params_;
+  std::vector<NamedTensor> buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  std::vector<std::pair<int64_t, ForwardPreHook>> pre_hooks_;
+  std::vector<std::pair<int64_t, ForwardHook>> post_hooks_;
+  int64_t next_hook_id_ = 0;
+  bool training_ = true;
+};
+
+template <FloatingElement T>
+std::ostream& operator<<(std::ostream& os, const Module<T>& m);
+
+extern template class Module<float>;
+extern template class Module<double>;
+
+}  // namespace ember::nn

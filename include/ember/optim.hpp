@@ -1,0 +1,3 @@
+#pragma once
+// ember::optim: optimizers (torch.optim).
+#include "ember/optim/optimizer.hpp"

@@ -1,0 +1,313 @@
+#include "ember/nn/functional.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "../ops/common.hpp"
+
+namespace ember::nn::functional {
+
+using detail::cat_str;
+
+namespace {
+
+void require(const TensorBase& t, const char* op) {
+  if (!t.defined()) throw ValueError(std::string(op) + ": an input tensor is undefined");
+}
+
+template <FloatingElement T>
+Tensor<T> reduce(const Tensor<T>& loss, Reduction r) {
+  switch (r) {
+    case Reduction::None: return loss;
+    case Reduction::Sum: return loss.sum();
+    case Reduction::Mean: return loss.mean();
+  }
+  return loss;
+}
+
+template <FloatingElement T>
+void require_same_shape(const Tensor<T>& a, const Tensor<T>& b, const char* op) {
+  if (a.shape() != b.shape()) {
+    throw ShapeError(cat_str(op, ": input of shape ", a.shape(), " and target of shape ", b.shape(),
+                             " differ"));
+  }
+}
+
+// [N, C, d1, ...] -> [N * d1 * ..., C]: the class dim last, everything else flattened.
+template <FloatingElement T>
+Tensor<T> classes_last(const Tensor<T>& x) {
+  if (x.dim() <= 2) return x;
+  Shape perm;
+  perm.push_back(0);
+  for (int64_t d = 2; d < x.dim(); ++d) perm.push_back(d);
+  perm.push_back(1);
+  return x.permute(perm).reshape({-1, x.shape()[1]});
+}
+
+// The shape of a per-sample loss: the logits' shape without the class dim.
+Shape sample_shape(const Shape& logits) {
+  Shape s = logits;
+  if (s.size() >= 2) s.erase(1);
+  else s = Shape{};
+  return s;
+}
+
+// Negative log-likelihood of rows of log-probabilities [M, C] against targets [M].
+template <FloatingElement T>
+Tensor<T> nll_rows(const char* op, const Tensor<T>& logp, const Tensor<int64_t>& targets,
+                   const CrossEntropyOptions<T>& o, const Shape& none_shape) {
+  const int64_t m = logp.shape()[0], c = logp.shape()[1];
+  if (o.weight.defined() && (o.weight.dim() != 1 || o.weight.shape()[0] != c)) {
+    throw ShapeError(cat_str(op, ": weight of shape ", o.weight.shape(), " for ", c, " classes"));
+  }
+  if (o.label_smoothing < 0.0 || o.label_smoothing > 1.0) {
+    throw ValueError(cat_str(op, ": label_smoothing must be in [0, 1], got ", o.label_smoothing));
+  }
+  std::vector<int64_t> t = targets.contiguous().to_vector();
+  std::vector<int64_t> safe(t.size());
+  std::vector<uint8_t> valid(t.size());
+  for (size_t i = 0; i < t.size(); ++i) {
+    const bool ignored = t[i] == o.ignore_index;
+    if (!ignored && (t[i] < 0 || t[i] >= c)) {
+      throw IndexError(cat_str(op, ": target ", t[i], " at position ", i, " is out of range for ",
+                               c, " classes (expected 0..", c - 1, " or ignore_index ",
+                               o.ignore_index, ")"));
+    }
+    safe[i] = ignored ? 0 : t[i];
+    valid[i] = ignored ? 0 : 1;
+  }
+  Tensor<int64_t> safe_t = tensor<int64_t>(safe, {m});
+  Tensor<uint8_t> valid_t = tensor<uint8_t>(valid, {m});
+  Tensor<T> zero = scalar_tensor<T>(T(0));
+  Tensor<T> w = o.weight.defined() ? o.weight.index_select(0, safe_t) : ones<T>({m});
+  w = where(valid_t, w, zero);
+  Tensor<T> picked = logp.gather(1, safe_t.unsqueeze(1)).squeeze(1);
+  Tensor<T> loss = -(picked * w);
+  if (o.label_smoothing > 0.0) {
+    Tensor<T> weighted = o.weight.defined() ? logp * o.weight : logp;
+    Tensor<T> smooth = where(valid_t, -weighted.sum(1), zero);
+    loss = loss * (1.0 - o.label_smoothing) + smooth * (o.label_smoothing / static_cast<double>(c));
+  }
+  switch (o.reduction) {
+    case Reduction::None: return loss.reshape(none_shape);
+    case Reduction::Sum: return loss.sum();
+    case Reduction::Mean: return loss.sum() / w.sum();  // 0 / 0 = NaN when all are ignored, as PyTorch
+  }
+  return loss;
+}
+
+template <FloatingElement T>
+void check_logits(const char* op, const Tensor<T>& logits) {
+  require(logits, op);
+  if (logits.dim() < 1) {
+    throw ShapeError(cat_str(op, ": expected logits with a class dim, got shape ", logits.shape()));
+  }
+}
+
+}  // namespace
+
+template <FloatingElement T>
+Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias) {
+  require(x, "linear");
+  require(weight, "linear");
+  if (weight.dim() != 2) {
+    throw ShapeError(cat_str("linear: weight must be 2-D [out, in], got ", weight.shape()));
+  }
+  if (x.dim() == 0 || x.shape()[x.dim() - 1] != weight.shape()[1]) {
+    throw ShapeError(cat_str("linear: input ", x.shape(), " has ",
+                             x.dim() ? x.shape()[x.dim() - 1] : 0, " features, weight ",
+                             weight.shape(), " expects ", weight.shape()[1]));
+  }
+  Tensor<T> y = matmul(x, weight.t());
+  if (bias.defined()) {
+    if (bias.dim() != 1 || bias.shape()[0] != weight.shape()[0]) {
+      throw ShapeError(cat_str("linear: bias of shape ", bias.shape(), " for ", weight.shape()[0],
+                               " outputs"));
+    }
+    y = y + bias;
+  }
+  return y;
+}
+
+template <FloatingElement T>
+Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator* gen) {
+  require(x, "dropout");
+  if (!(p >= 0.0 && p <= 1.0)) throw ValueError(cat_str("dropout: p must be in [0, 1], got ", p));
+  if (!training || p == 0.0) return x;
+  if (p == 1.0) return x * 0.0;
+  Tensor<T> mask = bernoulli<T>(x.shape(), 1.0 - p, gen);
+  return x * (mask * (1.0 / (1.0 - p)));
+}
+
+template <FloatingElement T>
+Tensor<T> nll_loss(const Tensor<T>& log_probs, const Tensor<int64_t>& targets,
+                   const CrossEntropyOptions<T>& o) {
+  check_logits("nll_loss", log_probs);
+  require(targets, "nll_loss");
+  if (o.label_smoothing != 0.0) throw ValueError("nll_loss: label_smoothing is for cross_entropy");
+  Tensor<T> lp = log_probs.dim() == 1 ? log_probs.unsqueeze(0) : log_probs;
+  Tensor<int64_t> tg = log_probs.dim() == 1 ? targets.reshape({1}) : targets;
+  if (tg.shape() != sample_shape(lp.shape())) {
+    throw ShapeError(cat_str("nll_loss: targets of shape ", targets.shape(), " for input of shape ",
+                             log_probs.shape(), " (expected ", sample_shape(lp.shape()), ")"));
+  }
+  return nll_rows("nll_loss", classes_last(lp), tg.reshape({-1}), o,
+                  log_probs.dim() == 1 ? Shape{} : sample_shape(lp.shape()));
+}
+
+template <FloatingElement T>
+Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<int64_t>& targets,
+                        const CrossEntropyOptions<T>& o) {
+  check_logits("cross_entropy", logits);
+  require(targets, "cross_entropy");
+  Tensor<T> lg = logits.dim() == 1 ? logits.unsqueeze(0) : logits;
+  Tensor<int64_t> tg = logits.dim() == 1 ? targets.reshape({1}) : targets;
+  if (tg.shape() != sample_shape(lg.shape())) {
+    throw ShapeError(cat_str("cross_entropy: targets of shape ", targets.shape(),
+                             " for logits of shape ", logits.shape(), " (expected ",
+                             sample_shape(lg.shape()), ")"));
+  }
+  return nll_rows("cross_entropy", log_softmax(classes_last(lg), 1), tg.reshape({-1}), o,
+                  logits.dim() == 1 ? Shape{} : sample_shape(lg.shape()));
+}
+
+template <FloatingElement T>
+Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& probs,
+                        const CrossEntropyOptions<T>& o) {
+  check_logits("cross_entropy", logits);
+  require(probs, "cross_entropy");
+  require_same_shape(logits, probs, "cross_entropy");
+  const int64_t cdim = logits.dim() == 1 ? 0 : 1;
+  const int64_t c = logits.shape()[cdim];
+  Tensor<T> target = probs;
+  if (o.label_smoothing > 0.0) {
+    target = probs * (1.0 - o.label_smoothing) + o.label_smoothing / static_cast<double>(c);
+  }
+  Tensor<T> term = log_softmax(logits, cdim) * target;
+  if (o.weight.defined()) {
+    Shape ws = Shape::filled(logits.dim(), 1);
+    ws[cdim] = c;
+    term = term * o.weight.reshape(ws);
+  }
+  Tensor<T> loss = -term.sum(cdim);
+  switch (o.reduction) {
+    case Reduction::None: return loss;
+    case Reduction::Sum: return loss.sum();
+    case Reduction::Mean: return loss.sum() / static_cast<double>(std::max<int64_t>(1, logits.numel() / c));
+  }
+  return loss;
+}
+
+template <FloatingElement T>
+Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target, Reduction r) {
+  require(input, "mse_loss");
+  require(target, "mse_loss");
+  require_same_shape(input, target, "mse_loss");
+  Tensor<T> d = input - target;
+  return reduce(d * d, r);
+}
+
+template <FloatingElement T>
+Tensor<T> l1_loss(const Tensor<T>& input, const Tensor<T>& target, Reduction r) {
+  require(input, "l1_loss");
+  require(target, "l1_loss");
+  require_same_shape(input, target, "l1_loss");
+  return reduce(abs(input - target), r);
+}
+
+template <FloatingElement T>
+Tensor<T> smooth_l1_loss(const Tensor<T>& input, const Tensor<T>& target, Reduction r, double beta) {
+  require(input, "smooth_l1_loss");
+  require(target, "smooth_l1_loss");
+  require_same_shape(input, target, "smooth_l1_loss");
+  if (beta < 0) throw ValueError(cat_str("smooth_l1_loss: beta must be >= 0, got ", beta));
+  Tensor<T> d = abs(input - target);
+  if (beta == 0.0) return reduce(d, r);
+  return reduce(where(lt(d, beta), d * d * (0.5 / beta), d - 0.5 * beta), r);
+}
+
+template <FloatingElement T>
+Tensor<T> huber_loss(const Tensor<T>& input, const Tensor<T>& target, Reduction r, double delta) {
+  require(input, "huber_loss");
+  require(target, "huber_loss");
+  require_same_shape(input, target, "huber_loss");
+  if (delta <= 0) throw ValueError(cat_str("huber_loss: delta must be > 0, got ", delta));
+  Tensor<T> d = abs(input - target);
+  return reduce(where(lt(d, delta), d * d * 0.5, (d - 0.5 * delta) * delta), r);
+}
+
+template <FloatingElement T>
+Tensor<T> binary_cross_entropy(const Tensor<T>& input, const Tensor<T>& target, Reduction r) {
+  require(input, "binary_cross_entropy");
+  require(target, "binary_cross_entropy");
+  require_same_shape(input, target, "binary_cross_entropy");
+  for (T v : input.to_vector()) {
+    if (!(v >= T(0) && v <= T(1))) {
+      throw ValueError(cat_str("binary_cross_entropy: input values must be in [0, 1], got ",
+                               static_cast<double>(v)));
+    }
+  }
+  // log clamped at -100 keeps 0 * log(0) finite, as PyTorch.
+  Tensor<T> log_p = clamp(log(input), -100.0, std::numeric_limits<double>::infinity());
+  Tensor<T> log_q = clamp(log(1.0 - input), -100.0, std::numeric_limits<double>::infinity());
+  return reduce(-(target * log_p + (1.0 - target) * log_q), r);
+}
+
+template <FloatingElement T>
+Tensor<T> binary_cross_entropy_with_logits(const Tensor<T>& x, const Tensor<T>& target, Reduction r,
+                                           const Tensor<T>& pos_weight) {
+  require(x, "binary_cross_entropy_with_logits");
+  require(target, "binary_cross_entropy_with_logits");
+  require_same_shape(x, target, "binary_cross_entropy_with_logits");
+  // log(1 + exp(-|x|)) + max(-x, 0) = -log sigmoid(x), without overflow.
+  Tensor<T> neg_log_sig = log1p(exp(-abs(x))) + relu(-x);
+  Tensor<T> loss;
+  if (pos_weight.defined()) {
+    Tensor<T> coeff = (pos_weight - 1.0) * target + 1.0;
+    loss = (1.0 - target) * x + coeff * neg_log_sig;
+  } else {
+    loss = (1.0 - target) * x + neg_log_sig;
+  }
+  return reduce(loss, r);
+}
+
+template <FloatingElement T>
+Tensor<T> kl_div(const Tensor<T>& input, const Tensor<T>& target, Reduction r, bool log_target,
+                 bool batchmean) {
+  require(input, "kl_div");
+  require(target, "kl_div");
+  require_same_shape(input, target, "kl_div");
+  Tensor<T> loss;
+  if (log_target) {
+    loss = exp(target) * (target - input);
+  } else {
+    // target * (log target - input), defined as 0 where target == 0 (xlogy).
+    Tensor<T> safe = where(gt(target, 0.0), target, scalar_tensor<T>(T(1)));
+    loss = where(gt(target, 0.0), target * (log(safe) - input), scalar_tensor<T>(T(0)));
+  }
+  if (batchmean) {
+    return loss.sum() / static_cast<double>(input.dim() ? std::max<int64_t>(1, input.shape()[0]) : 1);
+  }
+  return reduce(loss, r);
+}
+
+#define EMBER_INSTANTIATE(T)                                                                     \
+  template Tensor<T> linear(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&);               \
+  template Tensor<T> dropout(const Tensor<T>&, double, bool, Generator*);                        \
+  template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<int64_t>&,                     \
+                                   const CrossEntropyOptions<T>&);                               \
+  template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<T>&, const CrossEntropyOptions<T>&); \
+  template Tensor<T> nll_loss(const Tensor<T>&, const Tensor<int64_t>&, const CrossEntropyOptions<T>&); \
+  template Tensor<T> mse_loss(const Tensor<T>&, const Tensor<T>&, Reduction);                    \
+  template Tensor<T> l1_loss(const Tensor<T>&, const Tensor<T>&, Reduction);                     \
+  template Tensor<T> smooth_l1_loss(const Tensor<T>&, const Tensor<T>&, Reduction, double);      \
+  template Tensor<T> huber_loss(const Tensor<T>&, const Tensor<T>&, Reduction, double);          \
+  template Tensor<T> binary_cross_entropy(const Tensor<T>&, const Tensor<T>&, Reduction);        \
+  template Tensor<T> binary_cross_entropy_with_logits(const Tensor<T>&, const Tensor<T>&,        \
+                                                      Reduction, const Tensor<T>&);              \
+  template Tensor<T> kl_div(const Tensor<T>&, const Tensor<T>&, Reduction, bool, bool);
+EMBER_INSTANTIATE(float)
+EMBER_INSTANTIATE(double)
+#undef EMBER_INSTANTIATE
+
+}  // namespace ember::nn::functional

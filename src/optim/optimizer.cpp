@@ -1,0 +1,251 @@
+// torch.optim's update rules (the single-tensor, foreach=False forms, op for op).
+#include "ember/optim/optimizer.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "ember/autograd/grad_mode.hpp"
+#include "ember/core/error.hpp"
+#include "ember/ops/elementwise.hpp"
+#include "ember/ops/factory.hpp"
+
+namespace ember::optim {
+
+namespace {
+std::string pos(size_t g, size_t i) {
+  return "group " + std::to_string(g) + " parameter " + std::to_string(i);
+}
+}  // namespace
+
+template <FloatingElement T, class Options>
+void Optimizer<T, Options>::add_param_group(Group group) {
+  for (size_t i = 0; i < group.params.size(); ++i) {
+    const Tensor<T>& p = group.params[i];
+    if (!p.defined()) throw ValueError("optimizer: " + pos(groups_.size(), i) + " is undefined");
+    if (!p.is_leaf()) {
+      throw ValueError("optimizer: " + pos(groups_.size(), i) + " is not a leaf tensor; optimize "
+                       "the parameters themselves");
+    }
+    auto same = [&p](const Tensor<T>& q) { return q.impl() == p.impl(); };
+    bool repeated = std::any_of(group.params.begin(), group.params.begin() + static_cast<long>(i), same);
+    for (const auto& g : groups_) repeated = repeated || std::any_of(g.params.begin(), g.params.end(), same);
+    if (repeated) {
+      throw ValueError("optimizer: " + pos(groups_.size(), i) + " is given more than once");
+    }
+  }
+  if (group.options.lr < 0) {
+    throw ValueError("optimizer: learning rate must be >= 0, got " + std::to_string(group.options.lr));
+  }
+  slots_.emplace_back(group.params.size());
+  groups_.push_back(std::move(group));
+}
+
+template <FloatingElement T, class Options>
+void Optimizer<T, Options>::zero_grad(bool set_to_none) {
+  for (auto& g : groups_)
+    for (auto& p : g.params) {
+      if (set_to_none) {
+        p.set_grad(Tensor<T>());
+      } else if (p.grad().defined()) {
+        NoGradGuard no_grad;
+        p.grad().zero_();
+      }
+    }
+}
+
+template <FloatingElement T, class Options>
+typename Optimizer<T, Options>::Slot& Optimizer<T, Options>::slot(size_t group, size_t index) {
+  return slots_[group][index];
+}
+
+template <FloatingElement T, class Options>
+OptimizerState Optimizer<T, Options>::state_dict() const {
+  OptimizerState s;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    s.groups.push_back(options_to_map(groups_[g].options));
+    for (const Slot& sl : slots_[g]) {
+      OptimizerState::ParamState ps;
+      ps.step = sl.step;
+      for (const auto& [name, t] : sl.tensors) ps.tensors[name] = t.detach().clone();
+      s.params.push_back(std::move(ps));
+    }
+  }
+  return s;
+}
+
+template <FloatingElement T, class Options>
+void Optimizer<T, Options>::load_state_dict(const OptimizerState& s) {
+  size_t total = 0;
+  for (const auto& g : groups_) total += g.params.size();
+  if (s.groups.size() != groups_.size() || s.params.size() != total) {
+    throw ValueError("optimizer load_state_dict: the state has " + std::to_string(s.groups.size()) +
+                     " groups and " + std::to_string(s.params.size()) + " parameters, the optimizer " +
+                     std::to_string(groups_.size()) + " and " + std::to_string(total));
+  }
+  size_t k = 0;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    for (size_t i = 0; i < groups_[g].params.size(); ++i, ++k) {
+      for (const auto& [name, t] : s.params[k].tensors) {
+        if (!t.defined() || t.dtype() != dtype_of<T> || t.shape() != groups_[g].params[i].shape()) {
+          throw ValueError("optimizer load_state_dict: " + name + " of " + pos(g, i) + " has shape " +
+                           (t.defined() ? t.shape().str() : std::string("undefined")) +
+                           ", the parameter " + groups_[g].params[i].shape().str());
+        }
+      }
+    }
+  }
+  k = 0;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    groups_[g].options = options_from_map(s.groups[g], groups_[g].options);
+    for (size_t i = 0; i < groups_[g].params.size(); ++i, ++k) {
+      Slot& sl = slots_[g][i];
+      sl.step = s.params[k].step;
+      sl.tensors.clear();
+      for (const auto& [name, t] : s.params[k].tensors) {
+        sl.tensors[name] = Tensor<T>::from_base(t).detach().clone();
+      }
+    }
+  }
+}
+
+// ---- SGD ---------------------------------------------------------------------------------------
+
+template <FloatingElement T>
+SGD<T>::SGD(std::vector<Tensor<T>> params, SGDOptions o) : Base(std::move(params), o) {}
+template <FloatingElement T>
+SGD<T>::SGD(std::vector<typename Base::Group> groups) : Base(std::move(groups)) {}
+
+template <FloatingElement T>
+void SGD<T>::step() {
+  NoGradGuard no_grad;
+  for (size_t g = 0; g < this->groups_.size(); ++g) {
+    const SGDOptions& o = this->groups_[g].options;
+    if (o.nesterov && (o.momentum <= 0 || o.dampening != 0)) {
+      throw ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0");
+    }
+    for (size_t i = 0; i < this->groups_[g].params.size(); ++i) {
+      Tensor<T>& p = this->groups_[g].params[i];
+      Tensor<T> d_p = p.grad();
+      if (!d_p.defined()) continue;
+      if (o.maximize) d_p = -d_p;
+      if (o.weight_decay != 0) d_p = add(d_p, p, o.weight_decay);
+      if (o.momentum != 0) {
+        auto& slot = this->slot(g, i);
+        auto it = slot.tensors.find("momentum_buffer");
+        if (it == slot.tensors.end()) {
+          it = slot.tensors.emplace("momentum_buffer", d_p.detach().clone()).first;
+        } else {
+          it->second.mul_(o.momentum).add_(d_p, 1.0 - o.dampening);
+        }
+        d_p = o.nesterov ? add(d_p, it->second, o.momentum) : it->second;
+      }
+      p.add_(d_p, -o.lr);
+    }
+  }
+}
+
+template <FloatingElement T>
+std::map<std::string, double> SGD<T>::options_to_map(const SGDOptions& o) const {
+  return {{"lr", o.lr}, {"momentum", o.momentum}, {"dampening", o.dampening},
+          {"weight_decay", o.weight_decay}, {"nesterov", o.nesterov ? 1.0 : 0.0},
+          {"maximize", o.maximize ? 1.0 : 0.0}};
+}
+
+template <FloatingElement T>
+SGDOptions SGD<T>::options_from_map(const std::map<std::string, double>& m, const SGDOptions& b) const {
+  auto get = [&m](const char* k, double d) { auto it = m.find(k); return it == m.end() ? d : it->second; };
+  return {get("lr", b.lr), get("momentum", b.momentum), get("dampening", b.dampening),
+          get("weight_decay", b.weight_decay), get("nesterov", b.nesterov) != 0,
+          get("maximize", b.maximize) != 0};
+}
+
+// ---- Adam --------------------------------------------------------------------------------------
+
+template <FloatingElement T>
+Adam<T>::Adam(std::vector<Tensor<T>> params, AdamOptions o) : Base(std::move(params), o) {}
+template <FloatingElement T>
+Adam<T>::Adam(std::vector<typename Base::Group> groups) : Base(std::move(groups)) {}
+
+template <FloatingElement T>
+void Adam<T>::step() {
+  NoGradGuard no_grad;
+  for (size_t g = 0; g < this->groups_.size(); ++g) {
+    const AdamOptions& o = this->groups_[g].options;
+    if (o.eps < 0 || o.beta1 < 0 || o.beta1 >= 1 || o.beta2 < 0 || o.beta2 >= 1) {
+      throw ValueError("Adam: invalid options (need 0 <= beta < 1 and eps >= 0)");
+    }
+    for (size_t i = 0; i < this->groups_[g].params.size(); ++i) {
+      Tensor<T>& p = this->groups_[g].params[i];
+      Tensor<T> grad = p.grad();
+      if (!grad.defined()) continue;
+      if (o.maximize) grad = -grad;
+      auto& slot = this->slot(g, i);
+      if (slot.tensors.empty()) {
+        slot.tensors["exp_avg"] = zeros_like(p.detach());
+        slot.tensors["exp_avg_sq"] = zeros_like(p.detach());
+        if (o.amsgrad) slot.tensors["max_exp_avg_sq"] = zeros_like(p.detach());
+      }
+      const int64_t step = ++slot.step;
+      if (o.weight_decay != 0) {
+        if (decoupled_weight_decay_) {
+          p.mul_(1.0 - o.lr * o.weight_decay);
+        } else {
+          grad = add(grad, p, o.weight_decay);
+        }
+      }
+      Tensor<T>& exp_avg = slot.tensors["exp_avg"];
+      Tensor<T>& exp_avg_sq = slot.tensors["exp_avg_sq"];
+      exp_avg.mul_(o.beta1).add_(grad, 1.0 - o.beta1);
+      exp_avg_sq.mul_(o.beta2).addcmul_(grad, grad.detach(), 1.0 - o.beta2);
+      const double bias_correction1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
+      const double bias_correction2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
+      const double step_size = o.lr / bias_correction1;
+      const double bias_correction2_sqrt = std::sqrt(bias_correction2);
+      Tensor<T> denom;
+      if (o.amsgrad) {
+        Tensor<T>& max_sq = slot.tensors["max_exp_avg_sq"];
+        if (!max_sq.defined()) max_sq = zeros_like(p.detach());
+        max_sq = maximum(max_sq, exp_avg_sq);
+        denom = (sqrt(max_sq) / bias_correction2_sqrt).add_(o.eps);
+      } else {
+        denom = (sqrt(exp_avg_sq) / bias_correction2_sqrt).add_(o.eps);
+      }
+      p.addcdiv_(exp_avg, denom, -step_size);
+    }
+  }
+}
+
+template <FloatingElement T>
+std::map<std::string, double> Adam<T>::options_to_map(const AdamOptions& o) const {
+  return {{"lr", o.lr}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
+          {"weight_decay", o.weight_decay}, {"amsgrad", o.amsgrad ? 1.0 : 0.0},
+          {"maximize", o.maximize ? 1.0 : 0.0}};
+}
+
+template <FloatingElement T>
+AdamOptions Adam<T>::options_from_map(const std::map<std::string, double>& m, const AdamOptions& b) const {
+  auto get = [&m](const char* k, double d) { auto it = m.find(k); return it == m.end() ? d : it->second; };
+  return {get("lr", b.lr), get("beta1", b.beta1), get("beta2", b.beta2), get("eps", b.eps),
+          get("weight_decay", b.weight_decay), get("amsgrad", b.amsgrad) != 0,
+          get("maximize", b.maximize) != 0};
+}
+
+template <FloatingElement T>
+AdamW<T>::AdamW(std::vector<Tensor<T>> params, AdamWOptions o)
+    : Adam<T>(std::move(params), AdamOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay,
+                                             o.amsgrad, o.maximize}) {
+  this->decoupled_weight_decay_ = true;
+}
+
+template class Optimizer<float, SGDOptions>;
+template class Optimizer<double, SGDOptions>;
+template class Optimizer<float, AdamOptions>;
+template class Optimizer<double, AdamOptions>;
+template class SGD<float>;
+template class SGD<double>;
+template class Adam<float>;
+template class Adam<double>;
+template class AdamW<float>;
+template class AdamW<double>;
+
+}  // namespace ember::optim

@@ -1,0 +1,245 @@
+// nn::Module: names (PyTorch's state_dict keys), state dicts, modes, hooks, printing, error paths.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "ember/ember.hpp"
+#include "support/gradcheck.hpp"
+
+namespace ember::nn {
+namespace {
+
+std::vector<std::string> names(const StateDict& sd) {
+  std::vector<std::string> out;
+  for (auto& e : sd) out.push_back(e.name);
+  return out;
+}
+
+struct Block : Module<float> {
+  std::shared_ptr<Linear<float>> fc;
+  Tensor<float> scale;
+  Block() {
+    fc = register_module("fc", Linear(3, 3));
+    scale = register_parameter("scale", ones<float>({3}));
+    register_buffer("count", zeros<int64_t>({}));
+  }
+  Tensor<float> forward(const Tensor<float>& x) override { return call_child("fc", *fc, x) * scale; }
+  std::string type_name() const override { return "Block"; }
+};
+
+TEST(Module, StateDictNamesFollowPyTorch) {
+  Sequential net(Linear(4, 3), ReLU(), Block(), Linear(3, 2, {.bias = false}));
+  EXPECT_EQ(names(net.state_dict()),
+            (std::vector<std::string>{"0.weight", "0.bias", "2.scale", "2.count", "2.fc.weight",
+                                      "2.fc.bias", "3.weight"}));
+  auto params = net.named_parameters();
+  ASSERT_EQ(params.size(), 6u);
+  EXPECT_EQ(params[0].first, "0.weight");
+  EXPECT_EQ(params[0].second.shape(), Shape({3, 4}));
+  EXPECT_EQ(net.parameters().size(), 6u);
+  EXPECT_EQ(net.named_buffers().size(), 1u);
+  EXPECT_EQ(net.named_modules().size(), 6u);
+  EXPECT_EQ(net.named_modules()[4].first, "2.fc");
+  EXPECT_EQ(net.size(), 4u);
+  EXPECT_EQ(net[0]->type_name(), "Linear");
+  EXPECT_EQ(net.entry("2.fc.bias").shape(), Shape({3}));
+  EXPECT_THROW(net.entry("2.fc.nope"), IndexError);
+}
+
+TEST(Module, LinearMatchesPyTorchInitAndForward) {
+  manual_seed(0);
+  Linear lin(16, 4);
+  const double bound = 1.0 / std::sqrt(16.0);
+  for (float v : lin.weight.to_vector()) {
+    EXPECT_LE(std::fabs(v), bound);
+  }
+  for (float v : lin.bias.to_vector()) EXPECT_LE(std::fabs(v), bound);
+  EXPECT_TRUE(lin.weight.requires_grad());
+  auto x = randn<float>({2, 16});
+  auto y = lin(x);
+  EXPECT_EQ(y.shape(), Shape({2, 4}));
+  EXPECT_TRUE(allclose(y, matmul(x, lin.weight.t()) + lin.bias, 1e-5, 1e-6));
+  EXPECT_EQ(lin.str(), "Linear(in_features=16, out_features=4, bias=True)");
+}
+
+TEST(Module, LoadStateDictCopiesInPlaceAndReportsEveryProblem) {
+  Sequential a(Linear(4, 3), Linear(3, 2));
+  Sequential b(Linear(4, 3), Linear(3, 2));
+  auto w_before = b[0]->parameters()[0];
+  b.load_state_dict(a.state_dict());
+  EXPECT_EQ(w_before.to_vector(), a[0]->parameters()[0].to_vector());  // same handle, new values
+
+  StateDict bad = a.state_dict();
+  bad.erase(bad.begin());                                     // missing 0.weight
+  bad.push_back({"extra.weight", zeros<float>({1})});         // unexpected
+  bad[0].tensor = zeros<float>({5});                          // 0.bias mis-shaped
+  try {
+    b.load_state_dict(bad);
+    FAIL() << "expected ValueError";
+  } catch (const ValueError& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("missing keys: 0.weight"), std::string::npos) << m;
+    EXPECT_NE(m.find("unexpected keys: extra.weight"), std::string::npos) << m;
+    EXPECT_NE(m.find("mismatched: 0.bias (expected [3] float32, got [5] float32)"), std::string::npos) << m;
+  }
+  // Non-strict ignores missing and unexpected names, not shapes.
+  StateDict partial = a.state_dict();
+  partial.erase(partial.begin());
+  partial.push_back({"extra", zeros<float>({1})});
+  EXPECT_NO_THROW(b.load_state_dict(partial, /*strict=*/false));
+}
+
+TEST(Module, TrainEvalZeroGradAndDropout) {
+  Sequential net(Linear(4, 4), Dropout(0.5));
+  EXPECT_TRUE(net.is_training());
+  net.eval();
+  EXPECT_FALSE(net[1]->is_training());
+  auto x = ones<float>({8, 4});
+  EXPECT_EQ(net(x).to_vector(), net(x).to_vector());  // dropout is off
+  net.train();
+  auto y = Dropout<float>(0.5)(ones<float>({10000}));
+  double zeros_seen = 0;
+  for (float v : y.to_vector()) {
+    if (v == 0) ++zeros_seen;
+    else EXPECT_FLOAT_EQ(v, 2.0f);
+  }
+  EXPECT_NEAR(zeros_seen / 10000, 0.5, 0.03);
+  net(x).sum().backward();
+  EXPECT_TRUE(net.parameters()[0].grad().defined());
+  net.zero_grad();
+  EXPECT_FALSE(net.parameters()[0].grad().defined());
+}
+
+TEST(Module, HooksSeeAndReplaceValues) {
+  Linear lin(2, 2);
+  int pre = 0, post = 0;
+  auto id1 = lin.register_forward_pre_hook([&pre](Module<float>&, const Tensor<float>& x) {
+    ++pre;
+    return x * 2.0;
+  });
+  lin.register_forward_hook([&post](Module<float>&, const Tensor<float>&, const Tensor<float>& y) {
+    ++post;
+    return zeros_like(y);
+  });
+  auto y = lin(ones<float>({1, 2}));
+  EXPECT_EQ(pre, 1);
+  EXPECT_EQ(post, 1);
+  EXPECT_EQ(y.to_vector(), (std::vector<float>{0, 0}));
+  lin.remove_hook(id1);
+  lin(ones<float>({1, 2}));
+  EXPECT_EQ(pre, 1);
+  EXPECT_EQ(post, 2);
+}
+
+TEST(Module, PrintingAndSummary) {
+  Sequential net(Linear(4, 3), GELU(), Flatten(), Linear(3, 2));
+  EXPECT_EQ(net.str(),
+            "Sequential(\n"
+            "  (0): Linear(in_features=4, out_features=3, bias=True)\n"
+            "  (1): GELU()\n"
+            "  (2): Flatten(start_dim=1, end_dim=-1)\n"
+            "  (3): Linear(in_features=3, out_features=2, bias=True)\n"
+            ")");
+  std::string s = net.summary({5, 4});
+  EXPECT_NE(s.find("[5, 3]"), std::string::npos) << s;
+  EXPECT_NE(s.find("[5, 2]"), std::string::npos) << s;
+  EXPECT_NE(s.find("parameters: 23 (23 trainable)"), std::string::npos) << s;
+  EXPECT_TRUE(net.is_training());  // summary restores the mode
+}
+
+TEST(Module, ErrorsNameTheModulePath) {
+  Sequential inner(Linear(4, 3), ReLU());
+  Sequential outer(Linear(5, 4), std::move(inner), Linear(2, 2));
+  try {
+    outer(zeros<float>({1, 5}));
+    FAIL() << "expected ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_EQ(e.module_path(), "2");
+    EXPECT_EQ(std::string(e.what()).rfind("2: linear: input [1, 3] has 3 features", 0), 0u) << e.what();
+  }
+  struct Outer : Module<float> {
+    std::shared_ptr<Sequential<float>> features;
+    Outer() { features = register_module("features", Sequential(Linear(3, 3), Linear(4, 4))); }
+    Tensor<float> forward(const Tensor<float>& x) override { return call_child("features", *features, x); }
+    std::string type_name() const override { return "Outer"; }
+  };
+  Outer o;
+  try {
+    o(zeros<float>({1, 3}));
+    FAIL();
+  } catch (const ShapeError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("features.1: linear:", 0), 0u) << e.what();
+  }
+  EXPECT_THROW(Linear(-1, 2), ValueError);
+  EXPECT_THROW(GELU<float>("fast"), ValueError);
+  EXPECT_THROW(Dropout<float>(1.5), ValueError);
+  EXPECT_THROW(ModuleList<float>()(ones<float>({1})), ValueError);
+  struct Dup : Module<float> {
+    Dup() {
+      register_parameter("w", ones<float>({1}));
+      register_parameter("w", ones<float>({1}));
+    }
+    Tensor<float> forward(const Tensor<float>& x) override { return x; }
+    std::string type_name() const override { return "Dup"; }
+  };
+  EXPECT_THROW(Dup(), ValueError);
+}
+
+TEST(Module, GradcheckThroughLinearParameters) {
+  using ember::testing::gradcheck;
+  using ember::testing::leaf;
+  Linear<double> lin(3, 2);
+  auto x = leaf({4, 3}, 11);
+  auto f = [&lin](const std::vector<Tensor<double>>& in) {
+    // The inputs are the data and the layer's own parameters.
+    lin.weight = in[1];
+    lin.bias = in[2];
+    return tanh(lin(in[0]));
+  };
+  EXPECT_TRUE(gradcheck(f, {x, lin.weight, lin.bias}));
+}
+
+TEST(Init, FormulasAndShapes) {
+  Generator gen(1);
+  auto w = empty<double>({64, 32});
+  init::kaiming_uniform_(w, 0.0, init::FanMode::FanIn, "relu", &gen);
+  const double bound = std::sqrt(2.0) * std::sqrt(3.0 / 32.0);
+  EXPECT_LE(w.abs().max().item(), bound);
+  EXPECT_GT(w.abs().max().item(), 0.9 * bound);
+  init::xavier_normal_(w, 1.0, &gen);
+  EXPECT_NEAR(w.std().item(), std::sqrt(2.0 / 96.0), 0.01);
+  init::orthogonal_(w, 1.0, &gen);
+  auto gram = matmul(w.t(), w);  // 32 x 32 identity for a tall orthogonal matrix
+  EXPECT_TRUE(allclose(gram, eye<double>(32), 1e-9, 1e-9));
+  init::trunc_normal_(w, 0.0, 1.0, -0.5, 0.5, &gen);
+  EXPECT_LE(w.abs().max().item(), 0.5);
+  EXPECT_EQ(init::calculate_gain("leaky_relu", 0.2), std::sqrt(2.0 / 1.04));
+  EXPECT_THROW(init::calculate_gain("swish"), ValueError);
+  auto v = empty<double>({3});
+  EXPECT_THROW(init::xavier_uniform_(v), ValueError);
+}
+
+TEST(Functional, LossErrorsNameTheTarget) {
+  namespace F = functional;
+  auto logits = zeros<float>({3, 10});
+  try {
+    F::cross_entropy(logits, tensor<int64_t>({1, 10, 2}, {3}));
+    FAIL();
+  } catch (const IndexError& e) {
+    EXPECT_NE(std::string(e.what()).find("target 10 at position 1 is out of range for 10 classes"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_THROW(F::cross_entropy(logits, tensor<int64_t>({1, -1, 2}, {3})), IndexError);
+  // -1 is fine when it is the ignore_index.
+  EXPECT_NO_THROW(F::cross_entropy(logits, tensor<int64_t>({1, -1, 2}, {3}), {.ignore_index = -1}));
+  EXPECT_THROW(F::cross_entropy(logits, tensor<int64_t>({1, 2}, {2})), ShapeError);
+  EXPECT_THROW(F::mse_loss(zeros<float>({2}), zeros<float>({3})), ShapeError);
+  EXPECT_THROW(F::binary_cross_entropy(full<float>({2}, 1.5f), zeros<float>({2})), ValueError);
+  EXPECT_THROW(F::dropout(zeros<float>({2}), 2.0), ValueError);
+  auto all_ignored = F::cross_entropy(logits, tensor<int64_t>({-100, -100, -100}, {3}));
+  EXPECT_TRUE(std::isnan(all_ignored.item()));
+}
+
+}  // namespace
+}  // namespace ember::nn

@@ -1,0 +1,139 @@
+// Optimizer trajectories against torch.optim (10 steps, float32 and float64), state dicts, and
+// argument errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+
+#include "ember/ember.hpp"
+#include "support/reference_file.hpp"
+
+namespace ember::testing {
+namespace {
+
+template <FloatingElement T>
+std::function<void()> make_optimizer(const std::string& name, Tensor<T>& w, Tensor<T>& b,
+                                     std::shared_ptr<void>& keep) {
+  using namespace optim;
+  auto hold = [&keep](auto opt) {
+    keep = opt;
+    return [opt] { opt->step(); };
+  };
+  if (name == "sgd") return hold(std::make_shared<SGD<T>>(std::vector<Tensor<T>>{w, b}, SGDOptions{.lr = 0.1}));
+  if (name == "sgd_momentum") {
+    return hold(std::make_shared<SGD<T>>(std::vector<Tensor<T>>{w, b}, SGDOptions{.lr = 0.1, .momentum = 0.9}));
+  }
+  if (name == "sgd_nesterov_wd") {
+    return hold(std::make_shared<SGD<T>>(
+        std::vector<Tensor<T>>{w, b},
+        SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true}));
+  }
+  if (name == "sgd_dampening") {
+    return hold(std::make_shared<SGD<T>>(std::vector<Tensor<T>>{w, b},
+                                         SGDOptions{.lr = 0.1, .momentum = 0.5, .dampening = 0.3}));
+  }
+  if (name == "sgd_groups") {
+    using G = typename SGD<T>::Base::Group;
+    return hold(std::make_shared<SGD<T>>(std::vector<G>{
+        G{{w}, SGDOptions{.lr = 0.1}}, G{{b}, SGDOptions{.lr = 0.01, .momentum = 0.9}}}));
+  }
+  if (name == "adam") return hold(std::make_shared<Adam<T>>(std::vector<Tensor<T>>{w, b}, AdamOptions{.lr = 0.01}));
+  if (name == "adam_amsgrad_wd") {
+    return hold(std::make_shared<Adam<T>>(
+        std::vector<Tensor<T>>{w, b},
+        AdamOptions{.lr = 0.01, .beta1 = 0.8, .beta2 = 0.99, .weight_decay = 0.1, .amsgrad = true}));
+  }
+  if (name == "adamw") {
+    return hold(std::make_shared<AdamW<T>>(std::vector<Tensor<T>>{w, b},
+                                           AdamWOptions{.lr = 0.01, .weight_decay = 0.05}));
+  }
+  return nullptr;
+}
+
+template <FloatingElement T>
+void check_trajectories(const std::string& file, double tol) {
+  auto cases = load_reference(file);
+  ASSERT_EQ(cases.size(), 8u);
+  for (auto& [name, lines] : cases) {
+    SCOPED_TRACE(name);
+    Tensor<T> x = lines[0].second.template as<T>(), y = lines[1].second.template as<T>();
+    Tensor<T> w = lines[2].second.template as<T>(true), b = lines[3].second.template as<T>(true);
+    std::shared_ptr<void> keep;
+    auto step = make_optimizer<T>(name, w, b, keep);
+    ASSERT_TRUE(step) << "no optimizer for case " << name;
+    for (size_t k = 4; k + 1 < lines.size(); k += 2) {
+      w.set_grad(Tensor<T>());
+      b.set_grad(Tensor<T>());
+      auto d = tanh(matmul(x, w.t()) + b) - y;
+      (d * d).mean().backward();
+      step();
+      auto ew = lines[k].second.values, eb = lines[k + 1].second.values;
+      auto gw = w.to_vector(), gb = b.to_vector();
+      for (size_t i = 0; i < gw.size(); ++i)
+        ASSERT_NEAR(gw[i], ew[i], tol * (1 + std::fabs(ew[i]))) << "step " << (k - 2) / 2 << " w[" << i << "]";
+      for (size_t i = 0; i < gb.size(); ++i)
+        ASSERT_NEAR(gb[i], eb[i], tol * (1 + std::fabs(eb[i]))) << "step " << (k - 2) / 2 << " b[" << i << "]";
+    }
+  }
+}
+
+TEST(Optim, TrajectoriesMatchTorchFloat64) { check_trajectories<double>("torch_optim_float64.txt", 1e-12); }
+TEST(Optim, TrajectoriesMatchTorchFloat32) { check_trajectories<float>("torch_optim_float32.txt", 2e-6); }
+
+TEST(Optim, ApiContractAndStateDictRoundTrip) {
+  nn::Sequential net(nn::Linear(4, 8), nn::ReLU(), nn::Linear(8, 3));
+  optim::SGD sgd(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+  optim::Adam adam(net.parameters(), {.lr = 1e-3});
+  Generator gen(3);
+  auto x = randn<float>({5, 4}, false, &gen);
+  auto targets = tensor<int64_t>({0, 2, 1, 1, 0}, {5});
+  for (int i = 0; i < 3; ++i) {
+    sgd.zero_grad();
+    auto loss = nn::functional::cross_entropy(net(x), targets);
+    loss.backward();
+    sgd.step();
+  }
+  auto state = sgd.state_dict();
+  ASSERT_EQ(state.params.size(), 4u);
+  EXPECT_TRUE(state.params[0].tensors.count("momentum_buffer"));
+  EXPECT_EQ(state.groups[0].at("momentum"), 0.9);
+  // A fresh optimizer loaded with the state continues exactly like the original.
+  auto params_copy = net.state_dict();
+  optim::SGD<float> resumed(net.parameters(), {.lr = 0.5});
+  resumed.load_state_dict(state);
+  EXPECT_EQ(resumed.param_groups()[0].options.lr, 0.1);
+  EXPECT_EQ(resumed.param_groups()[0].options.momentum, 0.9);
+  sgd.zero_grad();
+  nn::functional::cross_entropy(net(x), targets).backward();
+  auto grads = net.parameters();
+  std::vector<Tensor<float>> saved_grads;
+  for (auto& p : grads) saved_grads.push_back(p.grad().clone());
+  sgd.step();
+  auto after_original = net.state_dict();
+  net.load_state_dict(params_copy);
+  for (size_t i = 0; i < grads.size(); ++i) grads[i].set_grad(saved_grads[i]);
+  resumed.step();
+  auto after_resumed = net.state_dict();
+  for (size_t i = 0; i < after_original.size(); ++i) {
+    EXPECT_EQ(Tensor<float>::from_base(after_original[i].tensor).to_vector(),
+              Tensor<float>::from_base(after_resumed[i].tensor).to_vector());
+  }
+  (void)adam;
+}
+
+TEST(Optim, Errors) {
+  auto p = randn<float>({3}, true);
+  auto q = p * 2.0;
+  EXPECT_THROW(optim::SGD<float>({q}, {.lr = 0.1}), ValueError);
+  EXPECT_THROW(optim::SGD<float>({p, p}, {.lr = 0.1}), ValueError);
+  EXPECT_THROW(optim::SGD<float>({p}, {.lr = -1}), ValueError);
+  optim::SGD<float> sgd({p}, {.lr = 0.1});
+  optim::OptimizerState wrong;
+  EXPECT_THROW(sgd.load_state_dict(wrong), ValueError);
+  optim::SGD<float> nesterov_bad({p}, {.lr = 0.1, .nesterov = true});
+  p.set_grad(ones<float>({3}));
+  EXPECT_THROW(nesterov_bad.step(), ValueError);
+}
+
+}  // namespace
+}  // namespace ember::testing
