@@ -278,6 +278,95 @@ def write_optim(dtype, path, steps=10):
     print(f"wrote {len(OPTIM_CASES)} optimizer trajectories to {path}")
 
 
+# ---- safetensors -------------------------------------------------------------------------------
+# Debian has no python3-safetensors, so these follow the format's specification directly, laid out
+# as safetensors.torch.save_file lays files out (metadata {"format": "pt"}, header padded with
+# spaces to 8 bytes, tensors in name order).
+ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16",
+             torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32", torch.int8: "I8",
+             torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def st_write(path, tensors, metadata=None):
+    import json
+    import struct
+    header = {"__metadata__": dict(metadata or {"format": "pt"})}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous()
+        raw = t.view(torch.int16).numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes()
+        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def st_read(path):
+    import json
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    body = data[8 + n:]
+    inverse = {v: k for k, v in ST_DTYPES.items()}
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = info["data_offsets"]
+        dtype = inverse[info["dtype"]]
+        t = torch.frombuffer(bytearray(body[b:e]), dtype=dtype) if e > b else torch.empty(0, dtype=dtype)
+        out[name] = t.reshape(info["shape"])
+    return out, header.get("__metadata__", {})
+
+
+def mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+
+
+def write_safetensors_refs(root):
+    net = mlp()
+    st_write(os.path.join(root, "torch_mlp.safetensors"), net.state_dict())
+    x = torch.tensor(np.random.default_rng(3).uniform(-1, 1, size=(3, 4)), dtype=torch.float32)
+    with open(os.path.join(root, "torch_mlp_io.txt"), "w") as f:
+        f.write("case mlp\n" + fmt_tensor("x", x, 9) + fmt_tensor("y", net(x), 9) + "end\n")
+    st_write(os.path.join(root, "torch_dtypes.safetensors"), {
+        "f16": torch.tensor([1.5, -2.0, 65504.0, 6.1e-05], dtype=torch.float16),
+        "bf16": torch.tensor([1.0, -3.5], dtype=torch.bfloat16),
+        "i8": torch.tensor([-128, 0, 127], dtype=torch.int8),
+        "flag": torch.tensor([True, False, True]),
+        "f64": torch.tensor([[0.25, -1e300]], dtype=torch.float64),
+        "i64": torch.tensor([-(2 ** 62), 7], dtype=torch.int64),
+        "i32": torch.tensor([-5], dtype=torch.int32),
+        "u8": torch.tensor([255, 0], dtype=torch.uint8),
+        "empty": torch.zeros(0, 3),
+        "scalar": torch.tensor(3.5),
+    })
+    print("wrote torch_mlp.safetensors, torch_mlp_io.txt, torch_dtypes.safetensors")
+
+
+def check_ember_file(root):
+    """Loads the file ember wrote (tests/data/ember_mlp.safetensors) into PyTorch, strictly."""
+    path = os.path.join(root, "ember_mlp.safetensors")
+    if not os.path.exists(path):
+        print(f"skip: {path} not written yet (run test_io once)")
+        return
+    tensors, meta = st_read(path)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    net.load_state_dict(tensors, strict=True)
+    assert meta.get("format") == "pt", meta
+    ref = mlp()
+    x = torch.randn(5, 4)
+    assert torch.equal(net(x), ref(x)), "ember's file does not reproduce the PyTorch model"
+    print(f"PyTorch loaded {path} with strict=True and reproduces the model exactly")
+
+
 def main():
     torch.set_num_threads(1)
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
@@ -286,6 +375,8 @@ def main():
     write(torch.float64, os.path.join(root, "torch_ref_float64.txt"))
     write_optim(torch.float32, os.path.join(root, "torch_optim_float32.txt"))
     write_optim(torch.float64, os.path.join(root, "torch_optim_float64.txt"))
+    write_safetensors_refs(root)
+    check_ember_file(root)
     print(f"torch {torch.__version__}")
     return 0
 

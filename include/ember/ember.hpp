@@ -37,3 +37,4 @@
 #include "ember/ops/shape_ops.hpp"
 #include "ember/nn.hpp"
 #include "ember/optim.hpp"
+#include "ember/io/safetensors.hpp"
