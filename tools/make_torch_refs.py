@@ -247,7 +247,55 @@ OPTIM_CASES = [
     ("adam_amsgrad_wd", lambda w, b: torch.optim.Adam([w, b], lr=0.01, betas=(0.8, 0.99),
                                                       weight_decay=0.1, amsgrad=True)),
     ("adamw", lambda w, b: torch.optim.AdamW([w, b], lr=0.01, weight_decay=0.05)),
+    ("rmsprop", lambda w, b: torch.optim.RMSprop([w, b], lr=0.01)),
+    ("rmsprop_centered_momentum", lambda w, b: torch.optim.RMSprop(
+        [w, b], lr=0.01, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.01)),
+    ("adagrad", lambda w, b: torch.optim.Adagrad([w, b], lr=0.1, lr_decay=0.01,
+                                                 initial_accumulator_value=0.1)),
 ]
+
+S = torch.optim.lr_scheduler
+PLATEAU_METRICS = [1, 0.9, 0.95, 0.95, 0.95, 0.8, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85]
+# Learning-rate schedules, 12 steps each, on SGD with two groups (lr 0.1 and 0.01, momentum 0.9).
+SCHED_CASES = [
+    ("step", lambda o: S.StepLR(o, 3, 0.5)),
+    ("multistep", lambda o: S.MultiStepLR(o, [2, 5, 6], 0.3)),
+    ("exponential", lambda o: S.ExponentialLR(o, 0.9)),
+    ("cosine", lambda o: S.CosineAnnealingLR(o, 5, 0.001)),
+    ("linear", lambda o: S.LinearLR(o, 0.25, 1.0, 4)),
+    ("onecycle", lambda o: S.OneCycleLR(o, 1.0, total_steps=12)),
+    ("onecycle_three_phase_linear", lambda o: S.OneCycleLR(o, 1.0, total_steps=12, pct_start=0.25,
+                                                           anneal_strategy="linear", three_phase=True)),
+    ("sequential", lambda o: S.SequentialLR(o, [S.LinearLR(o, 0.1, 1.0, 3), S.ExponentialLR(o, 0.9)], [3])),
+    ("plateau", lambda o: S.ReduceLROnPlateau(o, patience=2, factor=0.5, cooldown=1)),
+]
+
+
+def write_sched(path, steps=11):
+    import warnings
+    warnings.simplefilter("ignore")
+    lines = []
+    for name, make in SCHED_CASES:
+        w = torch.zeros(2, requires_grad=True)
+        b = torch.zeros(2, requires_grad=True)
+        opt = torch.optim.SGD([{"params": [w], "lr": 0.1, "momentum": 0.9},
+                               {"params": [b], "lr": 0.01, "momentum": 0.9}])
+        sched = make(opt)
+        lines.append(f"case {name}\n")
+        for k in range(steps + 1):
+            lrs = torch.tensor([g["lr"] for g in opt.param_groups], dtype=torch.float64)
+            ms = torch.tensor([g["momentum"] for g in opt.param_groups], dtype=torch.float64)
+            lines.append(fmt_tensor("lr", lrs, 17))
+            lines.append(fmt_tensor("m", ms, 17))
+            opt.step()
+            if name == "plateau":
+                sched.step(PLATEAU_METRICS[k])
+            elif k < steps:
+                sched.step()
+        lines.append("end\n")
+    with open(path, "w") as f:
+        f.writelines(lines)
+    print(f"wrote {len(SCHED_CASES)} schedules to {path}")
 
 
 def write_optim(dtype, path, steps=10):
@@ -375,6 +423,7 @@ def main():
     write(torch.float64, os.path.join(root, "torch_ref_float64.txt"))
     write_optim(torch.float32, os.path.join(root, "torch_optim_float32.txt"))
     write_optim(torch.float64, os.path.join(root, "torch_optim_float64.txt"))
+    write_sched(os.path.join(root, "torch_sched.txt"))
     write_safetensors_refs(root)
     check_ember_file(root)
     print(f"torch {torch.__version__}")

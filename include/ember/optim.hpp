@@ -1,3 +1,4 @@
 #pragma once
 // ember::optim: optimizers (torch.optim).
+#include "ember/optim/lr_scheduler.hpp"
 #include "ember/optim/optimizer.hpp"

@@ -8,6 +8,7 @@
 #include "ember/core/error.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/factory.hpp"
+#include "ember/ops/reduction.hpp"
 
 namespace ember::optim {
 
@@ -237,6 +238,152 @@ AdamW<T>::AdamW(std::vector<Tensor<T>> params, AdamWOptions o)
   this->decoupled_weight_decay_ = true;
 }
 
+// ---- RMSprop -----------------------------------------------------------------------------------
+
+template <FloatingElement T>
+RMSprop<T>::RMSprop(std::vector<Tensor<T>> params, RMSpropOptions o) : Base(std::move(params), o) {}
+template <FloatingElement T>
+RMSprop<T>::RMSprop(std::vector<typename Base::Group> groups) : Base(std::move(groups)) {}
+
+template <FloatingElement T>
+void RMSprop<T>::step() {
+  NoGradGuard no_grad;
+  for (size_t g = 0; g < this->groups_.size(); ++g) {
+    const RMSpropOptions& o = this->groups_[g].options;
+    for (size_t i = 0; i < this->groups_[g].params.size(); ++i) {
+      Tensor<T>& p = this->groups_[g].params[i];
+      Tensor<T> grad = p.grad();
+      if (!grad.defined()) continue;
+      if (o.maximize) grad = -grad;
+      auto& slot = this->slot(g, i);
+      if (slot.tensors.empty()) {
+        slot.tensors["square_avg"] = zeros_like(p.detach());
+        if (o.momentum > 0) slot.tensors["momentum_buffer"] = zeros_like(p.detach());
+        if (o.centered) slot.tensors["grad_avg"] = zeros_like(p.detach());
+      }
+      ++slot.step;
+      if (o.weight_decay != 0) grad = add(grad, p, o.weight_decay);
+      Tensor<T>& square_avg = slot.tensors["square_avg"];
+      square_avg.mul_(o.alpha).addcmul_(grad, grad, 1.0 - o.alpha);
+      Tensor<T> avg;
+      if (o.centered) {
+        Tensor<T>& grad_avg = slot.tensors["grad_avg"];
+        if (!grad_avg.defined()) grad_avg = zeros_like(p.detach());
+        grad_avg.mul_(o.alpha).add_(grad, 1.0 - o.alpha);
+        avg = sqrt(square_avg - grad_avg * grad_avg);
+      } else {
+        avg = sqrt(square_avg);
+      }
+      avg.add_(o.eps);
+      if (o.momentum > 0) {
+        Tensor<T>& buf = slot.tensors["momentum_buffer"];
+        if (!buf.defined()) buf = zeros_like(p.detach());
+        buf.mul_(o.momentum).addcdiv_(grad, avg);
+        p.add_(buf, -o.lr);
+      } else {
+        p.addcdiv_(grad, avg, -o.lr);
+      }
+    }
+  }
+}
+
+template <FloatingElement T>
+std::map<std::string, double> RMSprop<T>::options_to_map(const RMSpropOptions& o) const {
+  return {{"lr", o.lr}, {"alpha", o.alpha}, {"eps", o.eps}, {"weight_decay", o.weight_decay},
+          {"momentum", o.momentum}, {"centered", o.centered ? 1.0 : 0.0},
+          {"maximize", o.maximize ? 1.0 : 0.0}};
+}
+
+template <FloatingElement T>
+RMSpropOptions RMSprop<T>::options_from_map(const std::map<std::string, double>& m,
+                                            const RMSpropOptions& b) const {
+  auto get = [&m](const char* k, double d) { auto it = m.find(k); return it == m.end() ? d : it->second; };
+  return {get("lr", b.lr), get("alpha", b.alpha), get("eps", b.eps),
+          get("weight_decay", b.weight_decay), get("momentum", b.momentum),
+          get("centered", b.centered) != 0, get("maximize", b.maximize) != 0};
+}
+
+// ---- Adagrad -----------------------------------------------------------------------------------
+
+template <FloatingElement T>
+Adagrad<T>::Adagrad(std::vector<Tensor<T>> params, AdagradOptions o) : Base(std::move(params), o) {}
+template <FloatingElement T>
+Adagrad<T>::Adagrad(std::vector<typename Base::Group> groups) : Base(std::move(groups)) {}
+
+template <FloatingElement T>
+void Adagrad<T>::step() {
+  NoGradGuard no_grad;
+  for (size_t g = 0; g < this->groups_.size(); ++g) {
+    const AdagradOptions& o = this->groups_[g].options;
+    for (size_t i = 0; i < this->groups_[g].params.size(); ++i) {
+      Tensor<T>& p = this->groups_[g].params[i];
+      Tensor<T> grad = p.grad();
+      if (!grad.defined()) continue;
+      if (o.maximize) grad = -grad;
+      auto& slot = this->slot(g, i);
+      if (slot.tensors.empty()) {
+        slot.tensors["sum"] = full_like(p.detach(), static_cast<T>(o.initial_accumulator_value));
+      }
+      const int64_t step = ++slot.step;
+      if (o.weight_decay != 0) grad = add(grad, p, o.weight_decay);
+      const double clr = o.lr / (1.0 + static_cast<double>(step - 1) * o.lr_decay);
+      Tensor<T>& sum = slot.tensors["sum"];
+      sum.addcmul_(grad, grad, 1.0);
+      Tensor<T> std = sqrt(sum).add_(o.eps);
+      p.addcdiv_(grad, std, -clr);
+    }
+  }
+}
+
+template <FloatingElement T>
+std::map<std::string, double> Adagrad<T>::options_to_map(const AdagradOptions& o) const {
+  return {{"lr", o.lr}, {"lr_decay", o.lr_decay}, {"weight_decay", o.weight_decay},
+          {"initial_accumulator_value", o.initial_accumulator_value}, {"eps", o.eps},
+          {"maximize", o.maximize ? 1.0 : 0.0}};
+}
+
+template <FloatingElement T>
+AdagradOptions Adagrad<T>::options_from_map(const std::map<std::string, double>& m,
+                                            const AdagradOptions& b) const {
+  auto get = [&m](const char* k, double d) { auto it = m.find(k); return it == m.end() ? d : it->second; };
+  return {get("lr", b.lr), get("lr_decay", b.lr_decay), get("weight_decay", b.weight_decay),
+          get("initial_accumulator_value", b.initial_accumulator_value), get("eps", b.eps),
+          get("maximize", b.maximize) != 0};
+}
+
+// ---- Gradient clipping ----------------------------------------------------------------------------
+
+template <FloatingElement T>
+double clip_grad_norm_(const std::vector<Tensor<T>>& params, double max_norm, double norm_type) {
+  NoGradGuard no_grad;
+  std::vector<Tensor<T>> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return 0.0;
+  double total = 0.0;
+  if (std::isinf(norm_type)) {
+    for (const auto& g : grads) total = std::max(total, static_cast<double>(abs(g).max().item()));
+  } else {
+    // As PyTorch: the norm of the per-tensor norms.
+    for (const auto& g : grads) total += std::pow(static_cast<double>(norm(g, norm_type).item()), norm_type);
+    total = std::pow(total, 1.0 / norm_type);
+  }
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0) {
+    for (auto& g : grads) g.mul_(coef);
+  }
+  return total;
+}
+
+template <FloatingElement T>
+void clip_grad_value_(const std::vector<Tensor<T>>& params, double clip_value) {
+  NoGradGuard no_grad;
+  for (const auto& p : params) {
+    Tensor<T> g = p.grad();
+    if (g.defined()) g.clamp_(-clip_value, clip_value);
+  }
+}
+
 template class Optimizer<float, SGDOptions>;
 template class Optimizer<double, SGDOptions>;
 template class Optimizer<float, AdamOptions>;
@@ -247,5 +394,17 @@ template class Adam<float>;
 template class Adam<double>;
 template class AdamW<float>;
 template class AdamW<double>;
+template class Optimizer<float, RMSpropOptions>;
+template class Optimizer<double, RMSpropOptions>;
+template class Optimizer<float, AdagradOptions>;
+template class Optimizer<double, AdagradOptions>;
+template class RMSprop<float>;
+template class RMSprop<double>;
+template class Adagrad<float>;
+template class Adagrad<double>;
+template double clip_grad_norm_<float>(const std::vector<Tensor<float>>&, double, double);
+template double clip_grad_norm_<double>(const std::vector<Tensor<double>>&, double, double);
+template void clip_grad_value_<float>(const std::vector<Tensor<float>>&, double);
+template void clip_grad_value_<double>(const std::vector<Tensor<double>>&, double);
 
 }  // namespace ember::optim

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "ember/ember.hpp"
+#include "ember/optim/lr_scheduler.hpp"
 #include "support/reference_file.hpp"
 
 namespace ember::testing {
@@ -47,13 +48,26 @@ std::function<void()> make_optimizer(const std::string& name, Tensor<T>& w, Tens
     return hold(std::make_shared<AdamW<T>>(std::vector<Tensor<T>>{w, b},
                                            AdamWOptions{.lr = 0.01, .weight_decay = 0.05}));
   }
+  if (name == "rmsprop") {
+    return hold(std::make_shared<RMSprop<T>>(std::vector<Tensor<T>>{w, b}, RMSpropOptions{.lr = 0.01}));
+  }
+  if (name == "rmsprop_centered_momentum") {
+    return hold(std::make_shared<RMSprop<T>>(
+        std::vector<Tensor<T>>{w, b},
+        RMSpropOptions{.lr = 0.01, .alpha = 0.9, .weight_decay = 0.01, .momentum = 0.5, .centered = true}));
+  }
+  if (name == "adagrad") {
+    return hold(std::make_shared<Adagrad<T>>(
+        std::vector<Tensor<T>>{w, b},
+        AdagradOptions{.lr = 0.1, .lr_decay = 0.01, .initial_accumulator_value = 0.1}));
+  }
   return nullptr;
 }
 
 template <FloatingElement T>
 void check_trajectories(const std::string& file, double tol) {
   auto cases = load_reference(file);
-  ASSERT_EQ(cases.size(), 8u);
+  ASSERT_EQ(cases.size(), 11u);
   for (auto& [name, lines] : cases) {
     SCOPED_TRACE(name);
     Tensor<T> x = lines[0].second.template as<T>(), y = lines[1].second.template as<T>();
@@ -79,6 +93,71 @@ void check_trajectories(const std::string& file, double tol) {
 
 TEST(Optim, TrajectoriesMatchTorchFloat64) { check_trajectories<double>("torch_optim_float64.txt", 1e-12); }
 TEST(Optim, TrajectoriesMatchTorchFloat32) { check_trajectories<float>("torch_optim_float32.txt", 2e-6); }
+
+TEST(LRScheduler, SchedulesMatchTorch) {
+  using namespace optim;
+  auto cases = load_reference("torch_sched.txt");
+  ASSERT_EQ(cases.size(), 9u);
+  const std::vector<double> metrics = {1, 0.9, 0.95, 0.95, 0.95, 0.8, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85};
+  for (auto& [name, lines] : cases) {
+    SCOPED_TRACE(name);
+    auto w = zeros<double>({2}, true), b = zeros<double>({2}, true);
+    using G = SGD<double>::Base::Group;
+    SGD<double> opt(std::vector<G>{G{{w}, {.lr = 0.1, .momentum = 0.9}}, G{{b}, {.lr = 0.01, .momentum = 0.9}}});
+    std::shared_ptr<LRScheduler> sched;
+    std::shared_ptr<SequentialLR> seq;
+    std::shared_ptr<ReduceLROnPlateau> plateau;
+    if (name == "step") sched = std::make_shared<StepLR>(opt, 3, 0.5);
+    if (name == "multistep") sched = std::make_shared<MultiStepLR>(opt, std::vector<int64_t>{2, 5, 6}, 0.3);
+    if (name == "exponential") sched = std::make_shared<ExponentialLR>(opt, 0.9);
+    if (name == "cosine") sched = std::make_shared<CosineAnnealingLR>(opt, 5, 0.001);
+    if (name == "linear") sched = std::make_shared<LinearLR>(opt, 0.25, 1.0, 4);
+    if (name == "onecycle") sched = std::make_shared<OneCycleLR>(opt, 1.0, OneCycleOptions{.total_steps = 12});
+    if (name == "onecycle_three_phase_linear") {
+      sched = std::make_shared<OneCycleLR>(
+          opt, 1.0, OneCycleOptions{.total_steps = 12, .pct_start = 0.25, .cos_anneal = false, .three_phase = true});
+    }
+    if (name == "sequential") {
+      auto a = std::make_shared<LinearLR>(opt, 0.1, 1.0, 3);
+      auto e = std::make_shared<ExponentialLR>(opt, 0.9);
+      seq = std::make_shared<SequentialLR>(opt, std::vector<std::shared_ptr<LRScheduler>>{a, e},
+                                           std::vector<int64_t>{3});
+    }
+    if (name == "plateau") {
+      plateau = std::make_shared<ReduceLROnPlateau>(
+          opt, ReduceLROnPlateauOptions{.factor = 0.5, .patience = 2, .cooldown = 1});
+    }
+    ASSERT_TRUE(sched || seq || plateau);
+    for (size_t k = 0; k + 1 < lines.size(); k += 2) {
+      const auto& lr = lines[k].second.values;
+      const auto& m = lines[k + 1].second.values;
+      for (size_t g = 0; g < 2; ++g) {
+        EXPECT_NEAR(opt.lr(g), lr[g], 1e-12) << "step " << k / 2 << " group " << g;
+        EXPECT_NEAR(opt.momentum(g), m[g], 1e-12) << "step " << k / 2 << " group " << g;
+      }
+      opt.step();
+      if (plateau) {
+        plateau->step(metrics[k / 2]);
+      } else if (k + 2 < lines.size()) {
+        if (seq) seq->step();
+        else sched->step();
+      }
+    }
+  }
+}
+
+TEST(Optim, ClipGradNormAndValue) {
+  auto a = tensor<double>({3, 4}, {2}, true), b = tensor<double>({12}, {1}, true);
+  a.set_grad(tensor<double>({3, 4}, {2}));
+  b.set_grad(tensor<double>({12}, {1}));
+  const double total = optim::clip_grad_norm_<double>({a, b}, 6.5);
+  EXPECT_DOUBLE_EQ(total, 13.0);
+  EXPECT_NEAR(a.grad().at({0}), 3 * 6.5 / (13 + 1e-6), 1e-12);
+  optim::clip_grad_value_<double>({a, b}, 1.0);
+  EXPECT_EQ(b.grad().item(), 1.0);
+  auto c = tensor<double>({1}, {1}, true);
+  EXPECT_EQ(optim::clip_grad_norm_<double>({c}, 1.0), 0.0);  // no gradient: nothing to clip
+}
 
 TEST(Optim, ApiContractAndStateDictRoundTrip) {
   nn::Sequential net(nn::Linear(4, 8), nn::ReLU(), nn::Linear(8, 3));

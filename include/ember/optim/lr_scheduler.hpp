@@ -1,0 +1,171 @@
+#pragma once
+// Learning-rate schedules with torch.optim.lr_scheduler's names, arguments and values. Create the
+// scheduler after the optimizer and call step() once per epoch (or per batch for OneCycleLR),
+// after optimizer.step().
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ember/optim/optimizer.hpp"
+
+namespace ember::optim {
+
+class LRScheduler {
+ public:
+  explicit LRScheduler(ParamGroupControl& optimizer);
+  virtual ~LRScheduler() = default;
+  /// Advances one epoch and sets the optimizer's learning rates.
+  virtual void step();
+  /// Jumps to `epoch` (used by SequentialLR at its milestones).
+  void step_to(int64_t epoch);
+  std::vector<double> get_last_lr() const { return last_lr_; }
+  int64_t last_epoch() const noexcept { return last_epoch_; }
+
+ protected:
+  /// The learning rate of `group` at `epoch`, from its initial value.
+  virtual double lr_at(size_t group, int64_t epoch) const = 0;
+  /// Call at the end of a derived constructor: sets the epoch-0 learning rates.
+  void initial_step();
+  void apply();
+
+  ParamGroupControl& optimizer_;
+  std::vector<double> base_lrs_;
+  std::vector<double> last_lr_;
+  int64_t last_epoch_ = -1;
+};
+
+/// lr * gamma^(epoch // step_size)
+class StepLR : public LRScheduler {
+ public:
+  StepLR(ParamGroupControl& optimizer, int64_t step_size, double gamma = 0.1);
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  int64_t step_size_;
+  double gamma_;
+};
+
+/// lr * gamma^(number of milestones <= epoch)
+class MultiStepLR : public LRScheduler {
+ public:
+  MultiStepLR(ParamGroupControl& optimizer, std::vector<int64_t> milestones, double gamma = 0.1);
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  std::vector<int64_t> milestones_;
+  double gamma_;
+};
+
+/// lr * gamma^epoch
+class ExponentialLR : public LRScheduler {
+ public:
+  ExponentialLR(ParamGroupControl& optimizer, double gamma);
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  double gamma_;
+};
+
+/// eta_min + (lr - eta_min) (1 + cos(pi epoch / T_max)) / 2
+class CosineAnnealingLR : public LRScheduler {
+ public:
+  CosineAnnealingLR(ParamGroupControl& optimizer, int64_t t_max, double eta_min = 0.0);
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  int64_t t_max_;
+  double eta_min_;
+};
+
+/// lr * factor, the factor going linearly from start_factor to end_factor over total_iters
+/// (a warm-up when start_factor < 1).
+class LinearLR : public LRScheduler {
+ public:
+  LinearLR(ParamGroupControl& optimizer, double start_factor = 1.0 / 3, double end_factor = 1.0,
+           int64_t total_iters = 5);
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  double start_, end_;
+  int64_t total_;
+};
+
+struct OneCycleOptions {
+  int64_t total_steps = 0;  // or epochs * steps_per_epoch
+  int64_t epochs = 0;
+  int64_t steps_per_epoch = 0;
+  double pct_start = 0.3;
+  bool cos_anneal = true;  // anneal_strategy "cos" (true) or "linear"
+  bool cycle_momentum = true;
+  double base_momentum = 0.85;
+  double max_momentum = 0.95;
+  double div_factor = 25.0;
+  double final_div_factor = 1e4;
+  bool three_phase = false;
+};
+
+/// The 1cycle policy: warm up from max_lr / div_factor to max_lr, then anneal to
+/// max_lr / (div_factor * final_div_factor); momentum (SGD's, or Adam's beta1) cycles inversely.
+/// Step it once per batch.
+class OneCycleLR : public LRScheduler {
+ public:
+  OneCycleLR(ParamGroupControl& optimizer, double max_lr, OneCycleOptions options);
+  void step() override;
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  double momentum_at(int64_t epoch) const;
+  struct Phase {
+    double end_step;
+    double start_lr_factor, end_lr_factor;  // of max_lr
+    bool momentum_up;
+  };
+  double anneal(double start, double end, double pct) const;
+  std::vector<double> max_lrs_;
+  OneCycleOptions o_;
+  int64_t total_;
+  std::vector<Phase> phases_;
+};
+
+/// Runs `schedulers` one after another, switching at `milestones` (epochs).
+class SequentialLR {
+ public:
+  SequentialLR(ParamGroupControl& optimizer, std::vector<std::shared_ptr<LRScheduler>> schedulers,
+               std::vector<int64_t> milestones);
+  void step();
+  std::vector<double> get_last_lr() const;
+
+ private:
+  ParamGroupControl& optimizer_;
+  std::vector<std::shared_ptr<LRScheduler>> schedulers_;
+  std::vector<int64_t> milestones_;
+  int64_t last_epoch_ = 0;
+};
+
+struct ReduceLROnPlateauOptions {
+  bool mode_max = false;  // "min" (false) or "max"
+  double factor = 0.1;
+  int64_t patience = 10;
+  double threshold = 1e-4;
+  bool threshold_abs = false;  // threshold_mode "rel" (false) or "abs"
+  int64_t cooldown = 0;
+  double min_lr = 0.0;
+  double eps = 1e-8;
+};
+
+/// Cuts the learning rate by `factor` when a metric stops improving for `patience` epochs.
+class ReduceLROnPlateau {
+ public:
+  explicit ReduceLROnPlateau(ParamGroupControl& optimizer, ReduceLROnPlateauOptions options = {});
+  void step(double metric);
+  std::vector<double> get_last_lr() const;
+
+ private:
+  bool better(double a) const;
+  ParamGroupControl& optimizer_;
+  ReduceLROnPlateauOptions o_;
+  double best_;
+  int64_t bad_epochs_ = 0, cooldown_counter_ = 0, last_epoch_ = 0;
+};
+
+}  // namespace ember::optim

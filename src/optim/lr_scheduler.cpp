@@ -1,0 +1,235 @@
+#include "ember/optim/lr_scheduler.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "ember/core/error.hpp"
+
+namespace ember::optim {
+
+namespace {
+constexpr double kPi = 3.14159265358979323846;
+}
+
+LRScheduler::LRScheduler(ParamGroupControl& optimizer) : optimizer_(optimizer) {
+  for (size_t g = 0; g < optimizer_.num_groups(); ++g) base_lrs_.push_back(optimizer_.initial_lr(g));
+}
+
+void LRScheduler::initial_step() {
+  last_epoch_ = 0;
+  apply();
+}
+
+void LRScheduler::apply() {
+  last_lr_.clear();
+  for (size_t g = 0; g < optimizer_.num_groups(); ++g) {
+    const double lr = lr_at(g, last_epoch_);
+    optimizer_.set_lr(g, lr);
+    last_lr_.push_back(lr);
+  }
+}
+
+void LRScheduler::step() {
+  ++last_epoch_;
+  apply();
+}
+
+void LRScheduler::step_to(int64_t epoch) {
+  last_epoch_ = epoch;
+  apply();
+}
+
+StepLR::StepLR(ParamGroupControl& optimizer, int64_t step_size, double gamma)
+    : LRScheduler(optimizer), step_size_(step_size), gamma_(gamma) {
+  if (step_size <= 0) throw ValueError("StepLR: step_size must be positive, got " + std::to_string(step_size));
+  initial_step();
+}
+double StepLR::lr_at(size_t g, int64_t epoch) const {
+  return base_lrs_[g] * std::pow(gamma_, static_cast<double>(epoch / step_size_));
+}
+
+MultiStepLR::MultiStepLR(ParamGroupControl& optimizer, std::vector<int64_t> milestones, double gamma)
+    : LRScheduler(optimizer), milestones_(std::move(milestones)), gamma_(gamma) {
+  if (!std::is_sorted(milestones_.begin(), milestones_.end())) {
+    throw ValueError("MultiStepLR: milestones must be increasing");
+  }
+  initial_step();
+}
+double MultiStepLR::lr_at(size_t g, int64_t epoch) const {
+  const auto passed = std::upper_bound(milestones_.begin(), milestones_.end(), epoch) - milestones_.begin();
+  return base_lrs_[g] * std::pow(gamma_, static_cast<double>(passed));
+}
+
+ExponentialLR::ExponentialLR(ParamGroupControl& optimizer, double gamma)
+    : LRScheduler(optimizer), gamma_(gamma) {
+  initial_step();
+}
+double ExponentialLR::lr_at(size_t g, int64_t epoch) const {
+  return base_lrs_[g] * std::pow(gamma_, static_cast<double>(epoch));
+}
+
+CosineAnnealingLR::CosineAnnealingLR(ParamGroupControl& optimizer, int64_t t_max, double eta_min)
+    : LRScheduler(optimizer), t_max_(t_max), eta_min_(eta_min) {
+  if (t_max <= 0) throw ValueError("CosineAnnealingLR: T_max must be positive, got " + std::to_string(t_max));
+  initial_step();
+}
+double CosineAnnealingLR::lr_at(size_t g, int64_t epoch) const {
+  return eta_min_ + (base_lrs_[g] - eta_min_) *
+                        (1 + std::cos(kPi * static_cast<double>(epoch) / static_cast<double>(t_max_))) / 2;
+}
+
+LinearLR::LinearLR(ParamGroupControl& optimizer, double start_factor, double end_factor, int64_t total_iters)
+    : LRScheduler(optimizer), start_(start_factor), end_(end_factor), total_(total_iters) {
+  if (start_factor <= 0 || start_factor > 1 || end_factor < 0 || end_factor > 1) {
+    throw ValueError("LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1]");
+  }
+  if (total_iters <= 0) throw ValueError("LinearLR: total_iters must be positive");
+  initial_step();
+}
+double LinearLR::lr_at(size_t g, int64_t epoch) const {
+  const double t = static_cast<double>(std::min(epoch, total_)) / static_cast<double>(total_);
+  return base_lrs_[g] * (start_ + (end_ - start_) * t);
+}
+
+OneCycleLR::OneCycleLR(ParamGroupControl& optimizer, double max_lr, OneCycleOptions o)
+    : LRScheduler(optimizer), o_(o) {
+  total_ = o.total_steps > 0 ? o.total_steps : o.epochs * o.steps_per_epoch;
+  if (total_ <= 0) {
+    throw ValueError("OneCycleLR: give total_steps, or epochs and steps_per_epoch, all positive");
+  }
+  if (o.pct_start < 0 || o.pct_start > 1) throw ValueError("OneCycleLR: pct_start must be in [0, 1]");
+  if (o.cycle_momentum && !optimizer.has_momentum()) {
+    throw ValueError("OneCycleLR: cycle_momentum needs an optimizer with momentum (SGD or Adam)");
+  }
+  const double total = static_cast<double>(total_);
+  const double initial = 1.0 / o.div_factor, min = initial / o.final_div_factor;
+  if (o.three_phase) {
+    phases_ = {{o.pct_start * total - 1, initial, 1.0, false},
+               {2 * o.pct_start * total - 2, 1.0, initial, true},
+               {total - 1, initial, min, true}};
+  } else {
+    phases_ = {{o.pct_start * total - 1, initial, 1.0, false}, {total - 1, 1.0, min, true}};
+  }
+  for (size_t g = 0; g < optimizer.num_groups(); ++g) max_lrs_.push_back(max_lr);
+  initial_step();
+  if (o.cycle_momentum) {
+    for (size_t g = 0; g < optimizer.num_groups(); ++g) optimizer.set_momentum(g, momentum_at(0));
+  }
+}
+
+double OneCycleLR::anneal(double start, double end, double pct) const {
+  if (o_.cos_anneal) return end + (start - end) / 2.0 * (std::cos(kPi * pct) + 1);
+  return (end - start) * pct + start;
+}
+
+double OneCycleLR::lr_at(size_t g, int64_t epoch) const {
+  if (epoch > total_) {
+    throw ValueError("OneCycleLR: stepped " + std::to_string(epoch) + " times, more than total_steps " +
+                     std::to_string(total_));
+  }
+  double start = 0;
+  for (size_t i = 0; i < phases_.size(); ++i) {
+    const Phase& p = phases_[i];
+    if (static_cast<double>(epoch) <= p.end_step || i + 1 == phases_.size()) {
+      const double pct = (static_cast<double>(epoch) - start) / (p.end_step - start);
+      return anneal(max_lrs_[g] * p.start_lr_factor, max_lrs_[g] * p.end_lr_factor, pct);
+    }
+    start = p.end_step;
+  }
+  return max_lrs_[g];
+}
+
+double OneCycleLR::momentum_at(int64_t epoch) const {
+  double start = 0;
+  for (size_t i = 0; i < phases_.size(); ++i) {
+    const Phase& p = phases_[i];
+    if (static_cast<double>(epoch) <= p.end_step || i + 1 == phases_.size()) {
+      const double pct = (static_cast<double>(epoch) - start) / (p.end_step - start);
+      // Momentum moves against the learning rate; the last of three phases keeps it at the max.
+      if (o_.three_phase && i == 2) return o_.max_momentum;
+      return p.momentum_up ? anneal(o_.base_momentum, o_.max_momentum, pct)
+                           : anneal(o_.max_momentum, o_.base_momentum, pct);
+    }
+    start = p.end_step;
+  }
+  return o_.max_momentum;
+}
+
+void OneCycleLR::step() {
+  LRScheduler::step();
+  if (o_.cycle_momentum) {
+    for (size_t g = 0; g < optimizer_.num_groups(); ++g) optimizer_.set_momentum(g, momentum_at(last_epoch_));
+  }
+}
+
+SequentialLR::SequentialLR(ParamGroupControl& optimizer, std::vector<std::shared_ptr<LRScheduler>> schedulers,
+                           std::vector<int64_t> milestones)
+    : optimizer_(optimizer), schedulers_(std::move(schedulers)), milestones_(std::move(milestones)) {
+  if (schedulers_.empty() || milestones_.size() + 1 != schedulers_.size()) {
+    throw ValueError("SequentialLR: expected one more scheduler than milestones, got " +
+                     std::to_string(schedulers_.size()) + " and " + std::to_string(milestones_.size()));
+  }
+  // As PyTorch: start again from the initial learning rates with the first scheduler.
+  for (size_t g = 0; g < optimizer_.num_groups(); ++g) optimizer_.set_lr(g, optimizer_.initial_lr(g));
+  schedulers_[0]->step_to(0);
+}
+
+void SequentialLR::step() {
+  ++last_epoch_;
+  const size_t idx = static_cast<size_t>(
+      std::upper_bound(milestones_.begin(), milestones_.end(), last_epoch_) - milestones_.begin());
+  if (idx > 0 && milestones_[idx - 1] == last_epoch_) {
+    schedulers_[idx]->step_to(0);
+  } else {
+    schedulers_[idx]->step();
+  }
+}
+
+std::vector<double> SequentialLR::get_last_lr() const {
+  std::vector<double> out;
+  for (size_t g = 0; g < optimizer_.num_groups(); ++g) out.push_back(optimizer_.lr(g));
+  return out;
+}
+
+ReduceLROnPlateau::ReduceLROnPlateau(ParamGroupControl& optimizer, ReduceLROnPlateauOptions o)
+    : optimizer_(optimizer), o_(o) {
+  if (o.factor >= 1.0) throw ValueError("ReduceLROnPlateau: factor must be < 1");
+  best_ = o.mode_max ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+}
+
+bool ReduceLROnPlateau::better(double a) const {
+  if (!o_.mode_max) return o_.threshold_abs ? a < best_ - o_.threshold : a < best_ * (1 - o_.threshold);
+  return o_.threshold_abs ? a > best_ + o_.threshold : a > best_ * (1 + o_.threshold);
+}
+
+void ReduceLROnPlateau::step(double metric) {
+  ++last_epoch_;
+  if (better(metric)) {
+    best_ = metric;
+    bad_epochs_ = 0;
+  } else {
+    ++bad_epochs_;
+  }
+  if (cooldown_counter_ > 0) {
+    --cooldown_counter_;
+    bad_epochs_ = 0;
+  }
+  if (bad_epochs_ > o_.patience) {
+    for (size_t g = 0; g < optimizer_.num_groups(); ++g) {
+      const double old_lr = optimizer_.lr(g);
+      const double new_lr = std::max(old_lr * o_.factor, o_.min_lr);
+      if (old_lr - new_lr > o_.eps) optimizer_.set_lr(g, new_lr);
+    }
+    cooldown_counter_ = o_.cooldown;
+    bad_epochs_ = 0;
+  }
+}
+
+std::vector<double> ReduceLROnPlateau::get_last_lr() const {
+  std::vector<double> out;
+  for (size_t g = 0; g < optimizer_.num_groups(); ++g) out.push_back(optimizer_.lr(g));
+  return out;
+}
+
+}  // namespace ember::optim
