@@ -199,6 +199,22 @@ CASES = [
     ("kl_div_log_target_batchmean", [(3, 4), (3, 4)], -2, 2,
      lambda x: F.kl_div(F.log_softmax(x[0], 1), F.log_softmax(x[1], 1), reduction="batchmean",
                         log_target=True)),
+    ("conv2d", [(2, 3, 5, 5), (4, 3, 3, 3), (4,)], -1, 1, lambda x: F.conv2d(x[0], x[1], x[2])),
+    ("conv2d_stride_pad_dilation", [(1, 2, 7, 6), (3, 2, 3, 2)], -1, 1,
+     lambda x: F.conv2d(x[0], x[1], stride=(2, 1), padding=(1, 2), dilation=(2, 1))),
+    ("conv2d_groups", [(1, 4, 5, 5), (6, 2, 3, 3)], -1, 1,
+     lambda x: F.conv2d(x[0], x[1], padding=1, groups=2)),
+    ("conv2d_same_even", [(1, 2, 5, 5), (2, 2, 4, 4)], -1, 1,
+     lambda x: F.conv2d(x[0], x[1], padding="same")),
+    ("conv2d_pointwise", [(2, 3, 4, 4), (5, 3, 1, 1), (5,)], -1, 1, lambda x: F.conv2d(x[0], x[1], x[2])),
+    ("conv1d", [(2, 3, 8), (4, 3, 3), (4,)], -1, 1,
+     lambda x: F.conv1d(x[0], x[1], x[2], stride=2, padding=1)),
+    ("conv_transpose2d", [(1, 3, 4, 4), (3, 2, 3, 3), (2,)], -1, 1,
+     lambda x: F.conv_transpose2d(x[0], x[1], x[2], stride=2, padding=1, output_padding=1)),
+    ("conv_transpose2d_groups", [(1, 4, 3, 3), (4, 1, 2, 2)], -1, 1,
+     lambda x: F.conv_transpose2d(x[0], x[1], stride=2, groups=2)),
+    ("conv_transpose2d_crop", [(1, 2, 3, 3), (2, 2, 3, 3)], -1, 1,
+     lambda x: F.conv_transpose2d(x[0], x[1], stride=2, output_padding=1)),
 ]
 
 

@@ -2,6 +2,7 @@
 // ember::nn: modules, layers, losses and initialisers (torch.nn).
 #include "ember/nn/activation.hpp"
 #include "ember/nn/container.hpp"
+#include "ember/nn/conv.hpp"
 #include "ember/nn/dropout.hpp"
 #include "ember/nn/functional.hpp"
 #include "ember/nn/init.hpp"

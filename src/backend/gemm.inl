@@ -1,40 +1,609 @@
-// Portable GEMM body, included by cpu_kernels.inl inside each ISA's namespace. A straightforward
-// i-k-j loop over row blocks that the compiler vectorises along rows of B and C.
+// GEMM, included by cpu_kernels.inl inside each ISA's namespace (no include guard by design).
+//
+// Note [GEMM design]
+// GotoBLAS/BLIS structure. C is cut into MR x NR tiles; a micro-kernel keeps one tile in
+// registers and runs a long stretch of the k loop on it with one broadcast of A and NR/W vector
+// loads of B per step, so every FMA has its operands in registers or cache and C is touched
+// once per stretch. For the operands to stream, they are first copied ("packed") into the
+// layouts the kernel walks linearly: A as MR-row panels stored column by column
+// (a[p * MR + i]), B as NR-column panels stored row by row (b[p * NR + j]), B zero-padded to
+// full vectors. Packing absorbs the transpose flags, so one kernel serves all four layouts.
+//
+// Blocking (big problems): k is cut into KC-deep slices, m into MC-row blocks, n into NC-column
+// blocks, in the loop order
+//   jc (NC) -> pc (KC, pack a KC x NC block of B) -> ic (MC, pack an MC x KC block of A)
+//     -> jr (NR) -> ir (MR) -> micro-kernel,
+// so the packed A block stays in L2 while every B panel passes over it, and the packed B block
+// stays in L3 while the A blocks go by. beta applies on the first KC slice only; later slices
+// accumulate into C.
+//
+// Small problems, and m <= MR (one row panel: nothing would reuse a packed B), take a lean
+// path: only k is sliced, A and B are read in place -- the kernel broadcasts A either down a
+// column (transposed A) or along a row (row-major A) -- and the only thing packed is a B panel
+// whose rows are not contiguous (transposed B) or too short for full vector loads (the ragged
+// last panel).
+//
+// Threads: C is split into one contiguous row (or column) range per thread, each computed with
+// its own thread-local packing buffers. An element of C goes through the same operations in the
+// same order whichever range it falls in, so results do not depend on the thread count.
+//
+// Edges: the kernel is instantiated for every row count 1..MR and vector count 1..NR/W, so a
+// ragged tile wastes no broadcasts; a partial last vector is loaded and stored under a mask.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "ember/backend/parallel.hpp"
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "gemm_simd.inl"
+
 namespace ember::backend::EMBER_ISA_NS {
 namespace {
+namespace gemm_impl {
+
+// ---------------------------------------------------------------------------------------------
+// Shapes and blocking.
+//
+// Register budget: MR * NR/W accumulators + NR/W B vectors + 1 broadcast must fit the register
+// file (32 zmm, 16 ymm). AVX-512: 14 x 2 + 2 + 1 = 31. AVX2: 6 x 2 + 2 + 1 = 15. A tall tile
+// means few B loads per FMA; per k step the kernel issues MR broadcasts + NR/W loads against
+// MR * NR/W FMAs, well within two loads per cycle.
+//
+// Blocking was measured on the target (Zen 4: 32 KiB L1d, 1 MiB L2, 32 MiB shared L3; fp32
+// square, 1 thread). The kernel needs only ~7 bytes per cycle of A and B, which L2 supplies
+// easily, so B micro-panels need not fit in L1; what costs is the C tile's load and store per
+// KC slice (C is in L3 or memory for big problems). Hence a deep KC: 256 -> 102, 512 -> 108,
+// 1024 -> 111 GFLOP/s at N = 2048. MC keeps the packed A block (MC * KC, 224 KiB) in L2 beside
+// the B panel being read; NC keeps the B block (KC * NC, 4 MiB) a modest share of L3 with both
+// cores busy. Variations of MC (28..168) and NC (512..4096) moved results by less than noise.
+
+#if defined(__AVX512F__)
+template <class T>
+struct Shape {
+  static constexpr int W = Vec<T>::W;
+  static constexpr int MR = 14;
+  static constexpr int NV = 2;
+  static constexpr int64_t KC = 4096 / sizeof(T);  // 1024 fp32, 512 fp64
+  static constexpr int64_t MC = 14 * 4;
+  static constexpr int64_t NC = 1024;
+};
+#elif defined(__AVX2__)
+template <class T>
+struct Shape {
+  static constexpr int W = Vec<T>::W;
+  static constexpr int MR = 6;
+  static constexpr int NV = 2;
+  static constexpr int64_t KC = 4096 / sizeof(T);
+  static constexpr int64_t MC = 6 * 8;
+  static constexpr int64_t NC = 1024;
+};
+#else
+// Portable: 128-bit vectors (SSE2 / NEON); 4 x 2 accumulators fit 16 vector registers with room
+// for B, the broadcast and a product (no FMA on baseline x86-64).
+template <class T>
+struct Shape {
+  static constexpr int W = 16 / sizeof(T);
+  static constexpr int MR = 4;
+  static constexpr int NV = 2;
+  static constexpr int64_t KC = 1024 / sizeof(T);
+  static constexpr int64_t MC = 4 * 32;
+  static constexpr int64_t NC = 2048;
+};
+#endif
+
+// Up to this many multiply-adds the lean path wins: with everything in L1/L2, blocking has
+// nothing to gain and packing B would be a visible share of the time.
+constexpr int64_t kSmallWork = int64_t(128) * 128 * 128;
+// Below this, handing half the work to the pool costs more than it saves: a parallel_for round
+// trip measured ~45 us on the 2-vCPU development VM (two futex wake-ups), i.e. the time of a
+// ~190^3 fp32 product on one core. Each thread gets at least half this much work.
+constexpr int64_t kParallelWork = int64_t(192) * 192 * 192;
+
+// Calls f(integral_constant<int, I>) for I = 0 .. N-1, unrolled whatever the optimisation level,
+// so that accumulator arrays indexed by I become registers.
+template <class F, int... I>
+[[gnu::always_inline]] inline void static_for_impl(F& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+template <int N, class F>
+[[gnu::always_inline]] inline void static_for(F&& f) {
+  static_for_impl(f, std::make_integer_sequence<int, N>{});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Micro-kernel.
+//
+// C[0:MR_, 0:nr] = alpha * sum_p A(i, p) * b[p * bs + j] + beta * C  (beta == 0: C not read),
+// p < kc. A(i, p) is a[p * as + i] -- a packed panel (as == MR) or a transposed A in place
+// (as == lda) -- or, with kARows, a[i * as + p]: a row-major A in place (as == lda). b is a
+// packed B panel (bs == NR) or a non-transposed B in place (bs == ldb); every B row must hold
+// NV_ * W readable elements, nr <= NV_ * W only limits what is written.
+template <class T>
+using TileFn = void (*)(int64_t kc, const T* a, int64_t as, const T* b, int64_t bs, T* c,
+                        int64_t ldc, T alpha, T beta, int nr);
+
+template <class T, int MR_, int NV_, bool kARows>
+void tile_kernel(int64_t kc, const T* a, int64_t as, const T* b, int64_t bs, T* c, int64_t ldc,
+                 T alpha, T beta, int nr) {
+  using V = Vec<T>;
+  using R = typename V::R;
+  constexpr int W = V::W;
+  constexpr int NR_ = NV_ * W;
+
+  // C is only touched after the k loop. Ask for it now (it may be in L3 or memory) and again
+  // shortly before the end: the A and B streams evict whatever arrives early from L1.
+  auto prefetch_c = [&] {
+    T* ci = c;
+    for (int i = 0; i < MR_; ++i, ci += ldc) {
+      __builtin_prefetch(ci, 1);
+      __builtin_prefetch(ci + NR_ - 1, 1);
+    }
+  };
+  prefetch_c();
+
+  R acc[MR_][NV_];
+  static_for<MR_>([&](auto i) { static_for<NV_>([&](auto j) { acc[i][j] = V::zero(); }); });
+  // kARows: A is a row-major block used in place, row i at a + i * as. One base pointer per
+  // three rows lets x86 addressing ([base + as*1], [base + as*2]) reach every row while all
+  // the pointers and the stride stay in registers.
+  constexpr int kGroups = kARows ? (MR_ + 2) / 3 : 1;
+  const T* ag[kGroups];
+  static_for<kGroups>([&](auto g) { ag[g] = a + 3 * g * (kARows ? as : 0); });
+  // Two passes over one loop rather than a helper called twice: the accumulators must stay in
+  // registers, which needs everything in one function body.
+  constexpr int64_t kLate = 32;  // ~1000 cycles ahead of the epilogue: covers an L2/L3 hit
+  int64_t p = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    const int64_t end = pass == 0 ? std::max<int64_t>(0, kc - kLate) : kc;
+    for (; p < end; ++p) {
+      R bv[NV_];
+      static_for<NV_>([&](auto j) { bv[j] = V::load(b + j * W); });
+      static_for<MR_>([&](auto i) {
+        const R ai = kARows ? V::set1(ag[i / 3][(i % 3) * as]) : V::set1(a[i]);
+        static_for<NV_>([&](auto j) { acc[i][j] = V::fmadd(ai, bv[j], acc[i][j]); });
+      });
+      if constexpr (kARows) {
+        static_for<kGroups>([&](auto g) { ++ag[g]; });
+      } else {
+        a += as;
+      }
+      b += bs;
+    }
+    if (pass == 0) prefetch_c();
+  }
+
+  const R va = V::set1(alpha);
+  if (nr == NR_) {
+    T* ci = c;
+    if (beta == T(0)) {
+      static_for<MR_>([&](auto i) {
+        static_for<NV_>([&](auto j) { V::store(ci + j * W, V::mul(va, acc[i][j])); });
+        ci += ldc;
+      });
+    } else {
+      const R vb = V::set1(beta);
+      static_for<MR_>([&](auto i) {
+        static_for<NV_>([&](auto j) {
+          V::store(ci + j * W, V::fmadd(vb, V::load(ci + j * W), V::mul(va, acc[i][j])));
+        });
+        ci += ldc;
+      });
+    }
+    return;
+  }
+  // Ragged right edge: spill the tile and merge the valid part with partial vectors; rare
+  // enough that keeping the fast path above free of it matters more.
+  alignas(64) T tile[MR_][NR_];
+  static_for<MR_>([&](auto i) {
+    static_for<NV_>([&](auto j) { V::store(&tile[i][j * W], V::mul(va, acc[i][j])); });
+  });
+  const R vb = V::set1(beta);
+  for (int i = 0; i < MR_; ++i, c += ldc) {
+    for (int j0 = 0; j0 < nr; j0 += W) {
+      const int n = std::min(W, nr - j0);
+      R r = V::load(&tile[i][j0]);
+      if (beta != T(0)) r = V::fmadd(vb, V::load_n(c + j0, n), r);
+      V::store_n(c + j0, r, n);
+    }
+  }
+}
+
+
+// kTiles<T>.fn[a_rows][mr - 1][nv - 1]: the kernel for an mr-row tile of nv vectors.
+template <class T>
+struct TileTable {
+  TileFn<T> fn[2][Shape<T>::MR][Shape<T>::NV];
+};
+
+template <class T, int... I>
+constexpr TileTable<T> make_tile_table(std::integer_sequence<int, I...>) {
+  constexpr int NV = Shape<T>::NV;
+  TileTable<T> t{};
+  ((t.fn[0][I / NV][I % NV] = &tile_kernel<T, I / NV + 1, I % NV + 1, false>), ...);
+  ((t.fn[1][I / NV][I % NV] = &tile_kernel<T, I / NV + 1, I % NV + 1, true>), ...);
+  return t;
+}
+
+template <class T>
+inline constexpr TileTable<T> kTiles =
+    make_tile_table<T>(std::make_integer_sequence<int, Shape<T>::MR * Shape<T>::NV>{});
+
+/// a_rows: A is row-major in place (element (i, p) at a[i * as + p]); otherwise a packed panel
+/// or a transposed A in place (a[p * as + i]).
+template <class T>
+inline void run_tile(bool a_rows, int mr, int nr, int64_t kc, const T* a, int64_t as,
+                     const T* b, int64_t bs, T* c, int64_t ldc, T alpha, T beta) {
+  constexpr int W = Shape<T>::W;
+  kTiles<T>.fn[a_rows][mr - 1][(nr + W - 1) / W - 1](kc, a, as, b, bs, c, ldc, alpha, beta, nr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packing. Two source layouts cover A and B in both orientations:
+//   pack_copy:      out[p * R + i] = src[p * ld + i]   (A transposed, B not: rows are copied)
+//   pack_transpose: out[p * R + i] = src[i * ld + p]   (A not transposed, B transposed)
+// for p < kc, i < r. Columns r .. R-1 are written as zeros: B's feed full-width vector loads
+// (their products land in accumulator lanes that are never stored, but must not be NaN or
+// denormal); A's are never read, as the kernel instantiated for r rows reads r.
+
+#if defined(EMBER_GEMM_HAS_TRANSPOSE)
+
+template <class T, int R>
+void pack_copy(const T* src, int64_t ld, int r, int64_t kc, T* out) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  constexpr int NB = (R + W - 1) / W;
+  if constexpr (R % W == 0) {
+    if (r == R) {
+      for (int64_t p = 0; p < kc; ++p, src += ld, out += R)
+        static_for<NB>([&](auto j) { V::store(out + j * W, V::load(src + j * W)); });
+      return;
+    }
+  }
+  for (int64_t p = 0; p < kc; ++p, src += ld, out += R) {
+    static_for<NB>([&](auto j) {
+      constexpr int lanes = std::min(W, R - decltype(j)::value * W);
+      const int n = std::clamp(r - decltype(j)::value * W, 0, W);
+      const typename V::R v = n == W ? V::load(src + j * W)
+                              : n > 0 ? V::load_n(src + j * W, n)
+                                      : V::zero();
+      if constexpr (lanes == W) {
+        V::store(out + j * W, v);
+      } else {
+        V::store_n(out + j * W, v, lanes);
+      }
+    });
+  }
+}
+
+// Source rows I0 .. I0+W of pack_transpose: W x W squares, W consecutive p of each row in, W
+// packed rows out. A separate template so that the lane count and the number of real rows of a
+// full panel are constants: the common case is straight-line loads, shuffles and stores.
+template <class T, int R, int I0>
+[[gnu::always_inline]] inline void pack_transpose_rows(const T* src, int64_t ld, int r,
+                                                        int64_t kc, T* out) {
+  using V = Vec<T>;
+  constexpr int W = V::W;
+  constexpr int kLanes = std::min(W, R - I0);  // packed columns this block fills
+  const int rows = std::clamp(r - I0, 0, kLanes);
+  src += I0 * ld;
+  out += I0;
+  for (int64_t p = 0; p < kc; p += W, out += W * R) {
+    const int np = static_cast<int>(std::min<int64_t>(W, kc - p));
+    typename V::R v[W];
+    if (rows == kLanes && np == W) {
+      static_for<W>([&](auto q) { v[q] = q < kLanes ? V::load(src + q * ld + p) : V::zero(); });
+    } else {
+      for (int q = 0; q < W; ++q)
+        v[q] = q >= rows ? V::zero() : V::load_n(src + q * ld + p, np);
+    }
+    V::transpose(v);
+    if (np == W) {
+      static_for<W>([&](auto q) {
+        if constexpr (kLanes == W) {
+          V::store(out + q * R, v[q]);
+        } else {
+          V::store_n(out + q * R, v[q], kLanes);
+        }
+      });
+    } else {
+      for (int q = 0; q < np; ++q) V::store_n(out + q * R, v[q], kLanes);
+    }
+  }
+}
+
+template <class T, int R>
+void pack_transpose(const T* src, int64_t ld, int r, int64_t kc, T* out) {
+  constexpr int W = Vec<T>::W;
+  static_for<(R + W - 1) / W>([&](auto blk) {
+    pack_transpose_rows<T, R, decltype(blk)::value * W>(src, ld, r, kc, out);
+  });
+}
+
+#else  // no in-register transpose: plain loops, fine for the portable build
+
+template <class T, int R>
+void pack_copy(const T* src, int64_t ld, int r, int64_t kc, T* out) {
+  for (int64_t p = 0; p < kc; ++p, src += ld, out += R) {
+    int i = 0;
+    for (; i < r; ++i) out[i] = src[i];
+    for (; i < R; ++i) out[i] = T(0);
+  }
+}
+
+template <class T, int R>
+void pack_transpose(const T* src, int64_t ld, int r, int64_t kc, T* out) {
+  // Row by row of src: reads are contiguous, writes stride R (within a small panel).
+  for (int i = 0; i < R; ++i) {
+    T* o = out + i;
+    if (i < r) {
+      const T* s = src + i * ld;
+      for (int64_t p = 0; p < kc; ++p) o[p * R] = s[p];
+    } else {
+      for (int64_t p = 0; p < kc; ++p) o[p * R] = T(0);
+    }
+  }
+}
+
+#endif
+
+// Rows i0 .. i0+mr of op(A), columns p0 .. p0+kc, as one MR panel.
+template <class T>
+inline void pack_a(bool trans_a, const T* a, int64_t lda, int64_t i0, int mr, int64_t p0,
+                   int64_t kc, T* out) {
+  constexpr int MR = Shape<T>::MR;
+  if (trans_a) {
+    pack_copy<T, MR>(a + p0 * lda + i0, lda, mr, kc, out);
+  } else {
+    pack_transpose<T, MR>(a + i0 * lda + p0, lda, mr, kc, out);
+  }
+}
+
+// Rows p0 .. p0+kc of op(B), columns j0 .. j0+nr, as one NR panel.
+template <class T>
+inline void pack_b(bool trans_b, const T* b, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
+                   int nr, T* out) {
+  constexpr int NR = Shape<T>::NV * Shape<T>::W;
+  if (trans_b) {
+    pack_transpose<T, NR>(b + j0 * ldb + p0, ldb, nr, kc, out);
+  } else {
+    pack_copy<T, NR>(b + p0 * ldb + j0, ldb, nr, kc, out);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packing buffers: one pair per thread, 64-byte aligned, grown on demand and kept for the
+// thread's lifetime so that steady-state calls never allocate.
+class PackBuffer {
+ public:
+  PackBuffer() = default;
+  PackBuffer(const PackBuffer&) = delete;
+  PackBuffer& operator=(const PackBuffer&) = delete;
+  ~PackBuffer() { std::free(ptr_); }
+
+  /// Room for n elements of T, or nullptr when memory is exhausted (the caller falls back to
+  /// an unpacked loop: kernels never throw).
+  template <class T>
+  T* get(int64_t n) {
+    const size_t need = static_cast<size_t>(n) * sizeof(T);
+    if (need > bytes_) {
+      const size_t bytes = (std::max(need, bytes_ + bytes_ / 2) + 4095) & ~size_t(4095);
+      void* p = std::aligned_alloc(64, bytes);
+      if (p == nullptr) return nullptr;
+      std::free(ptr_);
+      ptr_ = p;
+      bytes_ = bytes;
+    }
+    return static_cast<T*>(ptr_);
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+inline PackBuffer& pack_buffer_a() {
+  static thread_local PackBuffer buf;
+  return buf;
+}
+inline PackBuffer& pack_buffer_b() {
+  static thread_local PackBuffer buf;
+  return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drivers. All take the full problem description; offsets select a sub-problem.
+
+struct Problem {
+  bool trans_a, trans_b;
+  int64_t lda, ldb, ldc;
+};
+
+// Where row i0 of op(A) / column j0 of op(B) starts.
+template <class T>
+inline const T* a_from_row(const Problem& pb, const T* a, int64_t i0) {
+  return pb.trans_a ? a + i0 : a + i0 * pb.lda;
+}
+template <class T>
+inline const T* b_from_col(const Problem& pb, const T* b, int64_t j0) {
+  return pb.trans_b ? b + j0 * pb.ldb : b + j0;
+}
+
+// Last resort when a packing buffer cannot be allocated: slow, but needs no memory.
+template <class T>
+void gemm_unpacked(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                   const T* b, T beta, T* c) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      T s = T(0);
+      for (int64_t p = 0; p < k; ++p) {
+        const T av = pb.trans_a ? a[p * pb.lda + i] : a[i * pb.lda + p];
+        const T bv = pb.trans_b ? b[j * pb.ldb + p] : b[p * pb.ldb + j];
+        s += av * bv;
+      }
+      T* cij = c + i * pb.ldc + j;
+      *cij = beta == T(0) ? alpha * s : alpha * s + beta * *cij;
+    }
+  }
+}
+
+// The block size that cuts `total` into the fewest blocks of at most `cap`, evened out and
+// rounded up to a multiple of `unit`, so that a remainder never makes one thin block.
+inline int64_t balanced_block(int64_t total, int64_t cap, int64_t unit) {
+  const int64_t nblocks = (total + cap - 1) / cap;
+  const int64_t even = (total + nblocks - 1) / nblocks;
+  return std::min(cap, (even + unit - 1) / unit * unit);
+}
+
+// The lean path (Note [GEMM design]). k is still cut into KC slices: that bounds the B panel
+// buffer and keeps the C round trips as rare as on the blocked path.
+template <class T>
+void gemm_direct(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                 const T* b, T beta, T* c) {
+  using S = Shape<T>;
+  constexpr int MR = S::MR;
+  constexpr int NR = S::NV * S::W;
+  const int64_t kc_max = balanced_block(k, S::KC, 8);
+  const bool pack_b_some = pb.trans_b || n % NR != 0;
+  T* bbuf = nullptr;
+  if (pack_b_some) {
+    bbuf = pack_buffer_b().get<T>(NR * kc_max);
+    if (bbuf == nullptr) return gemm_unpacked(pb, m, n, k, alpha, a, b, beta, c);
+  }
+  // A(i, p): a[i * lda + p] ("rows") or, transposed, a[p * lda + i].
+  const bool a_rows = !pb.trans_a;
+  for (int64_t pc = 0; pc < k; pc += kc_max) {
+    const int64_t kc = std::min(kc_max, k - pc);
+    const T beta_pc = pc == 0 ? beta : T(1);
+    const T* a_pc = a_rows ? a + pc : a + pc * pb.lda;
+    for (int64_t j0 = 0; j0 < n; j0 += NR) {
+      const int nr = static_cast<int>(std::min<int64_t>(NR, n - j0));
+      const T* bp = b + pc * pb.ldb + j0;
+      int64_t bs = pb.ldb;
+      if (pb.trans_b || nr < NR) {
+        pack_b(pb.trans_b, b, pb.ldb, pc, kc, j0, nr, bbuf);
+        bp = bbuf;
+        bs = NR;
+      }
+      for (int64_t i0 = 0; i0 < m; i0 += MR) {
+        const int mr = static_cast<int>(std::min<int64_t>(MR, m - i0));
+        run_tile(a_rows, mr, nr, kc, a_rows ? a_pc + i0 * pb.lda : a_pc + i0, pb.lda, bp, bs,
+                 c + i0 * pb.ldc + j0, pb.ldc, alpha, beta_pc);
+      }
+    }
+  }
+}
+
+// The blocked path for C[0:m, 0:n] (Note [GEMM design]).
+template <class T>
+void gemm_blocked(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                  const T* b, T beta, T* c) {
+  using S = Shape<T>;
+  constexpr int MR = S::MR;
+  constexpr int NR = S::NV * S::W;
+  const int64_t kc_max = balanced_block(k, S::KC, 8);
+  const int64_t mc_max = balanced_block(m, S::MC, MR);
+  const int64_t nc_max = balanced_block(n, S::NC, NR);
+  T* abuf = pack_buffer_a().get<T>(mc_max * kc_max);
+  T* bbuf = pack_buffer_b().get<T>(nc_max * kc_max);
+  if (abuf == nullptr || bbuf == nullptr) return gemm_unpacked(pb, m, n, k, alpha, a, b, beta, c);
+
+  for (int64_t jc = 0; jc < n; jc += nc_max) {
+    const int64_t nc = std::min(nc_max, n - jc);
+    for (int64_t pc = 0; pc < k; pc += kc_max) {
+      const int64_t kc = std::min(kc_max, k - pc);
+      const T beta_pc = pc == 0 ? beta : T(1);
+      for (int64_t jr = 0; jr < nc; jr += NR) {
+        const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+        pack_b(pb.trans_b, b, pb.ldb, pc, kc, jc + jr, nr, bbuf + jr * kc);
+      }
+      for (int64_t ic = 0; ic < m; ic += mc_max) {
+        const int64_t mc = std::min(mc_max, m - ic);
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+          pack_a(pb.trans_a, a, pb.lda, ic + ir, mr, pc, kc, abuf + ir * kc);
+        }
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+            run_tile(false, mr, nr, kc, abuf + ir * kc, MR, bbuf + jr * kc, NR,
+                     c + (ic + ir) * pb.ldc + jc + jr, pb.ldc, alpha, beta_pc);
+          }
+        }
+      }
+    }
+  }
+}
+
+// C = beta * C, for k == 0 (beta == 0 writes zeros whatever C held).
+template <class T>
+void scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* ci = c + i * ldc;
+    if (beta == T(0)) {
+      std::fill(ci, ci + n, T(0));
+    } else if (beta != T(1)) {
+      for (int64_t j = 0; j < n; ++j) ci[j] *= beta;
+    }
+  }
+}
+
+}  // namespace gemm_impl
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  using namespace gemm_impl;
+  constexpr int MR = Shape<T>::MR;
+  constexpr int W = Shape<T>::W;
   if (m <= 0 || n <= 0) return;
-  auto a_at = [&](int64_t i, int64_t p) { return trans_a ? a[p * lda + i] : a[i * lda + p]; };
-  auto rows = [&](int64_t r0, int64_t r1) {
-    std::vector<T> brow;
-    if (trans_b) brow.resize(static_cast<size_t>(n));
-    for (int64_t i = r0; i < r1; ++i) {
-      T* ci = c + i * ldc;
-      if (beta == T(0)) {
-        std::fill(ci, ci + n, T(0));
-      } else if (beta != T(1)) {
-        for (int64_t j = 0; j < n; ++j) ci[j] *= beta;
-      }
-      for (int64_t p = 0; p < k; ++p) {
-        const T av = alpha * a_at(i, p);
-        const T* bp;
-        if (trans_b) {
-          for (int64_t j = 0; j < n; ++j) brow[static_cast<size_t>(j)] = b[j * ldb + p];
-          bp = brow.data();
-        } else {
-          bp = b + p * ldb;
-        }
-        for (int64_t j = 0; j < n; ++j) ci[j] += av * bp[j];
+  if (k <= 0) return scale_c(m, n, beta, c, ldc);
+
+  const Problem pb{trans_a, trans_b, lda, ldb, ldc};
+  const int64_t work = m * n * k;
+  const bool direct = work <= kSmallWork || m <= MR;
+  const int threads =
+      work < kParallelWork || ember::detail::in_parallel_region() ? 1 : ember::get_num_threads();
+  const int64_t chunks = std::min<int64_t>(threads, work / (kParallelWork / 2));
+  if (chunks <= 1) {
+    return direct ? gemm_direct(pb, m, n, k, alpha, a, b, beta, c)
+                  : gemm_blocked(pb, m, n, k, alpha, a, b, beta, c);
+  }
+
+  // One contiguous range per thread along the longer side of C (the other operand is packed by
+  // every thread, so it should be the smaller one). Ranges are equal to within a row, or a
+  // vector of columns, rather than whole tiles: with few tiles per thread, whole-tile ranges
+  // leave one thread with a full extra tile, which costs more than one more ragged tile.
+  const bool split_rows = !direct && m >= n;
+  const int64_t extent = split_rows ? m : n;
+  const int64_t unit = split_rows ? 1 : W;
+  auto bound = [&](int64_t t) {
+    return t >= chunks ? extent : std::min(extent, (extent * t / chunks + unit / 2) / unit * unit);
+  };
+  ember::detail::parallel_for(0, chunks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t lo = bound(t), hi = bound(t + 1);
+      if (lo >= hi) continue;
+      if (split_rows) {
+        gemm_blocked(pb, hi - lo, n, k, alpha, a_from_row(pb, a, lo), b, beta, c + lo * ldc);
+      } else if (direct) {
+        gemm_direct(pb, m, hi - lo, k, alpha, a, b_from_col(pb, b, lo), beta, c + lo);
+      } else {
+        gemm_blocked(pb, m, hi - lo, k, alpha, a, b_from_col(pb, b, lo), beta, c + lo);
       }
     }
-  };
-  const int64_t work_per_row = std::max<int64_t>(1, n * k);
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / work_per_row);
-  ember::detail::parallel_for(0, m, grain, rows);
+  });
 }
 
 }  // namespace
 }  // namespace ember::backend::EMBER_ISA_NS
+
+#undef EMBER_GEMM_HAS_TRANSPOSE

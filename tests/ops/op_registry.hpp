@@ -235,6 +235,25 @@ inline std::vector<OpCase> op_registry() {
                        F::kl_div(log_softmax(x[0], 1), softmax(x[1], 1))));
   c.push_back(EMBER_OP("kl_div_log_target_batchmean", (S{{3, 4}, {3, 4}}), -2, 2, true,
                        F::kl_div(log_softmax(x[0], 1), log_softmax(x[1], 1), R::Mean, true, true)));
+  // ---- convolutions
+  c.push_back(EMBER_OP("conv2d", (S{{2, 3, 5, 5}, {4, 3, 3, 3}, {4}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], x[2])));
+  c.push_back(EMBER_OP("conv2d_stride_pad_dilation", (S{{1, 2, 7, 6}, {3, 2, 3, 2}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], {}, {.stride = {2, 1}, .padding = {1, 2}, .dilation = {2, 1}})));
+  c.push_back(EMBER_OP("conv2d_groups", (S{{1, 4, 5, 5}, {6, 2, 3, 3}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], {}, {.padding = 1, .groups = 2})));
+  c.push_back(EMBER_OP("conv2d_same_even", (S{{1, 2, 5, 5}, {2, 2, 4, 4}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], {}, {.padding = "same"})));
+  c.push_back(EMBER_OP("conv2d_pointwise", (S{{2, 3, 4, 4}, {5, 3, 1, 1}, {5}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], x[2])));
+  c.push_back(EMBER_OP("conv1d", (S{{2, 3, 8}, {4, 3, 3}, {4}}), -1, 1, true,
+                       F::conv1d(x[0], x[1], x[2], {.stride = 2, .padding = 1})));
+  c.push_back(EMBER_OP("conv_transpose2d", (S{{1, 3, 4, 4}, {3, 2, 3, 3}, {2}}), -1, 1, true,
+                       F::conv_transpose2d(x[0], x[1], x[2], {.stride = 2, .padding = 1, .output_padding = 1})));
+  c.push_back(EMBER_OP("conv_transpose2d_groups", (S{{1, 4, 3, 3}, {4, 1, 2, 2}}), -1, 1, true,
+                       F::conv_transpose2d(x[0], x[1], {}, {.stride = 2, .groups = 2})));
+  c.push_back(EMBER_OP("conv_transpose2d_crop", (S{{1, 2, 3, 3}, {2, 2, 3, 3}}), -1, 1, true,
+                       F::conv_transpose2d(x[0], x[1], {}, {.stride = 2, .output_padding = 1})));
   return c;
 }
 

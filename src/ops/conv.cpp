@@ -1,0 +1,336 @@
+// 2-D convolution as im2col + GEMM, with its two gradients (Note [Convolution gradients]).
+#include "ember/ops/conv.hpp"
+
+#include <cstring>
+#include <vector>
+
+#include "common.hpp"
+
+namespace ember {
+
+using autograd::needs_grad;
+using autograd::record;
+using autograd::SavedTensor;
+using detail::cat_str;
+
+namespace {
+
+struct ConvDims {
+  int64_t n, c, h, w;   // input
+  int64_t o, kh, kw;    // weight
+  int64_t ho, wo;       // output
+  int64_t g, cg, og;    // groups, channels per group in and out
+  int64_t k() const { return cg * kh * kw; }
+  int64_t hw_out() const { return ho * wo; }
+};
+
+std::string geometry_str(const Conv2dGeometry& p) {
+  return cat_str("stride (", p.stride[0], ", ", p.stride[1], "), padding (", p.padding[0], ", ",
+                 p.padding[1], ", ", p.padding[2], ", ", p.padding[3], "), dilation (", p.dilation[0],
+                 ", ", p.dilation[1], "), groups ", p.groups);
+}
+
+// Output size of one spatial dim, or a negative number when the input is too small.
+int64_t out_size(int64_t in, int64_t pad_a, int64_t pad_b, int64_t k, int64_t d, int64_t s) {
+  const int64_t span = in + pad_a + pad_b - d * (k - 1) - 1;
+  return span < 0 ? -1 : span / s + 1;
+}
+
+// Checks the geometry and the weight against an input of [n, c, h, w].
+ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Conv2dGeometry& p) {
+  if (x.size() != 4) throw ShapeError(cat_str(op, ": input ", x, " must be 4-D [N, C, H, W]"));
+  if (weight.size() != 4) {
+    throw ShapeError(cat_str(op, ": weight ", weight, " must be 4-D [out, in / groups, kh, kw]"));
+  }
+  if (p.groups < 1 || p.stride[0] < 1 || p.stride[1] < 1 || p.dilation[0] < 1 || p.dilation[1] < 1) {
+    throw ValueError(cat_str(op, ": groups, stride and dilation must be >= 1 (", geometry_str(p), ")"));
+  }
+  // Negative bottom/right padding crops; conv_transpose2d's output_padding needs it.
+  if (p.padding[0] < 0 || p.padding[2] < 0) {
+    throw ValueError(cat_str(op, ": padding must be >= 0 (", geometry_str(p), ")"));
+  }
+  ConvDims d{x[0], x[1], x[2], x[3], weight[0], weight[2], weight[3], 0, 0, p.groups, 0, 0};
+  if (d.c % d.g != 0 || d.o % d.g != 0) {
+    throw ShapeError(cat_str(op, ": ", d.c, " input and ", d.o, " output channels must both be divisible "
+                             "by groups ", d.g));
+  }
+  d.cg = d.c / d.g;
+  d.og = d.o / d.g;
+  if (weight[1] != d.cg) {
+    throw ShapeError(cat_str(op, ": input ", x, " has ", d.c, " channels but weight ", weight, " expects ",
+                             weight[1] * d.g, " (", weight[1], " per group x ", d.g, " groups)"));
+  }
+  d.ho = out_size(d.h, p.padding[0], p.padding[1], d.kh, p.dilation[0], p.stride[0]);
+  d.wo = out_size(d.w, p.padding[2], p.padding[3], d.kw, p.dilation[1], p.stride[1]);
+  if (d.ho <= 0 || d.wo <= 0) {
+    throw ShapeError(cat_str(op, ": input ", x, " is smaller than the kernel ", weight[2], "x", weight[3],
+                             " with ", geometry_str(p)));
+  }
+  return d;
+}
+
+// cols[(c * kh + i) * kw + j][oh * wo + ow] = x[c][oh * s - pad + i * d][ow * s - pad + j * d] (0 outside).
+template <class T>
+void im2col(const T* x, const ConvDims& d, const Conv2dGeometry& p, T* cols) {
+  const int64_t hw = d.hw_out();
+  for (int64_t c = 0; c < d.cg; ++c) {
+    const T* xc = x + c * d.h * d.w;
+    for (int64_t i = 0; i < d.kh; ++i) {
+      for (int64_t j = 0; j < d.kw; ++j) {
+        T* row = cols + ((c * d.kh + i) * d.kw + j) * hw;
+        for (int64_t oh = 0; oh < d.ho; ++oh) {
+          const int64_t ih = oh * p.stride[0] - p.padding[0] + i * p.dilation[0];
+          T* dst = row + oh * d.wo;
+          if (ih < 0 || ih >= d.h) {
+            std::memset(dst, 0, static_cast<size_t>(d.wo) * sizeof(T));
+            continue;
+          }
+          const T* src = xc + ih * d.w;
+          const int64_t off = j * p.dilation[1] - p.padding[2];
+          if (p.stride[1] == 1) {
+            // The valid ow range is one contiguous run: copy it, zero the edges.
+            const int64_t lo = std::clamp<int64_t>(-off, 0, d.wo);
+            const int64_t hi = std::clamp<int64_t>(d.w - off, lo, d.wo);
+            std::memset(dst, 0, static_cast<size_t>(lo) * sizeof(T));
+            std::memcpy(dst + lo, src + lo + off, static_cast<size_t>(hi - lo) * sizeof(T));
+            std::memset(dst + hi, 0, static_cast<size_t>(d.wo - hi) * sizeof(T));
+          } else {
+            for (int64_t ow = 0; ow < d.wo; ++ow) {
+              const int64_t iw = ow * p.stride[1] + off;
+              dst[ow] = (iw >= 0 && iw < d.w) ? src[iw] : T(0);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: x[...] += cols[...].
+template <class T>
+void col2im(const T* cols, const ConvDims& d, const Conv2dGeometry& p, T* x) {
+  const int64_t hw = d.hw_out();
+  for (int64_t c = 0; c < d.cg; ++c) {
+    T* xc = x + c * d.h * d.w;
+    for (int64_t i = 0; i < d.kh; ++i) {
+      for (int64_t j = 0; j < d.kw; ++j) {
+        const T* row = cols + ((c * d.kh + i) * d.kw + j) * hw;
+        for (int64_t oh = 0; oh < d.ho; ++oh) {
+          const int64_t ih = oh * p.stride[0] - p.padding[0] + i * p.dilation[0];
+          if (ih < 0 || ih >= d.h) continue;
+          const T* src = row + oh * d.wo;
+          T* dst = xc + ih * d.w;
+          const int64_t off = j * p.dilation[1] - p.padding[2];
+          for (int64_t ow = 0; ow < d.wo; ++ow) {
+            const int64_t iw = ow * p.stride[1] + off;
+            if (iw >= 0 && iw < d.w) dst[iw] += src[ow];
+          }
+        }
+      }
+    }
+  }
+}
+
+// A 1x1, stride-1, unpadded convolution reads its input directly as the GEMM operand.
+bool is_pointwise(const ConvDims& d, const Conv2dGeometry& p) {
+  return d.kh == 1 && d.kw == 1 && p.stride[0] == 1 && p.stride[1] == 1 && p.padding[0] == 0 &&
+         p.padding[1] == 0 && p.padding[2] == 0 && p.padding[3] == 0;
+}
+
+// Samples per task: enough GEMM work per task to pay for the hand-off.
+int64_t sample_grain(const ConvDims& d) {
+  const int64_t flops = d.o * d.k() * d.hw_out();
+  return std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(flops, 1));
+}
+
+template <FloatingElement T>
+Tensor<T> conv_forward_raw(const Tensor<T>& x_in, const Tensor<T>& w_in, const ConvDims& d,
+                           const Conv2dGeometry& p) {
+  Tensor<T> x = x_in.contiguous(), w = w_in.contiguous();
+  Tensor<T> out = detail::new_tensor<T>({d.n, d.o, d.ho, d.wo}, "conv2d");
+  const auto& k = backend::kernels<T>();
+  const T* px = x.data_ptr();
+  const T* pw = w.data_ptr();
+  T* po = out.data_ptr();
+  const int64_t K = d.k(), HW = d.hw_out();
+  const bool direct = is_pointwise(d, p);
+  detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
+    std::vector<T> cols(direct ? 0 : static_cast<size_t>(K * HW));
+    for (int64_t n = b; n < e; ++n) {
+      for (int64_t g = 0; g < d.g; ++g) {
+        const T* xg = px + (n * d.c + g * d.cg) * d.h * d.w;
+        const T* operand = xg;
+        if (!direct) {
+          im2col(xg, d, p, cols.data());
+          operand = cols.data();
+        }
+        k.gemm(false, false, d.og, HW, K, T(1), pw + g * d.og * K, K, operand, HW, T(0),
+               po + (n * d.o + g * d.og) * HW, HW);
+      }
+    }
+  });
+  return out;
+}
+
+template <FloatingElement T>
+Tensor<T> conv_input_grad_raw(const Tensor<T>& gy_in, const Tensor<T>& w_in, const ConvDims& d,
+                              const Conv2dGeometry& p) {
+  Tensor<T> gy = gy_in.contiguous(), w = w_in.contiguous();
+  Tensor<T> gx = zeros<T>({d.n, d.c, d.h, d.w});
+  const auto& k = backend::kernels<T>();
+  const T* pg = gy.data_ptr();
+  const T* pw = w.data_ptr();
+  T* px = gx.data_ptr();
+  const int64_t K = d.k(), HW = d.hw_out();
+  const bool direct = is_pointwise(d, p);
+  detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
+    std::vector<T> cols(static_cast<size_t>(direct ? 0 : K * HW));
+    for (int64_t n = b; n < e; ++n) {
+      for (int64_t g = 0; g < d.g; ++g) {
+        T* xg = px + (n * d.c + g * d.cg) * d.h * d.w;
+        const T* gyg = pg + (n * d.o + g * d.og) * HW;
+        if (direct) {  // the columns are the input gradient itself
+          k.gemm(true, false, K, HW, d.og, T(1), pw + g * d.og * K, K, gyg, HW, T(0), xg, HW);
+        } else {
+          k.gemm(true, false, K, HW, d.og, T(1), pw + g * d.og * K, K, gyg, HW, T(0), cols.data(), HW);
+          col2im(cols.data(), d, p, xg);
+        }
+      }
+    }
+  });
+  return gx;
+}
+
+template <FloatingElement T>
+Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, const ConvDims& d,
+                               const Conv2dGeometry& p) {
+  Tensor<T> x = x_in.contiguous(), gy = gy_in.contiguous();
+  const int64_t K = d.k(), HW = d.hw_out();
+  const int64_t wsize = d.o * K;
+  // One partial sum per task, added up in a fixed order afterwards.
+  const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), d.n));
+  std::vector<std::vector<T>> partial(static_cast<size_t>(tasks));
+  const auto& k = backend::kernels<T>();
+  const T* px = x.data_ptr();
+  const T* pg = gy.data_ptr();
+  const bool direct = is_pointwise(d, p);
+  detail::parallel_for(0, tasks, 1, [&](int64_t tb, int64_t te) {
+    std::vector<T> cols(static_cast<size_t>(direct ? 0 : K * HW));
+    for (int64_t t = tb; t < te; ++t) {
+      std::vector<T>& acc = partial[static_cast<size_t>(t)];
+      acc.assign(static_cast<size_t>(wsize), T(0));
+      for (int64_t n = t * d.n / tasks; n < (t + 1) * d.n / tasks; ++n) {
+        for (int64_t g = 0; g < d.g; ++g) {
+          const T* xg = px + (n * d.c + g * d.cg) * d.h * d.w;
+          const T* operand = xg;
+          if (!direct) {
+            im2col(xg, d, p, cols.data());
+            operand = cols.data();
+          }
+          k.gemm(false, true, d.og, K, HW, T(1), pg + (n * d.o + g * d.og) * HW, HW, operand, HW, T(1),
+                 acc.data() + g * d.og * K, K);
+        }
+      }
+    }
+  });
+  Tensor<T> gw = zeros<T>({d.o, d.cg, d.kh, d.kw});
+  T* pw = gw.data_ptr();
+  for (const auto& acc : partial)
+    for (int64_t i = 0; i < wsize; ++i) pw[i] += acc[static_cast<size_t>(i)];
+  return gw;
+}
+
+void require(const TensorBase& t, const char* op) {
+  if (!t.defined()) throw ValueError(std::string(op) + ": an input tensor is undefined");
+}
+
+}  // namespace
+
+template <FloatingElement T>
+Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias,
+                 const Conv2dGeometry& p) {
+  require(x, "conv2d");
+  require(weight, "conv2d");
+  const ConvDims d = conv_dims("conv2d", x.shape(), weight.shape(), p);
+  if (bias.defined() && (bias.dim() != 1 || bias.shape()[0] != d.o)) {
+    throw ShapeError(cat_str("conv2d: bias ", bias.shape(), " for ", d.o, " output channels"));
+  }
+  Tensor<T> out = conv_forward_raw(x.detach(), weight.detach(), d, p);
+  if (bias.defined()) out.add_(bias.detach().reshape({1, d.o, 1, 1}));
+  if (needs_grad(x, weight, bias)) {
+    const bool nx = x.requires_grad(), nw = weight.requires_grad();
+    record(out, "conv2d", {&x, &weight, &bias},
+           [sx = nw ? SavedTensor<T>(x) : SavedTensor<T>(), sw = nx ? SavedTensor<T>(weight) : SavedTensor<T>(),
+            nx, nw, has_bias = bias.defined(), p, hw = std::array<int64_t, 2>{d.h, d.w},
+            wshape = weight.shape()](const Tensor<T>& g) {
+             std::vector<Tensor<T>> grads(3);
+             if (nx) grads[0] = conv2d_input_grad(g, sw.get("conv2d"), hw, p);
+             if (nw) grads[1] = conv2d_weight_grad(sx.get("conv2d"), g, wshape, p);
+             if (has_bias) grads[2] = g.sum({0, 2, 3});
+             return grads;
+           });
+  }
+  return out;
+}
+
+template <FloatingElement T>
+Tensor<T> conv2d_input_grad(const Tensor<T>& gy, const Tensor<T>& weight, std::array<int64_t, 2> hw,
+                            const Conv2dGeometry& p) {
+  require(gy, "conv2d_input_grad");
+  require(weight, "conv2d_input_grad");
+  if (gy.dim() != 4) throw ShapeError(cat_str("conv2d_input_grad: gradient ", gy.shape(), " must be 4-D"));
+  if (weight.dim() != 4) throw ShapeError(cat_str("conv2d_input_grad: weight ", weight.shape(), " must be 4-D"));
+  const Shape x_shape{gy.shape()[0], weight.shape()[1] * p.groups, hw[0], hw[1]};
+  const ConvDims d = conv_dims("conv2d_input_grad", x_shape, weight.shape(), p);
+  if (gy.shape()[1] != d.o || gy.shape()[2] != d.ho || gy.shape()[3] != d.wo) {
+    throw ShapeError(cat_str("conv2d_input_grad: gradient ", gy.shape(), " does not match the output [",
+                             d.n, ", ", d.o, ", ", d.ho, ", ", d.wo, "] of an input ", x_shape));
+  }
+  Tensor<T> gx = conv_input_grad_raw(gy.detach(), weight.detach(), d, p);
+  if (needs_grad(gy, weight)) {
+    record(gx, "conv2d_input_grad", {&gy, &weight},
+           [sgy = SavedTensor<T>(gy), sw = SavedTensor<T>(weight), p](const Tensor<T>& gg) {
+             const Tensor<T>& w = sw.get("conv2d_input_grad");
+             const Tensor<T>& gy = sgy.get("conv2d_input_grad");
+             return std::vector<Tensor<T>>{conv2d(gg, w, Tensor<T>(), p),
+                                           conv2d_weight_grad(gg, gy, w.shape(), p)};
+           });
+  }
+  return gx;
+}
+
+template <FloatingElement T>
+Tensor<T> conv2d_weight_grad(const Tensor<T>& x, const Tensor<T>& gy, const Shape& wshape,
+                             const Conv2dGeometry& p) {
+  require(x, "conv2d_weight_grad");
+  require(gy, "conv2d_weight_grad");
+  const ConvDims d = conv_dims("conv2d_weight_grad", x.shape(), wshape, p);
+  if (gy.dim() != 4 || gy.shape()[0] != d.n || gy.shape()[1] != d.o || gy.shape()[2] != d.ho ||
+      gy.shape()[3] != d.wo) {
+    throw ShapeError(cat_str("conv2d_weight_grad: gradient ", gy.shape(), " does not match the output [",
+                             d.n, ", ", d.o, ", ", d.ho, ", ", d.wo, "]"));
+  }
+  Tensor<T> gw = conv_weight_grad_raw(x.detach(), gy.detach(), d, p);
+  if (needs_grad(x, gy)) {
+    record(gw, "conv2d_weight_grad", {&x, &gy},
+           [sx = SavedTensor<T>(x), sgy = SavedTensor<T>(gy), p, hw = std::array<int64_t, 2>{d.h, d.w}](
+               const Tensor<T>& gg) {
+             const Tensor<T>& x = sx.get("conv2d_weight_grad");
+             const Tensor<T>& gy = sgy.get("conv2d_weight_grad");
+             return std::vector<Tensor<T>>{conv2d_input_grad(gy, gg, hw, p), conv2d(x, gg, Tensor<T>(), p)};
+           });
+  }
+  return gw;
+}
+
+#define EMBER_INSTANTIATE(T)                                                                       \
+  template Tensor<T> conv2d(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Conv2dGeometry&); \
+  template Tensor<T> conv2d_input_grad(const Tensor<T>&, const Tensor<T>&, std::array<int64_t, 2>,  \
+                                       const Conv2dGeometry&);                                      \
+  template Tensor<T> conv2d_weight_grad(const Tensor<T>&, const Tensor<T>&, const Shape&,           \
+                                        const Conv2dGeometry&);
+EMBER_INSTANTIATE(float)
+EMBER_INSTANTIATE(double)
+#undef EMBER_INSTANTIATE
+
+}  // namespace ember
