@@ -8,3 +8,5 @@
 #include "ember/nn/init.hpp"
 #include "ember/nn/linear.hpp"
 #include "ember/nn/module.hpp"
+#include "ember/nn/normalization.hpp"
+#include "ember/nn/pooling.hpp"

@@ -18,6 +18,9 @@ struct OpCase {
   std::vector<Shape> shapes;
   double lo = -1.0, hi = 1.0;  // inputs are uniform in [lo, hi)
   bool gradgrad = true;        // double backward is checked too
+  // False where the op's gradient deliberately differs from the derivative (embedding rows at
+  // padding_idx get none, as in PyTorch): it is then checked against PyTorch only.
+  bool true_derivative = true;
   std::function<Tensor<double>(const std::vector<Tensor<double>>&)> f64;
   std::function<Tensor<float>(const std::vector<Tensor<float>>&)> f32;
 };
@@ -254,6 +257,39 @@ inline std::vector<OpCase> op_registry() {
                        F::conv_transpose2d(x[0], x[1], {}, {.stride = 2, .groups = 2})));
   c.push_back(EMBER_OP("conv_transpose2d_crop", (S{{1, 2, 3, 3}, {2, 2, 3, 3}}), -1, 1, true,
                        F::conv_transpose2d(x[0], x[1], {}, {.stride = 2, .output_padding = 1})));
+  // ---- pooling and normalisation
+  c.push_back(EMBER_OP("max_pool2d", (S{{2, 2, 5, 5}}), -1, 1, true, F::max_pool2d(x[0], 2)));
+  c.push_back(EMBER_OP("max_pool2d_pad_stride_ceil", (S{{1, 2, 6, 7}}), -1, 1, true,
+                       F::max_pool2d(x[0], 3, {.stride = 2, .padding = 1, .ceil_mode = true})));
+  c.push_back(EMBER_OP("max_pool2d_dilation", (S{{1, 1, 7, 7}}), -1, 1, true,
+                       F::max_pool2d(x[0], 2, {.stride = 1, .dilation = 2})));
+  c.push_back(EMBER_OP("max_pool1d", (S{{2, 3, 9}}), -1, 1, true, F::max_pool1d(x[0], 3, {.stride = 2})));
+  c.push_back(EMBER_OP("avg_pool2d", (S{{2, 2, 6, 6}}), -1, 1, true, F::avg_pool2d(x[0], 2)));
+  c.push_back(EMBER_OP("avg_pool2d_exclude_pad_ceil", (S{{1, 2, 5, 6}}), -1, 1, true,
+                       F::avg_pool2d(x[0], 3, {.stride = 2, .padding = 1, .ceil_mode = true,
+                                               .count_include_pad = false})));
+  c.push_back(EMBER_OP("avg_pool2d_include_pad", (S{{1, 2, 5, 5}}), -1, 1, true,
+                       F::avg_pool2d(x[0], 3, {.stride = 2, .padding = 1})));
+  c.push_back(EMBER_OP("adaptive_avg_pool2d", (S{{2, 3, 7, 5}}), -1, 1, true,
+                       F::adaptive_avg_pool2d(x[0], {3, 2})));
+  c.push_back(EMBER_OP("adaptive_avg_pool2d_global", (S{{2, 3, 4, 4}}), -1, 1, true,
+                       F::adaptive_avg_pool2d(x[0], 1)));
+  c.push_back(EMBER_OP("batch_norm_train", (S{{4, 3, 2, 2}, {3}, {3}}), -1, 1, true,
+                       F::batch_norm(x[0], Tensor<T>(), Tensor<T>(), x[1], x[2], true)));
+  c.push_back(EMBER_OP("batch_norm_eval", (S{{4, 3, 5}, {3}, {3}}), -1, 1, true,
+                       F::batch_norm(x[0], tensor<T>({0.1, -0.2, 0.3}, {3}), tensor<T>({0.5, 1.5, 2.0}, {3}),
+                                     x[1], x[2], false)));
+  c.push_back(EMBER_OP("layer_norm_affine", (S{{3, 4, 5}, {5}, {5}}), -2, 2, true,
+                       F::layer_norm(x[0], {5}, x[1], x[2])));
+  c.push_back(EMBER_OP("layer_norm_2d_plain", (S{{3, 4, 5}}), -2, 2, true, F::layer_norm(x[0], {4, 5})));
+  c.push_back(EMBER_OP("group_norm", (S{{2, 6, 3, 2}, {6}, {6}}), -2, 2, true,
+                       F::group_norm(x[0], 3, x[1], x[2])));
+  c.push_back(EMBER_OP("rms_norm", (S{{3, 6}, {6}}), -2, 2, true, F::rms_norm(x[0], {6}, x[1])));
+  c.push_back(EMBER_OP("embedding", (S{{5, 3}}), -1, 1, true,
+                       F::embedding(tensor<int64_t>({1, 4, 0, 1, 3, 3}, {2, 3}), x[0])));
+  c.push_back(EMBER_OP("embedding_padding", (S{{5, 3}}), -1, 1, true,
+                       F::embedding(tensor<int64_t>({1, 4, 0, 1, 3, 3}, {2, 3}), x[0], 1)));
+  c.back().true_derivative = false;
   return c;
 }
 

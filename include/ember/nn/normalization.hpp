@@ -1,0 +1,156 @@
+#pragma once
+// BatchNorm1d/2d, LayerNorm, GroupNorm, RMSNorm, and Embedding, with PyTorch's parameter and
+// buffer names (weight, bias, running_mean, running_var, num_batches_tracked).
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ember/nn/module.hpp"
+
+namespace ember::nn {
+
+namespace functional {
+/// x [N, C, ...]: normalises over every dim but C. In training, batch statistics are used and
+/// the running ones updated in place (with the unbiased variance, as PyTorch); otherwise the
+/// running statistics are used. momentum < 0 means a cumulative average.
+template <FloatingElement T>
+Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var,
+                     const Tensor<T>& weight, const Tensor<T>& bias, bool training,
+                     double momentum = 0.1, double eps = 1e-5);
+/// Normalises over the last dims given by normalized_shape.
+template <FloatingElement T>
+Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape, const Tensor<T>& weight = Tensor<T>(),
+                     const Tensor<T>& bias = Tensor<T>(), double eps = 1e-5);
+template <FloatingElement T>
+Tensor<T> group_norm(const Tensor<T>& x, int64_t num_groups, const Tensor<T>& weight = Tensor<T>(),
+                     const Tensor<T>& bias = Tensor<T>(), double eps = 1e-5);
+/// x / sqrt(mean(x^2 over the last dims) + eps) * weight.
+template <FloatingElement T>
+Tensor<T> rms_norm(const Tensor<T>& x, const Shape& normalized_shape, const Tensor<T>& weight = Tensor<T>(),
+                   double eps = 1e-6);
+/// Rows of weight picked by indices; rows at padding_idx get no gradient.
+template <FloatingElement T>
+Tensor<T> embedding(const Tensor<int64_t>& indices, const Tensor<T>& weight, int64_t padding_idx = -1);
+}  // namespace functional
+
+struct BatchNormOptions {
+  double eps = 1e-5;
+  double momentum = 0.1;  // < 0: cumulative moving average (PyTorch's momentum=None)
+  bool affine = true;
+  bool track_running_stats = true;
+};
+
+template <FloatingElement T = float>
+class BatchNorm : public Module<T> {
+ public:
+  BatchNorm(int64_t num_features, BatchNormOptions options, int64_t min_dims, int64_t max_dims,
+            const char* name);
+  Tensor<T> forward(const Tensor<T>& x) override;
+  std::string type_name() const override { return name_; }
+  std::string extra_repr() const override;
+
+  Tensor<T> weight, bias, running_mean, running_var;
+  Tensor<int64_t> num_batches_tracked;
+  int64_t num_features;
+  BatchNormOptions options;
+
+ private:
+  int64_t min_dims_, max_dims_;
+  std::string name_;
+};
+
+template <FloatingElement T = float>
+class BatchNorm1d : public BatchNorm<T> {
+ public:
+  explicit BatchNorm1d(int64_t num_features, BatchNormOptions options = {})
+      : BatchNorm<T>(num_features, options, 2, 3, "BatchNorm1d") {}
+};
+template <FloatingElement T = float>
+class BatchNorm2d : public BatchNorm<T> {
+ public:
+  explicit BatchNorm2d(int64_t num_features, BatchNormOptions options = {})
+      : BatchNorm<T>(num_features, options, 4, 4, "BatchNorm2d") {}
+};
+BatchNorm1d(int64_t)->BatchNorm1d<float>;
+BatchNorm1d(int64_t, BatchNormOptions)->BatchNorm1d<float>;
+BatchNorm2d(int64_t)->BatchNorm2d<float>;
+BatchNorm2d(int64_t, BatchNormOptions)->BatchNorm2d<float>;
+
+struct LayerNormOptions {
+  double eps = 1e-5;
+  bool elementwise_affine = true;
+};
+
+template <FloatingElement T = float>
+class LayerNorm : public Module<T> {
+ public:
+  explicit LayerNorm(Shape normalized_shape, LayerNormOptions options = {});
+  Tensor<T> forward(const Tensor<T>& x) override;
+  std::string type_name() const override { return "LayerNorm"; }
+  std::string extra_repr() const override;
+
+  Tensor<T> weight, bias;
+  Shape normalized_shape;
+  LayerNormOptions options;
+};
+LayerNorm(Shape)->LayerNorm<float>;
+LayerNorm(Shape, LayerNormOptions)->LayerNorm<float>;
+LayerNorm(int)->LayerNorm<float>;
+
+template <FloatingElement T = float>
+class GroupNorm : public Module<T> {
+ public:
+  GroupNorm(int64_t num_groups, int64_t num_channels, LayerNormOptions options = {});
+  Tensor<T> forward(const Tensor<T>& x) override;
+  std::string type_name() const override { return "GroupNorm"; }
+
+  Tensor<T> weight, bias;
+  int64_t num_groups, num_channels;
+  LayerNormOptions options;
+};
+GroupNorm(int64_t, int64_t)->GroupNorm<float>;
+
+template <FloatingElement T = float>
+class RMSNorm : public Module<T> {
+ public:
+  explicit RMSNorm(Shape normalized_shape, double eps = 1e-6, bool elementwise_affine = true);
+  Tensor<T> forward(const Tensor<T>& x) override;
+  std::string type_name() const override { return "RMSNorm"; }
+
+  Tensor<T> weight;
+  Shape normalized_shape;
+  double eps;
+};
+RMSNorm(Shape)->RMSNorm<float>;
+RMSNorm(int)->RMSNorm<float>;
+
+template <FloatingElement T = float>
+class Embedding : public Module<T> {
+ public:
+  /// padding_idx < 0: none (PyTorch's None); negative PyTorch indices are not supported.
+  Embedding(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx = -1);
+  Tensor<T> forward(const Tensor<T>&) override {
+    throw ValueError("Embedding: call it with a Tensor<int64_t> of indices (forward_indices)");
+  }
+  Tensor<T> operator()(const Tensor<int64_t>& indices) { return forward_indices(indices); }
+  Tensor<T> forward_indices(const Tensor<int64_t>& indices);
+  std::string type_name() const override { return "Embedding"; }
+
+  Tensor<T> weight;
+  int64_t num_embeddings, embedding_dim, padding_idx;
+};
+Embedding(int64_t, int64_t)->Embedding<float>;
+Embedding(int64_t, int64_t, int64_t)->Embedding<float>;
+
+extern template class BatchNorm<float>;
+extern template class BatchNorm<double>;
+extern template class LayerNorm<float>;
+extern template class LayerNorm<double>;
+extern template class GroupNorm<float>;
+extern template class GroupNorm<double>;
+extern template class RMSNorm<float>;
+extern template class RMSNorm<double>;
+extern template class Embedding<float>;
+extern template class Embedding<double>;
+
+}  // namespace ember::nn

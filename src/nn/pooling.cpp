@@ -1,0 +1,170 @@
+// Pooling. max_pool2d finds the window maxima here and takes them with gather (so its gradient
+// is gather's, scatter_add, and differentiable again); average pooling is a depthwise
+// convolution with a constant kernel divided by PyTorch's window counts.
+#include "ember/nn/pooling.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "../ops/common.hpp"
+#include "ember/autograd/grad_mode.hpp"
+#include "ember/ops/conv.hpp"
+
+namespace ember::nn::functional {
+
+using detail::cat_str;
+
+namespace {
+
+// Output size of pooling along one dim, with PyTorch's ceil_mode rule (the last window must
+// start inside the input or its left padding).
+int64_t pooled_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+  const int64_t span = in + 2 * p - d * (k - 1) - 1;
+  if (span < 0) return 0;
+  int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+  if (ceil_mode && (out - 1) * s >= in + p) --out;
+  return out;
+}
+
+void check_pool(const char* op, const Shape& x, IntPair k, IntPair s, IntPair p, IntPair d) {
+  if (x.size() != 4) throw ShapeError(cat_str(op, ": input ", x, " must be 4-D [N, C, H, W]"));
+  if (k.h <= 0 || k.w <= 0 || s.h <= 0 || s.w <= 0 || d.h <= 0 || d.w <= 0) {
+    throw ValueError(cat_str(op, ": kernel size, stride and dilation must be positive"));
+  }
+  if (p.h < 0 || p.w < 0 || 2 * p.h > k.h || 2 * p.w > k.w) {
+    throw ValueError(cat_str(op, ": padding (", p.h, ", ", p.w, ") must be >= 0 and at most half the kernel (",
+                             k.h, ", ", k.w, ")"));
+  }
+}
+
+}  // namespace
+
+template <FloatingElement T>
+Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
+  if (!x.defined()) throw ValueError("max_pool2d: the input is undefined");
+  const IntPair s = o.stride.h == 0 ? k : o.stride;
+  check_pool("max_pool2d", x.shape(), k, s, o.padding, o.dilation);
+  const int64_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
+  const int64_t ho = pooled_size(h, k.h, s.h, o.padding.h, o.dilation.h, o.ceil_mode);
+  const int64_t wo = pooled_size(w, k.w, s.w, o.padding.w, o.dilation.w, o.ceil_mode);
+  if (ho <= 0 || wo <= 0) {
+    throw ShapeError(cat_str("max_pool2d: input ", x.shape(), " is smaller than the kernel (", k.h, ", ", k.w, ")"));
+  }
+  Tensor<T> xc = x.detach().contiguous();
+  Tensor<int64_t> idx = detail::new_tensor<int64_t>({n, c, ho * wo}, "max_pool2d");
+  const T* px = xc.data_ptr();
+  int64_t* pi = idx.data_ptr();
+  detail::parallel_for(0, n * c, std::max<int64_t>(1, 4096 / std::max<int64_t>(ho * wo * k.h * k.w, 1)),
+                       [&](int64_t b, int64_t e) {
+    for (int64_t plane = b; plane < e; ++plane) {
+      const T* src = px + plane * h * w;
+      int64_t* dst = pi + plane * ho * wo;
+      for (int64_t oh = 0; oh < ho; ++oh) {
+        for (int64_t ow = 0; ow < wo; ++ow) {
+          int64_t best = -1;
+          T best_v = -std::numeric_limits<T>::infinity();
+          for (int64_t i = 0; i < k.h; ++i) {
+            const int64_t ih = oh * s.h - o.padding.h + i * o.dilation.h;
+            if (ih < 0 || ih >= h) continue;
+            for (int64_t j = 0; j < k.w; ++j) {
+              const int64_t iw = ow * s.w - o.padding.w + j * o.dilation.w;
+              if (iw < 0 || iw >= w) continue;
+              const T v = src[ih * w + iw];
+              if (best < 0 || v > best_v || std::isnan(v)) {  // NaN propagates, as PyTorch
+                best = ih * w + iw;
+                best_v = v;
+                if (std::isnan(v)) break;
+              }
+            }
+            if (best >= 0 && std::isnan(best_v)) break;
+          }
+          dst[oh * wo + ow] = best;
+        }
+      }
+    }
+  });
+  return x.reshape({n, c, h * w}).gather(2, idx).reshape({n, c, ho, wo});
+}
+
+template <FloatingElement T>
+Tensor<T> max_pool1d(const Tensor<T>& x, int64_t k, const MaxPool2dOptions& o) {
+  if (!x.defined() || x.dim() != 3) {
+    throw ShapeError("max_pool1d: input must be 3-D [N, C, L], got " +
+                     (x.defined() ? x.shape().str() : std::string("undefined")));
+  }
+  MaxPool2dOptions o2{IntPair(1, o.stride.w == 0 ? k : o.stride.w), IntPair(0, o.padding.w),
+                      IntPair(1, o.dilation.w), o.ceil_mode};
+  return max_pool2d(x.unsqueeze(2), IntPair(1, k), o2).squeeze(2);
+}
+
+template <FloatingElement T>
+Tensor<T> avg_pool2d(const Tensor<T>& x, IntPair k, const AvgPool2dOptions& o) {
+  if (!x.defined()) throw ValueError("avg_pool2d: the input is undefined");
+  const IntPair s = o.stride.h == 0 ? k : o.stride;
+  check_pool("avg_pool2d", x.shape(), k, s, o.padding, IntPair(1));
+  const int64_t c = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
+  const int64_t ho = pooled_size(h, k.h, s.h, o.padding.h, 1, o.ceil_mode);
+  const int64_t wo = pooled_size(w, k.w, s.w, o.padding.w, 1, o.ceil_mode);
+  if (ho <= 0 || wo <= 0) {
+    throw ShapeError(cat_str("avg_pool2d: input ", x.shape(), " is smaller than the kernel (", k.h, ", ", k.w, ")"));
+  }
+  // Window sums: a depthwise convolution with a kernel of ones; ceil_mode windows that run past
+  // the padded input read zeros from extra bottom/right padding.
+  Conv2dGeometry g;
+  g.stride = {s.h, s.w};
+  g.groups = c;
+  const int64_t extra_h = std::max<int64_t>(0, (ho - 1) * s.h + k.h - (h + 2 * o.padding.h));
+  const int64_t extra_w = std::max<int64_t>(0, (wo - 1) * s.w + k.w - (w + 2 * o.padding.w));
+  g.padding = {o.padding.h, o.padding.h + extra_h, o.padding.w, o.padding.w + extra_w};
+  Tensor<T> sums = ember::conv2d(x, ones<T>({c, 1, k.h, k.w}), Tensor<T>(), g);
+  // PyTorch's divisor per window: its size clipped to the padded input (count_include_pad), or
+  // to the input itself.
+  std::vector<T> div(static_cast<size_t>(ho * wo));
+  for (int64_t oh = 0; oh < ho; ++oh) {
+    for (int64_t ow = 0; ow < wo; ++ow) {
+      int64_t hs = oh * s.h - o.padding.h, ws = ow * s.w - o.padding.w;
+      int64_t he = std::min(hs + k.h, h + o.padding.h), we = std::min(ws + k.w, w + o.padding.w);
+      int64_t count = (he - hs) * (we - ws);
+      if (!o.count_include_pad) {
+        hs = std::max<int64_t>(hs, 0);
+        ws = std::max<int64_t>(ws, 0);
+        he = std::min(he, h);
+        we = std::min(we, w);
+        count = (he - hs) * (we - ws);
+      }
+      div[static_cast<size_t>(oh * wo + ow)] = static_cast<T>(count);
+    }
+  }
+  return sums / tensor<T>(div, {ho, wo});
+}
+
+template <FloatingElement T>
+Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, IntPair out) {
+  if (!x.defined() || x.dim() < 3) {
+    throw ShapeError("adaptive_avg_pool2d: input must be [N, C, H, W] or [C, H, W]");
+  }
+  if (out.h <= 0 || out.w <= 0) throw ValueError("adaptive_avg_pool2d: output size must be positive");
+  const int64_t h = x.shape()[x.dim() - 2], w = x.shape()[x.dim() - 1];
+  if (out.h == 1 && out.w == 1) return x.mean({-2, -1}, true);
+  // Averaging matrices: y = P_h x P_w^T.
+  auto averaging = [](int64_t in, int64_t o) {
+    std::vector<T> m(static_cast<size_t>(o * in), T(0));
+    for (int64_t i = 0; i < o; ++i) {
+      const int64_t start = (i * in) / o, end = ((i + 1) * in + o - 1) / o;
+      for (int64_t j = start; j < end; ++j) m[static_cast<size_t>(i * in + j)] = T(1) / static_cast<T>(end - start);
+    }
+    return tensor<T>(m, {o, in});
+  };
+  return matmul(matmul(averaging(h, out.h), x), averaging(w, out.w).t());
+}
+
+#define EMBER_INSTANTIATE(T)                                                               \
+  template Tensor<T> max_pool2d(const Tensor<T>&, IntPair, const MaxPool2dOptions&);      \
+  template Tensor<T> max_pool1d(const Tensor<T>&, int64_t, const MaxPool2dOptions&);      \
+  template Tensor<T> avg_pool2d(const Tensor<T>&, IntPair, const AvgPool2dOptions&);      \
+  template Tensor<T> adaptive_avg_pool2d(const Tensor<T>&, IntPair);
+EMBER_INSTANTIATE(float)
+EMBER_INSTANTIATE(double)
+#undef EMBER_INSTANTIATE
+
+}  // namespace ember::nn::functional
