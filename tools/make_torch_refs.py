@@ -439,6 +439,30 @@ def write_safetensors_refs(root):
     print("wrote torch_mlp.safetensors, torch_mlp_io.txt, torch_dtypes.safetensors")
 
 
+def contract_net():
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.GELU(), nn.Flatten(),
+                         nn.Linear(72, 16), nn.LayerNorm(16), nn.Dropout(0.1), nn.Linear(16, 10))
+
+
+def write_contract_refs(root):
+    """The network of the nn API contract, with trained-looking batch-norm statistics."""
+    torch.manual_seed(1)
+    net = contract_net()
+    net.train()
+    for _ in range(3):
+        net(torch.randn(8, 1, 12, 12))  # moves the running statistics off their defaults
+    net.eval()
+    st_write(os.path.join(root, "torch_contract_net.safetensors"), net.state_dict())
+    x = torch.tensor(np.random.default_rng(5).uniform(-1, 1, size=(2, 1, 12, 12)), dtype=torch.float32)
+    with torch.no_grad():
+        y = net(x)
+    with open(os.path.join(root, "torch_contract_net_io.txt"), "w") as f:
+        f.write("case contract\n" + fmt_tensor("x", x, 9) + fmt_tensor("y", y, 9) + "end\n")
+    print("wrote torch_contract_net.safetensors and its output")
+
+
 def check_ember_file(root):
     """Loads the file ember wrote (tests/data/ember_mlp.safetensors) into PyTorch, strictly."""
     path = os.path.join(root, "ember_mlp.safetensors")
@@ -465,6 +489,7 @@ def main():
     write_optim(torch.float64, os.path.join(root, "torch_optim_float64.txt"))
     write_sched(os.path.join(root, "torch_sched.txt"))
     write_safetensors_refs(root)
+    write_contract_refs(root)
     check_ember_file(root)
     print(f"torch {torch.__version__}")
     return 0

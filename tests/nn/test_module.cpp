@@ -6,6 +6,7 @@
 
 #include "ember/ember.hpp"
 #include "support/gradcheck.hpp"
+#include "support/reference_file.hpp"
 
 namespace ember::nn {
 namespace {
@@ -241,5 +242,47 @@ TEST(Functional, LossErrorsNameTheTarget) {
   EXPECT_TRUE(std::isnan(all_ignored.item()));
 }
 
+}  // namespace
+}  // namespace ember::nn
+
+namespace ember::nn {
+namespace {
+// The network of the nn API contract, loaded from weights PyTorch saved, gives PyTorch's output.
+TEST(ApiContract, PyTorchWeightsGivePyTorchOutputs) {
+  namespace nn = ember::nn;
+  nn::Sequential net(nn::Conv2d(1, 4, 3), nn::BatchNorm2d(4), nn::ReLU(), nn::MaxPool2d(2),
+                     nn::Conv2d(4, 8, 3, {.stride = 2, .padding = 1}), nn::GELU(), nn::Flatten(),
+                     nn::Linear(72, 16), nn::LayerNorm(16), nn::Dropout(0.1), nn::Linear(16, 10));
+  const char* dir = std::getenv("EMBER_TEST_DATA");
+  const std::string data = dir ? dir : "tests/data";
+  ember::load(net, data + "/torch_contract_net.safetensors");  // names as nn.Sequential: "0.weight", ...
+  net.eval();
+  auto io = ember::testing::load_reference("torch_contract_net_io.txt").at("contract");
+  ember::Tensor<float> x = io[0].second.as<float>();
+  ember::Tensor<float> y = net(x);
+  auto want = io[1].second.values;
+  auto got = y.to_vector();
+  ASSERT_EQ(y.shape(), Shape({2, 10}));
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-4) << i;
+  // The buffers came along, the int64 counter included.
+  EXPECT_EQ(Tensor<int64_t>::from_base(net.entry("1.num_batches_tracked")).item(), 3);
+  const std::string out = ::testing::TempDir() + "/contract_out.safetensors";
+  ember::save(net, out);
+  auto targets = tensor<int64_t>({3, 7}, {2});
+  net.train();
+  auto loss = nn::functional::cross_entropy(net(x), targets);
+  ember::optim::SGD sgd(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+  ember::optim::Adam adam(net.parameters(), {.lr = 1e-3});
+  sgd.zero_grad();
+  loss.backward();
+  sgd.step();
+  EXPECT_TRUE(std::isfinite(loss.item()));
+  nn::Sequential again(nn::Conv2d(1, 4, 3), nn::BatchNorm2d(4), nn::ReLU(), nn::MaxPool2d(2),
+                       nn::Conv2d(4, 8, 3, {.stride = 2, .padding = 1}), nn::GELU(), nn::Flatten(),
+                       nn::Linear(72, 16), nn::LayerNorm(16), nn::Dropout(0.1), nn::Linear(16, 10));
+  ember::load(again, out);
+  again.eval();
+  EXPECT_TRUE(allclose(again(x), y, 1e-6, 1e-6));
+}
 }  // namespace
 }  // namespace ember::nn

@@ -85,6 +85,8 @@ template <FloatingElement T = float>
 class LayerNorm : public Module<T> {
  public:
   explicit LayerNorm(Shape normalized_shape, LayerNormOptions options = {});
+  explicit LayerNorm(int64_t normalized_size, LayerNormOptions options = {})
+      : LayerNorm(Shape{normalized_size}, options) {}
   Tensor<T> forward(const Tensor<T>& x) override;
   std::string type_name() const override { return "LayerNorm"; }
   std::string extra_repr() const override;
@@ -96,6 +98,7 @@ class LayerNorm : public Module<T> {
 LayerNorm(Shape)->LayerNorm<float>;
 LayerNorm(Shape, LayerNormOptions)->LayerNorm<float>;
 LayerNorm(int)->LayerNorm<float>;
+LayerNorm(int, LayerNormOptions)->LayerNorm<float>;
 
 template <FloatingElement T = float>
 class GroupNorm : public Module<T> {
@@ -114,6 +117,8 @@ template <FloatingElement T = float>
 class RMSNorm : public Module<T> {
  public:
   explicit RMSNorm(Shape normalized_shape, double eps = 1e-6, bool elementwise_affine = true);
+  explicit RMSNorm(int64_t normalized_size, double eps = 1e-6, bool elementwise_affine = true)
+      : RMSNorm(Shape{normalized_size}, eps, elementwise_affine) {}
   Tensor<T> forward(const Tensor<T>& x) override;
   std::string type_name() const override { return "RMSNorm"; }
 
