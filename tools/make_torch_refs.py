@@ -32,6 +32,23 @@ def idx(values, shape):
     return torch.tensor(values, dtype=torch.int64).reshape(shape)
 
 
+def mha(x, weights):
+    q = x[0].transpose(0, 1)
+    kv = x[1].transpose(0, 1)
+    kpm = torch.tensor([[0, 0, 0, 1], [0, 1, 0, 0]], dtype=torch.bool)
+    out, w = F.multi_head_attention_forward(q, kv, kv, 8, 2, x[2], x[3], None, None, False, 0.0, x[4], x[5],
+                                            training=False, key_padding_mask=kpm, need_weights=True)
+    return w if weights else out.transpose(0, 1)
+
+
+def mha_causal(x):
+    q = x[0].transpose(0, 1)
+    mask = torch.ones(4, 4, dtype=torch.bool).triu(1)
+    out, _ = F.multi_head_attention_forward(q, q, q, 6, 3, x[1], x[2], None, None, False, 0.0, x[3], x[4],
+                                            training=False, attn_mask=mask, need_weights=False)
+    return out.transpose(0, 1)
+
+
 def split_case(x):
     p = torch.split(x[0], [2, 3], 0)
     return torch.cat([p[0] * 2.0, p[1] * 3.0], 0)
@@ -236,6 +253,15 @@ CASES = [
     ("group_norm", [(2, 6, 3, 2), (6,), (6,)], -2, 2, lambda x: F.group_norm(x[0], 3, x[1], x[2])),
     ("rms_norm", [(3, 6), (6,)], -2, 2,
      lambda x: x[0] * torch.rsqrt(x[0].pow(2).mean(-1, keepdim=True) + 1e-6) * x[1]),
+    ("sdpa_masked", [(2, 3, 4), (2, 5, 4), (2, 5, 3)], -1, 1,
+     lambda x: torch.softmax(x[0] @ x[1].transpose(-2, -1) / 2.0 + torch.tensor(
+         [0, -1, 0, -2, 0, 0, 0, 0, -1, 0, 0, 0, -3, 0, 0], dtype=x[0].dtype).reshape(3, 5), -1) @ x[2]),
+    ("sdpa_causal", [(2, 4, 3), (2, 4, 3), (2, 4, 3)], -1, 1,
+     lambda x: torch.softmax((x[0] @ x[1].transpose(-2, -1) / 3 ** 0.5).masked_fill(
+         torch.ones(4, 4, dtype=torch.bool).triu(1), float("-inf")), -1) @ x[2]),
+    ("mha_out", [(2, 3, 8), (2, 4, 8), (24, 8), (24,), (8, 8), (8,)], -1, 1, lambda x: mha(x, False)),
+    ("mha_weights", [(2, 3, 8), (2, 4, 8), (24, 8), (24,), (8, 8), (8,)], -1, 1, lambda x: mha(x, True)),
+    ("mha_causal_self", [(2, 4, 6), (18, 6), (18,), (6, 6), (6,)], -1, 1, mha_causal),
     ("embedding", [(5, 3)], -1, 1, lambda x: F.embedding(idx([1, 4, 0, 1, 3, 3], (2, 3)), x[0])),
     ("embedding_padding", [(5, 3)], -1, 1,
      lambda x: F.embedding(idx([1, 4, 0, 1, 3, 3], (2, 3)), x[0], padding_idx=1)),
@@ -463,6 +489,28 @@ def write_contract_refs(root):
     print("wrote torch_contract_net.safetensors and its output")
 
 
+def write_encoder_refs(root):
+    """TransformerEncoderLayer (d_model 8, 2 heads, ff 16, batch_first), post-norm and pre-norm."""
+    x = torch.tensor(np.random.default_rng(9).uniform(-1, 1, size=(2, 5, 8)), dtype=torch.float32)
+    kpm = torch.tensor([[0, 0, 0, 0, 1], [0, 0, 1, 1, 1]], dtype=torch.bool)
+    lines = []
+    for norm_first in (False, True):
+        torch.manual_seed(2)
+        layer = torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True,
+                                                 norm_first=norm_first, activation="gelu")
+        layer.eval()
+        name = "pre" if norm_first else "post"
+        st_write(os.path.join(root, f"torch_encoder_{name}.safetensors"), layer.state_dict())
+        with torch.no_grad():
+            y = layer(x, src_key_padding_mask=kpm)
+        # PyTorch's fast path returns zeros at padded positions; compare the others only.
+        y = y.masked_fill(kpm.unsqueeze(-1), 0.0)
+        lines.append(f"case {name}\n" + fmt_tensor("x", x, 9) + fmt_tensor("y", y, 9) + "end\n")
+    with open(os.path.join(root, "torch_encoder_io.txt"), "w") as f:
+        f.writelines(lines)
+    print("wrote TransformerEncoderLayer references")
+
+
 def check_ember_file(root):
     """Loads the file ember wrote (tests/data/ember_mlp.safetensors) into PyTorch, strictly."""
     path = os.path.join(root, "ember_mlp.safetensors")
@@ -490,6 +538,7 @@ def main():
     write_sched(os.path.join(root, "torch_sched.txt"))
     write_safetensors_refs(root)
     write_contract_refs(root)
+    write_encoder_refs(root)
     check_ember_file(root)
     print(f"torch {torch.__version__}")
     return 0

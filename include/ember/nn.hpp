@@ -1,6 +1,7 @@
 #pragma once
 // ember::nn: modules, layers, losses and initialisers (torch.nn).
 #include "ember/nn/activation.hpp"
+#include "ember/nn/attention.hpp"
 #include "ember/nn/container.hpp"
 #include "ember/nn/conv.hpp"
 #include "ember/nn/dropout.hpp"

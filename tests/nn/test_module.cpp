@@ -286,3 +286,39 @@ TEST(ApiContract, PyTorchWeightsGivePyTorchOutputs) {
 }
 }  // namespace
 }  // namespace ember::nn
+
+namespace ember::nn {
+namespace {
+TEST(Transformer, EncoderLayerMatchesPyTorch) {
+  const char* dir = std::getenv("EMBER_TEST_DATA");
+  const std::string data = dir ? dir : "tests/data";
+  auto refs = ember::testing::load_reference("torch_encoder_io.txt");
+  auto kpm = tensor<uint8_t>({0, 0, 0, 0, 1, 0, 0, 1, 1, 1}, {2, 5});
+  for (const char* name : {"post", "pre"}) {
+    SCOPED_TRACE(name);
+    TransformerEncoderLayer layer(8, 2, {.dim_feedforward = 16, .activation = "gelu", .batch_first = true,
+                                         .norm_first = std::string(name) == "pre"});
+    EXPECT_EQ(layer.state_dict()[0].name, "self_attn.in_proj_weight");
+    ember::load(layer, data + "/torch_encoder_" + name + ".safetensors");
+    layer.eval();
+    auto& io = refs.at(name);
+    auto y = layer.forward_masked(io[0].second.as<float>(), Tensor<uint8_t>(), kpm);
+    y = masked_fill(y, kpm.unsqueeze(-1), 0.0);  // PyTorch's fast path zeroes padded positions
+    auto got = y.to_vector();
+    auto want = io[1].second.values;
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-4) << i;
+  }
+  // Training mode runs (dropout on) and backpropagates to every parameter.
+  TransformerEncoderLayer layer(8, 2, {.dim_feedforward = 16});
+  auto x = randn<float>({5, 3, 8});
+  layer(x).sum().backward();
+  for (auto& [pname, p] : layer.named_parameters()) EXPECT_TRUE(p.grad().defined()) << pname;
+  MultiheadAttention mha(8, 2);
+  auto [out, w] = mha.attention(x, x, x);
+  EXPECT_EQ(out.shape(), Shape({5, 3, 8}));
+  EXPECT_EQ(w.shape(), Shape({3, 5, 5}));
+  EXPECT_THROW(MultiheadAttention(8, 3), ValueError);
+}
+}  // namespace
+}  // namespace ember::nn

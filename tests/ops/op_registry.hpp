@@ -51,6 +51,16 @@ OpCase make_case(std::string name, std::vector<Shape> shapes, double lo, double 
 
 using S = std::vector<Shape>;
 
+// Multi-head attention with 2 heads and a key padding mask: the output or the averaged weights.
+template <class X>
+auto mha_case(const X& x, bool weights) {
+  nn::functional::MultiheadAttentionArgs a;
+  a.num_heads = 2;
+  a.key_padding_mask = tensor<uint8_t>({0, 0, 0, 1, 0, 1, 0, 0}, {2, 4});
+  auto r = nn::functional::multi_head_attention(x[0], x[1], x[1], x[2], x[3], x[4], x[5], a);
+  return weights ? r.second : r.first;
+}
+
 inline std::vector<OpCase> op_registry() {
   const S m34{{3, 4}};
   const S bc{{3, 4}, {4}};        // broadcast along rows
@@ -290,6 +300,22 @@ inline std::vector<OpCase> op_registry() {
   c.push_back(EMBER_OP("embedding_padding", (S{{5, 3}}), -1, 1, true,
                        F::embedding(tensor<int64_t>({1, 4, 0, 1, 3, 3}, {2, 3}), x[0], 1)));
   c.back().true_derivative = false;
+  // ---- attention
+  c.push_back(EMBER_OP("sdpa_masked", (S{{2, 3, 4}, {2, 5, 4}, {2, 5, 3}}), -1, 1, true,
+                       F::scaled_dot_product_attention(x[0], x[1], x[2],
+                                                       tensor<T>({0, -1, 0, -2, 0, 0, 0, 0, -1, 0, 0, 0, -3, 0, 0},
+                                                                 {3, 5}))));
+  c.push_back(EMBER_OP("sdpa_causal", (S{{2, 4, 3}, {2, 4, 3}, {2, 4, 3}}), -1, 1, true,
+                       F::scaled_dot_product_attention(x[0], x[1], x[2], Tensor<T>(), 0.0, true)));
+  const S mha_shapes{{2, 3, 8}, {2, 4, 8}, {24, 8}, {24}, {8, 8}, {8}};
+  c.push_back(EMBER_OP("mha_out", mha_shapes, -1, 1, true, mha_case(x, false)));
+  c.push_back(EMBER_OP("mha_weights", mha_shapes, -1, 1, true, mha_case(x, true)));
+  c.push_back(EMBER_OP("mha_causal_self", (S{{2, 4, 6}, {18, 6}, {18}, {6, 6}, {6}}), -1, 1, true, [&] {
+    F::MultiheadAttentionArgs a;
+    a.num_heads = 3;
+    a.is_causal = true;
+    return F::multi_head_attention(x[0], x[0], x[0], x[1], x[2], x[3], x[4], a).first;
+  }()));
   return c;
 }
 
