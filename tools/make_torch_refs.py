@@ -511,6 +511,43 @@ def write_encoder_refs(root):
     print("wrote TransformerEncoderLayer references")
 
 
+class BasicBlock(torch.nn.Module):
+    """torchvision's BasicBlock (the same names), without the torchvision dependency."""
+
+    def __init__(self, inplanes, planes, stride=1):
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + (self.downsample(x) if self.downsample is not None else x))
+
+
+def write_block_refs(root):
+    torch.manual_seed(4)
+    block = BasicBlock(3, 6, 2)
+    block.train()
+    for _ in range(2):
+        block(torch.randn(4, 3, 8, 8))
+    block.eval()
+    st_write(os.path.join(root, "torch_basic_block.safetensors"), block.state_dict())
+    x = torch.tensor(np.random.default_rng(11).uniform(-1, 1, size=(2, 3, 8, 8)), dtype=torch.float32)
+    with torch.no_grad():
+        y = block(x)
+    with open(os.path.join(root, "torch_basic_block_io.txt"), "w") as f:
+        f.write("case block\n" + fmt_tensor("x", x, 9) + fmt_tensor("y", y, 9) + "end\n")
+    print("wrote BasicBlock references")
+
+
 def check_ember_file(root):
     """Loads the file ember wrote (tests/data/ember_mlp.safetensors) into PyTorch, strictly."""
     path = os.path.join(root, "ember_mlp.safetensors")
@@ -539,6 +576,7 @@ def main():
     write_safetensors_refs(root)
     write_contract_refs(root)
     write_encoder_refs(root)
+    write_block_refs(root)
     check_ember_file(root)
     print(f"torch {torch.__version__}")
     return 0

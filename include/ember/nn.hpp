@@ -11,3 +11,4 @@
 #include "ember/nn/module.hpp"
 #include "ember/nn/normalization.hpp"
 #include "ember/nn/pooling.hpp"
+#include "ember/nn/residual.hpp"

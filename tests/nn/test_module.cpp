@@ -322,3 +322,28 @@ TEST(Transformer, EncoderLayerMatchesPyTorch) {
 }
 }  // namespace
 }  // namespace ember::nn
+
+namespace ember::nn {
+namespace {
+TEST(Residual, BasicBlockMatchesPyTorchAndResidualAdds) {
+  const char* dir = std::getenv("EMBER_TEST_DATA");
+  const std::string data = dir ? dir : "tests/data";
+  BasicBlock block(3, 6, 2);
+  EXPECT_EQ(block.state_dict().back().name, "downsample.1.num_batches_tracked");
+  ember::load(block, data + "/torch_basic_block.safetensors");
+  block.eval();
+  auto io = ember::testing::load_reference("torch_basic_block_io.txt").at("block");
+  auto got = block(io[0].second.as<float>()).to_vector();
+  auto want = io[1].second.values;
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-4) << i;
+  BasicBlock<float> same(4, 4);
+  EXPECT_FALSE(same.downsample);
+  Residual res(Linear(3, 3));
+  auto x = randn<float>({2, 3});
+  auto lin = std::dynamic_pointer_cast<Linear<float>>(res.children()[0]);
+  EXPECT_TRUE(allclose(res(x), x + (*lin)(x), 1e-6, 1e-6));
+  EXPECT_EQ(res.state_dict()[0].name, "fn.weight");
+}
+}  // namespace
+}  // namespace ember::nn
