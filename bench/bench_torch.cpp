@@ -1,15 +1,24 @@
 // The same rows as bench_ember.cpp, for LibTorch (built only when libtorch-dev is installed).
-// Note: LibTorch's sgemm goes to OpenBLAS, whose own thread pool ignores torch::set_num_threads;
-// run with OPENBLAS_NUM_THREADS=<t> and without OPENBLAS_CORETYPE (see docs/benchmarks.md).
+// Run without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE in the environment (see docs/benchmarks.md):
+// they force OpenBLAS's AVX2 kernels and halve LibTorch's matmul speed.
+#include <dlfcn.h>
 #include <torch/torch.h>
 
 #include "common.hpp"
 
 namespace {
 
+// LibTorch's matmul runs in OpenBLAS, whose thread pool ignores torch::set_num_threads; set it
+// directly when the library is loaded, so that "threads:1" really is one thread.
+void set_threads(int64_t t) {
+  torch::set_num_threads(static_cast<int>(t));
+  using SetFn = void (*)(int);
+  if (auto f = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(static_cast<int>(t));
+}
+
 void BM_torch_sgemm(benchmark::State& state) {
   const int64_t n = state.range(0);
-  torch::set_num_threads(static_cast<int>(state.range(1)));
+  set_threads(state.range(1));
   torch::manual_seed(1);
   auto a = torch::randn({n, n});
   auto b = torch::randn({n, n});
@@ -24,7 +33,7 @@ void BM_torch_sgemm(benchmark::State& state) {
 template <class F>
 void elementwise(benchmark::State& state, F f, int tensors_touched) {
   const int64_t n = 1 << 20;
-  torch::set_num_threads(static_cast<int>(state.range(0)));
+  set_threads(state.range(0));
   torch::manual_seed(2);
   auto x = torch::randn({n});
   auto y = torch::randn({n});
@@ -55,7 +64,7 @@ void BM_torch_softmax(benchmark::State& s) {
 }
 
 void BM_torch_add_1elem(benchmark::State& state) {
-  torch::set_num_threads(static_cast<int>(state.range(0)));
+  set_threads(state.range(0));
   auto a = torch::ones({1});
   auto b = torch::ones({1});
   for (auto _ : state) {
@@ -65,7 +74,7 @@ void BM_torch_add_1elem(benchmark::State& state) {
 }
 
 void BM_torch_add_1elem_grad(benchmark::State& state) {
-  torch::set_num_threads(static_cast<int>(state.range(0)));
+  set_threads(state.range(0));
   auto a = torch::ones({1}, torch::requires_grad());
   auto b = torch::ones({1}, torch::requires_grad());
   for (auto _ : state) {
@@ -75,7 +84,7 @@ void BM_torch_add_1elem_grad(benchmark::State& state) {
 }
 
 void BM_torch_fwd_bwd_per_op(benchmark::State& state) {
-  torch::set_num_threads(static_cast<int>(state.range(0)));
+  set_threads(state.range(0));
   auto a = torch::ones({1}, torch::requires_grad());
   auto b = torch::ones({1}, torch::requires_grad());
   for (auto _ : state) {

@@ -49,7 +49,7 @@ def main(argv):
     for name, b in r.items():
         if not name.startswith("BM_ember_sgemm"):
             continue
-        parts = dict(p.split(":") for p in name.split("/")[1:])
+        parts = dict(p.split(":") for p in name.split("/")[1:] if ":" in p)
         n, t = int(parts["N"]), int(parts["threads"])
         g = 2 * n ** 3 / ns(b)
         pct = f"{100 * g / (peak * t):.0f}%" if peak else "-"
@@ -63,7 +63,7 @@ def main(argv):
         if not name.startswith("BM_ember_") or "bytes_per_second" not in b:
             continue
         op = name.split("/")[0].replace("BM_ember_", "")
-        t = name.split("threads:")[1]
+        t = name.split("threads:")[1].split("/")[0]
         g = b["bytes_per_second"] / 1e9
         tb = twin(name)
         tg = tb["bytes_per_second"] / 1e9 if tb else None
@@ -75,7 +75,7 @@ def main(argv):
         if not name.startswith("BM_ember_") or not any(k in name for k in ("1elem", "fwd_bwd")):
             continue
         case = name.split("/")[0].replace("BM_ember_", "")
-        t = name.split("threads:")[1]
+        t = name.split("threads:")[1].split("/")[0]
         per = 3 if "fwd_bwd" in case else 1
         e = ns(b) / per
         tb = twin(name)
