@@ -13,6 +13,11 @@
 namespace ember::optim {
 
 namespace {
+double get_or(const std::map<std::string, double>& m, const char* key, double fallback) {
+  auto it = m.find(key);
+  return it == m.end() ? fallback : it->second;
+}
+
 std::string pos(size_t g, size_t i) {
   return "group " + std::to_string(g) + " parameter " + std::to_string(i);
 }
@@ -24,18 +29,22 @@ void Optimizer<T, Options>::add_param_group(Group group) {
     const Tensor<T>& p = group.params[i];
     if (!p.defined()) throw ValueError("optimizer: " + pos(groups_.size(), i) + " is undefined");
     if (!p.is_leaf()) {
-      throw ValueError("optimizer: " + pos(groups_.size(), i) + " is not a leaf tensor; optimize "
+      throw ValueError("optimizer: " + pos(groups_.size(), i) +
+                       " is not a leaf tensor; optimize "
                        "the parameters themselves");
     }
     auto same = [&p](const Tensor<T>& q) { return q.impl() == p.impl(); };
-    bool repeated = std::any_of(group.params.begin(), group.params.begin() + static_cast<long>(i), same);
-    for (const auto& g : groups_) repeated = repeated || std::any_of(g.params.begin(), g.params.end(), same);
+    bool repeated =
+        std::any_of(group.params.begin(), group.params.begin() + static_cast<long>(i), same);
+    for (const auto& g : groups_)
+      repeated = repeated || std::any_of(g.params.begin(), g.params.end(), same);
     if (repeated) {
       throw ValueError("optimizer: " + pos(groups_.size(), i) + " is given more than once");
     }
   }
   if (group.options.lr < 0) {
-    throw ValueError("optimizer: learning rate must be >= 0, got " + std::to_string(group.options.lr));
+    throw ValueError("optimizer: learning rate must be >= 0, got " +
+                     std::to_string(group.options.lr));
   }
   slots_.emplace_back(group.params.size());
   groups_.push_back(std::move(group));
@@ -60,6 +69,22 @@ typename Optimizer<T, Options>::Slot& Optimizer<T, Options>::slot(size_t group, 
 }
 
 template <FloatingElement T, class Options>
+template <class F>
+void Optimizer<T, Options>::for_each_grad(F&& f) {
+  NoGradGuard no_grad;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const Options& o = groups_[g].options;
+    for (size_t i = 0; i < groups_[g].params.size(); ++i) {
+      Tensor<T>& p = groups_[g].params[i];
+      Tensor<T> grad = p.grad();
+      if (!grad.defined()) continue;
+      if (o.maximize) grad = -grad;
+      f(o, p, grad, slot(g, i));
+    }
+  }
+}
+
+template <FloatingElement T, class Options>
 OptimizerState Optimizer<T, Options>::state_dict() const {
   OptimizerState s;
   for (size_t g = 0; g < groups_.size(); ++g) {
@@ -80,15 +105,17 @@ void Optimizer<T, Options>::load_state_dict(const OptimizerState& s) {
   for (const auto& g : groups_) total += g.params.size();
   if (s.groups.size() != groups_.size() || s.params.size() != total) {
     throw ValueError("optimizer load_state_dict: the state has " + std::to_string(s.groups.size()) +
-                     " groups and " + std::to_string(s.params.size()) + " parameters, the optimizer " +
-                     std::to_string(groups_.size()) + " and " + std::to_string(total));
+                     " groups and " + std::to_string(s.params.size()) +
+                     " parameters, the optimizer " + std::to_string(groups_.size()) + " and " +
+                     std::to_string(total));
   }
   size_t k = 0;
   for (size_t g = 0; g < groups_.size(); ++g) {
     for (size_t i = 0; i < groups_[g].params.size(); ++i, ++k) {
       for (const auto& [name, t] : s.params[k].tensors) {
         if (!t.defined() || t.dtype() != dtype_of<T> || t.shape() != groups_[g].params[i].shape()) {
-          throw ValueError("optimizer load_state_dict: " + name + " of " + pos(g, i) + " has shape " +
+          throw ValueError("optimizer load_state_dict: " + name + " of " + pos(g, i) +
+                           " has shape " +
                            (t.defined() ? t.shape().str() : std::string("undefined")) +
                            ", the parameter " + groups_[g].params[i].shape().str());
         }
@@ -118,45 +145,45 @@ SGD<T>::SGD(std::vector<typename Base::Group> groups) : Base(std::move(groups)) 
 
 template <FloatingElement T>
 void SGD<T>::step() {
-  NoGradGuard no_grad;
-  for (size_t g = 0; g < this->groups_.size(); ++g) {
-    const SGDOptions& o = this->groups_[g].options;
-    if (o.nesterov && (o.momentum <= 0 || o.dampening != 0)) {
+  for (const auto& g : this->groups_) {
+    if (g.options.nesterov && (g.options.momentum <= 0 || g.options.dampening != 0)) {
       throw ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0");
     }
-    for (size_t i = 0; i < this->groups_[g].params.size(); ++i) {
-      Tensor<T>& p = this->groups_[g].params[i];
-      Tensor<T> d_p = p.grad();
-      if (!d_p.defined()) continue;
-      if (o.maximize) d_p = -d_p;
-      if (o.weight_decay != 0) d_p = add(d_p, p, o.weight_decay);
-      if (o.momentum != 0) {
-        auto& slot = this->slot(g, i);
-        auto it = slot.tensors.find("momentum_buffer");
-        if (it == slot.tensors.end()) {
-          it = slot.tensors.emplace("momentum_buffer", d_p.detach().clone()).first;
-        } else {
-          it->second.mul_(o.momentum).add_(d_p, 1.0 - o.dampening);
-        }
-        d_p = o.nesterov ? add(d_p, it->second, o.momentum) : it->second;
-      }
-      p.add_(d_p, -o.lr);
-    }
   }
+  this->for_each_grad([](const SGDOptions& o, Tensor<T>& p, Tensor<T> d_p, auto& slot) {
+    if (o.weight_decay != 0) d_p = add(d_p, p, o.weight_decay);
+    if (o.momentum != 0) {
+      auto it = slot.tensors.find("momentum_buffer");
+      if (it == slot.tensors.end()) {
+        it = slot.tensors.emplace("momentum_buffer", d_p.detach().clone()).first;
+      } else {
+        it->second.mul_(o.momentum).add_(d_p, 1.0 - o.dampening);
+      }
+      d_p = o.nesterov ? add(d_p, it->second, o.momentum) : it->second;
+    }
+    p.add_(d_p, -o.lr);
+  });
 }
 
 template <FloatingElement T>
 std::map<std::string, double> SGD<T>::options_to_map(const SGDOptions& o) const {
-  return {{"lr", o.lr}, {"momentum", o.momentum}, {"dampening", o.dampening},
-          {"weight_decay", o.weight_decay}, {"nesterov", o.nesterov ? 1.0 : 0.0},
+  return {{"lr", o.lr},
+          {"momentum", o.momentum},
+          {"dampening", o.dampening},
+          {"weight_decay", o.weight_decay},
+          {"nesterov", o.nesterov ? 1.0 : 0.0},
           {"maximize", o.maximize ? 1.0 : 0.0}};
 }
 
 template <FloatingElement T>
-SGDOptions SGD<T>::options_from_map(const std::map<std::string, double>& m, const SGDOptions& b) const {
-  auto get = [&m](const char* k, double d) { auto it = m.find(k); return it == m.end() ? d : it->second; };
-  return {get("lr", b.lr), get("momentum", b.momentum), get("dampening", b.dampening),
-          get("weight_decay", b.weight_decay), get("nesterov", b.nesterov) != 0,
+SGDOptions SGD<T>::options_from_map(const std::map<std::string, double>& m,
+                                    const SGDOptions& b) const {
+  auto get = [&m](const char* k, double d) { return get_or(m, k, d); };
+  return {get("lr", b.lr),
+          get("momentum", b.momentum),
+          get("dampening", b.dampening),
+          get("weight_decay", b.weight_decay),
+          get("nesterov", b.nesterov) != 0,
           get("maximize", b.maximize) != 0};
 }
 
@@ -169,72 +196,75 @@ Adam<T>::Adam(std::vector<typename Base::Group> groups) : Base(std::move(groups)
 
 template <FloatingElement T>
 void Adam<T>::step() {
-  NoGradGuard no_grad;
-  for (size_t g = 0; g < this->groups_.size(); ++g) {
-    const AdamOptions& o = this->groups_[g].options;
+  for (const auto& g : this->groups_) {
+    const AdamOptions& o = g.options;
     if (o.eps < 0 || o.beta1 < 0 || o.beta1 >= 1 || o.beta2 < 0 || o.beta2 >= 1) {
       throw ValueError("Adam: invalid options (need 0 <= beta < 1 and eps >= 0)");
     }
-    for (size_t i = 0; i < this->groups_[g].params.size(); ++i) {
-      Tensor<T>& p = this->groups_[g].params[i];
-      Tensor<T> grad = p.grad();
-      if (!grad.defined()) continue;
-      if (o.maximize) grad = -grad;
-      auto& slot = this->slot(g, i);
-      if (slot.tensors.empty()) {
-        slot.tensors["exp_avg"] = zeros_like(p.detach());
-        slot.tensors["exp_avg_sq"] = zeros_like(p.detach());
-        if (o.amsgrad) slot.tensors["max_exp_avg_sq"] = zeros_like(p.detach());
-      }
-      const int64_t step = ++slot.step;
-      if (o.weight_decay != 0) {
-        if (decoupled_weight_decay_) {
-          p.mul_(1.0 - o.lr * o.weight_decay);
-        } else {
-          grad = add(grad, p, o.weight_decay);
-        }
-      }
-      Tensor<T>& exp_avg = slot.tensors["exp_avg"];
-      Tensor<T>& exp_avg_sq = slot.tensors["exp_avg_sq"];
-      exp_avg.mul_(o.beta1).add_(grad, 1.0 - o.beta1);
-      exp_avg_sq.mul_(o.beta2).addcmul_(grad, grad.detach(), 1.0 - o.beta2);
-      const double bias_correction1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
-      const double bias_correction2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
-      const double step_size = o.lr / bias_correction1;
-      const double bias_correction2_sqrt = std::sqrt(bias_correction2);
-      Tensor<T> denom;
-      if (o.amsgrad) {
-        Tensor<T>& max_sq = slot.tensors["max_exp_avg_sq"];
-        if (!max_sq.defined()) max_sq = zeros_like(p.detach());
-        max_sq = maximum(max_sq, exp_avg_sq);
-        denom = (sqrt(max_sq) / bias_correction2_sqrt).add_(o.eps);
-      } else {
-        denom = (sqrt(exp_avg_sq) / bias_correction2_sqrt).add_(o.eps);
-      }
-      p.addcdiv_(exp_avg, denom, -step_size);
-    }
   }
+  this->for_each_grad([this](const AdamOptions& o, Tensor<T>& p, Tensor<T> grad, auto& slot) {
+    if (slot.tensors.empty()) {
+      slot.tensors["exp_avg"] = zeros_like(p.detach());
+      slot.tensors["exp_avg_sq"] = zeros_like(p.detach());
+      if (o.amsgrad) slot.tensors["max_exp_avg_sq"] = zeros_like(p.detach());
+    }
+    const int64_t step = ++slot.step;
+    if (o.weight_decay != 0) {
+      if (decoupled_weight_decay_) {
+        p.mul_(1.0 - o.lr * o.weight_decay);
+      } else {
+        grad = add(grad, p, o.weight_decay);
+      }
+    }
+    Tensor<T>& exp_avg = slot.tensors["exp_avg"];
+    Tensor<T>& exp_avg_sq = slot.tensors["exp_avg_sq"];
+    exp_avg.mul_(o.beta1).add_(grad, 1.0 - o.beta1);
+    exp_avg_sq.mul_(o.beta2).addcmul_(grad, grad.detach(), 1.0 - o.beta2);
+    const double bias_correction1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
+    const double bias_correction2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
+    const double step_size = o.lr / bias_correction1;
+    const double bias_correction2_sqrt = std::sqrt(bias_correction2);
+    Tensor<T> denom;
+    if (o.amsgrad) {
+      Tensor<T>& max_sq = slot.tensors["max_exp_avg_sq"];
+      if (!max_sq.defined()) max_sq = zeros_like(p.detach());
+      max_sq = maximum(max_sq, exp_avg_sq);
+      denom = (sqrt(max_sq) / bias_correction2_sqrt).add_(o.eps);
+    } else {
+      denom = (sqrt(exp_avg_sq) / bias_correction2_sqrt).add_(o.eps);
+    }
+    p.addcdiv_(exp_avg, denom, -step_size);
+  });
 }
 
 template <FloatingElement T>
 std::map<std::string, double> Adam<T>::options_to_map(const AdamOptions& o) const {
-  return {{"lr", o.lr}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
-          {"weight_decay", o.weight_decay}, {"amsgrad", o.amsgrad ? 1.0 : 0.0},
+  return {{"lr", o.lr},
+          {"beta1", o.beta1},
+          {"beta2", o.beta2},
+          {"eps", o.eps},
+          {"weight_decay", o.weight_decay},
+          {"amsgrad", o.amsgrad ? 1.0 : 0.0},
           {"maximize", o.maximize ? 1.0 : 0.0}};
 }
 
 template <FloatingElement T>
-AdamOptions Adam<T>::options_from_map(const std::map<std::string, double>& m, const AdamOptions& b) const {
-  auto get = [&m](const char* k, double d) { auto it = m.find(k); return it == m.end() ? d : it->second; };
-  return {get("lr", b.lr), get("beta1", b.beta1), get("beta2", b.beta2), get("eps", b.eps),
-          get("weight_decay", b.weight_decay), get("amsgrad", b.amsgrad) != 0,
+AdamOptions Adam<T>::options_from_map(const std::map<std::string, double>& m,
+                                      const AdamOptions& b) const {
+  auto get = [&m](const char* k, double d) { return get_or(m, k, d); };
+  return {get("lr", b.lr),
+          get("beta1", b.beta1),
+          get("beta2", b.beta2),
+          get("eps", b.eps),
+          get("weight_decay", b.weight_decay),
+          get("amsgrad", b.amsgrad) != 0,
           get("maximize", b.maximize) != 0};
 }
 
 template <FloatingElement T>
 AdamW<T>::AdamW(std::vector<Tensor<T>> params, AdamWOptions o)
-    : Adam<T>(std::move(params), AdamOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay,
-                                             o.amsgrad, o.maximize}) {
+    : Adam<T>(std::move(params),
+              AdamOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.amsgrad, o.maximize}) {
   this->decoupled_weight_decay_ = true;
 }
 
@@ -247,60 +277,59 @@ RMSprop<T>::RMSprop(std::vector<typename Base::Group> groups) : Base(std::move(g
 
 template <FloatingElement T>
 void RMSprop<T>::step() {
-  NoGradGuard no_grad;
-  for (size_t g = 0; g < this->groups_.size(); ++g) {
-    const RMSpropOptions& o = this->groups_[g].options;
-    for (size_t i = 0; i < this->groups_[g].params.size(); ++i) {
-      Tensor<T>& p = this->groups_[g].params[i];
-      Tensor<T> grad = p.grad();
-      if (!grad.defined()) continue;
-      if (o.maximize) grad = -grad;
-      auto& slot = this->slot(g, i);
-      if (slot.tensors.empty()) {
-        slot.tensors["square_avg"] = zeros_like(p.detach());
-        if (o.momentum > 0) slot.tensors["momentum_buffer"] = zeros_like(p.detach());
-        if (o.centered) slot.tensors["grad_avg"] = zeros_like(p.detach());
-      }
-      ++slot.step;
-      if (o.weight_decay != 0) grad = add(grad, p, o.weight_decay);
-      Tensor<T>& square_avg = slot.tensors["square_avg"];
-      square_avg.mul_(o.alpha).addcmul_(grad, grad, 1.0 - o.alpha);
-      Tensor<T> avg;
-      if (o.centered) {
-        Tensor<T>& grad_avg = slot.tensors["grad_avg"];
-        if (!grad_avg.defined()) grad_avg = zeros_like(p.detach());
-        grad_avg.mul_(o.alpha).add_(grad, 1.0 - o.alpha);
-        avg = sqrt(square_avg - grad_avg * grad_avg);
-      } else {
-        avg = sqrt(square_avg);
-      }
-      avg.add_(o.eps);
-      if (o.momentum > 0) {
-        Tensor<T>& buf = slot.tensors["momentum_buffer"];
-        if (!buf.defined()) buf = zeros_like(p.detach());
-        buf.mul_(o.momentum).addcdiv_(grad, avg);
-        p.add_(buf, -o.lr);
-      } else {
-        p.addcdiv_(grad, avg, -o.lr);
-      }
+  this->for_each_grad([](const RMSpropOptions& o, Tensor<T>& p, Tensor<T> grad, auto& slot) {
+    if (slot.tensors.empty()) {
+      slot.tensors["square_avg"] = zeros_like(p.detach());
+      if (o.momentum > 0) slot.tensors["momentum_buffer"] = zeros_like(p.detach());
+      if (o.centered) slot.tensors["grad_avg"] = zeros_like(p.detach());
     }
-  }
+    ++slot.step;
+    if (o.weight_decay != 0) grad = add(grad, p, o.weight_decay);
+    Tensor<T>& square_avg = slot.tensors["square_avg"];
+    square_avg.mul_(o.alpha).addcmul_(grad, grad, 1.0 - o.alpha);
+    Tensor<T> avg;
+    if (o.centered) {
+      Tensor<T>& grad_avg = slot.tensors["grad_avg"];
+      if (!grad_avg.defined()) grad_avg = zeros_like(p.detach());
+      grad_avg.mul_(o.alpha).add_(grad, 1.0 - o.alpha);
+      avg = sqrt(square_avg - grad_avg * grad_avg);
+    } else {
+      avg = sqrt(square_avg);
+    }
+    avg.add_(o.eps);
+    if (o.momentum > 0) {
+      Tensor<T>& buf = slot.tensors["momentum_buffer"];
+      if (!buf.defined()) buf = zeros_like(p.detach());
+      buf.mul_(o.momentum).addcdiv_(grad, avg);
+      p.add_(buf, -o.lr);
+    } else {
+      p.addcdiv_(grad, avg, -o.lr);
+    }
+  });
 }
 
 template <FloatingElement T>
 std::map<std::string, double> RMSprop<T>::options_to_map(const RMSpropOptions& o) const {
-  return {{"lr", o.lr}, {"alpha", o.alpha}, {"eps", o.eps}, {"weight_decay", o.weight_decay},
-          {"momentum", o.momentum}, {"centered", o.centered ? 1.0 : 0.0},
+  return {{"lr", o.lr},
+          {"alpha", o.alpha},
+          {"eps", o.eps},
+          {"weight_decay", o.weight_decay},
+          {"momentum", o.momentum},
+          {"centered", o.centered ? 1.0 : 0.0},
           {"maximize", o.maximize ? 1.0 : 0.0}};
 }
 
 template <FloatingElement T>
 RMSpropOptions RMSprop<T>::options_from_map(const std::map<std::string, double>& m,
                                             const RMSpropOptions& b) const {
-  auto get = [&m](const char* k, double d) { auto it = m.find(k); return it == m.end() ? d : it->second; };
-  return {get("lr", b.lr), get("alpha", b.alpha), get("eps", b.eps),
-          get("weight_decay", b.weight_decay), get("momentum", b.momentum),
-          get("centered", b.centered) != 0, get("maximize", b.maximize) != 0};
+  auto get = [&m](const char* k, double d) { return get_or(m, k, d); };
+  return {get("lr", b.lr),
+          get("alpha", b.alpha),
+          get("eps", b.eps),
+          get("weight_decay", b.weight_decay),
+          get("momentum", b.momentum),
+          get("centered", b.centered) != 0,
+          get("maximize", b.maximize) != 0};
 }
 
 // ---- Adagrad -----------------------------------------------------------------------------------
@@ -312,46 +341,44 @@ Adagrad<T>::Adagrad(std::vector<typename Base::Group> groups) : Base(std::move(g
 
 template <FloatingElement T>
 void Adagrad<T>::step() {
-  NoGradGuard no_grad;
-  for (size_t g = 0; g < this->groups_.size(); ++g) {
-    const AdagradOptions& o = this->groups_[g].options;
-    for (size_t i = 0; i < this->groups_[g].params.size(); ++i) {
-      Tensor<T>& p = this->groups_[g].params[i];
-      Tensor<T> grad = p.grad();
-      if (!grad.defined()) continue;
-      if (o.maximize) grad = -grad;
-      auto& slot = this->slot(g, i);
-      if (slot.tensors.empty()) {
-        slot.tensors["sum"] = full_like(p.detach(), static_cast<T>(o.initial_accumulator_value));
-      }
-      const int64_t step = ++slot.step;
-      if (o.weight_decay != 0) grad = add(grad, p, o.weight_decay);
-      const double clr = o.lr / (1.0 + static_cast<double>(step - 1) * o.lr_decay);
-      Tensor<T>& sum = slot.tensors["sum"];
-      sum.addcmul_(grad, grad, 1.0);
-      Tensor<T> std = sqrt(sum).add_(o.eps);
-      p.addcdiv_(grad, std, -clr);
+  this->for_each_grad([](const AdagradOptions& o, Tensor<T>& p, Tensor<T> grad, auto& slot) {
+    if (slot.tensors.empty()) {
+      slot.tensors["sum"] = full_like(p.detach(), static_cast<T>(o.initial_accumulator_value));
     }
-  }
+    const int64_t step = ++slot.step;
+    if (o.weight_decay != 0) grad = add(grad, p, o.weight_decay);
+    const double clr = o.lr / (1.0 + static_cast<double>(step - 1) * o.lr_decay);
+    Tensor<T>& sum = slot.tensors["sum"];
+    sum.addcmul_(grad, grad, 1.0);
+    Tensor<T> std = sqrt(sum).add_(o.eps);
+    p.addcdiv_(grad, std, -clr);
+  });
 }
 
 template <FloatingElement T>
 std::map<std::string, double> Adagrad<T>::options_to_map(const AdagradOptions& o) const {
-  return {{"lr", o.lr}, {"lr_decay", o.lr_decay}, {"weight_decay", o.weight_decay},
-          {"initial_accumulator_value", o.initial_accumulator_value}, {"eps", o.eps},
+  return {{"lr", o.lr},
+          {"lr_decay", o.lr_decay},
+          {"weight_decay", o.weight_decay},
+          {"initial_accumulator_value", o.initial_accumulator_value},
+          {"eps", o.eps},
           {"maximize", o.maximize ? 1.0 : 0.0}};
 }
 
 template <FloatingElement T>
 AdagradOptions Adagrad<T>::options_from_map(const std::map<std::string, double>& m,
                                             const AdagradOptions& b) const {
-  auto get = [&m](const char* k, double d) { auto it = m.find(k); return it == m.end() ? d : it->second; };
-  return {get("lr", b.lr), get("lr_decay", b.lr_decay), get("weight_decay", b.weight_decay),
-          get("initial_accumulator_value", b.initial_accumulator_value), get("eps", b.eps),
+  auto get = [&m](const char* k, double d) { return get_or(m, k, d); };
+  return {get("lr", b.lr),
+          get("lr_decay", b.lr_decay),
+          get("weight_decay", b.weight_decay),
+          get("initial_accumulator_value", b.initial_accumulator_value),
+          get("eps", b.eps),
           get("maximize", b.maximize) != 0};
 }
 
-// ---- Gradient clipping ----------------------------------------------------------------------------
+// ---- Gradient clipping
+// ----------------------------------------------------------------------------
 
 template <FloatingElement T>
 double clip_grad_norm_(const std::vector<Tensor<T>>& params, double max_norm, double norm_type) {
@@ -365,7 +392,8 @@ double clip_grad_norm_(const std::vector<Tensor<T>>& params, double max_norm, do
     for (const auto& g : grads) total = std::max(total, static_cast<double>(abs(g).max().item()));
   } else {
     // As PyTorch: the norm of the per-tensor norms.
-    for (const auto& g : grads) total += std::pow(static_cast<double>(norm(g, norm_type).item()), norm_type);
+    for (const auto& g : grads)
+      total += std::pow(static_cast<double>(norm(g, norm_type).item()), norm_type);
     total = std::pow(total, 1.0 / norm_type);
   }
   const double coef = max_norm / (total + 1e-6);

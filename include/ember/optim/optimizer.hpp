@@ -90,6 +90,10 @@ class Optimizer : public ParamGroupControl {
   };
   /// The state slot of parameter `index` of group `group`.
   Slot& slot(size_t group, size_t index);
+  /// Calls f(options, param, grad, slot) under no-grad for every parameter with a gradient; grad
+  /// is negated when the group maximizes. Defined where the optimizers' steps are.
+  template <class F>
+  void for_each_grad(F&& f);
   virtual std::map<std::string, double> options_to_map(const Options& o) const = 0;
   virtual Options options_from_map(const std::map<std::string, double>& m, const Options& base) const = 0;
 
