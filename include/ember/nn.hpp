@@ -8,6 +8,7 @@
 #include "ember/nn/functional.hpp"
 #include "ember/nn/init.hpp"
 #include "ember/nn/linear.hpp"
+#include "ember/nn/loss.hpp"
 #include "ember/nn/module.hpp"
 #include "ember/nn/normalization.hpp"
 #include "ember/nn/pooling.hpp"

@@ -291,7 +291,62 @@ Tensor<T> kl_div(const Tensor<T>& input, const Tensor<T>& target, Reduction r, b
   return reduce(loss, r);
 }
 
+template <FloatingElement T>
+Tensor<T> dropout2d(const Tensor<T>& x, double p, bool training, Generator* gen) {
+  require(x, "dropout2d");
+  if (!(p >= 0.0 && p <= 1.0)) throw ValueError(cat_str("dropout2d: p must be in [0, 1], got ", p));
+  if (x.dim() < 2) throw ShapeError(cat_str("dropout2d: input ", x.shape(), " needs a channel dim"));
+  if (!training || p == 0.0) return x;
+  if (p == 1.0) return x * 0.0;
+  Shape ms = Shape::filled(x.dim(), 1);
+  ms[0] = x.shape()[0];
+  ms[1] = x.shape()[1];
+  return x * (bernoulli<T>(ms, 1.0 - p, gen) * (1.0 / (1.0 - p)));
+}
+
+template <FloatingElement T>
+Tensor<T> cosine_embedding_loss(const Tensor<T>& x1, const Tensor<T>& x2, const Tensor<T>& y, double margin,
+                                Reduction r) {
+  require(x1, "cosine_embedding_loss");
+  require(x2, "cosine_embedding_loss");
+  require(y, "cosine_embedding_loss");
+  require_same_shape(x1, x2, "cosine_embedding_loss");
+  if (x1.dim() != 2 || y.dim() != 1 || y.shape()[0] != x1.shape()[0]) {
+    throw ShapeError(cat_str("cosine_embedding_loss: expected inputs [N, D] and targets [N], got ", x1.shape(),
+                             " and ", y.shape()));
+  }
+  for (T v : y.to_vector()) {
+    if (v != T(1) && v != T(-1)) {
+      throw ValueError(cat_str("cosine_embedding_loss: targets must be 1 or -1, got ", static_cast<double>(v)));
+    }
+  }
+  constexpr double kEps = 1e-12;  // as PyTorch
+  Tensor<T> cos = (x1 * x2).sum(1) / sqrt(((x1 * x1).sum(1) + kEps) * ((x2 * x2).sum(1) + kEps));
+  Tensor<T> loss = where(gt(y, 0.0), 1.0 - cos, relu(cos - margin));
+  return reduce(loss, r);
+}
+
+template <FloatingElement T>
+Tensor<T> triplet_margin_loss(const Tensor<T>& a, const Tensor<T>& pos, const Tensor<T>& neg, double margin,
+                              double p, double eps, bool swap, Reduction r) {
+  require(a, "triplet_margin_loss");
+  require(pos, "triplet_margin_loss");
+  require(neg, "triplet_margin_loss");
+  require_same_shape(a, pos, "triplet_margin_loss");
+  require_same_shape(a, neg, "triplet_margin_loss");
+  // pairwise_distance: the p-norm of (x - y + eps) over the last dim, as PyTorch.
+  auto dist = [&](const Tensor<T>& u, const Tensor<T>& v) { return norm(u - v + eps, p, {-1}, false); };
+  Tensor<T> d_neg = dist(a, neg);
+  if (swap) d_neg = minimum(d_neg, dist(pos, neg));
+  return reduce(relu(dist(a, pos) - d_neg + margin), r);
+}
+
 #define EMBER_INSTANTIATE(T)                                                                     \
+  template Tensor<T> dropout2d(const Tensor<T>&, double, bool, Generator*);                      \
+  template Tensor<T> cosine_embedding_loss(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
+                                           double, Reduction);                                   \
+  template Tensor<T> triplet_margin_loss(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,   \
+                                         double, double, double, bool, Reduction);               \
   template Tensor<T> linear(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&);               \
   template Tensor<T> dropout(const Tensor<T>&, double, bool, Generator*);                        \
   template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<int64_t>&,                     \

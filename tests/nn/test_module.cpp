@@ -347,3 +347,28 @@ TEST(Residual, BasicBlockMatchesPyTorchAndResidualAdds) {
 }
 }  // namespace
 }  // namespace ember::nn
+
+namespace ember::nn {
+namespace {
+TEST(Losses, ObjectsCallTheFunctionalForms) {
+  auto a = randn<float>({4, 3}), b = randn<float>({4, 3});
+  EXPECT_TRUE(allclose(MSELoss<float>{}(a, b), functional::mse_loss(a, b)));
+  EXPECT_TRUE(allclose(L1Loss<float>{.reduction = Reduction::Sum}(a, b), functional::l1_loss(a, b, Reduction::Sum)));
+  auto targets = tensor<int64_t>({0, 2, 1, 1}, {4});
+  CrossEntropyLoss<float> ce{{.label_smoothing = 0.1}};
+  EXPECT_TRUE(allclose(ce(a, targets), functional::cross_entropy(a, targets, {.label_smoothing = 0.1})));
+  auto y = tensor<float>({1, -1, 1, -1}, {4});
+  EXPECT_TRUE(std::isfinite(CosineEmbeddingLoss<float>{}(a, b, y).item()));
+  EXPECT_THROW(CosineEmbeddingLoss<float>{}(a, b, tensor<float>({1, 0, 1, 1}, {4})), ValueError);
+  EXPECT_GE(TripletMarginLoss<float>{}(a, b, a).item(), 0.0f);
+  Dropout2d<float> d2(0.5);
+  auto x = ones<float>({2, 64, 3, 3});
+  auto out = d2(x).to_vector();
+  // Whole channels are kept (x2) or dropped (0).
+  for (size_t ch = 0; ch < 128; ++ch)
+    for (size_t k = 1; k < 9; ++k) EXPECT_EQ(out[ch * 9 + k], out[ch * 9]);
+  d2.eval();
+  EXPECT_EQ(d2(x).to_vector(), x.to_vector());
+}
+}  // namespace
+}  // namespace ember::nn

@@ -248,6 +248,12 @@ inline std::vector<OpCase> op_registry() {
                        F::kl_div(log_softmax(x[0], 1), softmax(x[1], 1))));
   c.push_back(EMBER_OP("kl_div_log_target_batchmean", (S{{3, 4}, {3, 4}}), -2, 2, true,
                        F::kl_div(log_softmax(x[0], 1), log_softmax(x[1], 1), R::Mean, true, true)));
+  c.push_back(EMBER_OP("cosine_embedding_loss", (S{{4, 3}, {4, 3}}), -1, 1, true,
+                       F::cosine_embedding_loss(x[0], x[1], tensor<T>({1, -1, -1, 1}, {4}), 0.1)));
+  c.push_back(EMBER_OP("triplet_margin_loss", (S{{4, 3}, {4, 3}, {4, 3}}), -1, 1, true,
+                       F::triplet_margin_loss(x[0], x[1], x[2], 0.5)));
+  c.push_back(EMBER_OP("triplet_margin_loss_swap_p1", (S{{4, 3}, {4, 3}, {4, 3}}), -1, 1, true,
+                       F::triplet_margin_loss(x[0], x[1], x[2], 1.0, 1.0, 1e-6, true, R::Sum)));
   // ---- convolutions
   c.push_back(EMBER_OP("conv2d", (S{{2, 3, 5, 5}, {4, 3, 3, 3}, {4}}), -1, 1, true,
                        F::conv2d(x[0], x[1], x[2])));

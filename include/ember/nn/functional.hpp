@@ -79,4 +79,19 @@ template <FloatingElement T>
 Tensor<T> kl_div(const Tensor<T>& input, const Tensor<T>& target, Reduction reduction = Reduction::Mean,
                  bool log_target = false, bool batchmean = false);
 
+/// Zeroes whole channels (dim 1) with probability p while training; x is [N, C, ...].
+template <FloatingElement T>
+Tensor<T> dropout2d(const Tensor<T>& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
+
+/// 1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1; rows of [N, D].
+template <FloatingElement T>
+Tensor<T> cosine_embedding_loss(const Tensor<T>& x1, const Tensor<T>& x2, const Tensor<T>& y,
+                                double margin = 0.0, Reduction reduction = Reduction::Mean);
+/// max(0, margin + d(anchor, positive) - d(anchor, negative)) with the p-norm distance d
+/// (swap: also use d(positive, negative) when it is smaller).
+template <FloatingElement T>
+Tensor<T> triplet_margin_loss(const Tensor<T>& anchor, const Tensor<T>& positive, const Tensor<T>& negative,
+                              double margin = 1.0, double p = 2.0, double eps = 1e-6, bool swap = false,
+                              Reduction reduction = Reduction::Mean);
+
 }  // namespace ember::nn::functional
