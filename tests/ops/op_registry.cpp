@@ -1,0 +1,328 @@
+// The op registry's cases (see op_registry.hpp), one function per family so that the compiler
+// handles them in pieces.
+#include "ops/op_registry.hpp"
+
+namespace ember::testing {
+
+// In an expression, x[i] is input i and T its element type.
+#define EMBER_OP(name, shapes, lo, hi, gg, ...)                                    \
+  make_case(name, shapes, lo, hi, gg, [](const auto& x) {                          \
+    using T = typename std::decay_t<decltype(x[0])>::value_type;                   \
+    (void)sizeof(T);                                                               \
+    return __VA_ARGS__;                                                            \
+  })
+
+namespace {
+
+namespace F = nn::functional;
+using R = F::Reduction;
+const S m34{{3, 4}};
+const S bc{{3, 4}, {4}};        // broadcast along rows
+const S bc3{{2, 1, 3}, {4, 1}};  // broadcast both ways
+const S r345{{3, 4, 5}};
+
+void add_cases_0(std::vector<OpCase>& c) {
+  // ---- unary
+  c.push_back(EMBER_OP("neg", m34, -1, 1, true, -x[0]));
+  c.push_back(EMBER_OP("abs", m34, -1, 1, true, abs(x[0])));
+  c.push_back(EMBER_OP("exp", m34, -1, 1, true, exp(x[0])));
+  c.push_back(EMBER_OP("log", m34, 0.1, 2, true, log(x[0])));
+  c.push_back(EMBER_OP("log1p", m34, -0.5, 2, true, log1p(x[0])));
+  c.push_back(EMBER_OP("expm1", m34, -1, 1, true, expm1(x[0])));
+  c.push_back(EMBER_OP("sqrt", m34, 0.1, 2, true, sqrt(x[0])));
+  c.push_back(EMBER_OP("rsqrt", m34, 0.1, 2, true, rsqrt(x[0])));
+  c.push_back(EMBER_OP("reciprocal", m34, 0.5, 2, true, reciprocal(x[0])));
+  c.push_back(EMBER_OP("square", m34, -1, 1, true, square(x[0])));
+  c.push_back(EMBER_OP("sin", m34, -2, 2, true, sin(x[0])));
+  c.push_back(EMBER_OP("cos", m34, -2, 2, true, cos(x[0])));
+  c.push_back(EMBER_OP("tanh", m34, -2, 2, true, tanh(x[0])));
+  c.push_back(EMBER_OP("sigmoid", m34, -3, 3, true, sigmoid(x[0])));
+  c.push_back(EMBER_OP("relu", m34, -1, 1, true, relu(x[0])));
+  c.push_back(EMBER_OP("silu", m34, -2, 2, true, silu(x[0])));
+  c.push_back(EMBER_OP("erf", m34, -2, 2, true, erf(x[0])));
+  c.push_back(EMBER_OP("sign", m34, -1, 1, true, sign(x[0])));
+  c.push_back(EMBER_OP("floor", m34, -3, 3, true, floor(x[0])));
+  c.push_back(EMBER_OP("ceil", m34, -3, 3, true, ceil(x[0])));
+  c.push_back(EMBER_OP("round", m34, -3, 3, true, round(x[0])));
+  c.push_back(EMBER_OP("leaky_relu", m34, -1, 1, true, leaky_relu(x[0], 0.2)));
+  c.push_back(EMBER_OP("elu", m34, -2, 2, true, elu(x[0], 1.3)));
+  c.push_back(EMBER_OP("gelu", m34, -3, 3, true, gelu(x[0])));
+  c.push_back(EMBER_OP("gelu_tanh", m34, -3, 3, true, gelu(x[0], "tanh")));
+  c.push_back(EMBER_OP("softplus", m34, -1, 1, true, softplus(x[0], 2.0, 1.0)));
+  c.push_back(EMBER_OP("clamp", m34, -1, 1, true, clamp(x[0], -0.5, 0.5)));
+  c.push_back(EMBER_OP("pow_scalar", m34, 0.1, 2, true, pow(x[0], 2.5)));
+  c.push_back(EMBER_OP("pow_int", m34, -1, 1, true, pow(x[0], 3.0)));
+}
+
+void add_cases_1(std::vector<OpCase>& c) {
+  // ---- binary, with broadcasting
+  c.push_back(EMBER_OP("add", bc, -1, 1, true, x[0] + x[1]));
+  c.push_back(EMBER_OP("add_bc3", bc3, -1, 1, true, x[0] + x[1]));
+  c.push_back(EMBER_OP("add_alpha", bc, -1, 1, true, add(x[0], x[1], 2.5)));
+  c.push_back(EMBER_OP("sub", bc3, -1, 1, true, x[0] - x[1]));
+  c.push_back(EMBER_OP("sub_alpha", bc, -1, 1, true, sub(x[0], x[1], 0.5)));
+  c.push_back(EMBER_OP("mul", bc3, -1, 1, true, x[0] * x[1]));
+  c.push_back(EMBER_OP("div", bc, 0.5, 2, true, x[0] / x[1]));
+  c.push_back(EMBER_OP("maximum", bc3, -1, 1, true, maximum(x[0], x[1])));
+  c.push_back(EMBER_OP("minimum", bc, -1, 1, true, minimum(x[0], x[1])));
+  c.push_back(EMBER_OP("pow_tensor", bc, 0.5, 2, true, pow(x[0], x[1])));
+  c.push_back(EMBER_OP("add_scalar", m34, -1, 1, true, x[0] + 2.0));
+  c.push_back(EMBER_OP("rsub_scalar", m34, -1, 1, true, 2.0 - x[0]));
+  c.push_back(EMBER_OP("mul_scalar", m34, -1, 1, true, x[0] * 3.0));
+  c.push_back(EMBER_OP("div_scalar", m34, -1, 1, true, x[0] / 4.0));
+  c.push_back(EMBER_OP("rdiv_scalar", m34, 0.5, 2, true, 2.0 / x[0]));
+  c.push_back(EMBER_OP("where", bc, -1, 1, true,
+                       where(gt(x[0], 0.0), x[0], x[1])));
+  c.push_back(EMBER_OP("masked_fill", m34, -1, 1, true,
+                       masked_fill(x[0], lt(x[0], 0.0), 0.5)));
+}
+
+void add_cases_2(std::vector<OpCase>& c) {
+  // ---- reductions
+  c.push_back(EMBER_OP("sum_all", r345, -1, 1, true, x[0].sum()));
+  c.push_back(EMBER_OP("sum_dim", r345, -1, 1, true, x[0].sum(1)));
+  c.push_back(EMBER_OP("sum_dims_keepdim", r345, -1, 1, true, sum(x[0], {0, 2}, true)));
+  c.push_back(EMBER_OP("sum_last", r345, -1, 1, true, x[0].sum(-1)));
+  c.push_back(EMBER_OP("mean_all", r345, -1, 1, true, x[0].mean()));
+  c.push_back(EMBER_OP("mean_dim", r345, -1, 1, true, x[0].mean(2, true)));
+  c.push_back(EMBER_OP("var_all", r345, -1, 1, true, x[0].var()));
+  c.push_back(EMBER_OP("var_dim", r345, -1, 1, true, x[0].var(1, false)));
+  c.push_back(EMBER_OP("var_unbiased0", r345, -1, 1, true, var(x[0], {0, 2}, true, 0)));
+  c.push_back(EMBER_OP("std_dim", r345, -1, 1, true, x[0].std(2, true)));
+  c.push_back(EMBER_OP("prod_all", (S{{2, 3}}), 0.5, 1.5, true, x[0].prod()));
+  c.push_back(EMBER_OP("prod_dim", (S{{3, 4}}), 0.5, 1.5, true, x[0].prod(1)));
+  c.push_back(EMBER_OP("amax_dim", r345, -1, 1, true, amax(x[0], {1})));
+  c.push_back(EMBER_OP("amin_all", r345, -1, 1, true, x[0].min()));
+  c.push_back(EMBER_OP("max_dim_values", r345, -1, 1, true, x[0].max(2).values));
+  c.push_back(EMBER_OP("min_dim_values", r345, -1, 1, true, x[0].min(0, true).values));
+  c.push_back(EMBER_OP("logsumexp", r345, -2, 2, true, x[0].logsumexp(1)));
+  c.push_back(EMBER_OP("norm2", r345, -1, 1, true, x[0].norm()));
+  c.push_back(EMBER_OP("norm1", m34, -1, 1, true, x[0].norm(1.0)));
+  c.push_back(EMBER_OP("norm3", m34, -1, 1, true, x[0].norm(3.0)));
+  c.push_back(EMBER_OP("norm_dim", r345, -1, 1, true, norm(x[0], 2.0, {1}, false)));
+  c.push_back(EMBER_OP("softmax", r345, -2, 2, true, softmax(x[0], 1)));
+  c.push_back(EMBER_OP("softmax_last", m34, -2, 2, true, softmax(x[0], -1)));
+  c.push_back(EMBER_OP("log_softmax", r345, -2, 2, true, log_softmax(x[0], 2)));
+}
+
+void add_cases_3(std::vector<OpCase>& c) {
+  // ---- matrix products
+  c.push_back(EMBER_OP("matmul_2d", (S{{3, 4}, {4, 5}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_1d1d", (S{{4}, {4}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_2d1d", (S{{3, 4}, {4}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_1d2d", (S{{4}, {4, 5}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_3d2d", (S{{2, 3, 4}, {4, 5}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_batched", (S{{2, 1, 3, 4}, {3, 4, 2}}), -1, 1, true,
+                       matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_1d3d", (S{{4}, {2, 4, 3}}), -1, 1, true, matmul(x[0], x[1])));
+  c.push_back(EMBER_OP("matmul_transposed", (S{{4, 3}, {5, 4}}), -1, 1, true,
+                       matmul(x[0].t(), x[1].t())));
+  c.push_back(EMBER_OP("mm", (S{{3, 4}, {4, 2}}), -1, 1, true, mm(x[0], x[1])));
+  c.push_back(EMBER_OP("bmm", (S{{2, 3, 4}, {2, 4, 5}}), -1, 1, true, bmm(x[0], x[1])));
+  c.push_back(EMBER_OP("outer", (S{{3}, {4}}), -1, 1, true, outer(x[0], x[1])));
+  c.push_back(EMBER_OP("dot", (S{{5}, {5}}), -1, 1, true, dot(x[0], x[1])));
+}
+
+void add_cases_4(std::vector<OpCase>& c) {
+  // ---- views and movement
+  c.push_back(EMBER_OP("reshape", m34, -1, 1, true, x[0].reshape({2, 6}) * 2.0));
+  c.push_back(EMBER_OP("view_infer", m34, -1, 1, true, x[0].contiguous().view({-1, 2}) * 2.0));
+  c.push_back(EMBER_OP("flatten", (S{{2, 3, 4}}), -1, 1, true, x[0].flatten(1) * 2.0));
+  c.push_back(EMBER_OP("squeeze_unsqueeze", (S{{3, 1, 4}}), -1, 1, true,
+                       x[0].squeeze(1).unsqueeze(0) * 2.0));
+  c.push_back(EMBER_OP("permute", (S{{2, 3, 4}}), -1, 1, true, x[0].permute({2, 0, 1}) * 2.0));
+  c.push_back(EMBER_OP("transpose", (S{{2, 3, 4}}), -1, 1, true, x[0].transpose(0, 2) * 2.0));
+  c.push_back(EMBER_OP("t", m34, -1, 1, true, x[0].t() * 2.0));
+  c.push_back(EMBER_OP("slice_step", (S{{3, 6}}), -1, 1, true, x[0].slice(1, 1, 6, 2) * 2.0));
+  c.push_back(EMBER_OP("slice_negative", (S{{5, 4}}), -1, 1, true, x[0].slice(0, -3, 5) * 2.0));
+  c.push_back(EMBER_OP("narrow", (S{{5, 4}}), -1, 1, true, x[0].narrow(0, 1, 3) * 2.0));
+  c.push_back(EMBER_OP("select", (S{{3, 4, 2}}), -1, 1, true, x[0].select(1, -1) * 2.0));
+  c.push_back(EMBER_OP("expand", (S{{3, 1}}), -1, 1, true, x[0].expand({2, 3, 4}) * 2.0));
+  c.push_back(EMBER_OP("index_select", (S{{4, 3}}), -1, 1, true,
+                       x[0].index_select(0, tensor<int64_t>({2, 0, 2, 3}, {4})) * 2.0));
+  c.push_back(EMBER_OP("gather", (S{{3, 4}}), -1, 1, true,
+                       x[0].gather(1, tensor<int64_t>({0, 3, 3, 1, 2, 0}, {3, 2})) * 2.0));
+  c.push_back(EMBER_OP("scatter_add", (S{{3, 4}, {2, 4}}), -1, 1, true,
+                       scatter_add(x[0], 0, tensor<int64_t>({0, 1, 2, 0, 2, 2, 0, 1}, {2, 4}),
+                                   x[1])));
+  c.push_back(EMBER_OP("cat", (S{{2, 3}, {4, 3}, {1, 3}}), -1, 1, true,
+                       cat(std::vector<std::decay_t<decltype(x[0])>>{x[0], x[1], x[2]}, 0) * 2.0));
+  c.push_back(EMBER_OP("stack", (S{{2, 3}, {2, 3}}), -1, 1, true,
+                       stack(std::vector<std::decay_t<decltype(x[0])>>{x[0], x[1]}, 1) * 2.0));
+  c.push_back(EMBER_OP("split", (S{{5, 2}}), -1, 1, true, [&] {
+    auto p = split(x[0], {2, 3}, 0);
+    return cat(std::vector<std::decay_t<decltype(x[0])>>{p[0] * 2.0, p[1] * 3.0}, 0);
+  }()));
+  c.push_back(EMBER_OP("chunk", (S{{2, 5}}), -1, 1, true, [&] {
+    auto p = x[0].chunk(2, 1);
+    return cat(std::vector<std::decay_t<decltype(x[0])>>{p[0] * 2.0, p[1] * 3.0}, 1);
+  }()));
+  c.push_back(EMBER_OP("pad_constant", (S{{2, 3}}), -1, 1, true, pad(x[0], {1, 2, 0, 1}) * 2.0));
+  c.push_back(EMBER_OP("pad_reflect", (S{{2, 4}}), -1, 1, true,
+                       pad(x[0], {2, 1}, PadMode::Reflect) * 2.0));
+  c.push_back(EMBER_OP("pad_replicate", (S{{2, 3}}), -1, 1, true,
+                       pad(x[0], {2, 1, 1, 0}, PadMode::Replicate) * 2.0));
+  c.push_back(EMBER_OP("pad_negative", (S{{3, 5}}), -1, 1, true, pad(x[0], {-1, 2, 1, -1}) * 2.0));
+  c.push_back(EMBER_OP("contiguous", m34, -1, 1, true, x[0].t().contiguous() * 2.0));
+  c.push_back(EMBER_OP("clone", m34, -1, 1, true, x[0].clone() * 2.0));
+}
+
+void add_cases_5(std::vector<OpCase>& c) {
+  // ---- composites
+  c.push_back(EMBER_OP("mlp", (S{{5, 4}, {4, 3}, {3}}), -1, 1, true,
+                       tanh(matmul(x[0], x[1]) + x[2]).sum(1)));
+  c.push_back(EMBER_OP("cross_entropy", (S{{4, 5}}), -2, 2, true, [&] {
+    auto target = tensor<T>({0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0}, {4, 5});
+    return -(log_softmax(x[0], 1) * target).sum(1).mean();
+  }()));
+  c.push_back(EMBER_OP("layer_norm", (S{{3, 6}}), -2, 2, true, [&] {
+    auto mu = x[0].mean(-1, true);
+    auto v = var(x[0], {-1}, true, 0);
+    return (x[0] - mu) / sqrt(v + 1e-5);
+  }()));
+}
+
+void add_cases_6(std::vector<OpCase>& c) {
+  // ---- nn::functional layers and losses
+  namespace F = nn::functional;
+  using R = F::Reduction;
+  c.push_back(EMBER_OP("linear", (S{{5, 4}, {3, 4}, {3}}), -1, 1, true, F::linear(x[0], x[1], x[2])));
+  c.push_back(EMBER_OP("linear_nobias", (S{{2, 3, 4}, {5, 4}}), -1, 1, true, F::linear(x[0], x[1])));
+  c.push_back(EMBER_OP("cross_entropy_indices", (S{{4, 5}}), -2, 2, true,
+                       F::cross_entropy(x[0], tensor<int64_t>({1, 0, 4, 2}, {4}))));
+  c.push_back(EMBER_OP("cross_entropy_weight_ignore_smooth", (S{{5, 4}}), -2, 2, true,
+                       F::cross_entropy(x[0], tensor<int64_t>({3, -100, 0, 1, 3}, {5}),
+                                        {.weight = tensor<T>({0.5, 1, 2, 1.5}, {4}),
+                                         .ignore_index = -100,
+                                         .label_smoothing = 0.1})));
+  c.push_back(EMBER_OP("cross_entropy_3d_sum", (S{{2, 3, 4}}), -2, 2, true,
+                       F::cross_entropy(x[0], tensor<int64_t>({0, 2, 1, 1, 2, 0, 0, 1}, {2, 4}),
+                                        {.reduction = R::Sum})));
+  c.push_back(EMBER_OP("cross_entropy_none", (S{{3, 4}}), -2, 2, true,
+                       F::cross_entropy(x[0], tensor<int64_t>({3, 0, 1}, {3}), {.reduction = R::None})));
+  c.push_back(EMBER_OP("cross_entropy_probs", (S{{3, 4}, {3, 4}}), -2, 2, true,
+                       F::cross_entropy(x[0], softmax(x[1], 1), {.label_smoothing = 0.2})));
+  c.push_back(EMBER_OP("nll_loss", (S{{4, 3}}), -2, 2, true,
+                       F::nll_loss(log_softmax(x[0], 1), tensor<int64_t>({2, 0, 1, 2}, {4}),
+                                   {.weight = tensor<T>({1, 2, 0.5}, {3})})));
+  c.push_back(EMBER_OP("mse_loss", (S{{3, 4}, {3, 4}}), -1, 1, true, F::mse_loss(x[0], x[1])));
+  c.push_back(EMBER_OP("l1_loss_sum", (S{{3, 4}, {3, 4}}), -1, 1, true,
+                       F::l1_loss(x[0], x[1], R::Sum)));
+  c.push_back(EMBER_OP("smooth_l1_loss", (S{{3, 4}, {3, 4}}), -1, 1, true,
+                       F::smooth_l1_loss(x[0], x[1], R::Mean, 0.5)));
+  c.push_back(EMBER_OP("huber_loss", (S{{3, 4}, {3, 4}}), -1, 1, true,
+                       F::huber_loss(x[0], x[1], R::Mean, 0.7)));
+  c.push_back(EMBER_OP("binary_cross_entropy", (S{{3, 4}, {3, 4}}), -2, 2, true,
+                       F::binary_cross_entropy(sigmoid(x[0]), (x[1] + 2.0) / 4.0)));
+  c.push_back(EMBER_OP("bce_with_logits", (S{{3, 4}, {3, 4}}), -3, 3, true,
+                       F::binary_cross_entropy_with_logits(x[0], (x[1] + 3.0) / 6.0, R::Mean,
+                                                           tensor<T>({0.5, 1, 2, 3}, {4}))));
+  c.push_back(EMBER_OP("kl_div", (S{{3, 4}, {3, 4}}), -2, 2, true,
+                       F::kl_div(log_softmax(x[0], 1), softmax(x[1], 1))));
+  c.push_back(EMBER_OP("kl_div_log_target_batchmean", (S{{3, 4}, {3, 4}}), -2, 2, true,
+                       F::kl_div(log_softmax(x[0], 1), log_softmax(x[1], 1), R::Mean, true, true)));
+  c.push_back(EMBER_OP("cosine_embedding_loss", (S{{4, 3}, {4, 3}}), -1, 1, true,
+                       F::cosine_embedding_loss(x[0], x[1], tensor<T>({1, -1, -1, 1}, {4}), 0.1)));
+  c.push_back(EMBER_OP("triplet_margin_loss", (S{{4, 3}, {4, 3}, {4, 3}}), -1, 1, true,
+                       F::triplet_margin_loss(x[0], x[1], x[2], 0.5)));
+  c.push_back(EMBER_OP("triplet_margin_loss_swap_p1", (S{{4, 3}, {4, 3}, {4, 3}}), -1, 1, true,
+                       F::triplet_margin_loss(x[0], x[1], x[2], 1.0, 1.0, 1e-6, true, R::Sum)));
+}
+
+void add_cases_7(std::vector<OpCase>& c) {
+  // ---- convolutions
+  c.push_back(EMBER_OP("conv2d", (S{{2, 3, 5, 5}, {4, 3, 3, 3}, {4}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], x[2])));
+  c.push_back(EMBER_OP("conv2d_stride_pad_dilation", (S{{1, 2, 7, 6}, {3, 2, 3, 2}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], {}, {.stride = {2, 1}, .padding = {1, 2}, .dilation = {2, 1}})));
+  c.push_back(EMBER_OP("conv2d_groups", (S{{1, 4, 5, 5}, {6, 2, 3, 3}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], {}, {.padding = 1, .groups = 2})));
+  c.push_back(EMBER_OP("conv2d_same_even", (S{{1, 2, 5, 5}, {2, 2, 4, 4}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], {}, {.padding = "same"})));
+  c.push_back(EMBER_OP("conv2d_pointwise", (S{{2, 3, 4, 4}, {5, 3, 1, 1}, {5}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], x[2])));
+  c.push_back(EMBER_OP("conv1d", (S{{2, 3, 8}, {4, 3, 3}, {4}}), -1, 1, true,
+                       F::conv1d(x[0], x[1], x[2], {.stride = 2, .padding = 1})));
+  c.push_back(EMBER_OP("conv_transpose2d", (S{{1, 3, 4, 4}, {3, 2, 3, 3}, {2}}), -1, 1, true,
+                       F::conv_transpose2d(x[0], x[1], x[2], {.stride = 2, .padding = 1, .output_padding = 1})));
+  c.push_back(EMBER_OP("conv_transpose2d_groups", (S{{1, 4, 3, 3}, {4, 1, 2, 2}}), -1, 1, true,
+                       F::conv_transpose2d(x[0], x[1], {}, {.stride = 2, .groups = 2})));
+  c.push_back(EMBER_OP("conv_transpose2d_crop", (S{{1, 2, 3, 3}, {2, 2, 3, 3}}), -1, 1, true,
+                       F::conv_transpose2d(x[0], x[1], {}, {.stride = 2, .output_padding = 1})));
+}
+
+void add_cases_8(std::vector<OpCase>& c) {
+  // ---- pooling and normalisation
+  c.push_back(EMBER_OP("max_pool2d", (S{{2, 2, 5, 5}}), -1, 1, true, F::max_pool2d(x[0], 2)));
+  c.push_back(EMBER_OP("max_pool2d_pad_stride_ceil", (S{{1, 2, 6, 7}}), -1, 1, true,
+                       F::max_pool2d(x[0], 3, {.stride = 2, .padding = 1, .ceil_mode = true})));
+  c.push_back(EMBER_OP("max_pool2d_dilation", (S{{1, 1, 7, 7}}), -1, 1, true,
+                       F::max_pool2d(x[0], 2, {.stride = 1, .dilation = 2})));
+  c.push_back(EMBER_OP("max_pool1d", (S{{2, 3, 9}}), -1, 1, true, F::max_pool1d(x[0], 3, {.stride = 2})));
+  c.push_back(EMBER_OP("avg_pool2d", (S{{2, 2, 6, 6}}), -1, 1, true, F::avg_pool2d(x[0], 2)));
+  c.push_back(EMBER_OP("avg_pool2d_exclude_pad_ceil", (S{{1, 2, 5, 6}}), -1, 1, true,
+                       F::avg_pool2d(x[0], 3, {.stride = 2, .padding = 1, .ceil_mode = true,
+                                               .count_include_pad = false})));
+  c.push_back(EMBER_OP("avg_pool2d_include_pad", (S{{1, 2, 5, 5}}), -1, 1, true,
+                       F::avg_pool2d(x[0], 3, {.stride = 2, .padding = 1})));
+  c.push_back(EMBER_OP("adaptive_avg_pool2d", (S{{2, 3, 7, 5}}), -1, 1, true,
+                       F::adaptive_avg_pool2d(x[0], {3, 2})));
+  c.push_back(EMBER_OP("adaptive_avg_pool2d_global", (S{{2, 3, 4, 4}}), -1, 1, true,
+                       F::adaptive_avg_pool2d(x[0], 1)));
+  c.push_back(EMBER_OP("batch_norm_train", (S{{4, 3, 2, 2}, {3}, {3}}), -1, 1, true,
+                       F::batch_norm(x[0], Tensor<T>(), Tensor<T>(), x[1], x[2], true)));
+  c.push_back(EMBER_OP("batch_norm_eval", (S{{4, 3, 5}, {3}, {3}}), -1, 1, true,
+                       F::batch_norm(x[0], tensor<T>({0.1, -0.2, 0.3}, {3}), tensor<T>({0.5, 1.5, 2.0}, {3}),
+                                     x[1], x[2], false)));
+  c.push_back(EMBER_OP("layer_norm_affine", (S{{3, 4, 5}, {5}, {5}}), -2, 2, true,
+                       F::layer_norm(x[0], {5}, x[1], x[2])));
+  c.push_back(EMBER_OP("layer_norm_2d_plain", (S{{3, 4, 5}}), -2, 2, true, F::layer_norm(x[0], {4, 5})));
+  c.push_back(EMBER_OP("group_norm", (S{{2, 6, 3, 2}, {6}, {6}}), -2, 2, true,
+                       F::group_norm(x[0], 3, x[1], x[2])));
+  c.push_back(EMBER_OP("rms_norm", (S{{3, 6}, {6}}), -2, 2, true, F::rms_norm(x[0], {6}, x[1])));
+  c.push_back(EMBER_OP("embedding", (S{{5, 3}}), -1, 1, true,
+                       F::embedding(tensor<int64_t>({1, 4, 0, 1, 3, 3}, {2, 3}), x[0])));
+  c.push_back(EMBER_OP("embedding_padding", (S{{5, 3}}), -1, 1, true,
+                       F::embedding(tensor<int64_t>({1, 4, 0, 1, 3, 3}, {2, 3}), x[0], 1)));
+  c.back().true_derivative = false;
+}
+
+void add_cases_9(std::vector<OpCase>& c) {
+  // ---- attention
+  c.push_back(EMBER_OP("sdpa_masked", (S{{2, 3, 4}, {2, 5, 4}, {2, 5, 3}}), -1, 1, true,
+                       F::scaled_dot_product_attention(x[0], x[1], x[2],
+                                                       tensor<T>({0, -1, 0, -2, 0, 0, 0, 0, -1, 0, 0, 0, -3, 0, 0},
+                                                                 {3, 5}))));
+  c.push_back(EMBER_OP("sdpa_causal", (S{{2, 4, 3}, {2, 4, 3}, {2, 4, 3}}), -1, 1, true,
+                       F::scaled_dot_product_attention(x[0], x[1], x[2], Tensor<T>(), 0.0, true)));
+  const S mha_shapes{{2, 3, 8}, {2, 4, 8}, {24, 8}, {24}, {8, 8}, {8}};
+  c.push_back(EMBER_OP("mha_out", mha_shapes, -1, 1, true, mha_case(x, false)));
+  c.push_back(EMBER_OP("mha_weights", mha_shapes, -1, 1, true, mha_case(x, true)));
+  c.push_back(EMBER_OP("mha_causal_self", (S{{2, 4, 6}, {18, 6}, {18}, {6, 6}, {6}}), -1, 1, true, [&] {
+    F::MultiheadAttentionArgs a;
+    a.num_heads = 3;
+    a.is_causal = true;
+    return F::multi_head_attention(x[0], x[0], x[0], x[1], x[2], x[3], x[4], a).first;
+  }()));
+}
+
+}  // namespace
+
+std::vector<OpCase> op_registry() {
+  std::vector<OpCase> c;
+  add_cases_0(c);
+  add_cases_1(c);
+  add_cases_2(c);
+  add_cases_3(c);
+  add_cases_4(c);
+  add_cases_5(c);
+  add_cases_6(c);
+  add_cases_7(c);
+  add_cases_8(c);
+  add_cases_9(c);
+  return c;
+}
+
+#undef EMBER_OP
+
+}  // namespace ember::testing
