@@ -38,4 +38,5 @@
 #include "ember/ops/shape_ops.hpp"
 #include "ember/nn.hpp"
 #include "ember/optim.hpp"
+#include "ember/io/checkpoint.hpp"
 #include "ember/io/safetensors.hpp"

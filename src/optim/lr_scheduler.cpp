@@ -35,6 +35,26 @@ void LRScheduler::step() {
   apply();
 }
 
+std::map<std::string, double> LRScheduler::state_dict() const {
+  std::map<std::string, double> s{{"last_epoch", static_cast<double>(last_epoch_)}};
+  for (size_t g = 0; g < base_lrs_.size(); ++g) s["base_lr." + std::to_string(g)] = base_lrs_[g];
+  return s;
+}
+
+void LRScheduler::load_state_dict(const std::map<std::string, double>& state) {
+  auto it = state.find("last_epoch");
+  if (it == state.end()) throw ValueError("scheduler load_state_dict: no last_epoch in the state");
+  for (size_t g = 0; g < base_lrs_.size(); ++g) {
+    auto b = state.find("base_lr." + std::to_string(g));
+    if (b == state.end()) {
+      throw ValueError("scheduler load_state_dict: no base_lr." + std::to_string(g) + " in the state");
+    }
+    base_lrs_[g] = b->second;
+  }
+  last_epoch_ = static_cast<int64_t>(it->second);
+  apply();
+}
+
 void LRScheduler::step_to(int64_t epoch) {
   last_epoch_ = epoch;
   apply();
@@ -224,6 +244,23 @@ void ReduceLROnPlateau::step(double metric) {
     cooldown_counter_ = o_.cooldown;
     bad_epochs_ = 0;
   }
+}
+
+std::map<std::string, double> ReduceLROnPlateau::state_dict() const {
+  return {{"best", best_},
+          {"num_bad_epochs", static_cast<double>(bad_epochs_)},
+          {"cooldown_counter", static_cast<double>(cooldown_counter_)},
+          {"last_epoch", static_cast<double>(last_epoch_)}};
+}
+
+void ReduceLROnPlateau::load_state_dict(const std::map<std::string, double>& s) {
+  for (const char* k : {"best", "num_bad_epochs", "cooldown_counter", "last_epoch"}) {
+    if (!s.count(k)) throw ValueError(std::string("ReduceLROnPlateau load_state_dict: no ") + k + " in the state");
+  }
+  best_ = s.at("best");
+  bad_epochs_ = static_cast<int64_t>(s.at("num_bad_epochs"));
+  cooldown_counter_ = static_cast<int64_t>(s.at("cooldown_counter"));
+  last_epoch_ = static_cast<int64_t>(s.at("last_epoch"));
 }
 
 std::vector<double> ReduceLROnPlateau::get_last_lr() const {

@@ -2,6 +2,7 @@
 // Learning-rate schedules with torch.optim.lr_scheduler's names, arguments and values. Create the
 // scheduler after the optimizer and call step() once per epoch (or per batch for OneCycleLR),
 // after optimizer.step().
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,10 @@ class LRScheduler {
   void step_to(int64_t epoch);
   std::vector<double> get_last_lr() const { return last_lr_; }
   int64_t last_epoch() const noexcept { return last_epoch_; }
+  /// The position in the schedule (for checkpoints); the schedule's own arguments are not
+  /// included: construct the same scheduler and load this into it.
+  virtual std::map<std::string, double> state_dict() const;
+  virtual void load_state_dict(const std::map<std::string, double>& state);
 
  protected:
   /// The learning rate of `group` at `epoch`, from its initial value.
@@ -159,6 +164,8 @@ class ReduceLROnPlateau {
   explicit ReduceLROnPlateau(ParamGroupControl& optimizer, ReduceLROnPlateauOptions options = {});
   void step(double metric);
   std::vector<double> get_last_lr() const;
+  std::map<std::string, double> state_dict() const;
+  void load_state_dict(const std::map<std::string, double>& state);
 
  private:
   bool better(double a) const;
