@@ -37,6 +37,12 @@ void check_pool(const char* op, const Shape& x, IntPair k, IntPair s, IntPair p,
   }
 }
 
+// The first and one-past-last kernel offsets i with 0 <= start + i * d < size (i < k).
+int64_t first_inside(int64_t start, int64_t d) { return start < 0 ? (-start + d - 1) / d : 0; }
+int64_t end_inside(int64_t start, int64_t d, int64_t size, int64_t k) {
+  return std::min<int64_t>(k, size - start <= 0 ? 0 : (size - start + d - 1) / d);
+}
+
 }  // namespace
 
 template <FloatingElement T>
@@ -60,23 +66,39 @@ Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
       const T* src = px + plane * h * w;
       int64_t* dst = pi + plane * ho * wo;
       for (int64_t oh = 0; oh < ho; ++oh) {
+        const int64_t ih0 = oh * s.h - o.padding.h;
+        const int64_t i_lo = first_inside(ih0, o.dilation.h), i_hi = end_inside(ih0, o.dilation.h, h, k.h);
         for (int64_t ow = 0; ow < wo; ++ow) {
-          int64_t best = -1;
-          T best_v = -std::numeric_limits<T>::infinity();
-          for (int64_t i = 0; i < k.h; ++i) {
-            const int64_t ih = oh * s.h - o.padding.h + i * o.dilation.h;
-            if (ih < 0 || ih >= h) continue;
-            for (int64_t j = 0; j < k.w; ++j) {
-              const int64_t iw = ow * s.w - o.padding.w + j * o.dilation.w;
-              if (iw < 0 || iw >= w) continue;
-              const T v = src[ih * w + iw];
-              if (best < 0 || v > best_v || std::isnan(v)) {  // NaN propagates, as PyTorch
-                best = ih * w + iw;
-                best_v = v;
-                if (std::isnan(v)) break;
-              }
+          const int64_t iw0 = ow * s.w - o.padding.w;
+          const bool inside = iw0 >= 0 && iw0 + (k.w - 1) * o.dilation.w < w;
+          const int64_t j_lo = inside ? 0 : first_inside(iw0, o.dilation.w);
+          const int64_t j_hi = inside ? k.w : end_inside(iw0, o.dilation.w, w, k.w);
+          // The window always holds an element: padding is at most half the kernel. The scan is
+          // branch-free (random data makes the max unpredictable); a NaN, rare, is found after.
+          int64_t best = (ih0 + i_lo * o.dilation.h) * w + iw0 + j_lo * o.dilation.w;
+          T best_v = src[best];
+          bool nan = false;
+          for (int64_t i = i_lo; i < i_hi; ++i) {
+            const int64_t row = (ih0 + i * o.dilation.h) * w + iw0;
+            for (int64_t j = j_lo; j < j_hi; ++j) {
+              const int64_t at = row + j * o.dilation.w;
+              const T v = src[at];
+              const bool more = v > best_v;
+              best_v = more ? v : best_v;
+              best = more ? at : best;
+              nan = nan || v != v;
             }
-            if (best >= 0 && std::isnan(best_v)) break;
+          }
+          if (nan) {  // the first NaN wins, as PyTorch
+            for (int64_t i = i_lo; i < i_hi && !(best_v != best_v); ++i)
+              for (int64_t j = j_lo; j < j_hi; ++j) {
+                const int64_t at = (ih0 + i * o.dilation.h) * w + iw0 + j * o.dilation.w;
+                if (src[at] != src[at]) {
+                  best = at;
+                  best_v = src[at];
+                  break;
+                }
+              }
           }
           dst[oh * wo + ow] = best;
         }

@@ -90,12 +90,19 @@ Tensor<T> mm(const Tensor<T>& a, const Tensor<T>& b) {
                                    {a.shape()[0], b.shape()[1]});
   if (needs_grad(a, b)) {
     const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+    // A gradient laid out like its input needs no copy when it is accumulated: for an input
+    // that is a transposed view (a weight used as weight.t(), say), compute the transposed
+    // product and transpose the result back, as PyTorch's mm backward does.
+    auto transposed = [](const Tensor<T>& t) {
+      return t.shape()[0] > 1 && t.shape()[1] > 1 && t.strides()[0] == 1 && t.strides()[1] == t.shape()[0];
+    };
     record(out, "mm", {&a, &b},
            [sa = need_b ? SavedTensor<T>(a) : SavedTensor<T>(),
-            sb = need_a ? SavedTensor<T>(b) : SavedTensor<T>(), need_a, need_b](const Tensor<T>& g) {
+            sb = need_a ? SavedTensor<T>(b) : SavedTensor<T>(), need_a, need_b, ta = transposed(a),
+            tb = transposed(b)](const Tensor<T>& g) {
              std::vector<Tensor<T>> grads(2);
-             if (need_a) grads[0] = mm(g, sb.get("mm").t());
-             if (need_b) grads[1] = mm(sa.get("mm").t(), g);
+             if (need_a) grads[0] = ta ? mm(sb.get("mm"), g.t()).t() : mm(g, sb.get("mm").t());
+             if (need_b) grads[1] = tb ? mm(g.t(), sa.get("mm")).t() : mm(sa.get("mm").t(), g);
              return grads;
            });
   }

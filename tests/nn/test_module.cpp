@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "ember/ember.hpp"
@@ -369,6 +370,25 @@ TEST(Losses, ObjectsCallTheFunctionalForms) {
     for (size_t k = 1; k < 9; ++k) EXPECT_EQ(out[ch * 9 + k], out[ch * 9]);
   d2.eval();
   EXPECT_EQ(d2(x).to_vector(), x.to_vector());
+}
+}  // namespace
+}  // namespace ember::nn
+
+namespace ember::nn {
+namespace {
+TEST(Pooling, MaxPoolPropagatesNaNAndTakesTheFirstMaximum) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto x = tensor<float>({1, 5, 5, 2, nan, 0, 3, 3, -1, -2, -3, -4, -1, -1, -1, -1}, {1, 1, 4, 4});
+  auto y = x.clone().requires_grad_(true);
+  auto out = functional::max_pool2d(y, 2);
+  auto v = out.to_vector();
+  EXPECT_TRUE(std::isnan(v[0]));  // the NaN at row 1, column 0
+  EXPECT_EQ(v[1], 5.0f);            // 5 twice: the first one (row 0, column 2) wins
+  EXPECT_EQ(v[2], -1.0f);
+  EXPECT_EQ(v[3], -1.0f);
+  out.sum().backward();
+  // Ties: the gradient goes to the first maximum only, as PyTorch.
+  EXPECT_EQ(y.grad().to_vector(), (std::vector<float>{0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0}));
 }
 }  // namespace
 }  // namespace ember::nn
