@@ -554,6 +554,28 @@ def write_block_refs(root):
     print("wrote BasicBlock references")
 
 
+def write_rnn_refs(root):
+    """LSTM (2 layers, bidirectional, batch_first) and GRU: outputs, final states, input grads."""
+    x0 = torch.tensor(np.random.default_rng(13).uniform(-1, 1, size=(2, 5, 3)), dtype=torch.float32)
+    lines = []
+    for name in ("lstm", "gru"):
+        torch.manual_seed(6)
+        if name == "lstm":
+            net = torch.nn.LSTM(3, 4, num_layers=2, batch_first=True, bidirectional=True)
+        else:
+            net = torch.nn.GRU(3, 4, batch_first=True)
+        st_write(os.path.join(root, f"torch_{name}.safetensors"), net.state_dict())
+        x = x0.clone().requires_grad_(True)
+        y, state = net(x)
+        h = state[0] if name == "lstm" else state
+        (y.sum() + h.sum() * 2).backward()
+        lines.append(f"case {name}\n" + fmt_tensor("x", x0, 9) + fmt_tensor("y", y, 9) + fmt_tensor("h", h, 9) +
+                     fmt_tensor("gx", x.grad, 9) + "end\n")
+    with open(os.path.join(root, "torch_rnn_io.txt"), "w") as f:
+        f.writelines(lines)
+    print("wrote LSTM and GRU references")
+
+
 def check_ember_file(root):
     """Loads the file ember wrote (tests/data/ember_mlp.safetensors) into PyTorch, strictly."""
     path = os.path.join(root, "ember_mlp.safetensors")
@@ -583,6 +605,7 @@ def main():
     write_contract_refs(root)
     write_encoder_refs(root)
     write_block_refs(root)
+    write_rnn_refs(root)
     check_ember_file(root)
     print(f"torch {torch.__version__}")
     return 0

@@ -13,3 +13,4 @@
 #include "ember/nn/normalization.hpp"
 #include "ember/nn/pooling.hpp"
 #include "ember/nn/residual.hpp"
+#include "ember/nn/rnn.hpp"

@@ -392,3 +392,59 @@ TEST(Pooling, MaxPoolPropagatesNaNAndTakesTheFirstMaximum) {
 }
 }  // namespace
 }  // namespace ember::nn
+
+namespace ember::nn {
+namespace {
+TEST(Recurrent, LSTMAndGRUMatchPyTorch) {
+  const char* dir = std::getenv("EMBER_TEST_DATA");
+  const std::string data = dir ? dir : "tests/data";
+  auto refs = ember::testing::load_reference("torch_rnn_io.txt");
+  auto check = [](const Tensor<float>& got, const ember::testing::RefTensor& want, const char* what) {
+    ASSERT_EQ(got.shape(), want.shape) << what;
+    auto g = got.to_vector();
+    for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], want.values[i], 1e-5) << what << " " << i;
+  };
+  {
+    LSTM lstm(3, 4, {.num_layers = 2, .batch_first = true, .bidirectional = true});
+    EXPECT_EQ(lstm.state_dict()[0].name, "weight_ih_l0");
+    EXPECT_EQ(lstm.state_dict()[4].name, "weight_ih_l0_reverse");
+    ember::load(lstm, data + "/torch_lstm.safetensors");
+    auto& io = refs.at("lstm");
+    auto x = io[0].second.as<float>(true);
+    auto [y, h, c] = lstm.forward_with_state(x);
+    check(y, io[1].second, "lstm output");
+    check(h, io[2].second, "lstm h_n");
+    EXPECT_EQ(c.shape(), Shape({4, 2, 4}));
+    (y.sum() + h.sum() * 2.0).backward();
+    check(x.grad(), io[3].second, "lstm input grad");
+  }
+  {
+    GRU gru(3, 4, {.batch_first = true});
+    ember::load(gru, data + "/torch_gru.safetensors");
+    auto& io = refs.at("gru");
+    auto x = io[0].second.as<float>(true);
+    auto [y, h, unused] = gru.forward_with_state(x);
+    check(y, io[1].second, "gru output");
+    check(h, io[2].second, "gru h_n");
+    (y.sum() + h.sum() * 2.0).backward();
+    check(x.grad(), io[3].second, "gru input grad");
+  }
+  LSTM<float> bad(3, 4);
+  EXPECT_THROW(bad(zeros<float>({5, 2, 7})), ShapeError);
+}
+
+TEST(Recurrent, GradcheckThroughLSTMParameters) {
+  LSTM<double> lstm(2, 3);
+  auto x = ember::testing::leaf({4, 1, 2}, 21);
+  auto params = lstm.parameters();
+  std::vector<Tensor<double>> inputs{x};
+  for (auto& p : params) inputs.push_back(p);
+  auto f = [&lstm](const std::vector<Tensor<double>>& in) {
+    auto named = lstm.named_parameters();
+    for (size_t i = 0; i < named.size(); ++i) lstm.entry(named[i].first) = in[i + 1];
+    return std::get<0>(lstm.forward_with_state(in[0]));
+  };
+  EXPECT_TRUE(ember::testing::gradcheck(f, inputs));
+}
+}  // namespace
+}  // namespace ember::nn
