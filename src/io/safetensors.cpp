@@ -385,7 +385,10 @@ std::vector<uint8_t> serialize_safetensors(const nn::StateDict& tensors,
   std::memcpy(out.data(), &n, 8);
   std::memcpy(out.data() + 8, text.data(), text.size());
   uint8_t* dst = out.data() + 8 + text.size();
-  for (const auto& [t, nbytes] : parts) {
+  for (const auto& part : parts) {
+    // Plain variables, not structured bindings: clang 14 cannot capture those in a lambda.
+    const TensorBase* t = part.first;
+    const uint64_t nbytes = part.second;
     auto put = [&](auto typed) {
       auto c = typed.contiguous();
       if (nbytes) std::memcpy(dst, c.data_ptr(), nbytes);

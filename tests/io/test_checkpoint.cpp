@@ -103,9 +103,9 @@ TEST(Checkpoint, KilledSavesLeaveALoadableCheckpoint) {
   const std::string dir = temp_dir("kill");
   const std::string path = dir + "/ckpt.safetensors";
   std::mt19937 rng(7);
-  std::uniform_int_distribution<int> delay_ms(2, 60);
+  std::uniform_int_distribution<int> delay_ms(1, 30);
   int loaded = 0;
-  for (int round = 0; round < 20; ++round) {
+  for (int round = 0; round < 100; ++round) {
     pid_t pid;
     char* args[] = {const_cast<char*>(EMBER_CHECKPOINT_WRITER), const_cast<char*>(path.c_str()), nullptr};
     ASSERT_EQ(posix_spawn(&pid, EMBER_CHECKPOINT_WRITER, nullptr, nullptr, args, environ), 0);
@@ -121,7 +121,7 @@ TEST(Checkpoint, KilledSavesLeaveALoadableCheckpoint) {
       for (float v : p.to_vector()) ASSERT_EQ(v, static_cast<float>(c.step));
     ++loaded;
   }
-  EXPECT_GT(loaded, 10);
+  EXPECT_GT(loaded, 50);
   // The temporaries of killed saves are cleaned up by the next save.
   nn::Sequential net(nn::Linear(64, 256), nn::ReLU(), nn::Linear(256, 64));
   optim::SGD sgd(net.parameters(), {.lr = 0.1});

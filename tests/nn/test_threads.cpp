@@ -51,19 +51,21 @@ TEST(Threads, IndependentTrainingOnEachThread) {
       optim::Adam<double> adam(net.parameters(), {.lr = 1e-2});
       auto x = randn<double>({32, 4}, false, &gen);
       auto y = x.sum(1, true);
-      double last = 0;
-      for (int step = 0; step < 50; ++step) {
+      // The layers' initial weights come from the shared default generator, in whatever order
+      // the threads reach it: compare each run with its own start.
+      double first = 0, last = 0;
+      for (int step = 0; step < 100; ++step) {
         adam.zero_grad();
         auto loss = functional::mse_loss(net(x), y);
         loss.backward();
         adam.step();
-        last = loss.item();
+        (step == 0 ? first : last) = loss.item();
       }
-      losses[static_cast<size_t>(t)] = last;
+      losses[static_cast<size_t>(t)] = last / first;
     });
   }
   for (auto& th : threads) th.join();
-  for (double l : losses) EXPECT_LT(l, 0.5);
+  for (double ratio : losses) EXPECT_LT(ratio, 0.2);
 }
 
 }  // namespace
