@@ -8,12 +8,9 @@
 namespace ember::nn::functional {
 
 using detail::cat_str;
+using detail::require;
 
 namespace {
-
-void require(const TensorBase& t, const char* op) {
-  if (!t.defined()) throw ValueError(std::string(op) + ": an input tensor is undefined");
-}
 
 template <FloatingElement T>
 Tensor<T> reduce(const Tensor<T>& loss, Reduction r) {

@@ -64,6 +64,11 @@ Tensor<T> adopt_as(const Tensor<T>& fresh, const Shape& shape) {
   return Tensor<T>(std::move(impl));
 }
 
+/// Throws ValueError naming `op` when an input is an undefined tensor.
+inline void require(const TensorBase& t, const char* op) {
+  if (!t.defined()) throw ValueError(std::string(op) + ": an input tensor is undefined");
+}
+
 /// Maps a possibly negative dim into [0, rank); throws IndexError naming the op.
 int64_t wrap_dim(int64_t dim, int64_t rank, const char* op);
 /// Wraps and de-duplicates a dims list (empty = all dims); returns a sorted list.

@@ -8,6 +8,8 @@
 
 namespace ember {
 
+using detail::require;
+
 using autograd::needs_grad;
 using autograd::record;
 using autograd::SavedTensor;
@@ -238,10 +240,6 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
   for (const auto& acc : partial)
     for (int64_t i = 0; i < wsize; ++i) pw[i] += acc[static_cast<size_t>(i)];
   return gw;
-}
-
-void require(const TensorBase& t, const char* op) {
-  if (!t.defined()) throw ValueError(std::string(op) + ": an input tensor is undefined");
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 namespace ember {
 
+using detail::require;
+
 using backend::Binary;
 using backend::Compare;
 using backend::Unary;
@@ -122,10 +124,6 @@ using autograd::record_with_result;
 using autograd::SavedTensor;
 
 namespace {
-void require(const TensorBase& t, const char* op) {
-  if (!t.defined()) throw ValueError(std::string(op) + ": an input tensor is undefined");
-}
-
 template <FloatingElement T>
 Tensor<T> zero_grad_like(const Tensor<T>& g) {
   return zeros<T>(g.shape());

@@ -3,6 +3,8 @@
 
 namespace ember {
 
+using detail::require;
+
 using autograd::needs_grad;
 using autograd::record;
 using autograd::SavedTensor;
@@ -10,10 +12,6 @@ using detail::cat_str;
 using detail::new_tensor;
 
 namespace {
-
-void require(const TensorBase& t, const char* op) {
-  if (!t.defined()) throw ValueError(std::string(op) + ": an input tensor is undefined");
-}
 
 // How to hand a 2-D view to GEMM without copying: row-major (trans = false) or as the transpose
 // of a row-major matrix (trans = true). Other layouts are copied first.

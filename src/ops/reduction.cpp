@@ -6,6 +6,8 @@
 
 namespace ember {
 
+using detail::require;
+
 using backend::Reduce;
 using detail::cat_str;
 using detail::new_tensor;
@@ -126,10 +128,6 @@ using detail::reduce_raw;
 using detail::scalar_of;
 
 namespace {
-void require(const TensorBase& t, const char* op) {
-  if (!t.defined()) throw ValueError(std::string(op) + ": the input tensor is undefined");
-}
-
 template <FloatingElement T>
 Tensor<T> expand_reduced(const Tensor<T>& g, const Shape& in_shape, const std::vector<int64_t>& dims,
                          bool keepdim) {

@@ -5,6 +5,8 @@
 
 namespace ember {
 
+using detail::require;
+
 using autograd::needs_grad;
 using autograd::record;
 using detail::cat_str;
@@ -12,10 +14,6 @@ using detail::new_tensor;
 using detail::wrap_dim;
 
 namespace {
-
-void require(const TensorBase& t, const char* op) {
-  if (!t.defined()) throw ValueError(std::string(op) + ": an input tensor is undefined");
-}
 
 // Checks every index against [0, size) (negative indices count from the end, as PyTorch) and
 // returns them normalised.

@@ -13,10 +13,7 @@
 namespace ember::io {
 namespace {
 
-std::string data_dir() {
-  const char* d = std::getenv("EMBER_TEST_DATA");
-  return d ? d : "tests/data";
-}
+using ember::testing::data_dir;
 
 std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("ember_test_" + std::to_string(::getpid()) + "_" + name)).string();

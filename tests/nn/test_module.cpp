@@ -254,8 +254,7 @@ TEST(ApiContract, PyTorchWeightsGivePyTorchOutputs) {
   nn::Sequential net(nn::Conv2d(1, 4, 3), nn::BatchNorm2d(4), nn::ReLU(), nn::MaxPool2d(2),
                      nn::Conv2d(4, 8, 3, {.stride = 2, .padding = 1}), nn::GELU(), nn::Flatten(),
                      nn::Linear(72, 16), nn::LayerNorm(16), nn::Dropout(0.1), nn::Linear(16, 10));
-  const char* dir = std::getenv("EMBER_TEST_DATA");
-  const std::string data = dir ? dir : "tests/data";
+  const std::string data = ember::testing::data_dir();
   ember::load(net, data + "/torch_contract_net.safetensors");  // names as nn.Sequential: "0.weight", ...
   net.eval();
   auto io = ember::testing::load_reference("torch_contract_net_io.txt").at("contract");
@@ -291,8 +290,7 @@ TEST(ApiContract, PyTorchWeightsGivePyTorchOutputs) {
 namespace ember::nn {
 namespace {
 TEST(Transformer, EncoderLayerMatchesPyTorch) {
-  const char* dir = std::getenv("EMBER_TEST_DATA");
-  const std::string data = dir ? dir : "tests/data";
+  const std::string data = ember::testing::data_dir();
   auto refs = ember::testing::load_reference("torch_encoder_io.txt");
   auto kpm = tensor<uint8_t>({0, 0, 0, 0, 1, 0, 0, 1, 1, 1}, {2, 5});
   for (const char* name : {"post", "pre"}) {
@@ -327,8 +325,7 @@ TEST(Transformer, EncoderLayerMatchesPyTorch) {
 namespace ember::nn {
 namespace {
 TEST(Residual, BasicBlockMatchesPyTorchAndResidualAdds) {
-  const char* dir = std::getenv("EMBER_TEST_DATA");
-  const std::string data = dir ? dir : "tests/data";
+  const std::string data = ember::testing::data_dir();
   BasicBlock block(3, 6, 2);
   EXPECT_EQ(block.state_dict().back().name, "downsample.1.num_batches_tracked");
   ember::load(block, data + "/torch_basic_block.safetensors");
@@ -396,8 +393,7 @@ TEST(Pooling, MaxPoolPropagatesNaNAndTakesTheFirstMaximum) {
 namespace ember::nn {
 namespace {
 TEST(Recurrent, LSTMAndGRUMatchPyTorch) {
-  const char* dir = std::getenv("EMBER_TEST_DATA");
-  const std::string data = dir ? dir : "tests/data";
+  const std::string data = ember::testing::data_dir();
   auto refs = ember::testing::load_reference("torch_rnn_io.txt");
   auto check = [](const Tensor<float>& got, const ember::testing::RefTensor& want, const char* what) {
     ASSERT_EQ(got.shape(), want.shape) << what;

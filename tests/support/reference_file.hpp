@@ -55,10 +55,15 @@ inline RefTensor parse_ref_tensor(std::istringstream& in) {
   return t;
 }
 
-/// Reads tests/data/<file> (EMBER_TEST_DATA names the folder).
-inline RefCases load_reference(const std::string& file) {
+/// The folder of the reference data (EMBER_TEST_DATA, set by ctest; tests/data otherwise).
+inline std::string data_dir() {
   const char* dir = std::getenv("EMBER_TEST_DATA");
-  const std::string path = std::string(dir ? dir : "tests/data") + "/" + file;
+  return dir ? dir : "tests/data";
+}
+
+/// Reads tests/data/<file>.
+inline RefCases load_reference(const std::string& file) {
+  const std::string path = data_dir() + "/" + file;
   std::ifstream f(path);
   if (!f) throw std::runtime_error("cannot open " + path);
   RefCases cases;
