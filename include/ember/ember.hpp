@@ -38,5 +38,6 @@
 #include "ember/ops/shape_ops.hpp"
 #include "ember/nn.hpp"
 #include "ember/optim.hpp"
+#include "ember/data/readers.hpp"
 #include "ember/io/checkpoint.hpp"
 #include "ember/io/safetensors.hpp"
