@@ -38,6 +38,7 @@
 #include "ember/ops/shape_ops.hpp"
 #include "ember/nn.hpp"
 #include "ember/optim.hpp"
+#include "ember/data/dataloader.hpp"
 #include "ember/data/readers.hpp"
 #include "ember/io/checkpoint.hpp"
 #include "ember/io/safetensors.hpp"

@@ -1,0 +1,154 @@
+#pragma once
+// Datasets, transforms and a multi-threaded DataLoader (torch.utils.data).
+//
+//   auto train = std::make_shared<ember::data::ImageDataset>(ember::data::load_mnist("data/mnist", true),
+//                                                           ember::data::Normalize{{0.1307}, {0.3081}});
+//   ember::data::DataLoader<float, int64_t> loader(train, {.batch_size = 64, .shuffle = true,
+//                                                          .seed = 1, .num_workers = 2});
+//   for (int64_t epoch = 0; epoch < 3; ++epoch) {
+//     loader.start_epoch(epoch);
+//     while (auto batch = loader.next()) { ... batch->data, batch->target ... }
+//   }
+//
+// Note [Data determinism]
+// The batch order depends only on (seed, epoch), and every sample is produced with a Generator
+// seeded from (seed, epoch, sample index), so augmentations are the same whatever the number of
+// workers. Workers prefetch a bounded number of batches; an exception in a worker reaches the
+// consumer at that batch's next(), naming the sample; destroying the loader (or starting another
+// epoch) mid-epoch stops and joins the workers.
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "ember/core/generator.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/data/readers.hpp"
+
+namespace ember::data {
+
+template <Element X, Element Y>
+struct Example {
+  Tensor<X> data;
+  Tensor<Y> target;
+};
+
+template <Element X, Element Y>
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  /// Sample i. Random augmentation must draw from `gen` (see Note [Data determinism]).
+  virtual Example<X, Y> get(int64_t i, Generator& gen) const = 0;
+};
+
+/// Rows of two tensors with the same first dim.
+template <Element X, Element Y>
+class TensorDataset : public Dataset<X, Y> {
+ public:
+  TensorDataset(Tensor<X> data, Tensor<Y> targets);
+  int64_t size() const override { return data_.shape()[0]; }
+  Example<X, Y> get(int64_t i, Generator&) const override { return {data_.select(0, i), targets_.select(0, i)}; }
+
+ private:
+  Tensor<X> data_;
+  Tensor<Y> targets_;
+};
+
+/// A transform of one float image [C, H, W] (or [H, W]).
+using Transform = std::function<Tensor<float>(const Tensor<float>&, Generator&)>;
+
+/// Applies transforms in order.
+struct Compose {
+  std::vector<Transform> transforms;
+  Tensor<float> operator()(const Tensor<float>& x, Generator& gen) const;
+};
+/// (x - mean[c]) / std[c] per channel (one value for all channels when given one).
+struct Normalize {
+  std::vector<double> mean, std;
+  Tensor<float> operator()(const Tensor<float>& x, Generator& gen) const;
+};
+/// Pads each side by `padding` (zeros), then crops a random size x size window.
+struct RandomCrop {
+  int64_t size;
+  int64_t padding = 0;
+  Tensor<float> operator()(const Tensor<float>& x, Generator& gen) const;
+};
+/// Mirrors the image left-right with probability p.
+struct RandomHorizontalFlip {
+  double p = 0.5;
+  Tensor<float> operator()(const Tensor<float>& x, Generator& gen) const;
+};
+
+/// Labeled uint8 images as float images in [0, 1] (to-float), then `transform`.
+class ImageDataset : public Dataset<float, int64_t> {
+ public:
+  explicit ImageDataset(LabeledImages images, Transform transform = nullptr);
+  int64_t size() const override { return images_.labels.numel(); }
+  Example<float, int64_t> get(int64_t i, Generator& gen) const override;
+
+ private:
+  LabeledImages images_;
+  Transform transform_;
+};
+
+struct DataLoaderOptions {
+  int64_t batch_size = 1;
+  bool shuffle = false;
+  uint64_t seed = 0;
+  bool drop_last = false;
+  int num_workers = 0;  // 0: batches are made on the calling thread
+  int prefetch = 2;     // batches made ahead, per worker
+};
+
+template <Element X, Element Y>
+class DataLoader {
+ public:
+  DataLoader(std::shared_ptr<const Dataset<X, Y>> dataset, DataLoaderOptions options);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  int64_t batches_per_epoch() const;
+  /// Starts (or restarts) an epoch; an epoch in progress is stopped first.
+  void start_epoch(int64_t epoch);
+  /// The next batch ([B, ...] stacked), or nullopt at the end of the epoch.
+  std::optional<Example<X, Y>> next();
+
+ private:
+  Example<X, Y> make_batch(int64_t k) const;
+  void stop_workers();
+  void worker_loop();
+
+  std::shared_ptr<const Dataset<X, Y>> dataset_;
+  DataLoaderOptions options_;
+  int64_t epoch_ = 0;
+  std::vector<int64_t> order_;
+  int64_t num_batches_ = 0;
+  int64_t consumed_ = 0;
+  bool started_ = false;
+
+  struct Slot {
+    std::optional<Example<X, Y>> batch;
+    std::exception_ptr error;
+  };
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::map<int64_t, Slot> ready_;
+  int64_t next_to_make_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+};
+
+extern template class DataLoader<float, int64_t>;
+extern template class DataLoader<double, int64_t>;
+extern template class DataLoader<float, float>;
+extern template class TensorDataset<float, int64_t>;
+extern template class TensorDataset<double, int64_t>;
+extern template class TensorDataset<float, float>;
+
+}  // namespace ember::data
