@@ -203,3 +203,21 @@ TEST(Cifar, ReadsBinaryBatchesAndRejectsBrokenOnes) {
 
 }  // namespace
 }  // namespace ember::data
+
+namespace ember::data {
+namespace {
+// The real Fashion-MNIST files, when Debian's dataset-fashion-mnist is installed
+// (scripts/get-data.sh fashion-mnist).
+TEST(Idx, ReadsTheRealFashionMnistWhenInstalled) {
+  const std::string dir = "/usr/share/datasets/fashion-mnist";
+  if (!fs::exists(dir + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  LabeledImages train = load_mnist(dir, true), test = load_mnist(dir, false);
+  EXPECT_EQ(train.images.shape(), Shape({60000, 28, 28}));
+  EXPECT_EQ(test.images.shape(), Shape({10000, 28, 28}));
+  // Fashion-MNIST is balanced: 6,000 training images per class.
+  std::vector<int64_t> counts(10, 0);
+  for (int64_t l : train.labels.to_vector()) ++counts[static_cast<size_t>(l)];
+  for (int64_t c : counts) EXPECT_EQ(c, 6000);
+}
+}  // namespace
+}  // namespace ember::data
