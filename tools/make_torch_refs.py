@@ -478,21 +478,26 @@ def contract_net():
                          nn.Linear(72, 16), nn.LayerNorm(16), nn.Dropout(0.1), nn.Linear(16, 10))
 
 
+def write_eval_refs(root, stem, case, net, warmup_shape, warmups, x_shape, x_seed):
+    """Runs `net` in training mode on `warmups` random batches (moving batch-norm statistics off
+    their defaults), then saves its state dict and its eval-mode output for a fixed input."""
+    net.train()
+    for _ in range(warmups):
+        net(torch.randn(*warmup_shape))
+    net.eval()
+    st_write(os.path.join(root, f"{stem}.safetensors"), net.state_dict())
+    x = torch.tensor(np.random.default_rng(x_seed).uniform(-1, 1, size=x_shape), dtype=torch.float32)
+    with torch.no_grad():
+        y = net(x)
+    with open(os.path.join(root, f"{stem}_io.txt"), "w") as f:
+        f.write(f"case {case}\n" + fmt_tensor("x", x, 9) + fmt_tensor("y", y, 9) + "end\n")
+    print(f"wrote {stem}.safetensors and its output")
+
+
 def write_contract_refs(root):
     """The network of the nn API contract, with trained-looking batch-norm statistics."""
     torch.manual_seed(1)
-    net = contract_net()
-    net.train()
-    for _ in range(3):
-        net(torch.randn(8, 1, 12, 12))  # moves the running statistics off their defaults
-    net.eval()
-    st_write(os.path.join(root, "torch_contract_net.safetensors"), net.state_dict())
-    x = torch.tensor(np.random.default_rng(5).uniform(-1, 1, size=(2, 1, 12, 12)), dtype=torch.float32)
-    with torch.no_grad():
-        y = net(x)
-    with open(os.path.join(root, "torch_contract_net_io.txt"), "w") as f:
-        f.write("case contract\n" + fmt_tensor("x", x, 9) + fmt_tensor("y", y, 9) + "end\n")
-    print("wrote torch_contract_net.safetensors and its output")
+    write_eval_refs(root, "torch_contract_net", "contract", contract_net(), (8, 1, 12, 12), 3, (2, 1, 12, 12), 5)
 
 
 def write_encoder_refs(root):
@@ -540,18 +545,7 @@ class BasicBlock(torch.nn.Module):
 
 def write_block_refs(root):
     torch.manual_seed(4)
-    block = BasicBlock(3, 6, 2)
-    block.train()
-    for _ in range(2):
-        block(torch.randn(4, 3, 8, 8))
-    block.eval()
-    st_write(os.path.join(root, "torch_basic_block.safetensors"), block.state_dict())
-    x = torch.tensor(np.random.default_rng(11).uniform(-1, 1, size=(2, 3, 8, 8)), dtype=torch.float32)
-    with torch.no_grad():
-        y = block(x)
-    with open(os.path.join(root, "torch_basic_block_io.txt"), "w") as f:
-        f.write("case block\n" + fmt_tensor("x", x, 9) + fmt_tensor("y", y, 9) + "end\n")
-    print("wrote BasicBlock references")
+    write_eval_refs(root, "torch_basic_block", "block", BasicBlock(3, 6, 2), (4, 3, 8, 8), 2, (2, 3, 8, 8), 11)
 
 
 def write_rnn_refs(root):
