@@ -1,6 +1,7 @@
 // Checkpoints: bit-identical resume, corruption detected by checksum, and saves killed at random
 // moments never leave a broken checkpoint behind.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <random>
+#include <stdexcept>
 #include <thread>
 
 #include "ember/ember.hpp"
@@ -99,29 +101,57 @@ TEST(Checkpoint, CorruptionIsDetected) {
   std::filesystem::remove_all(dir);
 }
 
+// Starts the writer with its stdout on a pipe and waits until it reports its first finished save,
+// so each kill lands while later saves are in flight, however slowly the process starts.
+pid_t spawn_writer_after_first_save(const std::string& path) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, fds[0]);
+  pid_t pid = -1;
+  char* args[] = {const_cast<char*>(EMBER_CHECKPOINT_WRITER), const_cast<char*>(path.c_str()), nullptr};
+  const int rc = posix_spawn(&pid, EMBER_CHECKPOINT_WRITER, &actions, nullptr, args, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    throw std::runtime_error("posix_spawn of the checkpoint writer failed");
+  }
+  pollfd pfd{fds[0], POLLIN, 0};
+  char byte = 0;
+  const bool saved = ::poll(&pfd, 1, 120000) == 1 && ::read(fds[0], &byte, 1) == 1;
+  ::close(fds[0]);  // the writer's later reports get EPIPE/SIGPIPE; it is about to be killed anyway
+  if (!saved) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw std::runtime_error("the checkpoint writer did not finish its first save");
+  }
+  return pid;
+}
+
 TEST(Checkpoint, KilledSavesLeaveALoadableCheckpoint) {
   const std::string dir = temp_dir("kill");
   const std::string path = dir + "/ckpt.safetensors";
   std::mt19937 rng(7);
-  std::uniform_int_distribution<int> delay_ms(1, 30);
-  int loaded = 0;
+  std::uniform_int_distribution<int> delay_us(0, 20000);
+  int64_t newest_step = 0;
   for (int round = 0; round < 100; ++round) {
-    pid_t pid;
-    char* args[] = {const_cast<char*>(EMBER_CHECKPOINT_WRITER), const_cast<char*>(path.c_str()), nullptr};
-    ASSERT_EQ(posix_spawn(&pid, EMBER_CHECKPOINT_WRITER, nullptr, nullptr, args, environ), 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
+    const pid_t pid = spawn_writer_after_first_save(path);
+    std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));
     ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
-    if (!std::filesystem::exists(path)) continue;  // killed before the first save finished
-    Checkpoint c = load_checkpoint(path);         // never a partial file
+    Checkpoint c = load_checkpoint(path);  // never a partial file
+    ASSERT_GE(c.step, 1);
     nn::Sequential net(nn::Linear(64, 256), nn::ReLU(), nn::Linear(256, 64));
     net.load_state_dict(c.model);
     for (auto& p : net.parameters())
       for (float v : p.to_vector()) ASSERT_EQ(v, static_cast<float>(c.step));
-    ++loaded;
+    newest_step = std::max(newest_step, c.step);
   }
-  EXPECT_GT(loaded, 50);
+  EXPECT_GT(newest_step, 1) << "no kill landed after a second save began";
   // The temporaries of killed saves are cleaned up by the next save.
   nn::Sequential net(nn::Linear(64, 256), nn::ReLU(), nn::Linear(256, 64));
   optim::SGD sgd(net.parameters(), {.lr = 0.1});
