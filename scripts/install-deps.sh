@@ -7,7 +7,7 @@
 set -euo pipefail
 
 required=(cmake ninja-build g++ libeigen3-dev libfmt-dev libgtest-dev libgmock-dev
-          libbenchmark-dev zlib1g-dev nlohmann-json3-dev)
+          libbenchmark-dev zlib1g-dev nlohmann-json3-dev libpng-dev)
 optional=()
 for arg in "$@"; do
   case "$arg" in

@@ -1,8 +1,14 @@
-// Normalisation layers, as composites of differentiable primitives (their gradients, through the
-// batch statistics too, come from autograd), and Embedding.
+// Normalisation layers and Embedding. Batch norm is one fused node (Note [Fused batch norm]); the
+// others are composites of differentiable primitives (their gradients, through the statistics
+// too, come from autograd).
 #include "ember/nn/normalization.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "ember/autograd/record.hpp"
+#include "ember/backend/parallel.hpp"
 
 #include "../ops/common.hpp"
 #include "ember/autograd/grad_mode.hpp"
@@ -23,6 +29,158 @@ Shape channel_shape(const Shape& x) {
 }
 }  // namespace
 
+// Note [Fused batch norm]
+// Batch norm is the costliest composite in convolutional networks: as primitives it makes about ten
+// passes over an [N, C, H, W] activation with per-channel broadcasting in each. The training and
+// eval forms therefore run as one node with channel-wise loops: two passes for the statistics and
+// one for y = x * scale[c] + shift[c]; the backward makes two (the per-channel sums of dy and
+// dy * xhat, then dx). When a backward builds a graph itself (create_graph), the gradients come
+// from the textbook formula in public ops instead, recomputing the statistics from x, so that
+// they stay differentiable. docs/benchmarks.md has the before/after measurements.
+namespace {
+
+// Sum of a contiguous run in T with eight independent lanes (which the compiler vectorises),
+// returned in double; `centre` is subtracted first and the terms squared when `squares`.
+template <class T, bool kSquares>
+double lane_sum(const T* p, int64_t n, T centre) {
+  T acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) {
+      const T v = p[i + k] - centre;
+      acc[k] += kSquares ? v * v : v;
+    }
+  }
+  double total = 0;
+  for (; i < n; ++i) {
+    const T v = p[i] - centre;
+    total += kSquares ? v * v : v;
+  }
+  for (int k = 0; k < 8; ++k) total += acc[k];
+  return total;
+}
+
+// Sums of dy and of dy * (x - mean) over a contiguous run, in double.
+template <class T>
+void grad_sums(const T* dy, const T* x, int64_t n, T mean, double& sum_dy, double& sum_dy_xc) {
+  T a[8] = {}, b[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) {
+      a[k] += dy[i + k];
+      b[k] += dy[i + k] * (x[i + k] - mean);
+    }
+  }
+  for (; i < n; ++i) {
+    sum_dy += dy[i];
+    sum_dy_xc += static_cast<double>(dy[i]) * (x[i] - mean);
+  }
+  for (int k = 0; k < 8; ++k) {
+    sum_dy += a[k];
+    sum_dy_xc += b[k];
+  }
+}
+
+// y = x * a + b over a run (restrict and by-value constants so that it vectorises).
+template <class T>
+void affine_run(const T* __restrict x, T* __restrict y, int64_t n, T a, T b) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a + b;
+}
+
+// dx = a * dy + bx * x + c over a run.
+template <class T>
+void input_grad_run(const T* __restrict dy, const T* __restrict x, T* __restrict dx, int64_t n, T a, T bx, T c) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = a * dy[i] + bx * x[i] + c;
+}
+
+// x [N, C, inner] viewed channel by channel: calls f(c) for every channel on ember's threads.
+template <class F>
+void for_each_channel(int64_t n, int64_t c, int64_t inner, F&& f) {
+  const int64_t work_per_channel = std::max<int64_t>(1, n * inner);
+  detail::parallel_for(0, c, std::max<int64_t>(1, 32768 / work_per_channel), [&](int64_t b, int64_t e) {
+    for (int64_t ch = b; ch < e; ++ch) f(ch);
+  });
+}
+
+struct BnDims {
+  int64_t n, c, inner;
+};
+BnDims bn_dims(const Shape& s) {
+  int64_t inner = 1;
+  for (int64_t d = 2; d < s.size(); ++d) inner *= s[d];
+  return {s[0], s[1], inner};
+}
+
+// Per-channel batch mean and 1 / sqrt(biased var + eps) of a contiguous x; also the biased
+// variance (for the running statistics).
+template <class T>
+void batch_statistics(const Tensor<T>& x, double eps, std::vector<T>& mean, std::vector<T>& invstd,
+                      std::vector<double>& var) {
+  const BnDims d = bn_dims(x.shape());
+  mean.assign(static_cast<size_t>(d.c), T(0));
+  invstd.assign(static_cast<size_t>(d.c), T(0));
+  var.assign(static_cast<size_t>(d.c), 0.0);
+  const T* px = x.data();
+  const double count = static_cast<double>(d.n * d.inner);
+  for_each_channel(d.n, d.c, d.inner, [&](int64_t ch) {
+    double sum = 0;
+    for (int64_t i = 0; i < d.n; ++i) sum += lane_sum<T, false>(px + (i * d.c + ch) * d.inner, d.inner, T(0));
+    const T m = static_cast<T>(sum / count);
+    double sq = 0;  // centred second pass: no cancellation for large means
+    for (int64_t i = 0; i < d.n; ++i) sq += lane_sum<T, true>(px + (i * d.c + ch) * d.inner, d.inner, m);
+    const auto k = static_cast<size_t>(ch);
+    mean[k] = m;
+    var[k] = sq / count;
+    invstd[k] = static_cast<T>(1.0 / std::sqrt(var[k] + eps));
+  });
+}
+
+// y = x * scale[c] + shift[c] for a contiguous x.
+template <class T>
+Tensor<T> channel_affine(const Tensor<T>& x, const std::vector<T>& scale, const std::vector<T>& shift) {
+  const BnDims d = bn_dims(x.shape());
+  Tensor<T> y = empty<T>(x.shape());
+  const T* px = x.data();
+  T* py = y.data();
+  for_each_channel(d.n, d.c, d.inner, [&](int64_t ch) {
+    const T a = scale[static_cast<size_t>(ch)], b = shift[static_cast<size_t>(ch)];
+    for (int64_t i = 0; i < d.n; ++i) {
+      const int64_t off = (i * d.c + ch) * d.inner;
+      affine_run(px + off, py + off, d.inner, a, b);
+    }
+  });
+  return y;
+}
+
+// The textbook batch-norm gradients in public ops (differentiable), statistics recomputed from x.
+template <class T>
+std::vector<Tensor<T>> batch_norm_grads_composite(const Tensor<T>& g, const Tensor<T>& x, const Tensor<T>& weight,
+                                                  bool has_bias, bool training, const Tensor<T>& running_mean,
+                                                  const Tensor<T>& running_var, double eps,
+                                                  const std::vector<int64_t>& dims, const Shape& cs) {
+  std::vector<Tensor<T>> grads(3);
+  Tensor<T> xhat, invstd;
+  if (training) {
+    const Tensor<T> mean = ember::mean(x, dims, true);
+    invstd = rsqrt(ember::var(x, dims, true, 0) + eps);
+    xhat = (x - mean) * invstd;
+  } else {
+    invstd = rsqrt(running_var.reshape(cs) + eps);
+    xhat = (x - running_mean.reshape(cs)) * invstd;
+  }
+  const Tensor<T> gxhat = weight.defined() ? g * weight.reshape(cs) : g;
+  if (x.requires_grad()) {
+    grads[0] = training ? invstd * (gxhat - ember::mean(gxhat, dims, true) -
+                                    xhat * ember::mean(gxhat * xhat, dims, true))
+                        : gxhat * invstd;
+  }
+  if (weight.defined() && weight.requires_grad()) grads[1] = ember::sum(g * xhat, dims);
+  if (has_bias) grads[2] = ember::sum(g, dims);
+  return grads;
+}
+
+}  // namespace
+
 template <FloatingElement T>
 Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var, const Tensor<T>& weight,
                      const Tensor<T>& bias, bool training, double momentum, double eps) {
@@ -37,29 +195,102 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
   std::vector<int64_t> dims{0};
   for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
   const Shape cs = channel_shape(x.shape());
-  Tensor<T> xhat;
   const bool use_batch = training || !running_mean.defined() || !running_var.defined();
+  const int64_t count = x.numel() / std::max<int64_t>(c, 1);
+  if (use_batch && training && count <= 1) {
+    throw ValueError(cat_str("batch_norm: expected more than 1 value per channel when training, got input ",
+                             x.shape()));
+  }
+  const Tensor<T> xc = x.detach().contiguous();
+  std::vector<T> mean, invstd;
   if (use_batch) {
-    const int64_t count = x.numel() / std::max<int64_t>(c, 1);
-    if (training && count <= 1) {
-      throw ValueError(cat_str("batch_norm: expected more than 1 value per channel when training, got input ",
-                               x.shape()));
-    }
-    Tensor<T> mean = ember::mean(x, dims, true);
-    Tensor<T> var = ember::var(x, dims, true, 0);
+    std::vector<double> var;
+    batch_statistics(xc, eps, mean, invstd, var);
     if (training && running_mean.defined() && running_var.defined()) {
       NoGradGuard no_grad;
       const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
-      running_mean.mul_(1.0 - momentum).add_(mean.detach().reshape({c}), momentum);
-      running_var.mul_(1.0 - momentum).add_(var.detach().reshape({c}), momentum * unbias);
+      std::vector<T> batch_var(var.size());
+      for (size_t k = 0; k < var.size(); ++k) batch_var[k] = static_cast<T>(var[k] * unbias);
+      running_mean.mul_(1.0 - momentum).add_(tensor<T>(mean, {c}), momentum);
+      running_var.mul_(1.0 - momentum).add_(tensor<T>(batch_var, {c}), momentum);
     }
-    xhat = (x - mean) * rsqrt(var + eps);
   } else {
-    xhat = (x - running_mean.reshape(cs)) * rsqrt(running_var.reshape(cs) + eps);
+    mean = running_mean.detach().contiguous().to_vector();
+    invstd = running_var.detach().contiguous().to_vector();
+    for (T& v : invstd) v = static_cast<T>(1.0 / std::sqrt(static_cast<double>(v) + eps));
   }
-  if (weight.defined()) xhat = xhat * weight.reshape(cs);
-  if (bias.defined()) xhat = xhat + bias.reshape(cs);
-  return xhat;
+  // y = (x - mean) * invstd * w + b = x * scale + shift
+  const std::vector<T> w = weight.defined() ? weight.detach().contiguous().to_vector() : std::vector<T>(size_t(c), T(1));
+  const std::vector<T> b = bias.defined() ? bias.detach().contiguous().to_vector() : std::vector<T>(size_t(c), T(0));
+  std::vector<T> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
+  for (size_t k = 0; k < scale.size(); ++k) {
+    scale[k] = invstd[k] * w[k];
+    shift[k] = b[k] - mean[k] * scale[k];
+  }
+  Tensor<T> y = channel_affine(xc, scale, shift);
+  if (autograd::needs_grad(x, weight, bias)) {
+    // Eval mode saves the running statistics as they are now: later updates must not change it.
+    Tensor<T> saved_mean = use_batch ? Tensor<T>() : running_mean.detach().clone();
+    Tensor<T> saved_var = use_batch ? Tensor<T>() : running_var.detach().clone();
+    autograd::record(
+        y, "batch_norm", {&x, &weight, &bias},
+        [sx = autograd::SavedTensor<T>(x), sw = autograd::SavedTensor<T>(weight), has_bias = bias.defined(),
+         use_batch, saved_mean, saved_var, mean = std::move(mean), invstd = std::move(invstd), w, eps, dims,
+         cs](const Tensor<T>& g) {
+          const Tensor<T>& x = sx.get("batch_norm");
+          const Tensor<T>& weight = sw.get("batch_norm");
+          if (autograd::grad_mode_enabled())  // create_graph: see Note [Fused batch norm]
+            return batch_norm_grads_composite(g, x, weight, has_bias, use_batch, saved_mean, saved_var, eps, dims, cs);
+          const Tensor<T> gc = g.contiguous(), xc = x.detach().contiguous();
+          const BnDims d = bn_dims(xc.shape());
+          std::vector<double> sum_dy(static_cast<size_t>(d.c)), sum_dy_xc(static_cast<size_t>(d.c));
+          const T *pg = gc.data(), *px = xc.data();
+          for_each_channel(d.n, d.c, d.inner, [&](int64_t ch) {
+            double a = 0, b = 0;
+            for (int64_t i = 0; i < d.n; ++i) {
+              const int64_t off = (i * d.c + ch) * d.inner;
+              grad_sums(pg + off, px + off, d.inner, mean[static_cast<size_t>(ch)], a, b);
+            }
+            sum_dy[static_cast<size_t>(ch)] = a;
+            sum_dy_xc[static_cast<size_t>(ch)] = b;
+          });
+          std::vector<Tensor<T>> grads(3);
+          if (x.requires_grad()) {
+            // dx = k_dy * dy + k_x * (x - mean) + k_0 per channel (training), dx = k_dy * dy (eval).
+            const double m = static_cast<double>(d.n * d.inner);
+            std::vector<T> k_dy(static_cast<size_t>(d.c)), k_x(k_dy.size()), k_0(k_dy.size());
+            for (size_t k = 0; k < k_dy.size(); ++k) {
+              const double is = invstd[k], wk = w[k];
+              k_dy[k] = static_cast<T>(wk * is);
+              k_x[k] = use_batch ? static_cast<T>(-wk * is * is * is * sum_dy_xc[k] / m) : T(0);
+              k_0[k] = use_batch ? static_cast<T>(-wk * is * sum_dy[k] / m) : T(0);
+            }
+            Tensor<T> gx = empty<T>(xc.shape());
+            T* pgx = gx.data();
+            for_each_channel(d.n, d.c, d.inner, [&](int64_t ch) {
+              const auto k = static_cast<size_t>(ch);
+              const T a = k_dy[k], bx = k_x[k], c0 = k_0[k] - k_x[k] * mean[k];
+              for (int64_t i = 0; i < d.n; ++i) {
+                const int64_t off = (i * d.c + ch) * d.inner;
+                input_grad_run(pg + off, px + off, pgx + off, d.inner, a, bx, c0);
+              }
+            });
+            grads[0] = gx;
+          }
+          if (weight.defined() && weight.requires_grad()) {
+            std::vector<T> gw(static_cast<size_t>(d.c));
+            for (size_t k = 0; k < gw.size(); ++k) gw[k] = static_cast<T>(sum_dy_xc[k] * invstd[k]);
+            grads[1] = tensor<T>(gw, {d.c});
+          }
+          if (has_bias) {
+            std::vector<T> gb(static_cast<size_t>(d.c));
+            for (size_t k = 0; k < gb.size(); ++k) gb[k] = static_cast<T>(sum_dy[k]);
+            grads[2] = tensor<T>(gb, {d.c});
+          }
+          return grads;
+        });
+  }
+  return y;
 }
 
 template <FloatingElement T>

@@ -94,6 +94,37 @@ void check_trajectories(const std::string& file, double tol) {
 TEST(Optim, TrajectoriesMatchTorchFloat64) { check_trajectories<double>("torch_optim_float64.txt", 1e-12); }
 TEST(Optim, TrajectoriesMatchTorchFloat32) { check_trajectories<float>("torch_optim_float32.txt", 2e-6); }
 
+// Contiguous parameters take the fused one-pass update (Note [Fused Adam]), strided ones the
+// composite: both must follow the same trajectory.
+TEST(Optim, FusedAndCompositeAdamAgree) {
+  for (bool decoupled : {false, true}) {
+    manual_seed(3);
+    Tensor<double> contiguous = randn<double>({5, 7}).requires_grad_(true);
+    Tensor<double> strided = contiguous.detach().t().contiguous().t().requires_grad_(true);  // [5, 7] as a
+    ASSERT_FALSE(strided.is_contiguous());                                                   // transposed view
+    const Tensor<double> target = randn<double>({5, 7});
+    auto run = [&](Tensor<double>& p) {
+      std::unique_ptr<optim::OptimizerBase> opt;
+      if (decoupled) {
+        opt = std::make_unique<optim::AdamW<double>>(std::vector<Tensor<double>>{p},
+                                                     optim::AdamWOptions{.lr = 0.05, .weight_decay = 0.1});
+      } else {
+        opt = std::make_unique<optim::Adam<double>>(std::vector<Tensor<double>>{p},
+                                                    optim::AdamOptions{.lr = 0.05, .weight_decay = 0.1});
+      }
+      for (int step = 0; step < 8; ++step) {
+        opt->zero_grad();
+        ((p - target).square() * p).sum().backward();
+        opt->step();
+      }
+    };
+    run(contiguous);
+    run(strided);
+    const std::vector<double> a = contiguous.to_vector(), b = strided.to_vector();
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-13) << i << (decoupled ? " AdamW" : " Adam");
+  }
+}
+
 TEST(LRScheduler, SchedulesMatchTorch) {
   using namespace optim;
   auto cases = load_reference("torch_sched.txt");

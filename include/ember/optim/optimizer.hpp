@@ -52,8 +52,21 @@ class ParamGroupControl {
   std::vector<double> initial_lrs_;
 };
 
+/// What a training loop needs of any optimizer, whatever its element type and options, so that
+/// one can be chosen at run time: `std::unique_ptr<optim::OptimizerBase> opt = ...`.
+class OptimizerBase : public ParamGroupControl {
+ public:
+  /// Resets every parameter's gradient (to undefined by default, as PyTorch 2).
+  virtual void zero_grad(bool set_to_none = true) = 0;
+  /// One update of every parameter that has a gradient.
+  virtual void step() = 0;
+  virtual OptimizerState state_dict() const = 0;
+  /// Throws ValueError when the state does not fit (group or parameter counts, tensor shapes).
+  virtual void load_state_dict(const OptimizerState& state) = 0;
+};
+
 template <FloatingElement T, class Options>
-class Optimizer : public ParamGroupControl {
+class Optimizer : public OptimizerBase {
  public:
   struct Group {
     std::vector<Tensor<T>> params;
@@ -64,13 +77,8 @@ class Optimizer : public ParamGroupControl {
   explicit Optimizer(std::vector<Group> groups) {
     for (auto& g : groups) add_param_group(std::move(g));
   }
-  virtual ~Optimizer() = default;
-
   void add_param_group(Group group);
-  /// Resets every parameter's gradient (to undefined by default, as PyTorch 2).
-  void zero_grad(bool set_to_none = true);
-  /// One update of every parameter that has a gradient.
-  virtual void step() = 0;
+  void zero_grad(bool set_to_none = true) override;
 
   size_t num_groups() const override { return groups_.size(); }
   double lr(size_t g) const override { return groups_.at(g).options.lr; }
@@ -79,9 +87,8 @@ class Optimizer : public ParamGroupControl {
   std::vector<Group>& param_groups() noexcept { return groups_; }
   const std::vector<Group>& param_groups() const noexcept { return groups_; }
 
-  OptimizerState state_dict() const;
-  /// Throws ValueError when the state does not fit (group or parameter counts, tensor shapes).
-  void load_state_dict(const OptimizerState& state);
+  OptimizerState state_dict() const override;
+  void load_state_dict(const OptimizerState& state) override;
 
  protected:
   struct Slot {

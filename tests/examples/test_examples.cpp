@@ -1,0 +1,280 @@
+// The bundled examples end to end, on small generated data sets in both formats: they train (the
+// loss falls), print test_accuracy=, write the model, metrics and pictures, and the saved model,
+// loaded by --predict from a PNG, gives the same labels as the trained program did.
+#include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <fcntl.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "common/image.hpp"
+#include "ember/ember.hpp"
+
+extern char** environ;
+
+namespace ember {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ProcessResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+ProcessResult run(const std::vector<std::string>& args) {
+  const fs::path log = fs::temp_directory_path() / ("ember_example_" + std::to_string(::getpid()) + ".log");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  ProcessResult r;
+  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    r.output = "posix_spawn failed for " + args[0];
+    return r;
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.output = ss.str();
+  fs::remove(log);
+  return r;
+}
+
+std::string value_of(const std::string& output, const std::string& key) {
+  const size_t at = output.find("\n" + key + "=");
+  if (at == std::string::npos) return "";
+  const size_t start = at + key.size() + 2;
+  return output.substr(start, output.find('\n', start) - start);
+}
+
+std::vector<std::vector<std::string>> read_csv(const std::string& path) {
+  std::vector<std::vector<std::string>> rows;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string cell; std::getline(ss, cell, ',');) cells.push_back(cell);
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes, bool gzip) {
+  if (gzip) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+    gzclose(f);
+  } else {
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                                static_cast<std::streamsize>(bytes.size()));
+  }
+}
+
+std::vector<uint8_t> idx_header(uint8_t type, const std::vector<uint32_t>& dims) {
+  std::vector<uint8_t> h = {0, 0, type, static_cast<uint8_t>(dims.size())};
+  for (uint32_t d : dims)
+    for (int shift : {24, 16, 8, 0}) h.push_back(static_cast<uint8_t>(d >> shift));
+  return h;
+}
+
+// Class k is a bright bar across rows 2k+3 .. 2k+5 on a noisy background: learnable in a few
+// batches, yet not trivially (the noise and a random horizontal extent vary).
+std::vector<uint8_t> digit_like(int label, std::mt19937& rng) {
+  std::uniform_int_distribution<int> noise(0, 60), start(0, 8), length(12, 20);
+  std::vector<uint8_t> img(28 * 28);
+  for (auto& v : img) v = static_cast<uint8_t>(noise(rng));
+  const int x0 = start(rng), len = length(rng);
+  for (int y = 2 * label + 3; y < 2 * label + 6; ++y)
+    for (int x = x0; x < x0 + len; ++x) img[static_cast<size_t>(y * 28 + x)] = 255;
+  return img;
+}
+
+void make_mnist_like(const std::string& dir, int train, int test) {
+  fs::create_directories(dir);
+  std::mt19937 rng(3);
+  for (auto [prefix, n, gzip] : {std::tuple{"train", train, true}, std::tuple{"t10k", test, false}}) {
+    std::vector<uint8_t> images = idx_header(0x08, {static_cast<uint32_t>(n), 28, 28});
+    std::vector<uint8_t> labels = idx_header(0x08, {static_cast<uint32_t>(n)});
+    for (int i = 0; i < n; ++i) {
+      const int label = i % 10;
+      const auto img = digit_like(label, rng);
+      images.insert(images.end(), img.begin(), img.end());
+      labels.push_back(static_cast<uint8_t>(label));
+    }
+    const std::string ext = gzip ? ".gz" : "";
+    write_bytes(dir + "/" + prefix + "-images-idx3-ubyte" + ext, images, gzip);
+    write_bytes(dir + "/" + prefix + "-labels-idx1-ubyte" + ext, labels, gzip);
+  }
+}
+
+// Class k: a colour (its bits pick the red, green and blue planes) and a square whose position
+// depends on k, over noise.
+void make_cifar_like(const std::string& dir, int per_batch) {
+  fs::create_directories(dir);
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> noise(0, 50);
+  auto batch = [&](const std::string& name) {
+    std::vector<uint8_t> bytes;
+    for (int i = 0; i < per_batch; ++i) {
+      const int label = i % 10;
+      bytes.push_back(static_cast<uint8_t>(label));
+      const int sx = (label % 5) * 5 + 2, sy = (label / 5) * 14 + 4;
+      for (int c = 0; c < 3; ++c)
+        for (int y = 0; y < 32; ++y)
+          for (int x = 0; x < 32; ++x) {
+            const bool in_square = x >= sx && x < sx + 9 && y >= sy && y < sy + 9;
+            bytes.push_back(static_cast<uint8_t>(in_square ? ((label + c) % 3 == 0 ? 250 : 120) : noise(rng)));
+          }
+    }
+    write_bytes(dir + "/" + name, bytes, false);
+  };
+  for (int b = 1; b <= 5; ++b) batch("data_batch_" + std::to_string(b) + ".bin");
+  batch("test_batch.bin");
+}
+
+bool is_png(const std::string& path, int width_at_least) {
+  try {
+    const examples::Image img = examples::read_png(path, 3);
+    return img.width >= width_at_least && img.height > 0;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+examples::Image to_image(const Tensor<uint8_t>& sample) {  // [H, W] or [C, H, W]
+  const Tensor<uint8_t> chw = (sample.dim() == 2 ? sample.unsqueeze(0) : sample).contiguous();
+  const int c = static_cast<int>(chw.shape()[0]), h = static_cast<int>(chw.shape()[1]),
+            w = static_cast<int>(chw.shape()[2]);
+  examples::Image img(w, h, c);
+  for (int ch = 0; ch < c; ++ch)
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) img.at(x, y)[ch] = chw.data()[(ch * h + y) * w + x];
+  return img;
+}
+
+// Trains, checks the outputs, then classifies test images saved as PNG with --predict and compares
+// with the labels the training program predicted for them.
+void train_and_predict(const std::string& program, const std::string& data, const data::LabeledImages& test,
+                       const std::vector<std::string>& flags, double min_accuracy) {
+  const std::string out = data + "-out";
+  std::vector<std::string> args = {program, "--data", data, "--out", out, "--threads", "1", "--epochs", "2"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  const ProcessResult r = run(args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string accuracy = value_of(r.output, "test_accuracy");
+  ASSERT_FALSE(accuracy.empty()) << r.output;
+  EXPECT_GE(std::stod(accuracy), min_accuracy) << r.output;
+  EXPECT_NE(r.output.find("epoch 2/2"), std::string::npos) << r.output;
+
+  const auto metrics = read_csv(out + "/metrics.csv");
+  ASSERT_EQ(metrics.size(), 3u);
+  EXPECT_EQ(metrics[0][0], "epoch");
+  EXPECT_EQ(metrics[0][1], "train_loss");
+  EXPECT_LT(std::stod(metrics[2][1]), std::stod(metrics[1][1])) << "the training loss did not fall";
+  EXPECT_NEAR(std::stod(metrics[2][4]), std::stod(accuracy), 1e-4);
+  EXPECT_TRUE(is_png(out + "/curves.png", 500));
+  EXPECT_TRUE(is_png(out + "/predictions.png", 300));
+  const io::SafetensorsFile model = io::read_safetensors(out + "/model.safetensors");
+  EXPECT_EQ(model.metadata.at("format"), "pt");
+  EXPECT_GT(model.tensors.size(), 2u);
+
+  const auto predictions = read_csv(out + "/test_predictions.csv");
+  ASSERT_EQ(static_cast<int64_t>(predictions.size()), test.labels.numel() + 1);
+  for (int64_t i = 0; i < 6; ++i) {
+    const std::string png = out + "/sample" + std::to_string(i) + ".png";
+    examples::write_png(png, to_image(test.images.select(0, i)));
+    const ProcessResult p = run({program, "--predict", png, "--weights", out + "/model.safetensors"});
+    ASSERT_EQ(p.exit_code, 0) << p.output;
+    EXPECT_EQ(value_of("\n" + p.output, "prediction"), predictions[static_cast<size_t>(i + 1)][2])
+        << "image " << i << ": " << p.output;
+  }
+}
+
+class Examples : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (fs::temp_directory_path() / ("ember_examples_" + std::to_string(::getpid()))).string();
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(Examples, MnistCnnTrainsSavesAndPredicts) {
+  make_mnist_like(dir_ + "/mnist", 640, 200);
+  train_and_predict(EMBER_MNIST, dir_ + "/mnist", data::load_mnist(dir_ + "/mnist", false),
+                    {"--model", "cnn", "--batch-size", "32"}, 0.5);
+}
+
+TEST_F(Examples, MnistMlpTrainsSavesAndPredicts) {
+  make_mnist_like(dir_ + "/mnist", 640, 200);
+  train_and_predict(EMBER_MNIST, dir_ + "/mnist", data::load_mnist(dir_ + "/mnist", false),
+                    {"--model", "mlp", "--batch-size", "32", "--workers", "0"}, 0.5);
+}
+
+TEST_F(Examples, Cifar10ResnetTrainsSavesAndPredicts) {
+  make_cifar_like(dir_ + "/cifar", 100);
+  train_and_predict(EMBER_CIFAR10, dir_ + "/cifar", data::load_cifar10(dir_ + "/cifar", false),
+                    {"--model", "resnet-small", "--batch-size", "25", "--lr", "0.05"}, 0.3);
+}
+
+TEST_F(Examples, BadFlagsAndMissingDataAreReported) {
+  ProcessResult r = run({EMBER_MNIST, "--epochs", "zero"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--epochs: expected an integer >= 1, got 'zero'"), std::string::npos) << r.output;
+  r = run({EMBER_MNIST, "--frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("unknown flag '--frobnicate'"), std::string::npos) << r.output;
+  r = run({EMBER_MNIST, "--model", "transformer", "--data", dir_});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("unknown model 'transformer'"), std::string::npos) << r.output;
+  r = run({EMBER_MNIST, "--data", dir_ + "/nowhere"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find(dir_ + "/nowhere"), std::string::npos) << r.output;
+  r = run({EMBER_CIFAR10, "--predict", dir_ + "/none.png", "--weights", dir_ + "/none.safetensors"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("none.safetensors"), std::string::npos) << r.output;
+  r = run({EMBER_MNIST, "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--predict IMAGE.png"), std::string::npos);
+}
+
+TEST(ExampleImages, PngRoundTripsAndBrokenFilesAreRejected) {
+  const std::string path = (fs::temp_directory_path() / ("ember_png_" + std::to_string(::getpid()) + ".png")).string();
+  examples::Image img(7, 5, 3);
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<uint8_t>(i * 37);
+  examples::write_png(path, img);
+  const examples::Image back = examples::read_png(path, 3);
+  EXPECT_EQ(back.width, 7);
+  EXPECT_EQ(back.height, 5);
+  EXPECT_EQ(back.pixels, img.pixels);
+  auto bytes = io::read_file(path);
+  bytes.resize(bytes.size() / 2);
+  io::write_file_atomically(path, bytes);
+  EXPECT_THROW(examples::read_png(path, 1), FormatError);
+  io::write_file_atomically(path, {'n', 'o', 't', ' ', 'p', 'n', 'g'});
+  EXPECT_THROW(examples::read_png(path, 1), FormatError);
+  fs::remove(path);
+  EXPECT_THROW(examples::read_png(path, 1), IOError);
+}
+
+}  // namespace
+}  // namespace ember
