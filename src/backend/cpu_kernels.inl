@@ -541,6 +541,154 @@ int64_t arg_reduce(bool is_max, int64_t n, const T* x, int64_t sx) {
   return best;
 }
 
+// ---- Convolution lowering -------------------------------------------------------------------
+// Note [im2col loops]
+// Rows are short (a feature map's width: 32, 16, 8, ...), so the contiguous runs are copied,
+// zeroed and added with packets and one masked packet for the tail: memcpy/memset calls per row
+// cost more than the copying itself (they took a third of a ResNet training step), and
+// compiler-vectorised loops run up to 15 tail elements one by one. The backend files are built
+// with -fno-tree-loop-distribute-patterns so that GCC does not turn the remaining scalar loops
+// into such calls.
+
+template <class T>
+inline void zero_run(T* dst, int64_t n) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  const V z(T(0));
+  int64_t i = 0;
+  for (; i + W <= n; i += W) z.store(dst + i);
+  if (i < n) z.store_n(dst + i, int(n - i));
+}
+
+template <class T>
+inline void copy_run(const T* src, T* dst, int64_t n) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) V::load(src + i).store(dst + i);
+  if (i < n) V::load_n(src + i, int(n - i)).store_n(dst + i, int(n - i));
+}
+
+template <class T>
+inline void add_run(const T* src, T* dst, int64_t n) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) (V::load(dst + i) + V::load(src + i)).store(dst + i);
+  if (i < n) (V::load_n(dst + i, int(n - i)) + V::load_n(src + i, int(n - i))).store_n(dst + i, int(n - i));
+}
+
+struct ValidRange {
+  int64_t lo, hi;
+};
+// The output columns [lo, hi) whose input column ow * stride + off lies in [0, w).
+inline ValidRange valid_columns(int64_t off, int64_t stride, int64_t w, int64_t wo) {
+  const int64_t lo = off >= 0 ? 0 : std::min<int64_t>(wo, (-off + stride - 1) / stride);
+  const int64_t hi = w - off <= 0 ? lo : std::clamp<int64_t>((w - off + stride - 1) / stride, lo, wo);
+  return {lo, hi};
+}
+
+// With unit strides and wo == w, the output rows of one kernel tap read consecutive input rows
+// at a fixed offset: the whole tap is one flat run of the plane, except the |off| edge columns
+// of each row, which fall outside the image (they would read the neighbouring row) and are 0.
+inline bool flat_taps(const ConvShape& s) { return s.stride_h == 1 && s.stride_w == 1 && s.wo == s.w; }
+
+// The output rows [lo, hi) of tap row i whose input row lies inside the image.
+inline ValidRange valid_rows(const ConvShape& s, int64_t i) {
+  const int64_t first = i * s.dil_h - s.pad_h;  // input row of output row 0
+  const int64_t lo = std::clamp<int64_t>(-first, 0, s.ho);
+  const int64_t hi = std::clamp<int64_t>(s.h - first, lo, s.ho);
+  return {lo, hi};
+}
+
+template <class T>
+void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols) {
+  const int64_t hw = s.ho * s.wo, wo = s.wo, sw = s.stride_w;
+  const bool flat = flat_taps(s);
+  for (int64_t c = 0; c < s.c; ++c) {
+    const T* xc = x + c * s.h * s.w;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      for (int64_t j = 0; j < s.kw; ++j) {
+        T* row = cols + ((c * s.kh + i) * s.kw + j) * hw;
+        const int64_t off = j * s.dil_w - s.pad_w;
+        const ValidRange r = valid_columns(off, sw, s.w, wo);
+        if (flat) {
+          const ValidRange rows = valid_rows(s, i);
+          zero_run(row, rows.lo * wo);
+          zero_run(row + rows.hi * wo, (s.ho - rows.hi) * wo);
+          if (rows.hi > rows.lo) {
+            // dst [rows.lo * wo + r.lo, rows.hi * wo - (wo - r.hi)) reads the plane from
+            // (rows.lo + first) * w + r.lo + off on: in bounds, edges of the end rows excluded.
+            const int64_t begin = rows.lo * wo + r.lo, end = rows.hi * wo - (wo - r.hi);
+            const int64_t src = (rows.lo + i * s.dil_h - s.pad_h) * s.w + r.lo + off;
+            if (end > begin) copy_run(xc + src, row + begin, end - begin);
+            for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
+              for (int64_t ow = 0; ow < r.lo; ++ow) row[oh * wo + ow] = T(0);
+              for (int64_t ow = r.hi; ow < wo; ++ow) row[oh * wo + ow] = T(0);
+            }
+          }
+          continue;
+        }
+        for (int64_t oh = 0; oh < s.ho; ++oh) {
+          const int64_t ih = oh * s.stride_h - s.pad_h + i * s.dil_h;
+          T* dst = row + oh * wo;
+          if (ih < 0 || ih >= s.h) {
+            zero_run(dst, wo);
+            continue;
+          }
+          const T* src = xc + ih * s.w;  // valid columns read src[ow * sw + off]; off may be < 0
+          zero_run(dst, r.lo);
+          if (sw == 1) {
+            copy_run(src + (r.lo + off), dst + r.lo, r.hi - r.lo);
+          } else {
+            for (int64_t ow = r.lo; ow < r.hi; ++ow) dst[ow] = src[ow * sw + off];
+          }
+          zero_run(dst + r.hi, wo - r.hi);
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void col2im(const ConvShape& s, T* __restrict cols, T* __restrict x) {
+  const int64_t hw = s.ho * s.wo, wo = s.wo, sw = s.stride_w;
+  const bool flat = flat_taps(s);
+  for (int64_t c = 0; c < s.c; ++c) {
+    T* xc = x + c * s.h * s.w;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      for (int64_t j = 0; j < s.kw; ++j) {
+        T* row = cols + ((c * s.kh + i) * s.kw + j) * hw;
+        const int64_t off = j * s.dil_w - s.pad_w;
+        const ValidRange r = valid_columns(off, sw, s.w, wo);
+        if (flat) {  // as im2col's flat taps; the edge entries are zeroed first (cols is scratch)
+          const ValidRange rows = valid_rows(s, i);
+          if (rows.hi <= rows.lo) continue;
+          for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
+            for (int64_t ow = 0; ow < r.lo; ++ow) row[oh * wo + ow] = T(0);
+            for (int64_t ow = r.hi; ow < wo; ++ow) row[oh * wo + ow] = T(0);
+          }
+          const int64_t begin = rows.lo * wo + r.lo, end = rows.hi * wo - (wo - r.hi);
+          const int64_t dst = (rows.lo + i * s.dil_h - s.pad_h) * s.w + r.lo + off;
+          if (end > begin) add_run(row + begin, xc + dst, end - begin);
+          continue;
+        }
+        for (int64_t oh = 0; oh < s.ho; ++oh) {
+          const int64_t ih = oh * s.stride_h - s.pad_h + i * s.dil_h;
+          if (ih < 0 || ih >= s.h) continue;
+          const T* src = row + oh * wo;
+          T* dst = xc + ih * s.w;
+          if (sw == 1) {
+            add_run(src + r.lo, dst + (r.lo + off), r.hi - r.lo);
+          } else {
+            for (int64_t ow = r.lo; ow < r.hi; ++ow) dst[ow * sw + off] += src[ow];
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ember::backend::EMBER_ISA_NS
 
@@ -550,7 +698,7 @@ namespace ember::backend::EMBER_ISA_NS {
 #define EMBER_KERNEL_TABLE(T)                                                                  \
   Kernels<T> {                                                                                 \
     EMBER_ISA_ENUM, &unary<T>, &binary<T>, &compare<T>, &where<T>, &reduce<T>, &accumulate<T>, \
-        &arg_reduce<T>, &gemm<T>                                                               \
+        &arg_reduce<T>, &gemm<T>, &im2col<T>, &col2im<T>                                        \
   }
 const Kernels<float> kTableF32 = EMBER_KERNEL_TABLE(float);
 const Kernels<double> kTableF64 = EMBER_KERNEL_TABLE(double);

@@ -71,79 +71,10 @@ ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Co
   return d;
 }
 
-// The range [lo, hi) of output columns ow whose input column ow * stride + off lies in [0, w).
-struct ValidRange {
-  int64_t lo, hi;
-};
-ValidRange valid_columns(int64_t off, int64_t stride, int64_t w, int64_t wo) {
-  const int64_t lo = off >= 0 ? 0 : std::min<int64_t>(wo, (-off + stride - 1) / stride);
-  const int64_t hi = w - off <= 0 ? lo : std::clamp<int64_t>((w - off + stride - 1) / stride, lo, wo);
-  return {lo, hi};
-}
-
-// Note [im2col loops]
-// Rows are short (a feature map's width), so the copies are plain loops that the compiler
-// vectorises inline: memcpy/memset calls per row cost more than the copying itself (they took
-// a third of a ResNet training step). conv.cpp is built with -fno-tree-loop-distribute-patterns
-// so that GCC does not turn these loops back into library calls.
-
-// cols[(c * kh + i) * kw + j][oh * wo + ow] = x[c][oh * s - pad + i * d][ow * s - pad + j * d] (0 outside).
-template <class T>
-void im2col(const T* __restrict x, const ConvDims& d, const Conv2dGeometry& p, T* __restrict cols) {
-  const int64_t hw = d.hw_out(), wo = d.wo, sw = p.stride[1];
-  for (int64_t c = 0; c < d.cg; ++c) {
-    const T* xc = x + c * d.h * d.w;
-    for (int64_t i = 0; i < d.kh; ++i) {
-      for (int64_t j = 0; j < d.kw; ++j) {
-        T* row = cols + ((c * d.kh + i) * d.kw + j) * hw;
-        const int64_t off = j * p.dilation[1] - p.padding[2];
-        const ValidRange r = valid_columns(off, sw, d.w, wo);
-        for (int64_t oh = 0; oh < d.ho; ++oh) {
-          const int64_t ih = oh * p.stride[0] - p.padding[0] + i * p.dilation[0];
-          T* dst = row + oh * wo;
-          if (ih < 0 || ih >= d.h) {
-            for (int64_t ow = 0; ow < wo; ++ow) dst[ow] = T(0);
-            continue;
-          }
-          const T* src = xc + ih * d.w;  // valid columns read src[ow * sw + off], off may be < 0
-          for (int64_t ow = 0; ow < r.lo; ++ow) dst[ow] = T(0);
-          if (sw == 1) {
-            for (int64_t ow = r.lo; ow < r.hi; ++ow) dst[ow] = src[ow + off];
-          } else {
-            for (int64_t ow = r.lo; ow < r.hi; ++ow) dst[ow] = src[ow * sw + off];
-          }
-          for (int64_t ow = r.hi; ow < wo; ++ow) dst[ow] = T(0);
-        }
-      }
-    }
-  }
-}
-
-// The adjoint of im2col: x[...] += cols[...].
-template <class T>
-void col2im(const T* __restrict cols, const ConvDims& d, const Conv2dGeometry& p, T* __restrict x) {
-  const int64_t hw = d.hw_out(), wo = d.wo, sw = p.stride[1];
-  for (int64_t c = 0; c < d.cg; ++c) {
-    T* xc = x + c * d.h * d.w;
-    for (int64_t i = 0; i < d.kh; ++i) {
-      for (int64_t j = 0; j < d.kw; ++j) {
-        const T* row = cols + ((c * d.kh + i) * d.kw + j) * hw;
-        const int64_t off = j * p.dilation[1] - p.padding[2];
-        const ValidRange r = valid_columns(off, sw, d.w, wo);
-        for (int64_t oh = 0; oh < d.ho; ++oh) {
-          const int64_t ih = oh * p.stride[0] - p.padding[0] + i * p.dilation[0];
-          if (ih < 0 || ih >= d.h) continue;
-          const T* src = row + oh * wo;
-          T* dst = xc + ih * d.w;
-          if (sw == 1) {
-            for (int64_t ow = r.lo; ow < r.hi; ++ow) dst[ow + off] += src[ow];
-          } else {
-            for (int64_t ow = r.lo; ow < r.hi; ++ow) dst[ow * sw + off] += src[ow];
-          }
-        }
-      }
-    }
-  }
+// One image of the convolution, for the backend's im2col / col2im.
+backend::ConvShape conv_shape(const ConvDims& d, const Conv2dGeometry& p) {
+  return {d.cg, d.h, d.w, d.kh, d.kw, d.ho, d.wo, p.stride[0], p.stride[1], p.padding[0], p.padding[2],
+          p.dilation[0], p.dilation[1]};
 }
 
 // A 1x1, stride-1, unpadded convolution reads its input directly as the GEMM operand.
@@ -169,6 +100,7 @@ Tensor<T> conv_forward_raw(const Tensor<T>& x_in, const Tensor<T>& w_in, const C
   T* po = out.data_ptr();
   const int64_t K = d.k(), HW = d.hw_out();
   const bool direct = is_pointwise(d, p);
+  const backend::ConvShape cs = conv_shape(d, p);
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
     std::vector<T> cols(direct ? 0 : static_cast<size_t>(K * HW));
     for (int64_t n = b; n < e; ++n) {
@@ -176,7 +108,7 @@ Tensor<T> conv_forward_raw(const Tensor<T>& x_in, const Tensor<T>& w_in, const C
         const T* xg = px + (n * d.c + g * d.cg) * d.h * d.w;
         const T* operand = xg;
         if (!direct) {
-          im2col(xg, d, p, cols.data());
+          k.im2col(cs, xg, cols.data());
           operand = cols.data();
         }
         k.gemm(false, false, d.og, HW, K, T(1), pw + g * d.og * K, K, operand, HW, T(0),
@@ -198,6 +130,7 @@ Tensor<T> conv_input_grad_raw(const Tensor<T>& gy_in, const Tensor<T>& w_in, con
   T* px = gx.data_ptr();
   const int64_t K = d.k(), HW = d.hw_out();
   const bool direct = is_pointwise(d, p);
+  const backend::ConvShape cs = conv_shape(d, p);
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
     std::vector<T> cols(static_cast<size_t>(direct ? 0 : K * HW));
     for (int64_t n = b; n < e; ++n) {
@@ -208,7 +141,7 @@ Tensor<T> conv_input_grad_raw(const Tensor<T>& gy_in, const Tensor<T>& w_in, con
           k.gemm(true, false, K, HW, d.og, T(1), pw + g * d.og * K, K, gyg, HW, T(0), xg, HW);
         } else {
           k.gemm(true, false, K, HW, d.og, T(1), pw + g * d.og * K, K, gyg, HW, T(0), cols.data(), HW);
-          col2im(cols.data(), d, p, xg);
+          k.col2im(cs, cols.data(), xg);
         }
       }
     }
@@ -229,6 +162,7 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
   const T* px = x.data_ptr();
   const T* pg = gy.data_ptr();
   const bool direct = is_pointwise(d, p);
+  const backend::ConvShape cs = conv_shape(d, p);
   detail::parallel_for(0, tasks, 1, [&](int64_t tb, int64_t te) {
     std::vector<T> cols(static_cast<size_t>(direct ? 0 : K * HW));
     for (int64_t t = tb; t < te; ++t) {
@@ -239,7 +173,7 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
           const T* xg = px + (n * d.c + g * d.cg) * d.h * d.w;
           const T* operand = xg;
           if (!direct) {
-            im2col(xg, d, p, cols.data());
+            k.im2col(cs, xg, cols.data());
             operand = cols.data();
           }
           k.gemm(false, true, d.og, K, HW, T(1), pg + (n * d.o + g * d.og) * HW, HW, operand, HW, T(1),

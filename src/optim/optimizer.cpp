@@ -144,6 +144,44 @@ SGD<T>::SGD(std::vector<Tensor<T>> params, SGDOptions o) : Base(std::move(params
 template <FloatingElement T>
 SGD<T>::SGD(std::vector<typename Base::Group> groups) : Base(std::move(groups)) {}
 
+namespace {
+
+template <class T>
+struct SgdConstants {
+  T momentum, one_minus_dampening, neg_lr;
+  bool nesterov;
+};
+
+template <class T>
+void sgd_update(const SgdConstants<T> k, T* __restrict p, const T* __restrict g, T* __restrict buf, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T b = buf[i] * k.momentum + g[i] * k.one_minus_dampening;
+    buf[i] = b;
+    p[i] = p[i] + (k.nesterov ? g[i] + b * k.momentum : b) * k.neg_lr;
+  }
+}
+
+// SGD with an existing momentum buffer in one pass instead of three (as Note [Fused Adam]).
+template <FloatingElement T>
+bool sgd_fused_step(const SGDOptions& o, Tensor<T>& p, const Tensor<T>& grad, Tensor<T>& buf) {
+  if (!p.is_contiguous() || !grad.is_contiguous() || !buf.is_contiguous() || grad.shape() != p.shape() ||
+      buf.shape() != p.shape()) {
+    return false;
+  }
+  const SgdConstants<T> k{static_cast<T>(o.momentum), static_cast<T>(1.0 - o.dampening), static_cast<T>(-o.lr),
+                          o.nesterov};
+  T* pp = p.data();
+  const T* pg = grad.data();
+  T* pb = buf.data();
+  detail::parallel_for(0, p.numel(), 32768, [=](int64_t b, int64_t e) {
+    sgd_update(k, pp + b, pg + b, pb + b, e - b);
+  });
+  for (const Tensor<T>* t : {&p, &buf}) t->impl()->storage->bump_version();
+  return true;
+}
+
+}  // namespace
+
 template <FloatingElement T>
 void SGD<T>::step() {
   for (const auto& g : this->groups_) {
@@ -157,6 +195,8 @@ void SGD<T>::step() {
       auto it = slot.tensors.find("momentum_buffer");
       if (it == slot.tensors.end()) {
         it = slot.tensors.emplace("momentum_buffer", d_p.detach().clone()).first;
+      } else if (sgd_fused_step(o, p, d_p, it->second)) {
+        return;
       } else {
         it->second.mul_(o.momentum).add_(d_p, 1.0 - o.dampening);
       }

@@ -46,6 +46,13 @@ enum class Binary : uint8_t { Add, Sub, Mul, Div, Max, Min, Pow, Count };
 enum class Compare : uint8_t { Eq, Ne, Lt, Le, Gt, Ge, Count };
 enum class Reduce : uint8_t { Sum, Prod, Max, Min, SumSquares, Count };
 
+/// One image's geometry for the convolution lowering kernels (im2col / col2im): c channels of
+/// h x w, a kh x kw kernel, output ho x wo; pad_h / pad_w are the top and left padding.
+struct ConvShape {
+  int64_t c, h, w, kh, kw, ho, wo;
+  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+};
+
 template <class T>
 struct Kernels {
   Isa isa;
@@ -72,6 +79,12 @@ struct Kernels {
   /// contents (NaN included). Threads itself through ember's pool when the work is large.
   void (*gemm)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+  /// cols[(ci * kh + i) * kw + j][oh * wo + ow] = x[ci][oh * sh - ph + i * dh][ow * sw - pw + j * dw],
+  /// 0 outside the image; x is [c, h, w] and cols [c * kh * kw, ho * wo], both contiguous.
+  void (*im2col)(const ConvShape& s, const T* x, T* cols);
+  /// The adjoint of im2col: x[...] += cols[...] (x is accumulated into, not overwritten). cols
+  /// is scratch: entries for positions outside the image may be overwritten.
+  void (*col2im)(const ConvShape& s, T* cols, T* x);
 };
 
 Isa best_isa() noexcept;
