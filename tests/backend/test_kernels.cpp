@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "ember/backend/kernels.hpp"
@@ -34,7 +35,12 @@ double ulp_distance(T a, T b) {
   std::memcpy(&ib, &b, sizeof b);
   if (ia < 0) ia = std::numeric_limits<I>::min() - ia;
   if (ib < 0) ib = std::numeric_limits<I>::min() - ib;
-  return std::fabs(static_cast<double>(ia) - static_cast<double>(ib));
+  // The difference in unsigned arithmetic (exact for any two values of I): converting each
+  // 64-bit pattern to double first would round them to multiples of 512 or more and hide (or
+  // invent) differences of a few ulp.
+  using U = std::make_unsigned_t<I>;
+  const U diff = ia > ib ? U(U(ia) - U(ib)) : U(U(ib) - U(ia));
+  return static_cast<double>(diff);
 }
 
 // Inputs covering ordinary values, zeros, large magnitudes and specials.
@@ -50,6 +56,13 @@ std::vector<T> test_values(size_t n, unsigned seed, double lo, double hi) {
                         T(0.5), T(2.5), T(-2.5)};
   for (size_t i = 0; i < n && i < sizeof(specials) / sizeof(T); ++i) v[(i * 7919) % n] = specials[i];
   return v;
+}
+
+// GELU's contract where 1 + erf cancels: an absolute error of 2 eps |x| (Note [GELU accuracy]).
+template <class T>
+bool gelu_close(T ref, T simd, T x) {
+  return std::fabs(static_cast<double>(ref) - static_cast<double>(simd)) <=
+         2.0 * std::numeric_limits<T>::epsilon() * std::fabs(static_cast<double>(x));
 }
 
 bool is_exact(Unary op) {
@@ -94,6 +107,11 @@ void check_unary(Isa isa) {
           if (is_exact(op)) {
             ASSERT_EQ(d, 0) << "op " << o << " n " << n << " stride " << stride << " i " << i
                             << " x=" << x[static_cast<size_t>(1 + (i - 1) * stride)];
+          } else if (op == Unary::Gelu) {  // Note [GELU accuracy] (src/backend/scalar_ops.hpp)
+            const T xi = x[static_cast<size_t>(1 + (i - 1) * stride)];
+            ASSERT_TRUE(d <= 4 || gelu_close(a[static_cast<size_t>(i)], b[static_cast<size_t>(i)], xi))
+                << "gelu n " << n << " x=" << xi << " ref " << a[static_cast<size_t>(i)] << " simd "
+                << b[static_cast<size_t>(i)];
           } else {
             ASSERT_LE(d, 4) << "op " << o << " n " << n << " stride " << stride << " i " << i
                             << " x=" << x[static_cast<size_t>(1 + (i - 1) * stride)] << " ref "
@@ -229,6 +247,32 @@ TEST(Kernels, UnaryMatchesScalar) {
   }
 }
 
+// Exact GELU and erf densely over the range where their vector paths switch pieces (the erf
+// split at 0.875, saturation at kErfSat) and GELU's cancelling negative side.
+template <class T>
+void check_gelu_erf_dense(Isa isa) {
+  const auto& ref = kernels_for<T>(Isa::Scalar);
+  const auto& simd = kernels_for<T>(isa);
+  const int64_t n = 200001;
+  std::vector<T> x(static_cast<size_t>(n)), a(x.size()), b(x.size());
+  for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = static_cast<T>(-10.0 + 20.0 * double(i) / double(n - 1));
+  for (Unary op : {Unary::Gelu, Unary::Erf}) {
+    ref.unary(op, {}, n, x.data(), 1, a.data());
+    simd.unary(op, {}, n, x.data(), 1, b.data());
+    for (size_t i = 0; i < x.size(); ++i)
+      ASSERT_TRUE(ulp_distance(a[i], b[i]) <= 4 || (op == Unary::Gelu && gelu_close(a[i], b[i], x[i])))
+          << (op == Unary::Gelu ? "gelu" : "erf") << " x=" << x[i] << " ref " << a[i] << " simd " << b[i];
+  }
+}
+
+TEST(Kernels, GeluAndErfMatchScalarDensely) {
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_gelu_erf_dense<float>(isa);
+    check_gelu_erf_dense<double>(isa);
+  }
+}
+
 TEST(Kernels, BinaryCompareWhereMatchScalar) {
   for (Isa isa : simd_isas()) {
     SCOPED_TRACE(isa_name(isa));
@@ -289,9 +333,10 @@ std::vector<ConvShape> conv_shapes() {
   return out;
 }
 
-template <class T>
-std::vector<T> naive_im2col(const ConvShape& s, const std::vector<T>& x) {
-  std::vector<T> cols(static_cast<size_t>(s.c * s.kh * s.kw * s.ho * s.wo));
+// Calls f(col, pixel) for every entry of the columns, by the definition: pixel is the index of
+// the input element the entry copies, or -1 where the tap falls in the padding.
+template <class F>
+void for_each_column_entry(const ConvShape& s, F f) {
   for (int64_t c = 0; c < s.c; ++c)
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j)
@@ -299,10 +344,9 @@ std::vector<T> naive_im2col(const ConvShape& s, const std::vector<T>& x) {
           for (int64_t ow = 0; ow < s.wo; ++ow) {
             const int64_t ih = oh * s.stride_h - s.pad_h + i * s.dil_h, iw = ow * s.stride_w - s.pad_w + j * s.dil_w;
             const bool in = ih >= 0 && ih < s.h && iw >= 0 && iw < s.w;
-            cols[static_cast<size_t>((((c * s.kh + i) * s.kw + j) * s.ho + oh) * s.wo + ow)] =
-                in ? x[static_cast<size_t>((c * s.h + ih) * s.w + iw)] : T(0);
+            f(static_cast<size_t>((((c * s.kh + i) * s.kw + j) * s.ho + oh) * s.wo + ow),
+              in ? (c * s.h + ih) * s.w + iw : int64_t(-1));
           }
-  return cols;
 }
 
 template <class T>
@@ -321,7 +365,10 @@ void check_conv_lowering(Isa isa) {
     // Poisoned outputs: every element must be written.
     std::vector<T> cols(ncols, std::numeric_limits<T>::quiet_NaN());
     k.im2col(s, x.data(), cols.data());
-    const std::vector<T> expect = naive_im2col(s, x);
+    std::vector<T> expect(ncols);
+    for_each_column_entry(s, [&](size_t col, int64_t pixel) {
+      expect[col] = pixel >= 0 ? x[static_cast<size_t>(pixel)] : T(0);
+    });
     for (size_t i = 0; i < ncols; ++i) ASSERT_EQ(cols[i], expect[i]) << "im2col element " << i;
 
     // col2im is the adjoint: <im2col(x), g> == <x, col2im(g)> term by term; checked against the
@@ -331,16 +378,9 @@ void check_conv_lowering(Isa isa) {
     std::vector<T> base(x.size());
     for (auto& v : base) v = static_cast<T>(dist(rng));
     std::vector<T> want = base;
-    for (int64_t c = 0; c < s.c; ++c)
-      for (int64_t i = 0; i < s.kh; ++i)
-        for (int64_t j = 0; j < s.kw; ++j)
-          for (int64_t oh = 0; oh < s.ho; ++oh)
-            for (int64_t ow = 0; ow < s.wo; ++ow) {
-              const int64_t ih = oh * s.stride_h - s.pad_h + i * s.dil_h, iw = ow * s.stride_w - s.pad_w + j * s.dil_w;
-              if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
-                want[static_cast<size_t>((c * s.h + ih) * s.w + iw)] +=
-                    g[static_cast<size_t>((((c * s.kh + i) * s.kw + j) * s.ho + oh) * s.wo + ow)];
-            }
+    for_each_column_entry(s, [&](size_t col, int64_t pixel) {
+      if (pixel >= 0) want[static_cast<size_t>(pixel)] += g[col];
+    });
     std::vector<T> got_ref = base, got = base, g_ref = g, g_simd = g;  // cols is scratch
     ref.col2im(s, g_ref.data(), got_ref.data());
     k.col2im(s, g_simd.data(), got.data());
