@@ -46,14 +46,24 @@ template <class T>
 constexpr bool kSimd = true;
 template <class T>
 using Pack = std::conditional_t<std::is_same_v<T, float>, simd::F32x16, simd::F64x8>;
+// Half-width packets for the tails of short rows (Note [im2col loops]).
+constexpr bool kHalfPack = true;
+template <class T>
+using HalfPack = std::conditional_t<std::is_same_v<T, float>, simd::F32x8, simd::F64x4>;
 #elif defined(__AVX2__) && defined(__FMA__)
 constexpr bool kSimd = true;
 template <class T>
 using Pack = std::conditional_t<std::is_same_v<T, float>, simd::F32x8, simd::F64x4>;
+constexpr bool kHalfPack = false;
+template <class T>
+using HalfPack = Pack<T>;
 #else
 constexpr bool kSimd = false;  // the reference backend: scalar loops only
 template <class T>
 using Pack = simd::Scalar<T>;
+constexpr bool kHalfPack = false;
+template <class T>
+using HalfPack = Pack<T>;
 #endif
 
 // ---- Operand access for the packet loops: a contiguous array or one broadcast value. ----------
@@ -539,8 +549,9 @@ int64_t arg_reduce(bool is_max, int64_t n, const T* x, int64_t sx) {
 
 // ---- Convolution lowering -------------------------------------------------------------------
 // Note [im2col loops]
-// Rows are short (a feature map's width: 32, 16, 8, ...), so the contiguous runs are copied,
-// zeroed and added with packets and one masked packet for the tail: memcpy/memset calls per row
+// Rows are short (a feature map's width: 32, 24, 16, 8, ...), so the contiguous runs are copied,
+// zeroed and added with packets, then a half-width packet and one masked packet for the tail
+// (a plain 8-lane store is cheaper than a masked 16-lane one): memcpy/memset calls per row
 // cost more than the copying itself (they took a third of a ResNet training step), and
 // compiler-vectorised loops run up to 15 tail elements one by one. The backend files are built
 // with -fno-tree-loop-distribute-patterns so that GCC does not turn the remaining scalar loops
@@ -553,6 +564,13 @@ inline void zero_run(T* dst, int64_t n) {
   const V z(T(0));
   int64_t i = 0;
   for (; i + W <= n; i += W) z.store(dst + i);
+  if constexpr (kHalfPack) {
+    using H = HalfPack<T>;
+    if (i + H::kWidth <= n) {
+      H(T(0)).store(dst + i);
+      i += H::kWidth;
+    }
+  }
   if (i < n) z.store_n(dst + i, int(n - i));
 }
 
@@ -562,6 +580,13 @@ inline void copy_run(const T* src, T* dst, int64_t n) {
   constexpr int W = V::kWidth;
   int64_t i = 0;
   for (; i + W <= n; i += W) V::load(src + i).store(dst + i);
+  if constexpr (kHalfPack) {
+    using H = HalfPack<T>;
+    if (i + H::kWidth <= n) {
+      H::load(src + i).store(dst + i);
+      i += H::kWidth;
+    }
+  }
   if (i < n) V::load_n(src + i, int(n - i)).store_n(dst + i, int(n - i));
 }
 
@@ -571,6 +596,13 @@ inline void add_run(const T* src, T* dst, int64_t n) {
   constexpr int W = V::kWidth;
   int64_t i = 0;
   for (; i + W <= n; i += W) (V::load(dst + i) + V::load(src + i)).store(dst + i);
+  if constexpr (kHalfPack) {
+    using H = HalfPack<T>;
+    if (i + H::kWidth <= n) {
+      (H::load(dst + i) + H::load(src + i)).store(dst + i);
+      i += H::kWidth;
+    }
+  }
   if (i < n) (V::load_n(dst + i, int(n - i)) + V::load_n(src + i, int(n - i))).store_n(dst + i, int(n - i));
 }
 

@@ -1,5 +1,6 @@
-// Pooling. max_pool2d finds the window maxima here and takes them with gather (so its gradient
-// is gather's, scatter_add, and differentiable again); average pooling is a depthwise
+// Pooling. max_pool2d finds the window maxima and their indices here; its gradient is gather's,
+// scatter_add into zeros (a direct loop unless a graph is being built, so that it stays
+// differentiable); average pooling is a depthwise
 // convolution with a constant kernel divided by PyTorch's window counts.
 #include "ember/nn/pooling.hpp"
 
@@ -8,6 +9,8 @@
 
 #include "../ops/common.hpp"
 #include "ember/autograd/grad_mode.hpp"
+#include "ember/autograd/record.hpp"
+#include "ember/backend/parallel.hpp"
 #include "ember/ops/conv.hpp"
 
 namespace ember::nn::functional {
@@ -58,13 +61,16 @@ Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
   }
   Tensor<T> xc = x.detach().contiguous();
   Tensor<int64_t> idx = detail::new_tensor<int64_t>({n, c, ho * wo}, "max_pool2d");
+  Tensor<T> out = detail::new_tensor<T>({n, c, ho, wo}, "max_pool2d");
   const T* px = xc.data_ptr();
   int64_t* pi = idx.data_ptr();
+  T* pv = out.data_ptr();
   detail::parallel_for(0, n * c, std::max<int64_t>(1, 4096 / std::max<int64_t>(ho * wo * k.h * k.w, 1)),
                        [&](int64_t b, int64_t e) {
     for (int64_t plane = b; plane < e; ++plane) {
       const T* src = px + plane * h * w;
       int64_t* dst = pi + plane * ho * wo;
+      T* values = pv + plane * ho * wo;
       for (int64_t oh = 0; oh < ho; ++oh) {
         const int64_t ih0 = oh * s.h - o.padding.h;
         const int64_t i_lo = first_inside(ih0, o.dilation.h), i_hi = end_inside(ih0, o.dilation.h, h, k.h);
@@ -101,11 +107,35 @@ Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
               }
           }
           dst[oh * wo + ow] = best;
+          values[oh * wo + ow] = src[best];
         }
       }
     }
   });
-  return x.reshape({n, c, h * w}).gather(2, idx).reshape({n, c, ho, wo});
+  if (autograd::needs_grad(x)) {
+    // The gradient goes to each window's maximum: gather's gradient, scatter_add into zeros.
+    // Without create_graph it is one pass over the indices instead of scatter_add's copy and
+    // strided walk.
+    autograd::record(out, "max_pool2d", {&x}, [idx, x_shape = x.shape(), n, c, hw = h * w, howo = ho * wo](
+                                                   const Tensor<T>& g) {
+      if (autograd::grad_mode_enabled()) {
+        return std::vector<Tensor<T>>{
+            scatter_add(zeros<T>({n, c, hw}), 2, idx, g.reshape({n, c, howo})).reshape(x_shape)};
+      }
+      const Tensor<T> gc = g.contiguous();
+      Tensor<T> gx = zeros<T>(x_shape);
+      const T* pg = gc.data_ptr();
+      const int64_t* pidx = idx.data_ptr();
+      T* pgx = gx.data_ptr();
+      detail::parallel_for(0, n * c, std::max<int64_t>(1, 4096 / std::max<int64_t>(howo, 1)),
+                           [&](int64_t b, int64_t e) {
+        for (int64_t plane = b; plane < e; ++plane)
+          for (int64_t k = 0; k < howo; ++k) pgx[plane * hw + pidx[plane * howo + k]] += pg[plane * howo + k];
+      });
+      return std::vector<Tensor<T>>{gx};
+    });
+  }
+  return out;
 }
 
 template <FloatingElement T>
