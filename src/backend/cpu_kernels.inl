@@ -606,6 +606,34 @@ inline void add_run(const T* src, T* dst, int64_t n) {
   if (i < n) (V::load_n(dst + i, int(n - i)) + V::load_n(src + i, int(n - i))).store_n(dst + i, int(n - i));
 }
 
+// dst[k] = src[2k] for k < n (stride-2 convolutions), reading src[0 .. 2n-2] only: two masked
+// loads and a two-source permute per 16 (float) or 8 (double) outputs on AVX-512.
+template <class T>
+inline void gather2_run(const T* src, T* dst, int64_t n) {
+  int64_t k = 0;
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+  constexpr int W = 64 / sizeof(T);
+  for (; k < n; k += W) {
+    const int m = static_cast<int>(std::min<int64_t>(W, n - k));
+    const int need = 2 * m - 1;  // inputs this chunk reads
+    const int lo_n = std::min(need, W), hi_n = std::max(0, need - W);
+    const T* s = src + 2 * k;
+    if constexpr (std::is_same_v<T, float>) {
+      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      const __m512 lo = _mm512_maskz_loadu_ps(__mmask16((1u << lo_n) - 1u), s);
+      const __m512 hi = _mm512_maskz_loadu_ps(__mmask16((1u << hi_n) - 1u), s + W);
+      _mm512_mask_storeu_ps(dst + k, __mmask16((1u << m) - 1u), _mm512_permutex2var_ps(lo, even, hi));
+    } else {
+      const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+      const __m512d lo = _mm512_maskz_loadu_pd(__mmask8((1u << lo_n) - 1u), s);
+      const __m512d hi = _mm512_maskz_loadu_pd(__mmask8((1u << hi_n) - 1u), s + W);
+      _mm512_mask_storeu_pd(dst + k, __mmask8((1u << m) - 1u), _mm512_permutex2var_pd(lo, even, hi));
+    }
+  }
+#endif
+  for (; k < n; ++k) dst[k] = src[2 * k];
+}
+
 struct ValidRange {
   int64_t lo, hi;
 };
@@ -668,6 +696,8 @@ void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols) {
           zero_run(dst, r.lo);
           if (sw == 1) {
             copy_run(src + (r.lo + off), dst + r.lo, r.hi - r.lo);
+          } else if (sw == 2) {
+            gather2_run(src + (r.lo * 2 + off), dst + r.lo, r.hi - r.lo);
           } else {
             for (int64_t ow = r.lo; ow < r.hi; ++ow) dst[ow] = src[ow * sw + off];
           }
