@@ -747,6 +747,71 @@ void col2im(const ConvShape& s, T* __restrict cols, T* __restrict x) {
   }
 }
 
+// ---- Batch-norm channel loops (Note [Fused batch norm] in src/nn/normalization.cpp) -----------
+
+template <class T>
+void centered_sums(int64_t n, const T* x, T c, const T* y, double* s1, double* s2) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  const V vc(c);
+  V a0(T(0)), a1(T(0)), b0(T(0)), b1(T(0));  // two accumulators each: the adds are latency-bound
+  int64_t i = 0;
+  if (y == nullptr) {
+    for (; i + 2 * W <= n; i += 2 * W) {
+      const V d0 = V::load(x + i) - vc, d1 = V::load(x + i + W) - vc;
+      a0 = a0 + d0;
+      a1 = a1 + d1;
+      b0 = b0 + d0 * d0;
+      b1 = b1 + d1 * d1;
+    }
+    for (; i < n; i += W) {
+      const int r = int(std::min<int64_t>(W, n - i));
+      const auto live = V::first_n(r);
+      const V d = select(live, V::load_n(x + i, r) - vc, V(T(0)));
+      a0 = a0 + d;
+      b0 = b0 + d * d;
+    }
+  } else {
+    for (; i + 2 * W <= n; i += 2 * W) {
+      const V g0 = V::load(y + i), g1 = V::load(y + i + W);
+      a0 = a0 + g0;
+      a1 = a1 + g1;
+      b0 = b0 + g0 * (V::load(x + i) - vc);
+      b1 = b1 + g1 * (V::load(x + i + W) - vc);
+    }
+    for (; i < n; i += W) {
+      const int r = int(std::min<int64_t>(W, n - i));
+      const V g = V::load_n(y + i, r);  // zero in the dead lanes
+      a0 = a0 + g;
+      b0 = b0 + g * (V::load_n(x + i, r) - vc);
+    }
+  }
+  *s1 += static_cast<double>(reduce_add(a0)) + static_cast<double>(reduce_add(a1));
+  *s2 += static_cast<double>(reduce_add(b0)) + static_cast<double>(reduce_add(b1));
+}
+
+template <class T>
+void affine2(int64_t n, const T* a, T alpha, const T* b, T beta, T gamma, T* out) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  const V va(alpha), vb(beta), vg(gamma);
+  // no_contract keeps each product rounded on its own, as in the scalar reference (the compiler
+  // would otherwise fuse multiply and add on FMA targets).
+  auto f = [&](V x) { return no_contract(x * va) + vg; };
+  auto f2 = [&](V x, V y) { return no_contract(no_contract(x * va) + no_contract(y * vb)) + vg; };
+  int64_t i = 0;
+  if (b == nullptr) {
+    for (; i + W <= n; i += W) f(V::load(a + i)).store(out + i);
+    if (i < n) f(V::load_n(a + i, int(n - i))).store_n(out + i, int(n - i));
+  } else {
+    for (; i + W <= n; i += W) f2(V::load(a + i), V::load(b + i)).store(out + i);
+    if (i < n) {
+      const int r = int(n - i);
+      f2(V::load_n(a + i, r), V::load_n(b + i, r)).store_n(out + i, r);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ember::backend::EMBER_ISA_NS
 
@@ -756,7 +821,7 @@ namespace ember::backend::EMBER_ISA_NS {
 #define EMBER_KERNEL_TABLE(T)                                                                  \
   Kernels<T> {                                                                                 \
     EMBER_ISA_ENUM, &unary<T>, &binary<T>, &compare<T>, &where<T>, &reduce<T>, &accumulate<T>, \
-        &arg_reduce<T>, &gemm<T>, &im2col<T>, &col2im<T>                                        \
+        &arg_reduce<T>, &gemm<T>, &im2col<T>, &col2im<T>, &centered_sums<T>, &affine2<T>        \
   }
 const Kernels<float> kTableF32 = EMBER_KERNEL_TABLE(float);
 const Kernels<double> kTableF64 = EMBER_KERNEL_TABLE(double);

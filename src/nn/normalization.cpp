@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ember/autograd/record.hpp"
+#include "ember/backend/kernels.hpp"
 #include "ember/backend/parallel.hpp"
 
 #include "../ops/common.hpp"
@@ -32,66 +33,12 @@ Shape channel_shape(const Shape& x) {
 // Note [Fused batch norm]
 // Batch norm is the costliest composite in convolutional networks: as primitives it makes about ten
 // passes over an [N, C, H, W] activation with per-channel broadcasting in each. The training and
-// eval forms therefore run as one node with channel-wise loops: two passes for the statistics and
-// one for y = x * scale[c] + shift[c]; the backward makes two (the per-channel sums of dy and
-// dy * xhat, then dx). When a backward builds a graph itself (create_graph), the gradients come
+// eval forms therefore run as one node with channel-wise loops on the backend's centered_sums and
+// affine2 kernels: two passes for the statistics and one for y = x * scale[c] + shift[c]; the
+// backward makes two (the per-channel sums of dy and dy * xhat, then dx). When a backward builds a graph itself (create_graph), the gradients come
 // from the textbook formula in public ops instead, recomputing the statistics from x, so that
 // they stay differentiable. docs/benchmarks.md has the before/after measurements.
 namespace {
-
-// Sum of a contiguous run in T with eight independent lanes (which the compiler vectorises),
-// returned in double; `centre` is subtracted first and the terms squared when `squares`.
-template <class T, bool kSquares>
-double lane_sum(const T* p, int64_t n, T centre) {
-  T acc[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) {
-      const T v = p[i + k] - centre;
-      acc[k] += kSquares ? v * v : v;
-    }
-  }
-  double total = 0;
-  for (; i < n; ++i) {
-    const T v = p[i] - centre;
-    total += kSquares ? v * v : v;
-  }
-  for (int k = 0; k < 8; ++k) total += acc[k];
-  return total;
-}
-
-// Sums of dy and of dy * (x - mean) over a contiguous run, in double.
-template <class T>
-void grad_sums(const T* dy, const T* x, int64_t n, T mean, double& sum_dy, double& sum_dy_xc) {
-  T a[8] = {}, b[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) {
-      a[k] += dy[i + k];
-      b[k] += dy[i + k] * (x[i + k] - mean);
-    }
-  }
-  for (; i < n; ++i) {
-    sum_dy += dy[i];
-    sum_dy_xc += static_cast<double>(dy[i]) * (x[i] - mean);
-  }
-  for (int k = 0; k < 8; ++k) {
-    sum_dy += a[k];
-    sum_dy_xc += b[k];
-  }
-}
-
-// y = x * a + b over a run (restrict and by-value constants so that it vectorises).
-template <class T>
-void affine_run(const T* __restrict x, T* __restrict y, int64_t n, T a, T b) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a + b;
-}
-
-// dx = a * dy + bx * x + c over a run.
-template <class T>
-void input_grad_run(const T* __restrict dy, const T* __restrict x, T* __restrict dx, int64_t n, T a, T bx, T c) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = a * dy[i] + bx * x[i] + c;
-}
 
 // x [N, C, inner] viewed channel by channel: calls f(c) for every channel on ember's threads.
 template <class F>
@@ -122,12 +69,13 @@ void batch_statistics(const Tensor<T>& x, double eps, std::vector<T>& mean, std:
   var.assign(static_cast<size_t>(d.c), 0.0);
   const T* px = x.data();
   const double count = static_cast<double>(d.n * d.inner);
+  const auto& k = backend::kernels<T>();
   for_each_channel(d.n, d.c, d.inner, [&](int64_t ch) {
-    double sum = 0;
-    for (int64_t i = 0; i < d.n; ++i) sum += lane_sum<T, false>(px + (i * d.c + ch) * d.inner, d.inner, T(0));
+    double sum = 0, unused = 0;
+    for (int64_t i = 0; i < d.n; ++i) k.centered_sums(d.inner, px + (i * d.c + ch) * d.inner, T(0), nullptr, &sum, &unused);
     const T m = static_cast<T>(sum / count);
-    double sq = 0;  // centred second pass: no cancellation for large means
-    for (int64_t i = 0; i < d.n; ++i) sq += lane_sum<T, true>(px + (i * d.c + ch) * d.inner, d.inner, m);
+    double sq = 0, centred = 0;  // centred second pass: no cancellation for large means
+    for (int64_t i = 0; i < d.n; ++i) k.centered_sums(d.inner, px + (i * d.c + ch) * d.inner, m, nullptr, &centred, &sq);
     const auto k = static_cast<size_t>(ch);
     mean[k] = m;
     var[k] = sq / count;
@@ -142,11 +90,12 @@ Tensor<T> channel_affine(const Tensor<T>& x, const std::vector<T>& scale, const 
   Tensor<T> y = empty<T>(x.shape());
   const T* px = x.data();
   T* py = y.data();
+  const auto& k = backend::kernels<T>();
   for_each_channel(d.n, d.c, d.inner, [&](int64_t ch) {
     const T a = scale[static_cast<size_t>(ch)], b = shift[static_cast<size_t>(ch)];
     for (int64_t i = 0; i < d.n; ++i) {
       const int64_t off = (i * d.c + ch) * d.inner;
-      affine_run(px + off, py + off, d.inner, a, b);
+      k.affine2(d.inner, px + off, a, nullptr, T(0), b, py + off);
     }
   });
   return y;
@@ -245,11 +194,12 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
           const BnDims d = bn_dims(xc.shape());
           std::vector<double> sum_dy(static_cast<size_t>(d.c)), sum_dy_xc(static_cast<size_t>(d.c));
           const T *pg = gc.data(), *px = xc.data();
+          const auto& k = backend::kernels<T>();
           for_each_channel(d.n, d.c, d.inner, [&](int64_t ch) {
             double a = 0, b = 0;
             for (int64_t i = 0; i < d.n; ++i) {
               const int64_t off = (i * d.c + ch) * d.inner;
-              grad_sums(pg + off, px + off, d.inner, mean[static_cast<size_t>(ch)], a, b);
+              k.centered_sums(d.inner, px + off, mean[static_cast<size_t>(ch)], pg + off, &a, &b);
             }
             sum_dy[static_cast<size_t>(ch)] = a;
             sum_dy_xc[static_cast<size_t>(ch)] = b;
@@ -268,11 +218,11 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
             Tensor<T> gx = empty<T>(xc.shape());
             T* pgx = gx.data();
             for_each_channel(d.n, d.c, d.inner, [&](int64_t ch) {
-              const auto k = static_cast<size_t>(ch);
-              const T a = k_dy[k], bx = k_x[k], c0 = k_0[k] - k_x[k] * mean[k];
+              const auto c = static_cast<size_t>(ch);
+              const T a = k_dy[c], bx = k_x[c], c0 = k_0[c] - k_x[c] * mean[c];
               for (int64_t i = 0; i < d.n; ++i) {
                 const int64_t off = (i * d.c + ch) * d.inner;
-                input_grad_run(pg + off, px + off, pgx + off, d.inner, a, bx, c0);
+                k.affine2(d.inner, pg + off, a, px + off, bx, c0, pgx + off);
               }
             });
             grads[0] = gx;

@@ -392,6 +392,59 @@ void check_conv_lowering(Isa isa) {
   }
 }
 
+// Batch-norm loops: centered_sums against double sums of the definition (both forms, added to
+// what *s1 and *s2 hold), affine2 bit-identical to the scalar reference, with and without b.
+template <class T>
+void check_channel_kernels(Isa isa) {
+  const auto& ref = kernels_for<T>(Isa::Scalar);
+  const auto& k = kernels_for<T>(isa);
+  for (int64_t n : kSizes) {
+    auto x = test_values<T>(static_cast<size_t>(n + 1), 31 + unsigned(n), -3, 5);
+    auto y = test_values<T>(static_cast<size_t>(n + 1), 37 + unsigned(n), -2, 2);
+    for (auto* v : {&x, &y})
+      for (auto& e : *v)
+        if (!std::isfinite(e) || std::fabs(e) > 100) e = T(0.25);
+    const T c = T(0.75);
+    double want1 = 1, want2 = 2, dy1 = 1, dy2 = 2;
+    for (int64_t i = 1; i <= n; ++i) {
+      const double d = double(x[size_t(i)]) - double(c);
+      want1 += d;
+      want2 += d * d;
+      dy1 += double(y[size_t(i)]);
+      dy2 += double(y[size_t(i)]) * d;
+    }
+    double s1 = 1, s2 = 2, g1 = 1, g2 = 2;
+    k.centered_sums(n, x.data() + 1, c, nullptr, &s1, &s2);
+    k.centered_sums(n, x.data() + 1, c, y.data() + 1, &g1, &g2);
+    const double tol = (sizeof(T) == 4 ? 1e-5 : 1e-12) * double(n + 1) * 10;
+    EXPECT_NEAR(s1, want1, tol) << n;
+    EXPECT_NEAR(s2, want2, tol) << n;
+    EXPECT_NEAR(g1, dy1, tol) << n;
+    EXPECT_NEAR(g2, dy2, tol) << n;
+
+    std::vector<T> a(static_cast<size_t>(n + 1)), b(a.size()), a2(a.size()), b2(a.size());
+    ref.affine2(n, x.data() + 1, T(1.5), nullptr, T(0), T(-0.25), a.data() + 1);
+    k.affine2(n, x.data() + 1, T(1.5), nullptr, T(0), T(-0.25), b.data() + 1);
+    ref.affine2(n, x.data() + 1, T(1.5), y.data() + 1, T(-0.5), T(0.125), a2.data() + 1);
+    k.affine2(n, x.data() + 1, T(1.5), y.data() + 1, T(-0.5), T(0.125), b2.data() + 1);
+    for (int64_t i = 1; i <= n; ++i) {
+      ASSERT_EQ(a[size_t(i)], b[size_t(i)]) << "affine2 n " << n << " i " << i;
+      ASSERT_EQ(a2[size_t(i)], b2[size_t(i)]) << "affine2 with b, n " << n << " i " << i;
+      ASSERT_EQ(a2[size_t(i)], x[size_t(i)] * T(1.5) + y[size_t(i)] * T(-0.5) + T(0.125));
+    }
+  }
+}
+
+TEST(Kernels, ChannelKernelsMatchDefinitionAndScalar) {
+  check_channel_kernels<float>(Isa::Scalar);
+  check_channel_kernels<double>(Isa::Scalar);
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_channel_kernels<float>(isa);
+    check_channel_kernels<double>(isa);
+  }
+}
+
 TEST(Kernels, ConvLoweringMatchesDefinitionAndScalar) {
   check_conv_lowering<float>(Isa::Scalar);
   check_conv_lowering<double>(Isa::Scalar);

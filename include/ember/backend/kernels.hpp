@@ -85,6 +85,13 @@ struct Kernels {
   /// The adjoint of im2col: x[...] += cols[...] (x is accumulated into, not overwritten). cols
   /// is scratch: entries for positions outside the image may be overwritten.
   void (*col2im)(const ConvShape& s, T* cols, T* x);
+  /// Channel statistics (batch norm) over a contiguous run: without y, *s1 = sum (x - c) and
+  /// *s2 = sum (x - c)^2; with y, *s1 = sum y and *s2 = sum y (x - c). Results are added to *s1
+  /// and *s2 (accumulated in double across calls; within a call in T lanes, then double).
+  void (*centered_sums)(int64_t n, const T* x, T c, const T* y, double* s1, double* s2);
+  /// out[i] = a[i] * alpha + b[i] * beta + gamma (b may be null: no b term), evaluated in that
+  /// order without fused multiply-adds, so every ISA gives the same bits.
+  void (*affine2)(int64_t n, const T* a, T alpha, const T* b, T beta, T gamma, T* out);
 };
 
 Isa best_isa() noexcept;
