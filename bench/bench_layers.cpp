@@ -1,0 +1,53 @@
+// Single layers, forward (no grad) and forward + backward (input and parameter gradients), at
+// the shapes issue #3 names: Linear, Conv2d at LeNet and ResNet-CIFAR shapes, BatchNorm2d
+// (training), LayerNorm, MultiheadAttention. bench_layers_torch.cpp has the LibTorch twins.
+#include <functional>
+#include <memory>
+
+#include "common.hpp"
+#include "ember/ember.hpp"
+
+namespace {
+
+namespace nn = ember::nn;
+using ember::Tensor;
+
+using Layer = std::shared_ptr<nn::Module<float>>;
+
+void run_layer(benchmark::State& state, const Layer& layer, const ember::Shape& in, bool backward) {
+  ember::set_num_threads(static_cast<int>(state.range(0)));
+  ember::manual_seed(0);
+  Tensor<float> x = ember::randn<float>(in).requires_grad_(backward);
+  layer->train();
+  for (auto _ : state) {
+    if (backward) {
+      layer->zero_grad();
+      x.set_grad(Tensor<float>());
+      (*layer)(x).sum().backward();
+    } else {
+      ember::NoGradGuard no_grad;
+      benchmark::DoNotOptimize((*layer)(x));
+    }
+  }
+}
+
+#define EMBER_LAYER_BENCH(name, make, ...)                                                         \
+  void BM_ember_layer_##name##_fwd(benchmark::State& s) { run_layer(s, make, __VA_ARGS__, false); } \
+  void BM_ember_layer_##name##_fwdbwd(benchmark::State& s) { run_layer(s, make, __VA_ARGS__, true); } \
+  BENCHMARK(BM_ember_layer_##name##_fwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime(); \
+  BENCHMARK(BM_ember_layer_##name##_fwdbwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime()
+
+EMBER_LAYER_BENCH(linear_128x784_512, std::make_shared<nn::Linear<float>>(784, 512), {128, 784});
+EMBER_LAYER_BENCH(conv_lenet1_n64_1to6_28_k5, std::make_shared<nn::Conv2d<float>>(1, 6, 5), {64, 1, 28, 28});
+EMBER_LAYER_BENCH(conv_lenet2_n64_6to16_12_k5, std::make_shared<nn::Conv2d<float>>(6, 16, 5), {64, 6, 12, 12});
+EMBER_LAYER_BENCH(conv_resnet1_n128_3to64_32_k3,
+                  std::make_shared<nn::Conv2d<float>>(3, 64, 3, nn::Conv2dOptions{.padding = 1}), {128, 3, 32, 32});
+EMBER_LAYER_BENCH(conv_resnet2_n128_64to64_32_k3,
+                  std::make_shared<nn::Conv2d<float>>(64, 64, 3, nn::Conv2dOptions{.padding = 1}), {128, 64, 32, 32});
+EMBER_LAYER_BENCH(batchnorm2d_n128_64_32, std::make_shared<nn::BatchNorm2d<float>>(64), {128, 64, 32, 32});
+EMBER_LAYER_BENCH(layernorm_32x64_128, std::make_shared<nn::LayerNorm<float>>(ember::Shape{128}), {32, 64, 128});
+EMBER_LAYER_BENCH(mha_b32_s64_d128_h4,
+                  std::make_shared<nn::MultiheadAttention<float>>(128, 4, nn::MultiheadAttentionOptions{.batch_first = true}),
+                  {32, 64, 128});
+
+}  // namespace

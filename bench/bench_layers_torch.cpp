@@ -1,0 +1,59 @@
+// LibTorch twins of bench_layers.cpp: the same layers, shapes, modes and steps.
+#include <dlfcn.h>
+#include <torch/torch.h>
+
+#include "common.hpp"
+
+namespace {
+
+namespace nn = torch::nn;
+
+template <class M>
+void run_layer(benchmark::State& state, M layer, std::vector<int64_t> in, bool backward) {
+  const int t = static_cast<int>(state.range(0));
+  torch::set_num_threads(t);
+  using SetFn = void (*)(int);
+  if (auto f = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(t);
+  torch::manual_seed(0);
+  torch::Tensor x = torch::randn(in).requires_grad_(backward);
+  layer->train();
+  for (auto _ : state) {
+    if (backward) {
+      layer->zero_grad();
+      x.mutable_grad() = torch::Tensor();
+      layer->forward(x).sum().backward();
+    } else {
+      torch::NoGradGuard no_grad;
+      benchmark::DoNotOptimize(layer->forward(x));
+    }
+  }
+}
+
+// MultiheadAttention's forward takes (query, key, value) and returns a pair.
+struct SelfAttentionImpl : nn::Module {
+  nn::MultiheadAttention mha{nullptr};
+  explicit SelfAttentionImpl(int64_t d, int64_t h) { mha = register_module("mha", nn::MultiheadAttention(d, h)); }
+  torch::Tensor forward(torch::Tensor x) {  // x [B, S, D]; LibTorch's MHA is sequence-first
+    auto s = x.transpose(0, 1);
+    return std::get<0>(mha->forward(s, s, s)).transpose(0, 1);
+  }
+};
+TORCH_MODULE(SelfAttention);
+
+#define TORCH_LAYER_BENCH(name, make, ...)                                                         \
+  void BM_torch_layer_##name##_fwd(benchmark::State& s) { run_layer(s, make, __VA_ARGS__, false); } \
+  void BM_torch_layer_##name##_fwdbwd(benchmark::State& s) { run_layer(s, make, __VA_ARGS__, true); } \
+  BENCHMARK(BM_torch_layer_##name##_fwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime(); \
+  BENCHMARK(BM_torch_layer_##name##_fwdbwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime()
+
+TORCH_LAYER_BENCH(linear_128x784_512, nn::Linear(784, 512), {128, 784});
+TORCH_LAYER_BENCH(conv_lenet1_n64_1to6_28_k5, nn::Conv2d(nn::Conv2dOptions(1, 6, 5)), {64, 1, 28, 28});
+TORCH_LAYER_BENCH(conv_lenet2_n64_6to16_12_k5, nn::Conv2d(nn::Conv2dOptions(6, 16, 5)), {64, 6, 12, 12});
+TORCH_LAYER_BENCH(conv_resnet1_n128_3to64_32_k3, nn::Conv2d(nn::Conv2dOptions(3, 64, 3).padding(1)), {128, 3, 32, 32});
+TORCH_LAYER_BENCH(conv_resnet2_n128_64to64_32_k3, nn::Conv2d(nn::Conv2dOptions(64, 64, 3).padding(1)),
+                  {128, 64, 32, 32});
+TORCH_LAYER_BENCH(batchnorm2d_n128_64_32, nn::BatchNorm2d(64), {128, 64, 32, 32});
+TORCH_LAYER_BENCH(layernorm_32x64_128, nn::LayerNorm(nn::LayerNormOptions({128})), {32, 64, 128});
+TORCH_LAYER_BENCH(mha_b32_s64_d128_h4, SelfAttention(128, 4), {32, 64, 128});
+
+}  // namespace
