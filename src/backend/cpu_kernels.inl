@@ -685,6 +685,17 @@ void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols) {
           }
           continue;
         }
+        if (sw == 1 && s.stride_h == 1 && r.lo == 0 && r.hi == wo) {
+          // Unit strides, no column padding (LeNet-like maps with rows narrower than the input):
+          // the rows outside the image are two zero blocks, the others plain copies without
+          // per-row checks (rows of 8 or 24 floats are mostly overhead otherwise).
+          const ValidRange rows = valid_rows(s, i);
+          zero_run(row, rows.lo * wo);
+          zero_run(row + rows.hi * wo, (s.ho - rows.hi) * wo);
+          const T* src = xc + (rows.lo + i * s.dil_h - s.pad_h) * s.w + off;
+          for (int64_t oh = rows.lo; oh < rows.hi; ++oh, src += s.w) copy_run(src, row + oh * wo, wo);
+          continue;
+        }
         for (int64_t oh = 0; oh < s.ho; ++oh) {
           const int64_t ih = oh * s.stride_h - s.pad_h + i * s.dil_h;
           T* dst = row + oh * wo;
@@ -729,6 +740,12 @@ void col2im(const ConvShape& s, T* __restrict cols, T* __restrict x) {
           const int64_t begin = rows.lo * wo + r.lo, end = rows.hi * wo - (wo - r.hi);
           const int64_t dst = (rows.lo + i * s.dil_h - s.pad_h) * s.w + r.lo + off;
           if (end > begin) add_run(row + begin, xc + dst, end - begin);
+          continue;
+        }
+        if (sw == 1 && s.stride_h == 1 && r.lo == 0 && r.hi == wo) {  // as im2col's unpadded rows
+          const ValidRange rows = valid_rows(s, i);
+          T* dst = xc + (rows.lo + i * s.dil_h - s.pad_h) * s.w + off;
+          for (int64_t oh = rows.lo; oh < rows.hi; ++oh, dst += s.w) add_run(row + oh * wo, dst, wo);
           continue;
         }
         for (int64_t oh = 0; oh < s.ho; ++oh) {

@@ -314,7 +314,8 @@ TEST(Kernels, ScalarGemmMatchesNaiveProduct) {
 
 // Convolution lowering: the scalar kernels against the definition, the SIMD ones against the
 // scalar (bit-identical: they copy, and add each column once in the same order). The shapes
-// cover the flat-tap path (unit strides, wo == w, with and without dilation), strides, rows and
+// cover the flat-tap path (unit strides, wo == w, with and without dilation), the unpadded-rows
+// path (unit strides, no column padding, with and without row padding), strides, rows and
 // columns entirely in the padding, and long rows.
 std::vector<ConvShape> conv_shapes() {
   // c, h, w, kh, kw, stride h/w, pad h/w, dilation h/w; padding is symmetric here.
@@ -323,7 +324,8 @@ std::vector<ConvShape> conv_shapes() {
                            {2, 4, 37, 1, 3, 1, 1, 0, 1, 1, 1}, {1, 3, 3, 3, 3, 1, 1, 2, 2, 1, 1},
                            {2, 9, 10, 2, 3, 3, 2, 1, 0, 1, 2}, {4, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1},
                            {3, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1}, {2, 6, 70, 3, 3, 2, 2, 1, 1, 1, 1},
-                           {1, 4, 67, 1, 2, 1, 2, 0, 0, 1, 1}};
+                           {1, 4, 67, 1, 2, 1, 2, 0, 0, 1, 1}, {2, 6, 9, 3, 3, 1, 1, 1, 0, 1, 1},
+                           {1, 8, 10, 2, 2, 1, 1, 1, 0, 2, 2}, {1, 12, 28, 5, 5, 1, 1, 0, 0, 1, 1}};
   std::vector<ConvShape> out;
   for (auto& v : g) {
     ConvShape s{v[0], v[1], v[2], v[3], v[4], 0, 0, v[5], v[6], v[7], v[8], v[9], v[10]};
