@@ -252,6 +252,18 @@ struct Evaluation {
   std::vector<int64_t> predictions;
 };
 
+// Correct argmax predictions of logits [N, C] against labels [N]; the predictions are appended to
+// `predictions` when given.
+int64_t count_correct(const Tensor<float>& logits, const Tensor<int64_t>& labels,
+                      std::vector<int64_t>* predictions = nullptr) {
+  const std::vector<int64_t> predicted = logits.detach().argmax(1).to_vector();
+  const std::vector<int64_t> truth = labels.to_vector();
+  int64_t correct = 0;
+  for (size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == truth[i];
+  if (predictions) predictions->insert(predictions->end(), predicted.begin(), predicted.end());
+  return correct;
+}
+
 Evaluation evaluate(nn::Module<float>& model, const data::LabeledImages& test, const Normalization& norm) {
   NoGradGuard no_grad;
   model.eval();
@@ -264,10 +276,7 @@ Evaluation evaluate(nn::Module<float>& model, const data::LabeledImages& test, c
     const Tensor<float> logits = model(to_input(test.images.narrow(0, start, len), norm));
     const Tensor<int64_t> labels = test.labels.narrow(0, start, len);
     loss_sum += nn::functional::cross_entropy(logits, labels, {.reduction = nn::Reduction::Sum}).item();
-    const std::vector<int64_t> predicted = logits.argmax(1).to_vector();
-    const std::vector<int64_t> truth = labels.to_vector();
-    for (size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == truth[i];
-    e.predictions.insert(e.predictions.end(), predicted.begin(), predicted.end());
+    correct += count_correct(logits, labels, &e.predictions);
   }
   e.loss = loss_sum / static_cast<double>(n);
   e.accuracy = static_cast<double>(correct) / static_cast<double>(n);
@@ -313,18 +322,6 @@ void write_curves(const std::string& path, const std::string& title, const LossT
   write_png(path, canvas.image());
 }
 
-Image image_of(const Tensor<uint8_t>& chw) {
-  const int c = static_cast<int>(chw.shape()[0]), h = static_cast<int>(chw.shape()[1]),
-            w = static_cast<int>(chw.shape()[2]);
-  Image img(w, h, c);
-  const Tensor<uint8_t> t = chw.contiguous();
-  const uint8_t* p = t.data();
-  for (int ch = 0; ch < c; ++ch)
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < w; ++x) img.at(x, y)[ch] = p[(ch * h + y) * w + x];
-  return img;
-}
-
 // The first 64 test images, each with its predicted label (green when right, red when wrong) and,
 // when wrong, the true label below.
 void write_prediction_grid(const std::string& path, const data::LabeledImages& test,
@@ -343,7 +340,7 @@ void write_prediction_grid(const std::string& path, const data::LabeledImages& t
   for (int64_t i = 0; i < count; ++i) {
     const int x = 10 + static_cast<int>(i % cols) * cell_w, y = 34 + static_cast<int>(i / cols) * cell_h;
     const bool right = predicted[static_cast<size_t>(i)] == truth[static_cast<size_t>(i)];
-    canvas.blit(image_of(test.images.select(0, i)), x, y, zoom);
+    canvas.blit(image_from_tensor(test.images.select(0, i)), x, y, zoom);
     canvas.frame_rect(x - 2, y - 2, size + 4, size + 4, right ? Rgb{40, 160, 60} : Rgb{220, 30, 30}, 2);
     canvas.text(x, y + size + 5, name(predicted[static_cast<size_t>(i)]), right ? Rgb{30, 130, 50} : Rgb{210, 30, 30});
     if (!right) canvas.text(x, y + size + 16, fmt::format("({})", name(truth[static_cast<size_t>(i)])), {110, 110, 110});
@@ -436,12 +433,7 @@ int train(const Options& o, const ExampleSpec& spec) {
       loss.backward();
       optimizer->step();
       if (schedule) schedule->step();
-      int64_t correct = 0;
-      {
-        const std::vector<int64_t> predicted = logits.detach().argmax(1).to_vector();
-        const std::vector<int64_t> truth = batch->target.to_vector();
-        for (size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == truth[i];
-      }
+      const int64_t correct = count_correct(logits, batch->target);
       const double loss_value = loss.item();
       if (!std::isfinite(loss_value))
         throw ValueError(fmt::format("the training loss became {} at epoch {} batch {}; try a smaller --lr",

@@ -52,6 +52,20 @@ Image read_png(const std::string& path, int channels) {
   return out;
 }
 
+Image image_from_tensor(const Tensor<uint8_t>& image) {
+  if (image.dim() != 2 && image.dim() != 3)
+    throw ShapeError(fmt::format("image_from_tensor: expected [H, W] or [C, H, W], got {}", image.shape().str()));
+  const Tensor<uint8_t> chw = (image.dim() == 2 ? image.unsqueeze(0) : image).contiguous();
+  const int c = static_cast<int>(chw.shape()[0]), h = static_cast<int>(chw.shape()[1]),
+            w = static_cast<int>(chw.shape()[2]);
+  Image img(w, h, c);
+  const uint8_t* p = chw.data();
+  for (int ch = 0; ch < c; ++ch)
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) img.at(x, y)[ch] = p[(ch * h + y) * w + x];
+  return img;
+}
+
 Image resize(const Image& image, int width, int height) {
   if (width <= 0 || height <= 0) throw ValueError(fmt::format("resize: bad size {}x{}", width, height));
   Image out(width, height, image.channels);

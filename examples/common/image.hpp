@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "ember/core/tensor.hpp"
+
 namespace ember::examples {
 
 /// 8-bit pixels, row-major, interleaved channels (1: gray, 3: RGB).
@@ -19,6 +21,9 @@ struct Image {
   uint8_t* at(int x, int y) { return &pixels[(static_cast<size_t>(y) * width + x) * channels]; }
   const uint8_t* at(int x, int y) const { return &pixels[(static_cast<size_t>(y) * width + x) * channels]; }
 };
+
+/// A uint8 image tensor, [H, W] or [C, H, W] (C = 1 or 3), as interleaved pixels.
+Image image_from_tensor(const Tensor<uint8_t>& image);
 
 /// Writes a gray or RGB PNG atomically; throws ember::IOError naming the file on failure.
 void write_png(const std::string& path, const Image& image);

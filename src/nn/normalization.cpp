@@ -71,8 +71,8 @@ void batch_statistics(const Tensor<T>& x, double eps, std::vector<T>& mean, std:
   const double count = static_cast<double>(d.n * d.inner);
   const auto& k = backend::kernels<T>();
   for_each_channel(d.n, d.c, d.inner, [&](int64_t ch) {
-    double sum = 0, unused = 0;
-    for (int64_t i = 0; i < d.n; ++i) k.centered_sums(d.inner, px + (i * d.c + ch) * d.inner, T(0), nullptr, &sum, &unused);
+    double sum = 0;
+    for (int64_t i = 0; i < d.n; ++i) sum += k.reduce(backend::Reduce::Sum, d.inner, px + (i * d.c + ch) * d.inner, 1);
     const T m = static_cast<T>(sum / count);
     double sq = 0, centred = 0;  // centred second pass: no cancellation for large means
     for (int64_t i = 0; i < d.n; ++i) k.centered_sums(d.inner, px + (i * d.c + ch) * d.inner, m, nullptr, &centred, &sq);

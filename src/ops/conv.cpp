@@ -1,7 +1,6 @@
 // 2-D convolution as im2col + GEMM, with its two gradients (Note [Convolution gradients]).
 #include "ember/ops/conv.hpp"
 
-#include <cstring>
 #include <vector>
 
 #include "common.hpp"

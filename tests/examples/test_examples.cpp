@@ -159,17 +159,6 @@ bool is_png(const std::string& path, int width_at_least) {
   }
 }
 
-examples::Image to_image(const Tensor<uint8_t>& sample) {  // [H, W] or [C, H, W]
-  const Tensor<uint8_t> chw = (sample.dim() == 2 ? sample.unsqueeze(0) : sample).contiguous();
-  const int c = static_cast<int>(chw.shape()[0]), h = static_cast<int>(chw.shape()[1]),
-            w = static_cast<int>(chw.shape()[2]);
-  examples::Image img(w, h, c);
-  for (int ch = 0; ch < c; ++ch)
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < w; ++x) img.at(x, y)[ch] = chw.data()[(ch * h + y) * w + x];
-  return img;
-}
-
 // Trains, checks the outputs, then classifies test images saved as PNG with --predict and compares
 // with the labels the training program predicted for them.
 void train_and_predict(const std::string& program, const std::string& data, const data::LabeledImages& test,
@@ -200,7 +189,7 @@ void train_and_predict(const std::string& program, const std::string& data, cons
   ASSERT_EQ(static_cast<int64_t>(predictions.size()), test.labels.numel() + 1);
   for (int64_t i = 0; i < 6; ++i) {
     const std::string png = out + "/sample" + std::to_string(i) + ".png";
-    examples::write_png(png, to_image(test.images.select(0, i)));
+    examples::write_png(png, examples::image_from_tensor(test.images.select(0, i)));
     const ProcessResult p = run({program, "--predict", png, "--weights", out + "/model.safetensors"});
     ASSERT_EQ(p.exit_code, 0) << p.output;
     EXPECT_EQ(value_of("\n" + p.output, "prediction"), predictions[static_cast<size_t>(i + 1)][2])
