@@ -430,6 +430,9 @@ struct F32x16 {
   static Mask first_n(int n) { return {tail(n)}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void store_n(float* p, int n) const { _mm512_mask_storeu_ps(p, tail(n), v); }
+  // Masked-off lanes are neither read (they load as 0) nor written, and cannot fault.
+  static F32x16 load_masked(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m.m, p); }
+  void store_masked(float* p, Mask m) const { _mm512_mask_storeu_ps(p, m.m, v); }
 
   friend F32x16 operator+(F32x16 a, F32x16 b) { return _mm512_add_ps(a.v, b.v); }
   friend F32x16 operator-(F32x16 a, F32x16 b) { return _mm512_sub_ps(a.v, b.v); }
@@ -512,6 +515,8 @@ struct F64x8 {
   static Mask first_n(int n) { return {tail(n)}; }
   void store(double* p) const { _mm512_storeu_pd(p, v); }
   void store_n(double* p, int n) const { _mm512_mask_storeu_pd(p, tail(n), v); }
+  static F64x8 load_masked(const double* p, Mask m) { return _mm512_maskz_loadu_pd(m.m, p); }
+  void store_masked(double* p, Mask m) const { _mm512_mask_storeu_pd(p, m.m, v); }
 
   friend F64x8 operator+(F64x8 a, F64x8 b) { return _mm512_add_pd(a.v, b.v); }
   friend F64x8 operator-(F64x8 a, F64x8 b) { return _mm512_sub_pd(a.v, b.v); }

@@ -82,6 +82,35 @@ bool is_pointwise(const ConvDims& d, const Conv2dGeometry& p) {
          p.padding[1] == 0 && p.padding[2] == 0 && p.padding[3] == 0;
 }
 
+// Whether the convolution runs on the backend's flat kernels, without a column matrix (Note
+// [Flat convolution] in src/backend/conv_flat.inl). Pointwise convolutions are plain GEMMs.
+template <class T>
+bool use_flat(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& p,
+              const backend::ConvShape& cs) {
+  return k.conv_flat != nullptr && !is_pointwise(d, p) && backend::conv_flat_applies(cs);
+}
+
+// The input gradient of a flat convolution is a flat convolution of the output gradient with
+// the weights transposed and flipped, padded by dil * (k - 1) - pad.
+backend::ConvShape transposed_flat_shape(const ConvDims& d, const backend::ConvShape& cs) {
+  return {d.og, d.ho, d.wo, d.kh, d.kw, d.h, d.w, 1, 1, cs.dil_h * (d.kh - 1) - cs.pad_h,
+          cs.dil_w * (d.kw - 1) - cs.pad_w, cs.dil_h, cs.dil_w};
+}
+
+// w'[g][c][o][kh-1-i][kw-1-j] = w[g][o][c][i][j] for each group g.
+template <class T>
+std::vector<T> transposed_flipped_weights(const T* w, const ConvDims& d) {
+  const int64_t taps = d.kh * d.kw;
+  std::vector<T> out(static_cast<size_t>(d.o * d.cg * taps));
+  for (int64_t g = 0; g < d.g; ++g)
+    for (int64_t o = 0; o < d.og; ++o)
+      for (int64_t c = 0; c < d.cg; ++c)
+        for (int64_t t = 0; t < taps; ++t)
+          out[static_cast<size_t>(((g * d.cg + c) * d.og + o) * taps + (taps - 1 - t))] =
+              w[((g * d.og + o) * d.cg + c) * taps + t];
+  return out;
+}
+
 // Samples per task: enough GEMM work per task to pay for the hand-off.
 int64_t sample_grain(const ConvDims& d) {
   const int64_t flops = d.o * d.k() * d.hw_out();
@@ -100,11 +129,21 @@ Tensor<T> conv_forward_raw(const Tensor<T>& x_in, const Tensor<T>& w_in, const C
   const int64_t K = d.k(), HW = d.hw_out();
   const bool direct = is_pointwise(d, p);
   const backend::ConvShape cs = conv_shape(d, p);
+  const int64_t plane = d.h * d.w;
+  if (use_flat(k, d, p, cs)) {
+    detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
+      for (int64_t g = 0; g < d.g; ++g) {
+        k.conv_flat(cs, d.og, pw + g * d.og * K, e - b, px + (b * d.c + g * d.cg) * plane, d.c * plane,
+                    po + (b * d.o + g * d.og) * HW, d.o * HW);
+      }
+    });
+    return out;
+  }
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
     std::vector<T> cols(direct ? 0 : static_cast<size_t>(K * HW));
     for (int64_t n = b; n < e; ++n) {
       for (int64_t g = 0; g < d.g; ++g) {
-        const T* xg = px + (n * d.c + g * d.cg) * d.h * d.w;
+        const T* xg = px + (n * d.c + g * d.cg) * plane;
         const T* operand = xg;
         if (!direct) {
           k.im2col(cs, xg, cols.data());
@@ -122,14 +161,27 @@ template <FloatingElement T>
 Tensor<T> conv_input_grad_raw(const Tensor<T>& gy_in, const Tensor<T>& w_in, const ConvDims& d,
                               const Conv2dGeometry& p) {
   Tensor<T> gy = gy_in.contiguous(), w = w_in.contiguous();
-  Tensor<T> gx = zeros<T>({d.n, d.c, d.h, d.w});
   const auto& k = backend::kernels<T>();
   const T* pg = gy.data_ptr();
   const T* pw = w.data_ptr();
-  T* px = gx.data_ptr();
-  const int64_t K = d.k(), HW = d.hw_out();
+  const int64_t K = d.k(), HW = d.hw_out(), plane = d.h * d.w;
   const bool direct = is_pointwise(d, p);
   const backend::ConvShape cs = conv_shape(d, p);
+  if (use_flat(k, d, p, cs)) {
+    Tensor<T> gx = detail::new_tensor<T>({d.n, d.c, d.h, d.w}, "conv2d_input_grad");
+    T* px = gx.data_ptr();
+    const std::vector<T> wt = transposed_flipped_weights(pw, d);
+    const backend::ConvShape ts = transposed_flat_shape(d, cs);
+    detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
+      for (int64_t g = 0; g < d.g; ++g) {
+        k.conv_flat(ts, d.cg, wt.data() + g * d.cg * d.og * d.kh * d.kw, e - b, pg + (b * d.o + g * d.og) * HW,
+                    d.o * HW, px + (b * d.c + g * d.cg) * plane, d.c * plane);
+      }
+    });
+    return gx;
+  }
+  Tensor<T> gx = zeros<T>({d.n, d.c, d.h, d.w});
+  T* px = gx.data_ptr();
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
     std::vector<T> cols(static_cast<size_t>(direct ? 0 : K * HW));
     for (int64_t n = b; n < e; ++n) {
@@ -162,12 +214,22 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
   const T* pg = gy.data_ptr();
   const bool direct = is_pointwise(d, p);
   const backend::ConvShape cs = conv_shape(d, p);
+  const bool flat = use_flat(k, d, p, cs);
+  const int64_t plane = d.h * d.w;
   detail::parallel_for(0, tasks, 1, [&](int64_t tb, int64_t te) {
-    std::vector<T> cols(static_cast<size_t>(direct ? 0 : K * HW));
+    std::vector<T> cols(static_cast<size_t>(direct || flat ? 0 : K * HW));
     for (int64_t t = tb; t < te; ++t) {
       std::vector<T>& acc = partial[static_cast<size_t>(t)];
       acc.assign(static_cast<size_t>(wsize), T(0));
-      for (int64_t n = t * d.n / tasks; n < (t + 1) * d.n / tasks; ++n) {
+      const int64_t n0 = t * d.n / tasks, n1 = (t + 1) * d.n / tasks;
+      if (flat) {
+        for (int64_t g = 0; g < d.g; ++g) {
+          k.conv_flat_weight_grad(cs, d.og, n1 - n0, px + (n0 * d.c + g * d.cg) * plane, d.c * plane,
+                                  pg + (n0 * d.o + g * d.og) * HW, d.o * HW, acc.data() + g * d.og * K);
+        }
+        continue;
+      }
+      for (int64_t n = n0; n < n1; ++n) {
         for (int64_t g = 0; g < d.g; ++g) {
           const T* xg = px + (n * d.c + g * d.cg) * d.h * d.w;
           const T* operand = xg;

@@ -314,7 +314,7 @@ TEST(Kernels, ScalarGemmMatchesNaiveProduct) {
 
 // Convolution lowering: the scalar kernels against the definition, the SIMD ones against the
 // scalar (bit-identical: they copy, and add each column once in the same order). The shapes
-// cover the flat-tap path (unit strides, wo == w, with and without dilation), the unpadded-rows
+// cover the flat-tap path (unit strides, wo == w, with and without dilation, masked or not), the unpadded-rows
 // path (unit strides, no column padding, with and without row padding), strides, rows and
 // columns entirely in the padding, and long rows.
 std::vector<ConvShape> conv_shapes() {
@@ -325,7 +325,13 @@ std::vector<ConvShape> conv_shapes() {
                            {2, 9, 10, 2, 3, 3, 2, 1, 0, 1, 2}, {4, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1},
                            {3, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1}, {2, 6, 70, 3, 3, 2, 2, 1, 1, 1, 1},
                            {1, 4, 67, 1, 2, 1, 2, 0, 0, 1, 1}, {2, 6, 9, 3, 3, 1, 1, 1, 0, 1, 1},
-                           {1, 8, 10, 2, 2, 1, 1, 1, 0, 2, 2}, {1, 12, 28, 5, 5, 1, 1, 0, 0, 1, 1}};
+                           {1, 8, 10, 2, 2, 1, 1, 1, 0, 2, 2}, {1, 12, 28, 5, 5, 1, 1, 0, 0, 1, 1},
+                           // flat taps whose rows are whole vectors or vectors whole rows (Note
+                           // [Masked flat taps]), with run tails, dilation and wide kernels
+                           {2, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1}, {3, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1},
+                           {1, 16, 16, 3, 3, 1, 1, 2, 2, 2, 2}, {1, 5, 48, 3, 5, 1, 1, 1, 2, 1, 1},
+                           {1, 8, 8, 5, 5, 1, 1, 2, 2, 1, 1}, {1, 2, 2, 3, 3, 1, 1, 1, 1, 1, 1},
+                           {1, 3, 16, 1, 17, 1, 1, 0, 8, 1, 1}};
   std::vector<ConvShape> out;
   for (auto& v : g) {
     ConvShape s{v[0], v[1], v[2], v[3], v[4], 0, 0, v[5], v[6], v[7], v[8], v[9], v[10]};
@@ -455,6 +461,107 @@ TEST(Kernels, ConvLoweringMatchesDefinitionAndScalar) {
     check_conv_lowering<float>(isa);
     check_conv_lowering<double>(isa);
   }
+}
+
+
+// Flat convolutions (Note [Flat convolution]) against the definition, summed in double: several
+// images at strides wider than one image (as groups leave them), every row-tile size, output
+// channel counts that leave partial tiles, pixel tails, dilation, even kernels with uneven
+// "same" padding, wide kernels whose rows split into several weight-gradient tiles, and images
+// of more than one weight-gradient chunk. Where the CPU lacks lane masks both entries are null.
+struct FlatCase {
+  int64_t c, m, h, w, kh, kw, pad_h, pad_w, dil_h, dil_w;
+};
+
+template <class T>
+void check_flat_conv(Isa isa) {
+  const auto& k = kernels_for<T>(isa);
+  if (isa != Isa::Avx512) {
+    EXPECT_EQ(k.conv_flat, nullptr);
+    EXPECT_EQ(k.conv_flat_weight_grad, nullptr);
+    return;
+  }
+  ASSERT_NE(k.conv_flat, nullptr);
+  ASSERT_NE(k.conv_flat_weight_grad, nullptr);
+  const FlatCase cases[] = {{3, 16, 32, 32, 3, 3, 1, 1, 1, 1}, {2, 1, 5, 7, 3, 3, 1, 1, 1, 1},
+                            {4, 29, 9, 6, 3, 3, 1, 1, 1, 1},   {1, 13, 8, 8, 5, 5, 2, 2, 1, 1},
+                            {2, 6, 7, 9, 3, 3, 2, 2, 2, 2},    {2, 5, 6, 6, 4, 4, 1, 1, 1, 1},
+                            {1, 9, 5, 11, 1, 7, 0, 3, 1, 1},   {1, 3, 40, 41, 3, 3, 1, 1, 1, 1},
+                            {3, 14, 4, 4, 3, 3, 1, 1, 1, 1},   {2, 11, 3, 2, 3, 3, 1, 1, 1, 1}};
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  for (const FlatCase& f : cases) {
+    const ConvShape s{f.c, f.h, f.w, f.kh, f.kw, f.h, f.w, 1, 1, f.pad_h, f.pad_w, f.dil_h, f.dil_w};
+    SCOPED_TRACE(::testing::Message() << "c" << f.c << " m" << f.m << " " << f.h << "x" << f.w << " k" << f.kh
+                                      << "x" << f.kw << " p" << f.pad_h << "," << f.pad_w << " d" << f.dil_h);
+    ASSERT_TRUE(conv_flat_applies(s));
+    const int64_t n = 3, K = f.c * f.kh * f.kw, hw = f.h * f.w;
+    const int64_t x_stride = f.c * hw + 5, y_stride = f.m * hw + 3;  // gaps between images
+    std::vector<T> x(static_cast<size_t>(n * x_stride)), w(static_cast<size_t>(f.m * K));
+    std::vector<T> gy(static_cast<size_t>(n * y_stride));
+    for (auto& v : x) v = static_cast<T>(dist(rng));
+    for (auto& v : w) v = static_cast<T>(dist(rng));
+    for (auto& v : gy) v = static_cast<T>(dist(rng));
+    // NaN in the gaps: a lane outside an image that were read would poison the sums.
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t g = f.c * hw; g < x_stride; ++g) x[static_cast<size_t>(b * x_stride + g)] = std::numeric_limits<T>::quiet_NaN();
+      for (int64_t g = f.m * hw; g < y_stride; ++g) gy[static_cast<size_t>(b * y_stride + g)] = std::numeric_limits<T>::quiet_NaN();
+    }
+    // The columns of image b by the definition: cols(b, t, p), 0 in the padding.
+    auto cols = [&](int64_t b, int64_t t, int64_t p) -> double {
+      const int64_t c = t / (f.kh * f.kw), i = t / f.kw % f.kh, j = t % f.kw;
+      const int64_t ih = p / f.w + i * f.dil_h - f.pad_h, iw = p % f.w + j * f.dil_w - f.pad_w;
+      if (ih < 0 || ih >= f.h || iw < 0 || iw >= f.w) return 0.0;
+      return double(x[static_cast<size_t>(b * x_stride + (c * f.h + ih) * f.w + iw)]);
+    };
+    const double tol = sizeof(T) == 4 ? 2e-5 : 1e-12;
+
+    std::vector<T> y(static_cast<size_t>(n * y_stride), std::numeric_limits<T>::quiet_NaN());
+    k.conv_flat(s, f.m, w.data(), n, x.data(), x_stride, y.data(), y_stride);
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t o = 0; o < f.m; ++o) {
+        for (int64_t p = 0; p < hw; ++p) {
+          double want = 0, scale = 0;
+          for (int64_t t = 0; t < K; ++t) {
+            const double term = double(w[static_cast<size_t>(o * K + t)]) * cols(b, t, p);
+            want += term;
+            scale += std::abs(term);
+          }
+          ASSERT_NEAR(double(y[static_cast<size_t>(b * y_stride + o * hw + p)]), want, tol * (1 + scale))
+              << "conv_flat image " << b << " channel " << o << " pixel " << p;
+        }
+        // The gap after each image is not written.
+      }
+      for (int64_t g = f.m * hw; g < y_stride; ++g) ASSERT_TRUE(std::isnan(y[static_cast<size_t>(b * y_stride + g)]));
+    }
+
+    std::vector<T> gw(static_cast<size_t>(f.m * K));
+    for (auto& v : gw) v = static_cast<T>(dist(rng));
+    const std::vector<T> gw0 = gw;  // accumulated into
+    k.conv_flat_weight_grad(s, f.m, n, x.data(), x_stride, gy.data(), y_stride, gw.data());
+    for (int64_t o = 0; o < f.m; ++o) {
+      for (int64_t t = 0; t < K; ++t) {
+        double want = double(gw0[static_cast<size_t>(o * K + t)]), scale = std::abs(want);
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t p = 0; p < hw; ++p) {
+            const double term = double(gy[static_cast<size_t>(b * y_stride + o * hw + p)]) * cols(b, t, p);
+            want += term;
+            scale += std::abs(term);
+          }
+        ASSERT_NEAR(double(gw[static_cast<size_t>(o * K + t)]), want, tol * (1 + scale))
+            << "conv_flat_weight_grad channel " << o << " tap " << t;
+      }
+    }
+  }
+}
+
+TEST(Kernels, FlatConvolutionMatchesDefinition) {
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_flat_conv<float>(isa);
+    check_flat_conv<double>(isa);
+  }
+  check_flat_conv<float>(Isa::Scalar);
 }
 
 }  // namespace

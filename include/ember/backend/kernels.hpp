@@ -53,6 +53,18 @@ struct ConvShape {
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
 };
 
+/// The largest kernel side the flat convolutions take (they keep lane masks per kernel row and
+/// per kernel column).
+inline constexpr int64_t kConvFlatMaxKernel = 16;
+
+/// Whether conv_flat and conv_flat_weight_grad apply: unit strides and an output as large as
+/// the input, so that each kernel tap reads the plane at one fixed offset (Note [Flat
+/// convolution] in src/backend/conv_flat.inl).
+inline bool conv_flat_applies(const ConvShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.ho == s.h && s.wo == s.w &&
+         s.kh <= kConvFlatMaxKernel && s.kw <= kConvFlatMaxKernel;
+}
+
 template <class T>
 struct Kernels {
   Isa isa;
@@ -85,6 +97,17 @@ struct Kernels {
   /// The adjoint of im2col: x[...] += cols[...] (x is accumulated into, not overwritten). cols
   /// is scratch: entries for positions outside the image may be overwritten.
   void (*col2im)(const ConvShape& s, T* cols, T* x);
+  /// Convolution of n images without a column matrix, where conv_flat_applies(s); null where
+  /// the CPU lacks lane masks (then im2col + gemm). With K = c * kh * kw and hw = ho * wo, for
+  /// each image b: y_b[o][p] = sum over t < K of w[o * K + t] * cols_b[t][p] (cols_b as im2col
+  /// of x_b would write it), o < m, p < hw; x_b = x + b * x_stride ([c, h, w]), y_b = y +
+  /// b * y_stride ([m, hw], overwritten).
+  void (*conv_flat)(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
+                    int64_t x_stride, T* y, int64_t y_stride);
+  /// The weight gradient of conv_flat: gw[o * K + t] += sum over images b < n and pixels p of
+  /// gy_b[o][p] * cols_b[t][p], with gy_b = gy + b * gy_stride ([m, hw]); null as conv_flat.
+  void (*conv_flat_weight_grad)(const ConvShape& s, int64_t m, int64_t n, const T* x,
+                                int64_t x_stride, const T* gy, int64_t gy_stride, T* gw);
   /// Channel statistics (batch norm) over a contiguous run: without y, *s1 = sum (x - c) and
   /// *s2 = sum (x - c)^2; with y, *s1 = sum y and *s2 = sum y (x - c). Results are added to *s1
   /// and *s2 (accumulated in double across calls; within a call in T lanes, then double).

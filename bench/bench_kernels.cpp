@@ -1,0 +1,104 @@
+// Backend kernels alone, at the shapes of the training benchmarks: where a layer's time goes
+// (bench_layers.cpp) is easier to act on once its lowering steps are measured one by one.
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "ember/backend/kernels.hpp"
+
+namespace {
+
+// One sample of the ResNet-CIFAR and LeNet convolutions (channels, size, kernel, stride, pad).
+struct ConvCase {
+  const char* name;
+  int64_t c, hw, k, stride, pad;
+};
+constexpr ConvCase kCases[] = {
+    {"resnet_16x32x32_k3", 16, 32, 3, 1, 1}, {"resnet_32x16x16_k3", 32, 16, 3, 1, 1},
+    {"resnet_64x8x8_k3", 64, 8, 3, 1, 1},    {"resnet_16x32x32_k3_s2", 16, 32, 3, 2, 1},
+    {"lenet_6x12x12_k5", 6, 12, 5, 1, 0},
+};
+
+ember::backend::ConvShape shape_of(const ConvCase& c) {
+  const int64_t out = (c.hw + 2 * c.pad - c.k) / c.stride + 1;
+  return {c.c, c.hw, c.hw, c.k, c.k, out, out, c.stride, c.stride, c.pad, c.pad, 1, 1};
+}
+
+// Bytes moved: the column matrix written (im2col) or read (col2im), plus the image.
+void set_bytes(benchmark::State& state, const ember::backend::ConvShape& s) {
+  const int64_t cols = s.c * s.kh * s.kw * s.ho * s.wo, image = s.c * s.h * s.w;
+  state.SetBytesProcessed(state.iterations() * (cols + image) * int64_t(sizeof(float)));
+}
+
+void BM_ember_im2col(benchmark::State& state, ConvCase c) {
+  const auto s = shape_of(c);
+  std::vector<float> x(static_cast<size_t>(s.c * s.h * s.w), 1.0f);
+  std::vector<float> cols(static_cast<size_t>(s.c * s.kh * s.kw * s.ho * s.wo));
+  const auto& k = ember::backend::kernels<float>();
+  for (auto _ : state) {
+    k.im2col(s, x.data(), cols.data());
+    benchmark::DoNotOptimize(cols.data());
+    benchmark::ClobberMemory();
+  }
+  set_bytes(state, s);
+}
+
+void BM_ember_col2im(benchmark::State& state, ConvCase c) {
+  const auto s = shape_of(c);
+  std::vector<float> x(static_cast<size_t>(s.c * s.h * s.w), 0.0f);
+  std::vector<float> cols(static_cast<size_t>(s.c * s.kh * s.kw * s.ho * s.wo), 1.0f);
+  const auto& k = ember::backend::kernels<float>();
+  for (auto _ : state) {
+    k.col2im(s, cols.data(), x.data());
+    benchmark::DoNotOptimize(x.data());
+    benchmark::ClobberMemory();
+  }
+  set_bytes(state, s);
+}
+
+// The flat convolution kernels (Note [Flat convolution]) on a batch of 16 images, c -> c
+// channels, in GFLOP/s of the multiply-adds they do (as the GEMM would count them).
+constexpr int64_t kFlatBatch = 16;
+
+void BM_ember_conv_flat(benchmark::State& state, ConvCase c, bool weight_grad) {
+  const auto s = shape_of(c);
+  const auto& k = ember::backend::kernels<float>();
+  if (k.conv_flat == nullptr || !ember::backend::conv_flat_applies(s)) {
+    state.SkipWithError("no flat convolution kernels for this CPU or shape");
+    return;
+  }
+  const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo, m = s.c;
+  std::vector<float> x(static_cast<size_t>(kFlatBatch * s.c * s.h * s.w), 0.5f);
+  std::vector<float> w(static_cast<size_t>(m * K), 0.25f);
+  std::vector<float> y(static_cast<size_t>(kFlatBatch * m * hw), 1.0f);
+  for (auto _ : state) {
+    if (weight_grad) {
+      k.conv_flat_weight_grad(s, m, kFlatBatch, x.data(), s.c * s.h * s.w, y.data(), m * hw, w.data());
+    } else {
+      k.conv_flat(s, m, w.data(), kFlatBatch, x.data(), s.c * s.h * s.w, y.data(), m * hw);
+    }
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOPs"] = benchmark::Counter(double(2 * kFlatBatch * m * K * hw) * double(state.iterations()),
+                                                benchmark::Counter::kIsRate);
+}
+
+[[maybe_unused]] const bool kRegistered = [] {
+  for (const ConvCase& c : kCases) {
+    if (c.stride != 1 || c.pad * 2 + 1 != c.k) continue;
+    benchmark::RegisterBenchmark((std::string("BM_ember_conv_flat/") + c.name).c_str(), BM_ember_conv_flat, c, false)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark((std::string("BM_ember_conv_flat_wgrad/") + c.name).c_str(), BM_ember_conv_flat,
+                                 c, true)
+        ->Unit(benchmark::kMicrosecond);
+  }
+  for (const ConvCase& c : kCases) {
+    benchmark::RegisterBenchmark((std::string("BM_ember_im2col/") + c.name).c_str(), BM_ember_im2col, c)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark((std::string("BM_ember_col2im/") + c.name).c_str(), BM_ember_col2im, c)
+        ->Unit(benchmark::kMicrosecond);
+  }
+  return true;
+}();
+
+}  // namespace

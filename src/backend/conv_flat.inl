@@ -1,0 +1,333 @@
+// Convolutions without a column matrix, included by cpu_kernels.inl inside each ISA's namespace
+// after gemm.inl (no include guard by design).
+//
+// Note [Flat convolution]
+// With unit strides and an output as large as the input ("same" convolutions: every 3x3
+// convolution of a ResNet but the downsampling ones), the column matrix's row for kernel tap
+// t = (c, i, j) is channel plane c read at one fixed offset,
+//   off(t) = (i * dil_h - pad_h) * w + j * dil_w - pad_w,
+// with the entries whose input lies outside the image set to zero (conv_flat_applies). A vector
+// of W output pixels p .. p+W of tap t is therefore one masked load at x_c + p + off(t), whose
+// mask keeps the lanes whose input row (depends on i) and input column (depends on j) are inside
+// the image; a masked-off lane is not read, so the load may reach outside the plane. Lane masks
+// are an AVX-512 feature; other ISAs leave these entries null and convolve by im2col + GEMM.
+//
+// - conv_flat is the GEMM of Note [GEMM design] with B read this way instead of from a packed
+//   panel: no column matrix is written and read back and no B panel is packed (im2col, col2im
+//   and packing took about a third of a ResNet training step). A is the weight matrix, packed
+//   once per call into row panels, and the tile covers a panel of NV vectors of pixels, whose
+//   row and column masks are worked out once and shared by all row tiles. Row tiles are
+//   balanced (16 rows run as 8 + 8, not 14 + 2).
+// - The input gradient of such a convolution is conv_flat of the output gradient with the
+//   weights transposed and flipped (a stride-1 correlation padded by dil * (k - 1) - pad, again
+//   "same"), which the caller arranges.
+// - conv_flat_weight_grad computes gw[o][t] += sum over images and pixels of gy[o][p] * x_t[p]
+//   with both operands as they lie in memory (pixels contiguous in both): a tile of R taps x S
+//   output channels keeps R * S vector accumulators, each a dot product over pixels, summed
+//   across its lanes once per block of images (enough images that the horizontal sums are a
+//   small share), so neither operand is transposed or packed.
+#include <algorithm>
+#include <cstdint>
+
+namespace ember::backend::EMBER_ISA_NS {
+namespace {
+namespace conv_impl {
+
+using gemm_impl::static_for;
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && \
+    defined(__AVX512VL__) && defined(__FMA__)
+#define EMBER_HAVE_FLAT_CONV 1
+
+template <class T>
+struct FlatShape {
+  static constexpr int W = Pack<T>::kWidth;
+  static constexpr int MR = 14;  // as the GEMM: 14 x 2 accumulators + 2 B vectors + 1 broadcast
+  static constexpr int NV = 2;
+  static constexpr int R = 3;    // weight gradient: 3 x 8 accumulators + 3 tap vectors + 1 gy
+  static constexpr int S = 8;
+};
+
+template <class T>
+using Mask = typename Pack<T>::Mask;
+
+// Keeps a loaded vector in a register: GCC otherwise folds the load into every FMA that uses
+// it, which multiplies the loads of a weight-gradient step by R (they, not the FMAs, then bound
+// the loop).
+template <class V>
+[[gnu::always_inline]] inline V in_register(V v) {
+  __asm__("" : "+v"(v.v));
+  return v;
+}
+
+template <class T>
+Mask<T> mask_of(uint32_t bits) {
+  return Mask<T>{static_cast<decltype(Mask<T>::m)>(bits)};
+}
+
+// Row and column masks of nv consecutive vectors of output pixels starting at pixel q:
+// row[i][v] keeps the lanes of vector v whose input row for kernel row i is inside the image,
+// col[j][v] those whose input column for kernel column j is; pixels >= hw are in neither.
+template <class T, int NVmax>
+struct PixelMasks {
+  Mask<T> row[kConvFlatMaxKernel][NVmax];
+  Mask<T> col[kConvFlatMaxKernel][NVmax];
+};
+
+template <class T, int NVmax>
+void pixel_masks(const ConvShape& s, int64_t q, int nv, PixelMasks<T, NVmax>& pm) {
+  constexpr int W = Pack<T>::kWidth;
+  const int64_t hw = s.ho * s.wo;
+  int64_t oh = q / s.wo, ow = q % s.wo;
+  for (int v = 0; v < nv; ++v) {
+    uint32_t rb[kConvFlatMaxKernel] = {}, cb[kConvFlatMaxKernel] = {};
+    for (int l = 0; l < W; ++l) {
+      if (q + v * W + l < hw) {
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t ih = oh + i * s.dil_h - s.pad_h;
+          if (ih >= 0 && ih < s.h) rb[i] |= 1u << l;
+        }
+        for (int64_t j = 0; j < s.kw; ++j) {
+          const int64_t iw = ow + j * s.dil_w - s.pad_w;
+          if (iw >= 0 && iw < s.w) cb[j] |= 1u << l;
+        }
+      }
+      if (++ow == s.wo) {
+        ow = 0;
+        ++oh;
+      }
+    }
+    for (int64_t i = 0; i < s.kh; ++i) pm.row[i][v] = mask_of<T>(rb[i]);
+    for (int64_t j = 0; j < s.kw; ++j) pm.col[j][v] = mask_of<T>(cb[j]);
+  }
+}
+
+// ---- conv_flat ------------------------------------------------------------------------------
+
+// y[r][q + v*W + l] = sum over taps t of wp[t * MR_ + r] * x_t[q + v*W + l] for r < MR_ rows,
+// v < NV_ vectors; `valid` output pixels from q are stored (the last vector may be partial).
+template <class T, int MR_, int NV_>
+void flat_tile(const ConvShape& s, const T* wp, const T* x, int64_t q,
+               const PixelMasks<T, FlatShape<T>::NV>& pm, T* y, int64_t ldy, int64_t valid) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  V acc[MR_][NV_];
+  static_for<MR_>([&](auto r) { static_for<NV_>([&](auto v) { acc[r][v] = V(T(0)); }); });
+  const int64_t plane = s.h * s.w;
+  const T* xq = x + q;
+  for (int64_t c = 0; c < s.c; ++c, xq += plane) {
+    for (int64_t i = 0; i < s.kh; ++i) {
+      bool any_row = false;
+      static_for<NV_>([&](auto v) { any_row |= any(pm.row[i][v]); });
+      if (!any_row) {  // this kernel row reads only padding for every pixel of the panel
+        wp += s.kw * MR_;
+        continue;
+      }
+      const T* xr = xq + (i * s.dil_h - s.pad_h) * s.w - s.pad_w;
+      for (int64_t j = 0; j < s.kw; ++j, wp += MR_) {
+        const T* xt = xr + j * s.dil_w;
+        V b[NV_];
+        static_for<NV_>([&](auto v) { b[v] = V::load_masked(xt + v * W, pm.row[i][v] & pm.col[j][v]); });
+        static_for<MR_>([&](auto r) {
+          const V a(wp[r]);
+          static_for<NV_>([&](auto v) { acc[r][v] = fma(a, b[v], acc[r][v]); });
+        });
+      }
+    }
+  }
+  static_for<MR_>([&](auto r) {
+    static_for<NV_>([&](auto v) {
+      const int64_t left = valid - v * W;
+      if (left >= W) {
+        acc[r][v].store(y + r * ldy + q + v * W);
+      } else if (left > 0) {
+        acc[r][v].store_n(y + r * ldy + q + v * W, static_cast<int>(left));
+      }
+    });
+  });
+}
+
+template <class T>
+using FlatTileFn = void (*)(const ConvShape&, const T*, const T*, int64_t,
+                            const PixelMasks<T, FlatShape<T>::NV>&, T*, int64_t, int64_t);
+
+template <class T>
+struct FlatTileTable {
+  FlatTileFn<T> fn[FlatShape<T>::MR][FlatShape<T>::NV];
+};
+
+template <class T, int... I>
+constexpr FlatTileTable<T> make_flat_tile_table(std::integer_sequence<int, I...>) {
+  constexpr int NV = FlatShape<T>::NV;
+  FlatTileTable<T> t{};
+  ((t.fn[I / NV][I % NV] = &flat_tile<T, I / NV + 1, I % NV + 1>), ...);
+  return t;
+}
+
+template <class T>
+inline constexpr FlatTileTable<T> kFlatTiles =
+    make_flat_tile_table<T>(std::make_integer_sequence<int, FlatShape<T>::MR * FlatShape<T>::NV>{});
+
+// Rows per tile when m rows are cut into the fewest tiles of at most `cap`, evened out.
+inline int balanced_rows(int64_t m, int cap) {
+  const int64_t tiles = (m + cap - 1) / cap;
+  return static_cast<int>((m + tiles - 1) / tiles);
+}
+
+template <class T>
+void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x, int64_t x_stride,
+               T* y, int64_t y_stride) {
+  using S = FlatShape<T>;
+  constexpr int W = S::W;
+  const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo;
+  if (m <= 0 || n <= 0 || hw <= 0) return;
+  // Weights as row panels of `rows` rows, tap-major: the tile broadcasts wp[t * rows + r].
+  const int rows = balanced_rows(m, S::MR);
+  T* wp = gemm_impl::pack_buffer_a().get<T>(((m + rows - 1) / rows) * rows * K);
+  if (wp == nullptr) {  // no memory for the panels: the definition, slowly (kernels never throw)
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t o = 0; o < m; ++o)
+        for (int64_t p = 0; p < hw; ++p) {
+          const int64_t oh = p / s.wo, ow = p % s.wo;
+          T sum = T(0);
+          for (int64_t c = 0; c < s.c; ++c)
+            for (int64_t i = 0; i < s.kh; ++i)
+              for (int64_t j = 0; j < s.kw; ++j) {
+                const int64_t ih = oh + i * s.dil_h - s.pad_h, iw = ow + j * s.dil_w - s.pad_w;
+                if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
+                  sum += w[o * K + (c * s.kh + i) * s.kw + j] * x[b * x_stride + (c * s.h + ih) * s.w + iw];
+              }
+          y[b * y_stride + o * hw + p] = sum;
+        }
+    return;
+  }
+  for (int64_t r0 = 0; r0 < m; r0 += rows) {
+    const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
+    T* panel = wp + r0 * K;
+    for (int64_t t = 0; t < K; ++t)
+      for (int r = 0; r < mr; ++r) panel[t * mr + r] = w[(r0 + r) * K + t];
+  }
+  PixelMasks<T, S::NV> pm;
+  const int64_t panel = int64_t(S::NV) * W;
+  for (int64_t b = 0; b < n; ++b) {
+    const T* xb = x + b * x_stride;
+    T* yb = y + b * y_stride;
+    for (int64_t q = 0; q < hw; q += panel) {
+      const int64_t valid = std::min<int64_t>(panel, hw - q);
+      const int nv = static_cast<int>((valid + W - 1) / W);
+      pixel_masks<T>(s, q, nv, pm);
+      for (int64_t r0 = 0; r0 < m; r0 += rows) {
+        const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
+        kFlatTiles<T>.fn[mr - 1][nv - 1](s, wp + r0 * K, xb, q, pm, yb + r0 * hw, hw, valid);
+      }
+    }
+  }
+}
+
+// ---- conv_flat_weight_grad ------------------------------------------------------------------
+
+// Vectors of pixels per chunk of an image for the weight gradient (their masks are kept).
+template <class T>
+constexpr int kChunk = 64;
+
+// gw[o][r] += sum over images b < nb and vectors v < nv of the chunk of
+// gy_b[o][v*W ..] * x_b,r[v*W ..] for R_ consecutive taps r of one kernel row (columns j0 ..
+// j0+R_) and S_ output channels. x points at image 0's first tap, already offset to the chunk
+// and the tap's row and column; tap r reads `dil` elements further than tap r - 1. row[v] is
+// the kernel row's mask of vector v, col[r * kChunk + v] the columns'.
+template <class T, int R_, int S_>
+void wgrad_tile(const T* x, int64_t x_stride, int64_t dil, const Mask<T>* row, const Mask<T>* col,
+                int nv, int64_t last_valid, int64_t nb, const T* gy, int64_t gy_stride, int64_t hw,
+                T* gw, int64_t K) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  V acc[R_][S_];
+  static_for<R_>([&](auto r) { static_for<S_>([&](auto o) { acc[r][o] = V(T(0)); }); });
+  const auto tail = V::first_n(static_cast<int>(last_valid));
+  const int full = last_valid == W ? nv : nv - 1;  // vectors whose gy lanes are all in the image
+  for (int64_t b = 0; b < nb; ++b) {
+    const T* xb = x + b * x_stride;
+    const T* gb = gy + b * gy_stride;
+    auto step = [&](int v, bool whole) {
+      V xt[R_];
+      const auto rm = row[v];
+      static_for<R_>([&](auto r) { xt[r] = V::load_masked(xb + r * dil, rm & col[r * kChunk<T> + v]); });
+      static_for<S_>([&](auto o) {
+        const V gv = in_register(whole ? V::load(gb + o * hw) : V::load_masked(gb + o * hw, tail));
+        static_for<R_>([&](auto r) { acc[r][o] = fma(xt[r], gv, acc[r][o]); });
+      });
+      xb += W;
+      gb += W;
+    };
+    for (int v = 0; v < full; ++v) step(v, true);
+    if (full < nv) step(full, false);
+  }
+  static_for<R_>([&](auto r) {
+    static_for<S_>([&](auto o) { gw[o * K + r] += reduce_add(acc[r][o]); });
+  });
+}
+
+template <class T>
+using WgradTileFn = void (*)(const T*, int64_t, int64_t, const Mask<T>*, const Mask<T>*, int, int64_t,
+                             int64_t, const T*, int64_t, int64_t, T*, int64_t);
+
+template <class T>
+struct WgradTileTable {
+  WgradTileFn<T> fn[FlatShape<T>::R][FlatShape<T>::S];
+};
+
+template <class T, int... I>
+constexpr WgradTileTable<T> make_wgrad_tile_table(std::integer_sequence<int, I...>) {
+  constexpr int S = FlatShape<T>::S;
+  WgradTileTable<T> t{};
+  ((t.fn[I / S][I % S] = &wgrad_tile<T, I / S + 1, I % S + 1>), ...);
+  return t;
+}
+
+template <class T>
+inline constexpr WgradTileTable<T> kWgradTiles =
+    make_wgrad_tile_table<T>(std::make_integer_sequence<int, FlatShape<T>::R * FlatShape<T>::S>{});
+
+template <class T>
+void conv_flat_weight_grad(const ConvShape& s, int64_t m, int64_t n, const T* x, int64_t x_stride,
+                           const T* gy, int64_t gy_stride, T* gw) {
+  using S = FlatShape<T>;
+  constexpr int W = S::W;
+  const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo, plane = s.h * s.w;
+  if (m <= 0 || n <= 0 || hw <= 0) return;
+  const int outs = balanced_rows(m, S::S);
+  const int taps = balanced_rows(s.kw, S::R);  // a tile's taps: part of one kernel row
+  PixelMasks<T, kChunk<T>> pm;
+  for (int64_t q = 0; q < hw; q += int64_t(kChunk<T>) * W) {
+    const int64_t len = std::min<int64_t>(int64_t(kChunk<T>) * W, hw - q);
+    const int nv = static_cast<int>((len + W - 1) / W);
+    const int64_t last_valid = len - int64_t(nv - 1) * W;
+    pixel_masks<T>(s, q, nv, pm);
+    // Images per block: about kChunk vectors of work per accumulator before its horizontal sum.
+    const int64_t block = std::clamp<int64_t>(kChunk<T> / nv, 1, n);
+    for (int64_t b0 = 0; b0 < n; b0 += block) {
+      const int64_t nb = std::min(block, n - b0);
+      for (int64_t c = 0; c < s.c; ++c) {
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const T* xr = x + b0 * x_stride + c * plane + (i * s.dil_h - s.pad_h) * s.w - s.pad_w + q;
+          for (int64_t j0 = 0; j0 < s.kw; j0 += taps) {
+            const int nr = static_cast<int>(std::min<int64_t>(taps, s.kw - j0));
+            const int64_t t0 = (c * s.kh + i) * s.kw + j0;
+            for (int64_t o0 = 0; o0 < m; o0 += outs) {
+              const int no = static_cast<int>(std::min<int64_t>(outs, m - o0));
+              kWgradTiles<T>.fn[nr - 1][no - 1](xr + j0 * s.dil_w, x_stride, s.dil_w, pm.row[i], pm.col[j0], nv,
+                                                last_valid, nb, gy + b0 * gy_stride + o0 * hw + q, gy_stride,
+                                                hw, gw + o0 * K + t0, K);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+#endif
+
+}  // namespace conv_impl
+}  // namespace
+}  // namespace ember::backend::EMBER_ISA_NS
