@@ -928,6 +928,85 @@ void affine2(int64_t n, const T* a, T alpha, const T* b, T beta, T gamma, T* out
   }
 }
 
+// ---- 2x2 max pooling ---------------------------------------------------------------------------
+
+// One window's candidates in scan order: a candidate replaces the best so far when larger, or
+// when it is the first NaN; the first of equal maxima stays. (Every ISA runs this rule.)
+// Branch-free: on real data which candidate wins is unpredictable.
+template <class T>
+inline void pool_take(T v, int64_t at, T& best, int64_t& best_at) {
+  const bool take = (v > best) | ((v != v) & (best == best));
+  best = take ? v : best;
+  best_at = take ? at : best_at;
+}
+
+// Output row oh of a float plane, 16 windows per step (the last one masked): the even and odd
+// columns of both input rows, then pool_take's rule lane by lane. Returns the windows done (all
+// of them, or none without AVX-512). Lane indices are 32-bit: the caller checks that the plane
+// is small enough.
+inline int64_t max_pool2x2_row_simd(const float* x, int64_t w, int64_t oh, int64_t wo, float* y,
+                                    int64_t* idx) {
+  int64_t ow = 0;
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const int32_t offs[4] = {0, 1, int32_t(w), int32_t(w + 1)};
+  for (; ow < wo; ow += 16) {
+    const int n = static_cast<int>(std::min<int64_t>(16, wo - ow));  // windows this step
+    const __mmask16 lo = __mmask16((1u << std::min(2 * n, 16)) - 1u);
+    const __mmask16 hi = __mmask16((1u << std::max(2 * n - 16, 0)) - 1u);
+    const float* r0 = x + 2 * oh * w + 2 * ow;
+    const float* r1 = r0 + w;
+    const __m512 a0 = _mm512_maskz_loadu_ps(lo, r0), a1 = _mm512_maskz_loadu_ps(hi, r0 + 16);
+    const __m512 b0 = _mm512_maskz_loadu_ps(lo, r1), b1 = _mm512_maskz_loadu_ps(hi, r1 + 16);
+    const __m512 cand[4] = {_mm512_permutex2var_ps(a0, even, a1), _mm512_permutex2var_ps(a0, odd, a1),
+                            _mm512_permutex2var_ps(b0, even, b1), _mm512_permutex2var_ps(b0, odd, b1)};
+    const __m512i first = _mm512_add_epi32(_mm512_set1_epi32(int32_t(2 * oh * w + 2 * ow)), even);
+    __m512 best = cand[0];
+    __m512i at = first;
+    for (int c = 1; c < 4; ++c) {
+      const __mmask16 take = _mm512_cmp_ps_mask(cand[c], best, _CMP_GT_OQ) |
+                             (_mm512_cmp_ps_mask(cand[c], cand[c], _CMP_UNORD_Q) &
+                              _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q));
+      best = _mm512_mask_mov_ps(best, take, cand[c]);
+      at = _mm512_mask_add_epi32(at, take, first, _mm512_set1_epi32(offs[c]));
+    }
+    const __mmask16 out = __mmask16((1u << n) - 1u);
+    _mm512_mask_storeu_ps(y + ow, out, best);
+    _mm512_mask_storeu_epi64(idx + ow, __mmask8(out), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
+    _mm512_mask_storeu_epi64(idx + ow + 8, __mmask8(out >> 8),
+                             _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(at, 1)));
+  }
+#else
+  (void)x, (void)w, (void)oh, (void)wo, (void)y, (void)idx;
+#endif
+  return ow;
+}
+
+template <class T>
+void max_pool2x2(int64_t planes, int64_t h, int64_t w, const T* x, T* y, int64_t* idx) {
+  const int64_t ho = h / 2, wo = w / 2;
+  const bool simd = std::is_same_v<T, float> && h * w <= INT32_MAX;
+  for (int64_t pl = 0; pl < planes; ++pl, x += h * w, y += ho * wo, idx += ho * wo) {
+    for (int64_t oh = 0; oh < ho; ++oh) {
+      int64_t ow = 0;
+      if constexpr (std::is_same_v<T, float>) {
+        if (simd) ow = max_pool2x2_row_simd(x, w, oh, wo, y + oh * wo, idx + oh * wo);
+      }
+      for (; ow < wo; ++ow) {
+        const int64_t at = 2 * oh * w + 2 * ow;
+        T best = x[at];
+        int64_t best_at = at;
+        pool_take(x[at + 1], at + 1, best, best_at);
+        pool_take(x[at + w], at + w, best, best_at);
+        pool_take(x[at + w + 1], at + w + 1, best, best_at);
+        y[oh * wo + ow] = best;
+        idx[oh * wo + ow] = best_at;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ember::backend::EMBER_ISA_NS
 
@@ -944,7 +1023,7 @@ namespace ember::backend::EMBER_ISA_NS {
   Kernels<T> {                                                                                 \
     EMBER_ISA_ENUM, &unary<T>, &binary<T>, &compare<T>, &where<T>, &reduce<T>, &accumulate<T>, \
         &arg_reduce<T>, &gemm<T>, &im2col<T>, &col2im<T>, EMBER_FLAT_CONV(T), &centered_sums<T>, \
-        &affine2<T>                                                                            \
+        &affine2<T>, &max_pool2x2<T>                                                           \
   }
 const Kernels<float> kTableF32 = EMBER_KERNEL_TABLE(float);
 const Kernels<double> kTableF64 = EMBER_KERNEL_TABLE(double);

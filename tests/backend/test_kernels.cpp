@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "ember/backend/kernels.hpp"
@@ -562,6 +563,76 @@ TEST(Kernels, FlatConvolutionMatchesDefinition) {
     check_flat_conv<double>(isa);
   }
   check_flat_conv<float>(Isa::Scalar);
+}
+
+
+// 2x2 max pooling: the scalar kernel against the definition (first maximum in row-major order,
+// first NaN wins), the SIMD ones bit-identical to it, on planes of odd and even sizes, narrower
+// and wider than a vector, with ties (values from a small set) and NaNs.
+template <class T>
+void check_max_pool2x2(Isa isa) {
+  const auto& ref = kernels_for<T>(Isa::Scalar);
+  const auto& k = kernels_for<T>(isa);
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> small(0, 3);
+  const std::pair<int64_t, int64_t> sizes[] = {{2, 2}, {3, 5},   {4, 32}, {6, 34}, {5, 66},
+                                                {8, 8}, {24, 24}, {1, 40}, {2, 97}};
+  for (auto [h, w] : sizes) {
+    SCOPED_TRACE(::testing::Message() << h << "x" << w);
+    const int64_t planes = 3, ho = h / 2, wo = w / 2;
+    std::vector<T> x(static_cast<size_t>(planes * h * w));
+    for (auto& v : x) v = static_cast<T>(small(rng));
+    for (size_t i = 0; i < x.size(); i += 37) x[i] = std::numeric_limits<T>::quiet_NaN();
+    std::vector<T> y(static_cast<size_t>(planes * ho * wo)), y_ref = y;
+    std::vector<int64_t> idx(y.size(), -1), idx_ref = idx;
+    k.max_pool2x2(planes, h, w, x.data(), y.data(), idx.data());
+    ref.max_pool2x2(planes, h, w, x.data(), y_ref.data(), idx_ref.data());
+    for (int64_t p = 0; p < planes; ++p) {
+      for (int64_t o = 0; o < ho * wo; ++o) {
+        const size_t at = static_cast<size_t>(p * ho * wo + o);
+        // The definition: scan the window in row-major order.
+        const int64_t oh = o / wo, ow = o % wo;
+        int64_t want = -1;
+        for (int64_t i = 0; i < 2 && want < 0; ++i)
+          for (int64_t j = 0; j < 2; ++j) {
+            const int64_t pix = (2 * oh + i) * w + 2 * ow + j;
+            if (std::isnan(x[static_cast<size_t>(p * h * w + pix)])) {
+              want = pix;
+              break;
+            }
+          }
+        if (want < 0) {
+          T best = -std::numeric_limits<T>::infinity();
+          for (int64_t i = 0; i < 2; ++i)
+            for (int64_t j = 0; j < 2; ++j) {
+              const int64_t pix = (2 * oh + i) * w + 2 * ow + j;
+              if (want < 0 || x[static_cast<size_t>(p * h * w + pix)] > best) {
+                best = x[static_cast<size_t>(p * h * w + pix)];
+                want = pix;
+              }
+            }
+        }
+        ASSERT_EQ(idx_ref[at], want) << "plane " << p << " output " << o;
+        ASSERT_EQ(idx[at], idx_ref[at]) << "plane " << p << " output " << o;
+        const T v = x[static_cast<size_t>(p * h * w + want)];
+        if (std::isnan(v)) {
+          ASSERT_TRUE(std::isnan(y[at]) && std::isnan(y_ref[at]));
+        } else {
+          ASSERT_EQ(y_ref[at], v);
+          ASSERT_EQ(y[at], v);
+        }
+      }
+    }
+  }
+}
+
+TEST(Kernels, MaxPool2x2MatchesDefinitionAndScalar) {
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_max_pool2x2<float>(isa);
+    check_max_pool2x2<double>(isa);
+  }
+  check_max_pool2x2<float>(Isa::Scalar);
 }
 
 }  // namespace

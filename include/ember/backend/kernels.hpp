@@ -115,6 +115,11 @@ struct Kernels {
   /// out[i] = a[i] * alpha + b[i] * beta + gamma (b may be null: no b term), evaluated in that
   /// order without fused multiply-adds, so every ISA gives the same bits.
   void (*affine2)(int64_t n, const T* a, T alpha, const T* b, T beta, T gamma, T* out);
+  /// 2x2 max pooling with stride 2 (no padding) of `planes` contiguous h x w planes: y[p][oh][ow]
+  /// is the maximum of x[p][2oh .. 2oh+1][2ow .. 2ow+1] for oh < h / 2, ow < w / 2, and idx
+  /// its index within the plane; among equal maxima the first in row-major order wins, and
+  /// the first NaN beats everything (PyTorch's rule).
+  void (*max_pool2x2)(int64_t planes, int64_t h, int64_t w, const T* x, T* y, int64_t* idx);
 };
 
 Isa best_isa() noexcept;
