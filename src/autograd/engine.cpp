@@ -1,6 +1,7 @@
 // The backward pass: an iterative walk over the graph in dependency order.
+#include <algorithm>
 #include <cmath>
-#include <queue>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -65,6 +66,20 @@ class NodeTable {
     return {&vals_[i], true};
   }
   NodeState& operator[](Node* n) { return *try_emplace(n).first; }
+  /// Empties the table, keeping its capacity when it is small (Note [Backward scratch]).
+  void clear() {
+    if (keys_.size() > kKeptCapacity) {
+      keys_.assign(16, nullptr);
+      vals_ = std::vector<NodeState>(16);
+    } else {
+      for (size_t i = 0; i < keys_.size(); ++i) {
+        if (!keys_[i]) continue;
+        keys_[i] = nullptr;
+        vals_[i] = NodeState();
+      }
+    }
+    count_ = 0;
+  }
   template <class F>
   void for_each(F&& f) {
     for (size_t i = 0; i < keys_.size(); ++i)
@@ -93,9 +108,61 @@ class NodeTable {
     }
   }
 
+  static constexpr size_t kKeptCapacity = 4096;
   std::vector<Node*> keys_;
   std::vector<NodeState> vals_;
   size_t count_ = 0;
+};
+
+// Note [Backward scratch]
+// A backward pass of a small graph is a few hundred nanoseconds of work, and its bookkeeping
+// (node table, DFS stack, ready queue) used to be five allocations, a fifth of the time of
+// `(a * b + a).sum().backward()` on one-element tensors. Each thread keeps finished passes'
+// containers, emptied, for the next pass; a nested pass (a hook or a custom function calling
+// backward) takes another set. Containers that grew large are shrunk when returned, so one huge
+// graph does not pin its memory.
+struct BackwardScratch {
+  NodeTable state;
+  std::vector<Node*> stack;
+  std::vector<Node*> ready;
+  std::vector<std::shared_ptr<Node>> root_nodes;
+
+  void clear() {
+    state.clear();
+    for (auto* v : {&stack, &ready}) {
+      v->clear();
+      if (v->capacity() > 4096) v->shrink_to_fit();
+    }
+    root_nodes.clear();
+  }
+};
+
+class ScratchLease {
+ public:
+  ScratchLease() {
+    auto& pool = free_list();
+    if (pool.empty()) {
+      scratch_ = std::make_unique<BackwardScratch>();
+    } else {
+      scratch_ = std::move(pool.back());
+      pool.pop_back();
+    }
+  }
+  ~ScratchLease() {
+    scratch_->clear();
+    auto& pool = free_list();
+    if (pool.size() < 4) pool.push_back(std::move(scratch_));
+  }
+  ScratchLease(const ScratchLease&) = delete;
+  ScratchLease& operator=(const ScratchLease&) = delete;
+  BackwardScratch& operator*() { return *scratch_; }
+
+ private:
+  static std::vector<std::unique_ptr<BackwardScratch>>& free_list() {
+    static thread_local std::vector<std::unique_ptr<BackwardScratch>> pool;
+    return pool;
+  }
+  std::unique_ptr<BackwardScratch> scratch_;
 };
 
 struct ByRecency {
@@ -104,10 +171,12 @@ struct ByRecency {
 
 }  // namespace
 
-void run_backward(const std::vector<TensorBase>& roots, const std::vector<TensorBase>& root_grads,
+void run_backward(std::span<const TensorBase> roots, std::span<const TensorBase> root_grads,
                   bool keep_graph, bool create_graph, const std::vector<TensorBase>* inputs,
                   std::vector<TensorBase>* captured) {
-  std::vector<std::shared_ptr<Node>> root_nodes;
+  ScratchLease lease;
+  BackwardScratch& scratch = *lease;
+  std::vector<std::shared_ptr<Node>>& root_nodes = scratch.root_nodes;
   for (size_t i = 0; i < roots.size(); ++i) {
     const TensorBase& r = roots[i];
     if (!r.defined()) throw AutogradError("backward: output " + std::to_string(i) + " is undefined");
@@ -135,9 +204,9 @@ void run_backward(const std::vector<TensorBase>& roots, const std::vector<Tensor
   }
 
   // Count, for every reachable node, how many edges lead into it (iterative DFS).
-  NodeTable state;
+  NodeTable& state = scratch.state;
   {
-    std::vector<Node*> stack;
+    std::vector<Node*>& stack = scratch.stack;
     for (auto& n : root_nodes) {
       if (state.try_emplace(n.get()).second) stack.push_back(n.get());
     }
@@ -201,18 +270,24 @@ void run_backward(const std::vector<TensorBase>& roots, const std::vector<Tensor
 
   AutoGradMode mode(create_graph);
   const bool anomaly = anomaly_mode_enabled();
-  std::priority_queue<Node*, std::vector<Node*>, ByRecency> ready;
+  // A max-heap on the sequence number: the most recently recorded ready node runs first.
+  std::vector<Node*>& ready = scratch.ready;
+  auto push_ready = [&](Node* n) {
+    ready.push_back(n);
+    std::push_heap(ready.begin(), ready.end(), ByRecency());
+  };
   for (auto& n : root_nodes) {
     NodeState& s = state[n.get()];
     if (s.dependencies == 0) {
       s.dependencies = -1;  // queued
-      ready.push(n.get());
+      push_ready(n.get());
     }
   }
 
   while (!ready.empty()) {
-    Node* node = ready.top();
-    ready.pop();
+    std::pop_heap(ready.begin(), ready.end(), ByRecency());
+    Node* node = ready.back();
+    ready.pop_back();
     NodeState& s = state[node];
     TensorBase grad = std::move(s.grad);
     std::vector<TensorBase> outputs;
@@ -245,7 +320,7 @@ void run_backward(const std::vector<TensorBase>& roots, const std::vector<Tensor
       if (!next) continue;
       NodeState& ns = state[next];
       if (i < outputs.size() && outputs[i].defined()) ns.grad = add_grads(ns.grad, outputs[i]);
-      if (--ns.dependencies == 0) ready.push(next);
+      if (--ns.dependencies == 0) push_ready(next);
     }
   }
 }

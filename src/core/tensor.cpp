@@ -191,8 +191,8 @@ void Tensor<T>::backward(const Tensor<T>& gradient, bool retain_graph, bool crea
   if constexpr (!FloatingElement<T>) {
     throw TypeError(cat_str("backward: a ", dtype_name(dtype_of<T>), " tensor has no gradient"));
   } else {
-    autograd::run_backward({*this}, {gradient}, retain_graph || create_graph, create_graph,
-                           nullptr, nullptr);
+    const TensorBase root[1] = {*this}, root_grad[1] = {gradient};
+    autograd::run_backward(root, root_grad, retain_graph || create_graph, create_graph, nullptr, nullptr);
   }
 }
 
