@@ -1,12 +1,13 @@
-// Normalisation layers and Embedding. Batch norm is one fused node (Note [Fused batch norm]); the
-// others are composites of differentiable primitives (their gradients, through the statistics
-// too, come from autograd).
+// Normalisation layers and Embedding. Batch norm and layer norm are fused nodes (Note [Fused batch
+// norm], Note [Fused layer norm]); the others are composites of differentiable primitives (their
+// gradients, through the statistics too, come from autograd).
 #include "ember/nn/normalization.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "ember/autograd/autograd.hpp"
 #include "ember/autograd/record.hpp"
 #include "ember/backend/kernels.hpp"
 #include "ember/backend/parallel.hpp"
@@ -243,22 +244,172 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
   return y;
 }
 
+// Note [Fused layer norm]
+// As batch norm (Note [Fused batch norm]), layer norm runs as one node: per row of the normalized
+// shape, the statistics in two passes (sum, then centred sums), then xhat and the affine map; the
+// backward recomputes xhat from x and the saved statistics and makes, per row, one pass for
+// sum(dy * w) and sum(dy * w * (x - mean)) and one for dx. The weight and bias gradients are
+// column sums over rows, added in fixed blocks of rows and then block by block, so they do not
+// depend on the thread count. A backward that builds a graph (create_graph) differentiates the
+// composite form instead: it recomputes y from public ops and asks autograd::grad for its
+// gradients with create_graph, so they stay differentiable. The rows are short (a transformer's
+// d_model), so every pass works on data in L1.
+namespace {
+
+template <FloatingElement T>
+Tensor<T> layer_norm_composite(const Tensor<T>& x, int64_t k, const Tensor<T>& weight, const Tensor<T>& bias,
+                               double eps) {
+  std::vector<int64_t> dims;
+  for (int64_t i = 0; i < k; ++i) dims.push_back(x.dim() - k + i);
+  Tensor<T> y = (x - ember::mean(x, dims, true)) * rsqrt(ember::var(x, dims, true, 0) + eps);
+  if (weight.defined()) y = y * weight;
+  if (bias.defined()) y = y + bias;
+  return y;
+}
+
+template <FloatingElement T>
+std::vector<Tensor<T>> layer_norm_grads_composite(const Tensor<T>& g, const Tensor<T>& x, int64_t k,
+                                                  const Tensor<T>& weight, const Tensor<T>& bias, double eps) {
+  std::vector<Tensor<T>> inputs;
+  std::vector<size_t> slot;
+  const Tensor<T>* all[3] = {&x, &weight, &bias};
+  for (size_t i = 0; i < 3; ++i) {
+    if (all[i]->defined() && all[i]->requires_grad()) {
+      inputs.push_back(*all[i]);
+      slot.push_back(i);
+    }
+  }
+  std::vector<Tensor<T>> grads(3);
+  if (inputs.empty()) return grads;
+  const Tensor<T> y = layer_norm_composite(x, k, weight, bias, eps);
+  std::vector<Tensor<T>> got = autograd::grad({y}, inputs, {g}, /*create_graph=*/true, /*retain_graph=*/true,
+                                              /*allow_unused=*/true);
+  for (size_t i = 0; i < slot.size(); ++i) grads[slot[i]] = got[i];
+  return grads;
+}
+
+// Rows per block of the weight and bias gradient sums (Note [Fused layer norm]).
+constexpr int64_t kLayerNormBlock = 64;
+
+}  // namespace
+
 template <FloatingElement T>
 Tensor<T> layer_norm(const Tensor<T>& x, const Shape& ns, const Tensor<T>& weight, const Tensor<T>& bias,
                      double eps) {
   if (!x.defined()) throw ValueError("layer_norm: the input is undefined");
-  const int64_t k = ns.size();
-  bool fits = k >= 1 && x.dim() >= k;
-  for (int64_t i = 0; fits && i < k; ++i) fits = x.shape()[x.dim() - k + i] == ns[i];
+  const int64_t nd = ns.size();
+  bool fits = nd >= 1 && x.dim() >= nd;
+  for (int64_t i = 0; fits && i < nd; ++i) fits = x.shape()[x.dim() - nd + i] == ns[i];
   if (!fits) {
     throw ShapeError(cat_str("layer_norm: input ", x.shape(), " does not end with the normalized shape ", ns));
   }
-  std::vector<int64_t> dims;
-  for (int64_t i = 0; i < k; ++i) dims.push_back(x.dim() - k + i);
-  Tensor<T> mean = ember::mean(x, dims, true);
-  Tensor<T> y = (x - mean) * rsqrt(ember::var(x, dims, true, 0) + eps);
-  if (weight.defined()) y = y * weight;
-  if (bias.defined()) y = y + bias;
+  for (const Tensor<T>* p : {&weight, &bias}) {
+    if (p->defined() && p->shape() != ns) {
+      throw ShapeError(cat_str("layer_norm: ", p == &weight ? "weight " : "bias ", p->shape(),
+                               " must have the normalized shape ", ns));
+    }
+  }
+  const Tensor<T> xc = x.detach().contiguous();
+  const int64_t D = ns.numel(), R = D == 0 ? 0 : xc.numel() / D;
+  const Tensor<T> wc = weight.defined() ? weight.detach().contiguous() : Tensor<T>();
+  const Tensor<T> bc = bias.defined() ? bias.detach().contiguous() : Tensor<T>();
+  std::vector<T> mean(static_cast<size_t>(R)), rstd(static_cast<size_t>(R));
+  Tensor<T> y = empty<T>(x.shape());
+  if (R > 0 && D > 0) {
+    const T* px = xc.data();
+    const T* pw = wc.defined() ? wc.data() : nullptr;
+    const T* pb = bc.defined() ? bc.data() : nullptr;
+    T* py = y.data();
+    const auto& k = backend::kernels<T>();
+    detail::parallel_for(0, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const T* xr = px + r * D;
+        T* yr = py + r * D;
+        const T m = static_cast<T>(k.reduce(backend::Reduce::Sum, D, xr, 1) / static_cast<double>(D));
+        double centred = 0, sq = 0;  // second pass about the mean: no cancellation
+        k.centered_sums(D, xr, m, nullptr, &centred, &sq);
+        const double var = std::max(0.0, sq / double(D) - (centred / double(D)) * (centred / double(D)));
+        const T rs = static_cast<T>(1.0 / std::sqrt(var + eps));
+        mean[static_cast<size_t>(r)] = m;
+        rstd[static_cast<size_t>(r)] = rs;
+        k.affine2(D, xr, rs, nullptr, T(0), -m * rs, yr);
+        if (pw) k.binary(backend::Binary::Mul, D, yr, 1, pw, 1, yr);
+        if (pb) k.binary(backend::Binary::Add, D, yr, 1, pb, 1, yr);
+      }
+    });
+  }
+  if (autograd::needs_grad(x, weight, bias)) {
+    autograd::record(
+        y, "layer_norm", {&x, &weight, &bias},
+        [sx = autograd::SavedTensor<T>(x), sw = autograd::SavedTensor<T>(weight), sb = autograd::SavedTensor<T>(bias),
+         nd, D, R, eps, mean = std::move(mean), rstd = std::move(rstd)](const Tensor<T>& g) {
+          const Tensor<T>& x = sx.get("layer_norm");
+          const Tensor<T>& weight = sw.get("layer_norm");
+          const Tensor<T>& bias = sb.get("layer_norm");
+          if (autograd::grad_mode_enabled())  // create_graph: see Note [Fused layer norm]
+            return layer_norm_grads_composite(g, x, nd, weight, bias, eps);
+          const bool need_x = x.requires_grad();
+          const bool need_w = weight.defined() && weight.requires_grad();
+          const bool need_b = bias.defined() && bias.requires_grad();
+          if (R == 0 || D == 0) {  // nothing to normalize: zero gradients
+            return std::vector<Tensor<T>>{need_x ? zeros<T>(x.shape()) : Tensor<T>(),
+                                          need_w ? zeros<T>(weight.shape()) : Tensor<T>(),
+                                          need_b ? zeros<T>(bias.shape()) : Tensor<T>()};
+          }
+          const Tensor<T> gc = g.contiguous(), xc = x.detach().contiguous();
+          const Tensor<T> wc = weight.defined() ? weight.detach().contiguous() : Tensor<T>();
+          const T* pg = gc.data();
+          const T* px = xc.data();
+          const T* pw = wc.defined() ? wc.data() : nullptr;
+          Tensor<T> gx = need_x ? empty<T>(x.shape()) : Tensor<T>();
+          T* pgx = need_x ? gx.data() : nullptr;
+          const int64_t blocks = (R + kLayerNormBlock - 1) / kLayerNormBlock;
+          std::vector<T> dw(static_cast<size_t>(need_w ? blocks * D : 0), T(0));
+          std::vector<T> db(static_cast<size_t>(need_b ? blocks * D : 0), T(0));
+          const auto& k = backend::kernels<T>();
+          const double inv_d = 1.0 / static_cast<double>(D);
+          detail::parallel_for(0, blocks, std::max<int64_t>(1, 4096 / std::max<int64_t>(kLayerNormBlock * D, 1)),
+                               [&](int64_t bb, int64_t be) {
+            std::vector<T> gw_row(static_cast<size_t>(D)), xhat_row(static_cast<size_t>(D));
+            for (int64_t blk = bb; blk < be; ++blk) {
+              for (int64_t r = blk * kLayerNormBlock; r < std::min(R, (blk + 1) * kLayerNormBlock); ++r) {
+                const T* xr = px + r * D;
+                const T* gr = pg + r * D;
+                const T m = mean[static_cast<size_t>(r)], rs = rstd[static_cast<size_t>(r)];
+                if (need_x) {
+                  // dx = rs * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = dy * w
+                  const T* gw = gr;
+                  if (pw) {
+                    k.binary(backend::Binary::Mul, D, gr, 1, pw, 1, gw_row.data());
+                    gw = gw_row.data();
+                  }
+                  double s1 = 0, s2 = 0;  // sum gw, sum gw * (x - mean)
+                  k.centered_sums(D, xr, m, gw, &s1, &s2);
+                  const double r3 = double(rs) * double(rs) * double(rs);
+                  k.affine2(D, gw, rs, xr, static_cast<T>(-r3 * s2 * inv_d),
+                            static_cast<T>(-double(rs) * s1 * inv_d + r3 * s2 * inv_d * double(m)), pgx + r * D);
+                }
+                if (need_w) {
+                  k.affine2(D, xr, rs, nullptr, T(0), -m * rs, xhat_row.data());
+                  k.binary(backend::Binary::Mul, D, xhat_row.data(), 1, gr, 1, xhat_row.data());
+                  k.accumulate(backend::Reduce::Sum, D, xhat_row.data(), 1, dw.data() + blk * D);
+                }
+                if (need_b) k.accumulate(backend::Reduce::Sum, D, gr, 1, db.data() + blk * D);
+              }
+            }
+          });
+          std::vector<Tensor<T>> grads(3);
+          grads[0] = gx;
+          auto column_sums = [&](std::vector<T>& partial, const Tensor<T>& like) {
+            for (int64_t blk = 1; blk < blocks; ++blk) k.accumulate(backend::Reduce::Sum, D, partial.data() + blk * D, 1, partial.data());
+            partial.resize(static_cast<size_t>(D));
+            return tensor<T>(partial, like.shape());
+          };
+          if (need_w) grads[1] = column_sums(dw, weight);
+          if (need_b) grads[2] = column_sums(db, bias);
+          return grads;
+        });
+  }
   return y;
 }
 

@@ -222,6 +222,48 @@ TEST(Init, FormulasAndShapes) {
   EXPECT_THROW(init::xavier_uniform_(v), ValueError);
 }
 
+TEST(Functional, LayerNormChecksItsShapes) {
+  namespace F = functional;
+  auto x = zeros<float>({2, 3, 4});
+  EXPECT_THROW(F::layer_norm(x, {3}), ShapeError);  // x does not end with [3]
+  try {
+    F::layer_norm(x, {4}, ones<float>({3}));
+    FAIL() << "expected ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("layer_norm: weight [3] must have the normalized shape [4]"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_THROW(F::layer_norm(x, {4}, ones<float>({4}), zeros<float>({1, 4})), ShapeError);
+  // Zero rows and rows of zero length are valid, and so are their (zero) gradients.
+  auto w = ones<float>({4}, true);
+  auto none = zeros<float>({0, 4}, true);
+  auto y = F::layer_norm(none, {4}, w);
+  EXPECT_EQ(y.shape(), Shape({0, 4}));
+  y.sum().backward();
+  EXPECT_EQ(w.grad().to_vector(), std::vector<float>(4, 0.0f));
+  EXPECT_EQ(none.grad().shape(), Shape({0, 4}));
+  EXPECT_EQ(F::layer_norm(zeros<float>({2, 0}), {0}).shape(), Shape({2, 0}));
+}
+
+// The fused layer norm (Note [Fused layer norm]) against the same formula in public ops, on more
+// rows than one gradient block and rows that are not a whole number of vectors.
+TEST(Functional, FusedLayerNormMatchesComposite) {
+  namespace F = functional;
+  manual_seed(7);
+  auto x = randn<double>({130, 37}, true) * 3.0 + 1.5;
+  x = x.detach().requires_grad_(true);
+  auto w = randn<double>({37}, true), b = randn<double>({37}, true);
+  auto g = randn<double>({130, 37});
+  auto fused = F::layer_norm(x, {37}, w, b);
+  auto grads = autograd::grad({fused}, {x, w, b}, {g});
+  auto xd = x.detach().requires_grad_(true), wd = w.detach().requires_grad_(true), bd = b.detach().requires_grad_(true);
+  auto comp = (xd - xd.mean(1, true)) * rsqrt(var(xd, {1}, true, 0) + 1e-5) * wd + bd;
+  auto want = autograd::grad({comp}, {xd, wd, bd}, {g});
+  auto max_diff = [](const Tensor<double>& a, const Tensor<double>& c) { return (a - c).abs().max().item(); };
+  EXPECT_LT(max_diff(fused, comp), 1e-12);
+  for (size_t i = 0; i < 3; ++i) EXPECT_LT(max_diff(grads[i], want[i]), 1e-10) << "gradient " << i;
+}
+
 TEST(Functional, LossErrorsNameTheTarget) {
   namespace F = functional;
   auto logits = zeros<float>({3, 10});
