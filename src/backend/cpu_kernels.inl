@@ -305,6 +305,7 @@ bool binary_simd(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64
     case Binary::Div: return run([](V u, V v) { return u / v; });
     case Binary::Max: return run([](V u, V v) { return max_nan(u, v); });
     case Binary::Min: return run([](V u, V v) { return min_nan(u, v); });
+    case Binary::MaskPositive: return run([](V u, V v) { return select(gt(v, V(T(0))), u, V(T(0))); });
     default: return false;  // Pow
   }
 }

@@ -83,6 +83,7 @@ inline T apply_binary(Binary op, T a, T b) {
     case Binary::Max: return a != a ? a : (b != b ? b : (a > b ? a : b));
     case Binary::Min: return a != a ? a : (b != b ? b : (a < b ? a : b));
     case Binary::Pow: return std::pow(a, b);
+    case Binary::MaskPositive: return b > T(0) ? a : T(0);
     case Binary::Count: break;
   }
   return a;

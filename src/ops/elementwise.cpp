@@ -175,6 +175,17 @@ Tensor<T> silu_grad(const Tensor<T>& x);
     return out;                                                                    \
   }
 
+// ReLU's gradient, g where the output r is positive, in one pass (where(gt(r, 0), g, 0) makes a
+// mask and then selects); differentiable in g, for double backward.
+template <FloatingElement T>
+Tensor<T> relu_backward(const Tensor<T>& g, const Tensor<T>& r) {
+  Tensor<T> out = binary_raw(g, r.detach(), Binary::MaskPositive, "relu_backward");
+  if (needs_grad(g)) {
+    record(out, "relu_backward", {&g}, [r = r.detach()](const Tensor<T>& gg) { return relu_backward(gg, r); });
+  }
+  return out;
+}
+
 template <FloatingElement T>
 Tensor<T> neg(const Tensor<T>& x) {
   require(x, "neg");
@@ -195,7 +206,7 @@ EMBER_UNARY_X(sin, Sin, g * cos(x))
 EMBER_UNARY_X(cos, Cos, -(g * sin(x)))
 EMBER_UNARY_R(tanh, Tanh, g * (1.0 - r * r))
 EMBER_UNARY_R(sigmoid, Sigmoid, g * r * (1.0 - r))
-EMBER_UNARY_R(relu, Relu, where(gt(r, 0.0), g, 0.0))
+EMBER_UNARY_R(relu, Relu, relu_backward(g, r))
 EMBER_UNARY_X(silu, Silu, g * silu_grad(x))
 EMBER_UNARY_ZERO(sign, Sign)
 EMBER_UNARY_ZERO(floor, Floor)

@@ -42,7 +42,11 @@ struct UnaryParams {
   double b = 0.0;
 };
 
-enum class Binary : uint8_t { Add, Sub, Mul, Div, Max, Min, Pow, Count };
+enum class Binary : uint8_t {
+  Add, Sub, Mul, Div, Max, Min, Pow,
+  MaskPositive,  // b > 0 ? a : 0 (ReLU's backward: the gradient a where the output b is positive)
+  Count
+};
 enum class Compare : uint8_t { Eq, Ne, Lt, Le, Gt, Ge, Count };
 enum class Reduce : uint8_t { Sum, Prod, Max, Min, SumSquares, Count };
 
