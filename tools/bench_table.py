@@ -60,7 +60,7 @@ def main(argv):
     print("\n| op on 1M floats | threads | ember GB/s | LibTorch GB/s | ember / LibTorch |")
     print("|---|---|---|---|---|")
     for name, b in r.items():
-        if not name.startswith("BM_ember_") or "bytes_per_second" not in b:
+        if not name.startswith("BM_ember_") or "bytes_per_second" not in b or "threads:" not in name:
             continue
         op = name.split("/")[0].replace("BM_ember_", "")
         t = name.split("threads:")[1].split("/")[0]
@@ -81,6 +81,42 @@ def main(argv):
         tb = twin(name)
         tv = ns(tb) / per if tb else None
         print(f"| {case} | {t} | {e:.0f} | {f'{tv:.0f}' if tv else '-'} | {ratio(tv, e)} |")
+
+    def ms(b):
+        return ns(b) / 1e6
+
+    print("\n| layer (shape) | pass | threads | ember ms | LibTorch ms | LibTorch / ember |")
+    print("|---|---|---|---|---|---|")
+    for name, b in r.items():
+        if not name.startswith("BM_ember_layer_"):
+            continue
+        case = name.split("/")[0].replace("BM_ember_layer_", "")
+        shape, _, kind = case.rpartition("_")
+        t = name.split("threads:")[1].split("/")[0]
+        tb = twin(name)
+        tv = ms(tb) if tb else None
+        kind = "forward + backward" if kind == "fwdbwd" else "forward"
+        print(f"| {shape} | {kind} | {t} | {ms(b):.3g} | {f'{tv:.3g}' if tv else '-'} | {ratio(tv, ms(b))} |")
+
+    print("\n| model | threads | ember ms | LibTorch ms | LibTorch / ember |")
+    print("|---|---|---|---|---|")
+    for name, b in r.items():
+        if not name.startswith("BM_ember_train_"):
+            continue
+        model = name.split("/")[0].replace("BM_ember_train_", "")
+        t = name.split("threads:")[1].split("/")[0]
+        tb = twin(name)
+        tv = ms(tb) if tb else None
+        print(f"| {model} | {t} | {ms(b):.3g} | {f'{tv:.3g}' if tv else '-'} | {ratio(tv, ms(b))} |")
+
+    print("\n| kernel (one image; flat convolutions: 16 images) | ember us | rate |")
+    print("|---|---|---|")
+    for name, b in r.items():
+        if not any(name.startswith(f"BM_ember_{k}/") for k in ("im2col", "col2im", "conv_flat", "conv_flat_wgrad")):
+            continue
+        rate = (f"{b['bytes_per_second'] / 1e9:.1f} GB/s" if "bytes_per_second" in b
+                else f"{b['GFLOPs'] / 1e9:.1f} GFLOP/s" if "GFLOPs" in b else "-")
+        print(f"| {name.replace('BM_ember_', '')} | {ns(b) / 1e3:.1f} | {rate} |")
     return 0
 
 

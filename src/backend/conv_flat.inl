@@ -74,31 +74,40 @@ struct PixelMasks {
   Mask<T> col[kConvFlatMaxKernel][NVmax];
 };
 
+// The row and column masks of the 16 output pixels p0 .. p0+15, as bit masks: bit l of
+// row[i] is set when pixel p0 + l exists (< hw) and its input row for kernel row i is inside
+// the image, bit l of col[j] likewise for kernel column j. Lane by lane: oh = p / wo from a
+// float division, exact for p < 2^24 (conv_flat_applies); then one unsigned comparison per
+// kernel row and column. (A scalar loop over lanes and taps cost more than the convolution
+// itself for one-channel inputs.)
+inline void pixel_bits16(const ConvShape& s, int64_t p0, uint32_t* row, uint32_t* col) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i p = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(p0)), lane);
+  const __m512i wo = _mm512_set1_epi32(static_cast<int32_t>(s.wo));
+  const __m512i oh = _mm512_cvttps_epi32(
+      _mm512_roundscale_ps(_mm512_div_ps(_mm512_cvtepi32_ps(p), _mm512_cvtepi32_ps(wo)), _MM_FROUND_TO_ZERO));
+  const __m512i ow = _mm512_sub_epi32(p, _mm512_mullo_epi32(oh, wo));
+  const __mmask16 exists = _mm512_cmplt_epi32_mask(p, _mm512_set1_epi32(static_cast<int32_t>(s.ho * s.wo)));
+  const __m512i h = _mm512_set1_epi32(static_cast<int32_t>(s.h)), w = _mm512_set1_epi32(static_cast<int32_t>(s.w));
+  for (int64_t i = 0; i < s.kh; ++i) {
+    const __m512i ih = _mm512_add_epi32(oh, _mm512_set1_epi32(static_cast<int32_t>(i * s.dil_h - s.pad_h)));
+    row[i] = _mm512_mask_cmplt_epu32_mask(exists, ih, h);  // negative rows compare as huge
+  }
+  for (int64_t j = 0; j < s.kw; ++j) {
+    const __m512i iw = _mm512_add_epi32(ow, _mm512_set1_epi32(static_cast<int32_t>(j * s.dil_w - s.pad_w)));
+    col[j] = _mm512_mask_cmplt_epu32_mask(exists, iw, w);
+  }
+}
+
 template <class T, int NVmax>
 void pixel_masks(const ConvShape& s, int64_t q, int nv, PixelMasks<T, NVmax>& pm) {
-  constexpr int W = Pack<T>::kWidth;
-  const int64_t hw = s.ho * s.wo;
-  int64_t oh = q / s.wo, ow = q % s.wo;
+  constexpr int W = Pack<T>::kWidth;  // 16 floats or 8 doubles: one or half a 16-pixel block
+  uint32_t rb[kConvFlatMaxKernel], cb[kConvFlatMaxKernel];
   for (int v = 0; v < nv; ++v) {
-    uint32_t rb[kConvFlatMaxKernel] = {}, cb[kConvFlatMaxKernel] = {};
-    for (int l = 0; l < W; ++l) {
-      if (q + v * W + l < hw) {
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t ih = oh + i * s.dil_h - s.pad_h;
-          if (ih >= 0 && ih < s.h) rb[i] |= 1u << l;
-        }
-        for (int64_t j = 0; j < s.kw; ++j) {
-          const int64_t iw = ow + j * s.dil_w - s.pad_w;
-          if (iw >= 0 && iw < s.w) cb[j] |= 1u << l;
-        }
-      }
-      if (++ow == s.wo) {
-        ow = 0;
-        ++oh;
-      }
-    }
-    for (int64_t i = 0; i < s.kh; ++i) pm.row[i][v] = mask_of<T>(rb[i]);
-    for (int64_t j = 0; j < s.kw; ++j) pm.col[j][v] = mask_of<T>(cb[j]);
+    const int half = (v * W) % 16;  // 0, or 8 for the second vector of doubles in a block
+    if (half == 0) pixel_bits16(s, q + int64_t(v) * W, rb, cb);
+    for (int64_t i = 0; i < s.kh; ++i) pm.row[i][v] = mask_of<T>((rb[i] >> half) & ((1u << W) - 1u));
+    for (int64_t j = 0; j < s.kw; ++j) pm.col[j][v] = mask_of<T>((cb[j] >> half) & ((1u << W) - 1u));
   }
 }
 

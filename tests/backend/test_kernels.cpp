@@ -472,6 +472,7 @@ TEST(Kernels, ConvLoweringMatchesDefinitionAndScalar) {
 // of more than one weight-gradient chunk. Where the CPU lacks lane masks both entries are null.
 struct FlatCase {
   int64_t c, m, h, w, kh, kw, pad_h, pad_w, dil_h, dil_w;
+  int64_t ho = 0;  // output rows; 0: as many as the input's
 };
 
 template <class T>
@@ -488,16 +489,21 @@ void check_flat_conv(Isa isa) {
                             {4, 29, 9, 6, 3, 3, 1, 1, 1, 1},   {1, 13, 8, 8, 5, 5, 2, 2, 1, 1},
                             {2, 6, 7, 9, 3, 3, 2, 2, 2, 2},    {2, 5, 6, 6, 4, 4, 1, 1, 1, 1},
                             {1, 9, 5, 11, 1, 7, 0, 3, 1, 1},   {1, 3, 40, 41, 3, 3, 1, 1, 1, 1},
-                            {3, 14, 4, 4, 3, 3, 1, 1, 1, 1},   {2, 11, 3, 2, 3, 3, 1, 1, 1, 1}};
+                            {3, 14, 4, 4, 3, 3, 1, 1, 1, 1},   {2, 11, 3, 2, 3, 3, 1, 1, 1, 1},
+                            // fewer output rows than input rows (rows unpadded, columns
+                            // "same", or any plane seen as a grid of its own width) and more
+                            {1, 6, 28, 28, 5, 5, 0, 0, 1, 1, 24}, {6, 16, 12, 12, 5, 5, 0, 0, 1, 1, 8},
+                            {2, 3, 5, 6, 3, 3, 2, 1, 1, 1, 7}};
   std::mt19937 rng(5);
   std::uniform_real_distribution<double> dist(-1, 1);
   for (const FlatCase& f : cases) {
-    const ConvShape s{f.c, f.h, f.w, f.kh, f.kw, f.h, f.w, 1, 1, f.pad_h, f.pad_w, f.dil_h, f.dil_w};
+    const int64_t ho = f.ho > 0 ? f.ho : f.h;
+    const ConvShape s{f.c, f.h, f.w, f.kh, f.kw, ho, f.w, 1, 1, f.pad_h, f.pad_w, f.dil_h, f.dil_w};
     SCOPED_TRACE(::testing::Message() << "c" << f.c << " m" << f.m << " " << f.h << "x" << f.w << " k" << f.kh
                                       << "x" << f.kw << " p" << f.pad_h << "," << f.pad_w << " d" << f.dil_h);
     ASSERT_TRUE(conv_flat_applies(s));
-    const int64_t n = 3, K = f.c * f.kh * f.kw, hw = f.h * f.w;
-    const int64_t x_stride = f.c * hw + 5, y_stride = f.m * hw + 3;  // gaps between images
+    const int64_t n = 3, K = f.c * f.kh * f.kw, hw = ho * f.w, plane = f.h * f.w;
+    const int64_t x_stride = f.c * plane + 5, y_stride = f.m * hw + 3;  // gaps between images
     std::vector<T> x(static_cast<size_t>(n * x_stride)), w(static_cast<size_t>(f.m * K));
     std::vector<T> gy(static_cast<size_t>(n * y_stride));
     for (auto& v : x) v = static_cast<T>(dist(rng));
@@ -505,7 +511,7 @@ void check_flat_conv(Isa isa) {
     for (auto& v : gy) v = static_cast<T>(dist(rng));
     // NaN in the gaps: a lane outside an image that were read would poison the sums.
     for (int64_t b = 0; b < n; ++b) {
-      for (int64_t g = f.c * hw; g < x_stride; ++g) x[static_cast<size_t>(b * x_stride + g)] = std::numeric_limits<T>::quiet_NaN();
+      for (int64_t g = f.c * plane; g < x_stride; ++g) x[static_cast<size_t>(b * x_stride + g)] = std::numeric_limits<T>::quiet_NaN();
       for (int64_t g = f.m * hw; g < y_stride; ++g) gy[static_cast<size_t>(b * y_stride + g)] = std::numeric_limits<T>::quiet_NaN();
     }
     // The columns of image b by the definition: cols(b, t, p), 0 in the padding.

@@ -61,12 +61,13 @@ struct ConvShape {
 /// per kernel column).
 inline constexpr int64_t kConvFlatMaxKernel = 16;
 
-/// Whether conv_flat and conv_flat_weight_grad apply: unit strides and an output as large as
-/// the input, so that each kernel tap reads the plane at one fixed offset (Note [Flat
-/// convolution] in src/backend/conv_flat.inl).
+/// Whether conv_flat and conv_flat_weight_grad apply: unit strides and output rows as wide as
+/// the input's, so that each kernel tap reads the plane at one fixed offset (Note [Flat
+/// convolution] in src/backend/conv_flat.inl). Any number of output rows; planes below 2^24
+/// elements (16 M).
 inline bool conv_flat_applies(const ConvShape& s) {
-  return s.stride_h == 1 && s.stride_w == 1 && s.ho == s.h && s.wo == s.w &&
-         s.kh <= kConvFlatMaxKernel && s.kw <= kConvFlatMaxKernel;
+  return s.stride_h == 1 && s.stride_w == 1 && s.wo == s.w && s.kh <= kConvFlatMaxKernel &&
+         s.kw <= kConvFlatMaxKernel && s.ho * s.wo < (int64_t(1) << 24) && s.h * s.w < (int64_t(1) << 24);
 }
 
 template <class T>
