@@ -82,32 +82,28 @@ def main(argv):
         tv = ns(tb) / per if tb else None
         print(f"| {case} | {t} | {e:.0f} | {f'{tv:.0f}' if tv else '-'} | {ratio(tv, e)} |")
 
-    def ms(b):
-        return ns(b) / 1e6
+    def timed(prefix):
+        """(case, threads, ember ms, LibTorch ms or None) for every BM_ember_<prefix>* row."""
+        for name, b in r.items():
+            if name.startswith(f"BM_ember_{prefix}"):
+                tb = twin(name)
+                yield (name.split("/")[0].replace(f"BM_ember_{prefix}", ""),
+                       name.split("threads:")[1].split("/")[0], ns(b) / 1e6, ns(tb) / 1e6 if tb else None)
+
+    def cell(v):
+        return f"{v:.3g}" if v else "-"
 
     print("\n| layer (shape) | pass | threads | ember ms | LibTorch ms | LibTorch / ember |")
     print("|---|---|---|---|---|---|")
-    for name, b in r.items():
-        if not name.startswith("BM_ember_layer_"):
-            continue
-        case = name.split("/")[0].replace("BM_ember_layer_", "")
+    for case, t, e, tv in timed("layer_"):
         shape, _, kind = case.rpartition("_")
-        t = name.split("threads:")[1].split("/")[0]
-        tb = twin(name)
-        tv = ms(tb) if tb else None
         kind = "forward + backward" if kind == "fwdbwd" else "forward"
-        print(f"| {shape} | {kind} | {t} | {ms(b):.3g} | {f'{tv:.3g}' if tv else '-'} | {ratio(tv, ms(b))} |")
+        print(f"| {shape} | {kind} | {t} | {cell(e)} | {cell(tv)} | {ratio(tv, e)} |")
 
     print("\n| model | threads | ember ms | LibTorch ms | LibTorch / ember |")
     print("|---|---|---|---|---|")
-    for name, b in r.items():
-        if not name.startswith("BM_ember_train_"):
-            continue
-        model = name.split("/")[0].replace("BM_ember_train_", "")
-        t = name.split("threads:")[1].split("/")[0]
-        tb = twin(name)
-        tv = ms(tb) if tb else None
-        print(f"| {model} | {t} | {ms(b):.3g} | {f'{tv:.3g}' if tv else '-'} | {ratio(tv, ms(b))} |")
+    for model, t, e, tv in timed("train_"):
+        print(f"| {model} | {t} | {cell(e)} | {cell(tv)} | {ratio(tv, e)} |")
 
     print("\n| kernel (one image; flat convolutions: 16 images) | ember us | rate |")
     print("|---|---|---|")
