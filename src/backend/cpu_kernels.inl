@@ -50,7 +50,6 @@ using Pack = std::conditional_t<std::is_same_v<T, float>, simd::F32x16, simd::F6
 constexpr bool kHalfPack = true;
 template <class T>
 using HalfPack = std::conditional_t<std::is_same_v<T, float>, simd::F32x8, simd::F64x4>;
-constexpr bool kMaskedLanes = true;  // Pack<T>::load_masked / store_masked with any lane mask
 #elif defined(__AVX2__) && defined(__FMA__)
 constexpr bool kSimd = true;
 template <class T>
@@ -58,7 +57,6 @@ using Pack = std::conditional_t<std::is_same_v<T, float>, simd::F32x8, simd::F64
 constexpr bool kHalfPack = false;
 template <class T>
 using HalfPack = Pack<T>;
-constexpr bool kMaskedLanes = false;
 #else
 constexpr bool kSimd = false;  // the reference backend: scalar loops only
 template <class T>
@@ -66,7 +64,6 @@ using Pack = simd::Scalar<T>;
 constexpr bool kHalfPack = false;
 template <class T>
 using HalfPack = Pack<T>;
-constexpr bool kMaskedLanes = false;
 #endif
 
 // ---- Operand access for the packet loops: a contiguous array or one broadcast value. ----------
@@ -665,71 +662,10 @@ inline ValidRange valid_rows(const ConvShape& s, int64_t i) {
   return {lo, hi};
 }
 
-
-// Note [Masked flat taps]
-// With lane masks (AVX-512), a flat tap is moved one vector at a time with the lanes of columns
-// outside the image masked off: a masked-off lane is neither read nor written and cannot fault,
-// so the edge columns need no fix-up loop and a vector may reach before or past the plane. When
-// an output row is a whole number of vectors, or a vector a whole number of rows, the lane pattern
-// repeats from row to row: its masks depend only on the kernel column and are computed once per
-// call. The fix-up loops they replace cost more than the copy on 8- and 16-wide maps.
-constexpr int kMaxMaskPeriod = 8;   // vectors per output row (rows up to 128 floats)
-constexpr int kMaxMaskedTaps = 16;  // kernel columns
-
-template <class T>
-struct FlatTapMasks {
-  using Mask = typename Pack<T>::Mask;
-  int period = 0;  // vectors per repetition of the lane pattern; 0: the masked path does not apply
-  Mask m[kMaxMaskedTaps][kMaxMaskPeriod];
-};
-
-template <class T>
-FlatTapMasks<T> flat_tap_masks(const ConvShape& s) {
-  using Mask = typename Pack<T>::Mask;
-  constexpr int W = Pack<T>::kWidth;
-  FlatTapMasks<T> t;
-  if constexpr (kMaskedLanes) {
-    const int64_t wo = s.wo;
-    const int64_t period = wo % W == 0 ? wo / W : W % wo == 0 ? 1 : 0;
-    if (period == 0 || period > kMaxMaskPeriod || s.kw > kMaxMaskedTaps) return t;
-    for (int64_t j = 0; j < s.kw; ++j) {
-      const ValidRange r = valid_columns(j * s.dil_w - s.pad_w, 1, s.w, wo);
-      for (int64_t v = 0; v < period; ++v) {
-        uint32_t bits = 0;
-        for (int l = 0; l < W; ++l) {
-          const int64_t col = (v * W + l) % wo;
-          if (col >= r.lo && col < r.hi) bits |= 1u << l;
-        }
-        t.m[j][v] = Mask{static_cast<decltype(Mask::m)>(bits)};
-      }
-    }
-    t.period = static_cast<int>(period);
-  }
-  return t;
-}
-
-// Calls f(q, mask) for the vectors of a flat run of n output entries of kernel column j that
-// starts at a row boundary: q = 0, W, 2W, ...; the last mask is cut to the run's n - q lanes.
-template <class T, class F>
-[[gnu::always_inline]] inline void for_each_masked_vector(const FlatTapMasks<T>& t, int64_t j,
-                                                          int64_t n, F f) {
-  using V = Pack<T>;
-  constexpr int W = V::kWidth;
-  const auto* masks = t.m[j];
-  int v = 0;
-  int64_t q = 0;
-  for (; q + W <= n; q += W) {
-    f(q, masks[v]);
-    v = v + 1 == t.period ? 0 : v + 1;
-  }
-  if (q < n) f(q, masks[v] & V::first_n(static_cast<int>(n - q)));
-}
-
 template <class T>
 void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols) {
   const int64_t hw = s.ho * s.wo, wo = s.wo, sw = s.stride_w;
   const bool flat = flat_taps(s);
-  const FlatTapMasks<T> masks = flat ? flat_tap_masks<T>(s) : FlatTapMasks<T>{};
   for (int64_t c = 0; c < s.c; ++c) {
     const T* xc = x + c * s.h * s.w;
     for (int64_t i = 0; i < s.kh; ++i) {
@@ -741,24 +677,6 @@ void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols) {
           const ValidRange rows = valid_rows(s, i);
           zero_run(row, rows.lo * wo);
           zero_run(row + rows.hi * wo, (s.ho - rows.hi) * wo);
-          if constexpr (kMaskedLanes) {
-            if (masks.period > 0) {  // Note [Masked flat taps]
-              using V = Pack<T>;
-              const int64_t n = (rows.hi - rows.lo) * wo;
-              const T* src = xc + (rows.lo + i * s.dil_h - s.pad_h) * s.w + off;
-              T* dst = row + rows.lo * wo;
-              // Masked-off lanes inside the run are written as the zeros they load as.
-              for_each_masked_vector(masks, j, n, [&](int64_t q, auto m) {
-                const V v = V::load_masked(src + q, m);
-                if (q + V::kWidth <= n) {
-                  v.store(dst + q);
-                } else {
-                  v.store_n(dst + q, static_cast<int>(n - q));
-                }
-              });
-              continue;
-            }
-          }
           if (rows.hi > rows.lo) {
             // dst [rows.lo * wo + r.lo, rows.hi * wo - (wo - r.hi)) reads the plane from
             // (rows.lo + first) * w + r.lo + off on: in bounds, edges of the end rows excluded.
@@ -810,7 +728,6 @@ template <class T>
 void col2im(const ConvShape& s, T* __restrict cols, T* __restrict x) {
   const int64_t hw = s.ho * s.wo, wo = s.wo, sw = s.stride_w;
   const bool flat = flat_taps(s);
-  const FlatTapMasks<T> masks = flat ? flat_tap_masks<T>(s) : FlatTapMasks<T>{};
   for (int64_t c = 0; c < s.c; ++c) {
     T* xc = x + c * s.h * s.w;
     for (int64_t i = 0; i < s.kh; ++i) {
@@ -821,18 +738,6 @@ void col2im(const ConvShape& s, T* __restrict cols, T* __restrict x) {
         if (flat) {  // as im2col's flat taps; the edge entries are zeroed first (cols is scratch)
           const ValidRange rows = valid_rows(s, i);
           if (rows.hi <= rows.lo) continue;
-          if constexpr (kMaskedLanes) {
-            if (masks.period > 0) {  // Note [Masked flat taps]: the image's masked lanes stay as they are
-              using V = Pack<T>;
-              const int64_t n = (rows.hi - rows.lo) * wo;
-              const T* src = row + rows.lo * wo;
-              T* dst = xc + (rows.lo + i * s.dil_h - s.pad_h) * s.w + off;
-              for_each_masked_vector(masks, j, n, [&](int64_t q, auto m) {
-                (V::load_masked(dst + q, m) + V::load_masked(src + q, m)).store_masked(dst + q, m);
-              });
-              continue;
-            }
-          }
           for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
             for (int64_t ow = 0; ow < r.lo; ++ow) row[oh * wo + ow] = T(0);
             for (int64_t ow = r.hi; ow < wo; ++ow) row[oh * wo + ow] = T(0);

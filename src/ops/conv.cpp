@@ -186,7 +186,7 @@ Tensor<T> conv_input_grad_raw(const Tensor<T>& gy_in, const Tensor<T>& w_in, con
     std::vector<T> cols(static_cast<size_t>(direct ? 0 : K * HW));
     for (int64_t n = b; n < e; ++n) {
       for (int64_t g = 0; g < d.g; ++g) {
-        T* xg = px + (n * d.c + g * d.cg) * d.h * d.w;
+        T* xg = px + (n * d.c + g * d.cg) * plane;
         const T* gyg = pg + (n * d.o + g * d.og) * HW;
         if (direct) {  // the columns are the input gradient itself
           k.gemm(true, false, K, HW, d.og, T(1), pw + g * d.og * K, K, gyg, HW, T(0), xg, HW);
@@ -231,7 +231,7 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
       }
       for (int64_t n = n0; n < n1; ++n) {
         for (int64_t g = 0; g < d.g; ++g) {
-          const T* xg = px + (n * d.c + g * d.cg) * d.h * d.w;
+          const T* xg = px + (n * d.c + g * d.cg) * plane;
           const T* operand = xg;
           if (!direct) {
             k.im2col(cs, xg, cols.data());

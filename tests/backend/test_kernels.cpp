@@ -315,7 +315,7 @@ TEST(Kernels, ScalarGemmMatchesNaiveProduct) {
 
 // Convolution lowering: the scalar kernels against the definition, the SIMD ones against the
 // scalar (bit-identical: they copy, and add each column once in the same order). The shapes
-// cover the flat-tap path (unit strides, wo == w, with and without dilation, masked or not), the unpadded-rows
+// cover the flat-tap path (unit strides, wo == w, with and without dilation), the unpadded-rows
 // path (unit strides, no column padding, with and without row padding), strides, rows and
 // columns entirely in the padding, and long rows.
 std::vector<ConvShape> conv_shapes() {
@@ -327,8 +327,8 @@ std::vector<ConvShape> conv_shapes() {
                            {3, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1}, {2, 6, 70, 3, 3, 2, 2, 1, 1, 1, 1},
                            {1, 4, 67, 1, 2, 1, 2, 0, 0, 1, 1}, {2, 6, 9, 3, 3, 1, 1, 1, 0, 1, 1},
                            {1, 8, 10, 2, 2, 1, 1, 1, 0, 2, 2}, {1, 12, 28, 5, 5, 1, 1, 0, 0, 1, 1},
-                           // flat taps whose rows are whole vectors or vectors whole rows (Note
-                           // [Masked flat taps]), with run tails, dilation and wide kernels
+                           // flat taps on rows of whole vectors, vectors of whole rows, run
+                           // tails, dilation and wide kernels
                            {2, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1}, {3, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1},
                            {1, 16, 16, 3, 3, 1, 1, 2, 2, 2, 2}, {1, 5, 48, 3, 5, 1, 1, 1, 2, 1, 1},
                            {1, 8, 8, 5, 5, 1, 1, 2, 2, 1, 1}, {1, 2, 2, 3, 3, 1, 1, 1, 1, 1, 1},
