@@ -23,9 +23,15 @@
 // whose rows are not contiguous (transposed B) or too short for full vector loads (the ragged
 // last panel).
 //
-// Threads: C is split into one contiguous row (or column) range per thread, each computed with
-// its own thread-local packing buffers. An element of C goes through the same operations in the
-// same order whichever range it falls in, so results do not depend on the thread count.
+// A row-major B whose rows are less than a page apart is not packed on the blocked path: the
+// kernel reads its full panels in place (reads_b_in_place), which saves a copy of B per thread.
+//
+// Threads: each thread packs into its own thread-local buffers. Usually C's rows are shared out
+// (RowShares): each thread starts with an equal contiguous share, takes it a couple of tiles at
+// a time, and when done takes tiles from the back of the fullest share, so that one slow or
+// descheduled vCPU does not hold up the product. An element of C goes through the same
+// operations in the same order whichever thread computes it, so results do not depend on the
+// thread count.
 //
 // Edges: the kernel is instantiated for every row count 1..MR and vector count 1..NR/W, so a
 // ragged tile wastes no broadcasts; a partial last vector is loaded and stored under a mask.
@@ -35,7 +41,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
+#include <mutex>
 #include <utility>
+#include <vector>
 
 #include "ember/backend/parallel.hpp"
 
@@ -501,18 +509,40 @@ void gemm_direct(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, co
   }
 }
 
+// Whether the blocked path reads B's full panels where they lie instead of packing them: a
+// row-major B whose rows are less than a page apart. The kernel then loads two cache lines per
+// k step at a fixed stride, which the prefetchers follow from L2 as easily as a packed panel;
+// packing would copy all of B once per thread and per call (3-6% of an N = 256 product, twice
+// over at 2 threads: 86-90% -> 91% of the FMA peak). Rows a page apart or more alias in L1 and
+// the TLB (N = 1024: 109 -> 105 GFLOP/s in place), so those are packed as before.
+template <class T>
+inline bool reads_b_in_place(const Problem& pb) {
+  return !pb.trans_b && pb.ldb * static_cast<int64_t>(sizeof(T)) < 4096;
+}
+
 // The blocked path for C[0:m, 0:n] (Note [GEMM design]).
+// Whether B is one KC x NC block: then a thread's packed B stays valid from one row range of a
+// product to the next.
+template <class T>
+inline bool single_b_block(int64_t n, int64_t k) {
+  return k <= Shape<T>::KC && n <= Shape<T>::NC;
+}
+
+// b_packed: this thread's B buffer already holds B, packed by an earlier call for other rows of
+// the same product (only meaningful when single_b_block).
 template <class T>
 void gemm_blocked(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
-                  const T* b, T beta, T* c) {
+                  const T* b, T beta, T* c, bool b_packed = false) {
   using S = Shape<T>;
   constexpr int MR = S::MR;
   constexpr int NR = S::NV * S::W;
   const int64_t kc_max = balanced_block(k, S::KC, 8);
   const int64_t mc_max = balanced_block(m, S::MC, MR);
   const int64_t nc_max = balanced_block(n, S::NC, NR);
+  const bool b_in_place = reads_b_in_place<T>(pb);
   T* abuf = pack_buffer_a().get<T>(mc_max * kc_max);
-  T* bbuf = pack_buffer_b().get<T>(nc_max * kc_max);
+  // In place, only a ragged last panel is packed (at offset 0).
+  T* bbuf = pack_buffer_b().get<T>(b_in_place ? NR * kc_max : nc_max * kc_max);
   if (abuf == nullptr || bbuf == nullptr) return gemm_unpacked(pb, m, n, k, alpha, a, b, beta, c);
 
   for (int64_t jc = 0; jc < n; jc += nc_max) {
@@ -520,9 +550,10 @@ void gemm_blocked(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, c
     for (int64_t pc = 0; pc < k; pc += kc_max) {
       const int64_t kc = std::min(kc_max, k - pc);
       const T beta_pc = pc == 0 ? beta : T(1);
+      auto packed_panel = [&](int64_t jr) { return b_in_place ? bbuf : bbuf + jr * kc; };
       for (int64_t jr = 0; jr < nc; jr += NR) {
         const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-        pack_b(pb.trans_b, b, pb.ldb, pc, kc, jc + jr, nr, bbuf + jr * kc);
+        if (!b_packed && (!b_in_place || nr < NR)) pack_b(pb.trans_b, b, pb.ldb, pc, kc, jc + jr, nr, packed_panel(jr));
       }
       for (int64_t ic = 0; ic < m; ic += mc_max) {
         const int64_t mc = std::min(mc_max, m - ic);
@@ -532,9 +563,12 @@ void gemm_blocked(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, c
         }
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+          const bool in_place = b_in_place && nr == NR;
+          const T* bp = in_place ? b + pc * pb.ldb + jc + jr : packed_panel(jr);
+          const int64_t bs = in_place ? pb.ldb : NR;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-            run_tile(false, mr, nr, kc, abuf + ir * kc, MR, bbuf + jr * kc, NR,
+            run_tile(false, mr, nr, kc, abuf + ir * kc, MR, bp, bs,
                      c + (ic + ir) * pb.ldc + jc + jr, pb.ldc, alpha, beta_pc);
           }
         }
@@ -542,6 +576,45 @@ void gemm_blocked(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, c
     }
   }
 }
+
+// The rows of C shared out among threads (Note [GEMM design]). Each thread starts with an equal
+// contiguous share and takes it front to back a few tiles at a time; a thread whose share is
+// done takes single tiles from the back of the share with the most rows left. A VM's vCPU often
+// runs 10-20% slower than its sibling for a while, or stops for tens of microseconds; with fixed
+// shares the whole product then waits for the slow thread.
+class RowShares {
+ public:
+  RowShares(int64_t m, int parts, int64_t step) : step_(step), left_(static_cast<size_t>(parts)) {
+    for (int t = 0; t < parts; ++t) left_[t] = {m * t / parts, m * (t + 1) / parts};
+  }
+
+  /// The next rows [lo, hi) for thread t: up to `own` rows from the front of its share, else
+  /// the last step (or fewer) rows of the fullest other share; lo == hi when none are left.
+  std::pair<int64_t, int64_t> claim(int t, int64_t own) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& mine = left_[static_cast<size_t>(t)];
+    if (mine.first < mine.second) {
+      const int64_t lo = mine.first;
+      mine.first = std::min(mine.second, lo + own);
+      return {lo, mine.first};
+    }
+    auto* victim = &mine;
+    for (auto& share : left_) {
+      if (share.second - share.first > victim->second - victim->first) victim = &share;
+    }
+    const int64_t rows = victim->second - victim->first;
+    if (rows == 0) return {0, 0};
+    // What is left beyond whole steps from the front: the victim's next claims stay whole tiles.
+    const int64_t take = rows - (rows - 1) / step_ * step_;
+    victim->second -= take;
+    return {victim->second, victim->second + take};
+  }
+
+ private:
+  std::mutex mutex_;
+  int64_t step_;
+  std::vector<std::pair<int64_t, int64_t>> left_;
+};
 
 // C = beta * C, for k == 0 (beta == 0 writes zeros whatever C held).
 template <class T>
@@ -578,23 +651,42 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
                   : gemm_blocked(pb, m, n, k, alpha, a, b, beta, c);
   }
 
-  // One contiguous range per thread along the longer side of C (the other operand is packed by
-  // every thread, so it should be the smaller one). Ranges are equal to within a row, or a
-  // vector of columns, rather than whole tiles: with few tiles per thread, whole-tile ranges
-  // leave one thread with a full extra tile, which costs more than one more ragged tile.
-  const bool split_rows = !direct && m >= n;
-  const int64_t extent = split_rows ? m : n;
-  const int64_t unit = split_rows ? 1 : W;
+  // Rows are shared out when each thread then packs only its own rows of A: B is read in place
+  // or is the smaller operand (every thread packs all of it). Otherwise each thread takes an
+  // equal range of columns and packs all of A.
+  const bool split_rows = !direct && (m >= n || (reads_b_in_place<T>(pb) && m >= chunks * MR));
+  if (split_rows) {
+    // Claims of two tiles' height (at N = 256 and 512 on 2 threads: one or two tiles 202-219
+    // GFLOP/s, four 188-218, fixed shares 189-194 in the same noisy phase), but only where no B
+    // block is packed again for them; otherwise each thread claims its whole share at once.
+    const bool single_block = single_b_block<T>(n, k);
+    const int64_t claim_rows = single_block || reads_b_in_place<T>(pb) ? 2 * MR : m;
+    RowShares shares(m, static_cast<int>(chunks), MR);
+    ember::detail::parallel_for(0, chunks, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        bool b_packed = false;
+        for (;;) {
+          const auto [lo, hi] = shares.claim(static_cast<int>(t), claim_rows);
+          if (lo == hi) break;
+          gemm_blocked(pb, hi - lo, n, k, alpha, a_from_row(pb, a, lo), b, beta, c + lo * ldc,
+                       b_packed && single_block);
+          b_packed = true;
+        }
+      }
+    });
+    return;
+  }
+  // Ranges are equal to within a vector of columns rather than whole tiles: with few tiles per
+  // thread, whole-tile ranges leave one thread with a full extra tile, which costs more than one
+  // more ragged tile.
   auto bound = [&](int64_t t) {
-    return t >= chunks ? extent : std::min(extent, (extent * t / chunks + unit / 2) / unit * unit);
+    return t >= chunks ? n : std::min(n, (n * t / chunks + W / 2) / W * W);
   };
   ember::detail::parallel_for(0, chunks, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t lo = bound(t), hi = bound(t + 1);
       if (lo >= hi) continue;
-      if (split_rows) {
-        gemm_blocked(pb, hi - lo, n, k, alpha, a_from_row(pb, a, lo), b, beta, c + lo * ldc);
-      } else if (direct) {
+      if (direct) {
         gemm_direct(pb, m, hi - lo, k, alpha, a, b_from_col(pb, b, lo), beta, c + lo);
       } else {
         gemm_blocked(pb, m, hi - lo, k, alpha, a, b_from_col(pb, b, lo), beta, c + lo);

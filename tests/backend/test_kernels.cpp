@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ember/backend/kernels.hpp"
+#include "ember/backend/parallel.hpp"
 
 namespace ember::backend {
 namespace {
@@ -295,6 +296,65 @@ TEST(Kernels, GemmMatchesScalar) {
     SCOPED_TRACE(isa_name(isa));
     check_gemm<float>(isa);
     check_gemm<double>(isa);
+  }
+}
+
+// Products big enough for the blocked path and for threads (work >= 192^3): B read in place
+// with a ragged last panel, B packed in several NC blocks, k in several KC slices, few rows with
+// many columns. On 2 threads rows are shared out with stealing, or columns split; the result
+// must not depend on the thread count.
+template <class T>
+void check_blocked_gemm(Isa isa) {
+  const auto& ref = kernels_for<T>(Isa::Scalar);
+  const auto& simd = kernels_for<T>(isa);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  const int64_t dims[][3] = {{300, 200, 130}, {150, 1100, 50}, {120, 100, 1200}, {29, 700, 400}};
+  const int threads_before = get_num_threads();
+  for (auto& d : dims) {
+    const int64_t m = d[0], n = d[1], k = d[2];
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const T beta = ta ? T(0.5) : T(0);
+        const int64_t lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3;
+        std::vector<T> a(static_cast<size_t>((ta ? k : m) * lda + 1));
+        std::vector<T> b(static_cast<size_t>((tb ? n : k) * ldb + 1));
+        for (auto& v : a) v = static_cast<T>(dist(rng));
+        for (auto& v : b) v = static_cast<T>(dist(rng));
+        std::vector<T> c0(static_cast<size_t>(m * ldc + 1));
+        for (auto& v : c0) v = beta == T(0) ? std::numeric_limits<T>::quiet_NaN() : T(dist(rng));
+        auto c1 = c0, c2 = c0;
+        ref.gemm(ta, tb, m, n, k, T(1.5), a.data() + 1, lda, b.data() + 1, ldb, beta, c0.data() + 1, ldc);
+        set_num_threads(1);
+        simd.gemm(ta, tb, m, n, k, T(1.5), a.data() + 1, lda, b.data() + 1, ldb, beta, c1.data() + 1, ldc);
+        set_num_threads(2);
+        simd.gemm(ta, tb, m, n, k, T(1.5), a.data() + 1, lda, b.data() + 1, ldb, beta, c2.data() + 1, ldc);
+        const double tol = (sizeof(T) == 4 ? 1e-5 : 1e-13) * static_cast<double>(k + 1) * 4;
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            const size_t at = static_cast<size_t>(1 + i * ldc + j);
+            ASSERT_NEAR(c0[at], c1[at], tol) << "gemm m" << m << " n" << n << " k" << k << " ta"
+                                             << ta << " tb" << tb << " (" << i << "," << j << ")";
+            ASSERT_EQ(c1[at], c2[at]) << "1 vs 2 threads: gemm m" << m << " n" << n << " k" << k
+                                      << " ta" << ta << " tb" << tb << " (" << i << "," << j << ")";
+          }
+        // Nothing outside C's rows and columns is written.
+        for (size_t at = 0; at < c0.size(); ++at) {
+          const int64_t i = (static_cast<int64_t>(at) - 1) / ldc, j = (static_cast<int64_t>(at) - 1) % ldc;
+          if (at == 0 || j >= n || i >= m) {
+            ASSERT_TRUE(std::isnan(c2[at]) ? std::isnan(c0[at]) : c2[at] == c0[at]) << at;
+          }
+        }
+      }
+  }
+  set_num_threads(threads_before);
+}
+
+TEST(Kernels, BlockedAndThreadedGemmMatchScalar) {
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_blocked_gemm<float>(isa);
+    check_blocked_gemm<double>(isa);
   }
 }
 
