@@ -224,10 +224,14 @@ bool unary_contig(Unary op, UnaryParams p, int64_t n, const T* x, T* y) {
       });
       return true;
     case Unary::Gelu:
-      // PyTorch's formula, x/2 (1 + erf(x/sqrt2)), on packets. For x below about -1 the sum
-      // cancels, so the result has an absolute error of a few ulp of x/2 (as the scalar
-      // reference's and PyTorch's do), not a relative one: Note [GELU accuracy].
-      map1<V>(n, x, y, [&](V v) { return half * v * (one + m::erf(v * V(T(0.70710678118654752440)))); });
+      // Float: x Phi(x) from a fitted log Phi (no cancellation). Double: PyTorch's formula,
+      // x/2 (1 + erf(x/sqrt2)), whose sum cancels for x below about -1, leaving an absolute
+      // error of a few ulp of x/2 (as the scalar reference's and PyTorch's): Note [GELU accuracy].
+      if constexpr (sizeof(T) == 4) {
+        map1<V>(n, x, y, [](V v) { return m::gelu_float(v); });
+      } else {
+        map1<V>(n, x, y, [&](V v) { return half * v * (one + m::erf(v * V(T(0.70710678118654752440)))); });
+      }
       return true;
     case Unary::GeluTanh:
       map1_redo<V>(

