@@ -293,9 +293,15 @@ inline V min_nan(V a, V b) {
   return select(is_nan(a), a, select(is_nan(b), b, min(a, b)));
 }
 
-template <class T>
-bool binary_simd(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y) {
-  using V = Pack<T>;
+// Note [Two-stream loops]
+// On Zen 4, a loop that streams two arrays in and one out of L3 or memory runs 7% (1M floats)
+// to 15-20% (4M) faster on 256-bit packets than on 512-bit ones; in L1 and L2 the two widths
+// tie, and one input stream (relu) shows no difference. So elementwise loops over two
+// contiguous operands of at least this many elements use the half-width packets.
+constexpr int64_t kHalfWidthStreams = int64_t(1) << 17;
+
+template <class V, class T>
+bool binary_packets(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y) {
   auto run = [&](auto f) {
     return with_sources<V>(a, sa, b, sb, [&](auto va, auto vb) { map2<V>(n, va, vb, y, f); });
   };
@@ -309,6 +315,16 @@ bool binary_simd(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64
     case Binary::MaskPositive: return run([](V u, V v) { return select(gt(v, V(T(0))), u, V(T(0))); });
     default: return false;  // Pow
   }
+}
+
+template <class T>
+bool binary_simd(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y) {
+  if constexpr (kHalfPack) {
+    if (sa == 1 && sb == 1 && n >= kHalfWidthStreams) {
+      return binary_packets<HalfPack<T>>(op, n, a, sa, b, sb, y);
+    }
+  }
+  return binary_packets<Pack<T>>(op, n, a, sa, b, sb, y);
 }
 
 template <class T, class F>
@@ -479,16 +495,25 @@ T reduce(Reduce op, int64_t n, const T* x, int64_t sx) {
 template <class T>
 void accumulate(Reduce op, int64_t n, const T* x, int64_t sx, T* acc) {
   if constexpr (kSimd) {
-    using V = Pack<T>;
     if (sx == 1) {
-      auto run = [&](auto f) { map2<V>(n, Contig<V>{acc}, Contig<V>{x}, acc, f); };
+      // Two contiguous streams in: half-width packets when long (Note [Two-stream loops]).
+      auto run = [&](auto f) {
+        if constexpr (kHalfPack) {
+          if (n >= kHalfWidthStreams) {
+            using H = HalfPack<T>;
+            return map2<H>(n, Contig<H>{acc}, Contig<H>{x}, acc, f);
+          }
+        }
+        using V = Pack<T>;
+        map2<V>(n, Contig<V>{acc}, Contig<V>{x}, acc, f);
+      };
       switch (op) {
-        case Reduce::Sum: run([](V s, V v) { return s + v; }); return;
-        case Reduce::Prod: run([](V s, V v) { return s * v; }); return;
-        case Reduce::Max: run([](V s, V v) { return max_nan(s, v); }); return;
-        case Reduce::Min: run([](V s, V v) { return min_nan(s, v); }); return;
+        case Reduce::Sum: run([](auto s, auto v) { return s + v; }); return;
+        case Reduce::Prod: run([](auto s, auto v) { return s * v; }); return;
+        case Reduce::Max: run([](auto s, auto v) { return max_nan(s, v); }); return;
+        case Reduce::Min: run([](auto s, auto v) { return min_nan(s, v); }); return;
         case Reduce::SumSquares:  // square rounded on its own, as in the scalar backend
-          run([](V s, V v) { return s + no_contract(v * v); });
+          run([](auto s, auto v) { return s + no_contract(v * v); });
           return;
         default: break;
       }

@@ -17,6 +17,14 @@ namespace ember::backend {
 namespace {
 
 const std::vector<int64_t> kSizes = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1023, 1025};
+// Past the length where loops over two contiguous operands switch to half-width packets
+// (Note [Two-stream loops]), with a ragged tail.
+constexpr int64_t kLongSize = (int64_t(1) << 17) + 9;
+const std::vector<int64_t> kSizesAndLong = [] {
+  auto sizes = kSizes;
+  sizes.push_back(kLongSize);
+  return sizes;
+}();
 
 std::vector<Isa> simd_isas() {
   std::vector<Isa> out;
@@ -129,7 +137,7 @@ template <class T>
 void check_binary_compare_where(Isa isa) {
   const auto& ref = kernels_for<T>(Isa::Scalar);
   const auto& simd = kernels_for<T>(isa);
-  for (int64_t n : kSizes) {
+  for (int64_t n : kSizesAndLong) {
     auto a = test_values<T>(static_cast<size_t>(2 * n + 2), 3, -5, 5);
     auto b = test_values<T>(static_cast<size_t>(2 * n + 2), 4, 0.5, 3);
     for (auto [sa, sb] : {std::pair<int64_t, int64_t>{1, 1}, {1, 0}, {0, 1}, {2, 1}, {1, 2}}) {
@@ -196,6 +204,15 @@ void check_reductions(Isa isa) {
         EXPECT_TRUE(std::isnan(simd.reduce(Reduce::Max, n, x.data() + 1, stride)));
       }
     }
+  }
+  // accumulate over a long contiguous run takes the half-width path (Note [Two-stream loops]).
+  const auto x = test_values<T>(static_cast<size_t>(kLongSize + 1), 9, 0.5, 1.5);
+  for (int o = 0; o < static_cast<int>(Reduce::Count); ++o) {
+    std::vector<T> acc_r(static_cast<size_t>(kLongSize + 1), T(0.25)), acc_s = acc_r;
+    ref.accumulate(static_cast<Reduce>(o), kLongSize, x.data() + 1, 1, acc_r.data() + 1);
+    simd.accumulate(static_cast<Reduce>(o), kLongSize, x.data() + 1, 1, acc_s.data() + 1);
+    for (size_t i = 0; i < acc_r.size(); ++i)
+      ASSERT_EQ(ulp_distance(acc_r[i], acc_s[i]), 0) << "accumulate " << o << " at " << i;
   }
 }
 
