@@ -4,17 +4,34 @@
 #   scripts/install-deps.sh            required packages (build + tests)
 #   scripts/install-deps.sh --torch    also python3-torch (regenerates test references) and
 #                                      libtorch-dev (side-by-side benchmarks)
+#   scripts/install-deps.sh --clang    also clang (CI builds and tests with it too)
+#   scripts/install-deps.sh --aarch64  also the aarch64 cross compiler, qemu-user and the arm64
+#                                      builds of the test dependencies (scripts/test-aarch64.sh);
+#                                      adds arm64 as a dpkg architecture (multiarch)
 set -euo pipefail
 
 required=(cmake ninja-build g++ libeigen3-dev libfmt-dev libgtest-dev libgmock-dev
           libbenchmark-dev zlib1g-dev nlohmann-json3-dev libpng-dev)
 optional=()
+want_arm64=false
 for arg in "$@"; do
   case "$arg" in
     --torch) optional+=(python3-torch libtorch-dev libopenblas-dev) ;;
-    *) echo "install-deps.sh: unknown option '$arg' (expected --torch)" >&2; exit 2 ;;
+    --clang) optional+=(clang) ;;
+    --aarch64)
+      want_arm64=true
+      optional+=(g++-aarch64-linux-gnu qemu-user zlib1g-dev:arm64 libgtest-dev:arm64
+                 libgmock-dev:arm64 libfmt-dev:arm64) ;;
+    *) echo "install-deps.sh: unknown option '$arg' (expected --torch, --clang or --aarch64)" >&2
+       exit 2 ;;
   esac
 done
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+if $want_arm64 && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  "${sudo_cmd[@]}" dpkg --add-architecture arm64
+fi
 
 missing=()
 for pkg in "${required[@]}" "${optional[@]}"; do
@@ -29,8 +46,6 @@ if [ ${#missing[@]} -eq 0 ]; then
 fi
 
 echo "install-deps: installing ${missing[*]}"
-sudo_cmd=()
-if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
