@@ -41,11 +41,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
-#include <mutex>
 #include <utility>
-#include <vector>
 
 #include "ember/backend/parallel.hpp"
+#include "row_shares.hpp"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -576,45 +575,6 @@ void gemm_blocked(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, c
     }
   }
 }
-
-// The rows of C shared out among threads (Note [GEMM design]). Each thread starts with an equal
-// contiguous share and takes it front to back a few tiles at a time; a thread whose share is
-// done takes single tiles from the back of the share with the most rows left. A VM's vCPU often
-// runs 10-20% slower than its sibling for a while, or stops for tens of microseconds; with fixed
-// shares the whole product then waits for the slow thread.
-class RowShares {
- public:
-  RowShares(int64_t m, int parts, int64_t step) : step_(step), left_(static_cast<size_t>(parts)) {
-    for (int t = 0; t < parts; ++t) left_[t] = {m * t / parts, m * (t + 1) / parts};
-  }
-
-  /// The next rows [lo, hi) for thread t: up to `own` rows from the front of its share, else
-  /// the last step (or fewer) rows of the fullest other share; lo == hi when none are left.
-  std::pair<int64_t, int64_t> claim(int t, int64_t own) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto& mine = left_[static_cast<size_t>(t)];
-    if (mine.first < mine.second) {
-      const int64_t lo = mine.first;
-      mine.first = std::min(mine.second, lo + own);
-      return {lo, mine.first};
-    }
-    auto* victim = &mine;
-    for (auto& share : left_) {
-      if (share.second - share.first > victim->second - victim->first) victim = &share;
-    }
-    const int64_t rows = victim->second - victim->first;
-    if (rows == 0) return {0, 0};
-    // What is left beyond whole steps from the front: the victim's next claims stay whole tiles.
-    const int64_t take = rows - (rows - 1) / step_ * step_;
-    victim->second -= take;
-    return {victim->second, victim->second + take};
-  }
-
- private:
-  std::mutex mutex_;
-  int64_t step_;
-  std::vector<std::pair<int64_t, int64_t>> left_;
-};
 
 // C = beta * C, for k == 0 (beta == 0 writes zeros whatever C held).
 template <class T>
