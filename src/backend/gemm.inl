@@ -605,7 +605,8 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
   const bool direct = work <= kSmallWork || m <= MR;
   const int threads =
       work < kParallelWork || ember::detail::in_parallel_region() ? 1 : ember::get_num_threads();
-  const int64_t chunks = std::min<int64_t>(threads, work / (kParallelWork / 2));
+  const int64_t chunks = std::min<int64_t>(std::min<int64_t>(threads, RowShares::kMaxParts),
+                                           work / (kParallelWork / 2));
   if (chunks <= 1) {
     return direct ? gemm_direct(pb, m, n, k, alpha, a, b, beta, c)
                   : gemm_blocked(pb, m, n, k, alpha, a, b, beta, c);

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
-#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -182,36 +181,28 @@ int get_num_threads() { return pool().size(); }
 
 namespace backend {
 
-struct RowShares::State {
-  std::mutex mutex;
-  int64_t step;
-  std::vector<RowRange> left;  // per thread: the rows not yet claimed
-};
-
-RowShares::RowShares(int64_t m, int parts, int64_t step) : state_(std::make_unique<State>()) {
-  state_->step = step;
-  state_->left.resize(static_cast<size_t>(parts));
-  for (int t = 0; t < parts; ++t) state_->left[static_cast<size_t>(t)] = {m * t / parts, m * (t + 1) / parts};
+RowShares::RowShares(int64_t m, int parts, int64_t step) : parts_(parts), step_(step) {
+  for (int t = 0; t < parts; ++t) left_[t] = {m * t / parts, m * (t + 1) / parts};
 }
 
 RowShares::~RowShares() = default;
 
 RowRange RowShares::claim(int t, int64_t own) {
-  std::lock_guard<std::mutex> lock(state_->mutex);
-  RowRange& mine = state_->left[static_cast<size_t>(t)];
+  std::lock_guard<std::mutex> lock(mutex_);
+  RowRange& mine = left_[t];
   if (mine.lo < mine.hi) {
     const int64_t lo = mine.lo;
     mine.lo = std::min(mine.hi, lo + own);
     return {lo, mine.lo};
   }
   RowRange* victim = &mine;
-  for (RowRange& share : state_->left) {
-    if (share.hi - share.lo > victim->hi - victim->lo) victim = &share;
+  for (int p = 0; p < parts_; ++p) {
+    if (left_[p].hi - left_[p].lo > victim->hi - victim->lo) victim = &left_[p];
   }
   const int64_t rows = victim->hi - victim->lo;
   if (rows == 0) return {0, 0};
   // What lies beyond whole steps from the front, so the victim's next claims stay whole.
-  const int64_t take = rows - (rows - 1) / state_->step * state_->step;
+  const int64_t take = rows - (rows - 1) / step_ * step_;
   victim->hi -= take;
   return {victim->hi, victim->hi + take};
 }

@@ -1,10 +1,10 @@
 // Rows of a product shared out among threads, with stealing (Note [GEMM design] in gemm.inl).
-// Internal; defined in parallel.cpp, outside the ISA-specific objects, which must not define
-// weak symbols (std::vector and std::mutex code would be).
+// Internal. The functions are defined in parallel.cpp, outside the ISA-specific objects, which
+// must not define weak symbols; nothing here allocates, so the GEMM still cannot throw.
 #pragma once
 
 #include <cstdint>
-#include <memory>
+#include <mutex>
 
 namespace ember::backend {
 
@@ -18,8 +18,10 @@ struct RowRange {
 /// of microseconds; with fixed shares the whole product then waits for the slow thread.
 class RowShares {
  public:
-  /// Stolen pieces are at most `step` rows, cut so that the rest of the share stays a whole
-  /// number of steps from its front.
+  static constexpr int kMaxParts = 256;
+
+  /// parts <= kMaxParts. Stolen pieces are at most `step` rows, cut so that the rest of the
+  /// share stays a whole number of steps from its front.
   RowShares(int64_t m, int parts, int64_t step);
   ~RowShares();
   RowShares(const RowShares&) = delete;
@@ -30,8 +32,10 @@ class RowShares {
   RowRange claim(int t, int64_t own);
 
  private:
-  struct State;
-  std::unique_ptr<State> state_;
+  std::mutex mutex_;
+  int parts_;
+  int64_t step_;
+  RowRange left_[kMaxParts];  // per thread: the rows not yet claimed
 };
 
 }  // namespace ember::backend
