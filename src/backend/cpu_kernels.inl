@@ -301,7 +301,8 @@ inline V min_nan(V a, V b) {
 constexpr int64_t kHalfWidthStreams = int64_t(1) << 17;
 
 template <class V, class T>
-bool binary_packets(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y) {
+[[gnu::always_inline]] inline bool binary_packets(Binary op, int64_t n, const T* a, int64_t sa,
+                                                  const T* b, int64_t sb, T* y) {
   auto run = [&](auto f) {
     return with_sources<V>(a, sa, b, sb, [&](auto va, auto vb) { map2<V>(n, va, vb, y, f); });
   };
