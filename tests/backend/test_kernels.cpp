@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -216,39 +217,66 @@ void check_reductions(Isa isa) {
   }
 }
 
+// One strided product C = 1.5 op(A) op(B) + beta C on pointers offset by one element, rows
+// padded past their ends. C starts random, or NaN for beta == 0 (which must not read it).
+template <class T>
+struct GemmCase {
+  int64_t m, n, k;
+  bool ta, tb;
+  T beta;
+  int64_t lda, ldb, ldc;
+  std::vector<T> a, b, c;
+
+  GemmCase(int64_t m_, int64_t n_, int64_t k_, bool ta_, bool tb_, T beta_, std::mt19937& rng)
+      : m(m_), n(n_), k(k_), ta(ta_), tb(tb_), beta(beta_),
+        lda((ta ? m : k) + 3), ldb((tb ? k : n) + 1), ldc(n + 2) {
+    std::uniform_real_distribution<double> dist(-1, 1);
+    a.resize(static_cast<size_t>((ta ? k : m) * lda + 1));
+    b.resize(static_cast<size_t>((tb ? n : k) * ldb + 1));
+    c.resize(static_cast<size_t>(m * ldc + 1));
+    for (auto& v : a) v = static_cast<T>(dist(rng));
+    for (auto& v : b) v = static_cast<T>(dist(rng));
+    for (auto& v : c) v = beta == T(0) ? std::numeric_limits<T>::quiet_NaN() : T(dist(rng));
+  }
+
+  /// C after the product with the given kernels (C itself is left as it was).
+  std::vector<T> run(const Kernels<T>& kt) const {
+    std::vector<T> out = c;
+    kt.gemm(ta, tb, m, n, k, T(1.5), a.data() + 1, lda, b.data() + 1, ldb, beta, out.data() + 1, ldc);
+    return out;
+  }
+
+  std::string name() const {
+    return "gemm m" + std::to_string(m) + " n" + std::to_string(n) + " k" + std::to_string(k) +
+           " ta" + std::to_string(ta) + " tb" + std::to_string(tb);
+  }
+
+  /// want and got agree to the summation tolerance on C, and exactly (NaN included) elsewhere.
+  void expect_close(const std::vector<T>& want, const std::vector<T>& got) const {
+    const double tol = (sizeof(T) == 4 ? 1e-5 : 1e-13) * static_cast<double>(k + 1) * 4;
+    for (size_t at = 0; at < want.size(); ++at) {
+      const int64_t i = (static_cast<int64_t>(at) - 1) / ldc, j = (static_cast<int64_t>(at) - 1) % ldc;
+      if (at > 0 && i < m && j < n) {
+        ASSERT_NEAR(want[at], got[at], tol) << name() << " (" << i << "," << j << ")";
+      } else {
+        ASSERT_EQ(ulp_distance(want[at], got[at]), 0) << name() << ": wrote outside C at " << at;
+      }
+    }
+  }
+};
+
 template <class T>
 void check_gemm(Isa isa) {
-  const auto& ref = kernels_for<T>(Isa::Scalar);
-  const auto& simd = kernels_for<T>(isa);
   std::mt19937 rng(5);
-  std::uniform_real_distribution<double> dist(-1, 1);
   const int64_t dims[][3] = {{0, 3, 4}, {1, 1, 1}, {7, 9, 5}, {17, 33, 15}, {64, 64, 64},
                              {31, 1025, 3}, {100, 17, 257}, {3, 5, 0}};
-  for (auto& d : dims) {
-    const int64_t m = d[0], n = d[1], k = d[2];
+  for (auto& d : dims)
     for (bool ta : {false, true})
       for (bool tb : {false, true})
         for (T beta : {T(0), T(0.5)}) {
-          const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
-          std::vector<T> a(static_cast<size_t>((ta ? k : m) * lda + 1));
-          std::vector<T> b(static_cast<size_t>((tb ? n : k) * ldb + 1));
-          for (auto& v : a) v = static_cast<T>(dist(rng));
-          for (auto& v : b) v = static_cast<T>(dist(rng));
-          std::vector<T> c0(static_cast<size_t>(m * ldc + 1));
-          for (auto& v : c0) v = beta == T(0) ? std::numeric_limits<T>::quiet_NaN() : T(dist(rng));
-          auto c1 = c0;
-          ref.gemm(ta, tb, m, n, k, T(1.5), a.data() + 1, lda, b.data() + 1, ldb, beta, c0.data() + 1, ldc);
-          simd.gemm(ta, tb, m, n, k, T(1.5), a.data() + 1, lda, b.data() + 1, ldb, beta, c1.data() + 1, ldc);
-          const double tol = (sizeof(T) == 4 ? 1e-5 : 1e-13) * static_cast<double>(k + 1) * 4;
-          for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < n; ++j) {
-              const size_t at = static_cast<size_t>(1 + i * ldc + j);
-              ASSERT_NEAR(c0[at], c1[at], tol) << "gemm m" << m << " n" << n << " k" << k
-                                               << " ta" << ta << " tb" << tb << " (" << i << ","
-                                               << j << ")";
-            }
+          const GemmCase<T> g(d[0], d[1], d[2], ta, tb, beta, rng);
+          g.expect_close(g.run(kernels_for<T>(Isa::Scalar)), g.run(kernels_for<T>(isa)));
         }
-  }
 }
 
 TEST(Kernels, DispatchPicksAnAvailableIsa) {
@@ -322,48 +350,22 @@ TEST(Kernels, GemmMatchesScalar) {
 // must not depend on the thread count.
 template <class T>
 void check_blocked_gemm(Isa isa) {
-  const auto& ref = kernels_for<T>(Isa::Scalar);
-  const auto& simd = kernels_for<T>(isa);
   std::mt19937 rng(7);
-  std::uniform_real_distribution<double> dist(-1, 1);
   const int64_t dims[][3] = {{300, 200, 130}, {150, 1100, 50}, {120, 100, 1200}, {29, 700, 400}};
   const int threads_before = get_num_threads();
-  for (auto& d : dims) {
-    const int64_t m = d[0], n = d[1], k = d[2];
+  for (auto& d : dims)
     for (bool ta : {false, true})
       for (bool tb : {false, true}) {
-        const T beta = ta ? T(0.5) : T(0);
-        const int64_t lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3;
-        std::vector<T> a(static_cast<size_t>((ta ? k : m) * lda + 1));
-        std::vector<T> b(static_cast<size_t>((tb ? n : k) * ldb + 1));
-        for (auto& v : a) v = static_cast<T>(dist(rng));
-        for (auto& v : b) v = static_cast<T>(dist(rng));
-        std::vector<T> c0(static_cast<size_t>(m * ldc + 1));
-        for (auto& v : c0) v = beta == T(0) ? std::numeric_limits<T>::quiet_NaN() : T(dist(rng));
-        auto c1 = c0, c2 = c0;
-        ref.gemm(ta, tb, m, n, k, T(1.5), a.data() + 1, lda, b.data() + 1, ldb, beta, c0.data() + 1, ldc);
+        const GemmCase<T> g(d[0], d[1], d[2], ta, tb, ta ? T(0.5) : T(0), rng);
+        const auto want = g.run(kernels_for<T>(Isa::Scalar));
         set_num_threads(1);
-        simd.gemm(ta, tb, m, n, k, T(1.5), a.data() + 1, lda, b.data() + 1, ldb, beta, c1.data() + 1, ldc);
+        const auto one = g.run(kernels_for<T>(isa));
         set_num_threads(2);
-        simd.gemm(ta, tb, m, n, k, T(1.5), a.data() + 1, lda, b.data() + 1, ldb, beta, c2.data() + 1, ldc);
-        const double tol = (sizeof(T) == 4 ? 1e-5 : 1e-13) * static_cast<double>(k + 1) * 4;
-        for (int64_t i = 0; i < m; ++i)
-          for (int64_t j = 0; j < n; ++j) {
-            const size_t at = static_cast<size_t>(1 + i * ldc + j);
-            ASSERT_NEAR(c0[at], c1[at], tol) << "gemm m" << m << " n" << n << " k" << k << " ta"
-                                             << ta << " tb" << tb << " (" << i << "," << j << ")";
-            ASSERT_EQ(c1[at], c2[at]) << "1 vs 2 threads: gemm m" << m << " n" << n << " k" << k
-                                      << " ta" << ta << " tb" << tb << " (" << i << "," << j << ")";
-          }
-        // Nothing outside C's rows and columns is written.
-        for (size_t at = 0; at < c0.size(); ++at) {
-          const int64_t i = (static_cast<int64_t>(at) - 1) / ldc, j = (static_cast<int64_t>(at) - 1) % ldc;
-          if (at == 0 || j >= n || i >= m) {
-            ASSERT_TRUE(std::isnan(c2[at]) ? std::isnan(c0[at]) : c2[at] == c0[at]) << at;
-          }
-        }
+        const auto two = g.run(kernels_for<T>(isa));
+        g.expect_close(want, one);
+        for (size_t at = 0; at < one.size(); ++at)
+          ASSERT_EQ(ulp_distance(one[at], two[at]), 0) << "1 vs 2 threads: " << g.name() << " at " << at;
       }
-  }
   set_num_threads(threads_before);
 }
 
