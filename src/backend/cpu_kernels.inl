@@ -300,6 +300,16 @@ inline V min_nan(V a, V b) {
 // contiguous operands of at least this many elements use the half-width packets.
 constexpr int64_t kHalfWidthStreams = int64_t(1) << 17;
 
+/// f(std::type_identity<P>{}) with P the packet type for a loop of n elements over two
+/// contiguous operands.
+template <class T, class F>
+inline void with_two_stream_pack(int64_t n, F f) {
+  if constexpr (kHalfPack) {
+    if (n >= kHalfWidthStreams) return f(std::type_identity<HalfPack<T>>{});
+  }
+  f(std::type_identity<Pack<T>>{});
+}
+
 template <class V, class T>
 [[gnu::always_inline]] inline bool binary_packets(Binary op, int64_t n, const T* a, int64_t sa,
                                                   const T* b, int64_t sb, T* y) {
@@ -320,12 +330,12 @@ template <class V, class T>
 
 template <class T>
 bool binary_simd(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y) {
-  if constexpr (kHalfPack) {
-    if (sa == 1 && sb == 1 && n >= kHalfWidthStreams) {
-      return binary_packets<HalfPack<T>>(op, n, a, sa, b, sb, y);
-    }
-  }
-  return binary_packets<Pack<T>>(op, n, a, sa, b, sb, y);
+  if (sa != 1 || sb != 1) return binary_packets<Pack<T>>(op, n, a, sa, b, sb, y);
+  bool done = false;
+  with_two_stream_pack<T>(n, [&](auto pack) {
+    done = binary_packets<typename decltype(pack)::type>(op, n, a, sa, b, sb, y);
+  });
+  return done;
 }
 
 template <class T, class F>
@@ -499,14 +509,10 @@ void accumulate(Reduce op, int64_t n, const T* x, int64_t sx, T* acc) {
     if (sx == 1) {
       // Two contiguous streams in: half-width packets when long (Note [Two-stream loops]).
       auto run = [&](auto f) {
-        if constexpr (kHalfPack) {
-          if (n >= kHalfWidthStreams) {
-            using H = HalfPack<T>;
-            return map2<H>(n, Contig<H>{acc}, Contig<H>{x}, acc, f);
-          }
-        }
-        using V = Pack<T>;
-        map2<V>(n, Contig<V>{acc}, Contig<V>{x}, acc, f);
+        with_two_stream_pack<T>(n, [&](auto pack) {
+          using V = typename decltype(pack)::type;
+          map2<V>(n, Contig<V>{acc}, Contig<V>{x}, acc, f);
+        });
       };
       switch (op) {
         case Reduce::Sum: run([](auto s, auto v) { return s + v; }); return;

@@ -519,7 +519,6 @@ inline bool reads_b_in_place(const Problem& pb) {
   return !pb.trans_b && pb.ldb * static_cast<int64_t>(sizeof(T)) < 4096;
 }
 
-// The blocked path for C[0:m, 0:n] (Note [GEMM design]).
 // Whether B is one KC x NC block: then a thread's packed B stays valid from one row range of a
 // product to the next.
 template <class T>
@@ -527,8 +526,9 @@ inline bool single_b_block(int64_t n, int64_t k) {
   return k <= Shape<T>::KC && n <= Shape<T>::NC;
 }
 
-// b_packed: this thread's B buffer already holds B, packed by an earlier call for other rows of
-// the same product (only meaningful when single_b_block).
+// The blocked path for C[0:m, 0:n] (Note [GEMM design]). b_packed: this thread's B buffer
+// already holds B, packed by an earlier call for other rows of the same product (only
+// meaningful when single_b_block).
 template <class T>
 void gemm_blocked(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                   const T* b, T beta, T* c, bool b_packed = false) {
@@ -552,7 +552,9 @@ void gemm_blocked(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, c
       auto packed_panel = [&](int64_t jr) { return b_in_place ? bbuf : bbuf + jr * kc; };
       for (int64_t jr = 0; jr < nc; jr += NR) {
         const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-        if (!b_packed && (!b_in_place || nr < NR)) pack_b(pb.trans_b, b, pb.ldb, pc, kc, jc + jr, nr, packed_panel(jr));
+        if (!b_packed && (!b_in_place || nr < NR)) {
+          pack_b(pb.trans_b, b, pb.ldb, pc, kc, jc + jr, nr, packed_panel(jr));
+        }
       }
       for (int64_t ic = 0; ic < m; ic += mc_max) {
         const int64_t mc = std::min(mc_max, m - ic);
@@ -615,13 +617,14 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
   // Rows are shared out when each thread then packs only its own rows of A: B is read in place
   // or is the smaller operand (every thread packs all of it). Otherwise each thread takes an
   // equal range of columns and packs all of A.
-  const bool split_rows = !direct && (m >= n || (reads_b_in_place<T>(pb) && m >= chunks * MR));
+  const bool b_in_place = !direct && reads_b_in_place<T>(pb);
+  const bool split_rows = !direct && (m >= n || (b_in_place && m >= chunks * MR));
   if (split_rows) {
     // Claims of two tiles' height (at N = 256 and 512 on 2 threads: one or two tiles 202-219
     // GFLOP/s, four 188-218, fixed shares 189-194 in the same noisy phase), but only where no B
     // block is packed again for them; otherwise each thread claims its whole share at once.
     const bool single_block = single_b_block<T>(n, k);
-    const int64_t claim_rows = single_block || reads_b_in_place<T>(pb) ? 2 * MR : m;
+    const int64_t claim_rows = single_block || b_in_place ? 2 * MR : m;
     RowShares shares(m, static_cast<int>(chunks), MR);
     ember::detail::parallel_for(0, chunks, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
