@@ -14,7 +14,9 @@ File format, one record per line, space separated:
     in|w|out|grad <rank> <dims...> <values...>      (grad "none" when an input gets no gradient)
     end
 """
+import ast
 import os
+import re
 import sys
 import zlib
 
@@ -71,78 +73,56 @@ def layer_norm_case(x):
     return (x[0] - mu) / torch.sqrt(v + 1e-5)
 
 
-# name, shapes, lo, hi, function — the same cases, by name, as op_registry.hpp.
-CASES = [
-    ("neg", M34, -1, 1, lambda x: -x[0]),
-    ("abs", M34, -1, 1, lambda x: torch.abs(x[0])),
-    ("exp", M34, -1, 1, lambda x: torch.exp(x[0])),
-    ("log", M34, 0.1, 2, lambda x: torch.log(x[0])),
-    ("log1p", M34, -0.5, 2, lambda x: torch.log1p(x[0])),
-    ("expm1", M34, -1, 1, lambda x: torch.expm1(x[0])),
-    ("sqrt", M34, 0.1, 2, lambda x: torch.sqrt(x[0])),
-    ("rsqrt", M34, 0.1, 2, lambda x: torch.rsqrt(x[0])),
-    ("reciprocal", M34, 0.5, 2, lambda x: torch.reciprocal(x[0])),
-    ("square", M34, -1, 1, lambda x: torch.square(x[0])),
-    ("sin", M34, -2, 2, lambda x: torch.sin(x[0])),
-    ("cos", M34, -2, 2, lambda x: torch.cos(x[0])),
-    ("tanh", M34, -2, 2, lambda x: torch.tanh(x[0])),
-    ("sigmoid", M34, -3, 3, lambda x: torch.sigmoid(x[0])),
-    ("relu", M34, -1, 1, lambda x: torch.relu(x[0])),
-    ("silu", M34, -2, 2, lambda x: F.silu(x[0])),
-    ("erf", M34, -2, 2, lambda x: torch.erf(x[0])),
-    ("sign", M34, -1, 1, lambda x: torch.sign(x[0])),
-    ("floor", M34, -3, 3, lambda x: torch.floor(x[0])),
-    ("ceil", M34, -3, 3, lambda x: torch.ceil(x[0])),
-    ("round", M34, -3, 3, lambda x: torch.round(x[0])),
-    ("leaky_relu", M34, -1, 1, lambda x: F.leaky_relu(x[0], 0.2)),
-    ("elu", M34, -2, 2, lambda x: F.elu(x[0], 1.3)),
-    ("gelu", M34, -3, 3, lambda x: F.gelu(x[0])),
-    ("gelu_tanh", M34, -3, 3, lambda x: F.gelu(x[0], approximate="tanh")),
-    ("softplus", M34, -1, 1, lambda x: F.softplus(x[0], beta=2.0, threshold=1.0)),
-    ("clamp", M34, -1, 1, lambda x: torch.clamp(x[0], -0.5, 0.5)),
-    ("pow_scalar", M34, 0.1, 2, lambda x: torch.pow(x[0], 2.5)),
-    ("pow_int", M34, -1, 1, lambda x: torch.pow(x[0], 3.0)),
-    ("add", BC, -1, 1, lambda x: x[0] + x[1]),
-    ("add_bc3", BC3, -1, 1, lambda x: x[0] + x[1]),
-    ("add_alpha", BC, -1, 1, lambda x: torch.add(x[0], x[1], alpha=2.5)),
-    ("sub", BC3, -1, 1, lambda x: x[0] - x[1]),
-    ("sub_alpha", BC, -1, 1, lambda x: torch.sub(x[0], x[1], alpha=0.5)),
-    ("mul", BC3, -1, 1, lambda x: x[0] * x[1]),
-    ("div", BC, 0.5, 2, lambda x: x[0] / x[1]),
-    ("maximum", BC3, -1, 1, lambda x: torch.maximum(x[0], x[1])),
-    ("minimum", BC, -1, 1, lambda x: torch.minimum(x[0], x[1])),
-    ("pow_tensor", BC, 0.5, 2, lambda x: torch.pow(x[0], x[1])),
-    ("add_scalar", M34, -1, 1, lambda x: x[0] + 2.0),
-    ("rsub_scalar", M34, -1, 1, lambda x: 2.0 - x[0]),
-    ("mul_scalar", M34, -1, 1, lambda x: x[0] * 3.0),
-    ("div_scalar", M34, -1, 1, lambda x: x[0] / 4.0),
-    ("rdiv_scalar", M34, 0.5, 2, lambda x: 2.0 / x[0]),
-    ("where", BC, -1, 1, lambda x: torch.where(x[0] > 0, x[0], x[1])),
-    ("masked_fill", M34, -1, 1, lambda x: x[0].masked_fill(x[0] < 0, 0.5)),
-    ("sum_all", R345, -1, 1, lambda x: x[0].sum()),
-    ("sum_dim", R345, -1, 1, lambda x: x[0].sum(1)),
-    ("sum_dims_keepdim", R345, -1, 1, lambda x: x[0].sum((0, 2), keepdim=True)),
-    ("sum_last", R345, -1, 1, lambda x: x[0].sum(-1)),
-    ("mean_all", R345, -1, 1, lambda x: x[0].mean()),
-    ("mean_dim", R345, -1, 1, lambda x: x[0].mean(2, keepdim=True)),
-    ("var_all", R345, -1, 1, lambda x: x[0].var()),
-    ("var_dim", R345, -1, 1, lambda x: x[0].var(1)),
-    ("var_unbiased0", R345, -1, 1, lambda x: x[0].var((0, 2), unbiased=False, keepdim=True)),
-    ("std_dim", R345, -1, 1, lambda x: x[0].std(2, keepdim=True)),
-    ("prod_all", [(2, 3)], 0.5, 1.5, lambda x: x[0].prod()),
-    ("prod_dim", [(3, 4)], 0.5, 1.5, lambda x: x[0].prod(1)),
-    ("amax_dim", R345, -1, 1, lambda x: torch.amax(x[0], 1)),
-    ("amin_all", R345, -1, 1, lambda x: x[0].min()),
-    ("max_dim_values", R345, -1, 1, lambda x: x[0].max(2).values),
-    ("min_dim_values", R345, -1, 1, lambda x: x[0].min(0, keepdim=True).values),
-    ("logsumexp", R345, -2, 2, lambda x: torch.logsumexp(x[0], 1)),
-    ("norm2", R345, -1, 1, lambda x: x[0].norm()),
-    ("norm1", M34, -1, 1, lambda x: x[0].norm(1)),
-    ("norm3", M34, -1, 1, lambda x: x[0].norm(3)),
-    ("norm_dim", R345, -1, 1, lambda x: torch.norm(x[0], 2, dim=1)),
-    ("softmax", R345, -2, 2, lambda x: torch.softmax(x[0], 1)),
-    ("softmax_last", M34, -2, 2, lambda x: torch.softmax(x[0], -1)),
-    ("log_softmax", R345, -2, 2, lambda x: torch.log_softmax(x[0], 2)),
+OP_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "include", "ember", "ops",
+                        "op_table.def")
+
+
+def split_args(text):
+    """Splits a macro's argument list at the commas outside brackets and string literals."""
+    args, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote and text[i - 1] != "\\":
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(text[start:i].strip())
+            start = i + 1
+    args.append(text[start:].strip())
+    return args
+
+
+def table_cases():
+    """The op table's test cases (include/ember/ops/op_table.def), in its order: (name, shapes, lo,
+    hi, PyTorch expression in x)."""
+    with open(OP_TABLE) as f:
+        text = re.sub(r"//[^\n]*", "", f.read())
+    cases = []
+    for m in re.finditer(r"^(EMBER_UNARY(?:_P1|_P2)?|EMBER_CASE)\(", text, re.M):
+        depth, i = 1, m.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        args = split_args(text[m.end():i - 1])
+        if m.group(1) == "EMBER_CASE":
+            name, _, shapes, lo, hi, torch_expr = args[:6]
+            shapes = [tuple(int(d) for d in s.split("x")) for s in ast.literal_eval(shapes).split()]
+        else:
+            name, lo, hi, torch_expr = args[0], args[4], args[5], args[6]
+            shapes = M34
+        expr = ast.literal_eval(torch_expr)
+        cases.append((name, shapes, float(lo), float(hi), eval("lambda x: " + expr)))
+    return cases
+
+
+# name, shapes, lo, hi, function: the op table's cases, then the others, by name as in
+# tests/ops/op_registry.cpp.
+CASES = table_cases() + [
     ("matmul_2d", [(3, 4), (4, 5)], -1, 1, lambda x: torch.matmul(x[0], x[1])),
     ("matmul_1d1d", [(4,), (4,)], -1, 1, lambda x: torch.matmul(x[0], x[1])),
     ("matmul_2d1d", [(3, 4), (4,)], -1, 1, lambda x: torch.matmul(x[0], x[1])),

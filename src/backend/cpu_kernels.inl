@@ -223,6 +223,13 @@ bool unary_contig(Unary op, UnaryParams p, int64_t n, const T* x, T* y) {
         return select(gt(bx, pb), v, m::log1p(m::exp(bx)) / pa);
       });
       return true;
+    case Unary::Mish:  // Note [Mish] (src/backend/scalar_ops.hpp)
+      map1<V>(n, x, y, [&](V v) {
+        V e = m::exp(min(v, V(T(20))));
+        V q = e * (e + V(T(2)));
+        return v * (q / (q + V(T(2))));
+      });
+      return true;
     case Unary::Gelu:
       // Float: x Phi(x) from a fitted log Phi (no cancellation). Double: PyTorch's formula,
       // x/2 (1 + erf(x/sqrt2)), whose sum cancels for x below about -1, leaving an absolute

@@ -15,6 +15,17 @@ inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 
+// Note [Mish]
+// tanh(softplus(x)) is n / (n + 2) with n = e^x (e^x + 2): one exponential instead of exp, log1p
+// and tanh, without cancellation (n > 0). Past x = 20 the ratio is 1 in double as in float, so x
+// is clamped there before n could overflow; NaN passes through the product with x.
+template <class T>
+inline T mish_tanh_softplus(T x) {
+  const T e = std::exp(x < T(20) ? x : T(20));
+  const T n = e * (e + T(2));
+  return n / (n + T(2));
+}
+
 template <class T>
 inline T apply_unary(Unary op, UnaryParams p, T x) {
   constexpr T kSqrt1_2 = T(0.70710678118654752440);
@@ -65,6 +76,7 @@ inline T apply_unary(Unary op, UnaryParams p, T x) {
       T bx = x * T(p.a);
       return bx > T(p.b) ? x : std::log1p(std::exp(bx)) / T(p.a);
     }
+    case Unary::Mish: return x * mish_tanh_softplus(x);
     case Unary::Clamp: return x < T(p.a) ? T(p.a) : (x > T(p.b) ? T(p.b) : x);
     case Unary::PowScalar: return std::pow(x, T(p.a));
     case Unary::AddScalar: return x + T(p.a);

@@ -132,49 +132,6 @@ Tensor<T> zero_grad_like(const Tensor<T>& g) {
 
 // ---- Unary ops ----------------------------------------------------------------------------------
 
-template <FloatingElement T>
-Tensor<T> silu_grad(const Tensor<T>& x);
-
-// Ops whose backward needs the input x.
-#define EMBER_UNARY_X(name, OP, backward_expr)                                                  \
-  template <FloatingElement T>                                                                  \
-  Tensor<T> name(const Tensor<T>& x) {                                                          \
-    require(x, #name);                                                                          \
-    Tensor<T> out = unary_raw(x, Unary::OP);                                                    \
-    if (needs_grad(x)) {                                                                        \
-      record(out, #name, {&x}, [sx = SavedTensor<T>(x)](const Tensor<T>& g) {                   \
-        const Tensor<T>& x = sx.get(#name);                                                     \
-        return backward_expr;                                                                   \
-      });                                                                                       \
-    }                                                                                           \
-    return out;                                                                                 \
-  }
-
-// Ops whose backward needs only the result r.
-#define EMBER_UNARY_R(name, OP, backward_expr)                                     \
-  template <FloatingElement T>                                                     \
-  Tensor<T> name(const Tensor<T>& x) {                                             \
-    require(x, #name);                                                             \
-    Tensor<T> out = unary_raw(x, Unary::OP);                                       \
-    if (needs_grad(x)) {                                                           \
-      record_with_result(out, #name, {&x},                                         \
-                         [](const Tensor<T>& g, const Tensor<T>& r) { return backward_expr; }); \
-    }                                                                              \
-    return out;                                                                    \
-  }
-
-// Ops with zero gradient almost everywhere.
-#define EMBER_UNARY_ZERO(name, OP)                                                 \
-  template <FloatingElement T>                                                     \
-  Tensor<T> name(const Tensor<T>& x) {                                             \
-    require(x, #name);                                                             \
-    Tensor<T> out = unary_raw(x, Unary::OP);                                       \
-    if (needs_grad(x)) {                                                           \
-      record(out, #name, {&x}, [](const Tensor<T>& g) { return zero_grad_like(g); }); \
-    }                                                                              \
-    return out;                                                                    \
-  }
-
 // ReLU's gradient, g where the output r is positive, in one pass (where(gt(r, 0), g, 0) makes a
 // mask and then selects); differentiable in g, for double backward.
 template <FloatingElement T>
@@ -186,66 +143,60 @@ Tensor<T> relu_backward(const Tensor<T>& g, const Tensor<T>& r) {
   return out;
 }
 
-template <FloatingElement T>
-Tensor<T> neg(const Tensor<T>& x) {
-  require(x, "neg");
-  Tensor<T> out = unary_raw(x, Unary::Neg);
-  if (needs_grad(x)) record(out, "neg", {&x}, [](const Tensor<T>& g) { return -g; });
-  return out;
-}
-EMBER_UNARY_X(abs, Abs, g * sign(x))
-EMBER_UNARY_R(exp, Exp, g * r)
-EMBER_UNARY_X(log, Log, g / x)
-EMBER_UNARY_X(log1p, Log1p, g / (x + 1.0))
-EMBER_UNARY_R(expm1, Expm1, g * (r + 1.0))
-EMBER_UNARY_R(sqrt, Sqrt, g / (r * 2.0))
-EMBER_UNARY_R(rsqrt, Rsqrt, g * (r * r * r) * -0.5)
-EMBER_UNARY_R(reciprocal, Reciprocal, -(g * r * r))
-EMBER_UNARY_X(square, Square, g * x * 2.0)
-EMBER_UNARY_X(sin, Sin, g * cos(x))
-EMBER_UNARY_X(cos, Cos, -(g * sin(x)))
-EMBER_UNARY_R(tanh, Tanh, g * (1.0 - r * r))
-EMBER_UNARY_R(sigmoid, Sigmoid, g * r * (1.0 - r))
-EMBER_UNARY_R(relu, Relu, relu_backward(g, r))
-EMBER_UNARY_X(silu, Silu, g * silu_grad(x))
-EMBER_UNARY_ZERO(sign, Sign)
-EMBER_UNARY_ZERO(floor, Floor)
-EMBER_UNARY_ZERO(ceil, Ceil)
-EMBER_UNARY_ZERO(round, Round)
-EMBER_UNARY_X(erf, Erf, g * exp(-(x * x)) * 1.1283791670955126)
+namespace {
+// What a unary op's derivative reads besides g: its input x, its result r, or neither.
+enum class Saves { Input, Result, Neither };
 
-// d/dx x*sigmoid(x)
-template <FloatingElement T>
-Tensor<T> silu_grad(const Tensor<T>& x) {
-  Tensor<T> s = sigmoid(x);
-  return s * (1.0 + x * (1.0 - s));
-}
-
-
-template <FloatingElement T>
-Tensor<T> leaky_relu(const Tensor<T>& x, double slope) {
-  require(x, "leaky_relu");
-  Tensor<T> out = unary_raw(x, Unary::LeakyRelu, {slope, 0});
-  if (needs_grad(x)) {
-    record(out, "leaky_relu", {&x}, [sx = SavedTensor<T>(x), slope](const Tensor<T>& g) {
-      return where(gt(sx.get("leaky_relu"), 0.0), g, g * slope);
+// The forward and backward of one op of the table: `derivative(g, x, r)` gets the tensor it
+// saved (the other is undefined).
+template <Saves saves, FloatingElement T, class D>
+Tensor<T> unary_op(const Tensor<T>& x, const char* name, Unary kernel, UnaryParams p,
+                   D derivative) {
+  require(x, name);
+  Tensor<T> out = unary_raw(x, kernel, p);
+  if (!needs_grad(x)) return out;
+  if constexpr (saves == Saves::Input) {
+    record(out, name, {&x}, [sx = SavedTensor<T>(x), name, derivative](const Tensor<T>& g) {
+      return derivative(g, sx.get(name), Tensor<T>());
+    });
+  } else if constexpr (saves == Saves::Result) {
+    record_with_result(out, name, {&x}, [derivative](const Tensor<T>& g, const Tensor<T>& r) {
+      return derivative(g, Tensor<T>(), r);
+    });
+  } else {
+    record(out, name, {&x}, [derivative](const Tensor<T>& g) {
+      return derivative(g, Tensor<T>(), Tensor<T>());
     });
   }
   return out;
 }
+}  // namespace
 
-template <FloatingElement T>
-Tensor<T> elu(const Tensor<T>& x, double alpha) {
-  require(x, "elu");
-  Tensor<T> out = unary_raw(x, Unary::Elu, {alpha, 0});
-  if (needs_grad(x)) {
-    record(out, "elu", {&x}, [sx = SavedTensor<T>(x), alpha](const Tensor<T>& g) {
-      const Tensor<T>& x = sx.get("elu");
-      return where(gt(x, 0.0), g, g * exp(x) * alpha);
-    });
+// The op table's unary ops (include/ember/ops/op_table.def), each from its row.
+#define EMBER_DERIVATIVE(...)                                                              \
+  (const Tensor<T>& g, [[maybe_unused]] const Tensor<T>& x,                                \
+   [[maybe_unused]] const Tensor<T>& r) -> Tensor<T> { return __VA_ARGS__; }
+#define EMBER_UNARY(name, Kernel, Accuracy, Saves_, lo, hi, torch, ...)                     \
+  template <FloatingElement T>                                                             \
+  Tensor<T> name(const Tensor<T>& x) {                                                     \
+    return unary_op<Saves::Saves_>(x, #name, Unary::Kernel, {},                             \
+                                   [] EMBER_DERIVATIVE(__VA_ARGS__));                       \
   }
-  return out;
-}
+#define EMBER_UNARY_P1(name, Kernel, Accuracy, Saves_, lo, hi, torch, a, a_default, a_test, ...) \
+  template <FloatingElement T>                                                                  \
+  Tensor<T> name(const Tensor<T>& x, double a) {                                                \
+    return unary_op<Saves::Saves_>(x, #name, Unary::Kernel, {a, 0},                              \
+                                   [a] EMBER_DERIVATIVE(__VA_ARGS__));                           \
+  }
+#define EMBER_UNARY_P2(name, Kernel, Accuracy, Saves_, lo, hi, torch, a, a_default, a_test, b, \
+                       b_default, b_test, ...)                                                \
+  template <FloatingElement T>                                                                \
+  Tensor<T> name(const Tensor<T>& x, double a, double b) {                                    \
+    return unary_op<Saves::Saves_>(x, #name, Unary::Kernel, {a, b},                            \
+                                   [a, b] EMBER_DERIVATIVE(__VA_ARGS__));                      \
+  }
+#include "ember/ops/op_table.def"
+#undef EMBER_DERIVATIVE
 
 template <FloatingElement T>
 Tensor<T> gelu(const Tensor<T>& x, const char* approximate) {
@@ -268,19 +219,6 @@ Tensor<T> gelu(const Tensor<T>& x, const char* approximate) {
       Tensor<T> cdf = (1.0 + erf(x * 0.7071067811865476)) * 0.5;
       Tensor<T> pdf = exp(x * x * -0.5) * 0.3989422804014327;
       return g * (cdf + x * pdf);
-    });
-  }
-  return out;
-}
-
-template <FloatingElement T>
-Tensor<T> softplus(const Tensor<T>& x, double beta, double threshold) {
-  require(x, "softplus");
-  Tensor<T> out = unary_raw(x, Unary::Softplus, {beta, threshold});
-  if (needs_grad(x)) {
-    record(out, "softplus", {&x}, [sx = SavedTensor<T>(x), beta, threshold](const Tensor<T>& g) {
-      const Tensor<T>& x = sx.get("softplus");
-      return where(gt(x * beta, threshold), g, g * sigmoid(x * beta));
     });
   }
   return out;
@@ -524,25 +462,19 @@ Tensor<T> masked_fill(const Tensor<T>& x, const Tensor<uint8_t>& mask, double va
 
 // ---- Comparisons --------------------------------------------------------------------------------
 
-#define EMBER_COMPARE(name, OP)                                                    \
+#define EMBER_COMPARE(name, Kernel)                                               \
   template <FloatingElement T>                                                     \
   Tensor<uint8_t> name(const Tensor<T>& a, const Tensor<T>& b) {                   \
     require(a, #name);                                                             \
     require(b, #name);                                                             \
-    return compare_raw(a, b, Compare::OP, #name);                                  \
+    return compare_raw(a, b, Compare::Kernel, #name);                              \
   }                                                                                \
   template <FloatingElement T>                                                     \
   Tensor<uint8_t> name(const Tensor<T>& a, double b) {                             \
     require(a, #name);                                                             \
-    return compare_raw(a, scalar_of<T>(b), Compare::OP, #name);                    \
+    return compare_raw(a, scalar_of<T>(b), Compare::Kernel, #name);                \
   }
-EMBER_COMPARE(eq, Eq)
-EMBER_COMPARE(ne, Ne)
-EMBER_COMPARE(lt, Lt)
-EMBER_COMPARE(le, Le)
-EMBER_COMPARE(gt, Gt)
-EMBER_COMPARE(ge, Ge)
-#undef EMBER_COMPARE
+#include "ember/ops/op_table.def"
 
 template <FloatingElement T>
 bool allclose(const Tensor<T>& a, const Tensor<T>& b, double rtol, double atol) {
@@ -769,31 +701,7 @@ template <Element T> Tensor<T> Tensor<T>::pow(double e) const requires FloatingE
 template <Element T> Tensor<T> Tensor<T>::clamp(double lo, double hi) const requires FloatingElement<T> { return ember::clamp(*this, lo, hi); }
 
 #define EMBER_INSTANTIATE(T)                                                               \
-  template Tensor<T> neg(const Tensor<T>&);                                                \
-  template Tensor<T> abs(const Tensor<T>&);                                                \
-  template Tensor<T> exp(const Tensor<T>&);                                                \
-  template Tensor<T> log(const Tensor<T>&);                                                \
-  template Tensor<T> log1p(const Tensor<T>&);                                              \
-  template Tensor<T> expm1(const Tensor<T>&);                                              \
-  template Tensor<T> sqrt(const Tensor<T>&);                                               \
-  template Tensor<T> rsqrt(const Tensor<T>&);                                              \
-  template Tensor<T> reciprocal(const Tensor<T>&);                                         \
-  template Tensor<T> square(const Tensor<T>&);                                             \
-  template Tensor<T> sin(const Tensor<T>&);                                                \
-  template Tensor<T> cos(const Tensor<T>&);                                                \
-  template Tensor<T> tanh(const Tensor<T>&);                                               \
-  template Tensor<T> sigmoid(const Tensor<T>&);                                            \
-  template Tensor<T> relu(const Tensor<T>&);                                               \
-  template Tensor<T> silu(const Tensor<T>&);                                               \
-  template Tensor<T> sign(const Tensor<T>&);                                               \
-  template Tensor<T> floor(const Tensor<T>&);                                              \
-  template Tensor<T> ceil(const Tensor<T>&);                                               \
-  template Tensor<T> round(const Tensor<T>&);                                              \
-  template Tensor<T> erf(const Tensor<T>&);                                                \
-  template Tensor<T> leaky_relu(const Tensor<T>&, double);                                 \
-  template Tensor<T> elu(const Tensor<T>&, double);                                        \
   template Tensor<T> gelu(const Tensor<T>&, const char*);                                  \
-  template Tensor<T> softplus(const Tensor<T>&, double, double);                           \
   template Tensor<T> clamp(const Tensor<T>&, double, double);                              \
   template Tensor<T> pow(const Tensor<T>&, double);                                        \
   template Tensor<T> pow(const Tensor<T>&, const Tensor<T>&);                              \
@@ -811,18 +719,6 @@ template <Element T> Tensor<T> Tensor<T>::clamp(double lo, double hi) const requ
   template Tensor<T> where(const Tensor<uint8_t>&, const Tensor<T>&, const Tensor<T>&);    \
   template Tensor<T> where(const Tensor<uint8_t>&, const Tensor<T>&, double);              \
   template Tensor<T> masked_fill(const Tensor<T>&, const Tensor<uint8_t>&, double);        \
-  template Tensor<uint8_t> eq(const Tensor<T>&, const Tensor<T>&);                         \
-  template Tensor<uint8_t> ne(const Tensor<T>&, const Tensor<T>&);                         \
-  template Tensor<uint8_t> lt(const Tensor<T>&, const Tensor<T>&);                         \
-  template Tensor<uint8_t> le(const Tensor<T>&, const Tensor<T>&);                         \
-  template Tensor<uint8_t> gt(const Tensor<T>&, const Tensor<T>&);                         \
-  template Tensor<uint8_t> ge(const Tensor<T>&, const Tensor<T>&);                         \
-  template Tensor<uint8_t> eq(const Tensor<T>&, double);                                   \
-  template Tensor<uint8_t> ne(const Tensor<T>&, double);                                   \
-  template Tensor<uint8_t> lt(const Tensor<T>&, double);                                   \
-  template Tensor<uint8_t> le(const Tensor<T>&, double);                                   \
-  template Tensor<uint8_t> gt(const Tensor<T>&, double);                                   \
-  template Tensor<uint8_t> ge(const Tensor<T>&, double);                                   \
   template bool allclose(const Tensor<T>&, const Tensor<T>&, double, double);              \
   template Tensor<T> sum_to(const Tensor<T>&, const Shape&);                               \
   template Tensor<T> detail::unary_raw(const Tensor<T>&, Unary, UnaryParams);              \
@@ -857,5 +753,21 @@ template <Element T> Tensor<T> Tensor<T>::clamp(double lo, double hi) const requ
 EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)
 #undef EMBER_INSTANTIATE
+
+#define EMBER_UNARY(name, ...)                                                                \
+  template Tensor<float> name(const Tensor<float>&);                                         \
+  template Tensor<double> name(const Tensor<double>&);
+#define EMBER_UNARY_P1(name, ...)                                                             \
+  template Tensor<float> name(const Tensor<float>&, double);                                 \
+  template Tensor<double> name(const Tensor<double>&, double);
+#define EMBER_UNARY_P2(name, ...)                                                             \
+  template Tensor<float> name(const Tensor<float>&, double, double);                         \
+  template Tensor<double> name(const Tensor<double>&, double, double);
+#define EMBER_COMPARE(name, Kernel)                                                           \
+  template Tensor<uint8_t> name(const Tensor<float>&, const Tensor<float>&);                  \
+  template Tensor<uint8_t> name(const Tensor<float>&, double);                                \
+  template Tensor<uint8_t> name(const Tensor<double>&, const Tensor<double>&);                \
+  template Tensor<uint8_t> name(const Tensor<double>&, double);
+#include "ember/ops/op_table.def"
 
 }  // namespace ember

@@ -442,13 +442,8 @@ template <Element T> Tensor<T> Tensor<T>::log_softmax(int64_t d) const requires 
 
 #define EMBER_INSTANTIATE(T)                                                                    \
   template Tensor<T> detail::reduce_raw(const Tensor<T>&, Reduce, const std::vector<int64_t>&, bool); \
-  template Tensor<T> sum(const Tensor<T>&, const std::vector<int64_t>&, bool);                 \
-  template Tensor<T> mean(const Tensor<T>&, const std::vector<int64_t>&, bool);                \
   template Tensor<T> var(const Tensor<T>&, const std::vector<int64_t>&, bool, int64_t);        \
   template Tensor<T> std(const Tensor<T>&, const std::vector<int64_t>&, bool, int64_t);        \
-  template Tensor<T> prod(const Tensor<T>&, const std::vector<int64_t>&, bool);                \
-  template Tensor<T> amax(const Tensor<T>&, const std::vector<int64_t>&, bool);                \
-  template Tensor<T> amin(const Tensor<T>&, const std::vector<int64_t>&, bool);                \
   template ValuesIndices<T> max(const Tensor<T>&, int64_t, bool);                              \
   template ValuesIndices<T> min(const Tensor<T>&, int64_t, bool);                              \
   template Tensor<int64_t> argmax(const Tensor<T>&, int64_t, bool);                            \
@@ -485,5 +480,10 @@ template <Element T> Tensor<T> Tensor<T>::log_softmax(int64_t d) const requires 
 EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)
 #undef EMBER_INSTANTIATE
+
+#define EMBER_REDUCTION(name)                                                               \
+  template Tensor<float> name(const Tensor<float>&, const std::vector<int64_t>&, bool);    \
+  template Tensor<double> name(const Tensor<double>&, const std::vector<int64_t>&, bool);
+#include "ember/ops/op_table.def"
 
 }  // namespace ember

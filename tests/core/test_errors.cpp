@@ -88,6 +88,25 @@ TEST(Errors, IndicesAndValues) {
   EXPECT_ERROR(Tensor<float>().sum(), ValueError, "undefined");
 }
 
+// Every op of the op table (include/ember/ops/op_table.def) names itself when given an undefined
+// tensor, and its parameterised forms compile with their defaults.
+TEST(Errors, OpTableOpsNameThemselves) {
+  const Tensor<float> undefined;
+  const Tensor<double> x = ones<double>({2});
+#define EMBER_UNARY(name, ...)                                                     \
+  EXPECT_ERROR(name(undefined), ValueError, #name ": an input tensor is undefined"); \
+  EXPECT_EQ(name(x).shape(), x.shape());
+#define EMBER_UNARY_P1 EMBER_UNARY
+#define EMBER_UNARY_P2 EMBER_UNARY
+#define EMBER_COMPARE(name, Kernel)                                                  \
+  EXPECT_ERROR(name(undefined, 0.0), ValueError, #name ": an input tensor is undefined"); \
+  EXPECT_ERROR(name(x, Tensor<double>()), ValueError, #name ": an input tensor is undefined");
+#define EMBER_REDUCTION(name)                                                      \
+  EXPECT_ERROR(name(undefined), ValueError, #name ": an input tensor is undefined"); \
+  EXPECT_EQ(name(x, {0}, true).shape(), Shape({1}));
+#include "ember/ops/op_table.def"
+}
+
 TEST(Errors, Autograd) {
   auto x = randn<double>({3}, true);
   EXPECT_ERROR((x * 2.0).backward(), ShapeError,

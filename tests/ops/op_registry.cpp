@@ -2,107 +2,40 @@
 // handles them in pieces.
 #include "ops/op_registry.hpp"
 
+#include <sstream>
+
 namespace ember::testing {
 
 // In an expression, x[i] is input i and T its element type.
-#define EMBER_OP(name, shapes, lo, hi, gg, ...)                                    \
-  make_case(name, shapes, lo, hi, gg, [](const auto& x) {                          \
+#define EMBER_CASE_OF(name, tolerance, shapes, lo, hi, gg, ...)                    \
+  make_case(name, tolerance, shapes, lo, hi, gg, [](const auto& x) {               \
     using T = typename std::decay_t<decltype(x[0])>::value_type;                   \
     (void)sizeof(T);                                                               \
     return __VA_ARGS__;                                                            \
   })
+// The cases written here are of ops outside the op table: they accumulate (Tolerance).
+#define EMBER_OP(name, shapes, lo, hi, gg, ...) \
+  EMBER_CASE_OF(name, Tolerance::Accumulated, shapes, lo, hi, gg, __VA_ARGS__)
 
 namespace {
 
 namespace F = nn::functional;
 using R = F::Reduction;
 const S m34{{3, 4}};
-const S bc{{3, 4}, {4}};        // broadcast along rows
-const S bc3{{2, 1, 3}, {4, 1}};  // broadcast both ways
-const S r345{{3, 4, 5}};
 
-void add_cases_0(std::vector<OpCase>& c) {
-  // ---- unary
-  c.push_back(EMBER_OP("neg", m34, -1, 1, true, -x[0]));
-  c.push_back(EMBER_OP("abs", m34, -1, 1, true, abs(x[0])));
-  c.push_back(EMBER_OP("exp", m34, -1, 1, true, exp(x[0])));
-  c.push_back(EMBER_OP("log", m34, 0.1, 2, true, log(x[0])));
-  c.push_back(EMBER_OP("log1p", m34, -0.5, 2, true, log1p(x[0])));
-  c.push_back(EMBER_OP("expm1", m34, -1, 1, true, expm1(x[0])));
-  c.push_back(EMBER_OP("sqrt", m34, 0.1, 2, true, sqrt(x[0])));
-  c.push_back(EMBER_OP("rsqrt", m34, 0.1, 2, true, rsqrt(x[0])));
-  c.push_back(EMBER_OP("reciprocal", m34, 0.5, 2, true, reciprocal(x[0])));
-  c.push_back(EMBER_OP("square", m34, -1, 1, true, square(x[0])));
-  c.push_back(EMBER_OP("sin", m34, -2, 2, true, sin(x[0])));
-  c.push_back(EMBER_OP("cos", m34, -2, 2, true, cos(x[0])));
-  c.push_back(EMBER_OP("tanh", m34, -2, 2, true, tanh(x[0])));
-  c.push_back(EMBER_OP("sigmoid", m34, -3, 3, true, sigmoid(x[0])));
-  c.push_back(EMBER_OP("relu", m34, -1, 1, true, relu(x[0])));
-  c.push_back(EMBER_OP("silu", m34, -2, 2, true, silu(x[0])));
-  c.push_back(EMBER_OP("erf", m34, -2, 2, true, erf(x[0])));
-  c.push_back(EMBER_OP("sign", m34, -1, 1, true, sign(x[0])));
-  c.push_back(EMBER_OP("floor", m34, -3, 3, true, floor(x[0])));
-  c.push_back(EMBER_OP("ceil", m34, -3, 3, true, ceil(x[0])));
-  c.push_back(EMBER_OP("round", m34, -3, 3, true, round(x[0])));
-  c.push_back(EMBER_OP("leaky_relu", m34, -1, 1, true, leaky_relu(x[0], 0.2)));
-  c.push_back(EMBER_OP("elu", m34, -2, 2, true, elu(x[0], 1.3)));
-  c.push_back(EMBER_OP("gelu", m34, -3, 3, true, gelu(x[0])));
-  c.push_back(EMBER_OP("gelu_tanh", m34, -3, 3, true, gelu(x[0], "tanh")));
-  c.push_back(EMBER_OP("softplus", m34, -1, 1, true, softplus(x[0], 2.0, 1.0)));
-  c.push_back(EMBER_OP("clamp", m34, -1, 1, true, clamp(x[0], -0.5, 0.5)));
-  c.push_back(EMBER_OP("pow_scalar", m34, 0.1, 2, true, pow(x[0], 2.5)));
-  c.push_back(EMBER_OP("pow_int", m34, -1, 1, true, pow(x[0], 3.0)));
-}
-
-void add_cases_1(std::vector<OpCase>& c) {
-  // ---- binary, with broadcasting
-  c.push_back(EMBER_OP("add", bc, -1, 1, true, x[0] + x[1]));
-  c.push_back(EMBER_OP("add_bc3", bc3, -1, 1, true, x[0] + x[1]));
-  c.push_back(EMBER_OP("add_alpha", bc, -1, 1, true, add(x[0], x[1], 2.5)));
-  c.push_back(EMBER_OP("sub", bc3, -1, 1, true, x[0] - x[1]));
-  c.push_back(EMBER_OP("sub_alpha", bc, -1, 1, true, sub(x[0], x[1], 0.5)));
-  c.push_back(EMBER_OP("mul", bc3, -1, 1, true, x[0] * x[1]));
-  c.push_back(EMBER_OP("div", bc, 0.5, 2, true, x[0] / x[1]));
-  c.push_back(EMBER_OP("maximum", bc3, -1, 1, true, maximum(x[0], x[1])));
-  c.push_back(EMBER_OP("minimum", bc, -1, 1, true, minimum(x[0], x[1])));
-  c.push_back(EMBER_OP("pow_tensor", bc, 0.5, 2, true, pow(x[0], x[1])));
-  c.push_back(EMBER_OP("add_scalar", m34, -1, 1, true, x[0] + 2.0));
-  c.push_back(EMBER_OP("rsub_scalar", m34, -1, 1, true, 2.0 - x[0]));
-  c.push_back(EMBER_OP("mul_scalar", m34, -1, 1, true, x[0] * 3.0));
-  c.push_back(EMBER_OP("div_scalar", m34, -1, 1, true, x[0] / 4.0));
-  c.push_back(EMBER_OP("rdiv_scalar", m34, 0.5, 2, true, 2.0 / x[0]));
-  c.push_back(EMBER_OP("where", bc, -1, 1, true,
-                       where(gt(x[0], 0.0), x[0], x[1])));
-  c.push_back(EMBER_OP("masked_fill", m34, -1, 1, true,
-                       masked_fill(x[0], lt(x[0], 0.0), 0.5)));
-}
-
-void add_cases_2(std::vector<OpCase>& c) {
-  // ---- reductions
-  c.push_back(EMBER_OP("sum_all", r345, -1, 1, true, x[0].sum()));
-  c.push_back(EMBER_OP("sum_dim", r345, -1, 1, true, x[0].sum(1)));
-  c.push_back(EMBER_OP("sum_dims_keepdim", r345, -1, 1, true, sum(x[0], {0, 2}, true)));
-  c.push_back(EMBER_OP("sum_last", r345, -1, 1, true, x[0].sum(-1)));
-  c.push_back(EMBER_OP("mean_all", r345, -1, 1, true, x[0].mean()));
-  c.push_back(EMBER_OP("mean_dim", r345, -1, 1, true, x[0].mean(2, true)));
-  c.push_back(EMBER_OP("var_all", r345, -1, 1, true, x[0].var()));
-  c.push_back(EMBER_OP("var_dim", r345, -1, 1, true, x[0].var(1, false)));
-  c.push_back(EMBER_OP("var_unbiased0", r345, -1, 1, true, var(x[0], {0, 2}, true, 0)));
-  c.push_back(EMBER_OP("std_dim", r345, -1, 1, true, x[0].std(2, true)));
-  c.push_back(EMBER_OP("prod_all", (S{{2, 3}}), 0.5, 1.5, true, x[0].prod()));
-  c.push_back(EMBER_OP("prod_dim", (S{{3, 4}}), 0.5, 1.5, true, x[0].prod(1)));
-  c.push_back(EMBER_OP("amax_dim", r345, -1, 1, true, amax(x[0], {1})));
-  c.push_back(EMBER_OP("amin_all", r345, -1, 1, true, x[0].min()));
-  c.push_back(EMBER_OP("max_dim_values", r345, -1, 1, true, x[0].max(2).values));
-  c.push_back(EMBER_OP("min_dim_values", r345, -1, 1, true, x[0].min(0, true).values));
-  c.push_back(EMBER_OP("logsumexp", r345, -2, 2, true, x[0].logsumexp(1)));
-  c.push_back(EMBER_OP("norm2", r345, -1, 1, true, x[0].norm()));
-  c.push_back(EMBER_OP("norm1", m34, -1, 1, true, x[0].norm(1.0)));
-  c.push_back(EMBER_OP("norm3", m34, -1, 1, true, x[0].norm(3.0)));
-  c.push_back(EMBER_OP("norm_dim", r345, -1, 1, true, norm(x[0], 2.0, {1}, false)));
-  c.push_back(EMBER_OP("softmax", r345, -2, 2, true, softmax(x[0], 1)));
-  c.push_back(EMBER_OP("softmax_last", m34, -2, 2, true, softmax(x[0], -1)));
-  c.push_back(EMBER_OP("log_softmax", r345, -2, 2, true, log_softmax(x[0], 2)));
+// The op table's cases, in its order: elementwise ops and reductions.
+void add_table_cases(std::vector<OpCase>& c) {
+#define EMBER_UNARY(name, Kernel, Accuracy, Saves, lo, hi, torch, ...) \
+  c.push_back(EMBER_CASE_OF(#name, Tolerance::Elementwise, m34, lo, hi, true, name(x[0])));
+#define EMBER_UNARY_P1(name, Kernel, Accuracy, Saves, lo, hi, torch, a, a_default, a_test, ...) \
+  c.push_back(EMBER_CASE_OF(#name, Tolerance::Elementwise, m34, lo, hi, true, name(x[0], a_test)));
+#define EMBER_UNARY_P2(name, Kernel, Accuracy, Saves, lo, hi, torch, a, a_default, a_test, b, \
+                       b_default, b_test, ...)                                                \
+  c.push_back(EMBER_CASE_OF(#name, Tolerance::Elementwise, m34, lo, hi, true,                 \
+                            name(x[0], a_test, b_test)));
+#define EMBER_CASE(name, tolerance, shapes, lo, hi, torch, ...) \
+  c.push_back(EMBER_CASE_OF(#name, Tolerance::tolerance, parse_shapes(shapes), lo, hi, true, __VA_ARGS__));
+#include "ember/ops/op_table.def"
 }
 
 void add_cases_3(std::vector<OpCase>& c) {
@@ -308,11 +241,23 @@ void add_cases_9(std::vector<OpCase>& c) {
 
 }  // namespace
 
+std::vector<Shape> parse_shapes(const std::string& text) {
+  std::vector<Shape> shapes;
+  std::istringstream inputs(text);
+  std::string input;
+  while (inputs >> input) {
+    std::vector<int64_t> dims;
+    std::istringstream parts(input);
+    std::string dim;
+    while (std::getline(parts, dim, 'x')) dims.push_back(std::stoll(dim));
+    shapes.emplace_back(dims);
+  }
+  return shapes;
+}
+
 std::vector<OpCase> op_registry() {
   std::vector<OpCase> c;
-  add_cases_0(c);
-  add_cases_1(c);
-  add_cases_2(c);
+  add_table_cases(c);
   add_cases_3(c);
   add_cases_4(c);
   add_cases_5(c);
@@ -324,5 +269,6 @@ std::vector<OpCase> op_registry() {
 }
 
 #undef EMBER_OP
+#undef EMBER_CASE_OF
 
 }  // namespace ember::testing

@@ -1,8 +1,9 @@
 #pragma once
 // The op registry: every differentiable op with sample input shapes, an input range, and the
 // expression under test, written once for float and double. gradcheck tests (double) and the
-// PyTorch reference tests (float and double) iterate over it. tools/make_torch_refs.py holds the
-// same cases, by name, in PyTorch.
+// PyTorch reference tests (float and double) iterate over it. The elementwise and reduction cases
+// come from the op table (include/ember/ops/op_table.def), which tools/make_torch_refs.py reads
+// too; the others are written in op_registry.cpp and, by name, in tools/make_torch_refs.py.
 #include <functional>
 #include <ostream>
 #include <string>
@@ -13,8 +14,14 @@
 
 namespace ember::testing {
 
+/// How close a float32 result must be to PyTorch's: Elementwise ops round once per element
+/// (rtol 1.3e-6, atol 1e-5); Accumulated ones (reductions, products, composites) round many terms
+/// (1e-4). Float64 is held to 1e-10 / 1e-12 either way.
+enum class Tolerance { Elementwise, Accumulated };
+
 struct OpCase {
   std::string name;
+  Tolerance tolerance = Tolerance::Accumulated;
   std::vector<Shape> shapes;
   double lo = -1.0, hi = 1.0;  // inputs are uniform in [lo, hi)
   bool gradgrad = true;        // double backward is checked too
@@ -28,10 +35,11 @@ struct OpCase {
 inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
 
 template <class F>
-OpCase make_case(std::string name, std::vector<Shape> shapes, double lo, double hi, bool gradgrad,
-                 F f) {
+OpCase make_case(std::string name, Tolerance tolerance, std::vector<Shape> shapes, double lo,
+                 double hi, bool gradgrad, F f) {
   OpCase c;
   c.name = std::move(name);
+  c.tolerance = tolerance;
   c.shapes = std::move(shapes);
   c.lo = lo;
   c.hi = hi;
@@ -42,6 +50,9 @@ OpCase make_case(std::string name, std::vector<Shape> shapes, double lo, double 
 }
 
 using S = std::vector<Shape>;
+
+/// Input shapes written as in the op table: dims joined by 'x', inputs by spaces ("3x4 4").
+std::vector<Shape> parse_shapes(const std::string& text);
 
 // Multi-head attention with 2 heads and a key padding mask: the output or the averaged weights.
 template <class X>

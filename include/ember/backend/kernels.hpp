@@ -18,37 +18,40 @@ namespace ember::backend {
 enum class Isa : uint8_t { Scalar, Avx2, Avx512 };
 const char* isa_name(Isa isa) noexcept;
 
+// The kernels' op codes, generated from the op table (include/ember/ops/op_table.def), which
+// says what each one computes; src/backend/scalar_ops.hpp is the definition.
 enum class Unary : uint8_t {
-  Neg, Abs, Exp, Log, Log1p, Expm1, Sqrt, Rsqrt, Reciprocal, Square, Sin, Cos, Tanh, Sigmoid,
-  Relu, Sign, Floor, Ceil, Round, Erf,
-  Gelu,       // exact: x * Phi(x)
-  GeluTanh,   // tanh approximation
-  Silu,
-  // Parametric (UnaryParams):
-  LeakyRelu,  // a = negative slope
-  Elu,        // a = alpha
-  Softplus,   // a = beta, b = threshold (PyTorch's)
-  Clamp,      // a = min, b = max (use +-inf for a missing side)
-  PowScalar,  // a = exponent
-  AddScalar,  // a
-  MulScalar,  // a
-  RsubScalar, // a - x
-  RdivScalar, // a / x
+#define EMBER_UNARY(name, Kernel, ...) Kernel,
+#define EMBER_UNARY_P1(name, Kernel, ...) Kernel,
+#define EMBER_UNARY_P2(name, Kernel, ...) Kernel,
+#define EMBER_UNARY_KERNEL(Kernel, ...) Kernel,
+#include "ember/ops/op_table.def"
   Count
 };
 
+/// A unary kernel's parameters (named in the op table: LeakyRelu's a is the negative slope,
+/// Softplus's a and b are beta and threshold, Clamp's the bounds, PowScalar's a the exponent, the
+/// scalar forms' a the scalar).
 struct UnaryParams {
   double a = 0.0;
   double b = 0.0;
 };
 
 enum class Binary : uint8_t {
-  Add, Sub, Mul, Div, Max, Min, Pow,
-  MaskPositive,  // b > 0 ? a : 0 (ReLU's backward: the gradient a where the output b is positive)
+#define EMBER_BINARY_KERNEL(Kernel, ...) Kernel,
+#include "ember/ops/op_table.def"
   Count
 };
-enum class Compare : uint8_t { Eq, Ne, Lt, Le, Gt, Ge, Count };
-enum class Reduce : uint8_t { Sum, Prod, Max, Min, SumSquares, Count };
+enum class Compare : uint8_t {
+#define EMBER_COMPARE(name, Kernel) Kernel,
+#include "ember/ops/op_table.def"
+  Count
+};
+enum class Reduce : uint8_t {
+#define EMBER_REDUCE_KERNEL(Kernel) Kernel,
+#include "ember/ops/op_table.def"
+  Count
+};
 
 /// One image's geometry for the convolution lowering kernels (im2col / col2im): c channels of
 /// h x w, a kh x kw kernel, output ho x wo; pad_h / pad_w are the top and left padding.

@@ -19,6 +19,7 @@ EMBER_SIMPLE_ACTIVATION(ReLU, ember::relu(x))
 EMBER_SIMPLE_ACTIVATION(SiLU, ember::silu(x))
 EMBER_SIMPLE_ACTIVATION(Sigmoid, ember::sigmoid(x))
 EMBER_SIMPLE_ACTIVATION(Tanh, ember::tanh(x))
+EMBER_SIMPLE_ACTIVATION(Mish, ember::mish(x))
 #undef EMBER_SIMPLE_ACTIVATION
 
 template <FloatingElement T = float>

@@ -10,41 +10,26 @@ namespace ember {
 template <class S>
 concept Scalar = std::is_arithmetic_v<S>;
 
-#define EMBER_UNARY_DECL(name) \
+// The unary ops of the op table (include/ember/ops/op_table.def: each op's kernel, gradient and
+// test cases): neg, abs, exp, log, log1p, expm1, sqrt, rsqrt, reciprocal, square, sin, cos, tanh,
+// sigmoid, relu, silu, erf, mish; sign, floor, ceil and round (round is half to even) with gradient
+// 0; and with parameters leaky_relu(x, negative_slope = 0.01), elu(x, alpha = 1.0),
+// softplus(x, beta = 1.0, threshold = 20.0).
+#define EMBER_UNARY(name, ...) \
   template <FloatingElement T> \
   Tensor<T> name(const Tensor<T>& x);
-EMBER_UNARY_DECL(neg)
-EMBER_UNARY_DECL(abs)
-EMBER_UNARY_DECL(exp)
-EMBER_UNARY_DECL(log)
-EMBER_UNARY_DECL(log1p)
-EMBER_UNARY_DECL(expm1)
-EMBER_UNARY_DECL(sqrt)
-EMBER_UNARY_DECL(rsqrt)
-EMBER_UNARY_DECL(reciprocal)
-EMBER_UNARY_DECL(square)
-EMBER_UNARY_DECL(sin)
-EMBER_UNARY_DECL(cos)
-EMBER_UNARY_DECL(tanh)
-EMBER_UNARY_DECL(sigmoid)
-EMBER_UNARY_DECL(relu)
-EMBER_UNARY_DECL(silu)
-EMBER_UNARY_DECL(sign)     // gradient 0
-EMBER_UNARY_DECL(floor)    // gradient 0
-EMBER_UNARY_DECL(ceil)     // gradient 0
-EMBER_UNARY_DECL(round)    // gradient 0; half to even
-EMBER_UNARY_DECL(erf)
-#undef EMBER_UNARY_DECL
+#define EMBER_UNARY_P1(name, Kernel, Accuracy, Saves, lo, hi, torch, a, a_default, ...) \
+  template <FloatingElement T>                                                         \
+  Tensor<T> name(const Tensor<T>& x, double a = a_default);
+#define EMBER_UNARY_P2(name, Kernel, Accuracy, Saves, lo, hi, torch, a, a_default, a_test, b, \
+                       b_default, ...)                                                       \
+  template <FloatingElement T>                                                               \
+  Tensor<T> name(const Tensor<T>& x, double a = a_default, double b = b_default);
+#include "ember/ops/op_table.def"
 
-template <FloatingElement T>
-Tensor<T> leaky_relu(const Tensor<T>& x, double negative_slope = 0.01);
-template <FloatingElement T>
-Tensor<T> elu(const Tensor<T>& x, double alpha = 1.0);
 /// approximate: "none" (exact, erf form; the default, as PyTorch) or "tanh".
 template <FloatingElement T>
 Tensor<T> gelu(const Tensor<T>& x, const char* approximate = "none");
-template <FloatingElement T>
-Tensor<T> softplus(const Tensor<T>& x, double beta = 1.0, double threshold = 20.0);
 /// Clamps to [min, max]; pass +-infinity for an open side.
 template <FloatingElement T>
 Tensor<T> clamp(const Tensor<T>& x, double min, double max);
@@ -88,18 +73,11 @@ template <FloatingElement T>
 Tensor<T> masked_fill(const Tensor<T>& x, const Tensor<uint8_t>& mask, double value);
 
 /// Comparisons give 0/1 masks as Tensor<uint8_t> (torch's bool tensors).
-template <FloatingElement T> Tensor<uint8_t> eq(const Tensor<T>& a, const Tensor<T>& b);
-template <FloatingElement T> Tensor<uint8_t> ne(const Tensor<T>& a, const Tensor<T>& b);
-template <FloatingElement T> Tensor<uint8_t> lt(const Tensor<T>& a, const Tensor<T>& b);
-template <FloatingElement T> Tensor<uint8_t> le(const Tensor<T>& a, const Tensor<T>& b);
-template <FloatingElement T> Tensor<uint8_t> gt(const Tensor<T>& a, const Tensor<T>& b);
-template <FloatingElement T> Tensor<uint8_t> ge(const Tensor<T>& a, const Tensor<T>& b);
-template <FloatingElement T> Tensor<uint8_t> eq(const Tensor<T>& a, double b);
-template <FloatingElement T> Tensor<uint8_t> ne(const Tensor<T>& a, double b);
-template <FloatingElement T> Tensor<uint8_t> lt(const Tensor<T>& a, double b);
-template <FloatingElement T> Tensor<uint8_t> le(const Tensor<T>& a, double b);
-template <FloatingElement T> Tensor<uint8_t> gt(const Tensor<T>& a, double b);
-template <FloatingElement T> Tensor<uint8_t> ge(const Tensor<T>& a, double b);
+/// (eq, ne, lt, le, gt, ge; the op table's EMBER_COMPARE rows.)
+#define EMBER_COMPARE(name, Kernel)                                                  \
+  template <FloatingElement T> Tensor<uint8_t> name(const Tensor<T>& a, const Tensor<T>& b); \
+  template <FloatingElement T> Tensor<uint8_t> name(const Tensor<T>& a, double b);
+#include "ember/ops/op_table.def"
 /// Whether every pair of elements is within atol + rtol * |b| (NaNs are never close).
 template <FloatingElement T>
 bool allclose(const Tensor<T>& a, const Tensor<T>& b, double rtol = 1e-5, double atol = 1e-8);

@@ -7,23 +7,19 @@
 
 namespace ember {
 
-template <FloatingElement T>
-Tensor<T> sum(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
-template <FloatingElement T>
-Tensor<T> mean(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+/// sum, mean, prod, and amax / amin (the gradient split evenly among ties, as PyTorch's): the op
+/// table's EMBER_REDUCTION rows (include/ember/ops/op_table.def).
+#define EMBER_REDUCTION(name) \
+  template <FloatingElement T> \
+  Tensor<T> name(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+#include "ember/ops/op_table.def"
+
 template <FloatingElement T>
 Tensor<T> var(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false,
               int64_t correction = 1);
 template <FloatingElement T>
 Tensor<T> std(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false,
               int64_t correction = 1);
-template <FloatingElement T>
-Tensor<T> prod(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
-/// Max/min over all elements (gradient split evenly among ties, as PyTorch's amax).
-template <FloatingElement T>
-Tensor<T> amax(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
-template <FloatingElement T>
-Tensor<T> amin(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 /// Values and indices (first occurrence) of the max/min along `dim`; gradient to the index.
 template <FloatingElement T>
 ValuesIndices<T> max(const Tensor<T>& x, int64_t dim, bool keepdim = false);
