@@ -3,7 +3,6 @@
 #include <cmath>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "ember/autograd/autograd.hpp"
@@ -42,7 +41,9 @@ TensorBase ones_for(const TensorBase& root) {
 }
 
 struct NodeState {
-  int dependencies = 0;
+  int dependencies = 0;  // edges into the node not yet run; -1 once it is queued
+  int pending = 0;       // the same count, consumed while ordering the graph for mark_needed
+  int first_capture = -1;  // with explicit inputs: the first input whose gradient is this node's
   bool needed = false;
   TensorBase grad;
 };
@@ -125,14 +126,17 @@ struct BackwardScratch {
   NodeTable state;
   std::vector<Node*> stack;
   std::vector<Node*> ready;
+  std::vector<Node*> topo;
+  std::vector<int> next_capture;  // inputs sharing a node, as lists threaded from first_capture
   std::vector<std::shared_ptr<Node>> root_nodes;
 
   void clear() {
     state.clear();
-    for (auto* v : {&stack, &ready}) {
+    for (auto* v : {&stack, &ready, &topo}) {
       v->clear();
       if (v->capacity() > 4096) v->shrink_to_fit();
     }
+    next_capture.clear();
     root_nodes.clear();
   }
 };
@@ -171,12 +175,11 @@ struct ByRecency {
 
 }  // namespace
 
-void run_backward(std::span<const TensorBase> roots, std::span<const TensorBase> root_grads,
-                  bool keep_graph, bool create_graph, const std::vector<TensorBase>* inputs,
-                  std::vector<TensorBase>* captured) {
-  ScratchLease lease;
-  BackwardScratch& scratch = *lease;
-  std::vector<std::shared_ptr<Node>>& root_nodes = scratch.root_nodes;
+namespace {
+
+// The roots' nodes, after checking each root and its gradient.
+void validate_roots(std::span<const TensorBase> roots, std::span<const TensorBase> root_grads,
+                    std::vector<std::shared_ptr<Node>>& root_nodes) {
   for (size_t i = 0; i < roots.size(); ++i) {
     const TensorBase& r = roots[i];
     if (!r.defined()) throw AutogradError("backward: output " + std::to_string(i) + " is undefined");
@@ -202,66 +205,78 @@ void run_backward(std::span<const TensorBase> roots, std::span<const TensorBase>
     }
     root_nodes.push_back(std::move(n));
   }
+}
 
-  // Count, for every reachable node, how many edges lead into it (iterative DFS).
+// Counts, for every node reachable from the roots, how many edges lead into it (iterative DFS).
+void count_dependencies(BackwardScratch& scratch) {
   NodeTable& state = scratch.state;
-  {
-    std::vector<Node*>& stack = scratch.stack;
-    for (auto& n : root_nodes) {
-      if (state.try_emplace(n.get()).second) stack.push_back(n.get());
-    }
-    while (!stack.empty()) {
-      Node* n = stack.back();
-      stack.pop_back();
-      for (const auto& e : n->next_edges()) {
-        if (!e) continue;
-        auto [st, inserted] = state.try_emplace(e.get());
-        ++st->dependencies;
-        if (inserted) stack.push_back(e.get());
-      }
+  std::vector<Node*>& stack = scratch.stack;
+  for (auto& n : scratch.root_nodes) {
+    if (state.try_emplace(n.get()).second) stack.push_back(n.get());
+  }
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const auto& e : n->next_edges()) {
+      if (!e) continue;
+      auto [st, inserted] = state.try_emplace(e.get());
+      ++st->dependencies;
+      if (inserted) stack.push_back(e.get());
     }
   }
+}
 
-  // With explicit inputs (autograd::grad), run only the nodes that lead to one of them.
-  std::unordered_map<Node*, std::vector<size_t>> capture_slots;
-  if (inputs != nullptr) {
-    captured->assign(inputs->size(), TensorBase());
-    for (size_t i = 0; i < inputs->size(); ++i) {
-      std::shared_ptr<Node> n = gradient_edge((*inputs)[i]);
-      if (!n) {
-        throw AutogradError("grad: input " + std::to_string(i) + " does not require grad");
-      }
-      capture_slots[n.get()].push_back(i);
-    }
-    // A node is needed when an input's node is reachable from it: mark in reverse topological
-    // order (children before parents), computed from the dependency counts.
-    std::unordered_map<Node*, int> deps;
-    state.for_each([&](Node* n, NodeState& s) { deps[n] = s.dependencies; });
-    std::vector<Node*> topo;
-    std::vector<Node*> ready;
-    for (auto& n : root_nodes)
-      if (deps[n.get()] == 0) ready.push_back(n.get());
-    std::unordered_map<Node*, bool> seen;
-    while (!ready.empty()) {
-      Node* n = ready.back();
-      ready.pop_back();
-      if (seen[n]) continue;
-      seen[n] = true;
-      topo.push_back(n);
-      for (const auto& e : n->next_edges())
-        if (e && --deps[e.get()] == 0) ready.push_back(e.get());
-    }
-    for (auto it = topo.rbegin(); it != topo.rend(); ++it) {
-      Node* n = *it;
-      NodeState& s = state[n];
-      if (capture_slots.count(n)) s.needed = true;
-      for (const auto& e : n->next_edges())
-        if (e && state[e.get()].needed) s.needed = true;
-    }
-  } else {
+// Marks the nodes to run. Without explicit inputs, all of them; with (autograd::grad), those from
+// which an input's node is reachable, found in reverse topological order (children before
+// parents), and each input's node records which inputs take its gradient.
+void mark_needed(BackwardScratch& scratch, const std::vector<TensorBase>* inputs) {
+  NodeTable& state = scratch.state;
+  if (inputs == nullptr) {
     state.for_each([](Node*, NodeState& s) { s.needed = true; });
+    return;
   }
+  scratch.next_capture.assign(inputs->size(), -1);
+  for (size_t i = 0; i < inputs->size(); ++i) {
+    std::shared_ptr<Node> n = gradient_edge((*inputs)[i]);
+    if (!n) throw AutogradError("grad: input " + std::to_string(i) + " does not require grad");
+    // Nodes not reachable from the roots get no gradient; they need no entry.
+    auto [s, inserted] = state.try_emplace(n.get());
+    if (inserted) continue;
+    scratch.next_capture[i] = s->first_capture;
+    s->first_capture = static_cast<int>(i);
+  }
+  state.for_each([](Node*, NodeState& s) { s.pending = s.dependencies; });
+  std::vector<Node*>& ready = scratch.stack;
+  std::vector<Node*>& topo = scratch.topo;
+  for (auto& n : scratch.root_nodes) {
+    NodeState& s = state[n.get()];
+    if (s.pending == 0) {
+      s.pending = -1;  // queued once, however often it is a root
+      ready.push_back(n.get());
+    }
+  }
+  while (!ready.empty()) {
+    Node* n = ready.back();
+    ready.pop_back();
+    topo.push_back(n);
+    for (const auto& e : n->next_edges())
+      if (e && --state[e.get()].pending == 0) ready.push_back(e.get());
+  }
+  for (auto it = topo.rbegin(); it != topo.rend(); ++it) {
+    NodeState& s = state[*it];
+    if (s.first_capture >= 0) s.needed = true;
+    for (const auto& e : (*it)->next_edges())
+      if (e && state[e.get()].needed) s.needed = true;
+  }
+}
 
+// Runs the needed nodes, newest ready node first, summing the gradients that reach each node;
+// with explicit inputs, hands their gradients to `captured` instead of accumulating into leaves.
+void execute(BackwardScratch& scratch, std::span<const TensorBase> roots,
+             std::span<const TensorBase> root_grads, bool keep_graph, bool create_graph,
+             const std::vector<TensorBase>* inputs, std::vector<TensorBase>* captured) {
+  NodeTable& state = scratch.state;
+  std::vector<std::shared_ptr<Node>>& root_nodes = scratch.root_nodes;
   for (size_t i = 0; i < roots.size(); ++i) {
     NodeState& s = state[root_nodes[i].get()];
     TensorBase g = root_grads[i].defined() ? root_grads[i] : ones_for(roots[i]);
@@ -296,9 +311,8 @@ void run_backward(std::span<const TensorBase> roots, std::span<const TensorBase>
         TensorBase r = hook(grad);
         if (r.defined()) grad = r;
       }
-      auto slot = capture_slots.find(node);
-      if (slot != capture_slots.end()) {
-        for (size_t i : slot->second) (*captured)[i] = grad;
+      for (int i = s.first_capture; i >= 0; i = scratch.next_capture[static_cast<size_t>(i)]) {
+        (*captured)[static_cast<size_t>(i)] = grad;
       }
       if (!(inputs != nullptr && node->is_accumulator())) {
         outputs = node->apply(grad);
@@ -323,6 +337,20 @@ void run_backward(std::span<const TensorBase> roots, std::span<const TensorBase>
       if (--ns.dependencies == 0) push_ready(next);
     }
   }
+}
+
+}  // namespace
+
+void run_backward(std::span<const TensorBase> roots, std::span<const TensorBase> root_grads,
+                  bool keep_graph, bool create_graph, const std::vector<TensorBase>* inputs,
+                  std::vector<TensorBase>* captured) {
+  ScratchLease lease;
+  BackwardScratch& scratch = *lease;
+  validate_roots(roots, root_grads, scratch.root_nodes);
+  count_dependencies(scratch);
+  if (inputs != nullptr) captured->assign(inputs->size(), TensorBase());
+  mark_needed(scratch, inputs);
+  execute(scratch, roots, root_grads, keep_graph, create_graph, inputs, captured);
 }
 
 namespace {
