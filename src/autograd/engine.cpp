@@ -412,3 +412,56 @@ std::vector<Tensor<double>> grad(const std::vector<Tensor<double>>& outputs,
 }
 
 }  // namespace ember::autograd
+
+namespace ember {
+
+template <Element T>
+void Tensor<T>::backward(const Tensor<T>& gradient, bool retain_graph, bool create_graph) const {
+  if (!defined()) throw ValueError("backward: the tensor is undefined");
+  if constexpr (!FloatingElement<T>) {
+    throw TypeError(std::string("backward: a ") + dtype_name(dtype_of<T>) + " tensor has no gradient");
+  } else {
+    const TensorBase root[1] = {*this}, root_grad[1] = {gradient};
+    autograd::run_backward(root, root_grad, retain_graph || create_graph, create_graph, nullptr, nullptr);
+  }
+}
+
+template <Element T>
+void Tensor<T>::retain_grad() const {
+  if (!defined()) throw ValueError("retain_grad: the tensor is undefined");
+  if (!requires_grad()) {
+    throw AutogradError("retain_grad: the tensor does not require grad");
+  }
+  if constexpr (!FloatingElement<T>) return;
+  if (is_leaf()) return;  // leaves keep their grad anyway
+  auto& meta = *impl_->autograd;
+  if (meta.retains_grad) return;
+  meta.retains_grad = true;
+  std::weak_ptr<TensorImpl> weak = impl_;
+  grad_fn()->add_pre_hook([weak](const TensorBase& g) -> TensorBase {
+    if (auto impl = weak.lock()) {
+      auto& m = *impl->autograd;
+      if constexpr (FloatingElement<T>) {
+        if (!m.grad.defined()) {
+          m.grad = Tensor<T>::from_base(g).detach().clone();
+        } else {
+          m.grad = Tensor<T>::from_base(m.grad) + Tensor<T>::from_base(g).detach();
+        }
+      }
+    }
+    return TensorBase();
+  });
+}
+
+template void Tensor<float>::backward(const Tensor<float>&, bool, bool) const;
+template void Tensor<float>::retain_grad() const;
+template void Tensor<double>::backward(const Tensor<double>&, bool, bool) const;
+template void Tensor<double>::retain_grad() const;
+template void Tensor<int64_t>::backward(const Tensor<int64_t>&, bool, bool) const;
+template void Tensor<int64_t>::retain_grad() const;
+template void Tensor<int32_t>::backward(const Tensor<int32_t>&, bool, bool) const;
+template void Tensor<int32_t>::retain_grad() const;
+template void Tensor<uint8_t>::backward(const Tensor<uint8_t>&, bool, bool) const;
+template void Tensor<uint8_t>::retain_grad() const;
+
+}  // namespace ember

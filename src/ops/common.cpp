@@ -5,17 +5,6 @@
 
 namespace ember::detail {
 
-int64_t wrap_dim(int64_t dim, int64_t rank, const char* op) {
-  const int64_t lo = rank == 0 ? -1 : -rank;
-  const int64_t hi = rank == 0 ? 0 : rank - 1;
-  if (dim < lo || dim > hi) {
-    throw IndexError(cat_str(op, ": dim ", dim, " is out of range for a tensor with ", rank,
-                             " dims (expected ", lo, "..", hi, ")"));
-  }
-  if (rank == 0) return 0;
-  return dim < 0 ? dim + rank : dim;
-}
-
 std::vector<int64_t> wrap_dims(const std::vector<int64_t>& dims, int64_t rank, const char* op) {
   std::vector<int64_t> out;
   if (dims.empty()) {

@@ -1,0 +1,77 @@
+#pragma once
+// Internal helpers of the tensor handle, shared with the layers above: allocation, views, dim
+// wrapping and error messages.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include "ember/core/error.hpp"
+#include "ember/core/tensor.hpp"
+
+namespace ember::detail {
+
+/// A fresh contiguous tensor of `shape` (uninitialised).
+template <Element T>
+Tensor<T> new_tensor(const Shape& shape, const char* op = "empty") {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->numel = checked_numel(shape, op);
+  impl->storage = Storage::allocate(static_cast<size_t>(impl->numel) * sizeof(T));
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype_of<T>;
+  return Tensor<T>(std::move(impl));
+}
+
+/// A view of `src`'s storage (no autograd wiring; callers record it).
+template <Element T>
+Tensor<T> make_view(const Tensor<T>& src, const Shape& shape, const Shape& strides, int64_t offset) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = src.impl()->storage;
+  impl->shape = shape;
+  impl->strides = strides;
+  impl->offset = offset;
+  impl->numel = shape.numel();
+  impl->dtype = dtype_of<T>;
+  impl->is_view = true;
+  return Tensor<T>(std::move(impl));
+}
+
+/// `fresh` (a new contiguous tensor nobody else refers to) under another shape of the same element
+/// count, as a tensor of its own rather than a view.
+template <Element T>
+Tensor<T> adopt_as(const Tensor<T>& fresh, const Shape& shape) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = fresh.impl()->storage;
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->numel = fresh.numel();
+  impl->dtype = dtype_of<T>;
+  return Tensor<T>(std::move(impl));
+}
+
+
+inline std::string to_piece(const std::string& s) { return s; }
+inline std::string to_piece(const char* s) { return s; }
+inline std::string to_piece(const Shape& s) { return s.str(); }
+template <class N>
+  requires std::is_arithmetic_v<N>
+std::string to_piece(N n) {
+  if constexpr (std::is_floating_point_v<N>) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", static_cast<double>(n));
+    return buf;
+  } else {
+    return std::to_string(n);
+  }
+}
+
+/// Concatenates strings, shapes and numbers into an error message.
+template <class... Args>
+std::string cat_str(const Args&... args) {
+  std::string s;
+  ((s += to_piece(args)), ...);
+  return s;
+}
+
+}  // namespace ember::detail
