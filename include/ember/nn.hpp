@@ -5,6 +5,7 @@
 #include "ember/nn/container.hpp"
 #include "ember/nn/conv.hpp"
 #include "ember/nn/dropout.hpp"
+#include "ember/nn/embedding.hpp"
 #include "ember/nn/functional.hpp"
 #include "ember/nn/init.hpp"
 #include "ember/nn/linear.hpp"

@@ -1,10 +1,12 @@
 #pragma once
-// BatchNorm1d/2d, LayerNorm, GroupNorm, RMSNorm, and Embedding, with PyTorch's parameter and
-// buffer names (weight, bias, running_mean, running_var, num_batches_tracked).
+// BatchNorm1d/2d, LayerNorm, GroupNorm and RMSNorm, with PyTorch's parameter and buffer names
+// (weight, bias, running_mean, running_var, num_batches_tracked). (Embedding, in
+// ember/nn/embedding.hpp, is included here too for programs that found it here.)
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "ember/nn/embedding.hpp"
 #include "ember/nn/module.hpp"
 
 namespace ember::nn {
@@ -129,23 +131,6 @@ class RMSNorm : public Module<T> {
 RMSNorm(Shape)->RMSNorm<float>;
 RMSNorm(int)->RMSNorm<float>;
 
-template <FloatingElement T = float>
-class Embedding : public Module<T> {
- public:
-  /// padding_idx < 0: none (PyTorch's None); negative PyTorch indices are not supported.
-  Embedding(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx = -1);
-  Tensor<T> forward(const Tensor<T>&) override {
-    throw ValueError("Embedding: call it with a Tensor<int64_t> of indices (forward_indices)");
-  }
-  Tensor<T> operator()(const Tensor<int64_t>& indices) { return forward_indices(indices); }
-  Tensor<T> forward_indices(const Tensor<int64_t>& indices);
-  std::string type_name() const override { return "Embedding"; }
-
-  Tensor<T> weight;
-  int64_t num_embeddings, embedding_dim, padding_idx;
-};
-Embedding(int64_t, int64_t)->Embedding<float>;
-Embedding(int64_t, int64_t, int64_t)->Embedding<float>;
 
 extern template class BatchNorm<float>;
 extern template class BatchNorm<double>;
@@ -155,7 +140,5 @@ extern template class GroupNorm<float>;
 extern template class GroupNorm<double>;
 extern template class RMSNorm<float>;
 extern template class RMSNorm<double>;
-extern template class Embedding<float>;
-extern template class Embedding<double>;
 
 }  // namespace ember::nn
