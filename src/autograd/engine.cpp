@@ -12,6 +12,7 @@
 #include "ember/core/error.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/factory.hpp"
+#include "../core/internal.hpp"
 #include "engine.hpp"
 
 namespace ember::autograd {
@@ -67,6 +68,11 @@ class NodeTable {
     return {&vals_[i], true};
   }
   NodeState& operator[](Node* n) { return *try_emplace(n).first; }
+  /// The node's state, or null when the node is not in the table.
+  NodeState* find(Node* n) {
+    const size_t i = slot(n);
+    return keys_[i] == n ? &vals_[i] : nullptr;
+  }
   /// Empties the table, keeping its capacity when it is small (Note [Backward scratch]).
   void clear() {
     if (keys_.size() > kKeptCapacity) {
@@ -240,8 +246,8 @@ void mark_needed(BackwardScratch& scratch, const std::vector<TensorBase>* inputs
     std::shared_ptr<Node> n = gradient_edge((*inputs)[i]);
     if (!n) throw AutogradError("grad: input " + std::to_string(i) + " does not require grad");
     // Nodes not reachable from the roots get no gradient; they need no entry.
-    auto [s, inserted] = state.try_emplace(n.get());
-    if (inserted) continue;
+    NodeState* s = state.find(n.get());
+    if (s == nullptr) continue;
     scratch.next_capture[i] = s->first_capture;
     s->first_capture = static_cast<int>(i);
   }
@@ -417,7 +423,7 @@ namespace ember {
 
 template <Element T>
 void Tensor<T>::backward(const Tensor<T>& gradient, bool retain_graph, bool create_graph) const {
-  if (!defined()) throw ValueError("backward: the tensor is undefined");
+  detail::require_defined(*this, "backward");
   if constexpr (!FloatingElement<T>) {
     throw TypeError(std::string("backward: a ") + dtype_name(dtype_of<T>) + " tensor has no gradient");
   } else {
@@ -428,7 +434,7 @@ void Tensor<T>::backward(const Tensor<T>& gradient, bool retain_graph, bool crea
 
 template <Element T>
 void Tensor<T>::retain_grad() const {
-  if (!defined()) throw ValueError("retain_grad: the tensor is undefined");
+  detail::require_defined(*this, "retain_grad");
   if (!requires_grad()) {
     throw AutogradError("retain_grad: the tensor does not require grad");
   }

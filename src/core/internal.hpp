@@ -11,6 +11,11 @@
 
 namespace ember::detail {
 
+/// Throws ValueError naming `op` when the tensor it is called on is undefined.
+inline void require_defined(const TensorBase& t, const char* op) {
+  if (!t.defined()) throw ValueError(std::string(op) + ": the tensor is undefined");
+}
+
 /// A fresh contiguous tensor of `shape` (uninitialised).
 template <Element T>
 Tensor<T> new_tensor(const Shape& shape, const char* op = "empty") {

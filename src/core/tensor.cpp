@@ -42,6 +42,7 @@ int64_t wrap_dim(int64_t dim, int64_t rank, const char* op) {
 }  // namespace detail
 
 using detail::cat_str;
+using detail::require_defined;
 using detail::make_view;
 using detail::new_tensor;
 using detail::wrap_dim;
@@ -60,9 +61,6 @@ Tensor<T> Tensor<T>::from_base(const TensorBase& base) {
 }
 
 namespace {
-void require_defined(const TensorBase& t, const char* op) {
-  if (!t.defined()) throw ValueError(std::string(op) + ": the tensor is undefined");
-}
 }  // namespace
 
 // ---- Shape and elements ---------------------------------------------------------------------

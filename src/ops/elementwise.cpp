@@ -123,12 +123,6 @@ using autograd::record;
 using autograd::record_with_result;
 using autograd::SavedTensor;
 
-namespace {
-template <FloatingElement T>
-Tensor<T> zero_grad_like(const Tensor<T>& g) {
-  return zeros<T>(g.shape());
-}
-}  // namespace
 
 // ---- Unary ops ----------------------------------------------------------------------------------
 
@@ -244,7 +238,7 @@ Tensor<T> pow(const Tensor<T>& x, double p) {
   Tensor<T> out = unary_raw(x, Unary::PowScalar, {p, 0});
   if (needs_grad(x)) {
     record(out, "pow", {&x}, [sx = SavedTensor<T>(x), p](const Tensor<T>& g) {
-      if (p == 0.0) return zero_grad_like(g);
+      if (p == 0.0) return zeros_like(g);
       return g * pow(sx.get("pow"), p - 1.0) * p;
     });
   }

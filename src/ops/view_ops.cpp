@@ -7,6 +7,7 @@
 namespace ember {
 
 using detail::cat_str;
+using detail::require_defined;
 using detail::make_view;
 using detail::new_tensor;
 using detail::wrap_dim;
@@ -18,9 +19,6 @@ std::string format_value_any(double v) {
   return buf;
 }
 
-void require_defined(const TensorBase& t, const char* op) {
-  if (!t.defined()) throw ValueError(std::string(op) + ": the tensor is undefined");
-}
 }  // namespace
 
 template <Element T>

@@ -83,8 +83,8 @@ enum class Accuracy { Exact, Ulp4, Ulp4OrCancels };
 Accuracy accuracy_of(Unary op) {
   switch (op) {
 #define EMBER_UNARY(name, Kernel, Accuracy_, ...) case Unary::Kernel: return Accuracy::Accuracy_;
-#define EMBER_UNARY_P1(name, Kernel, Accuracy_, ...) case Unary::Kernel: return Accuracy::Accuracy_;
-#define EMBER_UNARY_P2(name, Kernel, Accuracy_, ...) case Unary::Kernel: return Accuracy::Accuracy_;
+#define EMBER_UNARY_P1 EMBER_UNARY
+#define EMBER_UNARY_P2 EMBER_UNARY
 #define EMBER_UNARY_KERNEL(Kernel, Accuracy_, ...) case Unary::Kernel: return Accuracy::Accuracy_;
 #include "ember/ops/op_table.def"
     case Unary::Count: break;

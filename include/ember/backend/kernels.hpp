@@ -22,8 +22,8 @@ const char* isa_name(Isa isa) noexcept;
 // says what each one computes; src/backend/scalar_ops.hpp is the definition.
 enum class Unary : uint8_t {
 #define EMBER_UNARY(name, Kernel, ...) Kernel,
-#define EMBER_UNARY_P1(name, Kernel, ...) Kernel,
-#define EMBER_UNARY_P2(name, Kernel, ...) Kernel,
+#define EMBER_UNARY_P1 EMBER_UNARY
+#define EMBER_UNARY_P2 EMBER_UNARY
 #define EMBER_UNARY_KERNEL(Kernel, ...) Kernel,
 #include "ember/ops/op_table.def"
   Count
