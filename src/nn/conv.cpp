@@ -76,7 +76,7 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
 }
 
 template <FloatingElement T>
-Tensor<T> conv1d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, const Conv2dOptions& o) {
+Tensor<T> conv1d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, const Conv1dOptions& o) {
   if (!x.defined() || x.dim() != 3) {
     throw ShapeError("conv1d: input must be 3-D [N, C, L], got " +
                      (x.defined() ? x.shape().str() : std::string("undefined")));
@@ -85,9 +85,7 @@ Tensor<T> conv1d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
     throw ShapeError("conv1d: weight must be 3-D [out, in / groups, k], got " +
                      (weight.defined() ? weight.shape().str() : std::string("undefined")));
   }
-  Conv2dOptions o2 = o;
-  o2.stride = IntPair(1, o.stride.w);
-  o2.dilation = IntPair(1, o.dilation.w);
+  Conv2dOptions o2{IntPair(1, o.stride), o.padding, IntPair(1, o.dilation), o.groups, o.bias};
   if (!o.padding.same) o2.padding = Padding(0, o.padding.w);
   Conv2dGeometry g = geometry(o2, 1, weight.shape()[2], "conv1d");
   return ember::conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, g).squeeze(2);
@@ -166,7 +164,7 @@ std::string Conv2d<T>::extra_repr() const {
 }
 
 template <FloatingElement T>
-Conv1d<T>::Conv1d(int64_t in, int64_t out, int64_t k, Conv2dOptions o)
+Conv1d<T>::Conv1d(int64_t in, int64_t out, int64_t k, Conv1dOptions o)
     : in_channels(in), out_channels(out), kernel_size(k), options(o) {
   check_channels("Conv1d", in, out, o.groups);
   if (k <= 0) throw ValueError("Conv1d: kernel_size must be positive");
@@ -183,7 +181,7 @@ Tensor<T> Conv1d<T>::forward(const Tensor<T>& x) {
 template <FloatingElement T>
 std::string Conv1d<T>::extra_repr() const {
   return std::to_string(in_channels) + ", " + std::to_string(out_channels) + ", kernel_size=(" +
-         std::to_string(kernel_size) + ",), stride=(" + std::to_string(options.stride.w) + ",)";
+         std::to_string(kernel_size) + ",), stride=(" + std::to_string(options.stride) + ",)";
 }
 
 template <FloatingElement T>
@@ -212,7 +210,7 @@ std::string ConvTranspose2d<T>::extra_repr() const {
   template Tensor<T> functional::conv2d(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,     \
                                         const Conv2dOptions&);                                    \
   template Tensor<T> functional::conv1d(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,     \
-                                        const Conv2dOptions&);                                    \
+                                        const Conv1dOptions&);                                    \
   template Tensor<T> functional::conv_transpose2d(const Tensor<T>&, const Tensor<T>&,             \
                                                   const Tensor<T>&, const ConvTranspose2dOptions&); \
   template class Conv2d<T>;                                                                       \

@@ -415,6 +415,23 @@ TEST(Losses, ObjectsCallTheFunctionalForms) {
 
 namespace ember::nn {
 namespace {
+TEST(Conv, Conv1dTakesItsOwnOptionsAndStillTheConv2dOnes) {
+  manual_seed(3);
+  Conv1d conv(3, 4, 3, {.stride = 2, .padding = 1, .bias = false});
+  EXPECT_EQ(conv.options.stride, 2);
+  EXPECT_FALSE(conv.bias.defined());
+  auto x = randn<float>({2, 3, 9});
+  EXPECT_EQ(conv(x).shape(), Shape({2, 4, 5}));
+  Conv1d same(3, 4, 4, {.padding = "same", .dilation = 2});
+  EXPECT_EQ(same(x).shape(), Shape({2, 4, 9}));
+  // Conv2dOptions converts (its width components), as programs written before Conv1dOptions did.
+  Conv2dOptions wide{.stride = IntPair(1, 2), .padding = Padding(0, 1), .bias = false};
+  Conv1d old(3, 4, 3, wide);
+  old.weight = conv.weight;
+  EXPECT_EQ(old.options.stride, 2);
+  EXPECT_EQ(functional::conv1d(x, conv.weight, Tensor<float>(), wide).to_vector(), conv(x).to_vector());
+}
+
 TEST(Pooling, MaxPoolPropagatesNaNAndTakesTheFirstMaximum) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   auto x = tensor<float>({1, 5, 5, 2, nan, 0, 3, 3, -1, -2, -3, -4, -1, -1, -1, -1}, {1, 1, 4, 4});

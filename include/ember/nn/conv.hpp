@@ -28,12 +28,27 @@ struct Padding {
   explicit Padding(const std::string& mode);
 };
 
+/// Conv1d's options, PyTorch's arguments for one spatial dim: `{.stride = 2, .padding = "same"}`.
+struct Conv1dOptions {
+  int64_t stride = 1;
+  Padding padding = 0;  // a number, "valid" or "same"
+  int64_t dilation = 1;
+  int64_t groups = 1;
+  bool bias = true;
+};
+
 struct Conv2dOptions {
   IntPair stride = 1;
   Padding padding = 0;
   IntPair dilation = 1;
   int64_t groups = 1;
   bool bias = true;
+  /// The width components, so that programs that configured Conv1d with Conv2dOptions compile.
+  operator Conv1dOptions() const {  // NOLINT: implicit on purpose
+    Padding p = padding;
+    p.h = p.w;
+    return {stride.w, p, dilation.w, groups, bias};
+  }
 };
 
 struct ConvTranspose2dOptions {
@@ -53,7 +68,7 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
 /// x [N, C, L], weight [O, C / groups, k].
 template <FloatingElement T>
 Tensor<T> conv1d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = Tensor<T>(),
-                 const Conv2dOptions& options = {});
+                 const Conv1dOptions& options = {});
 /// x [N, C_in, H, W], weight [C_in, C_out / groups, kh, kw].
 template <FloatingElement T>
 Tensor<T> conv_transpose2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = Tensor<T>(),
@@ -79,17 +94,17 @@ Conv2d(int64_t, int64_t, IntPair, Conv2dOptions)->Conv2d<float>;
 template <FloatingElement T = float>
 class Conv1d : public Module<T> {
  public:
-  Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Conv2dOptions options = {});
+  Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Conv1dOptions options = {});
   Tensor<T> forward(const Tensor<T>& x) override;
   std::string type_name() const override { return "Conv1d"; }
   std::string extra_repr() const override;
 
   Tensor<T> weight, bias;
   int64_t in_channels, out_channels, kernel_size;
-  Conv2dOptions options;
+  Conv1dOptions options;
 };
 Conv1d(int64_t, int64_t, int64_t)->Conv1d<float>;
-Conv1d(int64_t, int64_t, int64_t, Conv2dOptions)->Conv1d<float>;
+Conv1d(int64_t, int64_t, int64_t, Conv1dOptions)->Conv1d<float>;
 
 template <FloatingElement T = float>
 class ConvTranspose2d : public Module<T> {
