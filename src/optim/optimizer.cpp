@@ -14,11 +14,6 @@
 namespace ember::optim {
 
 namespace {
-double get_or(const std::map<std::string, double>& m, const char* key, double fallback) {
-  auto it = m.find(key);
-  return it == m.end() ? fallback : it->second;
-}
-
 std::string pos(size_t g, size_t i) {
   return "group " + std::to_string(g) + " parameter " + std::to_string(i);
 }
@@ -206,28 +201,6 @@ void SGD<T>::step() {
   });
 }
 
-template <FloatingElement T>
-std::map<std::string, double> SGD<T>::options_to_map(const SGDOptions& o) const {
-  return {{"lr", o.lr},
-          {"momentum", o.momentum},
-          {"dampening", o.dampening},
-          {"weight_decay", o.weight_decay},
-          {"nesterov", o.nesterov ? 1.0 : 0.0},
-          {"maximize", o.maximize ? 1.0 : 0.0}};
-}
-
-template <FloatingElement T>
-SGDOptions SGD<T>::options_from_map(const std::map<std::string, double>& m,
-                                    const SGDOptions& b) const {
-  auto get = [&m](const char* k, double d) { return get_or(m, k, d); };
-  return {get("lr", b.lr),
-          get("momentum", b.momentum),
-          get("dampening", b.dampening),
-          get("weight_decay", b.weight_decay),
-          get("nesterov", b.nesterov) != 0,
-          get("maximize", b.maximize) != 0};
-}
-
 // ---- Adam --------------------------------------------------------------------------------------
 
 template <FloatingElement T>
@@ -334,33 +307,8 @@ void Adam<T>::step() {
 }
 
 template <FloatingElement T>
-std::map<std::string, double> Adam<T>::options_to_map(const AdamOptions& o) const {
-  return {{"lr", o.lr},
-          {"beta1", o.beta1},
-          {"beta2", o.beta2},
-          {"eps", o.eps},
-          {"weight_decay", o.weight_decay},
-          {"amsgrad", o.amsgrad ? 1.0 : 0.0},
-          {"maximize", o.maximize ? 1.0 : 0.0}};
-}
-
-template <FloatingElement T>
-AdamOptions Adam<T>::options_from_map(const std::map<std::string, double>& m,
-                                      const AdamOptions& b) const {
-  auto get = [&m](const char* k, double d) { return get_or(m, k, d); };
-  return {get("lr", b.lr),
-          get("beta1", b.beta1),
-          get("beta2", b.beta2),
-          get("eps", b.eps),
-          get("weight_decay", b.weight_decay),
-          get("amsgrad", b.amsgrad) != 0,
-          get("maximize", b.maximize) != 0};
-}
-
-template <FloatingElement T>
 AdamW<T>::AdamW(std::vector<Tensor<T>> params, AdamWOptions o)
-    : Adam<T>(std::move(params),
-              AdamOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.amsgrad, o.maximize}) {
+    : Adam<T>(std::move(params), optim::options_from_map(optim::options_to_map(o), AdamOptions{})) {
   this->decoupled_weight_decay_ = true;
 }
 
@@ -404,30 +352,6 @@ void RMSprop<T>::step() {
   });
 }
 
-template <FloatingElement T>
-std::map<std::string, double> RMSprop<T>::options_to_map(const RMSpropOptions& o) const {
-  return {{"lr", o.lr},
-          {"alpha", o.alpha},
-          {"eps", o.eps},
-          {"weight_decay", o.weight_decay},
-          {"momentum", o.momentum},
-          {"centered", o.centered ? 1.0 : 0.0},
-          {"maximize", o.maximize ? 1.0 : 0.0}};
-}
-
-template <FloatingElement T>
-RMSpropOptions RMSprop<T>::options_from_map(const std::map<std::string, double>& m,
-                                            const RMSpropOptions& b) const {
-  auto get = [&m](const char* k, double d) { return get_or(m, k, d); };
-  return {get("lr", b.lr),
-          get("alpha", b.alpha),
-          get("eps", b.eps),
-          get("weight_decay", b.weight_decay),
-          get("momentum", b.momentum),
-          get("centered", b.centered) != 0,
-          get("maximize", b.maximize) != 0};
-}
-
 // ---- Adagrad -----------------------------------------------------------------------------------
 
 template <FloatingElement T>
@@ -449,28 +373,6 @@ void Adagrad<T>::step() {
     Tensor<T> std = sqrt(sum).add_(o.eps);
     p.addcdiv_(grad, std, -clr);
   });
-}
-
-template <FloatingElement T>
-std::map<std::string, double> Adagrad<T>::options_to_map(const AdagradOptions& o) const {
-  return {{"lr", o.lr},
-          {"lr_decay", o.lr_decay},
-          {"weight_decay", o.weight_decay},
-          {"initial_accumulator_value", o.initial_accumulator_value},
-          {"eps", o.eps},
-          {"maximize", o.maximize ? 1.0 : 0.0}};
-}
-
-template <FloatingElement T>
-AdagradOptions Adagrad<T>::options_from_map(const std::map<std::string, double>& m,
-                                            const AdagradOptions& b) const {
-  auto get = [&m](const char* k, double d) { return get_or(m, k, d); };
-  return {get("lr", b.lr),
-          get("lr_decay", b.lr_decay),
-          get("weight_decay", b.weight_decay),
-          get("initial_accumulator_value", b.initial_accumulator_value),
-          get("eps", b.eps),
-          get("maximize", b.maximize) != 0};
 }
 
 // ---- Gradient clipping

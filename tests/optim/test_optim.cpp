@@ -231,6 +231,33 @@ TEST(Optim, ApiContractAndStateDictRoundTrip) {
   (void)adam;
 }
 
+// Every field of every options struct goes into a state dict and comes back: a field missing
+// from a fields() list would come back with the base value instead.
+template <class Options>
+void expect_round_trip(const Options& changed, size_t field_count) {
+  const auto m = optim::options_to_map(changed);
+  EXPECT_EQ(m.size(), field_count);
+  const Options back = optim::options_from_map(m, Options{});
+  EXPECT_EQ(optim::options_to_map(back), m);
+  EXPECT_EQ(optim::options_from_map({}, changed).lr, changed.lr);  // missing keys keep the base
+}
+
+TEST(Optim, OptionsRoundTripThroughTheirFieldLists) {
+  expect_round_trip(optim::SGDOptions{.lr = 0.5, .momentum = 0.8, .dampening = 0.1, .weight_decay = 0.2,
+                                      .nesterov = true, .maximize = true}, 6);
+  expect_round_trip(optim::AdamOptions{.lr = 0.5, .beta1 = 0.7, .beta2 = 0.8, .eps = 0.1, .weight_decay = 0.2,
+                                       .amsgrad = true, .maximize = true}, 7);
+  expect_round_trip(optim::AdamWOptions{.lr = 0.5, .beta1 = 0.7, .beta2 = 0.8, .eps = 0.1, .weight_decay = 0.3,
+                                        .amsgrad = true, .maximize = true}, 7);
+  expect_round_trip(optim::RMSpropOptions{.lr = 0.5, .alpha = 0.7, .eps = 0.1, .weight_decay = 0.2, .momentum = 0.3,
+                                          .centered = true, .maximize = true}, 7);
+  expect_round_trip(optim::AdagradOptions{.lr = 0.5, .lr_decay = 0.1, .weight_decay = 0.2,
+                                          .initial_accumulator_value = 0.3, .eps = 0.4, .maximize = true}, 6);
+  // AdamW's options become Adam's by name, its own default weight decay included.
+  optim::AdamW<double> adamw({zeros<double>({2}).requires_grad_(true)});
+  EXPECT_EQ(adamw.param_groups()[0].options.weight_decay, 1e-2);
+}
+
 TEST(Optim, Errors) {
   auto p = randn<float>({3}, true);
   auto q = p * 2.0;

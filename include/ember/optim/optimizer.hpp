@@ -10,12 +10,51 @@
 // by address, and state_dict() / load_state_dict() move it with the positions, as PyTorch does.
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "ember/core/tensor.hpp"
 
 namespace ember::optim {
+
+/// One named field of an options struct (a double or a bool), as state dicts name it.
+template <class Options, class Value>
+struct OptionField {
+  const char* name;
+  Value Options::*member;
+};
+template <class Options, class Value>
+constexpr OptionField<Options, Value> option_field(const char* name, Value Options::*member) {
+  return {name, member};
+}
+
+/// An options struct by name (bools as 0 / 1): what state_dict() stores for each group. Every
+/// options struct lists its fields once, in `static constexpr auto fields()`.
+template <class Options>
+std::map<std::string, double> options_to_map(const Options& o) {
+  std::map<std::string, double> m;
+  std::apply([&](const auto&... f) { ((m[f.name] = static_cast<double>(o.*f.member)), ...); }, Options::fields());
+  return m;
+}
+/// The inverse of options_to_map: fields missing from `m` keep their value in `base`.
+template <class Options>
+Options options_from_map(const std::map<std::string, double>& m, Options base) {
+  std::apply([&](const auto&... f) {
+    auto read = [&](const auto& field) {
+      const auto it = m.find(field.name);
+      if (it == m.end()) return;
+      using Value = std::remove_reference_t<decltype(base.*field.member)>;
+      if constexpr (std::is_same_v<Value, bool>) {
+        base.*field.member = it->second != 0;
+      } else {
+        base.*field.member = static_cast<Value>(it->second);
+      }
+    };
+    (read(f), ...);
+  }, Options::fields());
+  return base;
+}
 
 /// An optimizer's state: per parameter (by position) named tensors and counters, and per group the
 /// options by name (lr, momentum, betas as beta1/beta2, ...).
@@ -101,8 +140,13 @@ class Optimizer : public OptimizerBase {
   /// is negated when the group maximizes. Defined where the optimizers' steps are.
   template <class F>
   void for_each_grad(F&& f);
-  virtual std::map<std::string, double> options_to_map(const Options& o) const = 0;
-  virtual Options options_from_map(const std::map<std::string, double>& m, const Options& base) const = 0;
+  /// The group options by name for state dicts; from the options' field list by default.
+  virtual std::map<std::string, double> options_to_map(const Options& o) const {
+    return optim::options_to_map(o);
+  }
+  virtual Options options_from_map(const std::map<std::string, double>& m, const Options& base) const {
+    return optim::options_from_map(m, base);
+  }
 
   std::vector<Group> groups_;
   std::vector<std::vector<Slot>> slots_;
@@ -117,6 +161,14 @@ struct SGDOptions {
   double weight_decay = 0.0;
   bool nesterov = false;
   bool maximize = false;
+  static constexpr auto fields() {
+    return std::tuple{option_field("lr", &SGDOptions::lr),
+                      option_field("momentum", &SGDOptions::momentum),
+                      option_field("dampening", &SGDOptions::dampening),
+                      option_field("weight_decay", &SGDOptions::weight_decay),
+                      option_field("nesterov", &SGDOptions::nesterov),
+                      option_field("maximize", &SGDOptions::maximize)};
+  }
 };
 
 template <FloatingElement T = float>
@@ -130,9 +182,6 @@ class SGD : public Optimizer<T, SGDOptions> {
   double momentum(size_t g) const override { return this->groups_.at(g).options.momentum; }
   void set_momentum(size_t g, double m) override { this->groups_.at(g).options.momentum = m; }
 
- protected:
-  std::map<std::string, double> options_to_map(const SGDOptions& o) const override;
-  SGDOptions options_from_map(const std::map<std::string, double>& m, const SGDOptions& base) const override;
 };
 
 // ---- RMSprop and Adagrad -------------------------------------------------------------------------
@@ -145,6 +194,15 @@ struct RMSpropOptions {
   double momentum = 0.0;
   bool centered = false;
   bool maximize = false;
+  static constexpr auto fields() {
+    return std::tuple{option_field("lr", &RMSpropOptions::lr),
+                      option_field("alpha", &RMSpropOptions::alpha),
+                      option_field("eps", &RMSpropOptions::eps),
+                      option_field("weight_decay", &RMSpropOptions::weight_decay),
+                      option_field("momentum", &RMSpropOptions::momentum),
+                      option_field("centered", &RMSpropOptions::centered),
+                      option_field("maximize", &RMSpropOptions::maximize)};
+  }
 };
 
 template <FloatingElement T = float>
@@ -155,9 +213,6 @@ class RMSprop : public Optimizer<T, RMSpropOptions> {
   explicit RMSprop(std::vector<typename Base::Group> groups);
   void step() override;
 
- protected:
-  std::map<std::string, double> options_to_map(const RMSpropOptions& o) const override;
-  RMSpropOptions options_from_map(const std::map<std::string, double>& m, const RMSpropOptions& base) const override;
 };
 
 struct AdagradOptions {
@@ -167,6 +222,14 @@ struct AdagradOptions {
   double initial_accumulator_value = 0.0;
   double eps = 1e-10;
   bool maximize = false;
+  static constexpr auto fields() {
+    return std::tuple{option_field("lr", &AdagradOptions::lr),
+                      option_field("lr_decay", &AdagradOptions::lr_decay),
+                      option_field("weight_decay", &AdagradOptions::weight_decay),
+                      option_field("initial_accumulator_value", &AdagradOptions::initial_accumulator_value),
+                      option_field("eps", &AdagradOptions::eps),
+                      option_field("maximize", &AdagradOptions::maximize)};
+  }
 };
 
 template <FloatingElement T = float>
@@ -177,9 +240,6 @@ class Adagrad : public Optimizer<T, AdagradOptions> {
   explicit Adagrad(std::vector<typename Base::Group> groups);
   void step() override;
 
- protected:
-  std::map<std::string, double> options_to_map(const AdagradOptions& o) const override;
-  AdagradOptions options_from_map(const std::map<std::string, double>& m, const AdagradOptions& base) const override;
 };
 
 // ---- Adam and AdamW ----------------------------------------------------------------------------
@@ -192,6 +252,15 @@ struct AdamOptions {
   double weight_decay = 0.0;
   bool amsgrad = false;
   bool maximize = false;
+  static constexpr auto fields() {
+    return std::tuple{option_field("lr", &AdamOptions::lr),
+                      option_field("beta1", &AdamOptions::beta1),
+                      option_field("beta2", &AdamOptions::beta2),
+                      option_field("eps", &AdamOptions::eps),
+                      option_field("weight_decay", &AdamOptions::weight_decay),
+                      option_field("amsgrad", &AdamOptions::amsgrad),
+                      option_field("maximize", &AdamOptions::maximize)};
+  }
 };
 
 /// Adam; with decoupled = true it is AdamW (weight decay applied to the weights, not the gradient).
@@ -208,8 +277,6 @@ class Adam : public Optimizer<T, AdamOptions> {
 
  protected:
   bool decoupled_weight_decay_ = false;
-  std::map<std::string, double> options_to_map(const AdamOptions& o) const override;
-  AdamOptions options_from_map(const std::map<std::string, double>& m, const AdamOptions& base) const override;
 };
 
 struct AdamWOptions {
@@ -220,6 +287,15 @@ struct AdamWOptions {
   double weight_decay = 1e-2;  // AdamW's default, unlike Adam's 0
   bool amsgrad = false;
   bool maximize = false;
+  static constexpr auto fields() {
+    return std::tuple{option_field("lr", &AdamWOptions::lr),
+                      option_field("beta1", &AdamWOptions::beta1),
+                      option_field("beta2", &AdamWOptions::beta2),
+                      option_field("eps", &AdamWOptions::eps),
+                      option_field("weight_decay", &AdamWOptions::weight_decay),
+                      option_field("amsgrad", &AdamWOptions::amsgrad),
+                      option_field("maximize", &AdamWOptions::maximize)};
+  }
 };
 
 template <FloatingElement T = float>
