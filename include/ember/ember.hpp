@@ -34,6 +34,8 @@
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/factory.hpp"
 #include "ember/ops/linalg.hpp"
+#include "ember/ops/normalization.hpp"
+#include "ember/ops/pooling.hpp"
 #include "ember/ops/reduction.hpp"
 #include "ember/ops/shape_ops.hpp"
 #include "ember/nn.hpp"

@@ -956,6 +956,152 @@ void max_pool2x2(int64_t planes, int64_t h, int64_t w, const T* x, T* y, int64_t
   }
 }
 
+// ---- General max pooling ------------------------------------------------------------------------
+
+// The first and one-past-last kernel offsets i with 0 <= start + i * d < size (i < k).
+inline int64_t first_inside(int64_t start, int64_t d) { return start < 0 ? (-start + d - 1) / d : 0; }
+inline int64_t end_inside(int64_t start, int64_t d, int64_t size, int64_t k) {
+  return std::min<int64_t>(k, size - start <= 0 ? 0 : (size - start + d - 1) / d);
+}
+
+template <class T>
+void max_pool2d(const PoolShape& s, int64_t planes, const T* x, T* y, int64_t* idx) {
+  const int64_t h = s.h, w = s.w, ho = s.ho, wo = s.wo;
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const T* src = x + plane * h * w;
+    int64_t* dst = idx + plane * ho * wo;
+    T* values = y + plane * ho * wo;
+    for (int64_t oh = 0; oh < ho; ++oh) {
+      const int64_t ih0 = oh * s.stride_h - s.pad_h;
+      const int64_t i_lo = first_inside(ih0, s.dil_h), i_hi = end_inside(ih0, s.dil_h, h, s.kh);
+      for (int64_t ow = 0; ow < wo; ++ow) {
+        const int64_t iw0 = ow * s.stride_w - s.pad_w;
+        const bool inside = iw0 >= 0 && iw0 + (s.kw - 1) * s.dil_w < w;
+        const int64_t j_lo = inside ? 0 : first_inside(iw0, s.dil_w);
+        const int64_t j_hi = inside ? s.kw : end_inside(iw0, s.dil_w, w, s.kw);
+        // The scan is branch-free (random data makes the max unpredictable); a NaN, rare, is
+        // looked for afterwards.
+        int64_t best = (ih0 + i_lo * s.dil_h) * w + iw0 + j_lo * s.dil_w;
+        T best_v = src[best];
+        bool nan = false;
+        for (int64_t i = i_lo; i < i_hi; ++i) {
+          const int64_t row = (ih0 + i * s.dil_h) * w + iw0;
+          for (int64_t j = j_lo; j < j_hi; ++j) {
+            const int64_t at = row + j * s.dil_w;
+            const T v = src[at];
+            const bool more = v > best_v;
+            best_v = more ? v : best_v;
+            best = more ? at : best;
+            nan = nan || v != v;
+          }
+        }
+        if (nan) {  // the first NaN wins, as PyTorch
+          for (int64_t i = i_lo; i < i_hi && !(best_v != best_v); ++i)
+            for (int64_t j = j_lo; j < j_hi; ++j) {
+              const int64_t at = (ih0 + i * s.dil_h) * w + iw0 + j * s.dil_w;
+              if (src[at] != src[at]) {
+                best = at;
+                best_v = src[at];
+                break;
+              }
+            }
+        }
+        dst[oh * wo + ow] = best;
+        values[oh * wo + ow] = src[best];
+      }
+    }
+  }
+}
+
+// ---- Scatter-add ----------------------------------------------------------------------------------
+
+template <class T>
+void index_accumulate(int64_t n, const int64_t* idx, const T* src, int64_t ss, T* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[idx[i]] += src[i * ss];
+}
+
+// ---- Batch norm's channel passes ------------------------------------------------------------------
+
+template <class T>
+void channel_sums(int64_t n, int64_t channels, int64_t inner, const T* x, const T* center, const T* y,
+                  double* acc) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      const int64_t off = (i * channels + ch) * inner;
+      if (center == nullptr) {
+        acc[2 * ch] += reduce<T>(Reduce::Sum, inner, x + off, 1);
+      } else {
+        centered_sums<T>(inner, x + off, center[ch], y ? y + off : nullptr, &acc[2 * ch], &acc[2 * ch + 1]);
+      }
+    }
+}
+
+template <class T>
+void channel_affine(int64_t planes, int64_t first_plane, int64_t channels, int64_t inner, const T* a,
+                    const T* alpha, const T* b, const T* beta, const T* gamma, T* out) {
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t ch = (first_plane + p) % channels;
+    affine2<T>(inner, a + p * inner, alpha[ch], b ? b + p * inner : nullptr, beta ? beta[ch] : T(0), gamma[ch],
+               out + p * inner);
+  }
+}
+
+// ---- Fused optimizer steps ------------------------------------------------------------------------
+
+// Each product is rounded on its own (no_contract), as torch.optim's composite update rounds it,
+// so every ISA takes the same trajectory as the scalar reference and the composite path.
+template <class V, class T>
+V load_r(const T* p, int r) {
+  return r == V::kWidth ? V::load(p) : V::load_n(p, r);
+}
+template <class V, class T>
+void store_r(V x, T* p, int r) {
+  if (r == V::kWidth) {
+    x.store(p);
+  } else {
+    x.store_n(p, r);
+  }
+}
+
+template <class T>
+void sgd_step(const SgdStep& k, int64_t n, T* p, const T* g, T* buf) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  const V mom(static_cast<T>(k.momentum)), omd(static_cast<T>(k.one_minus_dampening)),
+      nlr(static_cast<T>(k.neg_lr));
+  auto step = [&](int64_t i, int r) {
+    const V gv = load_r<V>(g + i, r);
+    const V b = no_contract(load_r<V>(buf + i, r) * mom) + no_contract(gv * omd);
+    store_r(b, buf + i, r);
+    const V d = k.nesterov ? gv + no_contract(b * mom) : b;
+    store_r((load_r<V>(p + i, r) + no_contract(d * nlr)), p + i, r);
+  };
+  int64_t i = 0;
+  for (; i + W <= n; i += W) step(i, W);
+  if (i < n) step(i, int(n - i));
+}
+
+template <class T>
+void adam_step(const AdamStep& k, int64_t n, T* p, const T* g, T* m, T* v) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  const V b1(static_cast<T>(k.beta1)), omb1(static_cast<T>(k.one_minus_beta1)), b2(static_cast<T>(k.beta2)),
+      omb2(static_cast<T>(k.one_minus_beta2)), eps(static_cast<T>(k.eps)),
+      bc2(static_cast<T>(k.bias_correction2_sqrt)), step_size(static_cast<T>(k.neg_step_size));
+  auto step = [&](int64_t i, int r) {
+    const V gv = load_r<V>(g + i, r);
+    const V mi = no_contract(load_r<V>(m + i, r) * b1) + no_contract(gv * omb1);
+    const V vi = no_contract(load_r<V>(v + i, r) * b2) + no_contract(no_contract(gv * gv) * omb2);
+    store_r(mi, m + i, r);
+    store_r(vi, v + i, r);
+    const V update = no_contract((mi / (sqrt(vi) / bc2 + eps)) * step_size);
+    store_r((load_r<V>(p + i, r) + update), p + i, r);
+  };
+  int64_t i = 0;
+  for (; i + W <= n; i += W) step(i, W);
+  if (i < n) step(i, int(n - i));
+}
+
 }  // namespace
 }  // namespace ember::backend::EMBER_ISA_NS
 
@@ -964,15 +1110,20 @@ void max_pool2x2(int64_t planes, int64_t h, int64_t w, const T* x, T* y, int64_t
 
 namespace ember::backend::EMBER_ISA_NS {
 #if defined(EMBER_HAVE_FLAT_CONV)
-#define EMBER_FLAT_CONV(T) &conv_impl::conv_flat<T>, &conv_impl::conv_flat_weight_grad<T>
+#define EMBER_FLAT_CONV(T) \
+  .conv_flat = &conv_impl::conv_flat<T>, .conv_flat_weight_grad = &conv_impl::conv_flat_weight_grad<T>
 #else
-#define EMBER_FLAT_CONV(T) nullptr, nullptr
+#define EMBER_FLAT_CONV(T) .conv_flat = nullptr, .conv_flat_weight_grad = nullptr
 #endif
-#define EMBER_KERNEL_TABLE(T)                                                                  \
-  Kernels<T> {                                                                                 \
-    EMBER_ISA_ENUM, &unary<T>, &binary<T>, &compare<T>, &where<T>, &reduce<T>, &accumulate<T>, \
-        &arg_reduce<T>, &gemm<T>, &im2col<T>, &col2im<T>, EMBER_FLAT_CONV(T), &centered_sums<T>, \
-        &affine2<T>, &max_pool2x2<T>                                                           \
+#define EMBER_KERNEL_TABLE(T)                                                                   \
+  Kernels<T> {                                                                                  \
+    .isa = EMBER_ISA_ENUM, .unary = &unary<T>, .binary = &binary<T>, .compare = &compare<T>,     \
+    .where = &where<T>, .reduce = &reduce<T>, .accumulate = &accumulate<T>,                     \
+    .arg_reduce = &arg_reduce<T>, .gemm = &gemm<T>, .im2col = &im2col<T>, .col2im = &col2im<T>, \
+    EMBER_FLAT_CONV(T), .centered_sums = &centered_sums<T>, .affine2 = &affine2<T>,             \
+    .channel_sums = &channel_sums<T>, .channel_affine = &channel_affine<T>,                     \
+    .max_pool2x2 = &max_pool2x2<T>, .max_pool2d = &max_pool2d<T>,                               \
+    .index_accumulate = &index_accumulate<T>, .sgd_step = &sgd_step<T>, .adam_step = &adam_step<T> \
   }
 const Kernels<float> kTableF32 = EMBER_KERNEL_TABLE(float);
 const Kernels<double> kTableF64 = EMBER_KERNEL_TABLE(double);

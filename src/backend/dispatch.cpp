@@ -1,7 +1,9 @@
 // Picks the kernel table for this CPU once, at first use.
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "ember/core/error.hpp"
 #include "tables.hpp"
@@ -34,6 +36,36 @@ bool isa_available(Isa isa) noexcept {
   return false;
 }
 
+const char* entry_name(Entry e) noexcept {
+  switch (e) {
+#define EMBER_ENTRY_NAME(name) \
+  case Entry::name: return #name;
+    EMBER_KERNEL_ENTRIES(EMBER_ENTRY_NAME)
+#undef EMBER_ENTRY_NAME
+    case Entry::Count: break;
+  }
+  return "unknown";
+}
+
+bool entry_optional(Entry e) noexcept { return e == Entry::conv_flat || e == Entry::conv_flat_weight_grad; }
+
+template <class T>
+Kernels<T> complete_with(Kernels<T> table, const Kernels<T>& reference) noexcept {
+  static_assert(static_cast<unsigned>(Entry::Count) <= 64, "Kernels::own has 64 bits");
+  table.own = 0;
+#define EMBER_ENTRY_FILL(name)                                       \
+  if (table.name != nullptr) {                                       \
+    table.own |= uint64_t(1) << static_cast<unsigned>(Entry::name);  \
+  } else {                                                           \
+    table.name = reference.name;                                     \
+  }
+  EMBER_KERNEL_ENTRIES(EMBER_ENTRY_FILL)
+#undef EMBER_ENTRY_FILL
+  return table;
+}
+template Kernels<float> complete_with(Kernels<float>, const Kernels<float>&) noexcept;
+template Kernels<double> complete_with(Kernels<double>, const Kernels<double>&) noexcept;
+
 Isa best_isa() noexcept {
   if (isa_available(Isa::Avx512)) return Isa::Avx512;
   if (isa_available(Isa::Avx2)) return Isa::Avx2;
@@ -43,7 +75,7 @@ Isa best_isa() noexcept {
 namespace {
 
 template <class T>
-const Kernels<T>& table_of(Isa isa) {
+const Kernels<T>& isa_table(Isa isa) {
   if constexpr (std::is_same_v<T, float>) {
     switch (isa) {
 #if defined(EMBER_HAVE_X86_SIMD)
@@ -61,6 +93,20 @@ const Kernels<T>& table_of(Isa isa) {
       default: return isa_scalar::kTableF64;
     }
   }
+}
+
+// Every ISA's table completed from the scalar one, once (Note [Kernel table by name]).
+template <class T>
+const Kernels<T>& table_of(Isa isa) {
+  static const auto completed = [] {
+    std::array<Kernels<T>, 3> t{};
+    const Kernels<T>& scalar = isa_table<T>(Isa::Scalar);
+    for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+      t[static_cast<size_t>(i)] = complete_with(isa_table<T>(i), scalar);
+    }
+    return t;
+  }();
+  return completed[static_cast<size_t>(isa)];
 }
 
 // EMBER_ISA lets a user (or a test run) cap the instruction set, e.g. to compare paths.

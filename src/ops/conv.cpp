@@ -11,6 +11,7 @@ using detail::require;
 
 using autograd::needs_grad;
 using autograd::record;
+using autograd::record_bilinear;
 using autograd::SavedTensor;
 using detail::cat_str;
 
@@ -294,13 +295,12 @@ Tensor<T> conv2d_input_grad(const Tensor<T>& gy, const Tensor<T>& weight, std::a
   }
   Tensor<T> gx = conv_input_grad_raw(gy.detach(), weight.detach(), d, p);
   if (needs_grad(gy, weight)) {
-    record(gx, "conv2d_input_grad", {&gy, &weight},
-           [sgy = SavedTensor<T>(gy), sw = SavedTensor<T>(weight), p](const Tensor<T>& gg) {
-             const Tensor<T>& w = sw.get("conv2d_input_grad");
-             const Tensor<T>& gy = sgy.get("conv2d_input_grad");
-             return std::vector<Tensor<T>>{conv2d(gg, w, Tensor<T>(), p),
-                                           conv2d_weight_grad(gg, gy, w.shape(), p)};
-           });
+    record_bilinear(
+        gx, "conv2d_input_grad", gy, weight,
+        [p](const Tensor<T>& gg, const Tensor<T>& w) { return conv2d(gg, w, Tensor<T>(), p); },
+        [p, wshape = weight.shape()](const Tensor<T>& gg, const Tensor<T>& gy) {
+          return conv2d_weight_grad(gg, gy, wshape, p);
+        });
   }
   return gx;
 }
@@ -318,13 +318,12 @@ Tensor<T> conv2d_weight_grad(const Tensor<T>& x, const Tensor<T>& gy, const Shap
   }
   Tensor<T> gw = conv_weight_grad_raw(x.detach(), gy.detach(), d, p);
   if (needs_grad(x, gy)) {
-    record(gw, "conv2d_weight_grad", {&x, &gy},
-           [sx = SavedTensor<T>(x), sgy = SavedTensor<T>(gy), p, hw = std::array<int64_t, 2>{d.h, d.w}](
-               const Tensor<T>& gg) {
-             const Tensor<T>& x = sx.get("conv2d_weight_grad");
-             const Tensor<T>& gy = sgy.get("conv2d_weight_grad");
-             return std::vector<Tensor<T>>{conv2d_input_grad(gy, gg, hw, p), conv2d(x, gg, Tensor<T>(), p)};
-           });
+    record_bilinear(
+        gw, "conv2d_weight_grad", x, gy,
+        [p, hw = std::array<int64_t, 2>{d.h, d.w}](const Tensor<T>& gg, const Tensor<T>& gy) {
+          return conv2d_input_grad(gy, gg, hw, p);
+        },
+        [p](const Tensor<T>& gg, const Tensor<T>& x) { return conv2d(x, gg, Tensor<T>(), p); });
   }
   return gw;
 }

@@ -120,6 +120,7 @@ using detail::unary_raw;
 using detail::where_raw;
 using autograd::needs_grad;
 using autograd::record;
+using autograd::record_bilinear;
 using autograd::record_with_result;
 using autograd::SavedTensor;
 
@@ -307,16 +308,9 @@ Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
   require(b, "mul");
   Tensor<T> out = binary_raw(a, b, Binary::Mul, "mul");
   if (needs_grad(a, b)) {
-    const bool need_a = a.requires_grad(), need_b = b.requires_grad();
-    record(out, "mul", {&a, &b},
-           [sa = need_b ? SavedTensor<T>(a) : SavedTensor<T>(),
-            sb = need_a ? SavedTensor<T>(b) : SavedTensor<T>(), need_a, need_b,
-            as = a.shape(), bs = b.shape()](const Tensor<T>& g) {
-             std::vector<Tensor<T>> grads(2);
-             if (need_a) grads[0] = sum_to(g * sb.get("mul"), as);
-             if (need_b) grads[1] = sum_to(g * sa.get("mul"), bs);
-             return grads;
-           });
+    record_bilinear(
+        out, "mul", a, b, [as = a.shape()](const Tensor<T>& g, const Tensor<T>& b) { return sum_to(g * b, as); },
+        [bs = b.shape()](const Tensor<T>& g, const Tensor<T>& a) { return sum_to(g * a, bs); });
   }
   return out;
 }

@@ -7,6 +7,7 @@ using detail::require;
 
 using autograd::needs_grad;
 using autograd::record;
+using autograd::record_bilinear;
 using autograd::SavedTensor;
 using detail::cat_str;
 using detail::new_tensor;
@@ -87,22 +88,16 @@ Tensor<T> mm(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::adopt_as(bmm_raw(a.detach().unsqueeze(0), b.detach().unsqueeze(0)),
                                    {a.shape()[0], b.shape()[1]});
   if (needs_grad(a, b)) {
-    const bool need_a = a.requires_grad(), need_b = b.requires_grad();
     // A gradient laid out like its input needs no copy when it is accumulated: for an input
     // that is a transposed view (a weight used as weight.t(), say), compute the transposed
     // product and transpose the result back, as PyTorch's mm backward does.
     auto transposed = [](const Tensor<T>& t) {
       return t.shape()[0] > 1 && t.shape()[1] > 1 && t.strides()[0] == 1 && t.strides()[1] == t.shape()[0];
     };
-    record(out, "mm", {&a, &b},
-           [sa = need_b ? SavedTensor<T>(a) : SavedTensor<T>(),
-            sb = need_a ? SavedTensor<T>(b) : SavedTensor<T>(), need_a, need_b, ta = transposed(a),
-            tb = transposed(b)](const Tensor<T>& g) {
-             std::vector<Tensor<T>> grads(2);
-             if (need_a) grads[0] = ta ? mm(sb.get("mm"), g.t()).t() : mm(g, sb.get("mm").t());
-             if (need_b) grads[1] = tb ? mm(g.t(), sa.get("mm")).t() : mm(sa.get("mm").t(), g);
-             return grads;
-           });
+    record_bilinear(
+        out, "mm", a, b,
+        [ta = transposed(a)](const Tensor<T>& g, const Tensor<T>& b) { return ta ? mm(b, g.t()).t() : mm(g, b.t()); },
+        [tb = transposed(b)](const Tensor<T>& g, const Tensor<T>& a) { return tb ? mm(g.t(), a).t() : mm(a.t(), g); });
   }
   return out;
 }
@@ -121,15 +116,9 @@ Tensor<T> bmm(const Tensor<T>& a, const Tensor<T>& b) {
   if (a.shape()[2] != b.shape()[1]) inner_mismatch("bmm", a.shape(), b.shape(), a.shape()[2], b.shape()[1]);
   Tensor<T> out = bmm_raw(a.detach(), b.detach());
   if (needs_grad(a, b)) {
-    const bool need_a = a.requires_grad(), need_b = b.requires_grad();
-    record(out, "bmm", {&a, &b},
-           [sa = need_b ? SavedTensor<T>(a) : SavedTensor<T>(),
-            sb = need_a ? SavedTensor<T>(b) : SavedTensor<T>(), need_a, need_b](const Tensor<T>& g) {
-             std::vector<Tensor<T>> grads(2);
-             if (need_a) grads[0] = bmm(g, sb.get("bmm").transpose(1, 2));
-             if (need_b) grads[1] = bmm(sa.get("bmm").transpose(1, 2), g);
-             return grads;
-           });
+    record_bilinear(
+        out, "bmm", a, b, [](const Tensor<T>& g, const Tensor<T>& b) { return bmm(g, b.transpose(1, 2)); },
+        [](const Tensor<T>& g, const Tensor<T>& a) { return bmm(a.transpose(1, 2), g); });
   }
   return out;
 }

@@ -159,11 +159,11 @@ Tensor<T> index_add_raw(const Shape& in_shape, int64_t dim, const std::vector<in
   const int64_t n = in_shape[dim], m = static_cast<int64_t>(idx.size());
   T* po = out.data_ptr();
   const T* pg = gc.data_ptr();
+  const auto& k = backend::kernels<T>();
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < m; ++i) {
-      T* dst = po + (o * n + idx[static_cast<size_t>(i)]) * inner;
-      const T* src = pg + (o * m + i) * inner;
-      for (int64_t r = 0; r < inner; ++r) dst[r] += src[r];
+      k.accumulate(backend::Reduce::Sum, inner, pg + (o * m + i) * inner, 1,
+                   po + (o * n + idx[static_cast<size_t>(i)]) * inner);
     }
   return out;
 }
@@ -214,9 +214,11 @@ Tensor<T> index_select(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& i
 
 namespace {
 
-// Calls f(out_offset, x_offset_without_dim, index_value, src_offset) for every element of index.
+// Walks index in runs: for each run of n elements, calls f(n, at, out_offset, out_stride,
+// src_offset, src_stride), where at[t] = (x offset of element t without dim) + index value *
+// dim_stride is the element of x it names, after checking the index value against dim_size.
 template <class F>
-void for_each_indexed(const Tensor<int64_t>& index, const Shape& x_strides_no_dim,
+void for_each_indexed(const Tensor<int64_t>& index, const Shape& x_strides_no_dim, int64_t dim_stride,
                       const Shape* src_strides, int64_t dim_size, int64_t dim, const Shape& x_shape,
                       const char* op, F&& f) {
   Shape out_strides = contiguous_strides(index.shape());
@@ -224,7 +226,9 @@ void for_each_indexed(const Tensor<int64_t>& index, const Shape& x_strides_no_di
   const Shape& ss = src_strides ? *src_strides : out_strides;
   detail::StridedLoop<4> loop(index.shape(), {&out_strides, &is, &x_strides_no_dim, &ss});
   const int64_t* pi = index.data_ptr();
+  std::vector<int64_t> at;
   loop.run_serial([&](int64_t n, const std::array<int64_t, 4>& off, const std::array<int64_t, 4>& in) {
+    at.resize(static_cast<size_t>(n));
     for (int64_t t = 0; t < n; ++t) {
       int64_t v = pi[off[1] + t * in[1]];
       if (v < -dim_size || v >= dim_size) {
@@ -232,8 +236,9 @@ void for_each_indexed(const Tensor<int64_t>& index, const Shape& x_strides_no_di
                                  dim_size, " (input shape ", x_shape, ")"));
       }
       if (v < 0) v += dim_size;
-      f(off[0] + t * in[0], off[2] + t * in[2], v, off[3] + t * in[3]);
+      at[static_cast<size_t>(t)] = off[2] + t * in[2] + v * dim_stride;
     }
+    f(n, at.data(), off[0], in[0], off[3], in[3]);
   });
 }
 
@@ -264,8 +269,10 @@ Tensor<T> gather(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& index) 
   if (x.dim()) xs[d] = 0;
   const T* px = x.data_ptr();
   T* po = out.data_ptr();
-  for_each_indexed(index, xs, nullptr, x.dim() ? x.shape()[d] : 1, d, x.shape(), "gather",
-                   [&](int64_t o, int64_t xo, int64_t v, int64_t) { po[o] = px[xo + v * dim_stride]; });
+  for_each_indexed(index, xs, dim_stride, nullptr, x.dim() ? x.shape()[d] : 1, d, x.shape(), "gather",
+                   [&](int64_t n, const int64_t* at, int64_t o, int64_t os, int64_t, int64_t) {
+                     for (int64_t t = 0; t < n; ++t) po[o + t * os] = px[at[t]];
+                   });
   if constexpr (FloatingElement<T>) {
     if (needs_grad(x)) {
       record(out, "gather", {&x}, [in_shape = x.shape(), d, index](const Tensor<T>& g) {
@@ -297,8 +304,11 @@ Tensor<T> scatter_add(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& in
   const Shape& ss = src.strides();
   T* po = out.data_ptr();
   const T* ps = src.data_ptr();
-  for_each_indexed(index, xs, &ss, out.dim() ? out.shape()[d] : 1, d, x.shape(), "scatter_add",
-                   [&](int64_t, int64_t xo, int64_t v, int64_t so) { po[xo + v * dim_stride] += ps[so]; });
+  const auto& k = backend::kernels<T>();
+  for_each_indexed(index, xs, dim_stride, &ss, out.dim() ? out.shape()[d] : 1, d, x.shape(), "scatter_add",
+                   [&](int64_t n, const int64_t* at, int64_t, int64_t, int64_t so, int64_t sst) {
+                     k.index_accumulate(n, at, ps + so, sst, po);
+                   });
   if (needs_grad(x, src)) {
     record(out, "scatter_add", {&x, &src}, [d, index, src_shape = src.shape()](const Tensor<T>& g) {
       Tensor<T> gs = gather(g, d, index);

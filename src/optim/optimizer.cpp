@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ember/autograd/grad_mode.hpp"
+#include "ember/backend/kernels.hpp"
 #include "ember/backend/parallel.hpp"
 #include "ember/core/error.hpp"
 #include "ember/ops/elementwise.hpp"
@@ -141,21 +142,6 @@ SGD<T>::SGD(std::vector<typename Base::Group> groups) : Base(std::move(groups)) 
 
 namespace {
 
-template <class T>
-struct SgdConstants {
-  T momentum, one_minus_dampening, neg_lr;
-  bool nesterov;
-};
-
-template <class T>
-void sgd_update(const SgdConstants<T> k, T* __restrict p, const T* __restrict g, T* __restrict buf, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T b = buf[i] * k.momentum + g[i] * k.one_minus_dampening;
-    buf[i] = b;
-    p[i] = p[i] + (k.nesterov ? g[i] + b * k.momentum : b) * k.neg_lr;
-  }
-}
-
 // SGD with an existing momentum buffer in one pass instead of three (as Note [Fused Adam]).
 template <FloatingElement T>
 bool sgd_fused_step(const SGDOptions& o, Tensor<T>& p, const Tensor<T>& grad, Tensor<T>& buf) {
@@ -163,13 +149,13 @@ bool sgd_fused_step(const SGDOptions& o, Tensor<T>& p, const Tensor<T>& grad, Te
       buf.shape() != p.shape()) {
     return false;
   }
-  const SgdConstants<T> k{static_cast<T>(o.momentum), static_cast<T>(1.0 - o.dampening), static_cast<T>(-o.lr),
-                          o.nesterov};
+  const backend::SgdStep k{o.momentum, 1.0 - o.dampening, -o.lr, o.nesterov};
   T* pp = p.data();
   const T* pg = grad.data();
   T* pb = buf.data();
-  detail::parallel_for(0, p.numel(), 32768, [=](int64_t b, int64_t e) {
-    sgd_update(k, pp + b, pg + b, pb + b, e - b);
+  const auto& kern = backend::kernels<T>();
+  detail::parallel_for(0, p.numel(), 32768, [&](int64_t b, int64_t e) {
+    kern.sgd_step(k, e - b, pp + b, pg + b, pb + b);
   });
   for (const Tensor<T>* t : {&p, &buf}) t->impl()->storage->bump_version();
   return true;
@@ -212,29 +198,12 @@ namespace {
 
 // Note [Fused Adam]
 // The composite Adam update makes eight passes over each parameter's size (and allocates two
-// temporaries); for the contiguous tensors of a model it runs as one pass instead, computing per
-// element exactly the composite's operations in the same order, so the trajectories are those of
+// temporaries); for the contiguous tensors of a model it runs as one pass instead (the backend's
+// adam_step), computing per element exactly the composite's operations in the same order, each
+// product rounded on its own, so the trajectories are those of
 // torch.optim.Adam either way (tests/optim compares both with PyTorch). AMSGrad and strided
 // tensors take the composite path. Weight decay is already in `grad` (Adam) or applied to p
 // (AdamW) by the caller. Returns false when it does not apply.
-template <class T>
-struct AdamConstants {
-  T beta1, one_minus_beta1, beta2, one_minus_beta2, eps, bc2_sqrt, step_size;
-};
-
-// Constants by value and non-aliasing pointers, so that the loop vectorises.
-template <class T>
-void adam_update(const AdamConstants<T> k, T* __restrict p, const T* __restrict g, T* __restrict m,
-                 T* __restrict v, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T mi = m[i] * k.beta1 + g[i] * k.one_minus_beta1;
-    const T vi = v[i] * k.beta2 + (g[i] * g[i]) * k.one_minus_beta2;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = p[i] + (mi / (std::sqrt(vi) / k.bc2_sqrt + k.eps)) * k.step_size;
-  }
-}
-
 template <FloatingElement T>
 bool adam_fused_step(const AdamOptions& o, Tensor<T>& p, const Tensor<T>& grad, Tensor<T>& exp_avg,
                      Tensor<T>& exp_avg_sq, int64_t step) {
@@ -245,16 +214,15 @@ bool adam_fused_step(const AdamOptions& o, Tensor<T>& p, const Tensor<T>& grad, 
   }
   const double bias_correction1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
   const double bias_correction2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
-  const T step_size = static_cast<T>(-(o.lr / bias_correction1));
-  const T bc2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
-  const AdamConstants<T> k{static_cast<T>(o.beta1), static_cast<T>(1.0 - o.beta1), static_cast<T>(o.beta2),
-                           static_cast<T>(1.0 - o.beta2), static_cast<T>(o.eps), bc2_sqrt, step_size};
+  const backend::AdamStep k{o.beta1, 1.0 - o.beta1, o.beta2, 1.0 - o.beta2, o.eps, std::sqrt(bias_correction2),
+                            -(o.lr / bias_correction1)};
   T* pp = p.data();
   const T* pg = grad.data();
   T* pm = exp_avg.data();
   T* pv = exp_avg_sq.data();
-  detail::parallel_for(0, p.numel(), 32768, [=](int64_t b, int64_t e) {
-    adam_update(k, pp + b, pg + b, pm + b, pv + b, e - b);
+  const auto& kern = backend::kernels<T>();
+  detail::parallel_for(0, p.numel(), 32768, [&](int64_t b, int64_t e) {
+    kern.adam_step(k, e - b, pp + b, pg + b, pm + b, pv + b);
   });
   for (const Tensor<T>* t : {&p, &exp_avg, &exp_avg_sq}) t->impl()->storage->bump_version();
   return true;

@@ -2,6 +2,7 @@
 // by one element (so vector loads are unaligned), contiguous, broadcast and strided.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -545,6 +546,270 @@ TEST(Kernels, ChannelKernelsMatchDefinitionAndScalar) {
     SCOPED_TRACE(isa_name(isa));
     check_channel_kernels<float>(isa);
     check_channel_kernels<double>(isa);
+  }
+}
+
+// ---- The table itself (Note [Kernel table by name]) ------------------------------------------------
+
+template <class T>
+bool has_entry(const Kernels<T>& t, Entry e) {
+  switch (e) {
+#define EMBER_ENTRY_PRESENT(name) \
+  case Entry::name: return t.name != nullptr;
+    EMBER_KERNEL_ENTRIES(EMBER_ENTRY_PRESENT)
+#undef EMBER_ENTRY_PRESENT
+    case Entry::Count: break;
+  }
+  return false;
+}
+
+template <class T>
+void check_table(Isa isa) {
+  const Kernels<T>& k = kernels_for<T>(isa);
+  EXPECT_EQ(k.isa, isa);
+  for (unsigned i = 0; i < static_cast<unsigned>(Entry::Count); ++i) {
+    const Entry e = static_cast<Entry>(i);
+    SCOPED_TRACE(entry_name(e));
+    if (entry_optional(e)) {
+      EXPECT_EQ(k.supports(e), has_entry(k, e));
+    } else {
+      EXPECT_TRUE(has_entry(k, e));
+      EXPECT_TRUE(k.supports(e));  // every CPU table implements every entry itself today
+    }
+  }
+  // A table that leaves entries out borrows them from the reference and says so.
+  Kernels<T> partial = kernels_for<T>(Isa::Scalar);
+  partial.gemm = nullptr;
+  partial.adam_step = nullptr;
+  partial.conv_flat = nullptr;
+  const Kernels<T> done = complete_with(partial, k);
+  EXPECT_EQ(done.gemm, k.gemm);
+  EXPECT_EQ(done.adam_step, k.adam_step);
+  EXPECT_EQ(done.unary, kernels_for<T>(Isa::Scalar).unary);
+  EXPECT_FALSE(done.supports(Entry::gemm));
+  EXPECT_FALSE(done.supports(Entry::adam_step));
+  EXPECT_TRUE(done.supports(Entry::unary));
+  EXPECT_EQ(done.supports(Entry::conv_flat), false);
+  EXPECT_EQ(done.conv_flat, k.conv_flat);
+}
+
+TEST(Kernels, TablesAreCompleteAndSayWhatTheySupport) {
+  EXPECT_STREQ(entry_name(Entry::gemm), "gemm");
+  EXPECT_STREQ(entry_name(Entry::adam_step), "adam_step");
+  EXPECT_TRUE(entry_optional(Entry::conv_flat));
+  EXPECT_FALSE(entry_optional(Entry::max_pool2d));
+  check_table<float>(Isa::Scalar);
+  check_table<double>(Isa::Scalar);
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_table<float>(isa);
+    check_table<double>(isa);
+  }
+}
+
+// ---- Batch norm's channel passes ------------------------------------------------------------------
+
+// channel_sums and channel_affine are, by definition, the per-plane kernels applied plane by plane.
+template <class T>
+void check_channel_passes(Isa isa) {
+  const auto& k = kernels_for<T>(isa);
+  const auto& ref = kernels_for<T>(Isa::Scalar);
+  for (int64_t inner : {1, 7, 17, 64}) {
+    SCOPED_TRACE(::testing::Message() << "inner " << inner);
+    const int64_t n = 3, c = 5, planes = n * c;
+    auto x = test_values<T>(static_cast<size_t>(planes * inner), 41 + unsigned(inner), -3, 5);
+    auto y = test_values<T>(x.size(), 43 + unsigned(inner), -2, 2);
+    for (auto* v : {&x, &y})
+      for (auto& e : *v)
+        if (!std::isfinite(e) || std::fabs(e) > 100) e = T(0.5);
+    std::vector<T> center(static_cast<size_t>(c)), alpha(center.size()), beta(center.size()), gamma(center.size());
+    for (int64_t ch = 0; ch < c; ++ch) {
+      center[size_t(ch)] = T(0.25) * T(ch);
+      alpha[size_t(ch)] = T(1.5) - T(ch);
+      beta[size_t(ch)] = T(0.125) * T(ch + 1);
+      gamma[size_t(ch)] = T(-0.5) + T(ch);
+    }
+    for (const T* cen : {static_cast<const T*>(nullptr), static_cast<const T*>(center.data())}) {
+      for (const T* yy : {static_cast<const T*>(nullptr), static_cast<const T*>(y.data())}) {
+        if (cen == nullptr && yy != nullptr) continue;
+        std::vector<double> got(static_cast<size_t>(2 * c), 1.0), want = got, scalar = got;
+        k.channel_sums(n, c, inner, x.data(), cen, yy, got.data());
+        ref.channel_sums(n, c, inner, x.data(), cen, yy, scalar.data());
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t ch = 0; ch < c; ++ch) {
+            const int64_t off = (i * c + ch) * inner;
+            if (cen == nullptr) {
+              want[size_t(2 * ch)] += k.reduce(Reduce::Sum, inner, x.data() + off, 1);
+            } else {
+              k.centered_sums(inner, x.data() + off, cen[ch], yy ? yy + off : nullptr, &want[size_t(2 * ch)],
+                              &want[size_t(2 * ch + 1)]);
+            }
+          }
+        EXPECT_EQ(got, want);
+        for (size_t i = 0; i < got.size(); ++i)
+          EXPECT_NEAR(got[i], scalar[i], (sizeof(T) == 4 ? 1e-4 : 1e-11) * (1 + std::fabs(scalar[i])));
+      }
+    }
+    // Planes 4 .. 12 (a run starting mid-sample), with and without the b term.
+    const int64_t first = 4, count = 9;
+    for (bool with_b : {false, true}) {
+      std::vector<T> got(x.size(), T(7)), want = got, scalar = got;
+      const size_t off = size_t(first * inner);
+      k.channel_affine(count, first, c, inner, x.data() + off, alpha.data(), with_b ? y.data() + off : nullptr,
+                       with_b ? beta.data() : nullptr, gamma.data(), got.data() + off);
+      ref.channel_affine(count, first, c, inner, x.data() + off, alpha.data(), with_b ? y.data() + off : nullptr,
+                         with_b ? beta.data() : nullptr, gamma.data(), scalar.data() + off);
+      for (int64_t p = first; p < first + count; ++p) {
+        const size_t ch = size_t(p % c), po = size_t(p * inner);
+        k.affine2(inner, x.data() + po, alpha[ch], with_b ? y.data() + po : nullptr, with_b ? beta[ch] : T(0),
+                  gamma[ch], want.data() + po);
+      }
+      EXPECT_EQ(got, want);
+      EXPECT_EQ(got, scalar);  // affine2 is bit-identical across ISAs
+    }
+  }
+}
+
+TEST(Kernels, ChannelPassesArePlaneKernelsPlaneByPlane) {
+  check_channel_passes<float>(Isa::Scalar);
+  check_channel_passes<double>(Isa::Scalar);
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_channel_passes<float>(isa);
+    check_channel_passes<double>(isa);
+  }
+}
+
+// ---- General max pooling, scatter-add ---------------------------------------------------------------
+
+template <class T>
+void check_max_pool2d(Isa isa) {
+  const auto& k = kernels_for<T>(isa);
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> small(0, 4);
+  // h, w, kh, kw, stride, pad, dilation
+  const std::array<int64_t, 7> cases[] = {{5, 7, 3, 3, 1, 1, 1}, {8, 9, 3, 2, 2, 1, 1}, {9, 9, 3, 3, 2, 0, 2},
+                                          {4, 11, 2, 4, 3, 1, 1}, {6, 6, 1, 1, 1, 0, 1}, {7, 5, 5, 5, 2, 2, 1}};
+  for (const auto& cs : cases) {
+    const auto [h, w, kh, kw, st, pad, dil] = cs;
+    SCOPED_TRACE(::testing::Message() << h << "x" << w << " k " << kh << "x" << kw << " s " << st << " p " << pad
+                                      << " d " << dil);
+    const int64_t ho = (h + 2 * pad - dil * (kh - 1) - 1) / st + 1, wo = (w + 2 * pad - dil * (kw - 1) - 1) / st + 1;
+    const PoolShape s{h, w, ho, wo, kh, kw, st, st, pad, pad, dil, dil};
+    const int64_t planes = 2;
+    std::vector<T> x(static_cast<size_t>(planes * h * w));
+    for (auto& v : x) v = static_cast<T>(small(rng));
+    for (size_t i = 3; i < x.size(); i += 29) x[i] = std::numeric_limits<T>::quiet_NaN();
+    std::vector<T> y(static_cast<size_t>(planes * ho * wo));
+    std::vector<int64_t> idx(y.size(), -1);
+    k.max_pool2d(s, planes, x.data(), y.data(), idx.data());
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t oh = 0; oh < ho; ++oh)
+        for (int64_t ow = 0; ow < wo; ++ow) {
+          // The definition: the window in row-major order, inside the plane; the first NaN, else
+          // the first of the largest.
+          int64_t want = -1;
+          bool nan = false;
+          for (int64_t i = 0; i < kh; ++i)
+            for (int64_t j = 0; j < kw; ++j) {
+              const int64_t r = oh * st - pad + i * dil, q = ow * st - pad + j * dil;
+              if (r < 0 || r >= h || q < 0 || q >= w) continue;
+              const int64_t at = r * w + q;
+              const T v = x[size_t(p * h * w + at)];
+              if (nan) continue;
+              if (std::isnan(v)) {
+                want = at;
+                nan = true;
+              } else if (want < 0 || v > x[size_t(p * h * w + want)]) {
+                want = at;
+              }
+            }
+          const size_t o = size_t((p * ho + oh) * wo + ow);
+          ASSERT_EQ(idx[o], want) << "plane " << p << " output " << oh << ", " << ow;
+          const T v = x[size_t(p * h * w + want)];
+          if (std::isnan(v)) {
+            ASSERT_TRUE(std::isnan(y[o]));
+          } else {
+            ASSERT_EQ(y[o], v);
+          }
+        }
+  }
+}
+
+template <class T>
+void check_index_accumulate(Isa isa) {
+  const auto& k = kernels_for<T>(isa);
+  const std::vector<int64_t> idx = {3, 0, 3, 5, 1, 3, 0};  // repeats add up in order
+  const std::vector<T> src = {T(1), T(-9), T(2), T(-9), T(4), T(-9), T(8), T(-9), T(16), T(-9), T(32), T(-9),
+                              T(64)};
+  std::vector<T> dst(6, T(0.5));
+  k.index_accumulate(int64_t(idx.size()), idx.data(), src.data(), 2, dst.data());
+  EXPECT_EQ(dst, (std::vector<T>{T(0.5 + 2 + 64), T(0.5 + 16), T(0.5), T(0.5 + 1 + 4 + 32), T(0.5), T(0.5 + 8)}));
+}
+
+TEST(Kernels, MaxPoolAndScatterAddMatchTheirDefinitions) {
+  std::vector<Isa> isas = simd_isas();
+  isas.insert(isas.begin(), Isa::Scalar);
+  for (Isa isa : isas) {
+    SCOPED_TRACE(isa_name(isa));
+    check_max_pool2d<float>(isa);
+    check_max_pool2d<double>(isa);
+    check_index_accumulate<float>(isa);
+    check_index_accumulate<double>(isa);
+  }
+}
+
+// ---- Fused optimizer steps ----------------------------------------------------------------------------
+
+// The steps against their formulas evaluated here in T, one rounding per operation (this file is
+// compiled without FMA contraction targets), at every tail length: bit for bit on every ISA.
+template <class T>
+void check_optimizer_steps(Isa isa) {
+  const auto& k = kernels_for<T>(isa);
+  for (int64_t n : kSizes) {
+    SCOPED_TRACE(::testing::Message() << "n " << n);
+    auto p0 = test_values<T>(static_cast<size_t>(n), 51 + unsigned(n), -2, 2);
+    auto g = test_values<T>(p0.size(), 53 + unsigned(n), -1, 1);
+    auto b0 = test_values<T>(p0.size(), 57 + unsigned(n), -1, 1);
+    for (auto* v : {&p0, &g, &b0})
+      for (auto& e : *v)
+        if (!std::isfinite(e) || std::fabs(e) > 10) e = T(0.25);
+    for (bool nesterov : {false, true}) {
+      const SgdStep c{0.9, 0.75, -0.01, nesterov};
+      std::vector<T> p = p0, buf = b0;
+      k.sgd_step(c, n, p.data(), g.data(), buf.data());
+      for (size_t i = 0; i < p.size(); ++i) {
+        const T mom = T(c.momentum), omd = T(c.one_minus_dampening), nlr = T(c.neg_lr);
+        const T m1 = b0[i] * mom, m2 = g[i] * omd, b = m1 + m2;
+        ASSERT_EQ(buf[i], b) << i;
+        const T bm = b * mom, d = nesterov ? g[i] + bm : b, upd = d * nlr;
+        ASSERT_EQ(p[i], p0[i] + upd) << i;
+      }
+    }
+    const AdamStep a{0.9, 0.1, 0.999, 1.0 - 0.999, 1e-8, std::sqrt(1.0 - 0.999 * 0.999), -(1e-3 / (1.0 - 0.81))};
+    std::vector<T> p = p0, m = b0, v(p0.size());
+    for (size_t i = 0; i < v.size(); ++i) v[i] = b0[i] * b0[i];
+    const std::vector<T> m0 = m, v0 = v;
+    k.adam_step(a, n, p.data(), g.data(), m.data(), v.data());
+    for (size_t i = 0; i < p.size(); ++i) {
+      const T t1 = m0[i] * T(a.beta1), t2 = g[i] * T(a.one_minus_beta1), mi = t1 + t2;
+      const T gg = g[i] * g[i], t3 = v0[i] * T(a.beta2), t4 = gg * T(a.one_minus_beta2), vi = t3 + t4;
+      ASSERT_EQ(m[i], mi) << i;
+      ASSERT_EQ(v[i], vi) << i;
+      const T denom = std::sqrt(vi) / T(a.bias_correction2_sqrt) + T(a.eps);
+      const T upd = (mi / denom) * T(a.neg_step_size);
+      ASSERT_EQ(p[i], p0[i] + upd) << i;
+    }
+  }
+}
+
+TEST(Kernels, OptimizerStepsFollowTheirFormulasBitForBit) {
+  std::vector<Isa> isas = simd_isas();
+  isas.insert(isas.begin(), Isa::Scalar);
+  for (Isa isa : isas) {
+    SCOPED_TRACE(isa_name(isa));
+    check_optimizer_steps<float>(isa);
+    check_optimizer_steps<double>(isa);
   }
 }
 

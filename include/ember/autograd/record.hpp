@@ -132,4 +132,23 @@ void record_with_result(Tensor<T>& out, const char* name,
   detail::connect(out, node, inputs, name);
 }
 
+/// Records a two-input op whose gradient for each input needs only the other input and the
+/// incoming gradient (mul, mm, bmm, the convolution gradients): `grad_a(grad, b)` and
+/// `grad_b(grad, a)`. Each input is saved only when the other one needs a gradient, and a
+/// gradient is computed only for an input that requires one.
+template <FloatingElement T, class GradA, class GradB>
+void record_bilinear(Tensor<T>& out, const char* name, const Tensor<T>& a, const Tensor<T>& b, GradA&& grad_a,
+                     GradB&& grad_b) {
+  const bool need_a = requires_grad_of(a), need_b = requires_grad_of(b);
+  record(out, name, {&a, &b},
+         [sa = need_b ? SavedTensor<T>(a) : SavedTensor<T>(), sb = need_a ? SavedTensor<T>(b) : SavedTensor<T>(),
+          need_a, need_b, name, grad_a = std::forward<GradA>(grad_a),
+          grad_b = std::forward<GradB>(grad_b)](const Tensor<T>& g) {
+           std::vector<Tensor<T>> grads(2);
+           if (need_a) grads[0] = grad_a(g, sb.get(name));
+           if (need_b) grads[1] = grad_b(g, sa.get(name));
+           return grads;
+         });
+}
+
 }  // namespace ember::autograd

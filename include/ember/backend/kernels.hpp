@@ -11,6 +11,17 @@
 // Three implementations exist: `Isa::Scalar` (the reference, always built, the test oracle),
 // `Isa::Avx2` and `Isa::Avx512` (x86-64 only, compiled with their own target flags and picked at
 // run time from the CPU's features). `kernels<T>()` returns the best one for this CPU.
+//
+// Every arithmetic loop is an entry here: elementwise maps, reductions, GEMM and convolution,
+// pooling, batch norm's channel passes, scatter-adds and the fused optimizer steps. The tensor
+// layer keeps only index arithmetic and data movement that does no arithmetic (copies, gathers,
+// index_select), which it does for every element type, integers included.
+//
+// Note [Kernel table by name]
+// A table is written with designated initialisers (`.gemm = &gemm<T>`), never by position, and
+// may leave entries null: `complete_with` fills them from the scalar reference and records which
+// ones the ISA provides itself (`supports`). So a new table (NEON, int8) can start with the
+// entries it speeds up and still run everything, and tests and benchmarks can ask what it covers.
 #include <cstdint>
 
 namespace ember::backend {
@@ -73,6 +84,45 @@ inline bool conv_flat_applies(const ConvShape& s) {
          s.kw <= kConvFlatMaxKernel && s.ho * s.wo < (int64_t(1) << 24) && s.h * s.w < (int64_t(1) << 24);
 }
 
+/// One 2-D pooling window layout over an h x w plane with output ho x wo; pad_h / pad_w are the
+/// top and left padding.
+struct PoolShape {
+  int64_t h, w, ho, wo, kh, kw;
+  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+};
+
+/// torch.optim.SGD's step with a momentum buffer, per element (the constants are cast to T):
+/// buf = buf * momentum + g * one_minus_dampening; p = p + (nesterov ? g + buf * momentum : buf) * neg_lr.
+struct SgdStep {
+  double momentum, one_minus_dampening, neg_lr;
+  bool nesterov;
+};
+
+/// torch.optim.Adam's step, per element (the constants are cast to T): m = m * beta1 + g *
+/// one_minus_beta1; v = v * beta2 + (g * g) * one_minus_beta2; p = p + (m / (sqrt(v) /
+/// bias_correction2_sqrt + eps)) * neg_step_size.
+struct AdamStep {
+  double beta1, one_minus_beta1, beta2, one_minus_beta2, eps, bias_correction2_sqrt, neg_step_size;
+};
+
+// X(name): every entry of Kernels<T>, in declaration order.
+#define EMBER_KERNEL_ENTRIES(X)                                                                   \
+  X(unary) X(binary) X(compare) X(where) X(reduce) X(accumulate) X(arg_reduce) X(gemm) X(im2col)  \
+  X(col2im) X(conv_flat) X(conv_flat_weight_grad) X(centered_sums) X(affine2) X(channel_sums)     \
+  X(channel_affine) X(max_pool2x2) X(max_pool2d) X(index_accumulate) X(sgd_step) X(adam_step)
+
+/// The entries of a kernel table, by name (Note [Kernel table by name]).
+enum class Entry : uint8_t {
+#define EMBER_ENTRY_ENUM(name) name,
+  EMBER_KERNEL_ENTRIES(EMBER_ENTRY_ENUM)
+#undef EMBER_ENTRY_ENUM
+  Count
+};
+const char* entry_name(Entry e) noexcept;
+/// Entries that even a complete table may leave null; callers then take another route
+/// (conv_flat and its weight gradient: im2col + gemm).
+bool entry_optional(Entry e) noexcept;
+
 template <class T>
 struct Kernels {
   Isa isa;
@@ -123,12 +173,45 @@ struct Kernels {
   /// out[i] = a[i] * alpha + b[i] * beta + gamma (b may be null: no b term), evaluated in that
   /// order without fused multiply-adds, so every ISA gives the same bits.
   void (*affine2)(int64_t n, const T* a, T alpha, const T* b, T beta, T gamma, T* out);
+  /// Batch norm's per-channel sums over n samples of x [n, channels, inner] (contiguous), added
+  /// to acc[2 * ch] and acc[2 * ch + 1] sample by sample, channel by channel: without center,
+  /// acc[2 ch] += the reduce(Sum) of each plane; with it, centered_sums of each plane about
+  /// center[ch] (y, when given, laid out as x).
+  void (*channel_sums)(int64_t n, int64_t channels, int64_t inner, const T* x, const T* center,
+                       const T* y, double* acc);
+  /// Batch norm's per-channel affine map over `planes` contiguous planes of `inner` elements,
+  /// the first of which is plane number first_plane of an [N, channels, inner] tensor: plane p
+  /// has channel ch = (first_plane + p) % channels and gets affine2(inner, a_p, alpha[ch], b_p,
+  /// beta[ch], gamma[ch], out_p) (b and beta null: no b term).
+  void (*channel_affine)(int64_t planes, int64_t first_plane, int64_t channels, int64_t inner,
+                         const T* a, const T* alpha, const T* b, const T* beta, const T* gamma, T* out);
   /// 2x2 max pooling with stride 2 (no padding) of `planes` contiguous h x w planes: y[p][oh][ow]
   /// is the maximum of x[p][2oh .. 2oh+1][2ow .. 2ow+1] for oh < h / 2, ow < w / 2, and idx
   /// its index within the plane; among equal maxima the first in row-major order wins, and
   /// the first NaN beats everything (PyTorch's rule).
   void (*max_pool2x2)(int64_t planes, int64_t h, int64_t w, const T* x, T* y, int64_t* idx);
+  /// General max pooling of `planes` contiguous planes (s.h x s.w in, s.ho x s.wo out) with
+  /// the rule of max_pool2x2; windows are clipped to the plane (padding reads nothing) and
+  /// padding is at most half the kernel, so every window holds an element.
+  void (*max_pool2d)(const PoolShape& s, int64_t planes, const T* x, T* y, int64_t* idx);
+  /// dst[idx[i]] += src[i * ss] for i < n, in order (indices may repeat): the scatter-add
+  /// behind scatter_add, index_add and max pooling's gradient.
+  void (*index_accumulate)(int64_t n, const int64_t* idx, const T* src, int64_t ss, T* dst);
+  /// SgdStep over n contiguous elements of the parameter, its gradient and momentum buffer.
+  void (*sgd_step)(const SgdStep& k, int64_t n, T* p, const T* g, T* buf);
+  /// AdamStep over n contiguous elements of the parameter, its gradient and both moments.
+  void (*adam_step)(const AdamStep& k, int64_t n, T* p, const T* g, T* m, T* v);
+
+  /// Bit e is set when the ISA's own code provides entry e (set by complete_with).
+  uint64_t own = 0;
+  /// Whether this table's ISA implements entry e itself rather than borrowing the reference's.
+  bool supports(Entry e) const noexcept { return ((own >> static_cast<unsigned>(e)) & 1u) != 0; }
 };
+
+/// `table` with its null entries taken from `reference` (optional ones stay null when the
+/// reference has none) and `own` recording the entries it had (Note [Kernel table by name]).
+template <class T>
+Kernels<T> complete_with(Kernels<T> table, const Kernels<T>& reference) noexcept;
 
 Isa best_isa() noexcept;
 /// Whether this build and this CPU can run `isa`.

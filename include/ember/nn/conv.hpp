@@ -9,12 +9,7 @@
 
 namespace ember::nn {
 
-/// A size given as one number for both dims or as {height, width}.
-struct IntPair {
-  int64_t h, w;
-  IntPair(int64_t v) : h(v), w(v) {}  // NOLINT: `.stride = 2` reads as in PyTorch
-  IntPair(int64_t a, int64_t b) : h(a), w(b) {}
-};
+using ember::IntPair;
 
 /// Padding: a number, {height, width}, "valid" (none) or "same" (output size = input size at
 /// stride 1; an even kernel pads one more at the bottom and right, as PyTorch).

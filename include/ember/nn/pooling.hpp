@@ -1,36 +1,22 @@
 #pragma once
-// Pooling layers: MaxPool1d/2d, AvgPool2d, AdaptiveAvgPool2d (NCHW; NCL for 1-d).
+// Pooling layers: MaxPool1d/2d, AvgPool2d, AdaptiveAvgPool2d (NCHW; NCL for 1-d); the functions
+// they call are ember/ops/pooling.hpp's.
 #include <string>
 
 #include "ember/nn/conv.hpp"
 #include "ember/nn/module.hpp"
+#include "ember/ops/pooling.hpp"
 
 namespace ember::nn {
 
-struct MaxPool2dOptions {
-  IntPair stride = 0;  // 0: the kernel size, as PyTorch's default
-  IntPair padding = 0;
-  IntPair dilation = 1;
-  bool ceil_mode = false;
-};
-
-struct AvgPool2dOptions {
-  IntPair stride = 0;  // 0: the kernel size
-  IntPair padding = 0;
-  bool ceil_mode = false;
-  bool count_include_pad = true;
-};
+using ember::AvgPool2dOptions;
+using ember::MaxPool2dOptions;
 
 namespace functional {
-template <FloatingElement T>
-Tensor<T> max_pool2d(const Tensor<T>& x, IntPair kernel_size, const MaxPool2dOptions& options = {});
-template <FloatingElement T>
-Tensor<T> max_pool1d(const Tensor<T>& x, int64_t kernel_size, const MaxPool2dOptions& options = {});
-template <FloatingElement T>
-Tensor<T> avg_pool2d(const Tensor<T>& x, IntPair kernel_size, const AvgPool2dOptions& options = {});
-/// Averages over the bins PyTorch uses: bin i covers [floor(i H / out), ceil((i + 1) H / out)).
-template <FloatingElement T>
-Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, IntPair output_size);
+using ember::adaptive_avg_pool2d;
+using ember::avg_pool2d;
+using ember::max_pool1d;
+using ember::max_pool2d;
 }  // namespace functional
 
 template <FloatingElement T = float>

@@ -14,6 +14,13 @@
 
 namespace ember {
 
+/// A size given as one number for both dims or as {height, width}.
+struct IntPair {
+  int64_t h, w;
+  IntPair(int64_t v) : h(v), w(v) {}  // NOLINT: `.stride = 2` reads as in PyTorch
+  IntPair(int64_t a, int64_t b) : h(a), w(b) {}
+};
+
 /// Geometry of a 2-D convolution. Padding may differ per side (padding "same" with an even
 /// kernel pads more at the bottom and right, as PyTorch); a negative bottom or right padding
 /// crops (conv_transpose2d's output_padding).

@@ -1,19 +1,16 @@
-// Pooling. max_pool2d finds the window maxima and their indices here; its gradient is gather's,
-// scatter_add into zeros (a direct loop unless a graph is being built, so that it stays
-// differentiable); average pooling is a depthwise
-// convolution with a constant kernel divided by PyTorch's window counts.
-#include "ember/nn/pooling.hpp"
+// Pooling. max_pool2d finds the window maxima and their indices on the backend; its gradient is
+// gather's, scatter_add into zeros (the backend's index_accumulate, plane by plane, unless a graph
+// is being built, so that it stays differentiable); average pooling is a depthwise convolution
+// with a constant kernel divided by PyTorch's window counts.
+#include "ember/ops/pooling.hpp"
 
 #include <cmath>
 #include <limits>
 
-#include "../ops/common.hpp"
+#include "common.hpp"
 #include "ember/autograd/grad_mode.hpp"
-#include "ember/autograd/record.hpp"
-#include "ember/backend/parallel.hpp"
-#include "ember/ops/conv.hpp"
 
-namespace ember::nn::functional {
+namespace ember {
 
 using detail::cat_str;
 
@@ -40,12 +37,6 @@ void check_pool(const char* op, const Shape& x, IntPair k, IntPair s, IntPair p,
   }
 }
 
-// The first and one-past-last kernel offsets i with 0 <= start + i * d < size (i < k).
-int64_t first_inside(int64_t start, int64_t d) { return start < 0 ? (-start + d - 1) / d : 0; }
-int64_t end_inside(int64_t start, int64_t d, int64_t size, int64_t k) {
-  return std::min<int64_t>(k, size - start <= 0 ? 0 : (size - start + d - 1) / d);
-}
-
 }  // namespace
 
 template <FloatingElement T>
@@ -68,59 +59,16 @@ Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(ho * wo * k.h * k.w, 1));
   const bool two_by_two = k.h == 2 && k.w == 2 && s.h == 2 && s.w == 2 && o.padding.h == 0 &&
                           o.padding.w == 0 && o.dilation.h == 1 && o.dilation.w == 1 && ho == h / 2 && wo == w / 2;
-  if (two_by_two) {  // the common case, on the backend's kernel
-    const auto& kern = backend::kernels<T>();
-    detail::parallel_for(0, n * c, grain, [&](int64_t b, int64_t e) {
+  const auto& kern = backend::kernels<T>();
+  const backend::PoolShape shape{h, w, ho, wo, k.h, k.w, s.h, s.w, o.padding.h, o.padding.w, o.dilation.h,
+                                 o.dilation.w};
+  detail::parallel_for(0, n * c, grain, [&](int64_t b, int64_t e) {
+    if (two_by_two) {  // the common case, with a kernel of its own
       kern.max_pool2x2(e - b, h, w, px + b * h * w, pv + b * ho * wo, pi + b * ho * wo);
-    });
-  } else {
-    detail::parallel_for(0, n * c, grain, [&](int64_t b, int64_t e) {
-      for (int64_t plane = b; plane < e; ++plane) {
-        const T* src = px + plane * h * w;
-        int64_t* dst = pi + plane * ho * wo;
-        T* values = pv + plane * ho * wo;
-        for (int64_t oh = 0; oh < ho; ++oh) {
-          const int64_t ih0 = oh * s.h - o.padding.h;
-          const int64_t i_lo = first_inside(ih0, o.dilation.h), i_hi = end_inside(ih0, o.dilation.h, h, k.h);
-          for (int64_t ow = 0; ow < wo; ++ow) {
-            const int64_t iw0 = ow * s.w - o.padding.w;
-            const bool inside = iw0 >= 0 && iw0 + (k.w - 1) * o.dilation.w < w;
-            const int64_t j_lo = inside ? 0 : first_inside(iw0, o.dilation.w);
-            const int64_t j_hi = inside ? k.w : end_inside(iw0, o.dilation.w, w, k.w);
-            // The window always holds an element: padding is at most half the kernel. The scan is
-            // branch-free (random data makes the max unpredictable); a NaN, rare, is found after.
-            int64_t best = (ih0 + i_lo * o.dilation.h) * w + iw0 + j_lo * o.dilation.w;
-            T best_v = src[best];
-            bool nan = false;
-            for (int64_t i = i_lo; i < i_hi; ++i) {
-              const int64_t row = (ih0 + i * o.dilation.h) * w + iw0;
-              for (int64_t j = j_lo; j < j_hi; ++j) {
-                const int64_t at = row + j * o.dilation.w;
-                const T v = src[at];
-                const bool more = v > best_v;
-                best_v = more ? v : best_v;
-                best = more ? at : best;
-                nan = nan || v != v;
-              }
-            }
-            if (nan) {  // the first NaN wins, as PyTorch
-              for (int64_t i = i_lo; i < i_hi && !(best_v != best_v); ++i)
-                for (int64_t j = j_lo; j < j_hi; ++j) {
-                  const int64_t at = (ih0 + i * o.dilation.h) * w + iw0 + j * o.dilation.w;
-                  if (src[at] != src[at]) {
-                    best = at;
-                    best_v = src[at];
-                    break;
-                  }
-                }
-            }
-            dst[oh * wo + ow] = best;
-            values[oh * wo + ow] = src[best];
-          }
-        }
-      }
-    });
-  }
+    } else {
+      kern.max_pool2d(shape, e - b, px + b * h * w, pv + b * ho * wo, pi + b * ho * wo);
+    }
+  });
   if (autograd::needs_grad(x)) {
     // The gradient goes to each window's maximum: gather's gradient, scatter_add into zeros.
     // Without create_graph it is one pass over the indices instead of scatter_add's copy and
@@ -136,10 +84,11 @@ Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
       const T* pg = gc.data_ptr();
       const int64_t* pidx = idx.data_ptr();
       T* pgx = gx.data_ptr();
+      const auto& kern = backend::kernels<T>();
       detail::parallel_for(0, n * c, std::max<int64_t>(1, 4096 / std::max<int64_t>(howo, 1)),
                            [&](int64_t b, int64_t e) {
         for (int64_t plane = b; plane < e; ++plane)
-          for (int64_t k = 0; k < howo; ++k) pgx[plane * hw + pidx[plane * howo + k]] += pg[plane * howo + k];
+          kern.index_accumulate(howo, pidx + plane * howo, pg + plane * howo, 1, pgx + plane * hw);
       });
       return std::vector<Tensor<T>>{gx};
     });
@@ -228,4 +177,4 @@ EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)
 #undef EMBER_INSTANTIATE
 
-}  // namespace ember::nn::functional
+}  // namespace ember

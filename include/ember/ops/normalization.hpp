@@ -1,0 +1,34 @@
+#pragma once
+// Normalisation and embedding lookups as functions (ember::nn's BatchNorm, LayerNorm, GroupNorm,
+// RMSNorm and Embedding call them; nn::functional names them too). batch_norm and layer_norm are
+// fused nodes with their own backward (Note [Fused batch norm], Note [Fused layer norm] in
+// src/ops/normalization.cpp); the others are composites of differentiable primitives.
+#include <cstdint>
+
+#include "ember/core/tensor.hpp"
+
+namespace ember {
+
+/// x [N, C, ...]: normalises over every dim but C. In training, batch statistics are used and
+/// the running ones updated in place (with the unbiased variance, as PyTorch); otherwise the
+/// running statistics are used. momentum < 0 means a cumulative average.
+template <FloatingElement T>
+Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var,
+                     const Tensor<T>& weight, const Tensor<T>& bias, bool training,
+                     double momentum = 0.1, double eps = 1e-5);
+/// Normalises over the last dims given by normalized_shape.
+template <FloatingElement T>
+Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape, const Tensor<T>& weight = Tensor<T>(),
+                     const Tensor<T>& bias = Tensor<T>(), double eps = 1e-5);
+template <FloatingElement T>
+Tensor<T> group_norm(const Tensor<T>& x, int64_t num_groups, const Tensor<T>& weight = Tensor<T>(),
+                     const Tensor<T>& bias = Tensor<T>(), double eps = 1e-5);
+/// x / sqrt(mean(x^2 over the last dims) + eps) * weight.
+template <FloatingElement T>
+Tensor<T> rms_norm(const Tensor<T>& x, const Shape& normalized_shape, const Tensor<T>& weight = Tensor<T>(),
+                   double eps = 1e-6);
+/// Rows of weight picked by indices; rows at padding_idx get no gradient.
+template <FloatingElement T>
+Tensor<T> embedding(const Tensor<int64_t>& indices, const Tensor<T>& weight, int64_t padding_idx = -1);
+
+}  // namespace ember

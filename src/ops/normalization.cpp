@@ -1,0 +1,516 @@
+// Normalisation and embedding lookups. Batch norm and layer norm are fused nodes with named
+// backward functions (Note [Fused batch norm], Note [Fused layer norm]); group norm, RMS norm and
+// embedding are composites of differentiable primitives (their gradients, through the statistics
+// too, come from autograd).
+#include "ember/ops/normalization.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common.hpp"
+#include "ember/autograd/autograd.hpp"
+#include "ember/autograd/grad_mode.hpp"
+
+namespace ember {
+
+using detail::cat_str;
+
+
+namespace {
+// [1, C, 1, ...] for broadcasting per-channel vectors against x [N, C, ...].
+Shape channel_shape(const Shape& x) {
+  Shape s = Shape::filled(x.size(), 1);
+  s[1] = x[1];
+  return s;
+}
+}  // namespace
+
+// Note [Fused batch norm]
+// Batch norm is the costliest composite in convolutional networks: as primitives it makes about ten
+// passes over an [N, C, H, W] activation with per-channel broadcasting in each. The training and
+// eval forms therefore run as one node with channel-wise loops on the backend's centered_sums and
+// affine2 kernels: two passes for the statistics and one for y = x * scale[c] + shift[c]; the
+// backward makes two (the per-channel sums of dy and dy * xhat, then dx). When a backward builds a graph itself (create_graph), the gradients come
+// from the textbook formula in public ops instead, recomputing the statistics from x, so that
+// they stay differentiable. docs/benchmarks.md has the before/after measurements.
+namespace {
+
+struct BnDims {
+  int64_t n, c, inner;
+};
+
+// out = a * alpha[c] + b * beta[c] + gamma[c] per plane (b, beta null: no b term), on ember's
+// threads in memory order. Walking channel by channel instead jumps C * inner elements between
+// planes of a few KiB each, which starves the hardware prefetcher: these passes ran at a third
+// of the speed.
+template <class T>
+void channel_affine(const BnDims& d, const T* a, const std::vector<T>& alpha, const T* b, const std::vector<T>* beta,
+                    const std::vector<T>& gamma, T* out) {
+  const auto& k = backend::kernels<T>();
+  detail::parallel_for(0, d.n * d.c, std::max<int64_t>(1, 32768 / std::max<int64_t>(d.inner, 1)),
+                       [&](int64_t first, int64_t end) {
+    const int64_t off = first * d.inner;
+    k.channel_affine(end - first, first, d.c, d.inner, a + off, alpha.data(), b ? b + off : nullptr,
+                     beta ? beta->data() : nullptr, gamma.data(), out + off);
+  });
+}
+
+// Per-channel sums (the backend's channel_sums: plain sums without center, centred sums with it)
+// over x [N, C, inner]; returns {s1[c], s2[c]} for every channel. Samples are taken in blocks of a
+// fixed size, each block's sums added in order, so results do not depend on the thread count.
+template <class T>
+std::pair<std::vector<double>, std::vector<double>> channel_sums(const BnDims& d, const T* x, const T* center,
+                                                                 const T* y) {
+  const auto& k = backend::kernels<T>();
+  const int64_t block = std::max<int64_t>(1, 65536 / std::max<int64_t>(d.c * d.inner, 1));
+  const int64_t blocks = (d.n + block - 1) / block;
+  std::vector<double> part(static_cast<size_t>(blocks * d.c * 2), 0.0);
+  detail::parallel_for(0, blocks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t blk = b; blk < e; ++blk) {
+      const int64_t first = blk * block, off = first * d.c * d.inner;
+      k.channel_sums(std::min(d.n, first + block) - first, d.c, d.inner, x + off, center, y ? y + off : nullptr,
+                     part.data() + blk * d.c * 2);
+    }
+  });
+  std::pair<std::vector<double>, std::vector<double>> out{std::vector<double>(static_cast<size_t>(d.c), 0.0),
+                                                          std::vector<double>(static_cast<size_t>(d.c), 0.0)};
+  for (int64_t blk = 0; blk < blocks; ++blk)
+    for (int64_t ch = 0; ch < d.c; ++ch) {
+      out.first[static_cast<size_t>(ch)] += part[static_cast<size_t>((blk * d.c + ch) * 2)];
+      out.second[static_cast<size_t>(ch)] += part[static_cast<size_t>((blk * d.c + ch) * 2 + 1)];
+    }
+  return out;
+}
+
+BnDims bn_dims(const Shape& s) {
+  int64_t inner = 1;
+  for (int64_t d = 2; d < s.size(); ++d) inner *= s[d];
+  return {s[0], s[1], inner};
+}
+
+// Per-channel batch mean and 1 / sqrt(biased var + eps) of a contiguous x; also the biased
+// variance (for the running statistics).
+template <class T>
+void batch_statistics(const Tensor<T>& x, double eps, std::vector<T>& mean, std::vector<T>& invstd,
+                      std::vector<double>& var) {
+  const BnDims d = bn_dims(x.shape());
+  mean.assign(static_cast<size_t>(d.c), T(0));
+  invstd.assign(static_cast<size_t>(d.c), T(0));
+  var.assign(static_cast<size_t>(d.c), 0.0);
+  const T* px = x.data();
+  const double count = static_cast<double>(d.n * d.inner);
+  const auto sums = channel_sums<T>(d, px, nullptr, nullptr);
+  for (size_t ch = 0; ch < mean.size(); ++ch) mean[ch] = static_cast<T>(sums.first[ch] / count);
+  // Centred second pass: no cancellation for large means.
+  const auto centred = channel_sums<T>(d, px, mean.data(), nullptr);
+  for (size_t ch = 0; ch < mean.size(); ++ch) {
+    var[ch] = centred.second[ch] / count;
+    invstd[ch] = static_cast<T>(1.0 / std::sqrt(var[ch] + eps));
+  }
+}
+
+// y = x * scale[c] + shift[c] for a contiguous x.
+template <class T>
+Tensor<T> channel_affine(const Tensor<T>& x, const std::vector<T>& scale, const std::vector<T>& shift) {
+  Tensor<T> y = empty<T>(x.shape());
+  channel_affine<T>(bn_dims(x.shape()), x.data(), scale, nullptr, nullptr, shift, y.data());
+  return y;
+}
+
+// The textbook batch-norm gradients in public ops (differentiable), statistics recomputed from x.
+template <class T>
+std::vector<Tensor<T>> batch_norm_grads_composite(const Tensor<T>& g, const Tensor<T>& x, const Tensor<T>& weight,
+                                                  bool has_bias, bool training, const Tensor<T>& running_mean,
+                                                  const Tensor<T>& running_var, double eps,
+                                                  const std::vector<int64_t>& dims, const Shape& cs) {
+  std::vector<Tensor<T>> grads(3);
+  Tensor<T> xhat, invstd;
+  if (training) {
+    const Tensor<T> mean = ember::mean(x, dims, true);
+    invstd = rsqrt(ember::var(x, dims, true, 0) + eps);
+    xhat = (x - mean) * invstd;
+  } else {
+    invstd = rsqrt(running_var.reshape(cs) + eps);
+    xhat = (x - running_mean.reshape(cs)) * invstd;
+  }
+  const Tensor<T> gxhat = weight.defined() ? g * weight.reshape(cs) : g;
+  if (x.requires_grad()) {
+    grads[0] = training ? invstd * (gxhat - ember::mean(gxhat, dims, true) -
+                                    xhat * ember::mean(gxhat * xhat, dims, true))
+                        : gxhat * invstd;
+  }
+  if (weight.defined() && weight.requires_grad()) grads[1] = ember::sum(g * xhat, dims);
+  if (has_bias) grads[2] = ember::sum(g, dims);
+  return grads;
+}
+
+// What batch norm's backward needs: x and the weight, the statistics the forward used (batch or
+// running, the running ones copied as they were) and the forward's per-channel vectors.
+template <class T>
+struct BatchNormSaved {
+  autograd::SavedTensor<T> x, weight;
+  bool has_bias, use_batch;
+  Tensor<T> running_mean, running_var;
+  std::vector<T> mean, invstd, w;
+  double eps;
+  std::vector<int64_t> dims;
+  Shape cs;
+};
+
+// Gradients of batch_norm for x, weight and bias (Note [Fused batch norm]).
+template <class T>
+std::vector<Tensor<T>> batch_norm_backward(const Tensor<T>& g, const BatchNormSaved<T>& s) {
+  const Tensor<T>& x = s.x.get("batch_norm");
+  const Tensor<T>& weight = s.weight.get("batch_norm");
+  if (autograd::grad_mode_enabled()) {  // create_graph: see Note [Fused batch norm]
+    return batch_norm_grads_composite(g, x, weight, s.has_bias, s.use_batch, s.running_mean, s.running_var, s.eps,
+                                      s.dims, s.cs);
+  }
+  const Tensor<T> gc = g.contiguous(), xc = x.detach().contiguous();
+  const BnDims d = bn_dims(xc.shape());
+  const T *pg = gc.data(), *px = xc.data();
+  const auto [sum_dy, sum_dy_xc] = channel_sums<T>(d, px, s.mean.data(), pg);
+  std::vector<Tensor<T>> grads(3);
+  if (x.requires_grad()) {
+    // dx = k_dy * dy + k_x * (x - mean) + k_0 per channel (training), dx = k_dy * dy (eval).
+    const double m = static_cast<double>(d.n * d.inner);
+    std::vector<T> k_dy(static_cast<size_t>(d.c)), k_x(k_dy.size()), k_shift(k_dy.size());
+    for (size_t c = 0; c < k_dy.size(); ++c) {
+      const double is = s.invstd[c], wc = s.w[c];
+      k_dy[c] = static_cast<T>(wc * is);
+      k_x[c] = s.use_batch ? static_cast<T>(-wc * is * is * is * sum_dy_xc[c] / m) : T(0);
+      const T k_0 = s.use_batch ? static_cast<T>(-wc * is * sum_dy[c] / m) : T(0);
+      k_shift[c] = k_0 - k_x[c] * s.mean[c];
+    }
+    Tensor<T> gx = empty<T>(xc.shape());
+    channel_affine<T>(d, pg, k_dy, px, &k_x, k_shift, gx.data());
+    grads[0] = gx;
+  }
+  if (weight.defined() && weight.requires_grad()) {
+    std::vector<T> gw(static_cast<size_t>(d.c));
+    for (size_t c = 0; c < gw.size(); ++c) gw[c] = static_cast<T>(sum_dy_xc[c] * s.invstd[c]);
+    grads[1] = tensor<T>(gw, {d.c});
+  }
+  if (s.has_bias) {
+    std::vector<T> gb(static_cast<size_t>(d.c));
+    for (size_t c = 0; c < gb.size(); ++c) gb[c] = static_cast<T>(sum_dy[c]);
+    grads[2] = tensor<T>(gb, {d.c});
+  }
+  return grads;
+}
+
+}  // namespace
+
+template <FloatingElement T>
+Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var, const Tensor<T>& weight,
+                     const Tensor<T>& bias, bool training, double momentum, double eps) {
+  if (!x.defined() || x.dim() < 2) throw ShapeError("batch_norm: input must be [N, C, ...]");
+  const int64_t c = x.shape()[1];
+  for (const Tensor<T>* t : std::initializer_list<const Tensor<T>*>{&running_mean, &running_var, &weight, &bias}) {
+    if (t->defined() && (t->dim() != 1 || t->shape()[0] != c)) {
+      throw ShapeError(cat_str("batch_norm: per-channel tensor of shape ", t->shape(), " for ", c,
+                               " channels (input ", x.shape(), ")"));
+    }
+  }
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  const Shape cs = channel_shape(x.shape());
+  const bool use_batch = training || !running_mean.defined() || !running_var.defined();
+  const int64_t count = x.numel() / std::max<int64_t>(c, 1);
+  if (use_batch && training && count <= 1) {
+    throw ValueError(cat_str("batch_norm: expected more than 1 value per channel when training, got input ",
+                             x.shape()));
+  }
+  const Tensor<T> xc = x.detach().contiguous();
+  std::vector<T> mean, invstd;
+  if (use_batch) {
+    std::vector<double> var;
+    batch_statistics(xc, eps, mean, invstd, var);
+    if (training && running_mean.defined() && running_var.defined()) {
+      NoGradGuard no_grad;
+      const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
+      std::vector<T> batch_var(var.size());
+      for (size_t k = 0; k < var.size(); ++k) batch_var[k] = static_cast<T>(var[k] * unbias);
+      running_mean.mul_(1.0 - momentum).add_(tensor<T>(mean, {c}), momentum);
+      running_var.mul_(1.0 - momentum).add_(tensor<T>(batch_var, {c}), momentum);
+    }
+  } else {
+    mean = running_mean.detach().contiguous().to_vector();
+    invstd = running_var.detach().contiguous().to_vector();
+    for (T& v : invstd) v = static_cast<T>(1.0 / std::sqrt(static_cast<double>(v) + eps));
+  }
+  // y = (x - mean) * invstd * w + b = x * scale + shift
+  const std::vector<T> w = weight.defined() ? weight.detach().contiguous().to_vector() : std::vector<T>(size_t(c), T(1));
+  const std::vector<T> b = bias.defined() ? bias.detach().contiguous().to_vector() : std::vector<T>(size_t(c), T(0));
+  std::vector<T> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
+  for (size_t k = 0; k < scale.size(); ++k) {
+    scale[k] = invstd[k] * w[k];
+    shift[k] = b[k] - mean[k] * scale[k];
+  }
+  Tensor<T> y = channel_affine(xc, scale, shift);
+  if (autograd::needs_grad(x, weight, bias)) {
+    // Eval mode saves the running statistics as they are now: later updates must not change it.
+    Tensor<T> saved_mean = use_batch ? Tensor<T>() : running_mean.detach().clone();
+    Tensor<T> saved_var = use_batch ? Tensor<T>() : running_var.detach().clone();
+    autograd::record(y, "batch_norm", {&x, &weight, &bias},
+                     [saved = BatchNormSaved<T>{autograd::SavedTensor<T>(x), autograd::SavedTensor<T>(weight),
+                                                bias.defined(), use_batch, saved_mean, saved_var, std::move(mean),
+                                                std::move(invstd), w, eps, dims, cs}](const Tensor<T>& g) {
+                       return batch_norm_backward(g, saved);
+                     });
+  }
+  return y;
+}
+
+// Note [Fused layer norm]
+// As batch norm (Note [Fused batch norm]), layer norm runs as one node: per row of the normalized
+// shape, the statistics in two passes (sum, then centred sums), then xhat and the affine map; the
+// backward recomputes xhat from x and the saved statistics and makes, per row, one pass for
+// sum(dy * w) and sum(dy * w * (x - mean)) and one for dx. The weight and bias gradients are
+// column sums over rows, added in fixed blocks of rows and then block by block, so they do not
+// depend on the thread count. A backward that builds a graph (create_graph) differentiates the
+// composite form instead: it recomputes y from public ops and asks autograd::grad for its
+// gradients with create_graph, so they stay differentiable. The rows are short (a transformer's
+// d_model), so every pass works on data in L1.
+namespace {
+
+template <FloatingElement T>
+Tensor<T> layer_norm_composite(const Tensor<T>& x, int64_t k, const Tensor<T>& weight, const Tensor<T>& bias,
+                               double eps) {
+  std::vector<int64_t> dims;
+  for (int64_t i = 0; i < k; ++i) dims.push_back(x.dim() - k + i);
+  Tensor<T> y = (x - ember::mean(x, dims, true)) * rsqrt(ember::var(x, dims, true, 0) + eps);
+  if (weight.defined()) y = y * weight;
+  if (bias.defined()) y = y + bias;
+  return y;
+}
+
+template <FloatingElement T>
+std::vector<Tensor<T>> layer_norm_grads_composite(const Tensor<T>& g, const Tensor<T>& x, int64_t k,
+                                                  const Tensor<T>& weight, const Tensor<T>& bias, double eps) {
+  std::vector<Tensor<T>> inputs;
+  std::vector<size_t> slot;
+  const Tensor<T>* all[3] = {&x, &weight, &bias};
+  for (size_t i = 0; i < 3; ++i) {
+    if (all[i]->defined() && all[i]->requires_grad()) {
+      inputs.push_back(*all[i]);
+      slot.push_back(i);
+    }
+  }
+  std::vector<Tensor<T>> grads(3);
+  if (inputs.empty()) return grads;
+  const Tensor<T> y = layer_norm_composite(x, k, weight, bias, eps);
+  std::vector<Tensor<T>> got = autograd::grad({y}, inputs, {g}, /*create_graph=*/true, /*retain_graph=*/true,
+                                              /*allow_unused=*/true);
+  for (size_t i = 0; i < slot.size(); ++i) grads[slot[i]] = got[i];
+  return grads;
+}
+
+// Rows per block of the weight and bias gradient sums (Note [Fused layer norm]).
+constexpr int64_t kLayerNormBlock = 64;
+
+// What layer norm's backward needs: x, weight and bias, the normalized dims, and the forward's
+// per-row statistics.
+template <class T>
+struct LayerNormSaved {
+  autograd::SavedTensor<T> x, weight, bias;
+  int64_t nd, D, R;
+  double eps;
+  std::vector<T> mean, rstd;
+};
+
+// Gradients of layer_norm for x, weight and bias (Note [Fused layer norm]).
+template <class T>
+std::vector<Tensor<T>> layer_norm_backward(const Tensor<T>& g, const LayerNormSaved<T>& s) {
+  const int64_t nd = s.nd, D = s.D, R = s.R;
+  const double eps = s.eps;
+  const std::vector<T>& mean = s.mean;
+  const std::vector<T>& rstd = s.rstd;
+  const Tensor<T>& x = s.x.get("layer_norm");
+  const Tensor<T>& weight = s.weight.get("layer_norm");
+  const Tensor<T>& bias = s.bias.get("layer_norm");
+  if (autograd::grad_mode_enabled())  // create_graph: see Note [Fused layer norm]
+    return layer_norm_grads_composite(g, x, nd, weight, bias, eps);
+  const bool need_x = x.requires_grad();
+  const bool need_w = weight.defined() && weight.requires_grad();
+  const bool need_b = bias.defined() && bias.requires_grad();
+  if (R == 0 || D == 0) {  // nothing to normalize: zero gradients
+    return std::vector<Tensor<T>>{need_x ? zeros<T>(x.shape()) : Tensor<T>(),
+                                  need_w ? zeros<T>(weight.shape()) : Tensor<T>(),
+                                  need_b ? zeros<T>(bias.shape()) : Tensor<T>()};
+  }
+  const Tensor<T> gc = g.contiguous(), xc = x.detach().contiguous();
+  const Tensor<T> wc = weight.defined() ? weight.detach().contiguous() : Tensor<T>();
+  const T* pg = gc.data();
+  const T* px = xc.data();
+  const T* pw = wc.defined() ? wc.data() : nullptr;
+  Tensor<T> gx = need_x ? empty<T>(x.shape()) : Tensor<T>();
+  T* pgx = need_x ? gx.data() : nullptr;
+  const int64_t blocks = (R + kLayerNormBlock - 1) / kLayerNormBlock;
+  std::vector<T> dw(static_cast<size_t>(need_w ? blocks * D : 0), T(0));
+  std::vector<T> db(static_cast<size_t>(need_b ? blocks * D : 0), T(0));
+  const auto& k = backend::kernels<T>();
+  const double inv_d = 1.0 / static_cast<double>(D);
+  detail::parallel_for(0, blocks, std::max<int64_t>(1, 4096 / std::max<int64_t>(kLayerNormBlock * D, 1)),
+                       [&](int64_t bb, int64_t be) {
+    std::vector<T> gw_row(static_cast<size_t>(D)), xhat_row(static_cast<size_t>(D));
+    for (int64_t blk = bb; blk < be; ++blk) {
+      for (int64_t r = blk * kLayerNormBlock; r < std::min(R, (blk + 1) * kLayerNormBlock); ++r) {
+        const T* xr = px + r * D;
+        const T* gr = pg + r * D;
+        const T m = mean[static_cast<size_t>(r)], rs = rstd[static_cast<size_t>(r)];
+        if (need_x) {
+          // dx = rs * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = dy * w
+          const T* gw = gr;
+          if (pw) {
+            k.binary(backend::Binary::Mul, D, gr, 1, pw, 1, gw_row.data());
+            gw = gw_row.data();
+          }
+          double s1 = 0, s2 = 0;  // sum gw, sum gw * (x - mean)
+          k.centered_sums(D, xr, m, gw, &s1, &s2);
+          const double r3 = double(rs) * double(rs) * double(rs);
+          k.affine2(D, gw, rs, xr, static_cast<T>(-r3 * s2 * inv_d),
+                    static_cast<T>(-double(rs) * s1 * inv_d + r3 * s2 * inv_d * double(m)), pgx + r * D);
+        }
+        if (need_w) {
+          k.affine2(D, xr, rs, nullptr, T(0), -m * rs, xhat_row.data());
+          k.binary(backend::Binary::Mul, D, xhat_row.data(), 1, gr, 1, xhat_row.data());
+          k.accumulate(backend::Reduce::Sum, D, xhat_row.data(), 1, dw.data() + blk * D);
+        }
+        if (need_b) k.accumulate(backend::Reduce::Sum, D, gr, 1, db.data() + blk * D);
+      }
+    }
+  });
+  std::vector<Tensor<T>> grads(3);
+  grads[0] = gx;
+  auto column_sums = [&](std::vector<T>& partial, const Tensor<T>& like) {
+    for (int64_t blk = 1; blk < blocks; ++blk) k.accumulate(backend::Reduce::Sum, D, partial.data() + blk * D, 1, partial.data());
+    partial.resize(static_cast<size_t>(D));
+    return tensor<T>(partial, like.shape());
+  };
+  if (need_w) grads[1] = column_sums(dw, weight);
+  if (need_b) grads[2] = column_sums(db, bias);
+  return grads;
+}
+
+}  // namespace
+
+template <FloatingElement T>
+Tensor<T> layer_norm(const Tensor<T>& x, const Shape& ns, const Tensor<T>& weight, const Tensor<T>& bias,
+                     double eps) {
+  if (!x.defined()) throw ValueError("layer_norm: the input is undefined");
+  const int64_t nd = ns.size();
+  bool fits = nd >= 1 && x.dim() >= nd;
+  for (int64_t i = 0; fits && i < nd; ++i) fits = x.shape()[x.dim() - nd + i] == ns[i];
+  if (!fits) {
+    throw ShapeError(cat_str("layer_norm: input ", x.shape(), " does not end with the normalized shape ", ns));
+  }
+  for (const Tensor<T>* p : {&weight, &bias}) {
+    if (p->defined() && p->shape() != ns) {
+      throw ShapeError(cat_str("layer_norm: ", p == &weight ? "weight " : "bias ", p->shape(),
+                               " must have the normalized shape ", ns));
+    }
+  }
+  const Tensor<T> xc = x.detach().contiguous();
+  const int64_t D = ns.numel(), R = D == 0 ? 0 : xc.numel() / D;
+  const Tensor<T> wc = weight.defined() ? weight.detach().contiguous() : Tensor<T>();
+  const Tensor<T> bc = bias.defined() ? bias.detach().contiguous() : Tensor<T>();
+  std::vector<T> mean(static_cast<size_t>(R)), rstd(static_cast<size_t>(R));
+  Tensor<T> y = empty<T>(x.shape());
+  if (R > 0 && D > 0) {
+    const T* px = xc.data();
+    const T* pw = wc.defined() ? wc.data() : nullptr;
+    const T* pb = bc.defined() ? bc.data() : nullptr;
+    T* py = y.data();
+    const auto& k = backend::kernels<T>();
+    detail::parallel_for(0, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const T* xr = px + r * D;
+        T* yr = py + r * D;
+        const T m = static_cast<T>(k.reduce(backend::Reduce::Sum, D, xr, 1) / static_cast<double>(D));
+        double centred = 0, sq = 0;  // second pass about the mean: no cancellation
+        k.centered_sums(D, xr, m, nullptr, &centred, &sq);
+        const double var = std::max(0.0, sq / double(D) - (centred / double(D)) * (centred / double(D)));
+        const T rs = static_cast<T>(1.0 / std::sqrt(var + eps));
+        mean[static_cast<size_t>(r)] = m;
+        rstd[static_cast<size_t>(r)] = rs;
+        k.affine2(D, xr, rs, nullptr, T(0), -m * rs, yr);
+        if (pw) k.binary(backend::Binary::Mul, D, yr, 1, pw, 1, yr);
+        if (pb) k.binary(backend::Binary::Add, D, yr, 1, pb, 1, yr);
+      }
+    });
+  }
+  if (autograd::needs_grad(x, weight, bias)) {
+    autograd::record(y, "layer_norm", {&x, &weight, &bias},
+                     [saved = LayerNormSaved<T>{autograd::SavedTensor<T>(x), autograd::SavedTensor<T>(weight),
+                                                autograd::SavedTensor<T>(bias), nd, D, R, eps, std::move(mean),
+                                                std::move(rstd)}](const Tensor<T>& g) {
+                       return layer_norm_backward(g, saved);
+                     });
+  }
+  return y;
+}
+
+template <FloatingElement T>
+Tensor<T> group_norm(const Tensor<T>& x, int64_t groups, const Tensor<T>& weight, const Tensor<T>& bias,
+                     double eps) {
+  if (!x.defined() || x.dim() < 2) throw ShapeError("group_norm: input must be [N, C, ...]");
+  const int64_t n = x.shape()[0], c = x.shape()[1];
+  if (groups <= 0 || c % groups != 0) {
+    throw ValueError(cat_str("group_norm: ", c, " channels are not divisible into ", groups, " groups"));
+  }
+  Tensor<T> xr = x.reshape({n, groups, -1});
+  Tensor<T> y = ((xr - xr.mean(2, true)) * rsqrt(ember::var(xr, {2}, true, 0) + eps)).reshape(x.shape());
+  const Shape cs = channel_shape(x.shape());
+  if (weight.defined()) y = y * weight.reshape(cs);
+  if (bias.defined()) y = y + bias.reshape(cs);
+  return y;
+}
+
+template <FloatingElement T>
+Tensor<T> rms_norm(const Tensor<T>& x, const Shape& ns, const Tensor<T>& weight, double eps) {
+  if (!x.defined()) throw ValueError("rms_norm: the input is undefined");
+  const int64_t k = ns.size();
+  bool fits = k >= 1 && x.dim() >= k;
+  for (int64_t i = 0; fits && i < k; ++i) fits = x.shape()[x.dim() - k + i] == ns[i];
+  if (!fits) throw ShapeError(cat_str("rms_norm: input ", x.shape(), " does not end with ", ns));
+  std::vector<int64_t> dims;
+  for (int64_t i = 0; i < k; ++i) dims.push_back(x.dim() - k + i);
+  Tensor<T> y = x * rsqrt(ember::mean(x * x, dims, true) + eps);
+  return weight.defined() ? y * weight : y;
+}
+
+template <FloatingElement T>
+Tensor<T> embedding(const Tensor<int64_t>& indices, const Tensor<T>& weight, int64_t padding_idx) {
+  if (!indices.defined() || !weight.defined() || weight.dim() != 2) {
+    throw ShapeError("embedding: expected indices and a 2-D weight [num_embeddings, dim]");
+  }
+  Shape out_shape = indices.shape();
+  out_shape.push_back(weight.shape()[1]);
+  Tensor<int64_t> flat = indices.reshape({-1});
+  Tensor<T> rows = weight.index_select(0, flat);
+  if (padding_idx >= 0) {
+    // Rows at padding_idx keep their value but get no gradient.
+    Tensor<uint8_t> pad = tensor<uint8_t>([&] {
+      std::vector<uint8_t> m;
+      for (int64_t v : flat.to_vector()) m.push_back(v == padding_idx);
+      return m;
+    }(), {flat.numel(), 1});
+    rows = where(pad, weight.detach().index_select(0, flat), rows);
+  }
+  return rows.reshape(out_shape);
+}
+
+#define EMBER_INSTANTIATE(T)                                                                         \
+  template Tensor<T> batch_norm(const Tensor<T>&, Tensor<T>, Tensor<T>, const Tensor<T>&, const Tensor<T>&, \
+                                bool, double, double);                                               \
+  template Tensor<T> layer_norm(const Tensor<T>&, const Shape&, const Tensor<T>&, const Tensor<T>&, double); \
+  template Tensor<T> group_norm(const Tensor<T>&, int64_t, const Tensor<T>&, const Tensor<T>&, double); \
+  template Tensor<T> rms_norm(const Tensor<T>&, const Shape&, const Tensor<T>&, double);             \
+  template Tensor<T> embedding(const Tensor<int64_t>&, const Tensor<T>&, int64_t);
+EMBER_INSTANTIATE(float)
+EMBER_INSTANTIATE(double)
+#undef EMBER_INSTANTIATE
+
+}  // namespace ember
