@@ -9,6 +9,7 @@ namespace ember {
 using detail::require;
 
 using backend::Reduce;
+using backend::Unary;
 using detail::cat_str;
 using detail::new_tensor;
 using detail::reduced_shape;
@@ -108,13 +109,8 @@ Tensor<T> reduce_raw(const Tensor<T>& x, Reduce op, const std::vector<int64_t>& 
                         const std::array<int64_t, 2>& in) {
         if (in[0] == 1) {
           k.accumulate(op, n, base + off[1], in[1], po + off[0]);
-        } else {
-          for (int64_t t = 0; t < n; ++t) {
-            T& a = po[off[0] + t * in[0]];
-            a = backend_merge(op, a, op == Reduce::SumSquares ? base[off[1] + t * in[1]] *
-                                                                    base[off[1] + t * in[1]]
-                                                              : base[off[1] + t * in[1]]);
-          }
+        } else {  // a strided output run (rare): one element at a time
+          for (int64_t t = 0; t < n; ++t) k.accumulate(op, 1, base + off[1] + t * in[1], 1, po + off[0] + t * in[0]);
         }
       });
     }
@@ -177,10 +173,10 @@ Tensor<T> mean(const Tensor<T>& x, const std::vector<int64_t>& dims_in, bool kee
   const int64_t n = reduced_count(x.shape(), dims);
   Tensor<T> out = reduce_raw(x, Reduce::Sum, dims, keepdim);
   {
-    // 0 / 0 = NaN for an empty reduction, as PyTorch.
-    T* p = out.data_ptr();
+    // 0 / 0 = NaN for an empty reduction (0 * NaN), as PyTorch.
     const T scale = n == 0 ? std::numeric_limits<T>::quiet_NaN() : T(1) / static_cast<T>(n);
-    for (int64_t i = 0; i < out.numel(); ++i) p[i] = n == 0 ? scale : p[i] * scale;
+    backend::kernels<T>().unary(Unary::MulScalar, {static_cast<double>(scale), 0.0}, out.numel(), out.data_ptr(), 1,
+                                out.data_ptr());
   }
   if (needs_grad(x)) {
     record(out, "mean", {&x}, [in_shape = x.shape(), dims, keepdim, n](const Tensor<T>& g) {
