@@ -16,12 +16,26 @@ inline void require_defined(const TensorBase& t, const char* op) {
   if (!t.defined()) throw ValueError(std::string(op) + ": the tensor is undefined");
 }
 
+/// Throws ValueError naming `op` when `t` is to be written in place but several of its elements
+/// share memory (a dim of size > 1 with stride 0, as expand makes): the result would depend on
+/// the order of the writes. PyTorch refuses these too.
+inline void require_no_internal_overlap(const TensorBase& t, const char* op) {
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.shape()[d] > 1 && t.strides()[d] == 0) {
+      throw ValueError(std::string(op) + ": more than one element of the written-to tensor (shape " +
+                       t.shape().str() + ", strides " + t.strides().str() +
+                       ") refers to a single memory location; clone() it first");
+    }
+  }
+}
+
 /// A fresh contiguous tensor of `shape` (uninitialised).
 template <Element T>
 Tensor<T> new_tensor(const Shape& shape, const char* op = "empty") {
   auto impl = std::make_shared<TensorImpl>();
-  impl->numel = checked_numel(shape, op);
-  impl->storage = Storage::allocate(static_cast<size_t>(impl->numel) * sizeof(T));
+  const int64_t nbytes = checked_nbytes(shape, sizeof(T), op);
+  impl->numel = nbytes / static_cast<int64_t>(sizeof(T));
+  impl->storage = Storage::allocate(static_cast<size_t>(nbytes));
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype_of<T>;

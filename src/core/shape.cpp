@@ -1,5 +1,6 @@
 #include "ember/core/shape.hpp"
 
+#include <algorithm>
 #include <ostream>
 
 #include "ember/core/dtype.hpp"
@@ -26,23 +27,35 @@ std::string Shape::str() const {
 std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
 
 int64_t checked_numel(const Shape& shape, const char* op) {
-  int64_t n = 1;
-  bool overflow = false;
+  int64_t n = 1, span = 1;  // span: the product with zeros counted as ones (the outer stride)
+  bool overflow = false, zero = false;
   for (int64_t i = 0; i < shape.size(); ++i) {
     if (shape[i] < 0) {
       throw ShapeError(std::string(op) + ": shape " + shape.str() + " has a negative size " +
                        std::to_string(shape[i]) + " at dim " + std::to_string(i));
     }
-    if (__builtin_mul_overflow(n, shape[i], &n)) overflow = true;
+    zero = zero || shape[i] == 0;
+    if (__builtin_mul_overflow(span, std::max<int64_t>(shape[i], 1), &span)) overflow = true;
   }
-  // A zero anywhere makes the product 0 even if a partial product overflowed.
-  for (int64_t d : shape)
-    if (d == 0) return 0;
-  if (overflow || n > (int64_t(1) << 62)) {
+  // Even an empty tensor gets row-major strides, which are products of the other dims: they must
+  // fit in int64 too (a shape [0, 2^62, 2^62] has no elements but no valid strides either).
+  if (overflow || span > kMaxElements) {
     throw ShapeError(std::string(op) + ": shape " + shape.str() +
-                     " has more elements than int64 can count");
+                     (zero ? " has strides larger than int64 can count" : " has more elements than int64 can count") +
+                     " (at most 2^62)");
   }
+  n = zero ? 0 : span;
   return n;
+}
+
+int64_t checked_nbytes(const Shape& shape, size_t element_size, const char* op) {
+  const int64_t n = checked_numel(shape, op);
+  int64_t bytes = 0;
+  if (__builtin_mul_overflow(n, static_cast<int64_t>(element_size), &bytes) || bytes > kMaxBytes) {
+    throw ShapeError(std::string(op) + ": shape " + shape.str() + " needs " + std::to_string(n) + " elements of " +
+                     std::to_string(element_size) + " bytes, more than the 2^60 bytes a tensor may hold");
+  }
+  return bytes;
 }
 
 Shape contiguous_strides(const Shape& shape) {

@@ -1,6 +1,11 @@
 #include "ember/data/dataloader.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <system_error>
 
 #include "../ops/common.hpp"
 
@@ -89,13 +94,94 @@ Example<float, int64_t> ImageDataset::get(int64_t i, Generator& gen) const {
   return {x, images_.labels.select(0, i)};
 }
 
+// The state one epoch's workers share with the loader. A fresh one per epoch: a worker left
+// behind by a timeout can only ever write into its own, abandoned epoch.
+template <Element X, Element Y>
+struct DataLoader<X, Y>::Epoch {
+  struct Slot {
+    std::optional<Example<X, Y>> batch;
+    std::exception_ptr error;
+  };
+  std::shared_ptr<const Dataset<X, Y>> dataset;
+  DataLoaderOptions options;
+  int64_t epoch = 0;
+  std::vector<int64_t> order;
+  int64_t num_batches = 0;
+  int64_t consumed = 0;  // touched by the consumer only
+
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::map<int64_t, Slot> ready;
+  int64_t next_to_make = 0;
+  int64_t taken = 0;  // batches the consumer has taken, for the prefetch window
+  int live_workers = 0;
+  bool stop = false;
+
+  Example<X, Y> make_batch(int64_t k) const {
+    const int64_t n = static_cast<int64_t>(order.size()), b = options.batch_size;
+    const int64_t begin = k * b;  // k < num_batches, so begin < n: no overflow
+    const int64_t end = begin + std::min(b, n - begin);
+    std::vector<Tensor<X>> xs;
+    std::vector<Tensor<Y>> ys;
+    for (int64_t j = begin; j < end; ++j) {
+      const int64_t idx = order[static_cast<size_t>(j)];
+      Generator gen(mix(options.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(idx) + 1));
+      try {
+        Example<X, Y> ex = dataset->get(idx, gen);
+        xs.push_back(ex.data);
+        ys.push_back(ex.target);
+      } catch (Error& e) {
+        e.prepend_module("dataset sample " + std::to_string(idx));
+        throw;
+      } catch (const std::exception& e) {
+        throw ValueError("dataset sample " + std::to_string(idx) + ": " + e.what());
+      }
+    }
+    return {stack(xs, 0), stack(ys, 0)};
+  }
+
+  static void work(std::shared_ptr<Epoch> self) {
+    Epoch& e = *self;
+    const int64_t ahead = static_cast<int64_t>(e.options.prefetch) * std::max(1, e.options.num_workers);
+    for (;;) {
+      int64_t k;
+      {
+        std::unique_lock<std::mutex> lock(e.mutex);
+        e.cv.wait(lock, [&] { return e.stop || (e.next_to_make < e.num_batches && e.next_to_make < e.taken + ahead); });
+        if (e.stop || e.next_to_make >= e.num_batches) break;
+        k = e.next_to_make++;
+      }
+      Slot slot;
+      try {
+        slot.batch = e.make_batch(k);
+      } catch (...) {
+        slot.error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> lock(e.mutex);
+        e.ready[k] = std::move(slot);
+      }
+      e.cv.notify_all();
+    }
+    {
+      std::lock_guard<std::mutex> lock(e.mutex);
+      --e.live_workers;
+    }
+    e.cv.notify_all();
+  }
+};
+
 template <Element X, Element Y>
 DataLoader<X, Y>::DataLoader(std::shared_ptr<const Dataset<X, Y>> dataset, DataLoaderOptions options)
     : dataset_(std::move(dataset)), options_(options) {
   if (!dataset_) throw ValueError("DataLoader: the dataset is null");
   if (options.batch_size <= 0) throw ValueError(cat_str("DataLoader: batch_size must be positive, got ", options.batch_size));
-  if (options.num_workers < 0 || options.prefetch < 1) {
-    throw ValueError("DataLoader: num_workers must be >= 0 and prefetch >= 1");
+  if (options.num_workers < 0 || options.num_workers > kMaxWorkers || options.prefetch < 1) {
+    throw ValueError(cat_str("DataLoader: num_workers must be in [0, ", kMaxWorkers, "] and prefetch >= 1, got ",
+                             options.num_workers, " and ", options.prefetch));
+  }
+  if (!(options.timeout >= 0) || options.timeout > 1e9) {
+    throw ValueError(cat_str("DataLoader: timeout must be in [0, 1e9] seconds, got ", options.timeout));
   }
 }
 
@@ -107,106 +193,93 @@ DataLoader<X, Y>::~DataLoader() {
 template <Element X, Element Y>
 int64_t DataLoader<X, Y>::batches_per_epoch() const {
   const int64_t n = dataset_->size(), b = options_.batch_size;
-  return options_.drop_last ? n / b : (n + b - 1) / b;
+  return n / b + (!options_.drop_last && n % b != 0 ? 1 : 0);  // (n + b - 1) / b overflows for huge b
 }
 
 template <Element X, Element Y>
 void DataLoader<X, Y>::stop_workers() {
+  if (!epoch_) return;
+  Epoch& e = *epoch_;
+  bool all_done = true;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    std::unique_lock<std::mutex> lock(e.mutex);
+    e.stop = true;
+    e.cv.notify_all();
+    if (options_.timeout > 0) {
+      all_done = e.cv.wait_for(lock, std::chrono::duration<double>(options_.timeout), [&] { return e.live_workers == 0; });
+    }
   }
-  cv_.notify_all();
-  for (auto& t : workers_) t.join();
+  for (auto& t : workers_) {
+    if (all_done) {
+      t.join();
+    } else {
+      t.detach();  // stuck in a sample: it finishes on its own, holding only the epoch's state
+    }
+  }
   workers_.clear();
 }
 
 template <Element X, Element Y>
 void DataLoader<X, Y>::start_epoch(int64_t epoch) {
   stop_workers();
-  epoch_ = epoch;
+  auto e = std::make_shared<Epoch>();
+  e->dataset = dataset_;
+  e->options = options_;
+  e->epoch = epoch;
   const int64_t n = dataset_->size();
-  order_.resize(static_cast<size_t>(n));
+  if (n < 0) throw ValueError(cat_str("DataLoader: the dataset's size is negative (", n, ")"));
   if (options_.shuffle) {
     Generator gen(mix(options_.seed, static_cast<uint64_t>(epoch)));
-    order_ = randperm(n, &gen).to_vector();
+    e->order = randperm(n, &gen).to_vector();
   } else {
-    for (int64_t i = 0; i < n; ++i) order_[static_cast<size_t>(i)] = i;
+    e->order.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) e->order[static_cast<size_t>(i)] = i;
   }
-  num_batches_ = batches_per_epoch();
-  consumed_ = 0;
-  started_ = true;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    ready_.clear();
-    next_to_make_ = 0;
-    stop_ = false;
-  }
-  for (int w = 0; w < options_.num_workers; ++w) workers_.emplace_back([this] { worker_loop(); });
-}
-
-template <Element X, Element Y>
-Example<X, Y> DataLoader<X, Y>::make_batch(int64_t k) const {
-  const int64_t begin = k * options_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order_.size()));
-  std::vector<Tensor<X>> xs;
-  std::vector<Tensor<Y>> ys;
-  for (int64_t j = begin; j < end; ++j) {
-    const int64_t idx = order_[static_cast<size_t>(j)];
-    Generator gen(mix(options_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(idx) + 1));
-    try {
-      Example<X, Y> ex = dataset_->get(idx, gen);
-      xs.push_back(ex.data);
-      ys.push_back(ex.target);
-    } catch (Error& e) {
-      e.prepend_module("dataset sample " + std::to_string(idx));
-      throw;
-    } catch (const std::exception& e) {
-      throw ValueError("dataset sample " + std::to_string(idx) + ": " + e.what());
-    }
-  }
-  return {stack(xs, 0), stack(ys, 0)};
-}
-
-template <Element X, Element Y>
-void DataLoader<X, Y>::worker_loop() {
-  const int64_t ahead = static_cast<int64_t>(options_.prefetch) * std::max(1, options_.num_workers);
-  for (;;) {
-    int64_t k;
+  e->num_batches = batches_per_epoch();
+  epoch_ = e;
+  for (int w = 0; w < options_.num_workers; ++w) {
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      cv_.wait(lock, [&] { return stop_ || (next_to_make_ < num_batches_ && next_to_make_ < consumed_ + ahead); });
-      if (stop_ || next_to_make_ >= num_batches_) return;
-      k = next_to_make_++;
+      std::lock_guard<std::mutex> lock(e->mutex);
+      ++e->live_workers;
     }
-    Slot slot;
     try {
-      slot.batch = make_batch(k);
-    } catch (...) {
-      slot.error = std::current_exception();
+      workers_.emplace_back(&Epoch::work, e);
+    } catch (const std::system_error& err) {
+      {
+        std::lock_guard<std::mutex> lock(e->mutex);
+        --e->live_workers;
+      }
+      stop_workers();
+      epoch_.reset();
+      throw ValueError(cat_str("DataLoader: cannot start worker ", w, " of ", options_.num_workers, ": ", err.what()));
     }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ready_[k] = std::move(slot);
-    }
-    cv_.notify_all();
   }
 }
 
 template <Element X, Element Y>
 std::optional<Example<X, Y>> DataLoader<X, Y>::next() {
-  if (!started_) throw ValueError("DataLoader: call start_epoch(epoch) before next()");
-  if (consumed_ >= num_batches_) return std::nullopt;
-  if (options_.num_workers == 0) return make_batch(consumed_++);
-  Slot slot;
+  if (!epoch_) throw ValueError("DataLoader: call start_epoch(epoch) before next()");
+  Epoch& e = *epoch_;
+  if (e.consumed >= e.num_batches) return std::nullopt;
+  if (options_.num_workers == 0) return e.make_batch(e.consumed++);
+  typename Epoch::Slot slot;
   {
-    std::unique_lock<std::mutex> lock(mutex_);
-    cv_.wait(lock, [&] { return ready_.count(consumed_) > 0; });
-    slot = std::move(ready_[consumed_]);
-    ready_.erase(consumed_);
-    ++consumed_;
+    std::unique_lock<std::mutex> lock(e.mutex);
+    auto arrived = [&] { return e.ready.count(e.consumed) > 0; };
+    if (options_.timeout > 0) {
+      if (!e.cv.wait_for(lock, std::chrono::duration<double>(options_.timeout), arrived)) {
+        throw TimeoutError(cat_str("DataLoader: batch ", e.consumed, " of epoch ", e.epoch, " was not ready after ",
+                                   options_.timeout, " s (a sample that hangs?)"));
+      }
+    } else {
+      e.cv.wait(lock, arrived);
+    }
+    slot = std::move(e.ready[e.consumed]);
+    e.ready.erase(e.consumed);
+    ++e.consumed;
+    e.taken = e.consumed;
   }
-  cv_.notify_all();  // room for one more batch ahead
+  e.cv.notify_all();  // room for one more batch ahead
   if (slot.error) std::rethrow_exception(slot.error);
   return std::move(slot.batch);
 }

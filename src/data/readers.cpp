@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 
@@ -18,46 +19,117 @@ namespace {
   throw FormatError(cat_str(file, ": at byte ", offset, ": ", what));
 }
 
-// Decompressed data larger than this is refused (no data set of this kind comes near it): a
-// corrupt or hostile gzip stream cannot make us allocate without bound.
-constexpr uint64_t kMaxInflated = uint64_t(4) << 30;
+std::atomic<uint64_t> g_max_decompressed{kDefaultMaxDecompressedBytes};
 
-std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::string& file) {
-  z_stream zs{};
-  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) throw IOError(file + ": cannot start gzip decompression");
-  std::vector<uint8_t> out;
-  std::vector<uint8_t> chunk(1 << 20);
-  zs.next_in = const_cast<Bytef*>(in.data());
-  zs.avail_in = static_cast<uInt>(std::min<size_t>(in.size(), UINT32_MAX));
-  size_t fed = zs.avail_in;
-  int rc = Z_OK;
-  while (rc != Z_STREAM_END) {
-    zs.next_out = chunk.data();
-    zs.avail_out = static_cast<uInt>(chunk.size());
-    rc = inflate(&zs, Z_NO_FLUSH);
-    if (rc != Z_OK && rc != Z_STREAM_END) {
-      const uint64_t at = zs.total_in;
-      inflateEnd(&zs);
-      bad(file, at, std::string("corrupt gzip data (") + (zs.msg ? zs.msg : "inflate failed") + ")");
-    }
-    out.insert(out.end(), chunk.data(), chunk.data() + (chunk.size() - zs.avail_out));
-    if (out.size() > kMaxInflated) {
-      inflateEnd(&zs);
-      bad(file, zs.total_in, "decompresses to more than 4 GiB");
-    }
-    if (rc == Z_OK && zs.avail_in == 0) {
-      if (fed < in.size()) {  // inputs over 4 GiB arrive in pieces
-        const size_t more = std::min<size_t>(in.size() - fed, UINT32_MAX);
-        zs.next_in = const_cast<Bytef*>(in.data() + fed);
-        zs.avail_in = static_cast<uInt>(more);
-        fed += more;
-      } else if (zs.avail_out != 0) {
-        inflateEnd(&zs);
-        bad(file, in.size(), "the gzip stream ends early (truncated)");
+// Note [Decompression limits]
+// A gzip stream is inflated in two steps: first only as many bytes as an IDX header can take (4,
+// then 4 per dim), from which the size of the data follows; that size is checked against the
+// file's own declaration and against max_decompressed_bytes() *before* the payload is inflated,
+// into a buffer of exactly that size. More data than declared, a second gzip member or trailing
+// bytes after the stream are errors. So a small hostile file cannot make ember allocate more than
+// its header declares and the limit allows, and peak memory is the compressed file plus the
+// declared data.
+class Inflater {
+ public:
+  Inflater(const std::vector<uint8_t>& in, const std::string& file) : in_(in), file_(file) {
+    if (inflateInit2(&zs_, 16 + MAX_WBITS) != Z_OK) throw IOError(file + ": cannot start gzip decompression");
+    zs_.next_in = const_cast<Bytef*>(in.data());
+    zs_.avail_in = static_cast<uInt>(std::min<size_t>(in.size(), UINT32_MAX));
+    fed_ = zs_.avail_in;
+  }
+  ~Inflater() { inflateEnd(&zs_); }
+  Inflater(const Inflater&) = delete;
+  Inflater& operator=(const Inflater&) = delete;
+
+  // Inflates up to n bytes into out; returns how many came (fewer only at the end of the stream).
+  size_t read(uint8_t* out, size_t n) {
+    size_t got = 0;
+    while (got < n && !ended_) {
+      zs_.next_out = out + got;
+      zs_.avail_out = static_cast<uInt>(std::min<size_t>(n - got, UINT32_MAX));
+      const uInt before = zs_.avail_out;
+      const int rc = inflate(&zs_, Z_NO_FLUSH);
+      got += before - zs_.avail_out;
+      if (rc == Z_STREAM_END) {
+        ended_ = true;
+      } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+        bad(file_, zs_.total_in, std::string("corrupt gzip data (") + (zs_.msg ? zs_.msg : "inflate failed") + ")");
+      } else if (zs_.avail_in == 0) {
+        if (fed_ < in_.size()) {  // inputs over 4 GiB arrive in pieces
+          const size_t more = std::min<size_t>(in_.size() - fed_, UINT32_MAX);
+          zs_.next_in = const_cast<Bytef*>(in_.data() + fed_);
+          zs_.avail_in = static_cast<uInt>(more);
+          fed_ += more;
+        } else if (zs_.avail_out != 0) {
+          bad(file_, in_.size(), "the gzip stream ends early (truncated)");
+        }
       }
     }
+    return got;
   }
-  inflateEnd(&zs);
+
+  // After the declared data: the stream must end there, and the file with it.
+  void expect_end(uint64_t declared) {
+    uint8_t probe;
+    if (read(&probe, 1) != 0) {
+      bad(file_, zs_.total_in, cat_str("the gzip stream holds more than the ", declared, " bytes its IDX header declares"));
+    }
+    const uint64_t left = zs_.avail_in + (in_.size() - fed_);
+    if (left != 0) {
+      bad(file_, in_.size() - left, cat_str(left, " bytes follow the gzip stream (trailing data or a second gzip member)"));
+    }
+  }
+
+ private:
+  const std::vector<uint8_t>& in_;
+  const std::string& file_;
+  z_stream zs_{};
+  size_t fed_ = 0;
+  bool ended_ = false;
+};
+
+// An IDX file inside gzip: the header first, then exactly the data it declares (Note
+// [Decompression limits]).
+std::vector<uint8_t> gunzip_idx(const std::vector<uint8_t>& in, const std::string& file) {
+  Inflater z(in, file);
+  std::vector<uint8_t> out(4);
+  if (z.read(out.data(), 4) < 4) bad(file, 0, "the decompressed file ends inside the 4-byte magic number");
+  const uint8_t ndim = out[3];
+  if (out[0] != 0 || out[1] != 0 || ndim == 0 || ndim > kMaxDims) return out;  // read_idx says what is wrong
+  const size_t header = 4 + 4 * size_t(ndim);
+  out.resize(header);
+  if (z.read(out.data() + 4, header - 4) < header - 4) {
+    bad(file, 4, cat_str("the decompressed file ends inside the header of ", header, " bytes"));
+  }
+  size_t elem = 0;
+  switch (out[2]) {
+    case 0x08: case 0x09: elem = 1; break;
+    case 0x0B: elem = 2; break;
+    case 0x0C: case 0x0D: elem = 4; break;
+    case 0x0E: elem = 8; break;
+    default: return out;  // read_idx names the type code
+  }
+  Shape shape;
+  for (size_t d = 0; d < ndim; ++d) shape.push_back((int64_t(out[4 + 4 * d]) << 24) | (int64_t(out[5 + 4 * d]) << 16) |
+                                                    (int64_t(out[6 + 4 * d]) << 8) | int64_t(out[7 + 4 * d]));
+  uint64_t bytes = 0;
+  try {
+    bytes = static_cast<uint64_t>(checked_nbytes(shape, elem, "idx"));
+  } catch (const ShapeError&) {
+    bad(file, 4, cat_str("dims ", shape, " overflow 64-bit sizes (at most 2^62 elements, 2^60 bytes)"));
+  }
+  const uint64_t limit = max_decompressed_bytes();
+  if (bytes > limit) {
+    bad(file, 4, cat_str("dims ", shape, " declare ", bytes, " bytes of data, more than the ", limit,
+                         " bytes ember decompresses (data::set_max_decompressed_bytes raises the limit)"));
+  }
+  out.resize(header + static_cast<size_t>(bytes));
+  const size_t got = z.read(out.data() + header, static_cast<size_t>(bytes));
+  if (got < bytes) {
+    bad(file, header + got, cat_str("dims ", shape, " need ", bytes, " bytes of data but the gzip stream holds ", got,
+                                    " (truncated)"));
+  }
+  z.expect_end(bytes);
   return out;
 }
 
@@ -95,9 +167,16 @@ std::string find_file(const std::string& dir, const std::vector<std::string>& na
 
 }  // namespace
 
-TensorBase read_idx(const std::string& path) {
-  std::vector<uint8_t> b = io::read_file(path);
-  if (is_gzip(b)) b = gunzip(b, path);
+uint64_t max_decompressed_bytes() noexcept { return g_max_decompressed.load(std::memory_order_relaxed); }
+
+void set_max_decompressed_bytes(uint64_t bytes) noexcept { g_max_decompressed.store(bytes, std::memory_order_relaxed); }
+
+TensorBase read_idx(const std::string& path) { return parse_idx(io::read_file(path), path); }
+
+TensorBase parse_idx(const std::vector<uint8_t>& file, const std::string& path) {
+  std::vector<uint8_t> inflated;
+  if (is_gzip(file)) inflated = gunzip_idx(file, path);
+  const std::vector<uint8_t>& b = is_gzip(file) ? inflated : file;
   if (b.size() >= 1 && b[0] == 0x80) bad(path, 0, "this looks like a Python pickle, not an IDX file");
   if (b.size() < 4) bad(path, b.size(), "the file ends inside the 4-byte magic number (truncated or empty)");
   if (b[0] != 0 || b[1] != 0) {
@@ -126,16 +205,13 @@ TensorBase read_idx(const std::string& path) {
     bad(path, b.size(), cat_str("the file ends inside the header of ", header, " bytes (truncated)"));
   }
   Shape shape;
-  uint64_t count = 1;
-  bool overflow = false;
-  for (int d = 0; d < ndim; ++d) {
-    const uint32_t dim = be32(b.data() + 4 + 4 * d);
-    shape.push_back(dim);
-    overflow = overflow || __builtin_mul_overflow(count, uint64_t(dim), &count);
-  }
-  uint64_t bytes = 0;
-  if (overflow || __builtin_mul_overflow(count, uint64_t(elem), &bytes)) {
-    bad(path, 4, cat_str("dims ", shape, " overflow 64-bit sizes"));
+  for (int d = 0; d < ndim; ++d) shape.push_back(be32(b.data() + 4 + 4 * d));
+  uint64_t count = 0, bytes = 0;
+  try {  // element and byte counts, and the strides even of an empty tensor, must fit
+    count = static_cast<uint64_t>(checked_nbytes(shape, elem, "idx")) / elem;
+    bytes = count * elem;
+  } catch (const ShapeError&) {
+    bad(path, 4, cat_str("dims ", shape, " overflow 64-bit sizes (at most 2^62 elements, 2^60 bytes)"));
   }
   if (b.size() - header != bytes) {
     bad(path, header, cat_str("dims ", shape, " need ", bytes, " bytes of data but the file holds ",
@@ -184,13 +260,16 @@ namespace {
 constexpr int64_t kPixels = 3 * 32 * 32;
 
 // Reads fixed-size records: `label_bytes` labels then 3072 pixels each.
-LabeledImages read_cifar(const std::vector<std::string>& files, int64_t label_bytes, int64_t classes,
-                         int64_t coarse_classes) {
+LabeledImages decode_cifar(const char* who, const std::vector<std::string>& files,
+                           const std::vector<const std::vector<uint8_t>*>& contents, int64_t label_bytes,
+                           int64_t classes, int64_t coarse_classes, int64_t records_per_file) {
   const int64_t record = label_bytes + kPixels;
-  std::vector<std::vector<uint8_t>> contents;
+  if (files.empty()) throw ValueError(cat_str(who, ": no files given"));
   int64_t total = 0;
-  for (const auto& f : files) {
-    std::vector<uint8_t> b = io::read_file(f);
+  for (size_t fi = 0; fi < files.size(); ++fi) {
+    const std::string& f = files[fi];
+    const std::vector<uint8_t>& b = *contents[fi];
+    if (b.empty()) bad(f, 0, cat_str("the file is empty (", who, " expects records of ", record, " bytes)"));
     if (!b.empty() && b[0] == 0x80) {
       bad(f, 0, "pickle format is not supported (unsafe to load); use the binary version, e.g. "
                 "data_batch_1.bin from cifar-10-binary.tar.gz");
@@ -200,8 +279,11 @@ LabeledImages read_cifar(const std::vector<std::string>& files, int64_t label_by
           cat_str("the size ", b.size(), " is not a multiple of the ", record, "-byte record (", b.size() % record,
                   " bytes left over)"));
     }
+    if (records_per_file > 0 && static_cast<int64_t>(b.size()) / record != records_per_file) {
+      bad(f, b.size(), cat_str("holds ", b.size() / static_cast<size_t>(record), " records; a ", who,
+                               " batch file holds ", records_per_file, " (", records_per_file * record, " bytes)"));
+    }
     total += static_cast<int64_t>(b.size()) / record;
-    contents.push_back(std::move(b));
   }
   LabeledImages out{empty<uint8_t>({total, 3, 32, 32}), empty<int64_t>({total}),
                     label_bytes == 2 ? empty<int64_t>({total}) : Tensor<int64_t>()};
@@ -209,7 +291,7 @@ LabeledImages read_cifar(const std::vector<std::string>& files, int64_t label_by
   int64_t* lbl = out.labels.data_ptr();
   int64_t k = 0;
   for (size_t f = 0; f < files.size(); ++f) {
-    const auto& b = contents[f];
+    const auto& b = *contents[f];
     for (size_t r = 0; r * static_cast<size_t>(record) < b.size(); ++r, ++k) {
       const uint8_t* rec = b.data() + r * static_cast<size_t>(record);
       const uint8_t fine = rec[label_bytes - 1];
@@ -230,11 +312,28 @@ LabeledImages read_cifar(const std::vector<std::string>& files, int64_t label_by
   }
   return out;
 }
+LabeledImages read_cifar(const char* who, const std::vector<std::string>& files, int64_t label_bytes,
+                         int64_t classes, int64_t coarse_classes, int64_t records_per_file) {
+  std::vector<std::vector<uint8_t>> contents;
+  std::vector<const std::vector<uint8_t>*> views;
+  contents.reserve(files.size());
+  for (const auto& f : files) {
+    contents.push_back(io::read_file(f));
+    views.push_back(&contents.back());
+  }
+  return decode_cifar(who, files, views, label_bytes, classes, coarse_classes, records_per_file);
+}
 }  // namespace
 
-LabeledImages read_cifar10(const std::vector<std::string>& files) { return read_cifar(files, 1, 10, 0); }
+LabeledImages read_cifar10(const std::vector<std::string>& files) {
+  return read_cifar("read_cifar10", files, 1, 10, 0, 0);
+}
 
-LabeledImages read_cifar100(const std::string& file) { return read_cifar({file}, 2, 100, 20); }
+LabeledImages parse_cifar10(const std::vector<uint8_t>& bytes, const std::string& source) {
+  return decode_cifar("parse_cifar10", {source}, {&bytes}, 1, 10, 0, 0);
+}
+
+LabeledImages read_cifar100(const std::string& file) { return read_cifar("read_cifar100", {file}, 2, 100, 20, 0); }
 
 LabeledImages load_cifar10(const std::string& dir, bool train) {
   std::vector<std::string> files;
@@ -253,7 +352,7 @@ LabeledImages load_cifar10(const std::string& dir, bool train) {
       throw IOError("cifar10: " + f + " is missing (scripts/get-data.sh cifar10 says where to get it)");
     }
   }
-  return read_cifar10(files);
+  return read_cifar("load_cifar10", files, 1, 10, 0, 10000);  // every batch file holds 10,000 images
 }
 
 }  // namespace ember::data

@@ -4,18 +4,21 @@
 
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
+#include <string_view>
 #include <nlohmann/json.hpp>
 
 #include "ember/core/error.hpp"
 #include "ember/io/safetensors.hpp"
+#include "files.hpp"
 
 namespace ember {
 
 namespace {
 
 constexpr const char* kFormatKey = "ember.checkpoint";
-constexpr const char* kFormatVersion = "1";
+constexpr const char* kFormatVersion = "2";
+constexpr const char* kCrcKey = "ember.crc32";
+constexpr const char* kCrcPlaceholder = "00000000";
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   throw FormatError("checkpoint " + path + ": " + what);
@@ -34,22 +37,41 @@ uint64_t from_hex(const std::string& s, const std::string& path, const char* wha
   return std::stoull(s, nullptr, 16);
 }
 
-uint32_t crc_of(const uint8_t* p, size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  while (n > 0) {  // zlib takes 32-bit lengths
-    const uInt chunk = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
-    crc = crc32(crc, p, chunk);
-    p += chunk;
-    n -= chunk;
-  }
-  return static_cast<uint32_t>(crc);
-}
-
-// The data section of a serialized safetensors file.
-std::pair<const uint8_t*, size_t> data_section(const std::vector<uint8_t>& bytes) {
+// Note [Checkpoint checksum]
+// The CRC-32 covers the whole file, header and data: it is computed over the file as written with
+// "00000000" in place of the checksum's own eight hex digits, which are then put in its place.
+// The reader finds the one `"ember.crc32":"` in the JSON header (a quote inside a JSON string is
+// escaped, so the key cannot appear inside another value) and recomputes it the same way.
+// Returns the offset of the digits in `bytes`, or npos.
+size_t crc_digits_at(const std::vector<uint8_t>& bytes) {
+  if (bytes.size() < 8) return std::string::npos;
   uint64_t n;
   std::memcpy(&n, bytes.data(), 8);
-  return {bytes.data() + 8 + n, bytes.size() - 8 - n};
+  if (n > bytes.size() - 8) return std::string::npos;
+  const std::string_view header(reinterpret_cast<const char*>(bytes.data()) + 8, static_cast<size_t>(n));
+  const std::string key = std::string("\"") + kCrcKey + "\":\"";
+  const size_t at = header.find(key);
+  if (at == std::string_view::npos || header.find(key, at + 1) != std::string_view::npos) return std::string::npos;
+  const size_t digits = at + key.size();
+  if (digits + 9 > header.size() || header[digits + 8] != '"') return std::string::npos;
+  return 8 + digits;
+}
+
+// The checksum of `bytes` with the eight digits at `digits` read as the placeholder.
+uint32_t whole_file_crc(const std::vector<uint8_t>& bytes, size_t digits) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  auto add = [&](const uint8_t* p, size_t n) {
+    while (n > 0) {  // zlib takes 32-bit lengths
+      const uInt chunk = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
+      crc = crc32(crc, p, chunk);
+      p += chunk;
+      n -= chunk;
+    }
+  };
+  add(bytes.data(), digits);
+  add(reinterpret_cast<const uint8_t*>(kCrcPlaceholder), 8);
+  add(bytes.data() + digits + 8, bytes.size() - digits - 8);
+  return static_cast<uint32_t>(crc);
 }
 
 std::string rng_string(const Generator::State& s) {
@@ -69,23 +91,6 @@ Generator::State parse_rng(const std::string& v, const std::string& path) {
   return s;
 }
 
-// Removes "<name>.tmp.XXXXXX" files that earlier, killed saves of `path` left behind (only files
-// of exactly that pattern, which is write_file_atomically's).
-void remove_stale_temporaries(const std::string& path) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  const std::string prefix = target.filename().string() + ".tmp.";
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.size() == prefix.size() + 6 && name.compare(0, prefix.size(), prefix) == 0 &&
-        entry.is_regular_file(ec)) {
-      fs::remove(entry.path(), ec);
-    }
-  }
-}
-
 }  // namespace
 
 void save_checkpoint(const std::string& path, const Checkpoint& c) {
@@ -103,22 +108,25 @@ void save_checkpoint(const std::string& path, const Checkpoint& c) {
       {"ember.step", std::to_string(c.step)},
       {"ember.rng", rng_string(c.rng)},
       {"ember.optimizer.groups", nlohmann::json(c.optimizer.groups).dump()},
+      {"ember.optimizer.kind", c.optimizer.kind},
       {"ember.optimizer.params", std::to_string(c.optimizer.params.size())},
       {"ember.optimizer.steps", steps.dump()},
       {"ember.scheduler", nlohmann::json(c.scheduler).dump()}};
   for (const auto& [k, v] : c.extra) meta["extra." + k] = v;
+  meta[kCrcKey] = kCrcPlaceholder;
   std::vector<uint8_t> bytes = io::serialize_safetensors(tensors, meta);
-  auto [data, size] = data_section(bytes);
+  const size_t digits = crc_digits_at(bytes);
+  if (digits == std::string::npos) throw ValueError("save_checkpoint: " + path + ": cannot place the checksum");
   char crc[9];
-  std::snprintf(crc, sizeof crc, "%08x", crc_of(data, size));
-  meta["ember.crc32"] = crc;
-  bytes = io::serialize_safetensors(tensors, meta);  // the data bytes are unchanged
-  remove_stale_temporaries(path);
+  std::snprintf(crc, sizeof crc, "%08x", whole_file_crc(bytes, digits));
+  std::memcpy(bytes.data() + digits, crc, 8);
+  io::detail::remove_stale_temporaries(path);
   io::write_file_atomically(path, bytes);
 }
 
-Checkpoint load_checkpoint(const std::string& path) {
-  const std::vector<uint8_t> bytes = io::read_file(path);
+Checkpoint load_checkpoint(const std::string& path) { return parse_checkpoint(io::read_file(path), path); }
+
+Checkpoint parse_checkpoint(const std::vector<uint8_t>& bytes, const std::string& path) {
   io::SafetensorsFile file;
   try {
     file = io::parse_safetensors(bytes, path);
@@ -133,11 +141,12 @@ Checkpoint load_checkpoint(const std::string& path) {
   if (get(kFormatKey) != kFormatVersion) {
     bad(path, "format version " + get(kFormatKey) + ", this ember reads version " + kFormatVersion);
   }
-  auto [data, size] = data_section(bytes);
+  const size_t digits = crc_digits_at(bytes);
+  if (digits == std::string::npos) bad(path, std::string("no single ") + kCrcKey + " of eight hex digits in the header");
   char crc[9];
-  std::snprintf(crc, sizeof crc, "%08x", crc_of(data, size));
-  if (get("ember.crc32") != crc) {
-    bad(path, "checksum mismatch (stored " + get("ember.crc32") + ", computed " + crc + "): the file is corrupt");
+  std::snprintf(crc, sizeof crc, "%08x", whole_file_crc(bytes, digits));
+  if (get(kCrcKey) != crc) {
+    bad(path, "checksum mismatch (stored " + get(kCrcKey) + ", computed " + crc + "): the file is corrupt or was edited");
   }
   Checkpoint c;
   try {
@@ -147,6 +156,7 @@ Checkpoint load_checkpoint(const std::string& path) {
     const auto steps = nlohmann::json::parse(get("ember.optimizer.steps"));
     const auto sched = nlohmann::json::parse(get("ember.scheduler"));
     c.optimizer.groups = groups.get<std::vector<std::map<std::string, double>>>();
+    c.optimizer.kind = get("ember.optimizer.kind");
     c.scheduler = sched.get<std::map<std::string, double>>();
     const size_t nparams = std::stoull(get("ember.optimizer.params"));
     if (steps.size() != nparams) bad(path, "optimizer step counts do not match the parameter count");

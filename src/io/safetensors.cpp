@@ -246,24 +246,21 @@ SafetensorsFile parse_safetensors(const std::vector<uint8_t>& bytes, const std::
       format_error(source, where + "shape has " + std::to_string(shape.size()) +
                                " dims, more than the supported " + std::to_string(kMaxDims));
     }
-    uint64_t numel = 1;
-    bool overflow = false, has_zero = false;
     for (const auto& d : shape) {
       if (!d.is_number_unsigned() || d.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
         format_error(source, where + "shape entry " + d.dump() + " is not a non-negative integer");
       }
-      const uint64_t dim = d.get<uint64_t>();
-      e.shape.push_back(static_cast<int64_t>(dim));
-      has_zero = has_zero || dim == 0;
-      overflow = overflow || __builtin_mul_overflow(numel, dim, &numel);
+      e.shape.push_back(static_cast<int64_t>(d.get<uint64_t>()));
     }
-    uint64_t nbytes = 0;
-    if (has_zero) {
-      numel = 0;  // a zero dim makes the tensor empty whatever the other dims are
-    } else if (overflow || __builtin_mul_overflow(numel, e.dtype.size, &nbytes) ||
-               numel > (uint64_t(1) << 62)) {
+    // Element and byte counts, and the strides even of an empty tensor, must fit (checked_nbytes).
+    uint64_t nbytes = 0, numel = 0;
+    try {
+      const int64_t elem = static_cast<int64_t>(e.dtype.size);
+      numel = static_cast<uint64_t>(checked_nbytes(e.shape, e.dtype.size, "safetensors") / elem);
+      nbytes = numel * e.dtype.size;
+    } catch (const ShapeError&) {
       format_error(source, where + "shape " + e.shape.str() + " x " + e.dtype.name +
-                               " overflows 64-bit sizes");
+                               " overflows 64-bit sizes (at most 2^62 elements, 2^60 bytes)");
     }
     e.numel = static_cast<int64_t>(numel);
     const nlohmann::ordered_json& off = v["data_offsets"];
@@ -336,19 +333,6 @@ SafetensorsFile parse_safetensors(const std::vector<uint8_t>& bytes, const std::
   return out;
 }
 
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IOError("cannot open " + path + ": " + std::strerror(errno));
-  f.seekg(0, std::ios::end);
-  const std::streamoff len = f.tellg();
-  if (len < 0) throw IOError("cannot read " + path);
-  f.seekg(0);
-  std::vector<uint8_t> bytes(static_cast<size_t>(len));
-  f.read(reinterpret_cast<char*>(bytes.data()), len);
-  if (f.gcount() != len) throw IOError("cannot read " + path + ": short read (file changed?)");
-  return bytes;
-}
-
 SafetensorsFile read_safetensors(const std::string& path) {
   return parse_safetensors(read_file(path), path);
 }
@@ -403,49 +387,6 @@ std::vector<uint8_t> serialize_safetensors(const nn::StateDict& tensors,
     dst += nbytes;
   }
   return out;
-}
-
-void write_file_atomically(const std::string& path, const std::vector<uint8_t>& bytes) {
-  const auto slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  std::string tmp = path + ".tmp.XXXXXX";
-  std::vector<char> tmpl(tmp.begin(), tmp.end());
-  tmpl.push_back('\0');
-  const int fd = ::mkstemp(tmpl.data());
-  if (fd < 0) throw IOError("cannot create a temporary file beside " + path + ": " + std::strerror(errno));
-  tmp = tmpl.data();
-  auto fail = [&](const std::string& what) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw IOError(what + " " + path + ": " + std::strerror(err));
-  };
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail("cannot write");
-    }
-    done += static_cast<size_t>(w);
-  }
-  if (::fchmod(fd, 0644) != 0 || ::fsync(fd) != 0) fail("cannot flush");
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw IOError("cannot close " + path + ": " + std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw IOError("cannot rename into " + path + ": " + std::strerror(err));
-  }
-  // The rename is durable only once the folder is synced.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
 }
 
 void write_safetensors(const std::string& path, const nn::StateDict& tensors,

@@ -51,6 +51,10 @@ ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Co
   if (p.padding[0] < 0 || p.padding[2] < 0) {
     throw ValueError(cat_str(op, ": padding must be >= 0 (", geometry_str(p), ")"));
   }
+  if (weight[2] < 1 || weight[3] < 1) {
+    throw ShapeError(cat_str(op, ": weight ", weight, " has an empty kernel (", weight[2], "x", weight[3],
+                             "); kernels are at least 1x1"));
+  }
   ConvDims d{x[0], x[1], x[2], x[3], weight[0], weight[2], weight[3], 0, 0, p.groups, 0, 0};
   if (d.c % d.g != 0 || d.o % d.g != 0) {
     throw ShapeError(cat_str(op, ": ", d.c, " input and ", d.o, " output channels must both be divisible "

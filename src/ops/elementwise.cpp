@@ -510,6 +510,7 @@ template <FloatingElement T, class F>
 Tensor<T>& apply_inplace(Tensor<T>& self, const char* op, bool other_requires_grad,
                          F&& out_of_place) {
   require(self, op);
+  detail::require_no_internal_overlap(self, op);
   const bool track = autograd::grad_mode_enabled() && (self.requires_grad() || other_requires_grad);
   if (track) {
     if (self.requires_grad() && self.is_leaf()) {

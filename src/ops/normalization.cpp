@@ -489,12 +489,20 @@ Tensor<T> embedding(const Tensor<int64_t>& indices, const Tensor<T>& weight, int
   Shape out_shape = indices.shape();
   out_shape.push_back(weight.shape()[1]);
   Tensor<int64_t> flat = indices.reshape({-1});
+  const int64_t rows_in_table = weight.shape()[0];
+  const std::vector<int64_t> wanted = flat.to_vector();
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    if (wanted[i] < 0 || wanted[i] >= rows_in_table) {
+      throw IndexError(cat_str("embedding: index ", wanted[i], " at position ", i, " is out of range for ",
+                               rows_in_table, " embeddings (weight ", weight.shape(), ")"));
+    }
+  }
   Tensor<T> rows = weight.index_select(0, flat);
   if (padding_idx >= 0) {
     // Rows at padding_idx keep their value but get no gradient.
     Tensor<uint8_t> pad = tensor<uint8_t>([&] {
       std::vector<uint8_t> m;
-      for (int64_t v : flat.to_vector()) m.push_back(v == padding_idx);
+      for (int64_t v : wanted) m.push_back(v == padding_idx);
       return m;
     }(), {flat.numel(), 1});
     rows = where(pad, weight.detach().index_select(0, flat), rows);

@@ -56,8 +56,12 @@ Tensor<T> reduce_raw(const Tensor<T>& x, Reduce op, const std::vector<int64_t>& 
   T* po = out.data_ptr();
   const T* px = x.data_ptr();
   const int64_t rank = x.dim();
+  if (x.numel() == 0) {  // every output is the identity; x has no memory to point into
+    for (int64_t i = 0; i < out.numel(); ++i) po[i] = backend_identity<T>(op);
+    return out;
+  }
   if (static_cast<int64_t>(dims.size()) == rank && x.is_contiguous()) {
-    *po = x.numel() == 0 ? backend_identity<T>(op) : reduce_contiguous(k, op, px, x.numel());
+    *po = reduce_contiguous(k, op, px, x.numel());
     return out;
   }
   // Split x's dims into kept (K) and reduced (R) with their sizes and strides.

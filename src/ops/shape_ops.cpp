@@ -21,12 +21,12 @@ std::vector<int64_t> checked_indices(const Tensor<int64_t>& index, int64_t size,
                                      const Shape& x_shape, int64_t dim) {
   std::vector<int64_t> idx = index.to_vector();
   for (size_t i = 0; i < idx.size(); ++i) {
-    int64_t v = idx[i];
-    if (v < -size || v >= size) {
+    // Negative indices are refused, as PyTorch refuses them here (they do not count from the end).
+    const int64_t v = idx[i];
+    if (v < 0 || v >= size) {
       throw IndexError(cat_str(op, ": index ", v, " at position ", i, " is out of range for dim ",
                                dim, " of size ", size, " (input shape ", x_shape, ")"));
     }
-    if (v < 0) idx[i] = v + size;
   }
   return idx;
 }
@@ -230,12 +230,11 @@ void for_each_indexed(const Tensor<int64_t>& index, const Shape& x_strides_no_di
   loop.run_serial([&](int64_t n, const std::array<int64_t, 4>& off, const std::array<int64_t, 4>& in) {
     at.resize(static_cast<size_t>(n));
     for (int64_t t = 0; t < n; ++t) {
-      int64_t v = pi[off[1] + t * in[1]];
-      if (v < -dim_size || v >= dim_size) {
+      const int64_t v = pi[off[1] + t * in[1]];
+      if (v < 0 || v >= dim_size) {  // no counting from the end, as PyTorch
         throw IndexError(cat_str(op, ": index ", v, " is out of range for dim ", dim, " of size ",
                                  dim_size, " (input shape ", x_shape, ")"));
       }
-      if (v < 0) v += dim_size;
       at[static_cast<size_t>(t)] = off[2] + t * in[2] + v * dim_stride;
     }
     f(n, at.data(), off[0], in[0], off[3], in[3]);

@@ -300,11 +300,12 @@ Tensor<T> Tensor<T>::slice(int64_t dim, int64_t start, int64_t end, int64_t step
   };
   start = clampi(start);
   end = std::max(clampi(end), start);
-  const int64_t len = (end - start + step - 1) / step;
+  // Written so that a huge step cannot overflow: with two or more elements, step < n.
+  const int64_t len = end == start ? 0 : (end - start - 1) / step + 1;
   Shape new_shape = shape();
   Shape new_strides = strides();
   new_shape[d] = len;
-  new_strides[d] = strides()[d] * step;
+  new_strides[d] = len > 1 ? strides()[d] * step : strides()[d];
   Tensor<T> out = make_view(*this, new_shape, new_strides, storage_offset() + start * strides()[d]);
   if constexpr (FloatingElement<T>) {
     if (autograd::needs_grad(*this)) {
@@ -323,7 +324,7 @@ Tensor<T> Tensor<T>::narrow(int64_t dim, int64_t start, int64_t length) const {
   int64_t d = wrap_dim(dim, this->dim(), "narrow");
   const int64_t n = shape()[d];
   if (start < 0) start += n;
-  if (start < 0 || length < 0 || start + length > n) {
+  if (start < 0 || start > n || length < 0 || length > n - start) {  // no start + length: it can overflow
     throw IndexError(cat_str("narrow: start ", start, " and length ", length,
                              " do not fit dim ", d, " of size ", n, " (shape ", shape(), ")"));
   }
@@ -432,6 +433,7 @@ template <Element T>
 Tensor<T>& Tensor<T>::fill_(T value) {
   require_defined(*this, "fill_");
   check_inplace_allowed(*this, "fill_");
+  detail::require_no_internal_overlap(*this, "fill_");
   Tensor<T> src = new_tensor<T>({}, "fill_");
   *src.data_ptr() = value;
   detail::copy_strided(src, *this);
@@ -450,6 +452,7 @@ Tensor<T>& Tensor<T>::copy_(const Tensor<T>& src) {
   require_defined(*this, "copy_");
   require_defined(src, "copy_");
   check_inplace_allowed(*this, "copy_");
+  detail::require_no_internal_overlap(*this, "copy_");
   if (detail::broadcast_shapes(src.shape(), shape(), "copy_") != shape()) {
     throw ShapeError(cat_str("copy_: source of shape ", src.shape(),
                              " does not broadcast to the destination shape ", shape()));

@@ -41,17 +41,45 @@ std::map<std::string, double> LRScheduler::state_dict() const {
   return s;
 }
 
-void LRScheduler::load_state_dict(const std::map<std::string, double>& state) {
-  auto it = state.find("last_epoch");
-  if (it == state.end()) throw ValueError("scheduler load_state_dict: no last_epoch in the state");
-  for (size_t g = 0; g < base_lrs_.size(); ++g) {
-    auto b = state.find("base_lr." + std::to_string(g));
-    if (b == state.end()) {
-      throw ValueError("scheduler load_state_dict: no base_lr." + std::to_string(g) + " in the state");
-    }
-    base_lrs_[g] = b->second;
+namespace {
+
+// A counter stored as a double in a state dict: it must be a whole number in [lo, 2^53] (every
+// such number is exact in a double); anything else (NaN, infinities, 2.5, 1e300) is refused
+// before it is converted.
+int64_t state_count(const std::map<std::string, double>& state, const std::string& key, const char* who,
+                    int64_t lo) {
+  auto it = state.find(key);
+  if (it == state.end()) throw ValueError(std::string(who) + " load_state_dict: no " + key + " in the state");
+  const double v = it->second;
+  if (!(v >= static_cast<double>(lo) && v <= 9007199254740992.0) || v != std::floor(v)) {
+    throw ValueError(std::string(who) + " load_state_dict: " + key + " = " + std::to_string(v) +
+                     " is not a whole number in [" + std::to_string(lo) + ", 2^53]");
   }
-  last_epoch_ = static_cast<int64_t>(it->second);
+  return static_cast<int64_t>(v);
+}
+
+double state_value(const std::map<std::string, double>& state, const std::string& key, const char* who,
+                   bool allow_infinite) {
+  auto it = state.find(key);
+  if (it == state.end()) throw ValueError(std::string(who) + " load_state_dict: no " + key + " in the state");
+  if (std::isnan(it->second) || (!allow_infinite && std::isinf(it->second))) {
+    throw ValueError(std::string(who) + " load_state_dict: " + key + " = " + std::to_string(it->second) +
+                     " is not a finite number");
+  }
+  return it->second;
+}
+
+}  // namespace
+
+void LRScheduler::load_state_dict(const std::map<std::string, double>& state) {
+  // Everything is checked before anything changes.
+  const int64_t last_epoch = state_count(state, "last_epoch", "scheduler", -1);
+  std::vector<double> base_lrs(base_lrs_.size());
+  for (size_t g = 0; g < base_lrs_.size(); ++g) {
+    base_lrs[g] = state_value(state, "base_lr." + std::to_string(g), "scheduler", false);
+  }
+  base_lrs_ = std::move(base_lrs);
+  last_epoch_ = last_epoch;
   apply();
 }
 
@@ -254,13 +282,15 @@ std::map<std::string, double> ReduceLROnPlateau::state_dict() const {
 }
 
 void ReduceLROnPlateau::load_state_dict(const std::map<std::string, double>& s) {
-  for (const char* k : {"best", "num_bad_epochs", "cooldown_counter", "last_epoch"}) {
-    if (!s.count(k)) throw ValueError(std::string("ReduceLROnPlateau load_state_dict: no ") + k + " in the state");
-  }
-  best_ = s.at("best");
-  bad_epochs_ = static_cast<int64_t>(s.at("num_bad_epochs"));
-  cooldown_counter_ = static_cast<int64_t>(s.at("cooldown_counter"));
-  last_epoch_ = static_cast<int64_t>(s.at("last_epoch"));
+  const char* who = "ReduceLROnPlateau";
+  const double best = state_value(s, "best", who, true);  // +-inf before the first step
+  const int64_t bad_epochs = state_count(s, "num_bad_epochs", who, 0);
+  const int64_t cooldown = state_count(s, "cooldown_counter", who, 0);
+  const int64_t last_epoch = state_count(s, "last_epoch", who, -1);
+  best_ = best;
+  bad_epochs_ = bad_epochs;
+  cooldown_counter_ = cooldown;
+  last_epoch_ = last_epoch;
 }
 
 std::vector<double> ReduceLROnPlateau::get_last_lr() const {

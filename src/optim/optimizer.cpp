@@ -84,6 +84,7 @@ void Optimizer<T, Options>::for_each_grad(F&& f) {
 template <FloatingElement T, class Options>
 OptimizerState Optimizer<T, Options>::state_dict() const {
   OptimizerState s;
+  s.kind = kind();
   for (size_t g = 0; g < groups_.size(); ++g) {
     s.groups.push_back(options_to_map(groups_[g].options));
     for (const Slot& sl : slots_[g]) {
@@ -98,23 +99,61 @@ OptimizerState Optimizer<T, Options>::state_dict() const {
 
 template <FloatingElement T, class Options>
 void Optimizer<T, Options>::load_state_dict(const OptimizerState& s) {
+  // Everything is checked before anything changes: a state that does not fit leaves the
+  // optimizer as it was.
+  const std::string me = kind().empty() ? std::string("optimizer") : kind();
+  const std::string who = me + " load_state_dict: ";
+  if (!s.kind.empty() && !kind().empty() && s.kind != kind()) {
+    throw ValueError(who + "the state is a " + s.kind + " optimizer's, not a " + kind() + "'s");
+  }
   size_t total = 0;
   for (const auto& g : groups_) total += g.params.size();
   if (s.groups.size() != groups_.size() || s.params.size() != total) {
-    throw ValueError("optimizer load_state_dict: the state has " + std::to_string(s.groups.size()) +
-                     " groups and " + std::to_string(s.params.size()) +
-                     " parameters, the optimizer " + std::to_string(groups_.size()) + " and " +
-                     std::to_string(total));
+    throw ValueError(who + "the state has " + std::to_string(s.groups.size()) + " groups and " +
+                     std::to_string(s.params.size()) + " parameters, the optimizer " +
+                     std::to_string(groups_.size()) + " and " + std::to_string(total));
   }
+  const Options probe = groups_.empty() ? Options{} : groups_[0].options;
+  const std::map<std::string, double> known = options_to_map(probe);
+  for (size_t g = 0; g < s.groups.size(); ++g) {
+    for (const auto& [name, value] : s.groups[g]) {
+      if (!known.count(name)) {
+        throw ValueError(who + "group " + std::to_string(g) + " has the option \"" + name + "\", which " + me +
+                         " does not have (the state of another optimizer?)");
+      }
+      if (!std::isfinite(value)) {
+        throw ValueError(who + "group " + std::to_string(g) + " option " + name + " = " + std::to_string(value) +
+                         " is not finite");
+      }
+    }
+  }
+  const std::optional<StateNames> names = state_names();
+  auto listed = [](const std::vector<std::string>& v, const std::string& n) {
+    return std::find(v.begin(), v.end(), n) != v.end();
+  };
   size_t k = 0;
   for (size_t g = 0; g < groups_.size(); ++g) {
     for (size_t i = 0; i < groups_[g].params.size(); ++i, ++k) {
-      for (const auto& [name, t] : s.params[k].tensors) {
+      const OptimizerState::ParamState& ps = s.params[k];
+      if (ps.step < 0) throw ValueError(who + pos(g, i) + " has a negative step count " + std::to_string(ps.step));
+      for (const auto& [name, t] : ps.tensors) {
+        if (names && !listed(names->required, name) && !listed(names->optional, name)) {
+          throw ValueError(who + pos(g, i) + " has the state \"" + name + "\", which " + me +
+                           " does not keep (the state of another optimizer?)");
+        }
         if (!t.defined() || t.dtype() != dtype_of<T> || t.shape() != groups_[g].params[i].shape()) {
-          throw ValueError("optimizer load_state_dict: " + name + " of " + pos(g, i) +
-                           " has shape " +
-                           (t.defined() ? t.shape().str() : std::string("undefined")) +
-                           ", the parameter " + groups_[g].params[i].shape().str());
+          throw ValueError(who + name + " of " + pos(g, i) + " is " +
+                           (t.defined() ? std::string(dtype_name(t.dtype())) + " " + t.shape().str()
+                                        : std::string("undefined")) +
+                           ", the parameter " + dtype_name(dtype_of<T>) + " " +
+                           groups_[g].params[i].shape().str());
+        }
+      }
+      if (names && !ps.tensors.empty()) {
+        for (const auto& name : names->required) {
+          if (!ps.tensors.count(name)) {
+            throw ValueError(who + pos(g, i) + " has state but no \"" + name + "\"");
+          }
         }
       }
     }

@@ -61,6 +61,12 @@ class AutogradError : public Error {
   using Error::Error;
 };
 
+/// A wait ran past its time limit (a DataLoader batch that did not come).
+class TimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A file could not be opened, read or written.
 class IOError : public Error {
  public:

@@ -103,9 +103,17 @@ class Shape {
 
 std::ostream& operator<<(std::ostream& os, const Shape& s);
 
-/// Element count of `shape`; throws ShapeError naming `op` for a negative dim or an element count
-/// that overflows int64 (checked before anything is allocated).
+/// The most elements a tensor may have, and the most bytes its storage may take.
+inline constexpr int64_t kMaxElements = int64_t(1) << 62;
+inline constexpr int64_t kMaxBytes = int64_t(1) << 60;
+
+/// Element count of `shape`; throws ShapeError naming `op` for a negative dim, or when the
+/// element count or a row-major stride (the product of the other dims, zeros counted as ones)
+/// exceeds kMaxElements (checked before anything is allocated).
 int64_t checked_numel(const Shape& shape, const char* op);
+/// Byte size of a tensor of `shape` with elements of `element_size` bytes; throws ShapeError as
+/// checked_numel does, and when the byte count exceeds kMaxBytes.
+int64_t checked_nbytes(const Shape& shape, size_t element_size, const char* op);
 
 /// Row-major strides of `shape`.
 Shape contiguous_strides(const Shape& shape);

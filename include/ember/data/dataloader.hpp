@@ -15,12 +15,10 @@
 // seeded from (seed, epoch, sample index), so augmentations are the same whatever the number of
 // workers. Workers prefetch a bounded number of batches; an exception in a worker reaches the
 // consumer at that batch's next(), naming the sample; destroying the loader (or starting another
-// epoch) mid-epoch stops and joins the workers.
-#include <condition_variable>
+// epoch) mid-epoch stops and joins the workers. Workers share an epoch's state with the loader
+// (not the loader itself), so with a timeout a worker stuck in a sample can be left behind safely.
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -101,13 +99,20 @@ struct DataLoaderOptions {
   bool shuffle = false;
   uint64_t seed = 0;
   bool drop_last = false;
-  int num_workers = 0;  // 0: batches are made on the calling thread
+  int num_workers = 0;  // 0: batches are made on the calling thread; at most kMaxWorkers
   int prefetch = 2;     // batches made ahead, per worker
+  /// Seconds next() waits for a worker's batch before it throws TimeoutError, and the most the
+  /// loader waits for its workers when it stops (a worker stuck in a sample is then left to
+  /// finish on its own; it holds the dataset, not the loader). 0: wait as long as it takes.
+  double timeout = 0;
 };
 
 template <Element X, Element Y>
 class DataLoader {
  public:
+  /// The most worker threads a loader starts.
+  static constexpr int kMaxWorkers = 256;
+
   DataLoader(std::shared_ptr<const Dataset<X, Y>> dataset, DataLoaderOptions options);
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
@@ -120,27 +125,12 @@ class DataLoader {
   std::optional<Example<X, Y>> next();
 
  private:
-  Example<X, Y> make_batch(int64_t k) const;
+  struct Epoch;  // one epoch's order, queue and workers' shared state
   void stop_workers();
-  void worker_loop();
 
   std::shared_ptr<const Dataset<X, Y>> dataset_;
   DataLoaderOptions options_;
-  int64_t epoch_ = 0;
-  std::vector<int64_t> order_;
-  int64_t num_batches_ = 0;
-  int64_t consumed_ = 0;
-  bool started_ = false;
-
-  struct Slot {
-    std::optional<Example<X, Y>> batch;
-    std::exception_ptr error;
-  };
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::map<int64_t, Slot> ready_;
-  int64_t next_to_make_ = 0;
-  bool stop_ = false;
+  std::shared_ptr<Epoch> epoch_;
   std::vector<std::thread> workers_;
 };
 

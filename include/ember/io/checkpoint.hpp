@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "ember/core/generator.hpp"
 #include "ember/nn/module.hpp"
@@ -34,6 +35,8 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 /// Reads and verifies a checkpoint (FormatError naming the file and the problem when its checksum,
 /// format or contents do not check out; IOError when it cannot be read).
 Checkpoint load_checkpoint(const std::string& path);
+/// The same from the bytes of a checkpoint file (`source` names it in errors).
+Checkpoint parse_checkpoint(const std::vector<uint8_t>& bytes, const std::string& source);
 
 /// Gathers the state of a training run (the default generator's state included).
 template <FloatingElement T, class Optimizer>
@@ -48,13 +51,30 @@ Checkpoint make_checkpoint(const nn::Module<T>& model, const Optimizer& optimize
   return c;
 }
 
-/// Puts the state back into live objects built the same way; returns the step.
+/// Puts the state back into live objects built the same way; returns the step. All or nothing:
+/// when any part does not fit (another model, another optimizer, a malformed scheduler state),
+/// it throws and the model, optimizer and scheduler keep the state they had.
 template <FloatingElement T, class Optimizer>
 int64_t restore_checkpoint(const Checkpoint& c, nn::Module<T>& model, Optimizer& optimizer,
                            optim::LRScheduler* scheduler) {
-  model.load_state_dict(c.model, /*strict=*/true);
+  // Each load validates before it changes anything; the ones done before a failing one are
+  // rolled back (the model's goes last: it needs no copy).
+  const optim::OptimizerState optimizer_before = optimizer.state_dict();
+  const std::map<std::string, double> scheduler_before =
+      scheduler ? scheduler->state_dict() : std::map<std::string, double>{};
   optimizer.load_state_dict(c.optimizer);
-  if (scheduler) scheduler->load_state_dict(c.scheduler);
+  try {
+    if (scheduler) scheduler->load_state_dict(c.scheduler);
+    try {
+      model.load_state_dict(c.model, /*strict=*/true);
+    } catch (...) {
+      if (scheduler) scheduler->load_state_dict(scheduler_before);
+      throw;
+    }
+  } catch (...) {
+    optimizer.load_state_dict(optimizer_before);
+    throw;
+  }
   default_generator().set_state(c.rng);
   return c.step;
 }

@@ -9,6 +9,7 @@
 // {body.parameters(), {.lr = 0.01}}}). State is kept per parameter position (group, index), never
 // by address, and state_dict() / load_state_dict() move it with the positions, as PyTorch does.
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -65,6 +66,8 @@ struct OptimizerState {
   };
   std::vector<ParamState> params;  // in group order, then parameter order
   std::vector<std::map<std::string, double>> groups;
+  /// The optimizer that made the state ("SGD", "Adam", ...); empty when unknown.
+  std::string kind;
 };
 
 /// What learning-rate schedulers see of an optimizer: its groups' learning rates and, where the
@@ -140,6 +143,15 @@ class Optimizer : public OptimizerBase {
   /// is negated when the group maximizes. Defined where the optimizers' steps are.
   template <class F>
   void for_each_grad(F&& f);
+  /// The optimizer's name in state dicts ("SGD", "Adam", ...); empty: not checked on load.
+  virtual std::string kind() const { return {}; }
+  /// The per-parameter state tensors a step keeps: `required` are all there once a parameter
+  /// has state, `optional` may be. load_state_dict refuses other names and missing required
+  /// ones. Without a list (the default) any names are accepted.
+  struct StateNames {
+    std::vector<std::string> required, optional;
+  };
+  virtual std::optional<StateNames> state_names() const { return std::nullopt; }
   /// The group options by name for state dicts; from the options' field list by default.
   virtual std::map<std::string, double> options_to_map(const Options& o) const {
     return optim::options_to_map(o);
@@ -182,6 +194,11 @@ class SGD : public Optimizer<T, SGDOptions> {
   double momentum(size_t g) const override { return this->groups_.at(g).options.momentum; }
   void set_momentum(size_t g, double m) override { this->groups_.at(g).options.momentum = m; }
 
+ protected:
+  std::string kind() const override { return "SGD"; }
+  std::optional<typename Base::StateNames> state_names() const override {
+    return typename Base::StateNames{{}, {"momentum_buffer"}};
+  }
 };
 
 // ---- RMSprop and Adagrad -------------------------------------------------------------------------
@@ -213,6 +230,11 @@ class RMSprop : public Optimizer<T, RMSpropOptions> {
   explicit RMSprop(std::vector<typename Base::Group> groups);
   void step() override;
 
+ protected:
+  std::string kind() const override { return "RMSprop"; }
+  std::optional<typename Base::StateNames> state_names() const override {
+    return typename Base::StateNames{{"square_avg"}, {"momentum_buffer", "grad_avg"}};
+  }
 };
 
 struct AdagradOptions {
@@ -240,6 +262,11 @@ class Adagrad : public Optimizer<T, AdagradOptions> {
   explicit Adagrad(std::vector<typename Base::Group> groups);
   void step() override;
 
+ protected:
+  std::string kind() const override { return "Adagrad"; }
+  std::optional<typename Base::StateNames> state_names() const override {
+    return typename Base::StateNames{{"sum"}, {}};
+  }
 };
 
 // ---- Adam and AdamW ----------------------------------------------------------------------------
@@ -277,6 +304,10 @@ class Adam : public Optimizer<T, AdamOptions> {
 
  protected:
   bool decoupled_weight_decay_ = false;
+  std::string kind() const override { return decoupled_weight_decay_ ? "AdamW" : "Adam"; }
+  std::optional<typename Base::StateNames> state_names() const override {
+    return typename Base::StateNames{{"exp_avg", "exp_avg_sq"}, {"max_exp_avg_sq"}};
+  }
 };
 
 struct AdamWOptions {

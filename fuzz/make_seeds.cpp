@@ -1,0 +1,93 @@
+// Writes the fuzzers' seed corpora, made by ember itself: valid files of each format, small
+// enough for fast mutation. Usage: ember_fuzz_seeds OUT_DIR (writes OUT_DIR/<target>/...).
+#include <zlib.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "ember/ember.hpp"
+#include "fuzz_model.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace ember;
+
+void put_be32(std::vector<uint8_t>& b, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
+}
+
+std::vector<uint8_t> idx(uint8_t type, const std::vector<uint32_t>& dims, size_t elem) {
+  std::vector<uint8_t> b{0, 0, type, static_cast<uint8_t>(dims.size())};
+  size_t n = 1;
+  for (uint32_t d : dims) {
+    put_be32(b, d);
+    n *= d;
+  }
+  for (size_t i = 0; i < n * elem; ++i) b.push_back(static_cast<uint8_t>(i * 37 + 11));
+  return b;
+}
+
+std::vector<uint8_t> gzip(const std::vector<uint8_t>& in) {
+  z_stream zs{};
+  deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  std::vector<uint8_t> out(deflateBound(&zs, in.size()) + 64);
+  zs.next_in = const_cast<Bytef*>(in.data());
+  zs.avail_in = static_cast<uInt>(in.size());
+  zs.next_out = out.data();
+  zs.avail_out = static_cast<uInt>(out.size());
+  deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+template <class Optimizer>
+void checkpoint_seed(const std::string& path, Optimizer& (*make)(nn::Module<float>&), int steps) {
+  fuzz::Model m;
+  Optimizer& opt = make(m.net);
+  optim::StepLR sched(opt, 2, 0.5);
+  for (int i = 0; i < steps; ++i) {
+    m.step(opt);
+    sched.step();
+  }
+  save_checkpoint(path, make_checkpoint(m.net, opt, &sched, steps));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s OUT_DIR\n", argv[0]);
+    return 2;
+  }
+  const fs::path out(argv[1]);
+  for (const char* t : {"safetensors", "checkpoint", "idx", "cifar"}) fs::create_directories(out / t);
+  manual_seed(1);
+  fuzz::Model m;
+  io::write_safetensors((out / "safetensors" / "model.safetensors").string(), m.net.state_dict());
+  io::write_safetensors((out / "safetensors" / "dtypes.safetensors").string(),
+                        {{"f64", ones<double>({2})}, {"i64", arange<int64_t>(0, 3)}, {"u8", zeros<uint8_t>({2, 2})},
+                         {"i32", zeros<int32_t>({0, 3})}, {"scalar", scalar_tensor<float>(1.5f)}});
+  using namespace ember::fuzz;
+  checkpoint_seed<optim::SGD<float>>((out / "checkpoint" / "sgd.ckpt").string(), &make_sgd, 2);
+  checkpoint_seed<optim::Adam<float>>((out / "checkpoint" / "adam.ckpt").string(), &make_adam, 2);
+  checkpoint_seed<optim::Adam<float>>((out / "checkpoint" / "adamw.ckpt").string(), &make_adamw, 1);
+  checkpoint_seed<optim::RMSprop<float>>((out / "checkpoint" / "rmsprop.ckpt").string(), &make_rmsprop, 2);
+  checkpoint_seed<optim::Adagrad<float>>((out / "checkpoint" / "adagrad.ckpt").string(), &make_adagrad, 0);
+  io::write_file_atomically((out / "idx" / "images.idx").string(), idx(0x08, {2, 3, 3}, 1));
+  io::write_file_atomically((out / "idx" / "floats.idx").string(), idx(0x0D, {3, 2}, 4));
+  io::write_file_atomically((out / "idx" / "shorts.idx").string(), idx(0x0B, {5}, 2));
+  io::write_file_atomically((out / "idx" / "doubles.idx").string(), idx(0x0E, {1, 1, 2}, 8));
+  io::write_file_atomically((out / "idx" / "images.idx.gz").string(), gzip(idx(0x08, {2, 4, 4}, 1)));
+  std::vector<uint8_t> cifar;
+  for (int r = 0; r < 2; ++r) {
+    cifar.push_back(static_cast<uint8_t>(r * 7 % 10));
+    for (int i = 0; i < 3072; ++i) cifar.push_back(static_cast<uint8_t>(i * (r + 3)));
+  }
+  io::write_file_atomically((out / "cifar" / "two.bin").string(), cifar);
+  std::printf("seeds written to %s\n", out.string().c_str());
+  return 0;
+}
