@@ -1,23 +1,21 @@
 // Writes the fuzzers' seed corpora, made by ember itself: valid files of each format, small
 // enough for fast mutation. Usage: ember_fuzz_seeds OUT_DIR (writes OUT_DIR/<target>/...).
-#include <zlib.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "ember/ember.hpp"
+#include "../tests/support/gzip.hpp"
 #include "fuzz_model.hpp"
 
 namespace {
 
+using ember::testing::gzip;
+using ember::testing::put_be32;
+
 namespace fs = std::filesystem;
 using namespace ember;
-
-void put_be32(std::vector<uint8_t>& b, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
-}
 
 std::vector<uint8_t> idx(uint8_t type, const std::vector<uint32_t>& dims, size_t elem) {
   std::vector<uint8_t> b{0, 0, type, static_cast<uint8_t>(dims.size())};
@@ -28,20 +26,6 @@ std::vector<uint8_t> idx(uint8_t type, const std::vector<uint32_t>& dims, size_t
   }
   for (size_t i = 0; i < n * elem; ++i) b.push_back(static_cast<uint8_t>(i * 37 + 11));
   return b;
-}
-
-std::vector<uint8_t> gzip(const std::vector<uint8_t>& in) {
-  z_stream zs{};
-  deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
-  std::vector<uint8_t> out(deflateBound(&zs, in.size()) + 64);
-  zs.next_in = const_cast<Bytef*>(in.data());
-  zs.avail_in = static_cast<uInt>(in.size());
-  zs.next_out = out.data();
-  zs.avail_out = static_cast<uInt>(out.size());
-  deflate(&zs, Z_FINISH);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
 }
 
 template <class Optimizer>

@@ -1,6 +1,8 @@
 // The caching allocator behind Storage (Note [Memory] in storage.hpp).
 #include "ember/core/storage.hpp"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -117,12 +119,39 @@ CachingAllocator& allocator() {
   return *a;
 }
 
+// 0 until first use: then the physical memory (sysconf), unless set.
+std::atomic<int64_t> g_max_allocation{0};
+
+int64_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return int64_t(1) << 60;
+  return static_cast<int64_t>(pages) > (int64_t(1) << 60) / page ? int64_t(1) << 60
+                                                                   : static_cast<int64_t>(pages) * page;
+}
+
 }  // namespace
+
+int64_t max_allocation_bytes() {
+  int64_t v = g_max_allocation.load(std::memory_order_relaxed);
+  if (v == 0) {
+    int64_t expected = 0;
+    v = physical_memory_bytes();
+    if (!g_max_allocation.compare_exchange_strong(expected, v, std::memory_order_relaxed)) v = expected;
+  }
+  return v;
+}
+
+void set_max_allocation_bytes(int64_t bytes) {
+  if (bytes < 1) throw ValueError("set_max_allocation_bytes: expected at least 1 byte, got " + std::to_string(bytes));
+  g_max_allocation.store(bytes, std::memory_order_relaxed);
+}
 
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes) {
   if (nbytes == 0) return std::make_shared<Storage>(nullptr, 0, 0);
-  if (nbytes > (size_t(1) << 60)) {
-    throw ValueError("allocator: request of " + std::to_string(nbytes) + " bytes is too large");
+  const int64_t limit = max_allocation_bytes();
+  if (nbytes > static_cast<size_t>(limit)) {
+    throw ValueError("allocator: a request of " + std::to_string(nbytes) + " bytes exceeds the limit of " +
+                     std::to_string(limit) + " bytes (the physical memory unless set_max_allocation_bytes changed it)");
   }
   size_t capacity = size_class(nbytes);
   void* p = allocator().allocate(capacity);

@@ -57,7 +57,7 @@ Tensor<T>::Tensor(std::shared_ptr<TensorImpl> impl) : TensorBase(std::move(impl)
 
 template <Element T>
 Tensor<T> Tensor<T>::from_base(const TensorBase& base) {
-  return Tensor<T>(base.impl_ptr());
+  return Tensor<T>(base.impl_ptr());  // the constructor refuses another element type
 }
 
 namespace {

@@ -1,15 +1,17 @@
 // IDX and CIFAR readers on small generated files, raw and gzip, and every malformed-file class.
 #include <gtest/gtest.h>
-#include <zlib.h>
-
 #include <cstring>
 #include <filesystem>
 
 #include "ember/data/readers.hpp"
 #include "ember/ember.hpp"
+#include "support/gzip.hpp"
 
 namespace ember::data {
 namespace {
+
+using ember::testing::gzip;
+using ember::testing::put_be32;
 
 namespace fs = std::filesystem;
 
@@ -19,29 +21,11 @@ std::string temp_dir(const std::string& name) {
   return d.string();
 }
 
-void put_be32(std::vector<uint8_t>& b, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
-}
-
 std::vector<uint8_t> idx(uint8_t type, const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
   std::vector<uint8_t> b{0, 0, type, static_cast<uint8_t>(dims.size())};
   for (uint32_t d : dims) put_be32(b, d);
   b.insert(b.end(), data.begin(), data.end());
   return b;
-}
-
-std::vector<uint8_t> gzip(const std::vector<uint8_t>& in) {
-  z_stream zs{};
-  deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
-  std::vector<uint8_t> out(deflateBound(&zs, in.size()) + 64);
-  zs.next_in = const_cast<Bytef*>(in.data());
-  zs.avail_in = static_cast<uInt>(in.size());
-  zs.next_out = out.data();
-  zs.avail_out = static_cast<uInt>(out.size());
-  deflate(&zs, Z_FINISH);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
 }
 
 void write(const std::string& path, const std::vector<uint8_t>& bytes) { io::write_file_atomically(path, bytes); }

@@ -5,8 +5,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zlib.h>
-
 #include <atomic>
 #include <cmath>
 #include <chrono>
@@ -19,9 +17,13 @@
 #include <vector>
 
 #include "ember/ember.hpp"
+#include "support/gzip.hpp"
 
 namespace ember {
 namespace {
+
+using ember::testing::gzip;
+using ember::testing::put_be32;
 
 namespace fs = std::filesystem;
 
@@ -32,29 +34,11 @@ std::string temp_dir(const std::string& name) {
   return d.string();
 }
 
-void put_be32(std::vector<uint8_t>& b, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
-}
-
 std::vector<uint8_t> idx_file(uint8_t type, const std::vector<uint32_t>& dims, size_t data_bytes) {
   std::vector<uint8_t> b{0, 0, type, static_cast<uint8_t>(dims.size())};
   for (uint32_t d : dims) put_be32(b, d);
   b.resize(b.size() + data_bytes, 7);
   return b;
-}
-
-std::vector<uint8_t> gzip(const std::vector<uint8_t>& in) {
-  z_stream zs{};
-  deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
-  std::vector<uint8_t> out(deflateBound(&zs, in.size()) + 64);
-  zs.next_in = const_cast<Bytef*>(in.data());
-  zs.avail_in = static_cast<uInt>(in.size());
-  zs.next_out = out.data();
-  zs.avail_out = static_cast<uInt>(out.size());
-  deflate(&zs, Z_FINISH);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
 }
 
 // Runs f, which must throw E whose message contains `text`.

@@ -26,6 +26,11 @@ MemoryStats memory_stats();
 void empty_cache();
 /// Resets peak_live_bytes to the current live bytes.
 void reset_peak_memory();
+/// The largest single buffer ember asks for: by default the machine's physical memory, so that a
+/// request no machine here could serve (a shape from a hostile header, a typo) is a ValueError
+/// naming the size before the system allocator is asked. Process-wide; bytes >= 1.
+int64_t max_allocation_bytes();
+void set_max_allocation_bytes(int64_t bytes);
 
 class Storage {
  public:

@@ -1,0 +1,29 @@
+#pragma once
+// Test helper: gzip-compresses bytes in memory (zlib), for readers of .gz files.
+#include <zlib.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace ember::testing {
+
+inline std::vector<uint8_t> gzip(const std::vector<uint8_t>& in, int level = 6) {
+  z_stream zs{};
+  deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  std::vector<uint8_t> out(deflateBound(&zs, static_cast<uLong>(in.size())) + 64);
+  zs.next_in = const_cast<Bytef*>(in.data());
+  zs.avail_in = static_cast<uInt>(in.size());
+  zs.next_out = out.data();
+  zs.avail_out = static_cast<uInt>(out.size());
+  deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+/// Appends v big-endian (IDX headers).
+inline void put_be32(std::vector<uint8_t>& b, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
+}
+
+}  // namespace ember::testing
