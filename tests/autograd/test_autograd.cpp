@@ -174,6 +174,64 @@ TEST(Autograd, CustomFunction) {
   EXPECT_THROW(WrongArity::apply(x).sum().backward(), AutogradError);
 }
 
+// A float function in LibTorch's style: non-tensor arguments between tensors, saved_data of
+// several types, one gradient per forward argument with trailing ones omitted.
+struct ScaledProduct : autograd::Function<ScaledProduct> {
+  static Tensor<float> forward(autograd::FunctionCtx<float>& ctx, const Tensor<float>& a, double scale,
+                               const Tensor<float>& b, int power, bool negate) {
+    ctx.save_for_backward({a, b});
+    ctx.saved_data["scale"] = scale;
+    ctx.saved_data["power"] = power;
+    ctx.saved_data["negate"] = negate;
+    ctx.saved_data["shape"] = std::vector<int64_t>{a.shape()[0]};
+    ctx.saved_data["b"] = b;
+    Tensor<float> y = a * b * scale;
+    for (int i = 1; i < power; ++i) y = y * b;
+    return negate ? -y : y;
+  }
+  static std::vector<Tensor<float>> backward(autograd::FunctionCtx<float>& ctx, const Tensor<float>& g) {
+    const double scale = ctx.saved_data["scale"].toDouble();
+    const int64_t power = ctx.saved_data["power"].toInt();
+    const double sign = ctx.saved_data["negate"].toBool() ? -1.0 : 1.0;
+    EXPECT_EQ(ctx.saved_data["shape"].to<std::vector<int64_t>>()[0], 2);
+    EXPECT_THROW(ctx.saved_data["power"].to<double>(), AutogradError);  // stored as int
+    const Tensor<float> b = ctx.saved_data["b"].toTensor<float>();
+    const Tensor<float> a = ctx.saved()[0];
+    Tensor<float> b_pow = ones_like(b);
+    for (int64_t i = 0; i < power; ++i) b_pow = b_pow * b;
+    Tensor<float> da = g * b_pow * (scale * sign);
+    Tensor<float> db = g * a * b_pow / b * (scale * sign * static_cast<double>(power));
+    if (!ctx.needs_input_grad(1)) return {da};  // trailing gradients left out
+    return {da, Tensor<float>(), db};           // undefined for `scale`; power and negate omitted
+  }
+};
+
+struct GradForANumber : autograd::Function<GradForANumber> {
+  static Tensor<float> forward(autograd::FunctionCtx<float>&, const Tensor<float>& x, double) { return x * 1.0; }
+  static std::vector<Tensor<float>> backward(autograd::FunctionCtx<float>&, const Tensor<float>& g) {
+    return {g, g};  // a gradient for the double: refused
+  }
+};
+
+TEST(Autograd, CustomFunctionInFloatFollowsLibTorchsRules) {
+  Tensor<float> a = tensor<float>({1, 2}, {2}, true), b = tensor<float>({3, 4}, {2}, true);
+  Tensor<float> y = ScaledProduct::apply(a, 0.5, b, 2, true);  // -0.5 a b^2
+  EXPECT_EQ(y.to_vector(), (std::vector<float>{-4.5f, -16.0f}));
+  y.sum().backward();
+  EXPECT_EQ(a.grad().to_vector(), (std::vector<float>{-4.5f, -8.0f}));  // -0.5 b^2
+  EXPECT_EQ(b.grad().to_vector(), (std::vector<float>{-3.0f, -8.0f}));  // -a b
+  Tensor<float> c = tensor<float>({3, 4}, {2});  // no gradient wanted: backward returns one
+  Tensor<float> a2 = tensor<float>({1, 2}, {2}, true);
+  ScaledProduct::apply(a2, 1.0, c, 1, false).sum().backward();
+  EXPECT_EQ(a2.grad().to_vector(), (std::vector<float>{3, 4}));
+  try {
+    GradForANumber::apply(a2, 2.0).sum().backward();
+    FAIL() << "expected AutogradError";
+  } catch (const AutogradError& e) {
+    EXPECT_NE(std::string(e.what()).find("forward argument 1, which is not a tensor"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Autograd, HooksAndRetainGrad) {
   auto x = tensor<double>({1, 2}, {2}, true);
   x.register_hook([](const Tensor<double>& g) { return g * 10.0; });
