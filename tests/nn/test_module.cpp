@@ -432,6 +432,50 @@ TEST(Conv, Conv1dTakesItsOwnOptionsAndStillTheConv2dOnes) {
   EXPECT_EQ(functional::conv1d(x, conv.weight, Tensor<float>(), wide).to_vector(), conv(x).to_vector());
 }
 
+// LibTorch's member pattern: holders as members, assigned from register_module, called directly.
+struct HolderNet : Module<float> {
+  ModuleHolder<Linear<float>> fc1{nullptr}, fc2;
+  ModuleHolder<Module<float>> act;
+  HolderNet() {
+    // Registered in another order than declared: the calls decide (Note [Registration order]).
+    fc2 = register_module("fc2", Linear(4, 2));
+    act = register_module("act", ReLU());
+    fc1 = register_module("fc1", Linear(3, 4));
+  }
+  Tensor<float> forward(const Tensor<float>& x) override { return fc2(act(fc1(x))); }
+  std::string type_name() const override { return "HolderNet"; }
+};
+
+TEST(Module, LibTorchMemberPatternWithHolders) {
+  manual_seed(1);
+  HolderNet net;
+  EXPECT_EQ(net(ones<float>({5, 3})).shape(), Shape({5, 2}));
+  EXPECT_EQ(names(net.state_dict()), (std::vector<std::string>{"fc2.weight", "fc2.bias", "fc1.weight", "fc1.bias"}));
+  EXPECT_EQ(net.fc1->weight.shape(), Shape({4, 3}));
+  std::shared_ptr<Linear<float>> as_pointer = net.fc1;  // holders convert to shared_ptr
+  EXPECT_EQ(as_pointer.get(), net.fc1.get());
+  // The holder shares the registered module: loading a state dict reaches the member.
+  StateDict sd = net.state_dict();
+  sd[2].tensor = full<float>({4, 3}, 0.5f);
+  net.load_state_dict(sd);
+  EXPECT_EQ(net.fc1->weight.to_vector(), std::vector<float>(12, 0.5f));
+  ModuleHolder<Linear<float>> empty;
+  EXPECT_THROW(empty(ones<float>({1, 3})), ValueError);
+}
+
+TEST(Module, AMovedFromModuleSaysSoWhenCalled) {
+  Linear<float> lin(3, 2);
+  Sequential<float> seq;
+  seq.push_back(std::move(lin));
+  try {
+    lin(ones<float>({1, 3}));
+    FAIL() << "expected ValueError";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("Linear: this module was moved from"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(seq(ones<float>({1, 3})).shape(), Shape({1, 2}));  // the module it moved into works
+}
+
 TEST(Pooling, MaxPoolPropagatesNaNAndTakesTheFirstMaximum) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   auto x = tensor<float>({1, 5, 5, 2, nan, 0, 3, 3, -1, -2, -3, -4, -1, -1, -1, -1}, {1, 1, 4, 4});

@@ -4,24 +4,35 @@
 // its state_dict keys, the same as PyTorch's, so weights move between the two.
 //
 //   struct Net : ember::nn::Module<float> {
-//     std::shared_ptr<ember::nn::Linear<float>> fc1, fc2;
+//     ember::nn::ModuleHolder<ember::nn::Linear<float>> fc1, fc2;   // LibTorch: torch::nn::Linear fc1{nullptr}
 //     Net() {
 //       fc1 = register_module("fc1", ember::nn::Linear<float>(784, 128));
 //       fc2 = register_module("fc2", ember::nn::Linear<float>(128, 10));
 //     }
 //     ember::Tensor<float> forward(const ember::Tensor<float>& x) override {
-//       return (*fc2)(ember::relu((*fc1)(x)));
+//       return fc2(ember::relu(fc1(x)));
 //     }
 //   };
 //
-// Modules are composed at run time (no networks as types) and are move-only: a registered
-// parameter and the member that names it are the same tensor handle, so loading a state dict
-// (which copies values in place) updates both.
+// Modules are composed at run time (no networks as types) and are move-only: register_module
+// takes the module by value (a temporary, or std::move of one you built) and returns a holder
+// that shares the registered module, callable like it (`fc1(x)`, `fc1->weight`); keep that, not
+// the moved-from original (which throws when called, naming the cause). A registered parameter
+// and the member that names it are the same tensor handle, so loading a state dict (which copies
+// values in place) updates both.
+//
+// Note [Registration order]
+// state_dict(), parameters() and printing follow the order of the register_* calls, never the
+// order members are declared in (C++ constructs members before the constructor body runs, so
+// the calls decide). PyTorch orders by assignment in __init__ the same way; write the calls in
+// PyTorch's order to get PyTorch's state_dict order. Loading matches by name, so the order never
+// changes which tensor gets which values.
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -39,6 +50,43 @@ struct NamedTensor {
 /// Ordered as PyTorch orders it: a module's own parameters, then its buffers, then each child's.
 using StateDict = std::vector<NamedTensor>;
 
+/// A shared handle to a registered module (LibTorch's ModuleHolder): `fc(x)` calls it with its
+/// hooks, `fc->weight` reaches its members; it converts to std::shared_ptr<M> (and to a pointer to
+/// a base), so it can be kept as either.
+template <class M>
+class ModuleHolder {
+ public:
+  ModuleHolder() = default;
+  ModuleHolder(std::nullptr_t) noexcept {}  // NOLINT: `ModuleHolder<Linear<float>> fc{nullptr}`
+  ModuleHolder(std::shared_ptr<M> module) noexcept : module_(std::move(module)) {}  // NOLINT
+  template <class U>
+    requires std::is_convertible_v<U*, M*>
+  ModuleHolder(const ModuleHolder<U>& other) noexcept : module_(other.ptr()) {}  // NOLINT
+
+  template <class U>
+    requires std::is_convertible_v<M*, U*>
+  operator std::shared_ptr<U>() const noexcept {  // NOLINT: implicit, for existing shared_ptr members
+    return module_;
+  }
+  const std::shared_ptr<M>& ptr() const noexcept { return module_; }
+  M* get() const noexcept { return module_.get(); }
+  explicit operator bool() const noexcept { return module_ != nullptr; }
+  M& operator*() const { return *checked(); }
+  M* operator->() const { return checked(); }
+  /// Calls the module (its operator(): hooks, then forward).
+  template <class... Args>
+  decltype(auto) operator()(Args&&... args) const {
+    return (*checked())(std::forward<Args>(args)...);
+  }
+
+ private:
+  M* checked() const {
+    if (!module_) throw ValueError("ModuleHolder: empty (assign it the result of register_module first)");
+    return module_.get();
+  }
+  std::shared_ptr<M> module_;
+};
+
 template <FloatingElement T = float>
 class Module {
  public:
@@ -49,8 +97,9 @@ class Module {
   using ForwardHook = std::function<Tensor<T>(Module&, const Tensor<T>&, const Tensor<T>&)>;
 
   Module() = default;
-  Module(Module&&) noexcept = default;
-  Module& operator=(Module&&) noexcept = default;
+  /// The moved-from module is an empty shell that throws when called (naming why).
+  Module(Module&& other) noexcept;
+  Module& operator=(Module&& other) noexcept;
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
   virtual ~Module() = default;
@@ -74,17 +123,26 @@ class Module {
     add_buffer(name, tensor);
     return tensor;
   }
-  /// Registers a submodule (taken by value and moved to the heap) and returns a handle to it.
+  /// Registers a submodule (taken by value and moved to the heap) and returns a holder that
+  /// shares it; keep the holder, not the moved-from original.
   template <class M>
-  std::shared_ptr<std::decay_t<M>> register_module(const std::string& name, M&& module) {
+  ModuleHolder<std::decay_t<M>> register_module(const std::string& name, M&& module) {
+    static_assert(!std::is_lvalue_reference_v<M>,
+                  "register_module(name, module): modules are move-only; register a temporary and keep the "
+                  "result, `fc1 = register_module(\"fc1\", nn::Linear(3, 4));` with a member "
+                  "`nn::ModuleHolder<nn::Linear<float>> fc1;` (see Note [Registration order] in nn/module.hpp)");
     auto ptr = std::make_shared<std::decay_t<M>>(std::forward<M>(module));
     add_child(name, ptr);
-    return ptr;
+    return ModuleHolder<std::decay_t<M>>(std::move(ptr));
   }
   template <class M>
-  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+  ModuleHolder<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     add_child(name, module);
-    return module;
+    return ModuleHolder<M>(std::move(module));
+  }
+  template <class M>
+  ModuleHolder<M> register_module(const std::string& name, const ModuleHolder<M>& module) {
+    return register_module(name, module.ptr());
   }
 
   // ---- Introspection ---------------------------------------------------------------------------
@@ -144,6 +202,7 @@ class Module {
   std::vector<std::pair<int64_t, ForwardHook>> post_hooks_;
   int64_t next_hook_id_ = 0;
   bool training_ = true;
+  bool moved_from_ = false;
 };
 
 template <FloatingElement T>
