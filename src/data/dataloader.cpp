@@ -237,6 +237,7 @@ void DataLoader<X, Y>::start_epoch(int64_t epoch) {
   }
   e->num_batches = batches_per_epoch();
   epoch_ = e;
+  next_epoch_ = epoch + 1;
   for (int w = 0; w < options_.num_workers; ++w) {
     {
       std::lock_guard<std::mutex> lock(e->mutex);

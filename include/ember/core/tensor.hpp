@@ -9,6 +9,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -49,6 +50,17 @@ class Tensor : public TensorBase {
   T* data_ptr() const noexcept;
   /// The value of a one-element tensor.
   T item() const;
+  /// The value as U (LibTorch's `loss.item<float>()`), converted as to<U>() converts: a value that
+  /// does not fit an integer type throws.
+  template <Element U>
+  U item() const {
+    if constexpr (std::is_same_v<U, T>) {
+      return item();
+    } else {
+      (void)item();  // one element, or the usual error
+      return this->template to<U>().item();
+    }
+  }
   /// The element at a full index; negative indices count from the end.
   T at(std::initializer_list<int64_t> index) const;
   T at(const std::vector<int64_t>& index) const;

@@ -17,7 +17,9 @@
 // consumer at that batch's next(), naming the sample; destroying the loader (or starting another
 // epoch) mid-epoch stops and joins the workers. Workers share an epoch's state with the loader
 // (not the loader itself), so with a timeout a worker stuck in a sample can be left behind safely.
+#include <cstddef>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -124,6 +126,35 @@ class DataLoader {
   /// The next batch ([B, ...] stacked), or nullopt at the end of the epoch.
   std::optional<Example<X, Y>> next();
 
+  /// Range-for over one epoch, as LibTorch's `for (auto& batch : *loader)`: each begin() starts
+  /// the next epoch (0, 1, ... after the last one started).
+  class Iterator {
+   public:
+    using value_type = Example<X, Y>;
+    using difference_type = std::ptrdiff_t;
+    Iterator() = default;
+    explicit Iterator(DataLoader* loader) : loader_(loader) { ++*this; }
+    Example<X, Y>& operator*() const { return **current_; }
+    Example<X, Y>* operator->() const { return &**current_; }
+    Iterator& operator++() {
+      current_ = std::make_shared<std::optional<Example<X, Y>>>(loader_->next());
+      if (!*current_) current_.reset();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return current_ == nullptr; }
+
+   private:
+    DataLoader* loader_ = nullptr;
+    // Shared so that the iterator stays copyable; the batch is the one next() returned.
+    std::shared_ptr<std::optional<Example<X, Y>>> current_;
+  };
+  Iterator begin() {
+    start_epoch(next_epoch_);
+    return Iterator(this);
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
  private:
   struct Epoch;  // one epoch's order, queue and workers' shared state
   void stop_workers();
@@ -131,6 +162,7 @@ class DataLoader {
   std::shared_ptr<const Dataset<X, Y>> dataset_;
   DataLoaderOptions options_;
   std::shared_ptr<Epoch> epoch_;
+  int64_t next_epoch_ = 0;  // the epoch a range-for starts
   std::vector<std::thread> workers_;
 };
 

@@ -38,6 +38,17 @@ Checkpoint load_checkpoint(const std::string& path);
 /// The same from the bytes of a checkpoint file (`source` names it in errors).
 Checkpoint parse_checkpoint(const std::vector<uint8_t>& bytes, const std::string& source);
 
+/// An optimizer's state on its own, as `torch::save(optimizer, path)` (a checkpoint file that
+/// holds only the optimizer's state: atomic, checksummed, validated on load).
+inline void save(const optim::OptimizerBase& optimizer, const std::string& path) {
+  Checkpoint c;
+  c.optimizer = optimizer.state_dict();
+  save_checkpoint(path, c);
+}
+inline void load(optim::OptimizerBase& optimizer, const std::string& path) {
+  optimizer.load_state_dict(load_checkpoint(path).optimizer);
+}
+
 /// Gathers the state of a training run (the default generator's state included).
 template <FloatingElement T, class Optimizer>
 Checkpoint make_checkpoint(const nn::Module<T>& model, const Optimizer& optimizer,

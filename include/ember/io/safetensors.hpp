@@ -57,5 +57,22 @@ void save(const nn::Module<T>& module, const std::string& path);
 /// names are listed in one error.
 template <FloatingElement T>
 void load(nn::Module<T>& module, const std::string& path, bool strict = true);
+/// The same through a shared_ptr or holder, as LibTorch's torch::save(model, path).
+template <class M>
+void save(const std::shared_ptr<M>& module, const std::string& path) {
+  save(*module, path);
+}
+template <class M>
+void load(const std::shared_ptr<M>& module, const std::string& path, bool strict = true) {
+  load(*module, path, strict);
+}
+template <class M>
+void save(const nn::ModuleHolder<M>& module, const std::string& path) {
+  save(*module, path);
+}
+template <class M>
+void load(const nn::ModuleHolder<M>& module, const std::string& path, bool strict = true) {
+  load(*module, path, strict);
+}
 
 }  // namespace ember

@@ -154,6 +154,16 @@ class Module {
   std::vector<std::shared_ptr<Module>> children() const;
   /// This module ("") and all descendants, depth first, with dotted paths.
   std::vector<std::pair<std::string, Module*>> named_modules();
+  /// The number of direct children, and child i (in registration order), without copying the list.
+  size_t num_children() const noexcept { return children_.size(); }
+  const std::shared_ptr<Module>& child(size_t i) const { return children_.at(i).second; }
+  /// Calls fn on every descendant, then on this module (PyTorch's order), e.g. to initialise
+  /// weights: `net.apply([](nn::Module<float>& m) { ... })`.
+  Module& apply(const std::function<void(Module&)>& fn) {
+    for (auto& [name, c] : children_) c->apply(fn);
+    fn(*this);
+    return *this;
+  }
   /// The parameter or buffer at a dotted path (throws IndexError naming it when absent).
   TensorBase& entry(const std::string& dotted_name);
 

@@ -1,6 +1,7 @@
 #pragma once
 // Joining, splitting, padding and indexing. The views (reshape, permute, slice, ...) are members
 // of Tensor; these make new tensors.
+#include <initializer_list>
 #include <vector>
 
 #include "ember/core/tensor.hpp"
@@ -11,6 +12,15 @@ template <Element T>
 Tensor<T> cat(const std::vector<Tensor<T>>& tensors, int64_t dim = 0);
 template <Element T>
 Tensor<T> stack(const std::vector<Tensor<T>>& tensors, int64_t dim = 0);
+/// `cat({a, b}, 1)`: the element type comes from the braced list, as in LibTorch.
+template <Element T>
+Tensor<T> cat(std::initializer_list<Tensor<T>> tensors, int64_t dim = 0) {
+  return cat(std::vector<Tensor<T>>(tensors), dim);
+}
+template <Element T>
+Tensor<T> stack(std::initializer_list<Tensor<T>> tensors, int64_t dim = 0) {
+  return stack(std::vector<Tensor<T>>(tensors), dim);
+}
 /// Splits into pieces of the given sizes along dim (they must add up to the dim's size).
 template <Element T>
 std::vector<Tensor<T>> split(const Tensor<T>& x, const std::vector<int64_t>& sizes, int64_t dim = 0);

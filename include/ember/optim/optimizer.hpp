@@ -188,6 +188,8 @@ class SGD : public Optimizer<T, SGDOptions> {
  public:
   using Base = Optimizer<T, SGDOptions>;
   SGD(std::vector<Tensor<T>> params, SGDOptions options = {});
+  /// LibTorch's positional form: SGD(params, lr) is SGD(params, {.lr = lr}).
+  SGD(std::vector<Tensor<T>> params, double lr) : SGD(std::move(params), SGDOptions{.lr = lr}) {}
   explicit SGD(std::vector<typename Base::Group> groups);
   void step() override;
   bool has_momentum() const override { return true; }
@@ -227,6 +229,8 @@ class RMSprop : public Optimizer<T, RMSpropOptions> {
  public:
   using Base = Optimizer<T, RMSpropOptions>;
   RMSprop(std::vector<Tensor<T>> params, RMSpropOptions options = {});
+  /// LibTorch's positional form: RMSprop(params, lr) is RMSprop(params, {.lr = lr}).
+  RMSprop(std::vector<Tensor<T>> params, double lr) : RMSprop(std::move(params), RMSpropOptions{.lr = lr}) {}
   explicit RMSprop(std::vector<typename Base::Group> groups);
   void step() override;
 
@@ -259,6 +263,8 @@ class Adagrad : public Optimizer<T, AdagradOptions> {
  public:
   using Base = Optimizer<T, AdagradOptions>;
   Adagrad(std::vector<Tensor<T>> params, AdagradOptions options = {});
+  /// LibTorch's positional form: Adagrad(params, lr) is Adagrad(params, {.lr = lr}).
+  Adagrad(std::vector<Tensor<T>> params, double lr) : Adagrad(std::move(params), AdagradOptions{.lr = lr}) {}
   explicit Adagrad(std::vector<typename Base::Group> groups);
   void step() override;
 
@@ -296,6 +302,8 @@ class Adam : public Optimizer<T, AdamOptions> {
  public:
   using Base = Optimizer<T, AdamOptions>;
   Adam(std::vector<Tensor<T>> params, AdamOptions options = {});
+  /// LibTorch's positional form: Adam(params, lr) is Adam(params, {.lr = lr}).
+  Adam(std::vector<Tensor<T>> params, double lr) : Adam(std::move(params), AdamOptions{.lr = lr}) {}
   explicit Adam(std::vector<typename Base::Group> groups);
   void step() override;
   bool has_momentum() const override { return true; }
@@ -333,8 +341,19 @@ template <FloatingElement T = float>
 class AdamW : public Adam<T> {
  public:
   AdamW(std::vector<Tensor<T>> params, AdamWOptions options = {});
+  AdamW(std::vector<Tensor<T>> params, double lr) : AdamW(std::move(params), AdamWOptions{.lr = lr}) {}
 };
 
+SGD(std::vector<Tensor<float>>, double)->SGD<float>;
+SGD(std::vector<Tensor<double>>, double)->SGD<double>;
+Adam(std::vector<Tensor<float>>, double)->Adam<float>;
+Adam(std::vector<Tensor<double>>, double)->Adam<double>;
+AdamW(std::vector<Tensor<float>>, double)->AdamW<float>;
+AdamW(std::vector<Tensor<double>>, double)->AdamW<double>;
+RMSprop(std::vector<Tensor<float>>, double)->RMSprop<float>;
+RMSprop(std::vector<Tensor<double>>, double)->RMSprop<double>;
+Adagrad(std::vector<Tensor<float>>, double)->Adagrad<float>;
+Adagrad(std::vector<Tensor<double>>, double)->Adagrad<double>;
 SGD(std::vector<Tensor<float>>, SGDOptions)->SGD<float>;
 SGD(std::vector<Tensor<double>>, SGDOptions)->SGD<double>;
 Adam(std::vector<Tensor<float>>, AdamOptions)->Adam<float>;

@@ -1,0 +1,141 @@
+// The spellings a LibTorch program uses, each working in ember as written there (or with the
+// documented ember spelling): a port should be mechanical.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "ember/ember.hpp"
+
+namespace ember {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string temp_path(const std::string& name) {
+  return (fs::temp_directory_path() / ("ember_porting_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+TEST(LibTorchIdioms, ItemWithAType) {
+  Tensor<float> loss = scalar_tensor<float>(2.5f);
+  EXPECT_EQ(loss.item<float>(), 2.5f);
+  EXPECT_EQ(loss.item<double>(), 2.5);
+  EXPECT_EQ(loss.item<int64_t>(), 2);
+  EXPECT_THROW(scalar_tensor<float>(1e30f).item<int64_t>(), ValueError);
+  EXPECT_THROW(ones<float>({2}).item<float>(), ValueError);
+  EXPECT_EQ(arange<int64_t>(3, 4).item<int64_t>(), 3);
+}
+
+TEST(LibTorchIdioms, PositionalLearningRates) {
+  nn::Linear<float> net(2, 2);
+  optim::SGD sgd(net.parameters(), 0.1);
+  optim::Adam adam(net.parameters(), 0.01);
+  optim::AdamW adamw(net.parameters(), 0.02);
+  optim::RMSprop rms(net.parameters(), 0.03);
+  optim::Adagrad ada(net.parameters(), 0.04);
+  EXPECT_EQ(sgd.lr(0), 0.1);
+  EXPECT_EQ(adam.lr(0), 0.01);
+  EXPECT_EQ(adamw.lr(0), 0.02);
+  EXPECT_EQ(adamw.param_groups()[0].options.weight_decay, 1e-2);  // AdamW's other defaults stay
+  EXPECT_EQ(rms.lr(0), 0.03);
+  EXPECT_EQ(ada.lr(0), 0.04);
+}
+
+TEST(LibTorchIdioms, CatAndStackOfABracedList) {
+  Tensor<float> a = ones<float>({2, 1}), b = zeros<float>({2, 2});
+  EXPECT_EQ(cat({a, b}, 1).shape(), Shape({2, 3}));
+  EXPECT_EQ(stack({a, a}, 0).shape(), Shape({2, 2, 1}));
+  EXPECT_EQ(cat({arange<int64_t>(0, 2), arange<int64_t>(5, 6)}).to_vector(), (std::vector<int64_t>{0, 1, 5}));
+}
+
+TEST(LibTorchIdioms, ContainersIterateApplyAndHoldFunctions) {
+  manual_seed(3);
+  nn::Sequential<float> seq(nn::Linear(4, 8), nn::Functional(ember::relu<float>), nn::Linear(8, 2),
+                            nn::Functional([](const Tensor<float>& x) { return x * 2.0; }, "Double"));
+  std::vector<std::string> kinds;
+  for (const auto& m : seq) kinds.push_back(m->type_name());
+  EXPECT_EQ(kinds, (std::vector<std::string>{"Linear", "Functional", "Linear", "Double"}));
+  EXPECT_EQ(seq(ones<float>({3, 4})).shape(), Shape({3, 2}));
+  // apply visits every module, children first (PyTorch's order), e.g. to initialise weights.
+  std::vector<std::string> visited;
+  seq.apply([&](nn::Module<float>& m) {
+    visited.push_back(m.type_name());
+    if (auto* lin = dynamic_cast<nn::Linear<float>*>(&m)) nn::init::constant_(lin->weight, 0.5);
+  });
+  EXPECT_EQ(visited.back(), "Sequential");
+  EXPECT_EQ(visited.size(), 5u);
+  for (const auto& [name, p] : seq.named_parameters())
+    if (name.find("weight") != std::string::npos) EXPECT_EQ(p.to_vector()[0], 0.5f) << name;
+  nn::ModuleList<float> list(nn::Linear(2, 2), nn::ReLU());
+  int count = 0;
+  for (const auto& m : list) count += m ? 1 : 0;
+  EXPECT_EQ(count, 2);
+  nn::ModuleDict<float> dict;
+  auto enc = dict.insert("encoder", nn::Linear(3, 4));
+  dict.insert("head", nn::Linear(4, 1));
+  EXPECT_EQ(dict.keys(), (std::vector<std::string>{"encoder", "head"}));
+  EXPECT_TRUE(dict.contains("head"));
+  EXPECT_EQ(dict["encoder"].get(), enc.get());
+  EXPECT_THROW(dict["decoder"], IndexError);
+  EXPECT_EQ(dict.state_dict()[0].name, "encoder.weight");
+}
+
+TEST(LibTorchIdioms, TopLevelFunctionalForms) {
+  Tensor<float> logits = zeros<float>({2, 3});
+  Tensor<int64_t> target = tensor<int64_t>({0, 2});
+  EXPECT_NEAR(ember::nll_loss(log_softmax(logits, 1), target).item(), std::log(3.0), 1e-6);
+  EXPECT_NEAR(ember::cross_entropy(logits, target).item(), std::log(3.0), 1e-6);
+  EXPECT_EQ(ember::dropout(ones<float>({4}), 0.5, /*training=*/false).to_vector(), std::vector<float>(4, 1.0f));
+  EXPECT_EQ(ember::max_pool2d(ones<float>({1, 1, 4, 4}), 2).shape(), Shape({1, 1, 2, 2}));
+  EXPECT_NEAR(ember::binary_cross_entropy(full<float>({2}, 0.5f), ones<float>({2})).item(), std::log(2.0), 1e-6);
+}
+
+TEST(LibTorchIdioms, RangeForOverADataLoaderRunsOneEpoch) {
+  auto ds = std::make_shared<data::TensorDataset<float, int64_t>>(zeros<float>({10, 2}), arange<int64_t>(0, 10));
+  data::DataLoader<float, int64_t> loader(ds, {.batch_size = 4, .shuffle = true, .seed = 1});
+  std::vector<std::vector<int64_t>> epochs;
+  for (int e = 0; e < 2; ++e) {
+    std::vector<int64_t> seen;
+    for (auto& batch : loader) {
+      for (int64_t v : batch.target.to_vector()) seen.push_back(v);
+    }
+    EXPECT_EQ(seen.size(), 10u);
+    epochs.push_back(seen);
+  }
+  EXPECT_NE(epochs[0], epochs[1]);  // epoch 0, then epoch 1
+  loader.start_epoch(0);            // the same order as the first range-for
+  std::vector<int64_t> again;
+  while (auto b = loader.next())
+    for (int64_t v : b->target.to_vector()) again.push_back(v);
+  EXPECT_EQ(again, epochs[0]);
+}
+
+TEST(LibTorchIdioms, SaveAndLoadThroughPointersAndOptimizersOnTheirOwn) {
+  manual_seed(5);
+  auto net = std::make_shared<nn::Linear<float>>(3, 2);
+  save(net, temp_path("net.safetensors"));
+  auto copy = std::make_shared<nn::Linear<float>>(3, 2);
+  load(copy, temp_path("net.safetensors"));
+  EXPECT_EQ(copy->weight.to_vector(), net->weight.to_vector());
+  optim::Adam adam(net->parameters(), 0.01);
+  adam.zero_grad();
+  (*net)(ones<float>({1, 3})).sum().backward();
+  adam.step();
+  save(adam, temp_path("adam.ckpt"));
+  optim::Adam restored(net->parameters(), 0.5);
+  load(restored, temp_path("adam.ckpt"));
+  EXPECT_EQ(restored.lr(0), 0.01);
+  const auto a = adam.state_dict(), b = restored.state_dict();
+  EXPECT_EQ(Tensor<float>::from_base(b.params[0].tensors.at("exp_avg")).to_vector(),
+            Tensor<float>::from_base(a.params[0].tensors.at("exp_avg")).to_vector());
+  optim::SGD sgd(net->parameters(), 0.1);
+  EXPECT_THROW(load(sgd, temp_path("adam.ckpt")), ValueError);  // another optimizer's state
+  fs::remove(temp_path("net.safetensors"));
+  fs::remove(temp_path("adam.ckpt"));
+}
+
+}  // namespace
+}  // namespace ember
