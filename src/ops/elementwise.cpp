@@ -65,7 +65,7 @@ Tensor<T> binary_raw(const Tensor<T>& a, const Tensor<T>& b, Binary op, const ch
   return out;
 }
 
-template <FloatingElement T>
+template <Element T>
 Tensor<uint8_t> compare_raw(const Tensor<T>& a, const Tensor<T>& b, Compare op, const char* name) {
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor<uint8_t> out = new_tensor<uint8_t>(shape, name);
@@ -73,13 +73,19 @@ Tensor<uint8_t> compare_raw(const Tensor<T>& a, const Tensor<T>& b, Compare op, 
   Shape bs = broadcast_strides(b, shape);
   const Shape& os = out.strides();
   StridedLoop<3> loop(shape, {&os, &as, &bs});
-  const auto& k = backend::kernels<T>();
   const T* pa = a.data_ptr();
   const T* pb = b.data_ptr();
   uint8_t* po = out.data_ptr();
-  loop.run([&](int64_t n, const std::array<int64_t, 3>& off, const std::array<int64_t, 3>& in) {
-    k.compare(op, n, pa + off[1], in[1], pb + off[2], in[2], po + off[0]);
-  });
+  auto run = [&](const auto& k) {
+    loop.run([&](int64_t n, const std::array<int64_t, 3>& off, const std::array<int64_t, 3>& in) {
+      k.compare(op, n, pa + off[1], in[1], pb + off[2], in[2], po + off[0]);
+    });
+  };
+  if constexpr (FloatingElement<T>) {
+    run(backend::kernels<T>());
+  } else {
+    run(backend::integer_kernels<T>());
+  }
   return out;
 }
 
@@ -450,17 +456,36 @@ Tensor<T> masked_fill(const Tensor<T>& x, const Tensor<uint8_t>& mask, double va
 
 // ---- Comparisons --------------------------------------------------------------------------------
 
+namespace {
+// The scalar of a comparison as a 0-d tensor of the element type: for an integer type it must be
+// one of its values (2.5 or 1e30 against int64 labels is a ValueError, not a silent rounding).
+template <Element T>
+Tensor<T> comparison_scalar(double v, const char* op) {
+  if constexpr (FloatingElement<T>) {
+    return scalar_of<T>(v);
+  } else {
+    if (!(v >= static_cast<double>(std::numeric_limits<T>::min()) &&
+          v <= static_cast<double>(std::numeric_limits<T>::max())) || v != std::floor(v)) {
+      throw ValueError(cat_str(op, ": the scalar ", v, " is not a ", dtype_name(dtype_of<T>), " value"));
+    }
+    Tensor<T> t = new_tensor<T>({}, op);
+    *t.data_ptr() = static_cast<T>(v);
+    return t;
+  }
+}
+}  // namespace
+
 #define EMBER_COMPARE(name, Kernel)                                               \
-  template <FloatingElement T>                                                     \
+  template <Element T>                                                             \
   Tensor<uint8_t> name(const Tensor<T>& a, const Tensor<T>& b) {                   \
     require(a, #name);                                                             \
     require(b, #name);                                                             \
     return compare_raw(a, b, Compare::Kernel, #name);                              \
   }                                                                                \
-  template <FloatingElement T>                                                     \
+  template <Element T>                                                             \
   Tensor<uint8_t> name(const Tensor<T>& a, double b) {                             \
     require(a, #name);                                                             \
-    return compare_raw(a, scalar_of<T>(b), Compare::Kernel, #name);                \
+    return compare_raw(a, comparison_scalar<T>(b, #name), Compare::Kernel, #name); \
   }
 #include "ember/ops/op_table.def"
 
@@ -752,11 +777,16 @@ EMBER_INSTANTIATE(double)
 #define EMBER_UNARY_P2(name, ...)                                                             \
   template Tensor<float> name(const Tensor<float>&, double, double);                         \
   template Tensor<double> name(const Tensor<double>&, double, double);
-#define EMBER_COMPARE(name, Kernel)                                                           \
-  template Tensor<uint8_t> name(const Tensor<float>&, const Tensor<float>&);                  \
-  template Tensor<uint8_t> name(const Tensor<float>&, double);                                \
-  template Tensor<uint8_t> name(const Tensor<double>&, const Tensor<double>&);                \
-  template Tensor<uint8_t> name(const Tensor<double>&, double);
+#define EMBER_COMPARE_FOR(name, T)                                     \
+  template Tensor<uint8_t> name(const Tensor<T>&, const Tensor<T>&); \
+  template Tensor<uint8_t> name(const Tensor<T>&, double);
+#define EMBER_COMPARE(name, Kernel) \
+  EMBER_COMPARE_FOR(name, float)    \
+  EMBER_COMPARE_FOR(name, double)   \
+  EMBER_COMPARE_FOR(name, int64_t)  \
+  EMBER_COMPARE_FOR(name, int32_t)  \
+  EMBER_COMPARE_FOR(name, uint8_t)
 #include "ember/ops/op_table.def"
+#undef EMBER_COMPARE_FOR
 
 }  // namespace ember

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,33 @@ TEST(LibTorchIdioms, ItemWithAType) {
   EXPECT_THROW(scalar_tensor<float>(1e30f).item<int64_t>(), ValueError);
   EXPECT_THROW(ones<float>({2}).item<float>(), ValueError);
   EXPECT_EQ(arange<int64_t>(3, 4).item<int64_t>(), 3);
+}
+
+TEST(LibTorchIdioms, IntegerLabelsCompareAndReduce) {
+  Tensor<int64_t> pred = tensor<int64_t>({1, 2, 3, 3}), target = tensor<int64_t>({1, 0, 3, 2});
+  EXPECT_EQ(pred.eq(target).sum().item<int64_t>(), 2);  // LibTorch's accuracy line
+  EXPECT_EQ(ember::ne(pred, target).to_vector(), (std::vector<uint8_t>{0, 1, 0, 1}));
+  EXPECT_EQ(pred.gt(target).sum().item(), 2);
+  EXPECT_EQ(pred.eq(3.0).to_vector(), (std::vector<uint8_t>{0, 0, 1, 1}));
+  EXPECT_THROW(pred.eq(2.5), ValueError);  // not an int64 value: no silent rounding
+  EXPECT_EQ(pred.max().item(), 3);
+  EXPECT_EQ(target.min().item(), 0);
+  EXPECT_EQ(pred.sum().item(), 9);
+  EXPECT_EQ(tensor<int32_t>({-5, 7}).sum().item(), 2);
+  EXPECT_EQ(pred.all().item(), 1);
+  EXPECT_EQ(target.all().item(), 0);
+  EXPECT_EQ(zeros<uint8_t>({3}).any().item(), 0);
+  EXPECT_EQ(ones<float>({2}).all().item(), 1);
+  EXPECT_TRUE(equal(pred, tensor<int64_t>({1, 2, 3, 3})));
+  EXPECT_FALSE(equal(pred, target));
+  EXPECT_FALSE(equal(pred, tensor<int64_t>({1, 2, 3})));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(equal(tensor<float>({nan}), tensor<float>({nan})));  // as torch.equal
+  EXPECT_THROW(tensor<int64_t>({std::numeric_limits<int64_t>::max(), 1}).sum(), ValueError);
+  EXPECT_THROW(zeros<int64_t>({0}).max(), ValueError);
+  // Argmax of logits against labels, as a LibTorch evaluation loop writes it.
+  Tensor<float> logits = tensor<float>({0.1f, 0.9f, 0.8f, 0.2f}, {2, 2});
+  EXPECT_EQ(logits.argmax(1).eq(tensor<int64_t>({1, 1})).sum().item<int64_t>(), 1);
 }
 
 TEST(LibTorchIdioms, PositionalLearningRates) {

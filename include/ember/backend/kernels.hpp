@@ -213,6 +213,22 @@ struct Kernels {
 template <class T>
 Kernels<T> complete_with(Kernels<T> table, const Kernels<T>& reference) noexcept;
 
+/// The kernels of the integer element types (int64, int32, uint8: labels, indices, masks), which
+/// have no SIMD tables: comparisons and exact reductions, in scalar code.
+template <class T>
+struct IntegerKernels {
+  /// y[i] = op(a[i * sa], b[i * sb]) ? 1 : 0.
+  void (*compare)(Compare op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, uint8_t* y);
+  /// *acc += the sum of x[i * sx] in int64; false (and *acc unspecified) when that overflows.
+  bool (*sum)(int64_t n, const T* x, int64_t sx, int64_t* acc);
+  /// *acc = max (or min) of *acc and every x[i * sx].
+  void (*extreme)(bool is_max, int64_t n, const T* x, int64_t sx, T* acc);
+  /// The number of nonzero x[i * sx], added to *count.
+  void (*count_nonzero)(int64_t n, const T* x, int64_t sx, int64_t* count);
+};
+template <class T>
+const IntegerKernels<T>& integer_kernels() noexcept;
+
 Isa best_isa() noexcept;
 /// Whether this build and this CPU can run `isa`.
 bool isa_available(Isa isa) noexcept;

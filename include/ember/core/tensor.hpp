@@ -149,6 +149,22 @@ class Tensor : public TensorBase {
   Tensor prod() const requires FloatingElement<T>;
   Tensor prod(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
   Tensor max() const requires FloatingElement<T>;
+  /// Integer tensors: the exact sum in int64, and the largest / smallest element (see reduction.hpp).
+  Tensor<int64_t> sum() const requires(!FloatingElement<T>);
+  Tensor max() const requires(!FloatingElement<T>);
+  Tensor min() const requires(!FloatingElement<T>);
+  /// Whether every / some element is nonzero (0-d uint8).
+  Tensor<uint8_t> all() const;
+  Tensor<uint8_t> any() const;
+  /// Elementwise comparisons as 0/1 masks (ember::eq ...), every element type.
+  Tensor<uint8_t> eq(const Tensor& other) const;
+  Tensor<uint8_t> ne(const Tensor& other) const;
+  Tensor<uint8_t> lt(const Tensor& other) const;
+  Tensor<uint8_t> le(const Tensor& other) const;
+  Tensor<uint8_t> gt(const Tensor& other) const;
+  Tensor<uint8_t> ge(const Tensor& other) const;
+  Tensor<uint8_t> eq(double other) const;
+  Tensor<uint8_t> ne(double other) const;
   Tensor min() const requires FloatingElement<T>;
   ValuesIndices<T> max(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
   ValuesIndices<T> min(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;

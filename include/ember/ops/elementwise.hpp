@@ -72,11 +72,13 @@ Tensor<T> where(const Tensor<uint8_t>& cond, const Tensor<T>& a, double b);
 template <FloatingElement T>
 Tensor<T> masked_fill(const Tensor<T>& x, const Tensor<uint8_t>& mask, double value);
 
-/// Comparisons give 0/1 masks as Tensor<uint8_t> (torch's bool tensors).
-/// (eq, ne, lt, le, gt, ge; the op table's EMBER_COMPARE rows.)
+/// Comparisons give 0/1 masks as Tensor<uint8_t> (torch's bool tensors), for every element type
+/// (integer labels too: `pred.eq(target).sum()`). (eq, ne, lt, le, gt, ge; the op table's
+/// EMBER_COMPARE rows.) An integer tensor compares with a scalar that is one of its values
+/// (ValueError otherwise).
 #define EMBER_COMPARE(name, Kernel)                                                  \
-  template <FloatingElement T> Tensor<uint8_t> name(const Tensor<T>& a, const Tensor<T>& b); \
-  template <FloatingElement T> Tensor<uint8_t> name(const Tensor<T>& a, double b);
+  template <Element T> Tensor<uint8_t> name(const Tensor<T>& a, const Tensor<T>& b); \
+  template <Element T> Tensor<uint8_t> name(const Tensor<T>& a, double b);
 #include "ember/ops/op_table.def"
 /// Whether every pair of elements is within atol + rtol * |b| (NaNs are never close).
 template <FloatingElement T>

@@ -14,6 +14,27 @@ namespace ember {
   Tensor<T> name(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 #include "ember/ops/op_table.def"
 
+/// Integer tensors (labels, masks): the exact sum of all elements in int64, as PyTorch sums
+/// integers and bools (ValueError when it overflows), and the largest / smallest element
+/// (ValueError for an empty tensor).
+template <Element T>
+  requires(!FloatingElement<T>)
+Tensor<int64_t> sum(const Tensor<T>& x);
+template <Element T>
+  requires(!FloatingElement<T>)
+Tensor<T> amax(const Tensor<T>& x);
+template <Element T>
+  requires(!FloatingElement<T>)
+Tensor<T> amin(const Tensor<T>& x);
+/// Whether every / some element is nonzero (a 0-d uint8 tensor, torch's bool), any element type.
+template <Element T>
+Tensor<uint8_t> all(const Tensor<T>& x);
+template <Element T>
+Tensor<uint8_t> any(const Tensor<T>& x);
+/// torch.equal: the same shape and equal elements (NaN equals nothing).
+template <Element T>
+bool equal(const Tensor<T>& a, const Tensor<T>& b);
+
 template <FloatingElement T>
 Tensor<T> var(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false,
               int64_t correction = 1);
