@@ -171,6 +171,58 @@ struct DataLoader<X, Y>::Epoch {
   }
 };
 
+MNIST::MNIST(const std::string& root, bool train, Transform transform)
+    : ImageDataset(
+          [&] {
+            LabeledImages d = load_mnist(root, train);
+            d.images = d.images.unsqueeze(1);  // [N, 1, rows, cols], as LibTorch's MNIST
+            return d;
+          }(),
+          std::move(transform)) {}
+
+std::vector<int64_t> SequentialSampler::indices(int64_t n, int64_t) const {
+  std::vector<int64_t> out(static_cast<size_t>(std::max<int64_t>(n, 0)));
+  for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = i;
+  return out;
+}
+
+std::vector<int64_t> RandomSampler::indices(int64_t n, int64_t epoch) const {
+  Generator gen(mix(seed_, static_cast<uint64_t>(epoch)));
+  return randperm(n, &gen).to_vector();
+}
+
+DistributedSampler::DistributedSampler(int64_t num_replicas, int64_t rank, bool shuffle, uint64_t seed,
+                                       bool drop_last)
+    : replicas_(num_replicas), rank_(rank), shuffle_(shuffle), seed_(seed), drop_last_(drop_last) {
+  if (num_replicas < 1 || rank < 0 || rank >= num_replicas) {
+    throw ValueError(cat_str("DistributedSampler: rank ", rank, " of ", num_replicas,
+                             " replicas (need 0 <= rank < num_replicas)"));
+  }
+}
+
+int64_t DistributedSampler::num_samples(int64_t n) const {
+  return drop_last_ ? n / replicas_ : n / replicas_ + (n % replicas_ != 0 ? 1 : 0);
+}
+
+std::vector<int64_t> DistributedSampler::indices(int64_t n, int64_t epoch) const {
+  std::vector<int64_t> order;
+  if (shuffle_) {
+    Generator gen(mix(seed_, static_cast<uint64_t>(epoch)));
+    order = randperm(n, &gen).to_vector();
+  } else {
+    order = SequentialSampler().indices(n, epoch);
+  }
+  const int64_t per_rank = num_samples(n), total = per_rank * replicas_;
+  if (n == 0) return {};
+  // Pad by repeating the order from its start (PyTorch's rule), or trim.
+  for (int64_t i = n; i < total; ++i) order.push_back(order[static_cast<size_t>((i - n) % n)]);
+  order.resize(static_cast<size_t>(total));
+  std::vector<int64_t> mine;
+  mine.reserve(static_cast<size_t>(per_rank));
+  for (int64_t i = rank_; i < total; i += replicas_) mine.push_back(order[static_cast<size_t>(i)]);
+  return mine;
+}
+
 template <Element X, Element Y>
 DataLoader<X, Y>::DataLoader(std::shared_ptr<const Dataset<X, Y>> dataset, DataLoaderOptions options)
     : dataset_(std::move(dataset)), options_(options) {
@@ -192,7 +244,8 @@ DataLoader<X, Y>::~DataLoader() {
 
 template <Element X, Element Y>
 int64_t DataLoader<X, Y>::batches_per_epoch() const {
-  const int64_t n = dataset_->size(), b = options_.batch_size;
+  const int64_t size = dataset_->size();
+  const int64_t n = options_.sampler ? options_.sampler->num_samples(size) : size, b = options_.batch_size;
   return n / b + (!options_.drop_last && n % b != 0 ? 1 : 0);  // (n + b - 1) / b overflows for huge b
 }
 
@@ -228,7 +281,19 @@ void DataLoader<X, Y>::start_epoch(int64_t epoch) {
   e->epoch = epoch;
   const int64_t n = dataset_->size();
   if (n < 0) throw ValueError(cat_str("DataLoader: the dataset's size is negative (", n, ")"));
-  if (options_.shuffle) {
+  if (options_.sampler) {
+    e->order = options_.sampler->indices(n, epoch);
+    if (static_cast<int64_t>(e->order.size()) != options_.sampler->num_samples(n)) {
+      throw ValueError(cat_str("DataLoader: the sampler gave ", e->order.size(), " indices, its num_samples says ",
+                               options_.sampler->num_samples(n)));
+    }
+    for (size_t i = 0; i < e->order.size(); ++i) {
+      if (e->order[i] < 0 || e->order[i] >= n) {
+        throw IndexError(cat_str("DataLoader: the sampler's index ", e->order[i], " at position ", i,
+                                 " is out of range for a data set of ", n, " samples"));
+      }
+    }
+  } else if (options_.shuffle) {
     Generator gen(mix(options_.seed, static_cast<uint64_t>(epoch)));
     e->order = randperm(n, &gen).to_vector();
   } else {

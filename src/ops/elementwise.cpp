@@ -702,6 +702,11 @@ Tensor<T>& Tensor<T>::lerp_(const Tensor<T>& end, double weight) requires Floati
 
 // ---- Math members ---------------------------------------------------------------------------------
 
+template <Element T>
+Tensor<T> Tensor<T>::masked_fill(const Tensor<uint8_t>& mask, double value) const requires FloatingElement<T> {
+  return ember::masked_fill(*this, mask, value);
+}
+
 template <Element T> Tensor<T> Tensor<T>::abs() const requires FloatingElement<T> { return ember::abs(*this); }
 template <Element T> Tensor<T> Tensor<T>::neg() const requires FloatingElement<T> { return ember::neg(*this); }
 template <Element T> Tensor<T> Tensor<T>::exp() const requires FloatingElement<T> { return ember::exp(*this); }
@@ -715,6 +720,7 @@ template <Element T> Tensor<T> Tensor<T>::pow(double e) const requires FloatingE
 template <Element T> Tensor<T> Tensor<T>::clamp(double lo, double hi) const requires FloatingElement<T> { return ember::clamp(*this, lo, hi); }
 
 #define EMBER_INSTANTIATE(T)                                                               \
+  template Tensor<T> Tensor<T>::masked_fill(const Tensor<uint8_t>&, double) const;          \
   template Tensor<T> gelu(const Tensor<T>&, const char*);                                  \
   template Tensor<T> clamp(const Tensor<T>&, double, double);                              \
   template Tensor<T> pow(const Tensor<T>&, double);                                        \

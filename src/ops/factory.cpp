@@ -217,8 +217,25 @@ EMBER_INSTANTIATE_ALL(int32_t)
 EMBER_INSTANTIATE_ALL(uint8_t)
 #undef EMBER_INSTANTIATE_ALL
 
+// LibTorch's in-place random fills: the values of rand / randn, scaled, written through copy_.
+template <Element T>
+Tensor<T>& Tensor<T>::uniform_(double a, double b, Generator* gen) requires FloatingElement<T> {
+  if (!(a <= b)) throw ValueError(cat_str("uniform_: expected a <= b, got [", a, ", ", b, ")"));
+  detail::require_defined(*this, "uniform_");
+  return copy_(rand<T>(shape(), false, gen) * (b - a) + a);
+}
+
+template <Element T>
+Tensor<T>& Tensor<T>::normal_(double mean, double std, Generator* gen) requires FloatingElement<T> {
+  if (!(std >= 0)) throw ValueError(cat_str("normal_: expected std >= 0, got ", std));
+  detail::require_defined(*this, "normal_");
+  return copy_(randn<T>(shape(), false, gen) * std + mean);
+}
+
 #define EMBER_INSTANTIATE_FLOAT(T)                                                \
   template Tensor<T> linspace<T>(double, double, int64_t);                       \
+  template Tensor<T>& Tensor<T>::uniform_(double, double, Generator*);           \
+  template Tensor<T>& Tensor<T>::normal_(double, double, Generator*);            \
   template Tensor<T> rand<T>(const Shape&, bool, Generator*);                    \
   template Tensor<T> randn<T>(const Shape&, bool, Generator*);                   \
   template Tensor<T> bernoulli<T>(const Tensor<T>&, Generator*);                 \

@@ -437,6 +437,9 @@ template <Element T> Tensor<int64_t> Tensor<T>::argmin() const requires Floating
 template <Element T> Tensor<int64_t> Tensor<T>::argmin(int64_t d, bool k) const requires FloatingElement<T> { return ember::argmin(*this, d, k); }
 template <Element T> Tensor<T> Tensor<T>::logsumexp(int64_t d, bool k) const requires FloatingElement<T> { return ember::logsumexp(*this, {d}, k); }
 template <Element T> Tensor<T> Tensor<T>::norm(double p) const requires FloatingElement<T> { return ember::norm(*this, p); }
+template <Element T> Tensor<T> Tensor<T>::norm(double p, int64_t dim, bool keepdim) const requires FloatingElement<T> {
+  return ember::norm(*this, p, {dim}, keepdim);
+}
 template <Element T> Tensor<T> Tensor<T>::softmax(int64_t d) const requires FloatingElement<T> { return ember::softmax(*this, d); }
 template <Element T> Tensor<T> Tensor<T>::log_softmax(int64_t d) const requires FloatingElement<T> { return ember::log_softmax(*this, d); }
 
@@ -454,6 +457,7 @@ template <Element T> Tensor<T> Tensor<T>::log_softmax(int64_t d) const requires 
   template Tensor<T> softmax(const Tensor<T>&, int64_t);                                       \
   template Tensor<T> log_softmax(const Tensor<T>&, int64_t);                                   \
   template Tensor<T> Tensor<T>::sum() const;                                                   \
+  template Tensor<T> Tensor<T>::norm(double, int64_t, bool) const;                             \
   template Tensor<T> Tensor<T>::sum(int64_t, bool) const;                                      \
   template Tensor<T> Tensor<T>::sum(const std::vector<int64_t>&, bool) const;                  \
   template Tensor<T> Tensor<T>::mean() const;                                                  \

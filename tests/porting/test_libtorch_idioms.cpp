@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -55,6 +56,25 @@ TEST(LibTorchIdioms, IntegerLabelsCompareAndReduce) {
   // Argmax of logits against labels, as a LibTorch evaluation loop writes it.
   Tensor<float> logits = tensor<float>({0.1f, 0.9f, 0.8f, 0.2f}, {2, 2});
   EXPECT_EQ(logits.argmax(1).eq(tensor<int64_t>({1, 1})).sum().item<int64_t>(), 1);
+}
+
+TEST(LibTorchIdioms, MemberForms) {
+  manual_seed(9);
+  Tensor<float> w = empty<float>({1000});
+  w.uniform_(-2.0, 3.0);
+  EXPECT_GE(w.min().item(), -2.0f);
+  EXPECT_LT(w.max().item(), 3.0f);
+  w.normal_(5.0, 0.5);
+  EXPECT_NEAR(w.mean().item(), 5.0, 0.1);
+  Tensor<float> leaf = zeros<float>({2}).requires_grad_(true);
+  EXPECT_THROW(leaf.uniform_(), AutogradError);  // as LibTorch: under NoGradGuard only
+  {
+    NoGradGuard no_grad;
+    leaf.normal_();
+  }
+  Tensor<float> x = tensor<float>({3, 4, 0, 5}, {2, 2});
+  EXPECT_EQ(x.norm(2.0, 1).to_vector(), (std::vector<float>{5, 5}));
+  EXPECT_EQ(x.masked_fill(x.eq(0.0), -1.0).to_vector(), (std::vector<float>{3, 4, -1, 5}));
 }
 
 TEST(LibTorchIdioms, PositionalLearningRates) {
@@ -139,6 +159,67 @@ TEST(LibTorchIdioms, RangeForOverADataLoaderRunsOneEpoch) {
   while (auto b = loader.next())
     for (int64_t v : b->target.to_vector()) again.push_back(v);
   EXPECT_EQ(again, epochs[0]);
+}
+
+TEST(LibTorchIdioms, SamplersPlugIntoTheDataLoader) {
+  auto ds = std::make_shared<data::TensorDataset<float, int64_t>>(zeros<float>({10, 1}), arange<int64_t>(0, 10));
+  auto labels = [&](std::shared_ptr<const data::Sampler> sampler, int64_t epoch, bool drop_last = false) {
+    data::DataLoader<float, int64_t> loader(ds, {.batch_size = 3, .drop_last = drop_last, .sampler = sampler});
+    loader.start_epoch(epoch);
+    std::vector<int64_t> out;
+    while (auto b = loader.next())
+      for (int64_t v : b->target.to_vector()) out.push_back(v);
+    return out;
+  };
+  EXPECT_EQ(labels(std::make_shared<data::SequentialSampler>(), 0), arange<int64_t>(0, 10).to_vector());
+  auto random = std::make_shared<data::RandomSampler>(7);
+  EXPECT_EQ(labels(random, 1), labels(random, 1));  // depends on (seed, epoch) only
+  EXPECT_NE(labels(random, 1), labels(random, 2));
+  // Three ranks: 4 samples each (10 padded to 12 by repeating the start), together every sample,
+  // each epoch shuffled the same way on every rank.
+  std::vector<int64_t> all;
+  for (int64_t rank = 0; rank < 3; ++rank) {
+    auto part = labels(std::make_shared<data::DistributedSampler>(3, rank, true, 5), 4);
+    EXPECT_EQ(part.size(), 4u);
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  EXPECT_EQ(all, arange<int64_t>(0, 10).to_vector());
+  auto trimmed = std::make_shared<data::DistributedSampler>(3, 2, false, 0, /*drop_last=*/true);
+  EXPECT_EQ(trimmed->indices(10, 0), (std::vector<int64_t>{2, 5, 8}));
+  EXPECT_THROW(data::DistributedSampler(2, 2), ValueError);
+}
+
+// A data set whose sampler returns an index past the end.
+class BadSampler : public data::Sampler {
+ public:
+  int64_t num_samples(int64_t) const override { return 1; }
+  std::vector<int64_t> indices(int64_t n, int64_t) const override { return {n}; }
+};
+
+TEST(LibTorchIdioms, MnistDatasetGivesImagesWithAChannel) {
+  const std::string dir = temp_path("mnist");
+  fs::create_directories(dir);
+  auto idx = [](uint8_t ndim, std::vector<uint32_t> dims, size_t n) {
+    std::vector<uint8_t> b{0, 0, 8, ndim};
+    for (uint32_t d : dims)
+      for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(d >> s));
+    for (size_t i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(i % 10));
+    return b;
+  };
+  io::write_file_atomically(dir + "/train-images-idx3-ubyte", idx(3, {4, 28, 28}, 4 * 28 * 28));
+  io::write_file_atomically(dir + "/train-labels-idx1-ubyte", idx(1, {4}, 4));
+  auto mnist = std::make_shared<data::MNIST>(dir, true);
+  EXPECT_EQ(mnist->size(), 4);
+  data::DataLoader<float, int64_t> loader(mnist, {.batch_size = 2});
+  for (auto& batch : loader) {
+    EXPECT_EQ(batch.data.shape(), Shape({2, 1, 28, 28}));
+    EXPECT_LE(batch.data.max().item(), 1.0f);
+  }
+  data::DataLoader<float, int64_t> bad(mnist, {.sampler = std::make_shared<BadSampler>()});
+  EXPECT_THROW(bad.start_epoch(0), IndexError);
+  fs::remove_all(dir);
 }
 
 TEST(LibTorchIdioms, SaveAndLoadThroughPointersAndOptimizersOnTheirOwn) {

@@ -23,6 +23,7 @@ class Node;
 
 template <Element T = float>
 class Tensor;
+class Generator;
 
 template <class T>
 struct ValuesIndices;
@@ -174,6 +175,14 @@ class Tensor : public TensorBase {
   Tensor<int64_t> argmin(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
   Tensor logsumexp(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
   Tensor norm(double p = 2.0) const requires FloatingElement<T>;
+  Tensor norm(double p, int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  /// x where mask is 0, value where it is 1 (mask broadcasts), as ember::masked_fill.
+  Tensor masked_fill(const Tensor<uint8_t>& mask, double value) const requires FloatingElement<T>;
+  /// Fills in place with uniform [a, b) / normal(mean, std) values from `gen` (the default
+  /// generator when null), as LibTorch's members; like fill_, not on a leaf that requires grad
+  /// while grad mode is on.
+  Tensor& uniform_(double a = 0.0, double b = 1.0, Generator* gen = nullptr) requires FloatingElement<T>;
+  Tensor& normal_(double mean = 0.0, double std = 1.0, Generator* gen = nullptr) requires FloatingElement<T>;
 
   Tensor abs() const requires FloatingElement<T>;
   Tensor neg() const requires FloatingElement<T>;

@@ -96,6 +96,58 @@ class ImageDataset : public Dataset<float, int64_t> {
   Transform transform_;
 };
 
+/// MNIST-format data as LibTorch's torch::data::datasets::MNIST gives it: images [1, rows, cols]
+/// as floats in [0, 1], then `transform`; labels int64 (load_mnist reads the files).
+class MNIST : public ImageDataset {
+ public:
+  explicit MNIST(const std::string& root, bool train = true, Transform transform = nullptr);
+};
+
+/// The order in which a DataLoader visits samples in an epoch (torch.utils.data's samplers).
+class Sampler {
+ public:
+  virtual ~Sampler() = default;
+  /// How many indices an epoch yields for a data set of `dataset_size` samples.
+  virtual int64_t num_samples(int64_t dataset_size) const = 0;
+  /// The indices of epoch `epoch` (the DataLoader's start_epoch passes it: PyTorch's set_epoch).
+  virtual std::vector<int64_t> indices(int64_t dataset_size, int64_t epoch) const = 0;
+};
+
+/// 0, 1, ..., n - 1.
+class SequentialSampler : public Sampler {
+ public:
+  int64_t num_samples(int64_t n) const override { return n; }
+  std::vector<int64_t> indices(int64_t n, int64_t epoch) const override;
+};
+
+/// A permutation that depends only on (seed, epoch).
+class RandomSampler : public Sampler {
+ public:
+  explicit RandomSampler(uint64_t seed = 0) : seed_(seed) {}
+  int64_t num_samples(int64_t n) const override { return n; }
+  std::vector<int64_t> indices(int64_t n, int64_t epoch) const override;
+
+ private:
+  uint64_t seed_;
+};
+
+/// PyTorch's DistributedSampler: this rank's share of the data set, every rank the same number of
+/// samples (padded by repeating the start of the order, or trimmed with drop_last), the order
+/// shuffled from (seed, epoch) identically on every rank. Ranks together see every sample.
+class DistributedSampler : public Sampler {
+ public:
+  DistributedSampler(int64_t num_replicas, int64_t rank, bool shuffle = true, uint64_t seed = 0,
+                     bool drop_last = false);
+  int64_t num_samples(int64_t n) const override;
+  std::vector<int64_t> indices(int64_t n, int64_t epoch) const override;
+
+ private:
+  int64_t replicas_, rank_;
+  bool shuffle_;
+  uint64_t seed_;
+  bool drop_last_;
+};
+
 struct DataLoaderOptions {
   int64_t batch_size = 1;
   bool shuffle = false;
@@ -107,6 +159,8 @@ struct DataLoaderOptions {
   /// loader waits for its workers when it stops (a worker stuck in a sample is then left to
   /// finish on its own; it holds the dataset, not the loader). 0: wait as long as it takes.
   double timeout = 0;
+  /// The order of samples; when set it replaces shuffle/seed's order.
+  std::shared_ptr<const Sampler> sampler = nullptr;
 };
 
 template <Element X, Element Y>
