@@ -242,6 +242,51 @@ TEST_F(Examples, Cifar10ResnetTrainsSavesAndPredicts) {
                     0.3);
 }
 
+// LibTorch's C++ examples as ported in examples/libtorch-ports.
+TEST_F(Examples, PortOfLibTorchsAutogradExampleRuns) {
+  const ProcessResult r = run({EMBER_PORT_AUTOGRAD});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("Using custom autograd function in C++"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tensor([5.5000, 5.5000]"), std::string::npos) << r.output;  // MulConstant's gradient
+  EXPECT_NE(r.output.find("[4.5000, 4.5000]"), std::string::npos) << r.output;         // d mean(3 (x+2)^2) / dx
+}
+
+TEST_F(Examples, PortOfLibTorchsRegressionExampleConverges) {
+  const ProcessResult r = run({EMBER_PORT_REGRESSION});
+  ASSERT_EQ(r.exit_code, 0) << r.output;  // it exits 1 unless the loss fell below 1e-3
+  EXPECT_NE(r.output.find("==> Learned function:"), std::string::npos) << r.output;
+}
+
+TEST_F(Examples, PortOfLibTorchsMnistExampleTrains) {
+  make_mnist_like(dir_ + "/mnist", 640, 200);
+  const ProcessResult r = run({EMBER_PORT_MNIST, dir_ + "/mnist", "5"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // One test report per epoch; the loss falls and the accuracy rises well above chance (0.1).
+  std::vector<double> losses, accuracies;
+  for (size_t at = r.output.find("Average loss: "); at != std::string::npos;
+       at = r.output.find("Average loss: ", at + 1)) {
+    losses.push_back(std::stod(r.output.substr(at + 14)));
+    accuracies.push_back(std::stod(r.output.substr(r.output.find("Accuracy: ", at) + 10)));
+  }
+  ASSERT_EQ(losses.size(), 5u) << r.output;
+  EXPECT_LT(losses.back(), losses.front()) << r.output;
+  EXPECT_GT(accuracies.back(), 0.4) << r.output;
+}
+
+TEST_F(Examples, PortOfLibTorchsDcganExampleRunsAFewBatches) {
+  make_mnist_like(dir_ + "/mnist", 256, 10);
+  const std::string out = dir_ + "/dcgan";
+  fs::create_directories(out);
+  const ProcessResult r = run({EMBER_PORT_DCGAN, dir_ + "/mnist", "1", "3", out});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("[ 1/ 1][  3/  3] D_loss: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("Training complete!"), std::string::npos) << r.output;
+  const io::SafetensorsFile samples = io::read_safetensors(out + "/dcgan-sample-1.safetensors");
+  EXPECT_EQ(samples.tensors.at(0).tensor.shape(), Shape({10, 1, 28, 28}));
+  EXPECT_NO_THROW(load_checkpoint(out + "/generator-optimizer-checkpoint.ckpt"));
+  EXPECT_GT(io::read_safetensors(out + "/generator-checkpoint.safetensors").tensors.size(), 10u);
+}
+
 TEST_F(Examples, BadFlagsAndMissingDataAreReported) {
   ProcessResult r = run({EMBER_MNIST, "--epochs", "zero"});
   EXPECT_EQ(r.exit_code, 2);
