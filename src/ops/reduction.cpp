@@ -1,6 +1,8 @@
 // Reductions, softmax and norms.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "common.hpp"
 
@@ -436,6 +438,56 @@ template <Element T> Tensor<int64_t> Tensor<T>::argmax(int64_t d, bool k) const 
 template <Element T> Tensor<int64_t> Tensor<T>::argmin() const requires FloatingElement<T> { return ember::argmin(this->reshape({-1}), 0); }
 template <Element T> Tensor<int64_t> Tensor<T>::argmin(int64_t d, bool k) const requires FloatingElement<T> { return ember::argmin(*this, d, k); }
 template <Element T> Tensor<T> Tensor<T>::logsumexp(int64_t d, bool k) const requires FloatingElement<T> { return ember::logsumexp(*this, {d}, k); }
+template <FloatingElement T>
+ValuesIndices<T> topk(const Tensor<T>& x, int64_t k, int64_t dim, bool largest, bool sorted) {
+  require(x, "topk");
+  (void)sorted;  // always sorted: a partial sort is as cheap as any order here
+  const int64_t d = x.dim() == 0 ? 0 : detail::wrap_dim(dim, x.dim(), "topk");
+  const Tensor<T> xv = x.dim() == 0 ? x.reshape({1}) : x;
+  const int64_t n = xv.shape()[d];
+  if (k < 0 || k > n) {
+    throw ValueError(cat_str("topk: k = ", k, " is out of range for dim ", d, " of size ", n, " (shape ", x.shape(), ")"));
+  }
+  // Rows along the last dim, each ranked by an index sort.
+  const Tensor<T> rows = xv.detach().transpose(d, xv.dim() - 1).contiguous();
+  const int64_t count = n == 0 ? 0 : rows.numel() / n;
+  Shape idx_shape = rows.shape();
+  idx_shape[idx_shape.size() - 1] = k;
+  Tensor<int64_t> idx = new_tensor<int64_t>(idx_shape, "topk");
+  const T* pr = rows.data_ptr();
+  int64_t* pi = idx.data_ptr();
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t r = 0; r < count; ++r) {
+    const T* row = pr + r * n;
+    for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+    // NaN is the largest value; ties keep the lower index first.
+    auto before = [&](int64_t a, int64_t b) {
+      const T va = row[a], vb = row[b];
+      const bool na = va != va, nb = vb != vb;
+      if (na || nb) {
+        if (na && nb) return a < b;
+        return largest ? na : nb;
+      }
+      if (va != vb) return largest ? va > vb : va < vb;
+      return a < b;
+    };
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
+    std::copy(order.begin(), order.begin() + k, pi + r * k);
+  }
+  Tensor<int64_t> indices = idx.transpose(d, xv.dim() - 1).contiguous();
+  Tensor<T> values = gather(xv, d, indices);
+  if (x.dim() == 0) {
+    indices = indices.reshape({});
+    values = values.reshape({});
+  }
+  return {values, indices};
+}
+
+template <Element T> ValuesIndices<T> Tensor<T>::topk(int64_t k, int64_t dim, bool largest, bool sorted) const
+  requires FloatingElement<T> {
+  return ember::topk(*this, k, dim, largest, sorted);
+}
+
 template <Element T> Tensor<T> Tensor<T>::norm(double p) const requires FloatingElement<T> { return ember::norm(*this, p); }
 template <Element T> Tensor<T> Tensor<T>::norm(double p, int64_t dim, bool keepdim) const requires FloatingElement<T> {
   return ember::norm(*this, p, {dim}, keepdim);
@@ -458,6 +510,8 @@ template <Element T> Tensor<T> Tensor<T>::log_softmax(int64_t d) const requires 
   template Tensor<T> log_softmax(const Tensor<T>&, int64_t);                                   \
   template Tensor<T> Tensor<T>::sum() const;                                                   \
   template Tensor<T> Tensor<T>::norm(double, int64_t, bool) const;                             \
+  template ValuesIndices<T> topk(const Tensor<T>&, int64_t, int64_t, bool, bool);              \
+  template ValuesIndices<T> Tensor<T>::topk(int64_t, int64_t, bool, bool) const;               \
   template Tensor<T> Tensor<T>::sum(int64_t, bool) const;                                      \
   template Tensor<T> Tensor<T>::sum(const std::vector<int64_t>&, bool) const;                  \
   template Tensor<T> Tensor<T>::mean() const;                                                  \

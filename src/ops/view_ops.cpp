@@ -476,6 +476,42 @@ Tensor<T>& Tensor<T>::copy_(const Tensor<T>& src) {
   return *this;
 }
 
+template <Element T>
+Tensor<T> Tensor<T>::index(std::initializer_list<indexing::TensorIndex> indices) const {
+  require_defined(*this, "index");
+  if (static_cast<int64_t>(indices.size()) > dim()) {
+    throw IndexError(cat_str("index: ", indices.size(), " indices for a tensor of shape ", shape()));
+  }
+  Tensor<T> out = *this;
+  int64_t d = 0;  // the dim of `out` the next index applies to
+  for (const indexing::TensorIndex& ix : indices) {
+    if (!ix.is_slice) {
+      out = out.select(d, ix.integer);  // the dim goes away
+      continue;
+    }
+    const int64_t n = out.shape()[d];
+    const indexing::Slice& sl = ix.slice;
+    if (sl.step <= 0) throw ValueError(cat_str("index: slice step must be positive, got ", sl.step));
+    out = out.slice(d, sl.start.value_or(0), sl.stop.value_or(n), sl.step);
+    ++d;
+  }
+  return out;
+}
+
+template <Element T>
+Tensor<T>& Tensor<T>::index_put_(std::initializer_list<indexing::TensorIndex> indices, const Tensor<T>& value) {
+  Tensor<T> target = index(indices);
+  target.copy_(value);
+  return *this;
+}
+
+template <Element T>
+Tensor<T>& Tensor<T>::index_put_(std::initializer_list<indexing::TensorIndex> indices, T value) {
+  Tensor<T> target = index(indices);
+  target.fill_(value);
+  return *this;
+}
+
 #define EMBER_INSTANTIATE_VIEW_OPS(T)                                                \
   template std::vector<T> Tensor<T>::to_vector() const;                               \
   template Tensor<T> Tensor<T>::clone() const;                                        \
@@ -504,7 +540,10 @@ Tensor<T>& Tensor<T>::copy_(const Tensor<T>& src) {
   template std::vector<Tensor<T>> Tensor<T>::chunk(int64_t, int64_t) const;           \
   template Tensor<T>& Tensor<T>::fill_(T);                                            \
   template Tensor<T>& Tensor<T>::zero_();                                             \
-  template Tensor<T>& Tensor<T>::copy_(const Tensor<T>&);
+  template Tensor<T>& Tensor<T>::copy_(const Tensor<T>&);                             \
+  template Tensor<T> Tensor<T>::index(std::initializer_list<indexing::TensorIndex>) const; \
+  template Tensor<T>& Tensor<T>::index_put_(std::initializer_list<indexing::TensorIndex>, const Tensor<T>&); \
+  template Tensor<T>& Tensor<T>::index_put_(std::initializer_list<indexing::TensorIndex>, T);
 EMBER_INSTANTIATE_VIEW_OPS(float)
 EMBER_INSTANTIATE_VIEW_OPS(double)
 EMBER_INSTANTIATE_VIEW_OPS(int64_t)

@@ -77,6 +77,32 @@ TEST(LibTorchIdioms, MemberForms) {
   EXPECT_EQ(x.masked_fill(x.eq(0.0), -1.0).to_vector(), (std::vector<float>{3, 4, -1, 5}));
 }
 
+TEST(LibTorchIdioms, IndexingWithSlicesAndTopk) {
+  using namespace ember::indexing;
+  Tensor<float> x = arange<float>(0, 12).reshape({3, 4});
+  EXPECT_EQ(x[1].to_vector(), (std::vector<float>{4, 5, 6, 7}));
+  EXPECT_EQ(x.index({Slice(), 0}).to_vector(), (std::vector<float>{0, 4, 8}));
+  EXPECT_EQ(x.index({Slice(1, None), Slice(None, None, 2)}).to_vector(), (std::vector<float>{4, 6, 8, 10}));
+  EXPECT_EQ(x.index({-1, Slice(-2, None)}).to_vector(), (std::vector<float>{10, 11}));
+  EXPECT_THROW(x.index({0, 0, 0}), IndexError);
+  x.index_put_({Slice(), 1}, 0.5f);
+  x.index_put_({0}, tensor<float>({9, 9, 9, 9}));
+  EXPECT_EQ(x.to_vector(), (std::vector<float>{9, 9, 9, 9, 4, 0.5f, 6, 7, 8, 0.5f, 10, 11}));
+  // topk: descending values, ties to the lower index, NaN the largest; values are differentiable.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Tensor<float> v = tensor<float>({1, 5, 3, 5, nan, 2}, {2, 3}).requires_grad_(true);
+  auto [values, indices] = v.topk(2, 1);
+  EXPECT_EQ(indices.to_vector(), (std::vector<int64_t>{1, 2, 1, 0}));
+  EXPECT_EQ(values.detach().narrow(0, 0, 1).to_vector(), (std::vector<float>{5, 3}));
+  EXPECT_TRUE(std::isnan(values.to_vector()[2]));
+  auto smallest = ember::topk(v.detach(), 1, 1, /*largest=*/false);
+  EXPECT_EQ(smallest.indices.to_vector(), (std::vector<int64_t>{0, 2}));
+  values.narrow(0, 0, 1).sum().backward();
+  EXPECT_EQ(v.grad().to_vector(), (std::vector<float>{0, 1, 1, 0, 0, 0}));
+  EXPECT_EQ(ember::topk(arange<float>(0, 5), 3).indices.to_vector(), (std::vector<int64_t>{4, 3, 2}));
+  EXPECT_THROW(v.topk(4, 1), ValueError);
+}
+
 TEST(LibTorchIdioms, PositionalLearningRates) {
   nn::Linear<float> net(2, 2);
   optim::SGD sgd(net.parameters(), 0.1);

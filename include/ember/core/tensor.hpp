@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -24,6 +25,29 @@ class Node;
 template <Element T = float>
 class Tensor;
 class Generator;
+
+namespace indexing {
+/// LibTorch's Slice for Tensor::index: `x.index({Slice(), 0})` is x[:, 0]. Missing bounds are the
+/// dim's ends (negative ones count from the end), as Python's slices.
+struct Slice {
+  std::optional<int64_t> start, stop;
+  int64_t step = 1;
+  Slice() = default;
+  Slice(std::optional<int64_t> start_, std::optional<int64_t> stop_ = std::nullopt, int64_t step_ = 1)
+      : start(start_), stop(stop_), step(step_) {}
+};
+/// Python's None in a Slice: `Slice(None, 3)`.
+inline constexpr std::nullopt_t None = std::nullopt;
+/// One entry of an index list: an integer (selects, removing the dim) or a Slice.
+struct TensorIndex {
+  TensorIndex(int64_t i) : is_slice(false), integer(i) {}  // NOLINT: `{0, Slice()}`
+  TensorIndex(int i) : is_slice(false), integer(i) {}      // NOLINT
+  TensorIndex(Slice s) : is_slice(true), slice(s) {}       // NOLINT
+  bool is_slice;
+  int64_t integer = 0;
+  Slice slice;
+};
+}  // namespace indexing
 
 template <class T>
 struct ValuesIndices;
@@ -118,6 +142,12 @@ class Tensor : public TensorBase {
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
   /// Removes `dim`, taking element `index` of it.
   Tensor select(int64_t dim, int64_t index) const;
+  /// x[i] (select along dim 0), and LibTorch's x.index({Slice(), 0}): a view.
+  Tensor operator[](int64_t index) const { return select(0, index); }
+  Tensor index(std::initializer_list<indexing::TensorIndex> indices) const;
+  /// Writes `value` (broadcast) or a number into x.index(indices), in place.
+  Tensor& index_put_(std::initializer_list<indexing::TensorIndex> indices, const Tensor& value);
+  Tensor& index_put_(std::initializer_list<indexing::TensorIndex> indices, T value);
   /// Broadcasts size-1 dims to `shape` without copying (-1 keeps a size).
   Tensor expand(const Shape& shape) const;
   template <Element U>
@@ -168,6 +198,9 @@ class Tensor : public TensorBase {
   Tensor<uint8_t> ne(double other) const;
   Tensor min() const requires FloatingElement<T>;
   ValuesIndices<T> max(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  /// The k largest (or smallest) elements along dim and their indices (ember::topk).
+  ValuesIndices<T> topk(int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true) const
+    requires FloatingElement<T>;
   ValuesIndices<T> min(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
   Tensor<int64_t> argmax() const requires FloatingElement<T>;
   Tensor<int64_t> argmax(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;

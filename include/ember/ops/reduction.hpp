@@ -35,6 +35,12 @@ Tensor<uint8_t> any(const Tensor<T>& x);
 template <Element T>
 bool equal(const Tensor<T>& a, const Tensor<T>& b);
 
+/// torch.topk: the k largest (largest = false: smallest) elements along dim, in descending
+/// (ascending) order, with their indices; among equal values the lower index comes first, and
+/// NaN counts as the largest value, as PyTorch. The values are differentiable (a gather).
+template <FloatingElement T>
+ValuesIndices<T> topk(const Tensor<T>& x, int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true);
+
 template <FloatingElement T>
 Tensor<T> var(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false,
               int64_t correction = 1);
