@@ -97,10 +97,16 @@ bool equal(const Tensor<T>& a, const Tensor<T>& b) {
 
 template <Element T>
 Tensor<int64_t> Tensor<T>::sum() const requires(!FloatingElement<T>) { return ember::sum(*this); }
+// One member for every element type (constrained overloads of one signature trip clang 14's
+// explicit instantiation): the float reductions (NaN propagates) or the integer ones.
 template <Element T>
-Tensor<T> Tensor<T>::max() const requires(!FloatingElement<T>) { return ember::amax(*this); }
+Tensor<T> Tensor<T>::max() const {
+  return ember::amax(*this);
+}
 template <Element T>
-Tensor<T> Tensor<T>::min() const requires(!FloatingElement<T>) { return ember::amin(*this); }
+Tensor<T> Tensor<T>::min() const {
+  return ember::amin(*this);
+}
 template <Element T>
 Tensor<uint8_t> Tensor<T>::all() const { return ember::all(*this); }
 template <Element T>
@@ -144,11 +150,17 @@ Tensor<uint8_t> Tensor<T>::ne(double other) const { return ember::ne(*this, othe
   template Tensor<int64_t> Tensor<T>::sum() const;       \
   template Tensor<T> Tensor<T>::max() const;             \
   template Tensor<T> Tensor<T>::min() const;
+#define EMBER_INSTANTIATE_FLOAT_EXTREMES(T)  \
+  template Tensor<T> Tensor<T>::max() const; \
+  template Tensor<T> Tensor<T>::min() const;
 EMBER_INSTANTIATE_ANY(float)
 EMBER_INSTANTIATE_ANY(double)
+EMBER_INSTANTIATE_FLOAT_EXTREMES(float)
+EMBER_INSTANTIATE_FLOAT_EXTREMES(double)
 EMBER_INSTANTIATE_INTEGER(int64_t)
 EMBER_INSTANTIATE_INTEGER(int32_t)
 EMBER_INSTANTIATE_INTEGER(uint8_t)
+#undef EMBER_INSTANTIATE_FLOAT_EXTREMES
 #undef EMBER_INSTANTIATE_INTEGER
 #undef EMBER_INSTANTIATE_ANY
 

@@ -429,8 +429,6 @@ template <Element T> Tensor<T> Tensor<T>::std(int64_t c) const requires Floating
 template <Element T> Tensor<T> Tensor<T>::std(int64_t d, bool k, int64_t c) const requires FloatingElement<T> { return ember::std(*this, {d}, k, c); }
 template <Element T> Tensor<T> Tensor<T>::prod() const requires FloatingElement<T> { return ember::prod(*this); }
 template <Element T> Tensor<T> Tensor<T>::prod(int64_t d, bool k) const requires FloatingElement<T> { return ember::prod(*this, {d}, k); }
-template <Element T> Tensor<T> Tensor<T>::max() const requires FloatingElement<T> { return ember::amax(*this); }
-template <Element T> Tensor<T> Tensor<T>::min() const requires FloatingElement<T> { return ember::amin(*this); }
 template <Element T> ValuesIndices<T> Tensor<T>::max(int64_t d, bool k) const requires FloatingElement<T> { return ember::max(*this, d, k); }
 template <Element T> ValuesIndices<T> Tensor<T>::min(int64_t d, bool k) const requires FloatingElement<T> { return ember::min(*this, d, k); }
 template <Element T> Tensor<int64_t> Tensor<T>::argmax() const requires FloatingElement<T> { return ember::argmax(this->reshape({-1}), 0); }
@@ -523,8 +521,6 @@ template <Element T> Tensor<T> Tensor<T>::log_softmax(int64_t d) const requires 
   template Tensor<T> Tensor<T>::std(int64_t, bool, int64_t) const;                             \
   template Tensor<T> Tensor<T>::prod() const;                                                  \
   template Tensor<T> Tensor<T>::prod(int64_t, bool) const;                                     \
-  template Tensor<T> Tensor<T>::max() const;                                                   \
-  template Tensor<T> Tensor<T>::min() const;                                                   \
   template ValuesIndices<T> Tensor<T>::max(int64_t, bool) const;                               \
   template ValuesIndices<T> Tensor<T>::min(int64_t, bool) const;                               \
   template Tensor<int64_t> Tensor<T>::argmax() const;                                          \

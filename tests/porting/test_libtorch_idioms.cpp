@@ -141,8 +141,11 @@ TEST(LibTorchIdioms, ContainersIterateApplyAndHoldFunctions) {
   });
   EXPECT_EQ(visited.back(), "Sequential");
   EXPECT_EQ(visited.size(), 5u);
-  for (const auto& [name, p] : seq.named_parameters())
-    if (name.find("weight") != std::string::npos) EXPECT_EQ(p.to_vector()[0], 0.5f) << name;
+  for (const auto& [name, p] : seq.named_parameters()) {
+    if (name.find("weight") != std::string::npos) {
+      EXPECT_EQ(p.to_vector()[0], 0.5f) << name;
+    }
+  }
   nn::ModuleList<float> list(nn::Linear(2, 2), nn::ReLU());
   int count = 0;
   for (const auto& m : list) count += m ? 1 : 0;

@@ -168,8 +168,8 @@ struct Function {
       // The output may alias an input; give it its own handle so that wiring it into the graph
       // does not touch the input's history.
       out = out.detach();
-      const size_t arguments = sizeof...(Args);
-      record(out, typeid(Derived).name(), inputs, [ctx, input_position, arguments](const Tensor<T>& g) {
+      record(out, typeid(Derived).name(), inputs, [ctx, input_position](const Tensor<T>& g) {
+        constexpr size_t arguments = sizeof...(Args);
         std::vector<Tensor<T>> grads = Derived::backward(*ctx, g);
         if (grads.size() > arguments) {
           throw AutogradError("custom function: backward returned " + std::to_string(grads.size()) +

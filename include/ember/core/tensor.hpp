@@ -179,11 +179,10 @@ class Tensor : public TensorBase {
   Tensor std(int64_t dim, bool keepdim, int64_t correction = 1) const requires FloatingElement<T>;
   Tensor prod() const requires FloatingElement<T>;
   Tensor prod(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
-  Tensor max() const requires FloatingElement<T>;
-  /// Integer tensors: the exact sum in int64, and the largest / smallest element (see reduction.hpp).
+  /// The largest / smallest element (NaN propagates for floats; integers: see reduction.hpp).
+  Tensor max() const;
+  /// Integer tensors: the exact sum in int64 (see reduction.hpp).
   Tensor<int64_t> sum() const requires(!FloatingElement<T>);
-  Tensor max() const requires(!FloatingElement<T>);
-  Tensor min() const requires(!FloatingElement<T>);
   /// Whether every / some element is nonzero (0-d uint8).
   Tensor<uint8_t> all() const;
   Tensor<uint8_t> any() const;
@@ -196,7 +195,7 @@ class Tensor : public TensorBase {
   Tensor<uint8_t> ge(const Tensor& other) const;
   Tensor<uint8_t> eq(double other) const;
   Tensor<uint8_t> ne(double other) const;
-  Tensor min() const requires FloatingElement<T>;
+  Tensor min() const;
   ValuesIndices<T> max(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
   /// The k largest (or smallest) elements along dim and their indices (ember::topk).
   ValuesIndices<T> topk(int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true) const
