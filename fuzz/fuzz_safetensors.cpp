@@ -1,4 +1,4 @@
-// libFuzzer target: safetensors bytes parsed, then loaded into a small model. Only ember::Error
+// libFuzzer target: safetensors bytes parsed, then loaded into a small model by ember::load. Only ember::Error
 // may escape the parser and the loader; anything else (a crash, a sanitizer report, another
 // exception, a huge allocation) is a finding.
 #include <cstddef>
@@ -10,10 +10,18 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::vector<uint8_t> bytes(data, data + size);
   try {
-    ember::io::SafetensorsFile file = ember::io::parse_safetensors(bytes, "fuzz");
-    ember::nn::Sequential<float> net(ember::nn::Linear(2, 3), ember::nn::ReLU(), ember::nn::Linear(3, 2));
-    net.load_state_dict(file.tensors, /*strict=*/false);
-    (void)net(ember::ones<float>({1, 2}));
+    (void)ember::io::parse_safetensors(bytes, "fuzz");
+    // ember::load as a user calls it: strict, then lenient, with float/double conversion.
+    for (bool strict : {true, false}) {
+      ember::nn::Sequential<double> net(ember::nn::Linear<double>(2, 3), ember::nn::ReLU<double>(),
+                                        ember::nn::Linear<double>(3, 2));
+      try {
+        ember::load(net, bytes, "fuzz", strict);
+      } catch (const ember::Error&) {
+        continue;
+      }
+      (void)net(ember::ones<double>({1, 2}));
+    }
   } catch (const ember::Error&) {
   }
   return 0;

@@ -258,6 +258,9 @@ TEST(LibTorchIdioms, SaveAndLoadThroughPointersAndOptimizersOnTheirOwn) {
   auto copy = std::make_shared<nn::Linear<float>>(3, 2);
   load(copy, temp_path("net.safetensors"));
   EXPECT_EQ(copy->weight.to_vector(), net->weight.to_vector());
+  nn::Linear<double> in_double(3, 2);  // from bytes, converted to the module's type
+  load(in_double, io::read_file(temp_path("net.safetensors")), "in memory");
+  EXPECT_EQ(in_double.weight.to<float>().to_vector(), net->weight.to_vector());
   optim::Adam adam(net->parameters(), 0.01);
   adam.zero_grad();
   (*net)(ones<float>({1, 3})).sum().backward();

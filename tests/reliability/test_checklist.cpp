@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ember/ember.hpp"
+#include "support/expect_error.hpp"
 #include "support/gzip.hpp"
 
 namespace ember {
@@ -20,6 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace F = nn::functional;
+using ember::testing::expect_error;
 using ember::testing::gzip;
 using ember::testing::put_be32;
 
@@ -31,18 +33,6 @@ std::string temp_dir(const std::string& name) {
   fs::remove_all(d);
   fs::create_directories(d);
   return d.string();
-}
-
-template <class E, class F>
-void expect_error(F&& f, const std::string& text) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing: " << text;
-  } catch (const E& e) {
-    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what() << "\nexpected: " << text;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what() << "\nexpected: " << text;
-  }
 }
 
 std::vector<uint8_t> idx(uint8_t type, const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {

@@ -17,11 +17,13 @@
 #include <vector>
 
 #include "ember/ember.hpp"
+#include "support/expect_error.hpp"
 #include "support/gzip.hpp"
 
 namespace ember {
 namespace {
 
+using ember::testing::expect_error;
 using ember::testing::gzip;
 using ember::testing::put_be32;
 
@@ -39,19 +41,6 @@ std::vector<uint8_t> idx_file(uint8_t type, const std::vector<uint32_t>& dims, s
   for (uint32_t d : dims) put_be32(b, d);
   b.resize(b.size() + data_bytes, 7);
   return b;
-}
-
-// Runs f, which must throw E whose message contains `text`.
-template <class E, class F>
-void expect_error(F&& f, const std::string& text) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing: " << text;
-  } catch (const E& e) {
-    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what() << "\nexpected: " << text;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
 }
 
 // 1. numel * sizeof(T) is checked, not only numel.

@@ -57,6 +57,9 @@ void save(const nn::Module<T>& module, const std::string& path);
 /// names are listed in one error.
 template <FloatingElement T>
 void load(nn::Module<T>& module, const std::string& path, bool strict = true);
+/// The same from a safetensors file's bytes (`source` names it in errors).
+template <FloatingElement T>
+void load(nn::Module<T>& module, const std::vector<uint8_t>& bytes, const std::string& source, bool strict = true);
 /// The same through a shared_ptr or holder, as LibTorch's torch::save(model, path).
 template <class M>
 void save(const std::shared_ptr<M>& module, const std::string& path) {
