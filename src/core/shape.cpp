@@ -27,7 +27,7 @@ std::string Shape::str() const {
 std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
 
 int64_t checked_numel(const Shape& shape, const char* op) {
-  int64_t n = 1, span = 1;  // span: the product with zeros counted as ones (the outer stride)
+  int64_t span = 1;  // the product with zeros counted as ones (the outer stride)
   bool overflow = false, zero = false;
   for (int64_t i = 0; i < shape.size(); ++i) {
     if (shape[i] < 0) {
@@ -44,8 +44,7 @@ int64_t checked_numel(const Shape& shape, const char* op) {
                      (zero ? " has strides larger than int64 can count" : " has more elements than int64 can count") +
                      " (at most 2^62)");
   }
-  n = zero ? 0 : span;
-  return n;
+  return zero ? 0 : span;
 }
 
 int64_t checked_nbytes(const Shape& shape, size_t element_size, const char* op) {

@@ -21,6 +21,33 @@ namespace {
 
 std::atomic<uint64_t> g_max_decompressed{kDefaultMaxDecompressedBytes};
 
+// Bytes per element of an IDX type code; 0 for an unknown code.
+size_t idx_element_size(uint8_t type) {
+  switch (type) {
+    case 0x08: case 0x09: return 1;
+    case 0x0B: return 2;
+    case 0x0C: case 0x0D: return 4;
+    case 0x0E: return 8;
+    default: return 0;
+  }
+}
+
+uint32_t be32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+// The shape of an IDX header (`ndim` big-endian dims at b + 4) and the byte count of its data,
+// overflow-checked (element and byte counts, and the strides even of an empty tensor, must fit).
+std::pair<Shape, uint64_t> idx_shape_and_bytes(const uint8_t* b, uint8_t ndim, size_t elem, const std::string& file) {
+  Shape shape;
+  for (int d = 0; d < ndim; ++d) shape.push_back(be32(b + 4 + 4 * d));
+  try {
+    return {shape, static_cast<uint64_t>(checked_nbytes(shape, elem, "idx"))};
+  } catch (const ShapeError&) {
+    bad(file, 4, cat_str("dims ", shape, " overflow 64-bit sizes (at most 2^62 elements, 2^60 bytes)"));
+  }
+}
+
 // Note [Decompression limits]
 // A gzip stream is inflated in two steps: first only as many bytes as an IDX header can take (4,
 // then 4 per dim), from which the size of the data follows; that size is checked against the
@@ -101,23 +128,9 @@ std::vector<uint8_t> gunzip_idx(const std::vector<uint8_t>& in, const std::strin
   if (z.read(out.data() + 4, header - 4) < header - 4) {
     bad(file, 4, cat_str("the decompressed file ends inside the header of ", header, " bytes"));
   }
-  size_t elem = 0;
-  switch (out[2]) {
-    case 0x08: case 0x09: elem = 1; break;
-    case 0x0B: elem = 2; break;
-    case 0x0C: case 0x0D: elem = 4; break;
-    case 0x0E: elem = 8; break;
-    default: return out;  // read_idx names the type code
-  }
-  Shape shape;
-  for (size_t d = 0; d < ndim; ++d) shape.push_back((int64_t(out[4 + 4 * d]) << 24) | (int64_t(out[5 + 4 * d]) << 16) |
-                                                    (int64_t(out[6 + 4 * d]) << 8) | int64_t(out[7 + 4 * d]));
-  uint64_t bytes = 0;
-  try {
-    bytes = static_cast<uint64_t>(checked_nbytes(shape, elem, "idx"));
-  } catch (const ShapeError&) {
-    bad(file, 4, cat_str("dims ", shape, " overflow 64-bit sizes (at most 2^62 elements, 2^60 bytes)"));
-  }
+  const size_t elem = idx_element_size(out[2]);
+  if (elem == 0) return out;  // read_idx names the type code
+  const auto [shape, bytes] = idx_shape_and_bytes(out.data(), ndim, elem, file);
   const uint64_t limit = max_decompressed_bytes();
   if (bytes > limit) {
     bad(file, 4, cat_str("dims ", shape, " declare ", bytes, " bytes of data, more than the ", limit,
@@ -134,10 +147,6 @@ std::vector<uint8_t> gunzip_idx(const std::vector<uint8_t>& in, const std::strin
 }
 
 bool is_gzip(const std::vector<uint8_t>& b) { return b.size() >= 2 && b[0] == 0x1f && b[1] == 0x8b; }
-
-uint32_t be32(const uint8_t* p) {
-  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
-}
 
 template <class Raw, Element Out>
 TensorBase decode_be(const uint8_t* p, const Shape& shape, int64_t n) {
@@ -174,9 +183,9 @@ void set_max_decompressed_bytes(uint64_t bytes) noexcept { g_max_decompressed.st
 TensorBase read_idx(const std::string& path) { return parse_idx(io::read_file(path), path); }
 
 TensorBase parse_idx(const std::vector<uint8_t>& file, const std::string& path) {
-  std::vector<uint8_t> inflated;
-  if (is_gzip(file)) inflated = gunzip_idx(file, path);
-  const std::vector<uint8_t>& b = is_gzip(file) ? inflated : file;
+  const bool gz = is_gzip(file);
+  const std::vector<uint8_t> inflated = gz ? gunzip_idx(file, path) : std::vector<uint8_t>();
+  const std::vector<uint8_t>& b = gz ? inflated : file;
   if (b.size() >= 1 && b[0] == 0x80) bad(path, 0, "this looks like a Python pickle, not an IDX file");
   if (b.size() < 4) bad(path, b.size(), "the file ends inside the 4-byte magic number (truncated or empty)");
   if (b[0] != 0 || b[1] != 0) {
@@ -185,17 +194,11 @@ TensorBase parse_idx(const std::vector<uint8_t>& file, const std::string& path) 
     bad(path, 0, std::string("magic ") + magic + " does not start with two zero bytes (not an IDX file)");
   }
   const uint8_t type = b[2], ndim = b[3];
-  size_t elem;
-  switch (type) {
-    case 0x08: case 0x09: elem = 1; break;
-    case 0x0B: elem = 2; break;
-    case 0x0C: case 0x0D: elem = 4; break;
-    case 0x0E: elem = 8; break;
-    default: {
-      char t[8];
-      std::snprintf(t, sizeof t, "0x%02x", type);
-      bad(path, 2, std::string("unknown type code ") + t + " (expected 0x08, 0x09, 0x0B, 0x0C, 0x0D or 0x0E)");
-    }
+  const size_t elem = idx_element_size(type);
+  if (elem == 0) {
+    char t[8];
+    std::snprintf(t, sizeof t, "0x%02x", type);
+    bad(path, 2, std::string("unknown type code ") + t + " (expected 0x08, 0x09, 0x0B, 0x0C, 0x0D or 0x0E)");
   }
   if (ndim == 0 || ndim > kMaxDims) {
     bad(path, 3, cat_str("number of dims ", int(ndim), " is not in 1..", kMaxDims));
@@ -204,15 +207,8 @@ TensorBase parse_idx(const std::vector<uint8_t>& file, const std::string& path) 
   if (b.size() < header) {
     bad(path, b.size(), cat_str("the file ends inside the header of ", header, " bytes (truncated)"));
   }
-  Shape shape;
-  for (int d = 0; d < ndim; ++d) shape.push_back(be32(b.data() + 4 + 4 * d));
-  uint64_t count = 0, bytes = 0;
-  try {  // element and byte counts, and the strides even of an empty tensor, must fit
-    count = static_cast<uint64_t>(checked_nbytes(shape, elem, "idx")) / elem;
-    bytes = count * elem;
-  } catch (const ShapeError&) {
-    bad(path, 4, cat_str("dims ", shape, " overflow 64-bit sizes (at most 2^62 elements, 2^60 bytes)"));
-  }
+  const auto [shape, bytes] = idx_shape_and_bytes(b.data(), ndim, elem, path);
+  const uint64_t count = bytes / elem;
   if (b.size() - header != bytes) {
     bad(path, header, cat_str("dims ", shape, " need ", bytes, " bytes of data but the file holds ",
                                b.size() - header, b.size() - header < bytes ? " (truncated)" : " (trailing bytes)"));

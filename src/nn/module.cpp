@@ -38,37 +38,8 @@ std::string shape_of(const TensorBase& t) { return t.defined() ? t.shape().str()
 }  // namespace
 
 template <FloatingElement T>
-Module<T>::Module(Module&& other) noexcept
-    : params_(std::move(other.params_)),
-      buffers_(std::move(other.buffers_)),
-      children_(std::move(other.children_)),
-      pre_hooks_(std::move(other.pre_hooks_)),
-      post_hooks_(std::move(other.post_hooks_)),
-      next_hook_id_(other.next_hook_id_),
-      training_(other.training_),
-      moved_from_(other.moved_from_) {
-  other.moved_from_ = true;
-}
-
-template <FloatingElement T>
-Module<T>& Module<T>::operator=(Module&& other) noexcept {
-  if (this != &other) {
-    params_ = std::move(other.params_);
-    buffers_ = std::move(other.buffers_);
-    children_ = std::move(other.children_);
-    pre_hooks_ = std::move(other.pre_hooks_);
-    post_hooks_ = std::move(other.post_hooks_);
-    next_hook_id_ = other.next_hook_id_;
-    training_ = other.training_;
-    moved_from_ = other.moved_from_;
-    other.moved_from_ = true;
-  }
-  return *this;
-}
-
-template <FloatingElement T>
 Tensor<T> Module<T>::operator()(const Tensor<T>& input) {
-  if (moved_from_) {
+  if (moved_from_.value) {
     throw ValueError(type_name() + ": this module was moved from (into register_module, a container or another "
                      "module) and is an empty shell; call the module it was moved into, e.g. the holder "
                      "register_module returned");

@@ -98,8 +98,8 @@ class Module {
 
   Module() = default;
   /// The moved-from module is an empty shell that throws when called (naming why).
-  Module(Module&& other) noexcept;
-  Module& operator=(Module&& other) noexcept;
+  Module(Module&&) noexcept = default;
+  Module& operator=(Module&&) noexcept = default;
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
   virtual ~Module() = default;
@@ -212,7 +212,20 @@ class Module {
   std::vector<std::pair<int64_t, ForwardHook>> post_hooks_;
   int64_t next_hook_id_ = 0;
   bool training_ = true;
-  bool moved_from_ = false;
+  // Set in the source of a move, so that the defaulted moves mark the shell they leave behind.
+  struct MovedFrom {
+    bool value = false;
+    MovedFrom() = default;
+    MovedFrom(MovedFrom&& o) noexcept : value(o.value) { o.value = true; }
+    MovedFrom& operator=(MovedFrom&& o) noexcept {
+      if (this != &o) {
+        value = o.value;
+        o.value = true;
+      }
+      return *this;
+    }
+  };
+  MovedFrom moved_from_;
 };
 
 template <FloatingElement T>
