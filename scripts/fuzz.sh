@@ -12,7 +12,7 @@ build="${BUILD_DIR:-build-fuzz}"
 jobs="${JOBS:-$(nproc)}"
 targets=(safetensors checkpoint idx cifar)
 
-scripts/install-deps.sh --clang
+scripts/install-deps.sh --fuzz
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ \
   -DEMBER_SANITIZE=address,undefined,fuzzer-no-link -DEMBER_BUILD_FUZZERS=ON \
   -DEMBER_BUILD_TESTS=OFF -DEMBER_BUILD_EXAMPLES=OFF -DEMBER_BUILD_BENCHMARKS=OFF \

@@ -5,6 +5,8 @@
 #   scripts/install-deps.sh --torch    also python3-torch (regenerates test references) and
 #                                      libtorch-dev (side-by-side benchmarks)
 #   scripts/install-deps.sh --clang    also clang (CI builds and tests with it too)
+#   scripts/install-deps.sh --fuzz     also clang's runtime libraries (libFuzzer, sanitizers) for
+#                                      scripts/fuzz.sh; apt would not bring them (only recommended)
 #   scripts/install-deps.sh --aarch64  also the aarch64 cross compiler, qemu-user and the arm64
 #                                      builds of the test dependencies (scripts/test-aarch64.sh);
 #                                      adds arm64 as a dpkg architecture (multiarch)
@@ -18,11 +20,12 @@ for arg in "$@"; do
   case "$arg" in
     --torch) optional+=(python3-torch libtorch-dev libopenblas-dev) ;;
     --clang) optional+=(clang) ;;
+    --fuzz) optional+=(clang libclang-rt-dev) ;;
     --aarch64)
       want_arm64=true
       optional+=(g++-aarch64-linux-gnu qemu-user zlib1g-dev:arm64 libgtest-dev:arm64
                  libgmock-dev:arm64 libfmt-dev:arm64) ;;
-    *) echo "install-deps.sh: unknown option '$arg' (expected --torch, --clang or --aarch64)" >&2
+    *) echo "install-deps.sh: unknown option '$arg' (expected --torch, --clang, --fuzz or --aarch64)" >&2
        exit 2 ;;
   esac
 done
