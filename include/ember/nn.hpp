@@ -15,6 +15,7 @@
 #include "ember/nn/pooling.hpp"
 #include "ember/nn/residual.hpp"
 #include "ember/nn/rnn.hpp"
+#include "ember/nn/transfer.hpp"
 
 namespace ember {
 // The functional forms at the top level too, where LibTorch has them (torch::dropout,

@@ -404,12 +404,12 @@ void save(const nn::Module<T>& module, const std::string& path) {
 }
 
 template <FloatingElement T>
-void load(nn::Module<T>& module, const std::string& path, bool strict) {
-  load(module, io::read_file(path), path, strict);
+nn::LoadResult load(nn::Module<T>& module, const std::string& path, bool strict) {
+  return load(module, io::read_file(path), path, strict);
 }
 
 template <FloatingElement T>
-void load(nn::Module<T>& module, const std::vector<uint8_t>& bytes, const std::string& source, bool strict) {
+nn::LoadResult load(nn::Module<T>& module, const std::vector<uint8_t>& bytes, const std::string& source, bool strict) {
   io::SafetensorsFile file = io::parse_safetensors(bytes, source);
   // Floating-point tensors take the module's type, as load_state_dict's copy_ does in PyTorch.
   nn::StateDict mine = module.state_dict();
@@ -424,7 +424,7 @@ void load(nn::Module<T>& module, const std::vector<uint8_t>& bytes, const std::s
     }
   }
   try {
-    module.load_state_dict(file.tensors, strict);
+    return module.load_state_dict(file.tensors, strict);
   } catch (const ValueError& e) {
     throw ValueError(source + ": " + e.what());
   }
@@ -432,9 +432,9 @@ void load(nn::Module<T>& module, const std::vector<uint8_t>& bytes, const std::s
 
 template void save<float>(const nn::Module<float>&, const std::string&);
 template void save<double>(const nn::Module<double>&, const std::string&);
-template void load<float>(nn::Module<float>&, const std::string&, bool);
-template void load<double>(nn::Module<double>&, const std::string&, bool);
-template void load<float>(nn::Module<float>&, const std::vector<uint8_t>&, const std::string&, bool);
-template void load<double>(nn::Module<double>&, const std::vector<uint8_t>&, const std::string&, bool);
+template nn::LoadResult load<float>(nn::Module<float>&, const std::string&, bool);
+template nn::LoadResult load<double>(nn::Module<double>&, const std::string&, bool);
+template nn::LoadResult load<float>(nn::Module<float>&, const std::vector<uint8_t>&, const std::string&, bool);
+template nn::LoadResult load<double>(nn::Module<double>&, const std::vector<uint8_t>&, const std::string&, bool);
 
 }  // namespace ember

@@ -27,6 +27,13 @@ Linear<T>::Linear(int64_t in, int64_t out, LinearOptions options) : in_features(
 
 template <FloatingElement T>
 Tensor<T> Linear<T>::forward(const Tensor<T>& x) {
+  // Named here, with the layer's sizes, because a head swapped for transfer learning that does not
+  // fit the features before it fails here first.
+  if (x.dim() == 0 || x.size(-1) != in_features) {
+    throw ShapeError("Linear(" + extra_repr() + "): input " + x.shape().str() + " has " +
+                     (x.dim() == 0 ? std::string("no feature dimension") : std::to_string(x.size(-1)) + " features") +
+                     ", expected in_features=" + std::to_string(in_features));
+  }
   return functional::linear(x, weight, bias);
 }
 

@@ -44,27 +44,27 @@ Tensor<T> Module<T>::operator()(const Tensor<T>& input) {
                      "module) and is an empty shell; call the module it was moved into, e.g. the holder "
                      "register_module returned");
   }
-  Tensor<T> x = input;
-  for (auto& [id, hook] : pre_hooks_) {
-    Tensor<T> r = hook(*this, x);
-    if (r.defined()) x = r;
+  try {
+    Tensor<T> x = input;
+    for (auto& [id, hook] : pre_hooks_) {
+      Tensor<T> r = hook(*this, x);
+      if (r.defined()) x = r;
+    }
+    Tensor<T> y = forward(x);
+    for (auto& [id, hook] : post_hooks_) {
+      Tensor<T> r = hook(*this, x, y);
+      if (r.defined()) y = r;
+    }
+    return y;
+  } catch (Error& e) {
+    if (!registered_name_.empty()) e.prepend_module(registered_name_);
+    throw;
   }
-  Tensor<T> y = forward(x);
-  for (auto& [id, hook] : post_hooks_) {
-    Tensor<T> r = hook(*this, x, y);
-    if (r.defined()) y = r;
-  }
-  return y;
 }
 
 template <FloatingElement T>
-Tensor<T> Module<T>::call_child(const std::string& name, Module& child, const Tensor<T>& input) {
-  try {
-    return child(input);
-  } catch (Error& e) {
-    e.prepend_module(name);
-    throw;
-  }
+Tensor<T> Module<T>::call_child(const std::string& /*name*/, Module& child, const Tensor<T>& input) {
+  return child(input);
 }
 
 template <FloatingElement T>
@@ -109,7 +109,28 @@ template <FloatingElement T>
 void Module<T>::add_child(const std::string& name, std::shared_ptr<Module> child) {
   check_new_name(name, "module");
   if (!child) throw ValueError(type_name() + ": module \"" + name + "\" is null");
+  if (child->registered_name_.empty()) child->registered_name_ = name;
   children_.emplace_back(name, std::move(child));
+}
+
+template <FloatingElement T>
+std::shared_ptr<Module<T>>& Module<T>::child_slot(const std::string& dotted) {
+  const auto dot = dotted.find('.');
+  const std::string head = dotted.substr(0, dot);
+  for (auto& [cname, child] : children_) {
+    if (cname != head) continue;
+    return dot == std::string::npos ? child : child->child_slot(dotted.substr(dot + 1));
+  }
+  std::string names;
+  for (const auto& [cname, child] : children_) names += (names.empty() ? "" : ", ") + cname;
+  throw IndexError(type_name() + ": no child module named \"" + head + "\" (children: " +
+                   (names.empty() ? "none" : names) + ")");
+}
+
+template <FloatingElement T>
+Module<T>& Module<T>::submodule(const std::string& dotted) {
+  if (dotted.empty()) return *this;
+  return *child_slot(dotted);
 }
 
 template <FloatingElement T>
@@ -177,7 +198,7 @@ TensorBase& Module<T>::entry(const std::string& dotted) {
 
 template <FloatingElement T>
 void Module<T>::train(bool on) {
-  training_ = on;
+  training_ = on && !keep_eval_;
   for (auto& [name, child] : children_) child->train(on);
 }
 
@@ -208,7 +229,7 @@ StateDict Module<T>::state_dict() const {
 }
 
 template <FloatingElement T>
-void Module<T>::load_state_dict(const StateDict& state, bool strict) {
+LoadResult Module<T>::load_state_dict(const StateDict& state, bool strict) {
   StateDict mine = state_dict();
   std::map<std::string, const TensorBase*> given;
   std::vector<std::string> duplicates;
@@ -254,6 +275,7 @@ void Module<T>::load_state_dict(const StateDict& state, bool strict) {
     auto it = given.find(e.name);
     if (it != given.end()) copy_entry(e.tensor, *it->second);
   }
+  return {std::move(missing), std::move(unexpected)};
 }
 
 template <FloatingElement T>

@@ -48,6 +48,20 @@ void Optimizer<T, Options>::add_param_group(Group group) {
 }
 
 template <FloatingElement T, class Options>
+void Optimizer<T, Options>::check_trainable() const {
+  size_t count = 0;
+  for (const auto& g : groups_) {
+    count += g.params.size();
+    for (const auto& p : g.params)
+      if (p.requires_grad()) return;
+  }
+  if (count == 0) return;  // an empty optimizer, filled later with add_param_group
+  throw ValueError("optimizer: none of the " + std::to_string(count) +
+                   " parameters given requires grad (all frozen, e.g. by nn::freeze), so step() could never "
+                   "change one; give it the parameters that train");
+}
+
+template <FloatingElement T, class Options>
 void Optimizer<T, Options>::zero_grad(bool set_to_none) {
   for (auto& g : groups_)
     for (auto& p : g.params) {
@@ -74,7 +88,7 @@ void Optimizer<T, Options>::for_each_grad(F&& f) {
     for (size_t i = 0; i < groups_[g].params.size(); ++i) {
       Tensor<T>& p = groups_[g].params[i];
       Tensor<T> grad = p.grad();
-      if (!grad.defined()) continue;
+      if (!grad.defined() || !p.requires_grad()) continue;
       if (o.maximize) grad = -grad;
       f(o, p, grad, slot(g, i));
     }

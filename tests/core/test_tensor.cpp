@@ -47,6 +47,12 @@ TEST(Factories, RandomIsReproducibleForASeed) {
 
   Generator g1(7), g2(7);
   EXPECT_EQ(rand<double>({10}, false, &g1).to_vector(), rand<double>({10}, false, &g2).to_vector());
+  // LibTorch's randn(size, generator): the generator is used, not taken for requires_grad.
+  Generator g3(11), g4(11);
+  const Tensor<float> n3 = randn<float>({10}, &g3), n4 = randn<float>({10}, &g4);
+  EXPECT_EQ(n3.to_vector(), n4.to_vector());
+  EXPECT_FALSE(n3.requires_grad());
+  EXPECT_EQ(rand<float>({3}, &g3).to_vector(), rand<float>({3}, &g4).to_vector());
   for (double v : r.to_vector()) {
     EXPECT_GE(v, 0.0);
     EXPECT_LT(v, 1.0);

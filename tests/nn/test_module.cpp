@@ -158,7 +158,7 @@ TEST(Module, ErrorsNameTheModulePath) {
     FAIL() << "expected ShapeError";
   } catch (const ShapeError& e) {
     EXPECT_EQ(e.module_path(), "2");
-    EXPECT_EQ(std::string(e.what()).rfind("2: linear: input [1, 3] has 3 features", 0), 0u) << e.what();
+    EXPECT_EQ(std::string(e.what()).rfind("2: Linear(in_features=2, out_features=2, bias=True): input [1, 3] has 3 features, expected in_features=2", 0), 0u) << e.what();
   }
   struct Outer : Module<float> {
     std::shared_ptr<Sequential<float>> features;
@@ -171,7 +171,22 @@ TEST(Module, ErrorsNameTheModulePath) {
     o(zeros<float>({1, 3}));
     FAIL();
   } catch (const ShapeError& e) {
-    EXPECT_EQ(std::string(e.what()).rfind("features.1: linear:", 0), 0u) << e.what();
+    EXPECT_EQ(std::string(e.what()).rfind("features.1: Linear(in_features=4", 0), 0u) << e.what();
+  }
+  // A child called through its holder (not call_child) is named too.
+  struct Holder : Module<float> {
+    ModuleHolder<Linear<float>> fc;
+    Holder() { fc = register_module("fc", Linear(3, 2)); }
+    Tensor<float> forward(const Tensor<float>& x) override { return fc(x); }
+    std::string type_name() const override { return "Holder"; }
+  };
+  Holder h;
+  try {
+    h(zeros<float>({1, 4}));
+    FAIL();
+  } catch (const ShapeError& e) {
+    EXPECT_EQ(e.module_path(), "fc");
+    EXPECT_EQ(std::string(e.what()).rfind("fc: Linear(in_features=3, out_features=2", 0), 0u) << e.what();
   }
   EXPECT_THROW(Linear(-1, 2), ValueError);
   EXPECT_THROW(GELU<float>("fast"), ValueError);

@@ -54,28 +54,29 @@ void save(const nn::Module<T>& module, const std::string& path);
 
 /// Loads a safetensors file into a module (floating-point tensors are converted to the module's
 /// type, as PyTorch's load_state_dict does). With strict, all missing, unexpected and mis-shaped
-/// names are listed in one error.
+/// names are listed in one error; without, mis-shaped names still throw and the missing and
+/// unexpected keys are returned.
 template <FloatingElement T>
-void load(nn::Module<T>& module, const std::string& path, bool strict = true);
+nn::LoadResult load(nn::Module<T>& module, const std::string& path, bool strict = true);
 /// The same from a safetensors file's bytes (`source` names it in errors).
 template <FloatingElement T>
-void load(nn::Module<T>& module, const std::vector<uint8_t>& bytes, const std::string& source, bool strict = true);
+nn::LoadResult load(nn::Module<T>& module, const std::vector<uint8_t>& bytes, const std::string& source, bool strict = true);
 /// The same through a shared_ptr or holder, as LibTorch's torch::save(model, path).
 template <class M>
 void save(const std::shared_ptr<M>& module, const std::string& path) {
   save(*module, path);
 }
 template <class M>
-void load(const std::shared_ptr<M>& module, const std::string& path, bool strict = true) {
-  load(*module, path, strict);
+nn::LoadResult load(const std::shared_ptr<M>& module, const std::string& path, bool strict = true) {
+  return load(*module, path, strict);
 }
 template <class M>
 void save(const nn::ModuleHolder<M>& module, const std::string& path) {
   save(*module, path);
 }
 template <class M>
-void load(const nn::ModuleHolder<M>& module, const std::string& path, bool strict = true) {
-  load(*module, path, strict);
+nn::LoadResult load(const nn::ModuleHolder<M>& module, const std::string& path, bool strict = true) {
+  return load(*module, path, strict);
 }
 
 }  // namespace ember

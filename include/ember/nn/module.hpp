@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
+#include <typeinfo>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -49,6 +50,15 @@ struct NamedTensor {
 };
 /// Ordered as PyTorch orders it: a module's own parameters, then its buffers, then each child's.
 using StateDict = std::vector<NamedTensor>;
+
+/// What a non-strict load_state_dict left out, as PyTorch's return value names it: the module's
+/// keys the state dict lacked (they keep their values) and the state dict's keys the module
+/// lacks (ignored).
+struct LoadResult {
+  std::vector<std::string> missing_keys;
+  std::vector<std::string> unexpected_keys;
+  bool complete() const noexcept { return missing_keys.empty() && unexpected_keys.empty(); }
+};
 
 /// A shared handle to a registered module (LibTorch's ModuleHolder): `fc(x)` calls it with its
 /// hooks, `fc->weight` reaches its members; it converts to std::shared_ptr<M> (and to a pointer to
@@ -145,6 +155,40 @@ class Module {
     return register_module(name, module.ptr());
   }
 
+  /// Replaces the registered child at `path` ("fc", "2" in a Sequential, "layer4.1.conv2") by
+  /// `module`, keeping every other module and weight (PyTorch's set_submodule; transfer learning's
+  /// new head: `net.replace_module("fc", nn::Linear(512, 5))`). A child of the same class is
+  /// replaced in place, so the parent's own member (a ModuleHolder) and every other handle see the
+  /// new module; a child of another class can be replaced only where nothing else holds it (a
+  /// container's child), since a member holder of the old class could not hold it.
+  template <class M>
+  ModuleHolder<std::decay_t<M>> replace_module(const std::string& path, M&& module) {
+    static_assert(!std::is_lvalue_reference_v<M>,
+                  "replace_module(path, module): modules are move-only; pass a temporary or std::move");
+    using D = std::decay_t<M>;
+    static_assert(std::is_base_of_v<Module, D>, "replace_module: the replacement must be an nn::Module of the same T");
+    std::shared_ptr<Module>& slot = child_slot(path);
+    if (typeid(*slot) == typeid(D)) {
+      if constexpr (std::is_move_assignable_v<D>) {
+        Module& old = *slot;
+        const std::string name = old.registered_name_;
+        static_cast<D&>(old) = std::forward<M>(module);
+        old.registered_name_ = name;
+        return ModuleHolder<D>(std::static_pointer_cast<D>(slot));
+      }
+    }
+    if (slot.use_count() > 1) {
+      throw TypeError("replace_module(\"" + path + "\"): the " + slot->type_name() +
+                      " there is also held elsewhere (a ModuleHolder member of its parent, or a handle of "
+                      "yours) that would keep calling it, so it can only be replaced by another " +
+                      slot->type_name() + ", not a " + module.type_name());
+    }
+    auto fresh = std::make_shared<D>(std::forward<M>(module));
+    fresh->registered_name_ = slot->registered_name_;
+    slot = fresh;
+    return ModuleHolder<D>(std::move(fresh));
+  }
+
   // ---- Introspection ---------------------------------------------------------------------------
   std::vector<std::pair<std::string, Tensor<T>>> named_parameters(bool recurse = true) const;
   std::vector<Tensor<T>> parameters(bool recurse = true) const;
@@ -166,12 +210,23 @@ class Module {
   }
   /// The parameter or buffer at a dotted path (throws IndexError naming it when absent).
   TensorBase& entry(const std::string& dotted_name);
+  /// The descendant module at a dotted path ("layer3", "features.0"); throws IndexError naming the
+  /// path and the children there when absent.
+  Module& submodule(const std::string& dotted_path);
 
   // ---- Modes and gradients ----------------------------------------------------------------------
-  /// Training mode (dropout active, batch norm uses batch statistics); recursive.
+  /// Training mode (dropout active, batch norm uses batch statistics); recursive. A module marked
+  /// keep_eval stays in eval mode.
   virtual void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const noexcept { return training_; }
+  /// Keeps this module in eval mode through later train() calls (batch norm in a frozen backbone
+  /// keeps its running statistics while the rest fine-tunes; see nn::freeze), or releases it.
+  void keep_eval(bool on = true) {
+    keep_eval_ = on;
+    if (on) training_ = false;
+  }
+  bool keeps_eval() const noexcept { return keep_eval_; }
   /// Resets the gradients of all parameters (to undefined, or to zeros when set_to_none is false).
   void zero_grad(bool set_to_none = true);
 
@@ -179,8 +234,9 @@ class Module {
   StateDict state_dict() const;
   /// Copies values into the registered tensors (in place). With `strict`, every missing,
   /// unexpected and mis-shaped name is listed in one ValueError; without, missing and unexpected
-  /// names are ignored but shape or dtype mismatches still throw.
-  void load_state_dict(const StateDict& state, bool strict = true);
+  /// names are returned (a backbone loaded into a model with a new head) but shape or dtype
+  /// mismatches still throw. Nothing is copied when it throws.
+  LoadResult load_state_dict(const StateDict& state, bool strict = true);
 
   // ---- Hooks ------------------------------------------------------------------------------------
   /// Returns an id for remove_hook.
@@ -195,12 +251,14 @@ class Module {
   std::string str() const;
 
  protected:
-  /// Calls a child, prefixing errors it throws with the child's name (e.g. "features.0: ...").
+  /// Calls a child. Errors leaving any registered module (called this way, through a holder or
+  /// directly) carry the names it was registered under, "features.0: conv2d: ...".
   Tensor<T> call_child(const std::string& name, Module& child, const Tensor<T>& input);
 
  private:
   void add_buffer(const std::string& name, const TensorBase& tensor);
   void add_child(const std::string& name, std::shared_ptr<Module> child);
+  std::shared_ptr<Module>& child_slot(const std::string& dotted_path);
   void check_new_name(const std::string& name, const char* what) const;
   void collect_state(const std::string& prefix, StateDict& out) const;
   void str_into(std::string& out, int indent) const;
@@ -212,6 +270,9 @@ class Module {
   std::vector<std::pair<int64_t, ForwardHook>> post_hooks_;
   int64_t next_hook_id_ = 0;
   bool training_ = true;
+  bool keep_eval_ = false;
+  // The name this module was first registered under, put in front of errors leaving it.
+  std::string registered_name_;
   // Set in the source of a move, so that the defaulted moves mark the shell they leave behind.
   struct MovedFrom {
     bool value = false;

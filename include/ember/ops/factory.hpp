@@ -43,6 +43,16 @@ Tensor<T> rand(const Shape& shape, bool requires_grad = false, Generator* gen = 
 /// Standard normal.
 template <FloatingElement T = float>
 Tensor<T> randn(const Shape& shape, bool requires_grad = false, Generator* gen = nullptr);
+/// rand(shape, &gen) and randn(shape, &gen), as LibTorch's randn(size, generator): without these a
+/// Generator* would convert to the bool requires_grad and the generator would be ignored.
+template <FloatingElement T = float>
+Tensor<T> rand(const Shape& shape, Generator* gen) {
+  return rand<T>(shape, false, gen);
+}
+template <FloatingElement T = float>
+Tensor<T> randn(const Shape& shape, Generator* gen) {
+  return randn<T>(shape, false, gen);
+}
 /// Uniform integers in [low, high).
 template <Element T = int64_t>
 Tensor<T> randint(int64_t low, int64_t high, const Shape& shape, Generator* gen = nullptr);

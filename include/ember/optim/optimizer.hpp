@@ -115,9 +115,19 @@ class Optimizer : public OptimizerBase {
     Options options;
   };
 
-  Optimizer(std::vector<Tensor<T>> params, Options options) { add_param_group({std::move(params), options}); }
+  /// Parameters that do not require grad (frozen, nn::freeze) are skipped by step(); an optimizer
+  /// given only such parameters throws, since it could never change anything.
+  Optimizer(std::vector<Tensor<T>> params, Options options) {
+    add_param_group({std::move(params), options});
+    check_trainable();
+  }
+  /// Parameter groups, each with its own options (PyTorch's
+  /// `Adam([{"params": body, "lr": 1e-4}, {"params": head, "lr": 1e-3}])`):
+  /// `optim::Adam opt({{body->parameters(), {.lr = 1e-4}}, {head->parameters(), {.lr = 1e-3}}});`.
+  /// A parameter may be in one group only.
   explicit Optimizer(std::vector<Group> groups) {
     for (auto& g : groups) add_param_group(std::move(g));
+    check_trainable();
   }
   void add_param_group(Group group);
   void zero_grad(bool set_to_none = true) override;
@@ -162,6 +172,9 @@ class Optimizer : public OptimizerBase {
 
   std::vector<Group> groups_;
   std::vector<std::vector<Slot>> slots_;
+
+ private:
+  void check_trainable() const;
 };
 
 // ---- SGD ---------------------------------------------------------------------------------------
