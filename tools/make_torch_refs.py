@@ -550,6 +550,111 @@ def write_rnn_refs(root):
     print("wrote LSTM and GRU references")
 
 
+def explain_net():
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, padding=1),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(96, 5)).double()
+
+
+def write_explain_refs(root):
+    """Attribution and attacks by their definitions (Captum's integration points and weights, its
+    occlusion windows and averaging, Grad-CAM, FGSM, PGD) on a small CNN, in float64."""
+    import itertools
+    F = torch.nn.functional
+    torch.manual_seed(3)
+    net = explain_net()
+    x = torch.tensor(np.random.default_rng(11).uniform(0, 1, size=(3, 1, 8, 8)), dtype=torch.float64)
+    target = torch.tensor([0, 2, 4])
+    labels = torch.tensor([1, 3, 0])
+    out = {f"model.{k}": v for k, v in net.state_dict().items()}
+    out.update(x=x, target=target, labels=labels)
+
+    def picked(logits, t):
+        return logits.gather(1, t[:, None])[:, 0]
+
+    def input_grad(inp, t):
+        inp = inp.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(picked(net(inp), t).sum(), inp)
+        return g
+
+    out["saliency_abs"] = input_grad(x, target).abs()
+    out["saliency_signed"] = input_grad(x, target)
+
+    def rule(method, n):
+        if method == "gauss_legendre":
+            nodes, weights = np.polynomial.legendre.leggauss(n)
+            return list(0.5 * (nodes + 1)), list(0.5 * weights)
+        w = [1 / n] * n
+        if method == "trapezoid":
+            w[0] /= 2
+            w[-1] /= 2
+            return list(np.linspace(0, 1, n)), w
+        start, stop = {"left": (0, 1 - 1 / n), "right": (1 / n, 1), "middle": (1 / (2 * n), 1 - 1 / (2 * n))}[method]
+        return list(np.linspace(start, stop, n)), w
+
+    def integrated(baseline, method, n):
+        alphas, weights = rule(method, n)
+        scaled = torch.cat([baseline + a * (x - baseline) for a in alphas]).requires_grad_(True)
+        (g,) = torch.autograd.grad(picked(net(scaled), target.repeat(n)).sum(), scaled)
+        total = (g.reshape((n,) + x.shape) * torch.tensor(weights, dtype=x.dtype).reshape(n, 1, 1, 1, 1)).sum(0)
+        attr = (x - baseline) * total
+        with torch.no_grad():
+            gain = picked(net(x), target) - picked(net(baseline), target)
+        return attr, attr.reshape(len(x), -1).sum(1) - gain
+
+    zero = torch.zeros_like(x)
+    for method in ("left", "right", "middle", "trapezoid", "gauss_legendre"):
+        out[f"ig_{method}_7"], out[f"ig_{method}_7_delta"] = integrated(zero, method, 7)
+        points, weights = rule(method, 7)
+        out[f"points_{method}_7"] = torch.tensor(points, dtype=torch.float64)
+        out[f"weights_{method}_7"] = torch.tensor(weights, dtype=torch.float64)
+    out["ig_gauss_legendre_50"], out["ig_gauss_legendre_50_delta"] = integrated(zero, "gauss_legendre", 50)
+    points, weights = rule("gauss_legendre", 50)
+    out["points_gauss_legendre_50"] = torch.tensor(points, dtype=torch.float64)
+    out["weights_gauss_legendre_50"] = torch.tensor(weights, dtype=torch.float64)
+    half = torch.full((1, 8, 8), 0.5, dtype=torch.float64)
+    out["ig_middle_6_half"], out["ig_middle_6_half_delta"] = integrated(half.expand_as(x), "middle", 6)
+
+    acts = {}
+    hook = net[3].register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
+    (g,) = torch.autograd.grad(picked(net(x), target).sum(), acts["a"])
+    hook.remove()
+    cam = ((g.mean(dim=(2, 3), keepdim=True) * acts["a"]).sum(1, keepdim=True)).detach()
+    out["gradcam_raw"] = cam[:, 0]
+    out["gradcam"] = F.interpolate(F.relu(cam), size=(8, 8), mode="bilinear", align_corners=False)[:, 0]
+
+    def occlusion(window, stride, baseline):
+        shape = x.shape[1:]
+        counts = [int(np.ceil((s - w) / st)) + 1 for s, w, st in zip(shape, window, stride)]
+        total, cover = torch.zeros_like(x), torch.zeros(shape, dtype=x.dtype)
+        with torch.no_grad():
+            ref = picked(net(x), target)
+            for idx in itertools.product(*[range(c) for c in counts]):
+                mask = torch.zeros(shape, dtype=x.dtype)
+                mask[tuple(slice(i * st, i * st + w) for i, w, st in zip(idx, window, stride))] = 1
+                drop = ref - picked(net(x * (1 - mask) + baseline * mask), target)
+                total += drop.reshape(len(x), 1, 1, 1) * mask
+                cover += mask
+        return total / cover
+
+    out["occlusion_3_2"] = occlusion((1, 3, 3), (1, 2, 2), 0.0)
+    out["occlusion_4_4_half"] = occlusion((1, 4, 4), (1, 4, 4), 0.5)
+
+    def loss_grad(inp, y):
+        inp = inp.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(net(inp), y), inp)
+        return g
+
+    out["fgsm_0.1"] = (x + 0.1 * loss_grad(x, labels).sign()).clamp(0, 1)
+    out["fgsm_targeted_0.1"] = (x - 0.1 * loss_grad(x, target).sign()).clamp(0, 1)
+    adv = x.clone()
+    for _ in range(4):
+        adv = torch.min(torch.max(adv + 0.03 * loss_grad(adv, labels).sign(), x - 0.1), x + 0.1).clamp(0, 1)
+    out["pgd_0.1_0.03_4"] = adv
+    st_write(os.path.join(root, "torch_explain.safetensors"), {k: v.detach().contiguous() for k, v in out.items()})
+    print("wrote torch_explain.safetensors")
+
+
 def check_ember_file(root):
     """Loads the file ember wrote (tests/data/ember_mlp.safetensors) into PyTorch, strictly."""
     path = os.path.join(root, "ember_mlp.safetensors")
@@ -580,6 +685,7 @@ def main():
     write_encoder_refs(root)
     write_block_refs(root)
     write_rnn_refs(root)
+    write_explain_refs(root)
     check_ember_file(root)
     print(f"torch {torch.__version__}")
     return 0

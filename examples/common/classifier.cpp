@@ -161,10 +161,6 @@ data::LabeledImages as_nchw(data::LabeledImages d, int64_t limit) {
   return d;
 }
 
-struct Normalization {
-  std::vector<double> mean, std;
-};
-
 // Per-channel mean and standard deviation of the training images, scaled to [0, 1].
 Normalization channel_statistics(const Tensor<uint8_t>& images) {
   const int64_t n = images.shape()[0], c = images.shape()[1], plane = images.shape()[2] * images.shape()[3];
@@ -189,17 +185,6 @@ Normalization channel_statistics(const Tensor<uint8_t>& images) {
     out.std.push_back(std::sqrt(var));
   }
   return out;
-}
-
-// uint8 images [N, C, H, W] to the network's input: (x / 255 - mean[c]) / std[c].
-Tensor<float> to_input(const Tensor<uint8_t>& images, const Normalization& norm) {
-  const int64_t c = images.shape()[1];
-  std::vector<float> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
-  for (int64_t ch = 0; ch < c; ++ch) {
-    scale[static_cast<size_t>(ch)] = static_cast<float>(1.0 / (255.0 * norm.std[static_cast<size_t>(ch)]));
-    shift[static_cast<size_t>(ch)] = static_cast<float>(-norm.mean[static_cast<size_t>(ch)] / norm.std[static_cast<size_t>(ch)]);
-  }
-  return images.to<float>() * tensor<float>(scale, {1, c, 1, 1}) + tensor<float>(shift, {1, c, 1, 1});
 }
 
 std::string join(const std::vector<double>& v) { return fmt::format("{:.9g}", fmt::join(v, ",")); }
@@ -493,25 +478,11 @@ int predict(const Options& o, const ExampleSpec& spec) {
   const std::string weights = !o.weights.empty() ? o.weights
                               : !o.out.empty()    ? o.out + "/model.safetensors"
                                                   : throw UsageError("--predict needs --weights FILE (or --out DIR)");
-  const io::SafetensorsFile file = io::read_safetensors(weights);
-  auto meta = [&](const std::string& key) {
-    auto it = file.metadata.find(key);
-    if (it == file.metadata.end())
-      throw FormatError(fmt::format("{}: no '{}' metadata; expected a model saved by {}", weights, key, spec.program));
-    return it->second;
-  };
-  if (meta("ember.program") != spec.program)
-    throw FormatError(fmt::format("{}: saved by {}, not {}", weights, meta("ember.program"), spec.program));
-  const ModelChoice& choice = find_model(spec, meta("ember.model"));
-  const std::vector<double> input = split_numbers(meta("ember.input"));
-  const Normalization norm{split_numbers(meta("ember.mean")), split_numbers(meta("ember.std"))};
-  const std::vector<std::string> classes = split_names(meta("ember.classes"));
-  if (input.size() != 3 || norm.mean.size() != static_cast<size_t>(input[0]) || norm.std.size() != norm.mean.size())
-    throw FormatError(fmt::format("{}: inconsistent input metadata", weights));
-  const auto channels = static_cast<int64_t>(input[0]), size = static_cast<int64_t>(input[1]);
-  const std::shared_ptr<nn::Module<float>> model = choice.make(channels, size, static_cast<int64_t>(classes.size()));
-  model->load_state_dict(file.tensors, true);
-  model->eval();
+  const SavedClassifier saved = load_classifier(weights, spec);
+  const std::shared_ptr<nn::Module<float>>& model = saved.model;
+  const Normalization& norm = saved.norm;
+  const std::vector<std::string>& classes = saved.classes;
+  const int64_t channels = saved.channels, size = saved.size;
 
   Image img = read_png(o.predict, static_cast<int>(channels));
   if (img.width != size || img.height != size) img = resize(img, static_cast<int>(size), static_cast<int>(size));
@@ -535,6 +506,44 @@ int predict(const Options& o, const ExampleSpec& spec) {
 }
 
 }  // namespace
+
+// uint8 images [N, C, H, W] to the network's input: (x / 255 - mean[c]) / std[c].
+Tensor<float> to_input(const Tensor<uint8_t>& images, const Normalization& norm) {
+  const int64_t c = images.shape()[1];
+  std::vector<float> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
+  for (int64_t ch = 0; ch < c; ++ch) {
+    scale[static_cast<size_t>(ch)] = static_cast<float>(1.0 / (255.0 * norm.std[static_cast<size_t>(ch)]));
+    shift[static_cast<size_t>(ch)] = static_cast<float>(-norm.mean[static_cast<size_t>(ch)] / norm.std[static_cast<size_t>(ch)]);
+  }
+  return images.to<float>() * tensor<float>(scale, {1, c, 1, 1}) + tensor<float>(shift, {1, c, 1, 1});
+}
+
+SavedClassifier load_classifier(const std::string& weights, const ExampleSpec& spec) {
+  const io::SafetensorsFile file = io::read_safetensors(weights);
+  auto meta = [&](const std::string& key) {
+    auto it = file.metadata.find(key);
+    if (it == file.metadata.end())
+      throw FormatError(fmt::format("{}: no '{}' metadata; expected a model saved by {}", weights, key, spec.program));
+    return it->second;
+  };
+  if (meta("ember.program") != spec.program)
+    throw FormatError(fmt::format("{}: saved by {}, not {}", weights, meta("ember.program"), spec.program));
+  SavedClassifier out;
+  out.model_name = meta("ember.model");
+  const ModelChoice& choice = find_model(spec, out.model_name);
+  const std::vector<double> input = split_numbers(meta("ember.input"));
+  out.norm = Normalization{split_numbers(meta("ember.mean")), split_numbers(meta("ember.std"))};
+  out.classes = split_names(meta("ember.classes"));
+  if (input.size() != 3 || out.norm.mean.size() != static_cast<size_t>(input[0]) ||
+      out.norm.std.size() != out.norm.mean.size())
+    throw FormatError(fmt::format("{}: inconsistent input metadata", weights));
+  out.channels = static_cast<int64_t>(input[0]);
+  out.size = static_cast<int64_t>(input[1]);
+  out.model = choice.make(out.channels, out.size, static_cast<int64_t>(out.classes.size()));
+  out.model->load_state_dict(file.tensors, true);
+  out.model->eval();
+  return out;
+}
 
 int run_classifier_example(int argc, char** argv, const ExampleSpec& spec) {
   try {

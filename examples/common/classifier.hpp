@@ -51,4 +51,22 @@ struct ExampleSpec {
 /// The whole program; returns the exit code (0 done, 1 error, 2 bad flags).
 int run_classifier_example(int argc, char** argv, const ExampleSpec& spec);
 
+/// Per-channel mean and standard deviation of the training images, scaled to [0, 1].
+struct Normalization {
+  std::vector<double> mean, std;
+};
+/// uint8 images [N, C, H, W] to the network's input: (x / 255 - mean[c]) / std[c].
+Tensor<float> to_input(const Tensor<uint8_t>& images, const Normalization& norm);
+
+/// A model saved by the program of `spec` (its model.safetensors), rebuilt and in eval mode.
+struct SavedClassifier {
+  std::shared_ptr<nn::Module<float>> model;
+  std::string model_name;
+  Normalization norm;
+  std::vector<std::string> classes;
+  int64_t channels = 0, size = 0;
+};
+/// Throws ember::FormatError naming the file when it was not saved by spec.program.
+SavedClassifier load_classifier(const std::string& path, const ExampleSpec& spec);
+
 }  // namespace ember::examples

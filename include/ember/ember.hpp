@@ -44,3 +44,4 @@
 #include "ember/data/readers.hpp"
 #include "ember/io/checkpoint.hpp"
 #include "ember/io/safetensors.hpp"
+#include "ember/explain.hpp"

@@ -9,9 +9,11 @@
 
 #include <fcntl.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "common/image.hpp"
@@ -285,6 +287,124 @@ TEST_F(Examples, PortOfLibTorchsDcganExampleRunsAFewBatches) {
   EXPECT_EQ(samples.tensors.at(0).tensor.shape(), Shape({10, 1, 28, 28}));
   EXPECT_NO_THROW(load_checkpoint(out + "/generator-optimizer-checkpoint.ckpt"));
   EXPECT_GT(io::read_safetensors(out + "/generator-checkpoint.safetensors").tensors.size(), 10u);
+}
+
+std::vector<uint8_t> file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// ember-gan: trains, reports the quality metrics after each epoch, writes the sample grids and
+// the generator; a run resumed from its checkpoint ends with the same bytes as an unbroken one;
+// --samples generates from the saved generator; a file of another architecture is refused.
+TEST_F(Examples, GanTrainsResumesBitExactlyAndGenerates) {
+  make_mnist_like(dir_ + "/mnist", 320, 200);
+  const ProcessResult c = run({EMBER_MNIST, "--data", dir_ + "/mnist", "--out", dir_ + "/clf", "--epochs", "1",
+                               "--threads", "1"});
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  const std::vector<std::string> common = {"--data", dir_ + "/mnist", "--classifier", dir_ + "/clf/model.safetensors",
+                                           "--batches", "3", "--batch-size", "16", "--metric-samples", "50",
+                                           "--fid-samples", "60", "--threads", "1", "--workers", "1"};
+  auto gan = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {EMBER_GAN};
+    args.insert(args.end(), common.begin(), common.end());
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  const ProcessResult whole = gan({"--epochs", "2", "--out", dir_ + "/whole"});
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  for (const char* key : {"classifier_confidence", "class_entropy", "feature_fid", "feature_fid_real"}) {
+    const std::string v = value_of(whole.output, key);
+    ASSERT_FALSE(v.empty()) << key << "\n" << whole.output;
+    EXPECT_TRUE(std::isfinite(std::stod(v))) << key << "=" << v;
+    EXPECT_GE(std::stod(v), 0.0) << key << "=" << v;
+  }
+  EXPECT_NE(whole.output.find("epoch 2/2: D loss"), std::string::npos) << whole.output;
+  EXPECT_TRUE(is_png(dir_ + "/whole/samples_epoch_1.png", 8 * 56));
+  EXPECT_TRUE(is_png(dir_ + "/whole/samples_epoch_2.png", 8 * 56));
+  EXPECT_EQ(read_csv(dir_ + "/whole/metrics.csv").size(), 3u);
+
+  const ProcessResult first = gan({"--epochs", "1", "--out", dir_ + "/split"});
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const ProcessResult resumed =
+      gan({"--epochs", "2", "--out", dir_ + "/split", "--resume", dir_ + "/split/checkpoint.safetensors"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resumed from"), std::string::npos) << resumed.output;
+  EXPECT_EQ(file_bytes(dir_ + "/whole/generator.safetensors"), file_bytes(dir_ + "/split/generator.safetensors"));
+  EXPECT_EQ(file_bytes(dir_ + "/whole/checkpoint.safetensors"), file_bytes(dir_ + "/split/checkpoint.safetensors"));
+  auto without_seconds = [](std::vector<std::vector<std::string>> rows) {  // the last column is wall time
+    for (auto& row : rows) row.pop_back();
+    return rows;
+  };
+  EXPECT_EQ(without_seconds(read_csv(dir_ + "/whole/metrics.csv")), without_seconds(read_csv(dir_ + "/split/metrics.csv")));
+
+  ProcessResult r = run({EMBER_GAN, "--samples", "12", "--model", dir_ + "/whole/generator.safetensors", "--out",
+                         dir_ + "/gen"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(is_png(dir_ + "/gen/generated.png", 8 * 56));
+  r = run({EMBER_GAN, "--samples", "4", "--model", dir_ + "/whole/discriminator.safetensors", "--out", dir_ + "/gen"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("discriminator.safetensors: load_state_dict: the state dict does not fit Generator"),
+            std::string::npos)
+      << r.output;
+  r = run({EMBER_GAN, "--resume", dir_ + "/whole/generator.safetensors", "--data", dir_ + "/mnist", "--out",
+           dir_ + "/x"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("generator.safetensors"), std::string::npos) << r.output;
+  r = run({EMBER_GAN, "--samples", "4"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--samples needs --model"), std::string::npos) << r.output;
+}
+
+// ember-transfer: pretrains, learns the other classes from k shots four ways and writes the
+// table; a saved backbone is reused; k larger than a class is refused with the class named.
+TEST_F(Examples, TransferComparesFourMethodsAndReusesTheBackbone) {
+  make_mnist_like(dir_ + "/mnist", 400, 200);
+  const std::vector<std::string> quick = {"--draws", "2", "--min-steps", "5", "--tune-epochs", "1", "--threads", "1"};
+  auto transfer = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {EMBER_TRANSFER, "--data", dir_ + "/mnist"};
+    args.insert(args.end(), quick.begin(), quick.end());
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  ProcessResult r = transfer({"--epochs", "2", "--shots", "1,5,all", "--out", dir_ + "/tr"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_GT(std::stod(value_of(r.output, "backbone_accuracy")), 0.5) << r.output;
+  const auto rows = read_csv(dir_ + "/tr/transfer.csv");
+  ASSERT_EQ(rows.size(), 1u + 4u * 3u) << r.output;
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"method", "k", "mean_accuracy", "std_accuracy", "draws"}));
+  std::set<std::string> methods;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    methods.insert(rows[i][0]);
+    const double acc = std::stod(rows[i][2]);
+    EXPECT_GE(acc, 0.0);
+    EXPECT_LE(acc, 1.0);
+    EXPECT_EQ(rows[i][4], rows[i][1] == "all" ? "1" : "2");
+  }
+  EXPECT_EQ(methods, (std::set<std::string>{"scratch", "linear_probe", "fine_tune", "prototypes"}));
+  // With every example, the pretrained features make the nearest class mean well above chance.
+  for (size_t i = 1; i < rows.size(); ++i)
+    if (rows[i][0] == "prototypes" && rows[i][1] == "all") {
+      EXPECT_GT(std::stod(rows[i][2]), 0.5) << r.output;
+    }
+  EXPECT_TRUE(is_png(dir_ + "/tr/transfer.png", 400));
+
+  // The saved backbone, transferred to every class of another data set (--target-data).
+  r = transfer({"--backbone", dir_ + "/tr/backbone.safetensors", "--target-data", dir_ + "/mnist", "--shots", "1",
+                "--out", dir_ + "/tr2"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("new task: all classes of mnist"), std::string::npos) << r.output;
+  EXPECT_EQ(read_csv(dir_ + "/tr2/transfer.csv").size(), 5u);
+
+  r = transfer({"--backbone", dir_ + "/tr/backbone.safetensors", "--shots", "1,500", "--out", dir_ + "/tr3"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--shots 500: the smallest class of the new task"), std::string::npos) << r.output;
+  r = transfer({"--backbone", dir_ + "/clf.safetensors", "--out", dir_ + "/tr3"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("clf.safetensors"), std::string::npos) << r.output;
+  r = transfer({"--shots", "1,none"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--shots expects positive integers or 'all'"), std::string::npos) << r.output;
 }
 
 TEST_F(Examples, BadFlagsAndMissingDataAreReported) {

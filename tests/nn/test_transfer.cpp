@@ -44,7 +44,9 @@ TEST(Freeze, FrozenParametersGetNoGradientAndOptimizersSkipThem) {
   optim::SGD<float> opt(net.parameters(), {.lr = 0.1, .weight_decay = 0.01});
   net(batch()).sum().backward();
   for (auto& p : net.body->parameters()) {
-    if (p.impl() != body_w.impl()) EXPECT_FALSE(p.grad().defined());
+    if (p.impl() != body_w.impl()) {
+      EXPECT_FALSE(p.grad().defined());
+    }
   }
   opt.step();
   expect_same(body_w, before);
