@@ -19,6 +19,18 @@ void for_each_flag(int argc, char** argv, const char* usage,
   }
 }
 
+int run_program(const char* program, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "%s: %s (see --help)\n", program, e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 1;
+  }
+}
+
 int64_t integer_flag(const std::string& flag, const std::string& value, int64_t min) {
   try {
     size_t used = 0;

@@ -17,6 +17,10 @@ struct UsageError : std::runtime_error {
 void for_each_flag(int argc, char** argv, const char* usage,
                    const std::function<void(const std::string& flag, const std::string& value)>& on_flag);
 
+/// Runs a program's body: its return value is the exit code; a UsageError prints
+/// "PROGRAM: message (see --help)" and gives 2, any other exception "PROGRAM: error: message" and 1.
+int run_program(const char* program, const std::function<int()>& body);
+
 /// The value of an integer flag, at least `min`; throws UsageError naming the flag otherwise.
 int64_t integer_flag(const std::string& flag, const std::string& value, int64_t min);
 

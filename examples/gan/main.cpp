@@ -202,7 +202,7 @@ struct Moments {
 Moments moments(const Tensor<float>& features) {
   const Tensor<double> f = features.to<double>();
   const int64_t n = f.size(0), d = f.size(1);
-  const Tensor<double> mu = f.mean({0});
+  const Tensor<double> mu = f.mean(0);
   const Tensor<double> centered = f - mu;
   const Tensor<double> cov = ember::mm(centered.transpose(0, 1), centered) / static_cast<double>(n - 1);
   return {mu.to_vector(), cov.contiguous().to_vector(), d};
@@ -529,16 +529,10 @@ int train(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
+  return ex::run_program(kProgram, [&] {
     const Options o = parse_flags(argc, argv);
     if (o.threads > 0) ember::set_num_threads(static_cast<int>(o.threads));
     if (!o.evaluate.empty()) return evaluate(o);
     return o.samples > 0 ? generate(o) : train(o);
-  } catch (const ex::UsageError& e) {
-    std::fprintf(stderr, "%s: %s (see --help)\n", kProgram, e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", kProgram, e.what());
-    return 1;
-  }
+  });
 }

@@ -42,6 +42,8 @@ struct Options {
   int64_t tune_epochs = 3;        // each method on the k-shot set (at least min_steps steps)
   int64_t min_steps = 150;
   int64_t draws = 5;
+  double lr = 1e-3;       // scratch, the linear probe's and fine-tuning's new head
+  double body_lr = 3e-4;  // fine-tuning's pretrained body: a third of the head's
   int64_t threads = 0;
   uint64_t seed = 1;
   std::vector<int64_t> shots = {1, 5, 10, 50, 0};  // 0: all
@@ -53,7 +55,8 @@ struct Options {
 const char* kUsage =
     "usage: ember-transfer [--data DIR] [--out DIR] [--epochs N] [--backbone FILE] [--target-data DIR]\n"
     "                      [--shots 1,5,10,50,all] [--draws N] [--tune-epochs N] [--min-steps N]\n"
-    "                      [--pretrain-classes 0,2,5,7,8] [--threads N] [--seed N]\n"
+    "                      [--pretrain-classes 0,2,5,7,8] [--lr 1e-3] [--body-lr 3e-4] [--threads N]\n"
+    "                      [--seed N]\n"
     "Pretrains ember-mnist's CNN on half of the classes of --data (--pretrain-classes, or loads\n"
     "--backbone), then learns the other half (or every class of --target-data) from k examples per\n"
     "class four ways: scratch, linear_probe, fine_tune, prototypes. Writes backbone.safetensors,\n"
@@ -86,6 +89,15 @@ std::vector<int64_t> parse_list(const std::string& flag, const std::string& v, b
 Options parse_flags(int argc, char** argv) {
   Options o;
   auto integer = ex::integer_flag;
+  auto number = [](const std::string& flag, const std::string& v) {
+    try {
+      size_t used = 0;
+      const double x = std::stod(v, &used);
+      if (used == v.size() && x > 0 && std::isfinite(x)) return x;
+    } catch (const std::exception&) {
+    }
+    throw ex::UsageError(fmt::format("{} expects a positive number, got '{}'", flag, v));
+  };
   ex::for_each_flag(argc, argv, kUsage, [&](const std::string& flag, const std::string& v) {
     if (flag == "--data") o.data = v;
     else if (flag == "--target-data") o.target_data = v;
@@ -95,6 +107,8 @@ Options parse_flags(int argc, char** argv) {
     else if (flag == "--tune-epochs") o.tune_epochs = integer(flag, v, 1);
     else if (flag == "--min-steps") o.min_steps = integer(flag, v, 1);
     else if (flag == "--draws") o.draws = integer(flag, v, 1);
+    else if (flag == "--lr") o.lr = number(flag, v);
+    else if (flag == "--body-lr") o.body_lr = number(flag, v);
     else if (flag == "--threads") o.threads = integer(flag, v, 1);
     else if (flag == "--seed") o.seed = static_cast<uint64_t>(integer(flag, v, 0));
     else if (flag == "--shots") o.shots = parse_list(flag, v, true);
@@ -271,7 +285,7 @@ double run_method(const std::string& method, const nn::StateDict& backbone, int6
   const int64_t classes = task.train.classes, batch = std::min<int64_t>(64, shots.size());
   if (method == "scratch") {
     Model m = ex::make_mnist_cnn(1, 28, classes);
-    ember::optim::Adam<float> opt(m->parameters(), {.lr = 1e-3});
+    ember::optim::Adam<float> opt(m->parameters(), {.lr = o.lr});
     fit(*m, opt, shots, norm, o.tune_epochs, o.min_steps, batch, rng, false);
     return accuracy(*m, task.test, norm);
   }
@@ -280,12 +294,12 @@ double run_method(const std::string& method, const nn::StateDict& backbone, int6
     nn::Module<float>& head = m->submodule(kHead);
     nn::freeze(*m, {.batch_norm_eval = true});
     nn::unfreeze(head);
-    ember::optim::Adam<float> opt(head.parameters(), {.lr = 1e-3});
+    ember::optim::Adam<float> opt(head.parameters(), {.lr = o.lr});
     fit(*m, opt, shots, norm, o.tune_epochs, o.min_steps, batch, rng, false);
     return accuracy(*m, task.test, norm);
   }
   if (method == "fine_tune") {
-    // Every weight trains, the body ten times slower than the new head; batch norm keeps the
+    // Every weight trains, the body slower than the new head (--body-lr); batch norm keeps the
     // pretrained statistics (a few examples per class would make poor batch statistics).
     Model m = pretrained_with_new_head(backbone, old_classes, classes);
     nn::Module<float>& head = m->submodule(kHead);
@@ -294,7 +308,7 @@ double run_method(const std::string& method, const nn::StateDict& backbone, int6
       if (name.rfind(std::string(kHead) + ".", 0) != 0) body.push_back(p);
     for (auto& [path, sub] : m->named_modules())
       if (dynamic_cast<nn::BatchNorm<float>*>(sub) != nullptr) sub->keep_eval();
-    ember::optim::Adam opt({{body, {.lr = 1e-4}}, {head.parameters(), {.lr = 1e-3}}});
+    ember::optim::Adam opt({{body, {.lr = o.body_lr}}, {head.parameters(), {.lr = o.lr}}});
     fit(*m, opt, shots, norm, o.tune_epochs, o.min_steps, batch, rng, false);
     return accuracy(*m, task.test, norm);
   }
@@ -307,7 +321,7 @@ double run_method(const std::string& method, const nn::StateDict& backbone, int6
     for (int64_t i = 0; i < shots.size(); ++i)
       if (shots.labels[static_cast<size_t>(i)] == c) members.push_back(i);
     means.push_back(support.index_select(0, ember::tensor<int64_t>(members, {static_cast<int64_t>(members.size())}))
-                        .mean({0}, true));
+                        .mean(0, true));
   }
   const Tensor<float> centers = ember::cat(means, 0);  // [classes, 128]
   // Squared distances |q|^2 - 2 q.c + |c|^2; |q|^2 does not change the nearest.
@@ -449,15 +463,9 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
+  return ex::run_program(kProgram, [&] {
     const Options o = parse_flags(argc, argv);
     if (o.threads > 0) ember::set_num_threads(static_cast<int>(o.threads));
     return run(o);
-  } catch (const ex::UsageError& e) {
-    std::fprintf(stderr, "%s: %s (see --help)\n", kProgram, e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", kProgram, e.what());
-    return 1;
-  }
+  });
 }

@@ -35,35 +35,35 @@ Tensor<U> repeat_batch(const Tensor<U>& t, int64_t times) {
   return cat(parts, 0);
 }
 
-// The nodes and weights of the n-point Gauss-Legendre rule on [-1, 1] (Newton on P_n).
+// P_n(z) and P_n'(z) by the three-term recurrence.
+void legendre(int64_t n, double z, double& value, double& derivative) {
+  double p0 = 1, p1 = 0;
+  for (int64_t k = 1; k <= n; ++k) {
+    const double p2 = p1;
+    p1 = p0;
+    p0 = ((2.0 * static_cast<double>(k) - 1) * z * p1 - (static_cast<double>(k) - 1) * p2) / static_cast<double>(k);
+  }
+  value = p0;
+  derivative = static_cast<double>(n) * (z * p0 - p1) / (z * z - 1);
+}
+
+// The nodes and weights of the n-point Gauss-Legendre rule on [-1, 1] (Newton on P_n), ascending
+// as numpy's leggauss.
 void gauss_legendre(int64_t n, std::vector<double>& nodes, std::vector<double>& weights) {
   nodes.assign(static_cast<size_t>(n), 0.0);
   weights.assign(static_cast<size_t>(n), 0.0);
   for (int64_t i = 0; i < (n + 1) / 2; ++i) {
     double z = std::cos(std::numbers::pi * (static_cast<double>(i) + 0.75) / (static_cast<double>(n) + 0.5));
-    double dp = 0;
+    double value = 0, derivative = 0;
     for (int iter = 0; iter < 100; ++iter) {
-      double p0 = 1, p1 = 0;
-      for (int64_t k = 1; k <= n; ++k) {
-        const double p2 = p1;
-        p1 = p0;
-        p0 = ((2.0 * static_cast<double>(k) - 1) * z * p1 - (static_cast<double>(k) - 1) * p2) / static_cast<double>(k);
-      }
-      dp = static_cast<double>(n) * (z * p0 - p1) / (z * z - 1);
-      const double dz = p0 / dp;
+      legendre(n, z, value, derivative);
+      const double dz = value / derivative;
       z -= dz;
       if (std::abs(dz) < 1e-16) break;
     }
-    // Recompute the derivative at the converged node for the weight.
-    double p0 = 1, p1 = 0;
-    for (int64_t k = 1; k <= n; ++k) {
-      const double p2 = p1;
-      p1 = p0;
-      p0 = ((2.0 * static_cast<double>(k) - 1) * z * p1 - (static_cast<double>(k) - 1) * p2) / static_cast<double>(k);
-    }
-    dp = static_cast<double>(n) * (z * p0 - p1) / (z * z - 1);
-    const double w = 2 / ((1 - z * z) * dp * dp);
-    nodes[static_cast<size_t>(i)] = -z;  // ascending, as numpy's leggauss
+    legendre(n, z, value, derivative);
+    const double w = 2 / ((1 - z * z) * derivative * derivative);
+    nodes[static_cast<size_t>(i)] = -z;
     nodes[static_cast<size_t>(n - 1 - i)] = z;
     weights[static_cast<size_t>(i)] = weights[static_cast<size_t>(n - 1 - i)] = w;
   }
@@ -272,7 +272,7 @@ Tensor<T> grad_cam(nn::Module<T>& model, nn::Module<T>& layer, const Tensor<T>& 
   const Tensor<T> grad = autograd::grad({score}, {activation})[0];
   NoGradGuard no_grad;
   const Tensor<T> weights = grad.mean({2, 3}, true);
-  Tensor<T> cam = (weights * activation.detach()).sum({1});
+  Tensor<T> cam = (weights * activation.detach()).sum(1);
   if (options.relu) cam = relu(cam);
   if (options.upsample && x.dim() == 4) cam = resize_bilinear(cam, x.size(2), x.size(3));
   return cam;
@@ -396,7 +396,7 @@ Uncertainty<T> mc_dropout(nn::Module<T>& model, const Tensor<T>& x, MonteCarloOp
     }
     const Tensor<T> logp = log_softmax(logits, 1);
     const Tensor<T> p = exp(logp);
-    const Tensor<T> neg_entropy = (p * logp).sum({1});
+    const Tensor<T> neg_entropy = (p * logp).sum(1);
     sum_probs = s == 0 ? p : sum_probs + p;
     sum_neg_entropy = s == 0 ? neg_entropy : sum_neg_entropy + neg_entropy;
   }
@@ -405,7 +405,7 @@ Uncertainty<T> mc_dropout(nn::Module<T>& model, const Tensor<T>& x, MonteCarloOp
   out.mean_probs = sum_probs / count;
   // 0 log 0 = 0: probabilities that underflowed to zero add nothing.
   const Tensor<T> safe = clamp(out.mean_probs, static_cast<double>(std::numeric_limits<T>::min()), 1.0);
-  out.entropy = -(out.mean_probs * log(safe)).sum({1});
+  out.entropy = -(out.mean_probs * log(safe)).sum(1);
   out.mutual_information = clamp(out.entropy + sum_neg_entropy / count, 0.0, std::numeric_limits<double>::infinity());
   return out;
 }

@@ -60,6 +60,13 @@ void expect_near(const Tensor<T>& got, const Tensor<double>& want, double tol, c
     ASSERT_NEAR(static_cast<double>(g[i]), w[i], tol * std::max(scale, 1e-12)) << what << " at " << i;
 }
 
+// Captum's integration rules by the names tools/make_torch_refs.py gives them.
+const std::pair<const char*, Method> kRules[] = {{"left", Method::RiemannLeft},
+                                                 {"right", Method::RiemannRight},
+                                                 {"middle", Method::RiemannMiddle},
+                                                 {"trapezoid", Method::RiemannTrapezoid},
+                                                 {"gauss_legendre", Method::GaussLegendre}};
+
 template <class T>
 class ExplainTyped : public ::testing::Test {};
 using Types = ::testing::Types<double, float>;
@@ -84,12 +91,7 @@ TYPED_TEST(ExplainTyped, IntegratedGradientsMatchTorchForEveryRule) {
   auto net = loaded_net<T>();
   const Tensor<T> x = refs()["x"].to<T>();
   const Tensor<int64_t> target = refs().labels("target");
-  const std::pair<const char*, Method> rules[] = {{"left", Method::RiemannLeft},
-                                                  {"right", Method::RiemannRight},
-                                                  {"middle", Method::RiemannMiddle},
-                                                  {"trapezoid", Method::RiemannTrapezoid},
-                                                  {"gauss_legendre", Method::GaussLegendre}};
-  for (const auto& [name, method] : rules) {
+  for (const auto& [name, method] : kRules) {
     const std::string key = std::string("ig_") + name + "_7";
     const Attribution<T> a = integrated_gradients(net, x, target, {.steps = 7, .method = method});
     expect_near(a.attributions, refs()[key], tolerance<T>(), key);
@@ -106,12 +108,7 @@ TYPED_TEST(ExplainTyped, IntegratedGradientsMatchTorchForEveryRule) {
 }
 
 TEST(Explain, IntegrationPointsAndWeightsAreCaptums) {
-  const std::pair<const char*, Method> rules[] = {{"left", Method::RiemannLeft},
-                                                  {"right", Method::RiemannRight},
-                                                  {"middle", Method::RiemannMiddle},
-                                                  {"trapezoid", Method::RiemannTrapezoid},
-                                                  {"gauss_legendre", Method::GaussLegendre}};
-  for (const auto& [name, method] : rules) {
+  for (const auto& [name, method] : kRules) {
     const std::string key = std::string(name) + "_7";
     expect_near(tensor<double>(integration_points(method, 7), {7}), refs()["points_" + key], 1e-14, key);
     expect_near(tensor<double>(integration_weights(method, 7), {7}), refs()["weights_" + key], 1e-14, key);
@@ -199,7 +196,7 @@ TEST(Uncertainty, McDropoutAveragesStochasticPassesAndRestoresModes) {
   const Uncertainty<float> u = mc_dropout(net, x, {.samples = 30});
   EXPECT_EQ(u.mean_probs.shape(), (Shape{6, 4}));
   EXPECT_EQ(u.entropy.shape(), (Shape{6}));
-  const std::vector<float> sums = u.mean_probs.sum({1}).to_vector(), h = u.entropy.to_vector(),
+  const std::vector<float> sums = u.mean_probs.sum(1).to_vector(), h = u.entropy.to_vector(),
                            mi = u.mutual_information.to_vector();
   for (size_t i = 0; i < 6; ++i) {
     EXPECT_NEAR(sums[i], 1.0f, 1e-5f);
