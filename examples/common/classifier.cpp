@@ -26,7 +26,7 @@ struct Options {
   std::string data, model, out, optimizer, schedule, predict, weights;
   int64_t epochs = 0, batch_size = 0, threads = 0, workers = 1, limit_train = 0, limit_test = 0;
   uint64_t seed = 0;
-  double lr = 0, momentum = 0, weight_decay = 0, label_smoothing = 0;
+  double lr = 0, momentum = 0, weight_decay = 0, label_smoothing = 0, adversarial_eps = 0;
   bool invert = false;
 };
 
@@ -44,6 +44,7 @@ std::string usage(const ExampleSpec& spec) {
       "       {:{}} [--optimizer sgd|adam|adamw] [--momentum X] [--weight-decay X]\n"
       "       {:{}} [--schedule none|onecycle|cosine] [--label-smoothing X] [--threads N]\n"
       "       {:{}} [--workers N] [--seed N] [--out DIR] [--limit-train N] [--limit-test N]\n"
+      "       {:{}} [--adversarial-training EPS]\n"
       "       {} --predict IMAGE.png [--weights FILE] [--invert]\n\n"
       "  --data DIR      data set directory (default: the first of {} that exists)\n"
       "  --model NAME    one of:\n{}"
@@ -55,10 +56,11 @@ std::string usage(const ExampleSpec& spec) {
       "  --out DIR       where model.safetensors, metrics.csv, curves.png and predictions.png go\n"
       "                  (default out/<data set>-<model>)\n"
       "  --limit-train N, --limit-test N   use only the first N images (quick runs)\n"
+      "  --adversarial-training EPS   train on each batch and its FGSM version at EPS (pixels in [0, 1])\n"
       "  --predict IMAGE.png   classify a PNG with a saved model (--weights, default\n"
       "                  <out>/model.safetensors); --invert for dark-on-light pictures\n",
       spec.program, spec.about, spec.program, "", spec.program.size(), "", spec.program.size(), "",
-      spec.program.size(), spec.program, fmt::join(spec.default_data_dirs, ", "), models, r.epochs,
+      spec.program.size(), "", spec.program.size(), spec.program, fmt::join(spec.default_data_dirs, ", "), models, r.epochs,
       r.batch_size, r.optimizer, r.lr, r.schedule);
 }
 
@@ -113,6 +115,7 @@ Options parse_flags(int argc, char** argv, const ExampleSpec& spec) {
   with_value["--momentum"] = real(o.momentum);
   with_value["--weight-decay"] = real(o.weight_decay);
   with_value["--label-smoothing"] = real(o.label_smoothing);
+  with_value["--adversarial-training"] = real(o.adversarial_eps);
   o.momentum = o.weight_decay = o.label_smoothing = -1;  // -1: the recipe's value
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
@@ -268,6 +271,43 @@ Evaluation evaluate(nn::Module<float>& model, const data::LabeledImages& test, c
   return e;
 }
 
+// The model on pixels in [0, 1] (normalised inside), so that attacks measure eps in pixel units.
+explain::Forward<float> on_pixels(nn::Module<float>& model, const Normalization& norm) {
+  const int64_t c = static_cast<int64_t>(norm.mean.size());
+  std::vector<float> mean(norm.mean.begin(), norm.mean.end()), std(norm.std.begin(), norm.std.end());
+  const Tensor<float> m = tensor<float>(mean, {1, c, 1, 1}), s = tensor<float>(std, {1, c, 1, 1});
+  return [&model, m, s](const Tensor<float>& pixels) { return model((pixels - m) / s); };
+}
+
+// FGSM of a normalised batch at `eps` pixel units, returned normalised.
+Tensor<float> fgsm_normalized(nn::Module<float>& model, const Normalization& norm, const Tensor<float>& x,
+                              const Tensor<int64_t>& labels, double eps) {
+  const int64_t c = static_cast<int64_t>(norm.mean.size());
+  std::vector<float> mean(norm.mean.begin(), norm.mean.end()), std(norm.std.begin(), norm.std.end());
+  const Tensor<float> m = tensor<float>(mean, {1, c, 1, 1}), s = tensor<float>(std, {1, c, 1, 1});
+  NoGradGuard no_grad;
+  const Tensor<float> pixels = clamp(x * s + m, 0.0, 1.0);
+  const Tensor<float> adv = adversarial::fgsm(on_pixels(model, norm), pixels, labels, eps);
+  return (adv - m) / s;
+}
+
+// Test accuracy on FGSM examples at `eps` (pixel units), the model in eval mode.
+double fgsm_accuracy(nn::Module<float>& model, const data::LabeledImages& test, const Normalization& norm, double eps) {
+  model.eval();
+  const explain::Forward<float> f = on_pixels(model, norm);
+  const int64_t n = test.images.shape()[0], batch = 500;
+  int64_t correct = 0;
+  for (int64_t start = 0; start < n; start += batch) {
+    const int64_t len = std::min(batch, n - start);
+    const Tensor<float> pixels = test.images.narrow(0, start, len).to<float>() / 255.0f;
+    const Tensor<int64_t> labels = test.labels.narrow(0, start, len);
+    const Tensor<float> adv = adversarial::fgsm(f, pixels, labels, eps);
+    NoGradGuard no_grad;
+    correct += count_correct(f(adv), labels);
+  }
+  return static_cast<double>(correct) / static_cast<double>(n);
+}
+
 struct EpochRow {
   int64_t epoch;
   double train_loss, train_accuracy, test_loss, test_accuracy, seconds, lr;
@@ -412,8 +452,13 @@ int train(const Options& o, const ExampleSpec& spec) {
     int64_t stretch = 0, done = 0;
     while (auto batch = loader.next()) {
       const Tensor<float> logits = (*model)(batch->data);
-      const Tensor<float> loss =
-          nn::functional::cross_entropy(logits, batch->target, {.label_smoothing = r.label_smoothing});
+      Tensor<float> loss = nn::functional::cross_entropy(logits, batch->target, {.label_smoothing = r.label_smoothing});
+      if (o.adversarial_eps > 0) {
+        // Half clean, half FGSM (Goodfellow et al.'s adversarial objective with alpha = 0.5).
+        const Tensor<float> adv = fgsm_normalized(*model, norm, batch->data, batch->target, o.adversarial_eps);
+        loss = (loss + nn::functional::cross_entropy((*model)(adv), batch->target,
+                                                     {.label_smoothing = r.label_smoothing})) * 0.5f;
+      }
       optimizer->zero_grad();
       loss.backward();
       optimizer->step();
@@ -467,6 +512,7 @@ int train(const Options& o, const ExampleSpec& spec) {
     io::write_file_atomically(out + "/test_predictions.csv", std::vector<uint8_t>(csv.begin(), csv.end()));
   }
   std::printf("test_accuracy=%.4f\n", last.accuracy);
+  std::printf("fgsm_accuracy_eps_0.1=%.4f\n", fgsm_accuracy(*model, test_set, norm, 0.1));
   std::printf("train_time_s=%.1f\n", train_seconds);
   std::printf("wrote %s/model.safetensors (loads in PyTorch), metrics.csv, curves.png, predictions.png, "
               "test_predictions.csv\n",

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <vector>
 #include <string>
 
 #include "ember/ember.hpp"
@@ -67,6 +70,22 @@ ExampleSpec mnist_spec() {
   spec.load = [](const std::string& dir, bool train) { return ember::data::load_mnist(dir, train); };
   spec.class_names = class_names;
   return spec;
+}
+
+std::string train_classifier_if_absent(const std::string& data, const std::string& out_dir, int64_t epochs,
+                                       const std::string& reason) {
+  const std::string path = out_dir + "/classifier/model.safetensors";
+  if (std::filesystem::exists(path)) return path;
+  std::printf("%s: training ember-mnist's cnn on %s for %lld epochs into %s/classifier\n", reason.c_str(),
+              data.c_str(), static_cast<long long>(epochs), out_dir.c_str());
+  std::fflush(stdout);
+  std::vector<std::string> args = {"ember-mnist", "--data", data,       "--model", "cnn",
+                                   "--epochs",    std::to_string(epochs), "--out",  out_dir + "/classifier"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  if (run_classifier_example(static_cast<int>(argv.size()), argv.data(), mnist_spec()) != 0)
+    throw Error("training the classifier failed (see above)");
+  return path;
 }
 
 }  // namespace ember::examples

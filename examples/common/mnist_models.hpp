@@ -17,4 +17,9 @@ inline constexpr const char* kMnistCnnFeatures = "11";
 /// loading and class names.
 ExampleSpec mnist_spec();
 
+/// OUT_DIR/classifier/model.safetensors, after training ember-mnist's cnn there on `data` for
+/// `epochs` when the file is absent (the programs that measure with a classifier and got none).
+std::string train_classifier_if_absent(const std::string& data, const std::string& out_dir, int64_t epochs,
+                                       const std::string& reason);
+
 }  // namespace ember::examples

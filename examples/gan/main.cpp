@@ -258,21 +258,8 @@ void classify(ex::SavedClassifier& c, const Tensor<uint8_t>& pixels, Tensor<floa
 }
 
 Judge make_judge(const Options& o, const std::string& data_dir) {
-  std::string path = o.classifier;
-  if (path.empty()) {
-    path = o.out + "/classifier/model.safetensors";
-    if (!fs::exists(path)) {
-      std::printf("no --classifier given: training ember-mnist's cnn on %s for %lld epochs into %s/classifier\n",
-                  data_dir.c_str(), static_cast<long long>(o.classifier_epochs), o.out.c_str());
-      std::fflush(stdout);
-      std::vector<std::string> args = {"ember-mnist", "--data", data_dir, "--model", "cnn", "--epochs",
-                                       std::to_string(o.classifier_epochs), "--out", o.out + "/classifier"};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      if (ex::run_classifier_example(static_cast<int>(argv.size()), argv.data(), ex::mnist_spec()) != 0)
-        throw ember::Error("ember-gan: training the classifier failed (see above)");
-    }
-  }
+  const std::string path = !o.classifier.empty() ? o.classifier
+                         : ex::train_classifier_if_absent(data_dir, o.out, o.classifier_epochs, "no --classifier given");
   Judge j{ex::load_classifier(path, ex::mnist_spec()), {}, 0, 0};
   if (j.classifier.model_name != "cnn" || j.classifier.channels != 1 || j.classifier.size != 28)
     throw ember::ValueError(fmt::format("--classifier {}: expected ember-mnist's cnn for 1 x 28 x 28 images, got {} for {} x {} x {}",

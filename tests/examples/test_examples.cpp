@@ -244,6 +244,60 @@ TEST_F(Examples, Cifar10ResnetTrainsSavesAndPredicts) {
                     0.3);
 }
 
+// ember-explain: trains a classifier when none is given, writes its four pictures and prints its
+// figures; FGSM at a visible eps lowers the accuracy; a model file of another program is refused.
+TEST_F(Examples, ExplainWritesPicturesAndFigures) {
+  make_mnist_like(dir_ + "/mnist", 640, 200);
+  const ProcessResult r = run({EMBER_EXPLAIN, "--data", dir_ + "/mnist", "--out", dir_ + "/explain", "--epochs", "2",
+                               "--images", "3", "--mc-samples", "4", "--uncertainty-images", "64", "--threads", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* png : {"explanations.png", "fgsm.png", "fgsm_accuracy.png", "uncertainty.png"})
+    EXPECT_TRUE(is_png(dir_ + "/explain/" + png, 200)) << png;
+  const double clean = std::stod(value_of(r.output, "test_accuracy"));
+  EXPECT_GT(clean, 0.5) << r.output;
+  EXPECT_EQ(std::stod(value_of(r.output, "fgsm_accuracy_eps_0")), clean);
+  EXPECT_LT(std::stod(value_of(r.output, "fgsm_accuracy_eps_0.3")), clean) << r.output;
+  const double completeness = std::stod(value_of(r.output, "ig_completeness_max"));
+  EXPECT_GE(completeness, 0.0);
+  EXPECT_LT(completeness, 0.05) << r.output;
+  EXPECT_FALSE(value_of(r.output, "mean_entropy_rotated").empty()) << r.output;
+  // The classifier it trained is reused; a file that is not an ember-mnist model is refused.
+  const ProcessResult again = run({EMBER_EXPLAIN, "--data", dir_ + "/mnist", "--out", dir_ + "/explain", "--images",
+                                   "2", "--mc-samples", "2", "--uncertainty-images", "32", "--threads", "1"});
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(again.output.find("training ember-mnist"), std::string::npos) << again.output;
+  save(nn::Linear(2, 2), dir_ + "/other.safetensors");
+  const ProcessResult bad = run({EMBER_EXPLAIN, "--data", dir_ + "/mnist", "--model", dir_ + "/other.safetensors"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("other.safetensors: no 'ember.program' metadata"), std::string::npos) << bad.output;
+}
+
+// --adversarial-training trains on clean and FGSM batches; every run reports its accuracy on FGSM
+// examples of the test set, and the adversarially trained model keeps more of it.
+TEST_F(Examples, MnistAdversarialTrainingRaisesFgsmAccuracy) {
+  make_mnist_like(dir_ + "/mnist", 640, 200);
+  auto train = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {EMBER_MNIST, "--data", dir_ + "/mnist", "--model", "mlp", "--epochs", "3",
+                                     "--batch-size", "32", "--threads", "1", "--workers", "0", "--out",
+                                     dir_ + "/adv"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  const ProcessResult plain = train({});
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  const ProcessResult hardened = train({"--adversarial-training", "0.3"});
+  ASSERT_EQ(hardened.exit_code, 0) << hardened.output;
+  const double plain_fgsm = std::stod(value_of(plain.output, "fgsm_accuracy_eps_0.1"));
+  const double hardened_fgsm = std::stod(value_of(hardened.output, "fgsm_accuracy_eps_0.1"));
+  EXPECT_GE(plain_fgsm, 0.0);
+  EXPECT_GT(hardened_fgsm, plain_fgsm) << plain.output << hardened.output;
+  EXPECT_GT(std::stod(value_of(hardened.output, "test_accuracy")), 0.5) << hardened.output;
+  const ProcessResult bad = train({"--adversarial-training", "-1"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("--adversarial-training: expected a non-negative number, got '-1'"), std::string::npos)
+      << bad.output;
+}
+
 // LibTorch's C++ examples as ported in examples/libtorch-ports.
 TEST_F(Examples, PortOfLibTorchsAutogradExampleRuns) {
   const ProcessResult r = run({EMBER_PORT_AUTOGRAD});
