@@ -271,30 +271,35 @@ Evaluation evaluate(nn::Module<float>& model, const data::LabeledImages& test, c
   return e;
 }
 
+// The normalisation as [1, C, 1, 1] tensors: normalised = (pixels - mean) / std.
+struct PixelScale {
+  Tensor<float> mean, std;
+  explicit PixelScale(const Normalization& norm) {
+    const int64_t c = static_cast<int64_t>(norm.mean.size());
+    mean = tensor<float>(std::vector<float>(norm.mean.begin(), norm.mean.end()), {1, c, 1, 1});
+    std = tensor<float>(std::vector<float>(norm.std.begin(), norm.std.end()), {1, c, 1, 1});
+  }
+};
+
 // The model on pixels in [0, 1] (normalised inside), so that attacks measure eps in pixel units.
-explain::Forward<float> on_pixels(nn::Module<float>& model, const Normalization& norm) {
-  const int64_t c = static_cast<int64_t>(norm.mean.size());
-  std::vector<float> mean(norm.mean.begin(), norm.mean.end()), std(norm.std.begin(), norm.std.end());
-  const Tensor<float> m = tensor<float>(mean, {1, c, 1, 1}), s = tensor<float>(std, {1, c, 1, 1});
-  return [&model, m, s](const Tensor<float>& pixels) { return model((pixels - m) / s); };
+explain::Forward<float> on_pixels(nn::Module<float>& model, const PixelScale& scale) {
+  return [&model, scale](const Tensor<float>& pixels) { return model((pixels - scale.mean) / scale.std); };
 }
 
 // FGSM of a normalised batch at `eps` pixel units, returned normalised.
 Tensor<float> fgsm_normalized(nn::Module<float>& model, const Normalization& norm, const Tensor<float>& x,
                               const Tensor<int64_t>& labels, double eps) {
-  const int64_t c = static_cast<int64_t>(norm.mean.size());
-  std::vector<float> mean(norm.mean.begin(), norm.mean.end()), std(norm.std.begin(), norm.std.end());
-  const Tensor<float> m = tensor<float>(mean, {1, c, 1, 1}), s = tensor<float>(std, {1, c, 1, 1});
+  const PixelScale scale(norm);
   NoGradGuard no_grad;
-  const Tensor<float> pixels = clamp(x * s + m, 0.0, 1.0);
-  const Tensor<float> adv = adversarial::fgsm(on_pixels(model, norm), pixels, labels, eps);
-  return (adv - m) / s;
+  const Tensor<float> pixels = clamp(x * scale.std + scale.mean, 0.0, 1.0);
+  const Tensor<float> adv = adversarial::fgsm(on_pixels(model, scale), pixels, labels, eps);
+  return (adv - scale.mean) / scale.std;
 }
 
 // Test accuracy on FGSM examples at `eps` (pixel units), the model in eval mode.
 double fgsm_accuracy(nn::Module<float>& model, const data::LabeledImages& test, const Normalization& norm, double eps) {
   model.eval();
-  const explain::Forward<float> f = on_pixels(model, norm);
+  const explain::Forward<float> f = on_pixels(model, PixelScale(norm));
   const int64_t n = test.images.shape()[0], batch = 500;
   int64_t correct = 0;
   for (int64_t start = 0; start < n; start += batch) {

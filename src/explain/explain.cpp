@@ -221,7 +221,7 @@ Attribution<T> integrated_gradients(const Forward<T>& model, const Tensor<T>& x,
     const Tensor<T> grad = autograd::grad({score}, {batch})[0];
     NoGradGuard no_grad;
     for (int64_t s = 0; s < count; ++s)
-      total = total + grad.narrow(0, s * n, n) * static_cast<T>(weights[static_cast<size_t>(first + s)]);
+      total.add_(grad.narrow(0, s * n, n), weights[static_cast<size_t>(first + s)]);
   }
   NoGradGuard no_grad;
   Attribution<T> out;

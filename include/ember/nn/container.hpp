@@ -61,7 +61,8 @@ class Sequential : public Module<T> {
 
   Tensor<T> forward(const Tensor<T>& x) override {
     Tensor<T> y = x;
-    for (auto& [name, child] : this->named_children()) y = this->call_child(name, *child, y);
+    // Errors leaving a child carry its registered name ("3: conv2d: ..."), so no copy of the names.
+    for (size_t i = 0; i < this->num_children(); ++i) y = (*this->child(i))(y);
     return y;
   }
   std::string type_name() const override { return "Sequential"; }
