@@ -655,6 +655,37 @@ def write_explain_refs(root):
     print("wrote torch_explain.safetensors")
 
 
+def write_quant_refs(root):
+    """torch.quantize_per_tensor / quantize_per_channel (qint8 and quint8) and dequantize on inputs
+    that reach both ends of the range and sit exactly on rounding ties."""
+    rng = np.random.default_rng(5)
+    x = torch.tensor(rng.normal(0, 2, size=(6, 5, 7)), dtype=torch.float32)
+    scale = 0.0625  # a power of two: x = k/32 gives exact ties at half steps
+    ties = torch.arange(-300, 301, dtype=torch.float32) / 32.0
+    # +-inf left out: PyTorch casts inf to an integer (undefined behaviour; x86 gives qmin for +inf),
+    # ember clamps it to the range's end (tests/quant/test_qtensor.cpp).
+    ties = torch.cat([ties, torch.tensor([1e9, -1e9, 0.1, -0.1, 3.1416])])
+    out = {"x": x, "ties": ties}
+    for dtype, name in ((torch.qint8, "qint8"), (torch.quint8, "quint8")):
+        zp = 3 if dtype == torch.qint8 else 128
+        for label, inp in (("x", x), ("ties", ties)):
+            for sc in (0.05, scale, 0.3):
+                q = torch.quantize_per_tensor(inp, sc, zp, dtype)
+                out[f"{name}.{label}.{sc}.int_repr"] = q.int_repr()
+                out[f"{name}.{label}.{sc}.dequantize"] = q.dequantize()
+        scales = torch.tensor([0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 0.07], dtype=torch.float32)
+        zps = torch.tensor([0, 1, -3, 5, 7, -1, 2] if dtype == torch.qint8 else [0, 128, 3, 250, 17, 64, 255])
+        for axis in (0, 1, 2):
+            c = x.shape[axis]
+            q = torch.quantize_per_channel(x, scales[:c].double(), zps[:c], axis, dtype)
+            out[f"{name}.axis{axis}.int_repr"] = q.int_repr()
+            out[f"{name}.axis{axis}.dequantize"] = q.dequantize()
+        out[f"{name}.channel_zero_points"] = zps
+    out["channel_scales"] = torch.tensor([0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 0.07], dtype=torch.float32)
+    st_write(os.path.join(root, "torch_quant.safetensors"), {k: v.contiguous() for k, v in out.items()})
+    print("wrote torch_quant.safetensors")
+
+
 def check_ember_file(root):
     """Loads the file ember wrote (tests/data/ember_mlp.safetensors) into PyTorch, strictly."""
     path = os.path.join(root, "ember_mlp.safetensors")
@@ -686,6 +717,7 @@ def main():
     write_block_refs(root)
     write_rnn_refs(root)
     write_explain_refs(root)
+    write_quant_refs(root)
     check_ember_file(root)
     print(f"torch {torch.__version__}")
     return 0

@@ -26,7 +26,8 @@ struct Options {
   std::string data, model, out, optimizer, schedule, predict, weights;
   int64_t epochs = 0, batch_size = 0, threads = 0, workers = 1, limit_train = 0, limit_test = 0;
   uint64_t seed = 0;
-  double lr = 0, momentum = 0, weight_decay = 0, label_smoothing = 0, adversarial_eps = 0;
+  double lr = 0, momentum = 0, weight_decay = 0, label_smoothing = 0, adversarial_eps = 0,
+         adversarial_weight = 0.3;
   bool invert = false;
 };
 
@@ -44,7 +45,7 @@ std::string usage(const ExampleSpec& spec) {
       "       {:{}} [--optimizer sgd|adam|adamw] [--momentum X] [--weight-decay X]\n"
       "       {:{}} [--schedule none|onecycle|cosine] [--label-smoothing X] [--threads N]\n"
       "       {:{}} [--workers N] [--seed N] [--out DIR] [--limit-train N] [--limit-test N]\n"
-      "       {:{}} [--adversarial-training EPS]\n"
+      "       {:{}} [--adversarial-training EPS] [--adversarial-weight W]\n"
       "       {} --predict IMAGE.png [--weights FILE] [--invert]\n\n"
       "  --data DIR      data set directory (default: the first of {} that exists)\n"
       "  --model NAME    one of:\n{}"
@@ -57,6 +58,7 @@ std::string usage(const ExampleSpec& spec) {
       "                  (default out/<data set>-<model>)\n"
       "  --limit-train N, --limit-test N   use only the first N images (quick runs)\n"
       "  --adversarial-training EPS   train on each batch and its FGSM version at EPS (pixels in [0, 1])\n"
+      "  --adversarial-weight W   the FGSM batch's share of the loss (default 0.3)\n"
       "  --predict IMAGE.png   classify a PNG with a saved model (--weights, default\n"
       "                  <out>/model.safetensors); --invert for dark-on-light pictures\n",
       spec.program, spec.about, spec.program, "", spec.program.size(), "", spec.program.size(), "",
@@ -116,6 +118,7 @@ Options parse_flags(int argc, char** argv, const ExampleSpec& spec) {
   with_value["--weight-decay"] = real(o.weight_decay);
   with_value["--label-smoothing"] = real(o.label_smoothing);
   with_value["--adversarial-training"] = real(o.adversarial_eps);
+  with_value["--adversarial-weight"] = real(o.adversarial_weight);
   o.momentum = o.weight_decay = o.label_smoothing = -1;  // -1: the recipe's value
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
@@ -136,6 +139,8 @@ Options parse_flags(int argc, char** argv, const ExampleSpec& spec) {
       throw UsageError(fmt::format("{}: {}", flag, e.what()));
     }
   }
+  if (o.adversarial_weight > 1)
+    throw UsageError(fmt::format("--adversarial-weight: expected a number in [0, 1], got {:g}", o.adversarial_weight));
   o.seed = static_cast<uint64_t>(seed);
   return o;
 }
@@ -459,10 +464,16 @@ int train(const Options& o, const ExampleSpec& spec) {
       const Tensor<float> logits = (*model)(batch->data);
       Tensor<float> loss = nn::functional::cross_entropy(logits, batch->target, {.label_smoothing = r.label_smoothing});
       if (o.adversarial_eps > 0) {
-        // Half clean, half FGSM (Goodfellow et al.'s adversarial objective with alpha = 0.5).
+        // Goodfellow et al.'s objective, (1 - w) * clean loss + w * FGSM loss. The attack sees the
+        // model as the test's attack does (eval mode: no dropout), so it trains against the
+        // perturbations that will be measured; w = 0.3 rather than their 0.5 keeps the clean
+        // accuracy within 2 points (docs/examples.md).
+        model->eval();
         const Tensor<float> adv = fgsm_normalized(*model, norm, batch->data, batch->target, o.adversarial_eps);
-        loss = (loss + nn::functional::cross_entropy((*model)(adv), batch->target,
-                                                     {.label_smoothing = r.label_smoothing})) * 0.5f;
+        model->train();
+        const auto w = static_cast<float>(o.adversarial_weight);
+        loss = loss * (1 - w) + nn::functional::cross_entropy((*model)(adv), batch->target,
+                                                              {.label_smoothing = r.label_smoothing}) * w;
       }
       optimizer->zero_grad();
       loss.backward();

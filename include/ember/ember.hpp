@@ -45,3 +45,4 @@
 #include "ember/io/checkpoint.hpp"
 #include "ember/io/safetensors.hpp"
 #include "ember/explain.hpp"
+#include "ember/quant.hpp"

@@ -469,5 +469,7 @@ template void Tensor<int32_t>::backward(const Tensor<int32_t>&, bool, bool) cons
 template void Tensor<int32_t>::retain_grad() const;
 template void Tensor<uint8_t>::backward(const Tensor<uint8_t>&, bool, bool) const;
 template void Tensor<uint8_t>::retain_grad() const;
+template void Tensor<int8_t>::backward(const Tensor<int8_t>&, bool, bool) const;
+template void Tensor<int8_t>::retain_grad() const;
 
 }  // namespace ember

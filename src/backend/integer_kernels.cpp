@@ -51,5 +51,6 @@ const IntegerKernels<T>& integer_kernels() noexcept {
 template const IntegerKernels<int64_t>& integer_kernels<int64_t>() noexcept;
 template const IntegerKernels<int32_t>& integer_kernels<int32_t>() noexcept;
 template const IntegerKernels<uint8_t>& integer_kernels<uint8_t>() noexcept;
+template const IntegerKernels<int8_t>& integer_kernels<int8_t>() noexcept;
 
 }  // namespace ember::backend

@@ -74,6 +74,7 @@ const char* dtype_name(DType t) noexcept {
     case DType::Int64: return "int64";
     case DType::Int32: return "int32";
     case DType::UInt8: return "uint8";
+    case DType::Int8: return "int8";
   }
   return "unknown";
 }
@@ -85,6 +86,7 @@ size_t dtype_size(DType t) noexcept {
     case DType::Int64: return 8;
     case DType::Int32: return 4;
     case DType::UInt8: return 1;
+    case DType::Int8: return 1;
   }
   return 0;
 }

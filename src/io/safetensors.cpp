@@ -54,6 +54,7 @@ const char* file_dtype(DType t) {
     case DType::Int64: return "I64";
     case DType::Int32: return "I32";
     case DType::UInt8: return "U8";
+    case DType::Int8: return "I8";
   }
   return "?";
 }
@@ -316,9 +317,9 @@ SafetensorsFile parse_safetensors(const std::vector<uint8_t>& bytes, const std::
     else if (d == "I64") t = copy_raw<int64_t>(p, e.shape, e.numel);
     else if (d == "I32") t = copy_raw<int32_t>(p, e.shape, e.numel);
     else if (d == "U8") t = copy_raw<uint8_t>(p, e.shape, e.numel);
+    else if (d == "I8") t = copy_raw<int8_t>(p, e.shape, e.numel);
     else if (d == "F16") t = convert<uint16_t, float>(p, e.shape, e.numel, half_to_float);
     else if (d == "BF16") t = convert<uint16_t, float>(p, e.shape, e.numel, bf16_to_float);
-    else if (d == "I8") t = convert<int8_t, int32_t>(p, e.shape, e.numel, [](int8_t v) { return int32_t(v); });
     else {  // BOOL
       for (int64_t i = 0; i < e.numel; ++i) {
         if (p[i] > 1) {
@@ -383,6 +384,7 @@ std::vector<uint8_t> serialize_safetensors(const nn::StateDict& tensors,
       case DType::Int64: put(Tensor<int64_t>::from_base(*t)); break;
       case DType::Int32: put(Tensor<int32_t>::from_base(*t)); break;
       case DType::UInt8: put(Tensor<uint8_t>::from_base(*t)); break;
+      case DType::Int8: put(Tensor<int8_t>::from_base(*t)); break;
     }
     dst += nbytes;
   }

@@ -31,6 +31,7 @@ void copy_entry(TensorBase& dst, const TensorBase& src) {
     case DType::Int64: Tensor<int64_t>::from_base(dst).copy_(Tensor<int64_t>::from_base(src)); break;
     case DType::Int32: Tensor<int32_t>::from_base(dst).copy_(Tensor<int32_t>::from_base(src)); break;
     case DType::UInt8: Tensor<uint8_t>::from_base(dst).copy_(Tensor<uint8_t>::from_base(src)); break;
+    case DType::Int8: Tensor<int8_t>::from_base(dst).copy_(Tensor<int8_t>::from_base(src)); break;
   }
 }
 

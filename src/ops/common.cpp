@@ -114,6 +114,7 @@ EMBER_INSTANTIATE(double)
 EMBER_INSTANTIATE(int64_t)
 EMBER_INSTANTIATE(int32_t)
 EMBER_INSTANTIATE(uint8_t)
+EMBER_INSTANTIATE(int8_t)
 #undef EMBER_INSTANTIATE
 template Tensor<float> unsqueeze_reduced(const Tensor<float>&, const Shape&,
                                          const std::vector<int64_t>&, bool);

@@ -791,7 +791,8 @@ EMBER_INSTANTIATE(double)
   EMBER_COMPARE_FOR(name, double)   \
   EMBER_COMPARE_FOR(name, int64_t)  \
   EMBER_COMPARE_FOR(name, int32_t)  \
-  EMBER_COMPARE_FOR(name, uint8_t)
+  EMBER_COMPARE_FOR(name, uint8_t)  \
+  EMBER_COMPARE_FOR(name, int8_t)
 #include "ember/ops/op_table.def"
 #undef EMBER_COMPARE_FOR
 

@@ -420,6 +420,7 @@ EMBER_INSTANTIATE_ALL(double)
 EMBER_INSTANTIATE_ALL(int64_t)
 EMBER_INSTANTIATE_ALL(int32_t)
 EMBER_INSTANTIATE_ALL(uint8_t)
+EMBER_INSTANTIATE_ALL(int8_t)
 #undef EMBER_INSTANTIATE_ALL
 
 #define EMBER_INSTANTIATE_FLOAT(T)                                                               \

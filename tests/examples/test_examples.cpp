@@ -296,6 +296,10 @@ TEST_F(Examples, MnistAdversarialTrainingRaisesFgsmAccuracy) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.output.find("--adversarial-training: expected a non-negative number, got '-1'"), std::string::npos)
       << bad.output;
+  const ProcessResult heavy = train({"--adversarial-training", "0.1", "--adversarial-weight", "1.5"});
+  EXPECT_EQ(heavy.exit_code, 2);
+  EXPECT_NE(heavy.output.find("--adversarial-weight: expected a number in [0, 1], got 1.5"), std::string::npos)
+      << heavy.output;
 }
 
 // LibTorch's C++ examples as ported in examples/libtorch-ports.

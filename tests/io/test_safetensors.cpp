@@ -114,7 +114,7 @@ TEST(Safetensors, LoadsWhatPyTorchWrote) {
   EXPECT_EQ(Tensor<float>::from_base(m.at("f16")).to_vector(),
             (std::vector<float>{1.5f, -2.0f, 65504.0f, 6.0975551605224609e-05f}));
   EXPECT_EQ(Tensor<float>::from_base(m.at("bf16")).to_vector(), (std::vector<float>{1.0f, -3.5f}));
-  EXPECT_EQ(Tensor<int32_t>::from_base(m.at("i8")).to_vector(), (std::vector<int32_t>{-128, 0, 127}));
+  EXPECT_EQ(Tensor<int8_t>::from_base(m.at("i8")).to_vector(), (std::vector<int8_t>{-128, 0, 127}));
   EXPECT_EQ(Tensor<uint8_t>::from_base(m.at("flag")).to_vector(), (std::vector<uint8_t>{1, 0, 1}));
   EXPECT_EQ(Tensor<double>::from_base(m.at("f64")).to_vector(), (std::vector<double>{0.25, -1e300}));
   EXPECT_EQ(Tensor<int64_t>::from_base(m.at("i64")).to_vector(), (std::vector<int64_t>{-(int64_t(1) << 62), 7}));

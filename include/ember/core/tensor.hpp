@@ -267,5 +267,6 @@ extern template class Tensor<double>;
 extern template class Tensor<int64_t>;
 extern template class Tensor<int32_t>;
 extern template class Tensor<uint8_t>;
+extern template class Tensor<int8_t>;
 
 }  // namespace ember

@@ -23,8 +23,8 @@
 namespace ember::io {
 
 struct SafetensorsFile {
-  /// In file order. F32, F64, I64, I32 and U8 become tensors of that type; F16 and BF16 are
-  /// widened to float32, I8 to int32 and BOOL to uint8 (0 or 1).
+  /// In file order. F32, F64, I64, I32, U8 and I8 become tensors of that type; F16 and BF16 are
+  /// widened to float32 and BOOL read as uint8 (0 or 1).
   nn::StateDict tensors;
   std::map<std::string, std::string> metadata;
 };

@@ -1,0 +1,3 @@
+#pragma once
+// ember::quant: quantized tensors (PyTorch's affine scheme) and the int8 kernels behind them.
+#include "ember/quant/qtensor.hpp"

@@ -1,0 +1,345 @@
+// The int8 kernels (Note [Int8 GEMM] in ember/backend/int8_kernels.hpp). Each ISA's .cpp defines
+// EMBER_INT8_NS and EMBER_INT8_LEVEL (0 scalar, 1 AVX2, 2 AVX-512 VNNI) and includes this file;
+// the scalar definitions below are the reference every SIMD path matches bit for bit.
+//
+// Included once per ISA translation unit: no include guard by design.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "ember/backend/int8_kernels.hpp"
+#include "ember/backend/parallel.hpp"
+
+#if EMBER_INT8_LEVEL >= 1
+#include <immintrin.h>
+#endif
+
+#ifndef EMBER_INT8_NS
+#error "define EMBER_INT8_NS before including int8_kernels.inl"
+#endif
+
+namespace ember::backend::EMBER_INT8_NS {
+namespace {
+
+// ---- Scalar definitions (the reference, and every SIMD path's tails) -----------------------------
+
+// The rounded value clamped to [lo, hi] before it becomes an integer; NaN gives lo.
+inline int32_t clamp_rounded(float r, float lo, float hi) {
+  r = r >= lo ? r : lo;
+  r = r <= hi ? r : hi;
+  return static_cast<int32_t>(r);
+}
+
+// A product that the compiler may not fuse with a following addition (g++ contracts across
+// statements): the SIMD paths round it separately too.
+inline float product(float a, float b) {
+  volatile float p = a * b;
+  return p;
+}
+
+inline uint8_t quantize_one(float x, float inv_scale, int32_t zero_point, float lo, float hi, uint8_t flip) {
+  return static_cast<uint8_t>(static_cast<uint8_t>(clamp_rounded(std::nearbyint(product(x, inv_scale)), lo, hi) +
+                                                   zero_point) ^ flip);
+}
+
+inline int32_t packed_weight(const int8_t* w_packed, int64_t kp, int64_t j, int64_t t) {
+  return w_packed[(j / kInt8Panel) * kInt8Panel * kp + (t / 4) * (4 * kInt8Panel) + (j % kInt8Panel) * 4 + t % 4];
+}
+
+[[maybe_unused]] void gemm_reference(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda,
+                                     const int8_t* w_packed, int32_t* c, int64_t ldc) {
+  const int64_t kp = int8_padded_k(k);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      int32_t s = 0;
+      for (int64_t t = 0; t < k; ++t) s += static_cast<int32_t>(a[i * lda + t]) * packed_weight(w_packed, kp, j, t);
+      c[i * ldc + j] = s;
+    }
+  }
+}
+
+void quantize_range(int64_t begin, int64_t end, const float* x, float inv_scale, int32_t zero_point, float lo,
+                    float hi, uint8_t flip, uint8_t* q) {
+  for (int64_t i = begin; i < end; ++i) q[i] = quantize_one(x[i], inv_scale, zero_point, lo, hi, flip);
+}
+
+inline float dequantize_one(int32_t c, int32_t a_zero, int32_t w_sum, float scale, const float* bias, int64_t j,
+                            bool relu) {
+  float y = product(static_cast<float>(c - a_zero * w_sum), scale);
+  if (bias != nullptr) y = y + bias[j];
+  return relu ? (y < 0.0f ? 0.0f : y) : y;
+}
+
+inline uint8_t requantize_one(int32_t c, int32_t a_zero, int32_t w_sum, const int32_t* bias, int64_t j,
+                              float multiplier, int32_t y_zero, float lo, float hi) {
+  int32_t v = c - a_zero * w_sum;
+  if (bias != nullptr) v += bias[j];
+  return static_cast<uint8_t>(clamp_rounded(std::nearbyint(product(static_cast<float>(v), multiplier)), lo, hi) +
+                              y_zero);
+}
+
+// ---- SIMD micro-kernels -------------------------------------------------------------------------
+
+#if EMBER_INT8_LEVEL >= 1
+inline int32_t load_group(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+// The last, partial group of a row (k % 4 bytes), zero filled: reading past k could leave the buffer.
+inline int32_t load_tail(const uint8_t* p, int64_t rem) {
+  int32_t v = 0;
+  std::memcpy(&v, p, static_cast<size_t>(rem));
+  return v;
+}
+
+// Stores `cols` (< the tile's width) int32 columns of a row held in `lanes`.
+inline void store_partial(const int32_t* lanes, int64_t cols, int32_t* c) {
+  std::memcpy(c, lanes, static_cast<size_t>(cols) * sizeof(int32_t));
+}
+#endif
+
+#if EMBER_INT8_LEVEL == 1
+// AVX2: one 16-column panel (two ymm of int32) by MR rows. vpmaddubsw makes int16 pair sums (exact
+// for a <= 127), vpmaddwd with ones widens them to the four-product int32 sums.
+constexpr int kRows = 4;
+constexpr int64_t kTileCols = kInt8Panel;
+
+template <int MR>
+void tile(int64_t k, const uint8_t* a, int64_t lda, const int8_t* panel, int64_t cols, int32_t* c, int64_t ldc) {
+  __m256i acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int64_t groups = k / 4, rem = k % 4;
+  auto step = [&](const int8_t* b, const int32_t* av) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+    for (int r = 0; r < MR; ++r) {
+      const __m256i x = _mm256_set1_epi32(av[r]);
+      acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));
+      acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
+    }
+  };
+  int32_t av[MR];
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int r = 0; r < MR; ++r) av[r] = load_group(a + r * lda + 4 * g);
+    step(panel + g * 64, av);
+  }
+  if (rem != 0) {
+    for (int r = 0; r < MR; ++r) av[r] = load_tail(a + r * lda + 4 * groups, rem);
+    step(panel + groups * 64, av);
+  }
+  for (int r = 0; r < MR; ++r) {
+    int32_t* row = c + r * ldc;
+    if (cols == kTileCols) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(row), acc0[r]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + 8), acc1[r]);
+    } else {
+      alignas(32) int32_t lanes[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc0[r]);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + 8), acc1[r]);
+      store_partial(lanes, cols, row);
+    }
+  }
+}
+#elif EMBER_INT8_LEVEL == 2
+// AVX-512 VNNI: two 16-column panels (two zmm of int32) by MR rows, vpdpbusd accumulating four
+// products per lane.
+constexpr int kRows = 6;
+constexpr int64_t kTileCols = 2 * kInt8Panel;
+
+template <int MR>
+void tile(int64_t k, const uint8_t* a, int64_t lda, const int8_t* panel, int64_t cols, int32_t* c, int64_t ldc) {
+  const int64_t kp = int8_padded_k(k);
+  const bool two = cols > kInt8Panel;
+  const int8_t* panel1 = two ? panel + kInt8Panel * kp : panel;
+  __m512i acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm512_setzero_si512();
+  const int64_t groups = k / 4, rem = k % 4;
+  auto step = [&](int64_t g, const int32_t* av) {
+    const __m512i b0 = _mm512_loadu_si512(panel + g * 64);
+    const __m512i b1 = _mm512_loadu_si512(panel1 + g * 64);
+    for (int r = 0; r < MR; ++r) {
+      const __m512i x = _mm512_set1_epi32(av[r]);
+      acc0[r] = _mm512_dpbusd_epi32(acc0[r], x, b0);
+      acc1[r] = _mm512_dpbusd_epi32(acc1[r], x, b1);
+    }
+  };
+  int32_t av[MR];
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int r = 0; r < MR; ++r) av[r] = load_group(a + r * lda + 4 * g);
+    step(g, av);
+  }
+  if (rem != 0) {
+    for (int r = 0; r < MR; ++r) av[r] = load_tail(a + r * lda + 4 * groups, rem);
+    step(groups, av);
+  }
+  const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
+  for (int r = 0; r < MR; ++r) {
+    _mm512_mask_storeu_epi32(c + r * ldc, m0, acc0[r]);
+    if (m1 != 0) _mm512_mask_storeu_epi32(c + r * ldc + 16, m1, acc1[r]);
+  }
+}
+#endif
+
+#if EMBER_INT8_LEVEL >= 1
+void tile_rows(int64_t rows, int64_t k, const uint8_t* a, int64_t lda, const int8_t* panel, int64_t cols, int32_t* c,
+               int64_t ldc) {
+  int64_t i = 0;
+  for (; i + kRows <= rows; i += kRows) tile<kRows>(k, a + i * lda, lda, panel, cols, c + i * ldc, ldc);
+  switch (rows - i) {
+    case 0: break;
+    case 1: tile<1>(k, a + i * lda, lda, panel, cols, c + i * ldc, ldc); break;
+    case 2: tile<2>(k, a + i * lda, lda, panel, cols, c + i * ldc, ldc); break;
+    case 3: tile<3>(k, a + i * lda, lda, panel, cols, c + i * ldc, ldc); break;
+#if EMBER_INT8_LEVEL == 2
+    case 4: tile<4>(k, a + i * lda, lda, panel, cols, c + i * ldc, ldc); break;
+    case 5: tile<5>(k, a + i * lda, lda, panel, cols, c + i * ldc, ldc); break;
+#endif
+    default: break;
+  }
+}
+
+// Rows in blocks of 64 (the packed weights of a column block stay in cache across them); the
+// work splits over column tiles when the batch is small, over row blocks otherwise.
+void gemm_u8s8(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, const int8_t* w_packed, int32_t* c,
+               int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0);
+    return;
+  }
+  const int64_t kp = int8_padded_k(k);
+  const int64_t tiles = (n + kTileCols - 1) / kTileCols;
+  constexpr int64_t kRowBlock = 64;
+  const int64_t row_blocks = (m + kRowBlock - 1) / kRowBlock;
+  auto run = [&](int64_t rb0, int64_t rb1, int64_t t0, int64_t t1) {
+    for (int64_t rb = rb0; rb < rb1; ++rb) {
+      const int64_t i0 = rb * kRowBlock, rows = std::min(kRowBlock, m - i0);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t j0 = t * kTileCols;
+        tile_rows(rows, k, a + i0 * lda, lda, w_packed + j0 * kp, std::min(kTileCols, n - j0), c + i0 * ldc + j0, ldc);
+      }
+    }
+  };
+  const int64_t work = m * n * kp;
+  if (work < (int64_t(1) << 20)) {
+    run(0, row_blocks, 0, tiles);
+  } else if (row_blocks >= 2 * get_num_threads()) {
+    detail::parallel_for(0, row_blocks, 1, [&](int64_t b, int64_t e) { run(b, e, 0, tiles); });
+  } else {
+    detail::parallel_for(0, tiles, 1, [&](int64_t b, int64_t e) { run(0, row_blocks, b, e); });
+  }
+}
+#else
+void gemm_u8s8(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, const int8_t* w_packed, int32_t* c,
+               int64_t ldc) {
+  gemm_reference(m, n, k, a, lda, w_packed, c, ldc);
+}
+#endif
+
+void quantize_u8(int64_t n, const float* x, float inv_scale, int32_t zero_point, int32_t qmin, int32_t qmax,
+                 uint8_t flip, uint8_t* q) {
+  const float lo = static_cast<float>(qmin - zero_point), hi = static_cast<float>(qmax - zero_point);
+  int64_t i = 0;
+#if EMBER_INT8_LEVEL >= 1
+  // max_ps(r, lo) yields lo for a NaN r, as clamp_rounded does.
+  const __m256 vinv = _mm256_set1_ps(inv_scale), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m256i vzero = _mm256_set1_epi32(zero_point), vflip = _mm256_set1_epi8(static_cast<char>(flip));
+  for (; i + 8 <= n; i += 8) {
+    __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv);
+    __m256 r = _mm256_round_ps(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_min_ps(_mm256_max_ps(r, vlo), vhi);
+    const __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(r), vzero);
+    const __m256i w16 = _mm256_packs_epi32(v, v);
+    const __m256i w8 = _mm256_xor_si256(_mm256_packus_epi16(w16, w16), vflip);
+    const int32_t lo4 = _mm_cvtsi128_si32(_mm256_castsi256_si128(w8));
+    const int32_t hi4 = _mm_cvtsi128_si32(_mm256_extracti128_si256(w8, 1));
+    std::memcpy(q + i, &lo4, 4);
+    std::memcpy(q + i + 4, &hi4, 4);
+  }
+#endif
+  quantize_range(i, n, x, inv_scale, zero_point, lo, hi, flip, q);
+}
+
+void dequantize_u8(int64_t n, const uint8_t* q, int32_t zero_point, float scale, uint8_t flip, float* y) {
+  int64_t i = 0;
+#if EMBER_INT8_LEVEL >= 1
+  const __m256i vzero = _mm256_set1_epi32(zero_point), vflip = _mm256_set1_epi32(flip);
+  const __m256 vscale = _mm256_set1_ps(scale);
+  for (; i + 8 <= n; i += 8) {
+    int64_t bytes;
+    std::memcpy(&bytes, q + i, 8);
+    const __m256i v = _mm256_xor_si256(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes)), vflip);
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(v, vzero)), vscale));
+  }
+#endif
+  for (; i < n; ++i) y[i] = static_cast<float>(static_cast<int32_t>(q[i] ^ flip) - zero_point) * scale;
+}
+
+void dequantize_s32(int64_t m, int64_t n, const int32_t* c, int64_t ldc, int32_t a_zero, const int32_t* w_sum,
+                    const float* scale, const float* bias, bool relu, float* y, int64_t ldy) {
+  for (int64_t i = 0; i < m; ++i) {
+    const int32_t* ci = c + i * ldc;
+    float* yi = y + i * ldy;
+    int64_t j = 0;
+#if EMBER_INT8_LEVEL >= 1
+    const __m256i vz = _mm256_set1_epi32(a_zero);
+    for (; j + 8 <= n; j += 8) {
+      const __m256i corr = _mm256_mullo_epi32(vz, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w_sum + j)));
+      const __m256i v = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ci + j)), corr);
+      __m256 r = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(scale + j));
+      __asm__("" : "+x"(r));  // no fused multiply-add with the bias (Note [Int8 GEMM])
+      if (bias != nullptr) r = _mm256_add_ps(r, _mm256_loadu_ps(bias + j));
+      // relu as `y < 0 ? 0 : y`: max_ps(y, 0) would turn NaN into 0, blendv keeps it.
+      if (relu) r = _mm256_blendv_ps(r, _mm256_setzero_ps(), _mm256_cmp_ps(r, _mm256_setzero_ps(), _CMP_LT_OQ));
+      _mm256_storeu_ps(yi + j, r);
+    }
+#endif
+    for (; j < n; ++j) yi[j] = dequantize_one(ci[j], a_zero, w_sum[j], scale[j], bias, j, relu);
+  }
+}
+
+void requantize_u8(int64_t m, int64_t n, const int32_t* c, int64_t ldc, int32_t a_zero, const int32_t* w_sum,
+                   const int32_t* bias, const float* multiplier, int32_t y_zero, int32_t qmin, int32_t qmax,
+                   uint8_t* y, int64_t ldy) {
+  const float lo = static_cast<float>(qmin - y_zero), hi = static_cast<float>(qmax - y_zero);
+  for (int64_t i = 0; i < m; ++i) {
+    const int32_t* ci = c + i * ldc;
+    uint8_t* yi = y + i * ldy;
+    int64_t j = 0;
+#if EMBER_INT8_LEVEL >= 1
+    const __m256i vz = _mm256_set1_epi32(a_zero), vyz = _mm256_set1_epi32(y_zero);
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    for (; j + 8 <= n; j += 8) {
+      const __m256i corr = _mm256_mullo_epi32(vz, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w_sum + j)));
+      __m256i v = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ci + j)), corr);
+      if (bias != nullptr) v = _mm256_add_epi32(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + j)));
+      const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(multiplier + j));
+      __m256 r = _mm256_round_ps(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      r = _mm256_min_ps(_mm256_max_ps(r, vlo), vhi);
+      const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(r), vyz);
+      const __m256i w16 = _mm256_packs_epi32(q, q);
+      const __m256i w8 = _mm256_packus_epi16(w16, w16);
+      const int32_t lo4 = _mm_cvtsi128_si32(_mm256_castsi256_si128(w8));
+      const int32_t hi4 = _mm_cvtsi128_si32(_mm256_extracti128_si256(w8, 1));
+      std::memcpy(yi + j, &lo4, 4);
+      std::memcpy(yi + j + 4, &hi4, 4);
+    }
+#endif
+    for (; j < n; ++j) yi[j] = requantize_one(ci[j], a_zero, w_sum[j], bias, j, multiplier[j], y_zero, lo, hi);
+  }
+}
+
+}  // namespace
+
+extern const Int8Kernels kInt8Table;
+const Int8Kernels kInt8Table{.isa = EMBER_INT8_ISA,
+                             .gemm_u8s8 = &gemm_u8s8,
+                             .quantize_u8 = &quantize_u8,
+                             .dequantize_u8 = &dequantize_u8,
+                             .dequantize_s32 = &dequantize_s32,
+                             .requantize_u8 = &requantize_u8};
+
+}  // namespace ember::backend::EMBER_INT8_NS

@@ -1,0 +1,203 @@
+// The int8 kernels of every instruction set this CPU runs against the scalar reference: bit for
+// bit, on inputs at the ends of their ranges (where vpmaddubsw would saturate on 8-bit
+// activations), with k and n tails, and against a direct dot product of the unpacked weights.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "ember/backend/int8_kernels.hpp"
+#include "ember/backend/parallel.hpp"
+#include "ember/core/error.hpp"
+
+namespace {
+
+using namespace ember::backend;
+
+std::vector<Int8Isa> available() {
+  std::vector<Int8Isa> out;
+  for (Int8Isa isa : {Int8Isa::Scalar, Int8Isa::Avx2, Int8Isa::Avx512Vnni})
+    if (int8_isa_available(isa)) out.push_back(isa);
+  return out;
+}
+
+struct Problem {
+  int64_t m, n, k;
+  std::vector<uint8_t> a;
+  std::vector<int8_t> w, packed;
+};
+
+// kind 0: random; 1: a = 127 and w = -128 everywhere (the largest pair sums); 2: alternating
+// extremes (127 / 0 against -128 / 127).
+Problem make_problem(int64_t m, int64_t n, int64_t k, int kind, uint32_t seed) {
+  Problem p{m, n, k, std::vector<uint8_t>(static_cast<size_t>(m * k)), std::vector<int8_t>(static_cast<size_t>(n * k)), {}};
+  std::mt19937 rng(seed);
+  for (size_t i = 0; i < p.a.size(); ++i) {
+    p.a[i] = kind == 0 ? static_cast<uint8_t>(rng() % 128) : kind == 1 ? 127 : static_cast<uint8_t>(i % 3 == 0 ? 0 : 127);
+  }
+  for (size_t i = 0; i < p.w.size(); ++i) {
+    p.w[i] = kind == 0 ? static_cast<int8_t>(static_cast<int>(rng() % 256) - 128)
+             : kind == 1 ? int8_t(-128)
+                         : static_cast<int8_t>(i % 2 == 0 ? -128 : 127);
+  }
+  p.packed.assign(static_cast<size_t>(int8_packed_size(n, k)), 0);
+  pack_int8_weights(n, k, p.w.data(), k, p.packed.data());
+  return p;
+}
+
+std::vector<int32_t> direct(const Problem& p) {
+  std::vector<int32_t> c(static_cast<size_t>(p.m * p.n));
+  for (int64_t i = 0; i < p.m; ++i)
+    for (int64_t j = 0; j < p.n; ++j) {
+      int32_t s = 0;
+      for (int64_t t = 0; t < p.k; ++t) s += int32_t(p.a[static_cast<size_t>(i * p.k + t)]) * p.w[static_cast<size_t>(j * p.k + t)];
+      c[static_cast<size_t>(i * p.n + j)] = s;
+    }
+  return c;
+}
+
+TEST(Int8Kernels, PackedSizeAndLayout) {
+  EXPECT_EQ(int8_padded_k(0), 0);
+  EXPECT_EQ(int8_padded_k(5), 8);
+  EXPECT_EQ(int8_packed_size(17, 5), 32 * 8);
+  const Problem p = make_problem(1, 17, 5, 0, 1);
+  // Column 16 (second panel, first column), input 4 (group 1, byte 0).
+  EXPECT_EQ(p.packed[static_cast<size_t>(16 * 8 + 1 * 64 + 0 * 4 + 0)], p.w[16 * 5 + 4]);
+  EXPECT_EQ(p.packed[static_cast<size_t>(16 * 8 + 1 * 64 + 0 * 4 + 1)], 0);  // padding
+}
+
+TEST(Int8Kernels, GemmMatchesTheReferenceBitForBit) {
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 1, 1},   {1, 16, 4},  {3, 17, 5},  {7, 33, 9},
+                                                      {6, 32, 64}, {13, 50, 3}, {1, 512, 784}, {64, 10, 128},
+                                                      {65, 70, 257}};
+  for (int kind = 0; kind < 3; ++kind) {
+    for (const auto& s : shapes) {
+      const Problem p = make_problem(s[0], s[1], s[2], kind, static_cast<uint32_t>(s[0] * 131 + s[2]));
+      const std::vector<int32_t> want = direct(p);
+      for (Int8Isa isa : available()) {
+        const int64_t ldc = p.n + 3;  // a row stride wider than n: the kernels may not write past n
+        std::vector<int32_t> c(static_cast<size_t>(p.m * ldc), -7);
+        int8_kernels_for(isa).gemm_u8s8(p.m, p.n, p.k, p.a.data(), p.k, p.packed.data(), c.data(), ldc);
+        for (int64_t i = 0; i < p.m; ++i) {
+          for (int64_t j = 0; j < p.n; ++j)
+            ASSERT_EQ(c[static_cast<size_t>(i * ldc + j)], want[static_cast<size_t>(i * p.n + j)])
+                << int8_isa_name(isa) << " kind " << kind << " shape " << p.m << "x" << p.n << "x" << p.k << " at " << i
+                << "," << j;
+          for (int64_t j = p.n; j < ldc; ++j) ASSERT_EQ(c[static_cast<size_t>(i * ldc + j)], -7) << int8_isa_name(isa);
+        }
+      }
+    }
+  }
+}
+
+TEST(Int8Kernels, GemmThreadsGiveTheSameResult) {
+  const Problem p = make_problem(200, 300, 500, 0, 9);
+  const std::vector<int32_t> want = direct(p);
+  for (int threads : {1, 2, 3}) {
+    ember::set_num_threads(threads);
+    for (Int8Isa isa : available()) {
+      std::vector<int32_t> c(want.size());
+      int8_kernels_for(isa).gemm_u8s8(p.m, p.n, p.k, p.a.data(), p.k, p.packed.data(), c.data(), p.n);
+      EXPECT_EQ(c, want) << int8_isa_name(isa) << " with " << threads << " threads";
+    }
+  }
+  ember::set_num_threads(2);
+}
+
+std::vector<float> conversion_inputs() {
+  std::vector<float> x;
+  for (int i = -700; i <= 700; ++i) x.push_back(static_cast<float>(i) / 4.0f);  // ties at halves
+  const float specials[] = {1e9f, -1e9f, 3e9f, -3e9f, std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
+                            -0.0f, 0.4999999f, 2.5f, -2.5f};
+  for (float v : specials) x.push_back(v);
+  return x;
+}
+
+TEST(Int8Kernels, QuantizeMatchesTheReference) {
+  const std::vector<float> x = conversion_inputs();
+  const Int8Kernels& ref = int8_kernels_for(Int8Isa::Scalar);
+  struct Case {
+    float inv_scale;
+    int32_t zero, qmin, qmax;
+    uint8_t flip;
+  };
+  for (const Case& c : {Case{1.0f, 0, 0, 255, 0}, Case{2.0f, 128, 0, 255, 0}, Case{1.0f, 131, 0, 255, 0x80},
+                        Case{0.5f, 64, 0, 127, 0}, Case{3.0f, 10, 0, 127, 0}}) {
+    std::vector<uint8_t> want(x.size());
+    ref.quantize_u8(static_cast<int64_t>(x.size()), x.data(), c.inv_scale, c.zero, c.qmin, c.qmax, c.flip, want.data());
+    // The definition, spelled out once here.
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float r = std::nearbyint(x[i] * c.inv_scale);
+      const float lo = float(c.qmin - c.zero), hi = float(c.qmax - c.zero);
+      const int32_t v = std::isnan(r) ? c.qmin : static_cast<int32_t>(std::min(std::max(r, lo), hi)) + c.zero;
+      ASSERT_EQ(want[i], static_cast<uint8_t>(v ^ c.flip)) << "x = " << x[i];
+    }
+    for (Int8Isa isa : available()) {
+      std::vector<uint8_t> got(x.size());
+      int8_kernels_for(isa).quantize_u8(static_cast<int64_t>(x.size()), x.data(), c.inv_scale, c.zero, c.qmin, c.qmax,
+                                        c.flip, got.data());
+      EXPECT_EQ(got, want) << int8_isa_name(isa);
+      std::vector<float> back(x.size()), back_ref(x.size());
+      int8_kernels_for(isa).dequantize_u8(static_cast<int64_t>(x.size()), got.data(), c.zero, 0.25f, c.flip, back.data());
+      ref.dequantize_u8(static_cast<int64_t>(x.size()), got.data(), c.zero, 0.25f, c.flip, back_ref.data());
+      EXPECT_EQ(back, back_ref) << int8_isa_name(isa);
+    }
+  }
+}
+
+TEST(Int8Kernels, OutputStagesMatchTheReference) {
+  const int64_t m = 5, n = 37, ldc = 40;
+  std::mt19937 rng(4);
+  std::vector<int32_t> c(static_cast<size_t>(m * ldc)), w_sum(n), bias(n);
+  std::vector<float> scale(n), fbias(n), mult(n);
+  for (auto& v : c) v = static_cast<int32_t>(rng() % 4000001) - 2000000;
+  c[3] = std::numeric_limits<int32_t>::max() / 2;  // beyond float's 24 bits: the conversion rounds
+  for (int64_t j = 0; j < n; ++j) {
+    w_sum[j] = static_cast<int32_t>(rng() % 20001) - 10000;
+    bias[j] = static_cast<int32_t>(rng() % 2001) - 1000;
+    scale[j] = 1e-4f * static_cast<float>(1 + rng() % 100);
+    fbias[j] = 0.01f * (static_cast<float>(rng() % 200) - 100.0f);
+    mult[j] = 1e-5f * static_cast<float>(1 + rng() % 100);
+  }
+  const Int8Kernels& ref = int8_kernels_for(Int8Isa::Scalar);
+  for (bool relu : {false, true}) {
+    for (const float* b : {static_cast<const float*>(nullptr), static_cast<const float*>(fbias.data())}) {
+      std::vector<float> want(static_cast<size_t>(m * n));
+      ref.dequantize_s32(m, n, c.data(), ldc, 7, w_sum.data(), scale.data(), b, relu, want.data(), n);
+      for (Int8Isa isa : available()) {
+        std::vector<float> got(want.size());
+        int8_kernels_for(isa).dequantize_s32(m, n, c.data(), ldc, 7, w_sum.data(), scale.data(), b, relu, got.data(), n);
+        EXPECT_EQ(got, want) << int8_isa_name(isa) << " relu " << relu;
+      }
+    }
+  }
+  for (const int32_t* b : {static_cast<const int32_t*>(nullptr), static_cast<const int32_t*>(bias.data())}) {
+    std::vector<uint8_t> want(static_cast<size_t>(m * n));
+    ref.requantize_u8(m, n, c.data(), ldc, 7, w_sum.data(), b, mult.data(), 64, 0, 127, want.data(), n);
+    int saturated = 0;
+    for (uint8_t v : want) saturated += (v == 0 || v == 127) ? 1 : 0;
+    EXPECT_GT(saturated, 0);  // the inputs reach the clamps
+    for (Int8Isa isa : available()) {
+      std::vector<uint8_t> got(want.size());
+      int8_kernels_for(isa).requantize_u8(m, n, c.data(), ldc, 7, w_sum.data(), b, mult.data(), 64, 0, 127, got.data(), n);
+      EXPECT_EQ(got, want) << int8_isa_name(isa);
+    }
+  }
+}
+
+TEST(Int8Kernels, ChoiceFollowsTheFloatTables) {
+  EXPECT_TRUE(int8_isa_available(Int8Isa::Scalar));
+  EXPECT_TRUE(int8_isa_available(int8_kernels().isa));
+  EXPECT_STREQ(int8_isa_name(Int8Isa::Avx512Vnni), "avx512_vnni");
+  if (!int8_isa_available(Int8Isa::Avx512Vnni)) {
+    EXPECT_THROW(int8_kernels_for(Int8Isa::Avx512Vnni), ember::ValueError);
+  }
+}
+
+}  // namespace
