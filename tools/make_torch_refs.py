@@ -682,6 +682,43 @@ def write_quant_refs(root):
             out[f"{name}.axis{axis}.dequantize"] = q.dequantize()
         out[f"{name}.channel_zero_points"] = zps
     out["channel_scales"] = torch.tensor([0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 0.07], dtype=torch.float32)
+
+    # Observers (torch.ao.quantization): ember's activation spec (quint8, affine, reduce_range) and
+    # weight specs (qint8 symmetric, per tensor and per channel).
+    from torch.ao.quantization.observer import HistogramObserver, MinMaxObserver, PerChannelMinMaxObserver
+    acts = torch.relu(x) * 1.7 + 0.05
+    obs = MinMaxObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=True)
+    obs(acts)
+    obs(x)  # a second batch widens the range below zero
+    sc, zp = obs.calculate_qparams()
+    out["minmax.scale"], out["minmax.zero_point"] = sc, zp
+    w = x.reshape(6, 35)
+    obs = MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+    obs(w)
+    sc, zp = obs.calculate_qparams()
+    out["weight.scale"], out["weight.zero_point"] = sc, zp
+    obs = PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+    obs(w)
+    sc, zp = obs.calculate_qparams()
+    out["weight_per_channel.scale"], out["weight_per_channel.zero_point"] = sc.float(), zp
+    # HistogramObserver's search on a known histogram: values at the bin centres of a distribution
+    # with outliers (so any binning rule agrees), the range's ends included.
+    lo, hi, bins = -0.5, 11.5, 2048
+    width = (hi - lo) / bins
+    rng = np.random.default_rng(8)
+    raw = np.concatenate([np.abs(rng.normal(1.0, 0.5, size=20000)), rng.uniform(5, 11.4, size=30)])
+    counts = np.bincount(((raw - lo) / width).astype(np.int64), minlength=bins)
+    values = np.concatenate([np.repeat(lo + (np.arange(bins) + 0.5) * width, counts), [lo, hi]])
+    hist_counts = np.bincount(np.minimum(((values - lo) / width).astype(np.int64), bins - 1), minlength=bins)
+    obs = HistogramObserver(bins=bins, dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=True)
+    obs.histogram = torch.tensor(hist_counts, dtype=torch.float32)
+    obs.min_val = torch.tensor(lo)
+    obs.max_val = torch.tensor(hi)
+    new_min, new_max = obs._non_linear_param_search()
+    out["histogram.values"] = torch.tensor(values, dtype=torch.float32)
+    out["histogram.range"] = torch.tensor([float(new_min), float(new_max)], dtype=torch.float32)
+    sc, zp = obs._calculate_qparams(new_min, new_max)
+    out["histogram.scale"], out["histogram.zero_point"] = sc, zp
     st_write(os.path.join(root, "torch_quant.safetensors"), {k: v.contiguous() for k, v in out.items()})
     print("wrote torch_quant.safetensors")
 

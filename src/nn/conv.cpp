@@ -18,9 +18,7 @@ Padding::Padding(const std::string& m) {
   }
 }
 
-namespace {
-
-Conv2dGeometry geometry(const Conv2dOptions& o, int64_t kh, int64_t kw, const char* op) {
+Conv2dGeometry conv2d_geometry(const Conv2dOptions& o, int64_t kh, int64_t kw, const char* op) {
   Conv2dGeometry g;
   g.stride = {o.stride.h, o.stride.w};
   g.dilation = {o.dilation.h, o.dilation.w};
@@ -36,6 +34,9 @@ Conv2dGeometry geometry(const Conv2dOptions& o, int64_t kh, int64_t kw, const ch
   }
   return g;
 }
+
+namespace {
+
 
 // PyTorch's default for conv weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 template <FloatingElement T>
@@ -72,7 +73,7 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
     throw ShapeError("conv2d: weight must be 4-D [out, in / groups, kh, kw], got " +
                      (weight.defined() ? weight.shape().str() : std::string("undefined")));
   }
-  return ember::conv2d(x, weight, bias, geometry(o, weight.shape()[2], weight.shape()[3], "conv2d"));
+  return ember::conv2d(x, weight, bias, conv2d_geometry(o, weight.shape()[2], weight.shape()[3], "conv2d"));
 }
 
 template <FloatingElement T>
@@ -87,7 +88,7 @@ Tensor<T> conv1d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
   }
   Conv2dOptions o2{IntPair(1, o.stride), o.padding, IntPair(1, o.dilation), o.groups, o.bias};
   if (!o.padding.same) o2.padding = Padding(0, o.padding.w);
-  Conv2dGeometry g = geometry(o2, 1, weight.shape()[2], "conv1d");
+  Conv2dGeometry g = conv2d_geometry(o2, 1, weight.shape()[2], "conv1d");
   return ember::conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, g).squeeze(2);
 }
 

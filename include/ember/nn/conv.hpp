@@ -55,6 +55,10 @@ struct ConvTranspose2dOptions {
   IntPair dilation = 1;
 };
 
+/// The geometry Conv2dOptions describe for a kh x kw kernel ("same" resolved as PyTorch does);
+/// `op` names the caller in errors.
+Conv2dGeometry conv2d_geometry(const Conv2dOptions& options, int64_t kh, int64_t kw, const char* op);
+
 namespace functional {
 /// x [N, C, H, W], weight [O, C / groups, kh, kw].
 template <FloatingElement T>

@@ -42,6 +42,7 @@ class Flatten : public Module<T> {
  public:
   explicit Flatten(FlattenOptions options = {}) : options_(options) {}
   Tensor<T> forward(const Tensor<T>& x) override { return x.flatten(options_.start_dim, options_.end_dim); }
+  const FlattenOptions& options() const noexcept { return options_; }
   std::string type_name() const override { return "Flatten"; }
   std::string extra_repr() const override {
     return "start_dim=" + std::to_string(options_.start_dim) + ", end_dim=" + std::to_string(options_.end_dim);

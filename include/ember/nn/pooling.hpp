@@ -25,6 +25,8 @@ class MaxPool2d : public Module<T> {
   explicit MaxPool2d(IntPair kernel_size, MaxPool2dOptions options = {}) : k_(kernel_size), o_(options) {}
   Tensor<T> forward(const Tensor<T>& x) override { return functional::max_pool2d(x, k_, o_); }
   std::string type_name() const override { return "MaxPool2d"; }
+  IntPair kernel_size() const noexcept { return k_; }
+  const MaxPool2dOptions& options() const noexcept { return o_; }
   std::string extra_repr() const override {
     return "kernel_size=" + std::to_string(k_.h) + ", stride=" + std::to_string(o_.stride.h ? o_.stride.h : k_.h);
   }
@@ -55,6 +57,8 @@ class AvgPool2d : public Module<T> {
   explicit AvgPool2d(IntPair kernel_size, AvgPool2dOptions options = {}) : k_(kernel_size), o_(options) {}
   Tensor<T> forward(const Tensor<T>& x) override { return functional::avg_pool2d(x, k_, o_); }
   std::string type_name() const override { return "AvgPool2d"; }
+  IntPair kernel_size() const noexcept { return k_; }
+  const AvgPool2dOptions& options() const noexcept { return o_; }
 
  private:
   IntPair k_;
@@ -67,6 +71,7 @@ class AdaptiveAvgPool2d : public Module<T> {
   explicit AdaptiveAvgPool2d(IntPair output_size) : out_(output_size) {}
   Tensor<T> forward(const Tensor<T>& x) override { return functional::adaptive_avg_pool2d(x, out_); }
   std::string type_name() const override { return "AdaptiveAvgPool2d"; }
+  IntPair output_size() const noexcept { return out_; }
   std::string extra_repr() const override {
     return "output_size=(" + std::to_string(out_.h) + ", " + std::to_string(out_.w) + ")";
   }
