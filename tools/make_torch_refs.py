@@ -196,6 +196,10 @@ CASES = table_cases() + [
     ("kl_div_log_target_batchmean", [(3, 4), (3, 4)], -2, 2,
      lambda x: F.kl_div(F.log_softmax(x[0], 1), F.log_softmax(x[1], 1), reduction="batchmean",
                         log_target=True)),
+    ("distillation_loss", [(3, 4), (3, 4)], -2, 2,
+     lambda x: 0.7 * 2.0 ** 2 * F.kl_div(F.log_softmax(x[0] / 2.0, 1), F.softmax(x[1] / 2.0, 1),
+                                        reduction="batchmean")
+     + 0.3 * F.cross_entropy(x[0], torch.tensor([1, 0, 3]))),
     ("cosine_embedding_loss", [(4, 3), (4, 3)], -1, 1,
      lambda x: F.cosine_embedding_loss(x[0], x[1], torch.tensor([1, -1, -1, 1], dtype=x[0].dtype), margin=0.1)),
     ("triplet_margin_loss", [(4, 3), (4, 3), (4, 3)], -1, 1,

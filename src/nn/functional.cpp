@@ -289,6 +289,28 @@ Tensor<T> kl_div(const Tensor<T>& input, const Tensor<T>& target, Reduction r, b
 }
 
 template <FloatingElement T>
+Tensor<T> distillation_loss(const Tensor<T>& student, const Tensor<T>& teacher, const Tensor<int64_t>& target,
+                            const DistillationOptions& o) {
+  require(student, "distillation_loss");
+  require(teacher, "distillation_loss");
+  if (student.dim() != 2 || teacher.shape() != student.shape()) {
+    throw ShapeError(cat_str("distillation_loss: expected student and teacher logits of one shape [N, C], got ",
+                             student.shape(), " and ", teacher.shape()));
+  }
+  if (!(o.temperature > 0.0) || !std::isfinite(o.temperature)) {
+    throw ValueError(cat_str("distillation_loss: temperature must be positive and finite, got ", o.temperature));
+  }
+  if (!(o.alpha >= 0.0 && o.alpha <= 1.0)) {
+    throw ValueError(cat_str("distillation_loss: alpha must be in [0, 1], got ", o.alpha));
+  }
+  const double inv_t = 1.0 / o.temperature;
+  const Tensor<T> soft = kl_div(log_softmax(student * inv_t, 1), log_softmax(teacher * inv_t, 1), Reduction::Mean,
+                                /*log_target=*/true, /*batchmean=*/true);
+  const Tensor<T> hard = cross_entropy(student, target);
+  return soft * (o.alpha * o.temperature * o.temperature) + hard * (1.0 - o.alpha);
+}
+
+template <FloatingElement T>
 Tensor<T> dropout2d(const Tensor<T>& x, double p, bool training, Generator* gen) {
   require(x, "dropout2d");
   if (!(p >= 0.0 && p <= 1.0)) throw ValueError(cat_str("dropout2d: p must be in [0, 1], got ", p));
@@ -357,7 +379,9 @@ Tensor<T> triplet_margin_loss(const Tensor<T>& a, const Tensor<T>& pos, const Te
   template Tensor<T> binary_cross_entropy(const Tensor<T>&, const Tensor<T>&, Reduction);        \
   template Tensor<T> binary_cross_entropy_with_logits(const Tensor<T>&, const Tensor<T>&,        \
                                                       Reduction, const Tensor<T>&);              \
-  template Tensor<T> kl_div(const Tensor<T>&, const Tensor<T>&, Reduction, bool, bool);
+  template Tensor<T> kl_div(const Tensor<T>&, const Tensor<T>&, Reduction, bool, bool);                \
+  template Tensor<T> distillation_loss(const Tensor<T>&, const Tensor<T>&, const Tensor<int64_t>&,        \
+                                       const DistillationOptions&);
 EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)
 #undef EMBER_INSTANTIATE

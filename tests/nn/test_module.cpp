@@ -560,5 +560,14 @@ TEST(Recurrent, GradcheckThroughLSTMParameters) {
   };
   EXPECT_TRUE(ember::testing::gradcheck(f, inputs));
 }
+TEST(DistillationLoss, RefusesBadOptionsAndShapes) {
+  const Tensor<float> s = zeros<float>({2, 3}), t = zeros<float>({2, 3});
+  const Tensor<int64_t> y = tensor<int64_t>({0, 2}, {2});
+  EXPECT_THROW(nn::functional::distillation_loss(s, zeros<float>({2, 4}), y), ShapeError);
+  EXPECT_THROW(nn::functional::distillation_loss(s, t, y, {.temperature = 0.0}), ValueError);
+  EXPECT_THROW(nn::functional::distillation_loss(s, t, y, {.alpha = 1.5}), ValueError);
+  // Equal logits: the soft term is 0 and the loss is (1 - alpha) * cross entropy = 0.1 * log 3.
+  EXPECT_NEAR(nn::functional::distillation_loss(s, t, y).item(), 0.1 * std::log(3.0), 1e-6);
+}
 }  // namespace
 }  // namespace ember::nn

@@ -154,6 +154,9 @@ void add_cases_6(std::vector<OpCase>& c) {
                        F::kl_div(log_softmax(x[0], 1), softmax(x[1], 1))));
   c.push_back(EMBER_OP("kl_div_log_target_batchmean", (S{{3, 4}, {3, 4}}), -2, 2, true,
                        F::kl_div(log_softmax(x[0], 1), log_softmax(x[1], 1), R::Mean, true, true)));
+  c.push_back(EMBER_OP("distillation_loss", (S{{3, 4}, {3, 4}}), -2, 2, true,
+                       F::distillation_loss(x[0], x[1], tensor<int64_t>({1, 0, 3}, {3}),
+                                            {.temperature = 2.0, .alpha = 0.7})));
   c.push_back(EMBER_OP("cosine_embedding_loss", (S{{4, 3}, {4, 3}}), -1, 1, true,
                        F::cosine_embedding_loss(x[0], x[1], tensor<T>({1, -1, -1, 1}, {4}), 0.1)));
   c.push_back(EMBER_OP("triplet_margin_loss", (S{{4, 3}, {4, 3}, {4, 3}}), -1, 1, true,

@@ -79,6 +79,20 @@ template <FloatingElement T>
 Tensor<T> kl_div(const Tensor<T>& input, const Tensor<T>& target, Reduction reduction = Reduction::Mean,
                  bool log_target = false, bool batchmean = false);
 
+struct DistillationOptions {
+  double temperature = 4.0;
+  double alpha = 0.9;  // the soft targets' share
+};
+
+/// Hinton et al.'s knowledge-distillation loss: alpha * T^2 * KL(softmax(teacher / T) ||
+/// softmax(student / T)) (batchmean) + (1 - alpha) * cross_entropy(student, target), for logits
+/// [N, C] and class indices [N]. T^2 keeps the soft term's gradients at the hard term's scale as T
+/// changes. Differentiable in both logits; run the teacher under NoGradGuard to train the student
+/// alone.
+template <FloatingElement T>
+Tensor<T> distillation_loss(const Tensor<T>& student_logits, const Tensor<T>& teacher_logits,
+                            const Tensor<int64_t>& target, const DistillationOptions& options = {});
+
 /// Zeroes whole channels (dim 1) with probability p while training; x is [N, C, ...].
 template <FloatingElement T>
 Tensor<T> dropout2d(const Tensor<T>& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
