@@ -9,24 +9,15 @@
 #include <string>
 
 #include "ember/ember.hpp"
-#include "support/reference_file.hpp"
+#include "torch_quant_refs.hpp"
 
 namespace {
 
 using namespace ember;
 
-const std::map<std::string, TensorBase>& refs() {
-  static const std::map<std::string, TensorBase> r = [] {
-    std::map<std::string, TensorBase> out;
-    for (auto& e : io::read_safetensors(ember::testing::data_dir() + "/torch_quant.safetensors").tensors)
-      out.emplace(e.name, e.tensor);
-    return out;
-  }();
-  return r;
-}
 template <class T>
 Tensor<T> ref(const std::string& name) {
-  return Tensor<T>::from_base(refs().at(name));
+  return ember::testing::quant_ref<T>(name);
 }
 
 // PyTorch dequantizes with a fused multiply-add (q * scale - zero_point * scale): within an ulp

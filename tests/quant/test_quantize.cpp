@@ -13,21 +13,13 @@
 #include <string>
 
 #include "ember/ember.hpp"
-#include "support/reference_file.hpp"
+#include "torch_quant_refs.hpp"
 
 namespace {
 
 using namespace ember;
 
-const std::map<std::string, TensorBase>& refs() {
-  static const std::map<std::string, TensorBase> r = [] {
-    std::map<std::string, TensorBase> out;
-    for (auto& e : io::read_safetensors(ember::testing::data_dir() + "/torch_quant.safetensors").tensors)
-      out.emplace(e.name, e.tensor);
-    return out;
-  }();
-  return r;
-}
+const std::map<std::string, TensorBase>& refs() { return ember::testing::quant_refs(); }
 std::vector<float> floats(const std::string& name) { return Tensor<float>::from_base(refs().at(name)).to_vector(); }
 std::vector<int64_t> ints(const std::string& name) {
   const TensorBase& t = refs().at(name);
