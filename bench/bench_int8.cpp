@@ -1,7 +1,10 @@
 // Quantized (int8) Linear and Conv2d against ember's own float layers in the same run, at the
 // example models' shapes (the MNIST CNN and MLP, the CIFAR ResNet's 3x3 convolution), batch 1 and 64,
-// forward in eval mode. Each int8 layer is a one-stage quant::QuantizedModel calibrated on its input;
-// its time includes quantizing the float input and producing the float output.
+// forward in eval mode. Two int8 figures per shape:
+// - `int8`: a one-stage quant::QuantizedModel, float in and float out (quantizing the input and
+//   producing float output included), as a lone quantized layer costs;
+// - `int8_chained`: the layer inside a quantized network, followed by another quantized layer, so
+//   it takes uint8 (channels last) and hands on uint8 (Note [Quantized model]).
 #include <functional>
 #include <memory>
 
@@ -12,46 +15,64 @@
 namespace {
 
 namespace nn = ember::nn;
+namespace quant = ember::quant;
 using ember::Tensor;
 
 using Make = std::function<std::shared_ptr<nn::Module<float>>()>;
+enum class Mode { Float, Int8, Int8Chained };
 
-void run_layer(benchmark::State& state, const Make& make, ember::Shape in, bool int8) {
+void run_layer(benchmark::State& state, const Make& make, const Make& next, ember::Shape in, Mode mode) {
   ember::set_num_threads(static_cast<int>(state.range(0)));
   ember::manual_seed(0);
   in[0] = state.range(1);
   auto layer = std::make_shared<nn::Sequential<float>>();
   layer->push_back(make());
+  if (mode == Mode::Int8Chained) layer->push_back(next());
   layer->eval();
   const Tensor<float> x = ember::randn<float>(in);
   ember::NoGradGuard no_grad;
-  if (!int8) {
+  if (mode == Mode::Float) {
     for (auto _ : state) benchmark::DoNotOptimize((*layer)(x));
   } else {
-    const ember::quant::QuantizedModel q = ember::quant::quantize(*layer, {x}, {.observer = ember::quant::Observer::MinMax});
-    for (auto _ : state) benchmark::DoNotOptimize(q(x));
+    const quant::QuantizedModel q = quant::quantize(*layer, {x}, {.observer = quant::Observer::MinMax});
+    if (mode == Mode::Int8) {
+      for (auto _ : state) benchmark::DoNotOptimize(q(x));
+    } else {
+      const quant::Stage& first = q.stage(0);
+      const quant::QParams p = *first.input_params();
+      Tensor<float> channels_last = x.dim() == 4 ? x.permute({0, 2, 3, 1}).contiguous() : x;
+      const quant::Activation a{Tensor<float>(),
+                                quant::quantize_per_tensor<uint8_t>(channels_last, p.scale, p.zero_point).int_repr(), p};
+      if (!first.run(a).quantized.defined()) state.SkipWithError("the stage did not chain");
+      for (auto _ : state) benchmark::DoNotOptimize(first.run(a));
+    }
   }
   state.SetLabel(ember::backend::int8_isa_name(ember::backend::int8_kernels().isa));
 }
 
-#define EMBER_INT8_BENCH(name, make, ...)                                                                \
-  void BM_int8_##name##_float(benchmark::State& s) { run_layer(s, make, __VA_ARGS__, false); }           \
-  void BM_int8_##name##_int8(benchmark::State& s) { run_layer(s, make, __VA_ARGS__, true); }             \
-  BENCHMARK(BM_int8_##name##_float)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})     \
-      ->Unit(benchmark::kMicrosecond)->UseRealTime();                                                    \
-  BENCHMARK(BM_int8_##name##_int8)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})      \
+#define EMBER_INT8_BENCH(name, make, next, ...)                                                                \
+  void BM_int8_##name##_float(benchmark::State& s) { run_layer(s, make, next, __VA_ARGS__, Mode::Float); }      \
+  void BM_int8_##name##_int8(benchmark::State& s) { run_layer(s, make, next, __VA_ARGS__, Mode::Int8); }        \
+  void BM_int8_##name##_int8_chained(benchmark::State& s) {                                                    \
+    run_layer(s, make, next, __VA_ARGS__, Mode::Int8Chained);                                                  \
+  }                                                                                                            \
+  BENCHMARK(BM_int8_##name##_float)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})           \
+      ->Unit(benchmark::kMicrosecond)->UseRealTime();                                                          \
+  BENCHMARK(BM_int8_##name##_int8)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})            \
+      ->Unit(benchmark::kMicrosecond)->UseRealTime();                                                          \
+  BENCHMARK(BM_int8_##name##_int8_chained)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})    \
       ->Unit(benchmark::kMicrosecond)->UseRealTime()
 
-EMBER_INT8_BENCH(linear_784_512, [] { return std::make_shared<nn::Linear<float>>(784, 512); }, {1, 784});
-EMBER_INT8_BENCH(linear_3136_128, [] { return std::make_shared<nn::Linear<float>>(3136, 128); }, {1, 3136});
-EMBER_INT8_BENCH(conv_mnist1_1to32_28_k3,
-                 [] { return std::make_shared<nn::Conv2d<float>>(1, 32, 3, nn::Conv2dOptions{.padding = 1}); },
-                 {1, 1, 28, 28});
-EMBER_INT8_BENCH(conv_mnist2_32to64_14_k3,
-                 [] { return std::make_shared<nn::Conv2d<float>>(32, 64, 3, nn::Conv2dOptions{.padding = 1}); },
-                 {1, 32, 14, 14});
-EMBER_INT8_BENCH(conv_cifar_64to64_32_k3,
-                 [] { return std::make_shared<nn::Conv2d<float>>(64, 64, 3, nn::Conv2dOptions{.padding = 1}); },
-                 {1, 64, 32, 32});
+std::shared_ptr<nn::Module<float>> conv3x3(int64_t in, int64_t out) {
+  return std::make_shared<nn::Conv2d<float>>(in, out, 3, nn::Conv2dOptions{.padding = 1});
+}
+std::shared_ptr<nn::Module<float>> conv1x1(int64_t in) { return std::make_shared<nn::Conv2d<float>>(in, 8, 1); }
+std::shared_ptr<nn::Module<float>> linear(int64_t in, int64_t out) { return std::make_shared<nn::Linear<float>>(in, out); }
+
+EMBER_INT8_BENCH(linear_784_512, [] { return linear(784, 512); }, [] { return linear(512, 8); }, {1, 784});
+EMBER_INT8_BENCH(linear_3136_128, [] { return linear(3136, 128); }, [] { return linear(128, 8); }, {1, 3136});
+EMBER_INT8_BENCH(conv_mnist1_1to32_28_k3, [] { return conv3x3(1, 32); }, [] { return conv1x1(32); }, {1, 1, 28, 28});
+EMBER_INT8_BENCH(conv_mnist2_32to64_14_k3, [] { return conv3x3(32, 64); }, [] { return conv1x1(64); }, {1, 32, 14, 14});
+EMBER_INT8_BENCH(conv_cifar_64to64_32_k3, [] { return conv3x3(64, 64); }, [] { return conv1x1(64); }, {1, 64, 32, 32});
 
 }  // namespace

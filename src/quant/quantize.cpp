@@ -2,6 +2,8 @@
 // walk over a float model, calibration, and the file format.
 #include "ember/quant/quantize.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -44,6 +46,18 @@ T* scratch(size_t n) {
   thread_local std::vector<T> buffer;
   if (buffer.size() < n) buffer.resize(n);
   return buffer.data();
+}
+
+// The float (channels first) form of an activation.
+Tensor<float> to_float(const Activation& a) {
+  if (!a.quantized.defined()) {
+    if (!a.value.defined()) throw ValueError("the input is undefined");
+    return a.value;
+  }
+  Tensor<float> f = empty<float>(a.quantized.shape());
+  backend::int8_kernels().dequantize_u8(a.quantized.numel(), a.quantized.data(),
+                                        static_cast<int32_t>(a.params.zero_point), a.params.scale, 0, f.data());
+  return a.quantized.dim() == 4 ? f.permute({0, 3, 1, 2}).contiguous() : f;
 }
 
 // ---- Quantized Linear and Conv2d -----------------------------------------------------------------
@@ -97,12 +111,29 @@ struct AffineCore {
   bool dynamic = false;
   QParams input;  // static quantization's input parameters
   std::vector<float> out_scales;  // input scale * weight scale, per output (static)
+  // Static stages whose consumer is quantized too hand it uint8 in its input parameters `out`
+  // (Note [Quantized model]): the bias in int32 units of input scale * weight scale, and the
+  // multiplier from those units to the output's.
+  bool out_quantized = false;
+  QParams out;
+  std::vector<int32_t> bias_q;
+  std::vector<float> out_multiplier;
 
   void finish() {
     prepare(w);
-    if (!dynamic) {
-      out_scales.resize(w.scales.size());
-      for (size_t j = 0; j < w.scales.size(); ++j) out_scales[j] = input.scale * w.scales[j];
+    if (dynamic) return;
+    out_scales.resize(w.scales.size());
+    for (size_t j = 0; j < w.scales.size(); ++j) out_scales[j] = input.scale * w.scales[j];
+    if (!out_quantized) return;
+    bias_q.assign(w.scales.size(), 0);
+    out_multiplier.resize(w.scales.size());
+    const float* b = bias.defined() ? bias.data() : nullptr;
+    for (size_t j = 0; j < w.scales.size(); ++j) {
+      if (b != nullptr) {
+        const double units = std::nearbyint(static_cast<double>(b[j]) / static_cast<double>(out_scales[j]));
+        bias_q[j] = static_cast<int32_t>(std::clamp(units, -1073741824.0, 1073741824.0));
+      }
+      out_multiplier[j] = out_scales[j] / out.scale;
     }
   }
 
@@ -124,6 +155,11 @@ struct AffineCore {
     return q;
   }
 
+  // Whether an incoming uint8 activation is already in this stage's input parameters.
+  bool takes(const Activation& a) const {
+    return a.quantized.defined() && !dynamic && a.params.scale == input.scale && a.params.zero_point == input.zero_point;
+  }
+
   // Rows of u8 activations [m, k] -> float outputs [m, out].
   void multiply(int64_t m, const uint8_t* a, const QParams& in, const std::vector<float>& scales, float* y) const {
     const backend::Int8Kernels& kern = backend::int8_kernels();
@@ -133,10 +169,24 @@ struct AffineCore {
                         scales.data(), bias.defined() ? bias.data() : nullptr, relu, y, w.out);
   }
 
+  // Rows of u8 activations [m, k] -> u8 outputs [m, out] in the parameters `out` (ReLU: nothing
+  // below its zero point).
+  void multiply_to_u8(int64_t m, const uint8_t* a, uint8_t* y) const {
+    const backend::Int8Kernels& kern = backend::int8_kernels();
+    int32_t* acc = scratch<int32_t, 0>(static_cast<size_t>(m * w.out));
+    kern.gemm_u8s8(m, w.out, w.k, a, w.k, w.packed.data(), acc, w.out);
+    const auto zero = static_cast<int32_t>(out.zero_point);
+    kern.requantize_u8(m, w.out, acc, w.out, static_cast<int32_t>(input.zero_point), w.sums.data(), bias_q.data(),
+                       out_multiplier.data(), zero, relu ? zero : static_cast<int32_t>(kActivationSpec.quant_min()),
+                       static_cast<int32_t>(kActivationSpec.quant_max()), y, w.out);
+  }
+
   std::string params_str() const {
     std::string s = relu ? ", relu" : "";
     if (dynamic) return s + ", dynamic";
-    return s + cat_str(", scale=", input.scale, ", zero_point=", input.zero_point);
+    s += cat_str(", scale=", input.scale, ", zero_point=", input.zero_point);
+    if (out_quantized) s += cat_str(", output_scale=", out.scale, ", output_zero_point=", out.zero_point);
+    return s;
   }
 };
 
@@ -148,31 +198,61 @@ void quantize_activations(const float* x, int64_t n, const QParams& q, uint8_t* 
 
 class QuantizedLinear final : public Stage {
  public:
-  explicit QuantizedLinear(AffineCore core) : core_(std::move(core)) {}
-  Tensor<float> run(const Tensor<float>& x) const override {
+  // chw: the [C, H, W] of a channels-last image flattened into this layer's input, when its
+  // weights' columns are in that order (0s otherwise).
+  QuantizedLinear(AffineCore core, std::array<int64_t, 3> chw) : core_(std::move(core)), chw_(chw) {}
+
+  Activation run(const Activation& x) const override {
     const int64_t in = core_.w.k;
-    if (x.dim() < 1 || x.shape()[x.dim() - 1] != in) {
-      throw ShapeError(cat_str("QuantizedLinear: expected an input [*, ", in, "], got ", x.shape()));
+    const uint8_t* a = nullptr;
+    Shape shape;
+    QParams q = core_.input;
+    std::vector<float> scales = core_.out_scales;
+    if (core_.takes(x) && x.quantized.dim() >= 1 && x.quantized.shape()[x.quantized.dim() - 1] == in) {
+      a = x.quantized.data();
+      shape = x.quantized.shape();
+    } else {
+      Tensor<float> xf = to_float(x);
+      if (chw_[0] > 0 && xf.dim() == 2 && xf.shape()[1] == in) {  // features in channels-first order
+        xf = xf.reshape({xf.shape()[0], chw_[0], chw_[1], chw_[2]}).permute({0, 2, 3, 1}).reshape({xf.shape()[0], in});
+      }
+      if (xf.dim() < 1 || xf.shape()[xf.dim() - 1] != in) {
+        throw ShapeError(cat_str("QuantizedLinear: expected an input [*, ", in, "], got ", xf.shape()));
+      }
+      const Tensor<float> xc = xf.contiguous();
+      q = core_.input_params(xc.data(), xc.numel(), scales);
+      uint8_t* buf = scratch<uint8_t, 1>(static_cast<size_t>(xc.numel()));
+      quantize_activations(xc.data(), xc.numel(), q, buf);
+      a = buf;
+      shape = xc.shape();
     }
-    const Tensor<float> xc = x.contiguous();
-    const int64_t m = xc.numel() / std::max<int64_t>(in, 1);
-    std::vector<float> scales;
-    const QParams q = core_.input_params(xc.data(), xc.numel(), scales);
-    uint8_t* a = scratch<uint8_t, 1>(static_cast<size_t>(xc.numel()));
-    quantize_activations(xc.data(), xc.numel(), q, a);
-    std::vector<int64_t> shape(x.shape().begin(), x.shape().end());
-    shape.back() = core_.w.out;
-    Tensor<float> y = empty<float>(Shape(shape));
-    core_.multiply(m, a, q, scales, y.data());
+    const int64_t m = shape.numel() / std::max<int64_t>(in, 1);
+    std::vector<int64_t> out_shape(shape.begin(), shape.end());
+    out_shape.back() = core_.w.out;
+    Activation y;
+    if (core_.out_quantized) {
+      y.quantized = empty<uint8_t>(Shape(out_shape));
+      y.params = core_.out;
+      core_.multiply_to_u8(m, a, y.quantized.data());
+    } else {
+      y.value = empty<float>(Shape(out_shape));
+      core_.multiply(m, a, q, scales, y.value.data());
+    }
     return y;
   }
+  std::optional<QParams> input_params() const override {
+    return core_.dynamic ? std::nullopt : std::optional<QParams>(core_.input);
+  }
   std::string str() const override {
-    return cat_str("QuantizedLinear(in_features=", core_.w.k, ", out_features=", core_.w.out, core_.params_str(), ")");
+    return cat_str("QuantizedLinear(in_features=", core_.w.k, ", out_features=", core_.w.out, core_.params_str(),
+                   chw_[0] > 0 ? ", channels_last_input" : "", ")");
   }
   const AffineCore& core() const noexcept { return core_; }
+  const std::array<int64_t, 3>& chw() const noexcept { return chw_; }
 
  private:
   AffineCore core_;
+  std::array<int64_t, 3> chw_;
 };
 
 class QuantizedConv2d final : public Stage {
@@ -180,32 +260,53 @@ class QuantizedConv2d final : public Stage {
   QuantizedConv2d(AffineCore core, int64_t in_channels, int64_t kh, int64_t kw, Conv2dGeometry g)
       : core_(std::move(core)), c_(in_channels), kh_(kh), kw_(kw), g_(g) {}
 
-  Tensor<float> run(const Tensor<float>& x) const override {
-    if (x.dim() != 4 || x.shape()[1] != c_) {
-      throw ShapeError(cat_str("QuantizedConv2d: expected an input [N, ", c_, ", H, W], got ", x.shape()));
+  Activation run(const Activation& x) const override {
+    // The input as channels-last uint8 images.
+    const uint8_t* images_u8 = nullptr;
+    int64_t n = 0, h = 0, w = 0;
+    QParams q = core_.input;
+    std::vector<float> scales = core_.out_scales;
+    const bool channels_last = core_.takes(x) && x.quantized.dim() == 4 && x.quantized.shape()[3] == c_;
+    if (channels_last) {
+      n = x.quantized.shape()[0];
+      h = x.quantized.shape()[1];
+      w = x.quantized.shape()[2];
+      images_u8 = x.quantized.data();
+    } else {
+      const Tensor<float> xf = to_float(x);
+      if (xf.dim() != 4 || xf.shape()[1] != c_) {
+        throw ShapeError(cat_str("QuantizedConv2d: expected an input [N, ", c_, ", H, W], got ", xf.shape()));
+      }
+      n = xf.shape()[0];
+      h = xf.shape()[2];
+      w = xf.shape()[3];
+      const Tensor<float> xc = xf.contiguous();
+      q = core_.input_params(xc.data(), xc.numel(), scales);
+      uint8_t* qx = scratch<uint8_t, 2>(static_cast<size_t>(xc.numel()));
+      quantize_activations(xc.data(), xc.numel(), q, qx);
+      images_u8 = qx;
     }
-    const int64_t n = x.shape()[0], h = x.shape()[2], w = x.shape()[3];
     const int64_t ho = (h + g_.padding[0] + g_.padding[1] - g_.dilation[0] * (kh_ - 1) - 1) / g_.stride[0] + 1;
     const int64_t wo = (w + g_.padding[2] + g_.padding[3] - g_.dilation[1] * (kw_ - 1) - 1) / g_.stride[1] + 1;
     if (ho <= 0 || wo <= 0) {
-      throw ShapeError(cat_str("QuantizedConv2d: input ", x.shape(), " is smaller than the ", kh_, "x", kw_, " kernel"));
+      throw ShapeError(cat_str("QuantizedConv2d: input of ", h, "x", w, " pixels is smaller than the ", kh_, "x", kw_,
+                               " kernel"));
     }
-    const Tensor<float> xc = x.contiguous();
-    std::vector<float> scales;
-    const QParams q = core_.input_params(xc.data(), xc.numel(), scales);
-    uint8_t* qx = scratch<uint8_t, 2>(static_cast<size_t>(xc.numel()));
-    quantize_activations(xc.data(), xc.numel(), q, qx);
     const int64_t out_c = core_.w.out, k = core_.w.k, pixels = ho * wo, plane = h * w;
-    Tensor<float> y = empty<float>({n, out_c, ho, wo});
-    float* yd = y.data();
+    Activation y;
+    if (core_.out_quantized) {
+      y.quantized = empty<uint8_t>({n, ho, wo, out_c});
+      y.params = core_.out;
+    } else {
+      y.value = empty<float>({n, out_c, ho, wo});
+    }
     // Image by image (the rows of a batch would not stay in cache), images spread over threads.
     auto images = [&](int64_t b0, int64_t b1) {
       uint8_t* nhwc = scratch<uint8_t, 3>(static_cast<size_t>(c_ * plane));
       uint8_t* rows = scratch<uint8_t, 4>(static_cast<size_t>(pixels * k));
-      float* out = scratch<float, 5>(static_cast<size_t>(pixels * out_c));
       for (int64_t b = b0; b < b1; ++b) {
-        const uint8_t* img = qx + b * c_ * plane;
-        if (c_ > 1) {  // channels last, so that each kernel tap of a row is one run of C bytes
+        const uint8_t* img = images_u8 + b * c_ * plane;
+        if (!channels_last && c_ > 1) {  // channels last, so that each kernel tap of a row is one run of C bytes
           for (int64_t p0 = 0; p0 < plane; p0 += 64) {  // in blocks that stay in L1
             const int64_t p1 = std::min(plane, p0 + 64);
             for (int64_t ch = 0; ch < c_; ++ch)
@@ -214,8 +315,13 @@ class QuantizedConv2d final : public Stage {
           img = nhwc;
         }
         im2row(img, h, w, ho, wo, static_cast<uint8_t>(q.zero_point), rows);
+        if (core_.out_quantized) {  // channels last is the GEMM's own output order
+          core_.multiply_to_u8(pixels, rows, y.quantized.data() + b * pixels * out_c);
+          continue;
+        }
+        float* out = scratch<float, 5>(static_cast<size_t>(pixels * out_c));
         core_.multiply(pixels, rows, q, scales, out);
-        float* dst = yd + b * out_c * pixels;  // back to channels first
+        float* dst = y.value.data() + b * out_c * pixels;  // back to channels first
         for (int64_t p0 = 0; p0 < pixels; p0 += 16) {
           const int64_t p1 = std::min(pixels, p0 + 16);
           for (int64_t o = 0; o < out_c; ++o)
@@ -230,6 +336,11 @@ class QuantizedConv2d final : public Stage {
     }
     return y;
   }
+
+  std::optional<QParams> input_params() const override {
+    return core_.dynamic ? std::nullopt : std::optional<QParams>(core_.input);
+  }
+
   // One row of K = kh * kw * C bytes per output pixel of a channels-last image, the zero point
   // (real 0) outside it.
   void im2row(const uint8_t* img, int64_t h, int64_t w, int64_t ho, int64_t wo, uint8_t pad, uint8_t* row) const {
@@ -241,8 +352,14 @@ class QuantizedConv2d final : public Stage {
         for (int64_t i = 0; i < kh_; ++i) {
           const int64_t ih = oh * g_.stride[0] - g_.padding[0] + i * g_.dilation[0];
           if (inside_w && g_.dilation[1] == 1 && ih >= 0 && ih < h) {
-            // The kernel row's taps are neighbouring pixels: one run of kw * C bytes.
-            std::memcpy(row, img + (ih * w + iw0) * c_, static_cast<size_t>(tap_row));
+            // The kernel row's taps are neighbouring pixels: one run of kw * C bytes (short runs
+            // copied inline: a call per few bytes would cost more than the copy).
+            const uint8_t* src = img + (ih * w + iw0) * c_;
+            if (tap_row <= 16) {
+              for (int64_t t = 0; t < tap_row; ++t) row[t] = src[t];
+            } else {
+              std::memcpy(row, src, static_cast<size_t>(tap_row));
+            }
             row += tap_row;
             continue;
           }
@@ -284,7 +401,40 @@ class QuantizedConv2d final : public Stage {
 class MaxPoolStage final : public Stage {
  public:
   MaxPoolStage(IntPair k, MaxPool2dOptions o) : k_(k), o_(o) {}
-  Tensor<float> run(const Tensor<float>& x) const override { return max_pool2d(x, k_, o_); }
+  // uint8 images pool as they are (max commutes with quantization); floats through the op.
+  bool pools_quantized() const noexcept { return !o_.ceil_mode; }
+  Activation run(const Activation& x) const override {
+    if (!x.quantized.defined() || x.quantized.dim() != 4 || !pools_quantized()) return {max_pool2d(to_float(x), k_, o_)};
+    const int64_t n = x.quantized.shape()[0], h = x.quantized.shape()[1], w = x.quantized.shape()[2];
+    const int64_t c = x.quantized.shape()[3];
+    const int64_t sh = o_.stride.h ? o_.stride.h : k_.h, sw = o_.stride.w ? o_.stride.w : k_.w;
+    const int64_t ho = (h + 2 * o_.padding.h - o_.dilation.h * (k_.h - 1) - 1) / sh + 1;
+    const int64_t wo = (w + 2 * o_.padding.w - o_.dilation.w * (k_.w - 1) - 1) / sw + 1;
+    if (ho <= 0 || wo <= 0) throw ShapeError(cat_str("MaxPool2d: input of ", h, "x", w, " pixels is smaller than the window"));
+    Activation y;
+    y.quantized = empty<uint8_t>({n, ho, wo, c});
+    y.params = x.params;
+    const uint8_t* src = x.quantized.data();
+    uint8_t* dst = y.quantized.data();
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t oh = 0; oh < ho; ++oh) {
+        for (int64_t ow = 0; ow < wo; ++ow, dst += c) {
+          std::memset(dst, 0, static_cast<size_t>(c));
+          for (int64_t i = 0; i < k_.h; ++i) {
+            const int64_t ih = oh * sh - o_.padding.h + i * o_.dilation.h;
+            if (ih < 0 || ih >= h) continue;
+            for (int64_t j = 0; j < k_.w; ++j) {
+              const int64_t iw = ow * sw - o_.padding.w + j * o_.dilation.w;
+              if (iw < 0 || iw >= w) continue;
+              const uint8_t* p = src + ((b * h + ih) * w + iw) * c;
+              for (int64_t ch = 0; ch < c; ++ch) dst[ch] = std::max(dst[ch], p[ch]);
+            }
+          }
+        }
+      }
+    }
+    return y;
+  }
   std::string str() const override {
     return cat_str("MaxPool2d(kernel_size=", pair_str(k_.h, k_.w), ", stride=",
                    pair_str(o_.stride.h ? o_.stride.h : k_.h, o_.stride.w ? o_.stride.w : k_.w), ", padding=",
@@ -297,7 +447,7 @@ class MaxPoolStage final : public Stage {
 class AvgPoolStage final : public Stage {
  public:
   AvgPoolStage(IntPair k, AvgPool2dOptions o) : k_(k), o_(o) {}
-  Tensor<float> run(const Tensor<float>& x) const override { return avg_pool2d(x, k_, o_); }
+  Activation run(const Activation& x) const override { return {avg_pool2d(to_float(x), k_, o_)}; }
   std::string str() const override {
     return cat_str("AvgPool2d(kernel_size=", pair_str(k_.h, k_.w), ", stride=",
                    pair_str(o_.stride.h ? o_.stride.h : k_.h, o_.stride.w ? o_.stride.w : k_.w), ")");
@@ -309,22 +459,32 @@ class AvgPoolStage final : public Stage {
 class AdaptiveAvgPoolStage final : public Stage {
  public:
   explicit AdaptiveAvgPoolStage(IntPair out) : out_(out) {}
-  Tensor<float> run(const Tensor<float>& x) const override { return adaptive_avg_pool2d(x, out_); }
+  Activation run(const Activation& x) const override { return {adaptive_avg_pool2d(to_float(x), out_)}; }
   std::string str() const override { return cat_str("AdaptiveAvgPool2d(output_size=", pair_str(out_.h, out_.w), ")"); }
   IntPair out_;
 };
 
 class FlattenStage final : public Stage {
  public:
-  explicit FlattenStage(nn::FlattenOptions o) : o_(o) {}
-  Tensor<float> run(const Tensor<float>& x) const override { return x.flatten(o_.start_dim, o_.end_dim); }
+  // channels_last: a uint8 image stays channels last, flattened as [N, H * W * C], for a
+  // QuantizedLinear whose weights expect that order.
+  FlattenStage(nn::FlattenOptions o, bool channels_last) : o_(o), channels_last_(channels_last) {}
+  bool full() const noexcept { return o_.start_dim == 1 && (o_.end_dim == -1 || o_.end_dim == 3); }
+  Activation run(const Activation& x) const override {
+    if (channels_last_ && full() && x.quantized.defined() && x.quantized.dim() == 4) {
+      const Shape& s = x.quantized.shape();
+      return {Tensor<float>(), x.quantized.reshape({s[0], s[1] * s[2] * s[3]}), x.params};
+    }
+    return {to_float(x).flatten(o_.start_dim, o_.end_dim)};
+  }
   std::string str() const override { return cat_str("Flatten(start_dim=", o_.start_dim, ", end_dim=", o_.end_dim, ")"); }
   nn::FlattenOptions o_;
+  bool channels_last_;
 };
 
 class ReluStage final : public Stage {
  public:
-  Tensor<float> run(const Tensor<float>& x) const override { return relu(x); }
+  Activation run(const Activation& x) const override { return {relu(to_float(x))}; }
   std::string str() const override { return "ReLU()"; }
 };
 
@@ -424,7 +584,7 @@ std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only) {
     } else if (dynamic_cast<nn::Dropout<float>*>(m) != nullptr || dynamic_cast<nn::Identity<float>*>(m) != nullptr) {
       continue;
     } else if (auto* f = dynamic_cast<nn::Flatten<float>*>(m)) {
-      steps.push_back({std::make_shared<FlattenStage>(f->options()), nullptr});
+      steps.push_back({std::make_shared<FlattenStage>(f->options(), false), nullptr});
     } else if (auto* mp = dynamic_cast<nn::MaxPool2d<float>*>(m)) {
       steps.push_back({std::make_shared<MaxPoolStage>(mp->kernel_size(), mp->options()), nullptr});
     } else if (auto* ap = dynamic_cast<nn::AvgPool2d<float>*>(m)) {
@@ -441,26 +601,50 @@ std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only) {
   return steps;
 }
 
-std::shared_ptr<const Stage> make_quantized(const FloatAffine& a, bool per_channel, bool dynamic, QParams input) {
+// How a quantized layer connects to the next (Note [Quantized model]).
+struct Link {
+  bool out_quantized = false;
+  QParams out;
+  std::array<int64_t, 3> chw{0, 0, 0};  // a Linear fed a flattened channels-last image
+};
+
+std::shared_ptr<const Stage> make_quantized(const FloatAffine& a, bool per_channel, bool dynamic, QParams input,
+                                            const Link& link = {}) {
   AffineCore core;
-  core.w = quantize_weights(a.weight, per_channel);
+  Tensor<float> weight = a.weight;
+  if (link.chw[0] > 0) {  // columns in the channels-last order the flattened image arrives in
+    const int64_t out = weight.shape()[0];
+    if (link.chw[0] * link.chw[1] * link.chw[2] != weight.shape()[1]) {
+      throw ShapeError(cat_str("quantize: '", a.path, "' takes ", weight.shape()[1], " features but is fed a ",
+                               link.chw[0], "x", link.chw[1], "x", link.chw[2], " image"));
+    }
+    weight = weight.reshape({out, link.chw[0], link.chw[1], link.chw[2]}).permute({0, 2, 3, 1}).reshape({out, -1}).contiguous();
+  }
+  core.w = quantize_weights(weight, per_channel);
   core.bias = a.bias;
   core.relu = a.relu;
   core.dynamic = dynamic;
   core.input = input;
+  core.out_quantized = link.out_quantized;
+  core.out = link.out;
   core.finish();
-  if (!a.conv) return std::make_shared<QuantizedLinear>(std::move(core));
+  if (!a.conv) return std::make_shared<QuantizedLinear>(std::move(core), link.chw);
   return std::make_shared<QuantizedConv2d>(std::move(core), a.weight.shape()[1], a.weight.shape()[2],
                                            a.weight.shape()[3], a.geometry);
 }
 
 }  // namespace
 
+Tensor<float> Stage::forward(const Tensor<float>& x) const {
+  NoGradGuard no_grad;
+  return to_float(run(Activation{x.detach()}));
+}
+
 Tensor<float> QuantizedModel::operator()(const Tensor<float>& x) const {
   if (stages_.empty()) throw ValueError("QuantizedModel: the model is empty (default-constructed?)");
   if (!x.defined()) throw ValueError("QuantizedModel: the input is undefined");
   NoGradGuard no_grad;
-  Tensor<float> y = x.detach();
+  Activation y{x.detach()};
   for (size_t i = 0; i < stages_.size(); ++i) {
     try {
       y = stages_[i]->run(y);
@@ -469,7 +653,7 @@ Tensor<float> QuantizedModel::operator()(const Tensor<float>& x) const {
       throw;
     }
   }
-  return y;
+  return to_float(y);
 }
 
 std::string QuantizedModel::str() const {
@@ -491,6 +675,7 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
   // One observer per quantized layer's input.
   std::vector<MinMaxObserver> minmax(steps.size());
   std::vector<HistogramObserver> histogram(steps.size());
+  std::vector<std::array<int64_t, 3>> image_shape(steps.size(), {0, 0, 0});  // at each Flatten's input
   NoGradGuard no_grad;
   for (size_t b = 0; b < calibration.size(); ++b) {
     const Tensor<float>& batch = calibration[b];
@@ -499,6 +684,9 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
     }
     Tensor<float> y = batch;
     for (size_t i = 0; i < steps.size(); ++i) {
+      if (dynamic_cast<const FlattenStage*>(steps[i].fixed.get()) != nullptr && y.dim() == 4) {
+        image_shape[i] = {y.shape()[1], y.shape()[2], y.shape()[3]};
+      }
       if (steps[i].affine) {
         const std::string what = cat_str("quantize: calibration batch ", b, " at the input of '", steps[i].affine->path, "'");
         if (options.observer == Observer::MinMax) minmax[i].observe(y, what.c_str());
@@ -510,18 +698,57 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
           throw;
         }
       } else {
-        y = steps[i].fixed->run(y);
+        y = steps[i].fixed->forward(y);
       }
+    }
+  }
+  std::vector<QParams> inputs(steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].affine) inputs[i] = options.observer == Observer::MinMax ? minmax[i].qparams() : histogram[i].qparams();
+  }
+  // Links: a layer hands uint8 to the next quantized layer when only max pooling and a Flatten
+  // (conv -> linear) stand between them.
+  std::vector<Link> links(steps.size());
+  std::vector<bool> flatten_channels_last(steps.size(), false);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (!steps[i].affine) continue;
+    size_t j = i + 1;
+    int64_t flatten = -1;
+    bool passable = true;
+    for (; j < steps.size() && !steps[j].affine; ++j) {
+      const Stage* st = steps[j].fixed.get();
+      if (const auto* mp = dynamic_cast<const MaxPoolStage*>(st); mp != nullptr && mp->pools_quantized() &&
+                                                                  steps[i].affine->conv && flatten < 0) {
+        continue;
+      }
+      if (const auto* fl = dynamic_cast<const FlattenStage*>(st); fl != nullptr && fl->full() && flatten < 0 &&
+                                                                  steps[i].affine->conv && image_shape[j][0] > 0) {
+        flatten = static_cast<int64_t>(j);
+        continue;
+      }
+      passable = false;
+      break;
+    }
+    if (!passable || j >= steps.size()) continue;
+    const bool conv_to_conv = steps[i].affine->conv && steps[j].affine->conv && flatten < 0;
+    const bool to_linear = !steps[j].affine->conv && (steps[i].affine->conv ? flatten >= 0 : true);
+    if (!conv_to_conv && !to_linear) continue;
+    links[i].out_quantized = true;
+    links[i].out = inputs[j];
+    if (flatten >= 0) {
+      flatten_channels_last[static_cast<size_t>(flatten)] = true;
+      links[j].chw = image_shape[static_cast<size_t>(flatten)];
     }
   }
   std::vector<std::shared_ptr<const Stage>> stages;
   for (size_t i = 0; i < steps.size(); ++i) {
     if (!steps[i].affine) {
-      stages.push_back(steps[i].fixed);
+      const auto* fl = dynamic_cast<const FlattenStage*>(steps[i].fixed.get());
+      stages.push_back(fl != nullptr && flatten_channels_last[i] ? std::make_shared<FlattenStage>(fl->o_, true)
+                                                                 : steps[i].fixed);
       continue;
     }
-    const QParams input = options.observer == Observer::MinMax ? minmax[i].qparams() : histogram[i].qparams();
-    stages.push_back(make_quantized(*steps[i].affine, options.per_channel, false, input));
+    stages.push_back(make_quantized(*steps[i].affine, options.per_channel, false, inputs[i], links[i]));
   }
   return QuantizedModel(std::move(stages));
 }
@@ -542,8 +769,10 @@ QuantizedModel quantize_dynamic(nn::Module<float>& model, const DynamicOptions& 
 // described by "ember.quant.stage.i" = its kind and key=value fields (linear, conv2d, max_pool2d,
 // avg_pool2d, adaptive_avg_pool2d, flatten, relu), and a Linear or Conv2d stage's tensors are
 // "i.weight" (I8, the layer's weight shape), "i.weight_scale" (F32 [out]), "i.weight_zero_point"
-// (I64 [out], zeros), "i.bias" (F32 [out], when it has one), and for static quantization
-// "i.input_scale" (F32 []) and "i.input_zero_point" (I64 []).
+// (I64 [out], zeros), "i.bias" (F32 [out], when it has one), for static quantization
+// "i.input_scale" (F32 []) and "i.input_zero_point" (I64 []), and for a stage that hands uint8 to
+// the next (out_quantized=1) "i.output_scale" and "i.output_zero_point". A Linear fed a flattened
+// channels-last image (image_c/h/w not 0) stores its weight columns in that order.
 
 namespace {
 
@@ -561,6 +790,10 @@ void put_affine(nn::StateDict& tensors, const std::string& prefix, const AffineC
   if (!c.dynamic) {
     tensors.push_back({prefix + "input_scale", tensor<float>(std::vector<float>{c.input.scale}, Shape{})});
     tensors.push_back({prefix + "input_zero_point", tensor<int64_t>(std::vector<int64_t>{c.input.zero_point}, Shape{})});
+  }
+  if (c.out_quantized) {
+    tensors.push_back({prefix + "output_scale", tensor<float>(std::vector<float>{c.out.scale}, Shape{})});
+    tensors.push_back({prefix + "output_zero_point", tensor<int64_t>(std::vector<int64_t>{c.out.zero_point}, Shape{})});
   }
 }
 
@@ -608,7 +841,9 @@ void save(const QuantizedModel& model, const std::string& path) {
     std::string desc;
     if (const auto* l = dynamic_cast<const QuantizedLinear*>(&s)) {
       const AffineCore& c = l->core();
-      desc = "linear" + fields({{"in", c.w.k}, {"out", c.w.out}, {"relu", c.relu}, {"dynamic", c.dynamic}});
+      desc = "linear" + fields({{"in", c.w.k}, {"out", c.w.out}, {"relu", c.relu}, {"dynamic", c.dynamic},
+                                {"out_quantized", c.out_quantized}, {"image_c", l->chw()[0]}, {"image_h", l->chw()[1]},
+                                {"image_w", l->chw()[2]}});
       put_affine(tensors, prefix, c);
     } else if (const auto* cv = dynamic_cast<const QuantizedConv2d*>(&s)) {
       const AffineCore& c = cv->core();
@@ -617,7 +852,7 @@ void save(const QuantizedModel& model, const std::string& path) {
                                 {"stride_h", g.stride[0]}, {"stride_w", g.stride[1]}, {"pad_top", g.padding[0]},
                                 {"pad_bottom", g.padding[1]}, {"pad_left", g.padding[2]}, {"pad_right", g.padding[3]},
                                 {"dil_h", g.dilation[0]}, {"dil_w", g.dilation[1]}, {"relu", c.relu},
-                                {"dynamic", c.dynamic}});
+                                {"dynamic", c.dynamic}, {"out_quantized", c.out_quantized}});
       put_affine(tensors, prefix, c);
     } else if (const auto* mp = dynamic_cast<const MaxPoolStage*>(&s)) {
       const MaxPool2dOptions& o = mp->o_;
@@ -632,7 +867,8 @@ void save(const QuantizedModel& model, const std::string& path) {
     } else if (const auto* aap = dynamic_cast<const AdaptiveAvgPoolStage*>(&s)) {
       desc = "adaptive_avg_pool2d" + fields({{"h", aap->out_.h}, {"w", aap->out_.w}});
     } else if (const auto* fl = dynamic_cast<const FlattenStage*>(&s)) {
-      desc = "flatten" + fields({{"start_dim", fl->o_.start_dim}, {"end_dim", fl->o_.end_dim}});
+      desc = "flatten" + fields({{"start_dim", fl->o_.start_dim}, {"end_dim", fl->o_.end_dim},
+                                 {"channels_last", fl->channels_last_}});
     } else if (dynamic_cast<const ReluStage*>(&s) != nullptr) {
       desc = "relu";
     } else {
@@ -700,18 +936,29 @@ QuantizedModel load(const std::string& path) {
       if (tensors.count(prefix + "bias")) c.bias = Tensor<float>::from_base(take(prefix + "bias", DType::Float32, Shape{out}));
       c.relu = f.get("relu", path, i) != 0;
       c.dynamic = f.get("dynamic", path, i) != 0;
-      if (!c.dynamic) {
-        c.input.scale = Tensor<float>::from_base(take(prefix + "input_scale", DType::Float32, Shape{})).item();
-        c.input.zero_point = Tensor<int64_t>::from_base(take(prefix + "input_zero_point", DType::Int64, Shape{})).item();
-        if (!(c.input.scale > 0.0f) || !std::isfinite(c.input.scale) || c.input.zero_point < kActivationSpec.quant_min() ||
-            c.input.zero_point > kActivationSpec.quant_max()) {
-          bad_file(path, cat_str("stage ", i, ": input scale ", c.input.scale, " / zero point ", c.input.zero_point,
+      c.out_quantized = f.get("out_quantized", path, i) != 0;
+      auto activation_params = [&](const std::string& name) {
+        QParams p;
+        p.scale = Tensor<float>::from_base(take(prefix + name + "_scale", DType::Float32, Shape{})).item();
+        p.zero_point = Tensor<int64_t>::from_base(take(prefix + name + "_zero_point", DType::Int64, Shape{})).item();
+        if (!(p.scale > 0.0f) || !std::isfinite(p.scale) || p.zero_point < kActivationSpec.quant_min() ||
+            p.zero_point > kActivationSpec.quant_max()) {
+          bad_file(path, cat_str("stage ", i, ": ", name, " scale ", p.scale, " / zero point ", p.zero_point,
                                  " out of range"));
         }
-      }
+        return p;
+      };
+      if (c.dynamic && c.out_quantized) bad_file(path, cat_str("stage ", i, ": a dynamic stage cannot output uint8"));
+      if (c.out_quantized) c.out = activation_params("output");
+      if (!c.dynamic) c.input = activation_params("input");
       c.finish();
       if (!conv) {
-        stages.push_back(std::make_shared<QuantizedLinear>(std::move(c)));
+        const std::array<int64_t, 3> chw{f.get("image_c", path, i), f.get("image_h", path, i), f.get("image_w", path, i)};
+        if (chw[0] != 0 && (chw[0] < 0 || chw[1] <= 0 || chw[2] <= 0 || chw[0] * chw[1] * chw[2] != in)) {
+          bad_file(path, cat_str("stage ", i, ": image ", chw[0], "x", chw[1], "x", chw[2], " does not hold ", in,
+                                 " features"));
+        }
+        stages.push_back(std::make_shared<QuantizedLinear>(std::move(c), chw));
       } else {
         Conv2dGeometry g;
         g.stride = {positive(f.get("stride_h", path, i), "stride_h", i), positive(f.get("stride_w", path, i), "stride_w", i)};
@@ -744,7 +991,7 @@ QuantizedModel load(const std::string& path) {
           IntPair(positive(f.get("h", path, i), "h", i), positive(f.get("w", path, i), "w", i))));
     } else if (f.kind == "flatten") {
       stages.push_back(std::make_shared<FlattenStage>(
-          nn::FlattenOptions{f.get("start_dim", path, i), f.get("end_dim", path, i)}));
+          nn::FlattenOptions{f.get("start_dim", path, i), f.get("end_dim", path, i)}, f.get("channels_last", path, i) != 0));
     } else if (f.kind == "relu") {
       stages.push_back(std::make_shared<ReluStage>());
     } else {

@@ -135,20 +135,46 @@ Tensor<float> reference_linear(const Tensor<float>& x, const Tensor<float>& w, c
 
 TEST(Quantize, LinearFollowsItsDefinition) {
   Generator gen(5);
+  nn::Sequential net(nn::Linear(37, 19), nn::ReLU());
+  net.eval();
+  const Tensor<float> x = randn<float>({9, 37}, &gen);
+  const quant::QuantizedModel q = quant::quantize(net, {x}, {.observer = quant::Observer::MinMax});
+  ASSERT_EQ(q.num_stages(), 1u);  // the ReLU is folded into the Linear
+  auto* l0 = dynamic_cast<nn::Linear<float>*>(net.child(0).get());
+  const Tensor<float> want = reference_linear(x, l0->weight.detach(), l0->bias.detach(), true);
+  const std::vector<float> g = q(x).to_vector(), w = want.to_vector();
+  for (size_t i = 0; i < g.size(); ++i) ASSERT_NEAR(g[i], w[i], 1e-6f * std::max(1.0f, std::fabs(w[i]))) << i;
+  EXPECT_NE(q.str().find("QuantizedLinear(in_features=37, out_features=19, relu, scale="), std::string::npos) << q.str();
+}
+
+// Linear -> ReLU -> Linear: the first hands the second uint8 in its input parameters, one
+// rounding of the definition's float output onto that grid.
+TEST(Quantize, LinearChainRequantizes) {
+  Generator gen(15);
   nn::Sequential net(nn::Linear(37, 19), nn::ReLU(), nn::Linear(19, 5));
   net.eval();
   const Tensor<float> x = randn<float>({9, 37}, &gen);
   const quant::QuantizedModel q = quant::quantize(net, {x}, {.observer = quant::Observer::MinMax});
-  ASSERT_EQ(q.num_stages(), 2u);  // the ReLU is folded into the first Linear
+  ASSERT_EQ(q.num_stages(), 2u);
   auto* l0 = dynamic_cast<nn::Linear<float>*>(net.child(0).get());
   const Tensor<float> first = reference_linear(x, l0->weight.detach(), l0->bias.detach(), true);
-  const Tensor<float> got = q.stage(0).run(x);
-  const std::vector<float> g = got.to_vector(), w = first.to_vector();
-  for (size_t i = 0; i < g.size(); ++i) ASSERT_NEAR(g[i], w[i], 1e-6f * std::max(1.0f, std::fabs(w[i]))) << i;
-  // And the model's output is close to the float model's.
+  quant::MinMaxObserver next(quant::kActivationSpec);
+  next.observe(relu(net.child(0)->forward(x)));
+  const quant::QParams p = next.qparams();
+  const quant::Activation a = q.stage(0).run(quant::Activation{x});
+  ASSERT_TRUE(a.quantized.defined());
+  EXPECT_EQ(a.params.scale, p.scale);
+  EXPECT_EQ(a.params.zero_point, p.zero_point);
+  const std::vector<uint8_t> got = a.quantized.to_vector();
+  const std::vector<float> w = first.to_vector();
+  for (size_t i = 0; i < got.size(); ++i) {
+    const float value = (static_cast<float>(got[i]) - static_cast<float>(p.zero_point)) * p.scale;
+    ASSERT_LE(std::fabs(value - w[i]), 1.01f * p.scale) << i;
+    ASSERT_GE(got[i], p.zero_point) << i;  // the ReLU
+  }
   const Tensor<float> yf = net(x), yq = q(x);
   EXPECT_LT((yf - yq).abs().max().item(), 0.05f * yf.abs().max().item());
-  EXPECT_NE(q.str().find("QuantizedLinear(in_features=37, out_features=19, relu, scale="), std::string::npos) << q.str();
+  EXPECT_NE(q.str().find("output_scale="), std::string::npos) << q.str();
 }
 
 TEST(Quantize, Conv2dFollowsItsDefinition) {

@@ -8,16 +8,23 @@
 // calibration batches through the folded float layers to observe every quantized layer's input,
 // and builds a QuantizedModel: a list of stages. Linear and Conv2d stages hold int8 weights
 // (per output channel or per tensor, symmetric) and quantize their input to 7-bit uint8 with the
-// observed parameters (Note [Int8 GEMM]); their int32 sums become float outputs (bias and ReLU
-// applied) for the next stage. Pooling, flattening and ReLU run on those floats; Dropout and
-// Identity vanish (eval mode). Any other module is refused with its path and type: the stages
+// observed parameters (Note [Int8 GEMM]). Where the next Linear or Conv2d follows directly or
+// through MaxPool2d and Flatten, a stage requantizes its int32 sums (bias and ReLU applied) into
+// that layer's input parameters and hands it uint8, channels last for images, so images never go
+// back to float or channels first between quantized layers: max pooling works on the uint8 values
+// (exact: max commutes with a monotonic quantization), Flatten keeps the channels-last order and
+// the Linear after it has its weight columns permuted to match. Elsewhere a quantized stage
+// outputs floats (bias and ReLU applied): the last layer, or before AvgPool2d, a lone ReLU and the
+// like, which run on floats. Dropout and Identity vanish (eval mode). Any other module is refused with its path and type: the stages
 // must be able to run, and load, without the float model.
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ember/core/tensor.hpp"
 #include "ember/nn/module.hpp"
+#include "ember/quant/observer.hpp"
 
 namespace ember::quant {
 
@@ -34,11 +41,25 @@ struct DynamicOptions {
   bool per_channel = true;
 };
 
+/// What flows between the stages of a QuantizedModel: float values (channels first, as the float
+/// model's layers see them) or uint8 values in the parameters `params` (channels last when
+/// 4-D: [N, H, W, C]), which a quantized consumer takes as they are.
+struct Activation {
+  Tensor<float> value;
+  Tensor<uint8_t> quantized;
+  QParams params;
+};
+
 /// One step of a QuantizedModel (Note [Quantized model]).
 class Stage {
  public:
   virtual ~Stage() = default;
-  virtual Tensor<float> run(const Tensor<float>& x) const = 0;
+  virtual Activation run(const Activation& x) const = 0;
+  /// The stage on a float input, its output as float.
+  Tensor<float> forward(const Tensor<float>& x) const;
+  /// A static Linear or Conv2d stage's input parameters (what it quantizes its input with, and
+  /// the uint8 activations it takes as they are); nullopt for other stages.
+  virtual std::optional<QParams> input_params() const { return std::nullopt; }
   /// "QuantizedConv2d(1, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), relu, scale=0.0123, zero_point=0)".
   virtual std::string str() const = 0;
 };
