@@ -75,4 +75,35 @@ EMBER_INT8_BENCH(conv_mnist1_1to32_28_k3, [] { return conv3x3(1, 32); }, [] { re
 EMBER_INT8_BENCH(conv_mnist2_32to64_14_k3, [] { return conv3x3(32, 64); }, [] { return conv1x1(64); }, {1, 32, 14, 14});
 EMBER_INT8_BENCH(conv_cifar_64to64_32_k3, [] { return conv3x3(64, 64); }, [] { return conv1x1(64); }, {1, 64, 32, 32});
 
+// The whole Fashion-MNIST CNN of ember-mnist (random weights; batch norm with statistics from a
+// few training-mode batches), float against its quant::quantize'd int8 model.
+void run_mnist_cnn(benchmark::State& state, bool int8) {
+  ember::set_num_threads(static_cast<int>(state.range(0)));
+  ember::manual_seed(0);
+  nn::Sequential<float> net(
+      nn::Conv2d(1, 32, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(32), nn::ReLU(), nn::MaxPool2d(2),
+      nn::Conv2d(32, 64, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(64), nn::ReLU(), nn::MaxPool2d(2),
+      nn::Flatten(), nn::Dropout(0.25), nn::Linear(64 * 7 * 7, 128), nn::ReLU(), nn::Dropout(0.5), nn::Linear(128, 10));
+  {
+    ember::NoGradGuard no_grad;
+    for (int i = 0; i < 3; ++i) net(ember::randn<float>({32, 1, 28, 28}));
+  }
+  net.eval();
+  const Tensor<float> x = ember::randn<float>({state.range(1), 1, 28, 28});
+  ember::NoGradGuard no_grad;
+  if (!int8) {
+    for (auto _ : state) benchmark::DoNotOptimize(net(x));
+  } else {
+    const quant::QuantizedModel q = quant::quantize(net, {ember::randn<float>({64, 1, 28, 28})});
+    for (auto _ : state) benchmark::DoNotOptimize(q(x));
+  }
+  state.SetLabel(ember::backend::int8_isa_name(ember::backend::int8_kernels().isa));
+}
+void BM_int8_mnist_cnn_float(benchmark::State& s) { run_mnist_cnn(s, false); }
+void BM_int8_mnist_cnn_int8(benchmark::State& s) { run_mnist_cnn(s, true); }
+BENCHMARK(BM_int8_mnist_cnn_float)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_int8_mnist_cnn_int8)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 }  // namespace

@@ -272,6 +272,23 @@ TEST_F(Examples, ExplainWritesPicturesAndFigures) {
   EXPECT_NE(bad.output.find("other.safetensors: no 'ember.program' metadata"), std::string::npos) << bad.output;
 }
 
+// --quantize quantizes the trained CNN to int8, reports its accuracy (close to the float model's)
+// and writes a file about a quarter of the float one's size that quant::load runs.
+TEST_F(Examples, MnistQuantize) {
+  make_mnist_like(dir_ + "/mnist", 640, 200);
+  const ProcessResult r = run({EMBER_MNIST, "--data", dir_ + "/mnist", "--model", "cnn", "--epochs", "2", "--batch-size",
+                               "32", "--threads", "1", "--workers", "0", "--out", dir_ + "/q", "--quantize"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const double float_accuracy = std::stod(value_of(r.output, "test_accuracy"));
+  const double int8_accuracy = std::stod(value_of(r.output, "int8_test_accuracy"));
+  EXPECT_NEAR(int8_accuracy, float_accuracy, 0.03) << r.output;
+  EXPECT_EQ(value_of(r.output, "int8_calibration_images"), "640");
+  const double ratio = std::stod(value_of(r.output, "model_bytes")) / std::stod(value_of(r.output, "int8_model_bytes"));
+  EXPECT_GT(ratio, 3.0) << r.output;
+  const quant::QuantizedModel q = quant::load(dir_ + "/q/model-int8.safetensors");
+  EXPECT_EQ(q(zeros<float>({2, 1, 28, 28})).shape(), Shape({2, 10}));
+}
+
 // --adversarial-training trains on clean and FGSM batches; every run reports its accuracy on FGSM
 // examples of the test set, and the adversarially trained model keeps more of it.
 TEST_F(Examples, MnistAdversarialTrainingRaisesFgsmAccuracy) {
