@@ -137,21 +137,19 @@ struct AffineCore {
     }
   }
 
-  // The input's parameters: fixed, or (dynamic) from this batch's range.
-  QParams input_params(const float* x, int64_t n, std::vector<float>& scales) const {
+  // The input's parameters and the per-output scales that go with them: fixed, or (dynamic) from
+  // this batch's range, the scales then written to `dynamic_scales`.
+  QParams input_params(const Tensor<float>& x, std::vector<float>& dynamic_scales, const float*& scales) const {
     if (!dynamic) {
-      scales = out_scales;
+      scales = out_scales.data();
       return input;
     }
-    float lo = 0, hi = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      if (std::isnan(x[i])) throw ValueError(cat_str("NaN in the input (element ", i, ")"));
-      lo = std::min(lo, x[i]);
-      hi = std::max(hi, x[i]);
-    }
-    const QParams q = calculate_qparams(lo, hi, kActivationSpec);
-    scales.resize(w.scales.size());
-    for (size_t j = 0; j < w.scales.size(); ++j) scales[j] = q.scale * w.scales[j];
+    MinMaxObserver range(kActivationSpec);
+    range.observe(x, "the input");
+    const QParams q = range.qparams();
+    dynamic_scales.resize(w.scales.size());
+    for (size_t j = 0; j < w.scales.size(); ++j) dynamic_scales[j] = q.scale * w.scales[j];
+    scales = dynamic_scales.data();
     return q;
   }
 
@@ -161,12 +159,12 @@ struct AffineCore {
   }
 
   // Rows of u8 activations [m, k] -> float outputs [m, out].
-  void multiply(int64_t m, const uint8_t* a, const QParams& in, const std::vector<float>& scales, float* y) const {
+  void multiply(int64_t m, const uint8_t* a, const QParams& in, const float* scales, float* y) const {
     const backend::Int8Kernels& kern = backend::int8_kernels();
     int32_t* acc = scratch<int32_t, 0>(static_cast<size_t>(m * w.out));
     kern.gemm_u8s8(m, w.out, w.k, a, w.k, w.packed.data(), acc, w.out);
     kern.dequantize_s32(m, w.out, acc, w.out, static_cast<int32_t>(in.zero_point), w.sums.data(),
-                        scales.data(), bias.defined() ? bias.data() : nullptr, relu, y, w.out);
+                        scales, bias.defined() ? bias.data() : nullptr, relu, y, w.out);
   }
 
   // Rows of u8 activations [m, k] -> u8 outputs [m, out] in the parameters `out` (ReLU: nothing
@@ -207,7 +205,8 @@ class QuantizedLinear final : public Stage {
     const uint8_t* a = nullptr;
     Shape shape;
     QParams q = core_.input;
-    std::vector<float> scales = core_.out_scales;
+    std::vector<float> dynamic_scales;
+    const float* scales = core_.out_scales.data();
     if (core_.takes(x) && x.quantized.dim() >= 1 && x.quantized.shape()[x.quantized.dim() - 1] == in) {
       a = x.quantized.data();
       shape = x.quantized.shape();
@@ -220,7 +219,7 @@ class QuantizedLinear final : public Stage {
         throw ShapeError(cat_str("QuantizedLinear: expected an input [*, ", in, "], got ", xf.shape()));
       }
       const Tensor<float> xc = xf.contiguous();
-      q = core_.input_params(xc.data(), xc.numel(), scales);
+      q = core_.input_params(xc, dynamic_scales, scales);
       uint8_t* buf = scratch<uint8_t, 1>(static_cast<size_t>(xc.numel()));
       quantize_activations(xc.data(), xc.numel(), q, buf);
       a = buf;
@@ -265,7 +264,8 @@ class QuantizedConv2d final : public Stage {
     const uint8_t* images_u8 = nullptr;
     int64_t n = 0, h = 0, w = 0;
     QParams q = core_.input;
-    std::vector<float> scales = core_.out_scales;
+    std::vector<float> dynamic_scales;
+    const float* scales = core_.out_scales.data();
     const bool channels_last = core_.takes(x) && x.quantized.dim() == 4 && x.quantized.shape()[3] == c_;
     if (channels_last) {
       n = x.quantized.shape()[0];
@@ -281,7 +281,7 @@ class QuantizedConv2d final : public Stage {
       h = xf.shape()[2];
       w = xf.shape()[3];
       const Tensor<float> xc = xf.contiguous();
-      q = core_.input_params(xc.data(), xc.numel(), scales);
+      q = core_.input_params(xc, dynamic_scales, scales);
       uint8_t* qx = scratch<uint8_t, 2>(static_cast<size_t>(xc.numel()));
       quantize_activations(xc.data(), xc.numel(), q, qx);
       images_u8 = qx;
