@@ -13,7 +13,7 @@
 set -euo pipefail
 
 required=(cmake ninja-build g++ libeigen3-dev libfmt-dev libgtest-dev libgmock-dev
-          libbenchmark-dev zlib1g-dev nlohmann-json3-dev libpng-dev)
+          libbenchmark-dev zlib1g-dev nlohmann-json3-dev libpng-dev libopenmpi-dev openmpi-bin)
 optional=()
 want_arm64=false
 for arg in "$@"; do

@@ -10,8 +10,12 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "ember/ember.hpp"
+#ifdef EMBER_EXAMPLES_HAVE_MPI
+#include "ember/distributed.hpp"
+#endif
 #include "image.hpp"
 #include "progress.hpp"
 
@@ -28,7 +32,7 @@ struct Options {
   uint64_t seed = 0;
   double lr = 0, momentum = 0, weight_decay = 0, label_smoothing = 0, adversarial_eps = 0,
          adversarial_weight = 0.3;
-  bool invert = false, quantize = false;
+  bool invert = false, quantize = false, distributed = false;
 };
 
 struct UsageError : std::runtime_error {
@@ -46,6 +50,7 @@ std::string usage(const ExampleSpec& spec) {
       "       {:{}} [--schedule none|onecycle|cosine] [--label-smoothing X] [--threads N]\n"
       "       {:{}} [--workers N] [--seed N] [--out DIR] [--limit-train N] [--limit-test N]\n"
       "       {:{}} [--adversarial-training EPS] [--adversarial-weight W] [--quantize]\n"
+      "       mpirun -np N {} --distributed ...\n"
       "       {} --predict IMAGE.png [--weights FILE] [--invert]\n\n"
       "  --data DIR      data set directory (default: the first of {} that exists)\n"
       "  --model NAME    one of:\n{}"
@@ -61,10 +66,14 @@ std::string usage(const ExampleSpec& spec) {
       "  --adversarial-weight W   the FGSM batch's share of the loss (default 0.3)\n"
       "  --quantize      also quantize the trained model to int8 (calibrated on 1,000 training images),\n"
       "                  report its test accuracy and write model-int8.safetensors\n"
+      "  --distributed   data-parallel training, one rank per process started by mpirun: each trains on\n"
+      "                  its share of every batch (--batch-size is the whole batch, split evenly), batch\n"
+      "                  norm sees the whole batch, gradients are averaged; rank 0 prints and writes\n"
+      "                  the outputs. Threads per rank default to the cores divided among the ranks\n"
       "  --predict IMAGE.png   classify a PNG with a saved model (--weights, default\n"
       "                  <out>/model.safetensors); --invert for dark-on-light pictures\n",
       spec.program, spec.about, spec.program, "", spec.program.size(), "", spec.program.size(), "",
-      spec.program.size(), "", spec.program.size(), spec.program, fmt::join(spec.default_data_dirs, ", "), models, r.epochs,
+      spec.program.size(), "", spec.program.size(), spec.program, spec.program, fmt::join(spec.default_data_dirs, ", "), models, r.epochs,
       r.batch_size, r.optimizer, r.lr, r.schedule);
 }
 
@@ -134,6 +143,10 @@ Options parse_flags(int argc, char** argv, const ExampleSpec& spec) {
     }
     if (flag == "--quantize") {
       o.quantize = true;
+      continue;
+    }
+    if (flag == "--distributed") {
+      o.distributed = true;
       continue;
     }
     auto it = with_value.find(flag);
@@ -446,10 +459,32 @@ int train(const Options& o, const ExampleSpec& spec) {
                                   test_set.images.shape().str()));
   const int64_t num_classes = static_cast<int64_t>(classes.size());
   const std::string out = o.out.empty() ? "out/" + data_set_name(dir) + "-" + choice.name : o.out;
-  fs::create_directories(out);
+
+  // Data-parallel: rank 0 prints and writes; every rank trains on its share of each batch.
+  int64_t world = 1, rank = 0;
+#ifdef EMBER_EXAMPLES_HAVE_MPI
+  if (o.distributed) {
+    world = distributed::world_size();
+    rank = distributed::rank();
+  }
+#endif
+  const bool lead = rank == 0;
+  if (r.batch_size % world != 0)
+    throw UsageError(fmt::format("--batch-size {} does not split evenly over {} ranks", r.batch_size, world));
+  if (lead) fs::create_directories(out);
 
   manual_seed(o.seed);
   const std::shared_ptr<nn::Module<float>> model = choice.make(channels, size, num_classes);
+#ifdef EMBER_EXAMPLES_HAVE_MPI
+  std::unique_ptr<distributed::DistributedDataParallel<float>> ddp;
+  if (o.distributed) {
+    nn::convert_sync_batch_norm(*model);
+    ddp = std::make_unique<distributed::DistributedDataParallel<float>>(*model);
+  }
+  auto forward = [&](const Tensor<float>& x) { return ddp ? (*ddp)(x) : (*model)(x); };
+#else
+  auto forward = [&](const Tensor<float>& x) { return (*model)(x); };
+#endif
   int64_t param_count = 0;
   for (const auto& p : model->parameters()) param_count += p.numel();
   const Normalization norm = channel_statistics(train_set.images);
@@ -461,24 +496,38 @@ int train(const Options& o, const ExampleSpec& spec) {
   }
   transforms.push_back(data::Normalize{norm.mean, norm.std});
   auto dataset = std::make_shared<data::ImageDataset>(train_set, data::Compose{transforms});
+  // The distributed sampler splits the single run's shuffled order among the ranks, so that the
+  // ranks' batches together are the single run's batches.
   data::DataLoader<float, int64_t> loader(
-      dataset, {.batch_size = r.batch_size, .shuffle = true, .seed = o.seed, .num_workers = static_cast<int>(o.workers)});
+      dataset, {.batch_size = r.batch_size / world,
+                .shuffle = true,
+                .seed = o.seed,
+                .num_workers = static_cast<int>(o.workers),
+                .sampler = o.distributed ? std::make_shared<data::DistributedSampler>(
+                                               dataset->size(), data::DistributedSamplerOptions{.seed = o.seed})
+                                         : nullptr});
   const int64_t batches = loader.batches_per_epoch();
   std::unique_ptr<optim::OptimizerBase> optimizer = make_optimizer(r, model->parameters());
   std::unique_ptr<optim::LRScheduler> schedule = make_schedule(r, *optimizer, r.epochs * batches);
 
-  std::printf("%s: model %s (%lld parameters), data %s: %lld train / %lld test images %lldx%lldx%lld, %lld classes\n",
-              spec.program.c_str(), choice.name.c_str(), static_cast<long long>(param_count), dir.c_str(),
-              static_cast<long long>(train_set.images.shape()[0]), static_cast<long long>(test_set.images.shape()[0]),
-              static_cast<long long>(channels), static_cast<long long>(size), static_cast<long long>(size),
-              static_cast<long long>(num_classes));
-  std::printf("%s: %s lr %g%s, batch %lld, %lld epochs, schedule %s, label smoothing %g, %d threads (%s), seed %llu\n",
-              spec.program.c_str(), r.optimizer.c_str(), r.lr,
-              r.weight_decay > 0 ? fmt::format(" weight decay {:g}", r.weight_decay).c_str() : "",
-              static_cast<long long>(r.batch_size), static_cast<long long>(r.epochs), r.schedule.c_str(),
-              r.label_smoothing, get_num_threads(), backend::isa_name(backend::kernels<float>().isa),
-              static_cast<unsigned long long>(o.seed));
-  std::fflush(stdout);
+  if (lead) {
+    std::printf("%s: model %s (%lld parameters), data %s: %lld train / %lld test images %lldx%lldx%lld, %lld classes\n",
+                spec.program.c_str(), choice.name.c_str(), static_cast<long long>(param_count), dir.c_str(),
+                static_cast<long long>(train_set.images.shape()[0]), static_cast<long long>(test_set.images.shape()[0]),
+                static_cast<long long>(channels), static_cast<long long>(size), static_cast<long long>(size),
+                static_cast<long long>(num_classes));
+    std::printf("%s: %s lr %g%s, batch %lld, %lld epochs, schedule %s, label smoothing %g, %d threads (%s), seed %llu\n",
+                spec.program.c_str(), r.optimizer.c_str(), r.lr,
+                r.weight_decay > 0 ? fmt::format(" weight decay {:g}", r.weight_decay).c_str() : "",
+                static_cast<long long>(r.batch_size), static_cast<long long>(r.epochs), r.schedule.c_str(),
+                r.label_smoothing, get_num_threads(), backend::isa_name(backend::kernels<float>().isa),
+                static_cast<unsigned long long>(o.seed));
+    if (o.distributed) {
+      std::printf("%s: data-parallel over %lld ranks, batch %lld per rank, %d threads each\n", spec.program.c_str(),
+                  static_cast<long long>(world), static_cast<long long>(r.batch_size / world), get_num_threads());
+    }
+    std::fflush(stdout);
+  }
 
   const bool live = stdout_is_terminal();
   std::vector<EpochRow> rows;
@@ -489,11 +538,11 @@ int train(const Options& o, const ExampleSpec& spec) {
   for (int64_t epoch = 0; epoch < r.epochs; ++epoch) {
     model->train();
     loader.start_epoch(epoch);
-    EpochProgress progress(epoch, r.epochs, batches, live);
+    EpochProgress progress(epoch, r.epochs, batches, live, !lead, world);
     double stretch_loss = 0;
     int64_t stretch = 0, done = 0;
     while (auto batch = loader.next()) {
-      const Tensor<float> logits = (*model)(batch->data);
+      const Tensor<float> logits = forward(batch->data);
       Tensor<float> loss = nn::functional::cross_entropy(logits, batch->target, {.label_smoothing = r.label_smoothing});
       if (o.adversarial_eps > 0) {
         // Goodfellow et al.'s objective, (1 - w) * clean loss + w * FGSM loss. The attack sees the
@@ -529,16 +578,27 @@ int train(const Options& o, const ExampleSpec& spec) {
     }
     const double seconds = progress.finish();
     train_seconds += seconds;
+    double train_loss = progress.mean_loss(), train_accuracy = progress.accuracy();
+#ifdef EMBER_EXAMPLES_HAVE_MPI
+    if (o.distributed) {
+      // The ranks' shares are equal, so the epoch's figures are the means of theirs.
+      Tensor<double> figures = tensor<double>({train_loss, train_accuracy}, {2});
+      distributed::all_reduce(figures, distributed::ReduceOp::Avg);
+      train_loss = figures.to_vector()[0];
+      train_accuracy = figures.to_vector()[1];
+    }
+#endif
+    if (!lead) continue;  // the test set is evaluated once, by rank 0
     last = evaluate(*model, test_set, norm);
-    rows.push_back({epoch + 1, progress.mean_loss(), progress.accuracy(), last.loss, last.accuracy, seconds,
-                    optimizer->lr(0)});
+    rows.push_back({epoch + 1, train_loss, train_accuracy, last.loss, last.accuracy, seconds, optimizer->lr(0)});
     std::printf("epoch %lld/%lld: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f s, %.0f samples/s\n",
-                static_cast<long long>(epoch + 1), static_cast<long long>(r.epochs), progress.mean_loss(),
-                100 * progress.accuracy(), last.loss, 100 * last.accuracy, seconds,
+                static_cast<long long>(epoch + 1), static_cast<long long>(r.epochs), train_loss,
+                100 * train_accuracy, last.loss, 100 * last.accuracy, seconds,
                 static_cast<double>(train_set.images.shape()[0]) / seconds);
     std::fflush(stdout);
     write_metrics(out + "/metrics.csv", rows);
   }
+  if (!lead) return 0;
 
   const std::map<std::string, std::string> metadata = {
       {"ember.program", spec.program},
@@ -640,10 +700,35 @@ SavedClassifier load_classifier(const std::string& weights, const ExampleSpec& s
   return out;
 }
 
+// A rank of a data-parallel run: an error on one rank is printed and then leaves the
+// Environment's scope, which aborts the whole job (the other ranks would wait for this one).
+int train_distributed(int argc, char** argv, const Options& o, const ExampleSpec& spec) {
+#ifdef EMBER_EXAMPLES_HAVE_MPI
+  if (!o.predict.empty()) throw UsageError("--distributed trains; --predict runs in one process");
+  distributed::Environment env(argc, argv);
+  if (o.threads == 0) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    set_num_threads(std::max(1, cores / distributed::local_world_size()));
+  }
+  try {
+    return train(o, spec);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: rank %d: error: %s\n", spec.program.c_str(), distributed::rank(), e.what());
+    throw;
+  }
+#else
+  (void)argc;
+  (void)argv;
+  (void)o;
+  throw UsageError(fmt::format("--distributed: {} was built without MPI (EMBER_WITH_MPI=OFF)", spec.program));
+#endif
+}
+
 int run_classifier_example(int argc, char** argv, const ExampleSpec& spec) {
   try {
     const Options o = parse_flags(argc, argv, spec);
     if (o.threads > 0) set_num_threads(static_cast<int>(o.threads));
+    if (o.distributed) return train_distributed(argc, argv, o, spec);
     return o.predict.empty() ? train(o, spec) : predict(o, spec);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "%s: %s (see --help)\n", spec.program.c_str(), e.what());

@@ -9,8 +9,14 @@ namespace ember::examples {
 
 bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) == 1; }
 
-EpochProgress::EpochProgress(int64_t epoch, int64_t epochs, int64_t batches, bool live)
-    : epoch_(epoch), epochs_(epochs), batches_(batches), live_(live), start_(std::chrono::steady_clock::now()) {
+EpochProgress::EpochProgress(int64_t epoch, int64_t epochs, int64_t batches, bool live, bool quiet, int64_t replicas)
+    : epoch_(epoch),
+      epochs_(epochs),
+      batches_(batches),
+      live_(live && !quiet),
+      quiet_(quiet),
+      replicas_(replicas),
+      start_(std::chrono::steady_clock::now()) {
   last_draw_ = start_;
 }
 
@@ -20,7 +26,7 @@ double EpochProgress::seconds() const {
 
 std::string EpochProgress::line() const {
   const double secs = seconds();
-  const double rate = secs > 0 ? static_cast<double>(samples_) / secs : 0.0;
+  const double rate = secs > 0 ? static_cast<double>(samples_ * replicas_) / secs : 0.0;
   const double eta = done_ > 0 ? secs / static_cast<double>(done_) * static_cast<double>(batches_ - done_) : 0.0;
   const auto eta_s = static_cast<int64_t>(eta + 0.5);
   std::string bar;
@@ -39,6 +45,7 @@ void EpochProgress::update(int64_t samples, double loss, int64_t correct) {
   samples_ += samples;
   loss_sum_ += loss * static_cast<double>(samples);
   correct_ += correct;
+  if (quiet_) return;
   if (live_) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_draw_ > std::chrono::milliseconds(100) || done_ == batches_) {

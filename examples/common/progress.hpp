@@ -9,8 +9,10 @@ namespace ember::examples {
 
 class EpochProgress {
  public:
-  /// `live`: redraw one line in place (use stdout_is_terminal()).
-  EpochProgress(int64_t epoch, int64_t epochs, int64_t batches, bool live);
+  /// `live`: redraw one line in place (use stdout_is_terminal()). `quiet`: print nothing (the
+  /// ranks other than 0 of a data-parallel run). `replicas`: processes training alongside this
+  /// one on equal shares, counted in the samples/s shown.
+  EpochProgress(int64_t epoch, int64_t epochs, int64_t batches, bool live, bool quiet = false, int64_t replicas = 1);
   /// After each batch: its sample count, mean loss and correct predictions.
   void update(int64_t samples, double loss, int64_t correct);
   /// Ends the bar (a newline when live). Returns the epoch's wall time in seconds.
@@ -24,7 +26,8 @@ class EpochProgress {
   std::string line() const;
 
   int64_t epoch_, epochs_, batches_;
-  bool live_;
+  bool live_, quiet_;
+  int64_t replicas_;
   int64_t done_ = 0, samples_ = 0, correct_ = 0;
   double loss_sum_ = 0;
   int64_t next_plain_report_ = 1;

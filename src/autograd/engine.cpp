@@ -1,6 +1,7 @@
 // The backward pass: an iterative walk over the graph in dependency order.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -345,18 +346,51 @@ void execute(BackwardScratch& scratch, std::span<const TensorBase> roots,
   }
 }
 
+// The callbacks queued by the backward passes running on this thread, innermost last (a hook may
+// start a backward of its own).
+std::vector<std::vector<std::function<void()>>>& callback_stack() {
+  static thread_local std::vector<std::vector<std::function<void()>>> stack;
+  return stack;
+}
+
+class CallbackScope {
+ public:
+  CallbackScope() { callback_stack().emplace_back(); }
+  ~CallbackScope() { callback_stack().pop_back(); }
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
+  void run() {
+    // By index: a callback may queue another one, which then runs too.
+    for (size_t i = 0; i < callback_stack().back().size(); ++i) {
+      std::function<void()> callback = std::move(callback_stack().back()[i]);
+      callback();
+    }
+  }
+};
+
 }  // namespace
+
+void queue_callback(std::function<void()> callback) {
+  if (callback_stack().empty()) {
+    throw AutogradError("queue_callback: no backward pass is running on this thread (call it from a hook)");
+  }
+  callback_stack().back().push_back(std::move(callback));
+}
 
 void run_backward(std::span<const TensorBase> roots, std::span<const TensorBase> root_grads,
                   bool keep_graph, bool create_graph, const std::vector<TensorBase>* inputs,
                   std::vector<TensorBase>* captured) {
-  ScratchLease lease;
-  BackwardScratch& scratch = *lease;
-  validate_roots(roots, root_grads, scratch.root_nodes);
-  count_dependencies(scratch);
-  if (inputs != nullptr) captured->assign(inputs->size(), TensorBase());
-  mark_needed(scratch, inputs);
-  execute(scratch, roots, root_grads, keep_graph, create_graph, inputs, captured);
+  CallbackScope callbacks;
+  {
+    ScratchLease lease;
+    BackwardScratch& scratch = *lease;
+    validate_roots(roots, root_grads, scratch.root_nodes);
+    count_dependencies(scratch);
+    if (inputs != nullptr) captured->assign(inputs->size(), TensorBase());
+    mark_needed(scratch, inputs);
+    execute(scratch, roots, root_grads, keep_graph, create_graph, inputs, captured);
+  }
+  callbacks.run();
 }
 
 namespace {

@@ -121,6 +121,12 @@ std::vector<TensorBase> AccumulateGrad::apply(const TensorBase& grad_output) {
   } else {
     accumulate_typed<double>(*leaf, grad_output);
   }
+  if (!leaf->autograd->post_accumulate_hooks.empty()) {
+    const TensorBase handle(leaf);
+    // A copy: a hook may remove itself.
+    const auto hooks = leaf->autograd->post_accumulate_hooks;
+    for (const auto& [id, hook] : hooks) hook(handle);
+  }
   return {};
 }
 

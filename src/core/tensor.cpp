@@ -2,6 +2,7 @@
 #include "ember/core/tensor.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -198,6 +199,27 @@ void Tensor<T>::register_hook(Hook hook) const {
   } else {
     grad_fn()->add_pre_hook(std::move(erased));
   }
+}
+
+template <Element T>
+uint64_t Tensor<T>::register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const {
+  require_defined(*this, "register_post_accumulate_grad_hook");
+  if (!requires_grad() || !is_leaf()) {
+    throw AutogradError("register_post_accumulate_grad_hook: the tensor must be a leaf that requires grad (got " +
+                        std::string(requires_grad() ? "a non-leaf" : "a tensor that does not require grad") + ")");
+  }
+  static std::atomic<uint64_t> next_id{1};
+  const uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed);
+  impl_->autograd->post_accumulate_hooks.emplace_back(
+      id, [hook = std::move(hook)](const TensorBase& leaf) { hook(Tensor<T>::from_base(leaf)); });
+  return id;
+}
+
+template <Element T>
+void Tensor<T>::remove_post_accumulate_grad_hook(uint64_t id) const {
+  if (!defined() || !impl_->autograd) return;
+  auto& hooks = impl_->autograd->post_accumulate_hooks;
+  std::erase_if(hooks, [id](const auto& entry) { return entry.first == id; });
 }
 
 template <Element T>

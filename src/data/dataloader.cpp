@@ -1,6 +1,7 @@
 #include "ember/data/dataloader.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -11,7 +12,7 @@
 
 namespace ember::data {
 
-using detail::cat_str;
+using ember::detail::cat_str;
 
 namespace {
 // A well-mixed 64-bit seed from several numbers (SplitMix64 steps).
@@ -191,13 +192,50 @@ std::vector<int64_t> RandomSampler::indices(int64_t n, int64_t epoch) const {
   return randperm(n, &gen).to_vector();
 }
 
-DistributedSampler::DistributedSampler(int64_t num_replicas, int64_t rank, bool shuffle, uint64_t seed,
-                                       bool drop_last)
-    : replicas_(num_replicas), rank_(rank), shuffle_(shuffle), seed_(seed), drop_last_(drop_last) {
+DistributedSampler::DistributedSampler(int64_t dataset_size, int64_t num_replicas, int64_t rank, bool shuffle,
+                                       uint64_t seed, bool drop_last)
+    : replicas_(num_replicas), rank_(rank), shuffle_(shuffle), seed_(seed), drop_last_(drop_last),
+      dataset_size_(dataset_size) {
   if (num_replicas < 1 || rank < 0 || rank >= num_replicas) {
     throw ValueError(cat_str("DistributedSampler: rank ", rank, " of ", num_replicas,
                              " replicas (need 0 <= rank < num_replicas)"));
   }
+  if (dataset_size < 0) throw ValueError(cat_str("DistributedSampler: dataset_size must be >= 0, got ", dataset_size));
+}
+
+namespace detail {
+namespace {
+std::atomic<ProcessGroupQuery> process_group_query{nullptr};
+}  // namespace
+void set_process_group_query(ProcessGroupQuery query) noexcept { process_group_query.store(query); }
+}  // namespace detail
+
+namespace {
+DistributedSamplerOptions resolved(DistributedSamplerOptions o) {
+  if (o.num_replicas >= 0 && o.rank >= 0) return o;
+  detail::ProcessGroupQuery query = detail::process_group_query.load();
+  if (query == nullptr) {
+    throw ValueError("DistributedSampler: num_replicas and rank were not given and no "
+                     "ember::distributed::Environment is running to supply them");
+  }
+  int64_t rank = 0, size = 1;
+  query(rank, size);
+  if (o.num_replicas < 0) o.num_replicas = size;
+  if (o.rank < 0) o.rank = rank;
+  return o;
+}
+}  // namespace
+
+DistributedSampler::DistributedSampler(int64_t dataset_size, DistributedSamplerOptions options)
+    : DistributedSampler(dataset_size, resolved(options).num_replicas, resolved(options).rank, options.shuffle,
+                         options.seed, options.drop_last) {}
+
+std::vector<int64_t> DistributedSampler::indices() const {
+  return indices(dataset_size_, epoch_);
+}
+
+int64_t DistributedSampler::num_samples() const {
+  return num_samples(dataset_size_);
 }
 
 int64_t DistributedSampler::num_samples(int64_t n) const {

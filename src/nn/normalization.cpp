@@ -3,11 +3,14 @@
 #include "ember/nn/normalization.hpp"
 
 #include <string>
+#include <vector>
 
 #include "ember/autograd/grad_mode.hpp"
 #include "ember/core/error.hpp"
 #include "ember/nn/init.hpp"
+#include "ember/ops/elementwise.hpp"
 #include "ember/ops/factory.hpp"
+#include "ember/ops/shape_ops.hpp"
 
 namespace ember::nn {
 
@@ -45,8 +48,51 @@ Tensor<T> BatchNorm<T>::forward(const Tensor<T>& x) {
     num_batches_tracked.copy_(scalar_tensor<int64_t>(num_batches_tracked.item() + 1));
     if (momentum < 0) momentum = 1.0 / static_cast<double>(num_batches_tracked.item());
   }
+  if (group_sum_ && this->is_training()) return synchronized_forward(x, momentum);
   return functional::batch_norm(x, running_mean, running_var, weight, bias,
                                 this->is_training() || !options.track_running_stats, momentum, options.eps);
+}
+
+template <FloatingElement T>
+void BatchNorm<T>::synchronize_statistics(GroupSum group_sum, std::string type_name) {
+  group_sum_ = std::move(group_sum);
+  if (group_sum_) {
+    name_ = std::move(type_name);
+    min_dims_ = 2;
+    max_dims_ = 5;
+  }
+}
+
+// Two passes over the ranks (the sum for the mean, then the centred squares for the variance),
+// not E[x^2] - E[x]^2 in one: that difference loses float precision when the mean is large. The
+// statistics are built from differentiable ops around a differentiable group sum, so backward
+// sums the ranks' gradient terms without a formula of its own.
+template <FloatingElement T>
+Tensor<T> BatchNorm<T>::synchronized_forward(const Tensor<T>& x, double momentum) {
+  std::vector<int64_t> dims{0};
+  std::vector<int64_t> stat_dims(static_cast<size_t>(x.dim()), 1);
+  stat_dims[1] = num_features;
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  const Shape stat_shape(stat_dims);
+  const double local_count = static_cast<double>(x.numel() / num_features);
+  Tensor<T> sums = group_sum_(cat({x.sum(dims), full<T>(Shape{1}, static_cast<T>(local_count))}));
+  Tensor<T> count = sums.narrow(0, num_features, 1);
+  const double n = static_cast<double>(count.detach().item());
+  if (n <= 1) {
+    throw ValueError(name_ + ": expected more than 1 value per channel across the ranks when training, got input " +
+                     x.shape().str());
+  }
+  Tensor<T> mean = sums.narrow(0, 0, num_features) / count;
+  Tensor<T> centered = x - mean.view(stat_shape);
+  Tensor<T> var = group_sum_((centered * centered).sum(dims)) / count;
+  Tensor<T> y = centered * (var + options.eps).pow(-0.5).view(stat_shape);
+  if (options.affine) y = y * weight.view(stat_shape) + bias.view(stat_shape);
+  if (options.track_running_stats) {
+    NoGradGuard no_grad;
+    running_mean.mul_(1 - momentum).add_(mean.detach() * momentum);
+    running_var.mul_(1 - momentum).add_(var.detach() * (momentum * n / (n - 1)));
+  }
+  return y;
 }
 
 template <FloatingElement T>

@@ -4,7 +4,9 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "ember/ember.hpp"
 
@@ -299,6 +301,51 @@ TEST(Autograd, SeparateGraphsOnSeparateThreads) {
   }
   for (auto& th : threads) th.join();
   for (int t = 0; t < 4; ++t) EXPECT_DOUBLE_EQ(results[static_cast<size_t>(t)], 200.0 * 24 * (t + 1) * (t + 1));
+}
+
+TEST(Autograd, PostAccumulateGradHookSeesTheAccumulatedGradient) {
+  Tensor<double> w = tensor<double>({1.0, 2.0}, Shape{2}, true);
+  std::vector<double> seen;
+  const uint64_t id = w.register_post_accumulate_grad_hook([&](const Tensor<double>& leaf) {
+    seen.push_back(leaf.grad().to_vector()[1]);
+  });
+  (w * w).sum().backward();  // grad 2w = [2, 4]
+  (w * 3.0).sum().backward();  // accumulated: [5, 7]
+  EXPECT_EQ(seen, (std::vector<double>{4.0, 7.0}));
+  w.remove_post_accumulate_grad_hook(id);
+  (w * 3.0).sum().backward();
+  EXPECT_EQ(seen.size(), 2u);
+  Tensor<double> plain = tensor<double>({1.0}, Shape{1});
+  EXPECT_THROW(plain.register_post_accumulate_grad_hook([](const Tensor<double>&) {}), AutogradError);
+  Tensor<double> inner = w * 2.0;
+  EXPECT_THROW(inner.register_post_accumulate_grad_hook([](const Tensor<double>&) {}), AutogradError);
+}
+
+TEST(Autograd, QueuedCallbackRunsAfterEveryGradientIsAccumulated) {
+  Tensor<double> a = tensor<double>({1.0}, Shape{1}, true);
+  Tensor<double> b = tensor<double>({2.0}, Shape{1}, true);
+  std::vector<std::string> order;
+  for (auto* t : {&a, &b}) {
+    t->register_post_accumulate_grad_hook([&, t](const Tensor<double>&) {
+      order.push_back(t == &a ? "a" : "b");
+      if (order.size() == 1) {
+        autograd::queue_callback([&] {
+          // Both leaves have their gradients by now.
+          order.push_back("callback " + std::to_string(a.grad().item()) + " " + std::to_string(b.grad().item()));
+        });
+      }
+    });
+  }
+  (a * b).sum().backward();
+  ASSERT_EQ(order.size(), 3u);
+  EXPECT_EQ(order[2], "callback 2.000000 1.000000");
+  EXPECT_THROW(autograd::queue_callback([] {}), AutogradError);  // no backward running
+  // A callback that throws ends backward with its error.
+  Tensor<double> c = tensor<double>({1.0}, Shape{1}, true);
+  c.register_post_accumulate_grad_hook([](const Tensor<double>&) {
+    autograd::queue_callback([] { throw ValueError("from the callback"); });
+  });
+  EXPECT_THROW((c * 2.0).sum().backward(), ValueError);
 }
 
 TEST(Autograd, GraphIsFreedWithItsOutputs) {

@@ -289,6 +289,49 @@ TEST_F(Examples, MnistQuantize) {
   EXPECT_EQ(q(zeros<float>({2, 1, 28, 28})).shape(), Shape({2, 10}));
 }
 
+#ifdef EMBER_MPIEXEC
+// mpirun -np 2 ember-mnist --distributed: one progress report (rank 0), the test evaluated once,
+// the outputs written once, and an accuracy like the single process's. (Dropout draws its masks
+// on each rank, so the two runs agree only statistically; tests/distributed/test_ddp.cpp checks
+// the exact equivalence without dropout.)
+TEST_F(Examples, MnistDistributedTrainsLikeOneProcess) {
+  make_mnist_like(dir_ + "/mnist", 640, 200);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const std::vector<std::string> flags = {"--data", dir_ + "/mnist", "--model", "cnn", "--epochs", "2", "--batch-size",
+                                          "32", "--threads", "1", "--workers", "0"};
+  std::vector<std::string> single = {EMBER_MNIST, "--out", dir_ + "/single"};
+  single.insert(single.end(), flags.begin(), flags.end());
+  std::vector<std::string> ranks = {EMBER_MPIEXEC, "-np", "2", "--oversubscribe", "--bind-to", "none", EMBER_MNIST,
+                                    "--distributed", "--out", dir_ + "/ranks"};
+  ranks.insert(ranks.end(), flags.begin(), flags.end());
+  const ProcessResult a = run(single);
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const ProcessResult b = run(ranks);
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  EXPECT_NE(b.output.find("data-parallel over 2 ranks, batch 16 per rank"), std::string::npos) << b.output;
+  size_t reports = 0;
+  for (size_t at = b.output.find("epoch 2/2:"); at != std::string::npos; at = b.output.find("epoch 2/2:", at + 1))
+    ++reports;
+  EXPECT_EQ(reports, 1u) << b.output;
+  EXPECT_EQ(read_csv(dir_ + "/ranks/metrics.csv").size(), 3u);
+  const double single_accuracy = std::stod(value_of(a.output, "test_accuracy"));
+  const double ranks_accuracy = std::stod(value_of(b.output, "test_accuracy"));
+  EXPECT_GE(ranks_accuracy, 0.5) << b.output;
+  EXPECT_NEAR(ranks_accuracy, single_accuracy, 0.15) << a.output << b.output;
+  // The weights rank 0 saved load into the single-process model.
+  const io::SafetensorsFile saved = io::read_safetensors(dir_ + "/ranks/model.safetensors");
+  EXPECT_EQ(saved.tensors.size(), io::read_safetensors(dir_ + "/single/model.safetensors").tensors.size());
+
+  // A batch that does not split over the ranks stops the job with the reason, not a hang.
+  std::vector<std::string> bad = {EMBER_MPIEXEC, "-np", "2", "--oversubscribe", EMBER_MNIST, "--distributed",
+                                  "--data", dir_ + "/mnist", "--batch-size", "33", "--out", dir_ + "/bad"};
+  const ProcessResult c = run(bad);
+  EXPECT_NE(c.exit_code, 0) << c.output;
+  EXPECT_NE(c.output.find("--batch-size 33 does not split evenly over 2 ranks"), std::string::npos) << c.output;
+}
+#endif
+
 // --adversarial-training trains on clean and FGSM batches; every run reports its accuracy on FGSM
 // examples of the test set, and the adversarially trained model keeps more of it.
 TEST_F(Examples, MnistAdversarialTrainingRaisesFgsmAccuracy) {

@@ -208,16 +208,17 @@ TEST(LibTorchIdioms, SamplersPlugIntoTheDataLoader) {
   // each epoch shuffled the same way on every rank.
   std::vector<int64_t> all;
   for (int64_t rank = 0; rank < 3; ++rank) {
-    auto part = labels(std::make_shared<data::DistributedSampler>(3, rank, true, 5), 4);
+    auto part = labels(std::make_shared<data::DistributedSampler>(10, 3, rank, true, 5), 4);
     EXPECT_EQ(part.size(), 4u);
     all.insert(all.end(), part.begin(), part.end());
   }
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
   EXPECT_EQ(all, arange<int64_t>(0, 10).to_vector());
-  auto trimmed = std::make_shared<data::DistributedSampler>(3, 2, false, 0, /*drop_last=*/true);
+  auto trimmed = std::make_shared<data::DistributedSampler>(10, 3, 2, false, 0, /*drop_last=*/true);
   EXPECT_EQ(trimmed->indices(10, 0), (std::vector<int64_t>{2, 5, 8}));
-  EXPECT_THROW(data::DistributedSampler(2, 2), ValueError);
+  EXPECT_EQ(trimmed->indices(), (std::vector<int64_t>{2, 5, 8}));
+  EXPECT_THROW(data::DistributedSampler(10, 2, 2), ValueError);
 }
 
 // A data set whose sampler returns an index past the end.

@@ -1,5 +1,6 @@
 #pragma once
 // Gradients without touching grad(): ember::autograd::grad({y}, {x}, /*create_graph=*/true).
+#include <functional>
 #include <vector>
 
 #include "ember/core/tensor.hpp"
@@ -26,5 +27,12 @@ std::vector<Tensor<double>> grad(const std::vector<Tensor<double>>& outputs,
                                  const std::vector<Tensor<double>>& grad_outputs,
                                  bool create_graph = false, bool retain_graph = false,
                                  bool allow_unused = false);
+
+/// Runs `callback` once the backward pass now running on this thread has finished (every
+/// gradient accumulated), before backward() returns; PyTorch's Engine.queue_callback. Data
+/// parallel training uses it to wait for its gradient all-reduces. Outside a backward pass it
+/// throws AutogradError. Callbacks run in the order queued; one that throws ends the backward
+/// with its exception (later callbacks do not run).
+void queue_callback(std::function<void()> callback);
 
 }  // namespace ember::autograd

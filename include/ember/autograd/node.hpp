@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ember/core/tensor_impl.hpp"
@@ -30,6 +31,9 @@ struct AutogradMeta {
   // cycle, and recording an op on a leaf then needs no weak_ptr lock.
   std::shared_ptr<Node> grad_accumulator;
   std::vector<std::function<TensorBase(const TensorBase&)>> hooks;  // leaves only
+  // Leaves only: called with the leaf after its gradient was accumulated, keyed by the id that
+  // removes them.
+  std::vector<std::pair<uint64_t, std::function<void(const TensorBase&)>>> post_accumulate_hooks;
   ~AutogradMeta();
 };
 

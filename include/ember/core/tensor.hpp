@@ -113,6 +113,11 @@ class Tensor : public TensorBase {
   /// Calls `hook(grad)` whenever a gradient for this tensor is computed; a defined return value
   /// replaces the gradient.
   void register_hook(Hook hook) const;
+  /// Calls `hook(leaf)` after a backward pass has accumulated this leaf's gradient into grad()
+  /// (PyTorch's register_post_accumulate_grad_hook); returns an id for
+  /// remove_post_accumulate_grad_hook. Leaves that require grad only.
+  uint64_t register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const;
+  void remove_post_accumulate_grad_hook(uint64_t id) const;
   /// Same storage, cut off from the graph.
   Tensor detach() const;
   Tensor& detach_();

@@ -131,22 +131,49 @@ class RandomSampler : public Sampler {
   uint64_t seed_;
 };
 
+struct DistributedSamplerOptions {
+  bool shuffle = true;
+  uint64_t seed = 0;
+  bool drop_last = false;
+  /// -1: the world size and rank of the running ember::distributed::Environment.
+  int64_t num_replicas = -1;
+  int64_t rank = -1;
+};
+
 /// PyTorch's DistributedSampler: this rank's share of the data set, every rank the same number of
 /// samples (padded by repeating the start of the order, or trimmed with drop_last), the order
-/// shuffled from (seed, epoch) identically on every rank. Ranks together see every sample.
+/// shuffled from (seed, epoch) identically on every rank. Ranks together see every sample. In a
+/// DataLoader, start_epoch(e) picks the epoch; on its own, set_epoch(e) then indices().
 class DistributedSampler : public Sampler {
  public:
-  DistributedSampler(int64_t num_replicas, int64_t rank, bool shuffle = true, uint64_t seed = 0,
-                     bool drop_last = false);
+  /// `DistributedSampler(train->size(), {.shuffle = true, .seed = 0})`.
+  DistributedSampler(int64_t dataset_size, DistributedSamplerOptions options);
+  /// LibTorch's positional order (DistributedRandomSampler(size, num_replicas, rank)).
+  DistributedSampler(int64_t dataset_size, int64_t num_replicas, int64_t rank, bool shuffle = true,
+                     uint64_t seed = 0, bool drop_last = false);
   int64_t num_samples(int64_t n) const override;
   std::vector<int64_t> indices(int64_t n, int64_t epoch) const override;
+  void set_epoch(int64_t epoch) noexcept { epoch_ = epoch; }
+  /// This rank's indices of the data set given at construction, for the epoch set.
+  std::vector<int64_t> indices() const;
+  int64_t num_samples() const;
+  int64_t num_replicas() const noexcept { return replicas_; }
+  int64_t rank() const noexcept { return rank_; }
 
  private:
   int64_t replicas_, rank_;
   bool shuffle_;
   uint64_t seed_;
   bool drop_last_;
+  int64_t dataset_size_;
+  int64_t epoch_ = 0;
 };
+
+namespace detail {
+/// The running Environment's rank and world size; ember::distributed sets it while one runs.
+using ProcessGroupQuery = void (*)(int64_t& rank, int64_t& world_size);
+void set_process_group_query(ProcessGroupQuery query) noexcept;
+}  // namespace detail
 
 struct DataLoaderOptions {
   int64_t batch_size = 1;

@@ -2,6 +2,7 @@
 // BatchNorm1d/2d, LayerNorm, GroupNorm and RMSNorm, with PyTorch's parameter and buffer names
 // (weight, bias, running_mean, running_var, num_batches_tracked). (Embedding, in
 // ember/nn/embedding.hpp, is included here too for programs that found it here.)
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,14 +37,23 @@ class BatchNorm : public Module<T> {
   std::string type_name() const override { return name_; }
   std::string extra_repr() const override;
 
+  /// The sum of a tensor over the ranks that share the batch, differentiably (SyncBatchNorm and
+  /// convert_sync_batch_norm in ember/distributed set it). While it is set, training normalises
+  /// with the mean and variance of the whole batch across those ranks; the module then shows
+  /// itself as `type_name` and takes 2-D to 5-D input, as PyTorch's SyncBatchNorm.
+  using GroupSum = std::function<Tensor<T>(const Tensor<T>&)>;
+  void synchronize_statistics(GroupSum group_sum, std::string type_name = "SyncBatchNorm");
+
   Tensor<T> weight, bias, running_mean, running_var;
   Tensor<int64_t> num_batches_tracked;
   int64_t num_features;
   BatchNormOptions options;
 
  private:
+  Tensor<T> synchronized_forward(const Tensor<T>& x, double momentum);
   int64_t min_dims_, max_dims_;
   std::string name_;
+  GroupSum group_sum_;
 };
 
 template <FloatingElement T = float>

@@ -1,0 +1,8 @@
+#pragma once
+// ember::distributed: data-parallel training over MPI (the ember::distributed CMake target, built
+// with EMBER_WITH_MPI). Environment, collectives on tensors, DistributedDataParallel,
+// SyncBatchNorm; data::DistributedSampler's (dataset size, options) constructor lives here too.
+#include "ember/distributed/collectives.hpp"    // IWYU pragma: export
+#include "ember/distributed/ddp.hpp"            // IWYU pragma: export
+#include "ember/distributed/environment.hpp"    // IWYU pragma: export
+#include "ember/distributed/sync_batch_norm.hpp"  // IWYU pragma: export

@@ -1,0 +1,55 @@
+#pragma once
+// The process group of a data-parallel run: every process started by mpirun is one rank.
+//
+//   int main(int argc, char** argv) {
+//     ember::distributed::Environment env(argc, argv);   // MPI_Init_thread ... MPI_Finalize
+//     if (ember::distributed::rank() == 0) std::cout << ember::distributed::world_size() << " ranks\n";
+//   }
+//
+// Note [Distributed processes]
+// ember talks to the other ranks through MPI (Open MPI from Debian), on a communicator of its own
+// (a duplicate of MPI_COMM_WORLD), so a program's own MPI calls never match ember's. Every call
+// into MPI goes through one lock (MPI_THREAD_SERIALIZED), so collectives may be called from any
+// thread, though every rank must call the same collectives in the same order, as with MPI itself.
+// A collective first compares what each rank passed (operation, dtype, shape, root) in one small
+// all-reduce, so tensors of different shapes or a root out of range raise DistributedError on
+// every rank instead of hanging or writing past a buffer. A rank that leaves the Environment's
+// scope with an exception in flight aborts the whole job (MPI_Abort) after printing which rank
+// and why: the others may be waiting in a collective that rank will never join, and mpirun then
+// stops them all.
+#include <string>
+
+#include "ember/core/error.hpp"
+
+namespace ember::distributed {
+
+/// A collective called wrongly (before the Environment, after it, with tensors that differ
+/// across ranks, a root out of range) or an error reported by MPI.
+class DistributedError : public Error {
+ public:
+  explicit DistributedError(const std::string& message) : Error(message) {}
+};
+
+/// Initialises MPI for this process and finalizes it at scope exit. One per process: MPI cannot be
+/// initialised again after it has been finalized.
+class Environment {
+ public:
+  Environment();
+  Environment(int& argc, char**& argv);
+  ~Environment();
+  Environment(const Environment&) = delete;
+  Environment& operator=(const Environment&) = delete;
+};
+
+/// True between an Environment's construction and its destruction.
+bool is_initialized() noexcept;
+/// This process's rank, 0 .. world_size() - 1 (DistributedError outside an Environment).
+int rank();
+/// The number of ranks.
+int world_size();
+/// This process's rank among the ranks on its machine (to pick a device or a core set).
+int local_rank();
+/// The number of ranks on this machine.
+int local_world_size();
+
+}  // namespace ember::distributed
