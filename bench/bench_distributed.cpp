@@ -9,7 +9,8 @@
 // time the training thread spent in communication (exposed_ms: starting and advancing the
 // buckets' all-reduces in the gradient hooks, and the wait after backward), the same buckets
 // all-reduced alone with nothing to overlap (allreduce_ms), and the share hidden behind backward,
-// 1 - exposed / allreduce. scripts/bench-distributed.sh runs the
+// 1 - exposed / allreduce; and overlap_share, the part of the buckets' all-reduce time on the
+// communication thread that ran while backward was still computing. scripts/bench-distributed.sh runs the
 // three set-ups and prints the table of docs/distributed.md. Iteration counts are fixed so that
 // every rank runs the same number of collectives.
 #include <benchmark/benchmark.h>
@@ -55,10 +56,13 @@ void train_steps(benchmark::State& state, const std::string& model_name) {
   };
   for (int i = 0; i < 3; ++i) step();  // warm-up: allocator, packed weights
   dist::barrier();
-  double exposed = 0;
+  double exposed = 0, all_reduce = 0, overlapped = 0;
   for (auto _ : state) {
     step();
-    exposed += ddp.last_step_stats().exposed_seconds;
+    const auto& s = ddp.last_step_stats();
+    exposed += s.exposed_seconds;
+    all_reduce += s.all_reduce_seconds;
+    overlapped += s.overlapped_seconds;
   }
   const double steps = static_cast<double>(state.iterations());
   const int world = dist::world_size();
@@ -85,6 +89,7 @@ void train_steps(benchmark::State& state, const std::string& model_name) {
     state.counters["exposed_ms"] = 1e3 * exposed / steps;
     state.counters["allreduce_ms"] = 1e3 * alone;
     state.counters["hidden_share"] = std::max(0.0, 1.0 - exposed / steps / alone);
+    state.counters["overlap_share"] = all_reduce > 0 ? overlapped / all_reduce : 0.0;
   }
 }
 
@@ -97,6 +102,22 @@ BENCHMARK(BM_ddp_train_cnn)->ArgNames({"threads", "bucket_kb"})->ArgsProduct({{1
     ->Iterations(40)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ddp_train_mlp)->ArgNames({"threads", "bucket_kb"})->ArgsProduct({{1, 2}, {25600, 512}})
     ->Iterations(60)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ember's all_reduce (queued on the communication thread, the ranks' calls compared first) of
+// `bytes` of floats: the latency and bandwidth docs/distributed.md's cost model takes. bus_GBps is
+// the bandwidth the ring moves, 2 (p - 1) / p * bytes / time.
+void BM_all_reduce(benchmark::State& state) {
+  const int64_t bytes = state.range(0);
+  Tensor<float> t = ember::ones<float>({std::max<int64_t>(1, bytes / 4)});
+  dist::barrier();
+  for (auto _ : state) dist::all_reduce(t);
+  const double p = dist::world_size();
+  state.SetBytesProcessed(state.iterations() * bytes);
+  state.counters["bus_GBps"] = benchmark::Counter(2 * (p - 1) / p * static_cast<double>(bytes) * 1e-9,
+                                                  benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_all_reduce)->ArgName("bytes")->Arg(4)->Arg(1 << 10)->Arg(64 << 10)->Arg(1 << 20)->Arg(16 << 20)
+    ->Iterations(200)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // Ranks other than 0 run the same benchmarks (their collectives must match) but report nothing.
 class SilentReporter : public benchmark::BenchmarkReporter {

@@ -140,13 +140,21 @@ Tensor<T> staging(const Tensor<T>& t) {
 template <Element T>
 std::function<void()> write_back(const Tensor<T>& target, const Tensor<T>& buffer, ReduceOp op, int size) {
   const bool copy = target.impl()->storage != buffer.impl()->storage;
-  return [target, buffer, op, size, copy] {
-    NoGradGuard no_grad;
-    if constexpr (FloatingElement<T>) {
-      if (op == ReduceOp::Avg) buffer.detach().div_(static_cast<double>(size));
-    }
-    if (copy) target.detach().copy_(buffer);
-  };
+  if constexpr (FloatingElement<T>) {
+    const double divisor = op == ReduceOp::Avg ? static_cast<double>(size) : 1.0;
+    return [target, buffer, divisor, copy] {
+      NoGradGuard no_grad;
+      if (divisor != 1.0) buffer.detach().div_(divisor);
+      if (copy) target.detach().copy_(buffer);
+    };
+  } else {
+    (void)op;
+    (void)size;
+    return [target, buffer, copy] {
+      NoGradGuard no_grad;
+      if (copy) target.detach().copy_(buffer);
+    };
+  }
 }
 
 enum Kind : int64_t { kAllReduce = 1, kBroadcast, kAllGather, kReduceScatter };
@@ -156,19 +164,21 @@ enum Kind : int64_t { kAllReduce = 1, kBroadcast, kAllGather, kReduceScatter };
 template <Element T>
 Work start_all_reduce(const Tensor<T>& t, ReduceOp op, const char* name, bool check) {
   Context& ctx = active_context(name);
-  std::lock_guard lock(ctx.mutex);
-  if (check) {
-    agree(ctx, name, describe(kAllReduce, t, 0, op, std::string(" ") + op_name(op)));
-    check_common(name, t, op);
-  }
   auto state = std::make_shared<WorkState>();
   state->op = name;
-  Tensor<T> buffer = staging(t);
-  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, buffer.data_ptr(), static_cast<int>(buffer.numel()), mpi_type<T>(),
-                           mpi_op(op), ctx.comm, &state->request),
-            name, "MPI_Iallreduce");
-  state->finish = write_back(t, buffer, op, ctx.size);
-  return Work(std::move(state));
+  Call call = describe(kAllReduce, t, 0, op, std::string(" ") + op_name(op));
+  Tensor<T> buffer = t.defined() ? staging(t) : Tensor<T>();
+  state->run = [&ctx, name, check, call, buffer, op] {
+    if (check) {
+      agree(ctx, name, call);
+      check_common(name, buffer, op);
+    }
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, buffer.data_ptr(), static_cast<int>(buffer.numel()), mpi_type<T>(),
+                            mpi_op(op), ctx.comm),
+              name, "MPI_Allreduce");
+  };
+  if (t.defined()) state->finish = write_back(t, buffer, op, ctx.size);
+  return submit(std::move(state));
 }
 
 }  // namespace detail
@@ -195,28 +205,41 @@ Work::~Work() {
   }
 }
 
+namespace {
+// Once the communication thread is done with it: the result written back, or the error thrown,
+// once.
+void report(detail::WorkState& state) {
+  if (state.reported) return;
+  state.reported = true;
+  if (state.error) std::rethrow_exception(state.error);
+  if (state.finish) state.finish();
+}
+}  // namespace
+
 bool Work::is_completed() {
-  if (!state_ || state_->done) return true;
-  Context& ctx = detail::context();
-  int flag = 0;
-  {
-    std::lock_guard lock(ctx.mutex);
-    if (!ctx.active) {
-      state_->done = true;
-      throw DistributedError(std::string(state_->op) + ": the Environment ended before the collective finished");
-    }
-    check_mpi(MPI_Test(&state_->request, &flag, MPI_STATUS_IGNORE), state_->op, "MPI_Test");
-  }
-  if (!flag) return false;
-  state_->done = true;
-  if (state_->finish) state_->finish();
+  if (!state_) return true;
+  if (!state_->done.load(std::memory_order_acquire)) return false;
+  report(*state_);
   return true;
 }
 
 void Work::wait() {
-  // Polling with the lock released between tests lets other threads use MPI meanwhile, and yields
-  // the core to the other ranks when they share it.
-  while (!is_completed()) std::this_thread::yield();
+  if (!state_) return;
+  // A short spell of yielding first: small collectives finish within microseconds, sooner than a
+  // sleeping thread would be woken.
+  for (int i = 0; i < 64 && !state_->done.load(std::memory_order_acquire); ++i) std::this_thread::yield();
+  {
+    std::unique_lock lock(state_->mutex);
+    state_->finished.wait(lock, [&] { return state_->done.load(std::memory_order_acquire); });
+  }
+  report(*state_);
+}
+
+std::chrono::steady_clock::time_point Work::started() const {
+  return state_ ? state_->started : std::chrono::steady_clock::time_point();
+}
+std::chrono::steady_clock::time_point Work::ended() const {
+  return state_ ? state_->ended : std::chrono::steady_clock::time_point();
 }
 
 template <Element T>
@@ -232,22 +255,23 @@ void all_reduce(const Tensor<T>& t, ReduceOp op) {
 template <Element T>
 Work broadcast_async(const Tensor<T>& t, int root) {
   Context& ctx = active_context("broadcast");
-  std::lock_guard lock(ctx.mutex);
-  detail::agree(ctx, "broadcast", detail::describe(detail::kBroadcast, t, root, ReduceOp::Sum,
-                                                   " from root " + std::to_string(root)));
-  detail::check_common("broadcast", t, ReduceOp::Sum);
-  if (root < 0 || root >= ctx.size) {
-    throw DistributedError("broadcast: root " + std::to_string(root) + " is out of range for " +
-                           std::to_string(ctx.size) + " ranks");
-  }
   auto state = std::make_shared<detail::WorkState>();
   state->op = "broadcast";
-  Tensor<T> buffer = detail::staging(t);
-  check_mpi(MPI_Ibcast(buffer.data_ptr(), static_cast<int>(buffer.numel()), detail::mpi_type<T>(), root, ctx.comm,
-                       &state->request),
-            "broadcast", "MPI_Ibcast");
-  state->finish = detail::write_back(t, buffer, ReduceOp::Sum, ctx.size);
-  return Work(std::move(state));
+  detail::Call call =
+      detail::describe(detail::kBroadcast, t, root, ReduceOp::Sum, " from root " + std::to_string(root));
+  Tensor<T> buffer = t.defined() ? detail::staging(t) : Tensor<T>();
+  state->run = [&ctx, call, buffer, root] {
+    detail::agree(ctx, "broadcast", call);
+    detail::check_common("broadcast", buffer, ReduceOp::Sum);
+    if (root < 0 || root >= ctx.size) {
+      throw DistributedError("broadcast: root " + std::to_string(root) + " is out of range for " +
+                             std::to_string(ctx.size) + " ranks");
+    }
+    check_mpi(MPI_Bcast(buffer.data_ptr(), static_cast<int>(buffer.numel()), detail::mpi_type<T>(), root, ctx.comm),
+              "broadcast", "MPI_Bcast");
+  };
+  if (t.defined()) state->finish = detail::write_back(t, buffer, ReduceOp::Sum, ctx.size);
+  return detail::submit(std::move(state));
 }
 
 template <Element T>
@@ -258,29 +282,32 @@ void broadcast(const Tensor<T>& t, int root) {
 template <Element T>
 Work all_gather_async(const Tensor<T>& output, const Tensor<T>& input) {
   Context& ctx = active_context("all_gather");
-  std::lock_guard lock(ctx.mutex);
   detail::Call call = detail::describe(detail::kAllGather, input, 0, ReduceOp::Sum);
+  bool output_ok = false;
   if (input.defined()) {
     std::vector<int64_t> dims{ctx.size};
     for (int64_t d : input.shape()) dims.push_back(d);
     const Shape expected(dims);
-    if (!output.defined() || output.shape() != expected) {
+    output_ok = output.defined() && output.shape() == expected;
+    if (!output_ok) {
       call.local_error = "the output is " + (output.defined() ? output.shape().str() : std::string("undefined")) +
                          ", expected " + expected.str();
     }
   }
-  detail::agree(ctx, "all_gather", call);
-  detail::check_common("all_gather", input, ReduceOp::Sum);
   auto state = std::make_shared<detail::WorkState>();
   state->op = "all_gather";
-  Tensor<T> in = detail::staging(input);
-  Tensor<T> out = detail::staging(output);
-  const int count = static_cast<int>(in.numel());
-  check_mpi(MPI_Iallgather(in.data_ptr(), count, detail::mpi_type<T>(), out.data_ptr(), count, detail::mpi_type<T>(),
-                           ctx.comm, &state->request),
-            "all_gather", "MPI_Iallgather");
-  state->finish = [in, w = detail::write_back(output, out, ReduceOp::Sum, ctx.size)] { w(); };
-  return Work(std::move(state));
+  Tensor<T> in = input.defined() ? detail::staging(input) : Tensor<T>();
+  Tensor<T> out = output_ok ? detail::staging(output) : Tensor<T>();
+  state->run = [&ctx, call, in, out] {
+    detail::agree(ctx, "all_gather", call);
+    detail::check_common("all_gather", in, ReduceOp::Sum);
+    const int count = static_cast<int>(in.numel());
+    check_mpi(MPI_Allgather(in.data_ptr(), count, detail::mpi_type<T>(), out.data_ptr(), count,
+                            detail::mpi_type<T>(), ctx.comm),
+              "all_gather", "MPI_Allgather");
+  };
+  if (output_ok) state->finish = detail::write_back(output, out, ReduceOp::Sum, ctx.size);
+  return detail::submit(std::move(state));
 }
 
 template <Element T>
@@ -298,9 +325,9 @@ Tensor<T> all_gather(const Tensor<T>& t) {
 template <Element T>
 Work reduce_scatter_async(const Tensor<T>& output, const Tensor<T>& input, ReduceOp op) {
   Context& ctx = active_context("reduce_scatter");
-  std::lock_guard lock(ctx.mutex);
   detail::Call call =
       detail::describe(detail::kReduceScatter, input, 0, op, std::string(" ") + detail::op_name(op));
+  bool output_ok = false;
   if (input.defined()) {
     if (input.dim() == 0 || input.shape()[0] % ctx.size != 0) {
       call.local_error = "the input " + input.shape().str() + " has no first dim divisible by the " +
@@ -309,23 +336,26 @@ Work reduce_scatter_async(const Tensor<T>& output, const Tensor<T>& input, Reduc
       std::vector<int64_t> dims(input.shape().begin(), input.shape().end());
       dims[0] /= ctx.size;
       const Shape expected(dims);
-      if (!output.defined() || output.shape() != expected) {
+      output_ok = output.defined() && output.shape() == expected;
+      if (!output_ok) {
         call.local_error = "the output is " + (output.defined() ? output.shape().str() : std::string("undefined")) +
                            ", expected " + expected.str();
       }
     }
   }
-  detail::agree(ctx, "reduce_scatter", call);
-  detail::check_common("reduce_scatter", input, op);
   auto state = std::make_shared<detail::WorkState>();
   state->op = "reduce_scatter";
-  Tensor<T> in = detail::staging(input);
-  Tensor<T> out = detail::staging(output);
-  check_mpi(MPI_Ireduce_scatter_block(in.data_ptr(), out.data_ptr(), static_cast<int>(out.numel()),
-                                      detail::mpi_type<T>(), detail::mpi_op(op), ctx.comm, &state->request),
-            "reduce_scatter", "MPI_Ireduce_scatter_block");
-  state->finish = [in, w = detail::write_back(output, out, op, ctx.size)] { w(); };
-  return Work(std::move(state));
+  Tensor<T> in = input.defined() ? detail::staging(input) : Tensor<T>();
+  Tensor<T> out = output_ok ? detail::staging(output) : Tensor<T>();
+  state->run = [&ctx, call, in, out, op] {
+    detail::agree(ctx, "reduce_scatter", call);
+    detail::check_common("reduce_scatter", in, op);
+    check_mpi(MPI_Reduce_scatter_block(in.data_ptr(), out.data_ptr(), static_cast<int>(out.numel()),
+                                       detail::mpi_type<T>(), detail::mpi_op(op), ctx.comm),
+              "reduce_scatter", "MPI_Reduce_scatter_block");
+  };
+  if (output_ok) state->finish = detail::write_back(output, out, op, ctx.size);
+  return detail::submit(std::move(state));
 }
 
 template <Element T>
@@ -344,11 +374,8 @@ void barrier() {
   Context& ctx = active_context("barrier");
   auto state = std::make_shared<detail::WorkState>();
   state->op = "barrier";
-  {
-    std::lock_guard lock(ctx.mutex);
-    check_mpi(MPI_Ibarrier(ctx.comm, &state->request), "barrier", "MPI_Ibarrier");
-  }
-  Work(std::move(state)).wait();
+  state->run = [&ctx] { check_mpi(MPI_Barrier(ctx.comm), "barrier", "MPI_Barrier"); };
+  detail::submit(std::move(state)).wait();
 }
 
 namespace functional {

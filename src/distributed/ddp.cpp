@@ -9,6 +9,7 @@
 #include "context.hpp"
 #include "ember/autograd/autograd.hpp"
 #include "ember/autograd/grad_mode.hpp"
+#include "ember/backend/kernels.hpp"
 #include "ember/ops/factory.hpp"
 #include "ember/ops/shape_ops.hpp"
 
@@ -162,8 +163,17 @@ struct DistributedDataParallel<T>::Reducer {
       NoGradGuard no_grad;
       Tensor<T> s = slot(k);
       const Tensor<T> grad = params[k].grad();
-      if (grad.data_ptr() != s.data_ptr()) s.copy_(grad.detach());
-      if (world > 1) s.mul_(1.0 / world);
+      const double share = 1.0 / world;
+      if (grad.data_ptr() == s.data_ptr()) {
+        if (world > 1) s.mul_(share);
+      } else if (grad.is_contiguous()) {
+        // Copied and scaled in one pass.
+        backend::kernels<T>().unary(backend::Unary::MulScalar, {share, 0.0}, s.numel(), grad.data_ptr(), 1,
+                                    s.data_ptr());
+      } else {
+        s.copy_(grad.detach());
+        if (world > 1) s.mul_(share);
+      }
     }
     if (!ready[k]) {
       ready[k] = true;
@@ -171,9 +181,6 @@ struct DistributedDataParallel<T>::Reducer {
     }
     const auto start = Clock::now();
     launch_ready_buckets();
-    // MPI advances a non-blocking collective only inside MPI calls: each hook moves the ones in
-    // flight along.
-    for (size_t b = 0; b < next_launch; ++b) buckets[b].work.is_completed();
     exposed += std::chrono::duration<double>(Clock::now() - start).count();
   }
 
@@ -192,6 +199,14 @@ struct DistributedDataParallel<T>::Reducer {
     launch_ready_buckets();
     for (auto& b : buckets) b.work.wait();
     stats.final_wait_seconds = std::chrono::duration<double>(Clock::now() - wait_start).count();
+    stats.all_reduce_seconds = stats.overlapped_seconds = 0;
+    for (auto& b : buckets) {
+      stats.all_reduce_seconds += std::chrono::duration<double>(b.work.ended() - b.work.started()).count();
+      if (b.work.started() < wait_start) {
+        stats.overlapped_seconds +=
+            std::chrono::duration<double>(std::min(b.work.ended(), wait_start) - b.work.started()).count();
+      }
+    }
     stats.exposed_seconds = exposed + stats.final_wait_seconds;
     exposed = 0;
     // The gradients become views of their buckets (PyTorch's gradient_as_bucket_view), saving a

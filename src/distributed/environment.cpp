@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <functional>
+#include <thread>
 
 #include "context.hpp"
 #include "ember/data/dataloader.hpp"
@@ -33,13 +35,57 @@ void check_mpi(int code, const char* op, const char* call) {
   throw DistributedError(std::string(op) + ": " + call + " failed: " + std::string(text, static_cast<size_t>(length)));
 }
 
+Work submit(std::shared_ptr<WorkState> state) {
+  Context& ctx = context();
+  {
+    std::lock_guard lock(ctx.mutex);
+    if (!ctx.active) {
+      throw DistributedError(std::string(state->op) + ": no ember::distributed::Environment is running" +
+                             (ctx.ever_started ? " (it has ended)" : " (create one at the top of main)"));
+    }
+    ctx.queue.push_back(state);
+  }
+  ctx.queued.notify_one();
+  return Work(std::move(state));
+}
+
+namespace {
+
+// The communication thread: runs the queued collectives one after another, in the order they were
+// queued, which is every rank's program order.
+void communicate(Context& ctx) {
+  for (;;) {
+    std::shared_ptr<WorkState> work;
+    {
+      std::unique_lock lock(ctx.mutex);
+      ctx.queued.wait(lock, [&] { return ctx.stopping || !ctx.queue.empty(); });
+      if (ctx.queue.empty()) return;  // stopping, and nothing left
+      work = std::move(ctx.queue.front());
+      ctx.queue.pop_front();
+    }
+    work->started = std::chrono::steady_clock::now();
+    try {
+      work->run();
+    } catch (...) {
+      work->error = std::current_exception();
+    }
+    work->ended = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lock(work->mutex);
+      work->done.store(true, std::memory_order_release);
+    }
+    work->finished.notify_all();
+  }
+}
+
+}  // namespace
 }  // namespace detail
 
 namespace {
 
 void start(int* argc, char*** argv) {
   detail::Context& ctx = detail::context();
-  std::lock_guard lock(ctx.mutex);
+  std::unique_lock lock(ctx.mutex);
   if (ctx.ever_started) {
     throw DistributedError("Environment: one per process; MPI cannot be initialised again once finalized");
   }
@@ -47,11 +93,10 @@ void start(int* argc, char*** argv) {
   MPI_Initialized(&already);
   int provided = 0;
   if (!already) {
-    // Gradient buckets are all-reduced with MPI_Iallreduce, for which Open MPI's libnbc picks a
-    // binomial tree (reduce, then broadcast) by default: 2.3x slower than its ring for megabytes
-    // on two ranks here (docs/distributed.md). The ring is the bandwidth-optimal algorithm the
-    // cost model assumes. A value the user set wins; other MPI libraries ignore the variable.
-    ::setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0);
+    // The communication thread waits inside blocking collectives while the training thread
+    // computes, often on the same core: Open MPI's waiting loop should then yield the core rather
+    // than spin on it. A value the user set wins; other MPI libraries ignore the variable.
+    ::setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
   }
   if (already) {
     MPI_Query_thread(&provided);
@@ -76,6 +121,9 @@ void start(int* argc, char*** argv) {
   MPI_Comm_size(local, &ctx.local_size);
   MPI_Comm_free(&local);
   ctx.active = true;
+  ctx.stopping = false;
+  lock.unlock();
+  ctx.communicator = std::thread(detail::communicate, std::ref(ctx));
   data::detail::set_process_group_query([](int64_t& r, int64_t& n) {
     r = detail::context().rank;
     n = detail::context().size;
@@ -98,8 +146,13 @@ Environment::~Environment() {
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   data::detail::set_process_group_query(nullptr);
-  std::lock_guard lock(ctx.mutex);
-  ctx.active = false;
+  {
+    std::lock_guard lock(ctx.mutex);
+    ctx.active = false;
+    ctx.stopping = true;
+  }
+  ctx.queued.notify_one();
+  ctx.communicator.join();  // after the collectives already queued
   MPI_Comm_free(&ctx.comm);
   if (ctx.owns_mpi) MPI_Finalize();
 }

@@ -10,6 +10,7 @@
 // Every element type works; tensors may be non-contiguous (the result is written back through
 // their strides). Every rank must pass tensors of the same dtype and shape (a DistributedError on
 // every rank otherwise, see Note [Distributed processes]).
+#include <chrono>
 #include <cstdint>
 #include <memory>
 
@@ -37,8 +38,11 @@ class Work {
   Work& operator=(const Work&) = delete;
   ~Work();
   void wait();
-  /// Whether it has finished (advances it; does not wait).
+  /// Whether it has finished (does not wait).
   bool is_completed();
+  /// When the communication thread started and finished it (valid once completed).
+  std::chrono::steady_clock::time_point started() const;
+  std::chrono::steady_clock::time_point ended() const;
 
  private:
   std::shared_ptr<detail::WorkState> state_;

@@ -14,8 +14,8 @@
 // The parameters that require grad are split into buckets of at most bucket_cap_mb, in reverse
 // registration order (backward reaches the last layers first). A hook on each parameter copies
 // its gradient into its bucket once backward has accumulated it; when a bucket is complete, its
-// all-reduce starts (non-blocking) while backward goes on with the earlier layers, and each later
-// hook advances the all-reduces in flight. Buckets start in index order on every rank, whatever
+// all-reduce is queued for the communication thread (Note [Distributed processes]), which runs it
+// while backward goes on with the earlier layers. Buckets start in index order on every rank, whatever
 // order the hooks fire in, so the ranks' collectives always match. When backward has finished,
 // a callback queued on the autograd engine waits for the buckets still in flight. Each rank's
 // gradient is divided by the number of ranks as it is copied into its bucket, so the sum the
@@ -54,6 +54,10 @@ struct DDPStepStats {
   double exposed_seconds = 0;
   /// The part of exposed_seconds spent waiting after backward had finished.
   double final_wait_seconds = 0;
+  /// The buckets' all-reduce time (on the communication thread) and the part of it that ran
+  /// while backward was still computing, in seconds.
+  double all_reduce_seconds = 0;
+  double overlapped_seconds = 0;
 };
 
 template <FloatingElement T>

@@ -8,12 +8,16 @@
 //
 // Note [Distributed processes]
 // ember talks to the other ranks through MPI (Open MPI from Debian), on a communicator of its own
-// (a duplicate of MPI_COMM_WORLD), so a program's own MPI calls never match ember's. Every call
-// into MPI goes through one lock (MPI_THREAD_SERIALIZED), so collectives may be called from any
-// thread, though every rank must call the same collectives in the same order, as with MPI itself.
-// A collective first compares what each rank passed (operation, dtype, shape, root) in one small
-// all-reduce, so tensors of different shapes or a root out of range raise DistributedError on
-// every rank instead of hanging or writing past a buffer. A rank that leaves the Environment's
+// (a duplicate of MPI_COMM_WORLD), so a program's own MPI calls never match ember's. As in
+// Horovod, one communication thread per process makes every MPI call after initialisation
+// (MPI_THREAD_SERIALIZED): a collective is queued for it and runs with MPI's blocking, tuned
+// algorithms while the calling thread goes on (the async forms) or sleeps until it is done.
+// Collectives run in the order they were queued, so each rank must queue the same collectives in
+// the same order, as with MPI itself; they may be called from any thread. A collective first
+// compares what each rank passed (operation, dtype, shape, root and anything only that rank can
+// check, such as the output's shape) in one small all-reduce, so tensors of different shapes or
+// a root out of range raise DistributedError on every rank instead of hanging or writing past a
+// buffer; the async forms raise it from wait(). A rank that leaves the Environment's
 // scope with an exception in flight aborts the whole job (MPI_Abort) after printing which rank
 // and why: the others may be waiting in a collective that rank will never join, and mpirun then
 // stops them all.
