@@ -157,6 +157,16 @@ std::function<void()> write_back(const Tensor<T>& target, const Tensor<T>& buffe
   }
 }
 
+// Whether `output` has the shape the collective writes; otherwise the reason, for agree() to tell
+// every rank.
+template <Element T>
+bool output_fits(const Tensor<T>& output, const Shape& expected, Call& call) {
+  if (output.defined() && output.shape() == expected) return true;
+  call.local_error = "the output is " + (output.defined() ? output.shape().str() : std::string("undefined")) +
+                     ", expected " + expected.str();
+  return false;
+}
+
 enum Kind : int64_t { kAllReduce = 1, kBroadcast, kAllGather, kReduceScatter };
 
 }  // namespace
@@ -219,6 +229,8 @@ void report(detail::WorkState& state) {
 bool Work::is_completed() {
   if (!state_) return true;
   if (!state_->done.load(std::memory_order_acquire)) return false;
+  // The communication thread lets go of the state while holding its lock: wait until it has.
+  { std::lock_guard lock(state_->mutex); }
   report(*state_);
   return true;
 }
@@ -287,12 +299,7 @@ Work all_gather_async(const Tensor<T>& output, const Tensor<T>& input) {
   if (input.defined()) {
     std::vector<int64_t> dims{ctx.size};
     for (int64_t d : input.shape()) dims.push_back(d);
-    const Shape expected(dims);
-    output_ok = output.defined() && output.shape() == expected;
-    if (!output_ok) {
-      call.local_error = "the output is " + (output.defined() ? output.shape().str() : std::string("undefined")) +
-                         ", expected " + expected.str();
-    }
+    output_ok = detail::output_fits(output, Shape(dims), call);
   }
   auto state = std::make_shared<detail::WorkState>();
   state->op = "all_gather";
@@ -335,12 +342,7 @@ Work reduce_scatter_async(const Tensor<T>& output, const Tensor<T>& input, Reduc
     } else {
       std::vector<int64_t> dims(input.shape().begin(), input.shape().end());
       dims[0] /= ctx.size;
-      const Shape expected(dims);
-      output_ok = output.defined() && output.shape() == expected;
-      if (!output_ok) {
-        call.local_error = "the output is " + (output.defined() ? output.shape().str() : std::string("undefined")) +
-                           ", expected " + expected.str();
-      }
+      output_ok = detail::output_fits(output, Shape(dims), call);
     }
   }
   auto state = std::make_shared<detail::WorkState>();

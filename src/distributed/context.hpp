@@ -44,7 +44,7 @@ struct Context {
   int size = 1;
   int local_rank = 0;
   int local_size = 1;
-  bool active = false;
+  std::atomic<bool> active{false};  // read without the lock by active_context
   bool ever_started = false;  // MPI cannot be initialised twice in a process
   bool owns_mpi = false;      // false when the program had initialised MPI itself
 };

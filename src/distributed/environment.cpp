@@ -70,11 +70,16 @@ void communicate(Context& ctx) {
       work->error = std::current_exception();
     }
     work->ended = std::chrono::steady_clock::now();
-    {
-      std::lock_guard lock(work->mutex);
-      work->done.store(true, std::memory_order_release);
-    }
-    work->finished.notify_all();
+    // The waiting side keeps the last reference, so what the collective holds (its buffers, an
+    // exception the waiter may be reading) is released on that thread. Our reference is dropped
+    // while we hold the lock: the waiter cannot return (it needs the lock) and keeps the state,
+    // mutex included, alive until we let go.
+    WorkState* state = work.get();
+    std::unique_lock lock(state->mutex);
+    state->done.store(true, std::memory_order_release);
+    state->finished.notify_all();
+    work.reset();
+    lock.unlock();
   }
 }
 

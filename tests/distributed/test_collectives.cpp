@@ -4,6 +4,7 @@
 
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ember/distributed.hpp"
@@ -145,6 +146,23 @@ TEST(Async, WorkLeftUnwaitedFinishesInItsDestructor) {
   EXPECT_EQ(u.to_vector()[3], size() - 1);
 }
 
+TEST(Async, CollectivesQueuedAndAwaitedOnOtherThreads) {
+  // A worker thread queues collectives; another thread waits for one queued by the main thread.
+  Tensor<double> a = full<double>(Shape{64}, 1.0 + rank());
+  Tensor<double> b = full<double>(Shape{64}, 2.0);
+  std::thread worker([&] {
+    distributed::all_reduce(a);
+    distributed::all_reduce(a, ReduceOp::Max);
+  });
+  worker.join();
+  distributed::Work w = distributed::all_reduce_async(b, ReduceOp::Avg);
+  std::thread waiter([&] { w.wait(); });
+  waiter.join();
+  const double sum = size() + size() * (size() - 1) / 2.0;
+  EXPECT_EQ(a.to_vector()[63], sum);
+  EXPECT_EQ(b.to_vector()[0], 2.0);
+}
+
 // ---- Calls that differ across ranks: an error on every rank, never a hang ----------------------
 
 TEST(BadCalls, ShapesThatDifferAcrossRanksAreNamed) {
@@ -244,9 +262,3 @@ TEST(DistributedSampler, TakesRankAndWorldFromTheEnvironment) {
 
 }  // namespace
 }  // namespace ember
-
-int main(int argc, char** argv) {
-  ember::distributed::Environment env(argc, argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}

@@ -268,9 +268,3 @@ TEST(SyncBatchNorm, TrainingStatisticsAreThoseOfTheWholeBatch) {
 
 }  // namespace
 }  // namespace ember
-
-int main(int argc, char** argv) {
-  ember::distributed::Environment env(argc, argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}
