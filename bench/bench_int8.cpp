@@ -76,8 +76,9 @@ EMBER_INT8_BENCH(conv_mnist2_32to64_14_k3, [] { return conv3x3(32, 64); }, [] { 
 EMBER_INT8_BENCH(conv_cifar_64to64_32_k3, [] { return conv3x3(64, 64); }, [] { return conv1x1(64); }, {1, 64, 32, 32});
 
 // The whole Fashion-MNIST CNN of ember-mnist (random weights; batch norm with statistics from a
-// few training-mode batches), float against its quant::quantize'd int8 model.
-void run_mnist_cnn(benchmark::State& state, bool int8) {
+// few training-mode batches), float against its quant::quantize'd int8 model, and against the
+// int8 model with the first convolution (one input channel: K = 9) kept in float.
+void run_mnist_cnn(benchmark::State& state, bool int8, bool first_conv_float = false) {
   ember::set_num_threads(static_cast<int>(state.range(0)));
   ember::manual_seed(0);
   nn::Sequential<float> net(
@@ -94,16 +95,21 @@ void run_mnist_cnn(benchmark::State& state, bool int8) {
   if (!int8) {
     for (auto _ : state) benchmark::DoNotOptimize(net(x));
   } else {
-    const quant::QuantizedModel q = quant::quantize(net, {ember::randn<float>({64, 1, 28, 28})});
+    quant::QuantizeOptions options;
+    if (first_conv_float) options.keep_float = {"0"};
+    const quant::QuantizedModel q = quant::quantize(net, {ember::randn<float>({64, 1, 28, 28})}, options);
     for (auto _ : state) benchmark::DoNotOptimize(q(x));
   }
   state.SetLabel(ember::backend::int8_isa_name(ember::backend::int8_kernels().isa));
 }
 void BM_int8_mnist_cnn_float(benchmark::State& s) { run_mnist_cnn(s, false); }
 void BM_int8_mnist_cnn_int8(benchmark::State& s) { run_mnist_cnn(s, true); }
+void BM_int8_mnist_cnn_int8_first_conv_float(benchmark::State& s) { run_mnist_cnn(s, true, true); }
 BENCHMARK(BM_int8_mnist_cnn_float)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_int8_mnist_cnn_int8)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_int8_mnist_cnn_int8_first_conv_float)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace

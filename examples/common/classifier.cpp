@@ -27,7 +27,7 @@ namespace fs = std::filesystem;
 // ---- Flags -------------------------------------------------------------------------------------
 
 struct Options {
-  std::string data, model, out, optimizer, schedule, predict, weights;
+  std::string data, model, out, optimizer, schedule, predict, weights, keep_float;
   int64_t epochs = 0, batch_size = 0, threads = 0, workers = 1, limit_train = 0, limit_test = 0;
   uint64_t seed = 0;
   double lr = 0, momentum = 0, weight_decay = 0, label_smoothing = 0, adversarial_eps = 0,
@@ -49,7 +49,7 @@ std::string usage(const ExampleSpec& spec) {
       "       {:{}} [--optimizer sgd|adam|adamw] [--momentum X] [--weight-decay X]\n"
       "       {:{}} [--schedule none|onecycle|cosine] [--label-smoothing X] [--threads N]\n"
       "       {:{}} [--workers N] [--seed N] [--out DIR] [--limit-train N] [--limit-test N]\n"
-      "       {:{}} [--adversarial-training EPS] [--adversarial-weight W] [--quantize]\n"
+      "       {:{}} [--adversarial-training EPS] [--adversarial-weight W] [--quantize [--keep-float L,...]]\n"
       "       mpirun -np N {} --distributed ...\n"
       "       {} --predict IMAGE.png [--weights FILE] [--invert]\n\n"
       "  --data DIR      data set directory (default: the first of {} that exists)\n"
@@ -66,6 +66,8 @@ std::string usage(const ExampleSpec& spec) {
       "  --adversarial-weight W   the FGSM batch's share of the loss (default 0.3)\n"
       "  --quantize      also quantize the trained model to int8 (calibrated on 1,000 training images),\n"
       "                  report its test accuracy and write model-int8.safetensors\n"
+      "  --keep-float L,...   with --quantize: leave these Linear/Conv2d layers (state-dict prefixes, e.g. 0)\n"
+      "                  in float\n"
       "  --distributed   data-parallel training, one rank per process started by mpirun: each trains on\n"
       "                  its share of every batch (--batch-size is the whole batch, split evenly), batch\n"
       "                  norm sees the whole batch, gradients are averaged; rank 0 prints and writes\n"
@@ -117,6 +119,7 @@ Options parse_flags(int argc, char** argv, const ExampleSpec& spec) {
   with_value["--schedule"] = text(o.schedule);
   with_value["--predict"] = text(o.predict);
   with_value["--weights"] = text(o.weights);
+  with_value["--keep-float"] = text(o.keep_float);
   with_value["--epochs"] = integer(o.epochs, 1);
   with_value["--batch-size"] = integer(o.batch_size, 1);
   with_value["--threads"] = integer(o.threads, 1);
@@ -158,6 +161,7 @@ Options parse_flags(int argc, char** argv, const ExampleSpec& spec) {
       throw UsageError(fmt::format("{}: {}", flag, e.what()));
     }
   }
+  if (!o.keep_float.empty() && !o.quantize) throw UsageError("--keep-float goes with --quantize");
   if (o.adversarial_weight > 1)
     throw UsageError(fmt::format("--adversarial-weight: expected a number in [0, 1], got {:g}", o.adversarial_weight));
   o.seed = static_cast<uint64_t>(seed);
@@ -413,14 +417,14 @@ std::string resolve_data_dir(const Options& o, const ExampleSpec& spec) {
 // Post-training static quantization of the trained model (ember::quant), calibrated on the
 // first 1,000 training images: its test accuracy beside the float model's, and the file sizes.
 void report_int8(nn::Module<float>& model, const data::LabeledImages& train, const data::LabeledImages& test,
-                 const Normalization& norm, const std::string& out) {
+                 const Normalization& norm, const std::string& out, const std::string& keep_float) {
   NoGradGuard no_grad;
   model.eval();
   const int64_t calibration = std::min<int64_t>(1000, train.images.shape()[0]);
   std::vector<Tensor<float>> batches;
   for (int64_t s = 0; s < calibration; s += 100)
     batches.push_back(to_input(train.images.narrow(0, s, std::min<int64_t>(100, calibration - s)), norm));
-  const quant::QuantizedModel q = quant::quantize(model, batches);
+  const quant::QuantizedModel q = quant::quantize(model, batches, {.keep_float = split_names(keep_float)});
   const int64_t n = test.images.shape()[0];
   int64_t correct = 0;
   for (int64_t start = 0; start < n; start += 500) {
@@ -622,7 +626,7 @@ int train(const Options& o, const ExampleSpec& spec) {
   std::printf("test_accuracy=%.4f\n", last.accuracy);
   std::printf("fgsm_accuracy_eps_0.1=%.4f\n", fgsm_accuracy(*model, test_set, norm, 0.1));
   std::printf("train_time_s=%.1f\n", train_seconds);
-  if (o.quantize) report_int8(*model, train_set, test_set, norm, out);
+  if (o.quantize) report_int8(*model, train_set, test_set, norm, out, o.keep_float);
   std::printf("wrote %s/model.safetensors (loads in PyTorch), metrics.csv, curves.png, predictions.png, "
               "test_predictions.csv\n",
               out.c_str());

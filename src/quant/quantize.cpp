@@ -505,9 +505,30 @@ struct FloatAffine {
   }
 };
 
+// A Linear or Conv2d left in float (QuantizeOptions::keep_float), batch norm and ReLU folded in.
+class FloatAffineStage final : public Stage {
+ public:
+  explicit FloatAffineStage(FloatAffine layer) : layer_(std::move(layer)) {}
+  Activation run(const Activation& x) const override { return {layer_.run(to_float(x))}; }
+  std::string str() const override {
+    const Tensor<float>& w = layer_.weight;
+    const std::string tail = cat_str(layer_.bias.defined() ? "" : ", bias=False", layer_.relu ? ", relu" : "", ", float)");
+    if (!layer_.conv) return cat_str("Linear(in_features=", w.shape()[1], ", out_features=", w.shape()[0], tail);
+    const Conv2dGeometry& g = layer_.geometry;
+    return cat_str("Conv2d(", w.shape()[1], ", ", w.shape()[0], ", kernel_size=", pair_str(w.shape()[2], w.shape()[3]),
+                   ", stride=", pair_str(g.stride[0], g.stride[1]), ", padding=(", g.padding[0], ", ", g.padding[1],
+                   ", ", g.padding[2], ", ", g.padding[3], "), dilation=", pair_str(g.dilation[0], g.dilation[1]), tail);
+  }
+  const FloatAffine& layer() const noexcept { return layer_; }
+
+ private:
+  FloatAffine layer_;
+};
+
 struct PlanStep {
   std::shared_ptr<const Stage> fixed;  // a float stage
   std::shared_ptr<FloatAffine> affine;  // or a layer to quantize
+  bool keep_float = false;              // ... or to leave in float, folded
 };
 
 void flatten_modules(nn::Module<float>& m, const std::string& path,
@@ -544,9 +565,30 @@ void fold_batch_norm(FloatAffine& conv, const nn::BatchNorm<float>& bn, const st
   conv.bias = ((b - bn.running_mean) * factor + beta).contiguous();
 }
 
-std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only) {
+std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only,
+                           const std::vector<std::string>& keep_float = {}) {
   std::vector<std::pair<std::string, nn::Module<float>*>> modules;
   flatten_modules(model, "", modules);
+  std::string affine_paths;
+  for (const auto& [path, m] : modules) {
+    if (dynamic_cast<nn::Linear<float>*>(m) != nullptr || dynamic_cast<nn::Conv2d<float>*>(m) != nullptr) {
+      affine_paths += (affine_paths.empty() ? "" : ", ") + path;
+    }
+  }
+  for (const std::string& name : keep_float) {
+    bool found = false;
+    for (const auto& [path, m] : modules) {
+      found = found || (path == name && (dynamic_cast<nn::Linear<float>*>(m) != nullptr ||
+                                         dynamic_cast<nn::Conv2d<float>*>(m) != nullptr));
+    }
+    if (!found) {
+      throw ValueError(cat_str("quantize: keep_float names '", name, "', which is not a Linear or Conv2d of the model (",
+                               affine_paths.empty() ? std::string("it has none") : "they are: " + affine_paths, ")"));
+    }
+  }
+  auto kept = [&](const std::string& path) {
+    return std::find(keep_float.begin(), keep_float.end(), path) != keep_float.end();
+  };
   std::vector<PlanStep> steps;
   NoGradGuard no_grad;
   for (const auto& [path, m] : modules) {
@@ -556,7 +598,7 @@ std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only) {
       a->path = path;
       a->weight = lin->weight.detach().contiguous();
       if (lin->bias.defined()) a->bias = lin->bias.detach().contiguous();
-      steps.push_back({nullptr, a});
+      steps.push_back({nullptr, a, kept(path)});
     } else if (auto* conv = dynamic_cast<nn::Conv2d<float>*>(m); conv != nullptr && !dynamic_only) {
       if (conv->options.groups != 1) {
         throw ValueError(cat_str("quantize: ", describe(path, *m), " has groups=", conv->options.groups,
@@ -568,7 +610,7 @@ std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only) {
       a->weight = conv->weight.detach().contiguous();
       if (conv->bias.defined()) a->bias = conv->bias.detach().contiguous();
       a->geometry = nn::conv2d_geometry(conv->options, conv->kernel_size.h, conv->kernel_size.w, "quantize");
-      steps.push_back({nullptr, a});
+      steps.push_back({nullptr, a, kept(path)});
     } else if (auto* bn = dynamic_cast<nn::BatchNorm<float>*>(m); bn != nullptr && !dynamic_only) {
       if (last == nullptr || !last->conv || last->relu) {
         throw ValueError(cat_str("quantize: ", describe(path, *m),
@@ -671,7 +713,7 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
   if (calibration.empty()) {
     throw ValueError("quantize: no calibration data; pass at least one batch of inputs");
   }
-  std::vector<PlanStep> steps = plan(model, false);
+  std::vector<PlanStep> steps = plan(model, false, options.keep_float);
   // One observer per quantized layer's input.
   std::vector<MinMaxObserver> minmax(steps.size());
   std::vector<HistogramObserver> histogram(steps.size());
@@ -689,8 +731,12 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
       }
       if (steps[i].affine) {
         const std::string what = cat_str("quantize: calibration batch ", b, " at the input of '", steps[i].affine->path, "'");
-        if (options.observer == Observer::MinMax) minmax[i].observe(y, what.c_str());
-        else histogram[i].observe(y, what.c_str());
+        if (steps[i].keep_float) {
+        } else if (options.observer == Observer::MinMax) {
+          minmax[i].observe(y, what.c_str());
+        } else {
+          histogram[i].observe(y, what.c_str());
+        }
         try {
           y = steps[i].affine->run(y);
         } catch (Error& e) {
@@ -704,14 +750,16 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
   }
   std::vector<QParams> inputs(steps.size());
   for (size_t i = 0; i < steps.size(); ++i) {
-    if (steps[i].affine) inputs[i] = options.observer == Observer::MinMax ? minmax[i].qparams() : histogram[i].qparams();
+    if (steps[i].affine && !steps[i].keep_float) {
+      inputs[i] = options.observer == Observer::MinMax ? minmax[i].qparams() : histogram[i].qparams();
+    }
   }
   // Links: a layer hands uint8 to the next quantized layer when only max pooling and a Flatten
   // (conv -> linear) stand between them.
   std::vector<Link> links(steps.size());
   std::vector<bool> flatten_channels_last(steps.size(), false);
   for (size_t i = 0; i < steps.size(); ++i) {
-    if (!steps[i].affine) continue;
+    if (!steps[i].affine || steps[i].keep_float) continue;
     size_t j = i + 1;
     int64_t flatten = -1;
     bool passable = true;
@@ -729,7 +777,7 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
       passable = false;
       break;
     }
-    if (!passable || j >= steps.size()) continue;
+    if (!passable || j >= steps.size() || steps[j].keep_float) continue;
     const bool conv_to_conv = steps[i].affine->conv && steps[j].affine->conv && flatten < 0;
     const bool to_linear = !steps[j].affine->conv && (steps[i].affine->conv ? flatten >= 0 : true);
     if (!conv_to_conv && !to_linear) continue;
@@ -746,6 +794,10 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
       const auto* fl = dynamic_cast<const FlattenStage*>(steps[i].fixed.get());
       stages.push_back(fl != nullptr && flatten_channels_last[i] ? std::make_shared<FlattenStage>(fl->o_, true)
                                                                  : steps[i].fixed);
+      continue;
+    }
+    if (steps[i].keep_float) {
+      stages.push_back(std::make_shared<FloatAffineStage>(*steps[i].affine));
       continue;
     }
     stages.push_back(make_quantized(*steps[i].affine, options.per_channel, false, inputs[i], links[i]));
@@ -772,7 +824,8 @@ QuantizedModel quantize_dynamic(nn::Module<float>& model, const DynamicOptions& 
 // (I64 [out], zeros), "i.bias" (F32 [out], when it has one), for static quantization
 // "i.input_scale" (F32 []) and "i.input_zero_point" (I64 []), and for a stage that hands uint8 to
 // the next (out_quantized=1) "i.output_scale" and "i.output_zero_point". A Linear fed a flattened
-// channels-last image (image_c/h/w not 0) stores its weight columns in that order.
+// channels-last image (image_c/h/w not 0) stores its weight columns in that order. A layer kept in
+// float (float_linear, float_conv2d) stores "i.weight" and "i.bias" as F32, batch norm folded in.
 
 namespace {
 
@@ -854,6 +907,21 @@ void save(const QuantizedModel& model, const std::string& path) {
                                 {"dil_h", g.dilation[0]}, {"dil_w", g.dilation[1]}, {"relu", c.relu},
                                 {"dynamic", c.dynamic}, {"out_quantized", c.out_quantized}});
       put_affine(tensors, prefix, c);
+    } else if (const auto* fa = dynamic_cast<const FloatAffineStage*>(&s)) {
+      const FloatAffine& a = fa->layer();
+      const Shape& ws = a.weight.shape();
+      if (!a.conv) {
+        desc = "float_linear" + fields({{"in", ws[1]}, {"out", ws[0]}, {"relu", a.relu}});
+      } else {
+        const Conv2dGeometry& g = a.geometry;
+        desc = "float_conv2d" + fields({{"in", ws[1]}, {"out", ws[0]}, {"kh", ws[2]}, {"kw", ws[3]},
+                                        {"stride_h", g.stride[0]}, {"stride_w", g.stride[1]}, {"pad_top", g.padding[0]},
+                                        {"pad_bottom", g.padding[1]}, {"pad_left", g.padding[2]},
+                                        {"pad_right", g.padding[3]}, {"dil_h", g.dilation[0]},
+                                        {"dil_w", g.dilation[1]}, {"relu", a.relu}});
+      }
+      tensors.push_back({prefix + "weight", a.weight});
+      if (a.bias.defined()) tensors.push_back({prefix + "bias", a.bias});
     } else if (const auto* mp = dynamic_cast<const MaxPoolStage*>(&s)) {
       const MaxPool2dOptions& o = mp->o_;
       desc = "max_pool2d" + fields({{"kh", mp->k_.h}, {"kw", mp->k_.w}, {"stride_h", o.stride.h},
@@ -912,6 +980,17 @@ QuantizedModel load(const std::string& path) {
     if (v <= 0 || v > (int64_t(1) << 24)) bad_file(path, cat_str("stage ", i, ": ", what, " = ", v, " is out of range"));
     return v;
   };
+  auto geometry = [&](const StageFields& f, size_t i) {
+    Conv2dGeometry g;
+    g.stride = {positive(f.get("stride_h", path, i), "stride_h", i), positive(f.get("stride_w", path, i), "stride_w", i)};
+    g.dilation = {positive(f.get("dil_h", path, i), "dil_h", i), positive(f.get("dil_w", path, i), "dil_w", i)};
+    g.padding = {f.get("pad_top", path, i), f.get("pad_bottom", path, i), f.get("pad_left", path, i),
+                 f.get("pad_right", path, i)};
+    for (int64_t p : g.padding) {
+      if (p < 0 || p > (int64_t(1) << 16)) bad_file(path, cat_str("stage ", i, ": padding ", p, " is out of range"));
+    }
+    return g;
+  };
   std::vector<std::shared_ptr<const Stage>> stages;
   for (size_t i = 0; i < static_cast<size_t>(count); ++i) {
     const StageFields f = parse_fields(meta(cat_str("ember.quant.stage.", i)), path, i);
@@ -960,16 +1039,20 @@ QuantizedModel load(const std::string& path) {
         }
         stages.push_back(std::make_shared<QuantizedLinear>(std::move(c), chw));
       } else {
-        Conv2dGeometry g;
-        g.stride = {positive(f.get("stride_h", path, i), "stride_h", i), positive(f.get("stride_w", path, i), "stride_w", i)};
-        g.dilation = {positive(f.get("dil_h", path, i), "dil_h", i), positive(f.get("dil_w", path, i), "dil_w", i)};
-        g.padding = {f.get("pad_top", path, i), f.get("pad_bottom", path, i), f.get("pad_left", path, i),
-                     f.get("pad_right", path, i)};
-        for (int64_t p : g.padding) {
-          if (p < 0 || p > (int64_t(1) << 16)) bad_file(path, cat_str("stage ", i, ": padding ", p, " is out of range"));
-        }
-        stages.push_back(std::make_shared<QuantizedConv2d>(std::move(c), in, kh, kw, g));
+        stages.push_back(std::make_shared<QuantizedConv2d>(std::move(c), in, kh, kw, geometry(f, i)));
       }
+    } else if (f.kind == "float_linear" || f.kind == "float_conv2d") {
+      FloatAffine a;
+      a.path = cat_str("stage ", i);
+      a.conv = f.kind == "float_conv2d";
+      const int64_t out = positive(f.get("out", path, i), "out", i), in = positive(f.get("in", path, i), "in", i);
+      const Shape wshape = a.conv ? Shape{out, in, positive(f.get("kh", path, i), "kh", i), positive(f.get("kw", path, i), "kw", i)}
+                                  : Shape{out, in};
+      a.weight = Tensor<float>::from_base(take(prefix + "weight", DType::Float32, wshape));
+      if (tensors.count(prefix + "bias")) a.bias = Tensor<float>::from_base(take(prefix + "bias", DType::Float32, Shape{out}));
+      a.relu = f.get("relu", path, i) != 0;
+      if (a.conv) a.geometry = geometry(f, i);
+      stages.push_back(std::make_shared<FloatAffineStage>(std::move(a)));
     } else if (f.kind == "max_pool2d") {
       MaxPool2dOptions o;
       o.stride = IntPair(f.get("stride_h", path, i), f.get("stride_w", path, i));

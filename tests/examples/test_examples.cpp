@@ -287,6 +287,19 @@ TEST_F(Examples, MnistQuantize) {
   EXPECT_GT(ratio, 3.0) << r.output;
   const quant::QuantizedModel q = quant::load(dir_ + "/q/model-int8.safetensors");
   EXPECT_EQ(q(zeros<float>({2, 1, 28, 28})).shape(), Shape({2, 10}));
+
+  // --keep-float leaves the first convolution in float.
+  const ProcessResult k = run({EMBER_MNIST, "--data", dir_ + "/mnist", "--model", "cnn", "--epochs", "1", "--batch-size",
+                               "32", "--threads", "1", "--workers", "0", "--out", dir_ + "/k", "--quantize",
+                               "--keep-float", "0"});
+  ASSERT_EQ(k.exit_code, 0) << k.output;
+  EXPECT_NEAR(std::stod(value_of(k.output, "int8_test_accuracy")), std::stod(value_of(k.output, "test_accuracy")), 0.03);
+  const quant::QuantizedModel kept = quant::load(dir_ + "/k/model-int8.safetensors");
+  EXPECT_NE(kept.stage(0).str().find("float)"), std::string::npos) << kept.str();
+  const ProcessResult bad = run({EMBER_MNIST, "--data", dir_ + "/mnist", "--model", "cnn", "--epochs", "1", "--threads",
+                                 "1", "--workers", "0", "--out", dir_ + "/b", "--quantize", "--keep-float", "1"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("keep_float names '1', which is not a Linear or Conv2d"), std::string::npos) << bad.output;
 }
 
 #ifdef EMBER_MPIEXEC

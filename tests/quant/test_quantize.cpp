@@ -276,6 +276,46 @@ TEST(Quantize, SaveAndLoadGiveTheSameModel) {
             std::string::npos);
 }
 
+// A layer named in keep_float stays in float with its batch norm and ReLU folded in; the layers
+// around it quantize their own inputs and outputs, and the file keeps it as F32.
+TEST(Quantize, KeepFloatLeavesNamedLayersInFloat) {
+  Generator gen(10);
+  nn::Sequential<float> net = small_cnn();
+  net.train();
+  for (int i = 0; i < 3; ++i) net(randn<float>({16, 1, 8, 8}, &gen));
+  net.eval();
+  std::vector<Tensor<float>> calibration{randn<float>({16, 1, 8, 8}, &gen), randn<float>({16, 1, 8, 8}, &gen)};
+  const Tensor<float> x = randn<float>({8, 1, 8, 8}, &gen);
+  const quant::QuantizedModel q = quant::quantize(net, calibration, {.keep_float = {"0"}});
+  ASSERT_EQ(q.num_stages(), 6u) << q.str();
+  EXPECT_EQ(q.stage(0).str().rfind("Conv2d(1, 6, kernel_size=(3, 3)", 0), 0u) << q.str();
+  EXPECT_NE(q.stage(0).str().find("relu, float)"), std::string::npos) << q.str();
+  // The kept stage is the float conv, batch norm and ReLU (folded: equal to rounding).
+  const Tensor<float> first = relu(net.submodule("1")(net.submodule("0")(x)));
+  EXPECT_LT((q.stage(0).forward(x) - first).abs().max().item(), 1e-5f * (1 + first.abs().max().item()));
+  const Tensor<float> yf = net(x), yq = q(x);
+  EXPECT_LT((yf - yq).abs().max().item(), 0.08f * yf.abs().max().item()) << q.str();
+
+  const std::string path = ::testing::TempDir() + "/ember_keep_float.safetensors";
+  quant::save(q, path);
+  const quant::QuantizedModel back = quant::load(path);
+  EXPECT_EQ(back.str(), q.str());
+  EXPECT_EQ(back(x).to_vector(), yq.to_vector());
+  const io::SafetensorsFile f = io::read_safetensors(path);
+  EXPECT_EQ(f.metadata.at("ember.quant.stage.0").rfind("float_conv2d", 0), 0u);
+  for (const auto& e : f.tensors) {
+    if (e.name == "0.weight") {
+      EXPECT_EQ(e.tensor.dtype(), DType::Float32);
+    }
+  }
+  // The last Linear kept too; a name that is not a Linear or Conv2d of the model is refused.
+  const quant::QuantizedModel q2 = quant::quantize(net, calibration, {.keep_float = {"0", "10"}});
+  EXPECT_NE(q2.stage(5).str().find("float)"), std::string::npos) << q2.str();
+  EXPECT_NE(message_of([&] { quant::quantize(net, calibration, {.keep_float = {"1"}}); })
+                .find("keep_float names '1', which is not a Linear or Conv2d of the model (they are: 0, 4, 8, 10)"),
+            std::string::npos);
+}
+
 TEST(Quantize, DynamicLinear) {
   Generator gen(9);
   nn::Sequential net(nn::Linear(20, 30), nn::ReLU(), nn::Dropout(0.1), nn::Linear(30, 3));
