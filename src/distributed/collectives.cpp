@@ -5,6 +5,7 @@
 #include <array>
 #include <climits>
 #include <cstring>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -241,8 +242,16 @@ void Work::wait() {
   // sleeping thread would be woken.
   for (int i = 0; i < 64 && !state_->done.load(std::memory_order_acquire); ++i) std::this_thread::yield();
   {
+    const double limit = detail::context().timeout_seconds.load();
     std::unique_lock lock(state_->mutex);
-    state_->finished.wait(lock, [&] { return state_->done.load(std::memory_order_acquire); });
+    if (!state_->finished.wait_for(lock, std::chrono::duration<double>(limit),
+                                   [&] { return state_->done.load(std::memory_order_acquire); })) {
+      std::ostringstream why;
+      why << "waited " << limit << " s for " << state_->op
+          << " (the timeout: EMBER_DISTRIBUTED_TIMEOUT or distributed::set_timeout): another rank has stopped or "
+             "skipped a collective";
+      detail::abort_job(why.str());
+    }
   }
   report(*state_);
 }

@@ -47,6 +47,7 @@ struct Context {
   std::atomic<bool> active{false};  // read without the lock by active_context
   bool ever_started = false;  // MPI cannot be initialised twice in a process
   bool owns_mpi = false;      // false when the program had initialised MPI itself
+  std::atomic<double> timeout_seconds{1800.0};
 };
 
 Context& context();
@@ -56,6 +57,9 @@ Context& active_context(const char* op);
 
 /// Throws DistributedError naming `op` and MPI's description of `code` unless it is MPI_SUCCESS.
 void check_mpi(int code, const char* op, const char* call);
+
+/// Prints why on stderr, naming this rank, and ends the whole job (MPI_Abort).
+[[noreturn]] void abort_job(const std::string& why);
 
 /// Queues `state` for the communication thread, behind every collective queued before it.
 Work submit(std::shared_ptr<WorkState> state);

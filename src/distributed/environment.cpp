@@ -1,5 +1,6 @@
 #include <mpi.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -25,6 +26,14 @@ Context& active_context(const char* op) {
                            (ctx.ever_started ? " (it has ended)" : " (create one at the top of main)"));
   }
   return ctx;
+}
+
+void abort_job(const std::string& why) {
+  const Context& ctx = context();
+  std::fprintf(stderr, "ember::distributed: rank %d of %d %s; aborting the job\n", ctx.rank, ctx.size, why.c_str());
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::abort();  // MPI_Abort does not return
 }
 
 void check_mpi(int code, const char* op, const char* call) {
@@ -111,6 +120,16 @@ void start(int* argc, char*** argv) {
   }
   ctx.ever_started = true;
   ctx.owns_mpi = !already;
+  if (const char* text = std::getenv("EMBER_DISTRIBUTED_TIMEOUT"); text != nullptr) {
+    char* end = nullptr;
+    const double seconds = std::strtod(text, &end);
+    if (end == text || *end != '\0' || !(seconds > 0) || !std::isfinite(seconds)) {
+      if (ctx.owns_mpi) MPI_Finalize();
+      throw DistributedError(std::string("Environment: EMBER_DISTRIBUTED_TIMEOUT='") + text +
+                             "' is not a positive number of seconds");
+    }
+    ctx.timeout_seconds.store(seconds);
+  }
   if (provided < MPI_THREAD_SERIALIZED) {
     if (ctx.owns_mpi) MPI_Finalize();
     throw DistributedError("Environment: this MPI library offers thread level " + std::to_string(provided) +
@@ -145,10 +164,7 @@ Environment::~Environment() {
   if (std::uncaught_exceptions() > 0) {
     // The other ranks may be waiting in a collective this rank will never join; only ending the
     // whole job avoids a hang.
-    std::fprintf(stderr, "ember::distributed: rank %d of %d is leaving with an exception in flight; aborting the job\n",
-                 ctx.rank, ctx.size);
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    detail::abort_job("is leaving with an exception in flight");
   }
   data::detail::set_process_group_query(nullptr);
   {
@@ -163,6 +179,17 @@ Environment::~Environment() {
 }
 
 bool is_initialized() noexcept { return detail::context().active; }
+
+void set_timeout(std::chrono::duration<double> t) {
+  if (!(t.count() > 0) || !std::isfinite(t.count())) {
+    throw ValueError("distributed::set_timeout: the timeout must be positive, got " + std::to_string(t.count()) + " s");
+  }
+  detail::context().timeout_seconds.store(t.count());
+}
+
+std::chrono::duration<double> timeout() noexcept {
+  return std::chrono::duration<double>(detail::context().timeout_seconds.load());
+}
 int rank() { return detail::active_context("rank").rank; }
 int world_size() { return detail::active_context("world_size").size; }
 int local_rank() { return detail::active_context("local_rank").local_rank; }

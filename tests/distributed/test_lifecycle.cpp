@@ -37,6 +37,11 @@ TEST(Environment, CallsOutsideItThrowAndASecondOneIsRefused) {
     ddp(ones<double>(Shape{4, 3})).sum().backward();
     EXPECT_EQ(lin.bias.grad().to_vector(), (std::vector<double>{4.0, 4.0}));
     expect_error<DistributedError>([] { distributed::Environment again; }, "one per process");
+    EXPECT_EQ(distributed::timeout().count(), 1800.0);  // PyTorch's default
+    distributed::set_timeout(std::chrono::seconds(90));
+    EXPECT_EQ(distributed::timeout().count(), 90.0);
+    expect_error<ValueError>([] { distributed::set_timeout(std::chrono::seconds(0)); }, "must be positive");
+    distributed::set_timeout(std::chrono::minutes(30));
   }
   EXPECT_FALSE(distributed::is_initialized());
   expect_error<DistributedError>([] { distributed::barrier(); }, "barrier: no ember::distributed::Environment is running (it has ended)");

@@ -20,7 +20,11 @@
 // buffer; the async forms raise it from wait(). A rank that leaves the Environment's
 // scope with an exception in flight aborts the whole job (MPI_Abort) after printing which rank
 // and why: the others may be waiting in a collective that rank will never join, and mpirun then
-// stops them all.
+// stops them all. A collective still unfinished after the timeout (30 minutes, PyTorch's default;
+// EMBER_DISTRIBUTED_TIMEOUT=seconds or set_timeout) means a rank has stopped or skipped it: the
+// waiting rank prints which collective it waited for and aborts the job the same way, since the
+// communication thread cannot be pulled out of MPI.
+#include <chrono>
 #include <string>
 
 #include "ember/core/error.hpp"
@@ -55,5 +59,10 @@ int world_size();
 int local_rank();
 /// The number of ranks on this machine.
 int local_world_size();
+
+/// How long a rank waits for a collective before it aborts the job (Note [Distributed
+/// processes]); ValueError unless positive.
+void set_timeout(std::chrono::duration<double> timeout);
+std::chrono::duration<double> timeout() noexcept;
 
 }  // namespace ember::distributed
