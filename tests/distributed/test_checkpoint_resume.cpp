@@ -83,6 +83,28 @@ TEST(DistributedCheckpoint, ResumesOnAnyNumberOfRanks) {
   EXPECT_LT(max_relative_difference(*model, *reference), 1e-10);
 }
 
+TEST(DistributedCheckpoint, EachRankResumesItsOwnGenerator) {
+  const std::string path = g_path + ".rng";
+  const int n = distributed::world_size(), r = distributed::rank();
+  auto model = make_model(1);
+  optim::Adam<double> opt(model->parameters());
+  manual_seed(77);
+  for (int i = 0; i <= r; ++i) (void)randn<float>(Shape{3});  // the ranks' generators part ways
+  const Generator::State mine = default_generator().state();
+  distributed::save_checkpoint(path, make_checkpoint(*model, opt, nullptr, 0));
+  (void)randn<float>(Shape{5});
+  const Checkpoint c = distributed::load_checkpoint(path);
+  EXPECT_EQ(c.extra.at("ember.distributed.ranks"), std::to_string(n));
+  EXPECT_EQ(std::vector<uint64_t>(c.rng.s, c.rng.s + 4), std::vector<uint64_t>(mine.s, mine.s + 4));
+  // The plain checkpoint loader sees rank 0's, as before.
+  if (r == 0) {
+    const Checkpoint plain = load_checkpoint(path);
+    EXPECT_EQ(std::vector<uint64_t>(plain.rng.s, plain.rng.s + 4), std::vector<uint64_t>(mine.s, mine.s + 4));
+  }
+  distributed::barrier();
+  if (r == 0) std::remove(path.c_str());
+}
+
 TEST(DistributedCheckpoint, FailuresStopEveryRankWithTheReason) {
   // Present on the last rank only (as a file on one machine's disk): every rank throws, naming
   // the ranks that could not read it.

@@ -19,7 +19,9 @@ namespace ember::distributed {
 /// not be written, so that no rank goes on believing it was.
 void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 /// Every rank reads and verifies `path`; when any rank cannot, every rank throws IOError naming
-/// the ranks and their reasons (a file missing on one machine stops the whole run cleanly).
+/// the ranks and their reasons (a file missing on one machine stops the whole run cleanly). The
+/// checkpoint holds every rank's default generator: `rng` is this rank's own (so dropout and
+/// augmentation go on as they would have), or rank 0's for a rank the saving run did not have.
 Checkpoint load_checkpoint(const std::string& path);
 
 }  // namespace ember::distributed
