@@ -92,6 +92,9 @@ struct DistributedDataParallel<T>::Reducer {
   std::vector<std::string> names;
   std::vector<Tensor<T>> params;
   std::vector<uint64_t> hook_ids;
+  // The buffers rank 0 hands out (batch norm's statistics), gathered once.
+  std::vector<Tensor<T>> floating_buffers;
+  std::vector<Tensor<int64_t>> integral_buffers;
   std::vector<size_t> bucket_of;
   std::vector<int64_t> offset_of;
   std::vector<bool> ready;
@@ -241,21 +244,21 @@ DistributedDataParallel<T>::DistributedDataParallel(nn::Module<T>& module, DDPOp
   }
   check_same_model(description);
 
-  std::vector<Tensor<T>> floating;
-  std::vector<Tensor<int64_t>> integral;
+  std::vector<Tensor<T>> parameters;
   for (const auto& [name, p] : module.named_parameters()) {
-    floating.push_back(p);
+    parameters.push_back(p);
     if (p.requires_grad()) {
       r.names.push_back(name);
       r.params.push_back(p);
     }
   }
   for (const auto& b : module.named_buffers()) {
-    if (b.tensor.dtype() == dtype_of<T>) floating.push_back(Tensor<T>::from_base(b.tensor));
-    if (b.tensor.dtype() == DType::Int64) integral.push_back(Tensor<int64_t>::from_base(b.tensor));
+    if (b.tensor.dtype() == dtype_of<T>) r.floating_buffers.push_back(Tensor<T>::from_base(b.tensor));
+    if (b.tensor.dtype() == DType::Int64) r.integral_buffers.push_back(Tensor<int64_t>::from_base(b.tensor));
   }
-  broadcast_packed(floating);
-  broadcast_packed(integral);
+  parameters.insert(parameters.end(), r.floating_buffers.begin(), r.floating_buffers.end());
+  broadcast_packed(parameters);
+  broadcast_packed(r.integral_buffers);
 
   r.bucket_of.resize(r.params.size());
   r.offset_of.resize(r.params.size());
@@ -276,15 +279,9 @@ DistributedDataParallel<T>::~DistributedDataParallel() {
 template <FloatingElement T>
 Tensor<T> DistributedDataParallel<T>::operator()(const Tensor<T>& input) {
   Reducer& r = *reducer_;
-  if (r.options.broadcast_buffers && r.module.is_training() && world_size() > 1) {
-    std::vector<Tensor<T>> floating;
-    std::vector<Tensor<int64_t>> integral;
-    for (const auto& b : r.module.named_buffers()) {
-      if (b.tensor.dtype() == dtype_of<T>) floating.push_back(Tensor<T>::from_base(b.tensor));
-      if (b.tensor.dtype() == DType::Int64) integral.push_back(Tensor<int64_t>::from_base(b.tensor));
-    }
-    broadcast_packed(floating);
-    broadcast_packed(integral);
+  if (r.options.broadcast_buffers && r.module.is_training() && r.world > 1) {
+    broadcast_packed(r.floating_buffers);
+    broadcast_packed(r.integral_buffers);
   }
   r.reset_step();
   r.armed = r.sync_enabled && autograd::grad_mode_enabled();
