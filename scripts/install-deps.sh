@@ -8,7 +8,7 @@
 #   scripts/install-deps.sh --fuzz     also clang's runtime libraries (libFuzzer, sanitizers) for
 #                                      scripts/fuzz.sh; apt would not bring them (only recommended)
 #   scripts/install-deps.sh --aarch64  also the aarch64 cross compiler, qemu-user and the arm64
-#                                      builds of the test dependencies (scripts/test-aarch64.sh);
+#                                      builds of the test and benchmark dependencies (scripts/test-aarch64.sh);
 #                                      adds arm64 as a dpkg architecture (multiarch)
 set -euo pipefail
 
@@ -24,7 +24,7 @@ for arg in "$@"; do
     --aarch64)
       want_arm64=true
       optional+=(g++-aarch64-linux-gnu qemu-user zlib1g-dev:arm64 libgtest-dev:arm64
-                 libgmock-dev:arm64 libfmt-dev:arm64) ;;
+                 libgmock-dev:arm64 libfmt-dev:arm64 libbenchmark-dev:arm64) ;;
     *) echo "install-deps.sh: unknown option '$arg' (expected --torch, --clang, --fuzz or --aarch64)" >&2
        exit 2 ;;
   esac

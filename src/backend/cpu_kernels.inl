@@ -57,6 +57,13 @@ using Pack = std::conditional_t<std::is_same_v<T, float>, simd::F32x8, simd::F64
 constexpr bool kHalfPack = false;
 template <class T>
 using HalfPack = Pack<T>;
+#elif defined(EMBER_NEON_PACKETS)
+constexpr bool kSimd = true;
+template <class T>
+using Pack = std::conditional_t<std::is_same_v<T, float>, simd::F32x4, simd::F64x2>;
+constexpr bool kHalfPack = false;
+template <class T>
+using HalfPack = Pack<T>;
 #else
 constexpr bool kSimd = false;  // the reference backend: scalar loops only
 template <class T>

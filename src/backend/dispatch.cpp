@@ -8,6 +8,13 @@
 #include "ember/core/error.hpp"
 #include "tables.hpp"
 
+#if defined(EMBER_HAVE_NEON_SIMD)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1 << 1)
+#endif
+#endif
+
 namespace ember::backend {
 
 const char* isa_name(Isa isa) noexcept {
@@ -15,8 +22,15 @@ const char* isa_name(Isa isa) noexcept {
     case Isa::Scalar: return "scalar";
     case Isa::Avx2: return "avx2";
     case Isa::Avx512: return "avx512";
+    case Isa::Neon: return "neon";
   }
   return "unknown";
+}
+
+const char* isa_name() noexcept { return isa_name(kernels<float>().isa); }
+
+namespace {
+constexpr Isa kAllIsas[kIsaCount] = {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon};
 }
 
 bool isa_available(Isa isa) noexcept {
@@ -29,9 +43,11 @@ bool isa_available(Isa isa) noexcept {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("fma");
-#else
-    default: return false;
 #endif
+#if defined(EMBER_HAVE_NEON_SIMD)
+    case Isa::Neon: return (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
+#endif
+    default: return false;
   }
   return false;
 }
@@ -69,6 +85,7 @@ template Kernels<double> complete_with(Kernels<double>, const Kernels<double>&) 
 Isa best_isa() noexcept {
   if (isa_available(Isa::Avx512)) return Isa::Avx512;
   if (isa_available(Isa::Avx2)) return Isa::Avx2;
+  if (isa_available(Isa::Neon)) return Isa::Neon;
   return Isa::Scalar;
 }
 
@@ -82,6 +99,9 @@ const Kernels<T>& isa_table(Isa isa) {
       case Isa::Avx512: return isa_avx512::kTableF32;
       case Isa::Avx2: return isa_avx2::kTableF32;
 #endif
+#if defined(EMBER_HAVE_NEON_SIMD)
+      case Isa::Neon: return isa_neon::kTableF32;
+#endif
       default: return isa_scalar::kTableF32;
     }
   } else {
@@ -89,6 +109,9 @@ const Kernels<T>& isa_table(Isa isa) {
 #if defined(EMBER_HAVE_X86_SIMD)
       case Isa::Avx512: return isa_avx512::kTableF64;
       case Isa::Avx2: return isa_avx2::kTableF64;
+#endif
+#if defined(EMBER_HAVE_NEON_SIMD)
+      case Isa::Neon: return isa_neon::kTableF64;
 #endif
       default: return isa_scalar::kTableF64;
     }
@@ -99,9 +122,9 @@ const Kernels<T>& isa_table(Isa isa) {
 template <class T>
 const Kernels<T>& table_of(Isa isa) {
   static const auto completed = [] {
-    std::array<Kernels<T>, 3> t{};
+    std::array<Kernels<T>, kIsaCount> t{};
     const Kernels<T>& scalar = isa_table<T>(Isa::Scalar);
-    for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    for (Isa i : kAllIsas) {
       t[static_cast<size_t>(i)] = complete_with(isa_table<T>(i), scalar);
     }
     return t;
@@ -114,7 +137,7 @@ Isa chosen_isa() {
   Isa best = best_isa();
   const char* env = std::getenv("EMBER_ISA");
   if (env == nullptr || *env == '\0') return best;
-  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : kAllIsas) {
     if (std::strcmp(env, isa_name(isa)) == 0) return isa_available(isa) ? isa : best;
   }
   return best;

@@ -92,6 +92,22 @@ struct Shape {
   static constexpr int64_t MC = 6 * 8;
   static constexpr int64_t NC = 1024;
 };
+#elif defined(EMBER_NEON_PACKETS)
+// NEON: 32 q registers. 8 x 2 accumulators + 2 B vectors + 8 A registers (a row-major A read in
+// place: W k of each row) = 26. An 8 x 3 tile (29 with a packed A) made g++ spill accumulators in
+// the row-major case, where the eight A rows take eight registers; per FMA it saves only a
+// sixth of the loads. KC keeps an 8-column B micro-panel (16 KiB) in a 64 KiB L1d and the packed
+// A block (MC * KC, 128 KiB) in a 256 KiB-1 MiB L2, the Cortex-A7x and Neoverse range; not
+// timed on hardware yet (docs/benchmarks.md counts instructions under qemu).
+template <class T>
+struct Shape {
+  static constexpr int W = Vec<T>::W;
+  static constexpr int MR = 8;
+  static constexpr int NV = 2;
+  static constexpr int64_t KC = 2048 / sizeof(T);
+  static constexpr int64_t MC = 8 * 8;
+  static constexpr int64_t NC = 1024;
+};
 #else
 // Portable: 128-bit vectors (SSE2 / NEON); 4 x 2 accumulators fit 16 vector registers with room
 // for B, the broadcast and a product (no FMA on baseline x86-64).
@@ -133,6 +149,17 @@ template <int N, class F>
 // (as == lda) -- or, with kARows, a[i * as + p]: a row-major A in place (as == lda). b is a
 // packed B panel (bs == NR) or a non-transposed B in place (bs == ldb); every B row must hold
 // NV_ * W readable elements, nr <= NV_ * W only limits what is written.
+// Whether the vector unit multiplies by one lane of a register (NEON's fmla by element): the
+// micro-kernel then loads W rows of a packed A column at once instead of broadcasting each.
+template <class V>
+constexpr bool by_element() {
+  if constexpr (requires { V::kByElement; }) {
+    return V::kByElement;
+  } else {
+    return false;
+  }
+}
+
 template <class T>
 using TileFn = void (*)(int64_t kc, const T* a, int64_t as, const T* b, int64_t bs, T* c,
                         int64_t ldc, T alpha, T beta, int nr);
@@ -170,13 +197,51 @@ void tile_kernel(int64_t kc, const T* a, int64_t as, const T* b, int64_t bs, T* 
   int64_t p = 0;
   for (int pass = 0; pass < 2; ++pass) {
     const int64_t end = pass == 0 ? std::max<int64_t>(0, kc - kLate) : kc;
+    if constexpr (by_element<V>() && kARows) {
+      // Row-major A in place: W consecutive k of each row in one load, then W k steps that
+      // multiply B's rows by each lane (MR_ A + NV_ B + MR_ x NV_ accumulators: 26 registers).
+      for (; p + W <= end; p += W) {
+        R arow[MR_];
+        static_for<MR_>([&](auto i) { arow[i] = V::load(ag[i / 3] + (i % 3) * as); });
+        static_for<W>([&](auto l) {
+          R bv[NV_];
+          static_for<NV_>([&](auto j) { bv[j] = V::load(b + decltype(l)::value * bs + j * W); });
+          static_for<MR_>([&](auto i) {
+            static_for<NV_>([&](auto j) {
+              acc[i][j] = V::template fmadd_lane<decltype(l)::value>(bv[j], arow[i], acc[i][j]);
+            });
+          });
+        });
+        static_for<kGroups>([&](auto g) { ag[g] += W; });
+        b += W * bs;
+      }
+    }
     for (; p < end; ++p) {
       R bv[NV_];
       static_for<NV_>([&](auto j) { bv[j] = V::load(b + j * W); });
-      static_for<MR_>([&](auto i) {
-        const R ai = kARows ? V::set1(ag[i / 3][(i % 3) * as]) : V::set1(a[i]);
-        static_for<NV_>([&](auto j) { acc[i][j] = V::fmadd(ai, bv[j], acc[i][j]); });
-      });
+      if constexpr (by_element<V>() && !kARows) {
+        // Whole groups of W rows by element; a last partial group by broadcast (a transposed A
+        // read in place may end right after its last row).
+        constexpr int kGrouped = MR_ / W * W;
+        static_for<MR_ / W>([&](auto g) {
+          const R ag4 = V::load(a + g * W);
+          static_for<W>([&](auto l) {
+            constexpr int i = decltype(g)::value * W + decltype(l)::value;
+            static_for<NV_>([&](auto j) {
+              acc[i][j] = V::template fmadd_lane<decltype(l)::value>(bv[j], ag4, acc[i][j]);
+            });
+          });
+        });
+        static_for<MR_ - kGrouped>([&](auto r) {
+          const R ai = V::set1(a[kGrouped + r]);
+          static_for<NV_>([&](auto j) { acc[kGrouped + r][j] = V::fmadd(ai, bv[j], acc[kGrouped + r][j]); });
+        });
+      } else {
+        static_for<MR_>([&](auto i) {
+          const R ai = kARows ? V::set1(ag[i / 3][(i % 3) * as]) : V::set1(a[i]);
+          static_for<NV_>([&](auto j) { acc[i][j] = V::fmadd(ai, bv[j], acc[i][j]); });
+        });
+      }
       if constexpr (kARows) {
         static_for<kGroups>([&](auto g) { ++ag[g]; });
       } else {

@@ -3,6 +3,9 @@
 // ISA's namespace; the translation unit's target flags pick the implementation:
 //   __AVX512F__ -> zmm (16 floats / 8 doubles), __AVX2__ -> ymm (8 floats / 4 doubles), both
 //     with in-register transposes for packing (EMBER_GEMM_HAS_TRANSPOSE);
+//   EMBER_NEON_PACKETS (the aarch64 NEON table) -> q registers (4 floats / 2 doubles) through
+//     arm_neon.h, with fmla by element: the micro-kernel loads a column of A as vectors and
+//     multiplies B by each lane (kByElement), one load per W rows instead of W broadcasts;
 //   otherwise -> GCC/Clang generic 16-byte vectors, which become SSE2 on x86-64 and NEON on
 //     aarch64 without naming either. (Plain loops were tried first and proved fragile: GCC 12
 //     at -O2 left the kernel scalar, at -O3 vectorised the k loop instead of the tile, and
@@ -211,6 +214,76 @@ struct Vec<double> {
   }
 };
 
+#elif defined(EMBER_NEON_PACKETS)
+#define EMBER_GEMM_HAS_TRANSPOSE 1
+
+template <>
+struct Vec<float> {
+  using R = float32x4_t;
+  static constexpr int W = 4;
+  static constexpr bool kByElement = true;
+  static R zero() { return vdupq_n_f32(0.0f); }
+  static R set1(float x) { return vdupq_n_f32(x); }
+  static R load(const float* p) { return vld1q_f32(p); }
+  static R load_n(const float* p, int n) {
+    float buf[W] = {};
+    for (int i = 0; i < n; ++i) buf[i] = p[i];
+    return vld1q_f32(buf);
+  }
+  static void store(float* p, R v) { vst1q_f32(p, v); }
+  static void store_n(float* p, R v, int n) {
+    float buf[W];
+    vst1q_f32(buf, v);
+    for (int i = 0; i < n; ++i) p[i] = buf[i];
+  }
+  static R fmadd(R a, R b, R c) { return vfmaq_f32(c, a, b); }
+  /// c + b * a[L]: fmla by element.
+  template <int L>
+  static R fmadd_lane(R b, R a, R c) { return vfmaq_laneq_f32(c, b, a, L); }
+  static R mul(R a, R b) { return vmulq_f32(a, b); }
+
+  static void transpose(R (&r)[W]) {
+    const R t0 = vtrn1q_f32(r[0], r[1]), t1 = vtrn2q_f32(r[0], r[1]);
+    const R t2 = vtrn1q_f32(r[2], r[3]), t3 = vtrn2q_f32(r[2], r[3]);
+    auto d = [](R x) { return vreinterpretq_f64_f32(x); };
+    r[0] = vreinterpretq_f32_f64(vtrn1q_f64(d(t0), d(t2)));
+    r[1] = vreinterpretq_f32_f64(vtrn1q_f64(d(t1), d(t3)));
+    r[2] = vreinterpretq_f32_f64(vtrn2q_f64(d(t0), d(t2)));
+    r[3] = vreinterpretq_f32_f64(vtrn2q_f64(d(t1), d(t3)));
+  }
+};
+
+template <>
+struct Vec<double> {
+  using R = float64x2_t;
+  static constexpr int W = 2;
+  static constexpr bool kByElement = true;
+  static R zero() { return vdupq_n_f64(0.0); }
+  static R set1(double x) { return vdupq_n_f64(x); }
+  static R load(const double* p) { return vld1q_f64(p); }
+  static R load_n(const double* p, int n) {
+    double buf[W] = {};
+    for (int i = 0; i < n; ++i) buf[i] = p[i];
+    return vld1q_f64(buf);
+  }
+  static void store(double* p, R v) { vst1q_f64(p, v); }
+  static void store_n(double* p, R v, int n) {
+    double buf[W];
+    vst1q_f64(buf, v);
+    for (int i = 0; i < n; ++i) p[i] = buf[i];
+  }
+  static R fmadd(R a, R b, R c) { return vfmaq_f64(c, a, b); }
+  template <int L>
+  static R fmadd_lane(R b, R a, R c) { return vfmaq_laneq_f64(c, b, a, L); }
+  static R mul(R a, R b) { return vmulq_f64(a, b); }
+
+  static void transpose(R (&r)[W]) {
+    const R t0 = vtrn1q_f64(r[0], r[1]), t1 = vtrn2q_f64(r[0], r[1]);
+    r[0] = t0;
+    r[1] = t1;
+  }
+};
+
 #else
 
 // (vector_size cannot be applied to a template parameter, hence the named types.)
@@ -237,8 +310,8 @@ struct GenericVec {
   static void store_n(T* p, R v, int n) {
     for (int i = 0; i < n; ++i) p[i] = v[i];
   }
-  // Written as multiply and add; GCC and Clang contract it into an FMA by default where the
-  // target has one (aarch64), and keep it separate on baseline x86-64, which has none.
+  // Written as multiply and add: the scalar reference table, the one user of these vectors, is
+  // built with -ffp-contract=off, so it rounds both on every target.
   static R fmadd(R a, R b, R c) { return a * b + c; }
   static R mul(R a, R b) { return a * b; }
 };

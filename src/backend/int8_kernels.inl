@@ -1,6 +1,7 @@
 // The int8 kernels (Note [Int8 GEMM] in ember/backend/int8_kernels.hpp). Each ISA's .cpp defines
-// EMBER_INT8_NS and EMBER_INT8_LEVEL (0 scalar, 1 AVX2, 2 AVX-512 VNNI) and includes this file;
-// the scalar definitions below are the reference every SIMD path matches bit for bit.
+// EMBER_INT8_NS and EMBER_INT8_LEVEL (0 scalar, 1 AVX2, 2 AVX-512 VNNI) or EMBER_INT8_NEON (1
+// widening multiplies, 2 sdot, 3 smmla) and includes this file; the scalar definitions below are
+// the reference every SIMD path matches bit for bit.
 //
 // Included once per ISA translation unit: no include guard by design.
 #include <algorithm>
@@ -10,8 +11,17 @@
 #include "ember/backend/int8_kernels.hpp"
 #include "ember/backend/parallel.hpp"
 
+#ifndef EMBER_INT8_LEVEL
+#define EMBER_INT8_LEVEL 0
+#endif
 #if EMBER_INT8_LEVEL >= 1
 #include <immintrin.h>
+#endif
+#if defined(EMBER_INT8_NEON)
+#include <arm_neon.h>
+#define EMBER_INT8_TILED 1
+#elif EMBER_INT8_LEVEL >= 1
+#define EMBER_INT8_TILED 1
 #endif
 
 #ifndef EMBER_INT8_NS
@@ -80,7 +90,7 @@ inline uint8_t requantize_one(int32_t c, int32_t a_zero, int32_t w_sum, const in
 
 // ---- SIMD micro-kernels -------------------------------------------------------------------------
 
-#if EMBER_INT8_LEVEL >= 1
+#if defined(EMBER_INT8_TILED)
 inline int32_t load_group(const uint8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -181,9 +191,134 @@ void tile(int64_t k, const uint8_t* a, int64_t lda, const int8_t* panel, int64_t
     if (m1 != 0) _mm512_mask_storeu_epi32(c + r * ldc + 16, m1, acc1[r]);
   }
 }
+#elif defined(EMBER_INT8_NEON)
+constexpr int kRows = 4;
+constexpr int64_t kTileCols = kInt8Panel;
+
+#if EMBER_INT8_NEON == 3
+// A row's bytes 4g .. 4g + 3 as one int32: a whole group, the zero-filled partial last one
+// (k % 4 bytes), or zeros past the end (smmla takes groups in pairs).
+inline int32_t group_of(const uint8_t* row, int64_t g, int64_t groups, int64_t rem) {
+  if (g < groups) return load_group(row + 4 * g);
+  if (g == groups && rem != 0) return load_tail(row + 4 * groups, rem);
+  return 0;
+}
 #endif
 
-#if EMBER_INT8_LEVEL >= 1
+template <int MR>
+void store_rows(int32x4_t (&acc)[MR][4], int64_t cols, int32_t* c, int64_t ldc) {
+  for (int r = 0; r < MR; ++r) {
+    int32_t* row = c + r * ldc;
+    if (cols == kTileCols) {
+      for (int q = 0; q < 4; ++q) vst1q_s32(row + 4 * q, acc[r][q]);
+    } else {
+      int32_t lanes[16];
+      for (int q = 0; q < 4; ++q) vst1q_s32(lanes + 4 * q, acc[r][q]);
+      store_partial(lanes, cols, row);
+    }
+  }
+}
+
+#if EMBER_INT8_NEON <= 2
+// One 16-column panel (four q registers of int32) by MR rows, a group of four k at a time.
+// sdot (EMBER_INT8_NEON 2) adds the four products of each column into its int32 lane. Without it
+// (1): smull makes int16 products of a column's four bytes with the row's, addp adds them in pairs
+// (exact: two products of a <= 127 and w >= -128 stay within int16) and sadalp adds the pairs
+// into the int32 lanes.
+template <int MR>
+void tile(int64_t k, const uint8_t* a, int64_t lda, const int8_t* panel, int64_t cols, int32_t* c, int64_t ldc) {
+  int32x4_t acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < 4; ++q) acc[r][q] = vdupq_n_s32(0);
+  auto step = [&](int64_t g, const int32_t (&av)[MR]) {
+    const int8_t* b = panel + g * 64;
+    const int8x16_t w[4] = {vld1q_s8(b), vld1q_s8(b + 16), vld1q_s8(b + 32), vld1q_s8(b + 48)};
+    for (int r = 0; r < MR; ++r) {
+#if EMBER_INT8_NEON == 2
+      const int8x16_t x = vreinterpretq_s8_s32(vdupq_n_s32(av[r]));
+      for (int q = 0; q < 4; ++q) acc[r][q] = vdotq_s32(acc[r][q], w[q], x);
+#else
+      const int8x8_t x = vreinterpret_s8_s32(vdup_n_s32(av[r]));
+      for (int q = 0; q < 4; ++q) {
+        const int16x8_t lo = vmull_s8(vget_low_s8(w[q]), x), hi = vmull_s8(vget_high_s8(w[q]), x);
+        acc[r][q] = vpadalq_s16(acc[r][q], vpaddq_s16(lo, hi));
+      }
+#endif
+    }
+  };
+  const int64_t groups = k / 4, rem = k % 4;
+  int32_t av[MR];
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int r = 0; r < MR; ++r) av[r] = load_group(a + r * lda + 4 * g);
+    step(g, av);
+  }
+  if (rem != 0) {
+    for (int r = 0; r < MR; ++r) av[r] = load_tail(a + r * lda + 4 * groups, rem);
+    step(groups, av);
+  }
+  store_rows<MR>(acc, cols, c, ldc);
+}
+#else
+// smmla multiplies a 2x8 block of A (two rows, eight k) by an 8x2 block of weights (two columns)
+// into a 2x2 int32 block. The packed panel holds each column's k in groups of four, so two groups'
+// registers are interleaved by 32-bit lanes (zip1/zip2) to give each column pair its eight bytes;
+// rows go in pairs (a last odd row with a zero partner), and the 2x2 blocks are unzipped into rows
+// at the end.
+template <int MR>
+void tile(int64_t k, const uint8_t* a, int64_t lda, const int8_t* panel, int64_t cols, int32_t* c, int64_t ldc) {
+  constexpr int kPairs = (MR + 1) / 2;
+  int32x4_t acc[kPairs][8];
+  for (int p = 0; p < kPairs; ++p)
+    for (int t = 0; t < 8; ++t) acc[p][t] = vdupq_n_s32(0);
+  const int64_t groups = k / 4, rem = k % 4, total = groups + (rem != 0 ? 1 : 0);
+  // Groups g and g + 1 (zeros past the last); `whole`: both are whole groups, so each row's eight
+  // bytes are one load.
+  auto step = [&](int64_t g, bool whole) {
+    const int8_t* b = panel + g * 64;
+    const bool second = g + 1 < total;
+    int8x16_t bz[8];
+    for (int q = 0; q < 4; ++q) {
+      const int32x4_t w0 = vreinterpretq_s32_s8(vld1q_s8(b + 16 * q));
+      const int32x4_t w1 = second ? vreinterpretq_s32_s8(vld1q_s8(b + 64 + 16 * q)) : vdupq_n_s32(0);
+      bz[2 * q] = vreinterpretq_s8_s32(vzip1q_s32(w0, w1));
+      bz[2 * q + 1] = vreinterpretq_s8_s32(vzip2q_s32(w0, w1));
+    }
+    for (int p = 0; p < kPairs; ++p) {
+      int8x16_t x;
+      if (whole) {
+        const uint8_t* row0 = a + 2 * p * lda + 4 * g;
+        const uint8x8_t lo = vld1_u8(row0);
+        const uint8x8_t hi = 2 * p + 1 < MR ? vld1_u8(row0 + lda) : vdup_n_u8(0);
+        x = vreinterpretq_s8_u8(vcombine_u8(lo, hi));
+      } else {
+        int32_t rows[4] = {};
+        for (int h = 0; h < 2 && 2 * p + h < MR; ++h) {
+          const uint8_t* row = a + (2 * p + h) * lda;
+          rows[2 * h] = group_of(row, g, groups, rem);
+          rows[2 * h + 1] = group_of(row, g + 1, groups, rem);
+        }
+        x = vreinterpretq_s8_s32(vld1q_s32(rows));
+      }
+      for (int t = 0; t < 8; ++t) acc[p][t] = vmmlaq_s32(acc[p][t], x, bz[t]);
+    }
+  };
+  int64_t g = 0;
+  for (; g + 2 <= groups; g += 2) step(g, true);
+  if (g < total) step(g, false);
+  int32x4_t out[MR][4];
+  for (int p = 0; p < kPairs; ++p) {
+    for (int q = 0; q < 4; ++q) {
+      const int64x2_t lo = vreinterpretq_s64_s32(acc[p][2 * q]), hi = vreinterpretq_s64_s32(acc[p][2 * q + 1]);
+      out[2 * p][q] = vreinterpretq_s32_s64(vzip1q_s64(lo, hi));
+      if (2 * p + 1 < MR) out[2 * p + 1][q] = vreinterpretq_s32_s64(vzip2q_s64(lo, hi));
+    }
+  }
+  store_rows<MR>(out, cols, c, ldc);
+}
+#endif
+#endif
+
+#if defined(EMBER_INT8_TILED)
 void tile_rows(int64_t rows, int64_t k, const uint8_t* a, int64_t lda, const int8_t* panel, int64_t cols, int32_t* c,
                int64_t ldc) {
   int64_t i = 0;

@@ -5,6 +5,8 @@
 //   Scalar<T>            portable, one lane (always available; used by tests and non-x86 builds)
 //   F32x8,  F64x4        AVX2 + FMA   (when the translation unit is compiled with -mavx2 -mfma)
 //   F32x16, F64x8        AVX-512 F/DQ/BW/VL
+//   F32x4,  F64x2        aarch64 Advanced SIMD (NEON), when the translation unit defines
+//                        EMBER_NEON_PACKETS (the NEON table's; the scalar one stays scalar)
 //
 // Every packet P with element type T provides:
 //   P(T) broadcasts; P::load / load_n / store / store_n (the _n forms touch only the first n
@@ -22,7 +24,8 @@
 //
 // Note [Contraction]
 // g++ contracts a*b + c into an FMA even across intrinsics (-ffp-contract=fast is its default
-// for C++), and the scalar backend, built without -mfma, never does. Where a kernel must round
+// for C++), and the scalar backend, built with -ffp-contract=off (and on x86-64 without -mfma),
+// never does. Where a kernel must round
 // the product separately to match the scalar result bit for bit it passes the product through
 // no_contract(), an empty asm that hides the value from the optimiser.
 #include <cstdint>
@@ -42,6 +45,9 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
+#endif
+#if defined(EMBER_NEON_PACKETS)
+#include <arm_neon.h>
 #endif
 
 namespace ember::backend::simd {
@@ -582,6 +588,231 @@ struct F64x8 {
   }
 };
 #endif  // AVX-512
+
+#if defined(EMBER_NEON_PACKETS)
+// ------------------------------------------------------------------------------------------------
+// NEON: 4 floats / 2 doubles in a 128-bit register; masks are all-ones lanes, as on AVX2. One
+// template for both element types: the intrinsics differ only by suffix, chosen by NeonOps<T>.
+template <class T>
+struct NeonOps;
+template <>
+struct NeonOps<float> {
+  using R = float32x4_t;
+  using M = uint32x4_t;
+  using Bits = uint32_t;
+  static R dup(float x) { return vdupq_n_f32(x); }
+  static R ld(const float* p) { return vld1q_f32(p); }
+  static void st(float* p, R v) { vst1q_f32(p, v); }
+  static R add(R a, R b) { return vaddq_f32(a, b); }
+  static R sub(R a, R b) { return vsubq_f32(a, b); }
+  static R mul(R a, R b) { return vmulq_f32(a, b); }
+  static R div(R a, R b) { return vdivq_f32(a, b); }
+  static R neg(R a) { return vnegq_f32(a); }
+  static R fmla(R c, R a, R b) { return vfmaq_f32(c, a, b); }
+  static R fmls(R c, R a, R b) { return vfmsq_f32(c, a, b); }
+  static R sqrt(R a) { return vsqrtq_f32(a); }
+  static R abs(R a) { return vabsq_f32(a); }
+  static R floor(R a) { return vrndmq_f32(a); }
+  static R ceil(R a) { return vrndpq_f32(a); }
+  static R rint(R a) { return vrndiq_f32(a); }  // the current rounding mode, as nearbyint
+  static M lt(R a, R b) { return vcltq_f32(a, b); }
+  static M le(R a, R b) { return vcleq_f32(a, b); }
+  static M gt(R a, R b) { return vcgtq_f32(a, b); }
+  static M ge(R a, R b) { return vcgeq_f32(a, b); }
+  static M eq(R a, R b) { return vceqq_f32(a, b); }
+  static M mnot(M m) { return vmvnq_u32(m); }
+  static M mand(M a, M b) { return vandq_u32(a, b); }
+  static M mor(M a, M b) { return vorrq_u32(a, b); }
+  static M mxor(M a, M b) { return veorq_u32(a, b); }
+  static M mbic(M a, M b) { return vbicq_u32(b, a); }  // ~a & b
+  static R sel(M m, R a, R b) { return vbslq_f32(m, a, b); }
+  static M bits(R a) { return vreinterpretq_u32_f32(a); }
+  static R from(M b) { return vreinterpretq_f32_u32(b); }
+  static M dup_bits(Bits b) { return vdupq_n_u32(b); }
+  template <int K>
+  static M shr(M a) { return vshrq_n_u32(a, K); }
+  template <int K>
+  static M shl(M a) { return vshlq_n_u32(a, K); }
+  static M first_n(int n) {
+    const uint32_t lanes[4] = {0, 1, 2, 3};
+    return vcltq_u32(vld1q_u32(lanes), vdupq_n_u32(static_cast<uint32_t>(n)));
+  }
+  // Lane i of the mask from byte i of c (4 bytes).
+  static M from_bytes(const uint8_t* c) {
+    uint32_t four;
+    std::memcpy(&four, c, 4);
+    const uint32x4_t w = vmovl_u16(vget_low_u16(vmovl_u8(vcreate_u8(four))));
+    return vtstq_u32(w, w);
+  }
+  static void to_bytes01(uint8_t* y, M m) {
+    const uint8x8_t b = vand_u8(vmovn_u16(vcombine_u16(vmovn_u32(m), vdup_n_u16(0))), vdup_n_u8(1));
+    const uint32_t four = vget_lane_u32(vreinterpret_u32_u8(b), 0);
+    std::memcpy(y, &four, 4);
+  }
+};
+template <>
+struct NeonOps<double> {
+  using R = float64x2_t;
+  using M = uint64x2_t;
+  using Bits = uint64_t;
+  static R dup(double x) { return vdupq_n_f64(x); }
+  static R ld(const double* p) { return vld1q_f64(p); }
+  static void st(double* p, R v) { vst1q_f64(p, v); }
+  static R add(R a, R b) { return vaddq_f64(a, b); }
+  static R sub(R a, R b) { return vsubq_f64(a, b); }
+  static R mul(R a, R b) { return vmulq_f64(a, b); }
+  static R div(R a, R b) { return vdivq_f64(a, b); }
+  static R neg(R a) { return vnegq_f64(a); }
+  static R fmla(R c, R a, R b) { return vfmaq_f64(c, a, b); }
+  static R fmls(R c, R a, R b) { return vfmsq_f64(c, a, b); }
+  static R sqrt(R a) { return vsqrtq_f64(a); }
+  static R abs(R a) { return vabsq_f64(a); }
+  static R floor(R a) { return vrndmq_f64(a); }
+  static R ceil(R a) { return vrndpq_f64(a); }
+  static R rint(R a) { return vrndiq_f64(a); }
+  static M lt(R a, R b) { return vcltq_f64(a, b); }
+  static M le(R a, R b) { return vcleq_f64(a, b); }
+  static M gt(R a, R b) { return vcgtq_f64(a, b); }
+  static M ge(R a, R b) { return vcgeq_f64(a, b); }
+  static M eq(R a, R b) { return vceqq_f64(a, b); }
+  static M mnot(M m) { return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(m))); }
+  static M mand(M a, M b) { return vandq_u64(a, b); }
+  static M mor(M a, M b) { return vorrq_u64(a, b); }
+  static M mxor(M a, M b) { return veorq_u64(a, b); }
+  static M mbic(M a, M b) { return vbicq_u64(b, a); }
+  static R sel(M m, R a, R b) { return vbslq_f64(m, a, b); }
+  static M bits(R a) { return vreinterpretq_u64_f64(a); }
+  static R from(M b) { return vreinterpretq_f64_u64(b); }
+  static M dup_bits(Bits b) { return vdupq_n_u64(b); }
+  template <int K>
+  static M shr(M a) { return vshrq_n_u64(a, K); }
+  template <int K>
+  static M shl(M a) { return vshlq_n_u64(a, K); }
+  static M first_n(int n) {
+    const uint64_t lanes[2] = {0, 1};
+    return vcltq_u64(vld1q_u64(lanes), vdupq_n_u64(static_cast<uint64_t>(n)));
+  }
+  static M from_bytes(const uint8_t* c) {
+    const uint64_t lanes[2] = {c[0], c[1]};
+    const uint64x2_t w = vld1q_u64(lanes);
+    return vtstq_u64(w, w);
+  }
+  static void to_bytes01(uint8_t* y, M m) {
+    y[0] = vgetq_lane_u64(m, 0) != 0 ? 1 : 0;
+    y[1] = vgetq_lane_u64(m, 1) != 0 ? 1 : 0;
+  }
+};
+
+template <class T>
+struct Neon {
+  using Op = NeonOps<T>;
+  using value_type = T;
+  using Bits = typename Op::Bits;
+  using R = typename Op::R;
+  static constexpr int kWidth = 16 / sizeof(T);
+  struct Mask {
+    typename Op::M m;
+    friend Mask operator&(Mask a, Mask b) { return {Op::mand(a.m, b.m)}; }
+    friend Mask operator|(Mask a, Mask b) { return {Op::mor(a.m, b.m)}; }
+    friend Mask operator~(Mask a) { return {Op::mnot(a.m)}; }
+  };
+  R v;
+
+  Neon() = default;
+  Neon(R r) : v(r) {}            // NOLINT
+  Neon(T x) : v(Op::dup(x)) {}  // NOLINT
+  static Neon from_bits(Bits b) { return Op::from(Op::dup_bits(b)); }
+  static Neon load(const T* p) { return Op::ld(p); }
+  // Only the first n lanes are read: a row's last elements may end at a page boundary.
+  static Neon load_n(const T* p, int n) {
+    T buf[kWidth] = {};
+    std::memcpy(buf, p, sizeof(T) * size_t(n));
+    return Op::ld(buf);
+  }
+  static Mask first_n(int n) { return {Op::first_n(n)}; }
+  void store(T* p) const { Op::st(p, v); }
+  void store_n(T* p, int n) const {
+    T buf[kWidth];
+    Op::st(buf, v);
+    std::memcpy(p, buf, sizeof(T) * size_t(n));
+  }
+
+  friend Neon operator+(Neon a, Neon b) { return Op::add(a.v, b.v); }
+  friend Neon operator-(Neon a, Neon b) { return Op::sub(a.v, b.v); }
+  friend Neon operator*(Neon a, Neon b) { return Op::mul(a.v, b.v); }
+  friend Neon operator/(Neon a, Neon b) { return Op::div(a.v, b.v); }
+  friend Neon operator-(Neon a) { return Op::neg(a.v); }
+  friend Neon fma(Neon a, Neon b, Neon c) { return Op::fmla(c.v, a.v, b.v); }
+  friend Neon fnma(Neon a, Neon b, Neon c) { return Op::fmls(c.v, a.v, b.v); }
+  // Note [Packet min/max]: fmin/fmax would drop a NaN operand; the compare-and-select does not.
+  friend Neon min(Neon a, Neon b) { return Op::sel(Op::lt(a.v, b.v), a.v, b.v); }
+  friend Neon max(Neon a, Neon b) { return Op::sel(Op::gt(a.v, b.v), a.v, b.v); }
+  friend Neon sqrt(Neon a) { return Op::sqrt(a.v); }
+  friend Neon abs(Neon a) { return Op::abs(a.v); }
+  friend Neon floor(Neon a) { return Op::floor(a.v); }
+  friend Neon ceil(Neon a) { return Op::ceil(a.v); }
+  friend Neon round_even(Neon a) { return Op::rint(a.v); }
+  friend Mask lt(Neon a, Neon b) { return {Op::lt(a.v, b.v)}; }
+  friend Mask le(Neon a, Neon b) { return {Op::le(a.v, b.v)}; }
+  friend Mask gt(Neon a, Neon b) { return {Op::gt(a.v, b.v)}; }
+  friend Mask ge(Neon a, Neon b) { return {Op::ge(a.v, b.v)}; }
+  friend Mask eq(Neon a, Neon b) { return {Op::eq(a.v, b.v)}; }
+  friend Mask ne(Neon a, Neon b) { return {Op::mnot(Op::eq(a.v, b.v))}; }  // true for NaN
+  friend Mask is_nan(Neon a) { return {Op::mnot(Op::eq(a.v, a.v))}; }
+  friend Neon select(Mask m, Neon a, Neon b) { return Op::sel(m.m, a.v, b.v); }
+  friend uint32_t mask_bits(Mask m) {
+    Bits lanes[kWidth];
+    std::memcpy(lanes, &m.m, sizeof lanes);
+    uint32_t r = 0;
+    for (int i = 0; i < kWidth; ++i) r |= (lanes[i] != 0 ? 1u : 0u) << i;
+    return r;
+  }
+  friend bool any(Mask m) { return mask_bits(m) != 0; }
+  friend bool all(Mask m) { return mask_bits(m) == (1u << kWidth) - 1u; }
+  friend Neon band(Neon a, Neon b) { return Op::from(Op::mand(Op::bits(a.v), Op::bits(b.v))); }
+  friend Neon bor(Neon a, Neon b) { return Op::from(Op::mor(Op::bits(a.v), Op::bits(b.v))); }
+  friend Neon bxor(Neon a, Neon b) { return Op::from(Op::mxor(Op::bits(a.v), Op::bits(b.v))); }
+  friend Neon bandnot(Neon a, Neon b) { return Op::from(Op::mbic(Op::bits(a.v), Op::bits(b.v))); }
+  template <int K>
+  static Neon shr(Neon a) {
+    return Op::from(Op::template shr<K>(Op::bits(a.v)));
+  }
+  template <int K>
+  static Neon shl(Neon a) {
+    return Op::from(Op::template shl<K>(Op::bits(a.v)));
+  }
+  friend Neon no_contract(Neon a) {
+    __asm__("" : "+w"(a.v));
+    return a;
+  }
+  // Horizontal reductions pair lane i with lane i + kWidth/2 first, as the x86 packets do.
+  template <class F>
+  static T reduce(Neon a, F f) {
+    T l[kWidth];
+    Op::st(l, a.v);
+    if constexpr (kWidth == 4) return f(f(l[0], l[2]), f(l[1], l[3]));
+    else return f(l[0], l[1]);
+  }
+  friend T reduce_add(Neon a) { return reduce(a, [](T x, T y) { return x + y; }); }
+  friend T reduce_mul(Neon a) { return reduce(a, [](T x, T y) { return x * y; }); }
+  friend T reduce_max(Neon a) { return reduce(a, [](T x, T y) { return x > y ? x : y; }); }
+  friend T reduce_min(Neon a) { return reduce(a, [](T x, T y) { return x < y ? x : y; }); }
+  static Mask nonzero_bytes(const uint8_t* c) { return {Op::from_bytes(c)}; }
+  static Mask nonzero_bytes_n(const uint8_t* c, int n) {
+    uint8_t buf[kWidth] = {};
+    std::memcpy(buf, c, size_t(n));
+    return nonzero_bytes(buf);
+  }
+  static void store_bytes01(uint8_t* y, Mask m) { Op::to_bytes01(y, m.m); }
+  static void store_bytes01_n(uint8_t* y, Mask m, int n) {
+    uint8_t buf[kWidth];
+    store_bytes01(buf, m);
+    std::memcpy(y, buf, size_t(n));
+  }
+};
+using F32x4 = Neon<float>;
+using F64x2 = Neon<double>;
+#endif  // NEON
 
 /// Lane-wise logical shifts of the bit patterns by K bits.
 template <int K, class P>

@@ -13,5 +13,8 @@ EMBER_DECLARE_ISA_TABLES(isa_scalar)
 EMBER_DECLARE_ISA_TABLES(isa_avx2)
 EMBER_DECLARE_ISA_TABLES(isa_avx512)
 #endif
+#if defined(EMBER_HAVE_NEON_SIMD)
+EMBER_DECLARE_ISA_TABLES(isa_neon)
+#endif
 #undef EMBER_DECLARE_ISA_TABLES
 }  // namespace ember::backend

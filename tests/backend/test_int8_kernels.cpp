@@ -21,7 +21,8 @@ using namespace ember::backend;
 
 std::vector<Int8Isa> available() {
   std::vector<Int8Isa> out;
-  for (Int8Isa isa : {Int8Isa::Scalar, Int8Isa::Avx2, Int8Isa::Avx512Vnni})
+  for (Int8Isa isa : {Int8Isa::Scalar, Int8Isa::Avx2, Int8Isa::Avx512Vnni, Int8Isa::Neon, Int8Isa::NeonDot,
+                      Int8Isa::NeonI8mm})
     if (int8_isa_available(isa)) out.push_back(isa);
   return out;
 }

@@ -14,6 +14,7 @@
 
 #include "ember/backend/kernels.hpp"
 #include "ember/backend/parallel.hpp"
+#include "ember/core/error.hpp"
 
 namespace ember::backend {
 namespace {
@@ -30,7 +31,7 @@ const std::vector<int64_t> kSizesAndLong = [] {
 
 std::vector<Isa> simd_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::Avx2, Isa::Avx512})
+  for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon})
     if (isa_available(isa)) out.push_back(isa);
   return out;
 }
@@ -300,6 +301,14 @@ TEST(Kernels, DispatchPicksAnAvailableIsa) {
   EXPECT_TRUE(isa_available(best_isa()));
   EXPECT_TRUE(isa_available(kernels<float>().isa));
   EXPECT_EQ(kernels_for<float>(Isa::Scalar).isa, Isa::Scalar);
+  EXPECT_STREQ(isa_name(), isa_name(kernels<float>().isa));
+  EXPECT_STREQ(isa_name(Isa::Neon), "neon");
+#if defined(__aarch64__)
+  EXPECT_TRUE(isa_available(Isa::Neon));  // part of every ARMv8-A CPU
+#else
+  EXPECT_FALSE(isa_available(Isa::Neon));
+  EXPECT_THROW(kernels_for<float>(Isa::Neon), ember::ValueError);
+#endif
 }
 
 TEST(Kernels, UnaryMatchesScalar) {

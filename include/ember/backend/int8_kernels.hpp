@@ -24,9 +24,11 @@
 namespace ember::backend {
 
 /// The instruction sets with int8 kernels: vpdpbusd needs AVX-512 VNNI; an AVX-512 CPU without it
-/// runs the AVX2 kernels.
-enum class Int8Isa : uint8_t { Scalar, Avx2, Avx512Vnni };
-const char* int8_isa_name(Int8Isa isa) noexcept;  // "scalar", "avx2", "avx512_vnni"
+/// runs the AVX2 kernels. On aarch64: NEON's widening multiplies everywhere, sdot where the CPU has
+/// the dot-product extension (Cortex-A55/A76 and later), smmla where it has i8mm (ARMv8.6-A).
+enum class Int8Isa : uint8_t { Scalar, Avx2, Avx512Vnni, Neon, NeonDot, NeonI8mm };
+/// "scalar", "avx2", "avx512_vnni", "neon", "neon_dotprod", "neon_i8mm".
+const char* int8_isa_name(Int8Isa isa) noexcept;
 
 /// Output columns per packed weight panel.
 inline constexpr int64_t kInt8Panel = 16;
@@ -70,7 +72,7 @@ bool int8_isa_available(Int8Isa isa) noexcept;
 /// The int8 kernels of `isa`; throws ember::ValueError when this CPU or build lacks it.
 const Int8Kernels& int8_kernels_for(Int8Isa isa);
 /// The int8 kernels in use: the best available, capped as EMBER_ISA caps the float tables
-/// (scalar: scalar; avx2: avx2).
+/// (scalar: scalar; avx2: avx2; neon: the best NEON one).
 const Int8Kernels& int8_kernels();
 
 }  // namespace ember::backend

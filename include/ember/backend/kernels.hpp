@@ -8,9 +8,10 @@
 // must be correct for every stride, including negative ones never (ember has no negative strides).
 // Outputs are always contiguous. A kernel never allocates and never throws.
 //
-// Three implementations exist: `Isa::Scalar` (the reference, always built, the test oracle),
+// Four implementations exist: `Isa::Scalar` (the reference, always built, the test oracle),
 // `Isa::Avx2` and `Isa::Avx512` (x86-64 only, compiled with their own target flags and picked at
-// run time from the CPU's features). `kernels<T>()` returns the best one for this CPU.
+// run time from the CPU's features) and `Isa::Neon` (aarch64 Advanced SIMD, picked when the
+// kernel reports it in HWCAP). `kernels<T>()` returns the best one for this CPU.
 //
 // Every arithmetic loop is an entry here: elementwise maps, reductions, GEMM and convolution,
 // pooling, batch norm's channel passes, scatter-adds and the fused optimizer steps. The tensor
@@ -26,8 +27,12 @@
 
 namespace ember::backend {
 
-enum class Isa : uint8_t { Scalar, Avx2, Avx512 };
+enum class Isa : uint8_t { Scalar, Avx2, Avx512, Neon };
+inline constexpr int kIsaCount = 4;
+/// "scalar", "avx2", "avx512", "neon": the EMBER_ISA spellings.
 const char* isa_name(Isa isa) noexcept;
+/// The name of the table in use (kernels<float>()), e.g. "neon" on an ARM board.
+const char* isa_name() noexcept;
 
 // The kernels' op codes, generated from the op table (include/ember/ops/op_table.def), which
 // says what each one computes; src/backend/scalar_ops.hpp is the definition.
@@ -237,7 +242,8 @@ bool isa_available(Isa isa) noexcept;
 template <class T>
 const Kernels<T>& kernels_for(Isa isa);
 
-/// The kernels in use: the best available, unless EMBER_ISA=scalar|avx2|avx512 asks for less.
+/// The kernels in use: the best available, unless EMBER_ISA=scalar|avx2|avx512|neon asks for less
+/// (a name this CPU cannot run leaves the best).
 template <class T>
 const Kernels<T>& kernels();
 
