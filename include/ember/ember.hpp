@@ -46,3 +46,4 @@
 #include "ember/io/safetensors.hpp"
 #include "ember/explain.hpp"
 #include "ember/quant.hpp"
+#include "ember/deploy.hpp"

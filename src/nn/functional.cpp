@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "../ops/trace.hpp"
 #include "../ops/common.hpp"
 
 namespace ember::nn::functional {
@@ -105,6 +106,7 @@ void check_logits(const char* op, const Tensor<T>& logits) {
 
 template <FloatingElement T>
 Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias) {
+  detail::TracedOp traced;
   require(x, "linear");
   require(weight, "linear");
   if (weight.dim() != 2) {
@@ -122,6 +124,9 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
                                " outputs"));
     }
     y = y + bias;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->linear(x, weight, bias, y);
   }
   return y;
 }

@@ -3,7 +3,9 @@
 
 #include <vector>
 
+#include "trace.hpp"
 #include "common.hpp"
+#include "conv_forward.hpp"
 
 namespace ember {
 
@@ -14,17 +16,11 @@ using autograd::record;
 using autograd::record_bilinear;
 using autograd::SavedTensor;
 using detail::cat_str;
+using detail::conv_dims;
 
 namespace {
 
-struct ConvDims {
-  int64_t n, c, h, w;   // input
-  int64_t o, kh, kw;    // weight
-  int64_t ho, wo;       // output
-  int64_t g, cg, og;    // groups, channels per group in and out
-  int64_t k() const { return cg * kh * kw; }
-  int64_t hw_out() const { return ho * wo; }
-};
+using detail::ConvDims;
 
 std::string geometry_str(const Conv2dGeometry& p) {
   return cat_str("stride (", p.stride[0], ", ", p.stride[1], "), padding (", p.padding[0], ", ",
@@ -39,41 +35,6 @@ int64_t out_size(int64_t in, int64_t pad_a, int64_t pad_b, int64_t k, int64_t d,
 }
 
 // Checks the geometry and the weight against an input of [n, c, h, w].
-ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Conv2dGeometry& p) {
-  if (x.size() != 4) throw ShapeError(cat_str(op, ": input ", x, " must be 4-D [N, C, H, W]"));
-  if (weight.size() != 4) {
-    throw ShapeError(cat_str(op, ": weight ", weight, " must be 4-D [out, in / groups, kh, kw]"));
-  }
-  if (p.groups < 1 || p.stride[0] < 1 || p.stride[1] < 1 || p.dilation[0] < 1 || p.dilation[1] < 1) {
-    throw ValueError(cat_str(op, ": groups, stride and dilation must be >= 1 (", geometry_str(p), ")"));
-  }
-  // Negative bottom/right padding crops; conv_transpose2d's output_padding needs it.
-  if (p.padding[0] < 0 || p.padding[2] < 0) {
-    throw ValueError(cat_str(op, ": padding must be >= 0 (", geometry_str(p), ")"));
-  }
-  if (weight[2] < 1 || weight[3] < 1) {
-    throw ShapeError(cat_str(op, ": weight ", weight, " has an empty kernel (", weight[2], "x", weight[3],
-                             "); kernels are at least 1x1"));
-  }
-  ConvDims d{x[0], x[1], x[2], x[3], weight[0], weight[2], weight[3], 0, 0, p.groups, 0, 0};
-  if (d.c % d.g != 0 || d.o % d.g != 0) {
-    throw ShapeError(cat_str(op, ": ", d.c, " input and ", d.o, " output channels must both be divisible "
-                             "by groups ", d.g));
-  }
-  d.cg = d.c / d.g;
-  d.og = d.o / d.g;
-  if (weight[1] != d.cg) {
-    throw ShapeError(cat_str(op, ": input ", x, " has ", d.c, " channels but weight ", weight, " expects ",
-                             weight[1] * d.g, " (", weight[1], " per group x ", d.g, " groups)"));
-  }
-  d.ho = out_size(d.h, p.padding[0], p.padding[1], d.kh, p.dilation[0], p.stride[0]);
-  d.wo = out_size(d.w, p.padding[2], p.padding[3], d.kw, p.dilation[1], p.stride[1]);
-  if (d.ho <= 0 || d.wo <= 0) {
-    throw ShapeError(cat_str(op, ": input ", x, " is smaller than the kernel ", weight[2], "x", weight[3],
-                             " with ", geometry_str(p)));
-  }
-  return d;
-}
 
 // One image of the convolution, for the backend's im2col / col2im.
 backend::ConvShape conv_shape(const ConvDims& d, const Conv2dGeometry& p) {
@@ -128,36 +89,17 @@ Tensor<T> conv_forward_raw(const Tensor<T>& x_in, const Tensor<T>& w_in, const C
   Tensor<T> x = x_in.contiguous(), w = w_in.contiguous();
   Tensor<T> out = detail::new_tensor<T>({d.n, d.o, d.ho, d.wo}, "conv2d");
   const auto& k = backend::kernels<T>();
+  const detail::ConvForward<T> f = detail::conv_forward_setup(k, d, p);
   const T* px = x.data_ptr();
   const T* pw = w.data_ptr();
   T* po = out.data_ptr();
-  const int64_t K = d.k(), HW = d.hw_out();
-  const bool direct = is_pointwise(d, p);
-  const backend::ConvShape cs = conv_shape(d, p);
-  const int64_t plane = d.h * d.w;
-  if (use_flat(k, d, p, cs)) {
-    detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
-      for (int64_t g = 0; g < d.g; ++g) {
-        k.conv_flat(cs, d.og, pw + g * d.og * K, e - b, px + (b * d.c + g * d.cg) * plane, d.c * plane,
-                    po + (b * d.o + g * d.og) * HW, d.o * HW);
-      }
-    });
+  if (f.flat) {
+    detail::conv_forward_samples(k, f, px, pw, po, 0, d.n, static_cast<T*>(nullptr));
     return out;
   }
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
-    std::vector<T> cols(direct ? 0 : static_cast<size_t>(K * HW));
-    for (int64_t n = b; n < e; ++n) {
-      for (int64_t g = 0; g < d.g; ++g) {
-        const T* xg = px + (n * d.c + g * d.cg) * plane;
-        const T* operand = xg;
-        if (!direct) {
-          k.im2col(cs, xg, cols.data());
-          operand = cols.data();
-        }
-        k.gemm(false, false, d.og, HW, K, T(1), pw + g * d.og * K, K, operand, HW, T(0),
-               po + (n * d.o + g * d.og) * HW, HW);
-      }
-    }
+    std::vector<T> cols(static_cast<size_t>(f.cols_elements()));
+    detail::conv_forward_samples(k, f, px, pw, po, b, e, cols.data());
   });
   return out;
 }
@@ -257,9 +199,97 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
 
 }  // namespace
 
+namespace detail {
+
+ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Conv2dGeometry& p) {
+  if (x.size() != 4) throw ShapeError(cat_str(op, ": input ", x, " must be 4-D [N, C, H, W]"));
+  if (weight.size() != 4) {
+    throw ShapeError(cat_str(op, ": weight ", weight, " must be 4-D [out, in / groups, kh, kw]"));
+  }
+  if (p.groups < 1 || p.stride[0] < 1 || p.stride[1] < 1 || p.dilation[0] < 1 || p.dilation[1] < 1) {
+    throw ValueError(cat_str(op, ": groups, stride and dilation must be >= 1 (", geometry_str(p), ")"));
+  }
+  // Negative bottom/right padding crops; conv_transpose2d's output_padding needs it.
+  if (p.padding[0] < 0 || p.padding[2] < 0) {
+    throw ValueError(cat_str(op, ": padding must be >= 0 (", geometry_str(p), ")"));
+  }
+  if (weight[2] < 1 || weight[3] < 1) {
+    throw ShapeError(cat_str(op, ": weight ", weight, " has an empty kernel (", weight[2], "x", weight[3],
+                             "); kernels are at least 1x1"));
+  }
+  ConvDims d{x[0], x[1], x[2], x[3], weight[0], weight[2], weight[3], 0, 0, p.groups, 0, 0};
+  if (d.c % d.g != 0 || d.o % d.g != 0) {
+    throw ShapeError(cat_str(op, ": ", d.c, " input and ", d.o, " output channels must both be divisible "
+                             "by groups ", d.g));
+  }
+  d.cg = d.c / d.g;
+  d.og = d.o / d.g;
+  if (weight[1] != d.cg) {
+    throw ShapeError(cat_str(op, ": input ", x, " has ", d.c, " channels but weight ", weight, " expects ",
+                             weight[1] * d.g, " (", weight[1], " per group x ", d.g, " groups)"));
+  }
+  d.ho = out_size(d.h, p.padding[0], p.padding[1], d.kh, p.dilation[0], p.stride[0]);
+  d.wo = out_size(d.w, p.padding[2], p.padding[3], d.kw, p.dilation[1], p.stride[1]);
+  if (d.ho <= 0 || d.wo <= 0) {
+    throw ShapeError(cat_str(op, ": input ", x, " is smaller than the kernel ", weight[2], "x", weight[3],
+                             " with ", geometry_str(p)));
+  }
+  return d;
+}
+
+template <class T>
+ConvForward<T> conv_forward_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& p) {
+  ConvForward<T> f;
+  f.d = d;
+  f.shape = conv_shape(d, p);
+  f.pointwise = is_pointwise(d, p);
+  f.flat = use_flat(k, d, p, f.shape);
+  return f;
+}
+
+template <class T>
+void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* px, const T* pw, T* po,
+                          int64_t b, int64_t e, T* cols) {
+  const ConvDims& d = f.d;
+  const int64_t K = d.k(), HW = d.hw_out();
+  const int64_t plane = d.h * d.w;
+  if (f.flat) {
+    detail::parallel_for(b, e, sample_grain(d), [&](int64_t s, int64_t t) {
+      for (int64_t g = 0; g < d.g; ++g) {
+        k.conv_flat(f.shape, d.og, pw + g * d.og * K, t - s, px + (s * d.c + g * d.cg) * plane, d.c * plane,
+                    po + (s * d.o + g * d.og) * HW, d.o * HW);
+      }
+    });
+    return;
+  }
+  for (int64_t n = b; n < e; ++n) {
+    for (int64_t g = 0; g < d.g; ++g) {
+      const T* xg = px + (n * d.c + g * d.cg) * plane;
+      const T* operand = xg;
+      if (!f.pointwise) {
+        k.im2col(f.shape, xg, cols);
+        operand = cols;
+      }
+      k.gemm(false, false, d.og, HW, K, T(1), pw + g * d.og * K, K, operand, HW, T(0),
+             po + (n * d.o + g * d.og) * HW, HW);
+    }
+  }
+}
+
+template ConvForward<float> conv_forward_setup(const backend::Kernels<float>&, const ConvDims&, const Conv2dGeometry&);
+template ConvForward<double> conv_forward_setup(const backend::Kernels<double>&, const ConvDims&,
+                                                const Conv2dGeometry&);
+template void conv_forward_samples(const backend::Kernels<float>&, const ConvForward<float>&, const float*,
+                                   const float*, float*, int64_t, int64_t, float*);
+template void conv_forward_samples(const backend::Kernels<double>&, const ConvForward<double>&, const double*,
+                                   const double*, double*, int64_t, int64_t, double*);
+
+}  // namespace detail
+
 template <FloatingElement T>
 Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias,
                  const Conv2dGeometry& p) {
+  detail::TracedOp traced;
   require(x, "conv2d");
   require(weight, "conv2d");
   const ConvDims d = conv_dims("conv2d", x.shape(), weight.shape(), p);
@@ -280,6 +310,9 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
              if (has_bias) grads[2] = g.sum({0, 2, 3});
              return grads;
            });
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->conv2d(x, weight, bias, p, out);
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // Elementwise ops: each op's shape checks, forward and backward formula side by side.
 #include <cmath>
 
+#include "trace.hpp"
 #include "common.hpp"
 
 namespace ember {
@@ -17,8 +18,24 @@ using detail::new_tensor;
 namespace detail {
 
 template <FloatingElement T>
+Tensor<T> unary_raw_untraced(const Tensor<T>& x, Unary op, UnaryParams p, Tensor<T> out);
+
+template <FloatingElement T>
 Tensor<T> unary_raw(const Tensor<T>& x, Unary op, UnaryParams p = {}) {
   Tensor<T> out = new_tensor<T>(x.shape());
+  if constexpr (std::is_same_v<T, float>) {
+    detail::TracedOp traced;
+    if (detail::OpTracer* t = traced.tracer()) {
+      Tensor<T> y = unary_raw_untraced(x, op, p, out);
+      t->unary(x, op, p, y);
+      return y;
+    }
+  }
+  return unary_raw_untraced(x, op, p, out);
+}
+
+template <FloatingElement T>
+Tensor<T> unary_raw_untraced(const Tensor<T>& x, Unary op, UnaryParams p, Tensor<T> out) {
   const auto& k = backend::kernels<T>();
   const T* src = x.data_ptr();
   T* dst = out.data_ptr();
@@ -38,7 +55,23 @@ Tensor<T> unary_raw(const Tensor<T>& x, Unary op, UnaryParams p = {}) {
 }
 
 template <FloatingElement T>
+Tensor<T> binary_raw_untraced(const Tensor<T>& a, const Tensor<T>& b, Binary op, const char* name);
+
+template <FloatingElement T>
 Tensor<T> binary_raw(const Tensor<T>& a, const Tensor<T>& b, Binary op, const char* name) {
+  if constexpr (std::is_same_v<T, float>) {
+    detail::TracedOp traced;
+    if (detail::OpTracer* t = traced.tracer()) {
+      Tensor<T> y = binary_raw_untraced(a, b, op, name);
+      t->binary(a, b, op, name, y);
+      return y;
+    }
+  }
+  return binary_raw_untraced(a, b, op, name);
+}
+
+template <FloatingElement T>
+Tensor<T> binary_raw_untraced(const Tensor<T>& a, const Tensor<T>& b, Binary op, const char* name) {
   const auto& k = backend::kernels<T>();
   if (a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous()) {
     Tensor<T> out = new_tensor<T>(a.shape());

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "trace.hpp"
 #include "common.hpp"
 #include "ember/autograd/autograd.hpp"
 #include "ember/autograd/grad_mode.hpp"
@@ -205,6 +206,7 @@ std::vector<Tensor<T>> batch_norm_backward(const Tensor<T>& g, const BatchNormSa
 template <FloatingElement T>
 Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var, const Tensor<T>& weight,
                      const Tensor<T>& bias, bool training, double momentum, double eps) {
+  detail::TracedOp traced;
   if (!x.defined() || x.dim() < 2) throw ShapeError("batch_norm: input must be [N, C, ...]");
   const int64_t c = x.shape()[1];
   for (const Tensor<T>* t : std::initializer_list<const Tensor<T>*>{&running_mean, &running_var, &weight, &bias}) {
@@ -249,6 +251,12 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
     shift[k] = b[k] - mean[k] * scale[k];
   }
   Tensor<T> y = channel_affine(xc, scale, shift);
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) {
+      if (use_batch) t->unsupported("batch_norm with batch statistics (the model is in training mode, or has no running statistics)");
+      t->channel_affine(x, scale, shift, y);
+    }
+  }
   if (autograd::needs_grad(x, weight, bias)) {
     // Eval mode saves the running statistics as they are now: later updates must not change it.
     Tensor<T> saved_mean = use_batch ? Tensor<T>() : running_mean.detach().clone();

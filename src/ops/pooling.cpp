@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "trace.hpp"
 #include "common.hpp"
 #include "ember/autograd/grad_mode.hpp"
 
@@ -41,6 +42,7 @@ void check_pool(const char* op, const Shape& x, IntPair k, IntPair s, IntPair p,
 
 template <FloatingElement T>
 Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
+  detail::TracedOp traced;
   if (!x.defined()) throw ValueError("max_pool2d: the input is undefined");
   const IntPair s = o.stride.h == 0 ? k : o.stride;
   check_pool("max_pool2d", x.shape(), k, s, o.padding, o.dilation);
@@ -69,6 +71,9 @@ Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
       kern.max_pool2d(shape, e - b, px + b * h * w, pv + b * ho * wo, pi + b * ho * wo);
     }
   });
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->max_pool2d(x, shape, two_by_two, out);
+  }
   if (autograd::needs_grad(x)) {
     // The gradient goes to each window's maximum: gather's gradient, scatter_add into zeros.
     // Without create_graph it is one pass over the indices instead of scatter_add's copy and
@@ -109,6 +114,10 @@ Tensor<T> max_pool1d(const Tensor<T>& x, int64_t k, const MaxPool2dOptions& o) {
 
 template <FloatingElement T>
 Tensor<T> avg_pool2d(const Tensor<T>& x, IntPair k, const AvgPool2dOptions& o) {
+  detail::TracedOp traced;
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->unsupported("avg_pool2d");
+  }
   if (!x.defined()) throw ValueError("avg_pool2d: the input is undefined");
   const IntPair s = o.stride.h == 0 ? k : o.stride;
   check_pool("avg_pool2d", x.shape(), k, s, o.padding, IntPair(1));
@@ -155,7 +164,18 @@ Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, IntPair out) {
   }
   if (out.h <= 0 || out.w <= 0) throw ValueError("adaptive_avg_pool2d: output size must be positive");
   const int64_t h = x.shape()[x.dim() - 2], w = x.shape()[x.dim() - 1];
-  if (out.h == 1 && out.w == 1) return x.mean({-2, -1}, true);
+  if (out.h == 1 && out.w == 1) {
+    detail::TracedOp traced;
+    Tensor<T> y = x.mean({-2, -1}, true);
+    if constexpr (std::is_same_v<T, float>) {
+      if (detail::OpTracer* t = traced.tracer()) t->mean_hw(x, y);
+    }
+    return y;
+  }
+  detail::TracedOp traced;
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->unsupported("adaptive_avg_pool2d to an output other than 1 x 1");
+  }
   // Averaging matrices: y = P_h x P_w^T.
   auto averaging = [](int64_t in, int64_t o) {
     std::vector<T> m(static_cast<size_t>(o * in), T(0));

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "trace.hpp"
 #include "common.hpp"
 
 namespace ember {
@@ -158,12 +159,16 @@ Tensor<T> Tensor<T>::view(const Shape& requested) const {
     throw ShapeError(cat_str("view: a tensor of shape ", shape(), " with strides ", strides(),
                              " cannot be viewed as ", target, "; use reshape() (it copies)"));
   }
+  detail::TracedOp traced;
   Tensor<T> out = make_view(*this, target, st, storage_offset());
   if constexpr (FloatingElement<T>) {
     if (autograd::needs_grad(*this)) {
       autograd::record(out, "view", {this},
                        [in_shape = shape()](const Tensor<T>& g) { return g.reshape(in_shape); });
     }
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->view(*this, out);
   }
   return out;
 }

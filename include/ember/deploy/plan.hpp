@@ -1,0 +1,89 @@
+#pragma once
+// An inference plan: one forward of a model, traced into a static list of steps whose
+// intermediate buffers share one caller-supplied arena.
+//
+// Note [Inference plan]
+// compile() runs the model once on zeros of the given shape with a tracer installed
+// (src/ops/trace.hpp): the ops a plan can run (conv2d, linear, batch_norm in eval mode, the elementwise
+// ops on equal shapes, max_pool2d, adaptive_avg_pool2d to 1 x 1, views) report their operands,
+// attributes and result, and become steps; the model's weights are copied into the plan, so the
+// plan outlives the model and does not see later changes to it. Any other op that touches the
+// data flow is refused with an error naming the op and the layer path (the module path is
+// prepended as the error leaves each module), so a plan never runs a partial graph. Then:
+//   - batch norm after a convolution or linear layer whose output nothing else reads is folded
+//     into its weights and bias (w' = w * scale, b' = b * scale + shift): within a float rounding
+//     of the model's output;
+//   - an elementwise op applied to a step's output that nothing else reads runs in place right
+//     after that step (fused): the same kernel on the same values, so the same bits;
+//   - views are aliases: they cost nothing at run time;
+//   - every intermediate buffer and every step's scratch (a convolution's column matrix, max
+//     pooling's indices) gets an offset in one arena: buffers whose lifetimes (first write to
+//     last read) overlap get disjoint ranges, placed largest first at the lowest offset free
+//     for their lifetime. The model's output buffer is the caller's output tensor.
+// run() checks the input and output shapes, the arena's size and its 64-byte alignment before
+// anything runs, then calls the backend kernels on the arena directly: no tensor, no
+// allocation, and on one thread no lock. The GEMM's per-thread packing buffers are the one
+// exception: they grow on a thread's first run of a plan (or of any large product) and are kept.
+//
+// The steps call the same kernels with the same operands as the ops, so a plan with nothing
+// folded gives the model's output bit for bit.
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "ember/core/shape.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/nn/module.hpp"
+
+namespace ember::deploy {
+
+struct CompileOptions {
+  /// Fold batch norm into the convolution or linear layer before it.
+  bool fold_batch_norm = true;
+  /// Run elementwise ops on a step's output in place, right after it.
+  bool fuse_elementwise = true;
+};
+
+struct PlanData;  // the steps, the weights and the arena layout (src/deploy/plan.cpp)
+
+/// A compiled forward: `plan.run(input, output, arena)`.
+class Plan {
+ public:
+  /// The alignment run() requires of the arena.
+  static constexpr size_t kArenaAlignment = 64;
+
+  Plan();
+  ~Plan();
+  Plan(const Plan&);
+  Plan& operator=(const Plan&);
+  Plan(Plan&&) noexcept;
+  Plan& operator=(Plan&&) noexcept;
+
+  const Shape& input_shape() const;
+  const Shape& output_shape() const;
+  /// The exact arena size run() needs: intermediate buffers and scratch, as planned.
+  size_t arena_bytes() const;
+  /// The steps, one per line ("conv2d 1x28x28 -> 32x28x28, batch norm folded, relu fused").
+  std::string str() const;
+  size_t num_steps() const;
+
+  /// Runs the plan: input and output are contiguous float tensors of input_shape() and
+  /// output_shape(), arena at least arena_bytes() long and aligned to kArenaAlignment. Checks
+  /// all of that before anything runs (ember::ShapeError, ember::ValueError), then makes no
+  /// heap allocation.
+  void run(const Tensor<float>& input, const Tensor<float>& output, std::span<std::byte> arena) const;
+  /// Convenience: allocates the output and an arena and runs.
+  Tensor<float> operator()(const Tensor<float>& input) const;
+
+ private:
+  friend Plan compile(nn::Module<float>&, const Shape&, const CompileOptions&);
+  explicit Plan(std::shared_ptr<const PlanData> data);
+  std::shared_ptr<const PlanData> data_;
+};
+
+/// Traces one forward of `model` (in eval mode) on an input of `input_shape` and plans it
+/// (Note [Inference plan]). Throws ember::Error naming the op and layer the plan cannot run.
+Plan compile(nn::Module<float>& model, const Shape& input_shape, const CompileOptions& options = {});
+
+}  // namespace ember::deploy

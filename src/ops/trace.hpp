@@ -1,0 +1,66 @@
+#pragma once
+// Internal (ops layer): how deploy::compile sees one forward of a model (Note [Inference plan] in
+// ember/deploy/plan.hpp). The ops a plan can run report themselves to the thread's OpTracer, if
+// one is installed, with their operands, attributes and result; each reports only when it is the
+// outermost traced op (a linear's matmul and bias add are the linear), so composites are seen as
+// the op the user called.
+#include <vector>
+
+#include "ember/backend/kernels.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/ops/conv.hpp"
+
+namespace ember::detail {
+
+class OpTracer {
+ public:
+  virtual ~OpTracer() = default;
+  virtual void conv2d(const Tensor<float>& x, const Tensor<float>& weight, const Tensor<float>& bias,
+                      const Conv2dGeometry& geometry, const Tensor<float>& y) = 0;
+  virtual void linear(const Tensor<float>& x, const Tensor<float>& weight, const Tensor<float>& bias,
+                      const Tensor<float>& y) = 0;
+  /// y = x * scale[c] + shift[c] per channel (batch norm in eval mode).
+  virtual void channel_affine(const Tensor<float>& x, const std::vector<float>& scale, const std::vector<float>& shift,
+                              const Tensor<float>& y) = 0;
+  virtual void unary(const Tensor<float>& x, backend::Unary op, backend::UnaryParams params,
+                     const Tensor<float>& y) = 0;
+  virtual void binary(const Tensor<float>& a, const Tensor<float>& b, backend::Binary op, const char* name,
+                      const Tensor<float>& y) = 0;
+  virtual void max_pool2d(const Tensor<float>& x, const backend::PoolShape& shape, bool two_by_two,
+                          const Tensor<float>& y) = 0;
+  /// The mean over the last two dims (adaptive average pooling to 1 x 1).
+  virtual void mean_hw(const Tensor<float>& x, const Tensor<float>& y) = 0;
+  /// y is a view of x with another shape (reshape, flatten, view of a contiguous tensor).
+  virtual void view(const Tensor<float>& x, const Tensor<float>& y) = 0;
+  /// An op the plan cannot run in the form it was called: throws, naming it and why.
+  [[noreturn]] virtual void unsupported(const std::string& what) = 0;
+};
+
+/// Installs `tracer` for this thread for the guard's lifetime.
+class OpTracerScope {
+ public:
+  explicit OpTracerScope(OpTracer* tracer) noexcept;
+  ~OpTracerScope();
+  OpTracerScope(const OpTracerScope&) = delete;
+  OpTracerScope& operator=(const OpTracerScope&) = delete;
+
+ private:
+  OpTracer* previous_;
+};
+
+/// Marks the extent of a traceable op; construct it before the op calls any other op.
+class TracedOp {
+ public:
+  TracedOp() noexcept;
+  ~TracedOp();
+  TracedOp(const TracedOp&) = delete;
+  TracedOp& operator=(const TracedOp&) = delete;
+  /// The tracer, when one is installed and this is the outermost traced op; else null.
+  OpTracer* tracer() const noexcept { return outermost_; }
+
+ private:
+  OpTracer* outermost_ = nullptr;
+  bool counted_ = false;
+};
+
+}  // namespace ember::detail

@@ -1,0 +1,211 @@
+// deploy::compile and Plan::run (Note [Inference plan]): the same outputs as the model's forward
+// (bit for bit unless batch norm was folded), the arena's size and alignment, and the errors.
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ember/autograd/grad_mode.hpp"
+#include "ember/deploy.hpp"
+#include "ember/nn.hpp"
+#include "ember/ops/factory.hpp"
+
+namespace {
+
+using ember::Shape;
+using ember::Tensor;
+namespace nn = ember::nn;
+namespace deploy = ember::deploy;
+
+// A 64-byte aligned arena of exactly `bytes` (std::vector<std::byte> gives no alignment promise).
+struct Arena {
+  explicit Arena(size_t bytes, size_t misalign = 0) : storage(bytes + 128) {
+    auto* base = storage.data();
+    const size_t skip = (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64 + misalign;
+    span = std::span<std::byte>(base + skip, bytes);
+  }
+  std::vector<std::byte> storage;
+  std::span<std::byte> span;
+};
+
+Tensor<float> random_input(const Shape& shape, uint64_t seed) {
+  ember::manual_seed(seed);
+  return ember::randn<float>(shape);
+}
+
+// Randomises batch norm's running statistics and affine parameters, so folding has work to do.
+void randomise_batch_norms(nn::Module<float>& model) {
+  ember::NoGradGuard no_grad;
+  for (auto& [name, base] : model.named_buffers()) {
+    if (!name.ends_with("running_mean") && !name.ends_with("running_var")) continue;
+    Tensor<float> t = Tensor<float>::from_base(base);
+    if (name.ends_with("running_mean")) t.copy_(ember::randn<float>(t.shape()) * 0.3);
+    if (name.ends_with("running_var")) t.copy_(ember::rand<float>(t.shape()) + 0.5);
+  }
+  for (auto& [name, t] : model.named_parameters()) {
+    if (name.find("bn") != std::string::npos || name.find('.') != std::string::npos) {
+      if (t.dim() == 1) t.copy_(ember::randn<float>(t.shape()) * 0.2 + (name.ends_with("weight") ? 1.0 : 0.0));
+    }
+  }
+}
+
+std::shared_ptr<nn::Sequential<float>> mlp() {
+  return std::make_shared<nn::Sequential<float>>(nn::Flatten(), nn::Linear(784, 64), nn::ReLU(), nn::Dropout(0.2),
+                                                 nn::Linear(64, 32), nn::ReLU(), nn::Linear(32, 10));
+}
+
+std::shared_ptr<nn::Sequential<float>> cnn() {
+  return std::make_shared<nn::Sequential<float>>(
+      nn::Conv2d(1, 8, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(8), nn::ReLU(), nn::MaxPool2d(2),
+      nn::Conv2d(8, 16, 3, {.padding = 1}), nn::BatchNorm2d(16), nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(),
+      nn::Dropout(0.25), nn::Linear(16 * 7 * 7, 32), nn::ReLU(), nn::Linear(32, 10));
+}
+
+std::shared_ptr<nn::Sequential<float>> resnet() {
+  return std::make_shared<nn::Sequential<float>>(
+      nn::Conv2d(3, 8, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(8), nn::ReLU(), nn::BasicBlock(8, 8, 1),
+      nn::BasicBlock(8, 16, 2), nn::AdaptiveAvgPool2d(1), nn::Flatten(), nn::Linear(16, 10));
+}
+
+Tensor<float> run_plan(const deploy::Plan& plan, const Tensor<float>& x) {
+  Tensor<float> y = ember::zeros<float>(plan.output_shape());
+  Arena arena(plan.arena_bytes());
+  plan.run(x, y, arena.span);
+  return y;
+}
+
+void expect_bitwise_equal(const Tensor<float>& want, const Tensor<float>& got) {
+  ASSERT_EQ(want.shape(), got.shape());
+  const std::vector<float> a = want.contiguous().to_vector(), b = got.contiguous().to_vector();
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(std::memcmp(&a[i], &b[i], sizeof(float)), 0) << "at " << i << ": " << a[i] << " vs " << b[i];
+  }
+}
+
+void expect_close(const Tensor<float>& want, const Tensor<float>& got, double tol) {
+  ASSERT_EQ(want.shape(), got.shape());
+  const std::vector<float> a = want.contiguous().to_vector(), b = got.contiguous().to_vector();
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_NEAR(a[i], b[i], tol * (1.0 + std::abs(static_cast<double>(a[i])))) << "at " << i;
+  }
+}
+
+Tensor<float> forward(nn::Module<float>& model, const Tensor<float>& x) {
+  ember::NoGradGuard no_grad;
+  return model(x);
+}
+
+TEST(Plan, MlpMatchesTheModelBitForBit) {
+  auto model = mlp();
+  model->eval();
+  const deploy::Plan plan = deploy::compile(*model, {4, 1, 28, 28});
+  EXPECT_EQ(plan.num_steps(), 3u) << plan.str();  // three linear layers, the ReLUs fused
+  EXPECT_EQ(plan.output_shape(), Shape({4, 10}));
+  const Tensor<float> x = random_input({4, 1, 28, 28}, 1);
+  expect_bitwise_equal(forward(*model, x), run_plan(plan, x));
+}
+
+TEST(Plan, CnnWithBatchNormFoldedIsCloseAndUnfoldedIsExact) {
+  auto model = cnn();
+  randomise_batch_norms(*model);
+  model->eval();
+  const Tensor<float> x = random_input({3, 1, 28, 28}, 2);
+  const Tensor<float> want = forward(*model, x);
+
+  const deploy::Plan folded = deploy::compile(*model, {3, 1, 28, 28});
+  EXPECT_EQ(folded.num_steps(), 6u) << folded.str();  // conv, pool, conv, pool, linear, linear
+  EXPECT_NE(folded.str().find("batch norm folded"), std::string::npos) << folded.str();
+  expect_close(want, run_plan(folded, x), 1e-5);
+
+  const deploy::Plan exact = deploy::compile(*model, {3, 1, 28, 28}, {.fold_batch_norm = false});
+  EXPECT_EQ(exact.num_steps(), 8u) << exact.str();
+  expect_bitwise_equal(want, run_plan(exact, x));
+}
+
+TEST(Plan, ResidualNetworkWithAddsAndGlobalPooling) {
+  auto model = resnet();
+  randomise_batch_norms(*model);
+  model->eval();
+  const Tensor<float> x = random_input({2, 3, 16, 16}, 3);
+  const Tensor<float> want = forward(*model, x);
+  expect_close(want, run_plan(deploy::compile(*model, {2, 3, 16, 16}), x), 1e-5);
+  const deploy::Plan exact = deploy::compile(*model, {2, 3, 16, 16}, {.fold_batch_norm = false});
+  expect_bitwise_equal(want, run_plan(exact, x));
+  // Without fusing, each ReLU and add is a step of its own, and still exact.
+  const deploy::Plan plain = deploy::compile(*model, {2, 3, 16, 16}, {.fold_batch_norm = false, .fuse_elementwise = false});
+  EXPECT_GT(plain.num_steps(), exact.num_steps());
+  expect_bitwise_equal(want, run_plan(plain, x));
+}
+
+TEST(Plan, ArenaIsSharedAcrossLifetimesAndExact) {
+  auto model = cnn();
+  model->eval();
+  const deploy::Plan plan = deploy::compile(*model, {1, 1, 28, 28});
+  // The biggest buffers: conv1's output (8 x 28 x 28 floats) and its column matrix (9 x 784): the
+  // arena is less than the sum of all intermediates.
+  const size_t conv1_out = 8 * 28 * 28 * sizeof(float);
+  EXPECT_GE(plan.arena_bytes(), conv1_out);
+  EXPECT_LT(plan.arena_bytes(), 3 * conv1_out) << plan.str();
+
+  const Tensor<float> x = random_input({1, 1, 28, 28}, 4);
+  const Tensor<float> want = run_plan(plan, x);
+  Tensor<float> y = ember::full<float>({1, 10}, 7.0);
+  {
+    Arena small(plan.arena_bytes() - 1);
+    EXPECT_THROW(plan.run(x, y, small.span), ember::ValueError);
+    Arena misaligned(plan.arena_bytes(), 8);
+    EXPECT_THROW(plan.run(x, y, misaligned.span), ember::ValueError);
+    EXPECT_THROW(plan.run(random_input({2, 1, 28, 28}, 5), y, Arena(plan.arena_bytes()).span), ember::ShapeError);
+    EXPECT_THROW(plan.run(x, ember::zeros<float>({1, 11}), Arena(plan.arena_bytes()).span), ember::ShapeError);
+    EXPECT_THROW(plan.run(x, x, Arena(plan.arena_bytes()).span), ember::ShapeError);
+  }
+  for (float v : y.to_vector()) ASSERT_EQ(v, 7.0f);  // nothing ran
+  Arena exact(plan.arena_bytes());
+  plan.run(x, y, exact.span);
+  expect_bitwise_equal(want, y);
+}
+
+TEST(Plan, OutlivesTheModelAndIgnoresLaterChanges) {
+  auto model = mlp();
+  model->eval();
+  const Tensor<float> x = random_input({2, 1, 28, 28}, 6);
+  const Tensor<float> want = forward(*model, x);
+  const deploy::Plan plan = deploy::compile(*model, {2, 1, 28, 28});
+  {
+    ember::NoGradGuard no_grad;
+    for (auto& [name, p] : model->named_parameters()) p.fill_(0.0);
+  }
+  model.reset();
+  expect_bitwise_equal(want, run_plan(plan, x));
+  expect_bitwise_equal(want, plan(x));
+}
+
+TEST(Plan, RefusesWhatItCannotRun) {
+  auto pooled = std::make_shared<nn::Sequential<float>>(nn::Conv2d(1, 4, 3), nn::AvgPool2d(2), nn::Flatten(),
+                                                        nn::Linear(4 * 13 * 13, 10));
+  pooled->eval();
+  try {
+    deploy::compile(*pooled, {1, 1, 28, 28});
+    FAIL() << "avg_pool2d compiled";
+  } catch (const ember::Error& e) {
+    EXPECT_EQ(e.module_path(), "1");
+    EXPECT_NE(std::string(e.what()).find("avg_pool2d is not supported"), std::string::npos) << e.what();
+  }
+  // A softmax is made of ops a plan does not run (a reduction): refused where it is consumed.
+  auto soft = std::make_shared<nn::Sequential<float>>(nn::Linear(8, 4), nn::Softmax(1), nn::Linear(4, 2));
+  soft->eval();
+  EXPECT_THROW(deploy::compile(*soft, {2, 8}), ember::ValueError);
+
+  auto model = mlp();  // still in training mode
+  EXPECT_THROW(deploy::compile(*model, {1, 1, 28, 28}), ember::ValueError);
+  model->eval();
+  EXPECT_THROW(deploy::compile(*model, {1, 1, 28, 27}), ember::ShapeError);
+  EXPECT_THROW(deploy::compile(*model, {0, 1, 28, 28}), ember::ShapeError);
+  EXPECT_THROW(deploy::Plan().run(Tensor<float>(), Tensor<float>(), {}), ember::ValueError);
+}
+
+}  // namespace

@@ -1,0 +1,119 @@
+// Plan::run makes no heap allocation and takes no lock on one thread: counted by interposing
+// glibc's allocation functions and pthread_mutex_lock in this test program (its own executable,
+// so no other test runs with them). Sanitizers interpose the same functions: skipped there.
+#include <gtest/gtest.h>
+
+#include <dlfcn.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "ember/backend/parallel.hpp"
+#include "ember/deploy.hpp"
+#include "ember/nn.hpp"
+#include "ember/ops/factory.hpp"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define EMBER_TEST_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define EMBER_TEST_SANITIZED 1
+#endif
+
+#if !defined(EMBER_TEST_SANITIZED) && defined(__GLIBC__)
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocations{0}, g_locks{0};
+void count(std::atomic<long>& c) {
+  if (g_counting.load(std::memory_order_relaxed)) c.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+extern "C" {
+void* __libc_malloc(size_t);
+void* __libc_calloc(size_t, size_t);
+void* __libc_realloc(void*, size_t);
+void* __libc_memalign(size_t, size_t);
+
+void* malloc(size_t n) {
+  count(g_allocations);
+  return __libc_malloc(n);
+}
+void* calloc(size_t n, size_t s) {
+  count(g_allocations);
+  return __libc_calloc(n, s);
+}
+void* realloc(void* p, size_t n) {
+  count(g_allocations);
+  return __libc_realloc(p, n);
+}
+void* aligned_alloc(size_t a, size_t n) {
+  count(g_allocations);
+  return __libc_memalign(a, n);
+}
+void* memalign(size_t a, size_t n) {
+  count(g_allocations);
+  return __libc_memalign(a, n);
+}
+int posix_memalign(void** out, size_t a, size_t n) {
+  count(g_allocations);
+  void* p = __libc_memalign(a, n);
+  if (p == nullptr) return 12;  // ENOMEM
+  *out = p;
+  return 0;
+}
+int pthread_mutex_lock(pthread_mutex_t* m) {
+  using Lock = int (*)(pthread_mutex_t*);
+  static Lock real = reinterpret_cast<Lock>(dlsym(RTLD_NEXT, "pthread_mutex_lock"));
+  count(g_locks);
+  return real(m);
+}
+}
+#define EMBER_TEST_COUNTS 1
+#endif
+
+namespace {
+
+namespace nn = ember::nn;
+
+TEST(PlanRun, AllocatesNothingAndLocksNothingOnOneThread) {
+#if !defined(EMBER_TEST_COUNTS)
+  GTEST_SKIP() << "allocation counting needs glibc and no sanitizer";
+#else
+  ember::set_num_threads(1);
+  auto model = std::make_shared<nn::Sequential<float>>(
+      nn::Conv2d(1, 8, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(8), nn::ReLU(), nn::MaxPool2d(2),
+      nn::BasicBlock(8, 16, 2), nn::AdaptiveAvgPool2d(1), nn::Flatten(), nn::Linear(16, 10));
+  model->eval();
+  const ember::deploy::Plan plan = ember::deploy::compile(*model, {2, 1, 28, 28});
+  const ember::Tensor<float> x = ember::randn<float>({2, 1, 28, 28});
+  const ember::Tensor<float> y = ember::zeros<float>(plan.output_shape());
+  std::vector<std::byte> storage(plan.arena_bytes() + 64);
+  auto* base = storage.data();
+  const std::span<std::byte> arena(base + (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64, plan.arena_bytes());
+  // The first run on a thread may grow the GEMM's per-thread packing buffers (Note [Inference plan]).
+  plan.run(x, y, arena);
+  g_allocations = 0;
+  g_locks = 0;
+  g_counting = true;
+  plan.run(x, y, arena);
+  plan.run(x, y, arena);
+  g_counting = false;
+  EXPECT_EQ(g_allocations.load(), 0);
+  EXPECT_EQ(g_locks.load(), 0);
+  // The counters count: the convenience call allocates its output and arena.
+  g_counting = true;
+  (void)plan(x);
+  g_counting = false;
+  EXPECT_GT(g_allocations.load(), 0);
+#endif
+}
+
+}  // namespace
