@@ -1,5 +1,7 @@
 // Writes the fuzzers' seed corpora, made by ember itself: valid files of each format, small
 // enough for fast mutation. Usage: ember_fuzz_seeds OUT_DIR (writes OUT_DIR/<target>/...).
+#include <png.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -48,7 +50,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path out(argv[1]);
-  for (const char* t : {"safetensors", "checkpoint", "idx", "cifar"}) fs::create_directories(out / t);
+  for (const char* t : {"safetensors", "checkpoint", "idx", "cifar", "plan", "png"}) fs::create_directories(out / t);
   manual_seed(1);
   fuzz::Model m;
   io::write_safetensors((out / "safetensors" / "model.safetensors").string(), m.net.state_dict());
@@ -72,6 +74,40 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 3072; ++i) cifar.push_back(static_cast<uint8_t>(i * (r + 3)));
   }
   io::write_file_atomically((out / "cifar" / "two.bin").string(), cifar);
+  // Plans: every step kind, small.
+  {
+    nn::Sequential<float> cnn(nn::Conv2d(1, 2, 3, {.padding = 1}), nn::BatchNorm2d(2), nn::ReLU(), nn::MaxPool2d(2),
+                              nn::Conv2d(2, 2, 3, {.stride = 2, .bias = false}), nn::Flatten(), nn::Linear(2, 3),
+                              nn::Tanh());
+    cnn.eval();
+    deploy::save(deploy::compile(cnn, {1, 1, 6, 6}), (out / "plan" / "cnn.ember").string());
+    deploy::save(deploy::compile(cnn, {1, 1, 6, 6}, {.fold_batch_norm = false, .fuse_elementwise = false}),
+                 (out / "plan" / "cnn_unfused.ember").string());
+    nn::Sequential<float> res(nn::Conv2d(2, 4, 1), nn::BasicBlock(4, 4, 1), nn::AdaptiveAvgPool2d(1), nn::Flatten(),
+                              nn::Linear(4, 2));
+    res.eval();
+    deploy::save(deploy::compile(res, {1, 2, 4, 4}), (out / "plan" / "residual.ember").string());
+  }
+  // PNGs for ember-run's decoder: gray, RGB, RGBA and a colormapped (palette) one.
+  using Seed = std::pair<const char*, png_uint_32>;
+  for (auto [name, format] : {Seed{"gray.png", PNG_FORMAT_GRAY}, Seed{"rgb.png", PNG_FORMAT_RGB},
+                              Seed{"rgba.png", PNG_FORMAT_RGBA}, Seed{"palette.png", PNG_FORMAT_RGB_COLORMAP}}) {
+    png_image image{};
+    image.version = PNG_IMAGE_VERSION;
+    image.width = 7;
+    image.height = 5;
+    image.format = format;
+    image.colormap_entries = format == PNG_FORMAT_RGB_COLORMAP ? 16 : 0;
+    std::vector<uint8_t> pixels(PNG_IMAGE_SIZE(image));
+    for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 29 % 251);
+    std::vector<uint8_t> colormap(PNG_IMAGE_COLORMAP_SIZE(image));
+    for (size_t i = 0; i < colormap.size(); ++i) colormap[i] = static_cast<uint8_t>(i * 7);
+    if (format == PNG_FORMAT_RGB_COLORMAP) {
+      for (auto& p : pixels) p %= 16;
+    }
+    png_image_write_to_file(&image, (out / "png" / name).string().c_str(), 0, pixels.data(), 0,
+                            format == PNG_FORMAT_RGB_COLORMAP ? colormap.data() : nullptr);
+  }
   std::printf("seeds written to %s\n", out.string().c_str());
   return 0;
 }

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 build="${BUILD_DIR:-build-fuzz}"
 jobs="${JOBS:-$(nproc)}"
-targets=(safetensors checkpoint idx cifar)
+targets=(safetensors checkpoint idx cifar plan png)
 
 scripts/install-deps.sh --fuzz
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ \
@@ -24,7 +24,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 for t in "${targets[@]}"; do
   corpus="$build/fuzz/corpus/$t"
-  mkdir -p "$corpus"
+  mkdir -p "$corpus" "fuzz/regressions/$t"
   echo "== fuzz_$t: $seconds s =="
   "$build/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="fuzz/regressions/$t/" \

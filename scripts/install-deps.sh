@@ -24,7 +24,8 @@ for arg in "$@"; do
     --aarch64)
       want_arm64=true
       optional+=(g++-aarch64-linux-gnu qemu-user zlib1g-dev:arm64 libgtest-dev:arm64
-                 libgmock-dev:arm64 libfmt-dev:arm64 libbenchmark-dev:arm64) ;;
+                 libgmock-dev:arm64 libfmt-dev:arm64 libbenchmark-dev:arm64
+                 libpng-dev:arm64) ;;
     *) echo "install-deps.sh: unknown option '$arg' (expected --torch, --clang, --fuzz or --aarch64)" >&2
        exit 2 ;;
   esac

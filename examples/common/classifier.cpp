@@ -440,6 +440,24 @@ void report_int8(nn::Module<float>& model, const data::LabeledImages& train, con
               static_cast<long long>(std::filesystem::file_size(path)));
 }
 
+// The trained model as an inference plan for one image (ember::deploy, docs/deploy.md), the first
+// test image as a PNG, and the ember-run command that classifies it with the training's
+// normalisation.
+void export_plan(nn::Module<float>& model, int64_t channels, int64_t size, const data::LabeledImages& test,
+                 const Normalization& norm, const std::string& out) {
+  NoGradGuard no_grad;
+  model.eval();
+  try {
+    deploy::save(deploy::compile(model, {1, channels, size, size}), out + "/model.ember");
+  } catch (const Error& e) {
+    std::printf("no inference plan: %s\n", e.what());
+    return;
+  }
+  write_png(out + "/sample.png", image_from_tensor(test.images.select(0, 0)));
+  std::printf("plan: ember-run %s/model.ember %s/sample.png --mean %s --std %s\n", out.c_str(), out.c_str(),
+              join(norm.mean).c_str(), join(norm.std).c_str());
+}
+
 int train(const Options& o, const ExampleSpec& spec) {
   const ModelChoice& choice = find_model(spec, o.model.empty() ? spec.models.front().name : o.model);
   Recipe r = choice.recipe;
@@ -623,12 +641,13 @@ int train(const Options& o, const ExampleSpec& spec) {
       csv += fmt::format("{},{},{}\n", i, truth[i], last.predictions[i]);
     io::write_file_atomically(out + "/test_predictions.csv", std::vector<uint8_t>(csv.begin(), csv.end()));
   }
+  export_plan(*model, channels, size, test_set, norm, out);
   std::printf("test_accuracy=%.4f\n", last.accuracy);
   std::printf("fgsm_accuracy_eps_0.1=%.4f\n", fgsm_accuracy(*model, test_set, norm, 0.1));
   std::printf("train_time_s=%.1f\n", train_seconds);
   if (o.quantize) report_int8(*model, train_set, test_set, norm, out, o.keep_float);
-  std::printf("wrote %s/model.safetensors (loads in PyTorch), metrics.csv, curves.png, predictions.png, "
-              "test_predictions.csv\n",
+  std::printf("wrote %s/model.safetensors (loads in PyTorch), model.ember (the inference plan), sample.png, "
+              "metrics.csv, curves.png, predictions.png, test_predictions.csv\n",
               out.c_str());
   return 0;
 }

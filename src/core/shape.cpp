@@ -1,7 +1,6 @@
 #include "ember/core/shape.hpp"
 
 #include <algorithm>
-#include <ostream>
 
 #include "ember/core/dtype.hpp"
 #include "ember/core/error.hpp"
@@ -23,8 +22,6 @@ std::string Shape::str() const {
   }
   return s + "]";
 }
-
-std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
 
 int64_t checked_numel(const Shape& shape, const char* op) {
   int64_t span = 1;  // the product with zeros counted as ones (the outer stride)

@@ -1,8 +1,9 @@
 // Inference plans (Note [Inference plan] in ember/deploy/plan.hpp): the tracer that turns one
 // forward into steps, the folding and fusing passes, the arena layout and the steps' kernels.
-#include "ember/deploy/plan.hpp"
+#include "ember/deploy/compile.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -13,6 +14,7 @@
 #include "../core/internal.hpp"
 #include "../ops/conv_forward.hpp"
 #include "../ops/trace.hpp"
+#include "plan_data.hpp"
 #include "ember/autograd/grad_mode.hpp"
 #include "ember/backend/kernels.hpp"
 #include "ember/core/error.hpp"
@@ -31,57 +33,7 @@ constexpr const char* kSupported =
     "a plan runs conv2d, linear, batch_norm in eval mode, elementwise ops on tensors of one shape, max_pool2d, "
     "adaptive_avg_pool2d to 1 x 1 and views";
 
-enum class StepKind : uint8_t { Conv2d, Linear, ChannelAffine, Unary, Binary, MaxPool, MeanHW };
-
-struct PostOp {
-  Unary op;
-  UnaryParams params;
-};
-
-int64_t round_up(int64_t bytes) {
-  const auto a = static_cast<int64_t>(Plan::kArenaAlignment);
-  return (bytes + a - 1) / a * a;
-}
-
 }  // namespace
-
-struct Step {
-  StepKind kind = StepKind::Unary;
-  int in0 = -1, in1 = -1, out = -1;  // value ids
-  // Conv2d and Linear: weights and bias (empty: none). ChannelAffine: scale and shift.
-  std::vector<float> weight, bias;
-  ember::detail::ConvForward<float> conv{};
-  int64_t rows = 0, in_features = 0, out_features = 0;  // Linear
-  Unary unary_op = Unary::Relu;
-  UnaryParams unary_params{};
-  Binary binary_op = Binary::Add;
-  backend::PoolShape pool{};
-  bool two_by_two = false;
-  int64_t numel = 0, planes = 0, inner = 0, channels = 0;
-  std::vector<PostOp> post;  // fused elementwise ops, in order
-  std::string name;          // the op, for str() and errors
-  bool folded_batch_norm = false;
-  int64_t scratch_bytes = 0, scratch_offset = 0;
-};
-
-struct Value {
-  Shape shape;
-  int alias_of = -1;    // a view of this value
-  int64_t offset = -1;  // in the arena, for intermediate buffers
-};
-
-struct PlanData {
-  Shape input_shape, output_shape;
-  std::vector<Value> values;  // values[0] is the input
-  std::vector<Step> steps;
-  int output = -1;  // the root value written to the caller's output tensor
-  size_t arena_bytes = 0;
-
-  int root(int v) const {
-    while (values[static_cast<size_t>(v)].alias_of >= 0) v = values[static_cast<size_t>(v)].alias_of;
-    return v;
-  }
-};
 
 namespace {
 
@@ -114,7 +66,9 @@ class Tracer final : public ember::detail::OpTracer {
     if (b.defined()) s.bias = b.contiguous().to_vector();
     s.channels = d.o;
     s.inner = d.hw_out();
-    s.scratch_bytes = s.conv.cols_elements() * static_cast<int64_t>(sizeof(float));
+    s.weight_shape = w.shape();
+    s.geometry = g;
+    s.scratch_bytes = conv_scratch_bytes(s.conv);
     finish(s, y);
   }
 
@@ -304,13 +258,13 @@ void plan_arena(PlanData& p) {
   }
   for (size_t v = 1; v < p.values.size(); ++v) {
     if (p.values[v].alias_of >= 0 || first[v] < 0 || static_cast<int>(v) == p.output) continue;
-    buffers.push_back({round_up(p.values[v].shape.numel() * static_cast<int64_t>(sizeof(float))), first[v],
+    buffers.push_back({round_up_arena(p.values[v].shape.numel() * static_cast<int64_t>(sizeof(float))), first[v],
                        std::max(first[v], last[v]), &p.values[v].offset});
   }
   for (size_t i = 0; i < p.steps.size(); ++i) {
     Step& s = p.steps[i];
     if (s.scratch_bytes > 0) {
-      buffers.push_back({round_up(s.scratch_bytes), static_cast<int64_t>(i), static_cast<int64_t>(i), &s.scratch_offset});
+      buffers.push_back({round_up_arena(s.scratch_bytes), static_cast<int64_t>(i), static_cast<int64_t>(i), &s.scratch_offset});
     }
   }
   std::stable_sort(buffers.begin(), buffers.end(), [](const Buffer& a, const Buffer& b) { return a.bytes > b.bytes; });
@@ -335,136 +289,10 @@ void plan_arena(PlanData& p) {
   p.arena_bytes = static_cast<size_t>(end);
 }
 
-// ---- Steps -------------------------------------------------------------------------------------
-
-void run_post(const backend::Kernels<float>& k, const Step& s, int64_t n, float* y) {
-  for (const PostOp& op : s.post) k.unary(op.op, op.params, n, y, 1, y);
-}
-
-// y[r][j] += bias[j] for rows of `inner` elements, the bias indexed by the row's channel.
-void add_channel_bias(const backend::Kernels<float>& k, const std::vector<float>& bias, int64_t rows,
-                      int64_t channels, int64_t inner, float* y) {
-  if (bias.empty()) return;
-  if (inner == 1) {
-    for (int64_t r = 0; r < rows / channels; ++r) k.binary(Binary::Add, channels, y + r * channels, 1, bias.data(), 1, y + r * channels);
-    return;
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    k.binary(Binary::Add, inner, y + r * inner, 1, bias.data() + r % channels, 0, y + r * inner);
-  }
-}
-
-void run_step(const backend::Kernels<float>& k, const Step& s, const float* x0, const float* x1, float* y,
-              std::byte* scratch) {
-  switch (s.kind) {
-    case StepKind::Conv2d: {
-      const auto& d = s.conv.d;
-      ember::detail::conv_forward_samples(k, s.conv, x0, s.weight.data(), y, 0, d.n, reinterpret_cast<float*>(scratch));
-      add_channel_bias(k, s.bias, d.n * d.o, d.o, d.hw_out(), y);
-      run_post(k, s, d.n * d.o * d.hw_out(), y);
-      return;
-    }
-    case StepKind::Linear:
-      if (s.rows > 0) {
-        // The operands matmul(x, weight.t()) hands the GEMM (src/ops/linalg.cpp).
-        k.gemm(false, true, s.rows, s.out_features, s.in_features, 1.0f, x0, std::max<int64_t>(s.in_features, 1),
-               s.weight.data(), std::max<int64_t>(s.in_features, 1), 0.0f, y, s.out_features);
-      }
-      add_channel_bias(k, s.bias, s.rows * s.out_features, s.out_features, 1, y);
-      run_post(k, s, s.rows * s.out_features, y);
-      return;
-    case StepKind::ChannelAffine:
-      k.channel_affine(s.planes, 0, s.channels, s.inner, x0, s.weight.data(), nullptr, nullptr, s.bias.data(), y);
-      run_post(k, s, s.planes * s.inner, y);
-      return;
-    case StepKind::Unary:
-      k.unary(s.unary_op, s.unary_params, s.numel, x0, 1, y);
-      run_post(k, s, s.numel, y);
-      return;
-    case StepKind::Binary:
-      k.binary(s.binary_op, s.numel, x0, 1, x1, 1, y);
-      run_post(k, s, s.numel, y);
-      return;
-    case StepKind::MaxPool: {
-      auto* idx = reinterpret_cast<int64_t*>(scratch);
-      if (s.two_by_two) {
-        k.max_pool2x2(s.planes, s.pool.h, s.pool.w, x0, y, idx);
-      } else {
-        k.max_pool2d(s.pool, s.planes, x0, y, idx);
-      }
-      run_post(k, s, s.planes * s.pool.ho * s.pool.wo, y);
-      return;
-    }
-    case StepKind::MeanHW: {
-      // As mean() over the last two dims: a sum per plane, then one scaling pass.
-      for (int64_t p = 0; p < s.planes; ++p) y[p] = 0.0f + k.reduce(backend::Reduce::Sum, s.inner, x0 + p * s.inner, 1);
-      const float scale = 1.0f / static_cast<float>(s.inner);
-      k.unary(Unary::MulScalar, {static_cast<double>(scale), 0.0}, s.planes, y, 1, y);
-      run_post(k, s, s.planes, y);
-      return;
-    }
-  }
-}
-
-// The op's name in the op table ("relu", "leaky_relu"); kernels without a public op of the same
-// name go by the kernel's ("Gelu").
-const char* unary_name(Unary op) {
-  switch (op) {
-#define EMBER_UNARY(name, Kernel, ...) \
-  case Unary::Kernel: return #name;
-#define EMBER_UNARY_P1 EMBER_UNARY
-#define EMBER_UNARY_P2 EMBER_UNARY
-#define EMBER_UNARY_KERNEL(Kernel, ...) \
-  case Unary::Kernel: return #Kernel;
-#include "ember/ops/op_table.def"
-    default: break;
-  }
-  return "elementwise op";
-}
-
-std::string step_str(const PlanData& p, const Step& s) {
-  std::ostringstream out;
-  out << (s.kind == StepKind::Unary ? unary_name(s.unary_op) : s.name.c_str()) << " "
-      << p.values[static_cast<size_t>(s.in0)].shape.str();
-  if (s.in1 >= 0) out << ", " << p.values[static_cast<size_t>(s.in1)].shape.str();
-  out << " -> " << p.values[static_cast<size_t>(s.out)].shape.str();
-  if (s.folded_batch_norm) out << ", batch norm folded";
-  for (const PostOp& op : s.post) out << ", " << unary_name(op.op) << " fused";
-  if (s.kind == StepKind::Conv2d) out << (s.conv.flat ? " (flat)" : s.conv.pointwise ? " (pointwise)" : " (im2col)");
-  return out.str();
-}
-
-const PlanData& checked(const std::shared_ptr<const PlanData>& d) {
-  if (!d) throw ValueError("deploy::Plan: this plan is empty (assign it the result of deploy::compile)");
-  return *d;
-}
-
 }  // namespace
 
-Plan::Plan() = default;
-Plan::~Plan() = default;
-Plan::Plan(const Plan&) = default;
-Plan& Plan::operator=(const Plan&) = default;
-Plan::Plan(Plan&&) noexcept = default;
-Plan& Plan::operator=(Plan&&) noexcept = default;
-Plan::Plan(std::shared_ptr<const PlanData> data) : data_(std::move(data)) {}
-
-const Shape& Plan::input_shape() const { return checked(data_).input_shape; }
-const Shape& Plan::output_shape() const { return checked(data_).output_shape; }
-size_t Plan::arena_bytes() const { return checked(data_).arena_bytes; }
-size_t Plan::num_steps() const { return checked(data_).steps.size(); }
-
-std::string Plan::str() const {
-  const PlanData& p = checked(data_);
-  std::ostringstream out;
-  out << "Plan(input " << p.input_shape.str() << ", output " << p.output_shape.str() << ", arena " << p.arena_bytes
-      << " bytes)\n";
-  for (size_t i = 0; i < p.steps.size(); ++i) out << "  (" << i << "): " << step_str(p, p.steps[i]) << "\n";
-  return out.str();
-}
-
 void Plan::run(const Tensor<float>& input, const Tensor<float>& output, std::span<std::byte> arena) const {
-  const PlanData& p = checked(data_);
+  const PlanData& p = checked_plan(data());
   for (const auto& [t, what, want] :
        {std::tuple<const Tensor<float>*, const char*, const Shape*>{&input, "input", &p.input_shape},
         {&output, "output", &p.output_shape}}) {
@@ -475,36 +303,12 @@ void Plan::run(const Tensor<float>& input, const Tensor<float>& output, std::spa
     }
     if (!t->is_contiguous()) throw ValueError(cat_str("deploy::Plan::run: the ", what, " must be contiguous"));
   }
-  if (arena.size() < p.arena_bytes) {
-    throw ValueError(cat_str("deploy::Plan::run: an arena of ", arena.size(), " bytes, the plan needs ", p.arena_bytes));
-  }
-  if (reinterpret_cast<uintptr_t>(arena.data()) % kArenaAlignment != 0) {
-    throw ValueError(cat_str("deploy::Plan::run: the arena must be aligned to ", kArenaAlignment, " bytes"));
-  }
-  if (output.numel() > 0 && input.numel() > 0) {
-    const auto* in_lo = reinterpret_cast<const std::byte*>(input.data_ptr());
-    const auto* out_lo = reinterpret_cast<const std::byte*>(output.data_ptr());
-    const size_t in_bytes = static_cast<size_t>(input.numel()) * sizeof(float);
-    const size_t out_bytes = static_cast<size_t>(output.numel()) * sizeof(float);
-    if (in_lo < out_lo + out_bytes && out_lo < in_lo + in_bytes) {
-      throw ValueError("deploy::Plan::run: the output overlaps the input");
-    }
-  }
-  const auto& k = backend::kernels<float>();
-  auto at = [&](int v) -> float* {
-    if (v < 0) return nullptr;
-    const int r = p.root(v);
-    if (r == 0) return const_cast<float*>(input.data_ptr());
-    if (r == p.output) return output.data_ptr();
-    return reinterpret_cast<float*>(arena.data() + p.values[static_cast<size_t>(r)].offset);
-  };
-  for (const Step& s : p.steps) {
-    run_step(k, s, at(s.in0), at(s.in1), at(s.out), s.scratch_bytes > 0 ? arena.data() + s.scratch_offset : nullptr);
-  }
+  run(std::span<const float>(input.data_ptr(), static_cast<size_t>(input.numel())),
+      std::span<float>(output.data_ptr(), static_cast<size_t>(output.numel())), arena);
 }
 
 Tensor<float> Plan::operator()(const Tensor<float>& input) const {
-  const PlanData& p = checked(data_);
+  const PlanData& p = checked_plan(data());
   Tensor<float> output = empty<float>(p.output_shape);
   std::vector<std::byte> arena(p.arena_bytes + kArenaAlignment);
   auto* base = arena.data();
@@ -543,6 +347,7 @@ Plan compile(nn::Module<float>& model, const Shape& input_shape, const CompileOp
   if (options.fold_batch_norm) fold_batch_norm(*data);
   if (options.fuse_elementwise) fuse_elementwise(*data);
   plan_arena(*data);
+  data->bind_owned_weights();
   return Plan(std::move(data));
 }
 

@@ -17,44 +17,14 @@ using autograd::record_bilinear;
 using autograd::SavedTensor;
 using detail::cat_str;
 using detail::conv_dims;
+using detail::conv_shape;
+using detail::is_pointwise;
+using detail::sample_grain;
+using detail::use_flat;
 
 namespace {
 
 using detail::ConvDims;
-
-std::string geometry_str(const Conv2dGeometry& p) {
-  return cat_str("stride (", p.stride[0], ", ", p.stride[1], "), padding (", p.padding[0], ", ",
-                 p.padding[1], ", ", p.padding[2], ", ", p.padding[3], "), dilation (", p.dilation[0],
-                 ", ", p.dilation[1], "), groups ", p.groups);
-}
-
-// Output size of one spatial dim, or a negative number when the input is too small.
-int64_t out_size(int64_t in, int64_t pad_a, int64_t pad_b, int64_t k, int64_t d, int64_t s) {
-  const int64_t span = in + pad_a + pad_b - d * (k - 1) - 1;
-  return span < 0 ? -1 : span / s + 1;
-}
-
-// Checks the geometry and the weight against an input of [n, c, h, w].
-
-// One image of the convolution, for the backend's im2col / col2im.
-backend::ConvShape conv_shape(const ConvDims& d, const Conv2dGeometry& p) {
-  return {d.cg, d.h, d.w, d.kh, d.kw, d.ho, d.wo, p.stride[0], p.stride[1], p.padding[0], p.padding[2],
-          p.dilation[0], p.dilation[1]};
-}
-
-// A 1x1, stride-1, unpadded convolution reads its input directly as the GEMM operand.
-bool is_pointwise(const ConvDims& d, const Conv2dGeometry& p) {
-  return d.kh == 1 && d.kw == 1 && p.stride[0] == 1 && p.stride[1] == 1 && p.padding[0] == 0 &&
-         p.padding[1] == 0 && p.padding[2] == 0 && p.padding[3] == 0;
-}
-
-// Whether the convolution runs on the backend's flat kernels, without a column matrix (Note
-// [Flat convolution] in src/backend/conv_flat.inl). Pointwise convolutions are plain GEMMs.
-template <class T>
-bool use_flat(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& p,
-              const backend::ConvShape& cs) {
-  return k.conv_flat != nullptr && !is_pointwise(d, p) && backend::conv_flat_applies(cs);
-}
 
 // The input gradient of a flat convolution is a flat convolution of the output gradient with
 // the weights transposed and flipped, padded by dil * (k - 1) - pad.
@@ -75,12 +45,6 @@ std::vector<T> transposed_flipped_weights(const T* w, const ConvDims& d) {
           out[static_cast<size_t>(((g * d.cg + c) * d.og + o) * taps + (taps - 1 - t))] =
               w[((g * d.og + o) * d.cg + c) * taps + t];
   return out;
-}
-
-// Samples per task: enough GEMM work per task to pay for the hand-off.
-int64_t sample_grain(const ConvDims& d) {
-  const int64_t flops = d.o * d.k() * d.hw_out();
-  return std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(flops, 1));
 }
 
 template <FloatingElement T>
@@ -199,92 +163,6 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
 
 }  // namespace
 
-namespace detail {
-
-ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Conv2dGeometry& p) {
-  if (x.size() != 4) throw ShapeError(cat_str(op, ": input ", x, " must be 4-D [N, C, H, W]"));
-  if (weight.size() != 4) {
-    throw ShapeError(cat_str(op, ": weight ", weight, " must be 4-D [out, in / groups, kh, kw]"));
-  }
-  if (p.groups < 1 || p.stride[0] < 1 || p.stride[1] < 1 || p.dilation[0] < 1 || p.dilation[1] < 1) {
-    throw ValueError(cat_str(op, ": groups, stride and dilation must be >= 1 (", geometry_str(p), ")"));
-  }
-  // Negative bottom/right padding crops; conv_transpose2d's output_padding needs it.
-  if (p.padding[0] < 0 || p.padding[2] < 0) {
-    throw ValueError(cat_str(op, ": padding must be >= 0 (", geometry_str(p), ")"));
-  }
-  if (weight[2] < 1 || weight[3] < 1) {
-    throw ShapeError(cat_str(op, ": weight ", weight, " has an empty kernel (", weight[2], "x", weight[3],
-                             "); kernels are at least 1x1"));
-  }
-  ConvDims d{x[0], x[1], x[2], x[3], weight[0], weight[2], weight[3], 0, 0, p.groups, 0, 0};
-  if (d.c % d.g != 0 || d.o % d.g != 0) {
-    throw ShapeError(cat_str(op, ": ", d.c, " input and ", d.o, " output channels must both be divisible "
-                             "by groups ", d.g));
-  }
-  d.cg = d.c / d.g;
-  d.og = d.o / d.g;
-  if (weight[1] != d.cg) {
-    throw ShapeError(cat_str(op, ": input ", x, " has ", d.c, " channels but weight ", weight, " expects ",
-                             weight[1] * d.g, " (", weight[1], " per group x ", d.g, " groups)"));
-  }
-  d.ho = out_size(d.h, p.padding[0], p.padding[1], d.kh, p.dilation[0], p.stride[0]);
-  d.wo = out_size(d.w, p.padding[2], p.padding[3], d.kw, p.dilation[1], p.stride[1]);
-  if (d.ho <= 0 || d.wo <= 0) {
-    throw ShapeError(cat_str(op, ": input ", x, " is smaller than the kernel ", weight[2], "x", weight[3],
-                             " with ", geometry_str(p)));
-  }
-  return d;
-}
-
-template <class T>
-ConvForward<T> conv_forward_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& p) {
-  ConvForward<T> f;
-  f.d = d;
-  f.shape = conv_shape(d, p);
-  f.pointwise = is_pointwise(d, p);
-  f.flat = use_flat(k, d, p, f.shape);
-  return f;
-}
-
-template <class T>
-void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* px, const T* pw, T* po,
-                          int64_t b, int64_t e, T* cols) {
-  const ConvDims& d = f.d;
-  const int64_t K = d.k(), HW = d.hw_out();
-  const int64_t plane = d.h * d.w;
-  if (f.flat) {
-    detail::parallel_for(b, e, sample_grain(d), [&](int64_t s, int64_t t) {
-      for (int64_t g = 0; g < d.g; ++g) {
-        k.conv_flat(f.shape, d.og, pw + g * d.og * K, t - s, px + (s * d.c + g * d.cg) * plane, d.c * plane,
-                    po + (s * d.o + g * d.og) * HW, d.o * HW);
-      }
-    });
-    return;
-  }
-  for (int64_t n = b; n < e; ++n) {
-    for (int64_t g = 0; g < d.g; ++g) {
-      const T* xg = px + (n * d.c + g * d.cg) * plane;
-      const T* operand = xg;
-      if (!f.pointwise) {
-        k.im2col(f.shape, xg, cols);
-        operand = cols;
-      }
-      k.gemm(false, false, d.og, HW, K, T(1), pw + g * d.og * K, K, operand, HW, T(0),
-             po + (n * d.o + g * d.og) * HW, HW);
-    }
-  }
-}
-
-template ConvForward<float> conv_forward_setup(const backend::Kernels<float>&, const ConvDims&, const Conv2dGeometry&);
-template ConvForward<double> conv_forward_setup(const backend::Kernels<double>&, const ConvDims&,
-                                                const Conv2dGeometry&);
-template void conv_forward_samples(const backend::Kernels<float>&, const ConvForward<float>&, const float*,
-                                   const float*, float*, int64_t, int64_t, float*);
-template void conv_forward_samples(const backend::Kernels<double>&, const ConvForward<double>&, const double*,
-                                   const double*, double*, int64_t, int64_t, double*);
-
-}  // namespace detail
 
 template <FloatingElement T>
 Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias,

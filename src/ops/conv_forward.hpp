@@ -1,6 +1,7 @@
 #pragma once
 // Internal: the forward of conv2d on raw pointers, shared by the op (src/ops/conv.cpp) and the
-// inference plan (src/deploy), which must compute the same bits without allocating.
+// inference plan (src/deploy), which must compute the same bits without allocating; no tensors
+// (it is part of ember::runtime).
 #include <cstdint>
 
 #include "ember/backend/kernels.hpp"
@@ -20,6 +21,18 @@ struct ConvDims {
 
 /// The dims of conv2d(x, weight) with `geometry`, checked (errors name `op`).
 ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Conv2dGeometry& geometry);
+
+/// One image of the convolution, for the backend's im2col / col2im.
+backend::ConvShape conv_shape(const ConvDims& d, const Conv2dGeometry& geometry);
+/// A 1x1, stride-1, unpadded convolution reads its input directly as the GEMM operand.
+bool is_pointwise(const ConvDims& d, const Conv2dGeometry& geometry);
+/// Whether the convolution runs on the backend's flat kernels, without a column matrix (Note
+/// [Flat convolution] in src/backend/conv_flat.inl). Pointwise convolutions are plain GEMMs.
+template <class T>
+bool use_flat(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& geometry,
+              const backend::ConvShape& cs);
+/// Samples per task: enough GEMM work per task to pay for the hand-off.
+int64_t sample_grain(const ConvDims& d);
 
 /// How a convolution runs on kernels `k`: on the flat kernels, as a GEMM on the input itself
 /// (pointwise), or through a column matrix of cols_elements() values per sample.

@@ -1,7 +1,8 @@
 #pragma once
-// Test helper: gzip-compresses bytes in memory (zlib), for readers of .gz files.
+// Test helpers on zlib: gzip-compresses bytes in memory (readers of .gz files), CRC-32.
 #include <zlib.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -19,6 +20,11 @@ inline std::vector<uint8_t> gzip(const std::vector<uint8_t>& in, int level = 6) 
   out.resize(zs.total_out);
   deflateEnd(&zs);
   return out;
+}
+
+/// zlib's CRC-32 of n bytes (checksummed formats: plan files).
+inline uint32_t crc32_of(const uint8_t* data, size_t n) {
+  return static_cast<uint32_t>(crc32(crc32(0L, Z_NULL, 0), data, static_cast<uInt>(n)));
 }
 
 /// Appends v big-endian (IDX headers).

@@ -28,22 +28,15 @@
 // The steps call the same kernels with the same operands as the ops, so a plan with nothing
 // folded gives the model's output bit for bit.
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 
 #include "ember/core/shape.hpp"
 #include "ember/core/tensor.hpp"
-#include "ember/nn/module.hpp"
 
 namespace ember::deploy {
-
-struct CompileOptions {
-  /// Fold batch norm into the convolution or linear layer before it.
-  bool fold_batch_norm = true;
-  /// Run elementwise ops on a step's output in place, right after it.
-  bool fuse_elementwise = true;
-};
 
 struct PlanData;  // the steps, the weights and the arena layout (src/deploy/plan.cpp)
 
@@ -73,17 +66,29 @@ class Plan {
   /// all of that before anything runs (ember::ShapeError, ember::ValueError), then makes no
   /// heap allocation.
   void run(const Tensor<float>& input, const Tensor<float>& output, std::span<std::byte> arena) const;
+  /// The same on raw contiguous buffers of input_shape().numel() and output_shape().numel()
+  /// floats (what ember::runtime programs call: it has no tensors).
+  void run(std::span<const float> input, std::span<float> output, std::span<std::byte> arena) const;
   /// Convenience: allocates the output and an arena and runs.
   Tensor<float> operator()(const Tensor<float>& input) const;
 
- private:
-  friend Plan compile(nn::Module<float>&, const Shape&, const CompileOptions&);
+  /// For the compiler (ember/deploy/compile.hpp) and the file reader; PlanData is internal.
   explicit Plan(std::shared_ptr<const PlanData> data);
+  const PlanData* data() const noexcept { return data_.get(); }
+
+ private:
   std::shared_ptr<const PlanData> data_;
 };
 
-/// Traces one forward of `model` (in eval mode) on an input of `input_shape` and plans it
-/// (Note [Inference plan]). Throws ember::Error naming the op and layer the plan cannot run.
-Plan compile(nn::Module<float>& model, const Shape& input_shape, const CompileOptions& options = {});
+/// Writes the plan as one file (Note [Plan file] in src/deploy/plan_file.cpp): the steps, the
+/// weights, the arena size and a CRC-32 over the whole file; atomically, as ember's other savers.
+void save(const Plan& plan, const std::string& path);
+/// Memory-maps a file save() wrote and returns its plan, whose weights are read from the mapping.
+/// The file is checked whole before anything is returned: a truncated, altered or foreign file
+/// throws ember::FormatError naming it (ember::IOError when it cannot be read).
+Plan load(const std::string& path);
+/// The same from bytes in memory (a plan linked into a program); the weights are copied. `name`
+/// is used in errors.
+Plan parse(std::span<const uint8_t> bytes, const std::string& name = "plan");
 
 }  // namespace ember::deploy

@@ -1,0 +1,376 @@
+// The plan file: its format (Note [Plan file]) and its reader, deploy::load (memory-mapped) and
+// deploy::parse; deploy::save is in plan_save.cpp (ember::runtime reads plans, it does not write them).
+//
+// Note [Plan file]
+// One little-endian file:
+//   header (64 bytes): "EMBRPLAN", u32 version (1), u32 0, u64 file size, u64 arena bytes,
+//                      u64 graph offset (64), u64 graph bytes, u64 weights offset, u64 weights bytes
+//   graph:   the input and output shapes, the values (shape, alias, arena offset), the output
+//            value and the steps (kind, operands, attributes, fused ops, scratch, and for weights
+//            an offset and a count into the weight section)
+//   weights: float32 arrays, each starting on a 64-byte boundary of the file
+//   u32 CRC-32 (zlib's) of every byte before it.
+// The reader checks the magic, version, sizes, the CRC, then every field as it parses: counts
+// against the bytes left, ids against the values, shapes against the steps' attributes (a
+// convolution's output shape is recomputed from its input, weights and geometry), every buffer
+// and scratch area against the arena size, and that each step reads only values written before
+// it. Only then is the plan returned: nothing runs on a partly checked file. Which kernels run
+// (flat convolutions, the 2x2 pooling kernel) is decided again where the plan is loaded.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+
+#include "../core/internal.hpp"
+#include "ember/core/error.hpp"
+#include "ember/deploy/plan.hpp"
+#include "plan_format.hpp"
+
+namespace ember::deploy {
+
+static_assert(std::endian::native == std::endian::little, "the plan file is little-endian, as this code");
+
+namespace {
+
+using ember::detail::cat_str;
+using namespace file;
+
+// ---- Reading ---------------------------------------------------------------------------------
+
+class Reader {
+ public:
+  Reader(std::span<const uint8_t> bytes, const std::string& name) : bytes_(bytes), name_(name) {}
+  template <class T>
+  T get(const char* what) {
+    if (bytes_.size() - at_ < sizeof(T)) fail(cat_str("truncated in ", what));
+    T v;
+    std::memcpy(&v, bytes_.data() + at_, sizeof(T));
+    at_ += sizeof(T);
+    return v;
+  }
+  int64_t get_count(const char* what, int64_t max) {
+    const auto v = get<int64_t>(what);
+    if (v < 0 || v > max) fail(cat_str(what, " ", v, " is out of range [0, ", max, "]"));
+    return v;
+  }
+  int get_id(const char* what, size_t values, bool optional) {
+    const auto v = get<int32_t>(what);
+    if ((optional && v == -1) || (v >= 0 && static_cast<size_t>(v) < values)) return v;
+    fail(cat_str(what, " ", v, " names no value (", values, " values)"));
+  }
+  Shape get_shape(const char* what) {
+    const auto rank = get<uint32_t>(what);
+    if (rank > kMaxRank) fail(cat_str(what, ": rank ", rank, " is over ", kMaxRank));
+    Shape s;
+    int64_t numel = 1;
+    for (uint32_t i = 0; i < rank; ++i) {
+      const int64_t d = get<int64_t>(what);
+      if (d <= 0 || d > (int64_t(1) << 40) / numel) fail(cat_str(what, ": dim ", d, " is out of range"));
+      numel *= d;
+      s.push_back(d);
+    }
+    return s;
+  }
+  size_t position() const { return at_; }
+  [[noreturn]] void fail(const std::string& why) const {
+    throw FormatError(cat_str(name_, ": not a valid ember plan file: ", why));
+  }
+
+ private:
+  std::span<const uint8_t> bytes_;
+  size_t at_ = 0;
+  const std::string& name_;
+};
+
+int64_t numel_of(const PlanData& p, int v) { return p.values[static_cast<size_t>(v)].shape.numel(); }
+
+// The product of non-negative factors read from a file, or -1 when it overflows (no value's
+// size is negative, so a comparison with one then fails).
+int64_t product(std::initializer_list<int64_t> factors) {
+  int64_t r = 1;
+  for (int64_t f : factors) {
+    if (f < 0 || __builtin_mul_overflow(r, f, &r)) return -1;
+  }
+  return r;
+}
+
+// Reads one step and checks it against the values; weights are spans into `weights`.
+Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, size_t index) {
+  Step s;
+  const auto kind = r.get<uint8_t>("step kind");
+  if (kind >= static_cast<uint8_t>(StepKind::Count)) r.fail(cat_str("step ", index, ": unknown kind ", int(kind)));
+  s.kind = static_cast<StepKind>(kind);
+  s.in0 = r.get_id("step input", p.values.size(), false);
+  s.in1 = r.get_id("step input", p.values.size(), true);
+  s.out = r.get_id("step output", p.values.size(), false);
+  s.folded_batch_norm = r.get<uint8_t>("step flags") != 0;
+  s.scratch_bytes = r.get_count("scratch bytes", int64_t(1) << 40);
+  s.scratch_offset = r.get_count("scratch offset", int64_t(1) << 40);
+  const int64_t posts = r.get_count("fused op count", 64);
+  auto unary_op = [&](const char* what) {
+    const auto op = r.get<uint8_t>(what);
+    if (op >= static_cast<uint8_t>(backend::Unary::Count)) r.fail(cat_str("step ", index, ": unknown ", what, " ", int(op)));
+    return static_cast<backend::Unary>(op);
+  };
+  for (int64_t i = 0; i < posts; ++i) {
+    PostOp op{unary_op("fused op"), {}};
+    op.params.a = r.get<double>("fused op");
+    op.params.b = r.get<double>("fused op");
+    s.post.push_back(op);
+  }
+  auto array = [&](const char* what, int64_t want, bool optional) -> std::span<const float> {
+    const auto offset = r.get<uint64_t>(what);
+    const auto count = r.get<uint64_t>(what);
+    if (optional && count == 0) return {};
+    if (count != static_cast<uint64_t>(want)) {
+      r.fail(cat_str("step ", index, ": ", what, " holds ", count, " values, the step needs ", want));
+    }
+    if (offset % 64 != 0 || offset > weights.size() || (weights.size() - offset) / sizeof(float) < count) {
+      r.fail(cat_str("step ", index, ": ", what, " lies outside the weight section"));
+    }
+    return {reinterpret_cast<const float*>(weights.data() + offset), static_cast<size_t>(count)};
+  };
+  auto need = [&](bool ok, const std::string& why) {
+    if (!ok) r.fail(cat_str("step ", index, " (", s.name, "): ", why));
+  };
+  switch (s.kind) {
+    case StepKind::Conv2d: {
+      s.name = "conv2d";
+      s.weight_shape = r.get_shape("weight shape");
+      for (int64_t& v : s.geometry.stride) v = r.get<int64_t>("geometry");
+      for (int64_t& v : s.geometry.padding) v = r.get<int64_t>("geometry");
+      for (int64_t& v : s.geometry.dilation) v = r.get<int64_t>("geometry");
+      s.geometry.groups = r.get<int64_t>("geometry");
+      const Shape& x = p.values[static_cast<size_t>(s.in0)].shape;
+      try {
+        s.conv = ember::detail::conv_forward_setup(backend::kernels<float>(),
+                                                   ember::detail::conv_dims("conv2d", x, s.weight_shape, s.geometry),
+                                                   s.geometry);
+      } catch (const Error& e) {
+        r.fail(cat_str("step ", index, ": ", e.message()));
+      }
+      const auto& d = s.conv.d;
+      need(numel_of(p, s.out) == d.n * d.o * d.hw_out(), "its output value does not hold the convolution's output");
+      need(s.conv.pointwise || s.scratch_bytes >= product({d.k(), d.hw_out(), int64_t(sizeof(float))}),
+           "its scratch is smaller than its column matrix");
+      s.channels = d.o;
+      s.inner = d.hw_out();
+      s.w = array("weights", s.weight_shape.numel(), false);
+      s.b = array("bias", d.o, true);
+      break;
+    }
+    case StepKind::Linear:
+      s.name = "linear";
+      s.rows = r.get_count("rows", int64_t(1) << 40);
+      s.in_features = r.get_count("in_features", int64_t(1) << 30);
+      s.out_features = r.get_count("out_features", int64_t(1) << 30);
+      need(s.in_features > 0 && s.out_features > 0, "no features");
+      need(numel_of(p, s.in0) == product({s.rows, s.in_features}) &&
+               numel_of(p, s.out) == product({s.rows, s.out_features}),
+           "its values do not hold rows x features");
+      s.channels = s.out_features;
+      s.w = array("weights", product({s.in_features, s.out_features}), false);
+      s.b = array("bias", s.out_features, true);
+      break;
+    case StepKind::ChannelAffine:
+      s.name = "batch_norm";
+      s.planes = r.get_count("planes", int64_t(1) << 40);
+      s.channels = r.get_count("channels", int64_t(1) << 30);
+      s.inner = r.get_count("inner", int64_t(1) << 40);
+      need(s.channels > 0 && s.planes % s.channels == 0, "planes are not whole samples");
+      need(numel_of(p, s.in0) == product({s.planes, s.inner}) && numel_of(p, s.out) == product({s.planes, s.inner}),
+           "its values do not hold planes x inner");
+      s.w = array("scale", s.channels, false);
+      s.b = array("shift", s.channels, false);
+      break;
+    case StepKind::Unary:
+      s.name = "elementwise op";
+      s.unary_op = unary_op("elementwise op");
+      s.unary_params.a = r.get<double>("elementwise op");
+      s.unary_params.b = r.get<double>("elementwise op");
+      s.numel = r.get_count("numel", int64_t(1) << 40);
+      need(numel_of(p, s.in0) == s.numel && numel_of(p, s.out) == s.numel, "its values do not hold numel");
+      break;
+    case StepKind::Binary: {
+      s.name = "binary op";
+      const auto op = r.get<uint8_t>("binary op");
+      if (op >= static_cast<uint8_t>(backend::Binary::Count)) r.fail(cat_str("step ", index, ": unknown binary op ", int(op)));
+      s.binary_op = static_cast<backend::Binary>(op);
+      s.numel = r.get_count("numel", int64_t(1) << 40);
+      need(s.in1 >= 0 && numel_of(p, s.in0) == s.numel && numel_of(p, s.in1) == s.numel &&
+               numel_of(p, s.out) == s.numel,
+           "its values do not hold numel");
+      break;
+    }
+    case StepKind::MaxPool: {
+      s.name = "max_pool2d";
+      int64_t* fields[] = {&s.pool.h,        &s.pool.w,        &s.pool.ho,    &s.pool.wo,
+                           &s.pool.kh,       &s.pool.kw,       &s.pool.stride_h, &s.pool.stride_w,
+                           &s.pool.pad_h,    &s.pool.pad_w,    &s.pool.dil_h, &s.pool.dil_w};
+      for (int64_t* f : fields) *f = r.get_count("pooling geometry", int64_t(1) << 30);
+      s.planes = r.get_count("planes", int64_t(1) << 40);
+      const auto& q = s.pool;
+      need(q.h > 0 && q.w > 0 && q.ho > 0 && q.wo > 0 && q.kh > 0 && q.kw > 0 && q.stride_h > 0 && q.stride_w > 0 &&
+               q.dil_h > 0 && q.dil_w > 0 && 2 * q.pad_h <= q.kh && 2 * q.pad_w <= q.kw,
+           "invalid pooling geometry");
+      // A window fits the padded plane, and every window starts inside the plane (the kernels
+      // clip windows, never skip them).
+      need((q.kh - 1) * q.dil_h + 1 <= q.h + 2 * q.pad_h && (q.kw - 1) * q.dil_w + 1 <= q.w + 2 * q.pad_w,
+           "a window larger than the padded plane");
+      need((q.ho - 1) * q.stride_h - q.pad_h < q.h && (q.wo - 1) * q.stride_w - q.pad_w < q.w,
+           "windows beyond the plane");
+      need(numel_of(p, s.in0) == product({s.planes, q.h, q.w}) && numel_of(p, s.out) == product({s.planes, q.ho, q.wo}),
+           "its values do not hold the planes");
+      need(s.scratch_bytes >= product({s.planes, q.ho, q.wo, int64_t(sizeof(int64_t))}),
+           "its scratch is smaller than its indices");
+      s.two_by_two = q.kh == 2 && q.kw == 2 && q.stride_h == 2 && q.stride_w == 2 && q.pad_h == 0 && q.pad_w == 0 &&
+                     q.dil_h == 1 && q.dil_w == 1 && q.ho == q.h / 2 && q.wo == q.w / 2;
+      break;
+    }
+    case StepKind::MeanHW:
+      s.name = "adaptive_avg_pool2d";
+      s.planes = r.get_count("planes", int64_t(1) << 40);
+      s.inner = r.get_count("inner", int64_t(1) << 40);
+      need(s.inner > 0 && numel_of(p, s.in0) == product({s.planes, s.inner}) && numel_of(p, s.out) == s.planes,
+           "its values do not hold the planes");
+      break;
+    case StepKind::Count: break;
+  }
+  return s;
+}
+
+// Checks that ties the steps, the values and the arena together.
+void check_graph(const Reader& r, const PlanData& p) {
+  std::vector<char> written(p.values.size(), 0);
+  written[0] = 1;
+  auto is_written = [&](int v) { return written[static_cast<size_t>(p.root(v))] != 0; };
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    const Step& s = p.steps[i];
+    if (!is_written(s.in0) || (s.in1 >= 0 && !is_written(s.in1))) {
+      r.fail(cat_str("step ", i, " reads a value no earlier step writes"));
+    }
+    if (s.out == 0 || p.values[static_cast<size_t>(s.out)].alias_of >= 0) {
+      r.fail(cat_str("step ", i, " writes the input or a view"));
+    }
+    if (s.scratch_bytes > 0 &&
+        (s.scratch_offset % 64 != 0 || static_cast<uint64_t>(s.scratch_offset) + static_cast<uint64_t>(s.scratch_bytes) >
+                                           p.arena_bytes)) {
+      r.fail(cat_str("step ", i, ": its scratch lies outside the arena"));
+    }
+    written[static_cast<size_t>(s.out)] = 1;
+  }
+  if (!written[static_cast<size_t>(p.output)] || p.output == 0) r.fail("no step writes the output");
+  if (p.values[static_cast<size_t>(p.output)].shape.numel() != p.output_shape.numel()) {
+    r.fail("the output value does not hold the output shape");
+  }
+  for (size_t v = 1; v < p.values.size(); ++v) {
+    const Value& val = p.values[v];
+    if (val.alias_of >= 0) {
+      if (static_cast<size_t>(val.alias_of) >= v) r.fail(cat_str("value ", v, " is a view of a later value"));
+      if (val.shape.numel() != p.values[static_cast<size_t>(val.alias_of)].shape.numel()) {
+        r.fail(cat_str("value ", v, " views a value of another size"));
+      }
+      continue;
+    }
+    if (static_cast<int>(v) == p.output || !written[v]) continue;
+    const uint64_t bytes = static_cast<uint64_t>(round_up_arena(val.shape.numel() * static_cast<int64_t>(sizeof(float))));
+    if (val.offset < 0 || val.offset % 64 != 0 || static_cast<uint64_t>(val.offset) + bytes > p.arena_bytes) {
+      r.fail(cat_str("value ", v, " lies outside the arena"));
+    }
+  }
+}
+
+std::shared_ptr<PlanData> parse_plan(std::span<const uint8_t> bytes, const std::string& name) {
+  Reader r(bytes, name);
+  if (bytes.size() < kHeaderBytes + 4) r.fail(cat_str("it has ", bytes.size(), " bytes, less than a header"));
+  char magic[8];
+  std::memcpy(magic, bytes.data(), 8);
+  if (std::memcmp(magic, kMagic, 8) != 0) r.fail("it does not start with EMBRPLAN");
+  for (int i = 0; i < 8; ++i) (void)r.get<uint8_t>("magic");
+  const auto version = r.get<uint32_t>("version");
+  if (version != kVersion) r.fail(cat_str("version ", version, ", this build reads version ", kVersion));
+  (void)r.get<uint32_t>("header");
+  const auto file_size = r.get<uint64_t>("header");
+  if (file_size != bytes.size()) r.fail(cat_str("it has ", bytes.size(), " bytes, its header says ", file_size));
+  uint32_t stored_crc;
+  std::memcpy(&stored_crc, bytes.data() + bytes.size() - 4, 4);
+  if (crc_of(bytes.first(bytes.size() - 4)) != stored_crc) r.fail("its CRC-32 does not match: the file is corrupted");
+  auto p = std::make_shared<PlanData>();
+  p->arena_bytes = r.get<uint64_t>("header");
+  const auto graph_offset = r.get<uint64_t>("header"), graph_bytes = r.get<uint64_t>("header");
+  const auto weights_offset = r.get<uint64_t>("header"), weights_bytes = r.get<uint64_t>("header");
+  const uint64_t body = bytes.size() - 4;
+  if (graph_offset != kHeaderBytes || graph_bytes > body - graph_offset || weights_offset % 64 != 0 ||
+      weights_offset < graph_offset + graph_bytes || weights_offset > body || weights_bytes > body - weights_offset) {
+    r.fail("its sections do not fit the file");
+  }
+  if (p->arena_bytes > (uint64_t(1) << 40)) r.fail("its arena size is out of range");
+  Reader g(bytes.subspan(graph_offset, graph_bytes), name);
+  const std::span<const uint8_t> weights = bytes.subspan(weights_offset, weights_bytes);
+  p->input_shape = g.get_shape("input shape");
+  p->output_shape = g.get_shape("output shape");
+  const int64_t nvalues = g.get_count("value count", int64_t(1) << 20);
+  if (nvalues < 1) g.fail("no values");
+  for (int64_t v = 0; v < nvalues; ++v) {
+    Value val;
+    val.shape = g.get_shape("value shape");
+    val.alias_of = g.get<int32_t>("value alias");
+    if (val.alias_of < -1 || val.alias_of >= v) g.fail(cat_str("value ", v, ": alias ", val.alias_of, " out of range"));
+    val.offset = g.get<int64_t>("value offset");
+    p->values.push_back(std::move(val));
+  }
+  if (p->values[0].shape != p->input_shape || p->values[0].alias_of != -1) g.fail("value 0 is not the input");
+  p->output = g.get_id("output", p->values.size(), false);
+  if (p->values[static_cast<size_t>(p->output)].alias_of != -1) g.fail("the output value is a view");
+  const int64_t nsteps = g.get_count("step count", int64_t(1) << 20);
+  for (int64_t i = 0; i < nsteps; ++i) p->steps.push_back(get_step(g, *p, weights, static_cast<size_t>(i)));
+  if (g.position() != graph_bytes) g.fail("bytes left over after the steps");
+  check_graph(g, *p);
+  return p;
+}
+
+// A read-only private mapping of a whole regular file.
+std::shared_ptr<const void> map_file(const std::string& path, size_t& size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw IOError(cat_str("cannot open ", path, ": ", std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
+    ::close(fd);
+    throw IOError(cat_str("cannot read ", path, ": not a regular, non-empty file"));
+  }
+  size = static_cast<size_t>(st.st_size);
+  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (m == MAP_FAILED) throw IOError(cat_str("cannot map ", path, ": ", std::strerror(errno)));
+  return std::shared_ptr<const void>(m, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
+}
+
+}  // namespace
+
+Plan parse(std::span<const uint8_t> bytes, const std::string& name) {
+  std::shared_ptr<PlanData> p = parse_plan(bytes, name);
+  for (Step& s : p->steps) {  // copies: the bytes are the caller's
+    s.weight.assign(s.w.begin(), s.w.end());
+    s.bias.assign(s.b.begin(), s.b.end());
+  }
+  p->bind_owned_weights();
+  return Plan(std::move(p));
+}
+
+Plan load(const std::string& path) {
+  size_t size = 0;
+  std::shared_ptr<const void> mapping = map_file(path, size);
+  std::shared_ptr<PlanData> p = parse_plan({static_cast<const uint8_t*>(mapping.get()), size}, path);
+  p->mapping = std::move(mapping);  // the steps' weights point into it
+  return Plan(std::move(p));
+}
+
+}  // namespace ember::deploy

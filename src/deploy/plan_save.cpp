@@ -1,0 +1,148 @@
+// deploy::save: a plan as one file (Note [Plan file] in plan_file.cpp), written atomically.
+#include <cstring>
+#include <vector>
+
+#include "ember/core/error.hpp"
+#include "ember/deploy/plan.hpp"
+#include "ember/io/safetensors.hpp"
+#include "plan_format.hpp"
+
+namespace ember::deploy {
+namespace {
+
+using namespace file;
+
+// ---- Writing ---------------------------------------------------------------------------------
+
+class Writer {
+ public:
+  template <class T>
+  void put(T v) {
+    const size_t at = bytes.size();
+    bytes.resize(at + sizeof(T));
+    std::memcpy(bytes.data() + at, &v, sizeof(T));
+  }
+  void put_shape(const Shape& s) {
+    put<uint32_t>(static_cast<uint32_t>(s.size()));
+    for (int64_t d : s) put<int64_t>(d);
+  }
+  void pad_to(size_t alignment) { bytes.resize((bytes.size() + alignment - 1) / alignment * alignment, 0); }
+  std::vector<uint8_t> bytes;
+};
+
+// Weight arrays go to their own section; the graph records where.
+struct WeightSection {
+  std::vector<uint8_t> bytes;
+  void put(Writer& graph, std::span<const float> values) {
+    bytes.resize((bytes.size() + 63) / 64 * 64, 0);
+    graph.put<uint64_t>(bytes.size());
+    graph.put<uint64_t>(values.size());
+    const size_t at = bytes.size();
+    bytes.resize(at + values.size_bytes());
+    if (!values.empty()) std::memcpy(bytes.data() + at, values.data(), values.size_bytes());
+  }
+};
+
+void put_step(Writer& g, WeightSection& w, const Step& s) {
+  g.put<uint8_t>(static_cast<uint8_t>(s.kind));
+  g.put<int32_t>(s.in0);
+  g.put<int32_t>(s.in1);
+  g.put<int32_t>(s.out);
+  g.put<uint8_t>(s.folded_batch_norm ? 1 : 0);
+  g.put<int64_t>(s.scratch_bytes);
+  g.put<int64_t>(s.scratch_offset);
+  g.put<int64_t>(static_cast<int64_t>(s.post.size()));
+  for (const PostOp& op : s.post) {
+    g.put<uint8_t>(static_cast<uint8_t>(op.op));
+    g.put<double>(op.params.a);
+    g.put<double>(op.params.b);
+  }
+  switch (s.kind) {
+    case StepKind::Conv2d:
+      g.put_shape(s.weight_shape);
+      for (int64_t v : s.geometry.stride) g.put<int64_t>(v);
+      for (int64_t v : s.geometry.padding) g.put<int64_t>(v);
+      for (int64_t v : s.geometry.dilation) g.put<int64_t>(v);
+      g.put<int64_t>(s.geometry.groups);
+      w.put(g, s.w);
+      w.put(g, s.b);
+      break;
+    case StepKind::Linear:
+      g.put<int64_t>(s.rows);
+      g.put<int64_t>(s.in_features);
+      g.put<int64_t>(s.out_features);
+      w.put(g, s.w);
+      w.put(g, s.b);
+      break;
+    case StepKind::ChannelAffine:
+      g.put<int64_t>(s.planes);
+      g.put<int64_t>(s.channels);
+      g.put<int64_t>(s.inner);
+      w.put(g, s.w);
+      w.put(g, s.b);
+      break;
+    case StepKind::Unary:
+      g.put<uint8_t>(static_cast<uint8_t>(s.unary_op));
+      g.put<double>(s.unary_params.a);
+      g.put<double>(s.unary_params.b);
+      g.put<int64_t>(s.numel);
+      break;
+    case StepKind::Binary:
+      g.put<uint8_t>(static_cast<uint8_t>(s.binary_op));
+      g.put<int64_t>(s.numel);
+      break;
+    case StepKind::MaxPool:
+      for (int64_t v : {s.pool.h, s.pool.w, s.pool.ho, s.pool.wo, s.pool.kh, s.pool.kw, s.pool.stride_h,
+                        s.pool.stride_w, s.pool.pad_h, s.pool.pad_w, s.pool.dil_h, s.pool.dil_w})
+        g.put<int64_t>(v);
+      g.put<int64_t>(s.planes);
+      break;
+    case StepKind::MeanHW:
+      g.put<int64_t>(s.planes);
+      g.put<int64_t>(s.inner);
+      break;
+    case StepKind::Count: break;
+  }
+}
+
+}  // namespace
+
+void save(const Plan& plan, const std::string& path) {
+  const PlanData* p = plan.data();
+  if (p == nullptr) throw ValueError("deploy::save: the plan is empty");
+  Writer g;
+  WeightSection w;
+  g.put_shape(p->input_shape);
+  g.put_shape(p->output_shape);
+  g.put<int64_t>(static_cast<int64_t>(p->values.size()));
+  for (const Value& v : p->values) {
+    g.put_shape(v.shape);
+    g.put<int32_t>(v.alias_of);
+    g.put<int64_t>(v.offset);
+  }
+  g.put<int32_t>(p->output);
+  g.put<int64_t>(static_cast<int64_t>(p->steps.size()));
+  for (const Step& s : p->steps) put_step(g, w, s);
+
+  Writer f;
+  for (char c : kMagic) f.put<char>(c);
+  f.put<uint32_t>(kVersion);
+  f.put<uint32_t>(0);
+  const uint64_t graph_offset = kHeaderBytes;
+  const uint64_t weights_offset = (graph_offset + g.bytes.size() + 63) / 64 * 64;
+  const uint64_t file_size = weights_offset + w.bytes.size() + 4;
+  f.put<uint64_t>(file_size);
+  f.put<uint64_t>(p->arena_bytes);
+  f.put<uint64_t>(graph_offset);
+  f.put<uint64_t>(g.bytes.size());
+  f.put<uint64_t>(weights_offset);
+  f.put<uint64_t>(w.bytes.size());
+  f.pad_to(kHeaderBytes);
+  f.bytes.insert(f.bytes.end(), g.bytes.begin(), g.bytes.end());
+  f.pad_to(64);
+  f.bytes.insert(f.bytes.end(), w.bytes.begin(), w.bytes.end());
+  f.put<uint32_t>(crc_of(f.bytes));
+  io::write_file_atomically(path, f.bytes);
+}
+
+}  // namespace ember::deploy
