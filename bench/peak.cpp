@@ -6,6 +6,14 @@
 #include "common.hpp"
 #include "ember/backend/kernels.hpp"
 
+namespace {
+// The widest FMA chains this CPU runs: the function and its flops per iteration.
+struct Chains {
+  float (*run)(int64_t);
+  double flop_per_iter;
+};
+}  // namespace
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -36,39 +44,14 @@ __attribute__((target("avx2,fma"), noinline)) float chains256(int64_t iters) {
   return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
 }
 
-volatile float g_sink;
-
-double measure(bool wide) {
-  const int64_t iters = 20'000'000;
-  const double flop = static_cast<double>(iters) * kChains * (wide ? 16 : 8) * 2;
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    auto t0 = std::chrono::steady_clock::now();
-    g_sink = wide ? chains512(iters) : chains256(iters);
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (flop / s / 1e9 > best) best = flop / s / 1e9;
-  }
-  return best;
+Chains widest_chains() {
+  using ember::backend::Isa;
+  if (ember::backend::isa_available(Isa::Avx512)) return {&chains512, kChains * 16.0 * 2};
+  if (ember::backend::isa_available(Isa::Avx2)) return {&chains256, kChains * 8.0 * 2};
+  return {nullptr, 0};
 }
 }  // namespace
-
-namespace ember_bench {
-double fma_peak_gflops() {
-  static const double peak = [] {
-    using ember::backend::Isa;
-    if (ember::backend::isa_available(Isa::Avx512)) return measure(true);
-    if (ember::backend::isa_available(Isa::Avx2)) return measure(false);
-    return 0.0;
-  }();
-  return peak;
-}
-}  // namespace ember_bench
-
-static void BM_fma_peak(benchmark::State& state) {
-  for (auto _ : state) benchmark::DoNotOptimize(ember_bench::fma_peak_gflops());
-  state.counters["GFLOPS_1core"] = ember_bench::fma_peak_gflops();
-}
-BENCHMARK(BM_fma_peak)->Iterations(1)->Unit(benchmark::kMillisecond);
+#define EMBER_BENCH_HAS_PEAK 1
 
 #elif defined(__aarch64__)
 #include <arm_neon.h>
@@ -87,18 +70,27 @@ __attribute__((noinline)) float chains128(int64_t iters) {
   return vaddvq_f32(s);
 }
 
+Chains widest_chains() { return {&chains128, kChains * 4.0 * 2}; }
+}  // namespace
+#define EMBER_BENCH_HAS_PEAK 1
+#endif
+
+#if defined(EMBER_BENCH_HAS_PEAK)
+namespace {
 volatile float g_sink;
 }  // namespace
 
 namespace ember_bench {
 double fma_peak_gflops() {
   static const double peak = [] {
+    const Chains c = widest_chains();
+    if (c.run == nullptr) return 0.0;
     const int64_t iters = 20'000'000;
-    const double flop = static_cast<double>(iters) * kChains * 4 * 2;
+    const double flop = static_cast<double>(iters) * c.flop_per_iter;
     double best = 0;
     for (int rep = 0; rep < 5; ++rep) {
       auto t0 = std::chrono::steady_clock::now();
-      g_sink = chains128(iters);
+      g_sink = c.run(iters);
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (flop / s / 1e9 > best) best = flop / s / 1e9;
     }

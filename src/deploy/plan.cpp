@@ -200,14 +200,22 @@ int producer_of(const PlanData& p, int v) {
   return -1;
 }
 
+// The step that writes `value` (through its views), when that step is the only one that reads it:
+// a pass may then change how the value is made. Null for the input or a value read elsewhere.
+Step* sole_producer(PlanData& p, int value) {
+  const int v = p.root(value);
+  const int i = producer_of(p, v);
+  if (i < 0 || read_counts(p)[static_cast<size_t>(v)] != 1) return nullptr;
+  return &p.steps[static_cast<size_t>(i)];
+}
+
 void fold_batch_norm(PlanData& p) {
   for (size_t i = 0; i < p.steps.size(); ++i) {
     Step& bn = p.steps[i];
     if (bn.kind != StepKind::ChannelAffine) continue;
-    const int v = p.root(bn.in0);
-    const int pi = producer_of(p, v);
-    if (pi < 0 || read_counts(p)[static_cast<size_t>(v)] != 1) continue;
-    Step& prod = p.steps[static_cast<size_t>(pi)];
+    Step* producer = sole_producer(p, bn.in0);
+    if (producer == nullptr) continue;
+    Step& prod = *producer;
     const bool conv = prod.kind == StepKind::Conv2d && prod.channels == bn.channels;
     const bool linear = prod.kind == StepKind::Linear && prod.out_features == bn.channels && bn.inner == 1;
     if ((!conv && !linear) || !prod.post.empty()) continue;
@@ -229,10 +237,9 @@ void fuse_elementwise(PlanData& p) {
   for (size_t i = 0; i < p.steps.size(); ++i) {
     Step& u = p.steps[i];
     if (u.kind != StepKind::Unary) continue;
-    const int v = p.root(u.in0);
-    const int pi = producer_of(p, v);
-    if (pi < 0 || read_counts(p)[static_cast<size_t>(v)] != 1) continue;
-    Step& prod = p.steps[static_cast<size_t>(pi)];
+    Step* producer = sole_producer(p, u.in0);
+    if (producer == nullptr) continue;
+    Step& prod = *producer;
     prod.post.push_back({u.unary_op, u.unary_params});
     prod.out = u.out;
     p.steps.erase(p.steps.begin() + static_cast<std::ptrdiff_t>(i));
