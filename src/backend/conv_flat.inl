@@ -192,7 +192,9 @@ void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
   if (m <= 0 || n <= 0 || hw <= 0) return;
   // Weights as row panels of `rows` rows, tap-major: the tile broadcasts wp[t * rows + r].
   const int rows = balanced_rows(m, S::MR);
-  T* wp = gemm_impl::pack_buffer_a().get<T>(((m + rows - 1) / rows) * rows * K);
+  static_assert(S::MR <= kConvFlatRowBlock, "the weight panels' bound in kernels.hpp");
+  T* wp = gemm_impl::borrowed_a<T>(((m + rows - 1) / rows) * rows * K);
+  if (wp == nullptr) wp = gemm_impl::pack_buffer_a().get<T>(((m + rows - 1) / rows) * rows * K);
   if (wp == nullptr) {  // no memory for the panels: the definition, slowly (kernels never throw)
     for (int64_t b = 0; b < n; ++b)
       for (int64_t o = 0; o < m; ++o)

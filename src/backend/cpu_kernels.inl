@@ -1126,7 +1126,7 @@ namespace ember::backend::EMBER_ISA_NS {
   Kernels<T> {                                                                                  \
     .isa = EMBER_ISA_ENUM, .unary = &unary<T>, .binary = &binary<T>, .compare = &compare<T>,     \
     .where = &where<T>, .reduce = &reduce<T>, .accumulate = &accumulate<T>,                     \
-    .arg_reduce = &arg_reduce<T>, .gemm = &gemm<T>, .im2col = &im2col<T>, .col2im = &col2im<T>, \
+    .arg_reduce = &arg_reduce<T>, .gemm_workspace = &gemm_workspace<T>, .gemm = &gemm<T>, .im2col = &im2col<T>, .col2im = &col2im<T>, \
     EMBER_FLAT_CONV(T), .centered_sums = &centered_sums<T>, .affine2 = &affine2<T>,             \
     .channel_sums = &channel_sums<T>, .channel_affine = &channel_affine<T>,                     \
     .max_pool2x2 = &max_pool2x2<T>, .max_pool2d = &max_pool2d<T>,                               \

@@ -82,6 +82,21 @@ Kernels<T> complete_with(Kernels<T> table, const Kernels<T>& reference) noexcept
 template Kernels<float> complete_with(Kernels<float>, const Kernels<float>&) noexcept;
 template Kernels<double> complete_with(Kernels<double>, const Kernels<double>&) noexcept;
 
+namespace detail {
+BorrowedWorkspace& borrowed_gemm_workspace() noexcept {
+  thread_local BorrowedWorkspace w;
+  return w;
+}
+}  // namespace detail
+
+GemmWorkspace::GemmWorkspace(std::byte* buffer, size_t bytes) noexcept {
+  detail::BorrowedWorkspace& w = detail::borrowed_gemm_workspace();
+  previous_ = w.data;
+  previous_bytes_ = w.bytes;
+  w = {buffer, bytes, 0};
+}
+GemmWorkspace::~GemmWorkspace() { detail::borrowed_gemm_workspace() = {previous_, previous_bytes_, 0}; }
+
 Isa best_isa() noexcept {
   if (isa_available(Isa::Avx512)) return Isa::Avx512;
   if (isa_available(Isa::Avx2)) return Isa::Avx2;

@@ -481,6 +481,28 @@ class PackBuffer {
   size_t bytes_ = 0;
 };
 
+// Room for n elements of T for the A panel (the front of a borrowed GemmWorkspace) or the B
+// panel (its back, clear of what A took), else the thread's own buffer.
+template <class T>
+T* borrowed_a(int64_t n) {
+  detail::BorrowedWorkspace& w = detail::borrowed_gemm_workspace();
+  const size_t need = static_cast<size_t>(n) * sizeof(T);
+  if (w.data == nullptr || need > w.bytes) return nullptr;
+  w.a_used = need;
+  return reinterpret_cast<T*>(w.data);
+}
+template <class T>
+T* borrowed_b(int64_t n) {
+  detail::BorrowedWorkspace& w = detail::borrowed_gemm_workspace();
+  const size_t need = static_cast<size_t>(n) * sizeof(T);
+  const size_t a_used = w.a_used;
+  w.a_used = 0;  // B is the last request of a product
+  if (w.data == nullptr || need > w.bytes) return nullptr;
+  const size_t start = (w.bytes - need) / 64 * 64;
+  if (start < a_used) return nullptr;
+  return reinterpret_cast<T*>(w.data + start);
+}
+
 inline PackBuffer& pack_buffer_a() {
   static thread_local PackBuffer buf;
   return buf;
@@ -546,7 +568,8 @@ void gemm_direct(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, co
   const bool pack_b_some = pb.trans_b || n % NR != 0;
   T* bbuf = nullptr;
   if (pack_b_some) {
-    bbuf = pack_buffer_b().get<T>(NR * kc_max);
+    bbuf = borrowed_b<T>(NR * kc_max);
+    if (bbuf == nullptr) bbuf = pack_buffer_b().get<T>(NR * kc_max);
     if (bbuf == nullptr) return gemm_unpacked(pb, m, n, k, alpha, a, b, beta, c);
   }
   // A(i, p): a[i * lda + p] ("rows") or, transposed, a[p * lda + i].
@@ -604,9 +627,11 @@ void gemm_blocked(const Problem& pb, int64_t m, int64_t n, int64_t k, T alpha, c
   const int64_t mc_max = balanced_block(m, S::MC, MR);
   const int64_t nc_max = balanced_block(n, S::NC, NR);
   const bool b_in_place = reads_b_in_place<T>(pb);
-  T* abuf = pack_buffer_a().get<T>(mc_max * kc_max);
+  T* abuf = borrowed_a<T>(mc_max * kc_max);
+  if (abuf == nullptr) abuf = pack_buffer_a().get<T>(mc_max * kc_max);
   // In place, only a ragged last panel is packed (at offset 0).
-  T* bbuf = pack_buffer_b().get<T>(b_in_place ? NR * kc_max : nc_max * kc_max);
+  T* bbuf = borrowed_b<T>(b_in_place ? NR * kc_max : nc_max * kc_max);
+  if (bbuf == nullptr) bbuf = pack_buffer_b().get<T>(b_in_place ? NR * kc_max : nc_max * kc_max);
   if (abuf == nullptr || bbuf == nullptr) return gemm_unpacked(pb, m, n, k, alpha, a, b, beta, c);
 
   for (int64_t jc = 0; jc < n; jc += nc_max) {
@@ -657,6 +682,22 @@ void scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
 }
 
 }  // namespace gemm_impl
+
+// An upper bound of what the drivers ask of the packing buffers for an m x n x k product and any
+// of its threaded sub-problems (which take the same path): the lean path one B panel of NR x kc,
+// the blocked one an A block and a B block, where balanced_block(total, cap, unit) never exceeds
+// min(cap, total rounded up to unit). Each rounded to a cache line, plus one line of slack for
+// B's alignment at the end of a borrowed workspace.
+template <class T>
+size_t gemm_workspace(int64_t m, int64_t n, int64_t k) {
+  using S = gemm_impl::Shape<T>;
+  constexpr int64_t NR = S::NV * S::W;
+  auto up = [](int64_t v, int64_t u) { return (std::max<int64_t>(v, 1) + u - 1) / u * u; };
+  const int64_t kc = std::min<int64_t>(S::KC, up(k, 8));
+  const auto line = [](int64_t elems) { return (static_cast<size_t>(elems) * sizeof(T) + 63) / 64 * 64; };
+  if (m * n * k <= gemm_impl::kSmallWork || m <= S::MR) return line(NR * kc) + 64;
+  return line(std::min<int64_t>(S::MC, up(m, S::MR)) * kc) + line(std::min<int64_t>(S::NC, up(n, NR)) * kc) + 64;
+}
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,

@@ -37,6 +37,16 @@ constexpr const char* kSupported =
 
 namespace {
 
+// The GEMM's packing scratch for an m x n x k product on every kernel table this machine has
+// (a plan may be loaded where another tier runs), rounded to the arena's alignment.
+int64_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k) {
+  size_t most = 0;
+  for (backend::Isa isa : {backend::Isa::Scalar, backend::Isa::Avx2, backend::Isa::Avx512, backend::Isa::Neon}) {
+    if (backend::isa_available(isa)) most = std::max(most, backend::kernels_for<float>(isa).gemm_workspace(m, n, k));
+  }
+  return round_up_arena(static_cast<int64_t>(most));
+}
+
 // Records the ops of one forward as steps (src/ops/trace.hpp).
 class Tracer final : public ember::detail::OpTracer {
  public:
@@ -68,7 +78,10 @@ class Tracer final : public ember::detail::OpTracer {
     s.inner = d.hw_out();
     s.weight_shape = w.shape();
     s.geometry = g;
-    s.scratch_bytes = conv_scratch_bytes(s.conv);
+    // The column matrix, then the packing room of the GEMM or of the flat kernels' weights.
+    const int64_t flat_weights = round_up_arena((d.og + backend::kConvFlatRowBlock) * d.k() * int64_t(sizeof(float))) + 64;
+    s.scratch_bytes = round_up_arena(conv_scratch_bytes(s.conv)) +
+                      std::max(gemm_workspace_bytes(d.og, d.hw_out(), d.k()), flat_weights);
     finish(s, y);
   }
 
@@ -83,6 +96,7 @@ class Tracer final : public ember::detail::OpTracer {
     s.weight = w.contiguous().to_vector();
     if (b.defined()) s.bias = b.contiguous().to_vector();
     s.channels = s.out_features;
+    s.scratch_bytes = gemm_workspace_bytes(s.rows, s.out_features, s.in_features);
     finish(s, y);
   }
 

@@ -1,5 +1,6 @@
 // What ember::runtime holds of a plan: running it, printing it, and its special members
 // (Note [Inference plan] in ember/deploy/plan.hpp). No tensors, no autograd, no modules.
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <string>
@@ -46,6 +47,10 @@ void run_step(const backend::Kernels<float>& k, const Step& s, const float* x0, 
   switch (s.kind) {
     case StepKind::Conv2d: {
       const auto& d = s.conv.d;
+      // The scratch: the column matrix, then the GEMM's packing buffers.
+      const int64_t cols = round_up_arena(conv_scratch_bytes(s.conv));
+      const backend::GemmWorkspace workspace(scratch == nullptr ? nullptr : scratch + cols,
+                                             static_cast<size_t>(std::max<int64_t>(0, s.scratch_bytes - cols)));
       ember::detail::conv_forward_samples(k, s.conv, x0, s.w.data(), y, 0, d.n, reinterpret_cast<float*>(scratch));
       add_channel_bias(k, s.b, d.n * d.o, d.o, d.hw_out(), y);
       run_post(k, s, d.n * d.o * d.hw_out(), y);
@@ -53,6 +58,7 @@ void run_step(const backend::Kernels<float>& k, const Step& s, const float* x0, 
     }
     case StepKind::Linear:
       if (s.rows > 0) {
+        const backend::GemmWorkspace workspace(scratch, static_cast<size_t>(s.scratch_bytes));
         // The operands matmul(x, weight.t()) hands the GEMM (src/ops/linalg.cpp).
         k.gemm(false, true, s.rows, s.out_features, s.in_features, 1.0f, x0, std::max<int64_t>(s.in_features, 1),
                s.w.data(), std::max<int64_t>(s.in_features, 1), 0.0f, y, s.out_features);

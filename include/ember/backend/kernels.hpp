@@ -23,6 +23,7 @@
 // may leave entries null: `complete_with` fills them from the scalar reference and records which
 // ones the ISA provides itself (`supports`). So a new table (NEON, int8) can start with the
 // entries it speeds up and still run everything, and tests and benchmarks can ask what it covers.
+#include <cstddef>
 #include <cstdint>
 
 namespace ember::backend {
@@ -79,6 +80,9 @@ struct ConvShape {
 /// The largest kernel side the flat convolutions take (they keep lane masks per kernel row and
 /// per kernel column).
 inline constexpr int64_t kConvFlatMaxKernel = 16;
+/// conv_flat packs the weights of m output channels of K = c * kh * kw taps into at most
+/// (m + kConvFlatRowBlock) * K values of the thread's packing buffer, or of a GemmWorkspace.
+inline constexpr int64_t kConvFlatRowBlock = 16;
 
 /// Whether conv_flat and conv_flat_weight_grad apply: unit strides and output rows as wide as
 /// the input's, so that each kernel tap reads the plane at one fixed offset (Note [Flat
@@ -112,7 +116,8 @@ struct AdamStep {
 
 // X(name): every entry of Kernels<T>, in declaration order.
 #define EMBER_KERNEL_ENTRIES(X)                                                                   \
-  X(unary) X(binary) X(compare) X(where) X(reduce) X(accumulate) X(arg_reduce) X(gemm) X(im2col)  \
+  X(unary) X(binary) X(compare) X(where) X(reduce) X(accumulate) X(arg_reduce) X(gemm)            \
+  X(gemm_workspace) X(im2col)                                                                     \
   X(col2im) X(conv_flat) X(conv_flat_weight_grad) X(centered_sums) X(affine2) X(channel_sums)     \
   X(channel_affine) X(max_pool2x2) X(max_pool2d) X(index_accumulate) X(sgd_step) X(adam_step)
 
@@ -152,6 +157,9 @@ struct Kernels {
   /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major with leading
   /// dimensions lda/ldb/ldc; op(X) = X^T when the trans flag is set. beta == 0 ignores C's old
   /// contents (NaN included). Threads itself through ember's pool when the work is large.
+  /// Bytes of packing scratch gemm may use on the calling thread for an m x n x k product (any
+  /// layout): what a GemmWorkspace must hold to keep gemm from allocating.
+  size_t (*gemm_workspace)(int64_t m, int64_t n, int64_t k);
   void (*gemm)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
   /// cols[(ci * kh + i) * kw + j][oh * wo + ow] = x[ci][oh * sh - ph + i * dh][ow * sw - pw + j * dw],
@@ -233,6 +241,35 @@ struct IntegerKernels {
 };
 template <class T>
 const IntegerKernels<T>& integer_kernels() noexcept;
+
+/// While alive, gemm on this thread packs its operands into `buffer` (64-byte aligned, at least
+/// gemm_workspace(m, n, k) bytes for the products it runs) instead of its thread-local buffers,
+/// which grow by allocation the first time a thread runs a large product: what lets an inference
+/// plan run from its arena alone (Note [Inference plan]). Products that need more than the buffer
+/// holds use the thread-local buffers as before. Worker threads of a threaded product are not
+/// covered: it concerns the calling thread.
+class GemmWorkspace {
+ public:
+  GemmWorkspace(std::byte* buffer, size_t bytes) noexcept;
+  ~GemmWorkspace();
+  GemmWorkspace(const GemmWorkspace&) = delete;
+  GemmWorkspace& operator=(const GemmWorkspace&) = delete;
+
+ private:
+  std::byte* previous_;
+  size_t previous_bytes_;
+};
+
+namespace detail {
+/// The calling thread's borrowed packing buffer (GemmWorkspace), or {nullptr, 0}; `a_used` is
+/// what the A panel took of it in the current product.
+struct BorrowedWorkspace {
+  std::byte* data = nullptr;
+  size_t bytes = 0;
+  size_t a_used = 0;
+};
+BorrowedWorkspace& borrowed_gemm_workspace() noexcept;
+}  // namespace detail
 
 Isa best_isa() noexcept;
 /// Whether this build and this CPU can run `isa`.

@@ -17,13 +17,15 @@
 //     after that step (fused): the same kernel on the same values, so the same bits;
 //   - views are aliases: they cost nothing at run time;
 //   - every intermediate buffer and every step's scratch (a convolution's column matrix, max
-//     pooling's indices) gets an offset in one arena: buffers whose lifetimes (first write to
-//     last read) overlap get disjoint ranges, placed largest first at the lowest offset free
-//     for their lifetime. The model's output buffer is the caller's output tensor.
+//     pooling's indices, the GEMM's packing buffers) gets an offset in one arena: buffers whose
+//     lifetimes (first write to last read) overlap get disjoint ranges, placed largest first at
+//     the lowest offset free for their lifetime. The model's output buffer is the caller's output.
 // run() checks the input and output shapes, the arena's size and its 64-byte alignment before
-// anything runs, then calls the backend kernels on the arena directly: no tensor, no
-// allocation, and on one thread no lock. The GEMM's per-thread packing buffers are the one
-// exception: they grow on a thread's first run of a plan (or of any large product) and are kept.
+// anything runs, then calls the backend kernels on the arena directly, the GEMM packing into the
+// step's scratch (backend::GemmWorkspace): no tensor, no allocation, and on one thread no lock,
+// from the first run on. Scratch is sized for every kernel table of the compiling machine, so a
+// plan runs allocation-free on any tier of it; loaded on another architecture, a GEMM that needs
+// more packing room than reserved grows its thread's own buffers once instead.
 //
 // The steps call the same kernels with the same operands as the ops, so a plan with nothing
 // folded gives the model's output bit for bit.
