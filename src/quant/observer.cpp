@@ -26,32 +26,6 @@ const float* checked_values(const Tensor<float>& x, const char* what, Tensor<flo
 
 }  // namespace
 
-int64_t QuantSpec::quant_min() const noexcept {
-  if (is_signed) return reduce_range ? -64 : -128;
-  return 0;
-}
-int64_t QuantSpec::quant_max() const noexcept {
-  if (is_signed) return reduce_range ? 63 : 127;
-  return reduce_range ? 127 : 255;
-}
-
-QParams calculate_qparams(float min_val, float max_val, const QuantSpec& spec) {
-  const float qmin = static_cast<float>(spec.quant_min()), qmax = static_cast<float>(spec.quant_max());
-  const float min_neg = std::min(min_val, 0.0f), max_pos = std::max(max_val, 0.0f);
-  const float eps = std::numeric_limits<float>::epsilon();
-  QParams q;
-  if (spec.symmetric) {
-    const float m = std::max(-min_neg, max_pos);
-    q.scale = std::max(m / ((qmax - qmin) / 2.0f), eps);
-    q.zero_point = spec.is_signed ? 0 : 128;
-  } else {
-    q.scale = std::max((max_pos - min_neg) / (qmax - qmin), eps);
-    const float z = qmin - std::nearbyint(min_neg / q.scale);
-    q.zero_point = static_cast<int64_t>(std::clamp(z, qmin, qmax));
-  }
-  return q;
-}
-
 void MinMaxObserver::observe(const Tensor<float>& x, const char* what) {
   Tensor<float> keep;
   const float* p = checked_values(x, what, keep);

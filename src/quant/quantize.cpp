@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "../core/internal.hpp"
+#include "int8_layer.hpp"
 #include "ember/backend/int8_kernels.hpp"
 #include "ember/backend/parallel.hpp"
 #include "ember/autograd/grad_mode.hpp"
@@ -35,7 +36,7 @@
 namespace ember::quant {
 namespace {
 
-using detail::cat_str;
+using ember::detail::cat_str;
 
 std::string pair_str(int64_t a, int64_t b) { return cat_str("(", a, ", ", b, ")"); }
 
@@ -144,9 +145,15 @@ struct AffineCore {
       scales = out_scales.data();
       return input;
     }
-    MinMaxObserver range(kActivationSpec);
-    range.observe(x, "the input");
-    const QParams q = range.qparams();
+    QParams q;
+    float scale = 1.0f;
+    int32_t zero = 0;
+    if (x.numel() == 0) throw ValueError("the input is empty: nothing to quantize dynamically");
+    if (!detail::dynamic_input_params(x.data(), x.numel(), scale, zero)) {
+      throw ValueError("NaN in the input: a dynamic layer cannot quantize it");
+    }
+    q.scale = scale;
+    q.zero_point = zero;
     dynamic_scales.resize(w.scales.size());
     for (size_t j = 0; j < w.scales.size(); ++j) dynamic_scales[j] = q.scale * w.scales[j];
     scales = dynamic_scales.data();
@@ -158,25 +165,38 @@ struct AffineCore {
     return a.quantized.defined() && !dynamic && a.params.scale == input.scale && a.params.zero_point == input.zero_point;
   }
 
-  // Rows of u8 activations [m, k] -> float outputs [m, out].
-  void multiply(int64_t m, const uint8_t* a, const QParams& in, const float* scales, float* y) const {
-    const backend::Int8Kernels& kern = backend::int8_kernels();
-    int32_t* acc = scratch<int32_t, 0>(static_cast<size_t>(m * w.out));
-    kern.gemm_u8s8(m, w.out, w.k, a, w.k, w.packed.data(), acc, w.out);
-    kern.dequantize_s32(m, w.out, acc, w.out, static_cast<int32_t>(in.zero_point), w.sums.data(),
-                        scales, bias.defined() ? bias.data() : nullptr, relu, y, w.out);
+  // The constants as the raw-pointer layer code reads them.
+  detail::Int8Affine layer() const {
+    detail::Int8Affine l;
+    l.out = w.out;
+    l.k = w.k;
+    l.packed = w.packed.data();
+    l.sums = w.sums.data();
+    l.weight_scales = w.scales.data();
+    l.bias = bias.defined() ? bias.data() : nullptr;
+    l.relu = relu;
+    l.dynamic = dynamic;
+    l.in_scale = input.scale;
+    l.in_zero = static_cast<int32_t>(input.zero_point);
+    l.out_scales = out_scales.data();
+    l.out_quantized = out_quantized;
+    l.out_scale = out.scale;
+    l.out_zero = static_cast<int32_t>(out.zero_point);
+    l.bias_q = bias_q.data();
+    l.out_multiplier = out_multiplier.data();
+    return l;
   }
 
-  // Rows of u8 activations [m, k] -> u8 outputs [m, out] in the parameters `out` (ReLU: nothing
-  // below its zero point).
-  void multiply_to_u8(int64_t m, const uint8_t* a, uint8_t* y) const {
-    const backend::Int8Kernels& kern = backend::int8_kernels();
+  // Rows of u8 activations [m, k] -> float outputs [m, out].
+  void multiply(int64_t m, const uint8_t* a, const QParams& in, const float* scales, float* y) const {
     int32_t* acc = scratch<int32_t, 0>(static_cast<size_t>(m * w.out));
-    kern.gemm_u8s8(m, w.out, w.k, a, w.k, w.packed.data(), acc, w.out);
-    const auto zero = static_cast<int32_t>(out.zero_point);
-    kern.requantize_u8(m, w.out, acc, w.out, static_cast<int32_t>(input.zero_point), w.sums.data(), bias_q.data(),
-                       out_multiplier.data(), zero, relu ? zero : static_cast<int32_t>(kActivationSpec.quant_min()),
-                       static_cast<int32_t>(kActivationSpec.quant_max()), y, w.out);
+    detail::int8_rows_to_float(layer(), m, a, static_cast<int32_t>(in.zero_point), scales, acc, y);
+  }
+
+  // Rows of u8 activations [m, k] -> u8 outputs [m, out] in the parameters `out`.
+  void multiply_to_u8(int64_t m, const uint8_t* a, uint8_t* y) const {
+    int32_t* acc = scratch<int32_t, 0>(static_cast<size_t>(m * w.out));
+    detail::int8_rows_to_u8(layer(), m, a, acc, y);
   }
 
   std::string params_str() const {
@@ -189,9 +209,7 @@ struct AffineCore {
 };
 
 void quantize_activations(const float* x, int64_t n, const QParams& q, uint8_t* out) {
-  backend::int8_kernels().quantize_u8(n, x, 1.0f / q.scale, static_cast<int32_t>(q.zero_point),
-                                      static_cast<int32_t>(kActivationSpec.quant_min()),
-                                      static_cast<int32_t>(kActivationSpec.quant_max()), 0, out);
+  detail::quantize_activations(x, n, q.scale, static_cast<int32_t>(q.zero_point), out);
 }
 
 class QuantizedLinear final : public Stage {
@@ -286,8 +304,9 @@ class QuantizedConv2d final : public Stage {
       quantize_activations(xc.data(), xc.numel(), q, qx);
       images_u8 = qx;
     }
-    const int64_t ho = (h + g_.padding[0] + g_.padding[1] - g_.dilation[0] * (kh_ - 1) - 1) / g_.stride[0] + 1;
-    const int64_t wo = (w + g_.padding[2] + g_.padding[3] - g_.dilation[1] * (kw_ - 1) - 1) / g_.stride[1] + 1;
+    detail::Int8ConvShape shape{c_, h, w, kh_, kw_, 0, 0, g_};
+    detail::int8_conv_output(shape);
+    const int64_t ho = shape.ho, wo = shape.wo;
     if (ho <= 0 || wo <= 0) {
       throw ShapeError(cat_str("QuantizedConv2d: input of ", h, "x", w, " pixels is smaller than the ", kh_, "x", kw_,
                                " kernel"));
@@ -307,75 +326,29 @@ class QuantizedConv2d final : public Stage {
       for (int64_t b = b0; b < b1; ++b) {
         const uint8_t* img = images_u8 + b * c_ * plane;
         if (!channels_last && c_ > 1) {  // channels last, so that each kernel tap of a row is one run of C bytes
-          for (int64_t p0 = 0; p0 < plane; p0 += 64) {  // in blocks that stay in L1
-            const int64_t p1 = std::min(plane, p0 + 64);
-            for (int64_t ch = 0; ch < c_; ++ch)
-              for (int64_t p = p0; p < p1; ++p) nhwc[p * c_ + ch] = img[ch * plane + p];
-          }
+          detail::to_channels_last_u8(img, c_, plane, nhwc);
           img = nhwc;
         }
-        im2row(img, h, w, ho, wo, static_cast<uint8_t>(q.zero_point), rows);
+        detail::im2row_u8(shape, img, static_cast<uint8_t>(q.zero_point), rows);
         if (core_.out_quantized) {  // channels last is the GEMM's own output order
           core_.multiply_to_u8(pixels, rows, y.quantized.data() + b * pixels * out_c);
           continue;
         }
         float* out = scratch<float, 5>(static_cast<size_t>(pixels * out_c));
         core_.multiply(pixels, rows, q, scales, out);
-        float* dst = y.value.data() + b * out_c * pixels;  // back to channels first
-        for (int64_t p0 = 0; p0 < pixels; p0 += 16) {
-          const int64_t p1 = std::min(pixels, p0 + 16);
-          for (int64_t o = 0; o < out_c; ++o)
-            for (int64_t p = p0; p < p1; ++p) dst[o * pixels + p] = out[p * out_c + o];
-        }
+        detail::to_channels_first(out, pixels, out_c, y.value.data() + b * out_c * pixels);
       }
     };
     if (n == 1) {
       images(0, 1);
     } else {
-      detail::parallel_for(0, n, 1, images);
+      ember::detail::parallel_for(0, n, 1, images);
     }
     return y;
   }
 
   std::optional<QParams> input_params() const override {
     return core_.dynamic ? std::nullopt : std::optional<QParams>(core_.input);
-  }
-
-  // One row of K = kh * kw * C bytes per output pixel of a channels-last image, the zero point
-  // (real 0) outside it.
-  void im2row(const uint8_t* img, int64_t h, int64_t w, int64_t ho, int64_t wo, uint8_t pad, uint8_t* row) const {
-    const int64_t tap_row = kw_ * c_;
-    for (int64_t oh = 0; oh < ho; ++oh) {
-      for (int64_t ow = 0; ow < wo; ++ow) {
-        const int64_t iw0 = ow * g_.stride[1] - g_.padding[2];
-        const bool inside_w = iw0 >= 0 && iw0 + (kw_ - 1) * g_.dilation[1] < w;
-        for (int64_t i = 0; i < kh_; ++i) {
-          const int64_t ih = oh * g_.stride[0] - g_.padding[0] + i * g_.dilation[0];
-          if (inside_w && g_.dilation[1] == 1 && ih >= 0 && ih < h) {
-            // The kernel row's taps are neighbouring pixels: one run of kw * C bytes (short runs
-            // copied inline: a call per few bytes would cost more than the copy).
-            const uint8_t* src = img + (ih * w + iw0) * c_;
-            if (tap_row <= 16) {
-              for (int64_t t = 0; t < tap_row; ++t) row[t] = src[t];
-            } else {
-              std::memcpy(row, src, static_cast<size_t>(tap_row));
-            }
-            row += tap_row;
-            continue;
-          }
-          for (int64_t j = 0; j < kw_; ++j, row += c_) {
-            const int64_t iw = ow * g_.stride[1] - g_.padding[2] + j * g_.dilation[1];
-            if (ih < 0 || ih >= h || iw < 0 || iw >= w) {
-              std::memset(row, pad, static_cast<size_t>(c_));
-            } else if (c_ == 1) {
-              *row = img[ih * w + iw];
-            } else {
-              std::memcpy(row, img + (ih * w + iw) * c_, static_cast<size_t>(c_));
-            }
-          }
-        }
-      }
-    }
   }
 
   std::string str() const override {
@@ -414,25 +387,9 @@ class MaxPoolStage final : public Stage {
     Activation y;
     y.quantized = empty<uint8_t>({n, ho, wo, c});
     y.params = x.params;
-    const uint8_t* src = x.quantized.data();
-    uint8_t* dst = y.quantized.data();
-    for (int64_t b = 0; b < n; ++b) {
-      for (int64_t oh = 0; oh < ho; ++oh) {
-        for (int64_t ow = 0; ow < wo; ++ow, dst += c) {
-          std::memset(dst, 0, static_cast<size_t>(c));
-          for (int64_t i = 0; i < k_.h; ++i) {
-            const int64_t ih = oh * sh - o_.padding.h + i * o_.dilation.h;
-            if (ih < 0 || ih >= h) continue;
-            for (int64_t j = 0; j < k_.w; ++j) {
-              const int64_t iw = ow * sw - o_.padding.w + j * o_.dilation.w;
-              if (iw < 0 || iw >= w) continue;
-              const uint8_t* p = src + ((b * h + ih) * w + iw) * c;
-              for (int64_t ch = 0; ch < c; ++ch) dst[ch] = std::max(dst[ch], p[ch]);
-            }
-          }
-        }
-      }
-    }
+    const backend::PoolShape shape{h, w, ho, wo, k_.h, k_.w, sh, sw, o_.padding.h, o_.padding.w, o_.dilation.h,
+                                   o_.dilation.w};
+    detail::max_pool_u8(shape, n, c, x.quantized.data(), y.quantized.data());
     return y;
   }
   std::string str() const override {

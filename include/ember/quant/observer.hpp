@@ -14,8 +14,14 @@ struct QuantSpec {
   bool is_signed = false;  // qint8 (true) or quint8
   bool symmetric = false;  // per_tensor_symmetric / per_channel_symmetric
   bool reduce_range = false;
-  int64_t quant_min() const noexcept;
-  int64_t quant_max() const noexcept;
+  constexpr int64_t quant_min() const noexcept {
+    if (is_signed) return reduce_range ? -64 : -128;
+    return 0;
+  }
+  constexpr int64_t quant_max() const noexcept {
+    if (is_signed) return reduce_range ? 63 : 127;
+    return reduce_range ? 127 : 255;
+  }
 };
 
 /// The activation spec ember quantizes with (PyTorch's x86 default: quint8, affine, 7 bits) and the

@@ -1,0 +1,154 @@
+// Quantized Linear and Conv2d on raw pointers (src/quant/int8_layer.hpp): one place for what the
+// QuantizedModel stages and the plans' int8 steps compute.
+#include "int8_layer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "ember/quant/observer.hpp"
+
+namespace ember::quant {
+
+// Declared in ember/quant/observer.hpp; defined here, with no tensors, for ember::runtime.
+QParams calculate_qparams(float min_val, float max_val, const QuantSpec& spec) {
+  const float qmin = static_cast<float>(spec.quant_min()), qmax = static_cast<float>(spec.quant_max());
+  const float min_neg = std::min(min_val, 0.0f), max_pos = std::max(max_val, 0.0f);
+  const float eps = std::numeric_limits<float>::epsilon();
+  QParams q;
+  if (spec.symmetric) {
+    const float m = std::max(-min_neg, max_pos);
+    q.scale = std::max(m / ((qmax - qmin) / 2.0f), eps);
+    q.zero_point = spec.is_signed ? 0 : 128;
+  } else {
+    q.scale = std::max((max_pos - min_neg) / (qmax - qmin), eps);
+    const float z = qmin - std::nearbyint(min_neg / q.scale);
+    q.zero_point = static_cast<int64_t>(std::clamp(z, qmin, qmax));
+  }
+  return q;
+}
+
+
+namespace detail {
+
+static_assert(kActivationMin == kActivationSpec.quant_min() && kActivationMax == kActivationSpec.quant_max());
+
+bool dynamic_input_params(const float* x, int64_t n, float& scale, int32_t& zero_point) {
+  float lo = x[0], hi = x[0];
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) return false;
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  const QParams q = calculate_qparams(lo, hi, kActivationSpec);
+  scale = q.scale;
+  zero_point = static_cast<int32_t>(q.zero_point);
+  return true;
+}
+
+void quantize_activations(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q) {
+  backend::int8_kernels().quantize_u8(n, x, 1.0f / scale, zero_point, kActivationMin, kActivationMax, 0, q);
+}
+
+void int8_rows_to_float(const Int8Affine& l, int64_t m, const uint8_t* a, int32_t a_zero, const float* scales,
+                        int32_t* acc, float* y) {
+  const backend::Int8Kernels& kern = backend::int8_kernels();
+  kern.gemm_u8s8(m, l.out, l.k, a, l.k, l.packed, acc, l.out);
+  kern.dequantize_s32(m, l.out, acc, l.out, a_zero, l.sums, scales, l.bias, l.relu, y, l.out);
+}
+
+void int8_rows_to_u8(const Int8Affine& l, int64_t m, const uint8_t* a, int32_t* acc, uint8_t* y) {
+  const backend::Int8Kernels& kern = backend::int8_kernels();
+  kern.gemm_u8s8(m, l.out, l.k, a, l.k, l.packed, acc, l.out);
+  kern.requantize_u8(m, l.out, acc, l.out, l.in_zero, l.sums, l.bias_q, l.out_multiplier, l.out_zero,
+                     l.relu ? l.out_zero : kActivationMin, kActivationMax, y, l.out);
+}
+
+void int8_conv_output(Int8ConvShape& s) {
+  s.ho = (s.h + s.g.padding[0] + s.g.padding[1] - s.g.dilation[0] * (s.kh - 1) - 1) / s.g.stride[0] + 1;
+  s.wo = (s.w + s.g.padding[2] + s.g.padding[3] - s.g.dilation[1] * (s.kw - 1) - 1) / s.g.stride[1] + 1;
+}
+
+void im2row_u8(const Int8ConvShape& s, const uint8_t* img, uint8_t pad, uint8_t* row) {
+  const Conv2dGeometry& g = s.g;
+  const int64_t c = s.c, h = s.h, w = s.w, tap_row = s.kw * c;
+  for (int64_t oh = 0; oh < s.ho; ++oh) {
+    for (int64_t ow = 0; ow < s.wo; ++ow) {
+      const int64_t iw0 = ow * g.stride[1] - g.padding[2];
+      const bool inside_w = iw0 >= 0 && iw0 + (s.kw - 1) * g.dilation[1] < w;
+      for (int64_t i = 0; i < s.kh; ++i) {
+        const int64_t ih = oh * g.stride[0] - g.padding[0] + i * g.dilation[0];
+        if (inside_w && g.dilation[1] == 1 && ih >= 0 && ih < h) {
+          // The kernel row's taps are neighbouring pixels: one run of kw * C bytes (short runs
+          // copied inline: a call per few bytes would cost more than the copy).
+          const uint8_t* src = img + (ih * w + iw0) * c;
+          if (tap_row <= 16) {
+            for (int64_t t = 0; t < tap_row; ++t) row[t] = src[t];
+          } else {
+            std::memcpy(row, src, static_cast<size_t>(tap_row));
+          }
+          row += tap_row;
+          continue;
+        }
+        for (int64_t j = 0; j < s.kw; ++j, row += c) {
+          const int64_t iw = ow * g.stride[1] - g.padding[2] + j * g.dilation[1];
+          if (ih < 0 || ih >= h || iw < 0 || iw >= w) {
+            std::memset(row, pad, static_cast<size_t>(c));
+          } else if (c == 1) {
+            *row = img[ih * w + iw];
+          } else {
+            std::memcpy(row, img + (ih * w + iw) * c, static_cast<size_t>(c));
+          }
+        }
+      }
+    }
+  }
+}
+
+void to_channels_last_u8(const uint8_t* img, int64_t c, int64_t plane, uint8_t* nhwc) {
+  for (int64_t p0 = 0; p0 < plane; p0 += 64) {  // in blocks that stay in L1
+    const int64_t p1 = std::min(plane, p0 + 64);
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = p0; p < p1; ++p) nhwc[p * c + ch] = img[ch * plane + p];
+  }
+}
+
+void to_channels_first(const float* src, int64_t pixels, int64_t c, float* dst) {
+  for (int64_t p0 = 0; p0 < pixels; p0 += 16) {
+    const int64_t p1 = std::min(pixels, p0 + 16);
+    for (int64_t o = 0; o < c; ++o)
+      for (int64_t p = p0; p < p1; ++p) dst[o * pixels + p] = src[p * c + o];
+  }
+}
+
+void to_channels_first_u8(const uint8_t* src, int64_t pixels, int64_t c, uint8_t* dst) {
+  for (int64_t p0 = 0; p0 < pixels; p0 += 64) {
+    const int64_t p1 = std::min(pixels, p0 + 64);
+    for (int64_t o = 0; o < c; ++o)
+      for (int64_t p = p0; p < p1; ++p) dst[o * pixels + p] = src[p * c + o];
+  }
+}
+
+void max_pool_u8(const backend::PoolShape& q, int64_t n, int64_t c, const uint8_t* src, uint8_t* dst) {
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t oh = 0; oh < q.ho; ++oh) {
+      for (int64_t ow = 0; ow < q.wo; ++ow, dst += c) {
+        std::memset(dst, 0, static_cast<size_t>(c));
+        for (int64_t i = 0; i < q.kh; ++i) {
+          const int64_t ih = oh * q.stride_h - q.pad_h + i * q.dil_h;
+          if (ih < 0 || ih >= q.h) continue;
+          for (int64_t j = 0; j < q.kw; ++j) {
+            const int64_t iw = ow * q.stride_w - q.pad_w + j * q.dil_w;
+            if (iw < 0 || iw >= q.w) continue;
+            const uint8_t* p = src + ((b * q.h + ih) * q.w + iw) * c;
+            for (int64_t ch = 0; ch < c; ++ch) dst[ch] = std::max(dst[ch], p[ch]);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace ember::quant
