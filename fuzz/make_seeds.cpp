@@ -87,6 +87,18 @@ int main(int argc, char** argv) {
                               nn::Linear(4, 2));
     res.eval();
     deploy::save(deploy::compile(res, {1, 2, 4, 4}), (out / "plan" / "residual.ember").string());
+    // Int8: uint8 images through pooling into a flattened linear layer; a dynamic MLP; a part
+    // model ending on uint8 images (a dequantize step).
+    nn::Sequential<float> small(nn::Conv2d(1, 2, 3, {.padding = 1}), nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(),
+                                nn::Linear(18, 3));
+    small.eval();
+    const quant::QuantizedModel q = quant::quantize(small, {randn<float>({4, 1, 6, 6})});
+    deploy::save(deploy::compile(q, {1, 1, 6, 6}), (out / "plan" / "int8_cnn.ember").string());
+    deploy::save(deploy::compile(quant::QuantizedModel({q.stages()[0], q.stages()[1]}), {1, 1, 6, 6}),
+                 (out / "plan" / "int8_part.ember").string());
+    nn::Sequential<float> mlp(nn::Linear(5, 4), nn::ReLU(), nn::Linear(4, 2));
+    mlp.eval();
+    deploy::save(deploy::compile(quant::quantize_dynamic(mlp), {2, 5}), (out / "plan" / "int8_dynamic.ember").string());
   }
   // PNGs for ember-run's decoder: gray, RGB, RGBA and a colormapped (palette) one.
   using Seed = std::pair<const char*, png_uint_32>;

@@ -6,23 +6,13 @@
 #include <fstream>
 #include <string>
 
+#include "common/cifar_models.hpp"
 #include "common/classifier.hpp"
 #include "ember/ember.hpp"
 
 namespace {
 
-namespace nn = ember::nn;
 using ember::examples::ModelChoice;
-using Model = std::shared_ptr<nn::Module<float>>;
-
-// A ResNet-8-style network: a 3x3 stem, three stages of one BasicBlock (width w, 2w, 4w; the last
-// two halve the resolution), global average pooling and a linear classifier.
-Model make_resnet(int64_t channels, int64_t classes, int64_t width) {
-  return std::make_shared<nn::Sequential<float>>(
-      nn::Conv2d(channels, width, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(width), nn::ReLU(),
-      nn::BasicBlock(width, width, 1), nn::BasicBlock(width, 2 * width, 2), nn::BasicBlock(2 * width, 4 * width, 2),
-      nn::AdaptiveAvgPool2d(1), nn::Flatten(), nn::Linear(4 * width, classes));
-}
 
 std::vector<std::string> class_names(const std::string& dir) {
   std::vector<std::string> names;
@@ -46,9 +36,9 @@ int main(int argc, char** argv) {
                                        .schedule = "onecycle", .label_smoothing = 0.1};
   spec.models = {
       ModelChoice{"resnet", "ResNet-8: stem + BasicBlocks of 32, 64, 128 channels", recipe,
-                  [](int64_t c, int64_t, int64_t k) { return make_resnet(c, k, 32); }},
+                  [](int64_t c, int64_t, int64_t k) { return ember::examples::make_cifar_resnet(c, k, 32); }},
       ModelChoice{"resnet-small", "the same with 16, 32, 64 channels (4x fewer operations)", recipe,
-                  [](int64_t c, int64_t, int64_t k) { return make_resnet(c, k, 16); }},
+                  [](int64_t c, int64_t, int64_t k) { return ember::examples::make_cifar_resnet(c, k, 16); }},
   };
   spec.load = [](const std::string& dir, bool train) { return ember::data::load_cifar10(dir, train); };
   spec.class_names = class_names;

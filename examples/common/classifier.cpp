@@ -417,7 +417,8 @@ std::string resolve_data_dir(const Options& o, const ExampleSpec& spec) {
 // Post-training static quantization of the trained model (ember::quant), calibrated on the
 // first 1,000 training images: its test accuracy beside the float model's, and the file sizes.
 void report_int8(nn::Module<float>& model, const data::LabeledImages& train, const data::LabeledImages& test,
-                 const Normalization& norm, const std::string& out, const std::string& keep_float) {
+                 const Normalization& norm, const std::string& out, const std::string& keep_float, int64_t channels,
+                 int64_t size) {
   NoGradGuard no_grad;
   model.eval();
   const int64_t calibration = std::min<int64_t>(1000, train.images.shape()[0]);
@@ -438,6 +439,14 @@ void report_int8(nn::Module<float>& model, const data::LabeledImages& train, con
   std::printf("model_bytes=%lld\nint8_model_bytes=%lld\n",
               static_cast<long long>(std::filesystem::file_size(out + "/model.safetensors")),
               static_cast<long long>(std::filesystem::file_size(path)));
+  // The quantized model as an inference plan too (int8 steps; docs/deploy.md).
+  try {
+    deploy::save(deploy::compile(q, {1, channels, size, size}), out + "/model-int8.ember");
+    std::printf("int8 plan: ember-run %s/model-int8.ember %s/sample.png --mean %s --std %s\n", out.c_str(), out.c_str(),
+                join(norm.mean).c_str(), join(norm.std).c_str());
+  } catch (const Error& e) {
+    std::printf("no int8 inference plan: %s\n", e.what());
+  }
 }
 
 // The trained model as an inference plan for one image (ember::deploy, docs/deploy.md), the first
@@ -645,7 +654,7 @@ int train(const Options& o, const ExampleSpec& spec) {
   std::printf("test_accuracy=%.4f\n", last.accuracy);
   std::printf("fgsm_accuracy_eps_0.1=%.4f\n", fgsm_accuracy(*model, test_set, norm, 0.1));
   std::printf("train_time_s=%.1f\n", train_seconds);
-  if (o.quantize) report_int8(*model, train_set, test_set, norm, out, o.keep_float);
+  if (o.quantize) report_int8(*model, train_set, test_set, norm, out, o.keep_float, channels, size);
   std::printf("wrote %s/model.safetensors (loads in PyTorch), model.ember (the inference plan), sample.png, "
               "metrics.csv, curves.png, predictions.png, test_predictions.csv\n",
               out.c_str());

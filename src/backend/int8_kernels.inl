@@ -52,6 +52,16 @@ inline uint8_t quantize_one(float x, float inv_scale, int32_t zero_point, float 
                                                    zero_point) ^ flip);
 }
 
+// Sums in wrapping int32 arithmetic, as the vector paths compute them: exact for the activations
+// Note [Int8 GEMM] allows, and defined (if meaningless) for any other bytes a damaged plan could
+// hand a kernel.
+inline int32_t corrected_sum(int32_t c, int32_t a_zero, int32_t w_sum) {
+  return static_cast<int32_t>(static_cast<uint32_t>(c) - static_cast<uint32_t>(a_zero) * static_cast<uint32_t>(w_sum));
+}
+inline int32_t wrapping_add(int32_t a, int32_t b) {
+  return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b));
+}
+
 inline int32_t packed_weight(const int8_t* w_packed, int64_t kp, int64_t j, int64_t t) {
   return w_packed[(j / kInt8Panel) * kInt8Panel * kp + (t / 4) * (4 * kInt8Panel) + (j % kInt8Panel) * 4 + t % 4];
 }
@@ -62,7 +72,7 @@ inline int32_t packed_weight(const int8_t* w_packed, int64_t kp, int64_t j, int6
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       int32_t s = 0;
-      for (int64_t t = 0; t < k; ++t) s += static_cast<int32_t>(a[i * lda + t]) * packed_weight(w_packed, kp, j, t);
+      for (int64_t t = 0; t < k; ++t) s = wrapping_add(s, static_cast<int32_t>(a[i * lda + t]) * packed_weight(w_packed, kp, j, t));
       c[i * ldc + j] = s;
     }
   }
@@ -75,15 +85,15 @@ void quantize_range(int64_t begin, int64_t end, const float* x, float inv_scale,
 
 inline float dequantize_one(int32_t c, int32_t a_zero, int32_t w_sum, float scale, const float* bias, int64_t j,
                             bool relu) {
-  float y = product(static_cast<float>(c - a_zero * w_sum), scale);
+  float y = product(static_cast<float>(corrected_sum(c, a_zero, w_sum)), scale);
   if (bias != nullptr) y = y + bias[j];
   return relu ? (y < 0.0f ? 0.0f : y) : y;
 }
 
 inline uint8_t requantize_one(int32_t c, int32_t a_zero, int32_t w_sum, const int32_t* bias, int64_t j,
                               float multiplier, int32_t y_zero, float lo, float hi) {
-  int32_t v = c - a_zero * w_sum;
-  if (bias != nullptr) v += bias[j];
+  int32_t v = corrected_sum(c, a_zero, w_sum);
+  if (bias != nullptr) v = wrapping_add(v, bias[j]);
   return static_cast<uint8_t>(clamp_rounded(std::nearbyint(product(static_cast<float>(v), multiplier)), lo, hi) +
                               y_zero);
 }

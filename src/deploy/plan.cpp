@@ -14,6 +14,7 @@
 #include "../core/internal.hpp"
 #include "../ops/conv_forward.hpp"
 #include "../ops/trace.hpp"
+#include "plan_build.hpp"
 #include "plan_data.hpp"
 #include "ember/autograd/grad_mode.hpp"
 #include "ember/backend/kernels.hpp"
@@ -28,171 +29,6 @@ using backend::UnaryParams;
 using ember::detail::cat_str;
 
 namespace {
-
-constexpr const char* kSupported =
-    "a plan runs conv2d, linear, batch_norm in eval mode, elementwise ops on tensors of one shape, max_pool2d, "
-    "adaptive_avg_pool2d to 1 x 1 and views";
-
-}  // namespace
-
-namespace {
-
-// The GEMM's packing scratch for an m x n x k product on every kernel table this machine has
-// (a plan may be loaded where another tier runs), rounded to the arena's alignment.
-int64_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k) {
-  size_t most = 0;
-  for (backend::Isa isa : {backend::Isa::Scalar, backend::Isa::Avx2, backend::Isa::Avx512, backend::Isa::Neon}) {
-    if (backend::isa_available(isa)) most = std::max(most, backend::kernels_for<float>(isa).gemm_workspace(m, n, k));
-  }
-  return round_up_arena(static_cast<int64_t>(most));
-}
-
-// Records the ops of one forward as steps (src/ops/trace.hpp).
-class Tracer final : public ember::detail::OpTracer {
- public:
-  explicit Tracer(PlanData& plan) : plan_(plan) {}
-
-  int add_value(const Tensor<float>& t, int alias_of = -1) {
-    const int id = static_cast<int>(plan_.values.size());
-    plan_.values.push_back({t.shape(), alias_of, -1});
-    ids_[t.impl()] = id;
-    keep_.push_back(t);  // the address stays this tensor's while tracing
-    return id;
-  }
-  int id_of(const Tensor<float>& t) const {
-    if (!t.defined()) return -1;
-    auto it = ids_.find(t.impl());
-    return it == ids_.end() ? -1 : it->second;
-  }
-
-  void conv2d(const Tensor<float>& x, const Tensor<float>& w, const Tensor<float>& b, const Conv2dGeometry& g,
-              const Tensor<float>& y) override {
-    Step s = step("conv2d");
-    s.kind = StepKind::Conv2d;
-    s.in0 = input_of(x, "conv2d");
-    const ember::detail::ConvDims d = ember::detail::conv_dims("conv2d", x.shape(), w.shape(), g);
-    s.conv = ember::detail::conv_forward_setup(backend::kernels<float>(), d, g);
-    s.weight = w.contiguous().to_vector();
-    if (b.defined()) s.bias = b.contiguous().to_vector();
-    s.channels = d.o;
-    s.inner = d.hw_out();
-    s.weight_shape = w.shape();
-    s.geometry = g;
-    // The column matrix, then the packing room of the GEMM or of the flat kernels' weights.
-    const int64_t flat_weights = round_up_arena((d.og + backend::kConvFlatRowBlock) * d.k() * int64_t(sizeof(float))) + 64;
-    s.scratch_bytes = round_up_arena(conv_scratch_bytes(s.conv)) +
-                      std::max(gemm_workspace_bytes(d.og, d.hw_out(), d.k()), flat_weights);
-    finish(s, y);
-  }
-
-  void linear(const Tensor<float>& x, const Tensor<float>& w, const Tensor<float>& b,
-              const Tensor<float>& y) override {
-    Step s = step("linear");
-    s.kind = StepKind::Linear;
-    s.in0 = input_of(x, "linear");
-    s.in_features = w.shape()[1];
-    s.out_features = w.shape()[0];
-    s.rows = x.numel() / std::max<int64_t>(s.in_features, 1);
-    s.weight = w.contiguous().to_vector();
-    if (b.defined()) s.bias = b.contiguous().to_vector();
-    s.channels = s.out_features;
-    s.scratch_bytes = gemm_workspace_bytes(s.rows, s.out_features, s.in_features);
-    finish(s, y);
-  }
-
-  void channel_affine(const Tensor<float>& x, const std::vector<float>& scale, const std::vector<float>& shift,
-                      const Tensor<float>& y) override {
-    Step s = step("batch_norm");
-    s.kind = StepKind::ChannelAffine;
-    s.in0 = input_of(x, "batch_norm");
-    s.channels = x.shape()[1];
-    s.planes = x.shape()[0] * s.channels;
-    s.inner = x.numel() / std::max<int64_t>(s.planes, 1);
-    s.weight = scale;
-    s.bias = shift;
-    finish(s, y);
-  }
-
-  void unary(const Tensor<float>& x, Unary op, UnaryParams params, const Tensor<float>& y) override {
-    Step s = step("elementwise op");
-    s.kind = StepKind::Unary;
-    s.in0 = input_of(x, "elementwise op");
-    s.unary_op = op;
-    s.unary_params = params;
-    s.numel = x.numel();
-    finish(s, y);
-  }
-
-  void binary(const Tensor<float>& a, const Tensor<float>& b, Binary op, const char* name,
-              const Tensor<float>& y) override {
-    Step s = step(name);
-    s.kind = StepKind::Binary;
-    s.in0 = input_of(a, name);
-    s.in1 = input_of(b, name);
-    if (a.shape() != b.shape()) {
-      unsupported(cat_str(name, " of ", a.shape(), " and ", b.shape(), " (broadcasting)"));
-    }
-    s.binary_op = op;
-    s.numel = a.numel();
-    finish(s, y);
-  }
-
-  void max_pool2d(const Tensor<float>& x, const backend::PoolShape& shape, bool two_by_two,
-                  const Tensor<float>& y) override {
-    Step s = step("max_pool2d");
-    s.kind = StepKind::MaxPool;
-    s.in0 = input_of(x, "max_pool2d");
-    s.pool = shape;
-    s.two_by_two = two_by_two;
-    s.planes = x.shape()[0] * x.shape()[1];
-    s.scratch_bytes = s.planes * shape.ho * shape.wo * static_cast<int64_t>(sizeof(int64_t));
-    finish(s, y);
-  }
-
-  void mean_hw(const Tensor<float>& x, const Tensor<float>& y) override {
-    Step s = step("adaptive_avg_pool2d");
-    s.kind = StepKind::MeanHW;
-    s.in0 = input_of(x, "adaptive_avg_pool2d");
-    s.inner = x.shape()[x.dim() - 2] * x.shape()[x.dim() - 1];
-    s.planes = x.numel() / std::max<int64_t>(s.inner, 1);
-    if (s.inner == 0) unsupported("adaptive_avg_pool2d of an empty image");
-    finish(s, y);
-  }
-
-  void view(const Tensor<float>& x, const Tensor<float>& y) override {
-    const int v = id_of(x);
-    if (v < 0) return;  // not on the data flow (yet): a consumer will say so
-    add_value(y, plan_.root(v));
-  }
-
-  [[noreturn]] void unsupported(const std::string& what) override {
-    throw ValueError(cat_str("deploy::compile: ", what, " is not supported (", kSupported, ")"));
-  }
-
- private:
-  static Step step(const char* name) {
-    Step s;
-    s.name = name;
-    return s;
-  }
-  int input_of(const Tensor<float>& t, const char* op) {
-    const int v = id_of(t);
-    if (v < 0) {
-      throw ValueError(cat_str("deploy::compile: ", op, ": an operand of shape ", t.shape(),
-                               " was computed by an op a plan cannot run, or is not derived from the input (",
-                               kSupported, ")"));
-    }
-    return v;
-  }
-  void finish(Step& s, const Tensor<float>& y) {
-    s.out = add_value(y);
-    plan_.steps.push_back(std::move(s));
-  }
-
-  PlanData& plan_;
-  std::map<const void*, int> ids_;
-  std::vector<Tensor<float>> keep_;
-};
 
 // ---- Passes ----------------------------------------------------------------------------------
 
@@ -279,7 +115,7 @@ void plan_arena(PlanData& p) {
   }
   for (size_t v = 1; v < p.values.size(); ++v) {
     if (p.values[v].alias_of >= 0 || first[v] < 0 || static_cast<int>(v) == p.output) continue;
-    buffers.push_back({round_up_arena(p.values[v].shape.numel() * static_cast<int64_t>(sizeof(float))), first[v],
+    buffers.push_back({round_up_arena(value_bytes(p.values[v])), first[v],
                        std::max(first[v], last[v]), &p.values[v].offset});
   }
   for (size_t i = 0; i < p.steps.size(); ++i) {
@@ -311,6 +147,13 @@ void plan_arena(PlanData& p) {
 }
 
 }  // namespace
+
+void finish_plan(PlanData& p, const CompileOptions& options) {
+  if (options.fold_batch_norm) fold_batch_norm(p);
+  if (options.fuse_elementwise) fuse_elementwise(p);
+  plan_arena(p);
+  p.bind_owned_weights();
+}
 
 void Plan::run(const Tensor<float>& input, const Tensor<float>& output, std::span<std::byte> arena) const {
   const PlanData& p = checked_plan(data());
@@ -365,10 +208,7 @@ Plan compile(nn::Module<float>& model, const Shape& input_shape, const CompileOp
   data->output = data->root(out);
   data->output_shape = y.shape();
   if (data->output == 0) throw ValueError("deploy::compile: the model's output is its input: there is nothing to plan");
-  if (options.fold_batch_norm) fold_batch_norm(*data);
-  if (options.fuse_elementwise) fuse_elementwise(*data);
-  plan_arena(*data);
-  data->bind_owned_weights();
+  finish_plan(*data, options);
   return Plan(std::move(data));
 }
 

@@ -8,13 +8,33 @@
 #include <vector>
 
 #include "../ops/conv_forward.hpp"
+#include "../quant/int8_layer.hpp"
 #include "ember/backend/kernels.hpp"
 #include "ember/core/shape.hpp"
 #include "ember/deploy/plan.hpp"
 
 namespace ember::deploy {
 
-enum class StepKind : uint8_t { Conv2d, Linear, ChannelAffine, Unary, Binary, MaxPool, MeanHW, Count };
+enum class StepKind : uint8_t {
+  Conv2d, Linear, ChannelAffine, Unary, Binary, MaxPool, MeanHW,
+  // A quantized model's (Note [Int8 steps] in plan_quant.cpp):
+  Int8Linear, Int8Conv2d, MaxPoolU8, Dequantize,
+  Count
+};
+
+/// What a value holds: floats, or uint8 activations (channels last when 4-D: [N, H, W, C]).
+enum class ElemType : uint8_t { F32, U8, Count };
+inline int64_t elem_bytes(ElemType t) { return t == ElemType::U8 ? 1 : 4; }
+
+/// The most products an int8 step sums per output (Note [Int8 steps]).
+inline constexpr int64_t kMaxInt8K = 65536;
+
+/// An int8 Linear or Conv2d step's quantization (quant::detail::Int8Affine without the arrays).
+struct Int8Params {
+  bool relu = false, dynamic = false, out_quantized = false;
+  float in_scale = 1.0f, out_scale = 1.0f;
+  int32_t in_zero = 0, out_zero = 0;
+};
 
 struct PostOp {
   backend::Unary op;
@@ -39,6 +59,17 @@ struct Step {
   backend::PoolShape pool{};
   bool two_by_two = false;
   int64_t numel = 0, planes = 0, inner = 0, channels = 0;
+  // Int8Linear and Int8Conv2d: the packed int8 weights, the int32 arrays (weight sums [out], then
+  // when out_quantized the bias in output units [out]) and the float ones (weight scales [out],
+  // when static input scale * weight scale [out], when out_quantized the output multipliers
+  // [out]); the float bias is `bias`. Dequantize: the value's scale and zero point in `q8`.
+  Int8Params q8{};
+  std::vector<int8_t> qweight;
+  std::vector<int32_t> ints;
+  std::vector<float> scales;
+  std::span<const int8_t> qw;
+  std::span<const int32_t> iv;
+  std::span<const float> sv;
   std::vector<PostOp> post;  // fused elementwise ops, in order
   std::string name;          // the op, for str() and errors
   bool folded_batch_norm = false;
@@ -47,6 +78,7 @@ struct Step {
 
 struct Value {
   Shape shape;
+  ElemType type = ElemType::F32;
   int alias_of = -1;    // a view of this value
   int64_t offset = -1;  // in the arena, for intermediate buffers
 };
@@ -68,9 +100,54 @@ struct PlanData {
     for (Step& s : steps) {
       s.w = s.weight;
       s.b = s.bias;
+      s.qw = s.qweight;
+      s.iv = s.ints;
+      s.sv = s.scales;
     }
   }
 };
+
+/// Bytes of value v's buffer (its own, not rounded).
+inline int64_t value_bytes(const Value& v) { return v.shape.numel() * elem_bytes(v.type); }
+
+/// The int8 layer a step runs, its arrays pointing into the step.
+inline quant::detail::Int8Affine int8_layer(const Step& s) {
+  quant::detail::Int8Affine l;
+  l.out = s.out_features;
+  l.k = s.in_features;
+  l.packed = s.qw.data();
+  l.sums = s.iv.data();
+  l.weight_scales = s.sv.data();
+  l.bias = s.b.empty() ? nullptr : s.b.data();
+  l.relu = s.q8.relu;
+  l.dynamic = s.q8.dynamic;
+  l.in_scale = s.q8.in_scale;
+  l.in_zero = s.q8.in_zero;
+  l.out_scales = s.q8.dynamic ? nullptr : s.sv.data() + l.out;
+  l.out_quantized = s.q8.out_quantized;
+  l.out_scale = s.q8.out_scale;
+  l.out_zero = s.q8.out_zero;
+  l.bias_q = s.q8.out_quantized ? s.iv.data() + l.out : nullptr;
+  l.out_multiplier = s.q8.out_quantized ? s.sv.data() + (s.q8.dynamic ? 1 : 2) * l.out : nullptr;
+  return l;
+}
+
+/// The arrays' lengths an int8 step with `out` outputs needs.
+inline int64_t int8_ints(const Step& s) { return s.out_features * (s.q8.out_quantized ? 2 : 1); }
+inline int64_t int8_floats(const Step& s) {
+  return s.out_features * (1 + (s.q8.dynamic ? 0 : 1) + (s.q8.out_quantized ? 1 : 0));
+}
+
+/// Where an int8 step's scratch puts each buffer (offsets from its start, 64-byte aligned), from
+/// its input value: the quantized input, its channels-last copy, the im2row rows, the int32
+/// sums, the float outputs before they go channels first, and a dynamic layer's scales.
+struct Int8Scratch {
+  int64_t quantized = 0, channels_last = 0, rows = 0, acc = 0, floats = 0, dynamic_scales = 0, total = 0;
+};
+Int8Scratch int8_scratch(const Step& s, const Value& input);
+
+/// An Int8Conv2d step's image geometry from its input value (channels last when uint8).
+quant::detail::Int8ConvShape int8_conv_shape(const Step& s, const Value& input);
 
 /// The plan's data; throws ember::ValueError for an empty (default-constructed) plan.
 const PlanData& checked_plan(const PlanData* p);

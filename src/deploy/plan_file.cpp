@@ -3,18 +3,19 @@
 //
 // Note [Plan file]
 // One little-endian file:
-//   header (64 bytes): "EMBRPLAN", u32 version (1), u32 0, u64 file size, u64 arena bytes,
+//   header (64 bytes): "EMBRPLAN", u32 version (2), u32 0, u64 file size, u64 arena bytes,
 //                      u64 graph offset (64), u64 graph bytes, u64 weights offset, u64 weights bytes
-//   graph:   the input and output shapes, the values (shape, alias, arena offset), the output
-//            value and the steps (kind, operands, attributes, fused ops, scratch, and for weights
-//            an offset and a count into the weight section)
-//   weights: float32 arrays, each starting on a 64-byte boundary of the file
+//   graph:   the input and output shapes, the values (shape, type: float32 or uint8, alias,
+//            arena offset), the output value and the steps (kind, operands, attributes, fused
+//            ops, scratch, and for weights an offset and a count into the weight section)
+//   weights: float32, int32 and int8 arrays (int8 steps' weights packed as gemm_u8s8 reads them
+//            on every tier), each starting on a 64-byte boundary of the file
 //   u32 CRC-32 (zlib's) of every byte before it.
 // The reader checks the magic, version, sizes, the CRC, then every field as it parses: counts
-// against the bytes left, ids against the values, shapes against the steps' attributes (a
-// convolution's output shape is recomputed from its input, weights and geometry), every buffer
-// and scratch area against the arena size, and that each step reads only values written before
-// it. Only then is the plan returned: nothing runs on a partly checked file. Which kernels run
+// against the bytes left, ids against the values, shapes and types against the steps' attributes
+// (a convolution's output shape is recomputed from its input, weights and geometry), an int8
+// step's arrays against what keeps its integers in range (check_int8_arrays), every buffer and
+// scratch area against the arena size, and that each step reads only values written before it. Only then is the plan returned: nothing runs on a partly checked file. Which kernels run
 // (flat convolutions, the 2x2 pooling kernel) is decided again where the plan is loaded.
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -24,6 +25,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cerrno>
 #include <cstring>
 #include <initializer_list>
@@ -91,6 +93,56 @@ class Reader {
 };
 
 int64_t numel_of(const PlanData& p, int v) { return p.values[static_cast<size_t>(v)].shape.numel(); }
+ElemType type_of(const PlanData& p, int v) { return p.values[static_cast<size_t>(v)].type; }
+
+// An array of `want` T's in the weight section (offset and count read from the graph); empty
+// when optional and absent.
+template <class T>
+std::span<const T> get_array(Reader& r, std::span<const uint8_t> weights, const char* what, int64_t want,
+                             bool optional, size_t index) {
+  const auto offset = r.get<uint64_t>(what);
+  const auto count = r.get<uint64_t>(what);
+  if (optional && count == 0) return {};
+  if (want < 0 || count != static_cast<uint64_t>(want)) {
+    r.fail(cat_str("step ", index, ": ", what, " holds ", count, " values, the step needs ", want));
+  }
+  if (offset % 64 != 0 || offset > weights.size() || (weights.size() - offset) / sizeof(T) < count) {
+    r.fail(cat_str("step ", index, ": ", what, " lies outside the weight section"));
+  }
+  return {reinterpret_cast<const T*>(weights.data() + offset), static_cast<size_t>(count)};
+}
+
+// The checks of an int8 step's arrays that keep its integer sums in range and its float steps
+// finite (Note [Int8 steps]): positive finite scales, zero points of 7-bit activations, bias
+// within +-2^30, and weight sums that are those of the packed weights, whose padding is zero.
+void check_int8_arrays(const Reader& r, const Step& s, size_t index) {
+  auto fail = [&](const std::string& why) { r.fail(cat_str("step ", index, " (", s.name, "): ", why)); };
+  auto scale_ok = [](float v) { return std::isfinite(v) && v > 0.0f; };
+  auto zero_ok = [](int32_t z) { return z >= quant::detail::kActivationMin && z <= quant::detail::kActivationMax; };
+  if (!scale_ok(s.q8.in_scale) || !scale_ok(s.q8.out_scale) || !zero_ok(s.q8.in_zero) || !zero_ok(s.q8.out_zero)) {
+    fail("an activation scale or zero point is out of range");
+  }
+  for (float v : s.sv) {
+    if (!scale_ok(v)) fail(cat_str("a scale or multiplier is ", v));
+  }
+  const int64_t out = s.out_features, k = s.in_features, kp = backend::int8_padded_k(k);
+  for (int64_t j = out; j < static_cast<int64_t>(s.iv.size()); ++j) {
+    if (s.iv[static_cast<size_t>(j)] < -(int32_t(1) << 30) || s.iv[static_cast<size_t>(j)] > (int32_t(1) << 30)) {
+      fail("a quantized bias is out of range");
+    }
+  }
+  const int64_t panels = (out + backend::kInt8Panel - 1) / backend::kInt8Panel;
+  for (int64_t j = 0; j < panels * backend::kInt8Panel; ++j) {
+    const int8_t* column = s.qw.data() + (j / backend::kInt8Panel) * backend::kInt8Panel * kp + (j % backend::kInt8Panel) * 4;
+    int64_t sum = 0;
+    for (int64_t t = 0; t < kp; ++t) {
+      const int8_t v = column[(t / 4) * (4 * backend::kInt8Panel) + t % 4];
+      if ((t >= k || j >= out) && v != 0) fail("the packed weights' padding is not zero");
+      sum += v;
+    }
+    if (j < out && sum != s.iv[static_cast<size_t>(j)]) fail("its weight sums do not match its weights");
+  }
+}
 
 // The product of non-negative factors read from a file, or -1 when it overflows (no value's
 // size is negative, so a comparison with one then fails).
@@ -126,21 +178,63 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
     op.params.b = r.get<double>("fused op");
     s.post.push_back(op);
   }
-  auto array = [&](const char* what, int64_t want, bool optional) -> std::span<const float> {
-    const auto offset = r.get<uint64_t>(what);
-    const auto count = r.get<uint64_t>(what);
-    if (optional && count == 0) return {};
-    if (count != static_cast<uint64_t>(want)) {
-      r.fail(cat_str("step ", index, ": ", what, " holds ", count, " values, the step needs ", want));
-    }
-    if (offset % 64 != 0 || offset > weights.size() || (weights.size() - offset) / sizeof(float) < count) {
-      r.fail(cat_str("step ", index, ": ", what, " lies outside the weight section"));
-    }
-    return {reinterpret_cast<const float*>(weights.data() + offset), static_cast<size_t>(count)};
+  auto array = [&](const char* what, int64_t want, bool optional) {
+    return get_array<float>(r, weights, what, want, optional, index);
   };
   auto need = [&](bool ok, const std::string& why) {
     if (!ok) r.fail(cat_str("step ", index, " (", s.name, "): ", why));
   };
+  auto pool_geometry = [&] {
+    int64_t* fields[] = {&s.pool.h,        &s.pool.w,        &s.pool.ho,    &s.pool.wo,
+                         &s.pool.kh,       &s.pool.kw,       &s.pool.stride_h, &s.pool.stride_w,
+                         &s.pool.pad_h,    &s.pool.pad_w,    &s.pool.dil_h, &s.pool.dil_w};
+    for (int64_t* f : fields) *f = r.get_count("pooling geometry", int64_t(1) << 30);
+    s.planes = r.get_count("planes", int64_t(1) << 40);
+    const auto& q = s.pool;
+    need(q.h > 0 && q.w > 0 && q.ho > 0 && q.wo > 0 && q.kh > 0 && q.kw > 0 && q.stride_h > 0 && q.stride_w > 0 &&
+             q.dil_h > 0 && q.dil_w > 0 && 2 * q.pad_h <= q.kh && 2 * q.pad_w <= q.kw,
+         "invalid pooling geometry");
+    // A window fits the padded plane, and every window starts inside the plane (the kernels
+    // clip windows, never skip them).
+    need((q.kh - 1) * q.dil_h + 1 <= q.h + 2 * q.pad_h && (q.kw - 1) * q.dil_w + 1 <= q.w + 2 * q.pad_w,
+         "a window larger than the padded plane");
+    need((q.ho - 1) * q.stride_h - q.pad_h < q.h && (q.wo - 1) * q.stride_w - q.pad_w < q.w,
+         "windows beyond the plane");
+  };
+  auto types = [&](ElemType in, ElemType out) {
+    need(type_of(p, s.in0) == in && (s.in1 < 0 || type_of(p, s.in1) == in) && type_of(p, s.out) == out,
+         "its values are not of the types it reads and writes");
+  };
+  auto int8_common = [&] {
+    const auto flags = r.get<uint8_t>("int8 flags");
+    need(flags < 8, "unknown int8 flags");
+    s.q8.relu = (flags & 1) != 0;
+    s.q8.dynamic = (flags & 2) != 0;
+    s.q8.out_quantized = (flags & 4) != 0;
+    s.q8.in_scale = r.get<float>("int8 parameters");
+    s.q8.in_zero = r.get<int32_t>("int8 parameters");
+    s.q8.out_scale = r.get<float>("int8 parameters");
+    s.q8.out_zero = r.get<int32_t>("int8 parameters");
+    s.rows = r.get_count("rows", int64_t(1) << 40);
+    s.in_features = r.get_count("in_features", kMaxInt8K);
+    s.out_features = r.get_count("out_features", int64_t(1) << 30);
+    need(s.in_features > 0 && s.out_features > 0, "no features");
+    need(!(s.q8.dynamic && s.q8.out_quantized), "a dynamic layer cannot output uint8");
+    need(type_of(p, s.in0) == ElemType::F32 || !s.q8.dynamic, "a dynamic layer reads floats");
+    need(type_of(p, s.out) == (s.q8.out_quantized ? ElemType::U8 : ElemType::F32),
+         "its output value is not of the type it writes");
+  };
+  auto int8_arrays = [&] {
+    s.qw = get_array<int8_t>(r, weights, "int8 weights", backend::int8_packed_size(s.out_features, s.in_features),
+                             false, index);
+    s.iv = get_array<int32_t>(r, weights, "int8 sums", int8_ints(s), false, index);
+    s.sv = get_array<float>(r, weights, "int8 scales", int8_floats(s), false, index);
+    s.b = array("bias", s.out_features, true);
+    check_int8_arrays(r, s, index);
+    need(s.scratch_bytes >= int8_scratch(s, p.values[static_cast<size_t>(s.in0)]).total,
+         "its scratch is smaller than its buffers");
+  };
+  if (!s.post.empty() && type_of(p, s.out) != ElemType::F32) r.fail(cat_str("step ", index, ": fused ops on uint8 values"));
   switch (s.kind) {
     case StepKind::Conv2d: {
       s.name = "conv2d";
@@ -161,6 +255,7 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       need(numel_of(p, s.out) == d.n * d.o * d.hw_out(), "its output value does not hold the convolution's output");
       need(s.conv.pointwise || s.scratch_bytes >= product({d.k(), d.hw_out(), int64_t(sizeof(float))}),
            "its scratch is smaller than its column matrix");
+      types(ElemType::F32, ElemType::F32);
       s.channels = d.o;
       s.inner = d.hw_out();
       s.w = array("weights", s.weight_shape.numel(), false);
@@ -176,6 +271,7 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       need(numel_of(p, s.in0) == product({s.rows, s.in_features}) &&
                numel_of(p, s.out) == product({s.rows, s.out_features}),
            "its values do not hold rows x features");
+      types(ElemType::F32, ElemType::F32);
       s.channels = s.out_features;
       s.w = array("weights", product({s.in_features, s.out_features}), false);
       s.b = array("bias", s.out_features, true);
@@ -188,6 +284,7 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       need(s.channels > 0 && s.planes % s.channels == 0, "planes are not whole samples");
       need(numel_of(p, s.in0) == product({s.planes, s.inner}) && numel_of(p, s.out) == product({s.planes, s.inner}),
            "its values do not hold planes x inner");
+      types(ElemType::F32, ElemType::F32);
       s.w = array("scale", s.channels, false);
       s.b = array("shift", s.channels, false);
       break;
@@ -198,6 +295,7 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       s.unary_params.b = r.get<double>("elementwise op");
       s.numel = r.get_count("numel", int64_t(1) << 40);
       need(numel_of(p, s.in0) == s.numel && numel_of(p, s.out) == s.numel, "its values do not hold numel");
+      types(ElemType::F32, ElemType::F32);
       break;
     case StepKind::Binary: {
       s.name = "binary op";
@@ -208,25 +306,14 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       need(s.in1 >= 0 && numel_of(p, s.in0) == s.numel && numel_of(p, s.in1) == s.numel &&
                numel_of(p, s.out) == s.numel,
            "its values do not hold numel");
+      types(ElemType::F32, ElemType::F32);
       break;
     }
     case StepKind::MaxPool: {
       s.name = "max_pool2d";
-      int64_t* fields[] = {&s.pool.h,        &s.pool.w,        &s.pool.ho,    &s.pool.wo,
-                           &s.pool.kh,       &s.pool.kw,       &s.pool.stride_h, &s.pool.stride_w,
-                           &s.pool.pad_h,    &s.pool.pad_w,    &s.pool.dil_h, &s.pool.dil_w};
-      for (int64_t* f : fields) *f = r.get_count("pooling geometry", int64_t(1) << 30);
-      s.planes = r.get_count("planes", int64_t(1) << 40);
+      pool_geometry();
       const auto& q = s.pool;
-      need(q.h > 0 && q.w > 0 && q.ho > 0 && q.wo > 0 && q.kh > 0 && q.kw > 0 && q.stride_h > 0 && q.stride_w > 0 &&
-               q.dil_h > 0 && q.dil_w > 0 && 2 * q.pad_h <= q.kh && 2 * q.pad_w <= q.kw,
-           "invalid pooling geometry");
-      // A window fits the padded plane, and every window starts inside the plane (the kernels
-      // clip windows, never skip them).
-      need((q.kh - 1) * q.dil_h + 1 <= q.h + 2 * q.pad_h && (q.kw - 1) * q.dil_w + 1 <= q.w + 2 * q.pad_w,
-           "a window larger than the padded plane");
-      need((q.ho - 1) * q.stride_h - q.pad_h < q.h && (q.wo - 1) * q.stride_w - q.pad_w < q.w,
-           "windows beyond the plane");
+      types(ElemType::F32, ElemType::F32);
       need(numel_of(p, s.in0) == product({s.planes, q.h, q.w}) && numel_of(p, s.out) == product({s.planes, q.ho, q.wo}),
            "its values do not hold the planes");
       need(s.scratch_bytes >= product({s.planes, q.ho, q.wo, int64_t(sizeof(int64_t))}),
@@ -241,7 +328,71 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       s.inner = r.get_count("inner", int64_t(1) << 40);
       need(s.inner > 0 && numel_of(p, s.in0) == product({s.planes, s.inner}) && numel_of(p, s.out) == s.planes,
            "its values do not hold the planes");
+      types(ElemType::F32, ElemType::F32);
       break;
+    case StepKind::Int8Linear:
+      s.name = "int8 linear";
+      int8_common();
+      need(numel_of(p, s.in0) == product({s.rows, s.in_features}) &&
+               numel_of(p, s.out) == product({s.rows, s.out_features}),
+           "its values do not hold rows x features");
+      int8_arrays();
+      break;
+    case StepKind::Int8Conv2d: {
+      s.name = "int8 conv2d";
+      int8_common();
+      s.weight_shape = r.get_shape("weight shape");
+      for (int64_t& v : s.geometry.stride) v = r.get<int64_t>("geometry");
+      for (int64_t& v : s.geometry.padding) v = r.get<int64_t>("geometry");
+      for (int64_t& v : s.geometry.dilation) v = r.get<int64_t>("geometry");
+      const Value& in = p.values[static_cast<size_t>(s.in0)];
+      need(s.weight_shape.size() == 4 && in.shape.size() == 4, "its input or weights are not 4-D");
+      need(s.weight_shape[0] == s.out_features && product({s.weight_shape[1], s.weight_shape[2], s.weight_shape[3]}) ==
+                                                      s.in_features,
+           "its weight shape does not match its features");
+      const bool nhwc = in.type == ElemType::U8;
+      const Shape nchw = nhwc ? Shape{in.shape[0], in.shape[3], in.shape[1], in.shape[2]} : in.shape;
+      try {
+        (void)ember::detail::conv_dims("int8 conv2d", nchw, s.weight_shape, s.geometry);
+      } catch (const Error& e) {
+        r.fail(cat_str("step ", index, ": ", e.message()));
+      }
+      const quant::detail::Int8ConvShape c = int8_conv_shape(s, in);
+      const Shape want = s.q8.out_quantized ? Shape{nchw[0], c.ho, c.wo, s.out_features}
+                                            : Shape{nchw[0], s.out_features, c.ho, c.wo};
+      need(p.values[static_cast<size_t>(s.out)].shape == want, "its output value does not hold the convolution's output");
+      need(s.rows == 0, "rows are a linear step's");
+      int8_arrays();
+      break;
+    }
+    case StepKind::MaxPoolU8: {
+      s.name = "max_pool2d";
+      pool_geometry();
+      s.channels = r.get_count("channels", int64_t(1) << 30);
+      const auto& q = s.pool;
+      types(ElemType::U8, ElemType::U8);
+      need(p.values[static_cast<size_t>(s.in0)].shape == Shape{s.planes, q.h, q.w, s.channels} &&
+               p.values[static_cast<size_t>(s.out)].shape == Shape{s.planes, q.ho, q.wo, s.channels},
+           "its values do not hold the images");
+      break;
+    }
+    case StepKind::Dequantize: {
+      s.name = "dequantize";
+      s.q8.in_scale = r.get<float>("dequantize");
+      s.q8.in_zero = r.get<int32_t>("dequantize");
+      types(ElemType::U8, ElemType::F32);
+      need(std::isfinite(s.q8.in_scale) && s.q8.in_scale > 0.0f && s.q8.in_zero >= 0 && s.q8.in_zero <= 255,
+           "its scale or zero point is out of range");
+      const Shape& in = p.values[static_cast<size_t>(s.in0)].shape;
+      const Shape& out = p.values[static_cast<size_t>(s.out)].shape;
+      if (in.size() == 4) {
+        need(out == Shape{in[0], in[3], in[1], in[2]}, "its output is not its channels-last input channels first");
+        need(s.scratch_bytes >= in.numel(), "its scratch is smaller than its input");
+      } else {
+        need(out.numel() == in.numel(), "its values differ in size");
+      }
+      break;
+    }
     case StepKind::Count: break;
   }
   return s;
@@ -268,20 +419,22 @@ void check_graph(const Reader& r, const PlanData& p) {
     written[static_cast<size_t>(s.out)] = 1;
   }
   if (!written[static_cast<size_t>(p.output)] || p.output == 0) r.fail("no step writes the output");
-  if (p.values[static_cast<size_t>(p.output)].shape.numel() != p.output_shape.numel()) {
-    r.fail("the output value does not hold the output shape");
+  if (p.values[static_cast<size_t>(p.output)].shape.numel() != p.output_shape.numel() ||
+      p.values[static_cast<size_t>(p.output)].type != ElemType::F32) {
+    r.fail("the output value does not hold the output shape in floats");
   }
   for (size_t v = 1; v < p.values.size(); ++v) {
     const Value& val = p.values[v];
     if (val.alias_of >= 0) {
       if (static_cast<size_t>(val.alias_of) >= v) r.fail(cat_str("value ", v, " is a view of a later value"));
-      if (val.shape.numel() != p.values[static_cast<size_t>(val.alias_of)].shape.numel()) {
-        r.fail(cat_str("value ", v, " views a value of another size"));
+      if (val.shape.numel() != p.values[static_cast<size_t>(val.alias_of)].shape.numel() ||
+          val.type != p.values[static_cast<size_t>(val.alias_of)].type) {
+        r.fail(cat_str("value ", v, " views a value of another size or type"));
       }
       continue;
     }
     if (static_cast<int>(v) == p.output || !written[v]) continue;
-    const uint64_t bytes = static_cast<uint64_t>(round_up_arena(val.shape.numel() * static_cast<int64_t>(sizeof(float))));
+    const uint64_t bytes = static_cast<uint64_t>(round_up_arena(value_bytes(val)));
     if (val.offset < 0 || val.offset % 64 != 0 || static_cast<uint64_t>(val.offset) + bytes > p.arena_bytes) {
       r.fail(cat_str("value ", v, " lies outside the arena"));
     }
@@ -322,12 +475,17 @@ std::shared_ptr<PlanData> parse_plan(std::span<const uint8_t> bytes, const std::
   for (int64_t v = 0; v < nvalues; ++v) {
     Value val;
     val.shape = g.get_shape("value shape");
+    const auto type = g.get<uint8_t>("value type");
+    if (type >= static_cast<uint8_t>(ElemType::Count)) g.fail(cat_str("value ", v, ": unknown type ", int(type)));
+    val.type = static_cast<ElemType>(type);
     val.alias_of = g.get<int32_t>("value alias");
     if (val.alias_of < -1 || val.alias_of >= v) g.fail(cat_str("value ", v, ": alias ", val.alias_of, " out of range"));
     val.offset = g.get<int64_t>("value offset");
     p->values.push_back(std::move(val));
   }
-  if (p->values[0].shape != p->input_shape || p->values[0].alias_of != -1) g.fail("value 0 is not the input");
+  if (p->values[0].shape != p->input_shape || p->values[0].alias_of != -1 || p->values[0].type != ElemType::F32) {
+    g.fail("value 0 is not the input");
+  }
   p->output = g.get_id("output", p->values.size(), false);
   if (p->values[static_cast<size_t>(p->output)].alias_of != -1) g.fail("the output value is a view");
   const int64_t nsteps = g.get_count("step count", int64_t(1) << 20);
@@ -360,6 +518,9 @@ Plan parse(std::span<const uint8_t> bytes, const std::string& name) {
   for (Step& s : p->steps) {  // copies: the bytes are the caller's
     s.weight.assign(s.w.begin(), s.w.end());
     s.bias.assign(s.b.begin(), s.b.end());
+    s.qweight.assign(s.qw.begin(), s.qw.end());
+    s.ints.assign(s.iv.begin(), s.iv.end());
+    s.scales.assign(s.sv.begin(), s.sv.end());
   }
   p->bind_owned_weights();
   return Plan(std::move(p));

@@ -16,6 +16,41 @@ using backend::Binary;
 using backend::Unary;
 using ember::detail::cat_str;
 
+quant::detail::Int8ConvShape int8_conv_shape(const Step& s, const Value& input) {
+  const Shape& x = input.shape;
+  const bool nhwc = input.type == ElemType::U8;
+  quant::detail::Int8ConvShape c{nhwc ? x[3] : x[1], nhwc ? x[1] : x[2], nhwc ? x[2] : x[3],
+                                 s.weight_shape[2], s.weight_shape[3], 0, 0, s.geometry};
+  quant::detail::int8_conv_output(c);
+  return c;
+}
+
+Int8Scratch int8_scratch(const Step& s, const Value& input) {
+  Int8Scratch r;
+  int64_t at = 0;
+  auto take = [&](int64_t& offset, int64_t bytes) {
+    offset = at;
+    at += round_up_arena(bytes);
+  };
+  const bool float_input = input.type == ElemType::F32;
+  if (s.kind == StepKind::Int8Linear) {
+    const int64_t rows = s.rows;
+    if (float_input) take(r.quantized, rows * s.in_features);
+    take(r.acc, rows * s.out_features * int64_t(sizeof(int32_t)));
+  } else {  // per image
+    const quant::detail::Int8ConvShape c = int8_conv_shape(s, input);
+    const int64_t pixels = c.ho * c.wo;
+    if (float_input) take(r.quantized, c.c * c.h * c.w);
+    if (float_input && c.c > 1) take(r.channels_last, c.c * c.h * c.w);
+    take(r.rows, pixels * s.in_features);
+    take(r.acc, pixels * s.out_features * int64_t(sizeof(int32_t)));
+    if (!s.q8.out_quantized) take(r.floats, pixels * s.out_features * int64_t(sizeof(float)));
+  }
+  if (s.q8.dynamic) take(r.dynamic_scales, s.out_features * int64_t(sizeof(float)));
+  r.total = at;
+  return r;
+}
+
 const PlanData& checked_plan(const PlanData* p) {
   if (p == nullptr) throw ValueError("deploy::Plan: this plan is empty (assign it the result of deploy::compile or load)");
   return *p;
@@ -42,8 +77,95 @@ void add_channel_bias(const backend::Kernels<float>& k, std::span<const float> b
   }
 }
 
-void run_step(const backend::Kernels<float>& k, const Step& s, const float* x0, const float* x1, float* y,
-              std::byte* scratch) {
+// The input's quantization for an int8 step reading floats: fixed, or (dynamic) from the input's
+// range, with the per-output scales that go with it written to `dynamic_scales`.
+void int8_input_params(const Step& s, const quant::detail::Int8Affine& l, const float* x, int64_t n,
+                       float* dynamic_scales, float& scale, int32_t& zero, const float*& out_scales) {
+  if (!l.dynamic) {
+    scale = l.in_scale;
+    zero = l.in_zero;
+    out_scales = l.out_scales;
+    return;
+  }
+  if (n == 0 || !quant::detail::dynamic_input_params(x, n, scale, zero)) {
+    throw ValueError(cat_str("deploy::Plan::run: ", s.name, ": NaN or infinity in its input, which it quantizes by its range"));
+  }
+  for (int64_t j = 0; j < l.out; ++j) dynamic_scales[j] = scale * l.weight_scales[j];
+  out_scales = dynamic_scales;
+}
+
+void run_int8_linear(const Step& s, const Value& input, const std::byte* x, std::byte* y, std::byte* scratch) {
+  const quant::detail::Int8Affine l = int8_layer(s);
+  const Int8Scratch at = int8_scratch(s, input);
+  auto* acc = reinterpret_cast<int32_t*>(scratch + at.acc);
+  const auto* a = reinterpret_cast<const uint8_t*>(x);
+  int32_t a_zero = l.in_zero;
+  const float* out_scales = l.out_scales;
+  if (input.type == ElemType::F32) {
+    const auto* xf = reinterpret_cast<const float*>(x);
+    const int64_t n = s.rows * l.k;
+    float scale = 1.0f;
+    int32_t zero = 0;
+    int8_input_params(s, l, xf, n, reinterpret_cast<float*>(scratch + at.dynamic_scales), scale, zero, out_scales);
+    auto* q = reinterpret_cast<uint8_t*>(scratch + at.quantized);
+    quant::detail::quantize_activations(xf, n, scale, zero, q);
+    a = q;
+    a_zero = zero;
+  }
+  if (l.out_quantized) {
+    quant::detail::int8_rows_to_u8(l, s.rows, a, acc, reinterpret_cast<uint8_t*>(y));
+  } else {
+    quant::detail::int8_rows_to_float(l, s.rows, a, a_zero, out_scales, acc, reinterpret_cast<float*>(y));
+  }
+}
+
+// Image by image, as the QuantizedConv2d stage computes it.
+void run_int8_conv(const Step& s, const Value& input, const std::byte* x, std::byte* y, std::byte* scratch) {
+  const quant::detail::Int8Affine l = int8_layer(s);
+  const quant::detail::Int8ConvShape c = int8_conv_shape(s, input);
+  const Int8Scratch at = int8_scratch(s, input);
+  const int64_t n = input.shape[0], image = c.c * c.h * c.w, pixels = c.ho * c.wo;
+  auto* acc = reinterpret_cast<int32_t*>(scratch + at.acc);
+  auto* rows = reinterpret_cast<uint8_t*>(scratch + at.rows);
+  const bool float_input = input.type == ElemType::F32;
+  float scale = l.in_scale;
+  int32_t zero = l.in_zero;
+  const float* out_scales = l.out_scales;
+  if (float_input) {
+    int8_input_params(s, l, reinterpret_cast<const float*>(x), n * image,
+                      reinterpret_cast<float*>(scratch + at.dynamic_scales), scale, zero, out_scales);
+  }
+  for (int64_t b = 0; b < n; ++b) {
+    const uint8_t* img = nullptr;
+    if (float_input) {
+      auto* q = reinterpret_cast<uint8_t*>(scratch + at.quantized);
+      quant::detail::quantize_activations(reinterpret_cast<const float*>(x) + b * image, image, scale, zero, q);
+      img = q;
+      if (c.c > 1) {
+        auto* nhwc = reinterpret_cast<uint8_t*>(scratch + at.channels_last);
+        quant::detail::to_channels_last_u8(q, c.c, c.h * c.w, nhwc);
+        img = nhwc;
+      }
+    } else {
+      img = reinterpret_cast<const uint8_t*>(x) + b * image;
+    }
+    quant::detail::im2row_u8(c, img, static_cast<uint8_t>(zero), rows);
+    if (l.out_quantized) {
+      quant::detail::int8_rows_to_u8(l, pixels, rows, acc, reinterpret_cast<uint8_t*>(y) + b * pixels * l.out);
+    } else {
+      auto* out = reinterpret_cast<float*>(scratch + at.floats);
+      quant::detail::int8_rows_to_float(l, pixels, rows, zero, out_scales, acc, out);
+      quant::detail::to_channels_first(out, pixels, l.out, reinterpret_cast<float*>(y) + b * l.out * pixels);
+    }
+  }
+}
+
+void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s, const std::byte* in0,
+              const std::byte* in1, std::byte* out, std::byte* scratch) {
+  const auto* x0 = reinterpret_cast<const float*>(in0);
+  const auto* x1 = reinterpret_cast<const float*>(in1);
+  auto* y = reinterpret_cast<float*>(out);
+  const Value& input = p.values[static_cast<size_t>(s.in0)];  // its own shape: a view's, not its root's
   switch (s.kind) {
     case StepKind::Conv2d: {
       const auto& d = s.conv.d;
@@ -96,6 +218,34 @@ void run_step(const backend::Kernels<float>& k, const Step& s, const float* x0, 
       run_post(k, s, s.planes, y);
       return;
     }
+    case StepKind::Int8Linear:
+      run_int8_linear(s, input, in0, out, scratch);
+      if (!s.q8.out_quantized) run_post(k, s, s.rows * s.out_features, y);
+      return;
+    case StepKind::Int8Conv2d:
+      run_int8_conv(s, input, in0, out, scratch);
+      if (!s.q8.out_quantized) run_post(k, s, p.values[static_cast<size_t>(s.out)].shape.numel(), y);
+      return;
+    case StepKind::MaxPoolU8:
+      quant::detail::max_pool_u8(s.pool, s.planes, s.channels, reinterpret_cast<const uint8_t*>(in0),
+                                 reinterpret_cast<uint8_t*>(out));
+      return;
+    case StepKind::Dequantize: {
+      // uint8 images are channels last: back to channels first, then to floats.
+      const auto* q = reinterpret_cast<const uint8_t*>(in0);
+      const int64_t n = input.shape.numel();
+      if (input.shape.size() == 4) {
+        auto* nchw = reinterpret_cast<uint8_t*>(scratch);
+        const int64_t pixels = input.shape[1] * input.shape[2], c = input.shape[3];
+        for (int64_t b = 0; b < input.shape[0]; ++b) {
+          quant::detail::to_channels_first_u8(q + b * pixels * c, pixels, c, nchw + b * pixels * c);
+        }
+        q = nchw;
+      }
+      backend::int8_kernels().dequantize_u8(n, q, s.q8.in_zero, s.q8.in_scale, 0, y);
+      run_post(k, s, n, y);
+      return;
+    }
     case StepKind::Count: break;
   }
 }
@@ -134,9 +284,17 @@ std::string step_str(const PlanData& p, const Step& s) {
   std::string out = s.kind == StepKind::Unary    ? std::string(unary_name(s.unary_op))
                     : s.kind == StepKind::Binary ? binary_name(s.binary_op)
                                                  : s.name;
-  out += cat_str(" ", p.values[static_cast<size_t>(s.in0)].shape);
-  if (s.in1 >= 0) out += cat_str(", ", p.values[static_cast<size_t>(s.in1)].shape);
-  out += cat_str(" -> ", p.values[static_cast<size_t>(s.out)].shape);
+  auto value = [&](int v) {
+    const Value& val = p.values[static_cast<size_t>(v)];
+    return cat_str(val.shape, val.type == ElemType::U8 ? " u8" : "");
+  };
+  out += cat_str(" ", value(s.in0));
+  if (s.in1 >= 0) out += cat_str(", ", value(s.in1));
+  out += cat_str(" -> ", value(s.out));
+  if (s.kind == StepKind::Int8Linear || s.kind == StepKind::Int8Conv2d) {
+    out += s.q8.dynamic ? ", dynamic" : "";
+    out += s.q8.relu ? ", relu" : "";
+  }
   if (s.folded_batch_norm) out += ", batch norm folded";
   for (const PostOp& op : s.post) out += cat_str(", ", unary_name(op.op), " fused");
   if (s.kind == StepKind::Conv2d) out += s.conv.flat ? " (flat)" : s.conv.pointwise ? " (pointwise)" : " (im2col)";
@@ -186,15 +344,15 @@ void Plan::run(std::span<const float> input, std::span<float> output, std::span<
     throw ValueError("deploy::Plan::run: the output overlaps the input");
   }
   const auto& k = backend::kernels<float>();
-  auto at = [&](int v) -> float* {
+  auto at = [&](int v) -> std::byte* {
     if (v < 0) return nullptr;
     const int r = p.root(v);
-    if (r == 0) return const_cast<float*>(input.data());
-    if (r == p.output) return output.data();
-    return reinterpret_cast<float*>(arena.data() + p.values[static_cast<size_t>(r)].offset);
+    if (r == 0) return reinterpret_cast<std::byte*>(const_cast<float*>(input.data()));
+    if (r == p.output) return reinterpret_cast<std::byte*>(output.data());
+    return arena.data() + p.values[static_cast<size_t>(r)].offset;
   };
   for (const Step& s : p.steps) {
-    run_step(k, s, at(s.in0), at(s.in1), at(s.out), s.scratch_bytes > 0 ? arena.data() + s.scratch_offset : nullptr);
+    run_step(k, p, s, at(s.in0), at(s.in1), at(s.out), s.scratch_bytes > 0 ? arena.data() + s.scratch_offset : nullptr);
   }
 }
 

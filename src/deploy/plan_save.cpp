@@ -33,7 +33,8 @@ class Writer {
 // Weight arrays go to their own section; the graph records where.
 struct WeightSection {
   std::vector<uint8_t> bytes;
-  void put(Writer& graph, std::span<const float> values) {
+  template <class T>
+  void put(Writer& graph, std::span<const T> values) {
     bytes.resize((bytes.size() + 63) / 64 * 64, 0);
     graph.put<uint64_t>(bytes.size());
     graph.put<uint64_t>(values.size());
@@ -92,10 +93,37 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
       g.put<int64_t>(s.numel);
       break;
     case StepKind::MaxPool:
+    case StepKind::MaxPoolU8:
       for (int64_t v : {s.pool.h, s.pool.w, s.pool.ho, s.pool.wo, s.pool.kh, s.pool.kw, s.pool.stride_h,
                         s.pool.stride_w, s.pool.pad_h, s.pool.pad_w, s.pool.dil_h, s.pool.dil_w})
         g.put<int64_t>(v);
       g.put<int64_t>(s.planes);
+      if (s.kind == StepKind::MaxPoolU8) g.put<int64_t>(s.channels);
+      break;
+    case StepKind::Int8Linear:
+    case StepKind::Int8Conv2d:
+      g.put<uint8_t>(static_cast<uint8_t>((s.q8.relu ? 1 : 0) | (s.q8.dynamic ? 2 : 0) | (s.q8.out_quantized ? 4 : 0)));
+      g.put<float>(s.q8.in_scale);
+      g.put<int32_t>(s.q8.in_zero);
+      g.put<float>(s.q8.out_scale);
+      g.put<int32_t>(s.q8.out_zero);
+      g.put<int64_t>(s.rows);
+      g.put<int64_t>(s.in_features);
+      g.put<int64_t>(s.out_features);
+      if (s.kind == StepKind::Int8Conv2d) {
+        g.put_shape(s.weight_shape);
+        for (int64_t v : s.geometry.stride) g.put<int64_t>(v);
+        for (int64_t v : s.geometry.padding) g.put<int64_t>(v);
+        for (int64_t v : s.geometry.dilation) g.put<int64_t>(v);
+      }
+      w.put(g, s.qw);
+      w.put(g, s.iv);
+      w.put(g, s.sv);
+      w.put(g, s.b);
+      break;
+    case StepKind::Dequantize:
+      g.put<float>(s.q8.in_scale);
+      g.put<int32_t>(s.q8.in_zero);
       break;
     case StepKind::MeanHW:
       g.put<int64_t>(s.planes);
@@ -117,6 +145,7 @@ void save(const Plan& plan, const std::string& path) {
   g.put<int64_t>(static_cast<int64_t>(p->values.size()));
   for (const Value& v : p->values) {
     g.put_shape(v.shape);
+    g.put<uint8_t>(static_cast<uint8_t>(v.type));
     g.put<int32_t>(v.alias_of);
     g.put<int64_t>(v.offset);
   }

@@ -7,12 +7,18 @@
 #include <cstring>
 #include <limits>
 
+#include "../core/internal.hpp"
+#include "ember/core/error.hpp"
 #include "ember/quant/observer.hpp"
 
 namespace ember::quant {
 
 // Declared in ember/quant/observer.hpp; defined here, with no tensors, for ember::runtime.
 QParams calculate_qparams(float min_val, float max_val, const QuantSpec& spec) {
+  if (!std::isfinite(min_val) || !std::isfinite(max_val)) {
+    throw ValueError(ember::detail::cat_str("calculate_qparams: the range [", min_val, ", ", max_val,
+                                            "] is not finite"));
+  }
   const float qmin = static_cast<float>(spec.quant_min()), qmax = static_cast<float>(spec.quant_max());
   const float min_neg = std::min(min_val, 0.0f), max_pos = std::max(max_val, 0.0f);
   const float eps = std::numeric_limits<float>::epsilon();
@@ -37,7 +43,7 @@ static_assert(kActivationMin == kActivationSpec.quant_min() && kActivationMax ==
 bool dynamic_input_params(const float* x, int64_t n, float& scale, int32_t& zero_point) {
   float lo = x[0], hi = x[0];
   for (int64_t i = 0; i < n; ++i) {
-    if (std::isnan(x[i])) return false;
+    if (!std::isfinite(x[i])) return false;
     lo = std::min(lo, x[i]);
     hi = std::max(hi, x[i]);
   }

@@ -39,7 +39,7 @@ struct Int8Affine {
 inline constexpr int32_t kActivationMin = 0, kActivationMax = 127;
 
 /// A dynamic layer's input parameters from the range of x[0 .. n) (MinMaxObserver's rule);
-/// false when x holds a NaN.
+/// false when x holds a NaN or an infinity.
 bool dynamic_input_params(const float* x, int64_t n, float& scale, int32_t& zero_point);
 /// q = the 7-bit activations of x[0 .. n) in (scale, zero_point).
 void quantize_activations(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q);

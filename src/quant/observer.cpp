@@ -20,6 +20,7 @@ const float* checked_values(const Tensor<float>& x, const char* what, Tensor<flo
   const float* p = keep.data();
   for (int64_t i = 0; i < keep.numel(); ++i) {
     if (std::isnan(p[i])) throw ValueError(cat_str(what, ": NaN in the observed values (element ", i, ")"));
+    if (std::isinf(p[i])) throw ValueError(cat_str(what, ": an infinity in the observed values (element ", i, ")"));
   }
   return p;
 }

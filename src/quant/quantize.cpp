@@ -7,11 +7,13 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <sstream>
 
 #include "../core/internal.hpp"
 #include "int8_layer.hpp"
+#include "stage_info.hpp"
 #include "ember/backend/int8_kernels.hpp"
 #include "ember/backend/parallel.hpp"
 #include "ember/autograd/grad_mode.hpp"
@@ -25,6 +27,7 @@
 #include "ember/nn/linear.hpp"
 #include "ember/nn/normalization.hpp"
 #include "ember/nn/pooling.hpp"
+#include "ember/nn/residual.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/factory.hpp"
@@ -150,7 +153,7 @@ struct AffineCore {
     int32_t zero = 0;
     if (x.numel() == 0) throw ValueError("the input is empty: nothing to quantize dynamically");
     if (!detail::dynamic_input_params(x.data(), x.numel(), scale, zero)) {
-      throw ValueError("NaN in the input: a dynamic layer cannot quantize it");
+      throw ValueError("NaN or infinity in the input: a dynamic layer quantizes by its range");
     }
     q.scale = scale;
     q.zero_point = zero;
@@ -482,10 +485,45 @@ class FloatAffineStage final : public Stage {
   FloatAffine layer_;
 };
 
+// A ResNet BasicBlock: relu(conv2(conv1(x)) + shortcut(x)) with int8 convolutions (batch norms
+// folded in, conv1's ReLU fused). conv1 hands conv2 uint8 (channels last); conv2 and the
+// downsampling shortcut output floats, which are added, with the identity shortcut's x, and
+// rectified in float: the block takes and gives floats.
+class QuantizedBasicBlock final : public Stage {
+ public:
+  QuantizedBasicBlock(std::shared_ptr<const QuantizedConv2d> conv1, std::shared_ptr<const QuantizedConv2d> conv2,
+                      std::shared_ptr<const QuantizedConv2d> downsample)
+      : conv1_(std::move(conv1)), conv2_(std::move(conv2)), downsample_(std::move(downsample)) {}
+  Activation run(const Activation& x) const override {
+    const Activation input{to_float(x)};
+    const Tensor<float> residual = to_float(conv2_->run(conv1_->run(input)));
+    const Tensor<float> shortcut = downsample_ ? to_float(downsample_->run(input)) : input.value;
+    return {relu(residual + shortcut)};
+  }
+  std::string str() const override {
+    return cat_str("QuantizedBasicBlock(conv1=", conv1_->str(), ", conv2=", conv2_->str(),
+                   downsample_ ? ", downsample=" + downsample_->str() : std::string(), ")");
+  }
+  const std::shared_ptr<const QuantizedConv2d>& conv1() const noexcept { return conv1_; }
+  const std::shared_ptr<const QuantizedConv2d>& conv2() const noexcept { return conv2_; }
+  const std::shared_ptr<const QuantizedConv2d>& downsample() const noexcept { return downsample_; }
+
+ private:
+  std::shared_ptr<const QuantizedConv2d> conv1_, conv2_, downsample_;
+};
+
+// A BasicBlock's convolutions in float, batch norms folded, as calibration runs them.
+struct BlockPlan {
+  std::string path;
+  FloatAffine conv1, conv2;  // conv1 with its ReLU
+  std::shared_ptr<FloatAffine> downsample;
+};
+
 struct PlanStep {
   std::shared_ptr<const Stage> fixed;  // a float stage
   std::shared_ptr<FloatAffine> affine;  // or a layer to quantize
   bool keep_float = false;              // ... or to leave in float, folded
+  std::shared_ptr<BlockPlan> block;     // or a residual block to quantize
 };
 
 void flatten_modules(nn::Module<float>& m, const std::string& path,
@@ -520,6 +558,20 @@ void fold_batch_norm(FloatAffine& conv, const nn::BatchNorm<float>& bn, const st
   conv.weight = (conv.weight * factor.reshape({o, 1, 1, 1})).contiguous();
   const Tensor<float> b = conv.bias.defined() ? conv.bias : zeros<float>({o});
   conv.bias = ((b - bn.running_mean) * factor + beta).contiguous();
+}
+
+FloatAffine conv_affine(nn::Conv2d<float>& conv, const std::string& path) {
+  if (conv.options.groups != 1) {
+    throw ValueError(cat_str("quantize: ", describe(path, conv), " has groups=", conv.options.groups,
+                             "; quantized convolutions support groups=1"));
+  }
+  FloatAffine a;
+  a.path = path;
+  a.conv = true;
+  a.weight = conv.weight.detach().contiguous();
+  if (conv.bias.defined()) a.bias = conv.bias.detach().contiguous();
+  a.geometry = nn::conv2d_geometry(conv.options, conv.kernel_size.h, conv.kernel_size.w, "quantize");
+  return a;
 }
 
 std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only,
@@ -557,17 +609,26 @@ std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only,
       if (lin->bias.defined()) a->bias = lin->bias.detach().contiguous();
       steps.push_back({nullptr, a, kept(path)});
     } else if (auto* conv = dynamic_cast<nn::Conv2d<float>*>(m); conv != nullptr && !dynamic_only) {
-      if (conv->options.groups != 1) {
-        throw ValueError(cat_str("quantize: ", describe(path, *m), " has groups=", conv->options.groups,
-                                 "; quantized convolutions support groups=1"));
+      steps.push_back({nullptr, std::make_shared<FloatAffine>(conv_affine(*conv, path)), kept(path)});
+    } else if (auto* bb = dynamic_cast<nn::BasicBlock<float>*>(m); bb != nullptr && !dynamic_only) {
+      auto block = std::make_shared<BlockPlan>();
+      block->path = path;
+      block->conv1 = conv_affine(*bb->conv1, path + ".conv1");
+      fold_batch_norm(block->conv1, *bb->bn1, path + ".bn1");
+      block->conv1.relu = true;
+      block->conv2 = conv_affine(*bb->conv2, path + ".conv2");
+      fold_batch_norm(block->conv2, *bb->bn2, path + ".bn2");
+      if (bb->downsample) {
+        auto* ds_conv = dynamic_cast<nn::Conv2d<float>*>(bb->downsample->named_children().at(0).second.get());
+        auto* ds_bn = dynamic_cast<nn::BatchNorm<float>*>(bb->downsample->named_children().at(1).second.get());
+        if (ds_conv == nullptr || ds_bn == nullptr || bb->downsample->named_children().size() != 2) {
+          throw ValueError(cat_str("quantize: ", describe(path + ".downsample", *bb->downsample),
+                                   " is not a Conv2d and a BatchNorm2d"));
+        }
+        block->downsample = std::make_shared<FloatAffine>(conv_affine(*ds_conv, path + ".downsample.0"));
+        fold_batch_norm(*block->downsample, *ds_bn, path + ".downsample.1");
       }
-      auto a = std::make_shared<FloatAffine>();
-      a->path = path;
-      a->conv = true;
-      a->weight = conv->weight.detach().contiguous();
-      if (conv->bias.defined()) a->bias = conv->bias.detach().contiguous();
-      a->geometry = nn::conv2d_geometry(conv->options, conv->kernel_size.h, conv->kernel_size.w, "quantize");
-      steps.push_back({nullptr, a, kept(path)});
+      steps.push_back({nullptr, nullptr, false, block});
     } else if (auto* bn = dynamic_cast<nn::BatchNorm<float>*>(m); bn != nullptr && !dynamic_only) {
       if (last == nullptr || !last->conv || last->relu) {
         throw ValueError(cat_str("quantize: ", describe(path, *m),
@@ -592,8 +653,9 @@ std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only,
       steps.push_back({std::make_shared<AdaptiveAvgPoolStage>(aap->output_size()), nullptr});
     } else {
       throw ValueError(cat_str(dynamic_only ? "quantize_dynamic: " : "quantize: ", describe(path, *m),
-                               " is not supported (supported: Sequential of Linear, Conv2d, BatchNorm2d after a "
-                               "Conv2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Identity)"));
+                               " is not supported (supported: Sequential of Linear, ",
+                               dynamic_only ? "" : "Conv2d, BatchNorm2d after a Conv2d, BasicBlock, ",
+                               "ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Identity)"));
     }
   }
   if (steps.empty()) throw ValueError("quantize: the model has no layers");
@@ -672,8 +734,16 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
   }
   std::vector<PlanStep> steps = plan(model, false, options.keep_float);
   // One observer per quantized layer's input.
-  std::vector<MinMaxObserver> minmax(steps.size());
-  std::vector<HistogramObserver> histogram(steps.size());
+  // (A block's: at its input, and at its conv2's.)
+  std::vector<MinMaxObserver> minmax(steps.size()), minmax_mid(steps.size());
+  std::vector<HistogramObserver> histogram(steps.size()), histogram_mid(steps.size());
+  auto observe = [&](size_t i, bool mid, const Tensor<float>& x, const std::string& what) {
+    if (options.observer == Observer::MinMax) {
+      (mid ? minmax_mid : minmax)[i].observe(x, what.c_str());
+    } else {
+      (mid ? histogram_mid : histogram)[i].observe(x, what.c_str());
+    }
+  };
   std::vector<std::array<int64_t, 3>> image_shape(steps.size(), {0, 0, 0});  // at each Flatten's input
   NoGradGuard no_grad;
   for (size_t b = 0; b < calibration.size(); ++b) {
@@ -688,16 +758,23 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
       }
       if (steps[i].affine) {
         const std::string what = cat_str("quantize: calibration batch ", b, " at the input of '", steps[i].affine->path, "'");
-        if (steps[i].keep_float) {
-        } else if (options.observer == Observer::MinMax) {
-          minmax[i].observe(y, what.c_str());
-        } else {
-          histogram[i].observe(y, what.c_str());
-        }
+        if (!steps[i].keep_float) observe(i, false, y, what);
         try {
           y = steps[i].affine->run(y);
         } catch (Error& e) {
           e.prepend_module(steps[i].affine->path);
+          throw;
+        }
+      } else if (steps[i].block) {
+        const BlockPlan& block = *steps[i].block;
+        observe(i, false, y, cat_str("quantize: calibration batch ", b, " at the input of '", block.path, "'"));
+        try {
+          const Tensor<float> mid = block.conv1.run(y);
+          observe(i, true, mid, cat_str("quantize: calibration batch ", b, " at the input of '", block.conv2.path, "'"));
+          const Tensor<float> shortcut = block.downsample ? block.downsample->run(y) : y;
+          y = relu(block.conv2.run(mid) + shortcut);
+        } catch (Error& e) {
+          e.prepend_module(block.path);
           throw;
         }
       } else {
@@ -705,11 +782,12 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
       }
     }
   }
-  std::vector<QParams> inputs(steps.size());
+  std::vector<QParams> inputs(steps.size()), mids(steps.size());
   for (size_t i = 0; i < steps.size(); ++i) {
-    if (steps[i].affine && !steps[i].keep_float) {
+    if ((steps[i].affine && !steps[i].keep_float) || steps[i].block) {
       inputs[i] = options.observer == Observer::MinMax ? minmax[i].qparams() : histogram[i].qparams();
     }
+    if (steps[i].block) mids[i] = options.observer == Observer::MinMax ? minmax_mid[i].qparams() : histogram_mid[i].qparams();
   }
   // Links: a layer hands uint8 to the next quantized layer when only max pooling and a Flatten
   // (conv -> linear) stand between them.
@@ -747,6 +825,17 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
   }
   std::vector<std::shared_ptr<const Stage>> stages;
   for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].block) {
+      const BlockPlan& block = *steps[i].block;
+      auto conv = [&](const FloatAffine& a, QParams input, const Link& link) {
+        return std::dynamic_pointer_cast<const QuantizedConv2d>(
+            make_quantized(a, options.per_channel, false, input, link));
+      };
+      stages.push_back(std::make_shared<QuantizedBasicBlock>(
+          conv(block.conv1, inputs[i], {.out_quantized = true, .out = mids[i]}), conv(block.conv2, mids[i], {}),
+          block.downsample ? conv(*block.downsample, inputs[i], {}) : nullptr));
+      continue;
+    }
     if (!steps[i].affine) {
       const auto* fl = dynamic_cast<const FlattenStage*>(steps[i].fixed.get());
       stages.push_back(fl != nullptr && flatten_channels_last[i] ? std::make_shared<FlattenStage>(fl->o_, true)
@@ -769,6 +858,54 @@ QuantizedModel quantize_dynamic(nn::Module<float>& model, const DynamicOptions& 
     stages.push_back(s.affine ? make_quantized(*s.affine, options.per_channel, true, {}) : s.fixed);
   }
   return QuantizedModel(std::move(stages));
+}
+
+// ---- For deploy::compile -------------------------------------------------------------------------
+
+namespace {
+
+detail::StageInfo stage_info(const std::shared_ptr<const Stage>& s) {
+  using detail::StageKind;
+  detail::StageInfo info;
+  info.stage = s;
+  if (const auto* l = dynamic_cast<const QuantizedLinear*>(s.get())) {
+    info.kind = StageKind::Int8Linear;
+    info.layer = l->core().layer();
+    info.chw = l->chw();
+  } else if (const auto* c = dynamic_cast<const QuantizedConv2d*>(s.get())) {
+    info.kind = StageKind::Int8Conv2d;
+    info.layer = c->core().layer();
+    info.in_channels = c->in_channels();
+    info.kh = c->kh();
+    info.kw = c->kw();
+    info.geometry = c->geometry();
+  } else if (const auto* mp = dynamic_cast<const MaxPoolStage*>(s.get())) {
+    info.kind = StageKind::MaxPool;
+    info.pools_quantized = mp->pools_quantized();
+    const MaxPool2dOptions& o = mp->o_;
+    info.kernel = {mp->k_.h, mp->k_.w};
+    info.stride = {o.stride.h ? o.stride.h : mp->k_.h, o.stride.w ? o.stride.w : mp->k_.w};
+    info.padding = {o.padding.h, o.padding.w};
+    info.dilation = {o.dilation.h, o.dilation.w};
+  } else if (const auto* fl = dynamic_cast<const FlattenStage*>(s.get())) {
+    info.kind = StageKind::Flatten;
+    info.flattens_all = fl->full();
+    info.channels_last = fl->channels_last_;
+  } else if (const auto* block = dynamic_cast<const QuantizedBasicBlock*>(s.get())) {
+    info.kind = StageKind::BasicBlock;
+    info.parts.push_back(stage_info(block->conv1()));
+    info.parts.push_back(stage_info(block->conv2()));
+    if (block->downsample()) info.parts.push_back(stage_info(block->downsample()));
+  }
+  return info;
+}
+
+}  // namespace
+
+std::vector<detail::StageInfo> detail::stage_infos(const QuantizedModel& model) {
+  std::vector<StageInfo> infos;
+  for (const std::shared_ptr<const Stage>& s : model.stages()) infos.push_back(stage_info(s));
+  return infos;
 }
 
 // ---- Files ---------------------------------------------------------------------------------------
@@ -838,6 +975,70 @@ StageFields parse_fields(const std::string& text, const std::string& path, size_
   return f;
 }
 
+// Stage s's description for metadata key `key`, its tensors added under `prefix` (a block's
+// convolutions described under key.conv1 and so on).
+void save_stage(const Stage& s, const std::string& key, const std::string& prefix, nn::StateDict& tensors,
+              std::map<std::string, std::string>& meta) {
+  std::string desc;
+  if (const auto* l = dynamic_cast<const QuantizedLinear*>(&s)) {
+    const AffineCore& c = l->core();
+    desc = "linear" + fields({{"in", c.w.k}, {"out", c.w.out}, {"relu", c.relu}, {"dynamic", c.dynamic},
+                              {"out_quantized", c.out_quantized}, {"image_c", l->chw()[0]}, {"image_h", l->chw()[1]},
+                              {"image_w", l->chw()[2]}});
+    put_affine(tensors, prefix, c);
+  } else if (const auto* cv = dynamic_cast<const QuantizedConv2d*>(&s)) {
+    const AffineCore& c = cv->core();
+    const Conv2dGeometry& g = cv->geometry();
+    desc = "conv2d" + fields({{"in", cv->in_channels()}, {"out", c.w.out}, {"kh", cv->kh()}, {"kw", cv->kw()},
+                              {"stride_h", g.stride[0]}, {"stride_w", g.stride[1]}, {"pad_top", g.padding[0]},
+                              {"pad_bottom", g.padding[1]}, {"pad_left", g.padding[2]}, {"pad_right", g.padding[3]},
+                              {"dil_h", g.dilation[0]}, {"dil_w", g.dilation[1]}, {"relu", c.relu},
+                              {"dynamic", c.dynamic}, {"out_quantized", c.out_quantized}});
+    put_affine(tensors, prefix, c);
+  } else if (const auto* fa = dynamic_cast<const FloatAffineStage*>(&s)) {
+    const FloatAffine& a = fa->layer();
+    const Shape& ws = a.weight.shape();
+    if (!a.conv) {
+      desc = "float_linear" + fields({{"in", ws[1]}, {"out", ws[0]}, {"relu", a.relu}});
+    } else {
+      const Conv2dGeometry& g = a.geometry;
+      desc = "float_conv2d" + fields({{"in", ws[1]}, {"out", ws[0]}, {"kh", ws[2]}, {"kw", ws[3]},
+                                      {"stride_h", g.stride[0]}, {"stride_w", g.stride[1]}, {"pad_top", g.padding[0]},
+                                      {"pad_bottom", g.padding[1]}, {"pad_left", g.padding[2]},
+                                      {"pad_right", g.padding[3]}, {"dil_h", g.dilation[0]},
+                                      {"dil_w", g.dilation[1]}, {"relu", a.relu}});
+    }
+    tensors.push_back({prefix + "weight", a.weight});
+    if (a.bias.defined()) tensors.push_back({prefix + "bias", a.bias});
+  } else if (const auto* mp = dynamic_cast<const MaxPoolStage*>(&s)) {
+    const MaxPool2dOptions& o = mp->o_;
+    desc = "max_pool2d" + fields({{"kh", mp->k_.h}, {"kw", mp->k_.w}, {"stride_h", o.stride.h},
+                                  {"stride_w", o.stride.w}, {"pad_h", o.padding.h}, {"pad_w", o.padding.w},
+                                  {"dil_h", o.dilation.h}, {"dil_w", o.dilation.w}, {"ceil", o.ceil_mode}});
+  } else if (const auto* ap = dynamic_cast<const AvgPoolStage*>(&s)) {
+    const AvgPool2dOptions& o = ap->o_;
+    desc = "avg_pool2d" + fields({{"kh", ap->k_.h}, {"kw", ap->k_.w}, {"stride_h", o.stride.h},
+                                  {"stride_w", o.stride.w}, {"pad_h", o.padding.h}, {"pad_w", o.padding.w},
+                                  {"ceil", o.ceil_mode}, {"count_include_pad", o.count_include_pad}});
+  } else if (const auto* aap = dynamic_cast<const AdaptiveAvgPoolStage*>(&s)) {
+    desc = "adaptive_avg_pool2d" + fields({{"h", aap->out_.h}, {"w", aap->out_.w}});
+  } else if (const auto* fl = dynamic_cast<const FlattenStage*>(&s)) {
+    desc = "flatten" + fields({{"start_dim", fl->o_.start_dim}, {"end_dim", fl->o_.end_dim},
+                               {"channels_last", fl->channels_last_}});
+  } else if (dynamic_cast<const ReluStage*>(&s) != nullptr) {
+    desc = "relu";
+  } else if (const auto* block = dynamic_cast<const QuantizedBasicBlock*>(&s)) {
+    desc = "basic_block" + fields({{"downsample", block->downsample() != nullptr}});
+    save_stage(*block->conv1(), key + ".conv1", prefix + "conv1.", tensors, meta);
+    save_stage(*block->conv2(), key + ".conv2", prefix + "conv2.", tensors, meta);
+    if (block->downsample()) save_stage(*block->downsample(), key + ".downsample", prefix + "downsample.", tensors, meta);
+  } else {
+    throw ValueError(cat_str("quant::save: ", key, " (", s.str(), ") cannot be saved"));
+  }
+  meta[key] = desc;
+}
+
+
 }  // namespace
 
 void save(const QuantizedModel& model, const std::string& path) {
@@ -846,60 +1047,7 @@ void save(const QuantizedModel& model, const std::string& path) {
   std::map<std::string, std::string> meta = {{"ember.quant.format", "1"},
                                              {"ember.quant.stages", std::to_string(model.num_stages())}};
   for (size_t i = 0; i < model.num_stages(); ++i) {
-    const Stage& s = model.stage(i);
-    const std::string prefix = cat_str(i, ".");
-    std::string desc;
-    if (const auto* l = dynamic_cast<const QuantizedLinear*>(&s)) {
-      const AffineCore& c = l->core();
-      desc = "linear" + fields({{"in", c.w.k}, {"out", c.w.out}, {"relu", c.relu}, {"dynamic", c.dynamic},
-                                {"out_quantized", c.out_quantized}, {"image_c", l->chw()[0]}, {"image_h", l->chw()[1]},
-                                {"image_w", l->chw()[2]}});
-      put_affine(tensors, prefix, c);
-    } else if (const auto* cv = dynamic_cast<const QuantizedConv2d*>(&s)) {
-      const AffineCore& c = cv->core();
-      const Conv2dGeometry& g = cv->geometry();
-      desc = "conv2d" + fields({{"in", cv->in_channels()}, {"out", c.w.out}, {"kh", cv->kh()}, {"kw", cv->kw()},
-                                {"stride_h", g.stride[0]}, {"stride_w", g.stride[1]}, {"pad_top", g.padding[0]},
-                                {"pad_bottom", g.padding[1]}, {"pad_left", g.padding[2]}, {"pad_right", g.padding[3]},
-                                {"dil_h", g.dilation[0]}, {"dil_w", g.dilation[1]}, {"relu", c.relu},
-                                {"dynamic", c.dynamic}, {"out_quantized", c.out_quantized}});
-      put_affine(tensors, prefix, c);
-    } else if (const auto* fa = dynamic_cast<const FloatAffineStage*>(&s)) {
-      const FloatAffine& a = fa->layer();
-      const Shape& ws = a.weight.shape();
-      if (!a.conv) {
-        desc = "float_linear" + fields({{"in", ws[1]}, {"out", ws[0]}, {"relu", a.relu}});
-      } else {
-        const Conv2dGeometry& g = a.geometry;
-        desc = "float_conv2d" + fields({{"in", ws[1]}, {"out", ws[0]}, {"kh", ws[2]}, {"kw", ws[3]},
-                                        {"stride_h", g.stride[0]}, {"stride_w", g.stride[1]}, {"pad_top", g.padding[0]},
-                                        {"pad_bottom", g.padding[1]}, {"pad_left", g.padding[2]},
-                                        {"pad_right", g.padding[3]}, {"dil_h", g.dilation[0]},
-                                        {"dil_w", g.dilation[1]}, {"relu", a.relu}});
-      }
-      tensors.push_back({prefix + "weight", a.weight});
-      if (a.bias.defined()) tensors.push_back({prefix + "bias", a.bias});
-    } else if (const auto* mp = dynamic_cast<const MaxPoolStage*>(&s)) {
-      const MaxPool2dOptions& o = mp->o_;
-      desc = "max_pool2d" + fields({{"kh", mp->k_.h}, {"kw", mp->k_.w}, {"stride_h", o.stride.h},
-                                    {"stride_w", o.stride.w}, {"pad_h", o.padding.h}, {"pad_w", o.padding.w},
-                                    {"dil_h", o.dilation.h}, {"dil_w", o.dilation.w}, {"ceil", o.ceil_mode}});
-    } else if (const auto* ap = dynamic_cast<const AvgPoolStage*>(&s)) {
-      const AvgPool2dOptions& o = ap->o_;
-      desc = "avg_pool2d" + fields({{"kh", ap->k_.h}, {"kw", ap->k_.w}, {"stride_h", o.stride.h},
-                                    {"stride_w", o.stride.w}, {"pad_h", o.padding.h}, {"pad_w", o.padding.w},
-                                    {"ceil", o.ceil_mode}, {"count_include_pad", o.count_include_pad}});
-    } else if (const auto* aap = dynamic_cast<const AdaptiveAvgPoolStage*>(&s)) {
-      desc = "adaptive_avg_pool2d" + fields({{"h", aap->out_.h}, {"w", aap->out_.w}});
-    } else if (const auto* fl = dynamic_cast<const FlattenStage*>(&s)) {
-      desc = "flatten" + fields({{"start_dim", fl->o_.start_dim}, {"end_dim", fl->o_.end_dim},
-                                 {"channels_last", fl->channels_last_}});
-    } else if (dynamic_cast<const ReluStage*>(&s) != nullptr) {
-      desc = "relu";
-    } else {
-      throw ValueError(cat_str("quant::save: stage ", i, " (", s.str(), ") cannot be saved"));
-    }
-    meta[cat_str("ember.quant.stage.", i)] = desc;
+    save_stage(model.stage(i), cat_str("ember.quant.stage.", i), cat_str(i, "."), tensors, meta);
   }
   io::write_safetensors(path, tensors, meta);
 }
@@ -948,10 +1096,11 @@ QuantizedModel load(const std::string& path) {
     }
     return g;
   };
-  std::vector<std::shared_ptr<const Stage>> stages;
-  for (size_t i = 0; i < static_cast<size_t>(count); ++i) {
-    const StageFields f = parse_fields(meta(cat_str("ember.quant.stage.", i)), path, i);
-    const std::string prefix = cat_str(i, ".");
+  // Stage i described by metadata `key`, its tensors under `prefix` (a block's parts under
+  // key.conv1 and so on).
+  std::function<std::shared_ptr<const Stage>(const std::string&, const std::string&, size_t)> load_stage;
+  load_stage = [&](const std::string& key, const std::string& prefix, size_t i) -> std::shared_ptr<const Stage> {
+    const StageFields f = parse_fields(meta(key), path, i);
     if (f.kind == "linear" || f.kind == "conv2d") {
       const bool conv = f.kind == "conv2d";
       AffineCore c;
@@ -994,9 +1143,9 @@ QuantizedModel load(const std::string& path) {
           bad_file(path, cat_str("stage ", i, ": image ", chw[0], "x", chw[1], "x", chw[2], " does not hold ", in,
                                  " features"));
         }
-        stages.push_back(std::make_shared<QuantizedLinear>(std::move(c), chw));
+        return std::make_shared<QuantizedLinear>(std::move(c), chw);
       } else {
-        stages.push_back(std::make_shared<QuantizedConv2d>(std::move(c), in, kh, kw, geometry(f, i)));
+        return std::make_shared<QuantizedConv2d>(std::move(c), in, kh, kw, geometry(f, i));
       }
     } else if (f.kind == "float_linear" || f.kind == "float_conv2d") {
       FloatAffine a;
@@ -1009,34 +1158,55 @@ QuantizedModel load(const std::string& path) {
       if (tensors.count(prefix + "bias")) a.bias = Tensor<float>::from_base(take(prefix + "bias", DType::Float32, Shape{out}));
       a.relu = f.get("relu", path, i) != 0;
       if (a.conv) a.geometry = geometry(f, i);
-      stages.push_back(std::make_shared<FloatAffineStage>(std::move(a)));
+      return std::make_shared<FloatAffineStage>(std::move(a));
     } else if (f.kind == "max_pool2d") {
       MaxPool2dOptions o;
       o.stride = IntPair(f.get("stride_h", path, i), f.get("stride_w", path, i));
       o.padding = IntPair(f.get("pad_h", path, i), f.get("pad_w", path, i));
       o.dilation = IntPair(f.get("dil_h", path, i), f.get("dil_w", path, i));
       o.ceil_mode = f.get("ceil", path, i) != 0;
-      stages.push_back(std::make_shared<MaxPoolStage>(IntPair(positive(f.get("kh", path, i), "kh", i),
-                                                              positive(f.get("kw", path, i), "kw", i)), o));
+      return std::make_shared<MaxPoolStage>(IntPair(positive(f.get("kh", path, i), "kh", i),
+                                                              positive(f.get("kw", path, i), "kw", i)), o);
     } else if (f.kind == "avg_pool2d") {
       AvgPool2dOptions o;
       o.stride = IntPair(f.get("stride_h", path, i), f.get("stride_w", path, i));
       o.padding = IntPair(f.get("pad_h", path, i), f.get("pad_w", path, i));
       o.ceil_mode = f.get("ceil", path, i) != 0;
       o.count_include_pad = f.get("count_include_pad", path, i) != 0;
-      stages.push_back(std::make_shared<AvgPoolStage>(IntPair(positive(f.get("kh", path, i), "kh", i),
-                                                              positive(f.get("kw", path, i), "kw", i)), o));
+      return std::make_shared<AvgPoolStage>(IntPair(positive(f.get("kh", path, i), "kh", i),
+                                                              positive(f.get("kw", path, i), "kw", i)), o);
     } else if (f.kind == "adaptive_avg_pool2d") {
-      stages.push_back(std::make_shared<AdaptiveAvgPoolStage>(
-          IntPair(positive(f.get("h", path, i), "h", i), positive(f.get("w", path, i), "w", i))));
+      return std::make_shared<AdaptiveAvgPoolStage>(
+          IntPair(positive(f.get("h", path, i), "h", i), positive(f.get("w", path, i), "w", i)));
     } else if (f.kind == "flatten") {
-      stages.push_back(std::make_shared<FlattenStage>(
-          nn::FlattenOptions{f.get("start_dim", path, i), f.get("end_dim", path, i)}, f.get("channels_last", path, i) != 0));
+      return std::make_shared<FlattenStage>(
+          nn::FlattenOptions{f.get("start_dim", path, i), f.get("end_dim", path, i)}, f.get("channels_last", path, i) != 0);
     } else if (f.kind == "relu") {
-      stages.push_back(std::make_shared<ReluStage>());
-    } else {
-      bad_file(path, cat_str("stage ", i, " has the unknown kind '", f.kind, "'"));
+      return std::make_shared<ReluStage>();
+    } else if (f.kind == "basic_block") {
+      auto conv = [&](const std::string& part) {
+        auto c = std::dynamic_pointer_cast<const QuantizedConv2d>(load_stage(key + "." + part, prefix + part + ".", i));
+        if (c == nullptr || c->core().dynamic) {
+          bad_file(path, cat_str("stage ", i, ": its ", part, " is not a static quantized convolution"));
+        }
+        return c;
+      };
+      auto conv1 = conv("conv1"), conv2 = conv("conv2");
+      auto downsample = f.get("downsample", path, i) != 0 ? conv("downsample") : nullptr;
+      const AffineCore &c1 = conv1->core(), &c2 = conv2->core();
+      const bool links = c1.out_quantized && c1.out.scale == c2.input.scale && c1.out.zero_point == c2.input.zero_point;
+      const int64_t out = downsample ? downsample->core().w.out : conv1->in_channels();
+      if (!links || c2.out_quantized || conv2->in_channels() != c1.w.out || c2.w.out != out ||
+          (downsample && (downsample->core().out_quantized || downsample->in_channels() != conv1->in_channels()))) {
+        bad_file(path, cat_str("stage ", i, ": the block's convolutions do not fit together"));
+      }
+      return std::make_shared<QuantizedBasicBlock>(conv1, conv2, downsample);
     }
+    bad_file(path, cat_str("stage ", i, " has the unknown kind '", f.kind, "'"));
+  };
+  std::vector<std::shared_ptr<const Stage>> stages;
+  for (size_t i = 0; i < static_cast<size_t>(count); ++i) {
+    stages.push_back(load_stage(cat_str("ember.quant.stage.", i), cat_str(i, "."), i));
   }
   if (used != tensors.size()) bad_file(path, cat_str("holds ", tensors.size() - used, " tensors no stage uses"));
   return QuantizedModel(std::move(stages));

@@ -13,6 +13,7 @@
 
 #include "ember/autograd/grad_mode.hpp"
 #include "ember/deploy.hpp"
+#include "ember/quant.hpp"
 #include "ember/nn.hpp"
 #include "ember/ops/factory.hpp"
 #include "png_reader.hpp"
@@ -70,6 +71,16 @@ TEST(EmberRun, PrintsTheTopClassesOfAPlan) {
   EXPECT_NE(three, std::string::npos) << out;
   EXPECT_LT(one, three) << out;  // 250 before 200
   EXPECT_EQ(out.find("zero"), std::string::npos) << out;  // only the top 2
+
+  // The same model quantized to int8 (a plan of int8 steps) ranks the pixels the same way.
+  const std::string int8_plan = temp_path("identity-int8.ember");
+  ember::deploy::save(ember::deploy::compile(ember::quant::quantize(*model, {ember::rand<float>({16, 1, 2, 2})}), {1, 1, 2, 2}),
+                      int8_plan);
+  std::tie(status, out) = run(exe + " " + int8_plan + " " + image + " --top 2 --labels " + labels);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_LT(out.find("one"), out.find("three")) << out;
+  EXPECT_EQ(out.find("zero"), std::string::npos) << out;
+  std::filesystem::remove(int8_plan);
 
   // Errors: exit status 1 and a message naming the file.
   write_gray_png(image, 3, 2, {0, 0, 0, 0, 0, 0});

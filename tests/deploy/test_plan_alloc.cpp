@@ -12,12 +12,14 @@
 #include <memory>
 #include <span>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ember/backend/parallel.hpp"
 #include "ember/deploy.hpp"
 #include "ember/nn.hpp"
 #include "ember/ops/factory.hpp"
+#include "ember/quant.hpp"
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
@@ -84,6 +86,24 @@ namespace {
 
 namespace nn = ember::nn;
 
+// The allocations and locks of two runs of `plan` on a thread that never ran a product before.
+std::pair<long, long> count_runs(const ember::deploy::Plan& plan, const ember::Tensor<float>& x) {
+  const ember::Tensor<float> y = ember::zeros<float>(plan.output_shape());
+  std::vector<std::byte> storage(plan.arena_bytes() + 64);
+  auto* base = storage.data();
+  const std::span<std::byte> arena(base + (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64, plan.arena_bytes());
+  std::thread fresh([&] {
+    g_allocations = 0;
+    g_locks = 0;
+    g_counting = true;
+    plan.run(x, y, arena);
+    plan.run(x, y, arena);
+    g_counting = false;
+  });
+  fresh.join();
+  return {g_allocations.load(), g_locks.load()};
+}
+
 TEST(PlanRun, AllocatesNothingAndLocksNothingOnOneThread) {
 #if !defined(EMBER_TEST_COUNTS)
   GTEST_SKIP() << "allocation counting needs glibc and no sanitizer";
@@ -95,28 +115,33 @@ TEST(PlanRun, AllocatesNothingAndLocksNothingOnOneThread) {
   model->eval();
   const ember::deploy::Plan plan = ember::deploy::compile(*model, {2, 1, 28, 28});
   const ember::Tensor<float> x = ember::randn<float>({2, 1, 28, 28});
-  const ember::Tensor<float> y = ember::zeros<float>(plan.output_shape());
-  std::vector<std::byte> storage(plan.arena_bytes() + 64);
-  auto* base = storage.data();
-  const std::span<std::byte> arena(base + (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64, plan.arena_bytes());
   // On a thread that never ran a product before (compile ran the model on this one): its first
   // runs take nothing from the heap, the GEMM packing into the plan's arena.
-  std::thread fresh([&] {
-    g_allocations = 0;
-    g_locks = 0;
-    g_counting = true;
-    plan.run(x, y, arena);
-    plan.run(x, y, arena);
-    g_counting = false;
-  });
-  fresh.join();
-  EXPECT_EQ(g_allocations.load(), 0);
-  EXPECT_EQ(g_locks.load(), 0);
+  EXPECT_EQ(count_runs(plan, x), (std::pair<long, long>{0, 0}));
   // The counters count: the convenience call allocates its output and arena.
   g_counting = true;
   (void)plan(x);
   g_counting = false;
   EXPECT_GT(g_allocations.load(), 0);
+#endif
+}
+
+TEST(PlanRun, Int8PlansAllocateNothingEither) {
+#if !defined(EMBER_TEST_COUNTS)
+  GTEST_SKIP() << "allocation counting needs glibc and no sanitizer";
+#else
+  ember::set_num_threads(1);
+  auto model = std::make_shared<nn::Sequential<float>>(
+      nn::Conv2d(1, 8, 3, {.padding = 1}), nn::ReLU(), nn::MaxPool2d(2), nn::Conv2d(8, 16, 3, {.padding = 1}),
+      nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(), nn::Linear(16 * 7 * 7, 32), nn::ReLU(), nn::Linear(32, 10));
+  model->eval();
+  const ember::Tensor<float> x = ember::randn<float>({2, 1, 28, 28});
+  const ember::deploy::Plan static_plan = ember::deploy::compile(ember::quant::quantize(*model, {x}), {2, 1, 28, 28});
+  EXPECT_EQ(count_runs(static_plan, x), (std::pair<long, long>{0, 0}));
+  auto mlp = std::make_shared<nn::Sequential<float>>(nn::Flatten(), nn::Linear(784, 64), nn::ReLU(), nn::Linear(64, 10));
+  mlp->eval();
+  const ember::deploy::Plan dynamic_plan = ember::deploy::compile(ember::quant::quantize_dynamic(*mlp), {2, 1, 28, 28});
+  EXPECT_EQ(count_runs(dynamic_plan, x), (std::pair<long, long>{0, 0}));
 #endif
 }
 

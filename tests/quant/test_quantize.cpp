@@ -98,6 +98,11 @@ TEST(Observers, RefuseNaNAndEmptyInput) {
                 .find("calibration: NaN in the observed values (element 1)"),
             std::string::npos);
   EXPECT_NE(message_of([&] { obs.observe(zeros<float>({0, 3}), "calibration"); }).find("an empty batch"), std::string::npos);
+  quant::HistogramObserver histogram;
+  EXPECT_NE(message_of([&] { histogram.observe(tensor<float>({1.0f, -INFINITY}), "calibration"); })
+                .find("calibration: an infinity in the observed values (element 1)"),
+            std::string::npos);
+  EXPECT_THROW(quant::calculate_qparams(0.0f, INFINITY, quant::kActivationSpec), ValueError);
   EXPECT_NE(message_of([&] { (void)obs.qparams(); }).find("no values observed"), std::string::npos);
 }
 
@@ -273,6 +278,54 @@ TEST(Quantize, SaveAndLoadGiveTheSameModel) {
   io::write_safetensors(dir + "/ember_wrong.safetensors", tensors, f.metadata);
   EXPECT_NE(message_of([&] { quant::load(dir + "/ember_wrong.safetensors"); })
                 .find("tensor '0.weight_scale' is float32 [3], expected float32 [6]"),
+            std::string::npos);
+}
+
+// A ResNet of BasicBlocks (identity and downsampling shortcuts): each block's convolutions run in
+// int8 with batch norm folded, conv1 handing conv2 uint8, the sum and ReLU in float.
+TEST(Quantize, ResidualBlocksStayCloseAndSaveAndLoad) {
+  Generator gen(12);
+  nn::Sequential<float> net(nn::Conv2d(3, 8, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(8), nn::ReLU(),
+                            nn::BasicBlock(8, 8, 1), nn::BasicBlock(8, 16, 2), nn::AdaptiveAvgPool2d(1), nn::Flatten(),
+                            nn::Linear(16, 10));
+  net.train();
+  for (int i = 0; i < 5; ++i) net(randn<float>({16, 3, 8, 8}, &gen) * 1.5f + 0.2f);
+  net.eval();
+  std::vector<Tensor<float>> calibration;
+  for (int i = 0; i < 4; ++i) calibration.push_back(randn<float>({16, 3, 8, 8}, &gen));
+  const Tensor<float> x = randn<float>({32, 3, 8, 8}, &gen);
+  const Tensor<float> yf = net(x);
+  const quant::QuantizedModel q = quant::quantize(net, calibration);
+  ASSERT_EQ(q.num_stages(), 6u) << q.str();  // stem, block, block, pool, flatten, linear
+  EXPECT_NE(q.stage(1).str().find("QuantizedBasicBlock(conv1=QuantizedConv2d(8, 8"), std::string::npos) << q.str();
+  EXPECT_NE(q.stage(2).str().find("downsample=QuantizedConv2d(8, 16, kernel_size=(1, 1), stride=(2, 2)"),
+            std::string::npos) << q.str();
+  const Tensor<float> yq = q(x);
+  EXPECT_LT((yf - yq).abs().max().item(), 0.1f * yf.abs().max().item()) << q.str();
+  EXPECT_GE(yf.argmax(1).eq(yq.argmax(1)).sum().item(), 26);
+
+  const std::string path = ::testing::TempDir() + "/ember_quantized_resnet.safetensors";
+  quant::save(q, path);
+  const quant::QuantizedModel back = quant::load(path);
+  EXPECT_EQ(back.str(), q.str());
+  EXPECT_EQ(back(x).to_vector(), yq.to_vector());
+  // A block whose convolutions do not fit together is refused.
+  io::SafetensorsFile f = io::read_safetensors(path);
+  f.metadata["ember.quant.stage.2.conv2"] = f.metadata.at("ember.quant.stage.1.conv2");
+  nn::StateDict tensors = f.tensors;
+  for (auto& e : tensors) {
+    for (const char* part : {"weight", "weight_scale", "weight_zero_point", "bias", "input_scale", "input_zero_point"}) {
+      if (e.name == std::string("2.conv2.") + part) {
+        for (const auto& o : f.tensors)
+          if (o.name == std::string("1.conv2.") + part) e.tensor = o.tensor;
+      }
+    }
+  }
+  io::write_safetensors(path, tensors, f.metadata);
+  EXPECT_THROW(quant::load(path), FormatError);
+  nn::Sequential<float> block_only(nn::BasicBlock(3, 3, 1));
+  block_only.eval();
+  EXPECT_NE(message_of([&] { quant::quantize_dynamic(block_only); }).find("module '0' (BasicBlock) is not supported"),
             std::string::npos);
 }
 

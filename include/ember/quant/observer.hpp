@@ -38,6 +38,7 @@ struct QParams {
 /// hold 0; symmetric: scale = max(|min|, max) / ((quant_max - quant_min) / 2), zero point 0 (128 for
 /// quint8); affine: scale = (max - min) / (quant_max - quant_min), zero_point = quant_min -
 /// round(min / scale) clamped; scale at least float's epsilon. In float, as torch computes it.
+/// A range that is not finite throws ember::ValueError.
 QParams calculate_qparams(float min_val, float max_val, const QuantSpec& spec);
 
 /// MinMaxObserver: the running minimum and maximum of everything observed.

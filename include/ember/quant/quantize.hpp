@@ -15,7 +15,11 @@
 // (exact: max commutes with a monotonic quantization), Flatten keeps the channels-last order and
 // the Linear after it has its weight columns permuted to match. Elsewhere a quantized stage
 // outputs floats (bias and ReLU applied): the last layer, or before AvgPool2d, a lone ReLU and the
-// like, which run on floats. Dropout and Identity vanish (eval mode). Any other module is refused with its path and type: the stages
+// like, which run on floats. A ResNet BasicBlock is one stage: its convolutions (batch norms folded,
+// conv1's ReLU fused, the downsampling shortcut's too) in int8, conv1 handing conv2 uint8 in
+// conv2's input parameters, conv2 and the shortcut giving floats that are added and rectified in
+// float; calibration observes the block's input (conv1's and the shortcut's) and conv2's. Dropout
+// and Identity vanish (eval mode). Any other module is refused with its path and type: the stages
 // must be able to run, and load, without the float model.
 #include <memory>
 #include <optional>
