@@ -9,6 +9,7 @@
 #include "../core/internal.hpp"
 #include "../ops/conv_forward.hpp"
 #include "../ops/trace.hpp"
+#include "ember/backend/parallel.hpp"
 #include "ember/core/error.hpp"
 #include "ember/deploy/compile.hpp"
 #include "plan_data.hpp"
@@ -65,8 +66,11 @@ class Tracer final : public ember::detail::OpTracer {
     s.geometry = g;
     // The column matrix, then the packing room of the GEMM or of the flat kernels' weights.
     const int64_t flat_weights = round_up_arena((d.og + backend::kConvFlatRowBlock) * d.k() * int64_t(sizeof(float))) + 64;
-    s.scratch_bytes = round_up_arena(conv_scratch_bytes(s.conv)) +
-                      std::max(gemm_workspace_bytes(d.og, d.hw_out(), d.k()), flat_weights);
+    // Per worker: the samples of a batch split among as many workers as this process has threads
+    // (the flat kernels thread over the samples themselves).
+    s.workers = s.conv.flat ? 1 : std::clamp<int64_t>(get_num_threads(), 1, d.n);
+    s.scratch_bytes = s.workers * (round_up_arena(conv_scratch_bytes(s.conv)) +
+                                   std::max(gemm_workspace_bytes(d.og, d.hw_out(), d.k()), flat_weights));
     finish(s, y);
   }
 

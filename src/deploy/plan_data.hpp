@@ -74,6 +74,7 @@ struct Step {
   std::string name;          // the op, for str() and errors
   bool folded_batch_norm = false;
   int64_t scratch_bytes = 0, scratch_offset = 0;
+  int64_t workers = 1;  // Int8Conv2d: the image ranges run in parallel, each with its own scratch
 };
 
 struct Value {
@@ -138,11 +139,14 @@ inline int64_t int8_floats(const Step& s) {
   return s.out_features * (1 + (s.q8.dynamic ? 0 : 1) + (s.q8.out_quantized ? 1 : 0));
 }
 
-/// Where an int8 step's scratch puts each buffer (offsets from its start, 64-byte aligned), from
-/// its input value: the quantized input, its channels-last copy, the im2row rows, the int32
-/// sums, the float outputs before they go channels first, and a dynamic layer's scales.
+/// Where an int8 step's scratch puts each buffer (offsets, 64-byte aligned), from its input
+/// value: a dynamic layer's scales, then for each worker (an Int8Conv2d splits its images among
+/// s.workers, Note [Int8 steps]) an area of `per_worker` bytes holding, at these offsets within
+/// it, the quantized input, its channels-last copy, the im2row rows, the int32 sums and the float
+/// outputs before they go channels first.
 struct Int8Scratch {
-  int64_t quantized = 0, channels_last = 0, rows = 0, acc = 0, floats = 0, dynamic_scales = 0, total = 0;
+  int64_t dynamic_scales = 0, first_worker = 0, per_worker = 0, total = 0;
+  int64_t quantized = 0, channels_last = 0, rows = 0, acc = 0, floats = 0;  // within a worker's area
 };
 Int8Scratch int8_scratch(const Step& s, const Value& input);
 

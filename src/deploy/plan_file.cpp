@@ -243,6 +243,7 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       for (int64_t& v : s.geometry.padding) v = r.get<int64_t>("geometry");
       for (int64_t& v : s.geometry.dilation) v = r.get<int64_t>("geometry");
       s.geometry.groups = r.get<int64_t>("geometry");
+      s.workers = r.get_count("workers", 1024);
       const Shape& x = p.values[static_cast<size_t>(s.in0)].shape;
       try {
         s.conv = ember::detail::conv_forward_setup(backend::kernels<float>(),
@@ -253,7 +254,9 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       }
       const auto& d = s.conv.d;
       need(numel_of(p, s.out) == d.n * d.o * d.hw_out(), "its output value does not hold the convolution's output");
-      need(s.conv.pointwise || s.scratch_bytes >= product({d.k(), d.hw_out(), int64_t(sizeof(float))}),
+      need(s.workers >= 1 && s.workers <= d.n && s.scratch_bytes % s.workers == 0,
+           "its workers are not between 1 and its images, or do not share its scratch evenly");
+      need(s.conv.pointwise || s.scratch_bytes / s.workers >= product({d.k(), d.hw_out(), int64_t(sizeof(float))}),
            "its scratch is smaller than its column matrix");
       types(ElemType::F32, ElemType::F32);
       s.channels = d.o;
@@ -341,6 +344,7 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
     case StepKind::Int8Conv2d: {
       s.name = "int8 conv2d";
       int8_common();
+      s.workers = r.get_count("workers", 1024);
       s.weight_shape = r.get_shape("weight shape");
       for (int64_t& v : s.geometry.stride) v = r.get<int64_t>("geometry");
       for (int64_t& v : s.geometry.padding) v = r.get<int64_t>("geometry");
@@ -362,6 +366,7 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
                                             : Shape{nchw[0], s.out_features, c.ho, c.wo};
       need(p.values[static_cast<size_t>(s.out)].shape == want, "its output value does not hold the convolution's output");
       need(s.rows == 0, "rows are a linear step's");
+      need(s.workers >= 1 && s.workers <= nchw[0], "its workers are not between 1 and its images");
       int8_arrays();
       break;
     }

@@ -8,7 +8,9 @@
 //     int8 weights. It takes uint8 activations as they are when they arrive in its input
 //     parameters (channels last for images), and floats otherwise, which it quantizes itself, in
 //     its scratch, with its static parameters or (dynamic) with the range of each run's input. It
-//     writes uint8 in the next layer's parameters (requantized) or floats (channels first);
+//     writes uint8 in the next layer's parameters (requantized) or floats (channels first). A
+//     convolution goes image by image, the images split among as many workers as the compiling
+//     process had threads (at most one per image), each with its own part of the scratch;
 //   - max pooling of uint8 images is a MaxPoolU8 step, and a Flatten of them a view, as the stages
 //     do;
 //   - where a uint8 value meets a stage that computes in float, a Dequantize step turns it back
@@ -23,6 +25,7 @@
 
 #include "../quant/stage_info.hpp"
 #include "ember/autograd/grad_mode.hpp"
+#include "ember/backend/parallel.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/factory.hpp"
 #include "plan_build.hpp"
@@ -181,6 +184,7 @@ class QuantCompiler {
                                c.kw, " kernel"));
     }
     const int64_t n = shape(x)[0];
+    s.workers = std::clamp<int64_t>(get_num_threads(), 1, n);
     return finish_int8(std::move(s), x, {n, c.ho, c.wo, l.out}, {n, l.out, c.ho, c.wo});
   }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "../core/internal.hpp"
+#include "ember/backend/parallel.hpp"
 #include "ember/core/error.hpp"
 #include "ember/deploy/plan.hpp"
 #include "plan_data.hpp"
@@ -32,6 +33,9 @@ Int8Scratch int8_scratch(const Step& s, const Value& input) {
     offset = at;
     at += round_up_arena(bytes);
   };
+  if (s.q8.dynamic) take(r.dynamic_scales, s.out_features * int64_t(sizeof(float)));
+  r.first_worker = at;
+  at = 0;
   const bool float_input = input.type == ElemType::F32;
   if (s.kind == StepKind::Int8Linear) {
     const int64_t rows = s.rows;
@@ -46,8 +50,8 @@ Int8Scratch int8_scratch(const Step& s, const Value& input) {
     take(r.acc, pixels * s.out_features * int64_t(sizeof(int32_t)));
     if (!s.q8.out_quantized) take(r.floats, pixels * s.out_features * int64_t(sizeof(float)));
   }
-  if (s.q8.dynamic) take(r.dynamic_scales, s.out_features * int64_t(sizeof(float)));
-  r.total = at;
+  r.per_worker = at;
+  r.total = r.first_worker + r.per_worker * std::max<int64_t>(s.workers, 1);
   return r;
 }
 
@@ -60,8 +64,26 @@ namespace {
 
 // ---- Steps -------------------------------------------------------------------------------------
 
+// The ops' elementwise grain: pieces of at least this many elements go to the pool.
+constexpr int64_t kGrain = 32768;
+
+// f(b, e) over pieces of [0, n), on ember's pool when n is over `grain` (inline on one thread, with
+// no lock): the kernels give every element the same bits however the range is cut (their tails
+// are masked vectors), so a plan's outputs do not depend on the thread count.
+template <class F>
+void in_pieces(int64_t n, int64_t grain, F&& f) {
+  if (n <= grain) {
+    f(int64_t(0), n);
+  } else {
+    ember::detail::parallel_for(0, n, grain, f);
+  }
+}
+
 void run_post(const backend::Kernels<float>& k, const Step& s, int64_t n, float* y) {
-  for (const PostOp& op : s.post) k.unary(op.op, op.params, n, y, 1, y);
+  if (s.post.empty()) return;
+  in_pieces(n, kGrain, [&](int64_t b, int64_t e) {
+    for (const PostOp& op : s.post) k.unary(op.op, op.params, e - b, y + b, 1, y + b);
+  });
 }
 
 // y[r][j] += bias[j] for rows of `inner` elements, the bias indexed by the row's channel.
@@ -69,12 +91,14 @@ void add_channel_bias(const backend::Kernels<float>& k, std::span<const float> b
                       int64_t channels, int64_t inner, float* y) {
   if (bias.empty()) return;
   if (inner == 1) {
-    for (int64_t r = 0; r < rows / channels; ++r) k.binary(Binary::Add, channels, y + r * channels, 1, bias.data(), 1, y + r * channels);
+    in_pieces(rows / channels, std::max<int64_t>(1, kGrain / channels), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) k.binary(Binary::Add, channels, y + r * channels, 1, bias.data(), 1, y + r * channels);
+    });
     return;
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    k.binary(Binary::Add, inner, y + r * inner, 1, bias.data() + r % channels, 0, y + r * inner);
-  }
+  in_pieces(rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) k.binary(Binary::Add, inner, y + r * inner, 1, bias.data() + r % channels, 0, y + r * inner);
+  });
 }
 
 // The input's quantization for an int8 step reading floats: fixed, or (dynamic) from the input's
@@ -97,7 +121,7 @@ void int8_input_params(const Step& s, const quant::detail::Int8Affine& l, const 
 void run_int8_linear(const Step& s, const Value& input, const std::byte* x, std::byte* y, std::byte* scratch) {
   const quant::detail::Int8Affine l = int8_layer(s);
   const Int8Scratch at = int8_scratch(s, input);
-  auto* acc = reinterpret_cast<int32_t*>(scratch + at.acc);
+  auto* acc = reinterpret_cast<int32_t*>(scratch + at.first_worker + at.acc);
   const auto* a = reinterpret_cast<const uint8_t*>(x);
   int32_t a_zero = l.in_zero;
   const float* out_scales = l.out_scales;
@@ -107,7 +131,7 @@ void run_int8_linear(const Step& s, const Value& input, const std::byte* x, std:
     float scale = 1.0f;
     int32_t zero = 0;
     int8_input_params(s, l, xf, n, reinterpret_cast<float*>(scratch + at.dynamic_scales), scale, zero, out_scales);
-    auto* q = reinterpret_cast<uint8_t*>(scratch + at.quantized);
+    auto* q = reinterpret_cast<uint8_t*>(scratch + at.first_worker + at.quantized);
     quant::detail::quantize_activations(xf, n, scale, zero, q);
     a = q;
     a_zero = zero;
@@ -119,14 +143,13 @@ void run_int8_linear(const Step& s, const Value& input, const std::byte* x, std:
   }
 }
 
-// Image by image, as the QuantizedConv2d stage computes it.
+// Image by image, as the QuantizedConv2d stage computes it; the images split among the step's
+// workers, each with its own area of the scratch.
 void run_int8_conv(const Step& s, const Value& input, const std::byte* x, std::byte* y, std::byte* scratch) {
   const quant::detail::Int8Affine l = int8_layer(s);
   const quant::detail::Int8ConvShape c = int8_conv_shape(s, input);
   const Int8Scratch at = int8_scratch(s, input);
   const int64_t n = input.shape[0], image = c.c * c.h * c.w, pixels = c.ho * c.wo;
-  auto* acc = reinterpret_cast<int32_t*>(scratch + at.acc);
-  auto* rows = reinterpret_cast<uint8_t*>(scratch + at.rows);
   const bool float_input = input.type == ElemType::F32;
   float scale = l.in_scale;
   int32_t zero = l.in_zero;
@@ -135,28 +158,41 @@ void run_int8_conv(const Step& s, const Value& input, const std::byte* x, std::b
     int8_input_params(s, l, reinterpret_cast<const float*>(x), n * image,
                       reinterpret_cast<float*>(scratch + at.dynamic_scales), scale, zero, out_scales);
   }
-  for (int64_t b = 0; b < n; ++b) {
-    const uint8_t* img = nullptr;
-    if (float_input) {
-      auto* q = reinterpret_cast<uint8_t*>(scratch + at.quantized);
-      quant::detail::quantize_activations(reinterpret_cast<const float*>(x) + b * image, image, scale, zero, q);
-      img = q;
-      if (c.c > 1) {
-        auto* nhwc = reinterpret_cast<uint8_t*>(scratch + at.channels_last);
-        quant::detail::to_channels_last_u8(q, c.c, c.h * c.w, nhwc);
-        img = nhwc;
+  const int64_t workers = std::clamp<int64_t>(s.workers, 1, std::max<int64_t>(n, 1));
+  auto run = [&](int64_t w0, int64_t w1) {
+    for (int64_t worker = w0; worker < w1; ++worker) {
+      std::byte* area = scratch + at.first_worker + worker * at.per_worker;
+      auto* acc = reinterpret_cast<int32_t*>(area + at.acc);
+      auto* rows = reinterpret_cast<uint8_t*>(area + at.rows);
+      for (int64_t b = worker * n / workers; b < (worker + 1) * n / workers; ++b) {
+        const uint8_t* img = nullptr;
+        if (float_input) {
+          auto* q = reinterpret_cast<uint8_t*>(area + at.quantized);
+          quant::detail::quantize_activations(reinterpret_cast<const float*>(x) + b * image, image, scale, zero, q);
+          img = q;
+          if (c.c > 1) {
+            auto* nhwc = reinterpret_cast<uint8_t*>(area + at.channels_last);
+            quant::detail::to_channels_last_u8(q, c.c, c.h * c.w, nhwc);
+            img = nhwc;
+          }
+        } else {
+          img = reinterpret_cast<const uint8_t*>(x) + b * image;
+        }
+        quant::detail::im2row_u8(c, img, static_cast<uint8_t>(zero), rows);
+        if (l.out_quantized) {
+          quant::detail::int8_rows_to_u8(l, pixels, rows, acc, reinterpret_cast<uint8_t*>(y) + b * pixels * l.out);
+        } else {
+          auto* out = reinterpret_cast<float*>(area + at.floats);
+          quant::detail::int8_rows_to_float(l, pixels, rows, zero, out_scales, acc, out);
+          quant::detail::to_channels_first(out, pixels, l.out, reinterpret_cast<float*>(y) + b * l.out * pixels);
+        }
       }
-    } else {
-      img = reinterpret_cast<const uint8_t*>(x) + b * image;
     }
-    quant::detail::im2row_u8(c, img, static_cast<uint8_t>(zero), rows);
-    if (l.out_quantized) {
-      quant::detail::int8_rows_to_u8(l, pixels, rows, acc, reinterpret_cast<uint8_t*>(y) + b * pixels * l.out);
-    } else {
-      auto* out = reinterpret_cast<float*>(scratch + at.floats);
-      quant::detail::int8_rows_to_float(l, pixels, rows, zero, out_scales, acc, out);
-      quant::detail::to_channels_first(out, pixels, l.out, reinterpret_cast<float*>(y) + b * l.out * pixels);
-    }
+  };
+  if (workers == 1) {
+    run(0, 1);
+  } else {
+    ember::detail::parallel_for(0, workers, 1, run);
   }
 }
 
@@ -169,11 +205,24 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
   switch (s.kind) {
     case StepKind::Conv2d: {
       const auto& d = s.conv.d;
-      // The scratch: the column matrix, then the GEMM's packing buffers.
-      const int64_t cols = round_up_arena(conv_scratch_bytes(s.conv));
-      const backend::GemmWorkspace workspace(scratch == nullptr ? nullptr : scratch + cols,
-                                             static_cast<size_t>(std::max<int64_t>(0, s.scratch_bytes - cols)));
-      ember::detail::conv_forward_samples(k, s.conv, x0, s.w.data(), y, 0, d.n, reinterpret_cast<float*>(scratch));
+      // The samples split among the step's workers; each one's part of the scratch: the column
+      // matrix, then the GEMM's packing buffers.
+      const int64_t workers = std::clamp<int64_t>(s.workers, 1, std::max<int64_t>(d.n, 1));
+      const int64_t per_worker = s.scratch_bytes / workers, cols = round_up_arena(conv_scratch_bytes(s.conv));
+      auto run = [&](int64_t w0, int64_t w1) {
+        for (int64_t worker = w0; worker < w1; ++worker) {
+          std::byte* area = scratch == nullptr ? nullptr : scratch + worker * per_worker;
+          const backend::GemmWorkspace workspace(area == nullptr ? nullptr : area + cols,
+                                                 static_cast<size_t>(std::max<int64_t>(0, per_worker - cols)));
+          ember::detail::conv_forward_samples(k, s.conv, x0, s.w.data(), y, worker * d.n / workers,
+                                              (worker + 1) * d.n / workers, reinterpret_cast<float*>(area));
+        }
+      };
+      if (workers == 1) {
+        run(0, 1);
+      } else {
+        ember::detail::parallel_for(0, workers, 1, run);
+      }
       add_channel_bias(k, s.b, d.n * d.o, d.o, d.hw_out(), y);
       run_post(k, s, d.n * d.o * d.hw_out(), y);
       return;
@@ -189,25 +238,36 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       run_post(k, s, s.rows * s.out_features, y);
       return;
     case StepKind::ChannelAffine:
-      k.channel_affine(s.planes, 0, s.channels, s.inner, x0, s.w.data(), nullptr, nullptr, s.b.data(), y);
+      in_pieces(s.planes, std::max<int64_t>(1, kGrain / std::max<int64_t>(s.inner, 1)), [&](int64_t b, int64_t e) {
+        k.channel_affine(e - b, b, s.channels, s.inner, x0 + b * s.inner, s.w.data(), nullptr, nullptr, s.b.data(),
+                         y + b * s.inner);
+      });
       run_post(k, s, s.planes * s.inner, y);
       return;
     case StepKind::Unary:
-      k.unary(s.unary_op, s.unary_params, s.numel, x0, 1, y);
+      in_pieces(s.numel, kGrain, [&](int64_t b, int64_t e) {
+        k.unary(s.unary_op, s.unary_params, e - b, x0 + b, 1, y + b);
+      });
       run_post(k, s, s.numel, y);
       return;
     case StepKind::Binary:
-      k.binary(s.binary_op, s.numel, x0, 1, x1, 1, y);
+      in_pieces(s.numel, kGrain, [&](int64_t b, int64_t e) {
+        k.binary(s.binary_op, e - b, x0 + b, 1, x1 + b, 1, y + b);
+      });
       run_post(k, s, s.numel, y);
       return;
     case StepKind::MaxPool: {
       auto* idx = reinterpret_cast<int64_t*>(scratch);
-      if (s.two_by_two) {
-        k.max_pool2x2(s.planes, s.pool.h, s.pool.w, x0, y, idx);
-      } else {
-        k.max_pool2d(s.pool, s.planes, x0, y, idx);
-      }
-      run_post(k, s, s.planes * s.pool.ho * s.pool.wo, y);
+      const int64_t in_plane = s.pool.h * s.pool.w, out_plane = s.pool.ho * s.pool.wo;
+      in_pieces(s.planes, std::max<int64_t>(1, 4096 / std::max<int64_t>(out_plane * s.pool.kh * s.pool.kw, 1)),
+                [&](int64_t b, int64_t e) {
+                  if (s.two_by_two) {
+                    k.max_pool2x2(e - b, s.pool.h, s.pool.w, x0 + b * in_plane, y + b * out_plane, idx + b * out_plane);
+                  } else {
+                    k.max_pool2d(s.pool, e - b, x0 + b * in_plane, y + b * out_plane, idx + b * out_plane);
+                  }
+                });
+      run_post(k, s, s.planes * out_plane, y);
       return;
     }
     case StepKind::MeanHW: {
@@ -226,10 +286,15 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       run_int8_conv(s, input, in0, out, scratch);
       if (!s.q8.out_quantized) run_post(k, s, p.values[static_cast<size_t>(s.out)].shape.numel(), y);
       return;
-    case StepKind::MaxPoolU8:
-      quant::detail::max_pool_u8(s.pool, s.planes, s.channels, reinterpret_cast<const uint8_t*>(in0),
-                                 reinterpret_cast<uint8_t*>(out));
+    case StepKind::MaxPoolU8: {
+      const int64_t in_image = s.pool.h * s.pool.w * s.channels, out_image = s.pool.ho * s.pool.wo * s.channels;
+      in_pieces(s.planes, std::max<int64_t>(1, kGrain / std::max<int64_t>(out_image * s.pool.kh * s.pool.kw, 1)),
+                [&](int64_t b, int64_t e) {
+                  quant::detail::max_pool_u8(s.pool, e - b, s.channels, reinterpret_cast<const uint8_t*>(in0) + b * in_image,
+                                             reinterpret_cast<uint8_t*>(out) + b * out_image);
+                });
       return;
+    }
     case StepKind::Dequantize: {
       // uint8 images are channels last: back to channels first, then to floats.
       const auto* q = reinterpret_cast<const uint8_t*>(in0);

@@ -65,6 +65,7 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
       for (int64_t v : s.geometry.padding) g.put<int64_t>(v);
       for (int64_t v : s.geometry.dilation) g.put<int64_t>(v);
       g.put<int64_t>(s.geometry.groups);
+      g.put<int64_t>(s.workers);
       w.put(g, s.w);
       w.put(g, s.b);
       break;
@@ -111,6 +112,7 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
       g.put<int64_t>(s.in_features);
       g.put<int64_t>(s.out_features);
       if (s.kind == StepKind::Int8Conv2d) {
+        g.put<int64_t>(s.workers);
         g.put_shape(s.weight_shape);
         for (int64_t v : s.geometry.stride) g.put<int64_t>(v);
         for (int64_t v : s.geometry.padding) g.put<int64_t>(v);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ember/autograd/grad_mode.hpp"
+#include "ember/backend/parallel.hpp"
 #include "ember/deploy.hpp"
 #include "ember/nn.hpp"
 #include "ember/io/safetensors.hpp"
@@ -132,6 +133,30 @@ TEST(Plan, CnnWithBatchNormFoldedIsCloseAndUnfoldedIsExact) {
   const deploy::Plan exact = deploy::compile(*model, {3, 1, 28, 28}, {.fold_batch_norm = false});
   EXPECT_EQ(exact.num_steps(), 8u) << exact.str();
   expect_bitwise_equal(want, run_plan(exact, x));
+}
+
+// A batch large enough that the steps split their work among threads (and their convolutions
+// among workers): the same bits as the model's forward whatever the threads at compile and run.
+TEST(Plan, LargeBatchesGiveTheSameBitsOnAnyThreadCount) {
+  auto model = std::make_shared<nn::Sequential<float>>(
+      nn::Conv2d(1, 8, 3, {.padding = 1}), nn::BatchNorm2d(8), nn::ReLU(), nn::MaxPool2d(3, {.stride = 2}),
+      nn::Conv2d(8, 8, 3, {.stride = 2, .padding = 1, .groups = 2}), nn::GELU(), nn::AdaptiveAvgPool2d(1), nn::Flatten(),
+      nn::Linear(8, 10));
+  randomise_batch_norms(*model);
+  model->eval();
+  const Tensor<float> x = random_input({24, 1, 28, 28}, 5);
+  const int threads = ember::get_num_threads();
+  const Tensor<float> want = forward(*model, x);
+  for (int compile_threads : {1, 3}) {
+    ember::set_num_threads(compile_threads);
+    const deploy::Plan plan = deploy::compile(*model, {24, 1, 28, 28}, {.fold_batch_norm = false});
+    EXPECT_NE(plan.str().find("(im2col)"), std::string::npos) << plan.str();
+    for (int run_threads : {1, 2, 4}) {
+      ember::set_num_threads(run_threads);
+      expect_bitwise_equal(want, run_plan(plan, x));
+    }
+  }
+  ember::set_num_threads(threads);
 }
 
 TEST(Plan, ResidualNetworkWithAddsAndGlobalPooling) {

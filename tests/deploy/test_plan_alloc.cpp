@@ -118,6 +118,12 @@ TEST(PlanRun, AllocatesNothingAndLocksNothingOnOneThread) {
   // On a thread that never ran a product before (compile ran the model on this one): its first
   // runs take nothing from the heap, the GEMM packing into the plan's arena.
   EXPECT_EQ(count_runs(plan, x), (std::pair<long, long>{0, 0}));
+  // Compiled with two threads, a batch's samples split between two workers, each packing into
+  // its own part of the scratch: run on one thread, still nothing.
+  ember::set_num_threads(2);
+  const ember::deploy::Plan split = ember::deploy::compile(*model, {2, 1, 28, 28});
+  ember::set_num_threads(1);
+  EXPECT_EQ(count_runs(split, x), (std::pair<long, long>{0, 0}));
   // The counters count: the convenience call allocates its output and arena.
   g_counting = true;
   (void)plan(x);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ember/autograd/grad_mode.hpp"
+#include "ember/backend/parallel.hpp"
 #include "ember/deploy.hpp"
 #include "ember/io/safetensors.hpp"
 #include "ember/nn.hpp"
@@ -118,6 +119,16 @@ TEST(PlanInt8, CnnMatchesTheQuantizedModelBitForBit) {
   EXPECT_NE(text.find("int8 linear [1, 784] u8 -> [1, 32] u8, relu"), std::string::npos) << text;
   EXPECT_NE(text.find("int8 linear [1, 32] u8 -> [1, 10]"), std::string::npos) << text;
   EXPECT_EQ(text.find("dequantize"), std::string::npos) << text;
+  // A batch's images split among the compiling process's threads; any thread count runs them.
+  const int threads = ember::get_num_threads();
+  ember::set_num_threads(3);
+  const deploy::Plan plan = deploy::compile(q, {5, 1, 28, 28});
+  const Tensor<float> x = random_input({5, 1, 28, 28}, 11);
+  for (int t : {1, 2, 4}) {
+    ember::set_num_threads(t);
+    expect_bitwise_equal(q(x), run_plan(plan, x));
+  }
+  ember::set_num_threads(threads);
 }
 
 TEST(PlanInt8, MlpStaticAndDynamic) {

@@ -16,6 +16,8 @@
 //   - an elementwise op applied to a step's output that nothing else reads runs in place right
 //     after that step (fused): the same kernel on the same values, so the same bits;
 //   - views are aliases: they cost nothing at run time;
+//   - a convolution over a batch splits its samples among as many workers as the compiling
+//     process has threads (set_num_threads), each with its own column matrix and packing room;
 //   - every intermediate buffer and every step's scratch (a convolution's column matrix, max
 //     pooling's indices, the GEMM's packing buffers) gets an offset in one arena: buffers whose
 //     lifetimes (first write to last read) overlap get disjoint ranges, placed largest first at
