@@ -1,6 +1,7 @@
 // Inference plans of the example models (docs/deploy.md): Plan::run of the float plan beside the
 // int8 plan of the same model (quant::quantize, then deploy::compile) and the model's own forward,
-// in one run, batch 1 and 64, 1 and 2 threads. Each row also reports the plan's steps, its arena
+// in one run, batch 1 and 64, 1 and 2 threads; for the convolutional models also the int8 plan
+// with the first convolution in float. Each row also reports the plan's steps, its arena
 // and its file size (counters), which do not depend on the weights: the models are untrained,
 // calibrated on random inputs.
 //   build/bench/ember-bench-plans --benchmark_counters_tabular=true
@@ -27,7 +28,9 @@ namespace {
 namespace nn = ember::nn;
 using ember::Tensor;
 
-enum class Kind { Forward, FloatPlan, Int8Plan };
+// Int8FirstFloat: int8 with the first convolution left in float (QuantizeOptions::keep_float), as
+// docs/api.md advises for a first layer of few input channels (a GEMM with K = 9 or 25).
+enum class Kind { Forward, FloatPlan, Int8Plan, Int8FirstFloat };
 
 std::shared_ptr<nn::Module<float>> make(const std::string& name) {
   if (name == "cifar_resnet") return ember::examples::make_cifar_resnet(3, 10, 32);
@@ -53,7 +56,11 @@ void run_plan(benchmark::State& state, const std::string& model_name, Kind kind)
   const ember::deploy::Plan plan =
       kind == Kind::FloatPlan
           ? ember::deploy::compile(*model, shape)
-          : ember::deploy::compile(ember::quant::quantize(*model, {ember::randn<float>({16, channels, size, size})}), shape);
+          : ember::deploy::compile(
+                ember::quant::quantize(*model, {ember::randn<float>({16, channels, size, size})},
+                                       {.keep_float = kind == Kind::Int8FirstFloat ? std::vector<std::string>{"0"}
+                                                                                    : std::vector<std::string>{}}),
+                shape);
   const std::string path = (std::filesystem::temp_directory_path() /
                             ("ember_bench_plan_" + std::to_string(::getpid()) + ".ember")).string();
   ember::deploy::save(plan, path);
@@ -69,8 +76,8 @@ void run_plan(benchmark::State& state, const std::string& model_name, Kind kind)
     plan.run(x, y, arena);
     benchmark::ClobberMemory();
   }
-  state.SetLabel(kind == Kind::Int8Plan ? ember::backend::int8_isa_name(ember::backend::int8_kernels().isa)
-                                        : ember::backend::isa_name());
+  state.SetLabel(kind == Kind::FloatPlan ? ember::backend::isa_name()
+                                         : ember::backend::int8_isa_name(ember::backend::int8_kernels().isa));
 }
 
 #define EMBER_PLAN_BENCH(model)                                                                             \
@@ -83,11 +90,16 @@ void run_plan(benchmark::State& state, const std::string& model_name, Kind kind)
       ->Unit(benchmark::kMicrosecond)->UseRealTime();                                                       \
   BENCHMARK(BM_plan_##model##_int8)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})         \
       ->Unit(benchmark::kMicrosecond)->UseRealTime()
+#define EMBER_PLAN_BENCH_CONV(model)                                                                        \
+  EMBER_PLAN_BENCH(model);                                                                                  \
+  void BM_plan_##model##_int8first(benchmark::State& s) { run_plan(s, #model, Kind::Int8FirstFloat); }      \
+  BENCHMARK(BM_plan_##model##_int8first)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})    \
+      ->Unit(benchmark::kMicrosecond)->UseRealTime()
 
 EMBER_PLAN_BENCH(mnist_mlp);
-EMBER_PLAN_BENCH(mnist_lenet);
-EMBER_PLAN_BENCH(mnist_cnn);
-EMBER_PLAN_BENCH(cifar_resnet);
+EMBER_PLAN_BENCH_CONV(mnist_lenet);
+EMBER_PLAN_BENCH_CONV(mnist_cnn);
+EMBER_PLAN_BENCH_CONV(cifar_resnet);
 
 }  // namespace
 
