@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "ember/backend/int8_kernels.hpp"
 #include "ember/backend/kernels.hpp"
 #include "ember/backend/parallel.hpp"
 #include "ember/core/error.hpp"
@@ -185,7 +186,9 @@ int main(int argc, char** argv) {
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
                       [&](size_t a, size_t b) { return logits[a] > logits[b]; });
     const std::vector<std::string> names = read_labels(o.labels, logits.size());
-    std::printf("%s on %s (%s kernels):\n", o.model.c_str(), o.image.c_str(), ember::backend::isa_name());
+    std::printf("%s on %s (%s kernels%s%s):\n", o.model.c_str(), o.image.c_str(), ember::backend::isa_name(),
+                plan.has_int8_steps() ? ", int8: " : "",
+                plan.has_int8_steps() ? ember::backend::int8_isa_name(ember::backend::int8_kernels().isa) : "");
     for (size_t i = 0; i < k; ++i) {
       const size_t c = order[i];
       std::printf("  %-16s %6.2f%%  (logit %.4f)\n", names[c].c_str(), 100.0 * prob[c] / total,

@@ -381,6 +381,12 @@ const Shape& Plan::input_shape() const { return checked_plan(data_.get()).input_
 const Shape& Plan::output_shape() const { return checked_plan(data_.get()).output_shape; }
 size_t Plan::arena_bytes() const { return checked_plan(data_.get()).arena_bytes; }
 size_t Plan::num_steps() const { return checked_plan(data_.get()).steps.size(); }
+bool Plan::has_int8_steps() const {
+  for (const Step& s : checked_plan(data_.get()).steps) {
+    if (s.kind == StepKind::Int8Linear || s.kind == StepKind::Int8Conv2d) return true;
+  }
+  return false;
+}
 
 std::string Plan::str() const {
   const PlanData& p = checked_plan(data_.get());

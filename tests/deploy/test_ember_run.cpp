@@ -78,6 +78,7 @@ TEST(EmberRun, PrintsTheTopClassesOfAPlan) {
                       int8_plan);
   std::tie(status, out) = run(exe + " " + int8_plan + " " + image + " --top 2 --labels " + labels);
   EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find(", int8: "), std::string::npos) << out;
   EXPECT_LT(out.find("one"), out.find("three")) << out;
   EXPECT_EQ(out.find("zero"), std::string::npos) << out;
   std::filesystem::remove(int8_plan);

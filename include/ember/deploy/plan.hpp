@@ -64,6 +64,8 @@ class Plan {
   /// The steps, one per line ("conv2d 1x28x28 -> 32x28x28, batch norm folded, relu fused").
   std::string str() const;
   size_t num_steps() const;
+  /// Whether steps run on the int8 kernels (a plan of a quantized model).
+  bool has_int8_steps() const;
 
   /// Runs the plan: input and output are contiguous float tensors of input_shape() and
   /// output_shape(), arena at least arena_bytes() long and aligned to kArenaAlignment. Checks
