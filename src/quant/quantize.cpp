@@ -920,6 +920,9 @@ std::vector<detail::StageInfo> detail::stage_infos(const QuantizedModel& model) 
 // the next (out_quantized=1) "i.output_scale" and "i.output_zero_point". A Linear fed a flattened
 // channels-last image (image_c/h/w not 0) stores its weight columns in that order. A layer kept in
 // float (float_linear, float_conv2d) stores "i.weight" and "i.bias" as F32, batch norm folded in.
+// A residual block (basic_block, downsample=0|1) describes its convolutions under
+// "ember.quant.stage.i.conv1", ".conv2" and ".downsample", their tensors under "i.conv1." and so on;
+// load checks that they fit together (conv1 hands conv2 uint8 in conv2's input parameters).
 
 namespace {
 

@@ -22,6 +22,7 @@
 #include "../support/expect_error.hpp"
 #include "../support/gzip.hpp"
 #include "../../src/deploy/plan_data.hpp"
+#include "plan_support.hpp"
 
 namespace {
 
@@ -29,38 +30,11 @@ using ember::Shape;
 using ember::Tensor;
 namespace nn = ember::nn;
 namespace deploy = ember::deploy;
-
-// A 64-byte aligned arena of exactly `bytes` (std::vector<std::byte> gives no alignment promise).
-struct Arena {
-  explicit Arena(size_t bytes, size_t misalign = 0) : storage(bytes + 128) {
-    auto* base = storage.data();
-    const size_t skip = (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64 + misalign;
-    span = std::span<std::byte>(base + skip, bytes);
-  }
-  std::vector<std::byte> storage;
-  std::span<std::byte> span;
-};
-
-Tensor<float> random_input(const Shape& shape, uint64_t seed) {
-  ember::manual_seed(seed);
-  return ember::randn<float>(shape);
-}
-
-// Randomises batch norm's running statistics and affine parameters, so folding has work to do.
-void randomise_batch_norms(nn::Module<float>& model) {
-  ember::NoGradGuard no_grad;
-  for (auto& [name, base] : model.named_buffers()) {
-    if (!name.ends_with("running_mean") && !name.ends_with("running_var")) continue;
-    Tensor<float> t = Tensor<float>::from_base(base);
-    if (name.ends_with("running_mean")) t.copy_(ember::randn<float>(t.shape()) * 0.3);
-    if (name.ends_with("running_var")) t.copy_(ember::rand<float>(t.shape()) + 0.5);
-  }
-  for (auto& [name, t] : model.named_parameters()) {
-    if (name.find("bn") != std::string::npos || name.find('.') != std::string::npos) {
-      if (t.dim() == 1) t.copy_(ember::randn<float>(t.shape()) * 0.2 + (name.ends_with("weight") ? 1.0 : 0.0));
-    }
-  }
-}
+using ember::testing::Arena;
+using ember::testing::expect_bitwise_equal;
+using ember::testing::random_input;
+using ember::testing::randomise_batch_norms;
+using ember::testing::run_plan;
 
 std::shared_ptr<nn::Sequential<float>> mlp() {
   return std::make_shared<nn::Sequential<float>>(nn::Flatten(), nn::Linear(784, 64), nn::ReLU(), nn::Dropout(0.2),
@@ -78,21 +52,6 @@ std::shared_ptr<nn::Sequential<float>> resnet() {
   return std::make_shared<nn::Sequential<float>>(
       nn::Conv2d(3, 8, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(8), nn::ReLU(), nn::BasicBlock(8, 8, 1),
       nn::BasicBlock(8, 16, 2), nn::AdaptiveAvgPool2d(1), nn::Flatten(), nn::Linear(16, 10));
-}
-
-Tensor<float> run_plan(const deploy::Plan& plan, const Tensor<float>& x) {
-  Tensor<float> y = ember::zeros<float>(plan.output_shape());
-  Arena arena(plan.arena_bytes());
-  plan.run(x, y, arena.span);
-  return y;
-}
-
-void expect_bitwise_equal(const Tensor<float>& want, const Tensor<float>& got) {
-  ASSERT_EQ(want.shape(), got.shape());
-  const std::vector<float> a = want.contiguous().to_vector(), b = got.contiguous().to_vector();
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(std::memcmp(&a[i], &b[i], sizeof(float)), 0) << "at " << i << ": " << a[i] << " vs " << b[i];
-  }
 }
 
 void expect_close(const Tensor<float>& want, const Tensor<float>& got, double tol) {

@@ -23,6 +23,7 @@
 #include "ember/quant.hpp"
 #include "../support/expect_error.hpp"
 #include "../support/gzip.hpp"
+#include "plan_support.hpp"
 
 namespace {
 
@@ -31,36 +32,12 @@ using ember::Tensor;
 namespace nn = ember::nn;
 namespace deploy = ember::deploy;
 namespace quant = ember::quant;
+using ember::testing::Arena;
+using ember::testing::expect_bitwise_equal;
 using ember::testing::expect_error;
-
-struct Arena {
-  explicit Arena(size_t bytes) : storage(bytes + 128) {
-    auto* base = storage.data();
-    span = std::span<std::byte>(base + (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64, bytes);
-  }
-  std::vector<std::byte> storage;
-  std::span<std::byte> span;
-};
-
-Tensor<float> run_plan(const deploy::Plan& plan, const Tensor<float>& x) {
-  Tensor<float> y = ember::zeros<float>(plan.output_shape());
-  Arena arena(plan.arena_bytes());
-  plan.run(x, y, arena.span);
-  return y;
-}
-
-void expect_bitwise_equal(const Tensor<float>& want, const Tensor<float>& got) {
-  ASSERT_EQ(want.shape(), got.shape());
-  const std::vector<float> a = want.contiguous().to_vector(), b = got.contiguous().to_vector();
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(std::memcmp(&a[i], &b[i], sizeof(float)), 0) << "at " << i << ": " << a[i] << " vs " << b[i];
-  }
-}
-
-Tensor<float> random_input(const Shape& shape, uint64_t seed) {
-  ember::manual_seed(seed);
-  return ember::randn<float>(shape);
-}
+using ember::testing::random_input;
+using ember::testing::randomise_batch_norms;
+using ember::testing::run_plan;
 
 std::vector<Tensor<float>> calibration(const Shape& one, int batches) {
   std::vector<Tensor<float>> out;
@@ -68,15 +45,6 @@ std::vector<Tensor<float>> calibration(const Shape& one, int batches) {
   dims[0] = 8;
   for (int b = 0; b < batches; ++b) out.push_back(random_input(Shape(dims), 100 + static_cast<uint64_t>(b)));
   return out;
-}
-
-// Randomised batch norm statistics, so that folding matters.
-void randomise_batch_norms(nn::Module<float>& model) {
-  ember::NoGradGuard no_grad;
-  for (auto& [name, base] : model.named_buffers()) {
-    if (name.ends_with("running_mean")) Tensor<float>::from_base(base).copy_(ember::randn<float>(base.shape()) * 0.3);
-    if (name.ends_with("running_var")) Tensor<float>::from_base(base).copy_(ember::rand<float>(base.shape()) + 0.5);
-  }
 }
 
 std::shared_ptr<nn::Sequential<float>> cnn() {

@@ -1,0 +1,68 @@
+#pragma once
+// What the plan tests share: an aligned arena, inputs, batch norms with statistics of their own,
+// running a plan, and comparing outputs bit for bit.
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ember/autograd/grad_mode.hpp"
+#include "ember/deploy/plan.hpp"
+#include "ember/nn/module.hpp"
+#include "ember/ops/factory.hpp"
+#include "ember/ops/elementwise.hpp"
+
+namespace ember::testing {
+
+// A 64-byte aligned arena of exactly `bytes` (std::vector<std::byte> gives no alignment promise).
+struct Arena {
+  explicit Arena(size_t bytes, size_t misalign = 0) : storage(bytes + 128) {
+    auto* base = storage.data();
+    const size_t skip = (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64 + misalign;
+    span = std::span<std::byte>(base + skip, bytes);
+  }
+  std::vector<std::byte> storage;
+  std::span<std::byte> span;
+};
+
+inline ember::Tensor<float> random_input(const ember::Shape& shape, uint64_t seed) {
+  ember::manual_seed(seed);
+  return ember::randn<float>(shape);
+}
+
+// Randomises batch norm's running statistics and affine parameters, so folding has work to do.
+inline void randomise_batch_norms(ember::nn::Module<float>& model) {
+  ember::NoGradGuard no_grad;
+  for (auto& [name, base] : model.named_buffers()) {
+    if (!name.ends_with("running_mean") && !name.ends_with("running_var")) continue;
+    ember::Tensor<float> t = ember::Tensor<float>::from_base(base);
+    if (name.ends_with("running_mean")) t.copy_(ember::randn<float>(t.shape()) * 0.3);
+    if (name.ends_with("running_var")) t.copy_(ember::rand<float>(t.shape()) + 0.5);
+  }
+  for (auto& [name, t] : model.named_parameters()) {
+    if (name.find("bn") != std::string::npos || name.find('.') != std::string::npos) {
+      if (t.dim() == 1) t.copy_(ember::randn<float>(t.shape()) * 0.2 + (name.ends_with("weight") ? 1.0 : 0.0));
+    }
+  }
+}
+
+inline ember::Tensor<float> run_plan(const ember::deploy::Plan& plan, const ember::Tensor<float>& x) {
+  ember::Tensor<float> y = ember::zeros<float>(plan.output_shape());
+  Arena arena(plan.arena_bytes());
+  plan.run(x, y, arena.span);
+  return y;
+}
+
+inline void expect_bitwise_equal(const ember::Tensor<float>& want, const ember::Tensor<float>& got) {
+  ASSERT_EQ(want.shape(), got.shape());
+  const std::vector<float> a = want.contiguous().to_vector(), b = got.contiguous().to_vector();
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(std::memcmp(&a[i], &b[i], sizeof(float)), 0) << "at " << i << ": " << a[i] << " vs " << b[i];
+  }
+}
+
+}  // namespace ember::testing
