@@ -743,6 +743,53 @@ def check_ember_file(root):
     print(f"PyTorch loaded {path} with strict=True and reproduces the model exactly")
 
 
+def write_prune_refs(root):
+    """torch.nn.utils.prune's masks on fixed weights: l1 unstructured (a fraction, then again, as
+    PyTorch's PruningContainer combines them), ln structured after it (a count), L1 and L-inf
+    structured on a convolution, global unstructured over two layers, a count; and the state-dict
+    keys of a pruned layer and of one pruned then made permanent."""
+    import torch.nn.utils.prune as prune
+    rng = np.random.default_rng(13)
+
+    def linear(i, o):
+        m = torch.nn.Linear(i, o)
+        with torch.no_grad():
+            m.weight.copy_(torch.tensor(rng.normal(0, 1, size=(o, i)), dtype=torch.float32))
+        return m
+
+    out = {}
+    lin = linear(5, 6)
+    out["lin.weight"] = lin.weight.detach().clone()
+    prune.l1_unstructured(lin, "weight", 0.3)
+    out["l1.mask"] = lin.weight_mask.clone()
+    prune.l1_unstructured(lin, "weight", 0.5)
+    out["l1_twice.mask"] = lin.weight_mask.clone()
+    prune.ln_structured(lin, "weight", 1, n=2, dim=0)
+    out["l1_ln.mask"] = lin.weight_mask.clone()
+    keys = ",".join(lin.state_dict().keys())
+    prune.remove(lin, "weight")
+    removed_keys = ",".join(lin.state_dict().keys())
+
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor(rng.normal(0, 1, size=(4, 3, 3, 3)), dtype=torch.float32))
+    out["conv.weight"] = conv.weight.detach().clone()
+    prune.ln_structured(conv, "weight", 0.5, n=1, dim=0)
+    out["ln1_dim0.mask"] = conv.weight_mask.clone()
+    prune.ln_structured(conv, "weight", 1, n=float("inf"), dim=1)
+    out["ln_inf_dim1.mask"] = conv.weight_mask.clone()
+
+    a, b = linear(4, 3), linear(3, 2)
+    out["a.weight"], out["b.weight"] = a.weight.detach().clone(), b.weight.detach().clone()
+    prune.l1_unstructured(a, "weight", 2)
+    prune.global_unstructured([(a, "weight"), (b, "weight")], pruning_method=prune.L1Unstructured, amount=0.4)
+    out["global.a_mask"], out["global.b_mask"] = a.weight_mask.clone(), b.weight_mask.clone()
+
+    st_write(os.path.join(root, "torch_prune.safetensors"), out,
+             {"format": "pt", "pruned_keys": keys, "removed_keys": removed_keys})
+    print("wrote torch_prune.safetensors")
+
+
 def main():
     torch.set_num_threads(1)
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
@@ -759,6 +806,7 @@ def main():
     write_rnn_refs(root)
     write_explain_refs(root)
     write_quant_refs(root)
+    write_prune_refs(root)
     check_ember_file(root)
     print(f"torch {torch.__version__}")
     return 0

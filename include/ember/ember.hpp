@@ -45,5 +45,6 @@
 #include "ember/io/checkpoint.hpp"
 #include "ember/io/safetensors.hpp"
 #include "ember/explain.hpp"
+#include "ember/prune.hpp"
 #include "ember/quant.hpp"
 #include "ember/deploy.hpp"

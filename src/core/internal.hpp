@@ -42,6 +42,12 @@ Tensor<T> new_tensor(const Shape& shape, const char* op = "empty") {
   return Tensor<T>(std::move(impl));
 }
 
+/// Makes `target` (every handle to it) the tensor `source` is: its storage, geometry and autograd
+/// history (a non-leaf on source's node, or no history). For reparametrizations whose owners keep
+/// the handle: ember::prune makes a module's `weight` member weight_orig * weight_mask before each
+/// forward. Both must have one dtype.
+void rebind(const TensorBase& target, const TensorBase& source);
+
 /// A view of `src`'s storage (no autograd wiring; callers record it).
 template <Element T>
 Tensor<T> make_view(const Tensor<T>& src, const Shape& shape, const Shape& strides, int64_t offset) {

@@ -332,6 +332,30 @@ std::ostream& operator<<(std::ostream& os, const Tensor<T>& t) {
   return os << t.str();
 }
 
+namespace detail {
+
+void rebind(const TensorBase& target, const TensorBase& source) {
+  TensorImpl& t = *target.impl();
+  const TensorImpl& s = *source.impl();
+  if (&t == &s) return;
+  if (t.dtype != s.dtype) throw TypeError("rebind: the tensors differ in dtype");
+  t.storage = s.storage;
+  t.shape = s.shape;
+  t.strides = s.strides;
+  t.offset = s.offset;
+  t.numel = s.numel;
+  t.is_view = s.is_view;
+  std::unique_ptr<autograd::AutogradMeta> meta;
+  if (s.autograd && s.autograd->grad_fn) {
+    meta = std::make_unique<autograd::AutogradMeta>();
+    meta->requires_grad = true;
+    meta->grad_fn = s.autograd->grad_fn;
+  }
+  t.autograd = std::move(meta);
+}
+
+}  // namespace detail
+
 #define EMBER_INSTANTIATE_TENSOR(T)                                       \
   template class Tensor<T>;                                               \
   template std::ostream& operator<< <T>(std::ostream&, const Tensor<T>&);

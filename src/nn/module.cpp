@@ -101,6 +101,30 @@ Tensor<T> Module<T>::register_parameter(const std::string& name, Tensor<T> tenso
 }
 
 template <FloatingElement T>
+Tensor<T> Module<T>::remove_parameter(const std::string& name) {
+  for (auto it = params_.begin(); it != params_.end(); ++it) {
+    if (it->first != name) continue;
+    Tensor<T> t = it->second;
+    params_.erase(it);
+    return t;
+  }
+  std::string names;
+  for (const auto& [n, p] : params_) names += (names.empty() ? "" : ", ") + n;
+  throw IndexError(type_name() + ": no parameter \"" + name + "\" (its parameters: " +
+                   (names.empty() ? std::string("none") : names) + ")");
+}
+
+template <FloatingElement T>
+void Module<T>::remove_buffer(const std::string& name) {
+  for (auto it = buffers_.begin(); it != buffers_.end(); ++it) {
+    if (it->name != name) continue;
+    buffers_.erase(it);
+    return;
+  }
+  throw IndexError(type_name() + ": no buffer \"" + name + "\"");
+}
+
+template <FloatingElement T>
 void Module<T>::add_buffer(const std::string& name, const TensorBase& tensor) {
   check_new_name(name, "buffer");
   buffers_.push_back({name, tensor});
@@ -286,6 +310,29 @@ int64_t Module<T>::register_forward_pre_hook(ForwardPreHook hook) {
 }
 
 template <FloatingElement T>
+int64_t Module<T>::register_forward_pre_hook(ForwardPreHook hook, std::string key) {
+  const int64_t id = register_forward_pre_hook(std::move(hook));
+  hook_keys_.emplace_back(id, std::move(key));
+  return id;
+}
+
+template <FloatingElement T>
+int64_t Module<T>::forward_pre_hook_id(const std::string& key) const {
+  for (const auto& [id, k] : hook_keys_) {
+    if (k == key) return id;
+  }
+  return -1;
+}
+
+template <FloatingElement T>
+const typename Module<T>::ForwardPreHook* Module<T>::forward_pre_hook(int64_t id) const {
+  for (const auto& [i, hook] : pre_hooks_) {
+    if (i == id) return &hook;
+  }
+  return nullptr;
+}
+
+template <FloatingElement T>
 int64_t Module<T>::register_forward_hook(ForwardHook hook) {
   post_hooks_.emplace_back(next_hook_id_, std::move(hook));
   return next_hook_id_++;
@@ -299,6 +346,7 @@ void Module<T>::remove_hook(int64_t id) {
   };
   drop(pre_hooks_);
   drop(post_hooks_);
+  drop(hook_keys_);
 }
 
 template <FloatingElement T>

@@ -83,6 +83,15 @@ template <FloatingElement T, class Options>
 template <class F>
 void Optimizer<T, Options>::for_each_grad(F&& f) {
   NoGradGuard no_grad;
+  // Checked before any update, so that a refused step changes nothing.
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    for (size_t i = 0; i < groups_[g].params.size(); ++i) {
+      if (groups_[g].params[i].is_leaf()) continue;
+      throw ValueError(kind() + ": parameter " + std::to_string(i) + " of group " + std::to_string(g) +
+                       " is no longer a leaf tensor (a module's weight that ember::prune reparametrized after "
+                       "this optimizer was made?): make the optimizer after pruning");
+    }
+  }
   for (size_t g = 0; g < groups_.size(); ++g) {
     const Options& o = groups_[g].options;
     for (size_t i = 0; i < groups_[g].params.size(); ++i) {

@@ -86,6 +86,7 @@ namespace {
 
 namespace nn = ember::nn;
 
+#if defined(EMBER_TEST_COUNTS)
 // The allocations and locks of two runs of `plan` on a thread that never ran a product before.
 std::pair<long, long> count_runs(const ember::deploy::Plan& plan, const ember::Tensor<float>& x) {
   const ember::Tensor<float> y = ember::zeros<float>(plan.output_shape());
@@ -103,6 +104,7 @@ std::pair<long, long> count_runs(const ember::deploy::Plan& plan, const ember::T
   fresh.join();
   return {g_allocations.load(), g_locks.load()};
 }
+#endif
 
 TEST(PlanRun, AllocatesNothingAndLocksNothingOnOneThread) {
 #if !defined(EMBER_TEST_COUNTS)

@@ -133,6 +133,12 @@ class Module {
     add_buffer(name, tensor);
     return tensor;
   }
+  /// Unregisters this module's own parameter `name` and returns it (reparametrizations such as
+  /// ember::prune's replace it by `name_orig`); its order among the others is forgotten, as in
+  /// PyTorch, where re-registering appends. Throws IndexError naming the parameters there are.
+  Tensor<T> remove_parameter(const std::string& name);
+  /// Unregisters this module's own buffer `name`; throws IndexError when there is none.
+  void remove_buffer(const std::string& name);
   /// Registers a submodule (taken by value and moved to the heap) and returns a holder that
   /// shares it; keep the holder, not the moved-from original.
   template <class M>
@@ -241,6 +247,12 @@ class Module {
   // ---- Hooks ------------------------------------------------------------------------------------
   /// Returns an id for remove_hook.
   int64_t register_forward_pre_hook(ForwardPreHook hook);
+  /// The same with a key that finds it again (ember::prune keys its hooks by the pruned tensor).
+  int64_t register_forward_pre_hook(ForwardPreHook hook, std::string key);
+  /// The id of the forward pre-hook registered with `key`, or -1.
+  int64_t forward_pre_hook_id(const std::string& key) const;
+  /// The forward pre-hook registered under `id`, or null.
+  const ForwardPreHook* forward_pre_hook(int64_t id) const;
   int64_t register_forward_hook(ForwardHook hook);
   void remove_hook(int64_t id);
 
@@ -268,6 +280,7 @@ class Module {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   std::vector<std::pair<int64_t, ForwardPreHook>> pre_hooks_;
   std::vector<std::pair<int64_t, ForwardHook>> post_hooks_;
+  std::vector<std::pair<int64_t, std::string>> hook_keys_;
   int64_t next_hook_id_ = 0;
   bool training_ = true;
   bool keep_eval_ = false;
