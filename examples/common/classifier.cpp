@@ -192,31 +192,6 @@ data::LabeledImages as_nchw(data::LabeledImages d, int64_t limit) {
   return d;
 }
 
-// Per-channel mean and standard deviation of the training images, scaled to [0, 1].
-Normalization channel_statistics(const Tensor<uint8_t>& images) {
-  const int64_t n = images.shape()[0], c = images.shape()[1], plane = images.shape()[2] * images.shape()[3];
-  const uint8_t* p = images.data();
-  Normalization out;
-  for (int64_t ch = 0; ch < c; ++ch) {
-    double sum = 0, sum_sq = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const uint8_t* q = p + (i * c + ch) * plane;
-      uint64_t s = 0, s2 = 0;
-      for (int64_t k = 0; k < plane; ++k) {
-        s += q[k];
-        s2 += static_cast<uint64_t>(q[k]) * q[k];
-      }
-      sum += static_cast<double>(s);
-      sum_sq += static_cast<double>(s2);
-    }
-    const double count = static_cast<double>(n * plane);
-    const double mean = sum / count / 255.0;
-    const double var = std::max(sum_sq / count / (255.0 * 255.0) - mean * mean, 1e-12);
-    out.mean.push_back(mean);
-    out.std.push_back(std::sqrt(var));
-  }
-  return out;
-}
 
 std::string join(const std::vector<double>& v) { return fmt::format("{:.9g}", fmt::join(v, ",")); }
 std::vector<double> split_numbers(const std::string& s) {
@@ -693,6 +668,31 @@ int predict(const Options& o, const ExampleSpec& spec) {
 }
 
 }  // namespace
+
+Normalization channel_statistics(const Tensor<uint8_t>& images) {
+  const int64_t n = images.shape()[0], c = images.shape()[1], plane = images.shape()[2] * images.shape()[3];
+  const uint8_t* p = images.data();
+  Normalization out;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    double sum = 0, sum_sq = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t* q = p + (i * c + ch) * plane;
+      uint64_t s = 0, s2 = 0;
+      for (int64_t k = 0; k < plane; ++k) {
+        s += q[k];
+        s2 += static_cast<uint64_t>(q[k]) * q[k];
+      }
+      sum += static_cast<double>(s);
+      sum_sq += static_cast<double>(s2);
+    }
+    const double count = static_cast<double>(n * plane);
+    const double mean = sum / count / 255.0;
+    const double var = std::max(sum_sq / count / (255.0 * 255.0) - mean * mean, 1e-12);
+    out.mean.push_back(mean);
+    out.std.push_back(std::sqrt(var));
+  }
+  return out;
+}
 
 // uint8 images [N, C, H, W] to the network's input: (x / 255 - mean[c]) / std[c].
 Tensor<float> to_input(const Tensor<uint8_t>& images, const Normalization& norm) {

@@ -55,6 +55,8 @@ int run_classifier_example(int argc, char** argv, const ExampleSpec& spec);
 struct Normalization {
   std::vector<double> mean, std;
 };
+/// The per-channel statistics of uint8 images [N, C, H, W].
+Normalization channel_statistics(const Tensor<uint8_t>& images);
 /// uint8 images [N, C, H, W] to the network's input: (x / 255 - mean[c]) / std[c].
 Tensor<float> to_input(const Tensor<uint8_t>& images, const Normalization& norm);
 

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
@@ -536,6 +537,52 @@ TEST_F(Examples, TransferComparesFourMethodsAndReusesTheBackbone) {
   r = transfer({"--shots", "1,none"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("--shots expects positive integers or 'all'"), std::string::npos) << r.output;
+}
+
+// ember-compress end to end on generated data: every stage measured, the CSV and the chart, the
+// student, pruned, shrunk and int8 models as small as they should be, and a teacher saved by
+// ember-mnist reused as it is.
+TEST_F(Examples, CompressTakesTheTeacherThroughEveryStage) {
+  make_mnist_like(dir_ + "/mnist", 400, 200);
+  ProcessResult r = run({EMBER_COMPRESS, "--data", dir_ + "/mnist", "--epochs", "1", "--threads", "1", "--out",
+                         dir_ + "/cmp"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto rows = read_csv(dir_ + "/cmp/compress.csv");
+  ASSERT_EQ(rows.size(), 7u) << r.output;
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"stage", "parameters", "nonzero_parameters", "size_bytes", "accuracy",
+                                               "latency_ms_b1", "latency_ms_b64"}));
+  const std::vector<std::string> stages = {"teacher", "student_labels", "student_kd", "pruned_90", "channels_50", "int8"};
+  std::map<std::string, std::vector<double>> v;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i][0], stages[i - 1]);
+    for (size_t c = 1; c < rows[i].size(); ++c) v[rows[i][0]].push_back(std::stod(rows[i][c]));
+    EXPECT_NE(r.output.find("\nstage=" + stages[i - 1] + " accuracy="), std::string::npos) << r.output;
+    EXPECT_GE(v[rows[i][0]][3], 0.0);
+    EXPECT_LE(v[rows[i][0]][3], 1.0);
+    EXPECT_GT(v[rows[i][0]][4], 0.0);  // a latency was measured
+  }
+  const double teacher_params = v["teacher"][0];
+  EXPECT_EQ(teacher_params, 421738);
+  EXPECT_LE(v["student_kd"][0], teacher_params / 4);
+  EXPECT_EQ(v["student_kd"][0], v["student_labels"][0]);
+  EXPECT_LT(v["pruned_90"][1], 0.11 * teacher_params);  // biases and batch norm are not pruned
+  EXPECT_GT(v["pruned_90"][1], 0.09 * teacher_params);
+  EXPECT_LT(v["channels_50"][0], teacher_params / 3);
+  EXPECT_LT(v["int8"][2] * 3.8, v["teacher"][2]);  // the file
+  EXPECT_TRUE(is_png(dir_ + "/cmp/compress.png", 400));
+
+  // ember-mnist's saved CNN as the teacher: the same test accuracy as ember-mnist reported.
+  ProcessResult mnist = run({EMBER_MNIST, "--data", dir_ + "/mnist", "--model", "cnn", "--epochs", "1", "--threads", "1",
+                             "--out", dir_ + "/cnn"});
+  ASSERT_EQ(mnist.exit_code, 0) << mnist.output;
+  r = run({EMBER_COMPRESS, "--data", dir_ + "/mnist", "--teacher", dir_ + "/cnn/model.safetensors", "--epochs", "1",
+           "--threads", "1", "--out", dir_ + "/cmp2"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(value_of(r.output, "stage").rfind("teacher accuracy=" + value_of(mnist.output, "test_accuracy"), 0), 0u)
+      << r.output << mnist.output;
+  r = run({EMBER_COMPRESS, "--alpha", "2"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--alpha: '2' is not a number in range"), std::string::npos) << r.output;
 }
 
 TEST_F(Examples, BadFlagsAndMissingDataAreReported) {
