@@ -103,6 +103,7 @@ class Tracer final : public ember::detail::OpTracer {
   }
 
   void unary(const Tensor<float>& x, backend::Unary op, backend::UnaryParams params, const Tensor<float>& y) override {
+    if (id_of(x) < 0) return;  // a constant (Note [Inference plan]): not on the data flow
     Step s = step("elementwise op");
     s.kind = StepKind::Unary;
     s.in0 = input_of(x, "elementwise op");
@@ -114,6 +115,7 @@ class Tracer final : public ember::detail::OpTracer {
 
   void binary(const Tensor<float>& a, const Tensor<float>& b, backend::Binary op, const char* name,
               const Tensor<float>& y) override {
+    if (id_of(a) < 0 && id_of(b) < 0) return;  // a constant: not on the data flow
     Step s = step(name);
     s.kind = StepKind::Binary;
     s.in0 = input_of(a, name);

@@ -17,6 +17,7 @@
 #include "ember/backend/parallel.hpp"
 #include "ember/deploy.hpp"
 #include "ember/nn.hpp"
+#include "ember/prune.hpp"
 #include "ember/io/safetensors.hpp"
 #include "ember/ops/factory.hpp"
 #include "../support/expect_error.hpp"
@@ -116,6 +117,18 @@ TEST(Plan, LargeBatchesGiveTheSameBitsOnAnyThreadCount) {
     }
   }
   ember::set_num_threads(threads);
+}
+
+// A pruned model: its forward pre-hooks compute weight_orig * weight_mask (constants) first.
+TEST(Plan, PrunedModelsCompile) {
+  auto model = cnn();
+  model->eval();
+  ember::prune::l1_unstructured(model->submodule("0"), "weight", 0.5);
+  ember::prune::ln_structured(model->submodule("10"), "weight", 0.25, 2.0, 0);
+  const Tensor<float> x = random_input({2, 1, 28, 28}, 4);
+  const deploy::Plan plan = deploy::compile(*model, {2, 1, 28, 28}, {.fold_batch_norm = false});
+  EXPECT_EQ(plan.str().find("mul"), std::string::npos) << plan.str();
+  expect_bitwise_equal(forward(*model, x), run_plan(plan, x));
 }
 
 TEST(Plan, ResidualNetworkWithAddsAndGlobalPooling) {
