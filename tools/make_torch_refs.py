@@ -120,6 +120,11 @@ def table_cases():
     return cases
 
 
+def sparse40(w):
+    """The sparse weights of the sparse cases: entries above 0.4 in magnitude, the rest zero."""
+    return torch.where(w.abs() > 0.4, w, torch.zeros_like(w))
+
+
 # name, shapes, lo, hi, function: the op table's cases, then the others, by name as in
 # tests/ops/op_registry.cpp.
 CASES = table_cases() + [
@@ -168,6 +173,11 @@ CASES = table_cases() + [
     ("layer_norm", [(3, 6)], -2, 2, layer_norm_case),
     ("linear", [(5, 4), (3, 4), (3,)], -1, 1, lambda x: F.linear(x[0], x[1], x[2])),
     ("linear_nobias", [(2, 3, 4), (5, 4)], -1, 1, lambda x: F.linear(x[0], x[1])),
+    ("sparse_mm", [(4, 6), (6, 3)], -1, 1, lambda x: torch.sparse.mm(sparse40(x[0]).to_sparse(), x[1])),
+    ("sparse_mm_transposed", [(4, 6), (4, 2)], -1, 1,
+     lambda x: torch.sparse.mm(sparse40(x[0]).t().to_sparse(), x[1])),
+    ("sparse_linear", [(2, 3, 6), (5, 6), (5,)], -1, 1, lambda x: F.linear(x[0], sparse40(x[1]), x[2])),
+    ("sparse_to_dense", [(3, 5)], -1, 1, lambda x: sparse40(x[0]).to_sparse().to_dense() * 3.0),
     ("cross_entropy_indices", [(4, 5)], -2, 2, lambda x: F.cross_entropy(x[0], idx([1, 0, 4, 2], (4,)))),
     ("cross_entropy_weight_ignore_smooth", [(5, 4)], -2, 2,
      lambda x: F.cross_entropy(x[0], idx([3, -100, 0, 1, 3], (5,)),

@@ -38,6 +38,7 @@
 #include "ember/ops/pooling.hpp"
 #include "ember/ops/reduction.hpp"
 #include "ember/ops/shape_ops.hpp"
+#include "ember/ops/sparse.hpp"
 #include "ember/nn.hpp"
 #include "ember/optim.hpp"
 #include "ember/data/dataloader.hpp"

@@ -3,3 +3,4 @@
 // network (channels and units removed, a smaller dense model).
 #include "ember/prune/masks.hpp"
 #include "ember/prune/shrink.hpp"
+#include "ember/prune/sparse.hpp"

@@ -1027,6 +1027,102 @@ void index_accumulate(int64_t n, const int64_t* idx, const T* src, int64_t ss, T
   for (int64_t i = 0; i < n; ++i) dst[idx[i]] += src[i * ss];
 }
 
+// ---- Sparse (CSR) times dense ------------------------------------------------------------------
+
+// Columns of b in packs (four at once, so four sums run side by side); with fewer columns than a
+// pack (a batch of one), four rows at once instead. Either way each sum runs in the order of its
+// nonzeros, so every ISA gives the scalar reference's bits. Column indices are checked as they
+// are used (a compare and a min beside loads the loop makes anyway, cheaper than a pass of its own):
+// one out of range reads row k - 1 instead, and the call reports it.
+template <class T>
+bool csr_mm(int64_t m, int64_t n, int64_t k, const int64_t* row_offsets, const int32_t* cols, const T* values,
+            const T* b, int64_t ldb, T* c, int64_t ldc) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  if (k <= 0) return row_offsets[m] == row_offsets[0];
+  const uint32_t last = static_cast<uint32_t>(k - 1);
+  uint32_t bad = 0;
+  auto row_of_b = [&](int64_t j) {
+    const uint32_t col = static_cast<uint32_t>(cols[j]);
+    bad |= static_cast<uint32_t>(col > last);
+    return b + static_cast<int64_t>(std::min(col, last)) * ldb;
+  };
+  if (n >= W) {
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t begin = row_offsets[r], end = row_offsets[r + 1];
+      T* cr = c + r * ldc;
+      int64_t i = 0;
+      for (; i + 4 * W <= n; i += 4 * W) {
+        V a0(T(0)), a1(T(0)), a2(T(0)), a3(T(0));
+        for (int64_t j = begin; j < end; ++j) {
+          const V v(values[j]);
+          const T* br = row_of_b(j) + i;
+          a0 = a0 + no_contract(v * V::load(br));
+          a1 = a1 + no_contract(v * V::load(br + W));
+          a2 = a2 + no_contract(v * V::load(br + 2 * W));
+          a3 = a3 + no_contract(v * V::load(br + 3 * W));
+        }
+        a0.store(cr + i);
+        a1.store(cr + i + W);
+        a2.store(cr + i + 2 * W);
+        a3.store(cr + i + 3 * W);
+      }
+      for (; i + W <= n; i += W) {
+        V a(T(0));
+        for (int64_t j = begin; j < end; ++j) a = a + no_contract(V(values[j]) * V::load(row_of_b(j) + i));
+        a.store(cr + i);
+      }
+      if (i < n) {
+        const int rest = int(n - i);
+        V a(T(0));
+        for (int64_t j = begin; j < end; ++j) a = a + no_contract(V(values[j]) * V::load_n(row_of_b(j) + i, rest));
+        a.store_n(cr + i, rest);
+      }
+    }
+    return bad == 0;
+  }
+  // The product rounded on its own: the SIMD tables' translation units would fuse it into the sum.
+  auto gathered = [&](int64_t j, int64_t i) {
+    T product = values[j] * row_of_b(j)[i];
+#if defined(__x86_64__)
+    __asm__("" : "+x"(product));
+#elif defined(__aarch64__)
+    __asm__("" : "+w"(product));
+#endif
+    return product;
+  };
+  int64_t r = 0;
+  for (; r + 4 <= m; r += 4) {
+    const int64_t* o = row_offsets + r;
+    const int64_t common = std::min(std::min(o[1] - o[0], o[2] - o[1]), std::min(o[3] - o[2], o[4] - o[3]));
+    for (int64_t i = 0; i < n; ++i) {
+      T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (int64_t t = 0; t < common; ++t) {
+        s0 += gathered(o[0] + t, i);
+        s1 += gathered(o[1] + t, i);
+        s2 += gathered(o[2] + t, i);
+        s3 += gathered(o[3] + t, i);
+      }
+      for (int64_t j = o[0] + common; j < o[1]; ++j) s0 += gathered(j, i);
+      for (int64_t j = o[1] + common; j < o[2]; ++j) s1 += gathered(j, i);
+      for (int64_t j = o[2] + common; j < o[3]; ++j) s2 += gathered(j, i);
+      for (int64_t j = o[3] + common; j < o[4]; ++j) s3 += gathered(j, i);
+      c[r * ldc + i] = s0;
+      c[(r + 1) * ldc + i] = s1;
+      c[(r + 2) * ldc + i] = s2;
+      c[(r + 3) * ldc + i] = s3;
+    }
+  }
+  for (; r < m; ++r) {
+    for (int64_t i = 0; i < n; ++i) {
+      T s = 0;
+      for (int64_t j = row_offsets[r]; j < row_offsets[r + 1]; ++j) s += gathered(j, i);
+      c[r * ldc + i] = s;
+    }
+  }
+  return bad == 0;
+}
+
 // ---- Batch norm's channel passes ------------------------------------------------------------------
 
 template <class T>
@@ -1130,7 +1226,7 @@ namespace ember::backend::EMBER_ISA_NS {
     EMBER_FLAT_CONV(T), .centered_sums = &centered_sums<T>, .affine2 = &affine2<T>,             \
     .channel_sums = &channel_sums<T>, .channel_affine = &channel_affine<T>,                     \
     .max_pool2x2 = &max_pool2x2<T>, .max_pool2d = &max_pool2d<T>,                               \
-    .index_accumulate = &index_accumulate<T>, .sgd_step = &sgd_step<T>, .adam_step = &adam_step<T> \
+    .index_accumulate = &index_accumulate<T>, .csr_mm = &csr_mm<T>, .sgd_step = &sgd_step<T>, .adam_step = &adam_step<T> \
   }
 const Kernels<float> kTableF32 = EMBER_KERNEL_TABLE(float);
 const Kernels<double> kTableF64 = EMBER_KERNEL_TABLE(double);

@@ -132,6 +132,33 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
 }
 
 template <FloatingElement T>
+Tensor<T> sparse_linear(const Tensor<T>& x, const CsrMatrix<T>& weight, const Tensor<T>& bias) {
+  detail::TracedOp traced;
+  require(x, "sparse_linear");
+  // (sparse_mm checks the weight's arrays; rows and cols are all this needs)
+  if (x.dim() == 0 || x.shape()[x.dim() - 1] != weight.cols) {
+    throw ShapeError(cat_str("sparse_linear: input ", x.shape(), " has ", x.dim() ? x.shape()[x.dim() - 1] : 0,
+                             " features, the sparse weight ", weight.shape(), " expects ", weight.cols));
+  }
+  if (bias.defined() && (bias.dim() != 1 || bias.shape()[0] != weight.rows)) {
+    throw ShapeError(cat_str("sparse_linear: bias of shape ", bias.shape(), " for ", weight.rows, " outputs"));
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) {
+      t->unsupported("sparse_linear (nn::SparseLinear): inference plans run dense Linear layers; compile the model "
+                     "before prune::sparsify, or with the dense weights");
+    }
+  }
+  // y^T = W x^T: the kernel runs along the rows of x^T, a whole batch per nonzero.
+  Shape out_shape = x.shape();
+  out_shape[out_shape.size() - 1] = weight.rows;
+  const Tensor<T> x2 = x.reshape({-1, weight.cols});
+  Tensor<T> y = sparse_mm(weight, x2.t()).t();
+  if (bias.defined()) y = y + bias;
+  return y.reshape(out_shape);
+}
+
+template <FloatingElement T>
 Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator* gen) {
   require(x, "dropout");
   if (!(p >= 0.0 && p <= 1.0)) throw ValueError(cat_str("dropout: p must be in [0, 1], got ", p));
@@ -385,6 +412,7 @@ Tensor<T> triplet_margin_loss(const Tensor<T>& a, const Tensor<T>& pos, const Te
   template Tensor<T> binary_cross_entropy_with_logits(const Tensor<T>&, const Tensor<T>&,        \
                                                       Reduction, const Tensor<T>&);              \
   template Tensor<T> kl_div(const Tensor<T>&, const Tensor<T>&, Reduction, bool, bool);                \
+  template Tensor<T> sparse_linear(const Tensor<T>&, const CsrMatrix<T>&, const Tensor<T>&);                 \
   template Tensor<T> distillation_loss(const Tensor<T>&, const Tensor<T>&, const Tensor<int64_t>&,        \
                                        const DistillationOptions&);
 EMBER_INSTANTIATE(float)

@@ -2,6 +2,7 @@
 // by one element (so vector loads are unaligned), contiguous, broadcast and strided.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -754,6 +755,67 @@ void check_index_accumulate(Isa isa) {
   std::vector<T> dst(6, T(0.5));
   k.index_accumulate(int64_t(idx.size()), idx.data(), src.data(), 2, dst.data());
   EXPECT_EQ(dst, (std::vector<T>{T(0.5 + 2 + 64), T(0.5 + 16), T(0.5), T(0.5 + 1 + 4 + 32), T(0.5), T(0.5 + 8)}));
+}
+
+// Sparse times dense on rows of every length (none, one, unequal neighbours) and every column
+// count around the pack widths, with values spanning 2^-20 .. 2^20 so that any change in the order
+// of a sum changes its bits: the definition evaluated here in T, and the same bits on every ISA.
+template <class T>
+void check_csr_mm(Isa isa) {
+  const auto& k = kernels_for<T>(isa);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> mantissa(-1.0, 1.0);
+  std::uniform_int_distribution<int> exponent(-20, 20);
+  const int64_t m = 13, kdim = 37;
+  std::vector<int64_t> offsets{0};
+  std::vector<int32_t> cols;
+  std::vector<T> values;
+  for (int64_t r = 0; r < m; ++r) {
+    const int64_t len = r == 2 ? 0 : (r == 5 ? 1 : static_cast<int64_t>(rng() % 30));
+    for (int64_t t = 0; t < len; ++t) {
+      cols.push_back(static_cast<int32_t>(rng() % kdim));  // repeats allowed: the sum still has its order
+      values.push_back(static_cast<T>(std::ldexp(mantissa(rng), exponent(rng))));
+    }
+    offsets.push_back(static_cast<int64_t>(cols.size()));
+  }
+  for (int64_t n : {1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 64, 67}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    const int64_t ldb = n + 3, ldc = n + 2;
+    std::vector<T> b(static_cast<size_t>(kdim * ldb));
+    for (T& v : b) v = static_cast<T>(std::ldexp(mantissa(rng), exponent(rng)));
+    std::vector<T> c(static_cast<size_t>(m * ldc), T(-7)), want = c;
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t i = 0; i < n; ++i) {
+        T sum = 0;
+        for (int64_t j = offsets[static_cast<size_t>(r)]; j < offsets[static_cast<size_t>(r) + 1]; ++j) {
+          const T product = values[static_cast<size_t>(j)] * b[static_cast<size_t>(cols[static_cast<size_t>(j)] * ldb + i)];
+          sum = sum + product;
+        }
+        want[static_cast<size_t>(r * ldc + i)] = sum;
+      }
+    ASSERT_TRUE(k.csr_mm(m, n, kdim, offsets.data(), cols.data(), values.data(), b.data(), ldb, c.data(), ldc));
+    ASSERT_EQ(c, want);  // the -7 between rows untouched as well
+    // A range of rows alone: offsets index from the arrays' starts.
+    std::vector<T> part(static_cast<size_t>(4 * ldc), T(-7));
+    ASSERT_TRUE(k.csr_mm(4, n, kdim, offsets.data() + 6, cols.data(), values.data(), b.data(), ldb, part.data(), ldc));
+    // A column index outside [0, k) is reported, and nothing past b is read (ASan's watch).
+    std::vector<int32_t> broken = cols;
+    broken[broken.size() / 2] = static_cast<int32_t>(kdim);
+    EXPECT_FALSE(k.csr_mm(m, n, kdim, offsets.data(), broken.data(), values.data(), b.data(), ldb, c.data(), ldc));
+    broken[broken.size() / 2] = -1;
+    EXPECT_FALSE(k.csr_mm(m, n, kdim, offsets.data(), broken.data(), values.data(), b.data(), ldb, c.data(), ldc));
+    ASSERT_TRUE(std::equal(part.begin(), part.end(), want.begin() + 6 * ldc));
+  }
+}
+
+TEST(Kernels, SparseTimesDenseMatchesItsDefinitionOnEveryIsa) {
+  std::vector<Isa> isas = simd_isas();
+  isas.insert(isas.begin(), Isa::Scalar);
+  for (Isa isa : isas) {
+    SCOPED_TRACE(isa_name(isa));
+    check_csr_mm<float>(isa);
+    check_csr_mm<double>(isa);
+  }
 }
 
 TEST(Kernels, MaxPoolAndScatterAddMatchTheirDefinitions) {

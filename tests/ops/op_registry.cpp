@@ -121,6 +121,15 @@ void add_cases_6(std::vector<OpCase>& c) {
   using R = F::Reduction;
   c.push_back(EMBER_OP("linear", (S{{5, 4}, {3, 4}, {3}}), -1, 1, true, F::linear(x[0], x[1], x[2])));
   c.push_back(EMBER_OP("linear_nobias", (S{{2, 3, 4}, {5, 4}}), -1, 1, true, F::linear(x[0], x[1])));
+  // Sparse weights: the entries of x[0] (x[1] for the linear) above 0.4 in magnitude, the rest zero.
+  c.push_back(EMBER_OP("sparse_mm", (S{{4, 6}, {6, 3}}), -1, 1, true,
+                       sparse_mm(to_csr(where(gt(abs(x[0]), 0.4), x[0], 0.0)), x[1])));
+  c.push_back(EMBER_OP("sparse_mm_transposed", (S{{4, 6}, {4, 2}}), -1, 1, true,
+                       sparse_mm(to_csr(where(gt(abs(x[0]), 0.4), x[0], 0.0)).t(), x[1])));
+  c.push_back(EMBER_OP("sparse_linear", (S{{2, 3, 6}, {5, 6}, {5}}), -1, 1, true,
+                       F::sparse_linear(x[0], to_csr(where(gt(abs(x[1]), 0.4), x[1], 0.0)), x[2])));
+  c.push_back(EMBER_OP("sparse_to_dense", (S{{3, 5}}), -1, 1, true,
+                       to_csr(where(gt(abs(x[0]), 0.4), x[0], 0.0)).to_dense() * 3.0));
   c.push_back(EMBER_OP("cross_entropy_indices", (S{{4, 5}}), -2, 2, true,
                        F::cross_entropy(x[0], tensor<int64_t>({1, 0, 4, 2}, {4}))));
   c.push_back(EMBER_OP("cross_entropy_weight_ignore_smooth", (S{{5, 4}}), -2, 2, true,

@@ -108,21 +108,27 @@ TEST(PruneMasks, TrainTheOriginalThroughTheMask) {
     nn::functional::cross_entropy(net(x), y).backward();
     const std::vector<float> g = own(first, "weight_orig").grad().to_vector(), m = mask.to_vector();
     for (size_t i = 0; i < g.size(); ++i) {
-      if (m[i] == 0.0f) EXPECT_EQ(g[i], 0.0f) << i;  // pruned entries get no gradient
+      if (m[i] == 0.0f) {
+        EXPECT_EQ(g[i], 0.0f) << i;  // pruned entries get no gradient
+      }
     }
     sgd.step();
   }
   const std::vector<float> after = own(first, "weight_orig").to_vector(), m = mask.to_vector();
   bool moved = false;
   for (size_t i = 0; i < after.size(); ++i) {
-    if (m[i] == 0.0f) EXPECT_EQ(after[i], before[i]) << i;
+    if (m[i] == 0.0f) {
+      EXPECT_EQ(after[i], before[i]) << i;
+    }
     moved = moved || (m[i] == 1.0f && after[i] != before[i]);
   }
   EXPECT_TRUE(moved);
   // The forward used the masked weights: zero wherever the mask is.
   const std::vector<float> w = first.weight.to_vector();
   for (size_t i = 0; i < w.size(); ++i) {
-    if (m[i] == 0.0f) EXPECT_EQ(w[i], 0.0f) << i;
+    if (m[i] == 0.0f) {
+      EXPECT_EQ(w[i], 0.0f) << i;
+    }
   }
   // A pruned state dict loads into a module pruned the same way.
   nn::Sequential<float> twin(nn::Linear(6, 8), nn::ReLU(), nn::Linear(8, 3));

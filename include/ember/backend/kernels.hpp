@@ -119,7 +119,7 @@ struct AdamStep {
   X(unary) X(binary) X(compare) X(where) X(reduce) X(accumulate) X(arg_reduce) X(gemm)            \
   X(gemm_workspace) X(im2col)                                                                     \
   X(col2im) X(conv_flat) X(conv_flat_weight_grad) X(centered_sums) X(affine2) X(channel_sums)     \
-  X(channel_affine) X(max_pool2x2) X(max_pool2d) X(index_accumulate) X(sgd_step) X(adam_step)
+  X(channel_affine) X(max_pool2x2) X(max_pool2d) X(index_accumulate) X(csr_mm) X(sgd_step) X(adam_step)
 
 /// The entries of a kernel table, by name (Note [Kernel table by name]).
 enum class Entry : uint8_t {
@@ -210,6 +210,15 @@ struct Kernels {
   /// dst[idx[i]] += src[i * ss] for i < n, in order (indices may repeat): the scatter-add
   /// behind scatter_add, index_add and max pooling's gradient.
   void (*index_accumulate)(int64_t n, const int64_t* idx, const T* src, int64_t ss, T* dst);
+  /// Sparse times dense: c[r][i] = the sum over j in [row_offsets[r], row_offsets[r + 1]) of
+  /// values[j] * b[cols[j]][i], for r < m and i < n (b [k, n] and c row-major with leading
+  /// dimensions ldb and ldc), each sum taken in the order of j from zero, every product rounded on
+  /// its own: the same bits on every ISA. row_offsets index into cols and values from their
+  /// starts, so a call may cover any range of rows of a CSR matrix. The offsets must be valid; a
+  /// column index outside [0, k) reads nothing outside b and makes the call return false (c is
+  /// then unspecified).
+  bool (*csr_mm)(int64_t m, int64_t n, int64_t k, const int64_t* row_offsets, const int32_t* cols, const T* values,
+                 const T* b, int64_t ldb, T* c, int64_t ldc);
   /// SgdStep over n contiguous elements of the parameter, its gradient and momentum buffer.
   void (*sgd_step)(const SgdStep& k, int64_t n, T* p, const T* g, T* buf);
   /// AdamStep over n contiguous elements of the parameter, its gradient and both moments.

@@ -8,6 +8,7 @@
 #include "ember/core/tensor.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/reduction.hpp"
+#include "ember/ops/sparse.hpp"
 
 namespace ember::nn::functional {
 
@@ -16,6 +17,11 @@ enum class Reduction { None, Mean, Sum };
 /// y = x W^T + b, with W of shape [out, in] (PyTorch's layout); b may be undefined.
 template <FloatingElement T>
 Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = Tensor<T>());
+
+/// linear() with a sparse weight [out, in] (nn::SparseLinear): y = x W^T + b through sparse_mm,
+/// differentiable in x, the weight's values and b.
+template <FloatingElement T>
+Tensor<T> sparse_linear(const Tensor<T>& x, const CsrMatrix<T>& weight, const Tensor<T>& bias = Tensor<T>());
 
 /// Zeroes elements with probability p and scales the rest by 1 / (1 - p) while training.
 template <FloatingElement T>

@@ -1,6 +1,7 @@
 #pragma once
 // Linear, Identity and Flatten.
 #include "ember/nn/module.hpp"
+#include "ember/ops/sparse.hpp"
 
 namespace ember::nn {
 
@@ -24,6 +25,35 @@ class Linear : public Module<T> {
 };
 Linear(int64_t, int64_t)->Linear<float>;
 Linear(int64_t, int64_t, LinearOptions)->Linear<float>;
+
+/// A Linear holding only the nonzeros of its weight (CSR), for heavily pruned layers: the same
+/// y = x W^T + b through sparse_linear, faster than the dense product above a sparsity that
+/// docs/benchmarks.md reports (prune::sparsify swaps layers past it). The nonzeros train (the
+/// parameter weight_values; the zeros stay zero); the pattern is the buffers weight_col_indices
+/// (int32) and weight_row_offsets (int64), so a state dict loads only into a SparseLinear of the
+/// same pattern. Keep the dense, masked layer (ember::prune) to save in PyTorch's layout.
+template <FloatingElement T = float>
+class SparseLinear : public Module<T> {
+ public:
+  /// The nonzeros of `weight` [out_features, in_features] (copied) and `bias` (undefined: none).
+  SparseLinear(const Tensor<T>& weight, const Tensor<T>& bias);
+  explicit SparseLinear(const Linear<T>& dense) : SparseLinear(dense.weight, dense.bias) {}
+  Tensor<T> forward(const Tensor<T>& x) override;
+  std::string type_name() const override { return "SparseLinear"; }
+  std::string extra_repr() const override;
+  /// The weight as a CsrMatrix over the registered tensors (values differentiable).
+  CsrMatrix<T> weight() const;
+  /// The dense [out_features, in_features] weight, zeros included.
+  Tensor<T> dense_weight() const { return weight().to_dense(); }
+
+  Tensor<T> weight_values;
+  Tensor<int32_t> weight_col_indices;
+  Tensor<int64_t> weight_row_offsets;
+  Tensor<T> bias;  // undefined without bias
+  int64_t in_features, out_features;
+};
+SparseLinear(const Linear<float>&)->SparseLinear<float>;
+SparseLinear(const Linear<double>&)->SparseLinear<double>;
 
 template <FloatingElement T = float>
 class Identity : public Module<T> {
@@ -54,5 +84,7 @@ class Flatten : public Module<T> {
 
 extern template class Linear<float>;
 extern template class Linear<double>;
+extern template class SparseLinear<float>;
+extern template class SparseLinear<double>;
 
 }  // namespace ember::nn

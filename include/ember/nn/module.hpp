@@ -195,6 +195,10 @@ class Module {
     return ModuleHolder<D>(std::move(fresh));
   }
 
+  /// Whether replace_module(path, m) can put a module of another class there: nothing but this
+  /// parent holds the child (a container's child, not a ModuleHolder member's).
+  bool replaceable_by_another_class(const std::string& path) { return child_slot(path).use_count() == 1; }
+
   // ---- Introspection ---------------------------------------------------------------------------
   std::vector<std::pair<std::string, Tensor<T>>> named_parameters(bool recurse = true) const;
   std::vector<Tensor<T>> parameters(bool recurse = true) const;
