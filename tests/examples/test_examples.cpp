@@ -569,6 +569,8 @@ TEST_F(Examples, CompressTakesTheTeacherThroughEveryStage) {
   EXPECT_GT(v["pruned_90"][1], 0.09 * teacher_params);
   EXPECT_LT(v["channels_50"][0], teacher_params / 3);
   EXPECT_LT(v["int8"][2] * 3.8, v["teacher"][2]);  // the file
+  EXPECT_LT(v["pruned_90"][2] * 5, v["teacher"][2]);  // its zeros are not stored
+  EXPECT_NE(r.output.find("10: SparseLinear with "), std::string::npos) << r.output;  // fc1 runs sparse
   EXPECT_TRUE(is_png(dir_ + "/cmp/compress.png", 400));
 
   // ember-mnist's saved CNN as the teacher: the same test accuracy as ember-mnist reported.

@@ -19,8 +19,9 @@
 namespace ember::prune {
 
 /// The fraction of zeros from which nn::SparseLinear outruns the dense Linear at the example
-/// models' shapes on both batch sizes measured (docs/benchmarks.md, "Sparse Linear").
-inline constexpr double kSparseLinearBreakEven = 0.7;
+/// models' shapes, at batch 1 and 64, on the AVX-512 and AVX2 tables (docs/benchmarks.md, "Sparse
+/// Linear": about 83% at batch 1, 60-70% at batch 64).
+inline constexpr double kSparseLinearBreakEven = 0.85;
 
 struct SparsifyOptions {
   /// Linear layers with at least this fraction of zero weights become nn::SparseLinear.
