@@ -1,4 +1,5 @@
-// libFuzzer target: safetensors bytes parsed, then loaded into a small model by ember::load. Only ember::Error
+// libFuzzer target: safetensors bytes parsed, then loaded into a small model by ember::load and
+// by prune::load_sparse. Only ember::Error
 // may escape the parser and the loader; anything else (a crash, a sanitizer report, another
 // exception, a huge allocation) is a finding.
 #include <cstddef>
@@ -21,6 +22,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         continue;
       }
       (void)net(ember::ones<double>({1, 2}));
+    }
+    // The sparse format of pruned models (Note [Sparse files]) on the same bytes.
+    for (bool strict : {true, false}) {
+      ember::nn::Sequential<float> net(ember::nn::Linear(2, 3), ember::nn::ReLU(), ember::nn::Linear(3, 2));
+      try {
+        ember::prune::load_sparse(net, bytes, "fuzz", strict);
+      } catch (const ember::Error&) {
+        continue;
+      }
+      (void)net(ember::ones<float>({1, 2}));
     }
   } catch (const ember::Error&) {
   }

@@ -57,6 +57,14 @@ int main(int argc, char** argv) {
   io::write_safetensors((out / "safetensors" / "dtypes.safetensors").string(),
                         {{"f64", ones<double>({2})}, {"i64", arange<int64_t>(0, 3)}, {"u8", zeros<uint8_t>({2, 2})},
                          {"i32", zeros<int32_t>({0, 3})}, {"scalar", scalar_tensor<float>(1.5f)}});
+  {
+    // A pruned model in the sparse format (a mask and the nonzeros for its first weight).
+    nn::Sequential<float> pruned(nn::Linear(2, 3), nn::ReLU(), nn::Linear(3, 2));
+    auto& first = dynamic_cast<nn::Linear<float>&>(pruned.submodule("0"));
+    prune::l1_unstructured(first, "weight", 4L);
+    prune::remove(first, "weight");
+    prune::save_sparse(pruned, (out / "safetensors" / "sparse.safetensors").string());
+  }
   using namespace ember::fuzz;
   checkpoint_seed<optim::SGD<float>>((out / "checkpoint" / "sgd.ckpt").string(), &make_sgd, 2);
   checkpoint_seed<optim::Adam<float>>((out / "checkpoint" / "adam.ckpt").string(), &make_adam, 2);

@@ -195,7 +195,12 @@ void save_sparse(const nn::Module<float>& module, const std::string& path) {
 }
 
 nn::LoadResult load_sparse(nn::Module<float>& module, const std::string& path, bool strict) {
-  const io::SafetensorsFile file = io::read_safetensors(path);
+  return load_sparse(module, io::read_file(path), path, strict);
+}
+
+nn::LoadResult load_sparse(nn::Module<float>& module, const std::vector<uint8_t>& bytes, const std::string& path,
+                           bool strict) {
+  const io::SafetensorsFile file = io::parse_safetensors(bytes, path);
   std::map<std::string, TensorBase> masks, values;
   nn::StateDict state;
   auto ends_with = [](const std::string& s, const std::string& tail) {

@@ -11,6 +11,7 @@
 // "format" is "ember.sparse". At 90% zeros a float tensor takes 0.1 * 4 + 1/8 bytes per element
 // against 4: 7.6 times smaller. load_sparse checks every rule (mask length, bits past the end,
 // one value per set bit, a shape for every mask) before anything is loaded.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -53,5 +54,8 @@ void save_sparse(const nn::Module<float>& module, const std::string& path);
 /// Loads a file written by save_sparse (or a plain safetensors state dict) into `module`, as
 /// ember::load does; throws ember::FormatError naming the file, the tensor and the rule broken.
 nn::LoadResult load_sparse(nn::Module<float>& module, const std::string& path, bool strict = true);
+/// The same from the bytes of such a file; `source` names it in errors.
+nn::LoadResult load_sparse(nn::Module<float>& module, const std::vector<uint8_t>& bytes, const std::string& source,
+                           bool strict = true);
 
 }  // namespace ember::prune
