@@ -9,6 +9,21 @@
 
 namespace ember::nn {
 
+namespace {
+
+// Named here, with the layer's sizes, because a head swapped for transfer learning that does not
+// fit the features before it fails here first.
+template <FloatingElement T>
+void require_features(const Module<T>& layer, const Tensor<T>& x, int64_t in_features) {
+  if (x.dim() == 0 || x.size(-1) != in_features) {
+    throw ShapeError(layer.type_name() + "(" + layer.extra_repr() + "): input " + x.shape().str() + " has " +
+                     (x.dim() == 0 ? std::string("no feature dimension") : std::to_string(x.size(-1)) + " features") +
+                     ", expected in_features=" + std::to_string(in_features));
+  }
+}
+
+}  // namespace
+
 template <FloatingElement T>
 Linear<T>::Linear(int64_t in, int64_t out, LinearOptions options) : in_features(in), out_features(out) {
   if (in < 0 || out < 0) {
@@ -28,13 +43,7 @@ Linear<T>::Linear(int64_t in, int64_t out, LinearOptions options) : in_features(
 
 template <FloatingElement T>
 Tensor<T> Linear<T>::forward(const Tensor<T>& x) {
-  // Named here, with the layer's sizes, because a head swapped for transfer learning that does not
-  // fit the features before it fails here first.
-  if (x.dim() == 0 || x.size(-1) != in_features) {
-    throw ShapeError("Linear(" + extra_repr() + "): input " + x.shape().str() + " has " +
-                     (x.dim() == 0 ? std::string("no feature dimension") : std::to_string(x.size(-1)) + " features") +
-                     ", expected in_features=" + std::to_string(in_features));
-  }
+  require_features(*this, x, in_features);
   return functional::linear(x, weight, bias);
 }
 
@@ -70,11 +79,7 @@ CsrMatrix<T> SparseLinear<T>::weight() const {
 
 template <FloatingElement T>
 Tensor<T> SparseLinear<T>::forward(const Tensor<T>& x) {
-  if (x.dim() == 0 || x.size(-1) != in_features) {
-    throw ShapeError("SparseLinear(" + extra_repr() + "): input " + x.shape().str() + " has " +
-                     (x.dim() == 0 ? std::string("no feature dimension") : std::to_string(x.size(-1)) + " features") +
-                     ", expected in_features=" + std::to_string(in_features));
-  }
+  require_features(*this, x, in_features);
   return functional::sparse_linear(x, weight(), bias);
 }
 
