@@ -56,6 +56,22 @@ TEST(Sparsify, SwapsTheSparseLinearLayersAndComputesTheSame) {
   EXPECT_LT((before.narrow(0, 2, 1) - (*net)(x.narrow(0, 2, 1))).abs().max().item(), 1e-5f);
 }
 
+TEST(Sparsify, InferencePlansNameTheSparseLayer) {
+  auto net = make_net();
+  prune_90(*net);
+  net->eval();
+  const deploy::Plan dense_plan = deploy::compile(*net, {1, 30});  // compiled before: dense layers
+  EXPECT_GT(dense_plan.arena_bytes(), 0u);
+  prune::sparsify(*net);
+  try {
+    (void)deploy::compile(*net, {1, 30});
+    FAIL() << "a SparseLinear compiled";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.module_path(), "0");
+    EXPECT_NE(std::string(e.what()).find("sparse_linear (nn::SparseLinear)"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Sparsify, RefusesWithoutChangingTheModel) {
   auto net = make_net();
   expect_error<ValueError>([&] { (void)prune::sparsify(*net, {.min_sparsity = 1.5}); },
