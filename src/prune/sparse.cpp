@@ -24,13 +24,10 @@ const std::string kMaskSuffix = ":mask";
 const std::string kValuesSuffix = ":values";
 const std::string kShapePrefix = "shape:";
 
+// NaN counts as nonzero (NaN != 0), as in to_csr.
 template <class T>
 int64_t count_nonzero(const Tensor<T>& t) {
-  int64_t n = 0;
-  const Tensor<T> c = t.contiguous();
-  const T* p = c.data_ptr();
-  for (int64_t i = 0; i < c.numel(); ++i) n += p[i] != T(0) || p[i] != p[i];
-  return n;
+  return t.ne(0.0).sum().item();
 }
 
 // The mask and values of Note [Sparse files] for t, or nothing when the dense tensor is smaller.
