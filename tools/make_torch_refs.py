@@ -669,6 +669,95 @@ def write_explain_refs(root):
     print("wrote torch_explain.safetensors")
 
 
+def write_dynamic_rnn_refs(out):
+    """Dynamically quantized LSTM and GRU (torch.ao.nn.quantized.dynamic, fbgemm's x86 definition:
+    reduce_range=True) written out in torch's own observers and quantize functions: int8 weights
+    from MinMaxObserver / PerChannelMinMaxObserver (qint8, symmetric); every projection quantizes
+    its input with MinMaxObserver(quint8, reduce_range=True) over that input (the whole sequence
+    for the input projection, h at each step for the recurrent one), sums the integers exactly and
+    scales the sums by input scale * weight scale in float32 before adding the bias."""
+    from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
+
+    def quantize_weight(w, per_channel):
+        if per_channel:
+            obs = PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+            obs(w)
+            sc, zp = obs.calculate_qparams()
+            q = torch.quantize_per_channel(w, sc.double(), zp, 0, torch.qint8)
+            return q.int_repr().long(), sc.float()
+        obs = MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+        obs(w)
+        sc, zp = obs.calculate_qparams()
+        q = torch.quantize_per_tensor(w, float(sc), int(zp), torch.qint8)
+        return q.int_repr().long(), sc.float().expand(w.shape[0])
+
+    def dynamic_linear(x, wq, ws, b):
+        obs = MinMaxObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=True)
+        obs(x)
+        sc, zp = obs.calculate_qparams()
+        xq = torch.quantize_per_tensor(x, float(sc), int(zp), torch.quint8).int_repr().long() - int(zp)
+        acc = xq.reshape(-1, x.shape[-1]) @ wq.t()
+        y = acc.float() * (sc.float() * ws) + b
+        return y.reshape(*x.shape[:-1], wq.shape[0])
+
+    def run(module, x, h0, c0, per_channel):
+        lstm = isinstance(module, torch.nn.LSTM)
+        hs, dirs = module.hidden_size, 2 if module.bidirectional else 1
+        p = {k: v.detach() for k, v in module.named_parameters()}
+        q = {k: quantize_weight(v, per_channel) for k, v in p.items() if k.startswith("weight")}
+        seq = x.transpose(0, 1) if module.batch_first else x
+        n = seq.shape[1]
+        h_n, c_n = [], []
+        for layer in range(module.num_layers):
+            outs = []
+            for d in range(dirs):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                xw = dynamic_linear(seq, *q["weight_ih" + sfx], p["bias_ih" + sfx])
+                k = layer * dirs + d
+                h = h0[k] if h0 is not None else torch.zeros(n, hs)
+                c = c0[k] if c0 is not None else torch.zeros(n, hs)
+                ys = [None] * seq.shape[0]
+                for t in (range(seq.shape[0] - 1, -1, -1) if d else range(seq.shape[0])):
+                    hw = dynamic_linear(h, *q["weight_hh" + sfx], p["bias_hh" + sfx])
+                    if lstm:
+                        i, f, g, o = (xw[t] + hw).split(hs, 1)
+                        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                        h = torch.sigmoid(o) * torch.tanh(c)
+                    else:
+                        xr, xz, xn = xw[t].split(hs, 1)
+                        hr, hz, hn = hw.split(hs, 1)
+                        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+                        h = (1 - z) * torch.tanh(xn + r * hn) + z * h
+                    ys[t] = h
+                outs.append(torch.stack(ys))
+                h_n.append(h)
+                c_n.append(c)
+            seq = outs[0] if dirs == 1 else torch.cat(outs, 2)
+        y = seq.transpose(0, 1) if module.batch_first else seq
+        return y, torch.stack(h_n), torch.stack(c_n)
+
+    torch.manual_seed(11)
+    cases = (("dyn_lstm", torch.nn.LSTM(5, 6, num_layers=2, bidirectional=True), (7, 3, 5), True, True),
+             ("dyn_gru", torch.nn.GRU(5, 6, batch_first=True), (3, 7, 5), False, False))
+    for name, module, x_shape, per_channel, with_state in cases:
+        x = torch.randn(*x_shape) * 2
+        dirs = 2 if module.bidirectional else 1
+        n = x_shape[1] if not module.batch_first else x_shape[0]
+        h0 = torch.randn(module.num_layers * dirs, n, module.hidden_size) * 0.5 if with_state else None
+        c0 = torch.randn(module.num_layers * dirs, n, module.hidden_size) * 0.5 if with_state else None
+        with torch.no_grad():
+            y, h_n, c_n = run(module, x, h0, c0, per_channel)
+        for k, v in module.named_parameters():
+            out[f"{name}.{k}"] = v.detach()
+        out[f"{name}.x"], out[f"{name}.y"], out[f"{name}.h_n"] = x, y, h_n
+        if with_state:
+            out[f"{name}.h0"], out[f"{name}.c0"], out[f"{name}.c_n"] = h0, c0, c_n
+        # The same recurrence in float, to show what the quantization changes.
+        with torch.no_grad():
+            yf = module(x, (h0, c0) if with_state else None)[0] if isinstance(module, torch.nn.LSTM) else module(x)[0]
+        print(f"{name}: max |int8 - float| = {(y - yf).abs().max().item():.4f}")
+
+
 def write_quant_refs(root):
     """torch.quantize_per_tensor / quantize_per_channel (qint8 and quint8) and dequantize on inputs
     that reach both ends of the range and sit exactly on rounding ties."""
@@ -733,6 +822,7 @@ def write_quant_refs(root):
     out["histogram.range"] = torch.tensor([float(new_min), float(new_max)], dtype=torch.float32)
     sc, zp = obs._calculate_qparams(new_min, new_max)
     out["histogram.scale"], out["histogram.zero_point"] = sc, zp
+    write_dynamic_rnn_refs(out)
     st_write(os.path.join(root, "torch_quant.safetensors"), {k: v.contiguous() for k, v in out.items()})
     print("wrote torch_quant.safetensors")
 

@@ -7,10 +7,11 @@
 #include "../ops/common.hpp"
 #include "ember/nn/functional.hpp"
 #include "ember/nn/init.hpp"
+#include "rnn_run.hpp"
 
 namespace ember::nn {
 
-using detail::cat_str;
+using ember::detail::cat_str;
 
 template <FloatingElement T>
 RNNBase<T>::RNNBase(int64_t in, int64_t hidden, RNNOptions o, int64_t gates, const char* name)
@@ -46,54 +47,122 @@ std::string RNNBase<T>::extra_repr() const {
          (options.batch_first ? ", batch_first=True" : "") + (options.bidirectional ? ", bidirectional=True" : "");
 }
 
+namespace detail {
+namespace {
+
+// One direction of one layer over the whole sequence, from the input projections of every step.
 template <FloatingElement T>
-std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> RNNBase<T>::run(const Tensor<T>& x_in, const Tensor<T>& h0,
-                                                             const Tensor<T>& c0) {
+std::tuple<std::vector<Tensor<T>>, Tensor<T>, Tensor<T>> scan(
+    RnnCell cell, int64_t hidden, const std::vector<Tensor<T>>& xw,
+    const std::function<Tensor<T>(const Tensor<T>&)>& recur, Tensor<T> h, Tensor<T> c,
+    bool reverse) {
+  const int64_t len = static_cast<int64_t>(xw.size());
+  std::vector<Tensor<T>> ys(static_cast<size_t>(len));
+  for (int64_t s = 0; s < len; ++s) {
+    const int64_t t = reverse ? len - 1 - s : s;
+    const Tensor<T>& x_t = xw[static_cast<size_t>(t)];
+    if (cell == RnnCell::LSTM) {
+      auto g = (x_t + recur(h)).split(hidden, 1);  // i, f, g, o
+      Tensor<T> i = sigmoid(g[0]), f = sigmoid(g[1]), cand = tanh(g[2]), o = sigmoid(g[3]);
+      c = f * c + i * cand;
+      h = o * tanh(c);
+    } else {
+      auto xg = x_t.split(hidden, 1);  // r, z, n
+      auto hg =
+          recur(h).split(hidden, 1);  // r, z, n, b_hh included: r gates the recurrent bias too
+      Tensor<T> r = sigmoid(xg[0] + hg[0]), z = sigmoid(xg[1] + hg[1]);
+      Tensor<T> cand = tanh(xg[2] + r * hg[2]);
+      h = (1.0 - z) * cand + z * h;
+    }
+    ys[static_cast<size_t>(t)] = h;
+  }
+  return {ys, h, c};
+}
+
+}  // namespace
+
+template <FloatingElement T>
+std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> run_rnn(const RnnShape& shape, bool training,
+                                                    const Tensor<T>& x_in, const Tensor<T>& h0,
+                                                    const Tensor<T>& c0,
+                                                    const RnnProjection<T>& project) {
+  const std::string name = shape.name;
+  const RNNOptions& options = shape.options;
+  const int64_t input_size = shape.input_size, hidden_size = shape.hidden_size;
   if (!x_in.defined() || x_in.dim() != 3) {
-    throw ShapeError(cat_str(name_, ": input must be 3-D [L, N, ", input_size, "] (or [N, L, ", input_size,
-                             "] with batch_first), got ", x_in.defined() ? x_in.shape() : Shape{}));
+    throw ShapeError(cat_str(name, ": input must be 3-D [L, N, ", input_size, "] (or [N, L, ",
+                             input_size, "] with batch_first), got ",
+                             x_in.defined() ? x_in.shape() : Shape{}));
   }
   Tensor<T> x = options.batch_first ? x_in.transpose(0, 1) : x_in;
   if (x.shape()[2] != input_size) {
-    throw ShapeError(cat_str(name_, ": input ", x_in.shape(), " has ", x.shape()[2], " features, expected ",
-                             input_size));
+    throw ShapeError(cat_str(name, ": input ", x_in.shape(), " has ", x.shape()[2],
+                             " features, expected ", input_size));
   }
   const int64_t len = x.shape()[0], n = x.shape()[1], dirs = options.bidirectional ? 2 : 1;
   const Shape state_shape{options.num_layers * dirs, n, hidden_size};
   for (const Tensor<T>* s : {&h0, &c0}) {
     if (s->defined() && s->shape() != state_shape) {
-      throw ShapeError(cat_str(name_, ": initial state of shape ", s->shape(), ", expected ", state_shape));
+      throw ShapeError(
+          cat_str(name, ": initial state of shape ", s->shape(), ", expected ", state_shape));
     }
   }
+  if (c0.defined() && shape.cell == RnnCell::GRU)
+    throw ValueError(name + ": a GRU has no cell state");
+  const bool lstm = shape.cell == RnnCell::LSTM;
   std::vector<Tensor<T>> h_n, c_n;
   Tensor<T> layer_in = x;
   for (int64_t layer = 0; layer < options.num_layers; ++layer) {
     std::vector<Tensor<T>> outs;
     for (int64_t d = 0; d < dirs; ++d) {
-      const std::string sfx = "_l" + std::to_string(layer) + (d ? "_reverse" : "");
-      const Tensor<T> w_ih = Tensor<T>::from_base(this->entry("weight_ih" + sfx));
-      const Tensor<T> w_hh = Tensor<T>::from_base(this->entry("weight_hh" + sfx));
-      const Tensor<T> b_ih = options.bias ? Tensor<T>::from_base(this->entry("bias_ih" + sfx)) : Tensor<T>();
-      const Tensor<T> b_hh = options.bias ? Tensor<T>::from_base(this->entry("bias_hh" + sfx)) : Tensor<T>();
       // All time steps' input projections at once: [L, N, gates * H].
-      Tensor<T> xw_all = functional::linear(layer_in, w_ih, b_ih);
+      Tensor<T> xw_all = project(layer_in, layer, d, false);
       std::vector<Tensor<T>> xw;
       for (int64_t t = 0; t < len; ++t) xw.push_back(xw_all.select(0, t));
       const int64_t k = layer * dirs + d;
       Tensor<T> h = h0.defined() ? h0.select(0, k) : zeros<T>({n, hidden_size});
-      Tensor<T> c = c0.defined() ? c0.select(0, k) : zeros<T>({n, hidden_size});
-      auto [ys, hl, cl] = scan(xw, w_hh, b_hh, h, c, d == 1);
+      Tensor<T> c = !lstm          ? Tensor<T>()
+                    : c0.defined() ? c0.select(0, k)
+                                   : zeros<T>({n, hidden_size});
+      auto recur = [&](const Tensor<T>& state) { return project(state, layer, d, true); };
+      auto [ys, hl, cl] = scan<T>(shape.cell, hidden_size, xw, recur, h, c, d == 1);
       outs.push_back(stack(ys, 0));
       h_n.push_back(hl);
       c_n.push_back(cl);
     }
     layer_in = dirs == 1 ? outs[0] : cat(outs, 2);
-    if (options.dropout > 0 && this->is_training() && layer + 1 < options.num_layers) {
+    if (options.dropout > 0 && training && layer + 1 < options.num_layers) {
       layer_in = functional::dropout(layer_in, options.dropout, true);
     }
   }
   Tensor<T> y = options.batch_first ? layer_in.transpose(0, 1) : layer_in;
-  return {y, stack(h_n, 0), c_n[0].defined() ? stack(c_n, 0) : Tensor<T>()};
+  return {y, stack(h_n, 0), lstm ? stack(c_n, 0) : Tensor<T>()};
+}
+
+template std::tuple<Tensor<float>, Tensor<float>, Tensor<float>> run_rnn<float>(
+    const RnnShape&, bool, const Tensor<float>&, const Tensor<float>&, const Tensor<float>&,
+    const RnnProjection<float>&);
+template std::tuple<Tensor<double>, Tensor<double>, Tensor<double>> run_rnn<double>(
+    const RnnShape&, bool, const Tensor<double>&, const Tensor<double>&, const Tensor<double>&,
+    const RnnProjection<double>&);
+
+}  // namespace detail
+
+template <FloatingElement T>
+std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> RNNBase<T>::run(const Tensor<T>& x, const Tensor<T>& h0,
+                                                            const Tensor<T>& c0) {
+  const detail::RnnShape shape{name_.c_str(),
+                               gates_ == 4 ? detail::RnnCell::LSTM : detail::RnnCell::GRU,
+                               input_size, hidden_size, options};
+  auto project = [&](const Tensor<T>& in, int64_t layer, int64_t d, bool recurrent) {
+    const std::string sfx = "_l" + std::to_string(layer) + (d ? "_reverse" : "");
+    const std::string kind = recurrent ? "_hh" : "_ih";
+    const Tensor<T> w = Tensor<T>::from_base(this->entry("weight" + kind + sfx));
+    const Tensor<T> b =
+        options.bias ? Tensor<T>::from_base(this->entry("bias" + kind + sfx)) : Tensor<T>();
+    return functional::linear(in, w, b);
+  };
+  return detail::run_rnn<T>(shape, this->is_training(), x, h0, c0, project);
 }
 
 template <FloatingElement T>
@@ -103,45 +172,9 @@ std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> LSTM<T>::forward_with_state(const Te
 }
 
 template <FloatingElement T>
-std::tuple<std::vector<Tensor<T>>, Tensor<T>, Tensor<T>> LSTM<T>::scan(const std::vector<Tensor<T>>& xw,
-                                                                       const Tensor<T>& w_hh, const Tensor<T>& b_hh,
-                                                                       Tensor<T> h, Tensor<T> c, bool reverse) {
-  const int64_t len = static_cast<int64_t>(xw.size()), hs = this->hidden_size;
-  std::vector<Tensor<T>> ys(static_cast<size_t>(len));
-  for (int64_t s = 0; s < len; ++s) {
-    const int64_t t = reverse ? len - 1 - s : s;
-    Tensor<T> gates = xw[static_cast<size_t>(t)] + functional::linear(h, w_hh, b_hh);
-    auto g = gates.split(hs, 1);  // i, f, g, o
-    Tensor<T> i = sigmoid(g[0]), f = sigmoid(g[1]), cand = tanh(g[2]), o = sigmoid(g[3]);
-    c = f * c + i * cand;
-    h = o * tanh(c);
-    ys[static_cast<size_t>(t)] = h;
-  }
-  return {ys, h, c};
-}
-
-template <FloatingElement T>
-std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> GRU<T>::forward_with_state(const Tensor<T>& x, const Tensor<T>& h0) {
-  auto [y, h, c] = this->run(x, h0, Tensor<T>());
-  return {y, h, Tensor<T>()};
-}
-
-template <FloatingElement T>
-std::tuple<std::vector<Tensor<T>>, Tensor<T>, Tensor<T>> GRU<T>::scan(const std::vector<Tensor<T>>& xw,
-                                                                      const Tensor<T>& w_hh, const Tensor<T>& b_hh,
-                                                                      Tensor<T> h, Tensor<T>, bool reverse) {
-  const int64_t len = static_cast<int64_t>(xw.size()), hs = this->hidden_size;
-  std::vector<Tensor<T>> ys(static_cast<size_t>(len));
-  for (int64_t s = 0; s < len; ++s) {
-    const int64_t t = reverse ? len - 1 - s : s;
-    auto xg = xw[static_cast<size_t>(t)].split(hs, 1);          // r, z, n
-    auto hg = functional::linear(h, w_hh, b_hh).split(hs, 1);  // r, z, n
-    Tensor<T> r = sigmoid(xg[0] + hg[0]), z = sigmoid(xg[1] + hg[1]);
-    Tensor<T> cand = tanh(xg[2] + r * hg[2]);
-    h = (1.0 - z) * cand + z * h;
-    ys[static_cast<size_t>(t)] = h;
-  }
-  return {ys, h, Tensor<T>()};
+std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> GRU<T>::forward_with_state(const Tensor<T>& x,
+                                                                       const Tensor<T>& h0) {
+  return this->run(x, h0, Tensor<T>());
 }
 
 template class RNNBase<float>;

@@ -12,11 +12,10 @@
 #include <sstream>
 
 #include "../core/internal.hpp"
-#include "int8_layer.hpp"
-#include "stage_info.hpp"
+#include "../nn/rnn_run.hpp"
+#include "ember/autograd/grad_mode.hpp"
 #include "ember/backend/int8_kernels.hpp"
 #include "ember/backend/parallel.hpp"
-#include "ember/autograd/grad_mode.hpp"
 #include "ember/core/error.hpp"
 #include "ember/io/safetensors.hpp"
 #include "ember/nn/activation.hpp"
@@ -28,6 +27,7 @@
 #include "ember/nn/normalization.hpp"
 #include "ember/nn/pooling.hpp"
 #include "ember/nn/residual.hpp"
+#include "ember/nn/rnn.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/factory.hpp"
@@ -35,6 +35,8 @@
 #include "ember/ops/shape_ops.hpp"
 #include "ember/quant/observer.hpp"
 #include "ember/quant/qtensor.hpp"
+#include "int8_layer.hpp"
+#include "stage_info.hpp"
 
 namespace ember::quant {
 namespace {
@@ -76,17 +78,20 @@ struct Int8Weights {
   int64_t out = 0, k = 0;
 };
 
-Int8Weights quantize_weights(const Tensor<float>& weight, bool per_channel) {
+// `name`: the weight's state-dict name, for errors.
+Int8Weights quantize_weights(const Tensor<float>& weight, bool per_channel,
+                             const std::string& name) {
+  const std::string label = cat_str("quantize: '", name, "'");
   Int8Weights w;
   w.out = weight.shape()[0];
   w.k = weight.numel() / std::max<int64_t>(w.out, 1);
   if (per_channel) {
     PerChannelMinMaxObserver obs(0, kWeightSpec);
-    obs.observe(weight, "quantize: weight");
+    obs.observe(weight, label.c_str());
     for (const QParams& q : obs.qparams()) w.scales.push_back(q.scale);
   } else {
     MinMaxObserver obs(kWeightSpec);
-    obs.observe(weight, "quantize: weight");
+    obs.observe(weight, label.c_str());
     w.scales.assign(static_cast<size_t>(w.out), obs.qparams().scale);
   }
   const QTensor<int8_t> q = quantize_per_channel<int8_t>(
@@ -454,6 +459,7 @@ class ReluStage final : public Stage {
 // calibration runs and observes.
 struct FloatAffine {
   std::string path;
+  std::string weight_name = "weight";  // an RNN's projections: "weight_ih_l0" and so on
   bool conv = false;
   Tensor<float> weight, bias;  // weight [O, in] or [O, C, kh, kw]
   Conv2dGeometry geometry;
@@ -574,8 +580,12 @@ FloatAffine conv_affine(nn::Conv2d<float>& conv, const std::string& path) {
   return a;
 }
 
+std::shared_ptr<const DynamicRNN> quantize_rnn(const nn::RNNBase<float>& rnn, bool lstm,
+                                               const std::string& path, bool per_channel);
+
 std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only,
-                           const std::vector<std::string>& keep_float = {}) {
+                           const std::vector<std::string>& keep_float = {},
+                           bool per_channel = true) {
   std::vector<std::pair<std::string, nn::Module<float>*>> modules;
   flatten_modules(model, "", modules);
   std::string affine_paths;
@@ -641,7 +651,12 @@ std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only,
       } else {
         steps.push_back({std::make_shared<ReluStage>(), nullptr});
       }
-    } else if (dynamic_cast<nn::Dropout<float>*>(m) != nullptr || dynamic_cast<nn::Identity<float>*>(m) != nullptr) {
+    } else if (auto* lstm = dynamic_cast<nn::LSTM<float>*>(m); lstm != nullptr && dynamic_only) {
+      steps.push_back({quantize_rnn(*lstm, true, path, per_channel), nullptr});
+    } else if (auto* gru = dynamic_cast<nn::GRU<float>*>(m); gru != nullptr && dynamic_only) {
+      steps.push_back({quantize_rnn(*gru, false, path, per_channel), nullptr});
+    } else if (dynamic_cast<nn::Dropout<float>*>(m) != nullptr ||
+               dynamic_cast<nn::Identity<float>*>(m) != nullptr) {
       continue;
     } else if (auto* f = dynamic_cast<nn::Flatten<float>*>(m)) {
       steps.push_back({std::make_shared<FlattenStage>(f->options(), false), nullptr});
@@ -652,10 +667,11 @@ std::vector<PlanStep> plan(nn::Module<float>& model, bool dynamic_only,
     } else if (auto* aap = dynamic_cast<nn::AdaptiveAvgPool2d<float>*>(m)) {
       steps.push_back({std::make_shared<AdaptiveAvgPoolStage>(aap->output_size()), nullptr});
     } else {
-      throw ValueError(cat_str(dynamic_only ? "quantize_dynamic: " : "quantize: ", describe(path, *m),
-                               " is not supported (supported: Sequential of Linear, ",
-                               dynamic_only ? "" : "Conv2d, BatchNorm2d after a Conv2d, BasicBlock, ",
-                               "ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Identity)"));
+      throw ValueError(
+          cat_str(dynamic_only ? "quantize_dynamic: " : "quantize: ", describe(path, *m),
+                  " is not supported (supported: Sequential of Linear, ",
+                  dynamic_only ? "LSTM, GRU, " : "Conv2d, BatchNorm2d after a Conv2d, BasicBlock, ",
+                  "ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Identity)"));
     }
   }
   if (steps.empty()) throw ValueError("quantize: the model has no layers");
@@ -681,7 +697,8 @@ std::shared_ptr<const Stage> make_quantized(const FloatAffine& a, bool per_chann
     }
     weight = weight.reshape({out, link.chw[0], link.chw[1], link.chw[2]}).permute({0, 2, 3, 1}).reshape({out, -1}).contiguous();
   }
-  core.w = quantize_weights(weight, per_channel);
+  core.w = quantize_weights(weight, per_channel,
+                            a.path.empty() ? a.weight_name : a.path + "." + a.weight_name);
   core.bias = a.bias;
   core.relu = a.relu;
   core.dynamic = dynamic;
@@ -694,11 +711,117 @@ std::shared_ptr<const Stage> make_quantized(const FloatAffine& a, bool per_chann
                                            a.weight.shape()[3], a.geometry);
 }
 
+// A layer and direction's projection names, PyTorch's parameter suffixes: "ih_l0", "hh_l1_reverse".
+std::string projection_name(bool recurrent, int64_t layer, int64_t direction) {
+  return cat_str(recurrent ? "hh" : "ih", "_l", layer, direction ? "_reverse" : "");
+}
+
+std::shared_ptr<const DynamicRNN> quantize_rnn(const nn::RNNBase<float>& rnn, bool lstm,
+                                               const std::string& path, bool per_channel) {
+  NoGradGuard no_grad;
+  std::map<std::string, Tensor<float>> params;
+  for (const auto& [name, t] : rnn.named_parameters()) params[name] = t.detach().contiguous();
+  const int64_t dirs = rnn.options.bidirectional ? 2 : 1;
+  DynamicRNN::Projections projections;
+  for (int64_t layer = 0; layer < rnn.options.num_layers; ++layer) {
+    for (int64_t d = 0; d < dirs; ++d) {
+      for (bool recurrent : {false, true}) {
+        const std::string name = projection_name(recurrent, layer, d);
+        FloatAffine a;
+        a.path = path;
+        a.weight_name = "weight_" + name;
+        a.weight = params.at("weight_" + name);
+        if (rnn.options.bias) a.bias = params.at("bias_" + name);
+        projections.emplace_back(name, make_quantized(a, per_channel, true, {}));
+      }
+    }
+  }
+  return std::make_shared<DynamicRNN>(lstm, rnn.input_size, rnn.hidden_size, rnn.options,
+                                      std::move(projections));
+}
+
 }  // namespace
 
 Tensor<float> Stage::forward(const Tensor<float>& x) const {
   NoGradGuard no_grad;
   return to_float(run(Activation{x.detach()}));
+}
+
+DynamicRNN::DynamicRNN(bool lstm, int64_t input_size, int64_t hidden_size, nn::RNNOptions options,
+                       Projections projections)
+    : lstm_(lstm),
+      input_size_(input_size),
+      hidden_size_(hidden_size),
+      options_(options),
+      projections_(std::move(projections)) {
+  const std::string name = lstm ? "DynamicQuantizedLSTM" : "DynamicQuantizedGRU";
+  if (input_size <= 0 || hidden_size <= 0 || options.num_layers <= 0) {
+    throw ValueError(cat_str(name, ": input_size ", input_size, ", hidden_size ", hidden_size,
+                             " and num_layers ", options.num_layers, " must be positive"));
+  }
+  const int64_t dirs = options.bidirectional ? 2 : 1, gates = lstm ? 4 : 3;
+  if (static_cast<int64_t>(projections_.size()) != options.num_layers * dirs * 2) {
+    throw ValueError(cat_str(name, ": ", projections_.size(), " projections, expected ",
+                             options.num_layers * dirs * 2,
+                             " (input and recurrent, per layer and direction)"));
+  }
+  size_t next = 0;
+  for (int64_t layer = 0; layer < options.num_layers; ++layer) {
+    for (int64_t d = 0; d < dirs; ++d) {
+      for (bool recurrent : {false, true}) {
+        const auto& [given, stage] = projections_[next++];
+        const std::string expected = projection_name(recurrent, layer, d);
+        const int64_t in = recurrent ? hidden_size : layer == 0 ? input_size : hidden_size * dirs;
+        const auto* linear = dynamic_cast<const QuantizedLinear*>(stage.get());
+        if (given != expected || linear == nullptr) {
+          throw ValueError(cat_str(name, ": projection ", next - 1, " is '", given, "' (",
+                                   stage ? stage->str() : "none", "), expected '", expected,
+                                   "', a quantized Linear"));
+        }
+        const AffineCore& c = linear->core();
+        if (!c.dynamic || c.relu || c.out_quantized || linear->chw()[0] != 0 || c.w.k != in ||
+            c.w.out != gates * hidden_size || c.bias.defined() != options.bias) {
+          throw ValueError(cat_str(
+              name, ": projection '", expected, "' is ", linear->str(),
+              c.bias.defined() ? " with" : " without", " bias; expected a dynamic Linear of ", in,
+              " -> ", gates * hidden_size, options.bias ? " with" : " without", " bias"));
+        }
+      }
+    }
+  }
+}
+
+std::tuple<Tensor<float>, Tensor<float>, Tensor<float>> DynamicRNN::forward_with_state(
+    const Tensor<float>& x, const Tensor<float>& h0, const Tensor<float>& c0) const {
+  NoGradGuard no_grad;
+  const nn::detail::RnnShape shape{lstm_ ? "DynamicQuantizedLSTM" : "DynamicQuantizedGRU",
+                                   lstm_ ? nn::detail::RnnCell::LSTM : nn::detail::RnnCell::GRU,
+                                   input_size_, hidden_size_, options_};
+  const int64_t dirs = options_.bidirectional ? 2 : 1;
+  auto project = [&](const Tensor<float>& in, int64_t layer, int64_t d, bool recurrent) {
+    const auto& [name, stage] =
+        projections_[static_cast<size_t>((layer * dirs + d) * 2 + (recurrent ? 1 : 0))];
+    try {
+      return stage->forward(in);
+    } catch (Error& e) {
+      e.prepend_module(cat_str(shape.name, " (projection weight_", name, ")"));
+      throw;
+    }
+  };
+  auto detached = [](const Tensor<float>& t) { return t.defined() ? t.detach() : t; };
+  return nn::detail::run_rnn<float>(shape, false, detached(x), detached(h0), detached(c0), project);
+}
+
+Activation DynamicRNN::run(const Activation& x) const {
+  return {std::get<0>(forward_with_state(to_float(x)))};
+}
+
+std::string DynamicRNN::str() const {
+  return cat_str(
+      lstm_ ? "DynamicQuantizedLSTM(" : "DynamicQuantizedGRU(", input_size_, ", ", hidden_size_,
+      options_.num_layers != 1 ? cat_str(", num_layers=", options_.num_layers) : "",
+      options_.bias ? "" : ", bias=False", options_.batch_first ? ", batch_first=True" : "",
+      options_.bidirectional ? ", bidirectional=True" : "", ")");
 }
 
 Tensor<float> QuantizedModel::operator()(const Tensor<float>& x) const {
@@ -852,12 +975,22 @@ QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float
 }
 
 QuantizedModel quantize_dynamic(nn::Module<float>& model, const DynamicOptions& options) {
-  std::vector<PlanStep> steps = plan(model, true);
+  std::vector<PlanStep> steps = plan(model, true, {}, options.per_channel);
   std::vector<std::shared_ptr<const Stage>> stages;
   for (const PlanStep& s : steps) {
     stages.push_back(s.affine ? make_quantized(*s.affine, options.per_channel, true, {}) : s.fixed);
   }
   return QuantizedModel(std::move(stages));
+}
+
+std::shared_ptr<const DynamicRNN> quantize_dynamic(const nn::LSTM<float>& lstm,
+                                                   const DynamicOptions& options) {
+  return quantize_rnn(lstm, true, "", options.per_channel);
+}
+
+std::shared_ptr<const DynamicRNN> quantize_dynamic(const nn::GRU<float>& gru,
+                                                   const DynamicOptions& options) {
+  return quantize_rnn(gru, false, "", options.per_channel);
 }
 
 // ---- For deploy::compile -------------------------------------------------------------------------
@@ -921,8 +1054,12 @@ std::vector<detail::StageInfo> detail::stage_infos(const QuantizedModel& model) 
 // channels-last image (image_c/h/w not 0) stores its weight columns in that order. A layer kept in
 // float (float_linear, float_conv2d) stores "i.weight" and "i.bias" as F32, batch norm folded in.
 // A residual block (basic_block, downsample=0|1) describes its convolutions under
-// "ember.quant.stage.i.conv1", ".conv2" and ".downsample", their tensors under "i.conv1." and so on;
-// load checks that they fit together (conv1 hands conv2 uint8 in conv2's input parameters).
+// "ember.quant.stage.i.conv1", ".conv2" and ".downsample", their tensors under "i.conv1." and so
+// on; load checks that they fit together (conv1 hands conv2 uint8 in conv2's input parameters). A
+// dynamic LSTM or GRU (lstm, gru: input, hidden, layers, bias, batch_first, bidirectional)
+// describes its projections as dynamic linear stages under "ember.quant.stage.i.ih_l0", ".hh_l0",
+// ".ih_l0_reverse" and so on (PyTorch's parameter suffixes), their tensors "i.ih_l0.weight" (I8
+// [gates * hidden, in]), "i.ih_l0.weight_scale", "i.ih_l0.weight_zero_point", "i.ih_l0.bias".
 
 namespace {
 
@@ -1030,6 +1167,18 @@ void save_stage(const Stage& s, const std::string& key, const std::string& prefi
                                {"channels_last", fl->channels_last_}});
   } else if (dynamic_cast<const ReluStage*>(&s) != nullptr) {
     desc = "relu";
+  } else if (const auto* rnn = dynamic_cast<const DynamicRNN*>(&s)) {
+    const nn::RNNOptions& o = rnn->options();
+    desc =
+        std::string(rnn->is_lstm() ? "lstm" : "gru") + fields({{"input", rnn->input_size()},
+                                                               {"hidden", rnn->hidden_size()},
+                                                               {"layers", o.num_layers},
+                                                               {"bias", o.bias},
+                                                               {"batch_first", o.batch_first},
+                                                               {"bidirectional", o.bidirectional}});
+    for (const auto& [name, projection] : rnn->projections()) {
+      save_stage(*projection, key + "." + name, prefix + name + ".", tensors, meta);
+    }
   } else if (const auto* block = dynamic_cast<const QuantizedBasicBlock*>(&s)) {
     desc = "basic_block" + fields({{"downsample", block->downsample() != nullptr}});
     save_stage(*block->conv1(), key + ".conv1", prefix + "conv1.", tensors, meta);
@@ -1040,7 +1189,6 @@ void save_stage(const Stage& s, const std::string& key, const std::string& prefi
   }
   meta[key] = desc;
 }
-
 
 }  // namespace
 
@@ -1204,6 +1352,28 @@ QuantizedModel load(const std::string& path) {
         bad_file(path, cat_str("stage ", i, ": the block's convolutions do not fit together"));
       }
       return std::make_shared<QuantizedBasicBlock>(conv1, conv2, downsample);
+    } else if (f.kind == "lstm" || f.kind == "gru") {
+      nn::RNNOptions o;
+      o.num_layers = positive(f.get("layers", path, i), "layers", i);
+      o.bias = f.get("bias", path, i) != 0;
+      o.batch_first = f.get("batch_first", path, i) != 0;
+      o.bidirectional = f.get("bidirectional", path, i) != 0;
+      DynamicRNN::Projections projections;
+      for (int64_t layer = 0; layer < o.num_layers; ++layer) {
+        for (int64_t d = 0; d < (o.bidirectional ? 2 : 1); ++d) {
+          for (bool recurrent : {false, true}) {
+            const std::string name = projection_name(recurrent, layer, d);
+            projections.emplace_back(name, load_stage(key + "." + name, prefix + name + ".", i));
+          }
+        }
+      }
+      try {
+        return std::make_shared<DynamicRNN>(
+            f.kind == "lstm", positive(f.get("input", path, i), "input", i),
+            positive(f.get("hidden", path, i), "hidden", i), o, std::move(projections));
+      } catch (const ValueError& e) {
+        bad_file(path, cat_str("stage ", i, ": ", e.what()));
+      }
     }
     bad_file(path, cat_str("stage ", i, " has the unknown kind '", f.kind, "'"));
   };

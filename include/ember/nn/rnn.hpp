@@ -28,12 +28,9 @@ class RNNBase : public Module<T> {
   RNNOptions options;
 
  protected:
-  /// x [L, N, in] (time first); returns the outputs [L, N, dirs * H] and the final states.
-  std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> run(const Tensor<T>& x, const Tensor<T>& h0, const Tensor<T>& c0);
-  /// One direction of one layer over the whole sequence (pre-computed input projections xw).
-  virtual std::tuple<std::vector<Tensor<T>>, Tensor<T>, Tensor<T>> scan(const std::vector<Tensor<T>>& xw,
-                                                                        const Tensor<T>& w_hh, const Tensor<T>& b_hh,
-                                                                        Tensor<T> h, Tensor<T> c, bool reverse) = 0;
+  /// Returns the outputs [L, N, dirs * H] (batch first if so configured) and the final states.
+  std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> run(const Tensor<T>& x, const Tensor<T>& h0,
+                                                  const Tensor<T>& c0);
 
  private:
   std::string name_;
@@ -48,13 +45,9 @@ class LSTM : public RNNBase<T> {
       : RNNBase<T>(input_size, hidden_size, options, 4, "LSTM") {}
   Tensor<T> forward(const Tensor<T>& x) override { return std::get<0>(forward_with_state(x)); }
   /// Returns (output, h_n, c_n); h_0 and c_0 default to zeros [layers * dirs, N, H].
-  std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> forward_with_state(const Tensor<T>& x, const Tensor<T>& h0 = Tensor<T>(),
-                                                                  const Tensor<T>& c0 = Tensor<T>());
-
- protected:
-  std::tuple<std::vector<Tensor<T>>, Tensor<T>, Tensor<T>> scan(const std::vector<Tensor<T>>& xw, const Tensor<T>& w_hh,
-                                                                const Tensor<T>& b_hh, Tensor<T> h, Tensor<T> c,
-                                                                bool reverse) override;
+  std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> forward_with_state(const Tensor<T>& x,
+                                                                 const Tensor<T>& h0 = Tensor<T>(),
+                                                                 const Tensor<T>& c0 = Tensor<T>());
 };
 LSTM(int64_t, int64_t)->LSTM<float>;
 LSTM(int64_t, int64_t, RNNOptions)->LSTM<float>;
@@ -67,12 +60,8 @@ class GRU : public RNNBase<T> {
       : RNNBase<T>(input_size, hidden_size, options, 3, "GRU") {}
   Tensor<T> forward(const Tensor<T>& x) override { return std::get<0>(forward_with_state(x)); }
   /// Returns (output, h_n, undefined).
-  std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> forward_with_state(const Tensor<T>& x, const Tensor<T>& h0 = Tensor<T>());
-
- protected:
-  std::tuple<std::vector<Tensor<T>>, Tensor<T>, Tensor<T>> scan(const std::vector<Tensor<T>>& xw, const Tensor<T>& w_hh,
-                                                                const Tensor<T>& b_hh, Tensor<T> h, Tensor<T> c,
-                                                                bool reverse) override;
+  std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> forward_with_state(const Tensor<T>& x,
+                                                                 const Tensor<T>& h0 = Tensor<T>());
 };
 GRU(int64_t, int64_t)->GRU<float>;
 GRU(int64_t, int64_t, RNNOptions)->GRU<float>;

@@ -24,10 +24,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "ember/core/tensor.hpp"
 #include "ember/nn/module.hpp"
+#include "ember/nn/rnn.hpp"
 #include "ember/quant/observer.hpp"
 
 namespace ember::quant {
@@ -91,14 +94,61 @@ class QuantizedModel {
   std::vector<std::shared_ptr<const Stage>> stages_;
 };
 
+/// Note [Dynamic RNN]
+/// An LSTM or GRU quantized as torch.ao.nn.quantized.dynamic.LSTM / GRU (the fbgemm x86 path,
+/// reduce_range = True): each layer and direction's input-to-hidden and hidden-to-hidden weights
+/// are int8 (symmetric, per output row or per tensor); every projection quantizes its float input
+/// to 7-bit uint8 with that input's own range at the call: the input projection once over the whole
+/// sequence of the layer, the recurrent one at every time step over the state h [N, H]; int32
+/// sums, then float with the bias (b_hh inside the recurrent projection, so the GRU's reset gate
+/// multiplies it, as PyTorch's). The gates, the cell and the states are float, with the same
+/// recurrence as nn::LSTM / nn::GRU (one function runs both). Inference only: no gradients.
+class DynamicRNN final : public Stage {
+ public:
+  /// The quantized projections in PyTorch's order: for each layer and direction "ih_l0", "hh_l0",
+  /// "ih_l0_reverse", ... each a dynamic quantized Linear (Stage) of [gates * hidden, in].
+  using Projections = std::vector<std::pair<std::string, std::shared_ptr<const Stage>>>;
+  /// Checks that the projections fit the sizes (what quant::load relies on).
+  DynamicRNN(bool lstm, int64_t input_size, int64_t hidden_size, nn::RNNOptions options,
+             Projections projections);
+
+  /// (output, h_n, c_n) as nn::LSTM::forward_with_state / nn::GRU's (c_n undefined for a GRU);
+  /// states default to zeros [layers * directions, N, hidden].
+  std::tuple<Tensor<float>, Tensor<float>, Tensor<float>> forward_with_state(
+      const Tensor<float>& x, const Tensor<float>& h0 = Tensor<float>(),
+      const Tensor<float>& c0 = Tensor<float>()) const;
+  /// The output sequence (a stage of a QuantizedModel).
+  Activation run(const Activation& x) const override;
+  /// "DynamicQuantizedLSTM(10, 20, num_layers=2)", as PyTorch prints it.
+  std::string str() const override;
+
+  bool is_lstm() const noexcept { return lstm_; }
+  int64_t input_size() const noexcept { return input_size_; }
+  int64_t hidden_size() const noexcept { return hidden_size_; }
+  const nn::RNNOptions& options() const noexcept { return options_; }
+  const Projections& projections() const noexcept { return projections_; }
+
+ private:
+  bool lstm_;
+  int64_t input_size_, hidden_size_;
+  nn::RNNOptions options_;
+  Projections projections_;
+};
+
 /// Post-training static quantization (torch.ao.quantization's prepare + calibrate + convert).
 /// `model` must be in eval mode; `calibration` holds at least one non-empty batch.
 QuantizedModel quantize(nn::Module<float>& model, const std::vector<Tensor<float>>& calibration,
                         const QuantizeOptions& options = {});
 
-/// Dynamic quantization (torch.ao.quantization.quantize_dynamic): Linear layers get int8 weights
-/// and quantize each batch's activations with that batch's range; the other layers run in float.
+/// Dynamic quantization (torch.ao.quantization.quantize_dynamic): Linear, LSTM and GRU layers get
+/// int8 weights and quantize each batch's activations with that batch's range (Note [Dynamic
+/// RNN]); the other layers run in float. An LSTM or GRU stage passes on its output sequence.
 QuantizedModel quantize_dynamic(nn::Module<float>& model, const DynamicOptions& options = {});
+/// One LSTM or GRU, for models that carry its states between calls (forward_with_state).
+std::shared_ptr<const DynamicRNN> quantize_dynamic(const nn::LSTM<float>& lstm,
+                                                   const DynamicOptions& options = {});
+std::shared_ptr<const DynamicRNN> quantize_dynamic(const nn::GRU<float>& gru,
+                                                   const DynamicOptions& options = {});
 
 /// Saves a quantized model as safetensors (int8 weights as I8, scales as F32, zero points as I64,
 /// each stage's kind and geometry in the metadata; names in docs/api.md), atomically.

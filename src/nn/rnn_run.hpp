@@ -1,0 +1,44 @@
+#pragma once
+// Internal: the LSTM and GRU recurrences with the layers' projections passed in, shared by
+// nn::LSTM / nn::GRU (float or double weights, differentiable) and the dynamically quantized
+// RNNs of ember::quant (int8 weights, inputs quantized per call).
+#include <functional>
+#include <tuple>
+
+#include "ember/nn/rnn.hpp"
+
+namespace ember::nn::detail {
+
+enum class RnnCell : uint8_t { LSTM, GRU };
+
+struct RnnShape {
+  const char* name;  // for errors: "LSTM", "DynamicQuantizedGRU"
+  RnnCell cell;
+  int64_t input_size, hidden_size;
+  RNNOptions options;
+  int64_t gates() const noexcept { return cell == RnnCell::LSTM ? 4 : 3; }
+};
+
+/// x [..., features] -> x W^T + b [..., gates * hidden] of layer `layer`, direction `direction`
+/// (1: reverse): its input projection (recurrent false) or its recurrent one.
+template <class T>
+using RnnProjection =
+    std::function<Tensor<T>(const Tensor<T>& x, int64_t layer, int64_t direction, bool recurrent)>;
+
+/// The RNN over x ([L, N, in], or [N, L, in] with batch_first) from the states h0 and c0 (zeros
+/// when undefined; c0 LSTM only): returns (outputs, h_n, c_n), c_n undefined for a GRU. Dropout
+/// between layers applies when `training`.
+template <FloatingElement T>
+std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> run_rnn(const RnnShape& shape, bool training,
+                                                    const Tensor<T>& x, const Tensor<T>& h0,
+                                                    const Tensor<T>& c0,
+                                                    const RnnProjection<T>& project);
+
+extern template std::tuple<Tensor<float>, Tensor<float>, Tensor<float>> run_rnn<float>(
+    const RnnShape&, bool, const Tensor<float>&, const Tensor<float>&, const Tensor<float>&,
+    const RnnProjection<float>&);
+extern template std::tuple<Tensor<double>, Tensor<double>, Tensor<double>> run_rnn<double>(
+    const RnnShape&, bool, const Tensor<double>&, const Tensor<double>&, const Tensor<double>&,
+    const RnnProjection<double>&);
+
+}  // namespace ember::nn::detail
