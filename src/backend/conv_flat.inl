@@ -9,8 +9,10 @@
 // with the entries whose input lies outside the image set to zero (conv_flat_applies). A vector
 // of W output pixels p .. p+W of tap t is therefore one masked load at x_c + p + off(t), whose
 // mask keeps the lanes whose input row (depends on i) and input column (depends on j) are inside
-// the image; a masked-off lane is not read, so the load may reach outside the plane. Lane masks
-// are an AVX-512 feature; other ISAs leave these entries null and convolve by im2col + GEMM.
+// the image; a masked-off lane is not read, so the load may reach outside the plane. AVX-512 has
+// lane masks; AVX2's vmaskmovps takes a vector mask and does not read (or fault on) the lanes it
+// leaves out either, so both tiers convolve this way, with tiles sized to their registers (32
+// zmm, 16 ymm). Other ISAs leave these entries null and convolve by im2col + GEMM.
 //
 // - conv_flat is the GEMM of Note [GEMM design] with B read this way instead of from a packed
 //   panel: no column matrix is written and read back and no B panel is packed (im2col, col2im
@@ -38,14 +40,27 @@ using gemm_impl::static_for;
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && \
     defined(__AVX512VL__) && defined(__FMA__)
 #define EMBER_HAVE_FLAT_CONV 1
+#define EMBER_FLAT_CONV_AVX512 1
+#elif defined(__AVX2__) && defined(__FMA__)
+#define EMBER_HAVE_FLAT_CONV 1
+#endif
+
+#if defined(EMBER_HAVE_FLAT_CONV)
 
 template <class T>
 struct FlatShape {
   static constexpr int W = Pack<T>::kWidth;
+#if defined(EMBER_FLAT_CONV_AVX512)
   static constexpr int MR = 14;  // as the GEMM: 14 x 2 accumulators + 2 B vectors + 1 broadcast
   static constexpr int NV = 2;
   static constexpr int R = 3;    // weight gradient: 3 x 8 accumulators + 3 tap vectors + 1 gy
   static constexpr int S = 8;
+#else
+  static constexpr int MR = 6;   // as the GEMM: 6 x 2 accumulators + 2 B vectors + 1 broadcast
+  static constexpr int NV = 2;
+  static constexpr int R = 3;    // weight gradient: 3 x 4 accumulators + 3 tap vectors + 1 gy
+  static constexpr int S = 4;
+#endif
 };
 
 template <class T>
@@ -60,9 +75,22 @@ template <class V>
   return v;
 }
 
+// The mask of the lanes whose bits are set (bit l: lane l).
 template <class T>
 Mask<T> mask_of(uint32_t bits) {
+#if defined(EMBER_FLAT_CONV_AVX512)
   return Mask<T>{static_cast<decltype(Mask<T>::m)>(bits)};
+#else
+  if constexpr (sizeof(T) == 4) {
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i set = _mm256_and_si256(_mm256_set1_epi32(static_cast<int32_t>(bits)), lane_bit);
+    return Mask<T>{_mm256_castsi256_ps(_mm256_cmpeq_epi32(set, lane_bit))};
+  } else {
+    const __m256i lane_bit = _mm256_setr_epi64x(1, 2, 4, 8);
+    const __m256i set = _mm256_and_si256(_mm256_set1_epi64x(static_cast<int64_t>(bits)), lane_bit);
+    return Mask<T>{_mm256_castsi256_pd(_mm256_cmpeq_epi64(set, lane_bit))};
+  }
+#endif
 }
 
 // Row and column masks of nv consecutive vectors of output pixels starting at pixel q:
@@ -80,6 +108,7 @@ struct PixelMasks {
 // float division, exact for p < 2^24 (conv_flat_applies); then one unsigned comparison per
 // kernel row and column. (A scalar loop over lanes and taps cost more than the convolution
 // itself for one-channel inputs.)
+#if defined(EMBER_FLAT_CONV_AVX512)
 inline void pixel_bits16(const ConvShape& s, int64_t p0, uint32_t* row, uint32_t* col) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i p = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(p0)), lane);
@@ -98,6 +127,37 @@ inline void pixel_bits16(const ConvShape& s, int64_t p0, uint32_t* row, uint32_t
     col[j] = _mm512_mask_cmplt_epu32_mask(exists, iw, w);
   }
 }
+#else
+// AVX2: the same in two halves of 8 lanes, bits from the comparisons' sign bits.
+inline void pixel_bits16(const ConvShape& s, int64_t p0, uint32_t* row, uint32_t* col) {
+  for (int64_t i = 0; i < s.kh; ++i) row[i] = 0;
+  for (int64_t j = 0; j < s.kw; ++j) col[j] = 0;
+  const __m256i wo = _mm256_set1_epi32(static_cast<int32_t>(s.wo));
+  const __m256i h = _mm256_set1_epi32(static_cast<int32_t>(s.h)), w = _mm256_set1_epi32(static_cast<int32_t>(s.w));
+  const __m256i minus_one = _mm256_set1_epi32(-1);
+  auto bits = [](__m256i inside) { return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(inside))); };
+  for (int half = 0; half < 2; ++half) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i p = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(p0 + 8 * half)), lane);
+    const __m256i oh = _mm256_cvttps_epi32(_mm256_round_ps(
+        _mm256_div_ps(_mm256_cvtepi32_ps(p), _mm256_cvtepi32_ps(wo)), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+    const __m256i ow = _mm256_sub_epi32(p, _mm256_mullo_epi32(oh, wo));
+    const __m256i exists = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(s.ho * s.wo)), p);
+    for (int64_t i = 0; i < s.kh; ++i) {
+      const __m256i ih = _mm256_add_epi32(oh, _mm256_set1_epi32(static_cast<int32_t>(i * s.dil_h - s.pad_h)));
+      const __m256i inside = _mm256_and_si256(exists, _mm256_and_si256(_mm256_cmpgt_epi32(ih, minus_one),
+                                                                       _mm256_cmpgt_epi32(h, ih)));
+      row[i] |= bits(inside) << (8 * half);
+    }
+    for (int64_t j = 0; j < s.kw; ++j) {
+      const __m256i iw = _mm256_add_epi32(ow, _mm256_set1_epi32(static_cast<int32_t>(j * s.dil_w - s.pad_w)));
+      const __m256i inside = _mm256_and_si256(exists, _mm256_and_si256(_mm256_cmpgt_epi32(iw, minus_one),
+                                                                       _mm256_cmpgt_epi32(w, iw)));
+      col[j] |= bits(inside) << (8 * half);
+    }
+  }
+}
+#endif
 
 template <class T, int NVmax>
 void pixel_masks(const ConvShape& s, int64_t q, int nv, PixelMasks<T, NVmax>& pm) {
@@ -113,11 +173,37 @@ void pixel_masks(const ConvShape& s, int64_t q, int nv, PixelMasks<T, NVmax>& pm
 
 // ---- conv_flat ------------------------------------------------------------------------------
 
+// AVX2's masks are vectors: ANDing a row and a column mask and a masked load per tap cost loads
+// and uops that k-registers do not. So each panel's tap masks are combined once (shared by all
+// row tiles) and a tap whose lanes are all inside the image (most taps) gets a plain load.
+template <class T>
+struct TapMasks {
+  Mask<T> m[kConvFlatMaxKernel * kConvFlatMaxKernel][2];
+  bool full[kConvFlatMaxKernel * kConvFlatMaxKernel];
+};
+
+template <class T, int NVmax>
+void tap_masks(const ConvShape& s, int nv, const PixelMasks<T, NVmax>& pm, TapMasks<T>& tm) {
+  constexpr int W = Pack<T>::kWidth;
+  for (int64_t i = 0; i < s.kh; ++i) {
+    for (int64_t j = 0; j < s.kw; ++j) {
+      const int64_t t = i * s.kw + j;
+      bool full = nv == 2;
+      for (int v = 0; v < 2; ++v) {
+        tm.m[t][v] = v < nv ? pm.row[i][v] & pm.col[j][v] : pm.row[i][0] & ~pm.row[i][0];
+        full = full && mask_bits(tm.m[t][v]) == (1u << W) - 1u;
+      }
+      tm.full[t] = full;
+    }
+  }
+}
+
 // y[r][q + v*W + l] = sum over taps t of wp[t * MR_ + r] * x_t[q + v*W + l] for r < MR_ rows,
 // v < NV_ vectors; `valid` output pixels from q are stored (the last vector may be partial).
 template <class T, int MR_, int NV_>
 void flat_tile(const ConvShape& s, const T* wp, const T* x, int64_t q,
-               const PixelMasks<T, FlatShape<T>::NV>& pm, T* y, int64_t ldy, int64_t valid) {
+               const PixelMasks<T, FlatShape<T>::NV>& pm, const TapMasks<T>* tm, T* y, int64_t ldy,
+               int64_t valid) {
   using V = Pack<T>;
   constexpr int W = V::kWidth;
   V acc[MR_][NV_];
@@ -136,7 +222,17 @@ void flat_tile(const ConvShape& s, const T* wp, const T* x, int64_t q,
       for (int64_t j = 0; j < s.kw; ++j, wp += MR_) {
         const T* xt = xr + j * s.dil_w;
         V b[NV_];
+#if defined(EMBER_FLAT_CONV_AVX512)
+        (void)tm;
         static_for<NV_>([&](auto v) { b[v] = V::load_masked(xt + v * W, pm.row[i][v] & pm.col[j][v]); });
+#else
+        const int64_t t = i * s.kw + j;
+        if (tm->full[t]) {
+          static_for<NV_>([&](auto v) { b[v] = V::load(xt + v * W); });
+        } else {
+          static_for<NV_>([&](auto v) { b[v] = V::load_masked(xt + v * W, tm->m[t][v]); });
+        }
+#endif
         static_for<MR_>([&](auto r) {
           const V a(wp[r]);
           static_for<NV_>([&](auto v) { acc[r][v] = fma(a, b[v], acc[r][v]); });
@@ -158,7 +254,8 @@ void flat_tile(const ConvShape& s, const T* wp, const T* x, int64_t q,
 
 template <class T>
 using FlatTileFn = void (*)(const ConvShape&, const T*, const T*, int64_t,
-                            const PixelMasks<T, FlatShape<T>::NV>&, T*, int64_t, int64_t);
+                            const PixelMasks<T, FlatShape<T>::NV>&, const TapMasks<T>*, T*, int64_t,
+                            int64_t);
 
 template <class T>
 struct FlatTileTable {
@@ -219,6 +316,12 @@ void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
       for (int r = 0; r < mr; ++r) panel[t * mr + r] = w[(r0 + r) * K + t];
   }
   PixelMasks<T, S::NV> pm;
+#if defined(EMBER_FLAT_CONV_AVX512)
+  TapMasks<T>* tm = nullptr;
+#else
+  TapMasks<T> tap_storage;
+  TapMasks<T>* tm = &tap_storage;
+#endif
   const int64_t panel = int64_t(S::NV) * W;
   for (int64_t b = 0; b < n; ++b) {
     const T* xb = x + b * x_stride;
@@ -227,9 +330,10 @@ void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
       const int64_t valid = std::min<int64_t>(panel, hw - q);
       const int nv = static_cast<int>((valid + W - 1) / W);
       pixel_masks<T>(s, q, nv, pm);
+      if (tm != nullptr) tap_masks<T>(s, nv, pm, *tm);
       for (int64_t r0 = 0; r0 < m; r0 += rows) {
         const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
-        kFlatTiles<T>.fn[mr - 1][nv - 1](s, wp + r0 * K, xb, q, pm, yb + r0 * hw, hw, valid);
+        kFlatTiles<T>.fn[mr - 1][nv - 1](s, wp + r0 * K, xb, q, pm, tm, yb + r0 * hw, hw, valid);
       }
     }
   }
@@ -246,10 +350,12 @@ constexpr int kChunk = 64;
 // j0+R_) and S_ output channels. x points at image 0's first tap, already offset to the chunk
 // and the tap's row and column; tap r reads `dil` elements further than tap r - 1. row[v] is
 // the kernel row's mask of vector v, col[r * kChunk + v] the columns'.
+// (AVX2) Bit v of `inside` is set when vector v of every one of the tile's taps lies wholly in the
+// image: those are plain loads (TapMasks says why).
 template <class T, int R_, int S_>
 void wgrad_tile(const T* x, int64_t x_stride, int64_t dil, const Mask<T>* row, const Mask<T>* col,
-                int nv, int64_t last_valid, int64_t nb, const T* gy, int64_t gy_stride, int64_t hw,
-                T* gw, int64_t K) {
+                uint64_t inside, int nv, int64_t last_valid, int64_t nb, const T* gy, int64_t gy_stride,
+                int64_t hw, T* gw, int64_t K) {
   using V = Pack<T>;
   constexpr int W = V::kWidth;
   V acc[R_][S_];
@@ -262,7 +368,16 @@ void wgrad_tile(const T* x, int64_t x_stride, int64_t dil, const Mask<T>* row, c
     auto step = [&](int v, bool whole) {
       V xt[R_];
       const auto rm = row[v];
+#if defined(EMBER_FLAT_CONV_AVX512)
+      (void)inside;
       static_for<R_>([&](auto r) { xt[r] = V::load_masked(xb + r * dil, rm & col[r * kChunk<T> + v]); });
+#else
+      if ((inside >> v) & 1u) {
+        static_for<R_>([&](auto r) { xt[r] = V::load(xb + r * dil); });
+      } else {
+        static_for<R_>([&](auto r) { xt[r] = V::load_masked(xb + r * dil, rm & col[r * kChunk<T> + v]); });
+      }
+#endif
       static_for<S_>([&](auto o) {
         const V gv = in_register(whole ? V::load(gb + o * hw) : V::load_masked(gb + o * hw, tail));
         static_for<R_>([&](auto r) { acc[r][o] = fma(xt[r], gv, acc[r][o]); });
@@ -279,8 +394,8 @@ void wgrad_tile(const T* x, int64_t x_stride, int64_t dil, const Mask<T>* row, c
 }
 
 template <class T>
-using WgradTileFn = void (*)(const T*, int64_t, int64_t, const Mask<T>*, const Mask<T>*, int, int64_t,
-                             int64_t, const T*, int64_t, int64_t, T*, int64_t);
+using WgradTileFn = void (*)(const T*, int64_t, int64_t, const Mask<T>*, const Mask<T>*, uint64_t, int,
+                             int64_t, int64_t, const T*, int64_t, int64_t, T*, int64_t);
 
 template <class T>
 struct WgradTileTable {
@@ -314,6 +429,15 @@ void conv_flat_weight_grad(const ConvShape& s, int64_t m, int64_t n, const T* x,
     const int nv = static_cast<int>((len + W - 1) / W);
     const int64_t last_valid = len - int64_t(nv - 1) * W;
     pixel_masks<T>(s, q, nv, pm);
+    // Per kernel row and column, the vectors wholly inside the image (bit v; AVX2 only).
+    static_assert(kChunk<T> <= 64, "one bit per vector of a chunk");
+    uint64_t inside[kConvFlatMaxKernel][kConvFlatMaxKernel] = {};
+#if !defined(EMBER_FLAT_CONV_AVX512)
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j)
+        for (int v = 0; v < nv; ++v)
+          if (mask_bits(pm.row[i][v] & pm.col[j][v]) == (1u << W) - 1u) inside[i][j] |= uint64_t(1) << v;
+#endif
     // Images per block: about kChunk vectors of work per accumulator before its horizontal sum.
     const int64_t block = std::clamp<int64_t>(kChunk<T> / nv, 1, n);
     for (int64_t b0 = 0; b0 < n; b0 += block) {
@@ -324,9 +448,12 @@ void conv_flat_weight_grad(const ConvShape& s, int64_t m, int64_t n, const T* x,
           for (int64_t j0 = 0; j0 < s.kw; j0 += taps) {
             const int nr = static_cast<int>(std::min<int64_t>(taps, s.kw - j0));
             const int64_t t0 = (c * s.kh + i) * s.kw + j0;
+            uint64_t tile_inside = ~uint64_t(0);
+            for (int r = 0; r < nr; ++r) tile_inside &= inside[i][j0 + r];
             for (int64_t o0 = 0; o0 < m; o0 += outs) {
               const int no = static_cast<int>(std::min<int64_t>(outs, m - o0));
-              kWgradTiles<T>.fn[nr - 1][no - 1](xr + j0 * s.dil_w, x_stride, s.dil_w, pm.row[i], pm.col[j0], nv,
+              kWgradTiles<T>.fn[nr - 1][no - 1](xr + j0 * s.dil_w, x_stride, s.dil_w, pm.row[i], pm.col[j0],
+                                                tile_inside, nv,
                                                 last_valid, nb, gy + b0 * gy_stride + o0 * hw + q, gy_stride,
                                                 hw, gw + o0 * K + t0, K);
             }

@@ -1233,4 +1233,5 @@ const Kernels<double> kTableF64 = EMBER_KERNEL_TABLE(double);
 #undef EMBER_KERNEL_TABLE
 #undef EMBER_FLAT_CONV
 #undef EMBER_HAVE_FLAT_CONV
+#undef EMBER_FLAT_CONV_AVX512
 }  // namespace ember::backend::EMBER_ISA_NS

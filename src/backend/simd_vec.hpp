@@ -196,6 +196,8 @@ struct F32x8 {
   static F32x8 load(const float* p) { return _mm256_loadu_ps(p); }
   static F32x8 load_n(const float* p, int n) { return _mm256_maskload_ps(p, avx2_tail_mask32(n)); }
   static Mask first_n(int n) { return {_mm256_castsi256_ps(avx2_tail_mask32(n))}; }
+  // Lanes outside the mask are 0 and not read (vmaskmovps does not fault on them).
+  static F32x8 load_masked(const float* p, Mask m) { return _mm256_maskload_ps(p, _mm256_castps_si256(m.m)); }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   void store_n(float* p, int n) const { _mm256_maskstore_ps(p, avx2_tail_mask32(n), v); }
 
@@ -313,6 +315,7 @@ struct F64x4 {
   static F64x4 load(const double* p) { return _mm256_loadu_pd(p); }
   static F64x4 load_n(const double* p, int n) { return _mm256_maskload_pd(p, avx2_tail_mask64(n)); }
   static Mask first_n(int n) { return {_mm256_castsi256_pd(avx2_tail_mask64(n))}; }
+  static F64x4 load_masked(const double* p, Mask m) { return _mm256_maskload_pd(p, _mm256_castpd_si256(m.m)); }
   void store(double* p) const { _mm256_storeu_pd(p, v); }
   void store_n(double* p, int n) const { _mm256_maskstore_pd(p, avx2_tail_mask64(n), v); }
 
