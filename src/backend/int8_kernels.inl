@@ -125,30 +125,55 @@ inline void store_partial(const int32_t* lanes, int64_t cols, int32_t* c) {
 constexpr int kRows = 4;
 constexpr int64_t kTileCols = kInt8Panel;
 
+// A row's group of four bytes broadcast to every int32 lane (x), times one k-group of the
+// panel's two column halves (b0, b1), into the row's accumulators. For GCC as one asm block per
+// row: with the intrinsics it interleaves the rows, runs out of the 16 ymm registers and copies
+// every accumulator each step (and spills one); the CPU reorders the rows' blocks itself.
+[[gnu::always_inline]] inline void madd_group(__m256i x, __m256i b0, __m256i b1, __m256i ones, __m256i& acc0,
+                                              __m256i& acc1) {
+#if defined(__GNUC__) && !defined(__clang__)
+  __m256i t0, t1;
+  __asm__(
+      "vpmaddubsw %[b0], %[x], %[t0]\n\t"
+      "vpmaddubsw %[b1], %[x], %[t1]\n\t"
+      "vpmaddwd %[ones], %[t0], %[t0]\n\t"
+      "vpmaddwd %[ones], %[t1], %[t1]\n\t"
+      "vpaddd %[t0], %[acc0], %[acc0]\n\t"
+      "vpaddd %[t1], %[acc1], %[acc1]"
+      : [acc0] "+x"(acc0), [acc1] "+x"(acc1), [t0] "=&x"(t0), [t1] "=&x"(t1)
+      : [x] "x"(x), [b0] "x"(b0), [b1] "x"(b1), [ones] "x"(ones));
+#else
+  acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));
+  acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
+#endif
+}
+
 template <int MR>
 void tile(int64_t k, const uint8_t* a, int64_t lda, const int8_t* panel, int64_t cols, int32_t* c, int64_t ldc) {
   __m256i acc0[MR], acc1[MR];
+  // A plain loop with every loop over rows unrolled: fed through a lambda and an array of the
+  // rows' groups, GCC copied each accumulator every step and spilled one.
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm256_setzero_si256();
   const __m256i ones = _mm256_set1_epi16(1);
   const int64_t groups = k / 4, rem = k % 4;
-  auto step = [&](const int8_t* b, const int32_t* av) {
-    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
-    for (int r = 0; r < MR; ++r) {
-      const __m256i x = _mm256_set1_epi32(av[r]);
-      acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));
-      acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
-    }
-  };
-  int32_t av[MR];
   for (int64_t g = 0; g < groups; ++g) {
-    for (int r = 0; r < MR; ++r) av[r] = load_group(a + r * lda + 4 * g);
-    step(panel + g * 64, av);
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + g * 64));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + g * 64 + 32));
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      madd_group(_mm256_set1_epi32(load_group(a + r * lda + 4 * g)), b0, b1, ones, acc0[r], acc1[r]);
+    }
   }
   if (rem != 0) {
-    for (int r = 0; r < MR; ++r) av[r] = load_tail(a + r * lda + 4 * groups, rem);
-    step(panel + groups * 64, av);
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + groups * 64));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + groups * 64 + 32));
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      madd_group(_mm256_set1_epi32(load_tail(a + r * lda + 4 * groups, rem)), b0, b1, ones, acc0[r], acc1[r]);
+    }
   }
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     int32_t* row = c + r * ldc;
     if (cols == kTileCols) {
@@ -168,34 +193,51 @@ void tile(int64_t k, const uint8_t* a, int64_t lda, const int8_t* panel, int64_t
 constexpr int kRows = 6;
 constexpr int64_t kTileCols = 2 * kInt8Panel;
 
+// acc += the four-product sums of a (u8) and b (s8) per int32 lane. GCC compiles the intrinsic
+// with a copy of the accumulator per call (as many register moves as vpdpbusd in the tile's
+// loop: a third slower); the instruction itself accumulates in place.
+[[gnu::always_inline]] inline __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
+#if defined(__GNUC__) && !defined(__clang__)
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+#else
+  return _mm512_dpbusd_epi32(acc, a, b);
+#endif
+}
+
 template <int MR>
 void tile(int64_t k, const uint8_t* a, int64_t lda, const int8_t* panel, int64_t cols, int32_t* c, int64_t ldc) {
   const int64_t kp = int8_padded_k(k);
   const bool two = cols > kInt8Panel;
   const int8_t* panel1 = two ? panel + kInt8Panel * kp : panel;
   __m512i acc0[MR], acc1[MR];
+  // Every loop over rows unrolled, so that the accumulators stay in registers.
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm512_setzero_si512();
   const int64_t groups = k / 4, rem = k % 4;
-  auto step = [&](int64_t g, const int32_t* av) {
+  for (int64_t g = 0; g < groups; ++g) {
     const __m512i b0 = _mm512_loadu_si512(panel + g * 64);
     const __m512i b1 = _mm512_loadu_si512(panel1 + g * 64);
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const __m512i x = _mm512_set1_epi32(av[r]);
-      acc0[r] = _mm512_dpbusd_epi32(acc0[r], x, b0);
-      acc1[r] = _mm512_dpbusd_epi32(acc1[r], x, b1);
+      const __m512i x = _mm512_set1_epi32(load_group(a + r * lda + 4 * g));
+      acc0[r] = dpbusd(acc0[r], x, b0);
+      acc1[r] = dpbusd(acc1[r], x, b1);
     }
-  };
-  int32_t av[MR];
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int r = 0; r < MR; ++r) av[r] = load_group(a + r * lda + 4 * g);
-    step(g, av);
   }
   if (rem != 0) {
-    for (int r = 0; r < MR; ++r) av[r] = load_tail(a + r * lda + 4 * groups, rem);
-    step(groups, av);
+    const __m512i b0 = _mm512_loadu_si512(panel + groups * 64);
+    const __m512i b1 = _mm512_loadu_si512(panel1 + groups * 64);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512i x = _mm512_set1_epi32(load_tail(a + r * lda + 4 * groups, rem));
+      acc0[r] = dpbusd(acc0[r], x, b0);
+      acc1[r] = dpbusd(acc1[r], x, b1);
+    }
   }
   const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
   const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     _mm512_mask_storeu_epi32(c + r * ldc, m0, acc0[r]);
     if (m1 != 0) _mm512_mask_storeu_epi32(c + r * ldc + 16, m1, acc1[r]);
