@@ -7,22 +7,15 @@
 #include <string>
 
 #include "ember/ember.hpp"
+#include "support/expect_error.hpp"
 #include "torch_quant_refs.hpp"
 
 namespace {
 
 using namespace ember;
 using ember::testing::quant_ref;
+using ember::testing::expect_error;
 using ember::testing::quant_refs;
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no exception";
-}
 
 // The float weights the reference quantized, by the module's parameter names.
 void load_reference_weights(nn::Module<float>& m, const std::string& prefix) {
@@ -127,70 +120,45 @@ TEST(DynamicRNN, StagesOfAModelSaveAndLoad) {
   meta["ember.quant.stage.0"] =
       "lstm batch_first=0 bias=1 bidirectional=0 hidden=8 input=4 layers=3";
   io::write_safetensors(bad, file.tensors, meta);
-  EXPECT_NE(message_of([&] { quant::load(bad); }).find("no 'ember.quant.stage.0.ih_l2' metadata"),
-            std::string::npos);
+  expect_error<FormatError>([&] { quant::load(bad); }, "no 'ember.quant.stage.0.ih_l2' metadata");
   meta = file.metadata;
-  meta["ember.quant.stage.0"] =
-      "lstm batch_first=0 bias=1 bidirectional=0 hidden=8 input=5 layers=2";
+  meta["ember.quant.stage.0"] = "lstm batch_first=0 bias=1 bidirectional=0 hidden=8 input=5 layers=2";
   io::write_safetensors(bad, file.tensors, meta);
-  EXPECT_NE(
-      message_of([&] {
-        quant::load(bad);
-      }).find("stage 0: DynamicQuantizedLSTM: projection 'ih_l0' is QuantizedLinear(in_features=4"),
-      std::string::npos)
-      << message_of([&] { quant::load(bad); });
+  expect_error<FormatError>([&] { quant::load(bad); },
+                            "stage 0: DynamicQuantizedLSTM: projection 'ih_l0' is QuantizedLinear(in_features=4");
 }
 
 TEST(DynamicRNN, BadInputIsRefused) {
   Generator gen(22);
   nn::LSTM<float> lstm(5, 6);
   const auto q = quant::quantize_dynamic(lstm);
-  EXPECT_NE(message_of([&] {
-              q->forward_with_state(randn<float>({3, 2, 4}, &gen));
-            }).find("DynamicQuantizedLSTM: input [3, 2, 4] has 4 features, expected 5"),
-            std::string::npos);
-  EXPECT_NE(message_of([&] {
-              q->forward_with_state(randn<float>({3, 2, 5}, &gen), zeros<float>({2, 2, 6}));
-            }).find("DynamicQuantizedLSTM: initial state of shape [2, 2, 6], expected [1, 2, 6]"),
-            std::string::npos);
+  expect_error<ShapeError>([&] { q->forward_with_state(randn<float>({3, 2, 4}, &gen)); },
+                           "DynamicQuantizedLSTM: input [3, 2, 4] has 4 features, expected 5");
+  expect_error<ShapeError>([&] { q->forward_with_state(randn<float>({3, 2, 5}, &gen), zeros<float>({2, 2, 6})); },
+                           "DynamicQuantizedLSTM: initial state of shape [2, 2, 6], expected [1, 2, 6]");
   Tensor<float> nan = randn<float>({3, 2, 5}, &gen);
   nan.data()[4] = std::nanf("");
-  EXPECT_NE(message_of([&] {
-              q->forward_with_state(nan);
-            }).find("DynamicQuantizedLSTM (projection weight_ih_l0): NaN or infinity in the input"),
-            std::string::npos)
-      << message_of([&] { q->forward_with_state(nan); });
+  expect_error<ValueError>([&] { q->forward_with_state(nan); },
+                           "DynamicQuantizedLSTM (projection weight_ih_l0): NaN or infinity in the input");
   nn::GRU<float> gru(5, 6);
   const auto qg = quant::quantize_dynamic(gru);
-  EXPECT_NE(message_of([&] {
-              qg->forward_with_state(randn<float>({3, 2, 5}, &gen), {}, zeros<float>({1, 2, 6}));
-            }).find("DynamicQuantizedGRU: a GRU has no cell state"),
-            std::string::npos);
-  // Static quantization has no LSTM; a NaN weight is named by its path.
+  expect_error<ValueError>([&] { qg->forward_with_state(randn<float>({3, 2, 5}, &gen), {}, zeros<float>({1, 2, 6})); },
+                           "DynamicQuantizedGRU: a GRU has no cell state");
+  // Static quantization has no LSTM; a NaN weight is named by its state-dict entry.
   nn::Sequential net(nn::LSTM(5, 6));
   net.eval();
-  EXPECT_NE(message_of([&] {
-              quant::quantize(net, {randn<float>({3, 2, 5}, &gen)});
-            }).find("module '0' (LSTM) is not supported"),
-            std::string::npos);
+  expect_error<ValueError>([&] { quant::quantize(net, {randn<float>({3, 2, 5}, &gen)}); },
+                           "module '0' (LSTM) is not supported");
   auto* inner = dynamic_cast<nn::LSTM<float>*>(net.child(0).get());
   ASSERT_NE(inner, nullptr);
   inner->named_parameters()[1].second.data()[0] = std::nanf("");
-  EXPECT_NE(message_of([&] {
-              quant::quantize_dynamic(net);
-            }).find("quantize: '0.weight_hh_l0': NaN in the observed values (element 0)"),
-            std::string::npos)
-      << message_of([&] { quant::quantize_dynamic(net); });
-  // No state to carry through a quantized model: deploy::compile names the stage it cannot plan.
+  expect_error<ValueError>([&] { quant::quantize_dynamic(net); },
+                           "quantize: '0.weight_hh_l0': NaN in the observed values (element 0)");
+  // No state to carry through a plan: deploy::compile names the stage it cannot plan.
   nn::Sequential ok(nn::GRU(5, 6));
   ok.eval();
-  EXPECT_NE(message_of([&] {
-              deploy::compile(quant::quantize_dynamic(ok), {3, 2, 5});
-            }).find("DynamicQuantizedGRU(5, 6)"),
-            std::string::npos)
-      << message_of([&] {
-           deploy::compile(quant::quantize_dynamic(ok), {3, 2, 5});
-         });
+  expect_error<ValueError>([&] { deploy::compile(quant::quantize_dynamic(ok), {3, 2, 5}); },
+                           "DynamicQuantizedGRU(5, 6) computes with an op a plan cannot run");
 }
 
 }  // namespace
