@@ -897,8 +897,8 @@ inline void pool_take(T v, int64_t at, T& best, int64_t& best_at) {
 }
 
 // Output row oh of a float plane, 16 windows per step (the last one masked): the even and odd
-// columns of both input rows, then pool_take's rule lane by lane. Returns the windows done (all
-// of them, or none without AVX-512). Lane indices are 32-bit: the caller checks that the plane
+// columns of both input rows, then pool_take's rule lane by lane (8 windows on AVX2). Returns
+// the windows done (all of them, or none without AVX2 or AVX-512). Lane indices are 32-bit: the caller checks that the plane
 // is small enough.
 inline int64_t max_pool2x2_row_simd(const float* x, int64_t w, int64_t oh, int64_t wo, float* y,
                                     int64_t* idx) {
@@ -932,6 +932,45 @@ inline int64_t max_pool2x2_row_simd(const float* x, int64_t w, int64_t oh, int64
     _mm512_mask_storeu_epi64(idx + ow, __mmask8(out), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
     _mm512_mask_storeu_epi64(idx + ow + 8, __mmask8(out >> 8),
                              _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(at, 1)));
+  }
+#elif defined(__AVX2__)
+  // 8 windows per step: the 16 floats of each input row split into even and odd columns
+  // (shuffle within 128-bit lanes, then a cross-lane permute), the last step masked.
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i even = _mm256_add_epi32(lane, lane);
+  const int32_t offs[4] = {0, 1, int32_t(w), int32_t(w + 1)};
+  auto split = [](__m256 lo, __m256 hi, bool odd) {
+    const __m256 mixed = odd ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))
+                             : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mixed), _MM_SHUFFLE(3, 1, 2, 0)));
+  };
+  for (; ow < wo; ow += 8) {
+    const int n = static_cast<int>(std::min<int64_t>(8, wo - ow));  // windows this step
+    const __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(std::min(2 * n, 8)), lane);
+    const __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(std::max(2 * n - 8, 0)), lane);
+    const float* r0 = x + 2 * oh * w + 2 * ow;
+    const float* r1 = r0 + w;
+    const __m256 a0 = _mm256_maskload_ps(r0, lo), a1 = _mm256_maskload_ps(r0 + 8, hi);
+    const __m256 b0 = _mm256_maskload_ps(r1, lo), b1 = _mm256_maskload_ps(r1 + 8, hi);
+    const __m256 cand[4] = {split(a0, a1, false), split(a0, a1, true), split(b0, b1, false), split(b0, b1, true)};
+    const __m256i first = _mm256_add_epi32(_mm256_set1_epi32(int32_t(2 * oh * w + 2 * ow)), even);
+    __m256 best = cand[0];
+    __m256i at = first;
+    for (int c = 1; c < 4; ++c) {
+      const __m256 take = _mm256_or_ps(_mm256_cmp_ps(cand[c], best, _CMP_GT_OQ),
+                                       _mm256_and_ps(_mm256_cmp_ps(cand[c], cand[c], _CMP_UNORD_Q),
+                                                     _mm256_cmp_ps(best, best, _CMP_ORD_Q)));
+      best = _mm256_blendv_ps(best, cand[c], take);
+      at = _mm256_blendv_epi8(at, _mm256_add_epi32(first, _mm256_set1_epi32(offs[c])), _mm256_castps_si256(take));
+    }
+    const __m256i out = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+    _mm256_maskstore_ps(y + ow, out, best);
+    const __m256i out_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(out));
+    const __m256i out_hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(out, 1));
+    _mm256_maskstore_epi64(reinterpret_cast<long long*>(idx + ow), out_lo,
+                           _mm256_cvtepi32_epi64(_mm256_castsi256_si128(at)));
+    _mm256_maskstore_epi64(reinterpret_cast<long long*>(idx + ow + 4), out_hi,
+                           _mm256_cvtepi32_epi64(_mm256_extracti128_si256(at, 1)));
   }
 #else
   (void)x, (void)w, (void)oh, (void)wo, (void)y, (void)idx;
