@@ -1,5 +1,6 @@
 // Measures the FP32 FMA peak of one core: independent FMA chains, long enough to hide latency,
-// on the vectors of the tier ember runs on (the widest the CPU has, unless EMBER_ISA caps it). Benchmarks report GEMM speed as a share of this figure.
+// on the vectors of the tier ember runs on (the widest the CPU has, unless EMBER_ISA caps it).
+// Benchmarks report GEMM speed as a share of this figure.
 #include <chrono>
 #include <cstdint>
 

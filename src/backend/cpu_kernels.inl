@@ -898,8 +898,8 @@ inline void pool_take(T v, int64_t at, T& best, int64_t& best_at) {
 
 // Output row oh of a float plane, 16 windows per step (the last one masked): the even and odd
 // columns of both input rows, then pool_take's rule lane by lane (8 windows on AVX2). Returns
-// the windows done (all of them, or none without AVX2 or AVX-512). Lane indices are 32-bit: the caller checks that the plane
-// is small enough.
+// the windows done (all of them, or none without AVX2 or AVX-512). Lane indices are 32-bit: the
+// caller checks that the plane is small enough.
 inline int64_t max_pool2x2_row_simd(const float* x, int64_t w, int64_t oh, int64_t wo, float* y,
                                     int64_t* idx) {
   int64_t ow = 0;
@@ -946,8 +946,8 @@ inline int64_t max_pool2x2_row_simd(const float* x, int64_t w, int64_t oh, int64
   };
   for (; ow < wo; ow += 8) {
     const int n = static_cast<int>(std::min<int64_t>(8, wo - ow));  // windows this step
-    const __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(std::min(2 * n, 8)), lane);
-    const __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(std::max(2 * n - 8, 0)), lane);
+    const __m256i lo = simd::avx2_tail_mask32(std::min(2 * n, 8));
+    const __m256i hi = simd::avx2_tail_mask32(std::max(2 * n - 8, 0));
     const float* r0 = x + 2 * oh * w + 2 * ow;
     const float* r1 = r0 + w;
     const __m256 a0 = _mm256_maskload_ps(r0, lo), a1 = _mm256_maskload_ps(r0 + 8, hi);
@@ -963,7 +963,7 @@ inline int64_t max_pool2x2_row_simd(const float* x, int64_t w, int64_t oh, int64
       best = _mm256_blendv_ps(best, cand[c], take);
       at = _mm256_blendv_epi8(at, _mm256_add_epi32(first, _mm256_set1_epi32(offs[c])), _mm256_castps_si256(take));
     }
-    const __m256i out = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+    const __m256i out = simd::avx2_tail_mask32(n);
     _mm256_maskstore_ps(y + ow, out, best);
     const __m256i out_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(out));
     const __m256i out_hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(out, 1));

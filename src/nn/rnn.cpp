@@ -154,12 +154,19 @@ std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> RNNBase<T>::run(const Tensor<T>& x, 
   const detail::RnnShape shape{name_.c_str(),
                                gates_ == 4 ? detail::RnnCell::LSTM : detail::RnnCell::GRU,
                                input_size, hidden_size, options};
+  // Weights and biases by (layer, direction, recurrent), looked up once: the recurrent
+  // projection runs at every time step.
+  const int64_t dirs = options.bidirectional ? 2 : 1;
+  std::vector<std::pair<Tensor<T>, Tensor<T>>> params;
+  for (int64_t layer = 0; layer < options.num_layers; ++layer)
+    for (int64_t d = 0; d < dirs; ++d)
+      for (const char* kind : {"_ih", "_hh"}) {
+        const std::string sfx = kind + ("_l" + std::to_string(layer)) + (d ? "_reverse" : "");
+        params.emplace_back(Tensor<T>::from_base(this->entry("weight" + sfx)),
+                            options.bias ? Tensor<T>::from_base(this->entry("bias" + sfx)) : Tensor<T>());
+      }
   auto project = [&](const Tensor<T>& in, int64_t layer, int64_t d, bool recurrent) {
-    const std::string sfx = "_l" + std::to_string(layer) + (d ? "_reverse" : "");
-    const std::string kind = recurrent ? "_hh" : "_ih";
-    const Tensor<T> w = Tensor<T>::from_base(this->entry("weight" + kind + sfx));
-    const Tensor<T> b =
-        options.bias ? Tensor<T>::from_base(this->entry("bias" + kind + sfx)) : Tensor<T>();
+    const auto& [w, b] = params[static_cast<size_t>((layer * dirs + d) * 2 + (recurrent ? 1 : 0))];
     return functional::linear(in, w, b);
   };
   return detail::run_rnn<T>(shape, this->is_training(), x, h0, c0, project);

@@ -711,9 +711,18 @@ std::shared_ptr<const Stage> make_quantized(const FloatAffine& a, bool per_chann
                                            a.weight.shape()[3], a.geometry);
 }
 
-// A layer and direction's projection names, PyTorch's parameter suffixes: "ih_l0", "hh_l1_reverse".
-std::string projection_name(bool recurrent, int64_t layer, int64_t direction) {
-  return cat_str(recurrent ? "hh" : "ih", "_l", layer, direction ? "_reverse" : "");
+// Calls f(name, in_features) for an RNN's projections in PyTorch's order (Note [Dynamic RNN]):
+// per layer and direction the input one, then the recurrent one, named by PyTorch's parameter
+// suffixes ("ih_l0", "hh_l1_reverse").
+template <class F>
+void for_each_projection(const nn::RNNOptions& o, int64_t input_size, int64_t hidden_size, F f) {
+  const int64_t dirs = o.bidirectional ? 2 : 1;
+  for (int64_t layer = 0; layer < o.num_layers; ++layer)
+    for (int64_t d = 0; d < dirs; ++d)
+      for (bool recurrent : {false, true}) {
+        f(cat_str(recurrent ? "hh" : "ih", "_l", layer, d ? "_reverse" : ""),
+          recurrent ? hidden_size : layer == 0 ? input_size : hidden_size * dirs);
+      }
 }
 
 std::shared_ptr<const DynamicRNN> quantize_rnn(const nn::RNNBase<float>& rnn, bool lstm,
@@ -721,21 +730,15 @@ std::shared_ptr<const DynamicRNN> quantize_rnn(const nn::RNNBase<float>& rnn, bo
   NoGradGuard no_grad;
   std::map<std::string, Tensor<float>> params;
   for (const auto& [name, t] : rnn.named_parameters()) params[name] = t.detach().contiguous();
-  const int64_t dirs = rnn.options.bidirectional ? 2 : 1;
   DynamicRNN::Projections projections;
-  for (int64_t layer = 0; layer < rnn.options.num_layers; ++layer) {
-    for (int64_t d = 0; d < dirs; ++d) {
-      for (bool recurrent : {false, true}) {
-        const std::string name = projection_name(recurrent, layer, d);
-        FloatAffine a;
-        a.path = path;
-        a.weight_name = "weight_" + name;
-        a.weight = params.at("weight_" + name);
-        if (rnn.options.bias) a.bias = params.at("bias_" + name);
-        projections.emplace_back(name, make_quantized(a, per_channel, true, {}));
-      }
-    }
-  }
+  for_each_projection(rnn.options, rnn.input_size, rnn.hidden_size, [&](const std::string& name, int64_t) {
+    FloatAffine a;
+    a.path = path;
+    a.weight_name = "weight_" + name;
+    a.weight = params.at("weight_" + name);
+    if (rnn.options.bias) a.bias = params.at("bias_" + name);
+    projections.emplace_back(name, make_quantized(a, per_channel, true, {}));
+  });
   return std::make_shared<DynamicRNN>(lstm, rnn.input_size, rnn.hidden_size, rnn.options,
                                       std::move(projections));
 }
@@ -760,35 +763,28 @@ DynamicRNN::DynamicRNN(bool lstm, int64_t input_size, int64_t hidden_size, nn::R
                              " and num_layers ", options.num_layers, " must be positive"));
   }
   const int64_t dirs = options.bidirectional ? 2 : 1, gates = lstm ? 4 : 3;
+  // Counted first: the walk below indexes projections_.
   if (static_cast<int64_t>(projections_.size()) != options.num_layers * dirs * 2) {
     throw ValueError(cat_str(name, ": ", projections_.size(), " projections, expected ",
                              options.num_layers * dirs * 2,
                              " (input and recurrent, per layer and direction)"));
   }
   size_t next = 0;
-  for (int64_t layer = 0; layer < options.num_layers; ++layer) {
-    for (int64_t d = 0; d < dirs; ++d) {
-      for (bool recurrent : {false, true}) {
-        const auto& [given, stage] = projections_[next++];
-        const std::string expected = projection_name(recurrent, layer, d);
-        const int64_t in = recurrent ? hidden_size : layer == 0 ? input_size : hidden_size * dirs;
-        const auto* linear = dynamic_cast<const QuantizedLinear*>(stage.get());
-        if (given != expected || linear == nullptr) {
-          throw ValueError(cat_str(name, ": projection ", next - 1, " is '", given, "' (",
-                                   stage ? stage->str() : "none", "), expected '", expected,
-                                   "', a quantized Linear"));
-        }
-        const AffineCore& c = linear->core();
-        if (!c.dynamic || c.relu || c.out_quantized || linear->chw()[0] != 0 || c.w.k != in ||
-            c.w.out != gates * hidden_size || c.bias.defined() != options.bias) {
-          throw ValueError(cat_str(
-              name, ": projection '", expected, "' is ", linear->str(),
-              c.bias.defined() ? " with" : " without", " bias; expected a dynamic Linear of ", in,
-              " -> ", gates * hidden_size, options.bias ? " with" : " without", " bias"));
-        }
-      }
+  for_each_projection(options, input_size, hidden_size, [&](const std::string& expected, int64_t in) {
+    const auto& [given, stage] = projections_[next++];
+    const auto* linear = dynamic_cast<const QuantizedLinear*>(stage.get());
+    if (given != expected || linear == nullptr) {
+      throw ValueError(cat_str(name, ": projection ", next - 1, " is '", given, "' (", stage ? stage->str() : "none",
+                               "), expected '", expected, "', a quantized Linear"));
     }
-  }
+    const AffineCore& c = linear->core();
+    if (!c.dynamic || c.relu || c.out_quantized || linear->chw()[0] != 0 || c.w.k != in ||
+        c.w.out != gates * hidden_size || c.bias.defined() != options.bias) {
+      throw ValueError(cat_str(name, ": projection '", expected, "' is ", linear->str(),
+                               c.bias.defined() ? " with" : " without", " bias; expected a dynamic Linear of ", in,
+                               " -> ", gates * hidden_size, options.bias ? " with" : " without", " bias"));
+    }
+  });
 }
 
 std::tuple<Tensor<float>, Tensor<float>, Tensor<float>> DynamicRNN::forward_with_state(
@@ -1358,19 +1354,14 @@ QuantizedModel load(const std::string& path) {
       o.bias = f.get("bias", path, i) != 0;
       o.batch_first = f.get("batch_first", path, i) != 0;
       o.bidirectional = f.get("bidirectional", path, i) != 0;
+      const int64_t input = positive(f.get("input", path, i), "input", i);
+      const int64_t hidden = positive(f.get("hidden", path, i), "hidden", i);
       DynamicRNN::Projections projections;
-      for (int64_t layer = 0; layer < o.num_layers; ++layer) {
-        for (int64_t d = 0; d < (o.bidirectional ? 2 : 1); ++d) {
-          for (bool recurrent : {false, true}) {
-            const std::string name = projection_name(recurrent, layer, d);
-            projections.emplace_back(name, load_stage(key + "." + name, prefix + name + ".", i));
-          }
-        }
-      }
+      for_each_projection(o, input, hidden, [&](const std::string& name, int64_t) {
+        projections.emplace_back(name, load_stage(key + "." + name, prefix + name + ".", i));
+      });
       try {
-        return std::make_shared<DynamicRNN>(
-            f.kind == "lstm", positive(f.get("input", path, i), "input", i),
-            positive(f.get("hidden", path, i), "hidden", i), o, std::move(projections));
+        return std::make_shared<DynamicRNN>(f.kind == "lstm", input, hidden, o, std::move(projections));
       } catch (const ValueError& e) {
         bad_file(path, cat_str("stage ", i, ": ", e.what()));
       }
