@@ -1,5 +1,5 @@
 // Whole training steps (zero_grad, forward, loss, backward, optimizer step) on random data, the
-// models of shared/anchors/train.cpp. bench_train_torch.cpp has the LibTorch twins.
+// models of shared/anchors/train.cpp and a DCGAN step. bench_train_torch.cpp has the LibTorch twins.
 #include "common.hpp"
 #include "ember/ember.hpp"
 
@@ -64,6 +64,42 @@ void BM_ember_train_transformer(benchmark::State& state) {
   run_steps(state, layer, adam, [&](auto& l) { return l(x).mean(); }, 32);
 }
 
+// One DCGAN step of LibTorch's example (examples/libtorch-ports/dcgan.cpp): the discriminator on a real
+// and a generated batch of 64, its Adam step, then the generator through the discriminator and its step.
+void BM_ember_train_dcgan(benchmark::State& state) {
+  ember::set_num_threads(static_cast<int>(state.range(0)));
+  ember::manual_seed(0);
+  nn::Sequential gen(nn::ConvTranspose2d(100, 256, 4, {.bias = false}), nn::BatchNorm2d(256), nn::ReLU(),
+                     nn::ConvTranspose2d(256, 128, 3, {.stride = 2, .padding = 1, .bias = false}),
+                     nn::BatchNorm2d(128), nn::ReLU(),
+                     nn::ConvTranspose2d(128, 64, 4, {.stride = 2, .padding = 1, .bias = false}),
+                     nn::BatchNorm2d(64), nn::ReLU(),
+                     nn::ConvTranspose2d(64, 1, 4, {.stride = 2, .padding = 1, .bias = false}), nn::Tanh());
+  nn::Sequential disc(nn::Conv2d(1, 64, 4, {.stride = 2, .padding = 1, .bias = false}), nn::LeakyReLU(0.2),
+                      nn::Conv2d(64, 128, 4, {.stride = 2, .padding = 1, .bias = false}), nn::BatchNorm2d(128),
+                      nn::LeakyReLU(0.2), nn::Conv2d(128, 256, 4, {.stride = 2, .padding = 1, .bias = false}),
+                      nn::BatchNorm2d(256), nn::LeakyReLU(0.2),
+                      nn::Conv2d(256, 1, 3, {.stride = 1, .padding = 0, .bias = false}), nn::Sigmoid());
+  ember::optim::Adam gen_opt(gen.parameters(), {.lr = 2e-4, .beta1 = 0.5});
+  ember::optim::Adam disc_opt(disc.parameters(), {.lr = 2e-4, .beta1 = 0.5});
+  const int64_t n = 64;
+  auto real = ember::rand<float>({n, 1, 28, 28}) * 2.0f - 1.0f;
+  auto ones = ember::ones<float>({n}), zeros = ember::zeros<float>({n});
+  ember::reset_peak_memory();
+  for (auto _ : state) {
+    disc.zero_grad();
+    nn::functional::binary_cross_entropy(disc(real).reshape({n}), ones).backward();
+    auto fake = gen(ember::randn<float>({n, 100, 1, 1}));
+    nn::functional::binary_cross_entropy(disc(fake.detach()).reshape({n}), zeros).backward();
+    disc_opt.step();
+    gen.zero_grad();
+    nn::functional::binary_cross_entropy(disc(fake).reshape({n}), ones).backward();
+    gen_opt.step();
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+  state.counters["peak_MB"] = static_cast<double>(ember::memory_stats().peak_live_bytes) / 1e6;
+}
+
 }  // namespace
 
 #define EMBER_TRAIN(name) \
@@ -72,3 +108,4 @@ EMBER_TRAIN(BM_ember_train_mlp);
 EMBER_TRAIN(BM_ember_train_lenet);
 EMBER_TRAIN(BM_ember_train_resnet);
 EMBER_TRAIN(BM_ember_train_transformer);
+EMBER_TRAIN(BM_ember_train_dcgan);

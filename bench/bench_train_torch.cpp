@@ -92,6 +92,40 @@ void BM_torch_train_transformer(benchmark::State& state) {
   run_steps(state, layer, adam, [&](auto& l) { return l->forward(x).mean(); }, 32);
 }
 
+void BM_torch_train_dcgan(benchmark::State& state) {
+  set_threads(state.range(0));
+  torch::manual_seed(0);
+  using CT = nn::ConvTranspose2dOptions;
+  using C = nn::Conv2dOptions;
+  nn::Sequential gen(nn::ConvTranspose2d(CT(100, 256, 4).bias(false)), nn::BatchNorm2d(256), nn::ReLU(),
+                     nn::ConvTranspose2d(CT(256, 128, 3).stride(2).padding(1).bias(false)), nn::BatchNorm2d(128),
+                     nn::ReLU(), nn::ConvTranspose2d(CT(128, 64, 4).stride(2).padding(1).bias(false)),
+                     nn::BatchNorm2d(64), nn::ReLU(),
+                     nn::ConvTranspose2d(CT(64, 1, 4).stride(2).padding(1).bias(false)), nn::Tanh());
+  const auto leaky = nn::LeakyReLUOptions().negative_slope(0.2);
+  nn::Sequential disc(nn::Conv2d(C(1, 64, 4).stride(2).padding(1).bias(false)), nn::LeakyReLU(leaky),
+                      nn::Conv2d(C(64, 128, 4).stride(2).padding(1).bias(false)), nn::BatchNorm2d(128),
+                      nn::LeakyReLU(leaky), nn::Conv2d(C(128, 256, 4).stride(2).padding(1).bias(false)),
+                      nn::BatchNorm2d(256), nn::LeakyReLU(leaky),
+                      nn::Conv2d(C(256, 1, 3).stride(1).padding(0).bias(false)), nn::Sigmoid());
+  torch::optim::Adam gen_opt(gen->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
+  torch::optim::Adam disc_opt(disc->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.999}));
+  const int64_t n = 64;
+  auto real = torch::rand({n, 1, 28, 28}) * 2 - 1;
+  auto ones = torch::ones({n}), zeros = torch::zeros({n});
+  for (auto _ : state) {
+    disc->zero_grad();
+    torch::binary_cross_entropy(disc->forward(real).reshape({n}), ones).backward();
+    auto fake = gen->forward(torch::randn({n, 100, 1, 1}));
+    torch::binary_cross_entropy(disc->forward(fake.detach()).reshape({n}), zeros).backward();
+    disc_opt.step();
+    gen->zero_grad();
+    torch::binary_cross_entropy(disc->forward(fake).reshape({n}), ones).backward();
+    gen_opt.step();
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
 }  // namespace
 
 #define TORCH_TRAIN(name) \
@@ -100,3 +134,4 @@ TORCH_TRAIN(BM_torch_train_mlp);
 TORCH_TRAIN(BM_torch_train_lenet);
 TORCH_TRAIN(BM_torch_train_resnet);
 TORCH_TRAIN(BM_torch_train_transformer);
+TORCH_TRAIN(BM_torch_train_dcgan);
