@@ -33,9 +33,9 @@ void BM_ember_lowering(benchmark::State& state, ConvCase c, bool to_columns) {
   const auto& k = ember::backend::kernels<float>();
   for (auto _ : state) {
     if (to_columns) {
-      k.im2col(s, x.data(), cols.data());
+      k.im2col(s, x.data(), cols.data(), s.ho * s.wo);
     } else {
-      k.col2im(s, cols.data(), x.data());
+      k.col2im(s, cols.data(), x.data(), s.ho * s.wo);
     }
     benchmark::ClobberMemory();
   }

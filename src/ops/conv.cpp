@@ -1,6 +1,7 @@
 // 2-D convolution as im2col + GEMM, with its two gradients (Note [Convolution gradients]).
 #include "ember/ops/conv.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include "trace.hpp"
@@ -19,7 +20,9 @@ using detail::cat_str;
 using detail::conv_dims;
 using detail::conv_shape;
 using detail::is_pointwise;
+using detail::images_per_gemm;
 using detail::sample_grain;
+using detail::side_by_side;
 using detail::use_flat;
 
 namespace {
@@ -62,8 +65,9 @@ Tensor<T> conv_forward_raw(const Tensor<T>& x_in, const Tensor<T>& w_in, const C
     return out;
   }
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
-    std::vector<T> cols(static_cast<size_t>(f.cols_elements()));
-    detail::conv_forward_samples(k, f, px, pw, po, b, e, cols.data());
+    const int64_t images = images_per_gemm(d, e - b);
+    std::vector<T> scratch(static_cast<size_t>(f.scratch_elements(images)));
+    detail::conv_forward_samples(k, f, px, pw, po, b, e, scratch.data(), images);
   });
   return out;
 }
@@ -94,17 +98,26 @@ Tensor<T> conv_input_grad_raw(const Tensor<T>& gy_in, const Tensor<T>& w_in, con
   Tensor<T> gx = zeros<T>({d.n, d.c, d.h, d.w});
   T* px = gx.data_ptr();
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
-    std::vector<T> cols(static_cast<size_t>(direct ? 0 : K * HW));
-    for (int64_t n = b; n < e; ++n) {
+    if (direct) {  // the columns are the input gradient itself
+      for (int64_t n = b; n < e; ++n)
+        for (int64_t g = 0; g < d.g; ++g)
+          k.gemm(true, false, K, HW, d.og, T(1), pw + g * d.og * K, K, pg + (n * d.o + g * d.og) * HW, HW, T(0),
+                 px + (n * d.c + g * d.cg) * plane, HW);
+      return;
+    }
+    const int64_t per_gemm = images_per_gemm(d, e - b);
+    std::vector<T> cols(static_cast<size_t>(K * HW * per_gemm));
+    std::vector<T> gys(static_cast<size_t>(per_gemm > 1 ? d.og * HW * per_gemm : 0));
+    for (int64_t n0 = b; n0 < e; n0 += per_gemm) {
+      const int64_t m = std::min(per_gemm, e - n0), ld = m * HW;
       for (int64_t g = 0; g < d.g; ++g) {
-        T* xg = px + (n * d.c + g * d.cg) * plane;
-        const T* gyg = pg + (n * d.o + g * d.og) * HW;
-        if (direct) {  // the columns are the input gradient itself
-          k.gemm(true, false, K, HW, d.og, T(1), pw + g * d.og * K, K, gyg, HW, T(0), xg, HW);
-        } else {
-          k.gemm(true, false, K, HW, d.og, T(1), pw + g * d.og * K, K, gyg, HW, T(0), cols.data(), HW);
-          k.col2im(cs, cols.data(), xg);
+        const T* gyg = pg + (n0 * d.o + g * d.og) * HW;
+        if (m > 1) {
+          side_by_side(gyg, d.o * HW, m, d.og, HW, gys.data());
+          gyg = gys.data();
         }
+        k.gemm(true, false, K, ld, d.og, T(1), pw + g * d.og * K, K, gyg, ld, T(0), cols.data(), ld);
+        for (int64_t j = 0; j < m; ++j) k.col2im(cs, cols.data() + j * HW, px + ((n0 + j) * d.c + g * d.cg) * plane, ld);
       }
     }
   });
@@ -128,7 +141,9 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
   const bool flat = use_flat(k, d, p, cs);
   const int64_t plane = d.h * d.w;
   detail::parallel_for(0, tasks, 1, [&](int64_t tb, int64_t te) {
-    std::vector<T> cols(static_cast<size_t>(direct || flat ? 0 : K * HW));
+    const int64_t per_gemm = direct || flat ? 0 : images_per_gemm(d, (d.n + tasks - 1) / tasks);
+    std::vector<T> cols(static_cast<size_t>(K * HW * per_gemm));
+    std::vector<T> gys(static_cast<size_t>(per_gemm > 1 ? d.og * HW * per_gemm : 0));
     for (int64_t t = tb; t < te; ++t) {
       std::vector<T>& acc = partial[static_cast<size_t>(t)];
       acc.assign(static_cast<size_t>(wsize), T(0));
@@ -140,16 +155,23 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
         }
         continue;
       }
-      for (int64_t n = n0; n < n1; ++n) {
+      if (direct) {
+        for (int64_t n = n0; n < n1; ++n)
+          for (int64_t g = 0; g < d.g; ++g)
+            k.gemm(false, true, d.og, K, HW, T(1), pg + (n * d.o + g * d.og) * HW, HW,
+                   px + (n * d.c + g * d.cg) * plane, HW, T(1), acc.data() + g * d.og * K, K);
+        continue;
+      }
+      for (int64_t s0 = n0; s0 < n1; s0 += per_gemm) {
+        const int64_t m = std::min(per_gemm, n1 - s0), ld = m * HW;
         for (int64_t g = 0; g < d.g; ++g) {
-          const T* xg = px + (n * d.c + g * d.cg) * plane;
-          const T* operand = xg;
-          if (!direct) {
-            k.im2col(cs, xg, cols.data());
-            operand = cols.data();
+          for (int64_t j = 0; j < m; ++j) k.im2col(cs, px + ((s0 + j) * d.c + g * d.cg) * plane, cols.data() + j * HW, ld);
+          const T* gyg = pg + (s0 * d.o + g * d.og) * HW;
+          if (m > 1) {
+            side_by_side(gyg, d.o * HW, m, d.og, HW, gys.data());
+            gyg = gys.data();
           }
-          k.gemm(false, true, d.og, K, HW, T(1), pg + (n * d.o + g * d.og) * HW, HW, operand, HW, T(1),
-                 acc.data() + g * d.og * K, K);
+          k.gemm(false, true, d.og, K, ld, T(1), gyg, ld, cols.data(), ld, T(1), acc.data() + g * d.og * K, K);
         }
       }
     }

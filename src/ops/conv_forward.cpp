@@ -48,6 +48,36 @@ int64_t sample_grain(const ConvDims& d) {
   return std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(flops, 1));
 }
 
+// Note [Columns of several images]
+// A convolution with a small output plane (DCGAN's 7x7 and 3x3, a ResNet's last stage) is a GEMM
+// only hw_out() columns wide per image: the GEMM packs the weights again for every image and
+// spends its time in ragged tiles. The column matrices of several images side by side (rows ld =
+// images * hw_out() apart) make one GEMM at least kTargetColumns wide; the image-major operands
+// (output gradients) are copied side by side too, and an output copied back to each image. A
+// GEMM's result for one element does not depend on the width of the product (the same kc blocks
+// in the same order), so the batched op and an inference plan that lowers one image at a time
+// compute the same bits. Small products (LeNet's second convolution: 16 x 64 x 150) stay one image
+// per GEMM: the GEMM packs nothing for them, and one image's columns stay in L1.
+int64_t images_per_gemm(const ConvDims& d, int64_t images) {
+  constexpr int64_t kTargetColumns = 256;
+  constexpr int64_t kMaxColumnValues = int64_t(1) << 20;  // 4 MB of floats
+  constexpr int64_t kMinImageWork = int64_t(1) << 21;
+  const int64_t hw = std::max<int64_t>(d.hw_out(), 1);
+  if (d.og * hw * d.k() < kMinImageWork) return 1;
+  const int64_t by_width = (kTargetColumns + hw - 1) / hw;
+  const int64_t by_memory = kMaxColumnValues / std::max<int64_t>(d.k() * hw, 1);
+  return std::clamp<int64_t>(std::min(by_width, by_memory), 1, std::max<int64_t>(images, 1));
+}
+
+template <class T>
+void side_by_side(const T* src, int64_t image_stride, int64_t m, int64_t rows, int64_t hw, T* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < m; ++j) {
+      const T* from = src + j * image_stride + r * hw;
+      std::copy(from, from + hw, dst + (r * m + j) * hw);
+    }
+}
+
 ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Conv2dGeometry& p) {
   if (x.size() != 4) throw ShapeError(cat_str(op, ": input ", x, " must be 4-D [N, C, H, W]"));
   if (weight.size() != 4) {
@@ -115,7 +145,7 @@ ConvForward<T> conv_forward_setup(const backend::Kernels<T>& k, const ConvDims& 
 
 template <class T>
 void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* px, const T* pw, T* po,
-                          int64_t b, int64_t e, T* cols) {
+                          int64_t b, int64_t e, T* scratch, int64_t images) {
   const ConvDims& d = f.d;
   const int64_t K = d.k(), HW = d.hw_out();
   const int64_t plane = d.h * d.w;
@@ -128,16 +158,28 @@ void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f,
     });
     return;
   }
-  for (int64_t n = b; n < e; ++n) {
+  if (f.pointwise) {
+    for (int64_t n = b; n < e; ++n)
+      for (int64_t g = 0; g < d.g; ++g)
+        k.gemm(false, false, d.og, HW, K, T(1), pw + g * d.og * K, K, px + (n * d.c + g * d.cg) * plane, HW, T(0),
+               po + (n * d.o + g * d.og) * HW, HW);
+    return;
+  }
+  images = std::max<int64_t>(images, 1);
+  T* cols = scratch;
+  T* wide_out = scratch + f.cols_elements() * images;  // the GEMM's output when images > 1
+  for (int64_t n0 = b; n0 < e; n0 += images) {
+    const int64_t m = std::min(images, e - n0), ld = m * HW;
     for (int64_t g = 0; g < d.g; ++g) {
-      const T* xg = px + (n * d.c + g * d.cg) * plane;
-      const T* operand = xg;
-      if (!f.pointwise) {
-        k.im2col(f.shape, xg, cols);
-        operand = cols;
-      }
-      k.gemm(false, false, d.og, HW, K, T(1), pw + g * d.og * K, K, operand, HW, T(0),
-             po + (n * d.o + g * d.og) * HW, HW);
+      for (int64_t j = 0; j < m; ++j) k.im2col(f.shape, px + ((n0 + j) * d.c + g * d.cg) * plane, cols + j * HW, ld);
+      T* og = po + (n0 * d.o + g * d.og) * HW;
+      k.gemm(false, false, d.og, ld, K, T(1), pw + g * d.og * K, K, cols, ld, T(0), m > 1 ? wide_out : og, ld);
+      if (m == 1) continue;
+      for (int64_t r = 0; r < d.og; ++r)
+        for (int64_t j = 0; j < m; ++j) {
+          const T* from = wide_out + (r * m + j) * HW;
+          std::copy(from, from + HW, og + j * d.o * HW + r * HW);
+        }
     }
   }
 }
@@ -150,8 +192,10 @@ template ConvForward<float> conv_forward_setup(const backend::Kernels<float>&, c
 template ConvForward<double> conv_forward_setup(const backend::Kernels<double>&, const ConvDims&,
                                                 const Conv2dGeometry&);
 template void conv_forward_samples(const backend::Kernels<float>&, const ConvForward<float>&, const float*,
-                                   const float*, float*, int64_t, int64_t, float*);
+                                   const float*, float*, int64_t, int64_t, float*, int64_t);
 template void conv_forward_samples(const backend::Kernels<double>&, const ConvForward<double>&, const double*,
-                                   const double*, double*, int64_t, int64_t, double*);
+                                   const double*, double*, int64_t, int64_t, double*, int64_t);
+template void side_by_side(const float*, int64_t, int64_t, int64_t, int64_t, float*);
+template void side_by_side(const double*, int64_t, int64_t, int64_t, int64_t, double*);
 
 }  // namespace ember::detail

@@ -33,6 +33,13 @@ bool use_flat(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeome
               const backend::ConvShape& cs);
 /// Samples per task: enough GEMM work per task to pay for the hand-off.
 int64_t sample_grain(const ConvDims& d);
+/// How many of `images` images the im2col paths lower side by side into one GEMM (Note [Columns
+/// of several images] in src/ops/conv_forward.cpp).
+int64_t images_per_gemm(const ConvDims& d, int64_t images);
+/// dst[r][j * hw + p] = src[j * image_stride + r * hw + p] for m images of `rows` rows of hw
+/// values each: the images' rows side by side, as their column matrices lie (and back, below).
+template <class T>
+void side_by_side(const T* src, int64_t image_stride, int64_t m, int64_t rows, int64_t hw, T* dst);
 
 /// How a convolution runs on kernels `k`: on the flat kernels, as a GEMM on the input itself
 /// (pointwise), or through a column matrix of cols_elements() values per sample.
@@ -43,14 +50,20 @@ struct ConvForward {
   bool pointwise = false;
   bool flat = false;
   int64_t cols_elements() const { return pointwise || flat ? 0 : d.k() * d.hw_out(); }
+  /// Scratch for `images` images in one GEMM: their column matrices and, for more than one, the
+  /// GEMM's output before it goes to each image.
+  int64_t scratch_elements(int64_t images) const {
+    return cols_elements() * images + (cols_elements() > 0 && images > 1 ? d.og * d.hw_out() * images : 0);
+  }
 };
 template <class T>
 ConvForward<T> conv_forward_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& geometry);
 
-/// out[b .. e) = conv(x, w) for samples b .. e (no bias); `cols` holds cols_elements() values
-/// (unused when zero). The flat path threads over the samples it is given.
+/// out[b .. e) = conv(x, w) for samples b .. e (no bias), `images` of them per GEMM; `scratch`
+/// holds scratch_elements(images) values (unused when zero). The flat path threads over the
+/// samples it is given.
 template <class T>
 void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* x, const T* w, T* out,
-                          int64_t b, int64_t e, T* cols);
+                          int64_t b, int64_t e, T* scratch, int64_t images = 1);
 
 }  // namespace ember::detail

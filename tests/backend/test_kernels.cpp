@@ -437,7 +437,12 @@ std::vector<ConvShape> conv_shapes() {
                            {2, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1}, {3, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1},
                            {1, 16, 16, 3, 3, 1, 1, 2, 2, 2, 2}, {1, 5, 48, 3, 5, 1, 1, 1, 2, 1, 1},
                            {1, 8, 8, 5, 5, 1, 1, 2, 2, 1, 1}, {1, 2, 2, 3, 3, 1, 1, 1, 1, 1, 1},
-                           {1, 3, 16, 1, 17, 1, 1, 0, 8, 1, 1}};
+                           {1, 3, 16, 1, 17, 1, 1, 0, 8, 1, 1},
+                           // stride-2 columns by phases: DCGAN's k4 p1 on odd and even planes
+                           // (rows of 3 and 7 values), padding past a whole phase, and a plane
+                           // too large for the phase buffer
+                           {2, 7, 7, 4, 4, 2, 2, 1, 1, 1, 1}, {2, 14, 14, 4, 4, 2, 2, 1, 1, 1, 1},
+                           {1, 11, 13, 3, 5, 1, 2, 2, 3, 1, 2}, {1, 40, 200, 3, 3, 2, 2, 1, 1, 1, 1}};
   std::vector<ConvShape> out;
   for (auto& v : g) {
     ConvShape s{v[0], v[1], v[2], v[3], v[4], 0, 0, v[5], v[6], v[7], v[8], v[9], v[10]};
@@ -476,29 +481,41 @@ void check_conv_lowering(Isa isa) {
                                       << s.pad_w << " d" << s.dil_h << "," << s.dil_w);
     std::vector<T> x(static_cast<size_t>(s.c * s.h * s.w));
     for (auto& v : x) v = static_cast<T>(dist(rng));
-    const size_t ncols = static_cast<size_t>(s.c * s.kh * s.kw * s.ho * s.wo);
+    // The rows of cols lie ld apart, 3 more than a row holds: what lies between them is neither
+    // written by im2col nor read by col2im.
+    const int64_t hw = s.ho * s.wo, ld = hw + 3, rows = s.c * s.kh * s.kw;
+    const size_t ncols = static_cast<size_t>(rows * ld);
+    auto at = [&](size_t col) { return static_cast<size_t>(static_cast<int64_t>(col) / hw * ld) + col % static_cast<size_t>(hw); };
     // Poisoned outputs: every element must be written.
     std::vector<T> cols(ncols, std::numeric_limits<T>::quiet_NaN());
-    k.im2col(s, x.data(), cols.data());
-    std::vector<T> expect(ncols);
+    k.im2col(s, x.data(), cols.data(), ld);
+    std::vector<T> expect(ncols, std::numeric_limits<T>::quiet_NaN());
     for_each_column_entry(s, [&](size_t col, int64_t pixel) {
-      expect[col] = pixel >= 0 ? x[static_cast<size_t>(pixel)] : T(0);
+      expect[at(col)] = pixel >= 0 ? x[static_cast<size_t>(pixel)] : T(0);
     });
-    for (size_t i = 0; i < ncols; ++i) ASSERT_EQ(cols[i], expect[i]) << "im2col element " << i;
+    for (size_t i = 0; i < ncols; ++i) {
+      if (std::isnan(expect[i])) {
+        ASSERT_TRUE(std::isnan(cols[i])) << "im2col wrote between rows, element " << i;
+      } else {
+        ASSERT_EQ(cols[i], expect[i]) << "im2col element " << i;
+      }
+    }
 
     // col2im is the adjoint: <im2col(x), g> == <x, col2im(g)> term by term; checked against the
     // definition (accumulating onto a non-zero x) and the SIMD result against the scalar one.
     std::vector<T> g(ncols);
     for (auto& v : g) v = static_cast<T>(dist(rng));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = hw; i < ld; ++i) g[static_cast<size_t>(r * ld + i)] = std::numeric_limits<T>::quiet_NaN();
     std::vector<T> base(x.size());
     for (auto& v : base) v = static_cast<T>(dist(rng));
     std::vector<T> want = base;
     for_each_column_entry(s, [&](size_t col, int64_t pixel) {
-      if (pixel >= 0) want[static_cast<size_t>(pixel)] += g[col];
+      if (pixel >= 0) want[static_cast<size_t>(pixel)] += g[at(col)];
     });
     std::vector<T> got_ref = base, got = base, g_ref = g, g_simd = g;  // cols is scratch
-    ref.col2im(s, g_ref.data(), got_ref.data());
-    k.col2im(s, g_simd.data(), got.data());
+    ref.col2im(s, g_ref.data(), got_ref.data(), ld);
+    k.col2im(s, g_simd.data(), got.data(), ld);
     for (size_t i = 0; i < x.size(); ++i) {
       ASSERT_NEAR(got_ref[i], want[i], sizeof(T) == 4 ? 1e-5 : 1e-13) << "col2im element " << i;
       ASSERT_EQ(got[i], got_ref[i]) << "col2im element " << i;

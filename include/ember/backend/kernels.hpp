@@ -163,11 +163,12 @@ struct Kernels {
   void (*gemm)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
   /// cols[(ci * kh + i) * kw + j][oh * wo + ow] = x[ci][oh * sh - ph + i * dh][ow * sw - pw + j * dw],
-  /// 0 outside the image; x is [c, h, w] and cols [c * kh * kw, ho * wo], both contiguous.
-  void (*im2col)(const ConvShape& s, const T* x, T* cols);
+  /// 0 outside the image; x is [c, h, w], contiguous, and the rows of cols (ho * wo values each)
+  /// lie ld >= ho * wo apart, so that the columns of several images can sit side by side.
+  void (*im2col)(const ConvShape& s, const T* x, T* cols, int64_t ld);
   /// The adjoint of im2col: x[...] += cols[...] (x is accumulated into, not overwritten). cols
   /// is scratch: entries for positions outside the image may be overwritten.
-  void (*col2im)(const ConvShape& s, T* cols, T* x);
+  void (*col2im)(const ConvShape& s, T* cols, T* x, int64_t ld);
   /// Convolution of n images without a column matrix, where conv_flat_applies(s); null where
   /// the CPU lacks lane masks (then im2col + gemm). With K = c * kh * kw and hw = ho * wo, for
   /// each image b: y_b[o][p] = sum over t < K of w[o * K + t] * cols_b[t][p] (cols_b as im2col
