@@ -57,13 +57,17 @@ int64_t sample_grain(const ConvDims& d) {
 // GEMM's result for one element does not depend on the width of the product (the same kc blocks
 // in the same order), so the batched op and an inference plan that lowers one image at a time
 // compute the same bits. Small products (LeNet's second convolution: 16 x 64 x 150) stay one image
-// per GEMM: the GEMM packs nothing for them, and one image's columns stay in L1.
+// per GEMM: the GEMM packs nothing for them, and one image's columns stay in L1. Below kNarrow
+// columns an image always shares: a GEMM that narrow wastes most of each tile, and the weight
+// gradient of a 1x1 output (DCGAN's first transposed convolution) would be one rank-1 update of
+// the whole gradient per image.
 int64_t images_per_gemm(const ConvDims& d, int64_t images) {
   constexpr int64_t kTargetColumns = 256;
   constexpr int64_t kMaxColumnValues = int64_t(1) << 20;  // 4 MB of floats
   constexpr int64_t kMinImageWork = int64_t(1) << 21;
+  constexpr int64_t kNarrow = 32;
   const int64_t hw = std::max<int64_t>(d.hw_out(), 1);
-  if (d.og * hw * d.k() < kMinImageWork) return 1;
+  if (hw >= kNarrow && d.og * hw * d.k() < kMinImageWork) return 1;
   const int64_t by_width = (kTargetColumns + hw - 1) / hw;
   const int64_t by_memory = kMaxColumnValues / std::max<int64_t>(d.k() * hw, 1);
   return std::clamp<int64_t>(std::min(by_width, by_memory), 1, std::max<int64_t>(images, 1));

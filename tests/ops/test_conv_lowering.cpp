@@ -21,8 +21,11 @@ struct Case {
   int64_t stride, padding, groups;
 };
 
-// Products of at least 2^21 multiply-adds per image: the shapes that share GEMMs.
+// Products of at least 2^21 multiply-adds per image, or narrower than 32 columns: the shapes
+// that share GEMMs.
 const Case kCases[] = {
+    {"dcgan generator conv1 (1x1 input)", {5, 100, 1, 1}, {100, 256, 4, 4}, true, 1, 0, 1},
+    {"small and narrow", {4, 8, 5, 5}, {16, 8, 3, 3}, false, 2, 1, 1},
     {"dcgan discriminator conv3", {5, 64, 7, 7}, {256, 64, 4, 4}, false, 2, 1, 1},
     {"grouped stride-2", {3, 128, 7, 7}, {512, 64, 4, 4}, false, 2, 1, 2},
     {"dcgan generator conv2", {5, 256, 4, 4}, {256, 128, 3, 3}, true, 2, 1, 1},
