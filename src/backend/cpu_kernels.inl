@@ -837,11 +837,15 @@ void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64
   const int64_t wo = s.wo, sw = s.stride_w;
   if (s.stride_w == 2 && im2col_stride2(s, x, cols, ld)) return;
   const bool flat = flat_taps(s);
+  // A running row pointer: computing each row's offset from ld cost GCC a register in the row
+  // loops below (LeNet's rows of 8: im2col 35% slower on AVX-512).
+  T* next_row = cols;
   for (int64_t c = 0; c < s.c; ++c) {
     const T* xc = x + c * s.h * s.w;
     for (int64_t i = 0; i < s.kh; ++i) {
       for (int64_t j = 0; j < s.kw; ++j) {
-        T* row = cols + ((c * s.kh + i) * s.kw + j) * ld;
+        T* row = next_row;
+        next_row += ld;
         const int64_t off = j * s.dil_w - s.pad_w;
         const ValidRange r = valid_columns(off, sw, s.w, wo);
         if (flat) {
@@ -900,11 +904,13 @@ void col2im(const ConvShape& s, T* __restrict cols, T* __restrict x, int64_t ld)
   const int64_t wo = s.wo, sw = s.stride_w;
   if (s.stride_w == 2 && col2im_stride2(s, cols, x, ld)) return;
   const bool flat = flat_taps(s);
+  T* next_row = cols;
   for (int64_t c = 0; c < s.c; ++c) {
     T* xc = x + c * s.h * s.w;
     for (int64_t i = 0; i < s.kh; ++i) {
       for (int64_t j = 0; j < s.kw; ++j) {
-        T* row = cols + ((c * s.kh + i) * s.kw + j) * ld;
+        T* row = next_row;
+        next_row += ld;
         const int64_t off = j * s.dil_w - s.pad_w;
         const ValidRange r = valid_columns(off, sw, s.w, wo);
         if (flat) {  // as im2col's flat taps; the edge entries are zeroed first (cols is scratch)
