@@ -722,7 +722,8 @@ inline ValidRange valid_rows(const ConvShape& s, int64_t i) {
 // is the run phase[p][ih] from column left + (off >> 1) on, padding included, a plain copy. Rows
 // are written in order with whole vectors, each spilling into the next row's place before that
 // row is written; only a row whose vectors would pass the end of the tap's row is copied to its
-// exact length. Returns false (the general loop runs) for planes too large for the buffer.
+// exact length. Planes too large for the stack buffer take the general loop.
+
 // The phase buffer's layout for one channel of `s` (Note [Stride-2 columns]).
 template <class T>
 struct Stride2Phases {

@@ -37,7 +37,7 @@ int64_t sample_grain(const ConvDims& d);
 /// of several images] in src/ops/conv_forward.cpp).
 int64_t images_per_gemm(const ConvDims& d, int64_t images);
 /// dst[r][j * hw + p] = src[j * image_stride + r * hw + p] for m images of `rows` rows of hw
-/// values each: the images' rows side by side, as their column matrices lie (and back, below).
+/// values each: the images' rows side by side, as their column matrices lie.
 template <class T>
 void side_by_side(const T* src, int64_t image_stride, int64_t m, int64_t rows, int64_t hw, T* dst);
 
