@@ -8,7 +8,8 @@
 
 namespace {
 
-// One sample of the ResNet-CIFAR and LeNet convolutions (channels, size, kernel, stride, pad).
+// One sample of the ResNet-CIFAR, LeNet and DCGAN convolutions (channels, size, kernel, stride, pad); a DCGAN
+// case is the discriminator's convolution, whose lowering the generator's transposed one shares (adjoint).
 struct ConvCase {
   const char* name;
   int64_t c, hw, k, stride, pad;
@@ -16,7 +17,8 @@ struct ConvCase {
 constexpr ConvCase kCases[] = {
     {"resnet_16x32x32_k3", 16, 32, 3, 1, 1}, {"resnet_32x16x16_k3", 32, 16, 3, 1, 1},
     {"resnet_64x8x8_k3", 64, 8, 3, 1, 1},    {"resnet_16x32x32_k3_s2", 16, 32, 3, 2, 1},
-    {"lenet_6x12x12_k5", 6, 12, 5, 1, 0},
+    {"lenet_6x12x12_k5", 6, 12, 5, 1, 0},    {"dcgan_64x14x14_k4_s2", 64, 14, 4, 2, 1},
+    {"dcgan_128x7x7_k4_s2", 128, 7, 4, 2, 1}, {"dcgan_128x7x7_k3_s2", 128, 7, 3, 2, 1},
 };
 
 ember::backend::ConvShape shape_of(const ConvCase& c) {

@@ -723,119 +723,233 @@ inline ValidRange valid_rows(const ConvShape& s, int64_t i) {
 // are written in order with whole vectors, each spilling into the next row's place before that
 // row is written; only a row whose vectors would pass the end of the tap's row is copied to its
 // exact length. Planes too large for the stack buffer take the general loop.
+// What makes this cheap on DCGAN's small planes (7x7 and 14x14, rows of 3 to 7 values), where a
+// misjudged branch per row cost more than the copy: the buffer has zero rows above and below the
+// image as well, so every tap moves all of its output rows with the same trip counts (no tests
+// of which rows lie inside); its borders are zeroed once per call, not per channel (the split
+// rewrites the same interior each time, col2im's drain leaves it zero); the split and the drain
+// are packet permutes (deinterleave / interleave); and rows of at most half a vector move as
+// half-width vectors (bench_kernels.cpp's dcgan_* cases measure them).
 
-// The phase buffer's layout for one channel of `s` (Note [Stride-2 columns]).
+// The phase buffer's layout for one channel of `s` (Note [Stride-2 columns]): two planes (even
+// and odd columns) of `rows` rows, `top` of them zero above the image and the rest below it, as
+// many as the taps read; each row wp wide with the image's columns from `left` on.
 template <class T>
 struct Stride2Phases {
   static constexpr int64_t kMaxBuffer = 16384 / sizeof(T);  // on the stack
-  int64_t left, half, vec, wp;
+  int64_t left, half, vec, wp, top, rows;
   Stride2Phases(const ConvShape& s, int64_t width) {
     const int64_t q_min = (-s.pad_w) >> 1, q_max = ((s.kw - 1) * s.dil_w - s.pad_w) >> 1;
     left = std::max<int64_t>(0, -q_min);
     half = (s.w + 1) / 2;
     vec = (s.wo + width - 1) / width * width;
     wp = left + std::max(half, std::max<int64_t>(q_max, 0) + vec) + width;
+    top = s.pad_h;
+    rows = top + std::max(s.h, (s.ho - 1) * s.stride_h + (s.kh - 1) * s.dil_h - s.pad_h + 1);
   }
-  bool fits(const ConvShape& s) const { return 2 * s.h * wp <= kMaxBuffer; }
-  // The start of tap column offset `off`'s phase plane, shifted by off >> 1.
-  int64_t tap(const ConvShape& s, int64_t off) const { return (off & 1) * s.h * wp + left + (off >> 1); }
+  bool fits() const { return 2 * rows * wp <= kMaxBuffer; }
+  // Where the even (p = 0) or odd (p = 1) columns of the image's row r start.
+  int64_t row(int64_t p, int64_t r) const { return (p * rows + top + r) * wp + left; }
+  // Where tap (i, j)'s output row 0 starts.
+  int64_t tap(const ConvShape& s, int64_t i, int64_t j) const {
+    const int64_t off = j * s.dil_w - s.pad_w;
+    return row(off & 1, i * s.dil_h - s.pad_h) + (off >> 1);
+  }
+  // The output rows moved as whole vectors: those whose vectors end inside the tap's row.
+  int64_t whole_rows(const ConvShape& s) const {
+    const int64_t hw = s.ho * s.wo;
+    return hw >= vec ? std::min(s.ho, (hw - vec) / s.wo + 1) : 0;
+  }
 };
 
+// x[2q] into even[q] and x[2q + 1] into odd[q] for the n values of x (a row of a plane).
 template <class T>
-bool im2col_stride2(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64_t ld) {
+inline void split_even_odd(const T* x, T* even, T* odd, int64_t n) {
   using V = Pack<T>;
   constexpr int64_t W = V::kWidth;
-  const Stride2Phases<T> g(s, W);
-  if (!g.fits(s)) return false;
-  const int64_t wo = s.wo, hw = s.ho * s.wo;
+  int64_t i = 0;
+  V e, o;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    deinterleave(V::load(x + i), V::load(x + i + W), e, o);
+    e.store(even + i / 2);
+    o.store(odd + i / 2);
+  }
+  if (i == n) return;
+  const int r = static_cast<int>(n - i);  // 0 < r < 2W: masked loads, as the row may end the plane
+  deinterleave(r >= W ? V::load(x + i) : V::load_n(x + i, r), r > W ? V::load_n(x + i + W, r - W) : V(T(0)), e, o);
+  const int ne = (r + 1) / 2, no = r / 2;
+  if (ne == W) e.store(even + i / 2); else e.store_n(even + i / 2, ne);
+  if (no > 0) o.store_n(odd + i / 2, no);
+}
+
+// The inverse of split_even_odd, added into x: x[2q] += even[q], x[2q + 1] += odd[q]; even and
+// odd are left zero.
+template <class T>
+inline void drain_even_odd(T* even, T* odd, T* x, int64_t n) {
+  using V = Pack<T>;
+  constexpr int64_t W = V::kWidth;
+  const V zero(T(0));
+  int64_t i = 0;
+  V lo, hi;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    interleave(V::load(even + i / 2), V::load(odd + i / 2), lo, hi);
+    (V::load(x + i) + lo).store(x + i);
+    (V::load(x + i + W) + hi).store(x + i + W);
+    zero.store(even + i / 2);
+    zero.store(odd + i / 2);
+  }
+  if (i == n) return;
+  const int r = static_cast<int>(n - i), ne = (r + 1) / 2, no = r / 2;
+  interleave(ne == W ? V::load(even + i / 2) : V::load_n(even + i / 2, ne),
+             no > 0 ? V::load_n(odd + i / 2, no) : zero, lo, hi);
+  if (r >= W) {
+    (V::load(x + i) + lo).store(x + i);
+    if (r > W) (V::load_n(x + i + W, r - W) + hi).store_n(x + i + W, r - W);
+  } else {
+    (V::load_n(x + i, r) + lo).store_n(x + i, r);
+  }
+  if (ne == W) zero.store(even + i / 2); else zero.store_n(even + i / 2, ne);
+  if (no > 0) zero.store_n(odd + i / 2, no);
+}
+
+template <class V, class T>
+void im2col_stride2_as(const ConvShape& s, const Stride2Phases<T>& g, const T* __restrict x, T* __restrict cols,
+                       int64_t ld) {
+  constexpr int64_t W = V::kWidth;
+  const int64_t wo = s.wo, step = s.stride_h * g.wp, whole = g.whole_rows(s);
+  const int last = static_cast<int>(wo - (g.vec - W));  // the row's lanes in its last vector
   alignas(64) T phase[Stride2Phases<T>::kMaxBuffer];
+  // The borders, once: each channel rewrites the same interior.
+  std::fill(phase, phase + 2 * g.rows * g.wp, T(0));
+  T* row = cols;
   for (int64_t c = 0; c < s.c; ++c) {
     const T* xc = x + c * s.h * s.w;
-    std::fill(phase, phase + 2 * s.h * g.wp, T(0));
-    for (int64_t r = 0; r < s.h; ++r) {
-      T* even = phase + r * g.wp + g.left;
-      T* odd = even + s.h * g.wp;
-      const T* xr = xc + r * s.w;
-      for (int64_t q = 0; 2 * q < s.w; ++q) even[q] = xr[2 * q];
-      for (int64_t q = 0; 2 * q + 1 < s.w; ++q) odd[q] = xr[2 * q + 1];
-    }
+    for (int64_t r = 0; r < s.h; ++r) split_even_odd(xc + r * s.w, phase + g.row(0, r), phase + g.row(1, r), s.w);
     for (int64_t i = 0; i < s.kh; ++i) {
-      for (int64_t j = 0; j < s.kw; ++j) {
-        T* row = cols + ((c * s.kh + i) * s.kw + j) * ld;
-        const T* plane = phase + g.tap(s, j * s.dil_w - s.pad_w);
-        for (int64_t oh = 0; oh < s.ho; ++oh) {
-          T* dst = row + oh * wo;
-          const int64_t ih = oh * s.stride_h - s.pad_h + i * s.dil_h;
-          const bool whole = oh * wo + g.vec <= hw;
-          if (ih < 0 || ih >= s.h) {
-            if (whole) {
-              for (int64_t k = 0; k < g.vec; k += W) V(T(0)).store(dst + k);
-            } else {
-              zero_run(dst, wo);
-            }
-          } else if (whole) {
-            for (int64_t k = 0; k < g.vec; k += W) V::load(plane + ih * g.wp + k).store(dst + k);
-          } else {
-            copy_run(plane + ih * g.wp, dst, wo);
-          }
+      for (int64_t j = 0; j < s.kw; ++j, row += ld) {
+        const T* src = phase + g.tap(s, i, j);
+        T* dst = row;
+        int64_t oh = 0;
+        if (g.vec == W) {  // DCGAN's rows: one vector each, no inner loop
+          for (; oh < whole; ++oh, src += step, dst += wo) V::load(src).store(dst);
+        } else {
+          for (; oh < whole; ++oh, src += step, dst += wo)
+            for (int64_t k = 0; k < g.vec; k += W) V::load(src + k).store(dst + k);
+        }
+        for (; oh < s.ho; ++oh, src += step, dst += wo) {  // the phase buffer has room to read whole vectors
+          int64_t k = 0;
+          for (; k + W < g.vec; k += W) V::load(src + k).store(dst + k);
+          V::load(src + k).store_n(dst + k, last);
         }
       }
     }
+  }
+}
+
+template <class V, class T>
+void col2im_stride2_as(const ConvShape& s, const Stride2Phases<T>& g, const T* __restrict cols, T* __restrict x,
+                       int64_t ld) {
+  constexpr int64_t W = V::kWidth;
+  const int64_t wo = s.wo, step = s.stride_h * g.wp, whole = g.whole_rows(s);
+  const int last = static_cast<int>(wo - (g.vec - W));  // the row's lanes in its last vector
+  const auto tail = V::first_n(last);
+  alignas(64) T phase[Stride2Phases<T>::kMaxBuffer];
+  // Zeroed once: what lands in the borders (the padding's share) is never read back, and each
+  // channel drains the interior to zero again.
+  std::fill(phase, phase + 2 * g.rows * g.wp, T(0));
+  const T* row = cols;
+  for (int64_t c = 0; c < s.c; ++c) {
+    for (int64_t i = 0; i < s.kh; ++i) {
+      for (int64_t j = 0; j < s.kw; ++j, row += ld) {
+        T* dst = phase + g.tap(s, i, j);
+        const T* src = row;
+        int64_t oh = 0;
+        if (g.vec == W) {
+          for (; oh < whole; ++oh, src += wo, dst += step)
+            (V::load(dst) + select(tail, V::load(src), V(T(0)))).store(dst);
+        }
+        for (; oh < whole; ++oh, src += wo, dst += step) {
+          int64_t k = 0;
+          for (; k + W < g.vec; k += W) (V::load(dst + k) + V::load(src + k)).store(dst + k);
+          (V::load(dst + k) + select(tail, V::load(src + k), V(T(0)))).store(dst + k);
+        }
+        for (; oh < s.ho; ++oh, src += wo, dst += step) {  // lanes past the row add zero to the phase buffer
+          int64_t k = 0;
+          for (; k + W < g.vec; k += W) (V::load(dst + k) + V::load(src + k)).store(dst + k);
+          (V::load(dst + k) + V::load_n(src + k, last)).store(dst + k);
+        }
+      }
+    }
+    T* xc = x + c * s.h * s.w;
+    for (int64_t r = 0; r < s.h; ++r) drain_even_odd(phase + g.row(0, r), phase + g.row(1, r), xc + r * s.w, s.w);
+  }
+}
+
+// Rows of at most half a vector move as half-width vectors (a 16-float store for a row of 3
+// writes 13 values only to overwrite them).
+template <class T>
+bool im2col_stride2(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64_t ld) {
+  const bool half = kHalfPack && 2 * s.wo <= Pack<T>::kWidth;
+  const Stride2Phases<T> g(s, half ? HalfPack<T>::kWidth : Pack<T>::kWidth);
+  if (!g.fits()) return false;
+  if (half) {
+    im2col_stride2_as<HalfPack<T>>(s, g, x, cols, ld);
+  } else {
+    im2col_stride2_as<Pack<T>>(s, g, x, cols, ld);
   }
   return true;
 }
 
 // The adjoint of im2col_stride2: each tap's rows are added into the phase buffer (whole vectors
-// whose lanes past the row are masked to zero), which is then added back into the plane.
+// whose lanes past the row add zero), which is then added back into the plane.
 template <class T>
 bool col2im_stride2(const ConvShape& s, const T* __restrict cols, T* __restrict x, int64_t ld) {
-  using V = Pack<T>;
-  constexpr int64_t W = V::kWidth;
-  const Stride2Phases<T> g(s, W);
-  if (!g.fits(s)) return false;
-  const int64_t wo = s.wo, hw = s.ho * s.wo;
-  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  alignas(64) T lanes[2 * W];  // W all-ones lanes, then W zero lanes: the mask of the row's last vector
-  std::fill(lanes, lanes + W, std::bit_cast<T>(~Bits(0)));
-  std::fill(lanes + W, lanes + 2 * W, T(0));
-  const V tail = V::load(lanes + W - (wo - (g.vec - W)));
-  alignas(64) T phase[Stride2Phases<T>::kMaxBuffer];
-  for (int64_t c = 0; c < s.c; ++c) {
-    std::fill(phase, phase + 2 * s.h * g.wp, T(0));
-    for (int64_t i = 0; i < s.kh; ++i) {
-      for (int64_t j = 0; j < s.kw; ++j) {
-        const T* row = cols + ((c * s.kh + i) * s.kw + j) * ld;
-        T* plane = phase + g.tap(s, j * s.dil_w - s.pad_w);
-        for (int64_t oh = 0; oh < s.ho; ++oh) {
-          const int64_t ih = oh * s.stride_h - s.pad_h + i * s.dil_h;
-          if (ih < 0 || ih >= s.h) continue;
-          const T* src = row + oh * wo;
-          T* dst = plane + ih * g.wp;
-          if (oh * wo + g.vec > hw) {
-            add_run(src, dst, wo);
-            continue;
-          }
-          int64_t k = 0;
-          for (; k + W < g.vec; k += W) (V::load(dst + k) + V::load(src + k)).store(dst + k);
-          (V::load(dst + k) + band(V::load(src + k), tail)).store(dst + k);
-        }
-      }
-    }
-    T* xc = x + c * s.h * s.w;
-    for (int64_t r = 0; r < s.h; ++r) {
-      const T* even = phase + r * g.wp + g.left;
-      const T* odd = even + s.h * g.wp;
-      T* xr = xc + r * s.w;
-      for (int64_t q = 0; 2 * q < s.w; ++q) xr[2 * q] += even[q];
-      for (int64_t q = 0; 2 * q + 1 < s.w; ++q) xr[2 * q + 1] += odd[q];
-    }
+  const bool half = kHalfPack && 2 * s.wo <= Pack<T>::kWidth;
+  const Stride2Phases<T> g(s, half ? HalfPack<T>::kWidth : Pack<T>::kWidth);
+  if (!g.fits()) return false;
+  if (half) {
+    col2im_stride2_as<HalfPack<T>>(s, g, cols, x, ld);
+  } else {
+    col2im_stride2_as<Pack<T>>(s, g, cols, x, ld);
   }
   return true;
+}
+
+// Output planes of one pixel (DCGAN's 4x4 -> 1x1 and 3x3 -> 1x1 layers, a plane seen whole): each
+// row of the columns holds one value, which the row loops below would reach through three run
+// calls. Without padding the column is the image itself, cols[t * ld] = x[t].
+template <class T>
+void im2col_one_pixel(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64_t ld) {
+  for (int64_t c = 0; c < s.c; ++c) {
+    const T* xc = x + c * s.h * s.w;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      const int64_t ih = i * s.dil_h - s.pad_h;
+      for (int64_t j = 0; j < s.kw; ++j, cols += ld) {
+        const int64_t iw = j * s.dil_w - s.pad_w;
+        *cols = ih >= 0 && ih < s.h && iw >= 0 && iw < s.w ? xc[ih * s.w + iw] : T(0);
+      }
+    }
+  }
+}
+
+template <class T>
+void col2im_one_pixel(const ConvShape& s, const T* __restrict cols, T* __restrict x, int64_t ld) {
+  for (int64_t c = 0; c < s.c; ++c) {
+    T* xc = x + c * s.h * s.w;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      const int64_t ih = i * s.dil_h - s.pad_h;
+      for (int64_t j = 0; j < s.kw; ++j, cols += ld) {
+        const int64_t iw = j * s.dil_w - s.pad_w;
+        if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w) xc[ih * s.w + iw] += *cols;
+      }
+    }
+  }
 }
 
 template <class T>
 void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64_t ld) {
   const int64_t wo = s.wo, sw = s.stride_w;
+  if (s.ho == 1 && s.wo == 1) return im2col_one_pixel(s, x, cols, ld);
   if (s.stride_w == 2 && im2col_stride2(s, x, cols, ld)) return;
   const bool flat = flat_taps(s);
   // A running row pointer: computing each row's offset from ld cost GCC a register in the row
@@ -903,6 +1017,7 @@ void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64
 template <class T>
 void col2im(const ConvShape& s, T* __restrict cols, T* __restrict x, int64_t ld) {
   const int64_t wo = s.wo, sw = s.stride_w;
+  if (s.ho == 1 && s.wo == 1) return col2im_one_pixel(s, cols, x, ld);
   if (s.stride_w == 2 && col2im_stride2(s, cols, x, ld)) return;
   const bool flat = flat_taps(s);
   T* next_row = cols;

@@ -10,11 +10,13 @@
 //
 // Every packet P with element type T provides:
 //   P(T) broadcasts; P::load / load_n / store / store_n (the _n forms touch only the first n
-//   lanes, n < kWidth, and read zeros into the others); P::first_n(n), the mask of those lanes;
+//   lanes, n <= kWidth, and read zeros into the others); P::first_n(n), the mask of those lanes;
 //   + - * / and unary -; fma, fnma; min, max; sqrt, abs, floor, ceil, round_even;
 //   lt le gt ge eq ne is_nan -> P::Mask; select; any, all, mask_bits; bitwise ops; from_bits,
 //   srl<K>, sll<K> (lane-wise logical shifts of the bit pattern); no_contract; horizontal
 //   reductions; masks from / to 0-1 bytes (for compare and where).
+//   deinterleave(lo, hi, even, odd): the even- and odd-indexed lanes of the 2 * kWidth lanes of lo
+//   then hi; interleave(even, odd, lo, hi), its inverse.
 //
 // Note [Packet min/max]
 // min(a, b) is `a < b ? a : b` and max(a, b) is `a > b ? a : b`, lane-wise: exactly what
@@ -136,6 +138,14 @@ struct Scalar {
   friend Scalar bor(Scalar a, Scalar b) { return from_bits(bits(a) | bits(b)); }
   friend Scalar bxor(Scalar a, Scalar b) { return from_bits(bits(a) ^ bits(b)); }
   friend Scalar bandnot(Scalar a, Scalar b) { return from_bits(~bits(a) & bits(b)); }
+  friend void deinterleave(Scalar lo, Scalar hi, Scalar& even, Scalar& odd) {
+    even = lo;
+    odd = hi;
+  }
+  friend void interleave(Scalar even, Scalar odd, Scalar& lo, Scalar& hi) {
+    lo = even;
+    hi = odd;
+  }
   template <int K>
   static Scalar shr(Scalar a) {
     return from_bits(bits(a) >> K);
@@ -236,6 +246,17 @@ struct F32x8 {
   friend F32x8 bor(F32x8 a, F32x8 b) { return _mm256_or_ps(a.v, b.v); }
   friend F32x8 bxor(F32x8 a, F32x8 b) { return _mm256_xor_ps(a.v, b.v); }
   friend F32x8 bandnot(F32x8 a, F32x8 b) { return _mm256_andnot_ps(a.v, b.v); }
+  friend void deinterleave(F32x8 lo, F32x8 hi, F32x8& even, F32x8& odd) {
+    const __m256i split = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);  // evens low, odds high
+    const __m256 a = _mm256_permutevar8x32_ps(lo.v, split), b = _mm256_permutevar8x32_ps(hi.v, split);
+    even = _mm256_permute2f128_ps(a, b, 0x20);
+    odd = _mm256_permute2f128_ps(a, b, 0x31);
+  }
+  friend void interleave(F32x8 even, F32x8 odd, F32x8& lo, F32x8& hi) {
+    const __m256 a = _mm256_unpacklo_ps(even.v, odd.v), b = _mm256_unpackhi_ps(even.v, odd.v);
+    lo = _mm256_permute2f128_ps(a, b, 0x20);
+    hi = _mm256_permute2f128_ps(a, b, 0x31);
+  }
   template <int K>
   static F32x8 shr(F32x8 a) {
     return _mm256_castsi256_ps(_mm256_srli_epi32(_mm256_castps_si256(a.v), K));
@@ -354,6 +375,15 @@ struct F64x4 {
   friend F64x4 bor(F64x4 a, F64x4 b) { return _mm256_or_pd(a.v, b.v); }
   friend F64x4 bxor(F64x4 a, F64x4 b) { return _mm256_xor_pd(a.v, b.v); }
   friend F64x4 bandnot(F64x4 a, F64x4 b) { return _mm256_andnot_pd(a.v, b.v); }
+  friend void deinterleave(F64x4 lo, F64x4 hi, F64x4& even, F64x4& odd) {
+    even = _mm256_permute4x64_pd(_mm256_unpacklo_pd(lo.v, hi.v), 0xd8);
+    odd = _mm256_permute4x64_pd(_mm256_unpackhi_pd(lo.v, hi.v), 0xd8);
+  }
+  friend void interleave(F64x4 even, F64x4 odd, F64x4& lo, F64x4& hi) {
+    const __m256d a = _mm256_unpacklo_pd(even.v, odd.v), b = _mm256_unpackhi_pd(even.v, odd.v);
+    lo = _mm256_permute2f128_pd(a, b, 0x20);
+    hi = _mm256_permute2f128_pd(a, b, 0x31);
+  }
   template <int K>
   static F64x4 shr(F64x4 a) {
     return _mm256_castsi256_pd(_mm256_srli_epi64(_mm256_castpd_si256(a.v), K));
@@ -475,6 +505,16 @@ struct F32x16 {
   friend F32x16 bor(F32x16 a, F32x16 b) { return _mm512_or_ps(a.v, b.v); }
   friend F32x16 bxor(F32x16 a, F32x16 b) { return _mm512_xor_ps(a.v, b.v); }
   friend F32x16 bandnot(F32x16 a, F32x16 b) { return _mm512_andnot_ps(a.v, b.v); }
+  friend void deinterleave(F32x16 lo, F32x16 hi, F32x16& even, F32x16& odd) {
+    const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    even = _mm512_permutex2var_ps(lo.v, e, hi.v);
+    odd = _mm512_permutex2var_ps(lo.v, _mm512_add_epi32(e, _mm512_set1_epi32(1)), hi.v);
+  }
+  friend void interleave(F32x16 even, F32x16 odd, F32x16& lo, F32x16& hi) {
+    const __m512i l = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    lo = _mm512_permutex2var_ps(even.v, l, odd.v);
+    hi = _mm512_permutex2var_ps(even.v, _mm512_add_epi32(l, _mm512_set1_epi32(8)), odd.v);
+  }
   template <int K>
   static F32x16 shr(F32x16 a) {
     return _mm512_castsi512_ps(_mm512_srli_epi32(_mm512_castps_si512(a.v), K));
@@ -559,6 +599,16 @@ struct F64x8 {
   friend F64x8 bor(F64x8 a, F64x8 b) { return _mm512_or_pd(a.v, b.v); }
   friend F64x8 bxor(F64x8 a, F64x8 b) { return _mm512_xor_pd(a.v, b.v); }
   friend F64x8 bandnot(F64x8 a, F64x8 b) { return _mm512_andnot_pd(a.v, b.v); }
+  friend void deinterleave(F64x8 lo, F64x8 hi, F64x8& even, F64x8& odd) {
+    const __m512i e = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    even = _mm512_permutex2var_pd(lo.v, e, hi.v);
+    odd = _mm512_permutex2var_pd(lo.v, _mm512_add_epi64(e, _mm512_set1_epi64(1)), hi.v);
+  }
+  friend void interleave(F64x8 even, F64x8 odd, F64x8& lo, F64x8& hi) {
+    const __m512i l = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    lo = _mm512_permutex2var_pd(even.v, l, odd.v);
+    hi = _mm512_permutex2var_pd(even.v, _mm512_add_epi64(l, _mm512_set1_epi64(4)), odd.v);
+  }
   template <int K>
   static F64x8 shr(F64x8 a) {
     return _mm512_castsi512_pd(_mm512_srli_epi64(_mm512_castpd_si512(a.v), K));
@@ -629,6 +679,10 @@ struct NeonOps<float> {
   static M mxor(M a, M b) { return veorq_u32(a, b); }
   static M mbic(M a, M b) { return vbicq_u32(b, a); }  // ~a & b
   static R sel(M m, R a, R b) { return vbslq_f32(m, a, b); }
+  static R uzp1(R a, R b) { return vuzp1q_f32(a, b); }
+  static R uzp2(R a, R b) { return vuzp2q_f32(a, b); }
+  static R zip1(R a, R b) { return vzip1q_f32(a, b); }
+  static R zip2(R a, R b) { return vzip2q_f32(a, b); }
   static M bits(R a) { return vreinterpretq_u32_f32(a); }
   static R from(M b) { return vreinterpretq_f32_u32(b); }
   static M dup_bits(Bits b) { return vdupq_n_u32(b); }
@@ -684,6 +738,10 @@ struct NeonOps<double> {
   static M mxor(M a, M b) { return veorq_u64(a, b); }
   static M mbic(M a, M b) { return vbicq_u64(b, a); }
   static R sel(M m, R a, R b) { return vbslq_f64(m, a, b); }
+  static R uzp1(R a, R b) { return vuzp1q_f64(a, b); }
+  static R uzp2(R a, R b) { return vuzp2q_f64(a, b); }
+  static R zip1(R a, R b) { return vzip1q_f64(a, b); }
+  static R zip2(R a, R b) { return vzip2q_f64(a, b); }
   static M bits(R a) { return vreinterpretq_u64_f64(a); }
   static R from(M b) { return vreinterpretq_f64_u64(b); }
   static M dup_bits(Bits b) { return vdupq_n_u64(b); }
@@ -776,6 +834,14 @@ struct Neon {
   friend Neon bor(Neon a, Neon b) { return Op::from(Op::mor(Op::bits(a.v), Op::bits(b.v))); }
   friend Neon bxor(Neon a, Neon b) { return Op::from(Op::mxor(Op::bits(a.v), Op::bits(b.v))); }
   friend Neon bandnot(Neon a, Neon b) { return Op::from(Op::mbic(Op::bits(a.v), Op::bits(b.v))); }
+  friend void deinterleave(Neon lo, Neon hi, Neon& even, Neon& odd) {
+    even = Op::uzp1(lo.v, hi.v);
+    odd = Op::uzp2(lo.v, hi.v);
+  }
+  friend void interleave(Neon even, Neon odd, Neon& lo, Neon& hi) {
+    lo = Op::zip1(even.v, odd.v);
+    hi = Op::zip2(even.v, odd.v);
+  }
   template <int K>
   static Neon shr(Neon a) {
     return Op::from(Op::template shr<K>(Op::bits(a.v)));

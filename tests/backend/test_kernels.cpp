@@ -442,7 +442,16 @@ std::vector<ConvShape> conv_shapes() {
                            // (rows of 3 and 7 values), padding past a whole phase, and a plane
                            // too large for the phase buffer
                            {2, 7, 7, 4, 4, 2, 2, 1, 1, 1, 1}, {2, 14, 14, 4, 4, 2, 2, 1, 1, 1, 1},
-                           {1, 11, 13, 3, 5, 1, 2, 2, 3, 1, 2}, {1, 40, 200, 3, 3, 2, 2, 1, 1, 1, 1}};
+                           {1, 11, 13, 3, 5, 1, 2, 2, 3, 1, 2}, {1, 40, 200, 3, 3, 2, 2, 1, 1, 1, 1},
+                           // rows split by whole packets and a masked one, unit row stride with
+                           // dilation, row padding past a stride, rows of half a packet or less
+                           {1, 6, 33, 3, 3, 2, 2, 1, 1, 1, 1}, {2, 5, 32, 4, 4, 2, 2, 1, 1, 1, 1},
+                           {1, 9, 12, 3, 3, 1, 2, 2, 1, 2, 1}, {1, 4, 6, 5, 3, 3, 2, 3, 0, 1, 1},
+                           {3, 8, 9, 3, 3, 2, 2, 1, 1, 1, 1},
+                           // planes to one pixel: kernel as large as the plane, with padding,
+                           // strided and dilated
+                           {3, 4, 4, 4, 4, 1, 1, 0, 0, 1, 1}, {2, 2, 2, 4, 4, 1, 1, 1, 1, 1, 1},
+                           {1, 5, 5, 2, 2, 4, 4, 0, 0, 4, 4}, {2, 4, 4, 4, 4, 2, 2, 0, 0, 1, 1}};
   std::vector<ConvShape> out;
   for (auto& v : g) {
     ConvShape s{v[0], v[1], v[2], v[3], v[4], 0, 0, v[5], v[6], v[7], v[8], v[9], v[10]};
