@@ -13,12 +13,15 @@ namespace {
 struct ConvCase {
   const char* name;
   int64_t c, hw, k, stride, pad;
+  int64_t side_by_side = 1;  // images whose columns share a GEMM in a batch of 64
 };
 constexpr ConvCase kCases[] = {
     {"resnet_16x32x32_k3", 16, 32, 3, 1, 1}, {"resnet_32x16x16_k3", 32, 16, 3, 1, 1},
     {"resnet_64x8x8_k3", 64, 8, 3, 1, 1},    {"resnet_16x32x32_k3_s2", 16, 32, 3, 2, 1},
-    {"lenet_6x12x12_k5", 6, 12, 5, 1, 0},    {"dcgan_64x14x14_k4_s2", 64, 14, 4, 2, 1},
-    {"dcgan_128x7x7_k4_s2", 128, 7, 4, 2, 1}, {"dcgan_128x7x7_k3_s2", 128, 7, 3, 2, 1},
+    {"lenet_6x12x12_k5", 6, 12, 5, 1, 0},
+    {"dcgan_64x14x14_k4_s2", 64, 14, 4, 2, 1, 6},
+    {"dcgan_128x7x7_k4_s2", 128, 7, 4, 2, 1, 29},
+    {"dcgan_128x7x7_k3_s2", 128, 7, 3, 2, 1, 16},
 };
 
 ember::backend::ConvShape shape_of(const ConvCase& c) {
@@ -26,22 +29,25 @@ ember::backend::ConvShape shape_of(const ConvCase& c) {
   return {c.c, c.hw, c.hw, c.k, c.k, out, out, c.stride, c.stride, c.pad, c.pad, 1, 1};
 }
 
-// im2col (to_columns) or col2im of one image, in GB/s of the column matrix written or read plus
-// the image.
-void BM_ember_lowering(benchmark::State& state, ConvCase c, bool to_columns) {
+// im2col (to_columns) or col2im of `images` images whose columns lie side by side in one matrix,
+// as conv2d puts them for one GEMM when an image's are narrow (Note [Columns of several images]),
+// in GB/s of the column matrix written or read plus the images.
+void BM_ember_lowering(benchmark::State& state, ConvCase c, bool to_columns, int64_t images) {
   const auto s = shape_of(c);
-  const int64_t ncols = s.c * s.kh * s.kw * s.ho * s.wo, image = s.c * s.h * s.w;
-  std::vector<float> x(static_cast<size_t>(image), 1.0f), cols(static_cast<size_t>(ncols), 1.0f);
+  const int64_t hw = s.ho * s.wo, ld = images * hw, rows = s.c * s.kh * s.kw, image = s.c * s.h * s.w;
+  std::vector<float> x(static_cast<size_t>(images * image), 1.0f), cols(static_cast<size_t>(rows * ld), 1.0f);
   const auto& k = ember::backend::kernels<float>();
   for (auto _ : state) {
-    if (to_columns) {
-      k.im2col(s, x.data(), cols.data(), s.ho * s.wo);
-    } else {
-      k.col2im(s, cols.data(), x.data(), s.ho * s.wo);
+    for (int64_t b = 0; b < images; ++b) {
+      if (to_columns) {
+        k.im2col(s, x.data() + b * image, cols.data() + b * hw, ld);
+      } else {
+        k.col2im(s, cols.data() + b * hw, x.data() + b * image, ld);
+      }
     }
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(state.iterations() * (ncols + image) * int64_t(sizeof(float)));
+  state.SetBytesProcessed(state.iterations() * images * (rows * hw + image) * int64_t(sizeof(float)));
 }
 
 // The flat convolution kernels (Note [Flat convolution]) on a batch of 16 images, c -> c
@@ -82,9 +88,13 @@ void BM_ember_conv_flat(benchmark::State& state, ConvCase c, bool weight_grad) {
   }
   for (const ConvCase& c : kCases) {
     for (bool to_columns : {true, false}) {
-      benchmark::RegisterBenchmark((std::string(to_columns ? "BM_ember_im2col/" : "BM_ember_col2im/") + c.name).c_str(),
-                                   BM_ember_lowering, c, to_columns)
-          ->Unit(benchmark::kMicrosecond);
+      const std::string name = std::string(to_columns ? "BM_ember_im2col/" : "BM_ember_col2im/") + c.name;
+      benchmark::RegisterBenchmark(name.c_str(), BM_ember_lowering, c, to_columns, 1)->Unit(benchmark::kMicrosecond);
+      if (c.side_by_side > 1) {
+        benchmark::RegisterBenchmark((name + "/images:" + std::to_string(c.side_by_side)).c_str(), BM_ember_lowering,
+                                     c, to_columns, c.side_by_side)
+            ->Unit(benchmark::kMicrosecond);
+      }
     }
   }
   return true;
