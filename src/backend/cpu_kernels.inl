@@ -823,8 +823,8 @@ inline void prefetch_run(const T* p, int64_t n) {
 }
 
 template <class V, class T>
-void im2col_stride2_as(const ConvShape& s, const Stride2Phases<T>& g, const T* __restrict x, T* __restrict cols,
-                       int64_t ld) {
+void im2col_stride2(const ConvShape& s, const Stride2Phases<T>& g, const T* __restrict x, T* __restrict cols,
+                    int64_t ld) {
   constexpr int64_t W = V::kWidth;
   const int64_t wo = s.wo, step = s.stride_h * g.wp, whole = g.whole_rows(s);
   const int last = static_cast<int>(wo - (g.vec - W));  // the row's lanes in its last vector
@@ -857,9 +857,11 @@ void im2col_stride2_as(const ConvShape& s, const Stride2Phases<T>& g, const T* _
   }
 }
 
+// The adjoint of im2col_stride2: each tap's rows are added into the phase buffer (whole vectors
+// whose lanes past the row add zero), which is then added back into the plane.
 template <class V, class T>
-void col2im_stride2_as(const ConvShape& s, const Stride2Phases<T>& g, const T* __restrict cols, T* __restrict x,
-                       int64_t ld) {
+void col2im_stride2(const ConvShape& s, const Stride2Phases<T>& g, const T* __restrict cols, T* __restrict x,
+                    int64_t ld) {
   constexpr int64_t W = V::kWidth;
   const int64_t wo = s.wo, step = s.stride_h * g.wp, whole = g.whole_rows(s);
   const int last = static_cast<int>(wo - (g.vec - W));  // the row's lanes in its last vector
@@ -897,32 +899,19 @@ void col2im_stride2_as(const ConvShape& s, const Stride2Phases<T>& g, const T* _
   }
 }
 
-// Rows of at most half a vector move as half-width vectors (a 16-float store for a row of 3
-// writes 13 values only to overwrite them).
-template <class T>
-bool im2col_stride2(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64_t ld) {
+// f(std::type_identity<P>{}, layout) with the packet P that moves the rows of `s` and the phase
+// buffer's layout for it; false (f not called) when the buffer would not fit. Rows of at most half
+// a vector move as half-width vectors (a 16-float store for a row of 3 writes 13 values only to
+// overwrite them).
+template <class T, class F>
+bool with_stride2_phases(const ConvShape& s, F f) {
   const bool half = kHalfPack && 2 * s.wo <= Pack<T>::kWidth;
   const Stride2Phases<T> g(s, half ? HalfPack<T>::kWidth : Pack<T>::kWidth);
   if (!g.fits()) return false;
   if (half) {
-    im2col_stride2_as<HalfPack<T>>(s, g, x, cols, ld);
+    f(std::type_identity<HalfPack<T>>{}, g);
   } else {
-    im2col_stride2_as<Pack<T>>(s, g, x, cols, ld);
-  }
-  return true;
-}
-
-// The adjoint of im2col_stride2: each tap's rows are added into the phase buffer (whole vectors
-// whose lanes past the row add zero), which is then added back into the plane.
-template <class T>
-bool col2im_stride2(const ConvShape& s, const T* __restrict cols, T* __restrict x, int64_t ld) {
-  const bool half = kHalfPack && 2 * s.wo <= Pack<T>::kWidth;
-  const Stride2Phases<T> g(s, half ? HalfPack<T>::kWidth : Pack<T>::kWidth);
-  if (!g.fits()) return false;
-  if (half) {
-    col2im_stride2_as<HalfPack<T>>(s, g, cols, x, ld);
-  } else {
-    col2im_stride2_as<Pack<T>>(s, g, cols, x, ld);
+    f(std::type_identity<Pack<T>>{}, g);
   }
   return true;
 }
@@ -961,8 +950,14 @@ void col2im_one_pixel(const ConvShape& s, const T* __restrict cols, T* __restric
 template <class T>
 void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64_t ld) {
   const int64_t wo = s.wo, sw = s.stride_w;
-  if (s.ho == 1 && s.wo == 1) return im2col_one_pixel(s, x, cols, ld);
-  if (s.stride_w == 2 && im2col_stride2(s, x, cols, ld)) return;
+  if (s.ho == 1 && s.wo == 1) {
+    im2col_one_pixel(s, x, cols, ld);
+    return;
+  }
+  if (s.stride_w == 2 && with_stride2_phases<T>(s, [&](auto packet, const Stride2Phases<T>& g) {
+        im2col_stride2<typename decltype(packet)::type>(s, g, x, cols, ld);
+      }))
+    return;
   const bool flat = flat_taps(s);
   // A running row pointer: computing each row's offset from ld cost GCC a register in the row
   // loops below (LeNet's rows of 8: im2col 35% slower on AVX-512).
@@ -1029,8 +1024,14 @@ void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64
 template <class T>
 void col2im(const ConvShape& s, T* __restrict cols, T* __restrict x, int64_t ld) {
   const int64_t wo = s.wo, sw = s.stride_w;
-  if (s.ho == 1 && s.wo == 1) return col2im_one_pixel(s, cols, x, ld);
-  if (s.stride_w == 2 && col2im_stride2(s, cols, x, ld)) return;
+  if (s.ho == 1 && s.wo == 1) {
+    col2im_one_pixel(s, cols, x, ld);
+    return;
+  }
+  if (s.stride_w == 2 && with_stride2_phases<T>(s, [&](auto packet, const Stride2Phases<T>& g) {
+        col2im_stride2<typename decltype(packet)::type>(s, g, cols, x, ld);
+      }))
+    return;
   const bool flat = flat_taps(s);
   T* next_row = cols;
   for (int64_t c = 0; c < s.c; ++c) {
