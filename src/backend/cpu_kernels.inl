@@ -659,32 +659,21 @@ inline void add_run(const T* src, T* dst, int64_t n) {
   if (i < n) (V::load_n(dst + i, int(n - i)) + V::load_n(src + i, int(n - i))).store_n(dst + i, int(n - i));
 }
 
-// dst[k] = src[2k] for k < n (stride-2 convolutions), reading src[0 .. 2n-2] only: two masked
-// loads and a two-source permute per 16 (float) or 8 (double) outputs on AVX-512.
+// dst[k] = src[2k] for k < n (stride-2 convolutions), reading src[0 .. 2n-2] only: two loads
+// (masked at the end) and a deinterleave per packet of outputs.
 template <class T>
 inline void gather2_run(const T* src, T* dst, int64_t n) {
-  int64_t k = 0;
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
-  constexpr int W = 64 / sizeof(T);
-  for (; k < n; k += W) {
+  using V = Pack<T>;
+  constexpr int64_t W = V::kWidth;
+  V even, odd;
+  for (int64_t k = 0; k < n; k += W) {
     const int m = static_cast<int>(std::min<int64_t>(W, n - k));
-    const int need = 2 * m - 1;  // inputs this chunk reads
-    const int lo_n = std::min(need, W), hi_n = std::max(0, need - W);
+    const int need = 2 * m - 1;  // inputs this packet reads
     const T* s = src + 2 * k;
-    if constexpr (std::is_same_v<T, float>) {
-      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-      const __m512 lo = _mm512_maskz_loadu_ps(__mmask16((1u << lo_n) - 1u), s);
-      const __m512 hi = _mm512_maskz_loadu_ps(__mmask16((1u << hi_n) - 1u), s + W);
-      _mm512_mask_storeu_ps(dst + k, __mmask16((1u << m) - 1u), _mm512_permutex2var_ps(lo, even, hi));
-    } else {
-      const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-      const __m512d lo = _mm512_maskz_loadu_pd(__mmask8((1u << lo_n) - 1u), s);
-      const __m512d hi = _mm512_maskz_loadu_pd(__mmask8((1u << hi_n) - 1u), s + W);
-      _mm512_mask_storeu_pd(dst + k, __mmask8((1u << m) - 1u), _mm512_permutex2var_pd(lo, even, hi));
-    }
+    deinterleave(need >= W ? V::load(s) : V::load_n(s, need),
+                 need > W ? V::load_n(s + W, need - W) : V(T(0)), even, odd);
+    even.store_n(dst + k, m);
   }
-#endif
-  for (; k < n; ++k) dst[k] = src[2 * k];
 }
 
 struct ValidRange {
@@ -737,11 +726,11 @@ inline ValidRange valid_rows(const ConvShape& s, int64_t i) {
 template <class T>
 struct Stride2Phases {
   static constexpr int64_t kMaxBuffer = 16384 / sizeof(T);  // on the stack
-  int64_t left, half, vec, wp, top, rows;
+  int64_t left, vec, wp, top, rows;
   Stride2Phases(const ConvShape& s, int64_t width) {
     const int64_t q_min = (-s.pad_w) >> 1, q_max = ((s.kw - 1) * s.dil_w - s.pad_w) >> 1;
+    const int64_t half = (s.w + 1) / 2;  // even columns
     left = std::max<int64_t>(0, -q_min);
-    half = (s.w + 1) / 2;
     vec = (s.wo + width - 1) / width * width;
     wp = left + std::max(half, std::max<int64_t>(q_max, 0) + vec) + width;
     top = s.pad_h;
