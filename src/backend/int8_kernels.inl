@@ -15,7 +15,17 @@
 #define EMBER_INT8_LEVEL 0
 #endif
 #if EMBER_INT8_LEVEL >= 1
+// g++ 12 reports -W(maybe-)uninitialized from inside its own AVX-512 intrinsics (GCC PR105593);
+// the diagnostic is located in the header.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif
 #if defined(EMBER_INT8_NEON)
 #include <arm_neon.h>
@@ -96,6 +106,34 @@ inline uint8_t requantize_one(int32_t c, int32_t a_zero, int32_t w_sum, const in
   if (bias != nullptr) v = wrapping_add(v, bias[j]);
   return static_cast<uint8_t>(clamp_rounded(std::nearbyint(product(static_cast<float>(v), multiplier)), lo, hi) +
                               y_zero);
+}
+
+// The direct convolution's sums (Note [Direct int8 convolution]), requantized when rq is given.
+[[maybe_unused]] void conv_reference(const Int8ConvWindows& win, const uint8_t* image, int64_t n,
+                                     const int8_t* w_packed, const Int8Requantization* rq, int32_t* c, uint8_t* y) {
+  const int64_t window = 4 * win.row_groups, kp = win.kh * window;
+  const float lo = rq ? static_cast<float>(rq->qmin - rq->y_zero) : 0.0f;
+  const float hi = rq ? static_cast<float>(rq->qmax - rq->y_zero) : 0.0f;
+  for (int64_t oy = 0; oy < win.ho; ++oy) {
+    for (int64_t ox = 0; ox < win.wo; ++ox) {
+      const uint8_t* a = image + oy * win.row_step + ox * win.pixel_step;
+      const int64_t p = oy * win.wo + ox;
+      for (int64_t j = 0; j < n; ++j) {
+        int32_t sum = 0;
+        for (int64_t i = 0; i < win.kh; ++i) {
+          for (int64_t t = 0; t < window; ++t) {
+            sum = wrapping_add(sum, static_cast<int32_t>(a[i * win.tap_row_step + t]) *
+                                        packed_weight(w_packed, kp, j, i * window + t));
+          }
+        }
+        if (rq == nullptr) {
+          c[p * n + j] = sum;
+        } else {
+          y[p * n + j] = requantize_one(sum, rq->a_zero, rq->w_sum[j], rq->bias, j, rq->multiplier[j], rq->y_zero, lo, hi);
+        }
+      }
+    }
+  }
 }
 
 // ---- SIMD micro-kernels -------------------------------------------------------------------------
@@ -426,6 +464,243 @@ void gemm_u8s8(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, c
 }
 #endif
 
+// ---- Direct convolution (Note [Direct int8 convolution]) -----------------------------------------
+
+#if EMBER_INT8_LEVEL >= 1
+// A column tile's requantization constants: bias - a_zero * w_sum (wrapping, as requantize_one
+// adds them) and the multipliers; zeros past the last column.
+struct ColumnEpilogue {
+  alignas(64) int32_t offset[kTileCols];
+  alignas(64) float multiplier[kTileCols];
+  float lo = 0.0f, hi = 0.0f;
+  int32_t y_zero = 0;
+
+  void set(const Int8Requantization& rq, int64_t j0, int64_t cols) {
+    for (int64_t j = 0; j < kTileCols; ++j) {
+      const bool in = j < cols;
+      const int32_t bias = in && rq.bias != nullptr ? rq.bias[j0 + j] : 0;
+      offset[j] = in ? wrapping_add(corrected_sum(0, rq.a_zero, rq.w_sum[j0 + j]), bias) : 0;
+      multiplier[j] = in ? rq.multiplier[j0 + j] : 0.0f;
+    }
+    lo = static_cast<float>(rq.qmin - rq.y_zero);
+    hi = static_cast<float>(rq.qmax - rq.y_zero);
+    y_zero = rq.y_zero;
+  }
+};
+#endif
+
+#if EMBER_INT8_LEVEL >= 1
+// A window's groups of four bytes in the packed weights' order, as one loop: with a loop per
+// kernel row inside the loop over groups, GCC kept the tiles' accumulators on the stack.
+struct WindowGroups {
+  const uint8_t* at;  // the first pixel's group
+  const uint8_t* row_end;
+  int64_t rows_left;
+  const Int8ConvWindows& win;
+
+  WindowGroups(const Int8ConvWindows& w, const uint8_t* a) : at(a), row_end(a + 4 * w.row_groups), rows_left(w.kh), win(w) {}
+  bool done() const { return rows_left == 0; }
+  void next() {
+    at += 4;
+    if (at == row_end) {
+      at += win.tap_row_step - 4 * win.row_groups;
+      row_end += win.tap_row_step;
+      --rows_left;
+    }
+  }
+};
+#endif
+
+#if EMBER_INT8_LEVEL == 1
+// Eight requantized columns as int32 lanes before the zero point, from sums that started at the
+// offsets. Clamping before rounding gives requantize_one's values (the bounds are integers; max_ps
+// turns NaN into lo as it does), and cvtps rounds as nearbyint does, in the current mode.
+inline __m256i requantize8(__m256i v, const ColumnEpilogue& e, int64_t j) {
+  const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(e.multiplier + j));
+  return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(p, _mm256_set1_ps(e.lo)), _mm256_set1_ps(e.hi)));
+}
+
+// A row of the 16-column panel's windows by MR pixels (tile's inner step over the window's
+// groups), stored as int32 or requantized bytes. Not inlined: in the caller's loops GCC kept the
+// epilogue's constants in registers across the groups' loop and the accumulators on the stack.
+template <int MR, bool kRequantize>
+[[gnu::noinline]] void conv_tile(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel, int64_t /*kp*/, int64_t cols,
+               const ColumnEpilogue& e, int32_t* c, uint8_t* y, int64_t ld) {
+  __m256i acc0[MR], acc1[MR];
+  // Requantized sums start at their offsets (bias - a_zero * w_sum).
+  const __m256i init0 = kRequantize ? _mm256_load_si256(reinterpret_cast<const __m256i*>(e.offset)) : _mm256_setzero_si256();
+  const __m256i init1 =
+      kRequantize ? _mm256_load_si256(reinterpret_cast<const __m256i*>(e.offset + 8)) : _mm256_setzero_si256();
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    acc0[r] = init0;
+    acc1[r] = init1;
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  WindowGroups groups(win, a);
+  for (const int8_t* b = panel; !groups.done(); groups.next(), b += 64) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      madd_group(_mm256_set1_epi32(load_group(groups.at + r * win.pixel_step)), b0, b1, ones, acc0[r], acc1[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if constexpr (kRequantize) {
+      // int16 lanes (columns 0-3, 8-11 | 4-7, 12-15) plus the zero point, bytes, then the dwords
+      // of four columns in order.
+      const __m256i w16 = _mm256_add_epi16(_mm256_packs_epi32(requantize8(acc0[r], e, 0), requantize8(acc1[r], e, 8)),
+                                           _mm256_set1_epi16(static_cast<int16_t>(e.y_zero)));
+      const __m256i w8 = _mm256_packus_epi16(w16, w16);
+      const __m128i bytes =
+          _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(w8, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5)));
+      if (cols == kTileCols) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y + r * ld), bytes);
+      } else {
+        alignas(16) uint8_t lanes[16];
+        _mm_store_si128(reinterpret_cast<__m128i*>(lanes), bytes);
+        std::memcpy(y + r * ld, lanes, static_cast<size_t>(cols));
+      }
+    } else if (cols == kTileCols) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ld), acc0[r]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ld + 8), acc1[r]);
+    } else {
+      alignas(32) int32_t lanes[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc0[r]);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + 8), acc1[r]);
+      store_partial(lanes, cols, c + r * ld);
+    }
+  }
+}
+#elif EMBER_INT8_LEVEL == 2
+// Sixteen requantized columns as int32 lanes before the zero point, from sums that started at the offsets; the clamp
+// before the rounding gives the same values as requantize_one's after it (the bounds are
+// integers), and max_ps turns NaN into lo as it does.
+inline __m512i requantize16(__m512i v, const ColumnEpilogue& e, int64_t j) {
+  __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_load_ps(e.multiplier + j));
+  p = _mm512_min_ps(_mm512_max_ps(p, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
+  return _mm512_cvt_roundps_epi32(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+// MR pixels by the two panels' 32 columns (tile's inner step over the window's groups), stored
+// as int32 or requantized bytes.
+template <int MR, bool kRequantize>
+void conv_tile(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel, int64_t kp, int64_t cols,
+               const ColumnEpilogue& e, int32_t* c, uint8_t* y, int64_t ld) {
+  const int8_t* b0p = panel;
+  const int8_t* b1p = cols > kInt8Panel ? panel + kInt8Panel * kp : panel;
+  __m512i acc0[MR], acc1[MR];
+  // Requantized sums start at their offsets (bias - a_zero * w_sum).
+  const __m512i init0 = kRequantize ? _mm512_load_si512(e.offset) : _mm512_setzero_si512();
+  const __m512i init1 = kRequantize ? _mm512_load_si512(e.offset + 16) : _mm512_setzero_si512();
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    acc0[r] = init0;
+    acc1[r] = init1;
+  }
+  for (WindowGroups groups(win, a); !groups.done(); groups.next(), b0p += 64, b1p += 64) {
+    const __m512i b0 = _mm512_loadu_si512(b0p);
+    const __m512i b1 = _mm512_loadu_si512(b1p);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512i x = _mm512_set1_epi32(load_group(groups.at + r * win.pixel_step));
+      acc0[r] = dpbusd(acc0[r], x, b0);
+      acc1[r] = dpbusd(acc1[r], x, b1);
+    }
+  }
+  const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
+  const __mmask32 bytes_mask = cols >= 32 ? ~__mmask32(0) : (__mmask32(1) << cols) - 1;
+  // Packed to int16 lanes (each 128-bit lane: four columns of each half) plus the zero point, to
+  // bytes, then the dwords of four columns gathered in order: cheaper than two vpmovdb stores.
+  const __m512i y_zero = _mm512_set1_epi16(static_cast<int16_t>(e.y_zero));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if constexpr (kRequantize) {
+      const __m512i w16 = _mm512_add_epi16(_mm512_packs_epi32(requantize16(acc0[r], e, 0), requantize16(acc1[r], e, 16)),
+                                           y_zero);
+      const __m256i bytes = _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, _mm512_packus_epi16(w16, w16)));
+      if (cols >= 32) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + r * ld), bytes);
+      } else {
+        _mm256_mask_storeu_epi8(y + r * ld, bytes_mask, bytes);
+      }
+    } else {
+      _mm512_mask_storeu_epi32(c + r * ld, m0, acc0[r]);
+      if (m1 != 0) _mm512_mask_storeu_epi32(c + r * ld + 16, m1, acc1[r]);
+    }
+  }
+}
+#endif
+
+#if EMBER_INT8_LEVEL >= 1
+// Output rows by column tiles; a unit of work is one output row of one column tile (the tile's
+// weights stay in cache across its rows), units spread over threads when the work is large.
+template <bool kRequantize>
+void conv_windows(const Int8ConvWindows& win, const uint8_t* image, int64_t n, const int8_t* w_packed,
+                  const Int8Requantization* rq, int32_t* c, uint8_t* y) {
+  if (win.ho <= 0 || win.wo <= 0 || n <= 0) return;
+  const int64_t kp = 4 * win.kh * win.row_groups, tiles = (n + kTileCols - 1) / kTileCols;
+  auto run = [&](int64_t u0, int64_t u1) {
+    ColumnEpilogue e;
+    int64_t epilogue_tile = -1;
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t t = u / win.ho, oy = u % win.ho, j0 = t * kTileCols, cols = std::min(kTileCols, n - j0);
+      if (kRequantize && t != epilogue_tile) {
+        e.set(*rq, j0, cols);
+        epilogue_tile = t;
+      }
+      const int8_t* panel = w_packed + j0 * kp;
+      const uint8_t* a = image + oy * win.row_step;
+      const int64_t p0 = oy * win.wo;
+      int32_t* cr = kRequantize ? nullptr : c + p0 * n + j0;
+      uint8_t* yr = kRequantize ? y + p0 * n + j0 : nullptr;
+      auto tile_at = [&]<int MR>(int64_t ox) {
+        conv_tile<MR, kRequantize>(win, a + ox * win.pixel_step, panel, kp, cols, e, cr ? cr + ox * n : nullptr,
+                                   yr ? yr + ox * n : nullptr, n);
+      };
+      int64_t ox = 0;
+      for (; ox + kRows <= win.wo; ox += kRows) tile_at.template operator()<kRows>(ox);
+      switch (win.wo - ox) {
+        case 1: tile_at.template operator()<1>(ox); break;
+        case 2: tile_at.template operator()<2>(ox); break;
+        case 3: tile_at.template operator()<3>(ox); break;
+#if EMBER_INT8_LEVEL == 2
+        case 4: tile_at.template operator()<4>(ox); break;
+        case 5: tile_at.template operator()<5>(ox); break;
+#endif
+        default: break;
+      }
+    }
+  };
+  const int64_t units = tiles * win.ho;
+  if (win.ho * win.wo * n * kp < (int64_t(1) << 20)) {
+    run(0, units);
+  } else {
+    detail::parallel_for(0, units, 1, run);
+  }
+}
+
+void conv_u8s8(const Int8ConvWindows& win, const uint8_t* image, int64_t n, const int8_t* w_packed, int32_t* c) {
+  conv_windows<false>(win, image, n, w_packed, nullptr, c, nullptr);
+}
+void conv_u8s8_requantize(const Int8ConvWindows& win, const uint8_t* image, int64_t n, const int8_t* w_packed,
+                          const Int8Requantization& rq, uint8_t* y) {
+  conv_windows<true>(win, image, n, w_packed, &rq, nullptr, y);
+}
+#else
+void conv_u8s8(const Int8ConvWindows& win, const uint8_t* image, int64_t n, const int8_t* w_packed, int32_t* c) {
+  conv_reference(win, image, n, w_packed, nullptr, c, nullptr);
+}
+void conv_u8s8_requantize(const Int8ConvWindows& win, const uint8_t* image, int64_t n, const int8_t* w_packed,
+                          const Int8Requantization& rq, uint8_t* y) {
+  conv_reference(win, image, n, w_packed, &rq, nullptr, y);
+}
+#endif
+
 void quantize_u8(int64_t n, const float* x, float inv_scale, int32_t zero_point, int32_t qmin, int32_t qmax,
                  uint8_t flip, uint8_t* q) {
   const float lo = static_cast<float>(qmin - zero_point), hi = static_cast<float>(qmax - zero_point);
@@ -527,6 +802,9 @@ const Int8Kernels kInt8Table{.isa = EMBER_INT8_ISA,
                              .quantize_u8 = &quantize_u8,
                              .dequantize_u8 = &dequantize_u8,
                              .dequantize_s32 = &dequantize_s32,
-                             .requantize_u8 = &requantize_u8};
+                             .requantize_u8 = &requantize_u8,
+                             .conv_u8s8 = &conv_u8s8,
+                             .conv_u8s8_requantize = &conv_u8s8_requantize,
+                             .direct_conv_fast = EMBER_INT8_LEVEL >= 1};
 
 }  // namespace ember::backend::EMBER_INT8_NS

@@ -70,6 +70,9 @@ struct Step {
   std::span<const int8_t> qw;
   std::span<const int32_t> iv;
   std::span<const float> sv;
+  // Int8Conv2d: the weights in the direct convolution's order when it differs from qw's
+  // (quant::detail::int8_direct_conv_weights), derived when the plan is compiled or read.
+  std::vector<int8_t> qdirect;
   std::vector<PostOp> post;  // fused elementwise ops, in order
   std::string name;          // the op, for str() and errors
   bool folded_batch_norm = false;
@@ -117,6 +120,7 @@ inline quant::detail::Int8Affine int8_layer(const Step& s) {
   l.out = s.out_features;
   l.k = s.in_features;
   l.packed = s.qw.data();
+  l.direct_packed = s.qdirect.empty() ? nullptr : s.qdirect.data();
   l.sums = s.iv.data();
   l.weight_scales = s.sv.data();
   l.bias = s.b.empty() ? nullptr : s.b.data();
@@ -142,8 +146,9 @@ inline int64_t int8_floats(const Step& s) {
 /// Where an int8 step's scratch puts each buffer (offsets, 64-byte aligned), from its input
 /// value: a dynamic layer's scales, then for each worker (an Int8Conv2d splits its images among
 /// s.workers, Note [Int8 steps]) an area of `per_worker` bytes holding, at these offsets within
-/// it, the quantized input, its channels-last copy, the im2row rows, the int32 sums and the float
-/// outputs before they go channels first.
+/// it, the quantized input, its channels-last copy, the convolution's work buffer (im2row rows or
+/// the padded image: quant::detail::int8_conv_work_bytes), the int32 sums and the float outputs
+/// before they go channels first.
 struct Int8Scratch {
   int64_t dynamic_scales = 0, first_worker = 0, per_worker = 0, total = 0;
   int64_t quantized = 0, channels_last = 0, rows = 0, acc = 0, floats = 0;  // within a worker's area

@@ -3,7 +3,7 @@
 //
 // Note [Plan file]
 // One little-endian file:
-//   header (64 bytes): "EMBRPLAN", u32 version (2), u32 0, u64 file size, u64 arena bytes,
+//   header (64 bytes): "EMBRPLAN", u32 version (3), u32 0, u64 file size, u64 arena bytes,
 //                      u64 graph offset (64), u64 graph bytes, u64 weights offset, u64 weights bytes
 //   graph:   the input and output shapes, the values (shape, type: float32 or uint8, alias,
 //            arena offset), the output value and the steps (kind, operands, attributes, fused
@@ -368,6 +368,7 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       need(s.rows == 0, "rows are a linear step's");
       need(s.workers >= 1 && s.workers <= nchw[0], "its workers are not between 1 and its images");
       int8_arrays();
+      s.qdirect = quant::detail::int8_direct_conv_weights(int8_layer(s), c);
       break;
     }
     case StepKind::MaxPoolU8: {

@@ -13,7 +13,7 @@
 namespace ember::deploy::file {
 
 inline constexpr char kMagic[8] = {'E', 'M', 'B', 'R', 'P', 'L', 'A', 'N'};
-inline constexpr uint32_t kVersion = 2;
+inline constexpr uint32_t kVersion = 3;
 inline constexpr size_t kHeaderBytes = 64;
 inline constexpr int kMaxRank = 8;
 

@@ -183,6 +183,7 @@ class QuantCompiler {
       throw ShapeError(cat_str("QuantizedConv2d: input of ", c.h, "x", c.w, " pixels is smaller than the ", c.kh, "x",
                                c.kw, " kernel"));
     }
+    s.qdirect = quant::detail::int8_direct_conv_weights(l, c);
     const int64_t n = shape(x)[0];
     s.workers = std::clamp<int64_t>(get_num_threads(), 1, n);
     return finish_int8(std::move(s), x, {n, c.ho, c.wo, l.out}, {n, l.out, c.ho, c.wo});

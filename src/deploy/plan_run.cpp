@@ -46,7 +46,7 @@ Int8Scratch int8_scratch(const Step& s, const Value& input) {
     const int64_t pixels = c.ho * c.wo;
     if (float_input) take(r.quantized, c.c * c.h * c.w);
     if (float_input && c.c > 1) take(r.channels_last, c.c * c.h * c.w);
-    take(r.rows, pixels * s.in_features);
+    take(r.rows, quant::detail::int8_conv_work_bytes(c, s.in_features));
     take(r.acc, pixels * s.out_features * int64_t(sizeof(int32_t)));
     if (!s.q8.out_quantized) take(r.floats, pixels * s.out_features * int64_t(sizeof(float)));
   }
@@ -178,12 +178,12 @@ void run_int8_conv(const Step& s, const Value& input, const std::byte* x, std::b
         } else {
           img = reinterpret_cast<const uint8_t*>(x) + b * image;
         }
-        quant::detail::im2row_u8(c, img, static_cast<uint8_t>(zero), rows);
         if (l.out_quantized) {
-          quant::detail::int8_rows_to_u8(l, pixels, rows, acc, reinterpret_cast<uint8_t*>(y) + b * pixels * l.out);
+          quant::detail::int8_conv_image(l, c, img, zero, out_scales, rows, acc,
+                                         reinterpret_cast<uint8_t*>(y) + b * pixels * l.out, nullptr);
         } else {
           auto* out = reinterpret_cast<float*>(area + at.floats);
-          quant::detail::int8_rows_to_float(l, pixels, rows, zero, out_scales, acc, out);
+          quant::detail::int8_conv_image(l, c, img, zero, out_scales, rows, acc, nullptr, out);
           quant::detail::to_channels_first(out, pixels, l.out, reinterpret_cast<float*>(y) + b * l.out * pixels);
         }
       }

@@ -112,6 +112,85 @@ void im2row_u8(const Int8ConvShape& s, const uint8_t* img, uint8_t pad, uint8_t*
   }
 }
 
+bool int8_direct_conv(const Int8ConvShape& s) {
+  return backend::int8_kernels().direct_conv_fast && s.g.dilation[1] == 1 && s.kw * s.c > 0;
+}
+
+namespace {
+
+// The padded image's geometry: rows of (w + left + right) * C bytes, and the windows in it.
+int64_t padded_row_bytes(const Int8ConvShape& s) { return (s.w + s.g.padding[2] + s.g.padding[3]) * s.c; }
+int64_t padded_rows(const Int8ConvShape& s) { return s.h + s.g.padding[0] + s.g.padding[1]; }
+
+backend::Int8ConvWindows conv_windows(const Int8ConvShape& s) {
+  const int64_t row = padded_row_bytes(s);
+  return {.ho = s.ho, .wo = s.wo, .kh = s.kh, .row_groups = (s.kw * s.c + 3) / 4, .pixel_step = s.g.stride[1] * s.c,
+          .row_step = s.g.stride[0] * row, .tap_row_step = s.g.dilation[0] * row};
+}
+
+// The channels-last image with `pad` around it, as conv_windows reads it.
+void pad_image_u8(const Int8ConvShape& s, const uint8_t* img, uint8_t pad, uint8_t* padded) {
+  const int64_t row = padded_row_bytes(s), run = s.w * s.c;
+  std::memset(padded, pad, static_cast<size_t>(padded_rows(s) * row + (s.kw * s.c + 3) / 4 * 4 - s.kw * s.c));
+  for (int64_t y = 0; y < s.h; ++y) {
+    std::memcpy(padded + (y + s.g.padding[0]) * row + s.g.padding[2] * s.c, img + y * run, static_cast<size_t>(run));
+  }
+}
+
+}  // namespace
+
+std::vector<int8_t> int8_direct_conv_weights(const Int8Affine& l, const Int8ConvShape& s) {
+  const int64_t run = s.kw * s.c, window = (run + 3) / 4 * 4;
+  if (run == window) return {};
+  const int64_t kp = backend::int8_padded_k(l.k), direct_k = s.kh * window;
+  std::vector<int8_t> dense(static_cast<size_t>(l.out * direct_k), 0);
+  for (int64_t j = 0; j < l.out; ++j) {
+    const int8_t* column = l.packed + (j / backend::kInt8Panel) * backend::kInt8Panel * kp + (j % backend::kInt8Panel) * 4;
+    for (int64_t t = 0; t < l.k; ++t) {
+      dense[static_cast<size_t>(j * direct_k + (t / run) * window + t % run)] =
+          column[(t / 4) * (4 * backend::kInt8Panel) + t % 4];
+    }
+  }
+  std::vector<int8_t> packed(static_cast<size_t>(backend::int8_packed_size(l.out, direct_k)));
+  backend::pack_int8_weights(l.out, direct_k, dense.data(), direct_k, packed.data());
+  return packed;
+}
+
+int64_t int8_conv_work_bytes(const Int8ConvShape& s, int64_t k) {
+  // Room for either way whatever this CPU's kernels are, so that a plan's scratch fits every
+  // machine; the last window's last group reads up to three bytes past the last pixel.
+  const int64_t rows = s.ho * s.wo * k;
+  if (s.g.dilation[1] != 1) return rows;
+  return std::max(rows, padded_rows(s) * padded_row_bytes(s) + ((s.kw * s.c + 3) / 4 * 4 - s.kw * s.c));
+}
+
+void int8_conv_image(const Int8Affine& l, const Int8ConvShape& s, const uint8_t* img, int32_t a_zero,
+                     const float* scales, uint8_t* work, int32_t* acc, uint8_t* y_u8, float* y_float) {
+  const backend::Int8Kernels& kern = backend::int8_kernels();
+  const int64_t pixels = s.ho * s.wo;
+  if (!int8_direct_conv(s)) {
+    im2row_u8(s, img, static_cast<uint8_t>(a_zero), work);
+    if (l.out_quantized) {
+      int8_rows_to_u8(l, pixels, work, acc, y_u8);
+    } else {
+      int8_rows_to_float(l, pixels, work, a_zero, scales, acc, y_float);
+    }
+    return;
+  }
+  pad_image_u8(s, img, static_cast<uint8_t>(a_zero), work);
+  const backend::Int8ConvWindows win = conv_windows(s);
+  const int8_t* w = l.direct_packed != nullptr ? l.direct_packed : l.packed;
+  if (l.out_quantized) {
+    const backend::Int8Requantization rq{.a_zero = l.in_zero, .w_sum = l.sums, .bias = l.bias_q,
+                                         .multiplier = l.out_multiplier, .y_zero = l.out_zero,
+                                         .qmin = l.relu ? l.out_zero : kActivationMin, .qmax = kActivationMax};
+    kern.conv_u8s8_requantize(win, work, l.out, w, rq, y_u8);
+    return;
+  }
+  kern.conv_u8s8(win, work, l.out, w, acc);
+  kern.dequantize_s32(pixels, l.out, acc, l.out, a_zero, l.sums, scales, l.bias, l.relu, y_float, l.out);
+}
+
 void to_channels_last_u8(const uint8_t* img, int64_t c, int64_t plane, uint8_t* nhwc) {
   for (int64_t p0 = 0; p0 < plane; p0 += 64) {  // in blocks that stay in L1
     const int64_t p1 = std::min(plane, p0 + 64);

@@ -3,6 +3,7 @@
 // a QuantizedModel (quantize.cpp) and the int8 steps of an inference plan (src/deploy), which
 // must give the same bits without allocating. No tensors: it is part of ember::runtime.
 #include <cstdint>
+#include <vector>
 
 #include "ember/backend/int8_kernels.hpp"
 #include "ember/backend/kernels.hpp"
@@ -16,6 +17,9 @@ namespace ember::quant::detail {
 struct Int8Affine {
   int64_t out = 0, k = 0;
   const int8_t* packed = nullptr;
+  /// A Conv2d's weights in the direct convolution's order (int8_direct_conv_weights); null when
+  /// it is `packed`'s.
+  const int8_t* direct_packed = nullptr;
   const int32_t* sums = nullptr;
   const float* weight_scales = nullptr;
   const float* bias = nullptr;  // null: none
@@ -63,6 +67,20 @@ void int8_conv_output(Int8ConvShape& s);
 /// One row of K = kh * kw * C bytes per output pixel of a channels-last image `img`, `pad` (the
 /// zero point: real 0) outside it.
 void im2row_u8(const Int8ConvShape& s, const uint8_t* img, uint8_t pad, uint8_t* row);
+/// Whether a convolution of `s` runs on its image's windows (Note [Direct int8 convolution] in
+/// ember/backend/int8_kernels.hpp): kernel rows of neighbouring pixels, and kernels that gain by it.
+bool int8_direct_conv(const Int8ConvShape& s);
+/// A Conv2d's packed weights (im2row order, [out, kh * kw * C]) in the direct convolution's order;
+/// empty when the two orders coincide (kw * C a multiple of four).
+std::vector<int8_t> int8_direct_conv_weights(const Int8Affine& l, const Int8ConvShape& s);
+/// Bytes of work buffer int8_conv_image needs for an image of `s` (the padded image, or the
+/// im2row rows).
+int64_t int8_conv_work_bytes(const Int8ConvShape& s, int64_t k);
+/// One channels-last image `img` in zero point a_zero through the convolution `l`: u8 outputs
+/// [pixels, out] in y_u8 when l.out_quantized, float ones (per-output `scales`) in y_float
+/// otherwise. `work` holds int8_conv_work_bytes, `acc` pixels * out int32.
+void int8_conv_image(const Int8Affine& l, const Int8ConvShape& s, const uint8_t* img, int32_t a_zero,
+                     const float* scales, uint8_t* work, int32_t* acc, uint8_t* y_u8, float* y_float);
 /// One image [c, plane] to channels last [plane, c].
 void to_channels_last_u8(const uint8_t* img, int64_t c, int64_t plane, uint8_t* nhwc);
 /// One image's outputs [pixels, c] to channels first [c, pixels].

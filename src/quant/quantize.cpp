@@ -283,7 +283,8 @@ class QuantizedLinear final : public Stage {
 class QuantizedConv2d final : public Stage {
  public:
   QuantizedConv2d(AffineCore core, int64_t in_channels, int64_t kh, int64_t kw, Conv2dGeometry g)
-      : core_(std::move(core)), c_(in_channels), kh_(kh), kw_(kw), g_(g) {}
+      : core_(std::move(core)), c_(in_channels), kh_(kh), kw_(kw), g_(g),
+        direct_(detail::int8_direct_conv_weights(core_.layer(), {c_, 0, 0, kh_, kw_, 0, 0, g_})) {}
 
   Activation run(const Activation& x) const override {
     // The input as channels-last uint8 images.
@@ -327,24 +328,24 @@ class QuantizedConv2d final : public Stage {
     } else {
       y.value = empty<float>({n, out_c, ho, wo});
     }
+    detail::Int8Affine layer = core_.layer();
+    layer.direct_packed = direct_.empty() ? nullptr : direct_.data();
     // Image by image (the rows of a batch would not stay in cache), images spread over threads.
     auto images = [&](int64_t b0, int64_t b1) {
       uint8_t* nhwc = scratch<uint8_t, 3>(static_cast<size_t>(c_ * plane));
-      uint8_t* rows = scratch<uint8_t, 4>(static_cast<size_t>(pixels * k));
+      uint8_t* work = scratch<uint8_t, 4>(static_cast<size_t>(detail::int8_conv_work_bytes(shape, k)));
+      int32_t* acc = scratch<int32_t, 0>(static_cast<size_t>(pixels * out_c));
+      float* out = core_.out_quantized ? nullptr : scratch<float, 5>(static_cast<size_t>(pixels * out_c));
       for (int64_t b = b0; b < b1; ++b) {
         const uint8_t* img = images_u8 + b * c_ * plane;
         if (!channels_last && c_ > 1) {  // channels last, so that each kernel tap of a row is one run of C bytes
           detail::to_channels_last_u8(img, c_, plane, nhwc);
           img = nhwc;
         }
-        detail::im2row_u8(shape, img, static_cast<uint8_t>(q.zero_point), rows);
-        if (core_.out_quantized) {  // channels last is the GEMM's own output order
-          core_.multiply_to_u8(pixels, rows, y.quantized.data() + b * pixels * out_c);
-          continue;
-        }
-        float* out = scratch<float, 5>(static_cast<size_t>(pixels * out_c));
-        core_.multiply(pixels, rows, q, scales, out);
-        detail::to_channels_first(out, pixels, out_c, y.value.data() + b * out_c * pixels);
+        // Channels last is the GEMM's own output order, and the next quantized layer's input.
+        uint8_t* y_u8 = core_.out_quantized ? y.quantized.data() + b * pixels * out_c : nullptr;
+        detail::int8_conv_image(layer, shape, img, static_cast<int32_t>(q.zero_point), scales, work, acc, y_u8, out);
+        if (!core_.out_quantized) detail::to_channels_first(out, pixels, out_c, y.value.data() + b * out_c * pixels);
       }
     };
     if (n == 1) {
@@ -375,6 +376,7 @@ class QuantizedConv2d final : public Stage {
   AffineCore core_;
   int64_t c_, kh_, kw_;
   Conv2dGeometry g_;
+  std::vector<int8_t> direct_;  // the weights in the direct convolution's order, when it differs
 };
 
 // ---- Float stages --------------------------------------------------------------------------------

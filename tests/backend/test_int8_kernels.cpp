@@ -192,6 +192,75 @@ TEST(Int8Kernels, OutputStagesMatchTheReference) {
   }
 }
 
+// The direct convolution against its definition (Note [Direct int8 convolution]): the windows'
+// sums, and requantized as requantize_u8 does them. The image is any bytes <= 127 (padding is the
+// caller's); the shapes give whole and partial pixel tiles and column tiles, one group per kernel
+// row (the one-channel first layer) and many, strides, kernel-row steps of a dilation, and a
+// problem large enough to thread.
+struct ConvCase {
+  int64_t c, kh, kw, ho, wo, stride, dilation_h, n;
+};
+
+TEST(Int8Kernels, DirectConvolutionMatchesItsDefinition) {
+  const std::vector<ConvCase> cases = {{1, 3, 3, 28, 28, 1, 1, 32}, {3, 3, 3, 4, 5, 2, 1, 17}, {32, 3, 3, 6, 7, 1, 1, 40},
+                                       {2, 2, 5, 3, 9, 1, 2, 8},    {1, 5, 5, 1, 1, 1, 1, 33}, {16, 3, 3, 30, 30, 1, 1, 64},
+                                       {4, 1, 1, 5, 13, 2, 1, 16}};
+  for (int kind = 0; kind < 3; ++kind) {
+    for (const ConvCase& cc : cases) {
+      const int64_t row_groups = (cc.kw * cc.c + 3) / 4, window = 4 * row_groups, k = cc.kh * window;
+      const int64_t w_in = (cc.wo - 1) * cc.stride + cc.kw, h_in = (cc.ho - 1) * cc.stride + (cc.kh - 1) * cc.dilation_h + 1;
+      const int64_t row = w_in * cc.c + 3;  // rows a little wider than the windows need
+      const Int8ConvWindows win{.ho = cc.ho, .wo = cc.wo, .kh = cc.kh, .row_groups = row_groups,
+                                .pixel_step = cc.stride * cc.c, .row_step = cc.stride * row,
+                                .tap_row_step = cc.dilation_h * row};
+      const int64_t bytes = (cc.ho - 1) * win.row_step + (cc.wo - 1) * win.pixel_step + (cc.kh - 1) * win.tap_row_step + window;
+      ASSERT_LE(bytes, h_in * row + 3);
+      // The image and weights as rows of a GEMM: make_problem's bytes, one row of `bytes`.
+      const Problem img = make_problem(1, 1, bytes, kind, static_cast<uint32_t>(cc.c * 7 + cc.n));
+      const Problem wts = make_problem(1, cc.n, k, kind, static_cast<uint32_t>(cc.kw * 11 + cc.n));
+      const int64_t pixels = cc.ho * cc.wo;
+      std::vector<int32_t> want(static_cast<size_t>(pixels * cc.n));
+      for (int64_t oy = 0; oy < cc.ho; ++oy)
+        for (int64_t ox = 0; ox < cc.wo; ++ox)
+          for (int64_t j = 0; j < cc.n; ++j) {
+            int32_t s = 0;
+            for (int64_t i = 0; i < cc.kh; ++i)
+              for (int64_t t = 0; t < window; ++t)
+                s += int32_t(img.a[static_cast<size_t>(oy * win.row_step + ox * win.pixel_step + i * win.tap_row_step + t)]) *
+                     wts.w[static_cast<size_t>(j * k + i * window + t)];
+            want[static_cast<size_t>((oy * cc.wo + ox) * cc.n + j)] = s;
+          }
+      std::vector<int32_t> w_sum(static_cast<size_t>(cc.n)), bias(static_cast<size_t>(cc.n));
+      std::vector<float> mult(static_cast<size_t>(cc.n));
+      for (int64_t j = 0; j < cc.n; ++j) {
+        w_sum[static_cast<size_t>(j)] = static_cast<int32_t>(j * 37 % 2001) - 1000;
+        bias[static_cast<size_t>(j)] = static_cast<int32_t>(j * 53 % 4001) - 2000;
+        mult[static_cast<size_t>(j)] = 1e-4f * static_cast<float>(1 + j % 50);
+      }
+      const Int8Requantization rq{.a_zero = 9, .w_sum = w_sum.data(), .bias = bias.data(), .multiplier = mult.data(),
+                                  .y_zero = 20, .qmin = 20, .qmax = 127};
+      std::vector<uint8_t> want_u8(want.size());
+      int8_kernels_for(Int8Isa::Scalar)
+          .requantize_u8(pixels, cc.n, want.data(), cc.n, rq.a_zero, rq.w_sum, rq.bias, rq.multiplier, rq.y_zero, rq.qmin,
+                         rq.qmax, want_u8.data(), cc.n);
+      for (int threads : {1, 2}) {
+        ember::set_num_threads(threads);
+        for (Int8Isa isa : available()) {
+          const Int8Kernels& kern = int8_kernels_for(isa);
+          std::vector<int32_t> c(want.size(), -7);
+          kern.conv_u8s8(win, img.a.data(), cc.n, wts.packed.data(), c.data());
+          ASSERT_EQ(c, want) << int8_isa_name(isa) << " kind " << kind << " C " << cc.c << " n " << cc.n << " threads "
+                             << threads;
+          std::vector<uint8_t> y(want.size(), 255);
+          kern.conv_u8s8_requantize(win, img.a.data(), cc.n, wts.packed.data(), rq, y.data());
+          ASSERT_EQ(y, want_u8) << int8_isa_name(isa) << " kind " << kind << " C " << cc.c << " n " << cc.n;
+        }
+      }
+      ember::set_num_threads(2);
+    }
+  }
+}
+
 TEST(Int8Kernels, ChoiceFollowsTheFloatTables) {
   EXPECT_TRUE(int8_isa_available(Int8Isa::Scalar));
   EXPECT_TRUE(int8_isa_available(int8_kernels().isa));

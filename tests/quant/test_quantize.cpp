@@ -182,9 +182,14 @@ TEST(Quantize, LinearChainRequantizes) {
   EXPECT_NE(q.str().find("output_scale="), std::string::npos) << q.str();
 }
 
-TEST(Quantize, Conv2dFollowsItsDefinition) {
+// Kernel rows of neighbouring pixels run on the image's windows (Note [Direct int8 convolution]),
+// a dilation across through im2row rows: both against the definition.
+class QuantizedConv : public ::testing::TestWithParam<nn::Conv2dOptions> {};
+
+TEST_P(QuantizedConv, FollowsItsDefinition) {
   Generator gen(6);
-  nn::Sequential net(nn::Conv2d(3, 8, {3, 3}, {.stride = {2, 1}, .padding = {1, 2}}));
+  const nn::Conv2dOptions options = GetParam();
+  nn::Sequential net(nn::Conv2d(3, 8, {3, 3}, options));
   net.eval();
   const Tensor<float> x = randn<float>({2, 3, 9, 7}, &gen);
   const quant::QuantizedModel q = quant::quantize(net, {x}, {.observer = quant::Observer::MinMax});
@@ -204,13 +209,18 @@ TEST(Quantize, Conv2dFollowsItsDefinition) {
           .dequantize()
           .to<double>();
   const Tensor<double> want = nn::functional::conv2d(xd, wd, conv->bias.detach().to<double>(),
-                                                     {.stride = {2, 1}, .padding = {1, 2}});
+                                                     {.stride = options.stride, .padding = options.padding,
+                                                      .dilation = options.dilation});
   const Tensor<float> got = q(x);
   ASSERT_EQ(got.shape(), want.shape());
   const std::vector<float> g = got.to_vector();
   const std::vector<double> w = want.to_vector();
   for (size_t i = 0; i < g.size(); ++i) ASSERT_NEAR(g[i], w[i], 2e-6 * std::max(1.0, std::fabs(w[i]))) << i;
 }
+
+INSTANTIATE_TEST_SUITE_P(Quantize, QuantizedConv,
+                         ::testing::Values(nn::Conv2dOptions{.stride = {2, 1}, .padding = {1, 2}},
+                                           nn::Conv2dOptions{.padding = {2, 1}, .dilation = {1, 2}}));
 
 nn::Sequential<float> small_cnn() {
   return nn::Sequential(nn::Conv2d(1, 6, {3, 3}, {.padding = 1}), nn::BatchNorm2d(6), nn::ReLU(), nn::MaxPool2d(2),

@@ -42,6 +42,34 @@ inline constexpr int64_t int8_packed_size(int64_t n, int64_t k) {
 /// holds columns 16p .. 16p + 15; within it, group g holds for each column its bytes 4g .. 4g + 3.
 void pack_int8_weights(int64_t n, int64_t k, const int8_t* w, int64_t ldw, int8_t* packed) noexcept;
 
+/// Note [Direct int8 convolution]
+/// A convolution whose kernel rows are runs of neighbouring pixels (dilation 1 across) reads its
+/// windows straight from the image instead of copying them into im2row rows: the image is padded
+/// (the zero point outside it) and channels last, so a window's kernel row i is kw * C neighbouring
+/// bytes, consumed in row_groups = ceil(kw * C / 4) groups of four (the bytes past kw * C meet zero
+/// weights). The weights are packed as pack_int8_weights packs [out, kh * row_groups * 4] (each
+/// kernel row's kw * C values zero padded to its groups: the im2row order itself when kw * C is a
+/// multiple of four). What this saves is the im2row copy and, with a quantized consumer, the int32
+/// round trip: requantization runs on the accumulators. A one-channel 3x3 convolution (K = 9) was
+/// three quarters im2row and requantization.
+struct Int8ConvWindows {
+  int64_t ho = 0, wo = 0;    // output pixels
+  int64_t kh = 0;            // kernel rows
+  int64_t row_groups = 0;    // groups of four bytes per kernel row
+  int64_t pixel_step = 0;    // bytes between the windows of horizontally neighbouring outputs
+  int64_t row_step = 0;      // bytes between the windows of vertically neighbouring outputs
+  int64_t tap_row_step = 0;  // bytes between a window's kernel rows
+};
+
+/// requantize_u8's arguments: int32 sums to the next layer's u8.
+struct Int8Requantization {
+  int32_t a_zero = 0;
+  const int32_t* w_sum = nullptr;
+  const int32_t* bias = nullptr;  // null: none
+  const float* multiplier = nullptr;
+  int32_t y_zero = 0, qmin = 0, qmax = 255;
+};
+
 struct Int8Kernels {
   Int8Isa isa;
   /// c[i * ldc + j] = sum over t < k of a[i * lda + t] * w[j][t] for i < m, j < n, with w as
@@ -65,6 +93,19 @@ struct Int8Kernels {
   void (*requantize_u8)(int64_t m, int64_t n, const int32_t* c, int64_t ldc, int32_t a_zero, const int32_t* w_sum,
                         const int32_t* bias, const float* multiplier, int32_t y_zero, int32_t qmin, int32_t qmax,
                         uint8_t* y, int64_t ldy);
+  /// The direct convolution of one image (Note [Direct int8 convolution]): c[p * n + j] for output
+  /// pixel p = oy * wo + ox and column j < n is the sum over i < kh, t < 4 * row_groups of
+  /// image[oy * row_step + ox * pixel_step + i * tap_row_step + t] * w[j][i * 4 * row_groups + t]:
+  /// gemm_u8s8 of the windows. Every byte read must be <= 127. Threads itself when large.
+  void (*conv_u8s8)(const Int8ConvWindows& win, const uint8_t* image, int64_t n, const int8_t* w_packed,
+                    int32_t* c);
+  /// The same sums requantized as requantize_u8 does them, y[p * n + j] (bit-identical to
+  /// conv_u8s8 then requantize_u8).
+  void (*conv_u8s8_requantize)(const Int8ConvWindows& win, const uint8_t* image, int64_t n, const int8_t* w_packed,
+                               const Int8Requantization& rq, uint8_t* y);
+  /// Whether the two above beat im2row + gemm_u8s8 (+ requantize_u8) here; where not (the scalar
+  /// reference, NEON), they are the reference loops.
+  bool direct_conv_fast = false;
 };
 
 Int8Isa best_int8_isa() noexcept;
