@@ -44,8 +44,8 @@ struct QuantizeOptions {
   Observer observer = Observer::Histogram;
   /// Linear or Conv2d layers to leave in float, by their path in the model ("0", "features.3";
   /// torch's qconfig = None on a submodule), with the batch norm after them folded in and their
-  /// ReLU fused as for the quantized ones. For a layer whose int8 form gains nothing, such as a
-  /// first convolution with one input channel (a GEMM with K = 9), or one the accuracy needs.
+  /// ReLU fused as for the quantized ones: for a layer the accuracy needs in float, or one whose
+  /// int8 form gains nothing on the target.
   std::vector<std::string> keep_float;
 };
 
