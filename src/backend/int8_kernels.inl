@@ -584,17 +584,17 @@ inline __m512i requantize16(__m512i v, const ColumnEpilogue& e, int64_t j) {
   return _mm512_cvt_roundps_epi32(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
-// MR pixels by the two panels' 32 columns (tile's inner step over the window's groups), stored
-// as int32 or requantized bytes.
-template <int MR, bool kRequantize>
-void conv_tile(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel, int64_t kp, int64_t cols,
-               const ColumnEpilogue& e, int32_t* c, uint8_t* y, int64_t ld) {
+// MR pixels by one or both panels' columns (16 or 32; tile's inner step over the window's groups),
+// stored as int32 or requantized bytes.
+template <int MR, bool kRequantize, bool kTwoPanels>
+void conv_panels(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel, int64_t kp, int64_t cols,
+                 const ColumnEpilogue& e, int32_t* c, uint8_t* y, int64_t ld) {
   const int8_t* b0p = panel;
-  const int8_t* b1p = cols > kInt8Panel ? panel + kInt8Panel * kp : panel;
+  const int8_t* b1p = kTwoPanels ? panel + kInt8Panel * kp : panel;
   __m512i acc0[MR], acc1[MR];
   // Requantized sums start at their offsets (bias - a_zero * w_sum).
   const __m512i init0 = kRequantize ? _mm512_load_si512(e.offset) : _mm512_setzero_si512();
-  const __m512i init1 = kRequantize ? _mm512_load_si512(e.offset + 16) : _mm512_setzero_si512();
+  const __m512i init1 = kRequantize && kTwoPanels ? _mm512_load_si512(e.offset + 16) : _mm512_setzero_si512();
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     acc0[r] = init0;
@@ -602,36 +602,52 @@ void conv_tile(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel
   }
   for (WindowGroups groups(win, a); !groups.done(); groups.next(), b0p += 64, b1p += 64) {
     const __m512i b0 = _mm512_loadu_si512(b0p);
-    const __m512i b1 = _mm512_loadu_si512(b1p);
+    const __m512i b1 = kTwoPanels ? _mm512_loadu_si512(b1p) : b0;
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512i x = _mm512_set1_epi32(load_group(groups.at + r * win.pixel_step));
       acc0[r] = dpbusd(acc0[r], x, b0);
-      acc1[r] = dpbusd(acc1[r], x, b1);
+      if constexpr (kTwoPanels) acc1[r] = dpbusd(acc1[r], x, b1);
     }
   }
   const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
   const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
   const __mmask32 bytes_mask = cols >= 32 ? ~__mmask32(0) : (__mmask32(1) << cols) - 1;
-  // Packed to int16 lanes (each 128-bit lane: four columns of each half) plus the zero point, to
-  // bytes, then the dwords of four columns gathered in order: cheaper than two vpmovdb stores.
-  const __m512i y_zero = _mm512_set1_epi16(static_cast<int16_t>(e.y_zero));
+  // Two panels: packed to int16 lanes (each 128-bit lane: four columns of each half) plus the zero
+  // point, to bytes, then the dwords of four columns gathered in order (cheaper than two vpmovdb
+  // stores). One: the zero point added and the int32 lanes narrowed to bytes.
+  const __m512i y_zero16 = _mm512_set1_epi16(static_cast<int16_t>(e.y_zero));
+  const __m512i y_zero32 = _mm512_set1_epi32(e.y_zero);
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
-    if constexpr (kRequantize) {
+    if constexpr (kRequantize && kTwoPanels) {
       const __m512i w16 = _mm512_add_epi16(_mm512_packs_epi32(requantize16(acc0[r], e, 0), requantize16(acc1[r], e, 16)),
-                                           y_zero);
+                                           y_zero16);
       const __m256i bytes = _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, _mm512_packus_epi16(w16, w16)));
       if (cols >= 32) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + r * ld), bytes);
       } else {
         _mm256_mask_storeu_epi8(y + r * ld, bytes_mask, bytes);
       }
+    } else if constexpr (kRequantize) {
+      const __m128i bytes = _mm512_cvtepi32_epi8(_mm512_add_epi32(requantize16(acc0[r], e, 0), y_zero32));
+      _mm_mask_storeu_epi8(y + r * ld, m0, bytes);
     } else {
       _mm512_mask_storeu_epi32(c + r * ld, m0, acc0[r]);
-      if (m1 != 0) _mm512_mask_storeu_epi32(c + r * ld + 16, m1, acc1[r]);
+      if (kTwoPanels && m1 != 0) _mm512_mask_storeu_epi32(c + r * ld + 16, m1, acc1[r]);
     }
+  }
+}
+
+// A column tile of at most 16 columns (a first layer's few filters) runs one panel: half the work.
+template <int MR, bool kRequantize>
+void conv_tile(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel, int64_t kp, int64_t cols,
+               const ColumnEpilogue& e, int32_t* c, uint8_t* y, int64_t ld) {
+  if (cols > kInt8Panel) {
+    conv_panels<MR, kRequantize, true>(win, a, panel, kp, cols, e, c, y, ld);
+  } else {
+    conv_panels<MR, kRequantize, false>(win, a, panel, kp, cols, e, c, y, ld);
   }
 }
 #endif
