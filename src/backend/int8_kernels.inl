@@ -129,7 +129,8 @@ inline uint8_t requantize_one(int32_t c, int32_t a_zero, int32_t w_sum, const in
         if (rq == nullptr) {
           c[p * n + j] = sum;
         } else {
-          y[p * n + j] = requantize_one(sum, rq->a_zero, rq->w_sum[j], rq->bias, j, rq->multiplier[j], rq->y_zero, lo, hi);
+          y[p * n + j] =
+              requantize_one(sum, rq->a_zero, rq->w_sum[j], rq->bias, j, rq->multiplier[j], rq->y_zero, lo, hi);
         }
       }
     }
@@ -487,9 +488,7 @@ struct ColumnEpilogue {
     y_zero = rq.y_zero;
   }
 };
-#endif
 
-#if EMBER_INT8_LEVEL >= 1
 // A window's groups of four bytes in the packed weights' order, as one loop: with a loop per
 // kernel row inside the loop over groups, GCC kept the tiles' accumulators on the stack.
 struct WindowGroups {
@@ -498,7 +497,8 @@ struct WindowGroups {
   int64_t rows_left;
   const Int8ConvWindows& win;
 
-  WindowGroups(const Int8ConvWindows& w, const uint8_t* a) : at(a), row_end(a + 4 * w.row_groups), rows_left(w.kh), win(w) {}
+  WindowGroups(const Int8ConvWindows& w, const uint8_t* a)
+      : at(a), row_end(a + 4 * w.row_groups), rows_left(w.kh), win(w) {}
   bool done() const { return rows_left == 0; }
   void next() {
     at += 4;
@@ -524,11 +524,12 @@ inline __m256i requantize8(__m256i v, const ColumnEpilogue& e, int64_t j) {
 // groups), stored as int32 or requantized bytes. Not inlined: in the caller's loops GCC kept the
 // epilogue's constants in registers across the groups' loop and the accumulators on the stack.
 template <int MR, bool kRequantize>
-[[gnu::noinline]] void conv_tile(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel, int64_t /*kp*/, int64_t cols,
-               const ColumnEpilogue& e, int32_t* c, uint8_t* y, int64_t ld) {
+[[gnu::noinline]] void conv_tile(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel, int64_t /*kp*/,
+                                 int64_t cols, const ColumnEpilogue& e, int32_t* c, uint8_t* y, int64_t ld) {
   __m256i acc0[MR], acc1[MR];
   // Requantized sums start at their offsets (bias - a_zero * w_sum).
-  const __m256i init0 = kRequantize ? _mm256_load_si256(reinterpret_cast<const __m256i*>(e.offset)) : _mm256_setzero_si256();
+  const __m256i init0 =
+      kRequantize ? _mm256_load_si256(reinterpret_cast<const __m256i*>(e.offset)) : _mm256_setzero_si256();
   const __m256i init1 =
       kRequantize ? _mm256_load_si256(reinterpret_cast<const __m256i*>(e.offset + 8)) : _mm256_setzero_si256();
 #pragma GCC unroll 16
@@ -575,9 +576,9 @@ template <int MR, bool kRequantize>
   }
 }
 #elif EMBER_INT8_LEVEL == 2
-// Sixteen requantized columns as int32 lanes before the zero point, from sums that started at the offsets; the clamp
-// before the rounding gives the same values as requantize_one's after it (the bounds are
-// integers), and max_ps turns NaN into lo as it does.
+// Sixteen requantized columns as int32 lanes before the zero point, from sums that started at the
+// offsets; the clamp before the rounding gives the same values as requantize_one's after it (the
+// bounds are integers), and max_ps turns NaN into lo as it does.
 inline __m512i requantize16(__m512i v, const ColumnEpilogue& e, int64_t j) {
   __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_load_ps(e.multiplier + j));
   p = _mm512_min_ps(_mm512_max_ps(p, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
@@ -622,8 +623,8 @@ void conv_panels(const Int8ConvWindows& win, const uint8_t* a, const int8_t* pan
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     if constexpr (kRequantize && kTwoPanels) {
-      const __m512i w16 = _mm512_add_epi16(_mm512_packs_epi32(requantize16(acc0[r], e, 0), requantize16(acc1[r], e, 16)),
-                                           y_zero16);
+      const __m512i w16 =
+          _mm512_add_epi16(_mm512_packs_epi32(requantize16(acc0[r], e, 0), requantize16(acc1[r], e, 16)), y_zero16);
       const __m256i bytes = _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, _mm512_packus_epi16(w16, w16)));
       if (cols >= 32) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + r * ld), bytes);

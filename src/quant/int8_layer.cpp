@@ -118,20 +118,25 @@ bool int8_direct_conv(const Int8ConvShape& s) {
 
 namespace {
 
-// The padded image's geometry: rows of (w + left + right) * C bytes, and the windows in it.
+// The padded image's geometry: rows of (w + left + right) * C bytes, and the windows in it; a
+// window's kernel row is kw * C bytes read in whole groups of four.
 int64_t padded_row_bytes(const Int8ConvShape& s) { return (s.w + s.g.padding[2] + s.g.padding[3]) * s.c; }
-int64_t padded_rows(const Int8ConvShape& s) { return s.h + s.g.padding[0] + s.g.padding[1]; }
+int64_t window_row_bytes(const Int8ConvShape& s) { return backend::int8_padded_k(s.kw * s.c); }
+// The padded image, and the bytes the last window's last group reads past its last pixel.
+int64_t padded_image_bytes(const Int8ConvShape& s) {
+  return (s.h + s.g.padding[0] + s.g.padding[1]) * padded_row_bytes(s) + window_row_bytes(s) - s.kw * s.c;
+}
 
 backend::Int8ConvWindows conv_windows(const Int8ConvShape& s) {
   const int64_t row = padded_row_bytes(s);
-  return {.ho = s.ho, .wo = s.wo, .kh = s.kh, .row_groups = (s.kw * s.c + 3) / 4, .pixel_step = s.g.stride[1] * s.c,
+  return {.ho = s.ho, .wo = s.wo, .kh = s.kh, .row_groups = window_row_bytes(s) / 4, .pixel_step = s.g.stride[1] * s.c,
           .row_step = s.g.stride[0] * row, .tap_row_step = s.g.dilation[0] * row};
 }
 
 // The channels-last image with `pad` around it, as conv_windows reads it.
 void pad_image_u8(const Int8ConvShape& s, const uint8_t* img, uint8_t pad, uint8_t* padded) {
   const int64_t row = padded_row_bytes(s), run = s.w * s.c;
-  std::memset(padded, pad, static_cast<size_t>(padded_rows(s) * row + (s.kw * s.c + 3) / 4 * 4 - s.kw * s.c));
+  std::memset(padded, pad, static_cast<size_t>(padded_image_bytes(s)));
   for (int64_t y = 0; y < s.h; ++y) {
     std::memcpy(padded + (y + s.g.padding[0]) * row + s.g.padding[2] * s.c, img + y * run, static_cast<size_t>(run));
   }
@@ -140,12 +145,13 @@ void pad_image_u8(const Int8ConvShape& s, const uint8_t* img, uint8_t pad, uint8
 }  // namespace
 
 std::vector<int8_t> int8_direct_conv_weights(const Int8Affine& l, const Int8ConvShape& s) {
-  const int64_t run = s.kw * s.c, window = (run + 3) / 4 * 4;
+  const int64_t run = s.kw * s.c, window = window_row_bytes(s);
   if (run == window) return {};
   const int64_t kp = backend::int8_padded_k(l.k), direct_k = s.kh * window;
   std::vector<int8_t> dense(static_cast<size_t>(l.out * direct_k), 0);
   for (int64_t j = 0; j < l.out; ++j) {
-    const int8_t* column = l.packed + (j / backend::kInt8Panel) * backend::kInt8Panel * kp + (j % backend::kInt8Panel) * 4;
+    const int8_t* column =
+        l.packed + (j / backend::kInt8Panel) * backend::kInt8Panel * kp + (j % backend::kInt8Panel) * 4;
     for (int64_t t = 0; t < l.k; ++t) {
       dense[static_cast<size_t>(j * direct_k + (t / run) * window + t % run)] =
           column[(t / 4) * (4 * backend::kInt8Panel) + t % 4];
@@ -158,10 +164,9 @@ std::vector<int8_t> int8_direct_conv_weights(const Int8Affine& l, const Int8Conv
 
 int64_t int8_conv_work_bytes(const Int8ConvShape& s, int64_t k) {
   // Room for either way whatever this CPU's kernels are, so that a plan's scratch fits every
-  // machine; the last window's last group reads up to three bytes past the last pixel.
+  // machine.
   const int64_t rows = s.ho * s.wo * k;
-  if (s.g.dilation[1] != 1) return rows;
-  return std::max(rows, padded_rows(s) * padded_row_bytes(s) + ((s.kw * s.c + 3) / 4 * 4 - s.kw * s.c));
+  return s.g.dilation[1] != 1 ? rows : std::max(rows, padded_image_bytes(s));
 }
 
 void int8_conv_image(const Int8Affine& l, const Int8ConvShape& s, const uint8_t* img, int32_t a_zero,
