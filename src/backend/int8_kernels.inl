@@ -757,6 +757,52 @@ void dequantize_u8(int64_t n, const uint8_t* q, int32_t zero_point, float scale,
   for (; i < n; ++i) y[i] = static_cast<float>(static_cast<int32_t>(q[i] ^ flip) - zero_point) * scale;
 }
 
+#if EMBER_INT8_LEVEL >= 1
+// Eight columns' dequantize_one from j on, as a row of `c`.
+struct DequantizeColumns {
+  __m256i correction;  // a_zero * w_sum
+  __m256 scale, bias;
+  bool has_bias, relu;
+
+  DequantizeColumns(int64_t j, int32_t a_zero, const int32_t* w_sum, const float* s, const float* b, bool r)
+      : correction(_mm256_mullo_epi32(_mm256_set1_epi32(a_zero),
+                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w_sum + j)))),
+        scale(_mm256_loadu_ps(s + j)),
+        bias(b != nullptr ? _mm256_loadu_ps(b + j) : _mm256_setzero_ps()),
+        has_bias(b != nullptr),
+        relu(r) {}
+
+  [[gnu::always_inline]] __m256 operator()(const int32_t* c) const {
+    const __m256i v = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)), correction);
+    __m256 r = _mm256_mul_ps(_mm256_cvtepi32_ps(v), scale);
+    __asm__("" : "+x"(r));  // no fused multiply-add with the bias (Note [Int8 GEMM])
+    if (has_bias) r = _mm256_add_ps(r, bias);
+    // relu as `y < 0 ? 0 : y`: max_ps(y, 0) would turn NaN into 0, blendv keeps it.
+    if (relu) r = _mm256_blendv_ps(r, _mm256_setzero_ps(), _mm256_cmp_ps(r, _mm256_setzero_ps(), _CMP_LT_OQ));
+    return r;
+  }
+};
+
+// r[t][u] becomes r[u][t].
+inline void transpose8x8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; ++h) {  // rows 0-3, then 4-7
+    u[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+#endif
+
 void dequantize_s32(int64_t m, int64_t n, const int32_t* c, int64_t ldc, int32_t a_zero, const int32_t* w_sum,
                     const float* scale, const float* bias, bool relu, float* y, int64_t ldy) {
   for (int64_t i = 0; i < m; ++i) {
@@ -764,19 +810,51 @@ void dequantize_s32(int64_t m, int64_t n, const int32_t* c, int64_t ldc, int32_t
     float* yi = y + i * ldy;
     int64_t j = 0;
 #if EMBER_INT8_LEVEL >= 1
-    const __m256i vz = _mm256_set1_epi32(a_zero);
-    for (; j + 8 <= n; j += 8) {
-      const __m256i corr = _mm256_mullo_epi32(vz, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w_sum + j)));
-      const __m256i v = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ci + j)), corr);
-      __m256 r = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(scale + j));
-      __asm__("" : "+x"(r));  // no fused multiply-add with the bias (Note [Int8 GEMM])
-      if (bias != nullptr) r = _mm256_add_ps(r, _mm256_loadu_ps(bias + j));
-      // relu as `y < 0 ? 0 : y`: max_ps(y, 0) would turn NaN into 0, blendv keeps it.
-      if (relu) r = _mm256_blendv_ps(r, _mm256_setzero_ps(), _mm256_cmp_ps(r, _mm256_setzero_ps(), _CMP_LT_OQ));
-      _mm256_storeu_ps(yi + j, r);
-    }
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(yi + j, DequantizeColumns(j, a_zero, w_sum, scale, bias, relu)(ci + j));
 #endif
     for (; j < n; ++j) yi[j] = dequantize_one(ci[j], a_zero, w_sum[j], scale[j], bias, j, relu);
+  }
+}
+
+#if EMBER_INT8_LEVEL >= 1
+// dequantize_s32_transposed's blocks of 8 rows by 8 columns (rows read in order), transposed in
+// registers; the bias and relu tests taken out of the loops.
+template <bool kBias, bool kRelu>
+void dequantize_blocks_transposed(int64_t m8, int64_t n8, const int32_t* c, int64_t ldc, int32_t a_zero,
+                                  const int32_t* w_sum, const float* scale, const float* bias, float* y, int64_t ldy) {
+  for (int64_t i = 0; i < m8; i += 8) {
+    for (int64_t j = 0; j < n8; j += 8) {
+      const DequantizeColumns columns(j, a_zero, w_sum, scale, kBias ? bias : nullptr, kRelu);
+      __m256 r[8];
+      for (int t = 0; t < 8; ++t) r[t] = columns(c + (i + t) * ldc + j);
+      transpose8x8(r);
+      for (int t = 0; t < 8; ++t) _mm256_storeu_ps(y + (j + t) * ldy + i, r[t]);
+    }
+  }
+}
+#endif
+
+void dequantize_s32_transposed(int64_t m, int64_t n, const int32_t* c, int64_t ldc, int32_t a_zero,
+                               const int32_t* w_sum, const float* scale, const float* bias, bool relu, float* y,
+                               int64_t ldy) {
+  auto one = [&](int64_t i, int64_t j) {
+    y[j * ldy + i] = dequantize_one(c[i * ldc + j], a_zero, w_sum[j], scale[j], bias, j, relu);
+  };
+  int64_t m8 = 0, n8 = 0;
+#if EMBER_INT8_LEVEL >= 1
+  m8 = m / 8 * 8;
+  n8 = n / 8 * 8;
+  auto blocks = [&]<bool kBias, bool kRelu>() {
+    dequantize_blocks_transposed<kBias, kRelu>(m8, n8, c, ldc, a_zero, w_sum, scale, bias, y, ldy);
+  };
+  if (bias != nullptr) {
+    relu ? blocks.template operator()<true, true>() : blocks.template operator()<true, false>();
+  } else {
+    relu ? blocks.template operator()<false, true>() : blocks.template operator()<false, false>();
+  }
+#endif
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = i < m8 ? n8 : 0; j < n; ++j) one(i, j);
   }
 }
 
@@ -819,6 +897,7 @@ const Int8Kernels kInt8Table{.isa = EMBER_INT8_ISA,
                              .quantize_u8 = &quantize_u8,
                              .dequantize_u8 = &dequantize_u8,
                              .dequantize_s32 = &dequantize_s32,
+                             .dequantize_s32_transposed = &dequantize_s32_transposed,
                              .requantize_u8 = &requantize_u8,
                              .conv_u8s8 = &conv_u8s8,
                              .conv_u8s8_requantize = &conv_u8s8_requantize,

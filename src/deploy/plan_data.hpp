@@ -147,11 +147,10 @@ inline int64_t int8_floats(const Step& s) {
 /// value: a dynamic layer's scales, then for each worker (an Int8Conv2d splits its images among
 /// s.workers, Note [Int8 steps]) an area of `per_worker` bytes holding, at these offsets within
 /// it, the quantized input, its channels-last copy, the convolution's work buffer (im2row rows or
-/// the padded image: quant::detail::int8_conv_work_bytes), the int32 sums and the float outputs
-/// before they go channels first.
+/// the padded image: quant::detail::int8_conv_work_bytes) and the int32 sums.
 struct Int8Scratch {
   int64_t dynamic_scales = 0, first_worker = 0, per_worker = 0, total = 0;
-  int64_t quantized = 0, channels_last = 0, rows = 0, acc = 0, floats = 0;  // within a worker's area
+  int64_t quantized = 0, channels_last = 0, rows = 0, acc = 0;  // within a worker's area
 };
 Int8Scratch int8_scratch(const Step& s, const Value& input);
 

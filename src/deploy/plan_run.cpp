@@ -48,7 +48,6 @@ Int8Scratch int8_scratch(const Step& s, const Value& input) {
     if (float_input && c.c > 1) take(r.channels_last, c.c * c.h * c.w);
     take(r.rows, quant::detail::int8_conv_work_bytes(c, s.in_features));
     take(r.acc, pixels * s.out_features * int64_t(sizeof(int32_t)));
-    if (!s.q8.out_quantized) take(r.floats, pixels * s.out_features * int64_t(sizeof(float)));
   }
   r.per_worker = at;
   r.total = r.first_worker + r.per_worker * std::max<int64_t>(s.workers, 1);
@@ -182,9 +181,8 @@ void run_int8_conv(const Step& s, const Value& input, const std::byte* x, std::b
           quant::detail::int8_conv_image(l, c, img, zero, out_scales, rows, acc,
                                          reinterpret_cast<uint8_t*>(y) + b * pixels * l.out, nullptr);
         } else {
-          auto* out = reinterpret_cast<float*>(area + at.floats);
-          quant::detail::int8_conv_image(l, c, img, zero, out_scales, rows, acc, nullptr, out);
-          quant::detail::to_channels_first(out, pixels, l.out, reinterpret_cast<float*>(y) + b * l.out * pixels);
+          quant::detail::int8_conv_image(l, c, img, zero, out_scales, rows, acc, nullptr,
+                                         reinterpret_cast<float*>(y) + b * l.out * pixels);
         }
       }
     }

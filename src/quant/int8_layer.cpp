@@ -177,23 +177,23 @@ void int8_conv_image(const Int8Affine& l, const Int8ConvShape& s, const uint8_t*
     im2row_u8(s, img, static_cast<uint8_t>(a_zero), work);
     if (l.out_quantized) {
       int8_rows_to_u8(l, pixels, work, acc, y_u8);
-    } else {
-      int8_rows_to_float(l, pixels, work, a_zero, scales, acc, y_float);
+      return;
     }
-    return;
+    kern.gemm_u8s8(pixels, l.out, l.k, work, l.k, l.packed, acc, l.out);
+  } else {
+    pad_image_u8(s, img, static_cast<uint8_t>(a_zero), work);
+    const backend::Int8ConvWindows win = conv_windows(s);
+    const int8_t* w = l.direct_packed != nullptr ? l.direct_packed : l.packed;
+    if (l.out_quantized) {
+      const backend::Int8Requantization rq{.a_zero = l.in_zero, .w_sum = l.sums, .bias = l.bias_q,
+                                           .multiplier = l.out_multiplier, .y_zero = l.out_zero,
+                                           .qmin = l.relu ? l.out_zero : kActivationMin, .qmax = kActivationMax};
+      kern.conv_u8s8_requantize(win, work, l.out, w, rq, y_u8);
+      return;
+    }
+    kern.conv_u8s8(win, work, l.out, w, acc);
   }
-  pad_image_u8(s, img, static_cast<uint8_t>(a_zero), work);
-  const backend::Int8ConvWindows win = conv_windows(s);
-  const int8_t* w = l.direct_packed != nullptr ? l.direct_packed : l.packed;
-  if (l.out_quantized) {
-    const backend::Int8Requantization rq{.a_zero = l.in_zero, .w_sum = l.sums, .bias = l.bias_q,
-                                         .multiplier = l.out_multiplier, .y_zero = l.out_zero,
-                                         .qmin = l.relu ? l.out_zero : kActivationMin, .qmax = kActivationMax};
-    kern.conv_u8s8_requantize(win, work, l.out, w, rq, y_u8);
-    return;
-  }
-  kern.conv_u8s8(win, work, l.out, w, acc);
-  kern.dequantize_s32(pixels, l.out, acc, l.out, a_zero, l.sums, scales, l.bias, l.relu, y_float, l.out);
+  kern.dequantize_s32_transposed(pixels, l.out, acc, l.out, a_zero, l.sums, scales, l.bias, l.relu, y_float, pixels);
 }
 
 void to_channels_last_u8(const uint8_t* img, int64_t c, int64_t plane, uint8_t* nhwc) {
@@ -201,14 +201,6 @@ void to_channels_last_u8(const uint8_t* img, int64_t c, int64_t plane, uint8_t* 
     const int64_t p1 = std::min(plane, p0 + 64);
     for (int64_t ch = 0; ch < c; ++ch)
       for (int64_t p = p0; p < p1; ++p) nhwc[p * c + ch] = img[ch * plane + p];
-  }
-}
-
-void to_channels_first(const float* src, int64_t pixels, int64_t c, float* dst) {
-  for (int64_t p0 = 0; p0 < pixels; p0 += 16) {
-    const int64_t p1 = std::min(pixels, p0 + 16);
-    for (int64_t o = 0; o < c; ++o)
-      for (int64_t p = p0; p < p1; ++p) dst[o * pixels + p] = src[p * c + o];
   }
 }
 

@@ -77,15 +77,13 @@ std::vector<int8_t> int8_direct_conv_weights(const Int8Affine& l, const Int8Conv
 /// im2row rows).
 int64_t int8_conv_work_bytes(const Int8ConvShape& s, int64_t k);
 /// One channels-last image `img` in zero point a_zero through the convolution `l`: u8 outputs
-/// [pixels, out] in y_u8 when l.out_quantized, float ones (per-output `scales`) in y_float
-/// otherwise. `work` holds int8_conv_work_bytes, `acc` pixels * out int32.
+/// [pixels, out] in y_u8 when l.out_quantized, float ones channels first [out, pixels]
+/// (per-output `scales`) in y_float otherwise. `work` holds int8_conv_work_bytes, `acc` pixels * out int32.
 void int8_conv_image(const Int8Affine& l, const Int8ConvShape& s, const uint8_t* img, int32_t a_zero,
                      const float* scales, uint8_t* work, int32_t* acc, uint8_t* y_u8, float* y_float);
 /// One image [c, plane] to channels last [plane, c].
 void to_channels_last_u8(const uint8_t* img, int64_t c, int64_t plane, uint8_t* nhwc);
-/// One image's outputs [pixels, c] to channels first [c, pixels].
-void to_channels_first(const float* src, int64_t pixels, int64_t c, float* dst);
-/// The reverse for bytes: [pixels, c] -> [c, pixels].
+/// One image's bytes [pixels, c] to channels first [c, pixels].
 void to_channels_first_u8(const uint8_t* src, int64_t pixels, int64_t c, uint8_t* dst);
 
 /// Max pooling of channels-last uint8 images [n, h, w, c] (shape.h, shape.w) into [n, ho, wo, c]:

@@ -335,7 +335,6 @@ class QuantizedConv2d final : public Stage {
       uint8_t* nhwc = scratch<uint8_t, 3>(static_cast<size_t>(c_ * plane));
       uint8_t* work = scratch<uint8_t, 4>(static_cast<size_t>(detail::int8_conv_work_bytes(shape, k)));
       int32_t* acc = scratch<int32_t, 0>(static_cast<size_t>(pixels * out_c));
-      float* out = core_.out_quantized ? nullptr : scratch<float, 5>(static_cast<size_t>(pixels * out_c));
       for (int64_t b = b0; b < b1; ++b) {
         const uint8_t* img = images_u8 + b * c_ * plane;
         if (!channels_last && c_ > 1) {  // channels last, so that each kernel tap of a row is one run of C bytes
@@ -344,8 +343,9 @@ class QuantizedConv2d final : public Stage {
         }
         // Channels last is the GEMM's own output order, and the next quantized layer's input.
         uint8_t* y_u8 = core_.out_quantized ? y.quantized.data() + b * pixels * out_c : nullptr;
-        detail::int8_conv_image(layer, shape, img, static_cast<int32_t>(q.zero_point), scales, work, acc, y_u8, out);
-        if (!core_.out_quantized) detail::to_channels_first(out, pixels, out_c, y.value.data() + b * out_c * pixels);
+        float* y_float = core_.out_quantized ? nullptr : y.value.data() + b * out_c * pixels;
+        detail::int8_conv_image(layer, shape, img, static_cast<int32_t>(q.zero_point), scales, work, acc, y_u8,
+                                y_float);
       }
     };
     if (n == 1) {

@@ -178,6 +178,26 @@ TEST(Int8Kernels, OutputStagesMatchTheReference) {
       }
     }
   }
+  // Written transposed, as a convolution's float outputs go channels first: rows in blocks of eight
+  // and a tail, columns likewise.
+  const int64_t rows = 19, ldy = rows + 3;
+  std::vector<int32_t> tall(static_cast<size_t>(rows * ldc));
+  for (auto& v : tall) v = static_cast<int32_t>(rng() % 4000001) - 2000000;
+  for (bool relu : {false, true}) {
+    for (const float* b : {static_cast<const float*>(nullptr), static_cast<const float*>(fbias.data())}) {
+      std::vector<float> rowwise(static_cast<size_t>(rows * n)), want(static_cast<size_t>(n * ldy), -1.0f);
+      ref.dequantize_s32(rows, n, tall.data(), ldc, 7, w_sum.data(), scale.data(), b, relu, rowwise.data(), n);
+      for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t j = 0; j < n; ++j) want[j * ldy + i] = rowwise[i * n + j];
+      }
+      for (Int8Isa isa : available()) {
+        std::vector<float> got(want.size(), -1.0f);  // the gaps between rows stay untouched
+        int8_kernels_for(isa).dequantize_s32_transposed(rows, n, tall.data(), ldc, 7, w_sum.data(), scale.data(), b,
+                                                        relu, got.data(), ldy);
+        EXPECT_EQ(got, want) << int8_isa_name(isa) << " relu " << relu;
+      }
+    }
+  }
   for (const int32_t* b : {static_cast<const int32_t*>(nullptr), static_cast<const int32_t*>(bias.data())}) {
     std::vector<uint8_t> want(static_cast<size_t>(m * n));
     ref.requantize_u8(m, n, c.data(), ldc, 7, w_sum.data(), b, mult.data(), 64, 0, 127, want.data(), n);

@@ -88,6 +88,11 @@ struct Int8Kernels {
   /// when bias is null), then max(y, 0) when relu: a quantized layer's float output.
   void (*dequantize_s32)(int64_t m, int64_t n, const int32_t* c, int64_t ldc, int32_t a_zero, const int32_t* w_sum,
                          const float* scale, const float* bias, bool relu, float* y, int64_t ldy);
+  /// The same values written transposed, y[j * ldy + i]: a convolution's channels-last sums
+  /// [pixels, n] to its float output channels first [n, pixels].
+  void (*dequantize_s32_transposed)(int64_t m, int64_t n, const int32_t* c, int64_t ldc, int32_t a_zero,
+                                    const int32_t* w_sum, const float* scale, const float* bias, bool relu, float* y,
+                                    int64_t ldy);
   /// y[i * ldy + j] = clamp(nearbyint(float(c[i * ldc + j] - a_zero * w_sum[j] + bias[j]) *
   /// multiplier[j]) + y_zero, qmin, qmax) (bias null: none): int32 to the next layer's u8.
   void (*requantize_u8)(int64_t m, int64_t n, const int32_t* c, int64_t ldc, int32_t a_zero, const int32_t* w_sum,
