@@ -475,6 +475,11 @@ struct ColumnEpilogue {
   alignas(64) float multiplier[kTileCols];
   float lo = 0.0f, hi = 0.0f;
   int32_t y_zero = 0;
+  // Every |multiplier| < 1 (as a layer's scale ratios are): every product then fits an int32, so
+  // it can be rounded before the clamp, which saturating packs and a byte clamp then do.
+  bool products_fit = false;
+  bool clamp_bytes = false;  // [qmin, qmax] narrower than [0, 255]
+  uint8_t qmin = 0, qmax = 255;
 
   void set(const Int8Requantization& rq, int64_t j0, int64_t cols) {
     for (int64_t j = 0; j < kTileCols; ++j) {
@@ -486,8 +491,22 @@ struct ColumnEpilogue {
     lo = static_cast<float>(rq.qmin - rq.y_zero);
     hi = static_cast<float>(rq.qmax - rq.y_zero);
     y_zero = rq.y_zero;
+    products_fit = std::all_of(multiplier, multiplier + kTileCols, [](float m) { return std::fabs(m) < 1.0f; });
+    qmin = static_cast<uint8_t>(rq.qmin);
+    qmax = static_cast<uint8_t>(rq.qmax);
+    clamp_bytes = rq.qmin > 0 || rq.qmax < 255;
   }
 };
+
+// What a tile does with its sums: stores them, or requantizes them clamping the products (any
+// multiplier), or rounding them first (ColumnEpilogue::products_fit), with a byte clamp when
+// [qmin, qmax] is narrower than a byte's range. A template argument: no test per row.
+enum class TileOutput { Sums, Clamped, Rounded, RoundedClampBytes };
+
+inline TileOutput requantized_output(const ColumnEpilogue& e) {
+  if (!e.products_fit) return TileOutput::Clamped;
+  return e.clamp_bytes ? TileOutput::RoundedClampBytes : TileOutput::Rounded;
+}
 
 // A window's groups of four bytes in the packed weights' order, as one loop: with a loop per
 // kernel row inside the loop over groups, GCC kept the tiles' accumulators on the stack.
@@ -515,17 +534,38 @@ struct WindowGroups {
 // Eight requantized columns as int32 lanes before the zero point, from sums that started at the
 // offsets. Clamping before rounding gives requantize_one's values (the bounds are integers; max_ps
 // turns NaN into lo as it does), and cvtps rounds as nearbyint does, in the current mode.
+// Rounded outputs skip the clamp (ColumnEpilogue::products_fit).
+template <TileOutput kOut>
 inline __m256i requantize8(__m256i v, const ColumnEpilogue& e, int64_t j) {
   const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(e.multiplier + j));
+  if constexpr (kOut != TileOutput::Clamped) return _mm256_cvtps_epi32(p);
   return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(p, _mm256_set1_ps(e.lo)), _mm256_set1_ps(e.hi)));
+}
+
+// Sixteen requantized bytes of a row's sums (columns 0-7, 8-15) in order: int16 lanes (columns 0-3,
+// 8-11 | 4-7, 12-15) plus the zero point, bytes, then the dwords of four columns in order. Rounded
+// first, the saturating steps and the byte clamp give clamp_rounded's values.
+template <TileOutput kOut>
+inline __m128i requantized_bytes(__m256i acc0, __m256i acc1, const ColumnEpilogue& e) {
+  const __m256i packed = _mm256_packs_epi32(requantize8<kOut>(acc0, e, 0), requantize8<kOut>(acc1, e, 8));
+  const __m256i y_zero = _mm256_set1_epi16(static_cast<int16_t>(e.y_zero));
+  const __m256i w16 =
+      kOut == TileOutput::Clamped ? _mm256_add_epi16(packed, y_zero) : _mm256_adds_epi16(packed, y_zero);
+  __m256i w8 = _mm256_packus_epi16(w16, w16);
+  if constexpr (kOut == TileOutput::RoundedClampBytes) {
+    w8 = _mm256_min_epu8(_mm256_max_epu8(w8, _mm256_set1_epi8(static_cast<char>(e.qmin))),
+                         _mm256_set1_epi8(static_cast<char>(e.qmax)));
+  }
+  return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(w8, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5)));
 }
 
 // A row of the 16-column panel's windows by MR pixels (tile's inner step over the window's
 // groups), stored as int32 or requantized bytes. Not inlined: in the caller's loops GCC kept the
 // epilogue's constants in registers across the groups' loop and the accumulators on the stack.
-template <int MR, bool kRequantize>
+template <int MR, TileOutput kOut>
 [[gnu::noinline]] void conv_tile(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel, int64_t /*kp*/,
                                  int64_t cols, const ColumnEpilogue& e, int32_t* c, uint8_t* y, int64_t ld) {
+  constexpr bool kRequantize = kOut != TileOutput::Sums;
   __m256i acc0[MR], acc1[MR];
   // Requantized sums start at their offsets (bias - a_zero * w_sum).
   const __m256i init0 =
@@ -550,13 +590,7 @@ template <int MR, bool kRequantize>
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     if constexpr (kRequantize) {
-      // int16 lanes (columns 0-3, 8-11 | 4-7, 12-15) plus the zero point, bytes, then the dwords
-      // of four columns in order.
-      const __m256i w16 = _mm256_add_epi16(_mm256_packs_epi32(requantize8(acc0[r], e, 0), requantize8(acc1[r], e, 8)),
-                                           _mm256_set1_epi16(static_cast<int16_t>(e.y_zero)));
-      const __m256i w8 = _mm256_packus_epi16(w16, w16);
-      const __m128i bytes =
-          _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(w8, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5)));
+      const __m128i bytes = requantized_bytes<kOut>(acc0[r], acc1[r], e);
       if (cols == kTileCols) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(y + r * ld), bytes);
       } else {
@@ -579,17 +613,41 @@ template <int MR, bool kRequantize>
 // Sixteen requantized columns as int32 lanes before the zero point, from sums that started at the
 // offsets; the clamp before the rounding gives the same values as requantize_one's after it (the
 // bounds are integers), and max_ps turns NaN into lo as it does.
+// Rounded outputs skip the clamp (ColumnEpilogue::products_fit).
+template <TileOutput kOut = TileOutput::Clamped>
 inline __m512i requantize16(__m512i v, const ColumnEpilogue& e, int64_t j) {
   __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_load_ps(e.multiplier + j));
-  p = _mm512_min_ps(_mm512_max_ps(p, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
+  if constexpr (kOut == TileOutput::Clamped) {
+    p = _mm512_min_ps(_mm512_max_ps(p, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
+  }
   return _mm512_cvt_roundps_epi32(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+// Thirty-two requantized bytes of a row's sums (columns 0-15, 16-31) in order: packed to int16
+// lanes (each 128-bit lane: four columns of each half) plus the zero point, to bytes, then the
+// dwords of four columns gathered in order (cheaper than two vpmovdb stores). Rounded first, the
+// saturating steps and the byte clamp give clamp_rounded's values.
+template <TileOutput kOut>
+inline __m256i requantized_bytes(__m512i acc0, __m512i acc1, const ColumnEpilogue& e) {
+  const __m512i packed = _mm512_packs_epi32(requantize16<kOut>(acc0, e, 0), requantize16<kOut>(acc1, e, 16));
+  const __m512i y_zero = _mm512_set1_epi16(static_cast<int16_t>(e.y_zero));
+  const __m512i w16 =
+      kOut == TileOutput::Clamped ? _mm512_add_epi16(packed, y_zero) : _mm512_adds_epi16(packed, y_zero);
+  __m512i w8 = _mm512_packus_epi16(w16, w16);
+  if constexpr (kOut == TileOutput::RoundedClampBytes) {
+    w8 = _mm512_min_epu8(_mm512_max_epu8(w8, _mm512_set1_epi8(static_cast<char>(e.qmin))),
+                         _mm512_set1_epi8(static_cast<char>(e.qmax)));
+  }
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+  return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, w8));
 }
 
 // MR pixels by one or both panels' columns (16 or 32; tile's inner step over the window's groups),
 // stored as int32 or requantized bytes.
-template <int MR, bool kRequantize, bool kTwoPanels>
+template <int MR, TileOutput kOut, bool kTwoPanels>
 void conv_panels(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel, int64_t kp, int64_t cols,
                  const ColumnEpilogue& e, int32_t* c, uint8_t* y, int64_t ld) {
+  constexpr bool kRequantize = kOut != TileOutput::Sums;
   const int8_t* b0p = panel;
   const int8_t* b1p = kTwoPanels ? panel + kInt8Panel * kp : panel;
   __m512i acc0[MR], acc1[MR];
@@ -614,18 +672,12 @@ void conv_panels(const Int8ConvWindows& win, const uint8_t* a, const int8_t* pan
   const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
   const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
   const __mmask32 bytes_mask = cols >= 32 ? ~__mmask32(0) : (__mmask32(1) << cols) - 1;
-  // Two panels: packed to int16 lanes (each 128-bit lane: four columns of each half) plus the zero
-  // point, to bytes, then the dwords of four columns gathered in order (cheaper than two vpmovdb
-  // stores). One: the zero point added and the int32 lanes narrowed to bytes.
-  const __m512i y_zero16 = _mm512_set1_epi16(static_cast<int16_t>(e.y_zero));
+  // One panel: the zero point added and the int32 lanes narrowed to bytes.
   const __m512i y_zero32 = _mm512_set1_epi32(e.y_zero);
-  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     if constexpr (kRequantize && kTwoPanels) {
-      const __m512i w16 =
-          _mm512_add_epi16(_mm512_packs_epi32(requantize16(acc0[r], e, 0), requantize16(acc1[r], e, 16)), y_zero16);
-      const __m256i bytes = _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, _mm512_packus_epi16(w16, w16)));
+      const __m256i bytes = requantized_bytes<kOut>(acc0[r], acc1[r], e);
       if (cols >= 32) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + r * ld), bytes);
       } else {
@@ -642,18 +694,40 @@ void conv_panels(const Int8ConvWindows& win, const uint8_t* a, const int8_t* pan
 }
 
 // A column tile of at most 16 columns (a first layer's few filters) runs one panel: half the work.
-template <int MR, bool kRequantize>
+template <int MR, TileOutput kOut>
 void conv_tile(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel, int64_t kp, int64_t cols,
                const ColumnEpilogue& e, int32_t* c, uint8_t* y, int64_t ld) {
   if (cols > kInt8Panel) {
-    conv_panels<MR, kRequantize, true>(win, a, panel, kp, cols, e, c, y, ld);
+    conv_panels<MR, kOut, true>(win, a, panel, kp, cols, e, c, y, ld);
   } else {
-    conv_panels<MR, kRequantize, false>(win, a, panel, kp, cols, e, c, y, ld);
+    conv_panels<MR, kOut, false>(win, a, panel, kp, cols, e, c, y, ld);
   }
 }
 #endif
 
 #if EMBER_INT8_LEVEL >= 1
+// One output row of a column tile: its pixels in tiles of kRows and a remainder tile.
+template <TileOutput kOut>
+void conv_row(const Int8ConvWindows& win, const uint8_t* a, const int8_t* panel, int64_t kp, int64_t cols,
+              const ColumnEpilogue& e, int32_t* c, uint8_t* y, int64_t n) {
+  auto tile_at = [&]<int MR>(int64_t ox) {
+    conv_tile<MR, kOut>(win, a + ox * win.pixel_step, panel, kp, cols, e, c ? c + ox * n : nullptr,
+                        y ? y + ox * n : nullptr, n);
+  };
+  int64_t ox = 0;
+  for (; ox + kRows <= win.wo; ox += kRows) tile_at.template operator()<kRows>(ox);
+  switch (win.wo - ox) {
+    case 1: tile_at.template operator()<1>(ox); break;
+    case 2: tile_at.template operator()<2>(ox); break;
+    case 3: tile_at.template operator()<3>(ox); break;
+#if EMBER_INT8_LEVEL == 2
+    case 4: tile_at.template operator()<4>(ox); break;
+    case 5: tile_at.template operator()<5>(ox); break;
+#endif
+    default: break;
+  }
+}
+
 // Output rows by column tiles; a unit of work is one output row of one column tile (the tile's
 // weights stay in cache across its rows), units spread over threads when the work is large.
 template <bool kRequantize>
@@ -673,23 +747,17 @@ void conv_windows(const Int8ConvWindows& win, const uint8_t* image, int64_t n, c
       const int8_t* panel = w_packed + j0 * kp;
       const uint8_t* a = image + oy * win.row_step;
       const int64_t p0 = oy * win.wo;
-      int32_t* cr = kRequantize ? nullptr : c + p0 * n + j0;
-      uint8_t* yr = kRequantize ? y + p0 * n + j0 : nullptr;
-      auto tile_at = [&]<int MR>(int64_t ox) {
-        conv_tile<MR, kRequantize>(win, a + ox * win.pixel_step, panel, kp, cols, e, cr ? cr + ox * n : nullptr,
-                                   yr ? yr + ox * n : nullptr, n);
-      };
-      int64_t ox = 0;
-      for (; ox + kRows <= win.wo; ox += kRows) tile_at.template operator()<kRows>(ox);
-      switch (win.wo - ox) {
-        case 1: tile_at.template operator()<1>(ox); break;
-        case 2: tile_at.template operator()<2>(ox); break;
-        case 3: tile_at.template operator()<3>(ox); break;
-#if EMBER_INT8_LEVEL == 2
-        case 4: tile_at.template operator()<4>(ox); break;
-        case 5: tile_at.template operator()<5>(ox); break;
-#endif
-        default: break;
+      if constexpr (!kRequantize) {
+        conv_row<TileOutput::Sums>(win, a, panel, kp, cols, e, c + p0 * n + j0, nullptr, n);
+      } else {
+        uint8_t* yr = y + p0 * n + j0;
+        switch (requantized_output(e)) {
+          case TileOutput::Rounded: conv_row<TileOutput::Rounded>(win, a, panel, kp, cols, e, nullptr, yr, n); break;
+          case TileOutput::RoundedClampBytes:
+            conv_row<TileOutput::RoundedClampBytes>(win, a, panel, kp, cols, e, nullptr, yr, n);
+            break;
+          default: conv_row<TileOutput::Clamped>(win, a, panel, kp, cols, e, nullptr, yr, n); break;
+        }
       }
     }
   };

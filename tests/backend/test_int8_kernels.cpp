@@ -257,12 +257,24 @@ TEST(Int8Kernels, DirectConvolutionMatchesItsDefinition) {
         bias[static_cast<size_t>(j)] = static_cast<int32_t>(j * 53 % 4001) - 2000;
         mult[static_cast<size_t>(j)] = 1e-4f * static_cast<float>(1 + j % 50);
       }
-      const Int8Requantization rq{.a_zero = 9, .w_sum = w_sum.data(), .bias = bias.data(), .multiplier = mult.data(),
-                                  .y_zero = 20, .qmin = 20, .qmax = 127};
-      std::vector<uint8_t> want_u8(want.size());
-      int8_kernels_for(Int8Isa::Scalar)
-          .requantize_u8(pixels, cc.n, want.data(), cc.n, rq.a_zero, rq.w_sum, rq.bias, rq.multiplier, rq.y_zero, rq.qmin,
-                         rq.qmax, want_u8.data(), cc.n);
+      // Three requantizations, one per way the tiles take: ReLU's bounds (a byte clamp after the
+      // rounding); a byte's whole range with sums at int32's ends and a multiplier just under 1
+      // (rounded first, saturating); and multipliers of 1 and over (clamped before the rounding,
+      // products beyond int32).
+      std::vector<float> mult_wide = mult;
+      std::vector<int32_t> bias_wide = bias;
+      bias_wide[0] = std::numeric_limits<int32_t>::max() - 5000;
+      bias_wide[static_cast<size_t>(cc.n - 1)] = std::numeric_limits<int32_t>::min() + 5000;
+      mult_wide[0] = mult_wide[static_cast<size_t>(cc.n - 1)] = 0.999f;
+      std::vector<float> mult_large = mult_wide;
+      mult_large[static_cast<size_t>(cc.n / 2)] = 1.0f;
+      mult_large[0] = 3e4f;
+      const Int8Requantization relu{.a_zero = 9, .w_sum = w_sum.data(), .bias = bias.data(), .multiplier = mult.data(),
+                                    .y_zero = 20, .qmin = 20, .qmax = 127};
+      const Int8Requantization wide{.a_zero = 9, .w_sum = w_sum.data(), .bias = bias_wide.data(),
+                                    .multiplier = mult_wide.data(), .y_zero = 128, .qmin = 0, .qmax = 255};
+      const Int8Requantization large{.a_zero = 9, .w_sum = w_sum.data(), .bias = bias_wide.data(),
+                                     .multiplier = mult_large.data(), .y_zero = 3, .qmin = 0, .qmax = 255};
       for (int threads : {1, 2}) {
         ember::set_num_threads(threads);
         for (Int8Isa isa : available()) {
@@ -272,9 +284,16 @@ TEST(Int8Kernels, DirectConvolutionMatchesItsDefinition) {
           kern.conv_u8s8(win, img.a.data(), cc.n, wts.packed.data(), c.data());
           ASSERT_EQ(c, want) << int8_isa_name(isa) << " kind " << kind << " C " << cc.c << " n " << cc.n << " threads "
                              << threads;
-          std::vector<uint8_t> y(want.size(), 255);
-          kern.conv_u8s8_requantize(win, img.a.data(), cc.n, wts.packed.data(), rq, y.data());
-          ASSERT_EQ(y, want_u8) << int8_isa_name(isa) << " kind " << kind << " C " << cc.c << " n " << cc.n;
+          for (const Int8Requantization* rq : {&relu, &wide, &large}) {
+            std::vector<uint8_t> want_u8(want.size());
+            int8_kernels_for(Int8Isa::Scalar)
+                .requantize_u8(pixels, cc.n, want.data(), cc.n, rq->a_zero, rq->w_sum, rq->bias, rq->multiplier,
+                               rq->y_zero, rq->qmin, rq->qmax, want_u8.data(), cc.n);
+            std::vector<uint8_t> y(want.size(), 77);
+            kern.conv_u8s8_requantize(win, img.a.data(), cc.n, wts.packed.data(), *rq, y.data());
+            ASSERT_EQ(y, want_u8) << int8_isa_name(isa) << " kind " << kind << " C " << cc.c << " n " << cc.n
+                                  << " y_zero " << rq->y_zero;
+          }
         }
       }
       ember::set_num_threads(2);
