@@ -197,19 +197,11 @@ void int8_conv_image(const Int8Affine& l, const Int8ConvShape& s, const uint8_t*
 }
 
 void to_channels_last_u8(const uint8_t* img, int64_t c, int64_t plane, uint8_t* nhwc) {
-  for (int64_t p0 = 0; p0 < plane; p0 += 64) {  // in blocks that stay in L1
-    const int64_t p1 = std::min(plane, p0 + 64);
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t p = p0; p < p1; ++p) nhwc[p * c + ch] = img[ch * plane + p];
-  }
+  backend::int8_kernels().transpose_u8(c, plane, img, plane, nhwc, c);
 }
 
 void to_channels_first_u8(const uint8_t* src, int64_t pixels, int64_t c, uint8_t* dst) {
-  for (int64_t p0 = 0; p0 < pixels; p0 += 64) {
-    const int64_t p1 = std::min(pixels, p0 + 64);
-    for (int64_t o = 0; o < c; ++o)
-      for (int64_t p = p0; p < p1; ++p) dst[o * pixels + p] = src[p * c + o];
-  }
+  backend::int8_kernels().transpose_u8(pixels, c, src, c, dst, pixels);
 }
 
 namespace {

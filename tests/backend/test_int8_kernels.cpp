@@ -301,6 +301,28 @@ TEST(Int8Kernels, DirectConvolutionMatchesItsDefinition) {
   }
 }
 
+TEST(Int8Kernels, TransposeMovesEveryByte) {
+  std::mt19937 rng(12);
+  for (int64_t rows : {1, 3, 16, 19, 48}) {
+    for (int64_t cols : {1, 5, 16, 33, 64}) {
+      const int64_t lds = cols + 3, ldd = rows + 5;  // strides wider than the rows: the gaps stay untouched
+      std::vector<uint8_t> src(static_cast<size_t>(rows * lds));
+      for (auto& v : src) v = static_cast<uint8_t>(rng());
+      std::vector<uint8_t> want(static_cast<size_t>(cols * ldd), 0xA5);
+      for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t j = 0; j < cols; ++j) {
+          want[static_cast<size_t>(j * ldd + i)] = src[static_cast<size_t>(i * lds + j)];
+        }
+      }
+      for (Int8Isa isa : available()) {
+        std::vector<uint8_t> got(want.size(), 0xA5);
+        int8_kernels_for(isa).transpose_u8(rows, cols, src.data(), lds, got.data(), ldd);
+        ASSERT_EQ(got, want) << int8_isa_name(isa) << " " << rows << "x" << cols;
+      }
+    }
+  }
+}
+
 TEST(Int8Kernels, ChoiceFollowsTheFloatTables) {
   EXPECT_TRUE(int8_isa_available(Int8Isa::Scalar));
   EXPECT_TRUE(int8_isa_available(int8_kernels().isa));

@@ -98,6 +98,9 @@ struct Int8Kernels {
   void (*requantize_u8)(int64_t m, int64_t n, const int32_t* c, int64_t ldc, int32_t a_zero, const int32_t* w_sum,
                         const int32_t* bias, const float* multiplier, int32_t y_zero, int32_t qmin, int32_t qmax,
                         uint8_t* y, int64_t ldy);
+  /// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: uint8 images between channels
+  /// first and channels last.
+  void (*transpose_u8)(int64_t rows, int64_t cols, const uint8_t* src, int64_t lds, uint8_t* dst, int64_t ldd);
   /// The direct convolution of one image (Note [Direct int8 convolution]): c[p * n + j] for output
   /// pixel p = oy * wo + ox and column j < n is the sum over i < kh, t < 4 * row_groups of
   /// image[oy * row_step + ox * pixel_step + i * tap_row_step + t] * w[j][i * 4 * row_groups + t]:
