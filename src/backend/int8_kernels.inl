@@ -471,8 +471,8 @@ void gemm_u8s8(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, c
 // A column tile's requantization constants: bias - a_zero * w_sum (wrapping, as requantize_one
 // adds them) and the multipliers; zeros past the last column.
 struct ColumnEpilogue {
-  alignas(64) int32_t offset[kTileCols];
-  alignas(64) float multiplier[kTileCols];
+  alignas(64) int32_t offset[kTileCols] = {};
+  alignas(64) float multiplier[kTileCols] = {};
   float lo = 0.0f, hi = 0.0f;
   int32_t y_zero = 0;
   // Every |multiplier| < 1 (as a layer's scale ratios are): every product then fits an int32, so
@@ -531,33 +531,46 @@ struct WindowGroups {
 #endif
 
 #if EMBER_INT8_LEVEL == 1
-// Eight requantized columns as int32 lanes before the zero point, from sums that started at the
-// offsets. Clamping before rounding gives requantize_one's values (the bounds are integers; max_ps
-// turns NaN into lo as it does), and cvtps rounds as nearbyint does, in the current mode.
-// Rounded outputs skip the clamp (ColumnEpilogue::products_fit).
-template <TileOutput kOut>
-inline __m256i requantize8(__m256i v, const ColumnEpilogue& e, int64_t j) {
-  const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_load_ps(e.multiplier + j));
-  if constexpr (kOut != TileOutput::Clamped) return _mm256_cvtps_epi32(p);
-  return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(p, _mm256_set1_ps(e.lo)), _mm256_set1_ps(e.hi)));
-}
+// A column tile's requantization constants as registers, set up once per tile: the row stores
+// may alias ColumnEpilogue (they write bytes), so constants read from it were loaded again after
+// every row's store.
+struct Requantizer8 {
+  __m256 multiplier0, multiplier1, lo, hi;
+  __m256i y_zero16, qmin, qmax;
 
-// Sixteen requantized bytes of a row's sums (columns 0-7, 8-15) in order: int16 lanes (columns 0-3,
-// 8-11 | 4-7, 12-15) plus the zero point, bytes, then the dwords of four columns in order. Rounded
-// first, the saturating steps and the byte clamp give clamp_rounded's values.
-template <TileOutput kOut>
-inline __m128i requantized_bytes(__m256i acc0, __m256i acc1, const ColumnEpilogue& e) {
-  const __m256i packed = _mm256_packs_epi32(requantize8<kOut>(acc0, e, 0), requantize8<kOut>(acc1, e, 8));
-  const __m256i y_zero = _mm256_set1_epi16(static_cast<int16_t>(e.y_zero));
-  const __m256i w16 =
-      kOut == TileOutput::Clamped ? _mm256_add_epi16(packed, y_zero) : _mm256_adds_epi16(packed, y_zero);
-  __m256i w8 = _mm256_packus_epi16(w16, w16);
-  if constexpr (kOut == TileOutput::RoundedClampBytes) {
-    w8 = _mm256_min_epu8(_mm256_max_epu8(w8, _mm256_set1_epi8(static_cast<char>(e.qmin))),
-                         _mm256_set1_epi8(static_cast<char>(e.qmax)));
+  explicit Requantizer8(const ColumnEpilogue& e)
+      : multiplier0(_mm256_load_ps(e.multiplier)),
+        multiplier1(_mm256_load_ps(e.multiplier + 8)),
+        lo(_mm256_set1_ps(e.lo)),
+        hi(_mm256_set1_ps(e.hi)),
+        y_zero16(_mm256_set1_epi16(static_cast<int16_t>(e.y_zero))),
+        qmin(_mm256_set1_epi8(static_cast<char>(e.qmin))),
+        qmax(_mm256_set1_epi8(static_cast<char>(e.qmax))) {}
+
+  // Eight requantized columns as int32 lanes before the zero point, from sums that started at the
+  // offsets. Clamping before rounding gives requantize_one's values (the bounds are integers;
+  // max_ps turns NaN into lo as it does), and cvtps rounds as nearbyint does, in the current mode;
+  // rounded outputs skip the clamp (ColumnEpilogue::products_fit).
+  template <TileOutput kOut>
+  __m256i columns(__m256i v, __m256 multiplier) const {
+    const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(v), multiplier);
+    if constexpr (kOut != TileOutput::Clamped) return _mm256_cvtps_epi32(p);
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(p, lo), hi));
   }
-  return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(w8, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5)));
-}
+
+  // Sixteen requantized bytes of a row's sums (columns 0-7, 8-15) in order: int16 lanes (columns
+  // 0-3, 8-11 | 4-7, 12-15) plus the zero point, bytes, then the dwords of four columns in order.
+  // Rounded first, the saturating steps and the byte clamp give clamp_rounded's values.
+  template <TileOutput kOut>
+  __m128i bytes(__m256i acc0, __m256i acc1) const {
+    const __m256i packed = _mm256_packs_epi32(columns<kOut>(acc0, multiplier0), columns<kOut>(acc1, multiplier1));
+    const __m256i w16 =
+        kOut == TileOutput::Clamped ? _mm256_add_epi16(packed, y_zero16) : _mm256_adds_epi16(packed, y_zero16);
+    __m256i w8 = _mm256_packus_epi16(w16, w16);
+    if constexpr (kOut == TileOutput::RoundedClampBytes) w8 = _mm256_min_epu8(_mm256_max_epu8(w8, qmin), qmax);
+    return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(w8, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5)));
+  }
+};
 
 // A row of the 16-column panel's windows by MR pixels (tile's inner step over the window's
 // groups), stored as int32 or requantized bytes. Not inlined: in the caller's loops GCC kept the
@@ -587,11 +600,12 @@ template <int MR, TileOutput kOut>
       madd_group(_mm256_set1_epi32(load_group(groups.at + r * win.pixel_step)), b0, b1, ones, acc0[r], acc1[r]);
     }
   }
+  const Requantizer8 requantizer(e);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     if constexpr (kRequantize) {
-      const __m128i bytes = requantized_bytes<kOut>(acc0[r], acc1[r], e);
-      if (cols == kTileCols) {
+      const __m128i bytes = requantizer.bytes<kOut>(acc0[r], acc1[r]);
+      if (cols == kTileCols) [[likely]] {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(y + r * ld), bytes);
       } else {
         alignas(16) uint8_t lanes[16];
@@ -610,37 +624,54 @@ template <int MR, TileOutput kOut>
   }
 }
 #elif EMBER_INT8_LEVEL == 2
-// Sixteen requantized columns as int32 lanes before the zero point, from sums that started at the
-// offsets; the clamp before the rounding gives the same values as requantize_one's after it (the
-// bounds are integers), and max_ps turns NaN into lo as it does.
-// Rounded outputs skip the clamp (ColumnEpilogue::products_fit).
-template <TileOutput kOut = TileOutput::Clamped>
-inline __m512i requantize16(__m512i v, const ColumnEpilogue& e, int64_t j) {
-  __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_load_ps(e.multiplier + j));
-  if constexpr (kOut == TileOutput::Clamped) {
-    p = _mm512_min_ps(_mm512_max_ps(p, _mm512_set1_ps(e.lo)), _mm512_set1_ps(e.hi));
-  }
-  return _mm512_cvt_roundps_epi32(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-}
+// A column tile's requantization constants as registers, set up once per tile: the row stores
+// may alias ColumnEpilogue (they write bytes), so constants read from it were loaded again after
+// every row's store.
+struct Requantizer16 {
+  __m512 multiplier0, multiplier1, lo, hi;
+  __m512i y_zero16, y_zero32, qmin, qmax;
 
-// Thirty-two requantized bytes of a row's sums (columns 0-15, 16-31) in order: packed to int16
-// lanes (each 128-bit lane: four columns of each half) plus the zero point, to bytes, then the
-// dwords of four columns gathered in order (cheaper than two vpmovdb stores). Rounded first, the
-// saturating steps and the byte clamp give clamp_rounded's values.
-template <TileOutput kOut>
-inline __m256i requantized_bytes(__m512i acc0, __m512i acc1, const ColumnEpilogue& e) {
-  const __m512i packed = _mm512_packs_epi32(requantize16<kOut>(acc0, e, 0), requantize16<kOut>(acc1, e, 16));
-  const __m512i y_zero = _mm512_set1_epi16(static_cast<int16_t>(e.y_zero));
-  const __m512i w16 =
-      kOut == TileOutput::Clamped ? _mm512_add_epi16(packed, y_zero) : _mm512_adds_epi16(packed, y_zero);
-  __m512i w8 = _mm512_packus_epi16(w16, w16);
-  if constexpr (kOut == TileOutput::RoundedClampBytes) {
-    w8 = _mm512_min_epu8(_mm512_max_epu8(w8, _mm512_set1_epi8(static_cast<char>(e.qmin))),
-                         _mm512_set1_epi8(static_cast<char>(e.qmax)));
+  explicit Requantizer16(const ColumnEpilogue& e)
+      : multiplier0(_mm512_load_ps(e.multiplier)),
+        multiplier1(_mm512_load_ps(e.multiplier + 16)),
+        lo(_mm512_set1_ps(e.lo)),
+        hi(_mm512_set1_ps(e.hi)),
+        y_zero16(_mm512_set1_epi16(static_cast<int16_t>(e.y_zero))),
+        y_zero32(_mm512_set1_epi32(e.y_zero)),
+        qmin(_mm512_set1_epi8(static_cast<char>(e.qmin))),
+        qmax(_mm512_set1_epi8(static_cast<char>(e.qmax))) {}
+
+  // Sixteen requantized columns as int32 lanes before the zero point, from sums that started at
+  // the offsets; the clamp before the rounding gives the same values as requantize_one's after it
+  // (the bounds are integers), and max_ps turns NaN into lo as it does; rounded outputs skip the
+  // clamp (ColumnEpilogue::products_fit).
+  template <TileOutput kOut>
+  __m512i columns(__m512i v, __m512 multiplier) const {
+    __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(v), multiplier);
+    if constexpr (kOut == TileOutput::Clamped) p = _mm512_min_ps(_mm512_max_ps(p, lo), hi);
+    return _mm512_cvt_roundps_epi32(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   }
-  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
-  return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, w8));
-}
+
+  // Thirty-two requantized bytes of a row's sums (columns 0-15, 16-31) in order: packed to int16
+  // lanes (each 128-bit lane: four columns of each half) plus the zero point, to bytes, then the
+  // dwords of four columns gathered in order (cheaper than two vpmovdb stores). Rounded first, the
+  // saturating steps and the byte clamp give clamp_rounded's values.
+  template <TileOutput kOut>
+  __m256i bytes(__m512i acc0, __m512i acc1) const {
+    const __m512i packed = _mm512_packs_epi32(columns<kOut>(acc0, multiplier0), columns<kOut>(acc1, multiplier1));
+    const __m512i w16 =
+        kOut == TileOutput::Clamped ? _mm512_add_epi16(packed, y_zero16) : _mm512_adds_epi16(packed, y_zero16);
+    __m512i w8 = _mm512_packus_epi16(w16, w16);
+    if constexpr (kOut == TileOutput::RoundedClampBytes) w8 = _mm512_min_epu8(_mm512_max_epu8(w8, qmin), qmax);
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, w8));
+  }
+
+  // Sixteen columns' bytes, narrowed from int32 lanes (clamped first, so any multiplier).
+  __m128i bytes16(__m512i acc) const {
+    return _mm512_cvtepi32_epi8(_mm512_add_epi32(columns<TileOutput::Clamped>(acc, multiplier0), y_zero32));
+  }
+};
 
 // MR pixels by one or both panels' columns (16 or 32; tile's inner step over the window's groups),
 // stored as int32 or requantized bytes.
@@ -672,20 +703,18 @@ void conv_panels(const Int8ConvWindows& win, const uint8_t* a, const int8_t* pan
   const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
   const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
   const __mmask32 bytes_mask = cols >= 32 ? ~__mmask32(0) : (__mmask32(1) << cols) - 1;
-  // One panel: the zero point added and the int32 lanes narrowed to bytes.
-  const __m512i y_zero32 = _mm512_set1_epi32(e.y_zero);
+  const Requantizer16 requantizer(e);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     if constexpr (kRequantize && kTwoPanels) {
-      const __m256i bytes = requantized_bytes<kOut>(acc0[r], acc1[r], e);
-      if (cols >= 32) {
+      const __m256i bytes = requantizer.bytes<kOut>(acc0[r], acc1[r]);
+      if (cols >= 32) [[likely]] {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + r * ld), bytes);
       } else {
         _mm256_mask_storeu_epi8(y + r * ld, bytes_mask, bytes);
       }
     } else if constexpr (kRequantize) {
-      const __m128i bytes = _mm512_cvtepi32_epi8(_mm512_add_epi32(requantize16(acc0[r], e, 0), y_zero32));
-      _mm_mask_storeu_epi8(y + r * ld, m0, bytes);
+      _mm_mask_storeu_epi8(y + r * ld, m0, requantizer.bytes16(acc0[r]));
     } else {
       _mm512_mask_storeu_epi32(c + r * ld, m0, acc0[r]);
       if (kTwoPanels && m1 != 0) _mm512_mask_storeu_epi32(c + r * ld + 16, m1, acc1[r]);
