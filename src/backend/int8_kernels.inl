@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "ember/backend/int8_kernels.hpp"
+#include "ember/backend/kernels.hpp"
 #include "ember/backend/parallel.hpp"
 
 #ifndef EMBER_INT8_LEVEL
@@ -453,9 +454,9 @@ void gemm_u8s8(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, c
   if (work < (int64_t(1) << 20)) {
     run(0, row_blocks, 0, tiles);
   } else if (row_blocks >= 2 * get_num_threads()) {
-    detail::parallel_for(0, row_blocks, 1, [&](int64_t b, int64_t e) { run(b, e, 0, tiles); });
+    ember::detail::parallel_for(0, row_blocks, 1, [&](int64_t b, int64_t e) { run(b, e, 0, tiles); });
   } else {
-    detail::parallel_for(0, tiles, 1, [&](int64_t b, int64_t e) { run(0, row_blocks, b, e); });
+    ember::detail::parallel_for(0, tiles, 1, [&](int64_t b, int64_t e) { run(0, row_blocks, b, e); });
   }
 }
 #else
@@ -794,7 +795,7 @@ void conv_windows(const Int8ConvWindows& win, const uint8_t* image, int64_t n, c
   if (win.ho * win.wo * n * kp < (int64_t(1) << 20)) {
     run(0, units);
   } else {
-    detail::parallel_for(0, units, 1, run);
+    ember::detail::parallel_for(0, units, 1, run);
   }
 }
 
@@ -1004,6 +1005,80 @@ void transpose_u8(int64_t rows, int64_t cols, const uint8_t* src, int64_t lds, u
   }
 }
 
+// ---- Max pooling of uint8 images ------------------------------------------------------------------
+
+// d = max(d, p), d = p, d = max(p, q, r, s) over n bytes; the restrict lets the compiler use this
+// ISA's vector max without an overlap check.
+inline void max_bytes(uint8_t* __restrict d, const uint8_t* __restrict p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = d[i] > p[i] ? d[i] : p[i];
+}
+inline void copy_bytes(uint8_t* __restrict d, const uint8_t* __restrict p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = p[i];
+}
+inline void max_of_four(uint8_t* __restrict d, const uint8_t* __restrict p, const uint8_t* __restrict q,
+                        const uint8_t* __restrict r, const uint8_t* __restrict s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t pq = p[i] > q[i] ? p[i] : q[i], rs = r[i] > s[i] ? r[i] : s[i];
+    d[i] = pq > rs ? pq : rs;
+  }
+}
+
+// Windows that tile the image (stride = kernel, no padding or dilation): no bounds to test, and
+// 2x2 windows (most pooling) as one pass over their four taps.
+void max_pool_tiling_u8(const PoolShape& q, int64_t n, int64_t c, const uint8_t* src, uint8_t* dst) {
+  const int64_t row = q.w * c;
+  for (int64_t b = 0; b < n; ++b) {
+    const uint8_t* img = src + b * q.h * row;
+    for (int64_t oh = 0; oh < q.ho; ++oh) {
+      const uint8_t* top = img + oh * q.kh * row;
+      for (int64_t ow = 0; ow < q.wo; ++ow, dst += c) {
+        const uint8_t* p = top + ow * q.kw * c;
+        if (q.kh == 2 && q.kw == 2) {
+          max_of_four(dst, p, p + c, p + row, p + row + c, c);
+          continue;
+        }
+        copy_bytes(dst, p, c);
+        for (int64_t i = 0; i < q.kh; ++i) {
+          for (int64_t j = i == 0 ? 1 : 0; j < q.kw; ++j) max_bytes(dst, p + i * row + j * c, c);
+        }
+      }
+    }
+  }
+}
+
+void max_pool_u8(const PoolShape& q, int64_t n, int64_t c, const uint8_t* src, uint8_t* dst) {
+  if (q.stride_h == q.kh && q.stride_w == q.kw && q.pad_h == 0 && q.pad_w == 0 && q.dil_h == 1 && q.dil_w == 1) {
+    max_pool_tiling_u8(q, n, c, src, dst);
+    return;
+  }
+  for (int64_t b = 0; b < n; ++b) {
+    const uint8_t* img = src + b * q.h * q.w * c;
+    for (int64_t oh = 0; oh < q.ho; ++oh) {
+      for (int64_t ow = 0; ow < q.wo; ++ow, dst += c) {
+        // The first tap inside the image is copied, the others maxed in; a window wholly in the
+        // padding (which PyTorch's limits on padding rule out) gives 0.
+        bool first = true;
+        for (int64_t i = 0; i < q.kh; ++i) {
+          const int64_t ih = oh * q.stride_h - q.pad_h + i * q.dil_h;
+          if (ih < 0 || ih >= q.h) continue;
+          for (int64_t j = 0; j < q.kw; ++j) {
+            const int64_t iw = ow * q.stride_w - q.pad_w + j * q.dil_w;
+            if (iw < 0 || iw >= q.w) continue;
+            const uint8_t* p = img + (ih * q.w + iw) * c;
+            if (first) {
+              copy_bytes(dst, p, c);
+              first = false;
+            } else {
+              max_bytes(dst, p, c);
+            }
+          }
+        }
+        if (first) std::memset(dst, 0, static_cast<size_t>(c));
+      }
+    }
+  }
+}
+
 void requantize_u8(int64_t m, int64_t n, const int32_t* c, int64_t ldc, int32_t a_zero, const int32_t* w_sum,
                    const int32_t* bias, const float* multiplier, int32_t y_zero, int32_t qmin, int32_t qmax,
                    uint8_t* y, int64_t ldy) {
@@ -1046,6 +1121,7 @@ const Int8Kernels kInt8Table{.isa = EMBER_INT8_ISA,
                              .dequantize_s32_transposed = &dequantize_s32_transposed,
                              .requantize_u8 = &requantize_u8,
                              .transpose_u8 = &transpose_u8,
+                             .max_pool_u8 = &max_pool_u8,
                              .conv_u8s8 = &conv_u8s8,
                              .conv_u8s8_requantize = &conv_u8s8_requantize,
                              .direct_conv_fast = EMBER_INT8_LEVEL >= 1};

@@ -288,8 +288,9 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       const int64_t in_image = s.pool.h * s.pool.w * s.channels, out_image = s.pool.ho * s.pool.wo * s.channels;
       in_pieces(s.planes, std::max<int64_t>(1, kGrain / std::max<int64_t>(out_image * s.pool.kh * s.pool.kw, 1)),
                 [&](int64_t b, int64_t e) {
-                  quant::detail::max_pool_u8(s.pool, e - b, s.channels, reinterpret_cast<const uint8_t*>(in0) + b * in_image,
-                                             reinterpret_cast<uint8_t*>(out) + b * out_image);
+                  backend::int8_kernels().max_pool_u8(s.pool, e - b, s.channels,
+                                                      reinterpret_cast<const uint8_t*>(in0) + b * in_image,
+                                                      reinterpret_cast<uint8_t*>(out) + b * out_image);
                 });
       return;
     }

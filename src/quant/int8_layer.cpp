@@ -204,46 +204,5 @@ void to_channels_first_u8(const uint8_t* src, int64_t pixels, int64_t c, uint8_t
   backend::int8_kernels().transpose_u8(pixels, c, src, c, dst, pixels);
 }
 
-namespace {
-
-// d = max(d, p) over c bytes; the restrict lets the compiler use vector max without an overlap check.
-void max_bytes(uint8_t* __restrict d, const uint8_t* __restrict p, int64_t c) {
-  for (int64_t ch = 0; ch < c; ++ch) d[ch] = d[ch] > p[ch] ? d[ch] : p[ch];
-}
-void copy_bytes(uint8_t* __restrict d, const uint8_t* __restrict p, int64_t c) {
-  for (int64_t ch = 0; ch < c; ++ch) d[ch] = p[ch];
-}
-
-}  // namespace
-
-void max_pool_u8(const backend::PoolShape& q, int64_t n, int64_t c, const uint8_t* src, uint8_t* dst) {
-  for (int64_t b = 0; b < n; ++b) {
-    const uint8_t* img = src + b * q.h * q.w * c;
-    for (int64_t oh = 0; oh < q.ho; ++oh) {
-      for (int64_t ow = 0; ow < q.wo; ++ow, dst += c) {
-        // The first tap inside the image is copied, the others maxed in; a window wholly in the
-        // padding (which PyTorch's limits on padding rule out) gives 0.
-        bool first = true;
-        for (int64_t i = 0; i < q.kh; ++i) {
-          const int64_t ih = oh * q.stride_h - q.pad_h + i * q.dil_h;
-          if (ih < 0 || ih >= q.h) continue;
-          for (int64_t j = 0; j < q.kw; ++j) {
-            const int64_t iw = ow * q.stride_w - q.pad_w + j * q.dil_w;
-            if (iw < 0 || iw >= q.w) continue;
-            const uint8_t* p = img + (ih * q.w + iw) * c;
-            if (first) {
-              copy_bytes(dst, p, c);
-              first = false;
-            } else {
-              max_bytes(dst, p, c);
-            }
-          }
-        }
-        if (first) std::memset(dst, 0, static_cast<size_t>(c));
-      }
-    }
-  }
-}
-
 }  // namespace detail
 }  // namespace ember::quant

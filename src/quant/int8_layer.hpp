@@ -86,8 +86,5 @@ void to_channels_last_u8(const uint8_t* img, int64_t c, int64_t plane, uint8_t* 
 /// One image's bytes [pixels, c] to channels first [c, pixels].
 void to_channels_first_u8(const uint8_t* src, int64_t pixels, int64_t c, uint8_t* dst);
 
-/// Max pooling of channels-last uint8 images [n, h, w, c] (shape.h, shape.w) into [n, ho, wo, c]:
-/// exact on quantized values, as max commutes with a monotonic quantization.
-void max_pool_u8(const backend::PoolShape& shape, int64_t n, int64_t c, const uint8_t* src, uint8_t* dst);
 
 }  // namespace ember::quant::detail

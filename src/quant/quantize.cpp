@@ -403,7 +403,8 @@ class MaxPoolStage final : public Stage {
     const int64_t in_image = h * w * c, out_image = ho * wo * c;
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(out_image * k_.h * k_.w, 1));
     ember::detail::parallel_for(0, n, grain, [&](int64_t b0, int64_t b1) {
-      detail::max_pool_u8(shape, b1 - b0, c, x.quantized.data() + b0 * in_image, y.quantized.data() + b0 * out_image);
+      backend::int8_kernels().max_pool_u8(shape, b1 - b0, c, x.quantized.data() + b0 * in_image,
+                                          y.quantized.data() + b0 * out_image);
     });
     return y;
   }

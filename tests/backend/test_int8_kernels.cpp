@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ember/backend/int8_kernels.hpp"
+#include "ember/backend/kernels.hpp"
 #include "ember/backend/parallel.hpp"
 #include "ember/core/error.hpp"
 
@@ -318,6 +319,47 @@ TEST(Int8Kernels, TransposeMovesEveryByte) {
         std::vector<uint8_t> got(want.size(), 0xA5);
         int8_kernels_for(isa).transpose_u8(rows, cols, src.data(), lds, got.data(), ldd);
         ASSERT_EQ(got, want) << int8_isa_name(isa) << " " << rows << "x" << cols;
+      }
+    }
+  }
+}
+
+TEST(Int8Kernels, MaxPoolFollowsItsDefinition) {
+  // Windows that tile the image (2x2; 3x2 leaving rows and columns over), and overlapping ones with
+  // padding, a stride and a dilation; channel counts around the vector widths.
+  const std::vector<PoolShape> shapes = {
+      {.h = 8, .w = 6, .ho = 4, .wo = 3, .kh = 2, .kw = 2, .stride_h = 2, .stride_w = 2, .pad_h = 0, .pad_w = 0,
+       .dil_h = 1, .dil_w = 1},
+      {.h = 10, .w = 7, .ho = 3, .wo = 3, .kh = 3, .kw = 2, .stride_h = 3, .stride_w = 2, .pad_h = 0, .pad_w = 0,
+       .dil_h = 1, .dil_w = 1},
+      {.h = 9, .w = 11, .ho = 5, .wo = 5, .kh = 3, .kw = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1,
+       .dil_h = 1, .dil_w = 2}};
+  std::mt19937 rng(21);
+  for (const PoolShape& q : shapes) {
+    for (int64_t c : {1, 5, 32, 67}) {
+      const int64_t n = 2;
+      std::vector<uint8_t> src(static_cast<size_t>(n * q.h * q.w * c));
+      for (auto& v : src) v = static_cast<uint8_t>(rng());
+      std::vector<uint8_t> want(static_cast<size_t>(n * q.ho * q.wo * c), 0);
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t oh = 0; oh < q.ho; ++oh)
+          for (int64_t ow = 0; ow < q.wo; ++ow)
+            for (int64_t ch = 0; ch < c; ++ch) {
+              uint8_t m = 0;
+              for (int64_t i = 0; i < q.kh; ++i)
+                for (int64_t j = 0; j < q.kw; ++j) {
+                  const int64_t ih = oh * q.stride_h - q.pad_h + i * q.dil_h;
+                  const int64_t iw = ow * q.stride_w - q.pad_w + j * q.dil_w;
+                  if (ih >= 0 && ih < q.h && iw >= 0 && iw < q.w) {
+                    m = std::max(m, src[static_cast<size_t>(((b * q.h + ih) * q.w + iw) * c + ch)]);
+                  }
+                }
+              want[static_cast<size_t>(((b * q.ho + oh) * q.wo + ow) * c + ch)] = m;
+            }
+      for (Int8Isa isa : available()) {
+        std::vector<uint8_t> got(want.size(), 0xA5);
+        int8_kernels_for(isa).max_pool_u8(q, n, c, src.data(), got.data());
+        ASSERT_EQ(got, want) << int8_isa_name(isa) << " kernel " << q.kh << "x" << q.kw << " c " << c;
       }
     }
   }

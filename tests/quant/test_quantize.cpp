@@ -223,29 +223,35 @@ INSTANTIATE_TEST_SUITE_P(Quantize, QuantizedConv,
                                            nn::Conv2dOptions{.padding = {2, 1}, .dilation = {1, 2}}));
 
 // Max pooling on uint8 channels-last values equals pooling the dequantized floats (max commutes
-// with the monotonic quantization), with padding, a stride and a dilation.
+// with the monotonic quantization): with padding, a stride and a dilation, and for windows that
+// tile the image (2x2, and 3x2 on sizes that leave rows and columns over).
 TEST(Quantize, MaxPoolOnQuantizedValuesIsExact) {
-  Generator gen(8);
-  nn::Sequential net(nn::Conv2d(2, 5, {3, 3}, {.padding = 1}), nn::MaxPool2d(3, {.stride = 2, .padding = 1, .dilation = {1, 2}}),
-                     nn::Conv2d(5, 3, {1, 1}), nn::Flatten());  // a quantized consumer: the pool gets uint8
-  net.eval();
-  const Tensor<float> x = randn<float>({3, 2, 9, 11}, &gen);
-  const quant::QuantizedModel q = quant::quantize(net, {x}, {.observer = quant::Observer::MinMax});
-  const quant::Activation a = q.stage(0).run({x});
-  ASSERT_TRUE(a.quantized.defined()) << q.str();
-  const Tensor<float> a_float = quant::QTensor<uint8_t>::per_tensor(a.quantized, a.params.scale, a.params.zero_point)
-                                    .dequantize()
-                                    .permute({0, 3, 1, 2})
-                                    .contiguous();
-  const quant::Activation pooled = q.stage(1).run(a);
-  ASSERT_TRUE(pooled.quantized.defined());
-  const Tensor<float> got = quant::QTensor<uint8_t>::per_tensor(pooled.quantized, pooled.params.scale, pooled.params.zero_point)
-                                .dequantize()
-                                .permute({0, 3, 1, 2})
-                                .contiguous();
-  const Tensor<float> want = q.stage(1).run(quant::Activation{a_float, {}, {}}).value;
-  ASSERT_EQ(got.shape(), want.shape());
-  EXPECT_EQ(got.to_vector(), want.to_vector());
+  const std::vector<std::pair<nn::IntPair, nn::MaxPool2dOptions>> pools = {
+      {3, {.stride = 2, .padding = 1, .dilation = {1, 2}}}, {2, {}}, {{3, 2}, {}}};
+  for (const auto& [kernel, options] : pools) {
+    Generator gen(8);
+    nn::Sequential net(nn::Conv2d(2, 5, {3, 3}, {.padding = 1}), nn::MaxPool2d(kernel, options),
+                       nn::Conv2d(5, 3, {1, 1}), nn::Flatten());  // a quantized consumer: the pool gets uint8
+    net.eval();
+    const Tensor<float> x = randn<float>({3, 2, 9, 11}, &gen);
+    const quant::QuantizedModel q = quant::quantize(net, {x}, {.observer = quant::Observer::MinMax});
+    const quant::Activation a = q.stage(0).run({x});
+    ASSERT_TRUE(a.quantized.defined()) << q.str();
+    const Tensor<float> a_float = quant::QTensor<uint8_t>::per_tensor(a.quantized, a.params.scale, a.params.zero_point)
+                                      .dequantize()
+                                      .permute({0, 3, 1, 2})
+                                      .contiguous();
+    const quant::Activation pooled = q.stage(1).run(a);
+    ASSERT_TRUE(pooled.quantized.defined());
+    const Tensor<float> got =
+        quant::QTensor<uint8_t>::per_tensor(pooled.quantized, pooled.params.scale, pooled.params.zero_point)
+            .dequantize()
+            .permute({0, 3, 1, 2})
+            .contiguous();
+    const Tensor<float> want = q.stage(1).run(quant::Activation{a_float, {}, {}}).value;
+    ASSERT_EQ(got.shape(), want.shape()) << q.stage(1).str();
+    EXPECT_EQ(got.to_vector(), want.to_vector()) << q.stage(1).str();
+  }
 }
 
 nn::Sequential<float> small_cnn() {

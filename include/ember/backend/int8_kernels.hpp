@@ -23,6 +23,8 @@
 
 namespace ember::backend {
 
+struct PoolShape;  // ember/backend/kernels.hpp
+
 /// The instruction sets with int8 kernels: vpdpbusd needs AVX-512 VNNI; an AVX-512 CPU without it
 /// runs the AVX2 kernels. On aarch64: NEON's widening multiplies everywhere, sdot where the CPU has
 /// the dot-product extension (Cortex-A55/A76 and later), smmla where it has i8mm (ARMv8.6-A).
@@ -101,6 +103,9 @@ struct Int8Kernels {
   /// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: uint8 images between channels
   /// first and channels last.
   void (*transpose_u8)(int64_t rows, int64_t cols, const uint8_t* src, int64_t lds, uint8_t* dst, int64_t ldd);
+  /// Max pooling of channels-last uint8 images [n, h, w, c] (shape.h, shape.w) into [n, ho, wo, c]:
+  /// exact on quantized values, as max commutes with a monotonic quantization.
+  void (*max_pool_u8)(const PoolShape& shape, int64_t n, int64_t c, const uint8_t* src, uint8_t* dst);
   /// The direct convolution of one image (Note [Direct int8 convolution]): c[p * n + j] for output
   /// pixel p = oy * wo + ox and column j < n is the sum over i < kh, t < 4 * row_groups of
   /// image[oy * row_step + ox * pixel_step + i * tap_row_step + t] * w[j][i * 4 * row_groups + t]:
