@@ -18,7 +18,9 @@
 // The float steps round once, with no fused multiply-add, so every tier gives the same bits:
 // quantization is PyTorch's quantize_val (q = clamp(nearbyint(x * inv_scale) + zero_point), the
 // product in float, rounding half to even), requantization q = clamp(nearbyint(float(acc) *
-// multiplier[j]) + zero_point).
+// multiplier[j]) + zero_point). The SIMD requantization clamps the product before rounding it,
+// except where every multiplier is under 1 (a layer's scale ratios): each product then fits an
+// int32, is rounded first, and saturating packs plus a byte clamp give the same bytes.
 #include <cstdint>
 
 namespace ember::backend {
