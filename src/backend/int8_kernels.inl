@@ -821,20 +821,41 @@ void quantize_u8(int64_t n, const float* x, float inv_scale, int32_t zero_point,
   const float lo = static_cast<float>(qmin - zero_point), hi = static_cast<float>(qmax - zero_point);
   int64_t i = 0;
 #if EMBER_INT8_LEVEL >= 1
-  // max_ps(r, lo) yields lo for a NaN r, as clamp_rounded does.
+  // Clamped before the rounding, which gives clamp_rounded's values as the bounds are integers;
+  // max_ps(p, lo) yields lo for a NaN p as it does. The zero point is added to int16 lanes (the
+  // clamped values and it fit them), 32 (AVX2) or 64 (AVX-512) bytes at a time, put in order.
+#if EMBER_INT8_LEVEL == 2
+  {
+    const __m512 vinv = _mm512_set1_ps(inv_scale), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzero = _mm512_set1_epi16(static_cast<int16_t>(zero_point));
+    const __m512i vflip = _mm512_set1_epi8(static_cast<char>(flip));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    auto rounded = [&](int64_t at) {
+      const __m512 p = _mm512_mul_ps(_mm512_loadu_ps(x + at), vinv);
+      return _mm512_cvt_roundps_epi32(_mm512_min_ps(_mm512_max_ps(p, vlo), vhi),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    };
+    for (; i + 64 <= n; i += 64) {
+      const __m512i w01 = _mm512_add_epi16(_mm512_packs_epi32(rounded(i), rounded(i + 16)), vzero);
+      const __m512i w23 = _mm512_add_epi16(_mm512_packs_epi32(rounded(i + 32), rounded(i + 48)), vzero);
+      const __m512i bytes = _mm512_xor_si512(_mm512_packus_epi16(w01, w23), vflip);
+      _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(order, bytes));
+    }
+  }
+#endif
   const __m256 vinv = _mm256_set1_ps(inv_scale), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-  const __m256i vzero = _mm256_set1_epi32(zero_point), vflip = _mm256_set1_epi8(static_cast<char>(flip));
-  for (; i + 8 <= n; i += 8) {
-    __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv);
-    __m256 r = _mm256_round_ps(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    r = _mm256_min_ps(_mm256_max_ps(r, vlo), vhi);
-    const __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(r), vzero);
-    const __m256i w16 = _mm256_packs_epi32(v, v);
-    const __m256i w8 = _mm256_xor_si256(_mm256_packus_epi16(w16, w16), vflip);
-    const int32_t lo4 = _mm_cvtsi128_si32(_mm256_castsi256_si128(w8));
-    const int32_t hi4 = _mm_cvtsi128_si32(_mm256_extracti128_si256(w8, 1));
-    std::memcpy(q + i, &lo4, 4);
-    std::memcpy(q + i + 4, &hi4, 4);
+  const __m256i vzero = _mm256_set1_epi16(static_cast<int16_t>(zero_point));
+  const __m256i vflip = _mm256_set1_epi8(static_cast<char>(flip));
+  auto rounded = [&](int64_t at) {
+    const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + at), vinv);
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(p, vlo), vhi));
+  };
+  for (; i + 32 <= n; i += 32) {
+    const __m256i w01 = _mm256_add_epi16(_mm256_packs_epi32(rounded(i), rounded(i + 8)), vzero);
+    const __m256i w23 = _mm256_add_epi16(_mm256_packs_epi32(rounded(i + 16), rounded(i + 24)), vzero);
+    const __m256i bytes = _mm256_xor_si256(_mm256_packus_epi16(w01, w23), vflip);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i),
+                        _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
   }
 #endif
   quantize_range(i, n, x, inv_scale, zero_point, lo, hi, flip, q);

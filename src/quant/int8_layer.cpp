@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "../core/internal.hpp"
+#include "ember/backend/parallel.hpp"
 #include "ember/core/error.hpp"
 #include "ember/quant/observer.hpp"
 
@@ -54,7 +55,13 @@ bool dynamic_input_params(const float* x, int64_t n, float& scale, int32_t& zero
 }
 
 void quantize_activations(const float* x, int64_t n, float scale, int32_t zero_point, uint8_t* q) {
-  backend::int8_kernels().quantize_u8(n, x, 1.0f / scale, zero_point, kActivationMin, kActivationMax, 0, q);
+  const backend::Int8Kernels& kern = backend::int8_kernels();
+  const float inv_scale = 1.0f / scale;
+  // A batch's input is read from beyond L2 (a Linear 3136 -> 128 at batch 64: 800 KB): in pieces
+  // over the threads, each core brings its own bandwidth.
+  ember::detail::parallel_for(0, n, int64_t(1) << 16, [&](int64_t b, int64_t e) {
+    kern.quantize_u8(e - b, x + b, inv_scale, zero_point, kActivationMin, kActivationMax, 0, q + b);
+  });
 }
 
 void int8_rows_to_float(const Int8Affine& l, int64_t m, const uint8_t* a, int32_t a_zero, const float* scales,

@@ -7,6 +7,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <vector>
@@ -112,11 +113,12 @@ TEST(Int8Kernels, GemmThreadsGiveTheSameResult) {
 }
 
 std::vector<float> conversion_inputs() {
-  std::vector<float> x;
-  for (int i = -700; i <= 700; ++i) x.push_back(static_cast<float>(i) / 4.0f);  // ties at halves
   const float specials[] = {1e9f, -1e9f, 3e9f, -3e9f, std::numeric_limits<float>::infinity(),
                             -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
                             -0.0f, 0.4999999f, 2.5f, -2.5f};
+  // The specials first (in the vector blocks) and last (in the scalar tail too).
+  std::vector<float> x(std::begin(specials), std::end(specials));
+  for (int i = -700; i <= 700; ++i) x.push_back(static_cast<float>(i) / 4.0f);  // ties at halves
   for (float v : specials) x.push_back(v);
   return x;
 }
@@ -145,6 +147,10 @@ TEST(Int8Kernels, QuantizeMatchesTheReference) {
       int8_kernels_for(isa).quantize_u8(static_cast<int64_t>(x.size()), x.data(), c.inv_scale, c.zero, c.qmin, c.qmax,
                                         c.flip, got.data());
       EXPECT_EQ(got, want) << int8_isa_name(isa);
+      // 97 = 64 + 32 + 1 values: a wide block, a narrower one and the tail.
+      std::vector<uint8_t> prefix(97);
+      int8_kernels_for(isa).quantize_u8(97, x.data(), c.inv_scale, c.zero, c.qmin, c.qmax, c.flip, prefix.data());
+      EXPECT_TRUE(std::equal(prefix.begin(), prefix.end(), want.begin())) << int8_isa_name(isa);
       std::vector<float> back(x.size()), back_ref(x.size());
       int8_kernels_for(isa).dequantize_u8(static_cast<int64_t>(x.size()), got.data(), c.zero, 0.25f, c.flip, back.data());
       ref.dequantize_u8(static_cast<int64_t>(x.size()), got.data(), c.zero, 0.25f, c.flip, back_ref.data());
