@@ -479,7 +479,7 @@ struct ColumnEpilogue {
   // Every |multiplier| < 1 (as a layer's scale ratios are): every product then fits an int32, so
   // it can be rounded before the clamp, which saturating packs and a byte clamp then do.
   bool products_fit = false;
-  bool clamp_bytes = false;  // [qmin, qmax] narrower than [0, 255]
+  bool raise_bytes = false;  // qmin > 0 (a ReLU's, with a zero point above 0)
   uint8_t qmin = 0, qmax = 255;
 
   void set(const Int8Requantization& rq, int64_t j0, int64_t cols) {
@@ -495,18 +495,19 @@ struct ColumnEpilogue {
     products_fit = std::all_of(multiplier, multiplier + kTileCols, [](float m) { return std::fabs(m) < 1.0f; });
     qmin = static_cast<uint8_t>(rq.qmin);
     qmax = static_cast<uint8_t>(rq.qmax);
-    clamp_bytes = rq.qmin > 0 || rq.qmax < 255;
+    raise_bytes = rq.qmin > 0;
   }
 };
 
 // What a tile does with its sums: stores them, or requantizes them clamping the products (any
-// multiplier), or rounding them first (ColumnEpilogue::products_fit), with a byte clamp when
-// [qmin, qmax] is narrower than a byte's range. A template argument: no test per row.
-enum class TileOutput { Sums, Clamped, Rounded, RoundedClampBytes };
+// multiplier), or rounding them first (ColumnEpilogue::products_fit) and then clamping the bytes
+// to qmax (7-bit activations: 127), and to qmin too where it is above 0. A template argument: no
+// test per row.
+enum class TileOutput { Sums, Clamped, Rounded, RoundedRaised };
 
 inline TileOutput requantized_output(const ColumnEpilogue& e) {
   if (!e.products_fit) return TileOutput::Clamped;
-  return e.clamp_bytes ? TileOutput::RoundedClampBytes : TileOutput::Rounded;
+  return e.raise_bytes ? TileOutput::RoundedRaised : TileOutput::Rounded;
 }
 
 // A window's groups of four bytes in the packed weights' order, as one loop: with a loop per
@@ -568,7 +569,8 @@ struct Requantizer8 {
     const __m256i w16 =
         kOut == TileOutput::Clamped ? _mm256_add_epi16(packed, y_zero16) : _mm256_adds_epi16(packed, y_zero16);
     __m256i w8 = _mm256_packus_epi16(w16, w16);
-    if constexpr (kOut == TileOutput::RoundedClampBytes) w8 = _mm256_min_epu8(_mm256_max_epu8(w8, qmin), qmax);
+    if constexpr (kOut == TileOutput::RoundedRaised) w8 = _mm256_max_epu8(w8, qmin);
+    if constexpr (kOut != TileOutput::Clamped) w8 = _mm256_min_epu8(w8, qmax);
     return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(w8, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5)));
   }
 };
@@ -663,7 +665,8 @@ struct Requantizer16 {
     const __m512i w16 =
         kOut == TileOutput::Clamped ? _mm512_add_epi16(packed, y_zero16) : _mm512_adds_epi16(packed, y_zero16);
     __m512i w8 = _mm512_packus_epi16(w16, w16);
-    if constexpr (kOut == TileOutput::RoundedClampBytes) w8 = _mm512_min_epu8(_mm512_max_epu8(w8, qmin), qmax);
+    if constexpr (kOut == TileOutput::RoundedRaised) w8 = _mm512_max_epu8(w8, qmin);
+    if constexpr (kOut != TileOutput::Clamped) w8 = _mm512_min_epu8(w8, qmax);
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
     return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, w8));
   }
@@ -783,8 +786,8 @@ void conv_windows(const Int8ConvWindows& win, const uint8_t* image, int64_t n, c
         uint8_t* yr = y + p0 * n + j0;
         switch (requantized_output(e)) {
           case TileOutput::Rounded: conv_row<TileOutput::Rounded>(win, a, panel, kp, cols, e, nullptr, yr, n); break;
-          case TileOutput::RoundedClampBytes:
-            conv_row<TileOutput::RoundedClampBytes>(win, a, panel, kp, cols, e, nullptr, yr, n);
+          case TileOutput::RoundedRaised:
+            conv_row<TileOutput::RoundedRaised>(win, a, panel, kp, cols, e, nullptr, yr, n);
             break;
           default: conv_row<TileOutput::Clamped>(win, a, panel, kp, cols, e, nullptr, yr, n); break;
         }

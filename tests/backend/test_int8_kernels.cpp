@@ -264,10 +264,10 @@ TEST(Int8Kernels, DirectConvolutionMatchesItsDefinition) {
         bias[static_cast<size_t>(j)] = static_cast<int32_t>(j * 53 % 4001) - 2000;
         mult[static_cast<size_t>(j)] = 1e-4f * static_cast<float>(1 + j % 50);
       }
-      // Three requantizations, one per way the tiles take: ReLU's bounds (a byte clamp after the
-      // rounding); a byte's whole range with sums at int32's ends and a multiplier just under 1
-      // (rounded first, saturating); and multipliers of 1 and over (clamped before the rounding,
-      // products beyond int32).
+      // Requantizations for each way the tiles take: ReLU's bounds (byte clamps to qmin and qmax
+      // after the rounding); a byte's whole range and 7-bit activations' [0, 127] with sums at
+      // int32's ends and a multiplier just under 1 (rounded first, saturating); and multipliers of
+      // 1 and over (clamped before the rounding, products beyond int32).
       std::vector<float> mult_wide = mult;
       std::vector<int32_t> bias_wide = bias;
       bias_wide[0] = std::numeric_limits<int32_t>::max() - 5000;
@@ -280,6 +280,8 @@ TEST(Int8Kernels, DirectConvolutionMatchesItsDefinition) {
                                     .y_zero = 20, .qmin = 20, .qmax = 127};
       const Int8Requantization wide{.a_zero = 9, .w_sum = w_sum.data(), .bias = bias_wide.data(),
                                     .multiplier = mult_wide.data(), .y_zero = 128, .qmin = 0, .qmax = 255};
+      const Int8Requantization seven_bits{.a_zero = 9, .w_sum = w_sum.data(), .bias = bias_wide.data(),
+                                          .multiplier = mult_wide.data(), .y_zero = 64, .qmin = 0, .qmax = 127};
       const Int8Requantization large{.a_zero = 9, .w_sum = w_sum.data(), .bias = bias_wide.data(),
                                      .multiplier = mult_large.data(), .y_zero = 3, .qmin = 0, .qmax = 255};
       for (int threads : {1, 2}) {
@@ -291,7 +293,7 @@ TEST(Int8Kernels, DirectConvolutionMatchesItsDefinition) {
           kern.conv_u8s8(win, img.a.data(), cc.n, wts.packed.data(), c.data());
           ASSERT_EQ(c, want) << int8_isa_name(isa) << " kind " << kind << " C " << cc.c << " n " << cc.n << " threads "
                              << threads;
-          for (const Int8Requantization* rq : {&relu, &wide, &large}) {
+          for (const Int8Requantization* rq : {&relu, &wide, &seven_bits, &large}) {
             std::vector<uint8_t> want_u8(want.size());
             int8_kernels_for(Int8Isa::Scalar)
                 .requantize_u8(pixels, cc.n, want.data(), cc.n, rq->a_zero, rq->w_sum, rq->bias, rq->multiplier,
