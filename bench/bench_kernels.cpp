@@ -18,7 +18,7 @@ struct ConvCase {
 constexpr ConvCase kCases[] = {
     {"resnet_16x32x32_k3", 16, 32, 3, 1, 1}, {"resnet_32x16x16_k3", 32, 16, 3, 1, 1},
     {"resnet_64x8x8_k3", 64, 8, 3, 1, 1},    {"resnet_16x32x32_k3_s2", 16, 32, 3, 2, 1},
-    {"lenet_6x12x12_k5", 6, 12, 5, 1, 0},
+    {"lenet_1x28x28_k5", 1, 28, 5, 1, 0},    {"lenet_6x12x12_k5", 6, 12, 5, 1, 0},
     {"dcgan_64x14x14_k4_s2", 64, 14, 4, 2, 1, 6},
     {"dcgan_128x7x7_k4_s2", 128, 7, 4, 2, 1, 29},
     {"dcgan_128x7x7_k3_s2", 128, 7, 3, 2, 1, 16},

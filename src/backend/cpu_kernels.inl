@@ -936,6 +936,133 @@ void col2im_one_pixel(const ConvShape& s, const T* __restrict cols, T* __restric
   }
 }
 
+// Note [Unpadded rows]
+// The taps of a stride-1 convolution without column padding (LeNet's unpadded 5x5: rows of 24
+// and 8 values out of rows of 28 and 12) read whole rows at a fixed offset: c * kh * kw * ho
+// short runs per image. Through im2col's general loop each row paid more for its tests (which
+// taps, which rows, then copy_run's packet loop, half packet and tail: ~5 cycles for a row of 8)
+// than for its copy, and each tap as much again for working out its ranges and calls. Here the
+// whole lowering is one template per row length, with a row's packets unrolled (and, on AVX-512,
+// two rows of half a packet stored as one packet), picked once per call. col2im adds the taps
+// column by column of the kernel (j outer, then i): a tap then adds into the rows of the tap
+// before it at the same offset, while the tap order of the general loop (i outer, then j) adds
+// each row again at an offset of one value, whose loads had to wait for the stores still in
+// flight to the bytes they overlap (store forwarding fails on such partial overlaps). Each
+// table, the scalar one included, takes this path, so their sums stay in the same order.
+inline bool unpadded_columns(const ConvShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.pad_w == 0 && (s.kw - 1) * s.dil_w + s.wo <= s.w;
+}
+
+// One tap's rows: rows runs of n == kFull packets (+ a half packet when kHalf) values, src_ld
+// apart, to dst one after another.
+template <class T, int kFull, bool kHalf>
+[[gnu::always_inline]] inline void copy_tap_rows(int64_t rows, const T* __restrict src, int64_t src_ld,
+                                                 T* __restrict dst) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  constexpr int n = kFull * W + (kHalf ? HalfPack<T>::kWidth : 0);
+  int64_t r = 0;
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+  if constexpr (kFull == 0 && kHalf) {  // two rows of half a packet per store
+    for (; r + 2 <= rows; r += 2, src += 2 * src_ld, dst += 2 * n) {
+      if constexpr (std::is_same_v<T, float>) {
+        _mm512_storeu_ps(dst, _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(src)),
+                                                 _mm256_loadu_ps(src + src_ld), 1));
+      } else {
+        _mm512_storeu_pd(dst, _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(src)),
+                                                 _mm256_loadu_pd(src + src_ld), 1));
+      }
+    }
+  }
+#endif
+  for (; r < rows; ++r, src += src_ld, dst += n) {
+    for (int v = 0; v < kFull; ++v) V::load(src + v * W).store(dst + v * W);
+    if constexpr (kHalf) HalfPack<T>::load(src + kFull * W).store(dst + kFull * W);
+  }
+}
+
+// kFull < 0: rows of any length (copy_run).
+template <class T, int kFull, bool kHalf>
+void im2col_unpadded(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64_t ld) {
+  const int64_t wo = s.wo;
+  for (int64_t c = 0; c < s.c; ++c) {
+    const T* xc = x + c * s.h * s.w;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      const ValidRange rows = valid_rows(s, i);
+      const bool edges = rows.lo > 0 || rows.hi < s.ho;
+      const T* src = xc + (rows.lo + i * s.dil_h - s.pad_h) * s.w;
+      for (int64_t j = 0; j < s.kw; ++j, cols += ld, src += s.dil_w) {
+        if (edges) {
+          zero_run(cols, rows.lo * wo);
+          zero_run(cols + rows.hi * wo, (s.ho - rows.hi) * wo);
+        }
+        if constexpr (kFull < 0) {
+          for (int64_t oh = rows.lo; oh < rows.hi; ++oh) copy_run(src + (oh - rows.lo) * s.w, cols + oh * wo, wo);
+        } else {
+          copy_tap_rows<T, kFull, kHalf>(rows.hi - rows.lo, src, s.w, cols + rows.lo * wo);
+        }
+      }
+    }
+  }
+}
+
+// f(kFull, kHalf), as integral constants, for rows of n values: a few whole packets, or (AVX-512)
+// some and a half one; kFull = -1 for any other length.
+template <class T, class F>
+void with_row_packets(int64_t n, F f) {
+  constexpr int64_t W = Pack<T>::kWidth;
+  using std::integral_constant, std::true_type, std::false_type;
+  if constexpr (kSimd) {
+    if (kHalfPack && n % W == HalfPack<T>::kWidth) {
+      switch (n / W) {
+        case 0: return f(integral_constant<int, 0>{}, true_type{});
+        case 1: return f(integral_constant<int, 1>{}, true_type{});
+        case 2: return f(integral_constant<int, 2>{}, true_type{});
+        default: break;
+      }
+    } else if (n % W == 0) {
+      switch (n / W) {
+        case 1: return f(integral_constant<int, 1>{}, false_type{});
+        case 2: return f(integral_constant<int, 2>{}, false_type{});
+        case 3: return f(integral_constant<int, 3>{}, false_type{});
+        case 4: return f(integral_constant<int, 4>{}, false_type{});
+        default: break;
+      }
+    }
+  }
+  f(integral_constant<int, -1>{}, false_type{});
+}
+
+// The adjoint of im2col_unpadded: each tap's rows added into the image.
+template <class T, int kFull, bool kHalf>
+void col2im_unpadded(const ConvShape& s, const T* __restrict cols, T* __restrict x, int64_t ld) {
+  using V = Pack<T>;
+  constexpr int W = V::kWidth;
+  const int64_t wo = s.wo;
+  for (int64_t c = 0; c < s.c; ++c) {
+    T* xc = x + c * s.h * s.w;
+    const T* cc = cols + c * s.kh * s.kw * ld;
+    for (int64_t j = 0; j < s.kw; ++j) {
+      for (int64_t i = 0; i < s.kh; ++i) {
+        const ValidRange rows = valid_rows(s, i);
+        const T* src = cc + (i * s.kw + j) * ld + rows.lo * wo;
+        T* dst = xc + (rows.lo + i * s.dil_h - s.pad_h) * s.w + j * s.dil_w;
+        for (int64_t oh = rows.lo; oh < rows.hi; ++oh, src += wo, dst += s.w) {
+          if constexpr (kFull < 0) {
+            add_run(src, dst, wo);
+          } else {
+            for (int v = 0; v < kFull; ++v) (V::load(dst + v * W) + V::load(src + v * W)).store(dst + v * W);
+            if constexpr (kHalf) {
+              using H = HalfPack<T>;
+              (H::load(dst + kFull * W) + H::load(src + kFull * W)).store(dst + kFull * W);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 template <class T>
 void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64_t ld) {
   const int64_t wo = s.wo, sw = s.stride_w;
@@ -947,6 +1074,10 @@ void im2col(const ConvShape& s, const T* __restrict x, T* __restrict cols, int64
         im2col_stride2<typename decltype(packet)::type>(s, g, x, cols, ld);
       }))
     return;
+  if (unpadded_columns(s)) {  // Note [Unpadded rows]
+    with_row_packets<T>(s.wo, [&](auto full, auto half) { im2col_unpadded<T, full(), half()>(s, x, cols, ld); });
+    return;
+  }
   const bool flat = flat_taps(s);
   // A running row pointer: computing each row's offset from ld cost GCC a register in the row
   // loops below (LeNet's rows of 8: im2col 35% slower on AVX-512).
@@ -1021,6 +1152,10 @@ void col2im(const ConvShape& s, T* __restrict cols, T* __restrict x, int64_t ld)
         col2im_stride2<typename decltype(packet)::type>(s, g, cols, x, ld);
       }))
     return;
+  if (unpadded_columns(s)) {  // Note [Unpadded rows]
+    with_row_packets<T>(s.wo, [&](auto full, auto half) { col2im_unpadded<T, full(), half()>(s, cols, x, ld); });
+    return;
+  }
   const bool flat = flat_taps(s);
   T* next_row = cols;
   for (int64_t c = 0; c < s.c; ++c) {

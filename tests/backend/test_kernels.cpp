@@ -448,6 +448,12 @@ std::vector<ConvShape> conv_shapes() {
                            {1, 6, 33, 3, 3, 2, 2, 1, 1, 1, 1}, {2, 5, 32, 4, 4, 2, 2, 1, 1, 1, 1},
                            {1, 9, 12, 3, 3, 1, 2, 2, 1, 2, 1}, {1, 4, 6, 5, 3, 3, 2, 3, 0, 1, 1},
                            {3, 8, 9, 3, 3, 2, 2, 1, 1, 1, 1},
+                           // unpadded columns (Note [Unpadded rows]): rows of half a packet in
+                           // an odd count, of one, two, two and a half, three and five packets,
+                           // with row padding and dilation
+                           {3, 11, 12, 5, 5, 1, 1, 0, 0, 1, 1}, {2, 7, 20, 3, 5, 1, 1, 0, 0, 1, 1},
+                           {1, 5, 34, 3, 3, 1, 1, 0, 0, 1, 1}, {1, 6, 44, 2, 5, 1, 1, 1, 0, 1, 1},
+                           {1, 4, 52, 2, 3, 1, 1, 0, 0, 1, 2}, {2, 5, 44, 3, 5, 1, 1, 2, 0, 2, 1},
                            // planes to one pixel: kernel as large as the plane, with padding,
                            // strided and dilated
                            {3, 4, 4, 4, 4, 1, 1, 0, 0, 1, 1}, {2, 2, 2, 4, 4, 1, 1, 1, 1, 1, 1},
