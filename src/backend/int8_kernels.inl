@@ -1070,9 +1070,42 @@ void max_pool_tiling_u8(const PoolShape& q, int64_t n, int64_t c, const uint8_t*
   }
 }
 
+// Tiling windows over images of at most kFewChannels channels (LeNet-5's 6 and 16), whose
+// per-window loops of c bytes cost more than their maxima: each output row's kh input rows are
+// maxed into one row (contiguous bytes, whole vectors), then each byte with the kw - 1 that lie c,
+// 2c, ... after it (a window's columns), and every kw-th pixel of that copied out with one
+// 16-byte move (spilling into the next pixels' places, which are written after it; the moves that
+// would pass the row's end copy c bytes). The rows live on the stack: plans allocate nothing.
+constexpr int64_t kFewChannels = 16, kPoolRowBytes = 4096;
+
+void max_pool_tiling_few_u8(const PoolShape& q, int64_t n, int64_t c, const uint8_t* src, uint8_t* dst) {
+  const int64_t row = q.w * c, used = q.wo * q.kw * c;  // an input row's bytes that windows read
+  const int64_t span = used - (q.kw - 1) * c;             // window starts, as bytes
+  alignas(64) uint8_t rows[kPoolRowBytes], windows[kPoolRowBytes + kFewChannels];
+  for (int64_t b = 0; b < n; ++b) {
+    const uint8_t* img = src + b * q.h * row;
+    for (int64_t oh = 0; oh < q.ho; ++oh, dst += q.wo * c) {
+      const uint8_t* top = img + oh * q.kh * row;
+      copy_bytes(rows, top, used);
+      for (int64_t i = 1; i < q.kh; ++i) max_bytes(rows, top + i * row, used);
+      copy_bytes(windows, rows, span);
+      for (int64_t j = 1; j < q.kw; ++j) max_bytes(windows, rows + j * c, span);
+      std::memset(windows + span, 0, kFewChannels);  // read by the spilling moves, never kept
+      const uint8_t* w = windows;
+      int64_t ow = 0;
+      for (; ow * c + kFewChannels <= q.wo * c; ++ow, w += q.kw * c) std::memcpy(dst + ow * c, w, kFewChannels);
+      for (; ow < q.wo; ++ow, w += q.kw * c) std::memcpy(dst + ow * c, w, static_cast<size_t>(c));
+    }
+  }
+}
+
 void max_pool_u8(const PoolShape& q, int64_t n, int64_t c, const uint8_t* src, uint8_t* dst) {
   if (q.stride_h == q.kh && q.stride_w == q.kw && q.pad_h == 0 && q.pad_w == 0 && q.dil_h == 1 && q.dil_w == 1) {
-    max_pool_tiling_u8(q, n, c, src, dst);
+    if (c <= kFewChannels && q.wo * q.kw * c <= kPoolRowBytes && q.ho > 0 && q.wo > 0) {
+      max_pool_tiling_few_u8(q, n, c, src, dst);
+    } else {
+      max_pool_tiling_u8(q, n, c, src, dst);
+    }
     return;
   }
   for (int64_t b = 0; b < n; ++b) {

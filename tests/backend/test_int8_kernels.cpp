@@ -333,18 +333,23 @@ TEST(Int8Kernels, TransposeMovesEveryByte) {
 }
 
 TEST(Int8Kernels, MaxPoolFollowsItsDefinition) {
-  // Windows that tile the image (2x2; 3x2 leaving rows and columns over), and overlapping ones with
-  // padding, a stride and a dilation; channel counts around the vector widths.
+  // Windows that tile the image (2x2; 3x2 and 2x3 leaving rows and columns over; LeNet-5's 24x24),
+  // and overlapping ones with padding, a stride and a dilation; channel counts around the vector
+  // widths and the few-channel path's bound (16).
   const std::vector<PoolShape> shapes = {
       {.h = 8, .w = 6, .ho = 4, .wo = 3, .kh = 2, .kw = 2, .stride_h = 2, .stride_w = 2, .pad_h = 0, .pad_w = 0,
        .dil_h = 1, .dil_w = 1},
       {.h = 10, .w = 7, .ho = 3, .wo = 3, .kh = 3, .kw = 2, .stride_h = 3, .stride_w = 2, .pad_h = 0, .pad_w = 0,
        .dil_h = 1, .dil_w = 1},
       {.h = 9, .w = 11, .ho = 5, .wo = 5, .kh = 3, .kw = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1,
-       .dil_h = 1, .dil_w = 2}};
+       .dil_h = 1, .dil_w = 2},
+      {.h = 6, .w = 11, .ho = 3, .wo = 3, .kh = 2, .kw = 3, .stride_h = 2, .stride_w = 3, .pad_h = 0, .pad_w = 0,
+       .dil_h = 1, .dil_w = 1},
+      {.h = 24, .w = 24, .ho = 12, .wo = 12, .kh = 2, .kw = 2, .stride_h = 2, .stride_w = 2, .pad_h = 0, .pad_w = 0,
+       .dil_h = 1, .dil_w = 1}};
   std::mt19937 rng(21);
   for (const PoolShape& q : shapes) {
-    for (int64_t c : {1, 5, 32, 67}) {
+    for (int64_t c : {1, 5, 6, 16, 17, 32, 67}) {
       const int64_t n = 2;
       std::vector<uint8_t> src(static_cast<size_t>(n * q.h * q.w * c));
       for (auto& v : src) v = static_cast<uint8_t>(rng());
