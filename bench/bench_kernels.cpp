@@ -77,7 +77,26 @@ void BM_ember_conv_flat(benchmark::State& state, ConvCase c, bool weight_grad) {
                                                 benchmark::Counter::kIsRate);
 }
 
+// 2x2 max pooling of a batch of 64 at LeNet-5's two poolings (6 planes of 24x24, 16 of 8x8), in
+// GB/s of the input read.
+void BM_ember_max_pool2x2(benchmark::State& state, int64_t channels, int64_t hw) {
+  const int64_t planes = 64 * channels, out = (hw / 2) * (hw / 2);
+  std::vector<float> x(static_cast<size_t>(planes * hw * hw)), y(static_cast<size_t>(planes * out));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float((i * 7919) % 101);
+  std::vector<int64_t> idx(y.size());
+  const auto& k = ember::backend::kernels<float>();
+  for (auto _ : state) {
+    k.max_pool2x2(planes, hw, hw, x.data(), y.data(), idx.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * planes * hw * hw * int64_t(sizeof(float)));
+}
+
 [[maybe_unused]] const bool kRegistered = [] {
+  benchmark::RegisterBenchmark("BM_ember_max_pool2x2/lenet_64x6x24x24", BM_ember_max_pool2x2, 6, 24)
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("BM_ember_max_pool2x2/lenet_64x16x8x8", BM_ember_max_pool2x2, 16, 8)
+      ->Unit(benchmark::kMicrosecond);
   for (const ConvCase& c : kCases) {
     if (c.stride != 1 || c.pad * 2 + 1 != c.k) continue;
     benchmark::RegisterBenchmark((std::string("BM_ember_conv_flat/") + c.name).c_str(), BM_ember_conv_flat, c, false)

@@ -1277,6 +1277,74 @@ inline void pool_take(T v, int64_t at, T& best, int64_t& best_at) {
   best_at = take ? at : best_at;
 }
 
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+// pool_take's rule over 16 windows' four candidates (in scan order; the first at index first, the
+// others at first + offs[c]), and the first n windows' maxima and their indices stored.
+inline void store_window_maxima(const __m512 (&cand)[4], __m512i first, const int32_t (&offs)[4], int n, float* y,
+                                int64_t* idx) {
+  __m512 best = cand[0];
+  __m512i at = first;
+  for (int c = 1; c < 4; ++c) {
+    const __mmask16 take = _mm512_cmp_ps_mask(cand[c], best, _CMP_GT_OQ) |
+                           (_mm512_cmp_ps_mask(cand[c], cand[c], _CMP_UNORD_Q) &
+                            _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q));
+    best = _mm512_mask_mov_ps(best, take, cand[c]);
+    at = _mm512_mask_add_epi32(at, take, first, _mm512_set1_epi32(offs[c]));
+  }
+  const __mmask16 out = __mmask16((1u << n) - 1u);
+  _mm512_mask_storeu_ps(y, out, best);
+  _mm512_mask_storeu_epi64(idx, __mmask8(out), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
+  _mm512_mask_storeu_epi64(idx + 8, __mmask8(out >> 8), _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(at, 1)));
+}
+#endif
+
+// Float planes whose output rows are at most 8 windows wide and whose width is even (LeNet-5's
+// second pooling: 8x8 -> 4x4), 16 / wo output rows per step: their input rows are one run of at
+// most 64 floats, four registers, from which each candidate is two permutes and a blend. One row
+// per step, as max_pool2x2_row_simd does, left three quarters of the lanes idle at wo = 4. Returns
+// whether it ran (AVX-512 only); lane indices are 32-bit, as there.
+inline bool max_pool2x2_narrow_planes_simd(int64_t planes, int64_t h, int64_t w, const float* x, float* y,
+                                           int64_t* idx) {
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+  const int64_t ho = h / 2, wo = w / 2;
+  const int64_t rows = 16 / wo;  // output rows per step
+  // Lane l: window l % wo of the step's output row l / wo; its candidates' offsets in the step's input.
+  alignas(64) int32_t first_offset[16] = {};
+  for (int64_t l = 0; l < rows * wo; ++l) first_offset[l] = int32_t(l / wo * 2 * w + 2 * (l % wo));
+  const int32_t offs[4] = {0, 1, int32_t(w), int32_t(w + 1)};
+  const __m512i first_in_step = _mm512_load_si512(first_offset);
+  __m512i at_in_step[4];
+  __mmask16 upper[4];  // lanes whose candidate lies in the upper two registers
+  for (int c = 0; c < 4; ++c) {
+    at_in_step[c] = _mm512_add_epi32(first_in_step, _mm512_set1_epi32(offs[c]));
+    upper[c] = _mm512_cmpge_epi32_mask(at_in_step[c], _mm512_set1_epi32(32));
+  }
+  for (int64_t pl = 0; pl < planes; ++pl, x += h * w, y += ho * wo, idx += ho * wo) {
+    for (int64_t oh = 0; oh < ho; oh += rows) {
+      const int64_t step_rows = std::min(rows, ho - oh);
+      const int64_t floats = step_rows * 2 * w;
+      const float* src = x + 2 * oh * w;
+      __m512 in[4];
+      for (int k = 0; k < 4; ++k) {
+        const int64_t left = std::clamp<int64_t>(floats - 16 * k, 0, 16);
+        in[k] = _mm512_maskz_loadu_ps(__mmask16((1u << left) - 1u), src + 16 * k);
+      }
+      __m512 cand[4];
+      for (int c = 0; c < 4; ++c) {
+        cand[c] = _mm512_mask_blend_ps(upper[c], _mm512_permutex2var_ps(in[0], at_in_step[c], in[1]),
+                                       _mm512_permutex2var_ps(in[2], at_in_step[c], in[3]));
+      }
+      const __m512i first = _mm512_add_epi32(_mm512_set1_epi32(int32_t(2 * oh * w)), first_in_step);
+      store_window_maxima(cand, first, offs, int(step_rows * wo), y + oh * wo, idx + oh * wo);
+    }
+  }
+  return true;
+#else
+  (void)planes, (void)h, (void)w, (void)x, (void)y, (void)idx;
+  return false;
+#endif
+}
+
 // Output row oh of a float plane, 16 windows per step (the last one masked): the even and odd
 // columns of both input rows, then pool_take's rule lane by lane (8 windows on AVX2). Returns
 // the windows done (all of them, or none without AVX2 or AVX-512). Lane indices are 32-bit: the
@@ -1299,20 +1367,7 @@ inline int64_t max_pool2x2_row_simd(const float* x, int64_t w, int64_t oh, int64
     const __m512 cand[4] = {_mm512_permutex2var_ps(a0, even, a1), _mm512_permutex2var_ps(a0, odd, a1),
                             _mm512_permutex2var_ps(b0, even, b1), _mm512_permutex2var_ps(b0, odd, b1)};
     const __m512i first = _mm512_add_epi32(_mm512_set1_epi32(int32_t(2 * oh * w + 2 * ow)), even);
-    __m512 best = cand[0];
-    __m512i at = first;
-    for (int c = 1; c < 4; ++c) {
-      const __mmask16 take = _mm512_cmp_ps_mask(cand[c], best, _CMP_GT_OQ) |
-                             (_mm512_cmp_ps_mask(cand[c], cand[c], _CMP_UNORD_Q) &
-                              _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q));
-      best = _mm512_mask_mov_ps(best, take, cand[c]);
-      at = _mm512_mask_add_epi32(at, take, first, _mm512_set1_epi32(offs[c]));
-    }
-    const __mmask16 out = __mmask16((1u << n) - 1u);
-    _mm512_mask_storeu_ps(y + ow, out, best);
-    _mm512_mask_storeu_epi64(idx + ow, __mmask8(out), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
-    _mm512_mask_storeu_epi64(idx + ow + 8, __mmask8(out >> 8),
-                             _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(at, 1)));
+    store_window_maxima(cand, first, offs, n, y + ow, idx + ow);
   }
 #elif defined(__AVX2__)
   // 8 windows per step: the 16 floats of each input row split into even and odd columns
@@ -1363,6 +1418,9 @@ template <class T>
 void max_pool2x2(int64_t planes, int64_t h, int64_t w, const T* x, T* y, int64_t* idx) {
   const int64_t ho = h / 2, wo = w / 2;
   const bool simd = std::is_same_v<T, float> && h * w <= INT32_MAX;
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd && wo >= 1 && w == 2 * wo && wo <= 8 && max_pool2x2_narrow_planes_simd(planes, h, w, x, y, idx)) return;
+  }
   for (int64_t pl = 0; pl < planes; ++pl, x += h * w, y += ho * wo, idx += ho * wo) {
     for (int64_t oh = 0; oh < ho; ++oh) {
       int64_t ow = 0;

@@ -1036,15 +1036,17 @@ TEST(Kernels, FlatConvolutionMatchesDefinition) {
 
 // 2x2 max pooling: the scalar kernel against the definition (first maximum in row-major order,
 // first NaN wins), the SIMD ones bit-identical to it, on planes of odd and even sizes, narrower
-// and wider than a vector, with ties (values from a small set) and NaNs.
+// and wider than a vector, with ties (values from a small set) and NaNs; planes of at most 8
+// output columns and even width run several output rows per vector (the last step of a plane
+// with fewer rows: 14x6, 7x16, 35x2, 10x10, 12x14).
 template <class T>
 void check_max_pool2x2(Isa isa) {
   const auto& ref = kernels_for<T>(Isa::Scalar);
   const auto& k = kernels_for<T>(isa);
   std::mt19937 rng(3);
   std::uniform_int_distribution<int> small(0, 3);
-  const std::pair<int64_t, int64_t> sizes[] = {{2, 2}, {3, 5},   {4, 32}, {6, 34}, {5, 66},
-                                                {8, 8}, {24, 24}, {1, 40}, {2, 97}};
+  const std::pair<int64_t, int64_t> sizes[] = {{2, 2},  {3, 5},  {4, 32},  {6, 34},  {5, 66},  {8, 8},  {24, 24},
+                                                {1, 40}, {2, 97}, {14, 6}, {7, 16}, {35, 2}, {10, 10}, {12, 14}};
   for (auto [h, w] : sizes) {
     SCOPED_TRACE(::testing::Message() << h << "x" << w);
     const int64_t planes = 3, ho = h / 2, wo = w / 2;
