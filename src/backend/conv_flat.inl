@@ -27,7 +27,9 @@
 //   with both operands as they lie in memory (pixels contiguous in both): a tile of R taps x S
 //   output channels keeps R * S vector accumulators, each a dot product over pixels, summed
 //   across its lanes once per block of images (enough images that the horizontal sums are a
-//   small share), so neither operand is transposed or packed.
+//   small share), so neither operand is transposed or packed. It also takes stride-1
+//   convolutions without padding, whose output rows are narrower than the input's (see
+//   conv_valid_weight_grad).
 #include <algorithm>
 #include <cstdint>
 
@@ -414,6 +416,136 @@ template <class T>
 inline constexpr WgradTileTable<T> kWgradTiles =
     make_wgrad_tile_table<T>(std::make_integer_sequence<int, FlatShape<T>::R * FlatShape<T>::S>{});
 
+// The weight gradient of a stride-1 convolution without padding (a "valid" one: LeNet-5's 28 -> 24
+// and 12 -> 8), whose output rows are narrower than the input's, so that a tap is no fixed offset
+// into the flat plane. The output gradient's pixels are still contiguous: a vector of W of them
+// spans at most two output rows (ValidVectors), and the tap's inputs for it are one masked load
+// per row, at the row's own offset; wgrad_tile's accumulators then take them as they do there.
+// Row by row instead, a 24-pixel row filled one vector and a half and an 8-pixel one half a
+// vector (on AVX-512). Through im2col and the GEMM, the column matrix was written and then
+// transposed to be packed: more time than the products (LeNet-5's step: im2col 13%, the
+// transposes 9%).
+template <class T>
+struct ValidVectors {
+  using Mask = typename Pack<T>::Mask;
+  int64_t pixel[kChunk<T>];                // the vector's first output pixel
+  int64_t run1[kChunk<T>], run2[kChunk<T>];  // input offset read by lane 0, for the lanes of each row
+  Mask in1[kChunk<T>], in2[kChunk<T>], in[kChunk<T>];
+  bool two_rows[kChunk<T>];
+  int count = 0;
+};
+
+// The vectors of output pixels from `begin` on, at most kChunk of them, each up to W pixels of at
+// most two rows; returns the pixel after the last.
+template <class T>
+int64_t valid_vectors(const ConvShape& s, int64_t begin, ValidVectors<T>& vv) {
+  using V = Pack<T>;
+  const int64_t hw = s.ho * s.wo, skip = s.w - s.wo;  // input elements between output rows' ends
+  int64_t p = begin;
+  vv.count = 0;
+  for (; p < hw && vv.count < kChunk<T>; ++vv.count) {
+    const int64_t py = p / s.wo, row_end = (py + 1) * s.wo;
+    const int64_t n = std::min({int64_t(V::kWidth), hw - p, row_end + s.wo - p});
+    const int64_t n1 = std::min(n, row_end - p);
+    const int v = vv.count;
+    vv.pixel[v] = p;
+    vv.run1[v] = p + py * skip;
+    vv.run2[v] = p + (py + 1) * skip;
+    vv.in[v] = V::first_n(static_cast<int>(n));
+    vv.in1[v] = V::first_n(static_cast<int>(n1));
+    vv.in2[v] = vv.in[v] & ~vv.in1[v];
+    vv.two_rows[v] = n > n1;
+    p += n;
+  }
+  return p;
+}
+
+// gw[o][r] += sum over images b < nb and the vectors of vv of gy_b[o][pixels] * x_b,r[pixels]
+// for R_ consecutive taps r of one kernel row and S_ output channels; x points at image 0's first
+// tap, tap r reads `dil` elements further than tap r - 1.
+template <class T, int R_, int S_>
+void wgrad_valid_tile(const T* x, int64_t x_stride, int64_t dil, const ValidVectors<T>& vv, int64_t nb, const T* gy,
+                      int64_t gy_stride, int64_t hw, T* gw, int64_t K) {
+  using V = Pack<T>;
+  V acc[R_][S_];
+  static_for<R_>([&](auto r) { static_for<S_>([&](auto o) { acc[r][o] = V(T(0)); }); });
+  for (int64_t b = 0; b < nb; ++b) {
+    const T* xb = x + b * x_stride;
+    const T* gb = gy + b * gy_stride;
+    for (int v = 0; v < vv.count; ++v) {
+      V xt[R_];
+      const T* x1 = xb + vv.run1[v];
+      static_for<R_>([&](auto r) { xt[r] = V::load_masked(x1 + r * dil, vv.in1[v]); });
+      if (vv.two_rows[v]) {
+        const T* x2 = xb + vv.run2[v];
+        static_for<R_>([&](auto r) { xt[r] = xt[r] + V::load_masked(x2 + r * dil, vv.in2[v]); });
+      }
+      const T* g = gb + vv.pixel[v];
+      static_for<S_>([&](auto o) {
+        const V gv = in_register(V::load_masked(g + o * hw, vv.in[v]));
+        static_for<R_>([&](auto r) { acc[r][o] = fma(xt[r], gv, acc[r][o]); });
+      });
+    }
+  }
+  static_for<R_>([&](auto r) {
+    static_for<S_>([&](auto o) { gw[o * K + r] += reduce_add(acc[r][o]); });
+  });
+}
+
+template <class T>
+using WgradValidTileFn = void (*)(const T*, int64_t, int64_t, const ValidVectors<T>&, int64_t, const T*, int64_t,
+                                  int64_t, T*, int64_t);
+
+template <class T>
+struct WgradValidTileTable {
+  WgradValidTileFn<T> fn[FlatShape<T>::R][FlatShape<T>::S];
+};
+
+template <class T, int... I>
+constexpr WgradValidTileTable<T> make_wgrad_valid_tile_table(std::integer_sequence<int, I...>) {
+  constexpr int S = FlatShape<T>::S;
+  WgradValidTileTable<T> t{};
+  ((t.fn[I / S][I % S] = &wgrad_valid_tile<T, I / S + 1, I % S + 1>), ...);
+  return t;
+}
+
+template <class T>
+inline constexpr WgradValidTileTable<T> kWgradValidTiles =
+    make_wgrad_valid_tile_table<T>(std::make_integer_sequence<int, FlatShape<T>::R * FlatShape<T>::S>{});
+
+template <class T>
+void conv_valid_weight_grad(const ConvShape& s, int64_t m, int64_t n, const T* x, int64_t x_stride, const T* gy,
+                            int64_t gy_stride, T* gw) {
+  using S = FlatShape<T>;
+  const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo, plane = s.h * s.w;
+  const int outs = balanced_rows(m, S::S);
+  const int taps = balanced_rows(s.kw, S::R);
+  ValidVectors<T> vv;
+  for (int64_t q = 0; q < hw;) {
+    const int64_t next = valid_vectors<T>(s, q, vv);
+    // Images per block: about kChunk vectors of work per accumulator before its horizontal sum.
+    const int64_t block = std::clamp<int64_t>(kChunk<T> / vv.count, 1, n);
+    for (int64_t b0 = 0; b0 < n; b0 += block) {
+      const int64_t nb = std::min(block, n - b0);
+      for (int64_t c = 0; c < s.c; ++c) {
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const T* xr = x + b0 * x_stride + c * plane + i * s.dil_h * s.w;
+          for (int64_t j0 = 0; j0 < s.kw; j0 += taps) {
+            const int nr = static_cast<int>(std::min<int64_t>(taps, s.kw - j0));
+            const int64_t t0 = (c * s.kh + i) * s.kw + j0;
+            for (int64_t o0 = 0; o0 < m; o0 += outs) {
+              const int no = static_cast<int>(std::min<int64_t>(outs, m - o0));
+              kWgradValidTiles<T>.fn[nr - 1][no - 1](xr + j0 * s.dil_w, x_stride, s.dil_w, vv, nb,
+                                                     gy + b0 * gy_stride + o0 * hw, gy_stride, hw, gw + o0 * K + t0, K);
+            }
+          }
+        }
+      }
+    }
+    q = next;
+  }
+}
+
 template <class T>
 void conv_flat_weight_grad(const ConvShape& s, int64_t m, int64_t n, const T* x, int64_t x_stride,
                            const T* gy, int64_t gy_stride, T* gw) {
@@ -421,6 +553,10 @@ void conv_flat_weight_grad(const ConvShape& s, int64_t m, int64_t n, const T* x,
   constexpr int W = S::W;
   const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo, plane = s.h * s.w;
   if (m <= 0 || n <= 0 || hw <= 0) return;
+  if (!conv_flat_applies(s)) {
+    conv_valid_weight_grad(s, m, n, x, x_stride, gy, gy_stride, gw);
+    return;
+  }
   const int outs = balanced_rows(m, S::S);
   const int taps = balanced_rows(s.kw, S::R);  // a tile's taps: part of one kernel row
   PixelMasks<T, kChunk<T>> pm;

@@ -138,7 +138,8 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
   const T* pg = gy.data_ptr();
   const bool direct = is_pointwise(d, p);
   const backend::ConvShape cs = conv_shape(d, p);
-  const bool flat = use_flat(k, d, p, cs);
+  const bool flat =
+      k.conv_flat_weight_grad != nullptr && !direct && backend::conv_flat_weight_grad_applies(cs, d.og);
   const int64_t plane = d.h * d.w;
   detail::parallel_for(0, tasks, 1, [&](int64_t tb, int64_t te) {
     const int64_t per_gemm = direct || flat ? 0 : images_per_gemm(d, (d.n + tasks - 1) / tasks);

@@ -1034,6 +1034,69 @@ TEST(Kernels, FlatConvolutionMatchesDefinition) {
 }
 
 
+// conv_flat_weight_grad of stride-1 convolutions without padding whose output rows are narrower
+// than the input's (read row by row): against the definition, for rows of whole vectors, a masked
+// last vector or one vector alone, dilations, up to kConvValidMaxOutputs output channels, with NaN
+// between the images (a lane read past a row's end into the gap would poison the sums).
+template <class T>
+void check_valid_conv_weight_grad(Isa isa) {
+  const auto& k = kernels_for<T>(isa);
+  if (k.conv_flat_weight_grad == nullptr) return;
+  struct ValidCase {
+    int64_t c, m, h, w, kh, kw, dil_h, dil_w;
+  };
+  const ValidCase cases[] = {{1, 6, 28, 28, 5, 5, 1, 1}, {6, 8, 12, 12, 5, 5, 1, 1}, {2, 3, 9, 21, 3, 4, 1, 1},
+                             {1, 5, 7, 5, 3, 3, 2, 2},   {3, 7, 6, 40, 2, 7, 1, 1},  {1, 1, 3, 20, 1, 5, 1, 3}};
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  for (const ValidCase& f : cases) {
+    const int64_t ho = f.h - f.dil_h * (f.kh - 1), wo = f.w - f.dil_w * (f.kw - 1);
+    const ConvShape s{f.c, f.h, f.w, f.kh, f.kw, ho, wo, 1, 1, 0, 0, f.dil_h, f.dil_w};
+    SCOPED_TRACE(::testing::Message() << "c" << f.c << " m" << f.m << " " << f.h << "x" << f.w << " k" << f.kh << "x"
+                                      << f.kw << " d" << f.dil_h << "," << f.dil_w);
+    ASSERT_TRUE(conv_flat_weight_grad_applies(s, f.m));
+    ASSERT_FALSE(conv_flat_weight_grad_applies(s, kConvValidMaxOutputs + 1));
+    const int64_t n = 3, K = f.c * f.kh * f.kw, hw = ho * wo, plane = f.h * f.w;
+    const int64_t x_stride = f.c * plane + 17, gy_stride = f.m * hw + 19;
+    std::vector<T> x(static_cast<size_t>(n * x_stride), std::numeric_limits<T>::quiet_NaN());
+    std::vector<T> gy(static_cast<size_t>(n * gy_stride), std::numeric_limits<T>::quiet_NaN());
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t i = 0; i < f.c * plane; ++i) x[static_cast<size_t>(b * x_stride + i)] = static_cast<T>(dist(rng));
+      for (int64_t i = 0; i < f.m * hw; ++i) gy[static_cast<size_t>(b * gy_stride + i)] = static_cast<T>(dist(rng));
+    }
+    std::vector<T> gw(static_cast<size_t>(f.m * K));
+    for (auto& v : gw) v = static_cast<T>(dist(rng));
+    const std::vector<T> gw0 = gw;  // accumulated into
+    k.conv_flat_weight_grad(s, f.m, n, x.data(), x_stride, gy.data(), gy_stride, gw.data());
+    const double tol = sizeof(T) == 4 ? 2e-5 : 1e-12;
+    for (int64_t o = 0; o < f.m; ++o) {
+      for (int64_t t = 0; t < K; ++t) {
+        const int64_t c = t / (f.kh * f.kw), i = t / f.kw % f.kh, j = t % f.kw;
+        double want = double(gw0[static_cast<size_t>(o * K + t)]), scale = std::abs(want);
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t py = 0; py < ho; ++py)
+            for (int64_t px = 0; px < wo; ++px) {
+              const double term = double(gy[static_cast<size_t>(b * gy_stride + o * hw + py * wo + px)]) *
+                                  double(x[static_cast<size_t>(b * x_stride + c * plane + (py + i * f.dil_h) * f.w +
+                                                               px + j * f.dil_w)]);
+              want += term;
+              scale += std::abs(term);
+            }
+        ASSERT_NEAR(double(gw[static_cast<size_t>(o * K + t)]), want, tol * (1 + scale))
+            << "channel " << o << " tap " << t;
+      }
+    }
+  }
+}
+
+TEST(Kernels, ValidConvWeightGradMatchesDefinition) {
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_valid_conv_weight_grad<float>(isa);
+    check_valid_conv_weight_grad<double>(isa);
+  }
+}
+
 // 2x2 max pooling: the scalar kernel against the definition (first maximum in row-major order,
 // first NaN wins), the SIMD ones bit-identical to it, on planes of odd and even sizes, narrower
 // and wider than a vector, with ties (values from a small set) and NaNs; planes of at most 8

@@ -93,6 +93,18 @@ inline bool conv_flat_applies(const ConvShape& s) {
          s.kw <= kConvFlatMaxKernel && s.ho * s.wo < (int64_t(1) << 24) && s.h * s.w < (int64_t(1) << 24);
 }
 
+/// Whether conv_flat_weight_grad applies to m output channels: where conv_flat does, and to
+/// stride-1 convolutions without padding ("valid": every tap inside the image), whose rows it
+/// reads as runs of at most two output rows per vector, when they have at most
+/// kConvValidMaxOutputs output channels. With few, writing and transposing the column matrix
+/// costs more than the products (LeNet-5's 1 -> 6 convolution); with more, the products are the
+/// larger share and the GEMM's tiles do them faster (its 6 -> 16 one: docs/benchmarks.md).
+inline constexpr int64_t kConvValidMaxOutputs = 8;
+inline bool conv_flat_weight_grad_applies(const ConvShape& s, int64_t m) {
+  return conv_flat_applies(s) || (s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0 && s.ho > 0 &&
+                                  s.wo > 0 && m <= kConvValidMaxOutputs);
+}
+
 /// One 2-D pooling window layout over an h x w plane with output ho x wo; pad_h / pad_w are the
 /// top and left padding.
 struct PoolShape {
@@ -177,7 +189,8 @@ struct Kernels {
   void (*conv_flat)(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
                     int64_t x_stride, T* y, int64_t y_stride);
   /// The weight gradient of conv_flat: gw[o * K + t] += sum over images b < n and pixels p of
-  /// gy_b[o][p] * cols_b[t][p], with gy_b = gy + b * gy_stride ([m, hw]); null as conv_flat.
+  /// gy_b[o][p] * cols_b[t][p], with gy_b = gy + b * gy_stride ([m, hw]), where
+  /// conv_flat_weight_grad_applies(s, m); null as conv_flat.
   void (*conv_flat_weight_grad)(const ConvShape& s, int64_t m, int64_t n, const T* x,
                                 int64_t x_stride, const T* gy, int64_t gy_stride, T* gw);
   /// Channel statistics (batch norm) over a contiguous run: without y, *s1 = sum (x - c) and
