@@ -91,15 +91,22 @@ void accumulate_typed(TensorImpl& leaf, const TensorBase& incoming_base) {
       meta.grad = incoming;
     } else {
       // Keep the incoming buffer when nothing else refers to it (the engine's handle and this
-      // one are the only two); copy otherwise, so that later in-place accumulation cannot write
-      // into someone else's tensor.
-      const bool exclusive = incoming.is_contiguous() && !incoming.impl()->is_view &&
-                             incoming.impl()->storage.use_count() == 1 &&
+      // one are the only two, and no other tensor shares its storage) and it is exactly the
+      // whole buffer; copy otherwise, so that later in-place accumulation cannot write into
+      // someone else's tensor. A view whose base is gone counts: mm's gradient for a weight
+      // used as weight.t() arrives as the transpose of a transposed product.
+      const TensorImpl& in = *incoming.impl();
+      const bool exclusive = incoming.is_contiguous() && in.offset == 0 && in.storage.use_count() == 1 &&
+                             in.storage->nbytes() == static_cast<size_t>(in.numel) * sizeof(T) &&
                              incoming.impl_ptr().use_count() <= 2;
       if (!exclusive) {
         meta.grad = incoming.detach().clone();
+      } else if (in.autograd || in.is_view) {
+        Tensor<T> own = incoming.detach();
+        own.impl()->is_view = false;
+        meta.grad = own;
       } else {
-        meta.grad = incoming.impl()->autograd ? incoming.detach() : incoming;
+        meta.grad = incoming;
       }
     }
     return;

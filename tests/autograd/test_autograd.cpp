@@ -43,6 +43,44 @@ TEST(Autograd, GradientsAccumulateUntilZeroed) {
   EXPECT_FALSE(x.grad().requires_grad());
 }
 
+// A leaf keeps the gradient buffer the engine hands it when no other tensor can see that buffer
+// (no copy per parameter and step), and copies it otherwise, so that accumulating into .grad
+// later never writes into another tensor.
+TEST(Autograd, LeafTakesAnUnsharedGradientBufferAndCopiesASharedOne) {
+  // mm's gradient for a weight used as w.t() arrives as the transpose of a transposed product:
+  // a view whose base is gone.
+  auto x = tensor<double>({1, 2, 3, 4, 5, 6}, {2, 3});
+  auto w = tensor<double>({1, 0, -1, 2, 0.5, 3}, {2, 3}, true);
+  const double* seen = nullptr;
+  w.register_hook([&seen](const Tensor<double>& g) {
+    seen = g.data_ptr();
+    return Tensor<double>();
+  });
+  mm(x, w.t()).sum().backward();
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{5, 7, 9, 5, 7, 9}));
+  EXPECT_EQ(w.grad().data_ptr(), seen);
+
+  // A gradient that shares its storage with a live tensor is copied.
+  auto keep = tensor<double>({1, 2, 3, 4}, {2, 2});
+  auto a = zeros<double>({2, 2}, true);
+  a.register_hook([&keep](const Tensor<double>&) { return keep.t().t(); });
+  (a * 1.0).sum().backward();
+  EXPECT_EQ(a.grad().to_vector(), (std::vector<double>{1, 2, 3, 4}));
+  a.grad().add_(tensor<double>({10, 10, 10, 10}, {2, 2}));
+  EXPECT_EQ(keep.to_vector(), (std::vector<double>{1, 2, 3, 4}));
+
+  // So is one that covers only part of its buffer: the grad does not keep the rest alive.
+  auto b = zeros<double>({2}, true);
+  b.register_hook([](const Tensor<double>&) {
+    Tensor<double> big = full<double>({1 << 20}, 7.0);
+    return big.narrow(0, 1, 2);
+  });
+  const int64_t live_before = memory_stats().live_bytes;
+  (b * 1.0).sum().backward();
+  EXPECT_LT(memory_stats().live_bytes - live_before, int64_t(1) << 20);
+  EXPECT_EQ(b.grad().to_vector(), (std::vector<double>{7, 7}));
+}
+
 TEST(Autograd, ExplicitGradientForNonScalar) {
   auto x = tensor<double>({1, 2, 3}, {3}, true);
   auto y = x * x;
