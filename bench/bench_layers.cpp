@@ -44,6 +44,20 @@ EMBER_LAYER_BENCH(conv_resnet1_n128_3to64_32_k3,
                   std::make_shared<nn::Conv2d<float>>(3, 64, 3, nn::Conv2dOptions{.padding = 1}), {128, 3, 32, 32});
 EMBER_LAYER_BENCH(conv_resnet2_n128_64to64_32_k3,
                   std::make_shared<nn::Conv2d<float>>(64, 64, 3, nn::Conv2dOptions{.padding = 1}), {128, 64, 32, 32});
+// DCGAN's stride-2 layers (LibTorch's example, batch 64): the discriminator's 64 -> 128 and 128 -> 256
+// convolutions and the generator's 256 -> 128 and 128 -> 64 transposed convolutions.
+EMBER_LAYER_BENCH(conv_dcgan_n64_64to128_14_k4s2,
+                  std::make_shared<nn::Conv2d<float>>(64, 128, 4, nn::Conv2dOptions{.stride = 2, .padding = 1, .bias = false}),
+                  {64, 64, 14, 14});
+EMBER_LAYER_BENCH(conv_dcgan_n64_128to256_7_k4s2,
+                  std::make_shared<nn::Conv2d<float>>(128, 256, 4, nn::Conv2dOptions{.stride = 2, .padding = 1, .bias = false}),
+                  {64, 128, 7, 7});
+EMBER_LAYER_BENCH(convt_dcgan_n64_256to128_4_k3s2,
+                  std::make_shared<nn::ConvTranspose2d<float>>(256, 128, 3, nn::ConvTranspose2dOptions{.stride = 2, .padding = 1, .bias = false}),
+                  {64, 256, 4, 4});
+EMBER_LAYER_BENCH(convt_dcgan_n64_128to64_7_k4s2,
+                  std::make_shared<nn::ConvTranspose2d<float>>(128, 64, 4, nn::ConvTranspose2dOptions{.stride = 2, .padding = 1, .bias = false}),
+                  {64, 128, 7, 7});
 EMBER_LAYER_BENCH(batchnorm2d_n128_64_32, std::make_shared<nn::BatchNorm2d<float>>(64), {128, 64, 32, 32});
 EMBER_LAYER_BENCH(layernorm_32x64_128, std::make_shared<nn::LayerNorm<float>>(ember::Shape{128}), {32, 64, 128});
 EMBER_LAYER_BENCH(mha_b32_s64_d128_h4,

@@ -52,6 +52,14 @@ TORCH_LAYER_BENCH(conv_lenet2_n64_6to16_12_k5, nn::Conv2d(nn::Conv2dOptions(6, 1
 TORCH_LAYER_BENCH(conv_resnet1_n128_3to64_32_k3, nn::Conv2d(nn::Conv2dOptions(3, 64, 3).padding(1)), {128, 3, 32, 32});
 TORCH_LAYER_BENCH(conv_resnet2_n128_64to64_32_k3, nn::Conv2d(nn::Conv2dOptions(64, 64, 3).padding(1)),
                   {128, 64, 32, 32});
+TORCH_LAYER_BENCH(conv_dcgan_n64_64to128_14_k4s2, nn::Conv2d(nn::Conv2dOptions(64, 128, 4).stride(2).padding(1).bias(false)),
+                  {64, 64, 14, 14});
+TORCH_LAYER_BENCH(conv_dcgan_n64_128to256_7_k4s2, nn::Conv2d(nn::Conv2dOptions(128, 256, 4).stride(2).padding(1).bias(false)),
+                  {64, 128, 7, 7});
+TORCH_LAYER_BENCH(convt_dcgan_n64_256to128_4_k3s2,
+                  nn::ConvTranspose2d(nn::ConvTranspose2dOptions(256, 128, 3).stride(2).padding(1).bias(false)), {64, 256, 4, 4});
+TORCH_LAYER_BENCH(convt_dcgan_n64_128to64_7_k4s2,
+                  nn::ConvTranspose2d(nn::ConvTranspose2dOptions(128, 64, 4).stride(2).padding(1).bias(false)), {64, 128, 7, 7});
 TORCH_LAYER_BENCH(batchnorm2d_n128_64_32, nn::BatchNorm2d(64), {128, 64, 32, 32});
 TORCH_LAYER_BENCH(layernorm_32x64_128, nn::LayerNorm(nn::LayerNormOptions({128})), {32, 64, 128});
 TORCH_LAYER_BENCH(mha_b32_s64_d128_h4, SelfAttention(128, 4), {32, 64, 128});
