@@ -377,7 +377,10 @@ TEST(Kernels, GemmMatchesScalar) {
 template <class T>
 void check_blocked_gemm(Isa isa) {
   std::mt19937 rng(7);
-  const int64_t dims[][3] = {{300, 200, 130}, {150, 1100, 50}, {120, 100, 1200}, {29, 700, 400}};
+  // Rows that leave the blocked path a short last tile, which shares the rows of the tile before
+  // it (300, 29, 16), ones that do not, and a lean-path product (15 rows).
+  const int64_t dims[][3] = {{300, 200, 130}, {150, 1100, 50}, {120, 100, 1200}, {29, 700, 400},
+                             {16, 300, 500},  {15, 40, 60}};
   const int threads_before = get_num_threads();
   for (auto& d : dims)
     for (bool ta : {false, true})
