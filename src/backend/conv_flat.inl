@@ -105,20 +105,28 @@ struct PixelMasks {
 };
 
 // The row and column masks of the 16 output pixels p0 .. p0+15, as bit masks: bit l of
-// row[i] is set when pixel p0 + l exists (< hw) and its input row for kernel row i is inside
-// the image, bit l of col[j] likewise for kernel column j. Lane by lane: oh = p / wo from a
-// float division, exact for p < 2^24 (conv_flat_applies); then one unsigned comparison per
-// kernel row and column. (A scalar loop over lanes and taps cost more than the convolution
-// itself for one-channel inputs.)
+// row[i] is set when pixel p0 + l exists (< images * hw) and its input row for kernel row i is
+// inside the image, bit l of col[j] likewise for kernel column j. With several images side by
+// side (a strided conv_flat), pixel p is pixel p % hw of image p / hw. Lane by lane: oh = p / wo
+// from a float division, exact for p < 2^24 (conv_flat_applies), then the row within the image
+// likewise; then one unsigned comparison per kernel row and column. (A scalar loop over lanes
+// and taps cost more than the convolution itself for one-channel inputs.)
 #if defined(EMBER_FLAT_CONV_AVX512)
-inline void pixel_bits16(const ConvShape& s, int64_t p0, uint32_t* row, uint32_t* col) {
+inline void pixel_bits16(const ConvShape& s, int64_t p0, uint32_t* row, uint32_t* col, int64_t images) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i p = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(p0)), lane);
+  auto quotient = [](__m512i a, __m512i b) {
+    return _mm512_cvttps_epi32(
+        _mm512_roundscale_ps(_mm512_div_ps(_mm512_cvtepi32_ps(a), _mm512_cvtepi32_ps(b)), _MM_FROUND_TO_ZERO));
+  };
   const __m512i wo = _mm512_set1_epi32(static_cast<int32_t>(s.wo));
-  const __m512i oh = _mm512_cvttps_epi32(
-      _mm512_roundscale_ps(_mm512_div_ps(_mm512_cvtepi32_ps(p), _mm512_cvtepi32_ps(wo)), _MM_FROUND_TO_ZERO));
+  __m512i oh = quotient(p, wo);
   const __m512i ow = _mm512_sub_epi32(p, _mm512_mullo_epi32(oh, wo));
-  const __mmask16 exists = _mm512_cmplt_epi32_mask(p, _mm512_set1_epi32(static_cast<int32_t>(s.ho * s.wo)));
+  if (images > 1) {  // images side by side: the row within its image
+    const __m512i ho = _mm512_set1_epi32(static_cast<int32_t>(s.ho));
+    oh = _mm512_sub_epi32(oh, _mm512_mullo_epi32(quotient(oh, ho), ho));
+  }
+  const __mmask16 exists = _mm512_cmplt_epi32_mask(p, _mm512_set1_epi32(static_cast<int32_t>(images * s.ho * s.wo)));
   const __m512i h = _mm512_set1_epi32(static_cast<int32_t>(s.h)), w = _mm512_set1_epi32(static_cast<int32_t>(s.w));
   for (int64_t i = 0; i < s.kh; ++i) {
     const __m512i ih = _mm512_add_epi32(oh, _mm512_set1_epi32(static_cast<int32_t>(i * s.dil_h - s.pad_h)));
@@ -131,7 +139,7 @@ inline void pixel_bits16(const ConvShape& s, int64_t p0, uint32_t* row, uint32_t
 }
 #else
 // AVX2: the same in two halves of 8 lanes, bits from the comparisons' sign bits.
-inline void pixel_bits16(const ConvShape& s, int64_t p0, uint32_t* row, uint32_t* col) {
+inline void pixel_bits16(const ConvShape& s, int64_t p0, uint32_t* row, uint32_t* col, int64_t images) {
   for (int64_t i = 0; i < s.kh; ++i) row[i] = 0;
   for (int64_t j = 0; j < s.kw; ++j) col[j] = 0;
   const __m256i wo = _mm256_set1_epi32(static_cast<int32_t>(s.wo));
@@ -141,10 +149,17 @@ inline void pixel_bits16(const ConvShape& s, int64_t p0, uint32_t* row, uint32_t
   for (int half = 0; half < 2; ++half) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i p = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(p0 + 8 * half)), lane);
-    const __m256i oh = _mm256_cvttps_epi32(_mm256_round_ps(
-        _mm256_div_ps(_mm256_cvtepi32_ps(p), _mm256_cvtepi32_ps(wo)), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+    auto quotient = [](__m256i a, __m256i b) {
+      return _mm256_cvttps_epi32(_mm256_round_ps(_mm256_div_ps(_mm256_cvtepi32_ps(a), _mm256_cvtepi32_ps(b)),
+                                                 _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+    };
+    __m256i oh = quotient(p, wo);
     const __m256i ow = _mm256_sub_epi32(p, _mm256_mullo_epi32(oh, wo));
-    const __m256i exists = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(s.ho * s.wo)), p);
+    if (images > 1) {  // images side by side: the row within its image
+      const __m256i ho = _mm256_set1_epi32(static_cast<int32_t>(s.ho));
+      oh = _mm256_sub_epi32(oh, _mm256_mullo_epi32(quotient(oh, ho), ho));
+    }
+    const __m256i exists = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(images * s.ho * s.wo)), p);
     for (int64_t i = 0; i < s.kh; ++i) {
       const __m256i ih = _mm256_add_epi32(oh, _mm256_set1_epi32(static_cast<int32_t>(i * s.dil_h - s.pad_h)));
       const __m256i inside = _mm256_and_si256(exists, _mm256_and_si256(_mm256_cmpgt_epi32(ih, minus_one),
@@ -162,12 +177,12 @@ inline void pixel_bits16(const ConvShape& s, int64_t p0, uint32_t* row, uint32_t
 #endif
 
 template <class T, int NVmax>
-void pixel_masks(const ConvShape& s, int64_t q, int nv, PixelMasks<T, NVmax>& pm) {
+void pixel_masks(const ConvShape& s, int64_t q, int nv, PixelMasks<T, NVmax>& pm, int64_t images = 1) {
   constexpr int W = Pack<T>::kWidth;  // 16 floats or 8 doubles: one or half a 16-pixel block
   uint32_t rb[kConvFlatMaxKernel], cb[kConvFlatMaxKernel];
   for (int v = 0; v < nv; ++v) {
     const int half = (v * W) % 16;  // 0, or 8 for the second vector of doubles in a block
-    if (half == 0) pixel_bits16(s, q + int64_t(v) * W, rb, cb);
+    if (half == 0) pixel_bits16(s, q + int64_t(v) * W, rb, cb, images);
     for (int64_t i = 0; i < s.kh; ++i) pm.row[i][v] = mask_of<T>((rb[i] >> half) & ((1u << W) - 1u));
     for (int64_t j = 0; j < s.kw; ++j) pm.col[j][v] = mask_of<T>((cb[j] >> half) & ((1u << W) - 1u));
   }
@@ -200,35 +215,50 @@ void tap_masks(const ConvShape& s, int nv, const PixelMasks<T, NVmax>& pm, TapMa
   }
 }
 
+// Where the kernel taps of a strided flat convolution read (Note [Strided flat convolution]):
+// tap (c, i, j) reads x + c * channel + row_off[i] + col_off[j] at the panel's pixels, keeping the
+// lanes of row mask mrow[i] and column mask mcol[j] (TapMasks' index mrow[i] * mask_cols + mcol[j]).
+// (A stride-1 one computes these from the shape: the loads from this table cost it up to 20% on
+// ResNet's 16-channel planes.)
+struct TapGeometry {
+  int64_t channel;
+  int64_t row_off[kConvFlatMaxKernel], col_off[kConvFlatMaxKernel];
+  int mrow[kConvFlatMaxKernel], mcol[kConvFlatMaxKernel];
+  int64_t mask_cols;
+};
+
 // y[r][q + v*W + l] = sum over taps t of wp[t * MR_ + r] * x_t[q + v*W + l] for r < MR_ rows,
-// v < NV_ vectors; `valid` output pixels from q are stored (the last vector may be partial).
-template <class T, int MR_, int NV_>
-void flat_tile(const ConvShape& s, const T* wp, const T* x, int64_t q,
-               const PixelMasks<T, FlatShape<T>::NV>& pm, const TapMasks<T>* tm, T* y, int64_t ldy,
-               int64_t valid) {
+// v < NV_ vectors, with x_t the input plane at tap t's offset (Strided: where g places it);
+// `valid` output pixels from q are stored (the last vector may be partial).
+template <class T, int MR_, int NV_, bool Strided>
+[[gnu::always_inline]] inline void flat_tile_body(const ConvShape& s, const TapGeometry& g, const T* wp, const T* x,
+                                                  int64_t q, const PixelMasks<T, FlatShape<T>::NV>& pm,
+                                                  const TapMasks<T>* tm, T* y, int64_t ldy, int64_t valid) {
   using V = Pack<T>;
   constexpr int W = V::kWidth;
   V acc[MR_][NV_];
   static_for<MR_>([&](auto r) { static_for<NV_>([&](auto v) { acc[r][v] = V(T(0)); }); });
-  const int64_t plane = s.h * s.w;
+  const int64_t channel = Strided ? g.channel : s.h * s.w;
   const T* xq = x + q;
-  for (int64_t c = 0; c < s.c; ++c, xq += plane) {
+  for (int64_t c = 0; c < s.c; ++c, xq += channel) {
     for (int64_t i = 0; i < s.kh; ++i) {
+      const int64_t mi = Strided ? g.mrow[i] : i;
       bool any_row = false;
-      static_for<NV_>([&](auto v) { any_row |= any(pm.row[i][v]); });
+      static_for<NV_>([&](auto v) { any_row |= any(pm.row[mi][v]); });
       if (!any_row) {  // this kernel row reads only padding for every pixel of the panel
         wp += s.kw * MR_;
         continue;
       }
-      const T* xr = xq + (i * s.dil_h - s.pad_h) * s.w - s.pad_w;
+      const T* xr = xq + (Strided ? g.row_off[i] : (i * s.dil_h - s.pad_h) * s.w - s.pad_w);
       for (int64_t j = 0; j < s.kw; ++j, wp += MR_) {
-        const T* xt = xr + j * s.dil_w;
+        const T* xt = xr + (Strided ? g.col_off[j] : j * s.dil_w);
+        const int64_t mj = Strided ? g.mcol[j] : j;
         V b[NV_];
 #if defined(EMBER_FLAT_CONV_AVX512)
         (void)tm;
-        static_for<NV_>([&](auto v) { b[v] = V::load_masked(xt + v * W, pm.row[i][v] & pm.col[j][v]); });
+        static_for<NV_>([&](auto v) { b[v] = V::load_masked(xt + v * W, pm.row[mi][v] & pm.col[mj][v]); });
 #else
-        const int64_t t = i * s.kw + j;
+        const int64_t t = mi * (Strided ? g.mask_cols : s.kw) + mj;
         if (tm->full[t]) {
           static_for<NV_>([&](auto v) { b[v] = V::load(xt + v * W); });
         } else {
@@ -254,14 +284,31 @@ void flat_tile(const ConvShape& s, const T* wp, const T* x, int64_t q,
   });
 }
 
+// The tiles as functions: a stride-1 tile takes no TapGeometry (passing one cost ResNet's
+// 32-channel planes 5-8%, from the code's layout alone).
+template <class T, int MR_, int NV_>
+void flat_tile(const ConvShape& s, const T* wp, const T* x, int64_t q, const PixelMasks<T, FlatShape<T>::NV>& pm,
+               const TapMasks<T>* tm, T* y, int64_t ldy, int64_t valid) {
+  flat_tile_body<T, MR_, NV_, false>(s, TapGeometry{}, wp, x, q, pm, tm, y, ldy, valid);
+}
+template <class T, int MR_, int NV_>
+void strided_flat_tile(const ConvShape& s, const TapGeometry& g, const T* wp, const T* x, int64_t q,
+                       const PixelMasks<T, FlatShape<T>::NV>& pm, const TapMasks<T>* tm, T* y, int64_t ldy,
+                       int64_t valid) {
+  flat_tile_body<T, MR_, NV_, true>(s, g, wp, x, q, pm, tm, y, ldy, valid);
+}
+
 template <class T>
-using FlatTileFn = void (*)(const ConvShape&, const T*, const T*, int64_t,
-                            const PixelMasks<T, FlatShape<T>::NV>&, const TapMasks<T>*, T*, int64_t,
-                            int64_t);
+using FlatTileFn = void (*)(const ConvShape&, const T*, const T*, int64_t, const PixelMasks<T, FlatShape<T>::NV>&,
+                            const TapMasks<T>*, T*, int64_t, int64_t);
+template <class T>
+using StridedTileFn = void (*)(const ConvShape&, const TapGeometry&, const T*, const T*, int64_t,
+                               const PixelMasks<T, FlatShape<T>::NV>&, const TapMasks<T>*, T*, int64_t, int64_t);
 
 template <class T>
 struct FlatTileTable {
   FlatTileFn<T> fn[FlatShape<T>::MR][FlatShape<T>::NV];
+  StridedTileFn<T> strided[FlatShape<T>::MR][FlatShape<T>::NV];
 };
 
 template <class T, int... I>
@@ -269,6 +316,7 @@ constexpr FlatTileTable<T> make_flat_tile_table(std::integer_sequence<int, I...>
   constexpr int NV = FlatShape<T>::NV;
   FlatTileTable<T> t{};
   ((t.fn[I / NV][I % NV] = &flat_tile<T, I / NV + 1, I % NV + 1>), ...);
+  ((t.strided[I / NV][I % NV] = &strided_flat_tile<T, I / NV + 1, I % NV + 1>), ...);
   return t;
 }
 
@@ -282,6 +330,97 @@ inline int balanced_rows(int64_t m, int cap) {
   return static_cast<int>((m + tiles - 1) / tiles);
 }
 
+// The convolution by its definition, for when no scratch memory is left (kernels never throw).
+template <class T>
+void conv_by_definition(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x, int64_t x_stride, T* y,
+                        int64_t y_stride) {
+  const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo;
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t o = 0; o < m; ++o)
+      for (int64_t p = 0; p < hw; ++p) {
+        const int64_t oh = p / s.wo, ow = p % s.wo;
+        T sum = T(0);
+        for (int64_t c = 0; c < s.c; ++c)
+          for (int64_t i = 0; i < s.kh; ++i)
+            for (int64_t j = 0; j < s.kw; ++j) {
+              const int64_t ih = oh * s.stride_h + i * s.dil_h - s.pad_h, iw = ow * s.stride_w + j * s.dil_w - s.pad_w;
+              if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
+                sum += w[o * K + (c * s.kh + i) * s.kw + j] * x[b * x_stride + (c * s.h + ih) * s.w + iw];
+            }
+        y[b * y_stride + o * hw + p] = sum;
+      }
+}
+
+// Note [Strided flat convolution]
+// A stride-2 convolution reads input row 2 * oh + e_i for output row oh and kernel row i, with
+// e_i = i * dil_h - pad_h. Split the input into its four phases, plane (a, b) holding the rows
+// of parity a and columns of parity b (hp = ceil(h / 2) rows of wp = ceil(w / 2), zero past the
+// image), and kernel row i reads phase row a_i = e_i mod 2 at row oh + d_i, d_i = floor(e_i / 2):
+// a stride-1 read of one phase plane. When the output rows are wp wide, each tap is again one
+// fixed offset in one plane (conv_flat_strided_applies), with the masks of a stride-1
+// convolution whose kernel rows are the offsets d (padding -d_0, every input row a phase row).
+// So the flat tile runs unchanged on the phase planes, with TapGeometry pointing each tap at its
+// plane: no column matrix (which for a 4x4 kernel is four times the input) is written or read.
+// When the phase planes are as large as the output (hp = ho), the planes of several images lie
+// side by side, so that a panel runs across images: DCGAN's 7x7 outputs would otherwise fill 49
+// of 64 lanes (the row masks take the row within each image).
+template <class T>
+void split_phases(const ConvShape& s, int64_t images, int64_t stride, const T* x, int64_t x_stride, T* out) {
+  const int64_t hp = (s.h + 1) / 2, wp = (s.w + 1) / 2, plane = hp * wp, half = s.w / 2;
+  for (int64_t b = 0; b < images; ++b) {
+    for (int64_t c = 0; c < s.c; ++c) {
+      const T* xc = x + b * x_stride + c * s.h * s.w;
+      T* phases = out + 4 * c * stride + b * plane;
+      for (int64_t a = 0; a < 2; ++a) {
+        T* even = phases + (2 * a) * stride;
+        T* odd = phases + (2 * a + 1) * stride;
+        for (int64_t u = 0; u < hp; ++u, even += wp, odd += wp) {
+          const int64_t ih = 2 * u + a;
+          if (ih >= s.h) {
+            std::fill(even, even + wp, T(0));
+            std::fill(odd, odd + wp, T(0));
+            continue;
+          }
+          const T* row = xc + ih * s.w;
+          for (int64_t v = 0; v < half; ++v) {
+            even[v] = row[2 * v];
+            odd[v] = row[2 * v + 1];
+          }
+          if (half < wp) {
+            even[half] = row[s.w - 1];
+            odd[half] = T(0);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The masks' shape (a stride-1 convolution over one phase plane) and the taps' places for a
+// stride-2 convolution whose phase planes lie `stride` elements apart.
+inline void strided_geometry(const ConvShape& s, int64_t stride, ConvShape& masks, TapGeometry& g) {
+  const int64_t hp = (s.h + 1) / 2, wp = (s.w + 1) / 2;
+  auto parity = [](int64_t e) { return e & 1; };  // of a negative e too (two's complement)
+  const int64_t top = (-s.pad_h - parity(-s.pad_h)) / 2, left = (-s.pad_w - parity(-s.pad_w)) / 2;
+  int64_t rows = 1, cols = 1;
+  g = TapGeometry{};
+  g.channel = 4 * stride;
+  for (int64_t i = 0; i < s.kh; ++i) {
+    const int64_t e = i * s.dil_h - s.pad_h, a = parity(e), d = (e - a) / 2;
+    g.row_off[i] = 2 * a * stride + d * wp;
+    g.mrow[i] = static_cast<int>(d - top);
+    rows = d - top + 1;
+  }
+  for (int64_t j = 0; j < s.kw; ++j) {
+    const int64_t e = j * s.dil_w - s.pad_w, b = parity(e), d = (e - b) / 2;
+    g.col_off[j] = b * stride + d;
+    g.mcol[j] = static_cast<int>(d - left);
+    cols = d - left + 1;
+  }
+  g.mask_cols = cols;
+  masks = ConvShape{s.c, hp, wp, rows, cols, s.ho, s.wo, 1, 1, -top, -left, 1, 1};
+}
+
 template <class T>
 void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x, int64_t x_stride,
                T* y, int64_t y_stride) {
@@ -289,28 +428,21 @@ void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
   constexpr int W = S::W;
   const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo;
   if (m <= 0 || n <= 0 || hw <= 0) return;
+  const bool strided = s.stride_h != 1;
   // Weights as row panels of `rows` rows, tap-major: the tile broadcasts wp[t * rows + r].
   const int rows = balanced_rows(m, S::MR);
   static_assert(S::MR <= kConvFlatRowBlock, "the weight panels' bound in kernels.hpp");
   T* wp = gemm_impl::borrowed_a<T>(((m + rows - 1) / rows) * rows * K);
   if (wp == nullptr) wp = gemm_impl::pack_buffer_a().get<T>(((m + rows - 1) / rows) * rows * K);
-  if (wp == nullptr) {  // no memory for the panels: the definition, slowly (kernels never throw)
-    for (int64_t b = 0; b < n; ++b)
-      for (int64_t o = 0; o < m; ++o)
-        for (int64_t p = 0; p < hw; ++p) {
-          const int64_t oh = p / s.wo, ow = p % s.wo;
-          T sum = T(0);
-          for (int64_t c = 0; c < s.c; ++c)
-            for (int64_t i = 0; i < s.kh; ++i)
-              for (int64_t j = 0; j < s.kw; ++j) {
-                const int64_t ih = oh + i * s.dil_h - s.pad_h, iw = ow + j * s.dil_w - s.pad_w;
-                if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
-                  sum += w[o * K + (c * s.kh + i) * s.kw + j] * x[b * x_stride + (c * s.h + ih) * s.w + iw];
-              }
-          y[b * y_stride + o * hw + p] = sum;
-        }
-    return;
+  // A strided convolution's phase planes (and product of several images) after the panels.
+  const int64_t images = strided ? conv_flat_strided_images(s, m, n) : 1;
+  T* scratch = nullptr;
+  if (strided && wp != nullptr) {
+    const int64_t need = conv_flat_strided_scratch(s, m, images);
+    scratch = gemm_impl::borrowed_b<T>(need);
+    if (scratch == nullptr) scratch = gemm_impl::pack_buffer_b().get<T>(need);
   }
+  if (wp == nullptr || (strided && scratch == nullptr)) return conv_by_definition(s, m, w, n, x, x_stride, y, y_stride);
   for (int64_t r0 = 0; r0 < m; r0 += rows) {
     const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
     T* panel = wp + r0 * K;
@@ -325,19 +457,47 @@ void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
   TapMasks<T>* tm = &tap_storage;
 #endif
   const int64_t panel = int64_t(S::NV) * W;
-  for (int64_t b = 0; b < n; ++b) {
-    const T* xb = x + b * x_stride;
-    T* yb = y + b * y_stride;
-    for (int64_t q = 0; q < hw; q += panel) {
-      const int64_t valid = std::min<int64_t>(panel, hw - q);
+  // pixels images * hw of x (its images side by side) into out (ldy apart per output channel)
+  auto convolve = [&](const ConvShape& ms, const TapGeometry& g, const T* xs, int64_t nb, T* out, int64_t ldy) {
+    const int64_t pixels = nb * hw;
+    for (int64_t q = 0; q < pixels; q += panel) {
+      const int64_t valid = std::min<int64_t>(panel, pixels - q);
       const int nv = static_cast<int>((valid + W - 1) / W);
-      pixel_masks<T>(s, q, nv, pm);
-      if (tm != nullptr) tap_masks<T>(s, nv, pm, *tm);
+      pixel_masks<T>(ms, q, nv, pm, nb);
+      if (tm != nullptr) tap_masks<T>(ms, nv, pm, *tm);
       for (int64_t r0 = 0; r0 < m; r0 += rows) {
         const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
-        kFlatTiles<T>.fn[mr - 1][nv - 1](s, wp + r0 * K, xb, q, pm, tm, yb + r0 * hw, hw, valid);
+        if (strided) {
+          kFlatTiles<T>.strided[mr - 1][nv - 1](s, g, wp + r0 * K, xs, q, pm, tm, out + r0 * ldy, ldy, valid);
+        } else {
+          kFlatTiles<T>.fn[mr - 1][nv - 1](s, wp + r0 * K, xs, q, pm, tm, out + r0 * ldy, ldy, valid);
+        }
       }
     }
+  };
+  if (!strided) {
+    const TapGeometry g{};  // unused
+    for (int64_t b = 0; b < n; ++b) convolve(s, g, x + b * x_stride, 1, y + b * y_stride, hw);
+    return;
+  }
+  const int64_t stride = images * ((s.h + 1) / 2) * ((s.w + 1) / 2);  // between phase planes
+  ConvShape ms;
+  TapGeometry g;
+  strided_geometry(s, stride, ms, g);
+  T* wide = scratch + 4 * s.c * stride;
+  for (int64_t b0 = 0; b0 < n; b0 += images) {
+    const int64_t nb = std::min(images, n - b0);
+    split_phases(s, nb, stride, x + b0 * x_stride, x_stride, scratch);
+    if (nb == 1) {
+      convolve(ms, g, scratch, 1, y + b0 * y_stride, hw);
+      continue;
+    }
+    convolve(ms, g, scratch, nb, wide, nb * hw);
+    for (int64_t o = 0; o < m; ++o)
+      for (int64_t b = 0; b < nb; ++b) {
+        const T* from = wide + (o * nb + b) * hw;
+        std::copy(from, from + hw, y + (b0 + b) * y_stride + o * hw);
+      }
   }
 }
 

@@ -65,7 +65,12 @@ class Tracer final : public ember::detail::OpTracer {
     s.weight_shape = w.shape();
     s.geometry = g;
     // The column matrix, then the packing room of the GEMM or of the flat kernels' weights.
-    const int64_t flat_weights = round_up_arena((d.og + backend::kConvFlatRowBlock) * d.k() * int64_t(sizeof(float))) + 64;
+    int64_t flat_weights = round_up_arena((d.og + backend::kConvFlatRowBlock) * d.k() * int64_t(sizeof(float))) + 64;
+    if (backend::conv_flat_strided_applies(s.conv.shape)) {  // and the phase planes
+      const int64_t images = backend::conv_flat_strided_images(s.conv.shape, d.og, d.n);
+      flat_weights += round_up_arena(backend::conv_flat_strided_scratch(s.conv.shape, d.og, images) *
+                                     int64_t(sizeof(float))) + 64;
+    }
     // Per worker: the samples of a batch split among as many workers as this process has threads
     // (the flat kernels thread over the samples themselves).
     s.workers = s.conv.flat ? 1 : std::clamp<int64_t>(get_num_threads(), 1, d.n);

@@ -43,6 +43,18 @@ bool use_flat(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeome
   return k.conv_flat != nullptr && !is_pointwise(d, p) && backend::conv_flat_applies(cs);
 }
 
+// Stride-2 convolutions run on the flat kernels (Note [Strided flat convolution] in
+// src/backend/conv_flat.inl) where that beat the column matrix in one process alternating both
+// (docs/benchmarks.md): on AVX-512, with at least kStridedFlatMinTaps taps per output. On AVX2 the
+// GEMM's contiguous B panels won (DCGAN's 64 -> 128 forward 9.3 vs 8.7 ms), and with a one-channel
+// input (16 taps) the tiles are too short to pay for the phase planes.
+constexpr int64_t kStridedFlatMinTaps = 64;
+template <class T>
+bool use_flat_strided(const backend::Kernels<T>& k, const backend::ConvShape& cs) {
+  return k.conv_flat != nullptr && k.isa == backend::Isa::Avx512 && cs.c * cs.kh * cs.kw >= kStridedFlatMinTaps &&
+         backend::conv_flat_strided_applies(cs);
+}
+
 int64_t sample_grain(const ConvDims& d) {
   const int64_t flops = d.o * d.k() * d.hw_out();
   return std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(flops, 1));
@@ -143,7 +155,7 @@ ConvForward<T> conv_forward_setup(const backend::Kernels<T>& k, const ConvDims& 
   f.d = d;
   f.shape = conv_shape(d, p);
   f.pointwise = is_pointwise(d, p);
-  f.flat = use_flat(k, d, p, f.shape);
+  f.flat = use_flat(k, d, p, f.shape) || use_flat_strided(k, f.shape);
   return f;
 }
 

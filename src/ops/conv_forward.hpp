@@ -26,8 +26,9 @@ ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Co
 backend::ConvShape conv_shape(const ConvDims& d, const Conv2dGeometry& geometry);
 /// A 1x1, stride-1, unpadded convolution reads its input directly as the GEMM operand.
 bool is_pointwise(const ConvDims& d, const Conv2dGeometry& geometry);
-/// Whether the convolution runs on the backend's flat kernels, without a column matrix (Note
-/// [Flat convolution] in src/backend/conv_flat.inl). Pointwise convolutions are plain GEMMs.
+/// Whether a stride-1 convolution runs on the backend's flat kernels, without a column matrix
+/// (Note [Flat convolution] in src/backend/conv_flat.inl), forward and input gradient. Pointwise
+/// convolutions are plain GEMMs. (The forward of a stride-2 one may too: ConvForward::flat.)
 template <class T>
 bool use_flat(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& geometry,
               const backend::ConvShape& cs);

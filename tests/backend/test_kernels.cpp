@@ -1037,6 +1037,74 @@ TEST(Kernels, FlatConvolutionMatchesDefinition) {
 }
 
 
+// conv_flat of stride-2 convolutions (the input split into phases: Note [Strided flat
+// convolution]) against the definition: DCGAN's 4x4 kernels padded by 1 (28 -> 14, 14 -> 7), 3x3
+// and 1x1 downsampling, odd sizes (a zero row or column past the image in a phase plane), a row
+// padding that leaves the phase planes taller than the output (one image at a time), dilation,
+// and enough images that several lie side by side with a partial last group; NaN between the
+// images, in the input and the output.
+template <class T>
+void check_strided_flat_conv(Isa isa) {
+  const auto& k = kernels_for<T>(isa);
+  if (k.conv_flat == nullptr) return;
+  struct StridedCase {
+    int64_t c, m, h, w, kh, kw, pad_h, pad_w, dil, n;
+  };
+  const StridedCase cases[] = {{1, 17, 28, 28, 4, 4, 1, 1, 1, 3}, {5, 20, 14, 14, 4, 4, 1, 1, 1, 8},
+                               {3, 6, 8, 8, 3, 3, 1, 1, 1, 21},   {4, 9, 7, 9, 3, 3, 1, 1, 1, 3},
+                               {2, 7, 9, 7, 3, 3, 0, 1, 1, 4},    {3, 5, 10, 10, 3, 3, 2, 2, 2, 2},
+                               {6, 15, 6, 6, 1, 1, 0, 0, 1, 5},   {2, 4, 11, 12, 5, 5, 2, 2, 1, 3}};
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  for (const StridedCase& f : cases) {
+    const int64_t ho = (f.h + 2 * f.pad_h - f.dil * (f.kh - 1) - 1) / 2 + 1;
+    const int64_t wo = (f.w + 2 * f.pad_w - f.dil * (f.kw - 1) - 1) / 2 + 1;
+    const ConvShape s{f.c, f.h, f.w, f.kh, f.kw, ho, wo, 2, 2, f.pad_h, f.pad_w, f.dil, f.dil};
+    SCOPED_TRACE(::testing::Message() << "c" << f.c << " m" << f.m << " " << f.h << "x" << f.w << " k" << f.kh
+                                      << " p" << f.pad_h << "," << f.pad_w << " d" << f.dil << " n" << f.n);
+    ASSERT_TRUE(conv_flat_strided_applies(s));
+    ASSERT_FALSE(conv_flat_applies(s));
+    const int64_t n = f.n, K = f.c * f.kh * f.kw, hw = ho * wo, plane = f.h * f.w;
+    const int64_t x_stride = f.c * plane + 5, y_stride = f.m * hw + 3;  // gaps between images
+    std::vector<T> x(static_cast<size_t>(n * x_stride), std::numeric_limits<T>::quiet_NaN());
+    std::vector<T> w(static_cast<size_t>(f.m * K));
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t i = 0; i < f.c * plane; ++i) x[static_cast<size_t>(b * x_stride + i)] = static_cast<T>(dist(rng));
+    for (auto& v : w) v = static_cast<T>(dist(rng));
+    std::vector<T> y(static_cast<size_t>(n * y_stride), std::numeric_limits<T>::quiet_NaN());
+    k.conv_flat(s, f.m, w.data(), n, x.data(), x_stride, y.data(), y_stride);
+    const double tol = sizeof(T) == 4 ? 2e-5 : 1e-12;
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t o = 0; o < f.m; ++o)
+        for (int64_t p = 0; p < hw; ++p) {
+          double want = 0, scale = 0;
+          for (int64_t t = 0; t < K; ++t) {
+            const int64_t c = t / (f.kh * f.kw), i = t / f.kw % f.kh, j = t % f.kw;
+            const int64_t ih = p / wo * 2 + i * f.dil - f.pad_h, iw = p % wo * 2 + j * f.dil - f.pad_w;
+            if (ih < 0 || ih >= f.h || iw < 0 || iw >= f.w) continue;
+            const double term = double(w[static_cast<size_t>(o * K + t)]) *
+                                double(x[static_cast<size_t>(b * x_stride + (c * f.h + ih) * f.w + iw)]);
+            want += term;
+            scale += std::abs(term);
+          }
+          ASSERT_NEAR(double(y[static_cast<size_t>(b * y_stride + o * hw + p)]), want, tol * (1 + scale))
+              << "image " << b << " channel " << o << " pixel " << p;
+        }
+      for (int64_t g = f.m * hw; g < y_stride; ++g) ASSERT_TRUE(std::isnan(y[static_cast<size_t>(b * y_stride + g)]));
+    }
+  }
+  // DCGAN's 7 -> 3: output rows narrower than a phase plane's (4), no fixed offsets.
+  EXPECT_FALSE(conv_flat_strided_applies(ConvShape{128, 7, 7, 4, 4, 3, 3, 2, 2, 1, 1, 1, 1}));
+}
+
+TEST(Kernels, StridedFlatConvolutionMatchesDefinition) {
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_strided_flat_conv<float>(isa);
+    check_strided_flat_conv<double>(isa);
+  }
+}
+
 // conv_flat_weight_grad of stride-1 convolutions without padding whose output rows are narrower
 // than the input's (read row by row): against the definition, for rows of whole vectors, a masked
 // last vector or one vector alone, dilations, up to kConvValidMaxOutputs output channels, with NaN

@@ -93,6 +93,35 @@ inline bool conv_flat_applies(const ConvShape& s) {
          s.kw <= kConvFlatMaxKernel && s.ho * s.wo < (int64_t(1) << 24) && s.h * s.w < (int64_t(1) << 24);
 }
 
+/// Whether conv_flat applies to a stride-2 convolution: output rows as wide as the input's
+/// columns of one parity (ceil(w / 2)), so that after the input is split into its four phases
+/// (even and odd rows and columns) each kernel tap reads one phase plane at one fixed offset (Note
+/// [Strided flat convolution] in src/backend/conv_flat.inl). Only the forward: its gradients go
+/// through a column matrix.
+inline bool conv_flat_strided_applies(const ConvShape& s) {
+  return s.stride_h == 2 && s.stride_w == 2 && s.wo == (s.w + 1) / 2 && s.kh <= kConvFlatMaxKernel &&
+         s.kw <= kConvFlatMaxKernel && s.ho > 0 && s.ho * s.wo < (int64_t(1) << 22) && s.h * s.w < (int64_t(1) << 24);
+}
+
+/// Images a strided conv_flat of n images with m output channels splits into phases at once
+/// (their pixels side by side, so that a 7x7 output does not leave a quarter of each tile's lanes
+/// empty), and the scratch it takes for them, in elements: the images' phase planes and, for more
+/// than one, the product before it goes to each image. A GemmWorkspace with room for this after
+/// the weight panels keeps it from allocating.
+inline int64_t conv_flat_strided_images(const ConvShape& s, int64_t m, int64_t n) {
+  constexpr int64_t kTargetPixels = 256, kMaxScratch = int64_t(1) << 18;
+  const int64_t hp = (s.h + 1) / 2, hw = s.ho * s.wo;
+  if (s.ho != hp || n <= 1) return 1;  // side by side only when the phase planes are as large as the output
+  const int64_t per_image = 4 * s.c * hp * s.wo + m * hw;
+  int64_t images = (kTargetPixels + hw - 1) / hw;
+  if (images > kMaxScratch / per_image) images = kMaxScratch / per_image;
+  return images < 1 ? 1 : images > n ? n : images;
+}
+inline int64_t conv_flat_strided_scratch(const ConvShape& s, int64_t m, int64_t images) {
+  const int64_t phases = 4 * s.c * ((s.h + 1) / 2) * ((s.w + 1) / 2);
+  return images * phases + (images > 1 ? images * m * s.ho * s.wo : 0);
+}
+
 /// Whether conv_flat_weight_grad applies to m output channels: where conv_flat does, and to
 /// stride-1 convolutions without padding ("valid": every tap inside the image), whose rows it
 /// reads as runs of at most two output rows per vector, when they have at most
@@ -181,7 +210,8 @@ struct Kernels {
   /// The adjoint of im2col: x[...] += cols[...] (x is accumulated into, not overwritten). cols
   /// is scratch: entries for positions outside the image may be overwritten.
   void (*col2im)(const ConvShape& s, T* cols, T* x, int64_t ld);
-  /// Convolution of n images without a column matrix, where conv_flat_applies(s); null where
+  /// Convolution of n images without a column matrix, where conv_flat_applies(s) or
+  /// conv_flat_strided_applies(s) (then strided: ho x wo pixels at stride 2); null where
   /// the CPU lacks lane masks (then im2col + gemm). With K = c * kh * kw and hw = ho * wo, for
   /// each image b: y_b[o][p] = sum over t < K of w[o * K + t] * cols_b[t][p] (cols_b as im2col
   /// of x_b would write it), o < m, p < hw; x_b = x + b * x_stride ([c, h, w]), y_b = y +
