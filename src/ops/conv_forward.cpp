@@ -45,9 +45,9 @@ bool use_flat(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeome
 
 // Stride-2 convolutions run on the flat kernels (Note [Strided flat convolution] in
 // src/backend/conv_flat.inl) where that beat the column matrix in one process alternating both
-// (docs/benchmarks.md): on AVX-512, with at least kStridedFlatMinTaps taps per output. On AVX2 the
-// GEMM's contiguous B panels won (DCGAN's 64 -> 128 forward 9.3 vs 8.7 ms), and with a one-channel
-// input (16 taps) the tiles are too short to pay for the phase planes.
+// (docs/benchmarks.md): on AVX-512, with at least kStridedFlatMinTaps taps per output. On AVX2
+// im2col + GEMM won (DCGAN's 64 -> 128 forward 8.7 against 9.3 ms), and so it did on both tiers
+// with a one-channel input (16 taps per output: short tiles).
 constexpr int64_t kStridedFlatMinTaps = 64;
 template <class T>
 bool use_flat_strided(const backend::Kernels<T>& k, const backend::ConvShape& cs) {
