@@ -1161,6 +1161,11 @@ void check_valid_conv_weight_grad(Isa isa) {
 }
 
 TEST(Kernels, ValidConvWeightGradMatchesDefinition) {
+  // No padding at the top and left but an output that reaches past the image (padding at the
+  // bottom or right, which the shape does not name): not "valid".
+  EXPECT_FALSE(conv_flat_weight_grad_applies(ConvShape{7, 12, 17, 2, 1, 12, 19, 1, 1, 0, 0, 1, 1}, 8));
+  EXPECT_FALSE(conv_flat_weight_grad_applies(ConvShape{5, 9, 5, 4, 4, 8, 3, 1, 1, 0, 0, 1, 1}, 6));
+  EXPECT_TRUE(conv_flat_weight_grad_applies(ConvShape{5, 9, 5, 4, 4, 6, 2, 1, 1, 0, 0, 1, 1}, 6));
   for (Isa isa : simd_isas()) {
     SCOPED_TRACE(isa_name(isa));
     check_valid_conv_weight_grad<float>(isa);

@@ -2,10 +2,17 @@
 // images] in src/ops/conv_forward.cpp): a batch gives each image the bits it gets alone (forward
 // and input gradient) and the weight gradient is the sum of the images' ones, for conv2d and
 // conv_transpose2d, with groups, at one and two threads. (Values against PyTorch and gradchecks:
-// the conv cases of the op registry, whose shapes are one image per GEMM.)
+// the conv cases of the op registry, whose shapes are one image per GEMM.) And the three conv
+// ops against their definition on geometries the registry does not reach: padding that differs
+// between top and bottom or left and right, and random ones.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <random>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "ember/ember.hpp"
@@ -91,6 +98,102 @@ TEST(ConvLowering, ImagesSharingAGemmGetTheirOwnBits) {
     }
   }
   set_num_threads(threads);
+}
+
+// One geometry of conv2d (Conv2dGeometry's padding: top, bottom, left, right).
+struct Geometry {
+  int64_t n, c, o, groups, h, w, kh, kw, stride, dilation;
+  std::array<int64_t, 4> padding;
+};
+
+std::string describe(const Geometry& g) {
+  std::ostringstream s;
+  s << "n" << g.n << " c" << g.c << " o" << g.o << " groups " << g.groups << " " << g.h << "x" << g.w << " kernel "
+    << g.kh << "x" << g.kw << " stride " << g.stride << " dilation " << g.dilation << " padding " << g.padding[0] << ","
+    << g.padding[1] << "," << g.padding[2] << "," << g.padding[3];
+  return s.str();
+}
+
+// conv2d, conv2d_input_grad and conv2d_weight_grad of g against the sums that define them, in
+// double (sums of at most a few hundred products: agreement to 1e-10).
+void check_against_definition(const Geometry& g) {
+  SCOPED_TRACE(describe(g));
+  const int64_t cg = g.c / g.groups, og = g.o / g.groups;
+  const int64_t ho = (g.h + g.padding[0] + g.padding[1] - g.dilation * (g.kh - 1) - 1) / g.stride + 1;
+  const int64_t wo = (g.w + g.padding[2] + g.padding[3] - g.dilation * (g.kw - 1) - 1) / g.stride + 1;
+  Conv2dGeometry geometry;
+  geometry.stride = {g.stride, g.stride};
+  geometry.padding = g.padding;
+  geometry.dilation = {g.dilation, g.dilation};
+  geometry.groups = g.groups;
+  Generator gen(3);
+  const Tensor<double> x = randn<double>({g.n, g.c, g.h, g.w}, &gen), w = randn<double>({g.o, cg, g.kh, g.kw}, &gen);
+  const Tensor<double> gy = randn<double>({g.n, g.o, ho, wo}, &gen);
+  const Tensor<double> y = conv2d(x, w, Tensor<double>(), geometry);
+  const Tensor<double> gx = conv2d_input_grad(gy, w, {g.h, g.w}, geometry);
+  const Tensor<double> gw = conv2d_weight_grad(x, gy, {g.o, cg, g.kh, g.kw}, geometry);
+  ASSERT_EQ(y.shape(), (Shape{g.n, g.o, ho, wo}));
+  const std::vector<double> X = x.to_vector(), Wt = w.to_vector(), G = gy.to_vector();
+  std::vector<double> want_y(static_cast<size_t>(y.numel())), want_gx(X.size()), want_gw(Wt.size());
+  for (int64_t b = 0; b < g.n; ++b)
+    for (int64_t o = 0; o < g.o; ++o)
+      for (int64_t oh = 0; oh < ho; ++oh)
+        for (int64_t ow = 0; ow < wo; ++ow) {
+          const size_t yi = static_cast<size_t>(((b * g.o + o) * ho + oh) * wo + ow);
+          for (int64_t c = 0; c < cg; ++c)
+            for (int64_t i = 0; i < g.kh; ++i)
+              for (int64_t j = 0; j < g.kw; ++j) {
+                const int64_t ih = oh * g.stride - g.padding[0] + i * g.dilation;
+                const int64_t iw = ow * g.stride - g.padding[2] + j * g.dilation;
+                if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+                const size_t xi = static_cast<size_t>(((b * g.c + o / og * cg + c) * g.h + ih) * g.w + iw);
+                const size_t wi = static_cast<size_t>(((o * cg + c) * g.kh + i) * g.kw + j);
+                want_y[yi] += X[xi] * Wt[wi];
+                want_gx[xi] += G[yi] * Wt[wi];
+                want_gw[wi] += G[yi] * X[xi];
+              }
+        }
+  auto expect_near = [](const Tensor<double>& got, const std::vector<double>& want, const char* what) {
+    const std::vector<double> v = got.contiguous().to_vector();
+    ASSERT_EQ(v.size(), want.size()) << what;
+    for (size_t i = 0; i < v.size(); ++i) ASSERT_NEAR(v[i], want[i], 1e-10 * (1 + std::abs(want[i]))) << what << " " << i;
+  };
+  expect_near(y, want_y, "output");
+  expect_near(gx, want_gx, "input gradient");
+  expect_near(gw, want_gw, "weight gradient");
+}
+
+TEST(ConvLowering, GeometriesMatchTheDefinition) {
+  // No padding at the top and left but some at the bottom or right, with few output channels:
+  // the weight gradient once took these for unpadded ("valid") ones and read past the image.
+  const Geometry fixed[] = {{3, 7, 8, 1, 12, 17, 2, 1, 1, 1, {0, 1, 0, 2}}, {4, 5, 6, 1, 9, 5, 4, 4, 1, 1, {0, 2, 0, 1}},
+                            {2, 4, 8, 2, 6, 12, 1, 2, 1, 1, {0, 1, 0, 0}},  {3, 3, 2, 1, 6, 7, 3, 1, 1, 1, {0, 2, 0, 1}},
+                            {2, 3, 5, 1, 8, 9, 3, 3, 1, 2, {0, 1, 0, 3}},   {2, 6, 4, 1, 7, 6, 3, 3, 1, 1, {2, 0, 1, 0}},
+                            {3, 4, 6, 2, 9, 8, 3, 2, 2, 1, {0, 2, 0, 2}},   {2, 2, 3, 1, 11, 10, 4, 4, 2, 1, {1, 2, 2, 1}}};
+  for (const Geometry& g : fixed) check_against_definition(g);
+  // Random geometries: strides 1 and 2, dilation 1 or 2, groups, any padding up to 2 per side.
+  std::mt19937 rng(17);
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  for (int k = 0; k < 40;) {
+    Geometry g{};
+    g.groups = pick(1, 3) == 3 ? 2 : 1;
+    g.c = pick(1, 6) * g.groups;
+    g.o = pick(1, 10) * g.groups;
+    g.n = pick(1, 5);
+    g.h = pick(1, 12);
+    g.w = pick(1, 12);
+    g.kh = pick(1, 4);
+    g.kw = pick(1, 4);
+    g.stride = pick(1, 2);
+    g.dilation = pick(1, 4) == 4 ? 2 : 1;
+    for (int64_t& p : g.padding) p = pick(0, 2);
+    if (g.h + g.padding[0] + g.padding[1] <= g.dilation * (g.kh - 1) ||
+        g.w + g.padding[2] + g.padding[3] <= g.dilation * (g.kw - 1))
+      continue;  // no output
+    check_against_definition(g);
+    if (::testing::Test::HasFatalFailure()) return;
+    ++k;
+  }
 }
 
 }  // namespace

@@ -123,7 +123,8 @@ inline int64_t conv_flat_strided_scratch(const ConvShape& s, int64_t m, int64_t 
 }
 
 /// Whether conv_flat_weight_grad applies to m output channels: where conv_flat does, and to
-/// stride-1 convolutions without padding ("valid": every tap inside the image), whose rows it
+/// stride-1 convolutions without padding on any side ("valid": every tap inside the image; the
+/// shape names only the top and left padding, so the output's extent says), whose rows it
 /// reads as runs of at most two output rows per vector, when they have at most
 /// kConvValidMaxOutputs output channels. With few, writing and transposing the column matrix
 /// costs more than the products (LeNet-5's 1 -> 6 convolution); with more, the products are the
@@ -131,7 +132,8 @@ inline int64_t conv_flat_strided_scratch(const ConvShape& s, int64_t m, int64_t 
 inline constexpr int64_t kConvValidMaxOutputs = 8;
 inline bool conv_flat_weight_grad_applies(const ConvShape& s, int64_t m) {
   return conv_flat_applies(s) || (s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0 && s.ho > 0 &&
-                                  s.wo > 0 && m <= kConvValidMaxOutputs);
+                                  s.wo > 0 && (s.kh - 1) * s.dil_h + s.ho <= s.h && (s.kw - 1) * s.dil_w + s.wo <= s.w &&
+                                  m <= kConvValidMaxOutputs);
 }
 
 /// One 2-D pooling window layout over an h x w plane with output ho x wo; pad_h / pad_w are the
