@@ -1464,6 +1464,11 @@ void max_pool2d(const PoolShape& s, int64_t planes, const T* x, T* y, int64_t* i
         const bool inside = iw0 >= 0 && iw0 + (s.kw - 1) * s.dil_w < w;
         const int64_t j_lo = inside ? 0 : first_inside(iw0, s.dil_w);
         const int64_t j_hi = inside ? s.kw : end_inside(iw0, s.dil_w, w, s.kw);
+        if (i_lo >= i_hi || j_lo >= j_hi) {  // the window is all padding
+          dst[oh * wo + ow] = -1;
+          values[oh * wo + ow] = -std::numeric_limits<T>::infinity();
+          continue;
+        }
         // The scan is branch-free (random data makes the max unpredictable); a NaN, rare, is
         // looked for afterwards.
         int64_t best = (ih0 + i_lo * s.dil_h) * w + iw0 + j_lo * s.dil_w;

@@ -1113,7 +1113,7 @@ void max_pool_u8(const PoolShape& q, int64_t n, int64_t c, const uint8_t* src, u
     for (int64_t oh = 0; oh < q.ho; ++oh) {
       for (int64_t ow = 0; ow < q.wo; ++ow, dst += c) {
         // The first tap inside the image is copied, the others maxed in; a window wholly in the
-        // padding (which PyTorch's limits on padding rule out) gives 0.
+        // padding (possible with dilation; float pooling gives -inf there) gives 0, the lowest code.
         bool first = true;
         for (int64_t i = 0; i < q.kh; ++i) {
           const int64_t ih = oh * q.stride_h - q.pad_h + i * q.dil_h;

@@ -27,6 +27,20 @@ int64_t pooled_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool
   return out;
 }
 
+// Whether a window along one dim lies wholly in the padding: possible with dilation, as
+// PyTorch bounds the padding by half the kernel, not by half its dilated extent. PyTorch gives
+// such a window -inf and an index past the plane; here its index is -1 (the backend's
+// max_pool2d) and it passes no gradient.
+bool has_empty_window(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, int64_t out) {
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t start = o * s - p;
+    bool any = false;
+    for (int64_t i = 0; i < k && !any; ++i) any = start + i * d >= 0 && start + i * d < in;
+    if (!any) return true;
+  }
+  return false;
+}
+
 void check_pool(const char* op, const Shape& x, IntPair k, IntPair s, IntPair p, IntPair d) {
   if (x.size() != 4) throw ShapeError(cat_str(op, ": input ", x, " must be 4-D [N, C, H, W]"));
   if (k.h <= 0 || k.w <= 0 || s.h <= 0 || s.w <= 0 || d.h <= 0 || d.w <= 0) {
@@ -77,12 +91,27 @@ Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
   if (autograd::needs_grad(x)) {
     // The gradient goes to each window's maximum: gather's gradient, scatter_add into zeros.
     // Without create_graph it is one pass over the indices instead of scatter_add's copy and
-    // strided walk.
-    autograd::record(out, "max_pool2d", {&x}, [idx, x_shape = x.shape(), n, c, hw = h * w, howo = ho * wo](
-                                                   const Tensor<T>& g) {
+    // strided walk. Windows wholly in the padding (index -1) pass none: for scatter_add their
+    // index becomes 0 and their gradient is multiplied by 0.
+    const bool empty = has_empty_window(h, k.h, s.h, o.padding.h, o.dilation.h, ho) ||
+                       has_empty_window(w, k.w, s.w, o.padding.w, o.dilation.w, wo);
+    Tensor<int64_t> safe_idx = idx;
+    Tensor<T> keep;
+    if (empty) {
+      safe_idx = detail::new_tensor<int64_t>({n, c, ho * wo}, "max_pool2d");
+      keep = detail::new_tensor<T>({n, c, ho * wo}, "max_pool2d");
+      int64_t* ps = safe_idx.data_ptr();
+      T* pk = keep.data_ptr();
+      for (int64_t i = 0; i < n * c * ho * wo; ++i) {
+        ps[i] = pi[i] < 0 ? 0 : pi[i];
+        pk[i] = pi[i] < 0 ? T(0) : T(1);
+      }
+    }
+    autograd::record(out, "max_pool2d", {&x}, [idx, safe_idx, keep, empty, x_shape = x.shape(), n, c, hw = h * w,
+                                               howo = ho * wo](const Tensor<T>& g) {
       if (autograd::grad_mode_enabled()) {
-        return std::vector<Tensor<T>>{
-            scatter_add(zeros<T>({n, c, hw}), 2, idx, g.reshape({n, c, howo})).reshape(x_shape)};
+        const Tensor<T> gp = empty ? g.reshape({n, c, howo}) * keep : g.reshape({n, c, howo});
+        return std::vector<Tensor<T>>{scatter_add(zeros<T>({n, c, hw}), 2, safe_idx, gp).reshape(x_shape)};
       }
       const Tensor<T> gc = g.contiguous();
       Tensor<T> gx = zeros<T>(x_shape);
@@ -92,8 +121,14 @@ Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
       const auto& kern = backend::kernels<T>();
       detail::parallel_for(0, n * c, std::max<int64_t>(1, 4096 / std::max<int64_t>(howo, 1)),
                            [&](int64_t b, int64_t e) {
-        for (int64_t plane = b; plane < e; ++plane)
-          kern.index_accumulate(howo, pidx + plane * howo, pg + plane * howo, 1, pgx + plane * hw);
+        for (int64_t plane = b; plane < e; ++plane) {
+          if (!empty) {
+            kern.index_accumulate(howo, pidx + plane * howo, pg + plane * howo, 1, pgx + plane * hw);
+            continue;
+          }
+          for (int64_t i = plane * howo; i < (plane + 1) * howo; ++i)
+            if (pidx[i] >= 0) pgx[plane * hw + pidx[i]] += pg[i];
+        }
       });
       return std::vector<Tensor<T>>{gx};
     });

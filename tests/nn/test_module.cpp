@@ -505,6 +505,34 @@ TEST(Pooling, MaxPoolPropagatesNaNAndTakesTheFirstMaximum) {
   // Ties: the gradient goes to the first maximum only, as PyTorch.
   EXPECT_EQ(y.grad().to_vector(), (std::vector<float>{0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0}));
 }
+
+// With dilation a window can lie wholly in the padding (PyTorch bounds the padding by half the
+// kernel, not by half its dilated extent): PyTorch 1.13 gives -inf there (values printed by
+// F.max_pool2d(x, 2, stride=(3, 1), padding=(1, 0), dilation=2) on a 1x7 plane: all five -inf).
+// Such a window passes no gradient; once its index pointed past the plane, and the forward read
+// and the backward wrote out of bounds.
+TEST(Pooling, MaxPoolWindowsWhollyInThePaddingGiveMinusInfinityAndNoGradient) {
+  const float inf = std::numeric_limits<float>::infinity();
+  auto x = arange<float>(0, 7).reshape({1, 1, 1, 7}).requires_grad_(true);
+  auto y = functional::max_pool2d(x, 2, {.stride = {3, 1}, .padding = {1, 0}, .dilation = 2});
+  ASSERT_EQ(y.shape(), Shape({1, 1, 1, 5}));
+  for (float v : y.to_vector()) EXPECT_EQ(v, -inf);
+  y.sum().backward();
+  EXPECT_EQ(x.grad().to_vector(), std::vector<float>(7, 0.0f));
+  // Some windows empty, some not: 3 rows, one column, kernel (1, 2), padding (0, 1), dilation 2:
+  // the one output column reads columns -1 and 1, both outside.
+  auto z = arange<double>(0, 6).reshape({2, 1, 3, 1}).requires_grad_(true);
+  auto out = functional::max_pool2d(z, {1, 2}, {.stride = {1, 2}, .padding = {0, 1}, .dilation = 2, .ceil_mode = true});
+  ASSERT_EQ(out.shape(), Shape({2, 1, 3, 1}));
+  for (double v : out.to_vector()) EXPECT_EQ(v, -std::numeric_limits<double>::infinity());
+  // The gradient of the gradient (scatter_add's path, with a graph): zero too.
+  auto w = arange<double>(1, 7).reshape({2, 1, 3, 1}).requires_grad_(true);
+  auto pooled = functional::max_pool2d(w, {1, 2}, {.stride = {1, 2}, .padding = {0, 1}, .dilation = 2});
+  auto g = autograd::grad({pooled.sum() + (w * w).sum() * 0.5}, {w}, true)[0];  // 0 + w
+  EXPECT_EQ(g.to_vector(), w.detach().to_vector());
+  (g * g).sum().backward();  // 2 w through w * w, 0 through the pooling's gradient
+  EXPECT_EQ(w.grad().to_vector(), (w.detach() * 2.0).to_vector());
+}
 }  // namespace
 }  // namespace ember::nn
 

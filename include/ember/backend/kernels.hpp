@@ -250,8 +250,9 @@ struct Kernels {
   /// the first NaN beats everything (PyTorch's rule).
   void (*max_pool2x2)(int64_t planes, int64_t h, int64_t w, const T* x, T* y, int64_t* idx);
   /// General max pooling of `planes` contiguous planes (s.h x s.w in, s.ho x s.wo out) with
-  /// the rule of max_pool2x2; windows are clipped to the plane (padding reads nothing) and
-  /// padding is at most half the kernel, so every window holds an element.
+  /// the rule of max_pool2x2; windows are clipped to the plane (padding reads nothing). A window
+  /// wholly in the padding (possible with dilation: the padding is bounded by half the kernel,
+  /// not by half its dilated extent) gives -inf, as PyTorch, and index -1.
   void (*max_pool2d)(const PoolShape& s, int64_t planes, const T* x, T* y, int64_t* idx);
   /// dst[idx[i]] += src[i * ss] for i < n, in order (indices may repeat): the scatter-add
   /// behind scatter_add, index_add and max pooling's gradient.
