@@ -23,14 +23,18 @@ struct GemmOperand {
   bool trans;
 };
 
+// A dim of size 1 is never stepped along, so its stride is taken as whatever suits: a tensor
+// that is_contiguous() (which ignores such strides, and contiguous() then returns as it is) is
+// always row-major here.
 template <FloatingElement T>
 GemmOperand<T> gemm_operand(int64_t stride_rows, int64_t stride_cols, int64_t rows, int64_t cols,
                             const T* base) {
-  if (stride_cols == 1 && (stride_rows >= std::max<int64_t>(cols, 1) || rows <= 1)) {
-    return {base, std::max<int64_t>(stride_rows, std::max<int64_t>(cols, 1)), false};
+  const bool one_row = rows <= 1, one_col = cols <= 1;
+  if ((stride_cols == 1 || one_col) && (stride_rows >= std::max<int64_t>(cols, 1) || one_row)) {
+    return {base, one_row ? std::max<int64_t>(cols, 1) : stride_rows, false};
   }
-  if (stride_rows == 1 && (stride_cols >= std::max<int64_t>(rows, 1) || cols <= 1)) {
-    return {base, std::max<int64_t>(stride_cols, std::max<int64_t>(rows, 1)), true};
+  if ((stride_rows == 1 || one_row) && (stride_cols >= std::max<int64_t>(rows, 1) || one_col)) {
+    return {base, one_col ? std::max<int64_t>(rows, 1) : stride_cols, true};
   }
   return {nullptr, 0, false};
 }

@@ -140,6 +140,34 @@ TEST(Checklist, T8_ViewsGiveTheContiguousResultAndOverlappingWritesThrow) {
   expect_error<ValueError>([&] { row.expand({2, 3}).add_(ones<double>({2, 3})); }, "refers to a single memory location");
 }
 
+// Views whose dims of size 1 carry any stride (a head of size 1 split off and transposed, as
+// multi-head attention does) are contiguous to is_contiguous(), so contiguous() hands them back
+// as they are: the products must still take them (once they passed a null operand to the GEMM).
+TEST(Checklist, T8_ProductsTakeViewsWhoseUnitDimsHaveAnyStride) {
+  manual_seed(4);
+  const Tensor<double> k = randn<double>({3, 1, 3}), q = randn<double>({3, 5, 3});
+  const Tensor<double> kt = k.reshape({3, 1, 3, 1}).permute({0, 2, 1, 3}).transpose(-2, -1);  // [3, 3, 1, 1]
+  const Tensor<double> qh = q.reshape({3, 5, 3, 1}).permute({0, 2, 1, 3});                   // [3, 3, 5, 1]
+  ASSERT_TRUE(kt.is_contiguous());
+  ASSERT_EQ(kt.strides(), (Shape{3, 1, 1, 3}));
+  EXPECT_EQ(matmul(qh, kt).to_vector(), matmul(qh.contiguous(), kt.clone()).to_vector());
+  EXPECT_EQ(matmul(kt, qh.transpose(-2, -1)).to_vector(),
+            matmul(kt.clone(), qh.transpose(-2, -1).contiguous()).to_vector());
+  const Tensor<double> row = randn<double>({4, 6}).narrow(0, 2, 1);  // [1, 6]
+  const Tensor<double> col = randn<double>({6, 1}).expand({6, 1});
+  EXPECT_EQ(mm(row, col).to_vector(), mm(row.clone(), col.clone()).to_vector());
+  const Tensor<double> strided_row = randn<double>({1, 12}).slice(1, 0, 12, 2);  // [1, 6], column stride 2
+  EXPECT_EQ(mm(strided_row, col).to_vector(), mm(strided_row.contiguous(), col.clone()).to_vector());
+  // Multi-head attention with one element per head and one key.
+  const Tensor<double> ipw = randn<double>({9, 3}), ipb = randn<double>({9}), opw = randn<double>({3, 3}),
+                       opb = randn<double>({3});
+  nn::functional::MultiheadAttentionArgs args;
+  args.num_heads = 3;
+  const auto [out, weights] = nn::functional::multi_head_attention(q, k, k, ipw, ipb, opw, opb, args);
+  EXPECT_EQ(out.shape(), (Shape{3, 5, 3}));
+  for (double w : weights.to_vector()) EXPECT_EQ(w, 1.0);  // one key: all the weight on it
+}
+
 TEST(Checklist, T9_EdgeLengthsAndMisalignedViewsMatchTheDefinition) {
   for (int64_t n : {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1023, 1025}) {
     const Tensor<float> buf = arange<float>(0, static_cast<double>(n + 1)) * 0.37 - 3.0;
