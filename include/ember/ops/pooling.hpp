@@ -1,6 +1,7 @@
 #pragma once
 // Pooling over NCHW tensors (NCL for 1-d) with PyTorch's arguments and output sizes. max_pool2d
-// finds the window maxima on the backend and its gradient is a scatter-add of the indices;
+// finds the window maxima on the backend and its gradient is a scatter-add of the indices (a
+// window wholly in the padding, which dilation allows, gives -inf as in PyTorch, and no gradient);
 // average pooling is a depthwise convolution with a constant kernel divided by PyTorch's window
 // counts; adaptive average pooling is two averaging matrix products.
 #include <cstdint>
