@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <limits>
+#include <random>
 #include <sstream>
 
 #include "ember/ember.hpp"
@@ -511,6 +513,81 @@ TEST(Pooling, MaxPoolPropagatesNaNAndTakesTheFirstMaximum) {
 // F.max_pool2d(x, 2, stride=(3, 1), padding=(1, 0), dilation=2) on a 1x7 plane: all five -inf).
 // Such a window passes no gradient; once its index pointed past the plane, and the forward read
 // and the backward wrote out of bounds.
+// max_pool2d and avg_pool2d, forward and backward, against their definitions on random
+// geometries: strides, padding up to half the kernel, dilation, ceil_mode, count_include_pad.
+// (Random geometries found the windows wholly in the padding below.)
+TEST(Pooling, GeometriesMatchTheDefinition) {
+  std::mt19937 rng(23);
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  const double inf = std::numeric_limits<double>::infinity();
+  for (int k = 0; k < 60;) {
+    const int64_t n = pick(1, 2), c = pick(1, 3), h = pick(1, 9), w = pick(1, 9), kh = pick(1, 4), kw = pick(1, 4);
+    const int64_t sh = pick(1, 3), sw = pick(1, 3), ph = pick(0, kh / 2), pw = pick(0, kw / 2);
+    const bool ceil = pick(0, 1) == 1, include_pad = pick(0, 1) == 1, max = k % 2 == 0;
+    const int64_t d = max && pick(0, 2) == 0 ? 2 : 1;
+    auto out_size = [&](int64_t in, int64_t kk, int64_t st, int64_t p) {
+      const int64_t span = in + 2 * p - d * (kk - 1) - 1;
+      if (span < 0) return int64_t(0);
+      int64_t o = (ceil ? (span + st - 1) / st : span / st) + 1;
+      if (ceil && (o - 1) * st >= in + p) --o;
+      return o;
+    };
+    const int64_t ho = out_size(h, kh, sh, ph), wo = out_size(w, kw, sw, pw);
+    if (ho <= 0 || wo <= 0) continue;
+    ++k;
+    SCOPED_TRACE(::testing::Message() << (max ? "max" : "avg") << " " << h << "x" << w << " kernel " << kh << "x" << kw
+                                      << " stride " << sh << "," << sw << " padding " << ph << "," << pw << " dilation "
+                                      << d << " ceil " << ceil << " count_include_pad " << include_pad);
+    const Tensor<double> x = randn<double>({n, c, h, w}).requires_grad_(true);
+    const Tensor<double> y =
+        max ? functional::max_pool2d(x, {kh, kw}, {.stride = {sh, sw}, .padding = {ph, pw}, .dilation = d, .ceil_mode = ceil})
+            : functional::avg_pool2d(x, {kh, kw},
+                                     {.stride = {sh, sw}, .padding = {ph, pw}, .ceil_mode = ceil, .count_include_pad = include_pad});
+    ASSERT_EQ(y.shape(), (Shape{n, c, ho, wo}));
+    const Tensor<double> gy = randn<double>(y.shape());
+    (y * gy).sum().backward();
+    const std::vector<double> X = x.detach().to_vector(), G = gy.to_vector(), Y = y.to_vector(), GX = x.grad().to_vector();
+    std::vector<double> want_y(Y.size()), want_gx(X.size());
+    for (int64_t p = 0; p < n * c; ++p)
+      for (int64_t oh = 0; oh < ho; ++oh)
+        for (int64_t ow = 0; ow < wo; ++ow) {
+          const size_t yi = static_cast<size_t>((p * ho + oh) * wo + ow);
+          if (max) {
+            double best = -inf;
+            int64_t at = -1;
+            for (int64_t i = 0; i < kh; ++i)
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t ih = oh * sh - ph + i * d, iw = ow * sw - pw + j * d;
+                if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
+                const int64_t xi = (p * h + ih) * w + iw;
+                if (X[static_cast<size_t>(xi)] > best) best = X[static_cast<size_t>(xi)], at = xi;
+              }
+            want_y[yi] = best;
+            if (at >= 0) want_gx[static_cast<size_t>(at)] += G[yi];
+            continue;
+          }
+          // PyTorch's divisor: the window clipped to the padded input, or to the input itself.
+          const int64_t h0 = oh * sh - ph, w0 = ow * sw - pw;
+          const int64_t h1 = std::min(h0 + kh, h + ph), w1 = std::min(w0 + kw, w + pw);
+          const int64_t hs = std::max<int64_t>(h0, 0), ws = std::max<int64_t>(w0, 0), he = std::min(h1, h), we = std::min(w1, w);
+          const double divisor = double(include_pad ? (h1 - h0) * (w1 - w0) : (he - hs) * (we - ws));
+          for (int64_t ih = hs; ih < he; ++ih)
+            for (int64_t iw = ws; iw < we; ++iw) {
+              want_y[yi] += X[static_cast<size_t>((p * h + ih) * w + iw)] / divisor;
+              want_gx[static_cast<size_t>((p * h + ih) * w + iw)] += G[yi] / divisor;
+            }
+        }
+    for (size_t i = 0; i < Y.size(); ++i) {
+      if (std::isinf(want_y[i])) {
+        ASSERT_EQ(Y[i], want_y[i]) << "output " << i;  // a window wholly in the padding
+      } else {
+        ASSERT_NEAR(Y[i], want_y[i], 1e-12 * (1 + std::abs(want_y[i]))) << "output " << i;
+      }
+    }
+    for (size_t i = 0; i < GX.size(); ++i) ASSERT_NEAR(GX[i], want_gx[i], 1e-12 * (1 + std::abs(want_gx[i]))) << "gradient " << i;
+  }
+}
+
 TEST(Pooling, MaxPoolWindowsWhollyInThePaddingGiveMinusInfinityAndNoGradient) {
   const float inf = std::numeric_limits<float>::infinity();
   auto x = arange<float>(0, 7).reshape({1, 1, 1, 7}).requires_grad_(true);
