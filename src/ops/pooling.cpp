@@ -92,25 +92,26 @@ Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
     // The gradient goes to each window's maximum: gather's gradient, scatter_add into zeros.
     // Without create_graph it is one pass over the indices instead of scatter_add's copy and
     // strided walk. Windows wholly in the padding (index -1) pass none: for scatter_add their
-    // index becomes 0 and their gradient is multiplied by 0.
+    // index becomes 0 and their gradient 0 (selected, not multiplied: it may be infinite, as the
+    // gradient of their -inf).
     const bool empty = has_empty_window(h, k.h, s.h, o.padding.h, o.dilation.h, ho) ||
                        has_empty_window(w, k.w, s.w, o.padding.w, o.dilation.w, wo);
     Tensor<int64_t> safe_idx = idx;
-    Tensor<T> keep;
+    Tensor<uint8_t> inside;
     if (empty) {
       safe_idx = detail::new_tensor<int64_t>({n, c, ho * wo}, "max_pool2d");
-      keep = detail::new_tensor<T>({n, c, ho * wo}, "max_pool2d");
+      inside = detail::new_tensor<uint8_t>({n, c, ho * wo}, "max_pool2d");
       int64_t* ps = safe_idx.data_ptr();
-      T* pk = keep.data_ptr();
+      uint8_t* pk = inside.data_ptr();
       for (int64_t i = 0; i < n * c * ho * wo; ++i) {
         ps[i] = pi[i] < 0 ? 0 : pi[i];
-        pk[i] = pi[i] < 0 ? T(0) : T(1);
+        pk[i] = pi[i] < 0 ? 0 : 1;
       }
     }
-    autograd::record(out, "max_pool2d", {&x}, [idx, safe_idx, keep, empty, x_shape = x.shape(), n, c, hw = h * w,
+    autograd::record(out, "max_pool2d", {&x}, [idx, safe_idx, inside, empty, x_shape = x.shape(), n, c, hw = h * w,
                                                howo = ho * wo](const Tensor<T>& g) {
       if (autograd::grad_mode_enabled()) {
-        const Tensor<T> gp = empty ? g.reshape({n, c, howo}) * keep : g.reshape({n, c, howo});
+        const Tensor<T> gp = empty ? where(inside, g.reshape({n, c, howo}), 0.0) : g.reshape({n, c, howo});
         return std::vector<Tensor<T>>{scatter_add(zeros<T>({n, c, hw}), 2, safe_idx, gp).reshape(x_shape)};
       }
       const Tensor<T> gc = g.contiguous();

@@ -609,6 +609,11 @@ TEST(Pooling, MaxPoolWindowsWhollyInThePaddingGiveMinusInfinityAndNoGradient) {
   EXPECT_EQ(g.to_vector(), w.detach().to_vector());
   (g * g).sum().backward();  // 2 w through w * w, 0 through the pooling's gradient
   EXPECT_EQ(w.grad().to_vector(), (w.detach() * 2.0).to_vector());
+  // The gradient arriving at a -inf output may be infinite (here 2 * -inf): still none passes.
+  auto v = arange<double>(1, 7).reshape({2, 1, 3, 1}).requires_grad_(true);
+  auto squared = functional::max_pool2d(v, {1, 2}, {.stride = {1, 2}, .padding = {0, 1}, .dilation = 2});
+  auto gv = autograd::grad({(squared * squared).sum() + (v * v).sum() * 0.5}, {v}, true)[0];
+  EXPECT_EQ(gv.to_vector(), v.detach().to_vector());
 }
 }  // namespace
 }  // namespace ember::nn
