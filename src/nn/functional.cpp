@@ -315,7 +315,8 @@ Tensor<T> kl_div(const Tensor<T>& input, const Tensor<T>& target, Reduction r, b
     loss = where(gt(target, 0.0), target * (log(safe) - input), scalar_tensor<T>(T(0)));
   }
   if (batchmean) {
-    return loss.sum() / static_cast<double>(input.dim() ? std::max<int64_t>(1, input.shape()[0]) : 1);
+    // An empty batch gives 0 / 0 = NaN, as a mean over nothing does and as PyTorch's batchmean does.
+    return loss.sum() / static_cast<double>(input.dim() ? input.shape()[0] : 1);
   }
   return reduce(loss, r);
 }

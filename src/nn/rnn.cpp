@@ -100,6 +100,9 @@ std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> run_rnn(const RnnShape& shape, bool 
                              " features, expected ", input_size));
   }
   const int64_t len = x.shape()[0], n = x.shape()[1], dirs = options.bidirectional ? 2 : 1;
+  if (len == 0) {
+    throw ValueError(cat_str(name, ": input ", x_in.shape(), " has a sequence length of 0; expected at least one step"));
+  }
   const Shape state_shape{options.num_layers * dirs, n, hidden_size};
   for (const Tensor<T>* s : {&h0, &c0}) {
     if (s->defined() && s->shape() != state_shape) {

@@ -468,7 +468,16 @@ Tensor<T> group_norm(const Tensor<T>& x, int64_t groups, const Tensor<T>& weight
   if (groups <= 0 || c % groups != 0) {
     throw ValueError(cat_str("group_norm: ", c, " channels are not divisible into ", groups, " groups"));
   }
-  Tensor<T> xr = x.reshape({n, groups, -1});
+  for (const Tensor<T>* p : {&weight, &bias}) {
+    if (p->defined() && p->shape() != Shape{c}) {
+      throw ShapeError(cat_str("group_norm: ", p == &weight ? "weight " : "bias ", p->shape(), " must be [", c,
+                               "], one value per channel of the input ", x.shape()));
+    }
+  }
+  // The group size is spelled out rather than inferred with -1, which an empty batch leaves undetermined.
+  int64_t group_size = c / groups;
+  for (int64_t d = 2; d < x.dim(); ++d) group_size *= x.shape()[d];
+  Tensor<T> xr = x.reshape({n, groups, group_size});
   Tensor<T> y = ((xr - xr.mean(2, true)) * rsqrt(ember::var(xr, {2}, true, 0) + eps)).reshape(x.shape());
   const Shape cs = channel_shape(x.shape());
   if (weight.defined()) y = y * weight.reshape(cs);

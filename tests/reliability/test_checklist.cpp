@@ -72,6 +72,32 @@ TEST(Checklist, T2_NegativeDimsThrowZeroDimsGiveEmptyResults) {
   expect_error<ValueError>([&] { argmax(e, 0); }, "cannot reduce over dim 0 of size 0");  // no identity
 }
 
+TEST(Checklist, T2_EmptyBatchesPassThroughLayersAsInPyTorch) {
+  // Group norm's group size comes from the shape, not from -1, which an empty batch leaves undetermined.
+  nn::GroupNorm<double> gn(2, 4);
+  auto x = zeros<double>({0, 4, 2, 2}).requires_grad_(true);
+  auto y = gn(x);
+  EXPECT_EQ(y.shape(), Shape({0, 4, 2, 2}));
+  y.sum().backward();
+  EXPECT_EQ(x.grad().shape(), Shape({0, 4, 2, 2}));
+  EXPECT_EQ(gn.weight.grad().to_vector(), (std::vector<double>{0, 0, 0, 0}));
+  EXPECT_EQ(gn(zeros<double>({3, 4, 0, 2})).shape(), Shape({3, 4, 0, 2}));
+  expect_error<ShapeError>([] { F::group_norm(ones<float>({2, 4, 3}), 2, ones<float>({3})); },
+                           "group_norm: weight [3] must be [4], one value per channel of the input [2, 4, 3]");
+  expect_error<ShapeError>([] { F::group_norm(ones<float>({2, 4, 3}), 2, Tensor<float>(), ones<float>({2, 2})); },
+                           "group_norm: bias [2, 2] must be [4]");
+  // Recurrent layers: an empty batch gives an empty output, an empty sequence is refused (as PyTorch does).
+  nn::LSTM<float> lstm(3, 4);
+  nn::GRU<float> gru(3, 4, {.batch_first = true});
+  EXPECT_EQ(lstm(zeros<float>({5, 0, 3})).shape(), Shape({5, 0, 4}));
+  EXPECT_EQ(gru(zeros<float>({0, 5, 3})).shape(), Shape({0, 5, 4}));
+  expect_error<ValueError>([&] { lstm(zeros<float>({0, 2, 3})); }, "LSTM: input [0, 2, 3] has a sequence length of 0");
+  expect_error<ValueError>([&] { gru(zeros<float>({2, 0, 3})); }, "GRU: input [2, 0, 3] has a sequence length of 0");
+  // Means over an empty batch are NaN, batchmean's too.
+  EXPECT_TRUE(std::isnan(F::kl_div(zeros<float>({0, 5}), zeros<float>({0, 5}), F::Reduction::Mean, false, true).item()));
+  EXPECT_TRUE(std::isnan(F::mse_loss(zeros<float>({0, 5}), zeros<float>({0, 5})).item()));
+}
+
 TEST(Checklist, T3_ConvAndPoolHyperParametersAreChecked) {
   const Tensor<float> x = ones<float>({1, 4, 6, 6}), w = ones<float>({2, 4, 3, 3});
   Conv2dGeometry g;
