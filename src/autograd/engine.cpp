@@ -194,6 +194,7 @@ void validate_roots(std::span<const TensorBase> roots, std::span<const TensorBas
       throw TypeError(std::string("backward: output ") + std::to_string(i) + " has dtype " +
                       dtype_name(r.dtype()) + "; only float32 and float64 tensors have gradients");
     }
+    detail::check_view_current(r, "backward");
     std::shared_ptr<Node> n = gradient_edge(r);
     if (!n) {
       throw AutogradError("backward: output " + std::to_string(i) +

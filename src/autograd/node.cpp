@@ -139,10 +139,36 @@ std::vector<TensorBase> AccumulateGrad::apply(const TensorBase& grad_output) {
 
 namespace detail {
 
+// Note [Stale views]
+// A view's grad_fn leads to the history its base had when the view was taken. When the base later
+// gets a new history in place (h.mul_(3) recorded for autograd, or h detached), the view's values
+// change with the storage but its gradient would still skip the in-place op: silently wrong
+// gradients. PyTorch regenerates the view's grad_fn from its base; ember's views do not keep their
+// base, so the storage counts history changes, each view notes the count when recorded, and a view
+// recorded before the last change is refused as the input of an op or as a root of backward.
+void check_view_current(const TensorBase& t, const char* op) {
+  if (!t.defined() || !t.impl()->is_view || !t.impl()->autograd || !t.impl()->storage) return;
+  const uint64_t noted = t.impl()->autograd->view_history;
+  if (noted != 0 && noted != t.impl()->storage->history() + 1) {
+    throw AutogradError(std::string(op) + ": the tensor of shape " + t.shape().str() +
+                        " is a view taken before the tensor it views was changed in place by an op "
+                        "recorded for autograd (or detached), so its gradient would skip that change; "
+                        "take the view again after the in-place operation");
+  }
+}
+
+void note_view_history(const TensorBase& t) {
+  TensorImpl& impl = *t.impl();
+  if (impl.is_view && impl.storage) autograd_meta(impl).view_history = impl.storage->history() + 1;
+}
+
 namespace {
 template <class Inputs>
 void connect_impl(TensorBase& out, const std::shared_ptr<Node>& node, const Inputs& inputs,
                   const char* name) {
+  for (const TensorBase* in : inputs) {
+    if (in != nullptr) check_view_current(*in, name);
+  }
   auto& edges = node->mutable_next_edges();
   std::string context;
   const bool anomaly = anomaly_mode_enabled();
@@ -159,6 +185,7 @@ void connect_impl(TensorBase& out, const std::shared_ptr<Node>& node, const Inpu
   AutogradMeta& meta = autograd_meta(*out.impl());
   meta.requires_grad = true;
   meta.grad_fn = node;
+  note_view_history(out);
 }
 }  // namespace
 
@@ -190,7 +217,9 @@ TensorBase output_alias(const TensorBase& detached_output, Node* node) {
   AutogradMeta& meta = autograd_meta(*impl);
   meta.requires_grad = true;
   meta.grad_fn = node->shared_from_this();
-  return TensorBase(std::move(impl));
+  TensorBase alias(std::move(impl));
+  note_view_history(alias);
+  return alias;
 }
 
 }  // namespace detail

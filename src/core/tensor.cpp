@@ -241,7 +241,11 @@ Tensor<T>& Tensor<T>::detach_() {
   require_defined(*this, "detach_");
   if (impl_->autograd) {
     impl_->autograd->requires_grad = false;
-    if (impl_->autograd->grad_fn) autograd::release_node(std::move(impl_->autograd->grad_fn));
+    if (impl_->autograd->grad_fn) {
+      autograd::release_node(std::move(impl_->autograd->grad_fn));
+      // Views taken before still lead to the released history (Note [Stale views]).
+      if (!impl_->is_view && impl_->storage) impl_->storage->bump_history();
+    }
   }
   return *this;
 }

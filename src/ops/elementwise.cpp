@@ -592,6 +592,7 @@ Tensor<T>& apply_inplace(Tensor<T>& self, const char* op, bool other_requires_gr
     auto& meta = autograd::autograd_meta(*self.impl());
     meta.requires_grad = true;
     meta.grad_fn = r.grad_fn();
+    self.impl()->storage->bump_history();  // views taken before lead to the old history
   }
   return self;
 }

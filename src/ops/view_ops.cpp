@@ -432,12 +432,26 @@ void check_inplace_allowed(const Tensor<T>& t, const char* op) {
                                 ") is used in an in-place operation; do it under NoGradGuard"));
   }
 }
+
+// Writing into a view of a tensor in the autograd graph would need the base's history rebased onto
+// the write (PyTorch's CopySlices): without that the base passes gradient through the values that
+// were overwritten. So such a write is refused, before anything is written, as the in-place math
+// ops refuse it (apply_inplace).
+template <Element T>
+void check_view_write_allowed(const Tensor<T>& t, bool src_requires_grad, const char* op) {
+  if (autograd::grad_mode_enabled() && t.impl()->is_view && (t.requires_grad() || src_requires_grad)) {
+    throw AutogradError(cat_str(op, ": writing into a view (shape ", t.shape(), ") of a tensor in the autograd graph "
+                                "is not supported; build the result out of place (e.g. with where or cat), or write "
+                                "under NoGradGuard"));
+  }
+}
 }  // namespace
 
 template <Element T>
 Tensor<T>& Tensor<T>::fill_(T value) {
   require_defined(*this, "fill_");
   check_inplace_allowed(*this, "fill_");
+  check_view_write_allowed(*this, false, "fill_");
   detail::require_no_internal_overlap(*this, "fill_");
   Tensor<T> src = new_tensor<T>({}, "fill_");
   *src.data_ptr() = value;
@@ -457,6 +471,7 @@ Tensor<T>& Tensor<T>::copy_(const Tensor<T>& src) {
   require_defined(*this, "copy_");
   require_defined(src, "copy_");
   check_inplace_allowed(*this, "copy_");
+  check_view_write_allowed(*this, src.requires_grad(), "copy_");
   detail::require_no_internal_overlap(*this, "copy_");
   if (detail::broadcast_shapes(src.shape(), shape(), "copy_") != shape()) {
     throw ShapeError(cat_str("copy_: source of shape ", src.shape(),
@@ -466,14 +481,11 @@ Tensor<T>& Tensor<T>::copy_(const Tensor<T>& src) {
   impl_->storage->bump_version();
   if constexpr (FloatingElement<T>) {
     if (autograd::needs_grad(src)) {
-      if (impl_->is_view) {
-        throw AutogradError(cat_str("copy_: copying a tensor that requires grad into a view (shape ",
-                                    shape(), ") is not supported; build the result out of place"));
-      }
       Tensor<T> self = *this;
       autograd::record(self, "copy_", {&src}, [src_shape = src.shape()](const Tensor<T>& g) {
         return sum_to(g, src_shape);
       });
+      impl_->storage->bump_history();  // views taken before lead to the old history
     } else if (impl_->autograd && impl_->autograd->grad_fn) {
       detach_();
     }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ember/ember.hpp"
+#include "support/expect_error.hpp"
 
 namespace ember {
 namespace {
@@ -174,6 +175,48 @@ TEST(Autograd, InPlaceOnNonLeafIsRecorded) {
   y.sum().backward();
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{6, 6, 6}));
   EXPECT_EQ(y.to_vector(), (std::vector<double>{9, 15, 21}));
+}
+
+// Writes into a view of a tensor in the graph, and views taken before their base changed in place,
+// would give gradients that skip the write (PyTorch rebases the base's history instead): refused,
+// with nothing written.
+TEST(Autograd, WritesThroughViewsAndStaleViewsAreRefused) {
+  auto x = tensor<double>({1, 2, 3}, {3}, true);
+  auto h = x * 2.0;
+  ember::testing::expect_error<AutogradError>([&] { h.index_put_({indexing::Slice(0, 1)}, 5.0); },
+                                              "fill_: writing into a view (shape [1]) of a tensor in the autograd graph");
+  ember::testing::expect_error<AutogradError>([&] { h.slice(0, 1, 3).copy_(zeros<double>({2})); },
+                                              "copy_: writing into a view (shape [2])");
+  ember::testing::expect_error<AutogradError>([&] { zeros<double>({4}).slice(0, 0, 3).copy_(x); },
+                                              "copy_: writing into a view (shape [3])");
+  EXPECT_EQ(h.to_vector(), (std::vector<double>{2, 4, 6}));  // nothing written
+  {
+    NoGradGuard g;  // untracked writes are allowed, as in PyTorch
+    h.slice(0, 0, 1).fill_(2.0);
+  }
+  // A view taken before h.mul_ still leads to h's old history: its gradient would be 2, not 6.
+  auto before = h.slice(0, 0, 2);
+  h.mul_(3.0);
+  ember::testing::expect_error<AutogradError>([&] { before.sum(); },
+                                              "sum: the tensor of shape [2] is a view taken before the tensor");
+  ember::testing::expect_error<AutogradError>([&] { before.backward(ones<double>({2})); }, "backward: the tensor of shape [2] is a view");
+  auto after = h.slice(0, 0, 2);
+  after.sum().backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{6, 6, 0}));
+  // Detaching the base in place leaves earlier views stale too; under NoGradGuard views stay usable.
+  auto y = x * 1.0;
+  auto v = y.slice(0, 1, 2);
+  y.detach_();
+  EXPECT_THROW((v * 2.0).sum(), AutogradError);
+  auto z = x * 1.0;
+  auto w = z.slice(0, 1, 2);
+  {
+    NoGradGuard g;
+    z.mul_(2.0);
+  }
+  x.set_grad(Tensor<double>());
+  (w * 1.0).sum().backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{0, 1, 0}));
 }
 
 struct Cube : autograd::Function<Cube> {

@@ -27,6 +27,8 @@ struct AutogradMeta {
   bool retains_grad = false;
   TensorBase grad;
   std::shared_ptr<Node> grad_fn;
+  // Views: 1 + their storage's history() when grad_fn was recorded; 0 where not known.
+  uint64_t view_history = 0;
   // Leaves only. Held strongly: the accumulator refers back to its leaf weakly, so this is no
   // cycle, and recording an op on a leaf then needs no weak_ptr lock.
   std::shared_ptr<Node> grad_accumulator;

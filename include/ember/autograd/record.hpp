@@ -65,6 +65,9 @@ void connect(TensorBase& out, const std::shared_ptr<Node>& node,
 void connect(TensorBase& out, const std::shared_ptr<Node>& node,
              const std::vector<const TensorBase*>& inputs, const char* name);
 [[noreturn]] void throw_released(const std::string& name);
+/// Throws AutogradError naming `op` if `t` is a view recorded before its storage's last history
+/// change (Note [Stale views] in node.cpp).
+void check_view_current(const TensorBase& t, const char* op);
 
 /// The output of `node` as a differentiable tensor, for backward formulas that use the result.
 TensorBase output_alias(const TensorBase& detached_output, Node* node);

@@ -50,12 +50,18 @@ class Storage {
   /// when a tensor was saved for backward.
   uint64_t version() const noexcept { return version_.load(std::memory_order_relaxed); }
   void bump_version() noexcept { version_.fetch_add(1, std::memory_order_relaxed); }
+  /// Bumped when a tensor on this storage gets a new autograd history in place (an in-place op
+  /// recorded for autograd, or detach_): views taken before still lead to the old history, and
+  /// autograd refuses them (Note [Stale views]).
+  uint64_t history() const noexcept { return history_.load(std::memory_order_relaxed); }
+  void bump_history() noexcept { history_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   void* data_;
   size_t nbytes_;
   size_t capacity_;
   std::atomic<uint64_t> version_{0};
+  std::atomic<uint64_t> history_{0};
 };
 
 }  // namespace ember
