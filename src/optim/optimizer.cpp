@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "ember/autograd/grad_mode.hpp"
 #include "ember/backend/kernels.hpp"
@@ -17,6 +18,48 @@ namespace ember::optim {
 namespace {
 std::string pos(size_t g, size_t i) {
   return "group " + std::to_string(g) + " parameter " + std::to_string(i);
+}
+
+// torch.optim's checks of the options, at construction and again at each step (a group's options
+// may be changed in between). Written as "ok" conditions so that NaN fails them.
+void require_option(bool ok, const char* optimizer, const char* option, double value, const char* rule) {
+  if (!ok) {
+    std::ostringstream msg;
+    msg << optimizer << ": " << option << " must be " << rule << ", got " << value;
+    throw ValueError(msg.str());
+  }
+}
+void check_options(const SGDOptions& o) {
+  require_option(o.lr >= 0, "SGD", "lr", o.lr, ">= 0");
+  require_option(o.momentum >= 0, "SGD", "momentum", o.momentum, ">= 0");
+  require_option(o.weight_decay >= 0, "SGD", "weight_decay", o.weight_decay, ">= 0");
+  require_option(std::isfinite(o.dampening), "SGD", "dampening", o.dampening, "finite");
+  if (o.nesterov && (o.momentum <= 0 || o.dampening != 0)) {
+    throw ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0");
+  }
+}
+// AdamW shares Adam's options; its constructor checks them under Adam's name, its step under its own.
+void check_options(const AdamOptions& o, const char* who = "Adam") {
+  require_option(o.lr >= 0, who, "lr", o.lr, ">= 0");
+  require_option(o.eps >= 0, who, "eps", o.eps, ">= 0");
+  require_option(o.beta1 >= 0 && o.beta1 < 1, who, "beta1", o.beta1, "in [0, 1)");
+  require_option(o.beta2 >= 0 && o.beta2 < 1, who, "beta2", o.beta2, "in [0, 1)");
+  require_option(o.weight_decay >= 0, who, "weight_decay", o.weight_decay, ">= 0");
+}
+void check_options(const RMSpropOptions& o) {
+  require_option(o.lr >= 0, "RMSprop", "lr", o.lr, ">= 0");
+  require_option(o.eps >= 0, "RMSprop", "eps", o.eps, ">= 0");
+  require_option(o.alpha >= 0, "RMSprop", "alpha", o.alpha, ">= 0");
+  require_option(o.momentum >= 0, "RMSprop", "momentum", o.momentum, ">= 0");
+  require_option(o.weight_decay >= 0, "RMSprop", "weight_decay", o.weight_decay, ">= 0");
+}
+void check_options(const AdagradOptions& o) {
+  require_option(o.lr >= 0, "Adagrad", "lr", o.lr, ">= 0");
+  require_option(o.lr_decay >= 0, "Adagrad", "lr_decay", o.lr_decay, ">= 0");
+  require_option(o.eps >= 0, "Adagrad", "eps", o.eps, ">= 0");
+  require_option(o.weight_decay >= 0, "Adagrad", "weight_decay", o.weight_decay, ">= 0");
+  require_option(o.initial_accumulator_value >= 0, "Adagrad", "initial_accumulator_value",
+                 o.initial_accumulator_value, ">= 0");
 }
 }  // namespace
 
@@ -39,10 +82,7 @@ void Optimizer<T, Options>::add_param_group(Group group) {
       throw ValueError("optimizer: " + pos(groups_.size(), i) + " is given more than once");
     }
   }
-  if (group.options.lr < 0) {
-    throw ValueError("optimizer: learning rate must be >= 0, got " +
-                     std::to_string(group.options.lr));
-  }
+  check_options(group.options);
   slots_.emplace_back(group.params.size());
   groups_.push_back(std::move(group));
 }
@@ -227,11 +267,7 @@ bool sgd_fused_step(const SGDOptions& o, Tensor<T>& p, const Tensor<T>& grad, Te
 
 template <FloatingElement T>
 void SGD<T>::step() {
-  for (const auto& g : this->groups_) {
-    if (g.options.nesterov && (g.options.momentum <= 0 || g.options.dampening != 0)) {
-      throw ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0");
-    }
-  }
+  for (const auto& g : this->groups_) check_options(g.options);
   this->for_each_grad([](const SGDOptions& o, Tensor<T>& p, Tensor<T> d_p, auto& slot) {
     if (o.weight_decay != 0) d_p = add(d_p, p, o.weight_decay);
     if (o.momentum != 0) {
@@ -294,12 +330,8 @@ bool adam_fused_step(const AdamOptions& o, Tensor<T>& p, const Tensor<T>& grad, 
 
 template <FloatingElement T>
 void Adam<T>::step() {
-  for (const auto& g : this->groups_) {
-    const AdamOptions& o = g.options;
-    if (o.eps < 0 || o.beta1 < 0 || o.beta1 >= 1 || o.beta2 < 0 || o.beta2 >= 1) {
-      throw ValueError("Adam: invalid options (need 0 <= beta < 1 and eps >= 0)");
-    }
-  }
+  const std::string who = this->kind();
+  for (const auto& g : this->groups_) check_options(g.options, who.c_str());
   this->for_each_grad([this](const AdamOptions& o, Tensor<T>& p, Tensor<T> grad, auto& slot) {
     if (slot.tensors.empty()) {
       slot.tensors["exp_avg"] = zeros_like(p.detach());
@@ -351,6 +383,7 @@ RMSprop<T>::RMSprop(std::vector<typename Base::Group> groups) : Base(std::move(g
 
 template <FloatingElement T>
 void RMSprop<T>::step() {
+  for (const auto& g : this->groups_) check_options(g.options);
   this->for_each_grad([](const RMSpropOptions& o, Tensor<T>& p, Tensor<T> grad, auto& slot) {
     if (slot.tensors.empty()) {
       slot.tensors["square_avg"] = zeros_like(p.detach());
@@ -391,6 +424,7 @@ Adagrad<T>::Adagrad(std::vector<typename Base::Group> groups) : Base(std::move(g
 
 template <FloatingElement T>
 void Adagrad<T>::step() {
+  for (const auto& g : this->groups_) check_options(g.options);
   this->for_each_grad([](const AdagradOptions& o, Tensor<T>& p, Tensor<T> grad, auto& slot) {
     if (slot.tensors.empty()) {
       slot.tensors["sum"] = full_like(p.detach(), static_cast<T>(o.initial_accumulator_value));

@@ -7,6 +7,7 @@
 
 #include "ember/ember.hpp"
 #include "ember/optim/lr_scheduler.hpp"
+#include "support/expect_error.hpp"
 #include "support/reference_file.hpp"
 
 namespace ember::testing {
@@ -267,9 +268,23 @@ TEST(Optim, Errors) {
   optim::SGD<float> sgd({p}, {.lr = 0.1});
   optim::OptimizerState wrong;
   EXPECT_THROW(sgd.load_state_dict(wrong), ValueError);
-  optim::SGD<float> nesterov_bad({p}, {.lr = 0.1, .nesterov = true});
+  EXPECT_THROW(optim::SGD<float>({p}, {.lr = 0.1, .nesterov = true}), ValueError);
+  // torch.optim's option checks, at construction (NaN fails them too) ...
+  using ember::testing::expect_error;
+  expect_error<ValueError>([&] { optim::Adam<float>({p}, {.beta1 = 1.0}); }, "Adam: beta1 must be in [0, 1), got 1");
+  expect_error<ValueError>([&] { optim::Adam<float>({p}, {.lr = std::nan("")}); }, "Adam: lr must be >= 0, got nan");
+  expect_error<ValueError>([&] { optim::AdamW<float>({p}, {.eps = -1e-8}); }, "eps must be >= 0");
+  expect_error<ValueError>([&] { optim::SGD<float>({p}, {.lr = 0.1, .weight_decay = -0.1}); },
+                           "SGD: weight_decay must be >= 0, got -0.1");
+  expect_error<ValueError>([&] { optim::RMSprop<float>({p}, {.alpha = -0.5}); }, "RMSprop: alpha must be >= 0");
+  expect_error<ValueError>([&] { optim::Adagrad<float>({p}, {.lr_decay = -1}); }, "Adagrad: lr_decay must be >= 0");
+  // ... and at each step, before anything changes: a group's options may be edited in between.
+  optim::AdamW<float> adamw({p}, {.lr = 0.1});
   p.set_grad(ones<float>({3}));
-  EXPECT_THROW(nesterov_bad.step(), ValueError);
+  adamw.param_groups()[0].options.beta2 = 1.5;
+  const auto before = p.to_vector();
+  expect_error<ValueError>([&] { adamw.step(); }, "AdamW: beta2 must be in [0, 1), got 1.5");
+  EXPECT_EQ(p.to_vector(), before);
 }
 
 }  // namespace
