@@ -65,7 +65,9 @@ std::pair<Tensor<T>, Tensor<T>> multi_head_attention(const Tensor<T>& q, const T
                              v.shape(), " do not fit together"));
   }
   if (!in_w.defined() || in_w.shape() != Shape({3 * e, e})) {
-    throw ShapeError(cat_str("multi_head_attention: in_proj_weight must be [", 3 * e, ", ", e, "]"));
+    throw ShapeError(cat_str("multi_head_attention: in_proj_weight ", in_w.defined() ? in_w.shape() : Shape{},
+                             " does not fit the query ", q.shape(), " of embedding dim ", e, " (expected [", 3 * e,
+                             ", ", e, "])"));
   }
   const int64_t dh = e / h;
   auto part = [&](const Tensor<T>& t, int64_t i) { return t.defined() ? t.narrow(0, i * e, e) : Tensor<T>(); };
@@ -128,6 +130,13 @@ std::pair<Tensor<T>, Tensor<T>> MultiheadAttention<T>::attention(const Tensor<T>
                                                                  bool need_weights, const Tensor<uint8_t>& attn_mask,
                                                                  bool average_attn_weights, bool is_causal) {
   auto batch_first = [this](const Tensor<T>& t) { return options.batch_first ? t : t.transpose(0, 1); };
+  for (const Tensor<T>* t : {&query, &key, &value}) {
+    if (t->defined() && t->dim() == 3 && t->shape()[2] != embed_dim) {
+      throw ShapeError(cat_str("MultiheadAttention(embed_dim=", embed_dim, ", num_heads=", num_heads, "): ",
+                               t == &query ? "query " : t == &key ? "key " : "value ", t->shape(),
+                               " has embedding dim ", t->shape()[2], ", expected ", embed_dim));
+    }
+  }
   functional::MultiheadAttentionArgs args;
   args.num_heads = num_heads;
   args.key_padding_mask = key_padding_mask;

@@ -200,8 +200,9 @@ Tensor<T> var(const Tensor<T>& x, const std::vector<int64_t>& dims_in, bool keep
   const int64_t n = reduced_count(x.shape(), dims);
   Tensor<T> centered = x - mean(x, dims, true);
   Tensor<T> ss = sum(centered * centered, dims, keepdim);
-  // n <= correction gives inf or NaN, as PyTorch (with its warning left out).
-  return ss * (1.0 / static_cast<double>(n - correction));
+  // n <= correction gives inf or NaN, as PyTorch (with its warning left out): the divisor is
+  // clamped at 0, never negative.
+  return ss * (1.0 / static_cast<double>(std::max<int64_t>(0, n - correction)));
 }
 
 template <FloatingElement T>

@@ -131,6 +131,13 @@ TEST(Checklist, T5_BroadcastAndMatmulMismatchesNameBothShapes) {
   expect_error<ShapeError>([] { matmul(ones<float>({64, 784}), ones<float>({100, 10})); },
                            "[64, 784] x [100, 10]: inner dims 784 != 100");
   expect_error<ShapeError>([] { ones<float>({2, 3}) + ones<float>({4}); }, "[2, 3]");
+  nn::MultiheadAttention<float> mha(8, 2);
+  expect_error<ShapeError>([&] { mha(ones<float>({3, 2, 6})); },
+                           "MultiheadAttention(embed_dim=8, num_heads=2): query [3, 2, 6] has embedding dim 6, expected 8");
+  expect_error<ShapeError>([] { F::multi_head_attention(ones<float>({2, 3, 6}), ones<float>({2, 3, 6}), ones<float>({2, 3, 6}),
+                                                        ones<float>({24, 8}), Tensor<float>(), ones<float>({6, 6}),
+                                                        Tensor<float>(), {.num_heads = 2}); },
+                           "in_proj_weight [24, 8] does not fit the query [2, 3, 6] of embedding dim 6 (expected [18, 6])");
 }
 
 TEST(Checklist, T6_OutOfRangeAndNegativeIndicesNameThePosition) {
@@ -222,6 +229,10 @@ TEST(Checklist, T10_SpecialValuesHaveDefinedResults) {
   const auto ls = log_softmax(tensor<float>({0.0f, -kInf}), 0).to_vector();
   EXPECT_EQ(ls[0], 0.0f);
   EXPECT_EQ(ls[1], -kInf);
+  // A correction beyond the count divides by 0 (PyTorch clamps the divisor), never by a negative count.
+  const auto v = var(tensor<float>({1, 1, 2, 4}, {2, 2}), {1}, false, 3).to_vector();
+  EXPECT_TRUE(std::isnan(v[0]));  // 0 / 0
+  EXPECT_EQ(v[1], kInf);          // 2 / 0
   expect_error<ValueError>([&] { x.narrow(0, 0, 1).to<int64_t>(); }, "does not fit int64");
   expect_error<ValueError>([] { tensor<float>({3e19f}).to<int64_t>(); }, "does not fit int64");
 }
