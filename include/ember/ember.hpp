@@ -39,6 +39,7 @@
 #include "ember/ops/reduction.hpp"
 #include "ember/ops/shape_ops.hpp"
 #include "ember/ops/sparse.hpp"
+#include "ember/ops/upsampling.hpp"
 #include "ember/nn.hpp"
 #include "ember/optim.hpp"
 #include "ember/data/dataloader.hpp"

@@ -16,6 +16,7 @@
 #include "ember/nn/residual.hpp"
 #include "ember/nn/rnn.hpp"
 #include "ember/nn/transfer.hpp"
+#include "ember/nn/upsampling.hpp"
 
 namespace ember {
 // The functional forms at the top level too, where LibTorch has them (torch::dropout,

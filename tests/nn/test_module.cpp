@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "ember/ember.hpp"
+#include "support/expect_error.hpp"
 #include "support/gradcheck.hpp"
 #include "support/reference_file.hpp"
 
@@ -670,6 +671,37 @@ TEST(Recurrent, GradcheckThroughLSTMParameters) {
   };
   EXPECT_TRUE(ember::testing::gradcheck(f, inputs));
 }
+TEST(Upsample, ResamplesAsInterpolateAndRefusesBadOptions) {
+  using ember::testing::expect_error;
+  Upsample<double> up({.scale_factor = {2}});
+  EXPECT_EQ(up.str(), "Upsample(scale_factor=2, mode='nearest')");
+  EXPECT_EQ(Upsample<float>({.size = {5, 7}, .mode = "bilinear"}).str(), "Upsample(size=(5, 7), mode='bilinear')");
+  EXPECT_TRUE(up.state_dict().empty());
+  auto x = tensor<double>({1, 2, 3, 4}, {1, 1, 2, 2});
+  EXPECT_EQ(up(x).to_vector(), (std::vector<double>{1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4}));
+  // Bilinear with corners aligned keeps the corners and interpolates between them.
+  auto y = functional::interpolate(x, {.size = {3, 3}, .mode = "bilinear", .align_corners = true});
+  EXPECT_EQ(y.to_vector(), (std::vector<double>{1, 1.5, 2, 2, 2.5, 3, 3, 3.5, 4}));
+  // The identity size is a new tensor, not the input.
+  auto same = functional::interpolate(x, {.size = {2, 2}});
+  EXPECT_FALSE(same.is_same(x));
+  EXPECT_EQ(same.to_vector(), x.to_vector());
+  expect_error<ValueError>([&] { functional::interpolate(x, {}); }, "exactly one of size and scale_factor");
+  expect_error<ValueError>([&] { functional::interpolate(x, {.size = {4}, .scale_factor = {2}}); }, "exactly one");
+  expect_error<ValueError>([&] { functional::interpolate(x, {.scale_factor = {0.0}}); },
+                           "scale_factor must be positive and finite, got 0");
+  expect_error<ShapeError>([&] { functional::interpolate(x, {.scale_factor = {0.4}}); }, "gives an empty output");
+  expect_error<ShapeError>([&] { functional::interpolate(x, {.size = {2, 3, 4}}); },
+                           "3 sizes for 2 spatial dims of the input [1, 1, 2, 2]");
+  expect_error<ShapeError>([&] { functional::interpolate(x, {.size = {4}, .mode = "linear"}); },
+                           "mode \"linear\" needs a 3-D input, got [1, 1, 2, 2]");
+  expect_error<ValueError>([&] { functional::interpolate(x, {.size = {4}, .mode = "bicubic"}); },
+                           "mode \"bicubic\" is not supported");
+  expect_error<ValueError>([&] { functional::interpolate(x, {.size = {4}, .align_corners = false}); },
+                           "align_corners applies to the linear modes only");
+  expect_error<ShapeError>([&] { functional::interpolate(ones<double>({4, 4}), {.size = {2}}); }, "must be 3-D");
+}
+
 TEST(DistillationLoss, RefusesBadOptionsAndShapes) {
   const Tensor<float> s = zeros<float>({2, 3}), t = zeros<float>({2, 3});
   const Tensor<int64_t> y = tensor<int64_t>({0, 2}, {2});

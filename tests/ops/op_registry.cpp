@@ -214,6 +214,20 @@ void add_cases_8(std::vector<OpCase>& c) {
                        F::adaptive_avg_pool2d(x[0], {3, 2})));
   c.push_back(EMBER_OP("adaptive_avg_pool2d_global", (S{{2, 3, 4, 4}}), -1, 1, true,
                        F::adaptive_avg_pool2d(x[0], 1)));
+  c.push_back(EMBER_OP("interpolate_nearest_scale2", (S{{2, 3, 4, 5}}), -1, 1, true,
+                       F::interpolate(x[0], {.scale_factor = {2}})));
+  c.push_back(EMBER_OP("interpolate_nearest_size", (S{{1, 2, 5, 7}}), -1, 1, true,
+                       F::interpolate(x[0], {.size = {8, 3}})));
+  c.push_back(EMBER_OP("interpolate_nearest_exact", (S{{1, 2, 5, 7}}), -1, 1, true,
+                       F::interpolate(x[0], {.size = {9, 4}, .mode = "nearest-exact"})));
+  c.push_back(EMBER_OP("interpolate_bilinear", (S{{2, 2, 4, 5}}), -1, 1, true,
+                       F::interpolate(x[0], {.size = {7, 9}, .mode = "bilinear"})));
+  c.push_back(EMBER_OP("interpolate_bilinear_align_corners", (S{{1, 2, 4, 5}}), -1, 1, true,
+                       F::interpolate(x[0], {.scale_factor = {1.7}, .mode = "bilinear", .align_corners = true})));
+  c.push_back(EMBER_OP("interpolate_bilinear_down", (S{{1, 2, 7, 9}}), -1, 1, true,
+                       F::interpolate(x[0], {.size = {3, 4}, .mode = "bilinear"})));
+  c.push_back(EMBER_OP("interpolate_linear_scale", (S{{2, 3, 6}}), -1, 1, true,
+                       F::interpolate(x[0], {.scale_factor = {2.5}, .mode = "linear"})));
   c.push_back(EMBER_OP("batch_norm_train", (S{{4, 3, 2, 2}, {3}, {3}}), -1, 1, true,
                        F::batch_norm(x[0], Tensor<T>(), Tensor<T>(), x[1], x[2], true)));
   c.push_back(EMBER_OP("batch_norm_eval", (S{{4, 3, 5}, {3}, {3}}), -1, 1, true,

@@ -1,0 +1,124 @@
+// interpolate: per spatial dim, the source indices (and for the linear modes the two neighbours and
+// their weights) that PyTorch computes, applied with index_select.
+#include "ember/ops/upsampling.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common.hpp"
+#include "ember/ops/elementwise.hpp"
+#include "ember/ops/factory.hpp"
+
+namespace ember {
+
+using detail::cat_str;
+
+namespace {
+
+// PyTorch's compute_scales_value: the inverse of a given scale factor, else input / output.
+template <class T>
+T source_scale(std::optional<double> scale_factor, int64_t in, int64_t out) {
+  return scale_factor ? static_cast<T>(1.0 / *scale_factor) : static_cast<T>(in) / static_cast<T>(out);
+}
+
+struct Axis {
+  int64_t in = 0, out = 0;
+  std::optional<double> scale_factor;
+};
+
+// One spatial dim `dim` of x resampled to axis.out values.
+template <FloatingElement T>
+Tensor<T> resample(const Tensor<T>& x, int64_t dim, const Axis& axis, const std::string& mode, bool align_corners) {
+  const int64_t in = axis.in, out = axis.out;
+  if (in == out && !axis.scale_factor) return x;  // PyTorch's identity shortcut (same indices, weights 1 and 0)
+  std::vector<int64_t> i0(static_cast<size_t>(out)), i1(static_cast<size_t>(out));
+  std::vector<T> w1(static_cast<size_t>(out));
+  if (mode == "nearest" || mode == "nearest-exact") {
+    // nearest_idx / nearest_exact_idx, in float as PyTorch computes them for float inputs.
+    const float scale = source_scale<float>(axis.scale_factor, in, out);
+    const float offset = mode == "nearest" ? 0.0f : 0.5f;
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t src = static_cast<int64_t>(std::floor((static_cast<float>(o) + offset) * scale));
+      i0[static_cast<size_t>(o)] = std::min(src, in - 1);
+    }
+    return x.index_select(dim, tensor<int64_t>(i0));
+  }
+  // area_pixel_compute_scale and area_pixel_compute_source_index (non-cubic), in T.
+  const T scale = align_corners ? (out > 1 ? static_cast<T>(in - 1) / static_cast<T>(out - 1) : T(0))
+                                : source_scale<T>(axis.scale_factor, in, out);
+  for (int64_t o = 0; o < out; ++o) {
+    const T src = align_corners ? scale * static_cast<T>(o)
+                                : std::max(scale * (static_cast<T>(o) + T(0.5)) - T(0.5), T(0));
+    const int64_t lo = std::min(static_cast<int64_t>(src), in - 1);
+    i0[static_cast<size_t>(o)] = lo;
+    i1[static_cast<size_t>(o)] = lo + (lo < in - 1 ? 1 : 0);
+    w1[static_cast<size_t>(o)] = std::clamp(src - static_cast<T>(lo), T(0), T(1));
+  }
+  Shape wshape = Shape::filled(x.dim(), 1);
+  wshape[dim] = out;
+  const Tensor<T> far = tensor<T>(w1, wshape);
+  const Tensor<T> near = 1.0 - far;
+  return x.index_select(dim, tensor<int64_t>(i0)) * near + x.index_select(dim, tensor<int64_t>(i1)) * far;
+}
+
+}  // namespace
+
+template <FloatingElement T>
+Tensor<T> interpolate(const Tensor<T>& x, const InterpolateOptions& o) {
+  detail::require(x, "interpolate");
+  const std::string& mode = o.mode;
+  const bool linear = mode == "linear" || mode == "bilinear";
+  if (!linear && mode != "nearest" && mode != "nearest-exact") {
+    throw ValueError(cat_str("interpolate: mode \"", mode,
+                             "\" is not supported (expected nearest, nearest-exact, linear or bilinear)"));
+  }
+  if (x.dim() != 3 && x.dim() != 4) {
+    throw ShapeError(cat_str("interpolate: input ", x.shape(), " must be 3-D [N, C, L] or 4-D [N, C, H, W]"));
+  }
+  const int64_t spatial = x.dim() - 2;
+  if ((mode == "linear" && spatial != 1) || (mode == "bilinear" && spatial != 2)) {
+    throw ShapeError(cat_str("interpolate: mode \"", mode, "\" needs a ", mode == "linear" ? "3-D" : "4-D",
+                             " input, got ", x.shape()));
+  }
+  if (o.align_corners && !linear) {
+    throw ValueError(cat_str("interpolate: align_corners applies to the linear modes only, not \"", mode, "\""));
+  }
+  if (o.size.empty() == o.scale_factor.empty()) {
+    throw ValueError("interpolate: give exactly one of size and scale_factor");
+  }
+  const size_t given = o.size.empty() ? o.scale_factor.size() : o.size.size();
+  if (given != 1 && given != static_cast<size_t>(spatial)) {
+    throw ShapeError(cat_str("interpolate: ", given, o.size.empty() ? " scale factors" : " sizes", " for ", spatial,
+                             " spatial dims of the input ", x.shape()));
+  }
+  std::vector<Axis> axes(static_cast<size_t>(spatial));
+  for (int64_t d = 0; d < spatial; ++d) {
+    Axis& a = axes[static_cast<size_t>(d)];
+    a.in = x.shape()[2 + d];
+    const size_t k = given == 1 ? 0 : static_cast<size_t>(d);
+    if (!o.size.empty()) {
+      a.out = o.size[k];
+    } else {
+      const double f = o.scale_factor[k];
+      if (!(f > 0) || !std::isfinite(f)) {
+        throw ValueError(cat_str("interpolate: scale_factor must be positive and finite, got ", f));
+      }
+      a.scale_factor = f;
+      a.out = static_cast<int64_t>(std::floor(static_cast<double>(a.in) * f));
+    }
+    if (a.out <= 0 || a.in <= 0) {
+      throw ShapeError(cat_str("interpolate: input ", x.shape(), " gives an empty output (size ", a.out,
+                               " of spatial dim ", d, "); sizes must be positive"));
+    }
+  }
+  Tensor<T> y = x;
+  for (int64_t d = 0; d < spatial; ++d) {
+    y = resample(y, 2 + d, axes[static_cast<size_t>(d)], mode, o.align_corners.value_or(false));
+  }
+  return y.is_same(x) ? x * 1.0 : y;  // a new tensor, as PyTorch returns, even for the identity
+}
+
+template Tensor<float> interpolate(const Tensor<float>&, const InterpolateOptions&);
+template Tensor<double> interpolate(const Tensor<double>&, const InterpolateOptions&);
+
+}  // namespace ember
