@@ -409,7 +409,159 @@ Tensor<T> pad(const Tensor<T>& x, const std::vector<int64_t>& pads, PadMode mode
   return out;
 }
 
+template <Element T>
+Tensor<T> flip(const Tensor<T>& x, const std::vector<int64_t>& dims) {
+  require(x, "flip");
+  if (dims.empty()) return x.clone();  // not wrap_dims' "every dim"
+  Tensor<T> y = x;
+  for (int64_t d : detail::wrap_dims(dims, x.dim(), "flip")) {
+    const int64_t n = x.shape()[d];
+    std::vector<int64_t> reversed(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) reversed[static_cast<size_t>(i)] = n - 1 - i;
+    y = index_select(y, d, tensor<int64_t>(reversed));
+  }
+  return x.dim() == 0 ? x.clone() : y;
+}
+
+template <Element T>
+Tensor<T> repeat(const Tensor<T>& x, const std::vector<int64_t>& repeats) {
+  require(x, "repeat");
+  const int64_t r = static_cast<int64_t>(repeats.size());
+  if (r < x.dim()) {
+    throw ShapeError(cat_str("repeat: ", r, " counts for the ", x.dim(), " dims of ", x.shape(),
+                             "; give at least one per dim"));
+  }
+  // x as [1, s0, 1, s1, ...], expanded to [r0, s0, r1, s1, ...], copied to [r0 * s0, r1 * s1, ...].
+  Shape spread, expanded, out;
+  for (int64_t i = 0; i < r; ++i) {
+    const int64_t size = i < r - x.dim() ? 1 : x.shape()[i - (r - x.dim())];
+    const int64_t count = repeats[static_cast<size_t>(i)];
+    if (count < 0) throw ValueError(cat_str("repeat: counts must be >= 0, got ", count, " for dim ", i));
+    int64_t total = 0;
+    if (__builtin_mul_overflow(size, count, &total)) {
+      throw ShapeError(cat_str("repeat: ", count, " copies of dim ", i, " of size ", size, " overflow int64"));
+    }
+    spread.push_back(1);
+    spread.push_back(size);
+    expanded.push_back(count);
+    expanded.push_back(size);
+    out.push_back(total);
+  }
+  (void)new_tensor<T>(out, "repeat");  // the element and byte counts are checked before anything else
+  Tensor<T> y = x.reshape(spread).expand(expanded).contiguous();
+  if (y.impl()->storage == x.impl()->storage) y = y.clone();  // every count 1: still a copy
+  return y.reshape(out);
+}
+
+namespace {
+template <Element T>
+Tensor<T> triangle(const Tensor<T>& x, int64_t diagonal, bool lower, const char* op) {
+  require(x, op);
+  if (x.dim() < 2) throw ShapeError(cat_str(op, ": input ", x.shape(), " must have at least 2 dims"));
+  const Tensor<T> xc = x.detach().contiguous();
+  Tensor<T> out = new_tensor<T>(x.shape(), op);
+  const int64_t rows = x.shape()[x.dim() - 2], cols = x.shape()[x.dim() - 1];
+  const int64_t mats = rows * cols == 0 ? 0 : x.numel() / (rows * cols);
+  const T* px = xc.data_ptr();
+  T* po = out.data_ptr();
+  for (int64_t m = 0; m < mats; ++m)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t at = (m * rows + i) * cols + j;
+        po[at] = (lower ? j - i <= diagonal : j - i >= diagonal) ? px[at] : T(0);
+      }
+  if constexpr (FloatingElement<T>) {
+    if (needs_grad(x)) {
+      record(out, op, {&x}, [diagonal, lower, op](const Tensor<T>& g) { return triangle(g, diagonal, lower, op); });
+    }
+  }
+  return out;
+}
+}  // namespace
+
+template <Element T>
+Tensor<T> tril(const Tensor<T>& x, int64_t diagonal) {
+  return triangle(x, diagonal, true, "tril");
+}
+template <Element T>
+Tensor<T> triu(const Tensor<T>& x, int64_t diagonal) {
+  return triangle(x, diagonal, false, "triu");
+}
+
+template <Element T>
+Tensor<T> cumsum(const Tensor<T>& x, int64_t dim_in) {
+  require(x, "cumsum");
+  const int64_t dim = wrap_dim(dim_in, std::max<int64_t>(x.dim(), 1), "cumsum");  // a scalar takes dim 0 or -1
+  const Tensor<T> xc = x.detach().contiguous();
+  Tensor<T> out = new_tensor<T>(x.shape(), "cumsum");
+  const int64_t n = x.dim() == 0 ? 1 : x.shape()[dim];
+  int64_t inner = 1;
+  for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.shape()[d];
+  const int64_t outer = n * inner == 0 ? 0 : x.numel() / (n * inner);
+  using Acc = std::conditional_t<FloatingElement<T>, double, int64_t>;
+  const T* px = xc.data_ptr();
+  T* po = out.data_ptr();
+  std::vector<Acc> run(static_cast<size_t>(inner));
+  for (int64_t o = 0; o < outer; ++o) {
+    std::fill(run.begin(), run.end(), Acc(0));
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t base = (o * n + k) * inner;
+      for (int64_t i = 0; i < inner; ++i) {
+        run[static_cast<size_t>(i)] += static_cast<Acc>(px[base + i]);
+        po[base + i] = static_cast<T>(run[static_cast<size_t>(i)]);
+      }
+    }
+  }
+  if constexpr (FloatingElement<T>) {
+    if (needs_grad(x)) {
+      // d/dx_k of sum_j g_j y_j is the sum of g_j for j >= k: a cumsum from the end.
+      record(out, "cumsum", {&x}, [dim, scalar = x.dim() == 0](const Tensor<T>& g) {
+        return scalar ? g : flip(cumsum(flip(g, {dim}), dim), {dim});
+      });
+    }
+  }
+  return out;
+}
+
+Tensor<int64_t> one_hot(const Tensor<int64_t>& indices, int64_t num_classes) {
+  require(indices, "one_hot");
+  const std::vector<int64_t> v = indices.to_vector();
+  if (num_classes < 0) {
+    if (num_classes != -1) throw ValueError(cat_str("one_hot: num_classes must be -1 or >= 0, got ", num_classes));
+    if (v.empty()) throw ValueError("one_hot: cannot take the number of classes from an empty tensor; give num_classes");
+    num_classes = *std::max_element(v.begin(), v.end()) + 1;
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] < 0 || v[i] >= num_classes) {
+      throw IndexError(cat_str("one_hot: index ", v[i], " at position ", i, " is out of range for ", num_classes,
+                               " classes"));
+    }
+  }
+  Shape shape = indices.shape();
+  shape.push_back(num_classes);
+  Tensor<int64_t> out = zeros<int64_t>(shape);
+  int64_t* po = out.data_ptr();
+  for (size_t i = 0; i < v.size(); ++i) po[static_cast<int64_t>(i) * num_classes + v[i]] = 1;
+  return out;
+}
+
+template <Element T> Tensor<T> Tensor<T>::flip(const std::vector<int64_t>& dims) const { return ember::flip(*this, dims); }
+template <Element T> Tensor<T> Tensor<T>::repeat(const std::vector<int64_t>& r) const { return ember::repeat(*this, r); }
+template <Element T> Tensor<T> Tensor<T>::tril(int64_t diagonal) const { return ember::tril(*this, diagonal); }
+template <Element T> Tensor<T> Tensor<T>::triu(int64_t diagonal) const { return ember::triu(*this, diagonal); }
+template <Element T> Tensor<T> Tensor<T>::cumsum(int64_t dim) const { return ember::cumsum(*this, dim); }
+
 #define EMBER_INSTANTIATE_ALL(T)                                                              \
+  template Tensor<T> Tensor<T>::flip(const std::vector<int64_t>&) const;                      \
+  template Tensor<T> Tensor<T>::repeat(const std::vector<int64_t>&) const;                    \
+  template Tensor<T> Tensor<T>::tril(int64_t) const;                                          \
+  template Tensor<T> Tensor<T>::triu(int64_t) const;                                          \
+  template Tensor<T> Tensor<T>::cumsum(int64_t) const;                                        \
+  template Tensor<T> flip(const Tensor<T>&, const std::vector<int64_t>&);                     \
+  template Tensor<T> repeat(const Tensor<T>&, const std::vector<int64_t>&);                   \
+  template Tensor<T> tril(const Tensor<T>&, int64_t);                                         \
+  template Tensor<T> triu(const Tensor<T>&, int64_t);                                         \
+  template Tensor<T> cumsum(const Tensor<T>&, int64_t);                                       \
   template Tensor<T> cat(const std::vector<Tensor<T>>&, int64_t);                             \
   template Tensor<T> stack(const std::vector<Tensor<T>>&, int64_t);                           \
   template std::vector<Tensor<T>> split(const Tensor<T>&, const std::vector<int64_t>&, int64_t); \

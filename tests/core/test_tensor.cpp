@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "ember/ember.hpp"
+#include "support/expect_error.hpp"
 
 namespace ember {
 namespace {
@@ -198,6 +199,45 @@ TEST(Memory, CachingAllocatorReusesBuffers) {
   EXPECT_EQ(after.live_bytes, before.live_bytes);
   auto t = empty<float>({17});
   EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data_ptr()) % 64, 0u);
+}
+
+// flip, repeat, tril / triu, cumsum and one_hot on every element type, at the edges PyTorch defines
+// (values: the op registry checks them against PyTorch, gradients included).
+TEST(ShapeOps, FlipRepeatTrianglesCumsumOneHot) {
+  using ember::testing::expect_error;
+  const Tensor<int64_t> m = arange<int64_t>(0, 6).reshape({2, 3});
+  EXPECT_EQ(flip(m, {1}).to_vector(), (std::vector<int64_t>{2, 1, 0, 5, 4, 3}));
+  EXPECT_EQ(flip(m, {}).to_vector(), m.to_vector());  // no dims: a copy, not every dim
+  expect_error<ValueError>([&] { flip(m, {0, -2}); }, "flip: dim 0 appears more than once");
+  EXPECT_EQ(repeat(m, {1, 2}).to_vector(), (std::vector<int64_t>{0, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5}));
+  EXPECT_EQ(repeat(m, {2, 1, 1}).shape(), Shape({2, 2, 3}));
+  EXPECT_EQ(repeat(m, {0, 1}).shape(), Shape({0, 3}));
+  const Tensor<int64_t> copy = repeat(m, {1, 1});
+  EXPECT_NE(copy.data_ptr(), m.data_ptr());
+  expect_error<ShapeError>([&] { repeat(m, {2}); }, "repeat: 1 counts for the 2 dims of [2, 3]");
+  expect_error<ValueError>([&] { repeat(m, {1, -1}); }, "counts must be >= 0, got -1 for dim 1");
+  expect_error<ShapeError>([&] { repeat(m, {int64_t(1) << 62, 1}); }, "overflow int64");
+  EXPECT_EQ(tril(m).to_vector(), (std::vector<int64_t>{0, 0, 0, 3, 4, 0}));
+  EXPECT_EQ(triu(m, 1).to_vector(), (std::vector<int64_t>{0, 1, 2, 0, 0, 5}));
+  EXPECT_EQ(tril(ones<uint8_t>({3, 3}), -1).to_vector(), (std::vector<uint8_t>{0, 0, 0, 1, 0, 0, 1, 1, 0}));
+  expect_error<ShapeError>([] { tril(ones<float>({3})); }, "tril: input [3] must have at least 2 dims");
+  EXPECT_EQ(cumsum(m, 1).to_vector(), (std::vector<int64_t>{0, 1, 3, 3, 7, 12}));
+  EXPECT_EQ(cumsum(m, 0).to_vector(), (std::vector<int64_t>{0, 1, 2, 3, 5, 7}));
+  EXPECT_EQ(cumsum(scalar_tensor<double>(2.5), -1).item(), 2.5);
+  EXPECT_EQ(cumsum(zeros<float>({2, 0}), 1).shape(), Shape({2, 0}));
+  expect_error<IndexError>([&] { cumsum(m, 2); }, "cumsum: dim 2 is out of range");
+  // Accumulated in double, as PyTorch's CPU kernel: the 1 survives 1e8 + 1 - 1e8 (a float sum gives 0).
+  EXPECT_EQ(cumsum(tensor<float>({1e8f, 1.0f, -1e8f}), 0).to_vector().back(), 1.0f);
+  EXPECT_EQ(one_hot(tensor<int64_t>({2, 0}), 4).to_vector(), (std::vector<int64_t>{0, 0, 1, 0, 1, 0, 0, 0}));
+  EXPECT_EQ(one_hot(tensor<int64_t>({1, 3, 0, 2}, {2, 2})).shape(), Shape({2, 2, 4}));
+  expect_error<IndexError>([] { one_hot(tensor<int64_t>({1, 4}), 4); },
+                           "one_hot: index 4 at position 1 is out of range for 4 classes");
+  expect_error<IndexError>([] { one_hot(tensor<int64_t>({-1})); }, "index -1 at position 0");
+  expect_error<ValueError>([] { one_hot(zeros<int64_t>({0})); }, "cannot take the number of classes from an empty tensor");
+  EXPECT_EQ(one_hot(zeros<int64_t>({0}), 3).shape(), Shape({0, 3}));
+  // The members are the same ops.
+  EXPECT_EQ(m.flip({0}).repeat({1, 2}).tril(1).cumsum(1).to_vector(),
+            cumsum(tril(repeat(flip(m, {0}), {1, 2}), 1), 1).to_vector());
 }
 
 }  // namespace

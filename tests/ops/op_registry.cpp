@@ -214,6 +214,12 @@ void add_cases_8(std::vector<OpCase>& c) {
                        F::adaptive_avg_pool2d(x[0], {3, 2})));
   c.push_back(EMBER_OP("adaptive_avg_pool2d_global", (S{{2, 3, 4, 4}}), -1, 1, true,
                        F::adaptive_avg_pool2d(x[0], 1)));
+  c.push_back(EMBER_OP("flip", (S{{3, 4, 5}}), -1, 1, true, flip(x[0], {0, -1})));
+  c.push_back(EMBER_OP("repeat", (S{{2, 3}}), -1, 1, true, repeat(x[0], {2, 1, 3})));
+  c.push_back(EMBER_OP("tril", (S{{4, 5}}), -1, 1, true, tril(x[0], -1)));
+  c.push_back(EMBER_OP("triu_batched", (S{{2, 4, 5}}), -1, 1, true, triu(x[0], 1)));
+  c.push_back(EMBER_OP("cumsum", (S{{3, 4, 5}}), -1, 1, true, cumsum(x[0], 1)));
+  c.push_back(EMBER_OP("cumsum_last", (S{{2, 7}}), -1, 1, true, cumsum(x[0], -1)));
   c.push_back(EMBER_OP("interpolate_nearest_scale2", (S{{2, 3, 4, 5}}), -1, 1, true,
                        F::interpolate(x[0], {.scale_factor = {2}})));
   c.push_back(EMBER_OP("interpolate_nearest_size", (S{{1, 2, 5, 7}}), -1, 1, true,

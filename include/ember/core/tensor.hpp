@@ -213,6 +213,12 @@ class Tensor : public TensorBase {
   Tensor logsumexp(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
   Tensor norm(double p = 2.0) const requires FloatingElement<T>;
   Tensor norm(double p, int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  /// ember::flip, repeat, tril, triu and cumsum as members, LibTorch's spelling (`x.repeat({2, 1})`).
+  Tensor flip(const std::vector<int64_t>& dims) const;
+  Tensor repeat(const std::vector<int64_t>& repeats) const;
+  Tensor tril(int64_t diagonal = 0) const;
+  Tensor triu(int64_t diagonal = 0) const;
+  Tensor cumsum(int64_t dim) const;
   /// x where mask is 0, value where it is 1 (mask broadcasts), as ember::masked_fill.
   Tensor masked_fill(const Tensor<uint8_t>& mask, double value) const requires FloatingElement<T>;
   /// Fills in place with uniform [a, b) / normal(mean, std) values from `gen` (the default

@@ -42,4 +42,25 @@ template <FloatingElement T>
 Tensor<T> scatter_add(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& index,
                       const Tensor<T>& src);
 
+/// x with the order of each of `dims` reversed (torch.flip); a copy.
+template <Element T>
+Tensor<T> flip(const Tensor<T>& x, const std::vector<int64_t>& dims);
+/// x tiled repeats[i] times along dim i (torch.Tensor.repeat): at least one count per dim of x,
+/// extra leading counts add leading dims.
+template <Element T>
+Tensor<T> repeat(const Tensor<T>& x, const std::vector<int64_t>& repeats);
+/// The lower (tril) or upper (triu) triangle of the last two dims, from the given diagonal (0 the
+/// main one, > 0 above it, < 0 below); the rest zero (torch.tril / torch.triu).
+template <Element T>
+Tensor<T> tril(const Tensor<T>& x, int64_t diagonal = 0);
+template <Element T>
+Tensor<T> triu(const Tensor<T>& x, int64_t diagonal = 0);
+/// Running sums along dim (torch.cumsum), accumulated in double for floats as PyTorch's CPU
+/// kernel does.
+template <Element T>
+Tensor<T> cumsum(const Tensor<T>& x, int64_t dim);
+/// indices [...] -> [..., num_classes] of 0 and 1 (torch.nn.functional.one_hot); num_classes -1
+/// takes the largest index + 1.
+Tensor<int64_t> one_hot(const Tensor<int64_t>& indices, int64_t num_classes = -1);
+
 }  // namespace ember
