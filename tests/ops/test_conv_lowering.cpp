@@ -114,6 +114,14 @@ std::string describe(const Geometry& g) {
   return s.str();
 }
 
+// got against the sums that define it, in double (sums of at most a few hundred products:
+// agreement to 1e-10).
+void expect_near(const Tensor<double>& got, const std::vector<double>& want, const char* what) {
+  const std::vector<double> v = got.contiguous().to_vector();
+  ASSERT_EQ(v.size(), want.size()) << what;
+  for (size_t i = 0; i < v.size(); ++i) ASSERT_NEAR(v[i], want[i], 1e-10 * (1 + std::abs(want[i]))) << what << " " << i;
+}
+
 // conv2d, conv2d_input_grad and conv2d_weight_grad of g against the sums that define them, in
 // double (sums of at most a few hundred products: agreement to 1e-10).
 void check_against_definition(const Geometry& g) {
@@ -153,11 +161,6 @@ void check_against_definition(const Geometry& g) {
                 want_gw[wi] += G[yi] * X[xi];
               }
         }
-  auto expect_near = [](const Tensor<double>& got, const std::vector<double>& want, const char* what) {
-    const std::vector<double> v = got.contiguous().to_vector();
-    ASSERT_EQ(v.size(), want.size()) << what;
-    for (size_t i = 0; i < v.size(); ++i) ASSERT_NEAR(v[i], want[i], 1e-10 * (1 + std::abs(want[i]))) << what << " " << i;
-  };
   expect_near(y, want_y, "output");
   expect_near(gx, want_gx, "input gradient");
   expect_near(gw, want_gw, "weight gradient");
@@ -259,11 +262,6 @@ TEST(ConvLowering, TransposedGeometriesMatchTheDefinition) {
                   want_gx[xi] += G[yi] * W[wi];
                   want_gw[wi] += G[yi] * X[xi];
                 }
-    auto expect_near = [](const Tensor<double>& got, const std::vector<double>& want, const char* name) {
-      const std::vector<double> v = got.contiguous().to_vector();
-      ASSERT_EQ(v.size(), want.size()) << name;
-      for (size_t i = 0; i < v.size(); ++i) ASSERT_NEAR(v[i], want[i], 1e-10 * (1 + std::abs(want[i]))) << name << " " << i;
-    };
     expect_near(y.detach(), want_y, "output");
     expect_near(x.grad(), want_gx, "input gradient");
     expect_near(wt.grad(), want_gw, "weight gradient");
