@@ -539,8 +539,9 @@ Tensor<int64_t> one_hot(const Tensor<int64_t>& indices, int64_t num_classes) {
   }
   Shape shape = indices.shape();
   shape.push_back(num_classes);
-  Tensor<int64_t> out = zeros<int64_t>(shape);
+  Tensor<int64_t> out = new_tensor<int64_t>(shape, "one_hot");
   int64_t* po = out.data_ptr();
+  std::fill(po, po + out.numel(), int64_t(0));
   for (size_t i = 0; i < v.size(); ++i) po[static_cast<int64_t>(i) * num_classes + v[i]] = 1;
   return out;
 }

@@ -6,6 +6,8 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "ember/core/shape.hpp"
+#include "ember/core/storage.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/factory.hpp"
 
@@ -104,12 +106,27 @@ Tensor<T> interpolate(const Tensor<T>& x, const InterpolateOptions& o) {
         throw ValueError(cat_str("interpolate: scale_factor must be positive and finite, got ", f));
       }
       a.scale_factor = f;
-      a.out = static_cast<int64_t>(std::floor(static_cast<double>(a.in) * f));
+      const double want = std::floor(static_cast<double>(a.in) * f);
+      if (want > 0x1p62) {  // beyond int64's reach (and any tensor's): refused before the cast
+        throw ShapeError(cat_str("interpolate: scale_factor ", f, " makes spatial dim ", d, " of ", x.shape(),
+                                 " larger than 2^62"));
+      }
+      a.out = static_cast<int64_t>(want);
     }
     if (a.out <= 0 || a.in <= 0) {
       throw ShapeError(cat_str("interpolate: input ", x.shape(), " gives an empty output (size ", a.out,
                                " of spatial dim ", d, "); sizes must be positive"));
     }
+  }
+  // The output and the per-axis index tables are checked against the allocation limit before any
+  // is built: a size from a typo is an error naming interpolate, not a failed std::vector.
+  Shape out_shape = x.shape();
+  for (int64_t d = 0; d < spatial; ++d) out_shape[2 + d] = axes[static_cast<size_t>(d)].out;
+  int64_t largest = checked_nbytes(out_shape, sizeof(T), "interpolate");
+  for (const Axis& a : axes) largest = std::max(largest, checked_nbytes(Shape{a.out}, sizeof(int64_t), "interpolate"));
+  if (largest > max_allocation_bytes()) {
+    throw ValueError(cat_str("interpolate: the output ", out_shape, " of input ", x.shape(), " needs ", largest,
+                             " bytes, more than the allocation limit of ", max_allocation_bytes(), " bytes"));
   }
   Tensor<T> y = x;
   for (int64_t d = 0; d < spatial; ++d) {

@@ -700,6 +700,10 @@ TEST(Upsample, ResamplesAsInterpolateAndRefusesBadOptions) {
   expect_error<ValueError>([&] { functional::interpolate(x, {.size = {4}, .align_corners = false}); },
                            "align_corners applies to the linear modes only");
   expect_error<ShapeError>([&] { functional::interpolate(ones<double>({4, 4}), {.size = {2}}); }, "must be 3-D");
+  expect_error<ValueError>([&] { functional::interpolate(x, {.size = {int64_t(1) << 40, 2}}); },
+                           "more than the allocation limit");
+  expect_error<ShapeError>([&] { functional::interpolate(x, {.scale_factor = {1e10}}); }, "at most 2^62");
+  expect_error<ShapeError>([&] { functional::interpolate(x, {.scale_factor = {1e300}}); }, "larger than 2^62");
 }
 
 TEST(DistillationLoss, RefusesBadOptionsAndShapes) {
