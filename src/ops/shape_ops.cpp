@@ -447,7 +447,7 @@ Tensor<T> repeat(const Tensor<T>& x, const std::vector<int64_t>& repeats) {
     expanded.push_back(size);
     out.push_back(total);
   }
-  (void)new_tensor<T>(out, "repeat");  // the element and byte counts are checked before anything else
+  checked_nbytes(out, sizeof(T), "repeat");  // the element and byte counts, before anything is copied
   Tensor<T> y = x.reshape(spread).expand(expanded).contiguous();
   if (y.impl()->storage == x.impl()->storage) y = y.clone();  // every count 1: still a copy
   return y.reshape(out);

@@ -33,8 +33,7 @@ template <FloatingElement T>
 Tensor<T> resample(const Tensor<T>& x, int64_t dim, const Axis& axis, const std::string& mode, bool align_corners) {
   const int64_t in = axis.in, out = axis.out;
   if (in == out && !axis.scale_factor) return x;  // PyTorch's identity shortcut (same indices, weights 1 and 0)
-  std::vector<int64_t> i0(static_cast<size_t>(out)), i1(static_cast<size_t>(out));
-  std::vector<T> w1(static_cast<size_t>(out));
+  std::vector<int64_t> i0(static_cast<size_t>(out));
   if (mode == "nearest" || mode == "nearest-exact") {
     // nearest_idx / nearest_exact_idx, in float as PyTorch computes them for float inputs.
     const float scale = source_scale<float>(axis.scale_factor, in, out);
@@ -46,6 +45,8 @@ Tensor<T> resample(const Tensor<T>& x, int64_t dim, const Axis& axis, const std:
     return x.index_select(dim, tensor<int64_t>(i0));
   }
   // area_pixel_compute_scale and area_pixel_compute_source_index (non-cubic), in T.
+  std::vector<int64_t> i1(static_cast<size_t>(out));
+  std::vector<T> w1(static_cast<size_t>(out));
   const T scale = align_corners ? (out > 1 ? static_cast<T>(in - 1) / static_cast<T>(out - 1) : T(0))
                                 : source_scale<T>(axis.scale_factor, in, out);
   for (int64_t o = 0; o < out; ++o) {
@@ -132,7 +133,7 @@ Tensor<T> interpolate(const Tensor<T>& x, const InterpolateOptions& o) {
   for (int64_t d = 0; d < spatial; ++d) {
     y = resample(y, 2 + d, axes[static_cast<size_t>(d)], mode, o.align_corners.value_or(false));
   }
-  return y.is_same(x) ? x * 1.0 : y;  // a new tensor, as PyTorch returns, even for the identity
+  return y.is_same(x) ? x.clone() : y;  // a new tensor, as PyTorch returns, even for the identity
 }
 
 template Tensor<float> interpolate(const Tensor<float>&, const InterpolateOptions&);
