@@ -249,6 +249,8 @@ CASES = table_cases() + [
     ("triu_batched", [(2, 4, 5)], -1, 1, lambda x: torch.triu(x[0], 1)),
     ("cumsum", [(3, 4, 5)], -1, 1, lambda x: torch.cumsum(x[0], 1)),
     ("cumsum_last", [(2, 7)], -1, 1, lambda x: torch.cumsum(x[0], -1)),
+    ("sort", [(3, 4, 5)], -1, 1, lambda x: torch.sort(x[0], 1).values),
+    ("sort_descending_last", [(4, 6)], -1, 1, lambda x: torch.sort(x[0], -1, descending=True).values),
     ("interpolate_nearest_scale2", [(2, 3, 4, 5)], -1, 1, lambda x: F.interpolate(x[0], scale_factor=2)),
     ("interpolate_nearest_size", [(1, 2, 5, 7)], -1, 1, lambda x: F.interpolate(x[0], size=(8, 3))),
     ("interpolate_nearest_exact", [(1, 2, 5, 7)], -1, 1,

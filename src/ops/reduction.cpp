@@ -437,29 +437,24 @@ template <Element T> Tensor<int64_t> Tensor<T>::argmax(int64_t d, bool k) const 
 template <Element T> Tensor<int64_t> Tensor<T>::argmin() const requires FloatingElement<T> { return ember::argmin(this->reshape({-1}), 0); }
 template <Element T> Tensor<int64_t> Tensor<T>::argmin(int64_t d, bool k) const requires FloatingElement<T> { return ember::argmin(*this, d, k); }
 template <Element T> Tensor<T> Tensor<T>::logsumexp(int64_t d, bool k) const requires FloatingElement<T> { return ember::logsumexp(*this, {d}, k); }
-template <FloatingElement T>
-ValuesIndices<T> topk(const Tensor<T>& x, int64_t k, int64_t dim, bool largest, bool sorted) {
-  require(x, "topk");
-  (void)sorted;  // always sorted: a partial sort is as cheap as any order here
-  const int64_t d = x.dim() == 0 ? 0 : detail::wrap_dim(dim, x.dim(), "topk");
-  const Tensor<T> xv = x.dim() == 0 ? x.reshape({1}) : x;
-  const int64_t n = xv.shape()[d];
-  if (k < 0 || k > n) {
-    throw ValueError(cat_str("topk: k = ", k, " is out of range for dim ", d, " of size ", n, " (shape ", x.shape(), ")"));
-  }
-  // Rows along the last dim, each ranked by an index sort.
-  const Tensor<T> rows = xv.detach().transpose(d, xv.dim() - 1).contiguous();
+namespace {
+// The indices of the first k elements of each line of x along dim d, largest first (or smallest
+// first): NaN ranks as the largest value and equal values keep their index order, so the order
+// is stable (torch.sort(stable = true), and torch.topk's order of ties).
+template <Element T>
+Tensor<int64_t> ranked_indices(const Tensor<T>& x, int64_t d, int64_t k, bool largest, const char* op) {
+  const int64_t n = x.shape()[d];
+  const Tensor<T> rows = x.detach().transpose(d, x.dim() - 1).contiguous();
   const int64_t count = n == 0 ? 0 : rows.numel() / n;
   Shape idx_shape = rows.shape();
   idx_shape[idx_shape.size() - 1] = k;
-  Tensor<int64_t> idx = new_tensor<int64_t>(idx_shape, "topk");
+  Tensor<int64_t> idx = new_tensor<int64_t>(idx_shape, op);
   const T* pr = rows.data_ptr();
   int64_t* pi = idx.data_ptr();
   std::vector<int64_t> order(static_cast<size_t>(n));
   for (int64_t r = 0; r < count; ++r) {
     const T* row = pr + r * n;
     for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
-    // NaN is the largest value; ties keep the lower index first.
     auto before = [&](int64_t a, int64_t b) {
       const T va = row[a], vb = row[b];
       const bool na = va != va, nb = vb != vb;
@@ -470,16 +465,58 @@ ValuesIndices<T> topk(const Tensor<T>& x, int64_t k, int64_t dim, bool largest, 
       if (va != vb) return largest ? va > vb : va < vb;
       return a < b;
     };
-    std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
+    if (k == n) {
+      std::sort(order.begin(), order.end(), before);
+    } else {
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
+    }
     std::copy(order.begin(), order.begin() + k, pi + r * k);
   }
-  Tensor<int64_t> indices = idx.transpose(d, xv.dim() - 1).contiguous();
+  return idx.transpose(d, x.dim() - 1).contiguous();
+}
+}  // namespace
+
+template <FloatingElement T>
+ValuesIndices<T> topk(const Tensor<T>& x, int64_t k, int64_t dim, bool largest, bool sorted) {
+  require(x, "topk");
+  (void)sorted;  // always sorted: a partial sort is as cheap as any order here
+  const int64_t d = x.dim() == 0 ? 0 : detail::wrap_dim(dim, x.dim(), "topk");
+  const Tensor<T> xv = x.dim() == 0 ? x.reshape({1}) : x;
+  const int64_t n = xv.shape()[d];
+  if (k < 0 || k > n) {
+    throw ValueError(cat_str("topk: k = ", k, " is out of range for dim ", d, " of size ", n, " (shape ", x.shape(), ")"));
+  }
+  Tensor<int64_t> indices = ranked_indices(xv, d, k, largest, "topk");
   Tensor<T> values = gather(xv, d, indices);
   if (x.dim() == 0) {
     indices = indices.reshape({});
     values = values.reshape({});
   }
   return {values, indices};
+}
+
+template <Element T>
+ValuesIndices<T> sort(const Tensor<T>& x, int64_t dim, bool descending) {
+  require(x, "sort");
+  if (x.dim() == 0) return {x.clone(), zeros<int64_t>({})};
+  const int64_t d = detail::wrap_dim(dim, x.dim(), "sort");
+  Tensor<int64_t> indices = ranked_indices(x, d, x.shape()[d], descending, "sort");
+  return {gather(x, d, indices), indices};
+}
+
+template <Element T>
+Tensor<int64_t> argsort(const Tensor<T>& x, int64_t dim, bool descending) {
+  require(x, "argsort");
+  if (x.dim() == 0) return zeros<int64_t>({});
+  const int64_t d = detail::wrap_dim(dim, x.dim(), "argsort");
+  return ranked_indices(x, d, x.shape()[d], descending, "argsort");
+}
+
+template <Element T> ValuesIndices<T> Tensor<T>::sort(int64_t dim, bool descending) const {
+  return ember::sort(*this, dim, descending);
+}
+template <Element T> Tensor<int64_t> Tensor<T>::argsort(int64_t dim, bool descending) const {
+  return ember::argsort(*this, dim, descending);
 }
 
 template <Element T> ValuesIndices<T> Tensor<T>::topk(int64_t k, int64_t dim, bool largest, bool sorted) const
@@ -535,6 +572,19 @@ template <Element T> Tensor<T> Tensor<T>::log_softmax(int64_t d) const requires 
 EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)
 #undef EMBER_INSTANTIATE
+
+#define EMBER_INSTANTIATE_SORT(T)                                                               \
+  template ValuesIndices<T> sort(const Tensor<T>&, int64_t, bool);                              \
+  template Tensor<int64_t> argsort(const Tensor<T>&, int64_t, bool);                            \
+  template ValuesIndices<T> Tensor<T>::sort(int64_t, bool) const;                               \
+  template Tensor<int64_t> Tensor<T>::argsort(int64_t, bool) const;
+EMBER_INSTANTIATE_SORT(float)
+EMBER_INSTANTIATE_SORT(double)
+EMBER_INSTANTIATE_SORT(int64_t)
+EMBER_INSTANTIATE_SORT(int32_t)
+EMBER_INSTANTIATE_SORT(uint8_t)
+EMBER_INSTANTIATE_SORT(int8_t)
+#undef EMBER_INSTANTIATE_SORT
 
 #define EMBER_REDUCTION(name)                                                               \
   template Tensor<float> name(const Tensor<float>&, const std::vector<int64_t>&, bool);    \

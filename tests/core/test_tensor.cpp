@@ -240,5 +240,37 @@ TEST(ShapeOps, FlipRepeatTrianglesCumsumOneHot) {
             cumsum(tril(repeat(flip(m, {0}), {1, 2}), 1), 1).to_vector());
 }
 
+// sort / argsort on every element type: stable, NaN the largest (values and gradients against
+// PyTorch in the op registry).
+TEST(ShapeOps, SortAndArgsort) {
+  using ember::testing::expect_error;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Tensor<float> x = tensor<float>({3, nan, 1, 3, -2, 1}, {2, 3});
+  const auto [up, up_idx] = sort(x, 0);
+  EXPECT_EQ(up_idx.to_vector(), (std::vector<int64_t>{0, 1, 0, 1, 0, 1}));  // NaN after -2
+  const auto flat = sort(x.reshape({6}));
+  EXPECT_EQ(flat.indices.to_vector(), (std::vector<int64_t>{4, 2, 5, 0, 3, 1}));  // ties in index order
+  EXPECT_TRUE(std::isnan(flat.values.to_vector()[5]));
+  const auto down = x.reshape({6}).sort(0, /*descending=*/true);
+  EXPECT_EQ(down.indices.to_vector(), (std::vector<int64_t>{1, 0, 3, 2, 5, 4}));
+  EXPECT_EQ(argsort(x.reshape({6}), -1, true).to_vector(), down.indices.to_vector());
+  const Tensor<int8_t> small = tensor<int8_t>({5, -128, 127, 5, 0});
+  EXPECT_EQ(sort(small).values.to_vector(), (std::vector<int8_t>{-128, 0, 5, 5, 127}));
+  EXPECT_EQ(small.argsort(0, true).to_vector(), (std::vector<int64_t>{2, 0, 3, 4, 1}));
+  EXPECT_EQ(argsort(tensor<uint8_t>({200, 3, 255})).to_vector(), (std::vector<int64_t>{1, 0, 2}));
+  EXPECT_EQ(sort(arange<int64_t>(0, 6).reshape({2, 3}), 1, true).values.to_vector(),
+            (std::vector<int64_t>{2, 1, 0, 5, 4, 3}));
+  const auto zero_d = sort(scalar_tensor<double>(4.5));
+  EXPECT_EQ(zero_d.values.item(), 4.5);
+  EXPECT_EQ(zero_d.indices.shape(), Shape({}));
+  EXPECT_EQ(sort(zeros<float>({2, 0}), 1).indices.shape(), Shape({2, 0}));
+  expect_error<IndexError>([&] { sort(x, 2); }, "sort: dim 2 is out of range");
+  expect_error<IndexError>([&] { argsort(x, -3); }, "argsort: dim -3 is out of range");
+  // The values are a gather: the gradient goes back to each element's place.
+  Tensor<double> w = tensor<double>({2, -1, 5}).requires_grad_(true);
+  (sort(w).values * tensor<double>({1, 10, 100})).sum().backward();
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{10, 1, 100}));
+}
+
 }  // namespace
 }  // namespace ember

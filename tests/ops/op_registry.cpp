@@ -220,6 +220,8 @@ void add_cases_8(std::vector<OpCase>& c) {
   c.push_back(EMBER_OP("triu_batched", (S{{2, 4, 5}}), -1, 1, true, triu(x[0], 1)));
   c.push_back(EMBER_OP("cumsum", (S{{3, 4, 5}}), -1, 1, true, cumsum(x[0], 1)));
   c.push_back(EMBER_OP("cumsum_last", (S{{2, 7}}), -1, 1, true, cumsum(x[0], -1)));
+  c.push_back(EMBER_OP("sort", (S{{3, 4, 5}}), -1, 1, true, sort(x[0], 1).values));
+  c.push_back(EMBER_OP("sort_descending_last", (S{{4, 6}}), -1, 1, true, sort(x[0], -1, true).values));
   c.push_back(EMBER_OP("interpolate_nearest_scale2", (S{{2, 3, 4, 5}}), -1, 1, true,
                        F::interpolate(x[0], {.scale_factor = {2}})));
   c.push_back(EMBER_OP("interpolate_nearest_size", (S{{1, 2, 5, 7}}), -1, 1, true,

@@ -202,6 +202,9 @@ class Tensor : public TensorBase {
   Tensor<uint8_t> ne(double other) const;
   Tensor min() const;
   ValuesIndices<T> max(int64_t dim, bool keepdim = false) const requires FloatingElement<T>;
+  /// The elements along dim in order, and their indices (ember::sort; stable).
+  ValuesIndices<T> sort(int64_t dim = -1, bool descending = false) const;
+  Tensor<int64_t> argsort(int64_t dim = -1, bool descending = false) const;
   /// The k largest (or smallest) elements along dim and their indices (ember::topk).
   ValuesIndices<T> topk(int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true) const
     requires FloatingElement<T>;

@@ -41,6 +41,16 @@ bool equal(const Tensor<T>& a, const Tensor<T>& b);
 template <FloatingElement T>
 ValuesIndices<T> topk(const Tensor<T>& x, int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true);
 
+/// torch.sort: the elements along dim in ascending (descending = true: descending) order, with
+/// their indices. The order is stable (equal values keep their index order, torch.sort's
+/// stable = true) and NaN sorts as the largest value, as PyTorch; any element type. The values
+/// are differentiable (a gather). A 0-d tensor gives itself and index 0.
+template <Element T>
+ValuesIndices<T> sort(const Tensor<T>& x, int64_t dim = -1, bool descending = false);
+/// torch.argsort: the indices of sort(x, dim, descending).
+template <Element T>
+Tensor<int64_t> argsort(const Tensor<T>& x, int64_t dim = -1, bool descending = false);
+
 template <FloatingElement T>
 Tensor<T> var(const Tensor<T>& x, const std::vector<int64_t>& dims = {}, bool keepdim = false,
               int64_t correction = 1);
