@@ -129,6 +129,23 @@ std::pair<Tensor<T>, Tensor<T>> MultiheadAttention<T>::attention(const Tensor<T>
                                                                  const Tensor<uint8_t>& key_padding_mask,
                                                                  bool need_weights, const Tensor<uint8_t>& attn_mask,
                                                                  bool average_attn_weights, bool is_causal) {
+  if (query.defined() && query.dim() == 2) {
+    // Unbatched: query [L, E], key and value [S, E], key_padding_mask [S]; a batch of one.
+    if (!key.defined() || !value.defined() || key.dim() != 2 || value.dim() != 2) {
+      throw ShapeError(cat_str("MultiheadAttention: for the unbatched 2-D query ", query.shape(),
+                               ", key and value must be 2-D too, got ", key.defined() ? key.shape() : Shape{},
+                               " and ", value.defined() ? value.shape() : Shape{}));
+    }
+    if (key_padding_mask.defined() && key_padding_mask.dim() != 1) {
+      throw ShapeError(cat_str("MultiheadAttention: for the unbatched query ", query.shape(),
+                               ", key_padding_mask must be 1-D [S], got ", key_padding_mask.shape()));
+    }
+    const int64_t batch_dim = options.batch_first ? 0 : 1;
+    auto [out, weights] = attention(query.unsqueeze(batch_dim), key.unsqueeze(batch_dim), value.unsqueeze(batch_dim),
+                                    key_padding_mask.defined() ? key_padding_mask.unsqueeze(0) : key_padding_mask,
+                                    need_weights, attn_mask, average_attn_weights, is_causal);
+    return {out.squeeze(batch_dim), weights.defined() ? weights.squeeze(0) : weights};
+  }
   auto batch_first = [this](const Tensor<T>& t) { return options.batch_first ? t : t.transpose(0, 1); };
   for (const Tensor<T>* t : {&query, &key, &value}) {
     if (t->defined() && t->dim() == 3 && t->shape()[2] != embed_dim) {

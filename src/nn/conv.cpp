@@ -78,8 +78,9 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
 
 template <FloatingElement T>
 Tensor<T> conv1d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias, const Conv1dOptions& o) {
+  if (x.defined() && x.dim() == 2) return conv1d(x.unsqueeze(0), weight, bias, o).squeeze(0);  // unbatched [C, L]
   if (!x.defined() || x.dim() != 3) {
-    throw ShapeError("conv1d: input must be 3-D [N, C, L], got " +
+    throw ShapeError("conv1d: input must be 2-D [C, L] or 3-D [N, C, L], got " +
                      (x.defined() ? x.shape().str() : std::string("undefined")));
   }
   if (!weight.defined() || weight.dim() != 3) {
@@ -95,8 +96,9 @@ Tensor<T> conv1d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
 template <FloatingElement T>
 Tensor<T> conv_transpose2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias,
                            const ConvTranspose2dOptions& o) {
+  if (x.defined() && x.dim() == 3) return conv_transpose2d(x.unsqueeze(0), weight, bias, o).squeeze(0);
   if (!x.defined() || x.dim() != 4) {
-    throw ShapeError("conv_transpose2d: input must be 4-D [N, C, H, W], got " +
+    throw ShapeError("conv_transpose2d: input must be 3-D [C, H, W] or 4-D [N, C, H, W], got " +
                      (x.defined() ? x.shape().str() : std::string("undefined")));
   }
   if (!weight.defined() || weight.dim() != 4) {

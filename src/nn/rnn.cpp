@@ -89,9 +89,25 @@ std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> run_rnn(const RnnShape& shape, bool 
   const std::string name = shape.name;
   const RNNOptions& options = shape.options;
   const int64_t input_size = shape.input_size, hidden_size = shape.hidden_size;
+  if (x_in.defined() && x_in.dim() == 2) {
+    // Unbatched [L, input_size] with states [layers * directions, hidden] (batch_first does not
+    // apply), as PyTorch takes it: a batch of one.
+    for (const Tensor<T>* s : {&h0, &c0}) {
+      if (s->defined() && s->dim() != 2) {
+        throw ShapeError(cat_str(name, ": for the unbatched 2-D input ", x_in.shape(),
+                                 " the initial state must be 2-D [layers * directions, ", hidden_size, "], got ",
+                                 s->shape()));
+      }
+    }
+    RnnShape batched = shape;
+    batched.options.batch_first = false;
+    auto one = [](const Tensor<T>& t) { return t.defined() ? t.unsqueeze(1) : t; };
+    auto [y, h, c] = run_rnn<T>(batched, training, x_in.unsqueeze(1), one(h0), one(c0), project);
+    return {y.squeeze(1), h.squeeze(1), c.defined() ? c.squeeze(1) : c};
+  }
   if (!x_in.defined() || x_in.dim() != 3) {
     throw ShapeError(cat_str(name, ": input must be 3-D [L, N, ", input_size, "] (or [N, L, ",
-                             input_size, "] with batch_first), got ",
+                             input_size, "] with batch_first, or 2-D [L, ", input_size, "] unbatched), got ",
                              x_in.defined() ? x_in.shape() : Shape{}));
   }
   Tensor<T> x = options.batch_first ? x_in.transpose(0, 1) : x_in;

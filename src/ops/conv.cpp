@@ -190,6 +190,9 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
 template <FloatingElement T>
 Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias,
                  const Conv2dGeometry& p) {
+  if (x.defined() && x.dim() == 3) {
+    return detail::without_batch_dim(conv2d(detail::as_batch_of_one(x), weight, bias, p));
+  }
   detail::TracedOp traced;
   require(x, "conv2d");
   require(weight, "conv2d");

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string>
+#include <string_view>
 
 #include "../core/internal.hpp"
 #include "ember/backend/parallel.hpp"
@@ -95,7 +96,10 @@ void side_by_side(const T* src, int64_t image_stride, int64_t m, int64_t rows, i
 }
 
 ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Conv2dGeometry& p) {
-  if (x.size() != 4) throw ShapeError(cat_str(op, ": input ", x, " must be 4-D [N, C, H, W]"));
+  if (x.size() != 4) {
+    throw ShapeError(cat_str(op, ": input ", x, " must be 4-D [N, C, H, W]",
+                             std::string_view(op) == "conv2d" ? " (or 3-D [C, H, W], unbatched)" : ""));
+  }
   if (weight.size() != 4) {
     throw ShapeError(cat_str(op, ": weight ", weight, " must be 4-D [out, in / groups, kh, kw]"));
   }

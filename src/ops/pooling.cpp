@@ -42,7 +42,7 @@ bool has_empty_window(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, in
 }
 
 void check_pool(const char* op, const Shape& x, IntPair k, IntPair s, IntPair p, IntPair d) {
-  if (x.size() != 4) throw ShapeError(cat_str(op, ": input ", x, " must be 4-D [N, C, H, W]"));
+  if (x.size() != 4) throw ShapeError(cat_str(op, ": input ", x, " must be 3-D [C, H, W] or 4-D [N, C, H, W]"));
   if (k.h <= 0 || k.w <= 0 || s.h <= 0 || s.w <= 0 || d.h <= 0 || d.w <= 0) {
     throw ValueError(cat_str(op, ": kernel size, stride and dilation must be positive"));
   }
@@ -56,6 +56,7 @@ void check_pool(const char* op, const Shape& x, IntPair k, IntPair s, IntPair p,
 
 template <FloatingElement T>
 Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
+  if (x.defined() && x.dim() == 3) return detail::without_batch_dim(max_pool2d(detail::as_batch_of_one(x), k, o));
   detail::TracedOp traced;
   if (!x.defined()) throw ValueError("max_pool2d: the input is undefined");
   const IntPair s = o.stride.h == 0 ? k : o.stride;
@@ -139,8 +140,9 @@ Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
 
 template <FloatingElement T>
 Tensor<T> max_pool1d(const Tensor<T>& x, int64_t k, const MaxPool2dOptions& o) {
+  if (x.defined() && x.dim() == 2) return detail::without_batch_dim(max_pool1d(detail::as_batch_of_one(x), k, o));
   if (!x.defined() || x.dim() != 3) {
-    throw ShapeError("max_pool1d: input must be 3-D [N, C, L], got " +
+    throw ShapeError("max_pool1d: input must be 2-D [C, L] or 3-D [N, C, L], got " +
                      (x.defined() ? x.shape().str() : std::string("undefined")));
   }
   MaxPool2dOptions o2{IntPair(1, o.stride.w == 0 ? k : o.stride.w), IntPair(0, o.padding.w),
@@ -150,6 +152,7 @@ Tensor<T> max_pool1d(const Tensor<T>& x, int64_t k, const MaxPool2dOptions& o) {
 
 template <FloatingElement T>
 Tensor<T> avg_pool2d(const Tensor<T>& x, IntPair k, const AvgPool2dOptions& o) {
+  if (x.defined() && x.dim() == 3) return detail::without_batch_dim(avg_pool2d(detail::as_batch_of_one(x), k, o));
   detail::TracedOp traced;
   if constexpr (std::is_same_v<T, float>) {
     if (detail::OpTracer* t = traced.tracer()) t->unsupported("avg_pool2d");

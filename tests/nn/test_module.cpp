@@ -658,6 +658,68 @@ TEST(Recurrent, LSTMAndGRUMatchPyTorch) {
   EXPECT_THROW(bad(zeros<float>({5, 2, 7})), ShapeError);
 }
 
+// PyTorch's layers take one sample without its batch dim ("unbatched": [C, H, W] to Conv2d,
+// [L, H_in] to an LSTM, [L, E] to attention) and treat it as a batch of one: the same values and
+// gradients as the batch of one (values bit for bit; gradients summed in another order where
+// the sample feeds several views).
+TEST(Module, UnbatchedInputsAreABatchOfOne) {
+  using ember::testing::expect_error;
+  manual_seed(3);
+  auto same = [](Module<float>& m, const Tensor<float>& sample, int64_t batch_dim) {
+    Tensor<float> x = sample.detach().requires_grad_(true);
+    Tensor<float> xb = sample.detach().unsqueeze(batch_dim).requires_grad_(true);
+    Tensor<float> y = m(x), yb = m(xb);
+    ASSERT_EQ(y.shape(), yb.squeeze(batch_dim).shape()) << m.type_name();
+    EXPECT_EQ(y.to_vector(), yb.to_vector()) << m.type_name();
+    Tensor<float> w = randn<float>(y.shape());
+    (y * w).sum().backward();
+    (yb * w.unsqueeze(batch_dim)).sum().backward();
+    EXPECT_TRUE(allclose(x.grad(), xb.grad().squeeze(batch_dim), 1e-6, 1e-7)) << m.type_name();
+  };
+  Conv2d<float> conv(3, 4, 3, {.stride = 2, .padding = 1});
+  same(conv, randn<float>({3, 9, 8}), 0);
+  Conv1d<float> conv1(3, 2, 3, {.padding = 1});
+  same(conv1, randn<float>({3, 7}), 0);
+  ConvTranspose2d<float> convt(3, 2, 4, {.stride = 2, .padding = 1});
+  same(convt, randn<float>({3, 4, 5}), 0);
+  MaxPool2d<float> max_pool(2);
+  same(max_pool, randn<float>({2, 6, 7}), 0);
+  AvgPool2d<float> avg_pool(3, {.stride = 2, .padding = 1});
+  same(avg_pool, randn<float>({2, 6, 7}), 0);
+  MaxPool1d<float> max_pool1(2);
+  same(max_pool1, randn<float>({2, 9}), 0);
+  LSTM<float> lstm(5, 3, {.num_layers = 2, .batch_first = true, .bidirectional = true});
+  same(lstm, randn<float>({4, 5}), 0);
+  GRU<float> gru(5, 3);
+  same(gru, randn<float>({4, 5}), 1);
+  MultiheadAttention<float> mha(8, 2);
+  same(mha, randn<float>({5, 8}), 1);
+  TransformerEncoderLayer<float> encoder(8, 2, {.dim_feedforward = 16, .dropout = 0.0, .batch_first = true});
+  same(encoder, randn<float>({5, 8}), 0);
+
+  // States, masks and weights of an unbatched call drop the batch dim too.
+  auto [y, h, c] = lstm.forward_with_state(randn<float>({4, 5}), zeros<float>({4, 3}), zeros<float>({4, 3}));
+  EXPECT_EQ(y.shape(), Shape({4, 6}));
+  EXPECT_EQ(h.shape(), Shape({4, 3}));
+  EXPECT_EQ(c.shape(), Shape({4, 3}));
+  Tensor<float> q = randn<float>({5, 8}), kv = randn<float>({6, 8});
+  auto [out, weights] = mha.attention(q, kv, kv, tensor<uint8_t>({0, 0, 1, 0, 0, 1}));
+  EXPECT_EQ(out.shape(), Shape({5, 8}));
+  ASSERT_EQ(weights.shape(), Shape({5, 6}));
+  EXPECT_EQ(weights.select(1, 2).abs().sum().item(), 0.0f);  // the masked key gets no weight
+  EXPECT_EQ(mha.attention(q, kv, kv, {}, true, {}, false).second.shape(), Shape({2, 5, 6}));
+
+  expect_error<ShapeError>([&] { lstm.forward_with_state(randn<float>({4, 5}), zeros<float>({4, 1, 3})); },
+                           "LSTM: for the unbatched 2-D input [4, 5] the initial state must be 2-D");
+  expect_error<ShapeError>([&] { mha.attention(q, kv.unsqueeze(1), kv.unsqueeze(1)); },
+                           "for the unbatched 2-D query [5, 8], key and value must be 2-D too");
+  expect_error<ShapeError>([&] { mha.attention(q, kv, kv, zeros<uint8_t>({1, 6})); },
+                           "key_padding_mask must be 1-D [S], got [1, 6]");
+  expect_error<ShapeError>([&] { conv(randn<float>({9, 8})); }, "must be 4-D [N, C, H, W] (or 3-D [C, H, W], unbatched)");
+  expect_error<ShapeError>([&] { max_pool(randn<float>({9, 8})); }, "must be 3-D [C, H, W] or 4-D [N, C, H, W]");
+  expect_error<ShapeError>([&] { lstm(randn<float>({5})); }, "or 2-D [L, 5] unbatched), got [5]");
+}
+
 TEST(Recurrent, GradcheckThroughLSTMParameters) {
   LSTM<double> lstm(2, 3);
   auto x = ember::testing::leaf({4, 1, 2}, 21);

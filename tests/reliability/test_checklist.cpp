@@ -123,7 +123,10 @@ TEST(Checklist, T4_RankMismatchesAreShapeErrors) {
   expect_error<ShapeError>([&] { x.reshape({5, 2}); }, "reshape");
   expect_error<ShapeError>([&] { conv2d(ones<float>({1, 2, 5, 5}), ones<float>({2, 2, 3}), Tensor<float>(), {}); },
                            "must be 4-D");
-  expect_error<ShapeError>([&] { F::conv1d(ones<float>({2, 5}), ones<float>({2, 2, 3})); }, "must be 3-D");
+  expect_error<ShapeError>([&] { F::conv1d(ones<float>({5}), ones<float>({2, 2, 3})); },
+                           "conv1d: input must be 2-D [C, L] or 3-D [N, C, L], got [5]");
+  // An unbatched [C, L] input is a batch of one, but its channels are still checked.
+  expect_error<ShapeError>([&] { F::conv1d(ones<float>({3, 5}), ones<float>({2, 2, 3})); }, "channels");
   expect_error<ValueError>([&] { x.item(); }, "item: expected a tensor with one element, got shape [2, 6]");
 }
 
