@@ -30,6 +30,7 @@
 #include "ember/core/generator.hpp"
 #include "ember/core/storage.hpp"
 #include "ember/core/tensor.hpp"
+#include "ember/ops/activation.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/factory.hpp"

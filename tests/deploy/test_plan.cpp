@@ -195,6 +195,21 @@ TEST(Plan, OutlivesTheModelAndIgnoresLaterChanges) {
   expect_bitwise_equal(want, plan(x));
 }
 
+// MobileNetV3's activations are elementwise ops a plan runs: the same bits as the model. An
+// unbatched input ([C, H, W], a batch of one for the layers) compiles too.
+TEST(Plan, HardswishHardsigmoidReLU6AndUnbatchedInputs) {
+  auto model = std::make_shared<nn::Sequential<float>>(
+      nn::Conv2d(1, 8, 3, {.padding = 1}), nn::Hardswish(), nn::MaxPool2d(2), nn::Conv2d(8, 8, 3), nn::ReLU6(),
+      nn::Hardsigmoid());
+  model->eval();
+  const Tensor<float> x = random_input({2, 1, 12, 12}, 7) * 4.0f;
+  expect_bitwise_equal(forward(*model, x), run_plan(deploy::compile(*model, {2, 1, 12, 12}), x));
+  const Tensor<float> one = x.narrow(0, 1, 1).reshape({1, 12, 12});
+  const deploy::Plan unbatched = deploy::compile(*model, {1, 12, 12});
+  EXPECT_EQ(unbatched.output_shape(), Shape({8, 4, 4}));
+  expect_bitwise_equal(forward(*model, one), run_plan(unbatched, one));
+}
+
 TEST(Plan, RefusesWhatItCannotRun) {
   auto pooled = std::make_shared<nn::Sequential<float>>(nn::Conv2d(1, 4, 3), nn::AvgPool2d(2), nn::Flatten(),
                                                         nn::Linear(4 * 13 * 13, 10));

@@ -720,6 +720,47 @@ TEST(Module, UnbatchedInputsAreABatchOfOne) {
   expect_error<ShapeError>([&] { lstm(randn<float>({5})); }, "or 2-D [L, 5] unbatched), got [5]");
 }
 
+// The activation modules call the functional forms (checked against PyTorch, gradients
+// included, in the op registry); here the gradients at the kinks, which random inputs never hit,
+// against PyTorch 1.13's (printed by torch for these inputs), and PReLU's parameter.
+TEST(Activations, KinksFollowPyTorchAndPReLULearnsItsSlope) {
+  using ember::testing::expect_error;
+  auto grad_of = [](auto f, std::vector<double> at) {
+    Tensor<double> x = tensor<double>(at).requires_grad_(true);
+    f(x).sum().backward();
+    return x.grad().to_vector();
+  };
+  EXPECT_EQ(grad_of([](const auto& x) { return hardtanh(x); }, {-1, 1, 0}), (std::vector<double>{0, 0, 1}));
+  EXPECT_EQ(grad_of([](const auto& x) { return relu6(x); }, {0, 6, 3}), (std::vector<double>{0, 0, 1}));
+  EXPECT_EQ(grad_of([](const auto& x) { return hardswish(x); }, {-3, 3, 0, -4, 4}),
+            (std::vector<double>{-0.5, 1.5, 0.5, 0, 1}));
+  const auto hs = grad_of([](const auto& x) { return hardsigmoid(x); }, {-3, 3, 0});
+  EXPECT_EQ(hs[0], 0.0);
+  EXPECT_EQ(hs[1], 0.0);
+  EXPECT_DOUBLE_EQ(hs[2], 1.0 / 6.0);
+  EXPECT_TRUE(std::isnan(relu6(tensor<float>({std::nanf("")})).item()));  // NaN passes, as clamp
+
+  PReLU<double> prelu(3);
+  EXPECT_EQ(prelu.state_dict()[0].name, "weight");
+  EXPECT_EQ(prelu.weight.to_vector(), (std::vector<double>{0.25, 0.25, 0.25}));
+  EXPECT_EQ(prelu.str(), "PReLU(num_parameters=3)");
+  Tensor<double> x = tensor<double>({-2, 1, -4, 3, -1, -1}, {2, 3});
+  Tensor<double> y = prelu(x);
+  EXPECT_EQ(y.to_vector(), (std::vector<double>{-0.5, 1, -1, 3, -0.25, -0.25}));
+  y.sum().backward();
+  EXPECT_EQ(prelu.weight.grad().to_vector(), (std::vector<double>{-2, -1, -5}));
+  EXPECT_EQ(Sequential(ELU(0.5), Softplus(2.0, 10.0), Hardtanh(-2.0, 2.0), GLU()).str(),
+            "Sequential(\n  (0): ELU(alpha=0.5)\n  (1): Softplus(beta=2, threshold=10)\n"
+            "  (2): Hardtanh(min_val=-2, max_val=2)\n  (3): GLU(dim=-1)\n)");
+
+  expect_error<ShapeError>([&] { prelu(ones<double>({2, 4})); },
+                           "prelu: weight [3] must be 1-D with 1 element or one per channel (4 for input [2, 4])");
+  expect_error<ShapeError>([] { glu(ones<float>({2, 3})); }, "glu: dim 1 of input [2, 3] has size 3; it must be even");
+  expect_error<ValueError>([] { hardtanh(ones<float>({2}), 1.0, -1.0); }, "hardtanh: min_val 1 is greater than max_val -1");
+  expect_error<ValueError>([] { CELU<float>(0.0); }, "CELU: alpha must not be 0");
+  expect_error<ValueError>([] { PReLU<float>(0); }, "PReLU: num_parameters must be positive");
+}
+
 TEST(Recurrent, GradcheckThroughLSTMParameters) {
   LSTM<double> lstm(2, 3);
   auto x = ember::testing::leaf({4, 1, 2}, 21);

@@ -222,6 +222,18 @@ void add_cases_8(std::vector<OpCase>& c) {
   c.push_back(EMBER_OP("cumsum_last", (S{{2, 7}}), -1, 1, true, cumsum(x[0], -1)));
   c.push_back(EMBER_OP("sort", (S{{3, 4, 5}}), -1, 1, true, sort(x[0], 1).values));
   c.push_back(EMBER_OP("sort_descending_last", (S{{4, 6}}), -1, 1, true, sort(x[0], -1, true).values));
+  c.push_back(EMBER_OP("hardtanh", m34, -2, 2, true, hardtanh(x[0], -0.5, 1.25)));
+  c.push_back(EMBER_OP("relu6", m34, -3, 9, true, relu6(x[0])));
+  c.push_back(EMBER_OP("hardsigmoid", m34, -5, 5, true, hardsigmoid(x[0])));
+  c.back().float64_rtol = 1e-7;  // PyTorch's double gradient is 1 + 3e-8 times the exact one
+  c.push_back(EMBER_OP("hardswish", m34, -5, 5, true, hardswish(x[0])));
+  c.push_back(EMBER_OP("selu", m34, -2, 2, true, selu(x[0])));
+  c.push_back(EMBER_OP("celu", m34, -2, 2, true, celu(x[0], 0.5)));
+  c.push_back(EMBER_OP("logsigmoid", m34, -4, 4, true, logsigmoid(x[0])));
+  c.push_back(EMBER_OP("softsign", m34, -3, 3, true, softsign(x[0])));
+  c.push_back(EMBER_OP("prelu_per_channel", (S{{2, 3, 4}, {3}}), -1, 1, true, prelu(x[0], x[1])));
+  c.push_back(EMBER_OP("prelu_shared", (S{{2, 5}, {1}}), -1, 1, true, prelu(x[0], x[1])));
+  c.push_back(EMBER_OP("glu", (S{{3, 4, 5}}), -2, 2, true, glu(x[0], 1)));
   c.push_back(EMBER_OP("interpolate_nearest_scale2", (S{{2, 3, 4, 5}}), -1, 1, true,
                        F::interpolate(x[0], {.scale_factor = {2}})));
   c.push_back(EMBER_OP("interpolate_nearest_size", (S{{1, 2, 5, 7}}), -1, 1, true,

@@ -100,7 +100,7 @@ TEST_P(TorchReference, Float64) {
   const OpCase& c = GetParam();
   auto& r = refs("float64");
   ASSERT_TRUE(r.count(c.name)) << "no PyTorch reference for " << c.name;
-  check<double>(c, r.at(c.name), 1e-10, 1e-12);
+  check<double>(c, r.at(c.name), c.float64_rtol, 1e-12);
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, TorchReference, ::testing::ValuesIn(op_registry()),

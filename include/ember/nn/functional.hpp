@@ -6,6 +6,7 @@
 
 #include "ember/core/generator.hpp"
 #include "ember/core/tensor.hpp"
+#include "ember/ops/activation.hpp"
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/reduction.hpp"
 #include "ember/ops/sparse.hpp"
@@ -27,15 +28,25 @@ Tensor<T> sparse_linear(const Tensor<T>& x, const CsrMatrix<T>& weight, const Te
 template <FloatingElement T>
 Tensor<T> dropout(const Tensor<T>& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
 
+using ember::celu;
 using ember::elu;
 using ember::gelu;
+using ember::glu;
+using ember::hardsigmoid;
+using ember::hardswish;
+using ember::hardtanh;
 using ember::leaky_relu;
 using ember::log_softmax;
+using ember::logsigmoid;
+using ember::prelu;
 using ember::relu;
+using ember::relu6;
+using ember::selu;
 using ember::sigmoid;
 using ember::silu;
 using ember::softmax;
 using ember::softplus;
+using ember::softsign;
 using ember::tanh;
 
 template <FloatingElement T>

@@ -1,0 +1,43 @@
+#pragma once
+// The activations of torch.nn.functional that are not kernels of the op table: composites of
+// differentiable ops (so they differentiate to any order) with PyTorch's formulas, including its
+// gradients at the kinks (hardtanh passes none at its bounds, hardswish has x / 3 + 1 / 2 there).
+#include <cstdint>
+
+#include "ember/core/tensor.hpp"
+
+namespace ember {
+
+/// clamp(x, min_val, max_val), with gradient only strictly between the bounds (torch's hardtanh).
+template <FloatingElement T>
+Tensor<T> hardtanh(const Tensor<T>& x, double min_val = -1.0, double max_val = 1.0);
+/// hardtanh(x, 0, 6).
+template <FloatingElement T>
+Tensor<T> relu6(const Tensor<T>& x);
+/// relu6(x + 3) / 6.
+template <FloatingElement T>
+Tensor<T> hardsigmoid(const Tensor<T>& x);
+/// x relu6(x + 3) / 6 (MobileNetV3's activation).
+template <FloatingElement T>
+Tensor<T> hardswish(const Tensor<T>& x);
+/// scale elu(x, alpha) with the self-normalising constants of Klambauer et al. (torch's selu).
+template <FloatingElement T>
+Tensor<T> selu(const Tensor<T>& x);
+/// max(0, x) + min(0, alpha (exp(x / alpha) - 1)); alpha must not be 0.
+template <FloatingElement T>
+Tensor<T> celu(const Tensor<T>& x, double alpha = 1.0);
+/// log(sigmoid(x)), as -softplus(-x) (no overflow for large |x|).
+template <FloatingElement T>
+Tensor<T> logsigmoid(const Tensor<T>& x);
+/// x / (1 + |x|).
+template <FloatingElement T>
+Tensor<T> softsign(const Tensor<T>& x);
+/// max(0, x) + weight min(0, x), weight of one element or one per channel (dim 1 of x; a 0-D or
+/// 1-D x has one channel), as torch.nn.functional.prelu. Differentiable in x and weight.
+template <FloatingElement T>
+Tensor<T> prelu(const Tensor<T>& x, const Tensor<T>& weight);
+/// a sigmoid(b), a and b the two halves of x along dim (its size must be even).
+template <FloatingElement T>
+Tensor<T> glu(const Tensor<T>& x, int64_t dim = -1);
+
+}  // namespace ember
