@@ -379,6 +379,38 @@ Tensor<T> cosine_embedding_loss(const Tensor<T>& x1, const Tensor<T>& x2, const 
 }
 
 template <FloatingElement T>
+Tensor<T> cosine_similarity(const Tensor<T>& x1, const Tensor<T>& x2, int64_t dim, double eps) {
+  require(x1, "cosine_similarity");
+  require(x2, "cosine_similarity");
+  const Shape shape = detail::broadcast_shapes(x1.shape(), x2.shape(), "cosine_similarity");
+  if (shape.size() == 0) throw ShapeError("cosine_similarity: the inputs are 0-D; expected at least one dim");
+  const int64_t d = detail::wrap_dim(dim, static_cast<int64_t>(shape.size()), "cosine_similarity");
+  // Each side divided by its own norm first (as PyTorch since 1.12): the result stays in [-1, 1].
+  auto unit = [&](const Tensor<T>& x) {
+    const Tensor<T> xe = x.shape() == shape ? x : x.expand(shape);
+    return xe / clamp(norm(xe, 2.0, {d}, true), eps, std::numeric_limits<double>::infinity());
+  };
+  return (unit(x1) * unit(x2)).sum(d);
+}
+
+template <FloatingElement T>
+Tensor<T> pairwise_distance(const Tensor<T>& x1, const Tensor<T>& x2, double p, double eps, bool keepdim) {
+  require(x1, "pairwise_distance");
+  require(x2, "pairwise_distance");
+  const Tensor<T> diff = x1 - x2 + eps;
+  if (diff.dim() == 0) throw ShapeError("pairwise_distance: the inputs are 0-D; expected at least one dim");
+  return norm(diff, p, {-1}, keepdim);
+}
+
+template <FloatingElement T>
+Tensor<T> normalize(const Tensor<T>& x, double p, int64_t dim, double eps) {
+  require(x, "normalize");
+  if (x.dim() == 0) throw ShapeError("normalize: the input is 0-D; expected at least one dim");
+  const int64_t d = detail::wrap_dim(dim, x.dim(), "normalize");
+  return x / clamp(norm(x, p, {d}, true), eps, std::numeric_limits<double>::infinity());
+}
+
+template <FloatingElement T>
 Tensor<T> triplet_margin_loss(const Tensor<T>& a, const Tensor<T>& pos, const Tensor<T>& neg, double margin,
                               double p, double eps, bool swap, Reduction r) {
   require(a, "triplet_margin_loss");
@@ -386,8 +418,7 @@ Tensor<T> triplet_margin_loss(const Tensor<T>& a, const Tensor<T>& pos, const Te
   require(neg, "triplet_margin_loss");
   require_same_shape(a, pos, "triplet_margin_loss");
   require_same_shape(a, neg, "triplet_margin_loss");
-  // pairwise_distance: the p-norm of (x - y + eps) over the last dim, as PyTorch.
-  auto dist = [&](const Tensor<T>& u, const Tensor<T>& v) { return norm(u - v + eps, p, {-1}, false); };
+  auto dist = [&](const Tensor<T>& u, const Tensor<T>& v) { return pairwise_distance(u, v, p, eps); };
   Tensor<T> d_neg = dist(a, neg);
   if (swap) d_neg = minimum(d_neg, dist(pos, neg));
   return reduce(relu(dist(a, pos) - d_neg + margin), r);
@@ -397,6 +428,9 @@ Tensor<T> triplet_margin_loss(const Tensor<T>& a, const Tensor<T>& pos, const Te
   template Tensor<T> dropout2d(const Tensor<T>&, double, bool, Generator*);                      \
   template Tensor<T> cosine_embedding_loss(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
                                            double, Reduction);                                   \
+  template Tensor<T> cosine_similarity(const Tensor<T>&, const Tensor<T>&, int64_t, double);     \
+  template Tensor<T> pairwise_distance(const Tensor<T>&, const Tensor<T>&, double, double, bool); \
+  template Tensor<T> normalize(const Tensor<T>&, double, int64_t, double);                       \
   template Tensor<T> triplet_margin_loss(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,   \
                                          double, double, double, bool, Reduction);               \
   template Tensor<T> linear(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&);               \

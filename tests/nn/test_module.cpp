@@ -761,6 +761,27 @@ TEST(Activations, KinksFollowPyTorchAndPReLULearnsItsSlope) {
   expect_error<ValueError>([] { PReLU<float>(0); }, "PReLU: num_parameters must be positive");
 }
 
+// Values and gradients against PyTorch are in the op registry; here the eps clamps at their
+// edges (PyTorch 1.13's outputs for these inputs) and the errors.
+TEST(Functional, CosineSimilarityPairwiseDistanceNormalize) {
+  using ember::testing::expect_error;
+  namespace F = functional;
+  const Tensor<double> tiny = tensor<double>({1e-9, 0}, {1, 2}), v = tensor<double>({3, 4}, {1, 2});
+  EXPECT_NEAR(F::cosine_similarity(tiny, v).item(), 0.06, 1e-15);  // |tiny| clamped to 1e-8
+  EXPECT_NEAR(CosineSimilarity<double>{}(tensor<double>({1e-5, 0}, {1, 2}), tensor<double>({2e-5, 0}, {1, 2})).item(),
+              1.0, 1e-15);
+  EXPECT_NEAR(PairwiseDistance<double>{}(v, v).item(), std::sqrt(2.0) * 1e-6, 1e-18);
+  EXPECT_EQ(F::normalize(tensor<double>({0, 0, 3, 4}, {2, 2})).to_vector(), (std::vector<double>{0, 0, 0.6, 0.8}));
+  EXPECT_EQ(F::cosine_similarity(ones<float>({2, 3, 4}), ones<float>({4}), -1).shape(), Shape({2, 3}));
+  expect_error<ShapeError>([] { F::cosine_similarity(ones<float>({2, 3}), ones<float>({2, 4})); },
+                           "cosine_similarity");
+  expect_error<IndexError>([] { F::cosine_similarity(ones<float>({2, 3}), ones<float>({2, 3}), 2); },
+                           "cosine_similarity: dim 2 is out of range");
+  expect_error<ShapeError>([] { F::pairwise_distance(scalar_tensor<float>(1), scalar_tensor<float>(2)); },
+                           "pairwise_distance: the inputs are 0-D");
+  expect_error<IndexError>([] { F::normalize(ones<float>({3}), 2.0, 1); }, "normalize: dim 1 is out of range");
+}
+
 TEST(Recurrent, GradcheckThroughLSTMParameters) {
   LSTM<double> lstm(2, 3);
   auto x = ember::testing::leaf({4, 1, 2}, 21);

@@ -234,6 +234,14 @@ void add_cases_8(std::vector<OpCase>& c) {
   c.push_back(EMBER_OP("prelu_per_channel", (S{{2, 3, 4}, {3}}), -1, 1, true, prelu(x[0], x[1])));
   c.push_back(EMBER_OP("prelu_shared", (S{{2, 5}, {1}}), -1, 1, true, prelu(x[0], x[1])));
   c.push_back(EMBER_OP("glu", (S{{3, 4, 5}}), -2, 2, true, glu(x[0], 1)));
+  c.push_back(EMBER_OP("cosine_similarity", (S{{4, 6}, {4, 6}}), -1, 1, true, F::cosine_similarity(x[0], x[1])));
+  c.push_back(EMBER_OP("cosine_similarity_broadcast_last", (S{{3, 1, 5}, {4, 5}}), -1, 1, true,
+                       F::cosine_similarity(x[0], x[1], -1)));
+  c.push_back(EMBER_OP("pairwise_distance", (S{{4, 6}, {4, 6}}), -1, 1, true, F::pairwise_distance(x[0], x[1])));
+  c.push_back(EMBER_OP("pairwise_distance_p1_keepdim", (S{{3, 5}, {5}}), -1, 1, true,
+                       F::pairwise_distance(x[0], x[1], 1.0, 1e-6, true)));
+  c.push_back(EMBER_OP("normalize", (S{{3, 4, 2}}), -1, 1, true, F::normalize(x[0])));
+  c.push_back(EMBER_OP("normalize_p1_last", (S{{3, 4}}), -1, 1, true, F::normalize(x[0], 1.0, -1)));
   c.push_back(EMBER_OP("interpolate_nearest_scale2", (S{{2, 3, 4, 5}}), -1, 1, true,
                        F::interpolate(x[0], {.scale_factor = {2}})));
   c.push_back(EMBER_OP("interpolate_nearest_size", (S{{1, 2, 5, 7}}), -1, 1, true,

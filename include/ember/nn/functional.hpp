@@ -114,6 +114,19 @@ Tensor<T> distillation_loss(const Tensor<T>& student_logits, const Tensor<T>& te
 template <FloatingElement T>
 Tensor<T> dropout2d(const Tensor<T>& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
 
+/// Cosine of the angle between x1 and x2 along dim (broadcasting them first), each divided by
+/// its 2-norm clamped below at eps, as torch.nn.functional.cosine_similarity; dim is removed.
+/// (Below eps the clamp's gradient is 0; PyTorch differentiates the norm as if unclamped.)
+template <FloatingElement T>
+Tensor<T> cosine_similarity(const Tensor<T>& x1, const Tensor<T>& x2, int64_t dim = 1, double eps = 1e-8);
+/// The p-norm of x1 - x2 + eps over the last dim, as torch.nn.functional.pairwise_distance.
+template <FloatingElement T>
+Tensor<T> pairwise_distance(const Tensor<T>& x1, const Tensor<T>& x2, double p = 2.0, double eps = 1e-6,
+                            bool keepdim = false);
+/// x divided by its p-norm along dim, clamped below at eps (torch.nn.functional.normalize).
+template <FloatingElement T>
+Tensor<T> normalize(const Tensor<T>& x, double p = 2.0, int64_t dim = 1, double eps = 1e-12);
+
 /// 1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1; rows of [N, D].
 template <FloatingElement T>
 Tensor<T> cosine_embedding_loss(const Tensor<T>& x1, const Tensor<T>& x2, const Tensor<T>& y,

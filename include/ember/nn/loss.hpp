@@ -96,4 +96,24 @@ struct TripletMarginLoss {
   }
 };
 
+/// torch.nn.CosineSimilarity and torch.nn.PairwiseDistance: callables over two inputs.
+template <FloatingElement T = float>
+struct CosineSimilarity {
+  int64_t dim = 1;
+  double eps = 1e-8;
+  Tensor<T> operator()(const Tensor<T>& x1, const Tensor<T>& x2) const {
+    return functional::cosine_similarity(x1, x2, dim, eps);
+  }
+};
+
+template <FloatingElement T = float>
+struct PairwiseDistance {
+  double p = 2.0;
+  double eps = 1e-6;
+  bool keepdim = false;
+  Tensor<T> operator()(const Tensor<T>& x1, const Tensor<T>& x2) const {
+    return functional::pairwise_distance(x1, x2, p, eps, keepdim);
+  }
+};
+
 }  // namespace ember::nn
