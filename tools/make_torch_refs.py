@@ -268,6 +268,8 @@ CASES = table_cases() + [
     ("pairwise_distance_p1_keepdim", [(3, 5), (5,)], -1, 1, lambda x: F.pairwise_distance(x[0], x[1], 1.0, 1e-6, True)),
     ("normalize", [(3, 4, 2)], -1, 1, lambda x: F.normalize(x[0])),
     ("normalize_p1_last", [(3, 4)], -1, 1, lambda x: F.normalize(x[0], 1.0, -1)),
+    ("instance_norm_affine", [(2, 3, 4, 5), (3,), (3,)], -1, 1, lambda x: F.instance_norm(x[0], weight=x[1], bias=x[2])),
+    ("instance_norm_1d", [(3, 2, 6)], -1, 1, lambda x: F.instance_norm(x[0])),
     ("interpolate_nearest_scale2", [(2, 3, 4, 5)], -1, 1, lambda x: F.interpolate(x[0], scale_factor=2)),
     ("interpolate_nearest_size", [(1, 2, 5, 7)], -1, 1, lambda x: F.interpolate(x[0], size=(8, 3))),
     ("interpolate_nearest_exact", [(1, 2, 5, 7)], -1, 1,

@@ -102,6 +102,47 @@ std::string BatchNorm<T>::extra_repr() const {
 }
 
 template <FloatingElement T>
+InstanceNorm<T>::InstanceNorm(int64_t n, InstanceNormOptions o, int64_t spatial_dims, const char* name)
+    : num_features(n), options(o), spatial_dims_(spatial_dims), name_(name) {
+  if (n <= 0) throw ValueError(name_ + ": num_features must be positive, got " + std::to_string(n));
+  if (o.affine) {
+    weight = this->register_parameter("weight", ones<T>({n}));
+    bias = this->register_parameter("bias", zeros<T>({n}));
+  }
+  if (o.track_running_stats) {
+    running_mean = this->register_buffer("running_mean", zeros<T>({n}));
+    running_var = this->register_buffer("running_var", ones<T>({n}));
+    num_batches_tracked = this->register_buffer("num_batches_tracked", zeros<int64_t>({}));
+  }
+}
+
+template <FloatingElement T>
+Tensor<T> InstanceNorm<T>::forward(const Tensor<T>& x) {
+  const int64_t unbatched = spatial_dims_ + 1;
+  if (!x.defined() || x.dim() < unbatched || x.dim() > unbatched + 1) {
+    throw ShapeError(name_ + ": expected a " + std::to_string(unbatched) + "-D (unbatched) or " +
+                     std::to_string(unbatched + 1) + "-D input, got " +
+                     (x.defined() ? x.shape().str() : std::string("undefined")));
+  }
+  if (x.dim() == unbatched) return forward(x.unsqueeze(0)).squeeze(0);
+  // Without affine parameters or running statistics nothing is per channel (PyTorch then only warns).
+  if ((options.affine || options.track_running_stats) && x.shape()[1] != num_features) {
+    throw ShapeError(name_ + ": input " + x.shape().str() + " has " + std::to_string(x.shape()[1]) +
+                     " channels, expected " + std::to_string(num_features));
+  }
+  return functional::instance_norm(x, running_mean, running_var, weight, bias,
+                                   this->is_training() || !options.track_running_stats, options.momentum,
+                                   options.eps);
+}
+
+template <FloatingElement T>
+std::string InstanceNorm<T>::extra_repr() const {
+  return std::to_string(num_features) + ", eps=" + std::to_string(options.eps) +
+         ", momentum=" + std::to_string(options.momentum) + ", affine=" + (options.affine ? "True" : "False") +
+         ", track_running_stats=" + (options.track_running_stats ? "True" : "False");
+}
+
+template <FloatingElement T>
 LayerNorm<T>::LayerNorm(Shape ns, LayerNormOptions o) : normalized_shape(ns), options(o) {
   checked_numel(ns, "LayerNorm");
   if (o.elementwise_affine) {
@@ -174,6 +215,7 @@ Tensor<T> Embedding<T>::forward_indices(const Tensor<int64_t>& indices) {
 
 #define EMBER_INSTANTIATE(T)                                                                       \
   template class BatchNorm<T>;                                                                     \
+  template class InstanceNorm<T>;                                                                  \
   template class LayerNorm<T>;                                                                     \
   template class GroupNorm<T>;                                                                     \
   template class RMSNorm<T>;                                                                       \

@@ -12,6 +12,7 @@
 #include "common.hpp"
 #include "ember/autograd/autograd.hpp"
 #include "ember/autograd/grad_mode.hpp"
+#include "ember/ops/shape_ops.hpp"
 
 namespace ember {
 
@@ -485,6 +486,54 @@ Tensor<T> group_norm(const Tensor<T>& x, int64_t groups, const Tensor<T>& weight
   return y;
 }
 
+// Each (sample, channel) plane is a channel of batch_norm over a batch of one, as PyTorch computes
+// it; the running statistics (when given) move by the batch's mean of the per-sample statistics.
+template <FloatingElement T>
+Tensor<T> instance_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var, const Tensor<T>& weight,
+                        const Tensor<T>& bias, bool use_input_stats, double momentum, double eps) {
+  if (!x.defined() || x.dim() < 3) {
+    throw ShapeError(cat_str("instance_norm: input ", x.defined() ? x.shape() : Shape{},
+                             " must be [N, C, ...] with at least one spatial dim"));
+  }
+  const int64_t n = x.shape()[0], c = x.shape()[1];
+  for (const Tensor<T>* p : std::initializer_list<const Tensor<T>*>{&weight, &bias, &running_mean, &running_var}) {
+    if (p->defined() && p->shape() != Shape{c}) {
+      const char* what = p == &weight ? "weight " : p == &bias ? "bias " : p == &running_mean ? "running_mean " : "running_var ";
+      throw ShapeError(cat_str("instance_norm: ", what, p->shape(), " must be [", c, "], one value per channel of the input ",
+                               x.shape()));
+    }
+  }
+  if (running_mean.defined() != running_var.defined()) {
+    throw ValueError("instance_norm: give both running_mean and running_var, or neither");
+  }
+  if (!use_input_stats) {
+    if (!running_mean.defined()) {
+      throw ValueError("instance_norm: use_input_stats = false normalises with running statistics, and none were given");
+    }
+    return batch_norm(x, running_mean, running_var, weight, bias, false, momentum, eps);
+  }
+  int64_t spatial = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) spatial *= x.shape()[d];
+  if (spatial <= 1) {
+    throw ValueError(cat_str("instance_norm: expected more than 1 spatial element when using input statistics, got input ",
+                             x.shape()));
+  }
+  if (n == 0) return x * 1.0;
+  Shape planes = x.shape();
+  planes[0] = 1;
+  planes[1] = n * c;
+  auto per_plane = [n](const Tensor<T>& t) { return t.defined() ? repeat(t, {n}) : t; };
+  auto detached = [](const Tensor<T>& t) { return t.defined() ? t.detach() : t; };
+  Tensor<T> plane_mean = per_plane(detached(running_mean)), plane_var = per_plane(detached(running_var));
+  Tensor<T> y = batch_norm(x.reshape(planes), plane_mean, plane_var, per_plane(weight), per_plane(bias), true, momentum, eps);
+  if (running_mean.defined()) {
+    NoGradGuard no_grad;
+    running_mean.copy_(plane_mean.reshape({n, c}).mean(0));
+    running_var.copy_(plane_var.reshape({n, c}).mean(0));
+  }
+  return y.reshape(x.shape());
+}
+
 template <FloatingElement T>
 Tensor<T> rms_norm(const Tensor<T>& x, const Shape& ns, const Tensor<T>& weight, double eps) {
   if (!x.defined()) throw ValueError("rms_norm: the input is undefined");
@@ -533,6 +582,8 @@ Tensor<T> embedding(const Tensor<int64_t>& indices, const Tensor<T>& weight, int
   template Tensor<T> layer_norm(const Tensor<T>&, const Shape&, const Tensor<T>&, const Tensor<T>&, double); \
   template Tensor<T> group_norm(const Tensor<T>&, int64_t, const Tensor<T>&, const Tensor<T>&, double); \
   template Tensor<T> rms_norm(const Tensor<T>&, const Shape&, const Tensor<T>&, double);             \
+  template Tensor<T> instance_norm(const Tensor<T>&, Tensor<T>, Tensor<T>, const Tensor<T>&, const Tensor<T>&, \
+                                   bool, double, double);                                            \
   template Tensor<T> embedding(const Tensor<int64_t>&, const Tensor<T>&, int64_t);
 EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)

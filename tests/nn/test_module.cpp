@@ -782,6 +782,41 @@ TEST(Functional, CosineSimilarityPairwiseDistanceNormalize) {
   expect_error<IndexError>([] { F::normalize(ones<float>({3}), 2.0, 1); }, "normalize: dim 1 is out of range");
 }
 
+// Running statistics, eval mode and the unbatched form against PyTorch 1.13 (the numbers it
+// printed for these inputs); the functional form's values and gradients are in the op registry.
+TEST(Normalization, InstanceNormTracksStatisticsAsPyTorch) {
+  using ember::testing::expect_error;
+  InstanceNorm1d<float> norm(2, {.momentum = 0.5, .affine = true, .track_running_stats = true});
+  EXPECT_EQ(names(norm.state_dict()),
+            (std::vector<std::string>{"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}));
+  EXPECT_EQ(norm.str(), "InstanceNorm1d(2, eps=0.000010, momentum=0.500000, affine=True, track_running_stats=True)");
+  norm(tensor<float>({1, 2, 4, 0, 3, 3, 2, 2, 5, -1, 1, 6}, {2, 2, 3}));
+  const auto mean = norm.running_mean.to_vector(), var = norm.running_var.to_vector();
+  EXPECT_NEAR(mean[0], 1.3333332538604736, 1e-6);
+  EXPECT_NEAR(mean[1], 1.0, 1e-6);
+  EXPECT_NEAR(var[0], 1.8333333730697632, 1e-6);
+  EXPECT_NEAR(var[1], 4.5, 1e-6);
+  EXPECT_EQ(norm.num_batches_tracked.item(), 0);  // PyTorch registers it and never counts
+  norm.eval();
+  const auto y = norm(tensor<float>({1, 2, 3, 4}, {2, 2})).to_vector();  // unbatched [C, L]
+  const std::vector<double> want{-0.24618226289749146, 0.49236464500427246, 0.9428080320358276, 1.4142119884490967};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(y[i], want[i], 1e-6) << i;
+
+  InstanceNorm2d<float> plain(3);  // PyTorch's defaults: nothing per channel, batch statistics always
+  EXPECT_TRUE(plain.state_dict().empty());
+  plain.eval();
+  const Tensor<float> out = plain(randn<float>({2, 5, 4, 4}) * 3.0f + 1.0f);  // any channel count
+  EXPECT_NEAR(out.mean().item(), 0.0, 1e-5);
+  expect_error<ShapeError>([&] { norm(ones<float>({2, 3, 4})); }, "InstanceNorm1d: input [2, 3, 4] has 3 channels, expected 2");
+  expect_error<ShapeError>([&] { plain(ones<float>({2, 3})); }, "InstanceNorm2d: expected a 3-D (unbatched) or 4-D input");
+  expect_error<ValueError>([] { instance_norm(ones<float>({2, 3, 1, 1})); },
+                           "instance_norm: expected more than 1 spatial element");
+  expect_error<ShapeError>([] { instance_norm(ones<float>({2, 3, 4}), {}, {}, ones<float>({2})); },
+                           "instance_norm: weight [2] must be [3]");
+  expect_error<ValueError>([] { instance_norm(ones<float>({2, 3, 4}), {}, {}, {}, {}, false); },
+                           "use_input_stats = false normalises with running statistics, and none were given");
+}
+
 TEST(Recurrent, GradcheckThroughLSTMParameters) {
   LSTM<double> lstm(2, 3);
   auto x = ember::testing::leaf({4, 1, 2}, 21);

@@ -242,6 +242,9 @@ void add_cases_8(std::vector<OpCase>& c) {
                        F::pairwise_distance(x[0], x[1], 1.0, 1e-6, true)));
   c.push_back(EMBER_OP("normalize", (S{{3, 4, 2}}), -1, 1, true, F::normalize(x[0])));
   c.push_back(EMBER_OP("normalize_p1_last", (S{{3, 4}}), -1, 1, true, F::normalize(x[0], 1.0, -1)));
+  c.push_back(EMBER_OP("instance_norm_affine", (S{{2, 3, 4, 5}, {3}, {3}}), -1, 1, true,
+                       instance_norm(x[0], {}, {}, x[1], x[2])));
+  c.push_back(EMBER_OP("instance_norm_1d", (S{{3, 2, 6}}), -1, 1, true, instance_norm(x[0])));
   c.push_back(EMBER_OP("interpolate_nearest_scale2", (S{{2, 3, 4, 5}}), -1, 1, true,
                        F::interpolate(x[0], {.scale_factor = {2}})));
   c.push_back(EMBER_OP("interpolate_nearest_size", (S{{1, 2, 5, 7}}), -1, 1, true,

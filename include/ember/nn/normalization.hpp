@@ -17,6 +17,7 @@ namespace functional {
 using ember::batch_norm;
 using ember::embedding;
 using ember::group_norm;
+using ember::instance_norm;
 using ember::layer_norm;
 using ember::rms_norm;
 }  // namespace functional
@@ -72,6 +73,53 @@ BatchNorm1d(int64_t)->BatchNorm1d<float>;
 BatchNorm1d(int64_t, BatchNormOptions)->BatchNorm1d<float>;
 BatchNorm2d(int64_t)->BatchNorm2d<float>;
 BatchNorm2d(int64_t, BatchNormOptions)->BatchNorm2d<float>;
+
+/// PyTorch's InstanceNorm defaults: no affine parameters, no running statistics.
+struct InstanceNormOptions {
+  double eps = 1e-5;
+  double momentum = 0.1;
+  bool affine = false;
+  bool track_running_stats = false;
+};
+
+/// InstanceNorm1d / InstanceNorm2d: batch statistics per sample and channel (instance_norm),
+/// the running ones in eval mode when tracked; an input without its batch dim ([C, L] / [C, H, W])
+/// is a batch of one. State dict as PyTorch's: weight, bias (affine), running_mean, running_var,
+/// num_batches_tracked (track_running_stats; PyTorch registers it and never counts).
+template <FloatingElement T = float>
+class InstanceNorm : public Module<T> {
+ public:
+  InstanceNorm(int64_t num_features, InstanceNormOptions options, int64_t spatial_dims, const char* name);
+  Tensor<T> forward(const Tensor<T>& x) override;
+  std::string type_name() const override { return name_; }
+  std::string extra_repr() const override;
+
+  Tensor<T> weight, bias, running_mean, running_var;
+  Tensor<int64_t> num_batches_tracked;
+  int64_t num_features;
+  InstanceNormOptions options;
+
+ private:
+  int64_t spatial_dims_;
+  std::string name_;
+};
+
+template <FloatingElement T = float>
+class InstanceNorm1d : public InstanceNorm<T> {
+ public:
+  explicit InstanceNorm1d(int64_t num_features, InstanceNormOptions options = {})
+      : InstanceNorm<T>(num_features, options, 1, "InstanceNorm1d") {}
+};
+template <FloatingElement T = float>
+class InstanceNorm2d : public InstanceNorm<T> {
+ public:
+  explicit InstanceNorm2d(int64_t num_features, InstanceNormOptions options = {})
+      : InstanceNorm<T>(num_features, options, 2, "InstanceNorm2d") {}
+};
+InstanceNorm1d(int64_t)->InstanceNorm1d<float>;
+InstanceNorm1d(int64_t, InstanceNormOptions)->InstanceNorm1d<float>;
+InstanceNorm2d(int64_t)->InstanceNorm2d<float>;
+InstanceNorm2d(int64_t, InstanceNormOptions)->InstanceNorm2d<float>;
 
 struct LayerNormOptions {
   double eps = 1e-5;
@@ -129,6 +177,8 @@ RMSNorm(int)->RMSNorm<float>;
 
 extern template class BatchNorm<float>;
 extern template class BatchNorm<double>;
+extern template class InstanceNorm<float>;
+extern template class InstanceNorm<double>;
 extern template class LayerNorm<float>;
 extern template class LayerNorm<double>;
 extern template class GroupNorm<float>;

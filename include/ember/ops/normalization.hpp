@@ -23,6 +23,14 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape, const Te
 template <FloatingElement T>
 Tensor<T> group_norm(const Tensor<T>& x, int64_t num_groups, const Tensor<T>& weight = Tensor<T>(),
                      const Tensor<T>& bias = Tensor<T>(), double eps = 1e-5);
+/// x [N, C, ...]: normalises each sample's channel over its spatial dims (torch.instance_norm).
+/// With use_input_stats false the running statistics are used instead; when given and
+/// use_input_stats is true they are updated in place with the batch's mean of the per-sample
+/// statistics.
+template <FloatingElement T>
+Tensor<T> instance_norm(const Tensor<T>& x, Tensor<T> running_mean = Tensor<T>(), Tensor<T> running_var = Tensor<T>(),
+                        const Tensor<T>& weight = Tensor<T>(), const Tensor<T>& bias = Tensor<T>(),
+                        bool use_input_stats = true, double momentum = 0.1, double eps = 1e-5);
 /// x / sqrt(mean(x^2 over the last dims) + eps) * weight.
 template <FloatingElement T>
 Tensor<T> rms_norm(const Tensor<T>& x, const Shape& normalized_shape, const Tensor<T>& weight = Tensor<T>(),
