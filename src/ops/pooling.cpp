@@ -227,7 +227,31 @@ Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, IntPair out) {
   return matmul(matmul(averaging(h, out.h), x), averaging(w, out.w).t());
 }
 
+template <FloatingElement T>
+Tensor<T> avg_pool1d(const Tensor<T>& x, int64_t k, const AvgPool2dOptions& o) {
+  if (x.defined() && x.dim() == 2) return detail::without_batch_dim(avg_pool1d(detail::as_batch_of_one(x), k, o));
+  if (!x.defined() || x.dim() != 3) {
+    throw ShapeError("avg_pool1d: input must be 2-D [C, L] or 3-D [N, C, L], got " +
+                     (x.defined() ? x.shape().str() : std::string("undefined")));
+  }
+  AvgPool2dOptions o2{IntPair(1, o.stride.w == 0 ? k : o.stride.w), IntPair(0, o.padding.w), o.ceil_mode,
+                      o.count_include_pad};
+  return avg_pool2d(x.unsqueeze(2), IntPair(1, k), o2).squeeze(2);
+}
+
+template <FloatingElement T>
+Tensor<T> adaptive_avg_pool1d(const Tensor<T>& x, int64_t output_size) {
+  if (!x.defined() || x.dim() < 2 || x.dim() > 3) {
+    throw ShapeError("adaptive_avg_pool1d: input must be 2-D [C, L] or 3-D [N, C, L], got " +
+                     (x.defined() ? x.shape().str() : std::string("undefined")));
+  }
+  if (output_size <= 0) throw ValueError("adaptive_avg_pool1d: output size must be positive");
+  return adaptive_avg_pool2d(x.unsqueeze(-2), IntPair(1, output_size)).squeeze(-2);
+}
+
 #define EMBER_INSTANTIATE(T)                                                               \
+  template Tensor<T> avg_pool1d(const Tensor<T>&, int64_t, const AvgPool2dOptions&);      \
+  template Tensor<T> adaptive_avg_pool1d(const Tensor<T>&, int64_t);                      \
   template Tensor<T> max_pool2d(const Tensor<T>&, IntPair, const MaxPool2dOptions&);      \
   template Tensor<T> max_pool1d(const Tensor<T>&, int64_t, const MaxPool2dOptions&);      \
   template Tensor<T> avg_pool2d(const Tensor<T>&, IntPair, const AvgPool2dOptions&);      \

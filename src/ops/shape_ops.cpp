@@ -546,6 +546,55 @@ Tensor<int64_t> one_hot(const Tensor<int64_t>& indices, int64_t num_classes) {
   return out;
 }
 
+// Both are a reshape, a permutation and a reshape (so they differentiate through the views).
+template <Element T>
+Tensor<T> pixel_shuffle(const Tensor<T>& x, int64_t r) {
+  require(x, "pixel_shuffle");
+  if (x.dim() < 3) throw ShapeError(cat_str("pixel_shuffle: input ", x.shape(), " must have at least 3 dims [*, C, H, W]"));
+  if (r <= 0) throw ValueError(cat_str("pixel_shuffle: upscale_factor must be positive, got ", r));
+  const int64_t d = x.dim(), c = x.shape()[d - 3], h = x.shape()[d - 2], w = x.shape()[d - 1];
+  if (c % (r * r) != 0) {
+    throw ShapeError(cat_str("pixel_shuffle: the ", c, " channels of input ", x.shape(),
+                             " are not divisible by upscale_factor^2 = ", r * r));
+  }
+  std::vector<int64_t> lead(x.shape().begin(), x.shape().begin() + (d - 3));
+  const int64_t b = static_cast<int64_t>(lead.size());
+  auto with_lead = [&](std::initializer_list<int64_t> tail) {
+    std::vector<int64_t> s = lead;
+    s.insert(s.end(), tail);
+    return Shape(s);
+  };
+  Shape order;
+  for (int64_t i = 0; i < b; ++i) order.push_back(i);
+  for (int64_t i : {0, 3, 1, 4, 2}) order.push_back(b + i);  // [C, r, r, H, W] -> [C, H, r, W, r]
+  return x.reshape(with_lead({c / (r * r), r, r, h, w})).permute(order).reshape(with_lead({c / (r * r), h * r, w * r}));
+}
+
+template <Element T>
+Tensor<T> pixel_unshuffle(const Tensor<T>& x, int64_t r) {
+  require(x, "pixel_unshuffle");
+  if (x.dim() < 3) {
+    throw ShapeError(cat_str("pixel_unshuffle: input ", x.shape(), " must have at least 3 dims [*, C, H, W]"));
+  }
+  if (r <= 0) throw ValueError(cat_str("pixel_unshuffle: downscale_factor must be positive, got ", r));
+  const int64_t d = x.dim(), c = x.shape()[d - 3], h = x.shape()[d - 2], w = x.shape()[d - 1];
+  if (h % r != 0 || w % r != 0) {
+    throw ShapeError(cat_str("pixel_unshuffle: the height and width of input ", x.shape(),
+                             " are not divisible by downscale_factor ", r));
+  }
+  std::vector<int64_t> lead(x.shape().begin(), x.shape().begin() + (d - 3));
+  const int64_t b = static_cast<int64_t>(lead.size());
+  auto with_lead = [&](std::initializer_list<int64_t> tail) {
+    std::vector<int64_t> s = lead;
+    s.insert(s.end(), tail);
+    return Shape(s);
+  };
+  Shape order;
+  for (int64_t i = 0; i < b; ++i) order.push_back(i);
+  for (int64_t i : {0, 2, 4, 1, 3}) order.push_back(b + i);  // [C, H, r, W, r] -> [C, r, r, H, W]
+  return x.reshape(with_lead({c, h / r, r, w / r, r})).permute(order).reshape(with_lead({c * r * r, h / r, w / r}));
+}
+
 template <Element T> Tensor<T> Tensor<T>::flip(const std::vector<int64_t>& dims) const { return ember::flip(*this, dims); }
 template <Element T> Tensor<T> Tensor<T>::repeat(const std::vector<int64_t>& r) const { return ember::repeat(*this, r); }
 template <Element T> Tensor<T> Tensor<T>::tril(int64_t diagonal) const { return ember::tril(*this, diagonal); }
@@ -553,6 +602,8 @@ template <Element T> Tensor<T> Tensor<T>::triu(int64_t diagonal) const { return 
 template <Element T> Tensor<T> Tensor<T>::cumsum(int64_t dim) const { return ember::cumsum(*this, dim); }
 
 #define EMBER_INSTANTIATE_ALL(T)                                                              \
+  template Tensor<T> pixel_shuffle(const Tensor<T>&, int64_t);                                \
+  template Tensor<T> pixel_unshuffle(const Tensor<T>&, int64_t);                              \
   template Tensor<T> Tensor<T>::flip(const std::vector<int64_t>&) const;                      \
   template Tensor<T> Tensor<T>::repeat(const std::vector<int64_t>&) const;                    \
   template Tensor<T> Tensor<T>::tril(int64_t) const;                                          \

@@ -817,6 +817,34 @@ TEST(Normalization, InstanceNormTracksStatisticsAsPyTorch) {
                            "use_input_stats = false normalises with running statistics, and none were given");
 }
 
+// pixel_shuffle's layout (values against PyTorch in the op registry): channel c r^2 + i r + j goes
+// to pixel (h r + i, w r + j) of channel c; unshuffle inverts it, for integer tensors too.
+TEST(Upsample, PixelShuffleAndOneDimensionalPooling) {
+  using ember::testing::expect_error;
+  const Tensor<int64_t> x = arange<int64_t>(0, 8).reshape({1, 4, 1, 2});
+  EXPECT_EQ(pixel_shuffle(x, 2).shape(), Shape({1, 1, 2, 4}));
+  EXPECT_EQ(pixel_shuffle(x, 2).to_vector(), (std::vector<int64_t>{0, 2, 1, 3, 4, 6, 5, 7}));
+  EXPECT_EQ(pixel_unshuffle(pixel_shuffle(x, 2), 2).to_vector(), x.to_vector());
+  PixelShuffle<float> shuffle(3);
+  EXPECT_EQ(shuffle(ones<float>({2, 5, 18, 2, 3})).shape(), Shape({2, 5, 2, 6, 9}));
+  EXPECT_EQ(Sequential(PixelShuffle(2), PixelUnshuffle(2)).str(),
+            "Sequential(\n  (0): PixelShuffle(upscale_factor=2)\n  (1): PixelUnshuffle(downscale_factor=2)\n)");
+  expect_error<ShapeError>([&] { shuffle(ones<float>({2, 8, 3, 3})); },
+                           "pixel_shuffle: the 8 channels of input [2, 8, 3, 3] are not divisible by upscale_factor^2 = 9");
+  expect_error<ShapeError>([] { pixel_unshuffle(ones<float>({2, 8, 3, 4}), 2); },
+                           "height and width of input [2, 8, 3, 4] are not divisible by downscale_factor 2");
+  expect_error<ValueError>([] { pixel_shuffle(ones<float>({1, 4, 2, 2}), 0); }, "upscale_factor must be positive");
+  expect_error<ShapeError>([] { pixel_shuffle(ones<float>({4, 2}), 2); }, "must have at least 3 dims");
+
+  AvgPool1d<float> avg(2);
+  EXPECT_EQ(avg(tensor<float>({1, 3, 5, 7, 2, 2}, {1, 6})).to_vector(), (std::vector<float>{2, 6, 2}));  // unbatched
+  AdaptiveAvgPool1d<float> adaptive(2);
+  EXPECT_EQ(adaptive(tensor<float>({1, 2, 3, 4, 5, 6}, {1, 1, 6})).to_vector(), (std::vector<float>{2, 5}));
+  EXPECT_EQ(adaptive.str(), "AdaptiveAvgPool1d(output_size=2)");
+  expect_error<ShapeError>([&] { avg(ones<float>({6})); }, "avg_pool1d: input must be 2-D [C, L] or 3-D [N, C, L]");
+  expect_error<ValueError>([] { adaptive_avg_pool1d(ones<float>({1, 6}), 0); }, "output size must be positive");
+}
+
 TEST(Recurrent, GradcheckThroughLSTMParameters) {
   LSTM<double> lstm(2, 3);
   auto x = ember::testing::leaf({4, 1, 2}, 21);

@@ -245,6 +245,11 @@ void add_cases_8(std::vector<OpCase>& c) {
   c.push_back(EMBER_OP("instance_norm_affine", (S{{2, 3, 4, 5}, {3}, {3}}), -1, 1, true,
                        instance_norm(x[0], {}, {}, x[1], x[2])));
   c.push_back(EMBER_OP("instance_norm_1d", (S{{3, 2, 6}}), -1, 1, true, instance_norm(x[0])));
+  c.push_back(EMBER_OP("pixel_shuffle", (S{{2, 8, 3, 2}}), -1, 1, true, pixel_shuffle(x[0], 2)));
+  c.push_back(EMBER_OP("pixel_unshuffle_batched", (S{{2, 1, 2, 6, 3}}), -1, 1, true, pixel_unshuffle(x[0], 3)));
+  c.push_back(EMBER_OP("avg_pool1d", (S{{2, 3, 9}}), -1, 1, true,
+                       F::avg_pool1d(x[0], 3, {.stride = 2, .padding = 1, .count_include_pad = false})));
+  c.push_back(EMBER_OP("adaptive_avg_pool1d", (S{{2, 3, 7}}), -1, 1, true, F::adaptive_avg_pool1d(x[0], 3)));
   c.push_back(EMBER_OP("interpolate_nearest_scale2", (S{{2, 3, 4, 5}}), -1, 1, true,
                        F::interpolate(x[0], {.scale_factor = {2}})));
   c.push_back(EMBER_OP("interpolate_nearest_size", (S{{1, 2, 5, 7}}), -1, 1, true,

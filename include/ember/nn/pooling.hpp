@@ -1,5 +1,5 @@
 #pragma once
-// Pooling layers: MaxPool1d/2d, AvgPool2d, AdaptiveAvgPool2d (NCHW; NCL for 1-d); the functions
+// Pooling layers: MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d (NCHW; NCL for 1-d); the functions
 // they call are ember/ops/pooling.hpp's.
 #include <string>
 
@@ -13,7 +13,9 @@ using ember::AvgPool2dOptions;
 using ember::MaxPool2dOptions;
 
 namespace functional {
+using ember::adaptive_avg_pool1d;
 using ember::adaptive_avg_pool2d;
+using ember::avg_pool1d;
 using ember::avg_pool2d;
 using ember::max_pool1d;
 using ember::max_pool2d;
@@ -63,6 +65,30 @@ class AvgPool2d : public Module<T> {
  private:
   IntPair k_;
   AvgPool2dOptions o_;
+};
+
+template <FloatingElement T = float>
+class AvgPool1d : public Module<T> {
+ public:
+  explicit AvgPool1d(int64_t kernel_size, AvgPool2dOptions options = {}) : k_(kernel_size), o_(options) {}
+  Tensor<T> forward(const Tensor<T>& x) override { return functional::avg_pool1d(x, k_, o_); }
+  std::string type_name() const override { return "AvgPool1d"; }
+
+ private:
+  int64_t k_;
+  AvgPool2dOptions o_;
+};
+
+template <FloatingElement T = float>
+class AdaptiveAvgPool1d : public Module<T> {
+ public:
+  explicit AdaptiveAvgPool1d(int64_t output_size) : out_(output_size) {}
+  Tensor<T> forward(const Tensor<T>& x) override { return functional::adaptive_avg_pool1d(x, out_); }
+  std::string type_name() const override { return "AdaptiveAvgPool1d"; }
+  std::string extra_repr() const override { return "output_size=" + std::to_string(out_); }
+
+ private:
+  int64_t out_;
 };
 
 template <FloatingElement T = float>

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ember/nn/module.hpp"
+#include "ember/ops/shape_ops.hpp"
 #include "ember/ops/upsampling.hpp"
 
 namespace ember::nn {
@@ -14,6 +15,8 @@ using UpsampleOptions = InterpolateOptions;
 
 namespace functional {
 using ember::interpolate;
+using ember::pixel_shuffle;
+using ember::pixel_unshuffle;
 }  // namespace functional
 
 template <FloatingElement T = float>
@@ -47,6 +50,31 @@ class Upsample : public Module<T> {
 
  private:
   UpsampleOptions options_;
+};
+
+/// torch.nn.PixelShuffle / PixelUnshuffle (ember::pixel_shuffle, pixel_unshuffle).
+template <FloatingElement T = float>
+class PixelShuffle : public Module<T> {
+ public:
+  explicit PixelShuffle(int64_t upscale_factor) : r_(upscale_factor) {}
+  Tensor<T> forward(const Tensor<T>& x) override { return ember::pixel_shuffle(x, r_); }
+  std::string type_name() const override { return "PixelShuffle"; }
+  std::string extra_repr() const override { return "upscale_factor=" + std::to_string(r_); }
+
+ private:
+  int64_t r_;
+};
+
+template <FloatingElement T = float>
+class PixelUnshuffle : public Module<T> {
+ public:
+  explicit PixelUnshuffle(int64_t downscale_factor) : r_(downscale_factor) {}
+  Tensor<T> forward(const Tensor<T>& x) override { return ember::pixel_unshuffle(x, r_); }
+  std::string type_name() const override { return "PixelUnshuffle"; }
+  std::string extra_repr() const override { return "downscale_factor=" + std::to_string(r_); }
+
+ private:
+  int64_t r_;
 };
 
 }  // namespace ember::nn

@@ -31,6 +31,12 @@ template <FloatingElement T>
 Tensor<T> max_pool1d(const Tensor<T>& x, int64_t kernel_size, const MaxPool2dOptions& options = {});
 template <FloatingElement T>
 Tensor<T> avg_pool2d(const Tensor<T>& x, IntPair kernel_size, const AvgPool2dOptions& options = {});
+/// avg_pool2d over [N, C, L] (the options' width components).
+template <FloatingElement T>
+Tensor<T> avg_pool1d(const Tensor<T>& x, int64_t kernel_size, const AvgPool2dOptions& options = {});
+/// adaptive_avg_pool2d over [N, C, L] to output_size values.
+template <FloatingElement T>
+Tensor<T> adaptive_avg_pool1d(const Tensor<T>& x, int64_t output_size);
 /// Averages over the bins PyTorch uses: bin i covers [floor(i H / out), ceil((i + 1) H / out)).
 template <FloatingElement T>
 Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, IntPair output_size);
