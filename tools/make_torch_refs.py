@@ -273,6 +273,8 @@ CASES = table_cases() + [
     ("pixel_shuffle", [(2, 8, 3, 2)], -1, 1, lambda x: F.pixel_shuffle(x[0], 2)),
     ("pixel_unshuffle_batched", [(2, 1, 2, 6, 3)], -1, 1, lambda x: F.pixel_unshuffle(x[0], 3)),
     ("avg_pool1d", [(2, 3, 9)], -1, 1, lambda x: F.avg_pool1d(x[0], 3, stride=2, padding=1, count_include_pad=False)),
+    ("conv_transpose1d", [(2, 4, 5), (4, 3, 3), (6,)], -1, 1,
+     lambda x: F.conv_transpose1d(x[0], x[1], x[2], stride=2, padding=1, output_padding=1, groups=2)),
     ("adaptive_avg_pool1d", [(2, 3, 7)], -1, 1, lambda x: F.adaptive_avg_pool1d(x[0], 3)),
     ("interpolate_nearest_scale2", [(2, 3, 4, 5)], -1, 1, lambda x: F.interpolate(x[0], scale_factor=2)),
     ("interpolate_nearest_size", [(1, 2, 5, 7)], -1, 1, lambda x: F.interpolate(x[0], size=(8, 3))),

@@ -12,6 +12,7 @@
 #include "ember/nn/loss.hpp"
 #include "ember/nn/module.hpp"
 #include "ember/nn/normalization.hpp"
+#include "ember/nn/padding.hpp"
 #include "ember/nn/pooling.hpp"
 #include "ember/nn/residual.hpp"
 #include "ember/nn/rnn.hpp"

@@ -87,6 +87,12 @@ Tensor<T> conv1d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
     throw ShapeError("conv1d: weight must be 3-D [out, in / groups, k], got " +
                      (weight.defined() ? weight.shape().str() : std::string("undefined")));
   }
+  if (o.groups > 0 && x.shape()[1] != weight.shape()[1] * o.groups) {
+    throw ShapeError("conv1d: input " + x.shape().str() + " has " + std::to_string(x.shape()[1]) +
+                     " channels but weight " + weight.shape().str() + " expects " +
+                     std::to_string(weight.shape()[1] * o.groups) + " (" + std::to_string(weight.shape()[1]) +
+                     " per group x " + std::to_string(o.groups) + " groups)");
+  }
   Conv2dOptions o2{IntPair(1, o.stride), o.padding, IntPair(1, o.dilation), o.groups, o.bias};
   if (!o.padding.same) o2.padding = Padding(0, o.padding.w);
   Conv2dGeometry g = conv2d_geometry(o2, 1, weight.shape()[2], "conv1d");
@@ -134,7 +140,49 @@ Tensor<T> conv_transpose2d(const Tensor<T>& x, const Tensor<T>& weight, const Te
   return y;
 }
 
+template <FloatingElement T>
+Tensor<T> conv_transpose1d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias,
+                           const ConvTranspose1dOptions& o) {
+  if (x.defined() && x.dim() == 2) return conv_transpose1d(x.unsqueeze(0), weight, bias, o).squeeze(0);
+  if (!x.defined() || x.dim() != 3) {
+    throw ShapeError("conv_transpose1d: input must be 2-D [C, L] or 3-D [N, C, L], got " +
+                     (x.defined() ? x.shape().str() : std::string("undefined")));
+  }
+  if (!weight.defined() || weight.dim() != 3) {
+    throw ShapeError("conv_transpose1d: weight must be 3-D [in, out / groups, k], got " +
+                     (weight.defined() ? weight.shape().str() : std::string("undefined")));
+  }
+  if (x.shape()[1] != weight.shape()[0]) {
+    throw ShapeError("conv_transpose1d: input " + x.shape().str() + " has " + std::to_string(x.shape()[1]) +
+                     " channels but weight " + weight.shape().str() + " expects " + std::to_string(weight.shape()[0]));
+  }
+  const ConvTranspose2dOptions o2{IntPair(1, o.stride), IntPair(0, o.padding), IntPair(0, o.output_padding),
+                                  o.groups, o.bias, IntPair(1, o.dilation)};
+  return conv_transpose2d(x.unsqueeze(2), weight.unsqueeze(2), bias, o2).squeeze(2);
+}
+
 }  // namespace functional
+
+template <FloatingElement T>
+ConvTranspose1d<T>::ConvTranspose1d(int64_t in, int64_t out, int64_t k, ConvTranspose1dOptions o)
+    : in_channels(in), out_channels(out), kernel_size(k), options(o) {
+  check_channels("ConvTranspose1d", in, out, o.groups);
+  if (k <= 0) throw ValueError("ConvTranspose1d: kernel_size must be positive");
+  weight = this->register_parameter("weight", empty<T>({in, out / o.groups, k}));
+  if (o.bias) bias = this->register_parameter("bias", empty<T>({out}));
+  init_conv(weight, bias, out / o.groups * k);  // PyTorch's fan: weight.size(1) * k
+}
+
+template <FloatingElement T>
+Tensor<T> ConvTranspose1d<T>::forward(const Tensor<T>& x) {
+  return functional::conv_transpose1d(x, weight, bias, options);
+}
+
+template <FloatingElement T>
+std::string ConvTranspose1d<T>::extra_repr() const {
+  return std::to_string(in_channels) + ", " + std::to_string(out_channels) + ", kernel_size=(" +
+         std::to_string(kernel_size) + ",), stride=(" + std::to_string(options.stride) + ",)";
+}
 
 template <FloatingElement T>
 Conv2d<T>::Conv2d(int64_t in, int64_t out, IntPair k, Conv2dOptions o)
@@ -216,6 +264,9 @@ std::string ConvTranspose2d<T>::extra_repr() const {
                                         const Conv1dOptions&);                                    \
   template Tensor<T> functional::conv_transpose2d(const Tensor<T>&, const Tensor<T>&,             \
                                                   const Tensor<T>&, const ConvTranspose2dOptions&); \
+  template Tensor<T> functional::conv_transpose1d(const Tensor<T>&, const Tensor<T>&,             \
+                                                  const Tensor<T>&, const ConvTranspose1dOptions&); \
+  template class ConvTranspose1d<T>;                                                              \
   template class Conv2d<T>;                                                                       \
   template class Conv1d<T>;                                                                       \
   template class ConvTranspose2d<T>;

@@ -845,6 +845,42 @@ TEST(Upsample, PixelShuffleAndOneDimensionalPooling) {
   expect_error<ValueError>([] { adaptive_avg_pool1d(ones<float>({1, 6}), 0); }, "output size must be positive");
 }
 
+// The padding layers call ember::pad (checked against PyTorch in the op registry); here their pad
+// order, printing and errors, Unflatten, and ConvTranspose1d's parameters (its values and
+// gradients are in the registry).
+TEST(Module, PaddingLayersUnflattenAndConvTranspose1d) {
+  using ember::testing::expect_error;
+  EXPECT_EQ(ReflectionPad1d(2)(arange<float>(0, 4).reshape({1, 4})).to_vector(),
+            (std::vector<float>{2, 1, 0, 1, 2, 3, 2, 1}));  // PyTorch's output
+  EXPECT_EQ(ReplicationPad2d(std::vector<int64_t>{1, 0, 0, 1})(arange<float>(0, 4).reshape({1, 2, 2})).to_vector(),
+            (std::vector<float>{0, 0, 1, 2, 2, 3, 2, 2, 3}));
+  EXPECT_EQ(ConstantPad2d(1, 7.0)(zeros<float>({1, 1, 1, 1})).to_vector(), (std::vector<float>{7, 7, 7, 7, 0, 7, 7, 7, 7}));
+  EXPECT_EQ(ZeroPad2d(std::vector<int64_t>{1, 0, 2, 1})(ones<float>({2, 3, 4, 4})).shape(), Shape({2, 3, 7, 5}));
+  EXPECT_EQ(Sequential(ZeroPad2d(std::vector<int64_t>{1, 0, 2, 1}), ConstantPad1d(2, 3.5), ReflectionPad2d(1),
+                       Unflatten(1, {2, 5}))
+                .str(),
+            "Sequential(\n  (0): ZeroPad2d((1, 0, 2, 1))\n  (1): ConstantPad1d(padding=(2, 2), value=3.5)\n"
+            "  (2): ReflectionPad2d((1, 1, 1, 1))\n  (3): Unflatten(dim=1, unflattened_size=(2, 5))\n)");
+  expect_error<ValueError>([] { ZeroPad2d(std::vector<int64_t>{1, 2, 3}); }, "ZeroPad2d: expected 1 or 4 pads, got 3");
+  expect_error<ShapeError>([] { ReflectionPad2d(1)(ones<float>({4, 4})); }, "ReflectionPad2d: expected a 3-D or 4-D input");
+
+  Unflatten<float> unflatten(-1, {2, -1});
+  EXPECT_EQ(unflatten(ones<float>({3, 8})).shape(), Shape({3, 2, 4}));
+  expect_error<ShapeError>([&] { unflatten(ones<float>({3, 7})); }, "dim 1 of input [3, 7] (size 7) cannot be split into (2, -1)");
+  expect_error<IndexError>([] { Unflatten<float>(2, {1})(ones<float>({3, 7})); }, "Unflatten: dim 2 is out of range");
+
+  ConvTranspose1d<float> up(4, 6, 3, {.stride = 2, .groups = 2});
+  EXPECT_EQ(names(up.state_dict()), (std::vector<std::string>{"weight", "bias"}));
+  EXPECT_EQ(up.weight.shape(), Shape({4, 3, 3}));
+  EXPECT_EQ(up(ones<float>({2, 4, 5})).shape(), Shape({2, 6, 11}));
+  EXPECT_EQ(up(ones<float>({4, 5})).shape(), Shape({6, 11}));  // unbatched
+  EXPECT_EQ(up.str(), "ConvTranspose1d(4, 6, kernel_size=(3,), stride=(2,))");
+  expect_error<ShapeError>([&] { up(ones<float>({2, 3, 5})); },
+                           "conv_transpose1d: input [2, 3, 5] has 3 channels but weight [4, 3, 3] expects 4");
+  expect_error<ShapeError>([] { Conv1d(4, 6, 3)(ones<float>({2, 3, 5})); },
+                           "conv1d: input [2, 3, 5] has 3 channels but weight [6, 4, 3] expects 4");
+}
+
 TEST(Recurrent, GradcheckThroughLSTMParameters) {
   LSTM<double> lstm(2, 3);
   auto x = ember::testing::leaf({4, 1, 2}, 21);

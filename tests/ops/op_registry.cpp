@@ -249,6 +249,9 @@ void add_cases_8(std::vector<OpCase>& c) {
   c.push_back(EMBER_OP("pixel_unshuffle_batched", (S{{2, 1, 2, 6, 3}}), -1, 1, true, pixel_unshuffle(x[0], 3)));
   c.push_back(EMBER_OP("avg_pool1d", (S{{2, 3, 9}}), -1, 1, true,
                        F::avg_pool1d(x[0], 3, {.stride = 2, .padding = 1, .count_include_pad = false})));
+  c.push_back(EMBER_OP("conv_transpose1d", (S{{2, 4, 5}, {4, 3, 3}, {6}}), -1, 1, true,
+                       F::conv_transpose1d(x[0], x[1], x[2],
+                                           {.stride = 2, .padding = 1, .output_padding = 1, .groups = 2})));
   c.push_back(EMBER_OP("adaptive_avg_pool1d", (S{{2, 3, 7}}), -1, 1, true, F::adaptive_avg_pool1d(x[0], 3)));
   c.push_back(EMBER_OP("interpolate_nearest_scale2", (S{{2, 3, 4, 5}}), -1, 1, true,
                        F::interpolate(x[0], {.scale_factor = {2}})));

@@ -55,6 +55,14 @@ struct ConvTranspose2dOptions {
   IntPair dilation = 1;
 };
 
+struct ConvTranspose1dOptions {
+  int64_t stride = 1;
+  int64_t padding = 0;
+  int64_t output_padding = 0;
+  int64_t groups = 1;
+  bool bias = true;
+  int64_t dilation = 1;
+};
 /// The geometry Conv2dOptions describe for a kh x kw kernel ("same" resolved as PyTorch does);
 /// `op` names the caller in errors.
 Conv2dGeometry conv2d_geometry(const Conv2dOptions& options, int64_t kh, int64_t kw, const char* op);
@@ -72,6 +80,10 @@ Tensor<T> conv1d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
 template <FloatingElement T>
 Tensor<T> conv_transpose2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = Tensor<T>(),
                            const ConvTranspose2dOptions& options = {});
+/// x [N, C_in, L] (or [C_in, L]), weight [C_in, C_out / groups, k]: conv_transpose2d over a height of 1.
+template <FloatingElement T>
+Tensor<T> conv_transpose1d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = Tensor<T>(),
+                           const ConvTranspose1dOptions& options = {});
 }  // namespace functional
 
 template <FloatingElement T = float>
@@ -122,6 +134,23 @@ class ConvTranspose2d : public Module<T> {
 ConvTranspose2d(int64_t, int64_t, IntPair)->ConvTranspose2d<float>;
 ConvTranspose2d(int64_t, int64_t, IntPair, ConvTranspose2dOptions)->ConvTranspose2d<float>;
 
+template <FloatingElement T = float>
+class ConvTranspose1d : public Module<T> {
+ public:
+  ConvTranspose1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, ConvTranspose1dOptions options = {});
+  Tensor<T> forward(const Tensor<T>& x) override;
+  std::string type_name() const override { return "ConvTranspose1d"; }
+  std::string extra_repr() const override;
+
+  Tensor<T> weight, bias;
+  int64_t in_channels, out_channels, kernel_size;
+  ConvTranspose1dOptions options;
+};
+ConvTranspose1d(int64_t, int64_t, int64_t)->ConvTranspose1d<float>;
+ConvTranspose1d(int64_t, int64_t, int64_t, ConvTranspose1dOptions)->ConvTranspose1d<float>;
+
+extern template class ConvTranspose1d<float>;
+extern template class ConvTranspose1d<double>;
 extern template class Conv2d<float>;
 extern template class Conv2d<double>;
 extern template class Conv1d<float>;

@@ -82,6 +82,51 @@ class Flatten : public Module<T> {
   FlattenOptions options_;
 };
 
+/// Splits dim into `sizes` (one of them may be -1), as torch.nn.Unflatten.
+template <FloatingElement T = float>
+class Unflatten : public Module<T> {
+ public:
+  Unflatten(int64_t dim, std::vector<int64_t> sizes) : dim_(dim), sizes_(std::move(sizes)) {
+    if (sizes_.empty()) throw ValueError("Unflatten: expected at least one size");
+  }
+  Tensor<T> forward(const Tensor<T>& x) override {
+    if (!x.defined() || x.dim() == 0) throw ShapeError("Unflatten: expected an input with at least one dim");
+    const int64_t d = dim_ < 0 ? dim_ + x.dim() : dim_;
+    if (d < 0 || d >= x.dim()) {
+      throw IndexError("Unflatten: dim " + std::to_string(dim_) + " is out of range for input " + x.shape().str());
+    }
+    std::vector<int64_t> shape(x.shape().begin(), x.shape().begin() + d);
+    int64_t known = 1, unknown = 0;
+    for (int64_t s : sizes_) {
+      if (s == -1) {
+        ++unknown;
+      } else {
+        known *= s;
+      }
+      shape.push_back(s);
+    }
+    const int64_t n = x.shape()[d];
+    if (unknown > 1 || (unknown == 0 && known != n) || (unknown == 1 && (known <= 0 || n % known != 0))) {
+      std::string sizes;
+      for (int64_t s : sizes_) sizes += (sizes.empty() ? "" : ", ") + std::to_string(s);
+      throw ShapeError("Unflatten: dim " + std::to_string(d) + " of input " + x.shape().str() + " (size " +
+                       std::to_string(n) + ") cannot be split into (" + sizes + ")");
+    }
+    shape.insert(shape.end(), x.shape().begin() + d + 1, x.shape().end());
+    return x.reshape(Shape(shape));
+  }
+  std::string type_name() const override { return "Unflatten"; }
+  std::string extra_repr() const override {
+    std::string s = "dim=" + std::to_string(dim_) + ", unflattened_size=(";
+    for (size_t i = 0; i < sizes_.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes_[i]);
+    return s + (sizes_.size() == 1 ? ",)" : ")");
+  }
+
+ private:
+  int64_t dim_;
+  std::vector<int64_t> sizes_;
+};
+
 extern template class Linear<float>;
 extern template class Linear<double>;
 extern template class SparseLinear<float>;
