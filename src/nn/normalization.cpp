@@ -16,19 +16,28 @@ namespace ember::nn {
 
 // ---- Modules -----------------------------------------------------------------------------------
 
+namespace {
+// BatchNorm's and InstanceNorm's parameters and buffers, with PyTorch's names and initial values.
+template <class Norm>
+void register_norm_state(Norm& m, int64_t n, bool affine, bool track_running_stats) {
+  using T = typename decltype(m.weight)::value_type;
+  if (affine) {
+    m.weight = m.register_parameter("weight", ones<T>({n}));
+    m.bias = m.register_parameter("bias", zeros<T>({n}));
+  }
+  if (track_running_stats) {
+    m.running_mean = m.register_buffer("running_mean", zeros<T>({n}));
+    m.running_var = m.register_buffer("running_var", ones<T>({n}));
+    m.num_batches_tracked = m.register_buffer("num_batches_tracked", zeros<int64_t>({}));
+  }
+}
+}  // namespace
+
 template <FloatingElement T>
 BatchNorm<T>::BatchNorm(int64_t n, BatchNormOptions o, int64_t min_dims, int64_t max_dims, const char* name)
     : num_features(n), options(o), min_dims_(min_dims), max_dims_(max_dims), name_(name) {
   if (n <= 0) throw ValueError(name_ + ": num_features must be positive, got " + std::to_string(n));
-  if (o.affine) {
-    weight = this->register_parameter("weight", ones<T>({n}));
-    bias = this->register_parameter("bias", zeros<T>({n}));
-  }
-  if (o.track_running_stats) {
-    running_mean = this->register_buffer("running_mean", zeros<T>({n}));
-    running_var = this->register_buffer("running_var", ones<T>({n}));
-    num_batches_tracked = this->register_buffer("num_batches_tracked", zeros<int64_t>({}));
-  }
+  register_norm_state(*this, n, o.affine, o.track_running_stats);
 }
 
 template <FloatingElement T>
@@ -105,15 +114,7 @@ template <FloatingElement T>
 InstanceNorm<T>::InstanceNorm(int64_t n, InstanceNormOptions o, int64_t spatial_dims, const char* name)
     : num_features(n), options(o), spatial_dims_(spatial_dims), name_(name) {
   if (n <= 0) throw ValueError(name_ + ": num_features must be positive, got " + std::to_string(n));
-  if (o.affine) {
-    weight = this->register_parameter("weight", ones<T>({n}));
-    bias = this->register_parameter("bias", zeros<T>({n}));
-  }
-  if (o.track_running_stats) {
-    running_mean = this->register_buffer("running_mean", zeros<T>({n}));
-    running_var = this->register_buffer("running_var", ones<T>({n}));
-    num_batches_tracked = this->register_buffer("num_batches_tracked", zeros<int64_t>({}));
-  }
+  register_norm_state(*this, n, o.affine, o.track_running_stats);
 }
 
 template <FloatingElement T>

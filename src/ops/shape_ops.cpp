@@ -546,53 +546,54 @@ Tensor<int64_t> one_hot(const Tensor<int64_t>& indices, int64_t num_classes) {
   return out;
 }
 
-// Both are a reshape, a permutation and a reshape (so they differentiate through the views).
+namespace {
+// x [*, C, H, W] viewed as [*, split...], its last five dims permuted by `order`, then reshaped to
+// [*, merged...]: pixel_shuffle and pixel_unshuffle, through views so they differentiate.
+template <Element T>
+Tensor<T> regroup_pixels(const Tensor<T>& x, std::initializer_list<int64_t> split, std::initializer_list<int64_t> order,
+                         std::initializer_list<int64_t> merged) {
+  const std::vector<int64_t> lead(x.shape().begin(), x.shape().begin() + (x.dim() - 3));
+  auto with_lead = [&](std::initializer_list<int64_t> tail) {
+    std::vector<int64_t> s = lead;
+    s.insert(s.end(), tail);
+    return Shape(s);
+  };
+  Shape permutation;
+  for (size_t i = 0; i < lead.size(); ++i) permutation.push_back(static_cast<int64_t>(i));
+  for (int64_t i : order) permutation.push_back(static_cast<int64_t>(lead.size()) + i);
+  return x.reshape(with_lead(split)).permute(permutation).reshape(with_lead(merged));
+}
+
+void check_pixel_input(const Shape& x, int64_t r, const char* op, const char* factor) {
+  if (x.size() < 3) throw ShapeError(cat_str(op, ": input ", x, " must have at least 3 dims [*, C, H, W]"));
+  if (r <= 0) throw ValueError(cat_str(op, ": ", factor, " must be positive, got ", r));
+}
+}  // namespace
+
 template <Element T>
 Tensor<T> pixel_shuffle(const Tensor<T>& x, int64_t r) {
   require(x, "pixel_shuffle");
-  if (x.dim() < 3) throw ShapeError(cat_str("pixel_shuffle: input ", x.shape(), " must have at least 3 dims [*, C, H, W]"));
-  if (r <= 0) throw ValueError(cat_str("pixel_shuffle: upscale_factor must be positive, got ", r));
+  check_pixel_input(x.shape(), r, "pixel_shuffle", "upscale_factor");
   const int64_t d = x.dim(), c = x.shape()[d - 3], h = x.shape()[d - 2], w = x.shape()[d - 1];
   if (c % (r * r) != 0) {
     throw ShapeError(cat_str("pixel_shuffle: the ", c, " channels of input ", x.shape(),
                              " are not divisible by upscale_factor^2 = ", r * r));
   }
-  std::vector<int64_t> lead(x.shape().begin(), x.shape().begin() + (d - 3));
-  const int64_t b = static_cast<int64_t>(lead.size());
-  auto with_lead = [&](std::initializer_list<int64_t> tail) {
-    std::vector<int64_t> s = lead;
-    s.insert(s.end(), tail);
-    return Shape(s);
-  };
-  Shape order;
-  for (int64_t i = 0; i < b; ++i) order.push_back(i);
-  for (int64_t i : {0, 3, 1, 4, 2}) order.push_back(b + i);  // [C, r, r, H, W] -> [C, H, r, W, r]
-  return x.reshape(with_lead({c / (r * r), r, r, h, w})).permute(order).reshape(with_lead({c / (r * r), h * r, w * r}));
+  // [C, r, r, H, W] -> [C, H, r, W, r]
+  return regroup_pixels(x, {c / (r * r), r, r, h, w}, {0, 3, 1, 4, 2}, {c / (r * r), h * r, w * r});
 }
 
 template <Element T>
 Tensor<T> pixel_unshuffle(const Tensor<T>& x, int64_t r) {
   require(x, "pixel_unshuffle");
-  if (x.dim() < 3) {
-    throw ShapeError(cat_str("pixel_unshuffle: input ", x.shape(), " must have at least 3 dims [*, C, H, W]"));
-  }
-  if (r <= 0) throw ValueError(cat_str("pixel_unshuffle: downscale_factor must be positive, got ", r));
+  check_pixel_input(x.shape(), r, "pixel_unshuffle", "downscale_factor");
   const int64_t d = x.dim(), c = x.shape()[d - 3], h = x.shape()[d - 2], w = x.shape()[d - 1];
   if (h % r != 0 || w % r != 0) {
     throw ShapeError(cat_str("pixel_unshuffle: the height and width of input ", x.shape(),
                              " are not divisible by downscale_factor ", r));
   }
-  std::vector<int64_t> lead(x.shape().begin(), x.shape().begin() + (d - 3));
-  const int64_t b = static_cast<int64_t>(lead.size());
-  auto with_lead = [&](std::initializer_list<int64_t> tail) {
-    std::vector<int64_t> s = lead;
-    s.insert(s.end(), tail);
-    return Shape(s);
-  };
-  Shape order;
-  for (int64_t i = 0; i < b; ++i) order.push_back(i);
-  for (int64_t i : {0, 2, 4, 1, 3}) order.push_back(b + i);  // [C, H, r, W, r] -> [C, r, r, H, W]
-  return x.reshape(with_lead({c, h / r, r, w / r, r})).permute(order).reshape(with_lead({c * r * r, h / r, w / r}));
+  // [C, H, r, W, r] -> [C, r, r, H, W]
+  return regroup_pixels(x, {c, h / r, r, w / r, r}, {0, 2, 4, 1, 3}, {c * r * r, h / r, w / r});
 }
 
 template <Element T> Tensor<T> Tensor<T>::flip(const std::vector<int64_t>& dims) const { return ember::flip(*this, dims); }
