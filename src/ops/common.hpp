@@ -128,21 +128,6 @@ inline T backend_merge(backend::Reduce op, T a, T b) {
   return backend::scalar::reduce_merge(op, a, b);
 }
 
-/// One sample without its batch dim (PyTorch's "unbatched" input, e.g. [C, H, W] to a 2-D
-/// convolution) as a batch of one, and back. Reshapes, so that deploy's tracer sees them as views.
-template <Element T>
-Tensor<T> as_batch_of_one(const Tensor<T>& x) {
-  Shape s = x.shape();
-  s.insert(0, 1);
-  return x.reshape(s);
-}
-template <Element T>
-Tensor<T> without_batch_dim(const Tensor<T>& y) {
-  Shape s = y.shape();
-  s.erase(0);
-  return y.reshape(s);
-}
-
 /// Copies any view of `src` into the contiguous buffer `dst` (same shape).
 template <Element T>
 void copy_into_contiguous(const Tensor<T>& src, T* dst);

@@ -191,7 +191,7 @@ template <FloatingElement T>
 Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias,
                  const Conv2dGeometry& p) {
   if (x.defined() && x.dim() == 3) {
-    return detail::without_batch_dim(conv2d(detail::as_batch_of_one(x), weight, bias, p));
+    return conv2d(x.unsqueeze(0), weight, bias, p).squeeze(0);
   }
   detail::TracedOp traced;
   require(x, "conv2d");

@@ -56,7 +56,7 @@ void check_pool(const char* op, const Shape& x, IntPair k, IntPair s, IntPair p,
 
 template <FloatingElement T>
 Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
-  if (x.defined() && x.dim() == 3) return detail::without_batch_dim(max_pool2d(detail::as_batch_of_one(x), k, o));
+  if (x.defined() && x.dim() == 3) return max_pool2d(x.unsqueeze(0), k, o).squeeze(0);
   detail::TracedOp traced;
   if (!x.defined()) throw ValueError("max_pool2d: the input is undefined");
   const IntPair s = o.stride.h == 0 ? k : o.stride;
@@ -140,7 +140,7 @@ Tensor<T> max_pool2d(const Tensor<T>& x, IntPair k, const MaxPool2dOptions& o) {
 
 template <FloatingElement T>
 Tensor<T> max_pool1d(const Tensor<T>& x, int64_t k, const MaxPool2dOptions& o) {
-  if (x.defined() && x.dim() == 2) return detail::without_batch_dim(max_pool1d(detail::as_batch_of_one(x), k, o));
+  if (x.defined() && x.dim() == 2) return max_pool1d(x.unsqueeze(0), k, o).squeeze(0);
   if (!x.defined() || x.dim() != 3) {
     throw ShapeError("max_pool1d: input must be 2-D [C, L] or 3-D [N, C, L], got " +
                      (x.defined() ? x.shape().str() : std::string("undefined")));
@@ -152,7 +152,7 @@ Tensor<T> max_pool1d(const Tensor<T>& x, int64_t k, const MaxPool2dOptions& o) {
 
 template <FloatingElement T>
 Tensor<T> avg_pool2d(const Tensor<T>& x, IntPair k, const AvgPool2dOptions& o) {
-  if (x.defined() && x.dim() == 3) return detail::without_batch_dim(avg_pool2d(detail::as_batch_of_one(x), k, o));
+  if (x.defined() && x.dim() == 3) return avg_pool2d(x.unsqueeze(0), k, o).squeeze(0);
   detail::TracedOp traced;
   if constexpr (std::is_same_v<T, float>) {
     if (detail::OpTracer* t = traced.tracer()) t->unsupported("avg_pool2d");
@@ -229,7 +229,7 @@ Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, IntPair out) {
 
 template <FloatingElement T>
 Tensor<T> avg_pool1d(const Tensor<T>& x, int64_t k, const AvgPool2dOptions& o) {
-  if (x.defined() && x.dim() == 2) return detail::without_batch_dim(avg_pool1d(detail::as_batch_of_one(x), k, o));
+  if (x.defined() && x.dim() == 2) return avg_pool1d(x.unsqueeze(0), k, o).squeeze(0);
   if (!x.defined() || x.dim() != 3) {
     throw ShapeError("avg_pool1d: input must be 2-D [C, L] or 3-D [N, C, L], got " +
                      (x.defined() ? x.shape().str() : std::string("undefined")));

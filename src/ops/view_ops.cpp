@@ -230,12 +230,17 @@ Tensor<T> Tensor<T>::unsqueeze(int64_t dim) const {
   int64_t inner = d < this->dim() ? shape()[d] * strides()[d] : 1;
   target.insert(d, 1);
   st.insert(d, inner);
+  detail::TracedOp traced;
   Tensor<T> out = make_view(*this, target, st, storage_offset());
   if constexpr (FloatingElement<T>) {
     if (autograd::needs_grad(*this)) {
       autograd::record(out, "unsqueeze", {this},
                        [d](const Tensor<T>& g) { return g.squeeze(d); });
     }
+  }
+  // A size-1 dim inserted: the same elements in the same order, a view for deploy's plans.
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->view(*this, out);
   }
   return out;
 }
