@@ -39,7 +39,7 @@ using scalar::apply_compare;
 // whole program, which could then run AVX-512 code on behalf of the scalar backend. Calling it
 // only from this internal function, which inlines it whole, keeps such a copy out of the object.
 template <class T>
-[[gnu::flatten]] T ref_unary(Unary op, UnaryParams p, T x) {
+[[gnu::flatten]] T ref_unary(Unary op, KernelParams p, T x) {
   return scalar::apply_unary(op, p, x);
 }
 
@@ -178,7 +178,7 @@ T gelu_tanh_ref(T x) {
 /// The packet path for a contiguous unary op; false when the op has none (the caller then runs
 /// the scalar loop). x may equal y.
 template <class T>
-bool unary_contig(Unary op, UnaryParams p, int64_t n, const T* x, T* y) {
+bool unary_contig(Unary op, KernelParams p, int64_t n, const T* x, T* y) {
   using V = Pack<T>;
   namespace m = simd;
   const V pa = V(T(p.a));
@@ -266,7 +266,7 @@ bool unary_contig(Unary op, UnaryParams p, int64_t n, const T* x, T* y) {
 }
 
 template <class T>
-void unary(Unary op, UnaryParams p, int64_t n, const T* x, int64_t sx, T* y) {
+void unary(Unary op, KernelParams p, int64_t n, const T* x, int64_t sx, T* y) {
   if constexpr (kSimd) {
     if (sx == 1) {
       if (unary_contig(op, p, n, x, y)) return;
@@ -327,8 +327,8 @@ inline void with_two_stream_pack(int64_t n, F f) {
 }
 
 template <class V, class T>
-[[gnu::always_inline]] inline bool binary_packets(Binary op, int64_t n, const T* a, int64_t sa,
-                                                  const T* b, int64_t sb, T* y) {
+[[gnu::always_inline]] inline bool binary_packets(Binary op, KernelParams p, int64_t n, const T* a,
+                                                  int64_t sa, const T* b, int64_t sb, T* y) {
   auto run = [&](auto f) {
     return with_sources<V>(a, sa, b, sb, [&](auto va, auto vb) { map2<V>(n, va, vb, y, f); });
   };
@@ -340,16 +340,20 @@ template <class V, class T>
     case Binary::Max: return run([](V u, V v) { return max_nan(u, v); });
     case Binary::Min: return run([](V u, V v) { return min_nan(u, v); });
     case Binary::MaskPositive: return run([](V u, V v) { return select(gt(v, V(T(0))), u, V(T(0))); });
+    case Binary::LeakyMask: {
+      const V slope(T(p.a));
+      return run([slope](V u, V v) { return select(gt(v, V(T(0))), u, u * slope); });
+    }
     default: return false;  // Pow
   }
 }
 
 template <class T>
-bool binary_simd(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y) {
-  if (sa != 1 || sb != 1) return binary_packets<Pack<T>>(op, n, a, sa, b, sb, y);
+bool binary_simd(Binary op, KernelParams p, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y) {
+  if (sa != 1 || sb != 1) return binary_packets<Pack<T>>(op, p, n, a, sa, b, sb, y);
   bool done = false;
   with_two_stream_pack<T>(n, [&](auto pack) {
-    done = binary_packets<typename decltype(pack)::type>(op, n, a, sa, b, sb, y);
+    done = binary_packets<typename decltype(pack)::type>(op, p, n, a, sa, b, sb, y);
   });
   return done;
 }
@@ -370,9 +374,9 @@ inline void binary_loop(int64_t n, const T* a, int64_t sa, const T* b, int64_t s
 }
 
 template <class T>
-void binary(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y) {
+void binary(Binary op, KernelParams p, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y) {
   if constexpr (kSimd) {
-    if (n > 0 && binary_simd(op, n, a, sa, b, sb, y)) return;
+    if (n > 0 && binary_simd(op, p, n, a, sa, b, sb, y)) return;
   }
   switch (op) {
     case Binary::Add: return binary_loop(n, a, sa, b, sb, y, [](T u, T v) { return u + v; });
@@ -380,7 +384,7 @@ void binary(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb
     case Binary::Mul: return binary_loop(n, a, sa, b, sb, y, [](T u, T v) { return u * v; });
     case Binary::Div: return binary_loop(n, a, sa, b, sb, y, [](T u, T v) { return u / v; });
     default:
-      return binary_loop(n, a, sa, b, sb, y, [op](T u, T v) { return apply_binary(op, u, v); });
+      return binary_loop(n, a, sa, b, sb, y, [op, p](T u, T v) { return apply_binary(op, u, v, p); });
   }
 }
 

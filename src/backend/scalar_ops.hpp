@@ -27,7 +27,7 @@ inline T mish_tanh_softplus(T x) {
 }
 
 template <class T>
-inline T apply_unary(Unary op, UnaryParams p, T x) {
+inline T apply_unary(Unary op, KernelParams p, T x) {
   constexpr T kSqrt1_2 = T(0.70710678118654752440);
   constexpr T kSqrt2OverPi = T(0.79788456080286535588);
   switch (op) {
@@ -89,7 +89,7 @@ inline T apply_unary(Unary op, UnaryParams p, T x) {
 }
 
 template <class T>
-inline T apply_binary(Binary op, T a, T b) {
+inline T apply_binary(Binary op, T a, T b, KernelParams p = {}) {
   switch (op) {
     case Binary::Add: return a + b;
     case Binary::Sub: return a - b;
@@ -100,6 +100,7 @@ inline T apply_binary(Binary op, T a, T b) {
     case Binary::Min: return a != a ? a : (b != b ? b : (a < b ? a : b));
     case Binary::Pow: return std::pow(a, b);
     case Binary::MaskPositive: return b > T(0) ? a : T(0);
+    case Binary::LeakyMask: return b > T(0) ? a : a * T(p.a);
     case Binary::Count: break;
   }
   return a;

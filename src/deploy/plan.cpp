@@ -25,7 +25,7 @@ namespace ember::deploy {
 
 using backend::Binary;
 using backend::Unary;
-using backend::UnaryParams;
+using backend::KernelParams;
 using ember::detail::cat_str;
 
 namespace {

@@ -107,7 +107,7 @@ class Tracer final : public ember::detail::OpTracer {
     finish(s, y);
   }
 
-  void unary(const Tensor<float>& x, backend::Unary op, backend::UnaryParams params, const Tensor<float>& y) override {
+  void unary(const Tensor<float>& x, backend::Unary op, backend::KernelParams params, const Tensor<float>& y) override {
     if (id_of(x) < 0) return;  // a constant (Note [Inference plan]): not on the data flow
     Step s = step("elementwise op");
     s.kind = StepKind::Unary;

@@ -38,7 +38,7 @@ struct Int8Params {
 
 struct PostOp {
   backend::Unary op;
-  backend::UnaryParams params;
+  backend::KernelParams params;
 };
 
 struct Step {
@@ -54,7 +54,7 @@ struct Step {
   ember::detail::ConvForward<float> conv{};
   int64_t rows = 0, in_features = 0, out_features = 0;  // Linear
   backend::Unary unary_op = backend::Unary::Relu;
-  backend::UnaryParams unary_params{};
+  backend::KernelParams unary_params{};
   backend::Binary binary_op = backend::Binary::Add;
   backend::PoolShape pool{};
   bool two_by_two = false;

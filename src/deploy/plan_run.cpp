@@ -91,12 +91,12 @@ void add_channel_bias(const backend::Kernels<float>& k, std::span<const float> b
   if (bias.empty()) return;
   if (inner == 1) {
     in_pieces(rows / channels, std::max<int64_t>(1, kGrain / channels), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) k.binary(Binary::Add, channels, y + r * channels, 1, bias.data(), 1, y + r * channels);
+      for (int64_t r = b; r < e; ++r) k.binary(Binary::Add, {}, channels, y + r * channels, 1, bias.data(), 1, y + r * channels);
     });
     return;
   }
   in_pieces(rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) k.binary(Binary::Add, inner, y + r * inner, 1, bias.data() + r % channels, 0, y + r * inner);
+    for (int64_t r = b; r < e; ++r) k.binary(Binary::Add, {}, inner, y + r * inner, 1, bias.data() + r % channels, 0, y + r * inner);
   });
 }
 
@@ -250,7 +250,7 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       return;
     case StepKind::Binary:
       in_pieces(s.numel, kGrain, [&](int64_t b, int64_t e) {
-        k.binary(s.binary_op, e - b, x0 + b, 1, x1 + b, 1, y + b);
+        k.binary(s.binary_op, {}, e - b, x0 + b, 1, x1 + b, 1, y + b);
       });
       run_post(k, s, s.numel, y);
       return;

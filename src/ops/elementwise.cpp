@@ -10,18 +10,18 @@ using detail::require;
 
 using backend::Binary;
 using backend::Compare;
+using backend::KernelParams;
 using backend::Unary;
-using backend::UnaryParams;
 using detail::cat_str;
 using detail::new_tensor;
 
 namespace detail {
 
 template <FloatingElement T>
-Tensor<T> unary_raw_untraced(const Tensor<T>& x, Unary op, UnaryParams p, Tensor<T> out);
+Tensor<T> unary_raw_untraced(const Tensor<T>& x, Unary op, KernelParams p, Tensor<T> out);
 
 template <FloatingElement T>
-Tensor<T> unary_raw(const Tensor<T>& x, Unary op, UnaryParams p = {}) {
+Tensor<T> unary_raw(const Tensor<T>& x, Unary op, KernelParams p = {}) {
   Tensor<T> out = new_tensor<T>(x.shape());
   if constexpr (std::is_same_v<T, float>) {
     detail::TracedOp traced;
@@ -35,7 +35,7 @@ Tensor<T> unary_raw(const Tensor<T>& x, Unary op, UnaryParams p = {}) {
 }
 
 template <FloatingElement T>
-Tensor<T> unary_raw_untraced(const Tensor<T>& x, Unary op, UnaryParams p, Tensor<T> out) {
+Tensor<T> unary_raw_untraced(const Tensor<T>& x, Unary op, KernelParams p, Tensor<T> out) {
   const auto& k = backend::kernels<T>();
   const T* src = x.data_ptr();
   T* dst = out.data_ptr();
@@ -54,8 +54,11 @@ Tensor<T> unary_raw_untraced(const Tensor<T>& x, Unary op, UnaryParams p, Tensor
   return out;
 }
 
+// p: the kernel's parameters (LeakyMask's slope). LeakyMask runs only in backward passes, which
+// deploy's tracer never sees, so the traced path below needs none.
 template <FloatingElement T>
-Tensor<T> binary_raw_untraced(const Tensor<T>& a, const Tensor<T>& b, Binary op, const char* name);
+Tensor<T> binary_raw_untraced(const Tensor<T>& a, const Tensor<T>& b, Binary op, const char* name,
+                              KernelParams p = {});
 
 template <FloatingElement T>
 Tensor<T> binary_raw(const Tensor<T>& a, const Tensor<T>& b, Binary op, const char* name) {
@@ -71,7 +74,8 @@ Tensor<T> binary_raw(const Tensor<T>& a, const Tensor<T>& b, Binary op, const ch
 }
 
 template <FloatingElement T>
-Tensor<T> binary_raw_untraced(const Tensor<T>& a, const Tensor<T>& b, Binary op, const char* name) {
+Tensor<T> binary_raw_untraced(const Tensor<T>& a, const Tensor<T>& b, Binary op, const char* name,
+                              KernelParams p) {
   const auto& k = backend::kernels<T>();
   if (a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous()) {
     Tensor<T> out = new_tensor<T>(a.shape());
@@ -79,7 +83,7 @@ Tensor<T> binary_raw_untraced(const Tensor<T>& a, const Tensor<T>& b, Binary op,
     const T* pb = b.data_ptr();
     T* po = out.data_ptr();
     detail::parallel_for(0, a.numel(), kElementwiseGrain, [&](int64_t s, int64_t e) {
-      k.binary(op, e - s, pa + s, 1, pb + s, 1, po + s);
+      k.binary(op, p, e - s, pa + s, 1, pb + s, 1, po + s);
     });
     return out;
   }
@@ -93,7 +97,7 @@ Tensor<T> binary_raw_untraced(const Tensor<T>& a, const Tensor<T>& b, Binary op,
   const T* pb = b.data_ptr();
   T* po = out.data_ptr();
   loop.run([&](int64_t n, const std::array<int64_t, 3>& off, const std::array<int64_t, 3>& in) {
-    k.binary(op, n, pa + off[1], in[1], pb + off[2], in[2], po + off[0]);
+    k.binary(op, p, n, pa + off[1], in[1], pb + off[2], in[2], po + off[0]);
   });
   return out;
 }
@@ -177,6 +181,18 @@ Tensor<T> relu_backward(const Tensor<T>& g, const Tensor<T>& r) {
   return out;
 }
 
+// LeakyReLU's gradient, g where the input x is positive and g * slope elsewhere, in one pass (as
+// where(gt(x, 0), g, g * slope) it took three and two temporaries); differentiable in g.
+template <FloatingElement T>
+Tensor<T> leaky_relu_backward(const Tensor<T>& g, const Tensor<T>& x, double slope) {
+  Tensor<T> out = detail::binary_raw_untraced(g, x.detach(), Binary::LeakyMask, "leaky_relu_backward", {slope, 0});
+  if (needs_grad(g)) {
+    record(out, "leaky_relu_backward", {&g},
+           [x = x.detach(), slope](const Tensor<T>& gg) { return leaky_relu_backward(gg, x, slope); });
+  }
+  return out;
+}
+
 namespace {
 // What a unary op's derivative reads besides g: its input x, its result r, or neither.
 enum class Saves { Input, Result, Neither };
@@ -184,7 +200,7 @@ enum class Saves { Input, Result, Neither };
 // The forward and backward of one op of the table: `derivative(g, x, r)` gets the tensor it
 // saved (the other is undefined).
 template <Saves saves, FloatingElement T, class D>
-Tensor<T> unary_op(const Tensor<T>& x, const char* name, Unary kernel, UnaryParams p,
+Tensor<T> unary_op(const Tensor<T>& x, const char* name, Unary kernel, KernelParams p,
                    D derivative) {
   require(x, name);
   Tensor<T> out = unary_raw(x, kernel, p);
@@ -616,14 +632,14 @@ bool try_inplace_binary(Tensor<T>& self, const Tensor<T>& other, Binary op, cons
   T* ps = self.data_ptr();
   const T* po = src.data_ptr();
   loop.run([&](int64_t n, const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& in) {
-    k.binary(op, n, ps + off[0], 1, po + off[1], in[1], ps + off[0]);
+    k.binary(op, {}, n, ps + off[0], 1, po + off[1], in[1], ps + off[0]);
   });
   self.impl()->storage->bump_version();
   return true;
 }
 
 template <FloatingElement T>
-bool try_inplace_unary(Tensor<T>& self, Unary op, UnaryParams p) {
+bool try_inplace_unary(Tensor<T>& self, Unary op, KernelParams p) {
   if (autograd::grad_mode_enabled() && self.requires_grad()) return false;
   if (!self.is_contiguous()) return false;
   const auto& k = backend::kernels<T>();
@@ -775,7 +791,7 @@ template <Element T> Tensor<T> Tensor<T>::clamp(double lo, double hi) const requ
   template Tensor<T> masked_fill(const Tensor<T>&, const Tensor<uint8_t>&, double);        \
   template bool allclose(const Tensor<T>&, const Tensor<T>&, double, double);              \
   template Tensor<T> sum_to(const Tensor<T>&, const Shape&);                               \
-  template Tensor<T> detail::unary_raw(const Tensor<T>&, Unary, UnaryParams);              \
+  template Tensor<T> detail::unary_raw(const Tensor<T>&, Unary, KernelParams);             \
   template Tensor<T> detail::binary_raw(const Tensor<T>&, const Tensor<T>&, Binary, const char*); \
   template Tensor<T> detail::where_raw(const Tensor<uint8_t>&, const Tensor<T>&, const Tensor<T>&); \
   template Tensor<T> detail::scalar_of<T>(double);                                         \

@@ -373,7 +373,7 @@ std::vector<Tensor<T>> layer_norm_backward(const Tensor<T>& g, const LayerNormSa
           // dx = rs * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = dy * w
           const T* gw = gr;
           if (pw) {
-            k.binary(backend::Binary::Mul, D, gr, 1, pw, 1, gw_row.data());
+            k.binary(backend::Binary::Mul, {}, D, gr, 1, pw, 1, gw_row.data());
             gw = gw_row.data();
           }
           double s1 = 0, s2 = 0;  // sum gw, sum gw * (x - mean)
@@ -384,7 +384,7 @@ std::vector<Tensor<T>> layer_norm_backward(const Tensor<T>& g, const LayerNormSa
         }
         if (need_w) {
           k.affine2(D, xr, rs, nullptr, T(0), -m * rs, xhat_row.data());
-          k.binary(backend::Binary::Mul, D, xhat_row.data(), 1, gr, 1, xhat_row.data());
+          k.binary(backend::Binary::Mul, {}, D, xhat_row.data(), 1, gr, 1, xhat_row.data());
           k.accumulate(backend::Reduce::Sum, D, xhat_row.data(), 1, dw.data() + blk * D);
         }
         if (need_b) k.accumulate(backend::Reduce::Sum, D, gr, 1, db.data() + blk * D);
@@ -445,8 +445,8 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& ns, const Tensor<T>& weigh
         mean[static_cast<size_t>(r)] = m;
         rstd[static_cast<size_t>(r)] = rs;
         k.affine2(D, xr, rs, nullptr, T(0), -m * rs, yr);
-        if (pw) k.binary(backend::Binary::Mul, D, yr, 1, pw, 1, yr);
-        if (pb) k.binary(backend::Binary::Add, D, yr, 1, pb, 1, yr);
+        if (pw) k.binary(backend::Binary::Mul, {}, D, yr, 1, pw, 1, yr);
+        if (pb) k.binary(backend::Binary::Add, {}, D, yr, 1, pb, 1, yr);
       }
     });
   }

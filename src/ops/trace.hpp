@@ -22,7 +22,7 @@ class OpTracer {
   /// y = x * scale[c] + shift[c] per channel (batch norm in eval mode).
   virtual void channel_affine(const Tensor<float>& x, const std::vector<float>& scale, const std::vector<float>& shift,
                               const Tensor<float>& y) = 0;
-  virtual void unary(const Tensor<float>& x, backend::Unary op, backend::UnaryParams params,
+  virtual void unary(const Tensor<float>& x, backend::Unary op, backend::KernelParams params,
                      const Tensor<float>& y) = 0;
   virtual void binary(const Tensor<float>& a, const Tensor<float>& b, backend::Binary op, const char* name,
                       const Tensor<float>& y) = 0;

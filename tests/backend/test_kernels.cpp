@@ -104,7 +104,7 @@ Accuracy accuracy_of(Binary op) {
   return Accuracy::Exact;
 }
 
-UnaryParams params_for(Unary op) {
+KernelParams params_for(Unary op) {
   switch (op) {
 #define EMBER_UNARY_P1(name, Kernel, Accuracy, Saves, lo, hi, torch, a, a_default, a_test, ...) \
   case Unary::Kernel: return {a_test, 0};
@@ -123,7 +123,7 @@ void check_unary(Isa isa) {
   const auto& simd = kernels_for<T>(isa);
   for (int o = 0; o < static_cast<int>(Unary::Count); ++o) {
     const Unary op = static_cast<Unary>(o);
-    const UnaryParams p = params_for(op);
+    const KernelParams p = params_for(op);
     for (int64_t n : kSizes) {
       for (int64_t stride : {1, 2}) {
         auto x = test_values<T>(static_cast<size_t>(n * stride + 2), 11 + unsigned(n), -20, 20);
@@ -159,12 +159,17 @@ void check_binary_compare_where(Isa isa) {
   for (int64_t n : kSizesAndLong) {
     auto a = test_values<T>(static_cast<size_t>(2 * n + 2), 3, -5, 5);
     auto b = test_values<T>(static_cast<size_t>(2 * n + 2), 4, 0.5, 3);
+    // The masks select on b's sign: both branches.
+    auto signed_b = test_values<T>(static_cast<size_t>(2 * n + 2), 5, -3, 3);
     for (auto [sa, sb] : {std::pair<int64_t, int64_t>{1, 1}, {1, 0}, {0, 1}, {2, 1}, {1, 2}}) {
       for (int o = 0; o < static_cast<int>(Binary::Count); ++o) {
+        const auto op = static_cast<Binary>(o);
+        const T* pb = (op == Binary::MaskPositive || op == Binary::LeakyMask ? signed_b : b).data() + 1;
+        const KernelParams p{0.2, 0};
         std::vector<T> r(static_cast<size_t>(n + 1)), s(static_cast<size_t>(n + 1));
-        ref.binary(static_cast<Binary>(o), n, a.data() + 1, sa, b.data() + 1, sb, r.data() + 1);
-        simd.binary(static_cast<Binary>(o), n, a.data() + 1, sa, b.data() + 1, sb, s.data() + 1);
-        const double tol = accuracy_of(static_cast<Binary>(o)) == Accuracy::Exact ? 0 : 4;
+        ref.binary(op, p, n, a.data() + 1, sa, pb, sb, r.data() + 1);
+        simd.binary(op, p, n, a.data() + 1, sa, pb, sb, s.data() + 1);
+        const double tol = accuracy_of(op) == Accuracy::Exact ? 0 : 4;
         for (int64_t i = 1; i <= n; ++i)
           ASSERT_LE(ulp_distance(r[static_cast<size_t>(i)], s[static_cast<size_t>(i)]), tol)
               << "binary " << o << " n " << n << " i " << i;

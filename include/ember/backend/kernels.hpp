@@ -46,10 +46,10 @@ enum class Unary : uint8_t {
   Count
 };
 
-/// A unary kernel's parameters (named in the op table: LeakyRelu's a is the negative slope,
-/// Softplus's a and b are beta and threshold, Clamp's the bounds, PowScalar's a the exponent, the
-/// scalar forms' a the scalar).
-struct UnaryParams {
+/// A kernel's parameters (named in the op table: LeakyRelu's and LeakyMask's a is the negative
+/// slope, Softplus's a and b are beta and threshold, Clamp's the bounds, PowScalar's a the
+/// exponent, the scalar forms' a the scalar; the other binary kernels take none).
+struct KernelParams {
   double a = 0.0;
   double b = 0.0;
 };
@@ -180,9 +180,9 @@ template <class T>
 struct Kernels {
   Isa isa;
   /// y[i] = op(x[i * sx]) for i < n.
-  void (*unary)(Unary op, UnaryParams p, int64_t n, const T* x, int64_t sx, T* y);
+  void (*unary)(Unary op, KernelParams p, int64_t n, const T* x, int64_t sx, T* y);
   /// y[i] = op(a[i * sa], b[i * sb]).
-  void (*binary)(Binary op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y);
+  void (*binary)(Binary op, KernelParams p, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* y);
   /// y[i] = op(a[i * sa], b[i * sb]) ? 1 : 0.
   void (*compare)(Compare op, int64_t n, const T* a, int64_t sa, const T* b, int64_t sb,
                   uint8_t* y);
