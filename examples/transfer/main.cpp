@@ -324,11 +324,9 @@ double run_method(const std::string& method, const nn::StateDict& backbone, int6
                         .mean(0, true));
   }
   const Tensor<float> centers = ember::cat(means, 0);  // [classes, 128]
-  // Squared distances |q|^2 - 2 q.c + |c|^2; |q|^2 does not change the nearest.
-  const Tensor<float> scores = ember::mm(query, centers.transpose(0, 1)) * 2.0f - (centers * centers).sum(1).reshape({1, classes});
   std::vector<int64_t> all(static_cast<size_t>(task.test.size()));
   std::iota(all.begin(), all.end(), 0);
-  const int64_t correct = scores.argmax(1).eq(label_tensor(task.test, all)).sum().item();
+  const int64_t correct = ember::cdist(query, centers).argmin(1).eq(label_tensor(task.test, all)).sum().item();
   return static_cast<double>(correct) / static_cast<double>(task.test.size());
 }
 

@@ -8,6 +8,7 @@ using detail::require;
 using autograd::needs_grad;
 using autograd::record;
 using autograd::record_bilinear;
+using autograd::record_with_result;
 using autograd::SavedTensor;
 using detail::cat_str;
 using detail::new_tensor;
@@ -195,6 +196,129 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   return r.reshape(out_shape);
 }
 
+namespace {
+
+// cdist's Euclidean distances through one product, as PyTorch's _euclidean_dist: [-2 a, |a|^2, 1]
+// times [b, 1, |b|^2], so the product sums the three terms in one dot product (the same rounding
+// as PyTorch), then clamped at 0 (rounding leaves small negatives for near rows) and rooted. Its
+// gradient, PyTorch's _euclidean_dist_backward, gives 0 where a distance is 0.
+template <FloatingElement T>
+Tensor<T> euclidean_dist_mm(const Tensor<T>& x1, const Tensor<T>& x2) {
+  Tensor<T> out;
+  {
+    NoGradGuard no_grad;
+    Tensor<T> n1 = sum(x1 * x1, {-1}, true), n2 = sum(x2 * x2, {-1}, true);
+    Tensor<T> a = cat({x1 * -2.0, n1, ones_like(n1)}, -1), b = cat({x2, ones_like(n2), n2}, -1);
+    out = sqrt(clamp(matmul(a, b.transpose(-1, -2)), 0.0, std::numeric_limits<double>::infinity()));
+  }
+  if (needs_grad(x1, x2)) {
+    record_with_result(out, "cdist", {&x1, &x2}, [s1 = SavedTensor<T>(x1), s2 = SavedTensor<T>(x2)](
+                                                     const Tensor<T>& g, const Tensor<T>& dist) {
+      const Tensor<T>& a = s1.get("cdist");
+      const Tensor<T>& b = s2.get("cdist");
+      Tensor<T> ratio = where(ne(dist, 0.0), g / dist, 0.0);
+      return std::vector<Tensor<T>>{a * sum(ratio, {-1}, true) - matmul(ratio, b),
+                                    b * sum(ratio, {-2}, false).unsqueeze(-1) - matmul(ratio.transpose(-1, -2), a)};
+    });
+  }
+  return out;
+}
+
+// The p-norms over the last dim of diff (the differences of the rows, [..., P, R, M]).
+template <FloatingElement T>
+Tensor<T> norms_of_differences(const Tensor<T>& diff, double p) {
+  if (p == 0) return sum(ne(diff, 0.0).template to<T>(), {-1});
+  if (p == 1) return sum(abs(diff), {-1});
+  if (p == 2) return sqrt(sum(diff * diff, {-1}));
+  if (std::isinf(p)) return amax(abs(diff), {-1});
+  return pow(sum(pow(abs(diff), p), {-1}), 1.0 / p);
+}
+
+// PyTorch's _cdist_backward: the gradient along diff of the distances dist [..., P, R] for g.
+template <FloatingElement T>
+Tensor<T> distance_gradient(const Tensor<T>& g, const Tensor<T>& diff, const Tensor<T>& dist, double p) {
+  if (p == 0) return zeros_like(diff);
+  const Tensor<T> ge = g.unsqueeze(-1), de = dist.unsqueeze(-1);
+  if (p == 1) return ge * sign(diff);
+  if (std::isinf(p)) return where(eq(abs(diff), de), ge * sign(diff), 0.0);
+  const Tensor<uint8_t> nonzero = ne(de, 0.0);
+  const Tensor<T> safe = where(nonzero, de, 1.0);
+  Tensor<T> grad;
+  if (p == 2) {
+    grad = ge * diff / safe;
+  } else if (p < 2) {
+    grad = ge * sign(diff) * pow(abs(diff), p - 1) / pow(safe, p - 1);
+    // |diff|^(p - 1) is infinite at 0 for p < 1, where PyTorch takes the gradient as 0.
+    if (p < 1) grad = where(ne(diff, 0.0), grad, 0.0);
+  } else {
+    grad = ge * diff * pow(abs(diff), p - 2) / pow(safe, p - 1);
+  }
+  return where(nonzero, grad, 0.0);
+}
+
+// cdist from the differences of the rows, for x1 [..., P, M] and x2 [..., R, M] with the same
+// batch dims, in pieces of rows of x1 so that the differences [..., rows, R, M] stay near 2^22
+// values (PyTorch's kernel takes each pair's norm without them).
+template <FloatingElement T>
+Tensor<T> cdist_from_differences(const Tensor<T>& x1, const Tensor<T>& x2, double p) {
+  const int64_t rows = x1.shape()[x1.dim() - 2];
+  const int64_t per_row = x1.numel() / std::max<int64_t>(rows, 1) * x2.shape()[x2.dim() - 2];
+  const int64_t piece = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(per_row, 1));
+  std::vector<Tensor<T>> pieces;
+  for (int64_t r0 = 0; r0 < rows; r0 += piece) {
+    Tensor<T> a = rows <= piece ? x1 : x1.narrow(-2, r0, std::min(piece, rows - r0));
+    Tensor<T> out;
+    {
+      NoGradGuard no_grad;
+      out = norms_of_differences(a.unsqueeze(-2) - x2.unsqueeze(-3), p);
+    }
+    if (needs_grad(a, x2)) {
+      record_with_result(out, "cdist", {&a, &x2}, [s1 = SavedTensor<T>(a), s2 = SavedTensor<T>(x2), p](
+                                                      const Tensor<T>& g, const Tensor<T>& dist) {
+        const Tensor<T>& a = s1.get("cdist");
+        const Tensor<T>& b = s2.get("cdist");
+        Tensor<T> grad = distance_gradient(g, a.unsqueeze(-2) - b.unsqueeze(-3), dist, p);
+        return std::vector<Tensor<T>>{sum(grad, {-2}), -sum(grad, {-3})};
+      });
+    }
+    pieces.push_back(out);
+  }
+  return pieces.size() == 1 ? pieces[0] : cat(pieces, -2);
+}
+
+}  // namespace
+
+template <FloatingElement T>
+Tensor<T> cdist(const Tensor<T>& x1, const Tensor<T>& x2, double p, CdistMode mode) {
+  require(x1, "cdist");
+  require(x2, "cdist");
+  if (x1.dim() < 2 || x2.dim() < 2) {
+    throw ShapeError(cat_str("cdist: the inputs must be at least 2-D [..., P, M] and [..., R, M], got ", x1.shape(),
+                             " and ", x2.shape()));
+  }
+  const int64_t m = x1.shape()[x1.dim() - 1];
+  if (x2.shape()[x2.dim() - 1] != m) {
+    throw ShapeError(cat_str("cdist: x1 ", x1.shape(), " and x2 ", x2.shape(),
+                             " must have the same number of columns (last dim)"));
+  }
+  if (!(p >= 0)) throw ValueError(cat_str("cdist: p must be >= 0, got ", p));
+  const int64_t rows1 = x1.shape()[x1.dim() - 2], rows2 = x2.shape()[x2.dim() - 2];
+  Shape batch = detail::broadcast_shapes(Shape(x1.shape().begin(), x1.shape().end() - 2),
+                                         Shape(x2.shape().begin(), x2.shape().end() - 2), "cdist");
+  Shape s1 = batch, s2 = batch, out_shape = batch;
+  s1.push_back(rows1);
+  s1.push_back(m);
+  s2.push_back(rows2);
+  s2.push_back(m);
+  out_shape.push_back(rows1);
+  out_shape.push_back(rows2);
+  if (out_shape.numel() == 0 || m == 0) return zeros<T>(out_shape) + (x1.sum() + x2.sum()) * 0.0;
+  const Tensor<T> a = x1.shape() == s1 ? x1 : x1.expand(s1);
+  const Tensor<T> b = x2.shape() == s2 ? x2 : x2.expand(s2);
+  const bool mm = p == 2 && (mode == CdistMode::AlwaysMm || (mode == CdistMode::MmIfNecessary && (rows1 > 25 || rows2 > 25)));
+  return mm ? euclidean_dist_mm(a, b) : cdist_from_differences(a, b, p);
+}
+
 template <Element T>
 Tensor<T> Tensor<T>::matmul(const Tensor<T>& other) const requires FloatingElement<T> {
   return ember::matmul(*this, other);
@@ -210,6 +334,7 @@ Tensor<T> Tensor<T>::mm(const Tensor<T>& other) const requires FloatingElement<T
   template Tensor<T> bmm(const Tensor<T>&, const Tensor<T>&);       \
   template Tensor<T> dot(const Tensor<T>&, const Tensor<T>&);       \
   template Tensor<T> outer(const Tensor<T>&, const Tensor<T>&);     \
+  template Tensor<T> cdist(const Tensor<T>&, const Tensor<T>&, double, CdistMode); \
   template Tensor<T> Tensor<T>::matmul(const Tensor<T>&) const;     \
   template Tensor<T> Tensor<T>::mm(const Tensor<T>&) const;
 EMBER_INSTANTIATE(float)

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "ember/ember.hpp"
@@ -270,6 +271,52 @@ TEST(ShapeOps, SortAndArgsort) {
   Tensor<double> w = tensor<double>({2, -1, 5}).requires_grad_(true);
   (sort(w).values * tensor<double>({1, 10, 100})).sum().backward();
   EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{10, 1, 100}));
+}
+
+// cdist's values and gradients against PyTorch are registry cases; here what they do not reach:
+// p = 0, PyTorch's zero gradient at a zero distance on both routes, the routes agreeing, the
+// pieces of a large difference tensor, empty inputs and bad arguments.
+TEST(Linalg, Cdist) {
+  using ember::testing::expect_error;
+  const Tensor<double> a = tensor<double>({0, 0, 1, 2, 3, 4}, {3, 2}), b = tensor<double>({1, 2, 0, 5}, {2, 2});
+  EXPECT_EQ(cdist(a, b, 0.0).to_vector(), (std::vector<double>{2, 1, 0, 2, 2, 2}));
+  EXPECT_EQ(cdist(a, b, 1.0).to_vector(), (std::vector<double>{3, 5, 0, 4, 4, 4}));
+  EXPECT_EQ(cdist(a, b, std::numeric_limits<double>::infinity()).to_vector(),
+            (std::vector<double>{2, 5, 0, 3, 2, 3}));
+  // a's second row is b's first: distance 0, gradient 0 (not NaN) through either route.
+  for (CdistMode mode : {CdistMode::NeverMm, CdistMode::AlwaysMm}) {
+    for (double p : {2.0, 3.0, 0.5}) {
+      if (mode == CdistMode::AlwaysMm && p != 2.0) continue;
+      Tensor<double> x = a.clone().requires_grad_(true), y = b.clone().requires_grad_(true);
+      Tensor<double> d = cdist(x, y, p, mode);
+      EXPECT_EQ(d.to_vector()[2], 0.0);
+      (d * tensor<double>({0, 0, 1, 0, 0, 0}, {3, 2})).sum().backward();
+      EXPECT_EQ(x.grad().to_vector(), (std::vector<double>(6, 0.0))) << "p " << p;
+      EXPECT_EQ(y.grad().to_vector(), (std::vector<double>(4, 0.0))) << "p " << p;
+    }
+  }
+  manual_seed(3);
+  const Tensor<double> u = randn<double>({2, 30, 5}), v = randn<double>({40, 5});
+  EXPECT_TRUE(allclose(cdist(u, v), cdist(u, v, 2.0, CdistMode::NeverMm), 1e-9, 1e-9));
+  // 300 x 300 x 64 differences go in pieces of rows; the distances and gradients are those of
+  // the rows taken alone.
+  Tensor<float> big = randn<float>({300, 64}).requires_grad_(true), other = randn<float>({300, 64});
+  Tensor<float> d1 = cdist(big, other, 1.0);
+  d1.sum().backward();
+  const Tensor<float> row = big.detach().narrow(0, 299, 1).requires_grad_(true);
+  Tensor<float> last = cdist(row, other, 1.0);
+  last.sum().backward();
+  EXPECT_TRUE(allclose(d1.narrow(0, 299, 1).detach(), last.detach(), 1e-6, 0.0));
+  EXPECT_TRUE(allclose(big.grad().narrow(0, 299, 1), row.grad(), 0.0, 0.0));
+  EXPECT_EQ(cdist(zeros<float>({0, 3}), ones<float>({4, 3})).shape(), Shape({0, 4}));
+  EXPECT_EQ(cdist(zeros<float>({2, 0}), ones<float>({4, 0})).to_vector(), (std::vector<float>(8, 0.0f)));
+  expect_error<ShapeError>([] { cdist(ones<float>({3}), ones<float>({2, 3})); },
+                           "cdist: the inputs must be at least 2-D [..., P, M] and [..., R, M], got [3] and [2, 3]");
+  expect_error<ShapeError>([] { cdist(ones<float>({2, 3}), ones<float>({2, 4})); },
+                           "cdist: x1 [2, 3] and x2 [2, 4] must have the same number of columns");
+  expect_error<ShapeError>([] { cdist(ones<float>({2, 2, 3}), ones<float>({3, 2, 3})); }, "cdist");
+  expect_error<ValueError>([] { cdist(ones<float>({2, 3}), ones<float>({2, 3}), -1.0); },
+                           "cdist: p must be >= 0, got -1");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // handles them in pieces.
 #include "ops/op_registry.hpp"
 
+#include <limits>
 #include <sstream>
 
 namespace ember::testing {
@@ -240,6 +241,14 @@ void add_cases_8(std::vector<OpCase>& c) {
   c.push_back(EMBER_OP("pairwise_distance", (S{{4, 6}, {4, 6}}), -1, 1, true, F::pairwise_distance(x[0], x[1])));
   c.push_back(EMBER_OP("pairwise_distance_p1_keepdim", (S{{3, 5}, {5}}), -1, 1, true,
                        F::pairwise_distance(x[0], x[1], 1.0, 1e-6, true)));
+  // cdist: from the differences (at most 25 rows a side), through one product (27 rows), batched.
+  c.push_back(EMBER_OP("cdist", (S{{4, 3}, {5, 3}}), -1, 1, true, cdist(x[0], x[1])));
+  c.push_back(EMBER_OP("cdist_mm", (S{{27, 3}, {4, 3}}), -1, 1, true, cdist(x[0], x[1])));
+  c.push_back(EMBER_OP("cdist_p1_batch_broadcast", (S{{2, 3, 4}, {5, 4}}), -1, 1, true, cdist(x[0], x[1], 1.0)));
+  c.push_back(EMBER_OP("cdist_p3", (S{{3, 4}, {2, 4}}), -1, 1, true, cdist(x[0], x[1], 3.0)));
+  c.push_back(EMBER_OP("cdist_p0_5", (S{{3, 4}, {2, 4}}), -1, 1, true, cdist(x[0], x[1], 0.5)));
+  c.push_back(EMBER_OP("cdist_pinf", (S{{2, 3, 4}, {2, 2, 4}}), -1, 1, true,
+                       cdist(x[0], x[1], std::numeric_limits<double>::infinity())));
   c.push_back(EMBER_OP("normalize", (S{{3, 4, 2}}), -1, 1, true, F::normalize(x[0])));
   c.push_back(EMBER_OP("normalize_p1_last", (S{{3, 4}}), -1, 1, true, F::normalize(x[0], 1.0, -1)));
   c.push_back(EMBER_OP("instance_norm_affine", (S{{2, 3, 4, 5}, {3}, {3}}), -1, 1, true,
