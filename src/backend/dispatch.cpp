@@ -65,6 +65,20 @@ const char* entry_name(Entry e) noexcept {
 
 bool entry_optional(Entry e) noexcept { return e == Entry::conv_flat || e == Entry::conv_flat_weight_grad; }
 
+int64_t conv_flat_strided_images(const ConvShape& s, int64_t m, int64_t n) {
+  constexpr int64_t kTargetPixels = 256, kMaxScratch = int64_t(1) << 18;
+  const int64_t hp = (s.h + 1) / 2, hw = s.ho * s.wo;
+  if (s.ho != hp || n <= 1) return 1;  // side by side only when the phase planes are as large as the output
+  const int64_t per_image = 4 * s.c * hp * s.wo + m * hw;
+  int64_t images = (kTargetPixels + hw - 1) / hw;
+  if (images > kMaxScratch / per_image) images = kMaxScratch / per_image;
+  return images < 1 ? 1 : images > n ? n : images;
+}
+int64_t conv_flat_strided_scratch(const ConvShape& s, int64_t m, int64_t images) {
+  const int64_t phases = 4 * s.c * ((s.h + 1) / 2) * ((s.w + 1) / 2);
+  return images * phases + (images > 1 ? images * m * s.ho * s.wo : 0);
+}
+
 template <class T>
 Kernels<T> complete_with(Kernels<T> table, const Kernels<T>& reference) noexcept {
   static_assert(static_cast<unsigned>(Entry::Count) <= 64, "Kernels::own has 64 bits");

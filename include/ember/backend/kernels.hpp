@@ -108,19 +108,11 @@ inline bool conv_flat_strided_applies(const ConvShape& s) {
 /// empty), and the scratch it takes for them, in elements: the images' phase planes and, for more
 /// than one, the product before it goes to each image. A GemmWorkspace with room for this after
 /// the weight panels keeps it from allocating.
-inline int64_t conv_flat_strided_images(const ConvShape& s, int64_t m, int64_t n) {
-  constexpr int64_t kTargetPixels = 256, kMaxScratch = int64_t(1) << 18;
-  const int64_t hp = (s.h + 1) / 2, hw = s.ho * s.wo;
-  if (s.ho != hp || n <= 1) return 1;  // side by side only when the phase planes are as large as the output
-  const int64_t per_image = 4 * s.c * hp * s.wo + m * hw;
-  int64_t images = (kTargetPixels + hw - 1) / hw;
-  if (images > kMaxScratch / per_image) images = kMaxScratch / per_image;
-  return images < 1 ? 1 : images > n ? n : images;
-}
-inline int64_t conv_flat_strided_scratch(const ConvShape& s, int64_t m, int64_t images) {
-  const int64_t phases = 4 * s.c * ((s.h + 1) / 2) * ((s.w + 1) / 2);
-  return images * phases + (images > 1 ? images * m * s.ho * s.wo : 0);
-}
+/// (Both out of line, in src/backend/dispatch.cpp: the ISA-specific kernel files call them, and a
+/// copy they emitted where the compiler did not inline it would be a weak symbol built for their
+/// ISA, which the linker could pick for every caller.)
+int64_t conv_flat_strided_images(const ConvShape& s, int64_t m, int64_t n);
+int64_t conv_flat_strided_scratch(const ConvShape& s, int64_t m, int64_t images);
 
 /// Whether conv_flat_weight_grad applies to m output channels: where conv_flat does, and to
 /// stride-1 convolutions without padding on any side ("valid": every tap inside the image; the
