@@ -214,13 +214,36 @@ Tensor<T> Embedding<T>::forward_indices(const Tensor<int64_t>& indices) {
   return functional::embedding(indices, weight, padding_idx);
 }
 
+template <FloatingElement T>
+EmbeddingBag<T>::EmbeddingBag(int64_t num, int64_t dim, const EmbeddingBagOptions& o)
+    : num_embeddings(num), embedding_dim(dim), options(o) {
+  if (num <= 0 || dim <= 0) throw ValueError("EmbeddingBag: sizes must be positive");
+  if (o.padding_idx >= num) {
+    throw ValueError("EmbeddingBag: padding_idx " + std::to_string(o.padding_idx) + " must be < num_embeddings " +
+                     std::to_string(num));
+  }
+  weight = this->register_parameter("weight", empty<T>({num, dim}));
+  init::normal_(weight);
+  if (o.padding_idx >= 0) {
+    NoGradGuard no_grad;
+    weight.select(0, o.padding_idx).zero_();
+  }
+}
+
+template <FloatingElement T>
+Tensor<T> EmbeddingBag<T>::forward_indices(const Tensor<int64_t>& input, const Tensor<int64_t>& offsets,
+                                           const Tensor<T>& per_sample_weights) {
+  return functional::embedding_bag(input, weight, offsets, options, per_sample_weights);
+}
+
 #define EMBER_INSTANTIATE(T)                                                                       \
   template class BatchNorm<T>;                                                                     \
   template class InstanceNorm<T>;                                                                  \
   template class LayerNorm<T>;                                                                     \
   template class GroupNorm<T>;                                                                     \
   template class RMSNorm<T>;                                                                       \
-  template class Embedding<T>;
+  template class Embedding<T>;                                                                     \
+  template class EmbeddingBag<T>;
 EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)
 #undef EMBER_INSTANTIATE

@@ -576,6 +576,119 @@ Tensor<T> embedding(const Tensor<int64_t>& indices, const Tensor<T>& weight, int
   return rows.reshape(out_shape);
 }
 
+namespace {
+
+// The bags of an embedding_bag input as the positions each one takes, [begin, end) into the flat
+// input; checks the layout as PyTorch does.
+std::vector<int64_t> bag_bounds(const Tensor<int64_t>& input, const Tensor<int64_t>& offsets,
+                                bool include_last_offset) {
+  const int64_t n = input.numel();
+  std::vector<int64_t> bounds;
+  if (input.dim() == 2) {
+    if (offsets.defined()) {
+      throw ValueError(cat_str("embedding_bag: a 2-D input ", input.shape(),
+                               " holds one bag per row; offsets must be undefined"));
+    }
+    const int64_t bags = input.shape()[0], per_bag = input.shape()[1];
+    for (int64_t b = 0; b <= bags; ++b) bounds.push_back(b * per_bag);
+    return bounds;
+  }
+  if (input.dim() != 1) {
+    throw ShapeError(cat_str("embedding_bag: input must be 1-D (with offsets) or 2-D [bags, n], got ", input.shape()));
+  }
+  if (!offsets.defined() || offsets.dim() != 1) {
+    throw ShapeError(cat_str("embedding_bag: a 1-D input needs 1-D offsets (where each bag starts), got ",
+                             offsets.defined() ? offsets.shape().str() : std::string("none")));
+  }
+  bounds = offsets.contiguous().to_vector();
+  if (include_last_offset) {
+    if (bounds.empty()) throw ValueError("embedding_bag: include_last_offset needs at least one offset");
+  } else {
+    bounds.push_back(n);
+  }
+  if (!bounds.empty() && bounds.front() != 0) {
+    throw ValueError(cat_str("embedding_bag: offsets[0] must be 0 (the first bag starts the input), got ",
+                             bounds.front()));
+  }
+  for (size_t i = 1; i < bounds.size(); ++i) {
+    if (bounds[i] < bounds[i - 1] || bounds[i] > n) {
+      throw ValueError(cat_str("embedding_bag: offsets must not decrease nor pass the input's length ", n,
+                               "; bag ", i - 1, " would span [", bounds[i - 1], ", ", bounds[i], ")"));
+    }
+  }
+  if (include_last_offset && bounds.back() != n) {
+    throw ValueError(cat_str("embedding_bag: with include_last_offset the last offset must be the input's length ",
+                             n, ", got ", bounds.back()));
+  }
+  return bounds;
+}
+
+}  // namespace
+
+template <FloatingElement T>
+Tensor<T> embedding_bag(const Tensor<int64_t>& input, const Tensor<T>& weight, const Tensor<int64_t>& offsets,
+                        const EmbeddingBagOptions& o, const Tensor<T>& per_sample_weights) {
+  if (!input.defined() || !weight.defined() || weight.dim() != 2) {
+    throw ShapeError("embedding_bag: expected indices and a 2-D weight [num_embeddings, dim]");
+  }
+  const std::vector<int64_t> bounds = bag_bounds(input, offsets, o.include_last_offset);
+  if (per_sample_weights.defined()) {
+    if (o.mode != EmbeddingBagMode::Sum) {
+      throw ValueError("embedding_bag: per_sample_weights is only supported for the Sum mode");
+    }
+    if (per_sample_weights.shape() != input.shape()) {
+      throw ShapeError(cat_str("embedding_bag: per_sample_weights ", per_sample_weights.shape(),
+                               " must have the input's shape ", input.shape()));
+    }
+  }
+  const std::vector<int64_t> wanted = input.contiguous().to_vector();
+  const int64_t rows_in_table = weight.shape()[0], dim = weight.shape()[1];
+  // The positions kept (padding left out) and the bag of each.
+  std::vector<int64_t> kept, kept_rows, bag_of;
+  const int64_t bags = static_cast<int64_t>(bounds.size()) - 1;
+  std::vector<int64_t> counts(static_cast<size_t>(bags), 0), starts(static_cast<size_t>(bags), 0);
+  for (int64_t b = 0; b < bags; ++b) {
+    starts[static_cast<size_t>(b)] = static_cast<int64_t>(kept.size());
+    for (int64_t i = bounds[static_cast<size_t>(b)]; i < bounds[static_cast<size_t>(b) + 1]; ++i) {
+      const int64_t v = wanted[static_cast<size_t>(i)];
+      if (v < 0 || v >= rows_in_table) {
+        throw IndexError(cat_str("embedding_bag: index ", v, " at position ", i, " is out of range for ",
+                                 rows_in_table, " embeddings (weight ", weight.shape(), ")"));
+      }
+      if (v == o.padding_idx) continue;
+      kept.push_back(i);
+      kept_rows.push_back(v);
+      bag_of.push_back(b);
+      ++counts[static_cast<size_t>(b)];
+    }
+  }
+  const int64_t k = static_cast<int64_t>(kept.size());
+  // Empty bags give zeros that are still on the weight's graph (the sum of no rows), as PyTorch's.
+  Tensor<T> rows = weight.index_select(0, tensor<int64_t>(kept_rows, {k}));
+  if (per_sample_weights.defined()) {
+    rows = rows * per_sample_weights.reshape({-1}).index_select(0, tensor<int64_t>(kept, {k})).unsqueeze(1);
+  }
+  if (o.mode == EmbeddingBagMode::Max) {
+    if (bags == 0) return rows;  // [0, dim]
+    // Each bag's maximum per column, the gradient to the row it came from (max along dim 0).
+    std::vector<Tensor<T>> maxima;
+    for (int64_t b = 0; b < bags; ++b) {
+      const int64_t c = counts[static_cast<size_t>(b)];
+      const Tensor<T> bag = rows.narrow(0, starts[static_cast<size_t>(b)], c);
+      maxima.push_back(c == 0 ? sum(bag, {0}) : max(bag, 0).values);
+    }
+    return stack(maxima, 0);
+  }
+  Tensor<int64_t> index = tensor<int64_t>(bag_of, {k, 1}).expand({k, dim});
+  Tensor<T> out = scatter_add(zeros<T>({bags, dim}), 0, index, rows);
+  if (o.mode == EmbeddingBagMode::Mean) {
+    std::vector<T> divisors;
+    for (int64_t c : counts) divisors.push_back(static_cast<T>(std::max<int64_t>(c, 1)));
+    out = out / tensor<T>(divisors, {bags, 1});
+  }
+  return out;
+}
+
 #define EMBER_INSTANTIATE(T)                                                                         \
   template Tensor<T> batch_norm(const Tensor<T>&, Tensor<T>, Tensor<T>, const Tensor<T>&, const Tensor<T>&, \
                                 bool, double, double);                                               \
@@ -584,7 +697,9 @@ Tensor<T> embedding(const Tensor<int64_t>& indices, const Tensor<T>& weight, int
   template Tensor<T> rms_norm(const Tensor<T>&, const Shape&, const Tensor<T>&, double);             \
   template Tensor<T> instance_norm(const Tensor<T>&, Tensor<T>, Tensor<T>, const Tensor<T>&, const Tensor<T>&, \
                                    bool, double, double);                                            \
-  template Tensor<T> embedding(const Tensor<int64_t>&, const Tensor<T>&, int64_t);
+  template Tensor<T> embedding(const Tensor<int64_t>&, const Tensor<T>&, int64_t);                   \
+  template Tensor<T> embedding_bag(const Tensor<int64_t>&, const Tensor<T>&, const Tensor<int64_t>&,    \
+                                   const EmbeddingBagOptions&, const Tensor<T>&);
 EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)
 #undef EMBER_INSTANTIATE

@@ -228,6 +228,70 @@ Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, IntPair out) {
 }
 
 template <FloatingElement T>
+ValuesIndices<T> adaptive_max_pool2d_with_indices(const Tensor<T>& x, IntPair out) {
+  if (!x.defined() || x.dim() < 3 || x.dim() > 4) {
+    throw ShapeError(cat_str("adaptive_max_pool2d: input must be [N, C, H, W] or [C, H, W], got ",
+                             x.defined() ? x.shape().str() : std::string("undefined")));
+  }
+  if (out.h <= 0 || out.w <= 0) throw ValueError("adaptive_max_pool2d: output size must be positive");
+  const int64_t h = x.shape()[x.dim() - 2], w = x.shape()[x.dim() - 1];
+  if (h == 0 || w == 0) throw ShapeError(cat_str("adaptive_max_pool2d: input ", x.shape(), " has an empty plane"));
+  detail::TracedOp traced;
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->unsupported("adaptive_max_pool2d");
+  }
+  Shape lead(x.shape().begin(), x.shape().end() - 2);
+  Shape flat_shape = lead;
+  flat_shape.push_back(-1);
+  // Each bin's window as one row of its elements, its maximum by max(dim): the gradient goes to
+  // the index, as PyTorch's. The index in the window becomes the index in the plane.
+  std::vector<Tensor<T>> values;
+  std::vector<Tensor<int64_t>> indices;
+  for (int64_t i = 0; i < out.h; ++i) {
+    const int64_t h0 = (i * h) / out.h, h1 = ((i + 1) * h + out.h - 1) / out.h;
+    for (int64_t j = 0; j < out.w; ++j) {
+      const int64_t w0 = (j * w) / out.w, w1 = ((j + 1) * w + out.w - 1) / out.w;
+      Tensor<T> window = x.narrow(-2, h0, h1 - h0).narrow(-1, w0, w1 - w0).reshape(flat_shape);
+      ValuesIndices<T> m = max(window, -1);
+      std::vector<int64_t> at = m.indices.contiguous().to_vector();
+      for (int64_t& a : at) a = (h0 + a / (w1 - w0)) * w + w0 + a % (w1 - w0);
+      values.push_back(m.values);
+      indices.push_back(tensor<int64_t>(at, m.indices.shape()));
+    }
+  }
+  Shape out_shape = lead;
+  out_shape.push_back(out.h);
+  out_shape.push_back(out.w);
+  return {stack(values, -1).reshape(out_shape), stack(indices, -1).reshape(out_shape)};
+}
+
+template <FloatingElement T>
+Tensor<T> adaptive_max_pool2d(const Tensor<T>& x, IntPair out) {
+  if (x.defined() && x.dim() >= 3 && x.dim() <= 4 && out.h > 0 && out.w > 0) {
+    const int64_t h = x.shape()[x.dim() - 2], w = x.shape()[x.dim() - 1];
+    // Bins that tile the plane are max_pool2d's windows (on the backend, traced by deploy).
+    if (h > 0 && w > 0 && h % out.h == 0 && w % out.w == 0) return max_pool2d(x, IntPair(h / out.h, w / out.w));
+  }
+  return adaptive_max_pool2d_with_indices(x, out).values;
+}
+
+template <FloatingElement T>
+ValuesIndices<T> adaptive_max_pool1d_with_indices(const Tensor<T>& x, int64_t output_size) {
+  if (!x.defined() || x.dim() < 2 || x.dim() > 3) {
+    throw ShapeError("adaptive_max_pool1d: input must be 2-D [C, L] or 3-D [N, C, L], got " +
+                     (x.defined() ? x.shape().str() : std::string("undefined")));
+  }
+  if (output_size <= 0) throw ValueError("adaptive_max_pool1d: output size must be positive");
+  ValuesIndices<T> r = adaptive_max_pool2d_with_indices(x.unsqueeze(-2), IntPair(1, output_size));
+  return {r.values.squeeze(-2), r.indices.squeeze(-2)};
+}
+
+template <FloatingElement T>
+Tensor<T> adaptive_max_pool1d(const Tensor<T>& x, int64_t output_size) {
+  return adaptive_max_pool1d_with_indices(x, output_size).values;
+}
+
+template <FloatingElement T>
 Tensor<T> avg_pool1d(const Tensor<T>& x, int64_t k, const AvgPool2dOptions& o) {
   if (x.defined() && x.dim() == 2) return avg_pool1d(x.unsqueeze(0), k, o).squeeze(0);
   if (!x.defined() || x.dim() != 3) {
@@ -255,7 +319,11 @@ Tensor<T> adaptive_avg_pool1d(const Tensor<T>& x, int64_t output_size) {
   template Tensor<T> max_pool2d(const Tensor<T>&, IntPair, const MaxPool2dOptions&);      \
   template Tensor<T> max_pool1d(const Tensor<T>&, int64_t, const MaxPool2dOptions&);      \
   template Tensor<T> avg_pool2d(const Tensor<T>&, IntPair, const AvgPool2dOptions&);      \
-  template Tensor<T> adaptive_avg_pool2d(const Tensor<T>&, IntPair);
+  template Tensor<T> adaptive_avg_pool2d(const Tensor<T>&, IntPair);                      \
+  template Tensor<T> adaptive_max_pool2d(const Tensor<T>&, IntPair);                      \
+  template ValuesIndices<T> adaptive_max_pool2d_with_indices(const Tensor<T>&, IntPair);  \
+  template Tensor<T> adaptive_max_pool1d(const Tensor<T>&, int64_t);                      \
+  template ValuesIndices<T> adaptive_max_pool1d_with_indices(const Tensor<T>&, int64_t);
 EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)
 #undef EMBER_INSTANTIATE

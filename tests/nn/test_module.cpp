@@ -52,6 +52,52 @@ TEST(Module, StateDictNamesFollowPyTorch) {
   EXPECT_THROW(net.entry("2.fc.nope"), IndexError);
 }
 
+// EmbeddingBag: values and gradients against PyTorch are registry cases; here the module (its
+// state dict name, the padding row), bag layouts and empty bags, and the errors.
+TEST(Module, EmbeddingBagReducesBagsAndRefusesBadLayouts) {
+  using ember::testing::expect_error;
+  manual_seed(0);
+  EmbeddingBag<double> bag(5, 2, {.mode = EmbeddingBagMode::Sum, .padding_idx = 4});
+  EXPECT_EQ(names(bag.state_dict()), (std::vector<std::string>{"weight"}));
+  EXPECT_EQ(bag.weight.select(0, 4).to_vector(), (std::vector<double>{0, 0}));
+  const Tensor<double> w = bag.weight.detach();
+  // 1-D input with offsets (the middle bag empty) equals the 2-D layout and the explicit sums;
+  // the padding index is left out.
+  const Tensor<double> by_offsets = bag(tensor<int64_t>({0, 1, 2, 4, 3}, {5}), tensor<int64_t>({0, 2, 2}, {3}));
+  EXPECT_EQ(by_offsets.shape(), Shape({3, 2}));
+  EXPECT_TRUE(allclose(by_offsets.select(0, 0), w.select(0, 0) + w.select(0, 1), 0.0, 0.0));
+  EXPECT_EQ(by_offsets.select(0, 1).to_vector(), (std::vector<double>{0, 0}));
+  EXPECT_TRUE(allclose(by_offsets.select(0, 2), w.select(0, 2) + w.select(0, 3), 0.0, 0.0));
+  EmbeddingBag<double> mean_bag(5, 2, {.padding_idx = 4});
+  mean_bag.load_state_dict(bag.state_dict());
+  const Tensor<double> rows = mean_bag(tensor<int64_t>({0, 1, 4, 2, 4, 4}, {2, 3}));
+  EXPECT_TRUE(allclose(rows.select(0, 0), (w.select(0, 0) + w.select(0, 1)) / 2.0, 1e-15, 0.0));
+  EXPECT_TRUE(allclose(rows.select(0, 1), w.select(0, 2), 0.0, 0.0));  // the mean of one row, not of three
+  // A batch of empty bags: zeros, and a gradient of zeros reaches the weight.
+  Tensor<double> empty = bag(zeros<int64_t>({0}), tensor<int64_t>({0, 0}, {2}));
+  EXPECT_EQ(empty.to_vector(), (std::vector<double>(4, 0.0)));
+  empty.sum().backward();
+  EXPECT_EQ(bag.weight.grad().to_vector(), (std::vector<double>(10, 0.0)));
+  EXPECT_EQ(bag(zeros<int64_t>({0, 3})).shape(), Shape({0, 2}));
+  expect_error<ValueError>([&] { bag(tensor<int64_t>({0, 1}, {1, 2}), tensor<int64_t>({0}, {1})); },
+                           "embedding_bag: a 2-D input [1, 2] holds one bag per row; offsets must be undefined");
+  expect_error<ShapeError>([&] { bag(tensor<int64_t>({0, 1}, {2})); }, "a 1-D input needs 1-D offsets");
+  expect_error<ValueError>([&] { bag(tensor<int64_t>({0, 1}, {2}), tensor<int64_t>({1}, {1})); },
+                           "offsets[0] must be 0");
+  expect_error<ValueError>([&] { bag(tensor<int64_t>({0, 1}, {2}), tensor<int64_t>({0, 3}, {2})); },
+                           "bag 0 would span [0, 3)");
+  expect_error<IndexError>([&] { bag(tensor<int64_t>({0, 5}, {2}), tensor<int64_t>({0}, {1})); },
+                           "embedding_bag: index 5 at position 1 is out of range for 5 embeddings");
+  expect_error<ValueError>([&] { mean_bag(tensor<int64_t>({0, 1}, {1, 2}), Tensor<int64_t>(), ones<double>({1, 2})); },
+                           "per_sample_weights is only supported for the Sum mode");
+  expect_error<ShapeError>([&] { bag(tensor<int64_t>({0, 1}, {1, 2}), Tensor<int64_t>(), ones<double>({2})); },
+                           "per_sample_weights [2] must have the input's shape [1, 2]");
+  expect_error<ValueError>([] { EmbeddingBag<float>(3, 2, {.padding_idx = 3}); }, "padding_idx 3 must be < num_embeddings 3");
+  EmbeddingBag<double> csr(5, 2, {.include_last_offset = true});
+  expect_error<ValueError>([&] { csr(tensor<int64_t>({0, 1}, {2}), tensor<int64_t>({0, 1}, {2})); },
+                           "the last offset must be the input's length 2, got 1");
+}
+
 TEST(Module, LinearMatchesPyTorchInitAndForward) {
   manual_seed(0);
   Linear lin(16, 4);
@@ -843,6 +889,29 @@ TEST(Upsample, PixelShuffleAndOneDimensionalPooling) {
   EXPECT_EQ(adaptive.str(), "AdaptiveAvgPool1d(output_size=2)");
   expect_error<ShapeError>([&] { avg(ones<float>({6})); }, "avg_pool1d: input must be 2-D [C, L] or 3-D [N, C, L]");
   expect_error<ValueError>([] { adaptive_avg_pool1d(ones<float>({1, 6}), 0); }, "output size must be positive");
+
+  // Adaptive max pooling's indices, PyTorch's (return_indices=True) for the same inputs: ties go to
+  // the first maximum; overlapping bins share it.
+  const auto tied = AdaptiveMaxPool1d<float>(3).forward_with_indices(tensor<float>({3, 1, 3, 2, 5, 5, 0}, {1, 1, 7}));
+  EXPECT_EQ(tied.values.to_vector(), (std::vector<float>{3, 5, 5}));
+  EXPECT_EQ(tied.indices.to_vector(), (std::vector<int64_t>{0, 4, 4}));
+  const Tensor<float> plane = tensor<float>({4,  0,  25, 3,  31, 14, 6,  10, 18, 26, 11, 13, 32, 8,  30, 1,  17, 16,
+                                             34, 20, 15, 5,  19, 2,  23, 9,  33, 28, 29, 27, 22, 21, 7,  24, 12},
+                                            {5, 7});  // unbatched [C, H, W] with C = 1
+  AdaptiveMaxPool2d<float> bins({3, 4});
+  const auto pooled = bins.forward_with_indices(plane.unsqueeze(0));
+  EXPECT_EQ(pooled.values.to_vector(), (std::vector<float>{18, 26, 32, 32, 30, 26, 34, 33, 29, 27, 33, 33}));
+  EXPECT_EQ(pooled.indices.to_vector(), (std::vector<int64_t>{8, 9, 12, 12, 14, 9, 18, 26, 28, 29, 26, 26}));
+  EXPECT_EQ(pooled.indices.shape(), Shape({1, 3, 4}));
+  EXPECT_EQ(bins(plane.unsqueeze(0)).to_vector(), pooled.values.to_vector());
+  EXPECT_EQ(bins.str(), "AdaptiveMaxPool2d(output_size=(3, 4))");
+  // Bins that tile the plane run as max_pool2d: the same maxima as the bins taken one by one.
+  const Tensor<float> grid = randn<float>({2, 3, 6, 8});
+  EXPECT_EQ(adaptive_max_pool2d(grid, {3, 2}).to_vector(), adaptive_max_pool2d_with_indices(grid, {3, 2}).values.to_vector());
+  expect_error<ShapeError>([] { adaptive_max_pool2d(ones<float>({4, 4}), {2, 2}); },
+                           "adaptive_max_pool2d: input must be [N, C, H, W] or [C, H, W], got [4, 4]");
+  expect_error<ValueError>([] { adaptive_max_pool1d(ones<float>({1, 6}), 0); }, "output size must be positive");
+  expect_error<ShapeError>([] { adaptive_max_pool2d(ones<float>({1, 0, 3}), {1, 1}); }, "has an empty plane");
 }
 
 // The padding layers call ember::pad (checked against PyTorch in the op registry); here their pad

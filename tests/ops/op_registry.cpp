@@ -215,6 +215,11 @@ void add_cases_8(std::vector<OpCase>& c) {
                        F::adaptive_avg_pool2d(x[0], {3, 2})));
   c.push_back(EMBER_OP("adaptive_avg_pool2d_global", (S{{2, 3, 4, 4}}), -1, 1, true,
                        F::adaptive_avg_pool2d(x[0], 1)));
+  // Overlapping bins (5 -> 3 rows, 7 -> 4 columns); bins that tile the plane (max_pool2d's path).
+  c.push_back(EMBER_OP("adaptive_max_pool2d", (S{{2, 3, 5, 7}}), -1, 1, true, F::adaptive_max_pool2d(x[0], {3, 4})));
+  c.push_back(EMBER_OP("adaptive_max_pool2d_tiles", (S{{2, 2, 4, 6}}), -1, 1, true,
+                       F::adaptive_max_pool2d(x[0], {2, 3})));
+  c.push_back(EMBER_OP("adaptive_max_pool1d", (S{{2, 3, 7}}), -1, 1, true, F::adaptive_max_pool1d(x[0], 3)));
   c.push_back(EMBER_OP("flip", (S{{3, 4, 5}}), -1, 1, true, flip(x[0], {0, -1})));
   c.push_back(EMBER_OP("repeat", (S{{2, 3}}), -1, 1, true, repeat(x[0], {2, 1, 3})));
   c.push_back(EMBER_OP("tril", (S{{4, 5}}), -1, 1, true, tril(x[0], -1)));
@@ -291,7 +296,19 @@ void add_cases_8(std::vector<OpCase>& c) {
                        F::embedding(tensor<int64_t>({1, 4, 0, 1, 3, 3}, {2, 3}), x[0])));
   c.push_back(EMBER_OP("embedding_padding", (S{{5, 3}}), -1, 1, true,
                        F::embedding(tensor<int64_t>({1, 4, 0, 1, 3, 3}, {2, 3}), x[0], 1)));
-  c.back().true_derivative = false;
+  c.back().true_derivative = false;  // the padding row gets no gradient, by design
+  // embedding_bag: bags by offsets (the second one empty), by rows with per-sample weights, and
+  // maxima with a padding index and the CSR layout of offsets.
+  c.push_back(EMBER_OP("embedding_bag_mean", (S{{6, 3}}), -1, 1, true,
+                       F::embedding_bag(tensor<int64_t>({1, 4, 0, 1, 3, 3, 5}, {7}), x[0],
+                                        tensor<int64_t>({0, 2, 2, 5}, {4}))));
+  c.push_back(EMBER_OP("embedding_bag_sum_weighted", (S{{6, 3}, {2, 3}}), -1, 1, true,
+                       F::embedding_bag(tensor<int64_t>({1, 4, 0, 3, 3, 5}, {2, 3}), x[0], Tensor<int64_t>(),
+                                        {.mode = EmbeddingBagMode::Sum}, x[1])));
+  c.push_back(EMBER_OP("embedding_bag_max_padding", (S{{6, 3}}), -1, 1, true,
+                       F::embedding_bag(tensor<int64_t>({1, 4, 0, 2, 1, 3, 5}, {7}), x[0],
+                                        tensor<int64_t>({0, 3, 4, 4, 7}, {5}),
+                                        {.mode = EmbeddingBagMode::Max, .include_last_offset = true, .padding_idx = 1})));
 }
 
 void add_cases_9(std::vector<OpCase>& c) {

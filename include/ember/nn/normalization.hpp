@@ -16,6 +16,7 @@ namespace ember::nn {
 namespace functional {
 using ember::batch_norm;
 using ember::embedding;
+using ember::embedding_bag;
 using ember::group_norm;
 using ember::instance_norm;
 using ember::layer_norm;

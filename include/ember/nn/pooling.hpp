@@ -1,5 +1,6 @@
 #pragma once
-// Pooling layers: MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d (NCHW; NCL for 1-d); the functions
+// Pooling layers: MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d (NCHW; NCL
+// for 1-d); the functions
 // they call are ember/ops/pooling.hpp's.
 #include <string>
 
@@ -15,6 +16,10 @@ using ember::MaxPool2dOptions;
 namespace functional {
 using ember::adaptive_avg_pool1d;
 using ember::adaptive_avg_pool2d;
+using ember::adaptive_max_pool1d;
+using ember::adaptive_max_pool1d_with_indices;
+using ember::adaptive_max_pool2d;
+using ember::adaptive_max_pool2d_with_indices;
 using ember::avg_pool1d;
 using ember::avg_pool2d;
 using ember::max_pool1d;
@@ -97,6 +102,40 @@ class AdaptiveAvgPool2d : public Module<T> {
   explicit AdaptiveAvgPool2d(IntPair output_size) : out_(output_size) {}
   Tensor<T> forward(const Tensor<T>& x) override { return functional::adaptive_avg_pool2d(x, out_); }
   std::string type_name() const override { return "AdaptiveAvgPool2d"; }
+  IntPair output_size() const noexcept { return out_; }
+  std::string extra_repr() const override {
+    return "output_size=(" + std::to_string(out_.h) + ", " + std::to_string(out_.w) + ")";
+  }
+
+ private:
+  IntPair out_;
+};
+
+/// forward gives the maxima; forward_with_indices also their indices (LibTorch's names).
+template <FloatingElement T = float>
+class AdaptiveMaxPool1d : public Module<T> {
+ public:
+  explicit AdaptiveMaxPool1d(int64_t output_size) : out_(output_size) {}
+  Tensor<T> forward(const Tensor<T>& x) override { return functional::adaptive_max_pool1d(x, out_); }
+  ValuesIndices<T> forward_with_indices(const Tensor<T>& x) {
+    return functional::adaptive_max_pool1d_with_indices(x, out_);
+  }
+  std::string type_name() const override { return "AdaptiveMaxPool1d"; }
+  std::string extra_repr() const override { return "output_size=" + std::to_string(out_); }
+
+ private:
+  int64_t out_;
+};
+
+template <FloatingElement T = float>
+class AdaptiveMaxPool2d : public Module<T> {
+ public:
+  explicit AdaptiveMaxPool2d(IntPair output_size) : out_(output_size) {}
+  Tensor<T> forward(const Tensor<T>& x) override { return functional::adaptive_max_pool2d(x, out_); }
+  ValuesIndices<T> forward_with_indices(const Tensor<T>& x) {
+    return functional::adaptive_max_pool2d_with_indices(x, out_);
+  }
+  std::string type_name() const override { return "AdaptiveMaxPool2d"; }
   IntPair output_size() const noexcept { return out_; }
   std::string extra_repr() const override {
     return "output_size=(" + std::to_string(out_.h) + ", " + std::to_string(out_.w) + ")";

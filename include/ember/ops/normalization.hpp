@@ -1,6 +1,6 @@
 #pragma once
 // Normalisation and embedding lookups as functions (ember::nn's BatchNorm, LayerNorm, GroupNorm,
-// RMSNorm and Embedding call them; nn::functional names them too). batch_norm and layer_norm are
+// RMSNorm, Embedding and EmbeddingBag call them; nn::functional names them too). batch_norm and layer_norm are
 // fused nodes with their own backward (Note [Fused batch norm], Note [Fused layer norm] in
 // src/ops/normalization.cpp); the others are composites of differentiable primitives.
 #include <cstdint>
@@ -38,5 +38,27 @@ Tensor<T> rms_norm(const Tensor<T>& x, const Shape& normalized_shape, const Tens
 /// Rows of weight picked by indices; rows at padding_idx get no gradient.
 template <FloatingElement T>
 Tensor<T> embedding(const Tensor<int64_t>& indices, const Tensor<T>& weight, int64_t padding_idx = -1);
+
+enum class EmbeddingBagMode { Sum, Mean, Max };
+
+struct EmbeddingBagOptions {
+  EmbeddingBagMode mode = EmbeddingBagMode::Mean;
+  /// offsets holds one more entry than there are bags, the last the input's length (as in the
+  /// CSR layout).
+  bool include_last_offset = false;
+  /// Entries equal to it are left out of their bags (and of a mean's count); < 0: none.
+  int64_t padding_idx = -1;
+};
+
+/// torch.nn.functional.embedding_bag: the sum, mean or maximum of the rows of weight [num, dim]
+/// picked by each bag of indices, as [bags, dim] without the rows in between. Bags are the rows
+/// of a 2-D input [bags, n] (offsets undefined), or runs of a 1-D input starting at offsets [bags]
+/// (offsets[0] = 0, non-decreasing). An empty bag gives zeros. per_sample_weights (as the input,
+/// Sum only) scale each row before the sum. Gradients go to the weight (to each bag's maximum in
+/// Max mode) and to per_sample_weights.
+template <FloatingElement T>
+Tensor<T> embedding_bag(const Tensor<int64_t>& input, const Tensor<T>& weight,
+                        const Tensor<int64_t>& offsets = Tensor<int64_t>(), const EmbeddingBagOptions& options = {},
+                        const Tensor<T>& per_sample_weights = Tensor<T>());
 
 }  // namespace ember

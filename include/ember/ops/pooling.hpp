@@ -3,7 +3,8 @@
 // finds the window maxima on the backend and its gradient is a scatter-add of the indices (a
 // window wholly in the padding, which dilation allows, gives -inf as in PyTorch, and no gradient);
 // average pooling is a depthwise convolution with a constant kernel divided by PyTorch's window
-// counts; adaptive average pooling is two averaging matrix products.
+// counts; adaptive average pooling is two averaging matrix products, adaptive max pooling the
+// maxima of its bins.
 #include <cstdint>
 
 #include "ember/core/tensor.hpp"
@@ -40,5 +41,17 @@ Tensor<T> adaptive_avg_pool1d(const Tensor<T>& x, int64_t output_size);
 /// Averages over the bins PyTorch uses: bin i covers [floor(i H / out), ceil((i + 1) H / out)).
 template <FloatingElement T>
 Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, IntPair output_size);
+/// The maximum of each of adaptive_avg_pool2d's bins, and (with_indices) its index in the H x W
+/// plane, as torch.nn.functional.adaptive_max_pool2d(return_indices=True); the gradient goes to
+/// that element (the first of equal maxima).
+template <FloatingElement T>
+Tensor<T> adaptive_max_pool2d(const Tensor<T>& x, IntPair output_size);
+template <FloatingElement T>
+ValuesIndices<T> adaptive_max_pool2d_with_indices(const Tensor<T>& x, IntPair output_size);
+/// adaptive_max_pool2d over [N, C, L] (indices along L).
+template <FloatingElement T>
+Tensor<T> adaptive_max_pool1d(const Tensor<T>& x, int64_t output_size);
+template <FloatingElement T>
+ValuesIndices<T> adaptive_max_pool1d_with_indices(const Tensor<T>& x, int64_t output_size);
 
 }  // namespace ember

@@ -42,7 +42,6 @@ template <FloatingElement T>
 Tensor<T> scatter_add(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& index,
                       const Tensor<T>& src);
 
-/// x with the order of each of `dims` reversed (torch.flip); a copy.
 /// torch.nn.functional.pixel_shuffle: [*, C r^2, H, W] -> [*, C, H r, W r] (sub-pixel
 /// convolution's upsampling), and pixel_unshuffle, its inverse; every element type.
 template <Element T>
@@ -50,6 +49,7 @@ Tensor<T> pixel_shuffle(const Tensor<T>& x, int64_t upscale_factor);
 template <Element T>
 Tensor<T> pixel_unshuffle(const Tensor<T>& x, int64_t downscale_factor);
 
+/// x with the order of each of `dims` reversed (torch.flip); a copy.
 template <Element T>
 Tensor<T> flip(const Tensor<T>& x, const std::vector<int64_t>& dims);
 /// x tiled repeats[i] times along dim i (torch.Tensor.repeat): at least one count per dim of x,
