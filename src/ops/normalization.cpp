@@ -601,14 +601,14 @@ std::vector<int64_t> bag_bounds(const Tensor<int64_t>& input, const Tensor<int64
                              offsets.defined() ? offsets.shape().str() : std::string("none")));
   }
   bounds = offsets.contiguous().to_vector();
-  if (include_last_offset) {
-    if (bounds.empty()) throw ValueError("embedding_bag: include_last_offset needs at least one offset");
-  } else {
-    bounds.push_back(n);
-  }
   if (!bounds.empty() && bounds.front() != 0) {
     throw ValueError(cat_str("embedding_bag: offsets[0] must be 0 (the first bag starts the input), got ",
                              bounds.front()));
+  }
+  if (include_last_offset) {
+    if (bounds.empty()) throw ValueError("embedding_bag: include_last_offset needs at least one offset");
+  } else {
+    bounds.push_back(n);  // no offsets: no bags (the input's entries belong to none)
   }
   for (size_t i = 1; i < bounds.size(); ++i) {
     if (bounds[i] < bounds[i - 1] || bounds[i] > n) {

@@ -79,6 +79,7 @@ TEST(Module, EmbeddingBagReducesBagsAndRefusesBadLayouts) {
   empty.sum().backward();
   EXPECT_EQ(bag.weight.grad().to_vector(), (std::vector<double>(10, 0.0)));
   EXPECT_EQ(bag(zeros<int64_t>({0, 3})).shape(), Shape({0, 2}));
+  EXPECT_EQ(bag(tensor<int64_t>({0, 1}, {2}), zeros<int64_t>({0})).shape(), Shape({0, 2}));  // no offsets: no bags
   expect_error<ValueError>([&] { bag(tensor<int64_t>({0, 1}, {1, 2}), tensor<int64_t>({0}, {1})); },
                            "embedding_bag: a 2-D input [1, 2] holds one bag per row; offsets must be undefined");
   expect_error<ShapeError>([&] { bag(tensor<int64_t>({0, 1}, {2})); }, "a 1-D input needs 1-D offsets");
