@@ -31,6 +31,20 @@ void register_norm_state(Norm& m, int64_t n, bool affine, bool track_running_sta
     m.num_batches_tracked = m.register_buffer("num_batches_tracked", zeros<int64_t>({}));
   }
 }
+
+// Embedding's and EmbeddingBag's table: N(0, 1), the padding_idx row zero, as PyTorch's.
+template <FloatingElement T>
+Tensor<T> embedding_table(const char* layer, int64_t num, int64_t dim, int64_t pad) {
+  if (num <= 0 || dim <= 0) throw ValueError(std::string(layer) + ": sizes must be positive");
+  if (pad >= num) {
+    throw ValueError(std::string(layer) + ": padding_idx " + std::to_string(pad) + " must be < num_embeddings " +
+                     std::to_string(num));
+  }
+  Tensor<T> table = empty<T>({num, dim});
+  init::normal_(table);
+  if (pad >= 0) table.select(0, pad).zero_();
+  return table;
+}
 }  // namespace
 
 template <FloatingElement T>
@@ -196,17 +210,7 @@ Tensor<T> RMSNorm<T>::forward(const Tensor<T>& x) {
 template <FloatingElement T>
 Embedding<T>::Embedding(int64_t num, int64_t dim, int64_t pad)
     : num_embeddings(num), embedding_dim(dim), padding_idx(pad) {
-  if (num <= 0 || dim <= 0) throw ValueError("Embedding: sizes must be positive");
-  if (pad >= num) {
-    throw ValueError("Embedding: padding_idx " + std::to_string(pad) + " must be < num_embeddings " +
-                     std::to_string(num));
-  }
-  weight = this->register_parameter("weight", empty<T>({num, dim}));
-  init::normal_(weight);
-  if (pad >= 0) {
-    NoGradGuard no_grad;
-    weight.select(0, pad).zero_();
-  }
+  weight = this->register_parameter("weight", embedding_table<T>("Embedding", num, dim, pad));
 }
 
 template <FloatingElement T>
@@ -217,17 +221,7 @@ Tensor<T> Embedding<T>::forward_indices(const Tensor<int64_t>& indices) {
 template <FloatingElement T>
 EmbeddingBag<T>::EmbeddingBag(int64_t num, int64_t dim, const EmbeddingBagOptions& o)
     : num_embeddings(num), embedding_dim(dim), options(o) {
-  if (num <= 0 || dim <= 0) throw ValueError("EmbeddingBag: sizes must be positive");
-  if (o.padding_idx >= num) {
-    throw ValueError("EmbeddingBag: padding_idx " + std::to_string(o.padding_idx) + " must be < num_embeddings " +
-                     std::to_string(num));
-  }
-  weight = this->register_parameter("weight", empty<T>({num, dim}));
-  init::normal_(weight);
-  if (o.padding_idx >= 0) {
-    NoGradGuard no_grad;
-    weight.select(0, o.padding_idx).zero_();
-  }
+  weight = this->register_parameter("weight", embedding_table<T>("EmbeddingBag", num, dim, o.padding_idx));
 }
 
 template <FloatingElement T>

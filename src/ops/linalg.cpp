@@ -315,7 +315,8 @@ Tensor<T> cdist(const Tensor<T>& x1, const Tensor<T>& x2, double p, CdistMode mo
   if (out_shape.numel() == 0 || m == 0) return zeros<T>(out_shape) + (x1.sum() + x2.sum()) * 0.0;
   const Tensor<T> a = x1.shape() == s1 ? x1 : x1.expand(s1);
   const Tensor<T> b = x2.shape() == s2 ? x2 : x2.expand(s2);
-  const bool mm = p == 2 && (mode == CdistMode::AlwaysMm || (mode == CdistMode::MmIfNecessary && (rows1 > 25 || rows2 > 25)));
+  const bool mm = p == 2 && (mode == CdistMode::AlwaysMm ||
+                             (mode == CdistMode::MmIfNecessary && (rows1 > 25 || rows2 > 25)));
   return mm ? euclidean_dist_mm(a, b) : cdist_from_differences(a, b, p);
 }
 

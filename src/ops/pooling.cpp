@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "trace.hpp"
 #include "common.hpp"
@@ -39,6 +40,12 @@ bool has_empty_window(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, in
     if (!any) return true;
   }
   return false;
+}
+
+// Bin i of `out` adaptive-pooling bins over `in` positions: [floor(i in / out), ceil((i + 1) in / out)),
+// PyTorch's bins.
+std::pair<int64_t, int64_t> adaptive_bin(int64_t i, int64_t in, int64_t out) {
+  return {(i * in) / out, ((i + 1) * in + out - 1) / out};
 }
 
 void check_pool(const char* op, const Shape& x, IntPair k, IntPair s, IntPair p, IntPair d) {
@@ -219,7 +226,7 @@ Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, IntPair out) {
   auto averaging = [](int64_t in, int64_t o) {
     std::vector<T> m(static_cast<size_t>(o * in), T(0));
     for (int64_t i = 0; i < o; ++i) {
-      const int64_t start = (i * in) / o, end = ((i + 1) * in + o - 1) / o;
+      const auto [start, end] = adaptive_bin(i, in, o);
       for (int64_t j = start; j < end; ++j) m[static_cast<size_t>(i * in + j)] = T(1) / static_cast<T>(end - start);
     }
     return tensor<T>(m, {o, in});
@@ -248,9 +255,9 @@ ValuesIndices<T> adaptive_max_pool2d_with_indices(const Tensor<T>& x, IntPair ou
   std::vector<Tensor<T>> values;
   std::vector<Tensor<int64_t>> indices;
   for (int64_t i = 0; i < out.h; ++i) {
-    const int64_t h0 = (i * h) / out.h, h1 = ((i + 1) * h + out.h - 1) / out.h;
+    const auto [h0, h1] = adaptive_bin(i, h, out.h);
     for (int64_t j = 0; j < out.w; ++j) {
-      const int64_t w0 = (j * w) / out.w, w1 = ((j + 1) * w + out.w - 1) / out.w;
+      const auto [w0, w1] = adaptive_bin(j, w, out.w);
       Tensor<T> window = x.narrow(-2, h0, h1 - h0).narrow(-1, w0, w1 - w0).reshape(flat_shape);
       ValuesIndices<T> m = max(window, -1);
       std::vector<int64_t> at = m.indices.contiguous().to_vector();
