@@ -574,6 +574,40 @@ def write_encoder_refs(root):
     print("wrote TransformerEncoderLayer references")
 
 
+def write_transformer_refs(root):
+    """nn.Transformer (d_model 8, 2 heads, 2 + 2 layers, ff 16, gelu, batch_first), post-norm and
+    pre-norm, with a causal target mask and key padding masks: the output and the gradients of
+    sum(y * w) for src, tgt and two weights. Training mode with dropout 0 (PyTorch's eval fast
+    path would zero the padded positions)."""
+    rng = np.random.default_rng(21)
+    src = torch.tensor(rng.uniform(-1, 1, size=(2, 5, 8)), dtype=torch.float32)
+    tgt = torch.tensor(rng.uniform(-1, 1, size=(2, 4, 8)), dtype=torch.float32)
+    w = torch.tensor(rng.uniform(-1, 1, size=(2, 4, 8)), dtype=torch.float32)
+    src_kpm = torch.tensor([[0, 0, 0, 0, 1], [0, 0, 1, 1, 1]], dtype=torch.bool)
+    tgt_kpm = torch.tensor([[0, 0, 0, 1], [0, 0, 0, 0]], dtype=torch.bool)
+    causal = torch.triu(torch.ones(4, 4, dtype=torch.bool), diagonal=1)
+    lines = []
+    for norm_first in (False, True):
+        torch.manual_seed(22)
+        model = torch.nn.Transformer(8, 2, 2, 2, dim_feedforward=16, dropout=0.0, activation="gelu",
+                                     batch_first=True, norm_first=norm_first)
+        name = "pre" if norm_first else "post"
+        st_write(os.path.join(root, f"torch_transformer_{name}.safetensors"), model.state_dict())
+        s, t = src.clone().requires_grad_(), tgt.clone().requires_grad_()
+        y = model(s, t, tgt_mask=causal, src_key_padding_mask=src_kpm, tgt_key_padding_mask=tgt_kpm,
+                  memory_key_padding_mask=src_kpm)
+        (y * w).sum().backward()
+        params = dict(model.named_parameters())
+        lines.append(f"case {name}\n" + fmt_tensor("src", src, 9) + fmt_tensor("tgt", tgt, 9) + fmt_tensor("w", w, 9)
+                     + fmt_tensor("y", y, 9) + fmt_tensor("src_grad", s.grad, 9) + fmt_tensor("tgt_grad", t.grad, 9)
+                     + fmt_tensor("enc_linear1_grad", params["encoder.layers.0.linear1.weight"].grad, 9)
+                     + fmt_tensor("dec_cross_in_proj_grad", params["decoder.layers.1.multihead_attn.in_proj_weight"].grad, 9)
+                     + "end\n")
+    with open(os.path.join(root, "torch_transformer_io.txt"), "w") as f:
+        f.writelines(lines)
+    print("wrote Transformer references")
+
+
 class BasicBlock(torch.nn.Module):
     """torchvision's BasicBlock (the same names), without the torchvision dependency."""
 
@@ -960,6 +994,7 @@ def main():
     write_safetensors_refs(root)
     write_contract_refs(root)
     write_encoder_refs(root)
+    write_transformer_refs(root)
     write_block_refs(root)
     write_rnn_refs(root)
     write_explain_refs(root)

@@ -215,6 +215,185 @@ Tensor<T> TransformerEncoderLayer<T>::forward_masked(const Tensor<T>& src, const
   return x;
 }
 
+namespace {
+
+// A fresh layer with `layer`'s sizes, options, weights and mode: PyTorch's deep copy.
+template <class Layer>
+std::shared_ptr<Layer> copy_layer(const Layer& layer) {
+  auto copy = std::make_shared<Layer>(layer.self_attn->embed_dim, layer.self_attn->num_heads, layer.options);
+  copy->load_state_dict(layer.state_dict());
+  copy->train(layer.is_training());
+  return copy;
+}
+
+// Registers `layers` (num_layers copies of `layer`) on `stack` and keeps typed handles to them.
+template <class T, class Layer>
+std::shared_ptr<ModuleList<T>> register_copies(Module<T>& stack, const char* what, const Layer& layer,
+                                               int64_t num_layers, std::vector<std::shared_ptr<Layer>>& handles) {
+  if (num_layers < 0) throw ValueError(cat_str(what, ": num_layers must be >= 0, got ", num_layers));
+  auto list = stack.register_module("layers", ModuleList<T>());
+  for (int64_t i = 0; i < num_layers; ++i) {
+    handles.push_back(copy_layer(layer));
+    list->push_back(handles.back());
+  }
+  return list.ptr();
+}
+
+[[noreturn]] void needs_more_inputs(const char* module, const char* call) {
+  throw ValueError(cat_str(module, ": forward(x) with one input is not enough; call ", call));
+}
+
+}  // namespace
+
+template <FloatingElement T>
+TransformerDecoderLayer<T>::TransformerDecoderLayer(int64_t d, int64_t nhead, TransformerDecoderLayerOptions o)
+    : options(o) {
+  if (o.activation != "relu" && o.activation != "gelu") {
+    throw ValueError("TransformerDecoderLayer: activation must be \"relu\" or \"gelu\", got \"" + o.activation +
+                     "\"");
+  }
+  const MultiheadAttentionOptions attn{.dropout = o.dropout, .batch_first = o.batch_first};
+  self_attn = this->register_module("self_attn", MultiheadAttention<T>(d, nhead, attn));
+  multihead_attn = this->register_module("multihead_attn", MultiheadAttention<T>(d, nhead, attn));
+  linear1 = this->register_module("linear1", Linear<T>(d, o.dim_feedforward));
+  dropout = this->register_module("dropout", Dropout<T>(o.dropout));
+  linear2 = this->register_module("linear2", Linear<T>(o.dim_feedforward, d));
+  norm1 = this->register_module("norm1", LayerNorm<T>(d, {.eps = o.layer_norm_eps}));
+  norm2 = this->register_module("norm2", LayerNorm<T>(d, {.eps = o.layer_norm_eps}));
+  norm3 = this->register_module("norm3", LayerNorm<T>(d, {.eps = o.layer_norm_eps}));
+  dropout1 = this->register_module("dropout1", Dropout<T>(o.dropout));
+  dropout2 = this->register_module("dropout2", Dropout<T>(o.dropout));
+  dropout3 = this->register_module("dropout3", Dropout<T>(o.dropout));
+}
+
+template <FloatingElement T>
+Tensor<T> TransformerDecoderLayer<T>::forward(const Tensor<T>&) {
+  needs_more_inputs("TransformerDecoderLayer", "forward(tgt, memory) or layer(tgt, memory)");
+}
+
+template <FloatingElement T>
+Tensor<T> TransformerDecoderLayer<T>::forward(const Tensor<T>& tgt, const Tensor<T>& memory,
+                                              const TransformerDecoderMasks& m) {
+  auto sa = [&](const Tensor<T>& x) {
+    return (*dropout1)(
+        self_attn->attention(x, x, x, m.tgt_key_padding_mask, false, m.tgt_mask, true, m.tgt_is_causal).first);
+  };
+  auto ca = [&](const Tensor<T>& x) {
+    return (*dropout2)(multihead_attn
+                           ->attention(x, memory, memory, m.memory_key_padding_mask, false, m.memory_mask, true,
+                                       m.memory_is_causal)
+                           .first);
+  };
+  auto ff = [&](const Tensor<T>& x) {
+    Tensor<T> hdn = (*linear1)(x);
+    hdn = options.activation == "gelu" ? gelu(hdn) : relu(hdn);
+    return (*dropout3)((*linear2)((*dropout)(hdn)));
+  };
+  Tensor<T> x = tgt;
+  if (options.norm_first) {
+    x = x + sa((*norm1)(x));
+    x = x + ca((*norm2)(x));
+    x = x + ff((*norm3)(x));
+  } else {
+    x = (*norm1)(x + sa(x));
+    x = (*norm2)(x + ca(x));
+    x = (*norm3)(x + ff(x));
+  }
+  return x;
+}
+
+template <FloatingElement T>
+TransformerEncoder<T>::TransformerEncoder(const TransformerEncoderLayer<T>& layer, int64_t num_layers) {
+  layers = register_copies(*this, "TransformerEncoder", layer, num_layers, layer_list_);
+}
+
+template <FloatingElement T>
+TransformerEncoder<T>::TransformerEncoder(const TransformerEncoderLayer<T>& layer, int64_t num_layers,
+                                          LayerNorm<T> final_norm)
+    : TransformerEncoder(layer, num_layers) {
+  norm = this->register_module("norm", std::move(final_norm));
+}
+
+template <FloatingElement T>
+Tensor<T> TransformerEncoder<T>::forward_masked(const Tensor<T>& src, const Tensor<uint8_t>& mask,
+                                                const Tensor<uint8_t>& src_key_padding_mask, bool is_causal) {
+  Tensor<T> x = src;
+  for (const auto& layer : layer_list_) x = layer->forward_masked(x, mask, src_key_padding_mask, is_causal);
+  return norm ? (*norm)(x) : x;
+}
+
+template <FloatingElement T>
+TransformerDecoder<T>::TransformerDecoder(const TransformerDecoderLayer<T>& layer, int64_t num_layers) {
+  layers = register_copies(*this, "TransformerDecoder", layer, num_layers, layer_list_);
+}
+
+template <FloatingElement T>
+TransformerDecoder<T>::TransformerDecoder(const TransformerDecoderLayer<T>& layer, int64_t num_layers,
+                                          LayerNorm<T> final_norm)
+    : TransformerDecoder(layer, num_layers) {
+  norm = this->register_module("norm", std::move(final_norm));
+}
+
+template <FloatingElement T>
+Tensor<T> TransformerDecoder<T>::forward(const Tensor<T>&) {
+  needs_more_inputs("TransformerDecoder", "forward(tgt, memory) or decoder(tgt, memory)");
+}
+
+template <FloatingElement T>
+Tensor<T> TransformerDecoder<T>::forward(const Tensor<T>& tgt, const Tensor<T>& memory,
+                                         const TransformerDecoderMasks& masks) {
+  Tensor<T> x = tgt;
+  for (const auto& layer : layer_list_) x = layer->forward(x, memory, masks);
+  return norm ? (*norm)(x) : x;
+}
+
+template <FloatingElement T>
+Transformer<T>::Transformer(TransformerOptions o) : options(o) {
+  const TransformerEncoderLayerOptions layer{.dim_feedforward = o.dim_feedforward, .dropout = o.dropout,
+                                             .activation = o.activation, .layer_norm_eps = o.layer_norm_eps,
+                                             .batch_first = o.batch_first, .norm_first = o.norm_first};
+  encoder = this->register_module(
+      "encoder", TransformerEncoder<T>(TransformerEncoderLayer<T>(o.d_model, o.nhead, layer), o.num_encoder_layers,
+                                       LayerNorm<T>(o.d_model, {.eps = o.layer_norm_eps})));
+  decoder = this->register_module(
+      "decoder", TransformerDecoder<T>(TransformerDecoderLayer<T>(o.d_model, o.nhead, layer), o.num_decoder_layers,
+                                       LayerNorm<T>(o.d_model, {.eps = o.layer_norm_eps})));
+  for (Tensor<T>& p : this->parameters())
+    if (p.dim() > 1) init::xavier_uniform_(p);
+}
+
+template <FloatingElement T>
+Tensor<T> Transformer<T>::forward(const Tensor<T>&) {
+  needs_more_inputs("Transformer", "forward(src, tgt) or transformer(src, tgt)");
+}
+
+template <FloatingElement T>
+Tensor<T> Transformer<T>::forward(const Tensor<T>& src, const Tensor<T>& tgt, const TransformerMasks& m) {
+  if (!src.defined() || !tgt.defined() || src.dim() != tgt.dim() || src.dim() < 2 || src.dim() > 3) {
+    throw ShapeError(cat_str("Transformer: src and tgt must both be 3-D (batched) or 2-D (unbatched), got ",
+                             src.defined() ? src.shape() : Shape{}, " and ", tgt.defined() ? tgt.shape() : Shape{}));
+  }
+  const int64_t batch_dim = options.batch_first ? 0 : 1;
+  if (src.dim() == 3 && src.shape()[batch_dim] != tgt.shape()[batch_dim]) {
+    throw ShapeError(cat_str("Transformer: the batch sizes of src ", src.shape(), " and tgt ", tgt.shape(),
+                             " differ (batch dim ", batch_dim, options.batch_first ? ", batch_first" : "", ")"));
+  }
+  if (src.shape()[src.dim() - 1] != options.d_model || tgt.shape()[tgt.dim() - 1] != options.d_model) {
+    throw ShapeError(cat_str("Transformer: the feature sizes of src ", src.shape(), " and tgt ", tgt.shape(),
+                             " must equal d_model ", options.d_model));
+  }
+  const Tensor<T> memory = encoder->forward_masked(src, m.src_mask, m.src_key_padding_mask, m.src_is_causal);
+  return decoder->forward(tgt, memory,
+                          {m.tgt_mask, m.memory_mask, m.tgt_key_padding_mask, m.memory_key_padding_mask,
+                           m.tgt_is_causal, m.memory_is_causal});
+}
+
+template <FloatingElement T>
+Tensor<uint8_t> Transformer<T>::generate_square_subsequent_mask(int64_t size) {
+  if (size < 0) throw ValueError(cat_str("Transformer::generate_square_subsequent_mask: size ", size, " < 0"));
+  return functional::causal_mask(size, size);
+}
+
 #define EMBER_INSTANTIATE(T)                                                                           \
   template Tensor<T> functional::scaled_dot_product_attention(const Tensor<T>&, const Tensor<T>&,       \
                                                               const Tensor<T>&, const Tensor<T>&, double, \
@@ -223,7 +402,11 @@ Tensor<T> TransformerEncoderLayer<T>::forward_masked(const Tensor<T>& src, const
       const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,         \
       const Tensor<T>&, const Tensor<T>&, const functional::MultiheadAttentionArgs&);                   \
   template class MultiheadAttention<T>;                                                                 \
-  template class TransformerEncoderLayer<T>;
+  template class TransformerEncoderLayer<T>;                                                            \
+  template class TransformerDecoderLayer<T>;                                                            \
+  template class TransformerEncoder<T>;                                                                 \
+  template class TransformerDecoder<T>;                                                                 \
+  template class Transformer<T>;
 EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)
 #undef EMBER_INSTANTIATE

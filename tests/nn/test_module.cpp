@@ -426,6 +426,107 @@ TEST(Transformer, EncoderLayerMatchesPyTorch) {
   EXPECT_EQ(w.shape(), Shape({3, 5, 5}));
   EXPECT_THROW(MultiheadAttention(8, 3), ValueError);
 }
+
+void expect_close(const Tensor<float>& got, const std::vector<double>& want, double tol, const char* what) {
+  SCOPED_TRACE(what);
+  ASSERT_TRUE(got.defined());
+  const auto g = got.to_vector();
+  ASSERT_EQ(g.size(), want.size());
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], want[i], tol) << i;
+}
+
+TEST(Transformer, EncoderDecoderMatchesPyTorchWithMasksAndGradients) {
+  const std::string data = ember::testing::data_dir();
+  auto refs = ember::testing::load_reference("torch_transformer_io.txt");
+  const auto src_kpm = tensor<uint8_t>({0, 0, 0, 0, 1, 0, 0, 1, 1, 1}, {2, 5});
+  const auto tgt_kpm = tensor<uint8_t>({0, 0, 0, 1, 0, 0, 0, 0}, {2, 4});
+  for (const char* name : {"post", "pre"}) {
+    SCOPED_TRACE(name);
+    Transformer model({.d_model = 8, .nhead = 2, .num_encoder_layers = 2, .num_decoder_layers = 2,
+                       .dim_feedforward = 16, .dropout = 0.0, .activation = "gelu", .batch_first = true,
+                       .norm_first = std::string(name) == "pre"});
+    const auto names = model.state_dict();
+    EXPECT_EQ(names.front().name, "encoder.layers.0.self_attn.in_proj_weight");
+    EXPECT_EQ(names.back().name, "decoder.norm.bias");
+    ember::load(model, data + "/torch_transformer_" + name + ".safetensors");  // strict: every name matches
+    auto& io = refs.at(name);
+    auto src = io[0].second.as<float>().requires_grad_(), tgt = io[1].second.as<float>().requires_grad_();
+    const auto w = io[2].second.as<float>();
+    auto y = model(src, tgt,
+                   {.tgt_mask = Transformer<float>::generate_square_subsequent_mask(4),
+                    .src_key_padding_mask = src_kpm, .tgt_key_padding_mask = tgt_kpm,
+                    .memory_key_padding_mask = src_kpm});
+    expect_close(y, io[3].second.values, 1e-4, "y");
+    (y * w).sum().backward();
+    expect_close(src.grad(), io[4].second.values, 1e-4, "src grad");
+    expect_close(tgt.grad(), io[5].second.values, 1e-4, "tgt grad");
+    auto params = model.named_parameters();
+    auto grad_of = [&](const std::string& pname) {
+      for (auto& [n, p] : params)
+        if (n == pname) return p.grad();
+      ADD_FAILURE() << "no parameter " << pname;
+      return Tensor<float>();
+    };
+    expect_close(grad_of("encoder.layers.0.linear1.weight"), io[6].second.values, 1e-4, "encoder linear1 grad");
+    expect_close(grad_of("decoder.layers.1.multihead_attn.in_proj_weight"), io[7].second.values, 1e-4,
+                 "decoder cross-attention grad");
+  }
+}
+
+TEST(Transformer, StacksCopyTheLayerAndRefuseBadInputs) {
+  TransformerEncoderLayer layer(8, 2, {.dim_feedforward = 16, .dropout = 0.0});
+  TransformerEncoder encoder(layer, 3, LayerNorm(8));
+  ASSERT_EQ(encoder.layers->size(), 3u);
+  ASSERT_TRUE(encoder.norm);
+  // Every copy starts from the layer's weights, as PyTorch's deep copies do, and trains apart from it.
+  auto layer_w = layer.linear1->weight.to_vector();
+  for (auto& [n, p] : encoder.named_parameters()) {
+    if (n.ends_with("linear1.weight")) {
+      EXPECT_EQ(p.to_vector(), layer_w) << n;
+    }
+  }
+  EXPECT_NE(encoder.layers->child(0)->named_parameters()[0].second.data_ptr(),
+            layer.self_attn->in_proj_weight.data_ptr());
+  auto x = randn<float>({5, 2, 8});
+  auto y = encoder(x);
+  EXPECT_EQ(y.shape(), Shape({5, 2, 8}));
+  y.sum().backward();
+  EXPECT_FALSE(layer.linear1->weight.grad().defined());
+  EXPECT_THROW(TransformerEncoder(layer, -1), ValueError);
+  EXPECT_EQ(TransformerEncoder(layer, 0)(x).to_vector(), x.to_vector());
+
+  const auto mask = Transformer<float>::generate_square_subsequent_mask(3);
+  EXPECT_EQ(mask.to_vector(), (std::vector<uint8_t>{0, 1, 1, 0, 0, 1, 0, 0, 0}));
+
+  Transformer model({.d_model = 8, .nhead = 2, .num_encoder_layers = 1, .num_decoder_layers = 2,
+                     .dim_feedforward = 16, .dropout = 0.0});
+  EXPECT_EQ(model.decoder->layers->size(), 2u);
+  auto src = randn<float>({5, 2, 8}), tgt = randn<float>({4, 2, 8});
+  auto out = model(src, tgt, {.tgt_is_causal = true});
+  EXPECT_EQ(out.shape(), Shape({4, 2, 8}));
+  // Unbatched [S, E] and [T, E] give the batch's first sample.
+  auto single = model(src.select(1, 0), tgt.select(1, 0), {.tgt_is_causal = true});
+  auto first = out.select(1, 0).to_vector(), got = single.to_vector();
+  ASSERT_EQ(got.size(), first.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], first[i], 1e-5) << i;
+  // The causal flag masks the future: the first position ignores what follows it.
+  auto changed = tgt.clone();
+  changed.narrow(0, 1, 3).fill_(0.5);
+  auto out2 = model(src, changed, {.tgt_is_causal = true});
+  const auto before = out.to_vector(), after = out2.to_vector();
+  for (size_t j = 0; j < 16; ++j) EXPECT_NEAR(after[j], before[j], 1e-5) << j;  // [0, :, :] of [4, 2, 8]
+
+  ember::testing::expect_error<ValueError>([&] { model(src); }, "Transformer: forward(x) with one input is not enough; call forward(src, tgt)");
+  ember::testing::expect_error<ShapeError>([&] { model(src, randn<float>({4, 3, 8})); },
+                                           "Transformer: the batch sizes of src [5, 2, 8] and tgt [4, 3, 8] differ");
+  ember::testing::expect_error<ShapeError>([&] { model(src, randn<float>({4, 2, 6})); }, "tgt [4, 2, 6] must equal d_model 8");
+  ember::testing::expect_error<ShapeError>([&] { model(src, randn<float>({4, 8})); }, "must both be 3-D (batched) or 2-D (unbatched), got [5, 2, 8] and [4, 8]");
+  TransformerDecoderLayer dec(8, 2);
+  ember::testing::expect_error<ValueError>([&] { dec(tgt); }, "TransformerDecoderLayer: forward(x) with one input is not enough; call forward(tgt, memory)");
+  ember::testing::expect_error<ValueError>([] { TransformerDecoderLayer(8, 2, {.activation = "tanh"}); },
+                                           "TransformerDecoderLayer: activation must be \"relu\" or \"gelu\", got \"tanh\"");
+  ember::testing::expect_error<ShapeError>([&] { dec(tgt, randn<float>({5, 2, 6})); }, "key [5, 2, 6] has embedding dim 6, expected 8");
+}
 }  // namespace
 }  // namespace ember::nn
 
