@@ -656,6 +656,53 @@ def write_rnn_refs(root):
     print("wrote LSTM and GRU references")
 
 
+def write_rnn_cell_refs(root):
+    """RNN (batch_first; relu: 2 layers, bidirectional; tanh: one layer, h_0 given) and the cells
+    RNNCell, LSTMCell, GRUCell (states given): outputs, final states, input and state grads."""
+    rng = np.random.default_rng(17)
+    seq = torch.tensor(rng.uniform(-1, 1, size=(2, 5, 3)), dtype=torch.float32)
+    x1 = torch.tensor(rng.uniform(-1, 1, size=(2, 3)), dtype=torch.float32)
+    h1 = torch.tensor(rng.uniform(-1, 1, size=(2, 4)), dtype=torch.float32)
+    c1 = torch.tensor(rng.uniform(-1, 1, size=(2, 4)), dtype=torch.float32)
+    lines = []
+    for name in ("rnn_relu", "rnn_tanh"):
+        torch.manual_seed(18)
+        if name == "rnn_relu":
+            net = torch.nn.RNN(3, 4, num_layers=2, nonlinearity="relu", batch_first=True, bidirectional=True)
+            h0 = None
+        else:
+            net = torch.nn.RNN(3, 4, batch_first=True)
+            h0 = h1.unsqueeze(0).clone().requires_grad_(True)
+        st_write(os.path.join(root, f"torch_{name}.safetensors"), net.state_dict())
+        x = seq.clone().requires_grad_(True)
+        y, h = net(x, h0)
+        (y.sum() + h.sum() * 2).backward()
+        lines.append(f"case {name}\n" + fmt_tensor("x", seq, 9) + fmt_tensor("y", y, 9) + fmt_tensor("h", h, 9) +
+                     fmt_tensor("gx", x.grad, 9) + (fmt_tensor("gh0", h0.grad, 9) if h0 is not None else "") +
+                     "end\n")
+    for name in ("rnncell", "lstmcell", "grucell"):
+        torch.manual_seed(19)
+        cls = {"rnncell": torch.nn.RNNCell, "lstmcell": torch.nn.LSTMCell, "grucell": torch.nn.GRUCell}[name]
+        cell = cls(3, 4)
+        st_write(os.path.join(root, f"torch_{name}.safetensors"), cell.state_dict())
+        x, h = x1.clone().requires_grad_(True), h1.clone().requires_grad_(True)
+        if name == "lstmcell":
+            c = c1.clone().requires_grad_(True)
+            h_next, c_next = cell(x, (h, c))
+            (h_next.sum() + c_next.sum() * 2).backward()
+            extra = fmt_tensor("c_next", c_next, 9) + fmt_tensor("gc", c.grad, 9)
+        else:
+            h_next = cell(x, h)
+            h_next.sum().backward()
+            extra = ""
+        lines.append(f"case {name}\n" + fmt_tensor("x", x1, 9) + fmt_tensor("h", h1, 9) + fmt_tensor("c", c1, 9) +
+                     fmt_tensor("h_next", h_next, 9) + fmt_tensor("gx", x.grad, 9) + fmt_tensor("gh", h.grad, 9) +
+                     extra + "end\n")
+    with open(os.path.join(root, "torch_rnn_cells_io.txt"), "w") as f:
+        f.writelines(lines)
+    print("wrote RNN and cell references")
+
+
 def explain_net():
     nn = torch.nn
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, padding=1),
@@ -997,6 +1044,7 @@ def main():
     write_transformer_refs(root)
     write_block_refs(root)
     write_rnn_refs(root)
+    write_rnn_cell_refs(root)
     write_explain_refs(root)
     write_quant_refs(root)
     write_prune_refs(root)

@@ -48,6 +48,31 @@ std::string RNNBase<T>::extra_repr() const {
 }
 
 namespace detail {
+
+template <FloatingElement T>
+std::pair<Tensor<T>, Tensor<T>> recurrence_step(RnnCell cell, int64_t hidden, const Tensor<T>& xw,
+                                                const Tensor<T>& hw, const Tensor<T>& h, const Tensor<T>& c) {
+  switch (cell) {
+    case RnnCell::LSTM: {
+      auto g = (xw + hw).split(hidden, -1);  // i, f, g, o
+      Tensor<T> i = sigmoid(g[0]), f = sigmoid(g[1]), cand = tanh(g[2]), o = sigmoid(g[3]);
+      Tensor<T> c_next = f * c + i * cand;
+      return {o * tanh(c_next), c_next};
+    }
+    case RnnCell::GRU: {
+      auto xg = xw.split(hidden, -1), hg = hw.split(hidden, -1);  // r, z, n; r gates the recurrent bias too
+      Tensor<T> r = sigmoid(xg[0] + hg[0]), z = sigmoid(xg[1] + hg[1]);
+      Tensor<T> cand = tanh(xg[2] + r * hg[2]);
+      return {(1.0 - z) * cand + z * h, Tensor<T>()};
+    }
+    case RnnCell::RnnTanh:
+      return {tanh(xw + hw), Tensor<T>()};
+    case RnnCell::RnnRelu:
+      return {relu(xw + hw), Tensor<T>()};
+  }
+  throw ValueError("recurrence_step: unknown cell");
+}
+
 namespace {
 
 // One direction of one layer over the whole sequence, from the input projections of every step.
@@ -60,20 +85,7 @@ std::tuple<std::vector<Tensor<T>>, Tensor<T>, Tensor<T>> scan(
   std::vector<Tensor<T>> ys(static_cast<size_t>(len));
   for (int64_t s = 0; s < len; ++s) {
     const int64_t t = reverse ? len - 1 - s : s;
-    const Tensor<T>& x_t = xw[static_cast<size_t>(t)];
-    if (cell == RnnCell::LSTM) {
-      auto g = (x_t + recur(h)).split(hidden, 1);  // i, f, g, o
-      Tensor<T> i = sigmoid(g[0]), f = sigmoid(g[1]), cand = tanh(g[2]), o = sigmoid(g[3]);
-      c = f * c + i * cand;
-      h = o * tanh(c);
-    } else {
-      auto xg = x_t.split(hidden, 1);  // r, z, n
-      auto hg =
-          recur(h).split(hidden, 1);  // r, z, n, b_hh included: r gates the recurrent bias too
-      Tensor<T> r = sigmoid(xg[0] + hg[0]), z = sigmoid(xg[1] + hg[1]);
-      Tensor<T> cand = tanh(xg[2] + r * hg[2]);
-      h = (1.0 - z) * cand + z * h;
-    }
+    std::tie(h, c) = recurrence_step(cell, hidden, xw[static_cast<size_t>(t)], recur(h), h, c);
     ys[static_cast<size_t>(t)] = h;
   }
   return {ys, h, c};
@@ -126,9 +138,10 @@ std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> run_rnn(const RnnShape& shape, bool 
           cat_str(name, ": initial state of shape ", s->shape(), ", expected ", state_shape));
     }
   }
-  if (c0.defined() && shape.cell == RnnCell::GRU)
-    throw ValueError(name + ": a GRU has no cell state");
   const bool lstm = shape.cell == RnnCell::LSTM;
+  if (c0.defined() && !lstm) {
+    throw ValueError(name + (shape.cell == RnnCell::GRU ? ": a GRU has no cell state" : ": an RNN has no cell state"));
+  }
   std::vector<Tensor<T>> h_n, c_n;
   Tensor<T> layer_in = x;
   for (int64_t layer = 0; layer < options.num_layers; ++layer) {
@@ -158,6 +171,12 @@ std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> run_rnn(const RnnShape& shape, bool 
   return {y, stack(h_n, 0), lstm ? stack(c_n, 0) : Tensor<T>()};
 }
 
+template std::pair<Tensor<float>, Tensor<float>> recurrence_step(RnnCell, int64_t, const Tensor<float>&,
+                                                                  const Tensor<float>&, const Tensor<float>&,
+                                                                  const Tensor<float>&);
+template std::pair<Tensor<double>, Tensor<double>> recurrence_step(RnnCell, int64_t, const Tensor<double>&,
+                                                                    const Tensor<double>&, const Tensor<double>&,
+                                                                    const Tensor<double>&);
 template std::tuple<Tensor<float>, Tensor<float>, Tensor<float>> run_rnn<float>(
     const RnnShape&, bool, const Tensor<float>&, const Tensor<float>&, const Tensor<float>&,
     const RnnProjection<float>&);
@@ -171,7 +190,10 @@ template <FloatingElement T>
 std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> RNNBase<T>::run(const Tensor<T>& x, const Tensor<T>& h0,
                                                             const Tensor<T>& c0) {
   const detail::RnnShape shape{name_.c_str(),
-                               gates_ == 4 ? detail::RnnCell::LSTM : detail::RnnCell::GRU,
+                               gates_ == 4   ? detail::RnnCell::LSTM
+                               : gates_ == 3 ? detail::RnnCell::GRU
+                               : relu_       ? detail::RnnCell::RnnRelu
+                                             : detail::RnnCell::RnnTanh,
                                input_size, hidden_size, options};
   // Weights and biases by (layer, direction, recurrent), looked up once: the recurrent
   // projection runs at every time step.
@@ -203,8 +225,102 @@ std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> GRU<T>::forward_with_state(const Ten
   return this->run(x, h0, Tensor<T>());
 }
 
+namespace {
+
+const std::string& checked_nonlinearity(const char* module, const std::string& nonlinearity) {
+  if (nonlinearity != "tanh" && nonlinearity != "relu") {
+    throw ValueError(cat_str(module, ": nonlinearity must be \"tanh\" or \"relu\", got \"", nonlinearity, "\""));
+  }
+  return nonlinearity;
+}
+
+RNNOptions rnn_options(const ElmanRNNOptions& o) {
+  return {.num_layers = o.num_layers, .bias = o.bias, .batch_first = o.batch_first, .dropout = o.dropout,
+          .bidirectional = o.bidirectional};
+}
+
+}  // namespace
+
+template <FloatingElement T>
+RNN<T>::RNN(int64_t input_size, int64_t hidden_size, ElmanRNNOptions options)
+    : RNNBase<T>(input_size, hidden_size, rnn_options(options), 1, "RNN"),
+      nonlinearity(checked_nonlinearity("RNN", options.nonlinearity)) {
+  this->relu_ = nonlinearity == "relu";
+}
+
+template <FloatingElement T>
+std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> RNN<T>::forward_with_state(const Tensor<T>& x, const Tensor<T>& h0) {
+  return this->run(x, h0, Tensor<T>());
+}
+
+template <FloatingElement T>
+RNNCellBase<T>::RNNCellBase(int64_t in, int64_t hidden, bool with_bias, int64_t gates, const char* name)
+    : input_size(in), hidden_size(hidden), bias(with_bias), name_(name), gates_(gates) {
+  if (in <= 0 || hidden <= 0) {
+    throw ValueError(cat_str(name_, ": input_size and hidden_size must be positive, got ", in, " and ", hidden));
+  }
+  const double bound = 1.0 / std::sqrt(static_cast<double>(hidden));
+  auto add = [&](const char* n, const Shape& s) {
+    Tensor<T> p = this->register_parameter(n, empty<T>(s));
+    init::uniform_(p, -bound, bound);
+    return p;
+  };
+  weight_ih = add("weight_ih", {gates * hidden, in});
+  weight_hh = add("weight_hh", {gates * hidden, hidden});
+  if (with_bias) {
+    bias_ih = add("bias_ih", {gates * hidden});
+    bias_hh = add("bias_hh", {gates * hidden});
+  }
+}
+
+template <FloatingElement T>
+std::string RNNCellBase<T>::extra_repr() const {
+  return std::to_string(input_size) + ", " + std::to_string(hidden_size) + (bias ? "" : ", bias=False");
+}
+
+template <FloatingElement T>
+std::pair<Tensor<T>, Tensor<T>> RNNCellBase<T>::step(const Tensor<T>& x, const Tensor<T>& h, const Tensor<T>& c) {
+  if (!x.defined() || x.dim() < 1 || x.dim() > 2 || x.shape()[x.dim() - 1] != input_size) {
+    throw ShapeError(cat_str(name_, ": input must be [N, ", input_size, "] (or [", input_size, "] unbatched), got ",
+                             x.defined() ? x.shape() : Shape{}));
+  }
+  const bool unbatched = x.dim() == 1;
+  const Shape state = unbatched ? Shape{hidden_size} : Shape{x.shape()[0], hidden_size};
+  for (const Tensor<T>* s : {&h, &c}) {
+    if (s->defined() && s->shape() != state) {
+      throw ShapeError(cat_str(name_, ": ", s == &h ? "hidden" : "cell", " state of shape ", s->shape(),
+                               " for the input ", x.shape(), ", expected ", state));
+    }
+  }
+  const detail::RnnCell cell = gates_ == 4   ? detail::RnnCell::LSTM
+                               : gates_ == 3 ? detail::RnnCell::GRU
+                               : relu_       ? detail::RnnCell::RnnRelu
+                                             : detail::RnnCell::RnnTanh;
+  const Tensor<T> h0 = h.defined() ? h : zeros<T>(state);
+  const Tensor<T> c0 = cell != detail::RnnCell::LSTM ? Tensor<T>() : c.defined() ? c : zeros<T>(state);
+  return detail::recurrence_step(cell, hidden_size, functional::linear(x, weight_ih, bias_ih),
+                                 functional::linear(h0, weight_hh, bias_hh), h0, c0);
+}
+
+template <FloatingElement T>
+RNNCell<T>::RNNCell(int64_t input_size, int64_t hidden_size, RNNCellOptions options)
+    : RNNCellBase<T>(input_size, hidden_size, options.bias, 1, "RNNCell"),
+      nonlinearity(checked_nonlinearity("RNNCell", options.nonlinearity)) {
+  this->relu_ = nonlinearity == "relu";
+}
+
 template class RNNBase<float>;
 template class RNNBase<double>;
+template class RNN<float>;
+template class RNN<double>;
+template class RNNCellBase<float>;
+template class RNNCellBase<double>;
+template class RNNCell<float>;
+template class RNNCell<double>;
+template class LSTMCell<float>;
+template class LSTMCell<double>;
+template class GRUCell<float>;
+template class GRUCell<double>;
 template class LSTM<float>;
 template class LSTM<double>;
 template class GRU<float>;

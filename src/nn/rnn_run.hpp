@@ -9,14 +9,14 @@
 
 namespace ember::nn::detail {
 
-enum class RnnCell : uint8_t { LSTM, GRU };
+enum class RnnCell : uint8_t { LSTM, GRU, RnnTanh, RnnRelu };
 
 struct RnnShape {
   const char* name;  // for errors: "LSTM", "DynamicQuantizedGRU"
   RnnCell cell;
   int64_t input_size, hidden_size;
   RNNOptions options;
-  int64_t gates() const noexcept { return cell == RnnCell::LSTM ? 4 : 3; }
+  int64_t gates() const noexcept { return cell == RnnCell::LSTM ? 4 : cell == RnnCell::GRU ? 3 : 1; }
 };
 
 /// x [..., features] -> x W^T + b [..., gates * hidden] of layer `layer`, direction `direction`
@@ -24,6 +24,13 @@ struct RnnShape {
 template <class T>
 using RnnProjection =
     std::function<Tensor<T>(const Tensor<T>& x, int64_t layer, int64_t direction, bool recurrent)>;
+
+/// One step of the recurrence from the step's input projection xw = x W_ih^T + b_ih and recurrent
+/// projection hw = h W_hh^T + b_hh ([N, gates * hidden]) and the states h and c (c: LSTM only):
+/// returns the new (h, c), c undefined but for an LSTM.
+template <FloatingElement T>
+std::pair<Tensor<T>, Tensor<T>> recurrence_step(RnnCell cell, int64_t hidden, const Tensor<T>& xw,
+                                                const Tensor<T>& hw, const Tensor<T>& h, const Tensor<T>& c);
 
 /// The RNN over x ([L, N, in], or [N, L, in] with batch_first) from the states h0 and c0 (zeros
 /// when undefined; c0 LSTM only): returns (outputs, h_n, c_n), c_n undefined for a GRU. Dropout

@@ -806,6 +806,90 @@ TEST(Recurrent, LSTMAndGRUMatchPyTorch) {
   EXPECT_THROW(bad(zeros<float>({5, 2, 7})), ShapeError);
 }
 
+TEST(Recurrent, ElmanRNNAndCellsMatchPyTorch) {
+  using ember::testing::expect_error;
+  const std::string data = ember::testing::data_dir();
+  auto refs = ember::testing::load_reference("torch_rnn_cells_io.txt");
+  auto check = [](const Tensor<float>& got, const ember::testing::RefTensor& want, const std::string& what) {
+    ASSERT_TRUE(got.defined()) << what;
+    ASSERT_EQ(got.shape(), want.shape) << what;
+    auto g = got.to_vector();
+    for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], want.values[i], 1e-5) << what << " " << i;
+  };
+  for (const char* name : {"rnn_relu", "rnn_tanh"}) {
+    SCOPED_TRACE(name);
+    const bool relu = std::string(name) == "rnn_relu";
+    RNN rnn = relu ? RNN(3, 4, {.num_layers = 2, .nonlinearity = "relu", .batch_first = true, .bidirectional = true})
+                   : RNN(3, 4, {.batch_first = true});
+    EXPECT_EQ(rnn.state_dict()[0].name, "weight_ih_l0");
+    ember::load(rnn, data + "/torch_" + name + ".safetensors");
+    auto& io = refs.at(name);
+    auto x = io[0].second.as<float>(true);
+    Tensor<float> h0;  // the tanh case starts from the cells' h (the script's h1)
+    if (!relu) h0 = refs.at("rnncell")[1].second.as<float>().reshape({1, 2, 4}).requires_grad_();
+    auto [y, h, none] = rnn.forward_with_state(x, h0);
+    EXPECT_FALSE(none.defined());
+    check(y, io[1].second, "output");
+    check(h, io[2].second, "h_n");
+    (y.sum() + h.sum() * 2.0).backward();
+    check(x.grad(), io[3].second, "input grad");
+    if (!relu) check(h0.grad(), io[4].second, "h_0 grad");
+  }
+  for (const char* name : {"rnncell", "lstmcell", "grucell"}) {
+    SCOPED_TRACE(name);
+    const std::string n = name;
+    auto& io = refs.at(name);
+    auto x = io[0].second.as<float>(true), h = io[1].second.as<float>(true), c = io[2].second.as<float>(true);
+    Tensor<float> h_next, c_next;
+    std::unique_ptr<Module<float>> cell;
+    if (n == "rnncell") {
+      auto m = std::make_unique<RNNCell<float>>(3, 4);
+      ember::load(*m, data + "/torch_rnncell.safetensors");
+      h_next = m->forward(x, h);
+      cell = std::move(m);
+    } else if (n == "lstmcell") {
+      auto m = std::make_unique<LSTMCell<float>>(3, 4);
+      ember::load(*m, data + "/torch_lstmcell.safetensors");
+      std::tie(h_next, c_next) = m->forward_with_state(x, h, c);
+      cell = std::move(m);
+    } else {
+      auto m = std::make_unique<GRUCell<float>>(3, 4);
+      ember::load(*m, data + "/torch_grucell.safetensors");
+      h_next = m->forward(x, h);
+      cell = std::move(m);
+    }
+    EXPECT_EQ(cell->state_dict()[0].name, "weight_ih");
+    check(h_next, io[3].second, "h'");
+    if (c_next.defined()) {
+      (h_next.sum() + c_next.sum() * 2.0).backward();
+      check(c_next, io[6].second, "c'");
+      check(c.grad(), io[7].second, "c grad");
+    } else {
+      h_next.sum().backward();
+    }
+    check(x.grad(), io[4].second, "x grad");
+    check(h.grad(), io[5].second, "h grad");
+  }
+  // Unbatched and zero states: one step from h = 0 is the batched step of a batch of one.
+  GRUCell gru(3, 4);
+  auto x = randn<float>({3});
+  EXPECT_EQ(gru(x).to_vector(), gru.forward(x.unsqueeze(0), zeros<float>({1, 4})).squeeze(0).to_vector());
+  LSTMCell lstm(3, 4, {.bias = false});
+  EXPECT_EQ(lstm.named_parameters().size(), 2u);
+  EXPECT_EQ(lstm(x).shape(), Shape({4}));
+  RNN<double> rnn(3, 4, {.nonlinearity = "relu"});
+  auto xd = randn<double>({5, 2, 3}, true);
+  EXPECT_TRUE(ember::testing::gradcheck([&](const std::vector<Tensor<double>>& in) { return rnn(in[0]); }, {xd}));
+  expect_error<ValueError>([] { RNN(3, 4, {.nonlinearity = "sigmoid"}); },
+                           "RNN: nonlinearity must be \"tanh\" or \"relu\", got \"sigmoid\"");
+  expect_error<ValueError>([] { RNNCell(3, 4, {.nonlinearity = "gelu"}); }, "RNNCell: nonlinearity");
+  expect_error<ShapeError>([&] { gru(randn<float>({2, 5})); }, "GRUCell: input must be [N, 3]");
+  expect_error<ShapeError>([&] { gru.forward(randn<float>({2, 3}), randn<float>({3, 4})); },
+                           "GRUCell: hidden state of shape [3, 4] for the input [2, 3], expected [2, 4]");
+  expect_error<ShapeError>([&] { lstm.forward_with_state(randn<float>({2, 3}), {}, randn<float>({2, 5})); },
+                           "LSTMCell: cell state of shape [2, 5]");
+}
+
 // PyTorch's layers take one sample without its batch dim ("unbatched": [C, H, W] to Conv2d,
 // [L, H_in] to an LSTM, [L, E] to attention) and treat it as a batch of one: the same values and
 // gradients as the batch of one (values bit for bit; gradients summed in another order where
