@@ -4,6 +4,8 @@
 #include "common.hpp"
 #include "ember/autograd/grad_mode.hpp"
 #include "ember/ops/elementwise.hpp"
+#include "ember/ops/factory.hpp"
+#include "ember/ops/reduction.hpp"
 
 namespace ember {
 
@@ -81,6 +83,54 @@ Tensor<T> softsign(const Tensor<T>& x) {
   return x / (abs(x) + 1.0);
 }
 
+namespace {
+void require_lambd(const char* op, double lambd) {
+  if (!(lambd >= 0.0)) throw ValueError(cat_str(op, ": lambd must be >= 0, got ", lambd));
+}
+}  // namespace
+
+// Strict comparisons: no gradient at +-lambd itself, as torch's shrink backwards.
+template <FloatingElement T>
+Tensor<T> softshrink(const Tensor<T>& x, double lambd) {
+  detail::require(x, "softshrink");
+  require_lambd("softshrink", lambd);
+  return where(gt(x, lambd), x - lambd, where(lt(x, -lambd), x + lambd, 0.0));
+}
+
+template <FloatingElement T>
+Tensor<T> hardshrink(const Tensor<T>& x, double lambd) {
+  detail::require(x, "hardshrink");
+  require_lambd("hardshrink", lambd);
+  return where(gt(x, lambd), x, where(lt(x, -lambd), x, 0.0));
+}
+
+template <FloatingElement T>
+Tensor<T> tanhshrink(const Tensor<T>& x) {
+  detail::require(x, "tanhshrink");
+  return x - tanh(x);
+}
+
+template <FloatingElement T>
+Tensor<T> threshold(const Tensor<T>& x, double threshold, double value) {
+  detail::require(x, "threshold");
+  return where(gt(x, threshold), x, value);
+}
+
+template <FloatingElement T>
+Tensor<T> softmin(const Tensor<T>& x, int64_t dim) {
+  detail::require(x, "softmin");
+  return softmax(-x, dim);
+}
+
+template <FloatingElement T>
+Tensor<T> rrelu(const Tensor<T>& x, double lower, double upper, bool training, Generator* gen) {
+  detail::require(x, "rrelu");
+  if (!(lower <= upper)) throw ValueError(cat_str("rrelu: lower ", lower, " is greater than upper ", upper));
+  if (!training) return leaky_relu(x, (lower + upper) / 2.0);
+  const Tensor<T> slope = rand<T>(x.shape(), gen) * (upper - lower) + lower;
+  return where(ge(x, 0.0), x, x * slope);
+}
+
 template <FloatingElement T>
 Tensor<T> prelu(const Tensor<T>& x, const Tensor<T>& weight) {
   detail::require(x, "prelu");
@@ -117,6 +167,12 @@ Tensor<T> glu(const Tensor<T>& x, int64_t dim) {
   template Tensor<T> celu(const Tensor<T>&, double);                 \
   template Tensor<T> logsigmoid(const Tensor<T>&);                   \
   template Tensor<T> softsign(const Tensor<T>&);                     \
+  template Tensor<T> softshrink(const Tensor<T>&, double);           \
+  template Tensor<T> hardshrink(const Tensor<T>&, double);           \
+  template Tensor<T> tanhshrink(const Tensor<T>&);                   \
+  template Tensor<T> threshold(const Tensor<T>&, double, double);    \
+  template Tensor<T> softmin(const Tensor<T>&, int64_t);             \
+  template Tensor<T> rrelu(const Tensor<T>&, double, double, bool, Generator*); \
   template Tensor<T> prelu(const Tensor<T>&, const Tensor<T>&);      \
   template Tensor<T> glu(const Tensor<T>&, int64_t);
 EMBER_INSTANTIATE(float)

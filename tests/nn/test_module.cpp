@@ -991,6 +991,36 @@ TEST(Activations, KinksFollowPyTorchAndPReLULearnsItsSlope) {
   expect_error<ValueError>([] { hardtanh(ones<float>({2}), 1.0, -1.0); }, "hardtanh: min_val 1 is greater than max_val -1");
   expect_error<ValueError>([] { CELU<float>(0.0); }, "CELU: alpha must not be 0");
   expect_error<ValueError>([] { PReLU<float>(0); }, "PReLU: num_parameters must be positive");
+
+  // The shrinks pass no gradient at +-lambd itself (strict comparisons, as PyTorch's backwards).
+  EXPECT_EQ(grad_of([](const auto& x) { return softshrink(x, 0.5); }, {0.5, -0.5, 0.6, -0.6, 0.1}),
+            (std::vector<double>{0, 0, 1, 1, 0}));
+  EXPECT_EQ(grad_of([](const auto& x) { return hardshrink(x, 0.5); }, {0.5, -0.5, 0.6, -0.6}),
+            (std::vector<double>{0, 0, 1, 1}));
+  EXPECT_EQ(Threshold<double>(0.5, -7.0)(tensor<double>({0.5, 0.7, -1.0})).to_vector(),
+            (std::vector<double>{-7.0, 0.7, -7.0}));
+  // RReLU: in training each negative element gets its own slope in [lower, upper] (its gradient),
+  // in evaluation the mean slope.
+  RReLU<double> rrelu_module(0.1, 0.3);
+  Tensor<double> neg = full<double>({1000}, -2.0).requires_grad_(true);
+  Tensor<double> out = rrelu_module(neg);
+  out.sum().backward();
+  const auto slopes = neg.grad().to_vector();
+  const auto [lo, hi] = std::minmax_element(slopes.begin(), slopes.end());
+  EXPECT_GE(*lo, 0.1);
+  EXPECT_LE(*hi, 0.3);
+  EXPECT_GT(*hi - *lo, 0.1);  // not one slope for all
+  for (size_t i = 0; i < slopes.size(); ++i) EXPECT_DOUBLE_EQ(out.to_vector()[i], -2.0 * slopes[i]);
+  EXPECT_EQ(rrelu_module(tensor<double>({3.0})).item(), 3.0);
+  rrelu_module.eval();
+  EXPECT_DOUBLE_EQ(rrelu_module(tensor<double>({-2.0})).item(), -0.4);
+  EXPECT_EQ(Sequential(Softshrink(0.25), Hardshrink(), Tanhshrink(), Threshold(0.1, 20.0), Softmin(1), RReLU()).str(),
+            "Sequential(\n  (0): Softshrink(lambd=0.25)\n  (1): Hardshrink(lambd=0.5)\n  (2): Tanhshrink()\n"
+            "  (3): Threshold(threshold=0.1, value=20)\n  (4): Softmin(dim=1)\n"
+            "  (5): RReLU(lower=0.125, upper=0.333333)\n)");
+  expect_error<ValueError>([] { softshrink(ones<float>({2}), -0.1); }, "softshrink: lambd must be >= 0, got -0.1");
+  expect_error<ValueError>([] { Hardshrink<float>(-1.0); }, "Hardshrink: lambd must be >= 0");
+  expect_error<ValueError>([] { rrelu(ones<float>({2}), 0.5, 0.1, true); }, "rrelu: lower 0.5 is greater than upper 0.1");
 }
 
 // Values and gradients against PyTorch are in the op registry; here the eps clamps at their

@@ -237,6 +237,12 @@ void add_cases_8(std::vector<OpCase>& c) {
   c.push_back(EMBER_OP("celu", m34, -2, 2, true, celu(x[0], 0.5)));
   c.push_back(EMBER_OP("logsigmoid", m34, -4, 4, true, logsigmoid(x[0])));
   c.push_back(EMBER_OP("softsign", m34, -3, 3, true, softsign(x[0])));
+  c.push_back(EMBER_OP("softshrink", m34, -2, 2, true, softshrink(x[0], 0.7)));
+  c.push_back(EMBER_OP("hardshrink", m34, -2, 2, true, hardshrink(x[0], 0.7)));
+  c.push_back(EMBER_OP("tanhshrink", m34, -2, 2, true, tanhshrink(x[0])));
+  c.push_back(EMBER_OP("threshold", m34, -2, 2, true, threshold(x[0], 0.3, -1.5)));
+  c.push_back(EMBER_OP("softmin", (S{{3, 4, 5}}), -2, 2, true, softmin(x[0], 1)));
+  c.push_back(EMBER_OP("rrelu_eval", m34, -2, 2, true, rrelu(x[0], 0.1, 0.3)));
   c.push_back(EMBER_OP("prelu_per_channel", (S{{2, 3, 4}, {3}}), -1, 1, true, prelu(x[0], x[1])));
   c.push_back(EMBER_OP("prelu_shared", (S{{2, 5}, {1}}), -1, 1, true, prelu(x[0], x[1])));
   c.push_back(EMBER_OP("glu", (S{{3, 4, 5}}), -2, 2, true, glu(x[0], 1)));

@@ -30,6 +30,7 @@ EMBER_SIMPLE_ACTIVATION(Hardswish, ember::hardswish(x))
 EMBER_SIMPLE_ACTIVATION(SELU, ember::selu(x))
 EMBER_SIMPLE_ACTIVATION(LogSigmoid, ember::logsigmoid(x))
 EMBER_SIMPLE_ACTIVATION(Softsign, ember::softsign(x))
+EMBER_SIMPLE_ACTIVATION(Tanhshrink, ember::tanhshrink(x))
 #undef EMBER_SIMPLE_ACTIVATION
 
 namespace detail {
@@ -102,6 +103,66 @@ class Hardtanh : public Module<T> {
   double min_, max_;
 };
 
+template <FloatingElement T = float>
+class Softshrink : public Module<T> {
+ public:
+  explicit Softshrink(double lambd = 0.5) : lambd_(lambd) {
+    if (!(lambd >= 0.0)) throw ValueError("Softshrink: lambd must be >= 0, got " + std::to_string(lambd));
+  }
+  Tensor<T> forward(const Tensor<T>& x) override { return ember::softshrink(x, lambd_); }
+  std::string type_name() const override { return "Softshrink"; }
+  std::string extra_repr() const override { return detail::numbers_repr({{"lambd", lambd_}}); }
+
+ private:
+  double lambd_;
+};
+
+template <FloatingElement T = float>
+class Hardshrink : public Module<T> {
+ public:
+  explicit Hardshrink(double lambd = 0.5) : lambd_(lambd) {
+    if (!(lambd >= 0.0)) throw ValueError("Hardshrink: lambd must be >= 0, got " + std::to_string(lambd));
+  }
+  Tensor<T> forward(const Tensor<T>& x) override { return ember::hardshrink(x, lambd_); }
+  std::string type_name() const override { return "Hardshrink"; }
+  std::string extra_repr() const override { return detail::numbers_repr({{"lambd", lambd_}}); }
+
+ private:
+  double lambd_;
+};
+
+/// x where x > threshold, `value` elsewhere.
+template <FloatingElement T = float>
+class Threshold : public Module<T> {
+ public:
+  Threshold(double threshold, double value) : threshold_(threshold), value_(value) {}
+  Tensor<T> forward(const Tensor<T>& x) override { return ember::threshold(x, threshold_, value_); }
+  std::string type_name() const override { return "Threshold"; }
+  std::string extra_repr() const override {
+    return detail::numbers_repr({{"threshold", threshold_}, {"value", value_}});
+  }
+
+ private:
+  double threshold_, value_;
+};
+
+/// Random negative slopes in [lower, upper] while training, their mean in evaluation.
+template <FloatingElement T = float>
+class RReLU : public Module<T> {
+ public:
+  explicit RReLU(double lower = 1.0 / 8.0, double upper = 1.0 / 3.0) : lower_(lower), upper_(upper) {
+    if (!(lower <= upper)) {
+      throw ValueError("RReLU: lower " + std::to_string(lower) + " is greater than upper " + std::to_string(upper));
+    }
+  }
+  Tensor<T> forward(const Tensor<T>& x) override { return ember::rrelu(x, lower_, upper_, this->is_training()); }
+  std::string type_name() const override { return "RReLU"; }
+  std::string extra_repr() const override { return detail::numbers_repr({{"lower", lower_}, {"upper", upper_}}); }
+
+ private:
+  double lower_, upper_;
+};
+
 /// Learnable leaky slope: one (num_parameters = 1) or one per channel, parameter "weight" of
 /// [num_parameters] initialised to `init`, as torch.nn.PReLU.
 template <FloatingElement T = float>
@@ -161,6 +222,18 @@ class GELU : public Module<T> {
 
  private:
   std::string approximate_;
+};
+
+template <FloatingElement T = float>
+class Softmin : public Module<T> {
+ public:
+  explicit Softmin(int64_t dim) : dim_(dim) {}
+  Tensor<T> forward(const Tensor<T>& x) override { return ember::softmin(x, dim_); }
+  std::string type_name() const override { return "Softmin"; }
+  std::string extra_repr() const override { return "dim=" + std::to_string(dim_); }
+
+ private:
+  int64_t dim_;
 };
 
 template <FloatingElement T = float>

@@ -32,6 +32,7 @@ using ember::celu;
 using ember::elu;
 using ember::gelu;
 using ember::glu;
+using ember::hardshrink;
 using ember::hardsigmoid;
 using ember::hardswish;
 using ember::hardtanh;
@@ -41,13 +42,18 @@ using ember::logsigmoid;
 using ember::prelu;
 using ember::relu;
 using ember::relu6;
+using ember::rrelu;
 using ember::selu;
 using ember::sigmoid;
 using ember::silu;
 using ember::softmax;
+using ember::softmin;
 using ember::softplus;
+using ember::softshrink;
 using ember::softsign;
 using ember::tanh;
+using ember::tanhshrink;
+using ember::threshold;
 
 template <FloatingElement T>
 struct CrossEntropyOptions {

@@ -4,6 +4,7 @@
 // gradients at the kinks (hardtanh passes none at its bounds, hardswish has x / 3 + 1 / 2 there).
 #include <cstdint>
 
+#include "ember/core/generator.hpp"
 #include "ember/core/tensor.hpp"
 
 namespace ember {
@@ -32,6 +33,27 @@ Tensor<T> logsigmoid(const Tensor<T>& x);
 /// x / (1 + |x|).
 template <FloatingElement T>
 Tensor<T> softsign(const Tensor<T>& x);
+/// x - lambd above lambd, x + lambd below -lambd, 0 between (lambd >= 0).
+template <FloatingElement T>
+Tensor<T> softshrink(const Tensor<T>& x, double lambd = 0.5);
+/// x where |x| > lambd, 0 elsewhere (lambd >= 0).
+template <FloatingElement T>
+Tensor<T> hardshrink(const Tensor<T>& x, double lambd = 0.5);
+/// x - tanh(x).
+template <FloatingElement T>
+Tensor<T> tanhshrink(const Tensor<T>& x);
+/// x where x > threshold, `value` elsewhere (torch.nn.functional.threshold).
+template <FloatingElement T>
+Tensor<T> threshold(const Tensor<T>& x, double threshold, double value);
+/// softmax(-x, dim).
+template <FloatingElement T>
+Tensor<T> softmin(const Tensor<T>& x, int64_t dim);
+/// Randomized leaky ReLU (Xu et al. 2015): in training each negative element is multiplied by its
+/// own slope drawn uniformly from [lower, upper] (from `gen`, or the default generator), in
+/// evaluation by (lower + upper) / 2, as torch.nn.functional.rrelu.
+template <FloatingElement T>
+Tensor<T> rrelu(const Tensor<T>& x, double lower = 1.0 / 8.0, double upper = 1.0 / 3.0, bool training = false,
+                Generator* gen = nullptr);
 /// max(0, x) + weight min(0, x), weight of one element or one per channel (dim 1 of x; a 0-D or
 /// 1-D x has one channel), as torch.nn.functional.prelu. Differentiable in x and weight.
 template <FloatingElement T>
