@@ -398,6 +398,16 @@ SCHED_CASES = [
                                                            anneal_strategy="linear", three_phase=True)),
     ("sequential", lambda o: S.SequentialLR(o, [S.LinearLR(o, 0.1, 1.0, 3), S.ExponentialLR(o, 0.9)], [3])),
     ("plateau", lambda o: S.ReduceLROnPlateau(o, patience=2, factor=0.5, cooldown=1)),
+    ("lambda", lambda o: S.LambdaLR(o, lambda e: 0.95 ** e * (e + 1) / (e + 2))),
+    ("lambda_per_group", lambda o: S.LambdaLR(o, [lambda e: 1 / (e + 1), lambda e: 0.5 ** (e // 3)])),
+    ("constant", lambda o: S.ConstantLR(o, factor=0.5, total_iters=4)),
+    ("polynomial", lambda o: S.PolynomialLR(o, total_iters=6, power=2.0)),
+    ("warm_restarts", lambda o: S.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2, eta_min=0.001)),
+    ("warm_restarts_fixed", lambda o: S.CosineAnnealingWarmRestarts(o, T_0=4)),
+    ("cyclic_triangular2", lambda o: S.CyclicLR(o, 0.01, 0.1, step_size_up=2, step_size_down=3,
+                                                mode="triangular2")),
+    ("cyclic_exp_range", lambda o: S.CyclicLR(o, 0.01, 0.1, step_size_up=3, mode="exp_range", gamma=0.9,
+                                              cycle_momentum=False)),
 ]
 
 

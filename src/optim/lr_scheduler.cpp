@@ -140,6 +140,115 @@ double LinearLR::lr_at(size_t g, int64_t epoch) const {
   return base_lrs_[g] * (start_ + (end_ - start_) * t);
 }
 
+LambdaLR::LambdaLR(ParamGroupControl& optimizer, Lambda lr_lambda)
+    : LambdaLR(optimizer, std::vector<Lambda>(optimizer.num_groups(), std::move(lr_lambda))) {}
+
+LambdaLR::LambdaLR(ParamGroupControl& optimizer, std::vector<Lambda> lr_lambdas)
+    : LRScheduler(optimizer), lambdas_(std::move(lr_lambdas)) {
+  if (lambdas_.size() != optimizer.num_groups()) {
+    throw ValueError("LambdaLR: " + std::to_string(lambdas_.size()) + " lr_lambdas for " +
+                     std::to_string(optimizer.num_groups()) + " parameter groups; give one, or one per group");
+  }
+  for (size_t g = 0; g < lambdas_.size(); ++g) {
+    if (!lambdas_[g]) throw ValueError("LambdaLR: lr_lambda of group " + std::to_string(g) + " is empty");
+  }
+  initial_step();
+}
+double LambdaLR::lr_at(size_t g, int64_t epoch) const { return base_lrs_[g] * lambdas_[g](epoch); }
+
+ConstantLR::ConstantLR(ParamGroupControl& optimizer, double factor, int64_t total_iters)
+    : LRScheduler(optimizer), factor_(factor), total_(total_iters) {
+  if (!(factor >= 0 && factor <= 1)) throw ValueError("ConstantLR: factor must be in [0, 1], got " + std::to_string(factor));
+  if (total_iters < 0) throw ValueError("ConstantLR: total_iters must be >= 0, got " + std::to_string(total_iters));
+  initial_step();
+}
+double ConstantLR::lr_at(size_t g, int64_t epoch) const { return epoch < total_ ? base_lrs_[g] * factor_ : base_lrs_[g]; }
+
+PolynomialLR::PolynomialLR(ParamGroupControl& optimizer, int64_t total_iters, double power)
+    : LRScheduler(optimizer), total_(total_iters), power_(power) {
+  if (total_iters <= 0) throw ValueError("PolynomialLR: total_iters must be positive, got " + std::to_string(total_iters));
+  initial_step();
+}
+double PolynomialLR::lr_at(size_t g, int64_t epoch) const {
+  const double done = static_cast<double>(std::min(epoch, total_)) / static_cast<double>(total_);
+  return base_lrs_[g] * std::pow(1.0 - done, power_);
+}
+
+CosineAnnealingWarmRestarts::CosineAnnealingWarmRestarts(ParamGroupControl& optimizer, int64_t t_0, int64_t t_mult,
+                                                         double eta_min)
+    : LRScheduler(optimizer), t_0_(t_0), t_mult_(t_mult), eta_min_(eta_min) {
+  if (t_0 <= 0) throw ValueError("CosineAnnealingWarmRestarts: T_0 must be positive, got " + std::to_string(t_0));
+  if (t_mult < 1) throw ValueError("CosineAnnealingWarmRestarts: T_mult must be >= 1, got " + std::to_string(t_mult));
+  initial_step();
+}
+double CosineAnnealingWarmRestarts::lr_at(size_t g, int64_t epoch) const {
+  // The epoch's place in its period, in whole epochs (as PyTorch counts them when stepped one by one).
+  int64_t t_cur = epoch, t_i = t_0_;
+  if (t_mult_ == 1) {
+    t_cur = epoch % t_0_;
+  } else {
+    while (t_cur >= t_i) {
+      t_cur -= t_i;
+      t_i *= t_mult_;
+    }
+  }
+  return eta_min_ + (base_lrs_[g] - eta_min_) *
+                        (1 + std::cos(kPi * static_cast<double>(t_cur) / static_cast<double>(t_i))) / 2;
+}
+
+namespace {
+// Checks the options, then starts every group at base_lr (before the scheduler records the
+// groups' initial learning rates, as PyTorch's CyclicLR sets them before its base class does).
+ParamGroupControl& cyclic_start(ParamGroupControl& optimizer, double base_lr, const CyclicLROptions& o) {
+  if (o.step_size_up <= 0 || o.step_size_down < 0) {
+    throw ValueError("CyclicLR: step_size_up must be positive and step_size_down >= 0 (0: the same as up), got " +
+                     std::to_string(o.step_size_up) + " and " + std::to_string(o.step_size_down));
+  }
+  if (o.cycle_momentum && !optimizer.has_momentum()) {
+    throw ValueError("CyclicLR: cycle_momentum needs an optimizer with momentum (SGD or Adam)");
+  }
+  for (size_t g = 0; g < optimizer.num_groups(); ++g) optimizer.set_lr(g, base_lr);
+  return optimizer;
+}
+}  // namespace
+
+CyclicLR::CyclicLR(ParamGroupControl& optimizer, double base_lr, double max_lr, CyclicLROptions o)
+    : LRScheduler(cyclic_start(optimizer, base_lr, o)), base_lr_(base_lr), max_lr_(max_lr), o_(o) {
+  if (o_.step_size_down == 0) o_.step_size_down = o_.step_size_up;
+  initial_step();
+  apply_momentum();
+}
+
+std::pair<double, double> CyclicLR::cycle_at(int64_t epoch) const {
+  const double total = static_cast<double>(o_.step_size_up + o_.step_size_down);
+  const double ratio = static_cast<double>(o_.step_size_up) / total;
+  const double e = static_cast<double>(epoch);
+  const double cycle = std::floor(1 + e / total);
+  const double x = 1.0 + e / total - cycle;
+  const double position = x <= ratio ? x / ratio : (x - 1) / (ratio - 1);
+  double scale = 1.0;
+  if (o_.mode == CyclicMode::Triangular2) scale = 1.0 / std::pow(2.0, cycle - 1);
+  if (o_.mode == CyclicMode::ExpRange) scale = std::pow(o_.gamma, e);
+  return {position, scale};
+}
+
+double CyclicLR::lr_at(size_t, int64_t epoch) const {
+  const auto [position, scale] = cycle_at(epoch);
+  return base_lr_ + (max_lr_ - base_lr_) * position * scale;
+}
+
+void CyclicLR::apply_momentum() {
+  if (!o_.cycle_momentum) return;
+  const auto [position, scale] = cycle_at(last_epoch_);
+  const double m = o_.max_momentum - (o_.max_momentum - o_.base_momentum) * position * scale;
+  for (size_t g = 0; g < optimizer_.num_groups(); ++g) optimizer_.set_momentum(g, m);
+}
+
+void CyclicLR::step() {
+  LRScheduler::step();
+  apply_momentum();
+}
+
 OneCycleLR::OneCycleLR(ParamGroupControl& optimizer, double max_lr, OneCycleOptions o)
     : LRScheduler(optimizer), o_(o) {
   total_ = o.total_steps > 0 ? o.total_steps : o.epochs * o.steps_per_epoch;

@@ -129,7 +129,7 @@ TEST(Optim, FusedAndCompositeAdamAgree) {
 TEST(LRScheduler, SchedulesMatchTorch) {
   using namespace optim;
   auto cases = load_reference("torch_sched.txt");
-  ASSERT_EQ(cases.size(), 9u);
+  ASSERT_EQ(cases.size(), 17u);
   const std::vector<double> metrics = {1, 0.9, 0.95, 0.95, 0.95, 0.8, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85};
   for (auto& [name, lines] : cases) {
     SCOPED_TRACE(name);
@@ -159,6 +159,27 @@ TEST(LRScheduler, SchedulesMatchTorch) {
       plateau = std::make_shared<ReduceLROnPlateau>(
           opt, ReduceLROnPlateauOptions{.factor = 0.5, .patience = 2, .cooldown = 1});
     }
+    if (name == "lambda") {
+      sched = std::make_shared<LambdaLR>(opt, [](int64_t e) { return std::pow(0.95, e) * (e + 1.0) / (e + 2.0); });
+    }
+    if (name == "lambda_per_group") {
+      sched = std::make_shared<LambdaLR>(
+          opt, std::vector<LambdaLR::Lambda>{[](int64_t e) { return 1.0 / (e + 1.0); },
+                                             [](int64_t e) { return std::pow(0.5, static_cast<double>(e / 3)); }});
+    }
+    if (name == "constant") sched = std::make_shared<ConstantLR>(opt, 0.5, 4);
+    if (name == "polynomial") sched = std::make_shared<PolynomialLR>(opt, 6, 2.0);
+    if (name == "warm_restarts") sched = std::make_shared<CosineAnnealingWarmRestarts>(opt, 3, 2, 0.001);
+    if (name == "warm_restarts_fixed") sched = std::make_shared<CosineAnnealingWarmRestarts>(opt, 4);
+    if (name == "cyclic_triangular2") {
+      sched = std::make_shared<CyclicLR>(
+          opt, 0.01, 0.1, CyclicLROptions{.step_size_up = 2, .step_size_down = 3, .mode = CyclicMode::Triangular2});
+    }
+    if (name == "cyclic_exp_range") {
+      sched = std::make_shared<CyclicLR>(opt, 0.01, 0.1,
+                                         CyclicLROptions{.step_size_up = 3, .mode = CyclicMode::ExpRange,
+                                                         .gamma = 0.9, .cycle_momentum = false});
+    }
     ASSERT_TRUE(sched || seq || plateau);
     for (size_t k = 0; k + 1 < lines.size(); k += 2) {
       const auto& lr = lines[k].second.values;
@@ -176,6 +197,33 @@ TEST(LRScheduler, SchedulesMatchTorch) {
       }
     }
   }
+}
+
+TEST(LRScheduler, BadArgumentsAreRefusedAndLeaveTheOptimizerAsItWas) {
+  using namespace optim;
+  auto p = zeros<float>({2}, true), q = zeros<float>({2}, true);
+  using G = SGD<float>::Base::Group;
+  SGD<float> sgd(std::vector<G>{G{{p}, {.lr = 0.1}}, G{{q}, {.lr = 0.01}}});
+  auto one = [](int64_t) { return 1.0; };
+  expect_error<ValueError>([&] { LambdaLR(sgd, std::vector<LambdaLR::Lambda>{one}); },
+                           "LambdaLR: 1 lr_lambdas for 2 parameter groups");
+  expect_error<ValueError>([&] { LambdaLR(sgd, LambdaLR::Lambda()); }, "LambdaLR: lr_lambda of group 0 is empty");
+  expect_error<ValueError>([&] { ConstantLR(sgd, 1.5); }, "ConstantLR: factor must be in [0, 1], got 1.5");
+  expect_error<ValueError>([&] { PolynomialLR(sgd, 0); }, "PolynomialLR: total_iters must be positive, got 0");
+  expect_error<ValueError>([&] { CosineAnnealingWarmRestarts(sgd, 0); }, "T_0 must be positive, got 0");
+  expect_error<ValueError>([&] { CosineAnnealingWarmRestarts(sgd, 3, 0); }, "T_mult must be >= 1, got 0");
+  expect_error<ValueError>([&] { CyclicLR(sgd, 0.001, 0.1, {.step_size_up = 0}); },
+                           "CyclicLR: step_size_up must be positive");
+  Adagrad<float> adagrad({p}, {.lr = 0.5});
+  expect_error<ValueError>([&] { CyclicLR(adagrad, 0.001, 0.1); }, "CyclicLR: cycle_momentum needs an optimizer");
+  EXPECT_EQ(sgd.lr(0), 0.1);
+  EXPECT_EQ(sgd.lr(1), 0.01);
+  EXPECT_EQ(adagrad.lr(0), 0.5);
+  // Without momentum cycling any optimizer cycles its learning rate, from base_lr.
+  CyclicLR cyclic(adagrad, 0.001, 0.1, {.step_size_up = 4, .cycle_momentum = false});
+  EXPECT_EQ(adagrad.lr(0), 0.001);
+  for (int i = 0; i < 4; ++i) cyclic.step();
+  EXPECT_NEAR(adagrad.lr(0), 0.1, 1e-15);
 }
 
 TEST(Optim, ClipGradNormAndValue) {

@@ -2,9 +2,11 @@
 // Learning-rate schedules with torch.optim.lr_scheduler's names, arguments and values. Create the
 // scheduler after the optimizer and call step() once per epoch (or per batch for OneCycleLR),
 // after optimizer.step().
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ember/optim/optimizer.hpp"
@@ -93,6 +95,83 @@ class LinearLR : public LRScheduler {
   double lr_at(size_t group, int64_t epoch) const override;
   double start_, end_;
   int64_t total_;
+};
+
+/// lr * lr_lambda(epoch), one function for every group or one per group (warm-ups, custom decays).
+class LambdaLR : public LRScheduler {
+ public:
+  using Lambda = std::function<double(int64_t epoch)>;
+  LambdaLR(ParamGroupControl& optimizer, Lambda lr_lambda);
+  LambdaLR(ParamGroupControl& optimizer, std::vector<Lambda> lr_lambdas);
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  std::vector<Lambda> lambdas_;
+};
+
+/// lr * factor for the first total_iters epochs, lr after.
+class ConstantLR : public LRScheduler {
+ public:
+  ConstantLR(ParamGroupControl& optimizer, double factor = 1.0 / 3, int64_t total_iters = 5);
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  double factor_;
+  int64_t total_;
+};
+
+/// lr * (1 - min(epoch, total_iters) / total_iters)^power: 0 from total_iters on.
+class PolynomialLR : public LRScheduler {
+ public:
+  PolynomialLR(ParamGroupControl& optimizer, int64_t total_iters = 5, double power = 1.0);
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  int64_t total_;
+  double power_;
+};
+
+/// SGDR (Loshchilov and Hutter 2017): cosine annealing from lr to eta_min over T_i epochs, then a
+/// restart at lr; the first period is T_0 and each next one T_mult times longer.
+class CosineAnnealingWarmRestarts : public LRScheduler {
+ public:
+  CosineAnnealingWarmRestarts(ParamGroupControl& optimizer, int64_t t_0, int64_t t_mult = 1, double eta_min = 0.0);
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  int64_t t_0_, t_mult_;
+  double eta_min_;
+};
+
+enum class CyclicMode { Triangular, Triangular2, ExpRange };
+
+struct CyclicLROptions {
+  int64_t step_size_up = 2000;
+  int64_t step_size_down = 0;  // 0: the same as step_size_up
+  CyclicMode mode = CyclicMode::Triangular;
+  double gamma = 1.0;  // ExpRange: the amplitude times gamma^iteration
+  bool cycle_momentum = true;
+  double base_momentum = 0.8;
+  double max_momentum = 0.9;
+};
+
+/// Cyclical learning rates (Smith 2017): from base_lr up to max_lr in step_size_up iterations and
+/// back in step_size_down, the amplitude constant (Triangular), halved each cycle (Triangular2) or
+/// scaled by gamma^iteration (ExpRange); momentum (SGD's, or Adam's beta1) cycles inversely
+/// between max_momentum and base_momentum. The group learning rates start at base_lr. Step it
+/// once per batch.
+class CyclicLR : public LRScheduler {
+ public:
+  CyclicLR(ParamGroupControl& optimizer, double base_lr, double max_lr, CyclicLROptions options = {});
+  void step() override;
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  /// The position in the cycle (0 at base_lr, 1 at max_lr) and the amplitude's scale at `epoch`.
+  std::pair<double, double> cycle_at(int64_t epoch) const;
+  void apply_momentum();
+  double base_lr_, max_lr_;
+  CyclicLROptions o_;
 };
 
 struct OneCycleOptions {
