@@ -382,6 +382,9 @@ OPTIM_CASES = [
         [w, b], lr=0.01, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.01)),
     ("adagrad", lambda w, b: torch.optim.Adagrad([w, b], lr=0.1, lr_decay=0.01,
                                                  initial_accumulator_value=0.1)),
+    ("adamax", lambda w, b: torch.optim.Adamax([w, b], lr=0.05, weight_decay=0.01)),
+    ("radam", lambda w, b: torch.optim.RAdam([w, b], lr=0.05)),
+    ("radam_betas_wd", lambda w, b: torch.optim.RAdam([w, b], lr=0.05, betas=(0.8, 0.9), weight_decay=0.01)),
 ]
 
 S = torch.optim.lr_scheduler

@@ -61,6 +61,17 @@ void check_options(const AdagradOptions& o) {
   require_option(o.initial_accumulator_value >= 0, "Adagrad", "initial_accumulator_value",
                  o.initial_accumulator_value, ">= 0");
 }
+// Adamax and RAdam have Adam's options (and the same checks) under their own names.
+template <class O>
+void check_adam_like(const O& o, const char* who) {
+  require_option(o.lr >= 0, who, "lr", o.lr, ">= 0");
+  require_option(o.eps >= 0, who, "eps", o.eps, ">= 0");
+  require_option(o.beta1 >= 0 && o.beta1 < 1, who, "beta1", o.beta1, "in [0, 1)");
+  require_option(o.beta2 >= 0 && o.beta2 < 1, who, "beta2", o.beta2, "in [0, 1)");
+  require_option(o.weight_decay >= 0, who, "weight_decay", o.weight_decay, ">= 0");
+}
+void check_options(const AdamaxOptions& o) { check_adam_like(o, "Adamax"); }
+void check_options(const RAdamOptions& o) { check_adam_like(o, "RAdam"); }
 }  // namespace
 
 template <FloatingElement T, class Options>
@@ -439,6 +450,67 @@ void Adagrad<T>::step() {
   });
 }
 
+// ---- Adamax and RAdam ---------------------------------------------------------------------------
+
+template <FloatingElement T>
+Adamax<T>::Adamax(std::vector<Tensor<T>> params, AdamaxOptions o) : Base(std::move(params), o) {}
+template <FloatingElement T>
+Adamax<T>::Adamax(std::vector<typename Base::Group> groups) : Base(std::move(groups)) {}
+
+template <FloatingElement T>
+void Adamax<T>::step() {
+  for (const auto& g : this->groups_) check_options(g.options);
+  this->for_each_grad([](const AdamaxOptions& o, Tensor<T>& p, Tensor<T> grad, auto& slot) {
+    if (slot.tensors.empty()) {
+      slot.tensors["exp_avg"] = zeros_like(p.detach());
+      slot.tensors["exp_inf"] = zeros_like(p.detach());
+    }
+    const int64_t step = ++slot.step;
+    if (o.weight_decay != 0) grad = add(grad, p, o.weight_decay);
+    Tensor<T>& exp_avg = slot.tensors["exp_avg"];
+    Tensor<T>& exp_inf = slot.tensors["exp_inf"];
+    exp_avg.mul_(o.beta1).add_(grad, 1.0 - o.beta1);
+    exp_inf.copy_(maximum(exp_inf.mul_(o.beta2), abs(grad).add_(o.eps)));
+    const double clr = o.lr / (1.0 - std::pow(o.beta1, static_cast<double>(step)));
+    p.addcdiv_(exp_avg, exp_inf, -clr);
+  });
+}
+
+template <FloatingElement T>
+RAdam<T>::RAdam(std::vector<Tensor<T>> params, RAdamOptions o) : Base(std::move(params), o) {}
+template <FloatingElement T>
+RAdam<T>::RAdam(std::vector<typename Base::Group> groups) : Base(std::move(groups)) {}
+
+template <FloatingElement T>
+void RAdam<T>::step() {
+  for (const auto& g : this->groups_) check_options(g.options);
+  this->for_each_grad([](const RAdamOptions& o, Tensor<T>& p, Tensor<T> grad, auto& slot) {
+    if (slot.tensors.empty()) {
+      slot.tensors["exp_avg"] = zeros_like(p.detach());
+      slot.tensors["exp_avg_sq"] = zeros_like(p.detach());
+    }
+    const double step = static_cast<double>(++slot.step);
+    if (o.weight_decay != 0) grad = add(grad, p, o.weight_decay);
+    Tensor<T>& exp_avg = slot.tensors["exp_avg"];
+    Tensor<T>& exp_avg_sq = slot.tensors["exp_avg_sq"];
+    exp_avg.mul_(o.beta1).add_(grad, 1.0 - o.beta1);
+    exp_avg_sq.mul_(o.beta2).addcmul_(grad, grad, 1.0 - o.beta2);
+    const double bias_correction1 = 1.0 - std::pow(o.beta1, step);
+    const double bias_correction2 = 1.0 - std::pow(o.beta2, step);
+    const Tensor<T> corrected = exp_avg / bias_correction1;
+    // The length of the approximated simple moving average, and its limit.
+    const double rho_inf = 2.0 / (1.0 - o.beta2) - 1.0;
+    const double rho_t = rho_inf - 2.0 * step * std::pow(o.beta2, step) / bias_correction2;
+    if (rho_t > 5.0) {
+      const double rect = std::sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t));
+      const Tensor<T> adaptive_lr = std::sqrt(bias_correction2) / sqrt(exp_avg_sq).add_(o.eps);
+      p.sub_(corrected * o.lr * adaptive_lr * rect);
+    } else {
+      p.sub_(corrected * o.lr);
+    }
+  });
+}
+
 // ---- Gradient clipping
 // ----------------------------------------------------------------------------
 
@@ -492,6 +564,14 @@ template class RMSprop<float>;
 template class RMSprop<double>;
 template class Adagrad<float>;
 template class Adagrad<double>;
+template class Optimizer<float, AdamaxOptions>;
+template class Optimizer<double, AdamaxOptions>;
+template class Optimizer<float, RAdamOptions>;
+template class Optimizer<double, RAdamOptions>;
+template class Adamax<float>;
+template class Adamax<double>;
+template class RAdam<float>;
+template class RAdam<double>;
 template double clip_grad_norm_<float>(const std::vector<Tensor<float>>&, double, double);
 template double clip_grad_norm_<double>(const std::vector<Tensor<double>>&, double, double);
 template void clip_grad_value_<float>(const std::vector<Tensor<float>>&, double);

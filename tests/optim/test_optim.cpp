@@ -62,13 +62,22 @@ std::function<void()> make_optimizer(const std::string& name, Tensor<T>& w, Tens
         std::vector<Tensor<T>>{w, b},
         AdagradOptions{.lr = 0.1, .lr_decay = 0.01, .initial_accumulator_value = 0.1}));
   }
+  if (name == "adamax") {
+    return hold(std::make_shared<Adamax<T>>(std::vector<Tensor<T>>{w, b},
+                                            AdamaxOptions{.lr = 0.05, .weight_decay = 0.01}));
+  }
+  if (name == "radam") return hold(std::make_shared<RAdam<T>>(std::vector<Tensor<T>>{w, b}, RAdamOptions{.lr = 0.05}));
+  if (name == "radam_betas_wd") {
+    return hold(std::make_shared<RAdam<T>>(std::vector<Tensor<T>>{w, b},
+                                           RAdamOptions{.lr = 0.05, .beta1 = 0.8, .beta2 = 0.9, .weight_decay = 0.01}));
+  }
   return nullptr;
 }
 
 template <FloatingElement T>
 void check_trajectories(const std::string& file, double tol) {
   auto cases = load_reference(file);
-  ASSERT_EQ(cases.size(), 11u);
+  ASSERT_EQ(cases.size(), 14u);
   for (auto& [name, lines] : cases) {
     SCOPED_TRACE(name);
     Tensor<T> x = lines[0].second.template as<T>(), y = lines[1].second.template as<T>();
@@ -307,6 +316,35 @@ TEST(Optim, OptionsRoundTripThroughTheirFieldLists) {
   EXPECT_EQ(adamw.param_groups()[0].options.weight_decay, 1e-2);
 }
 
+// Adamax's and RAdam's state (exp_inf; RAdam's step count decides its branch) resumes exactly.
+TEST(Optim, AdamaxAndRAdamResumeFromTheirStateDict) {
+  auto run = [](auto make) {
+    auto w = tensor<double>({0.5, -1.0, 2.0}, {3}, true);
+    auto first = make(w);
+    auto step = [&w](auto& opt) {
+      w.set_grad(Tensor<double>());
+      (w * w * w).sum().backward();
+      opt.step();
+    };
+    for (int i = 0; i < 4; ++i) step(*first);
+    auto resumed = make(w);
+    resumed->load_state_dict(first->state_dict());
+    auto w_copy = w.detach().clone();
+    for (int i = 0; i < 4; ++i) step(*first);
+    const auto expected = w.to_vector();
+    {
+      NoGradGuard no_grad;
+      w.copy_(w_copy);
+    }
+    for (int i = 0; i < 4; ++i) step(*resumed);
+    EXPECT_EQ(w.to_vector(), expected);
+  };
+  run([](Tensor<double>& w) { return std::make_unique<optim::Adamax<double>>(std::vector<Tensor<double>>{w}); });
+  run([](Tensor<double>& w) {
+    return std::make_unique<optim::RAdam<double>>(std::vector<Tensor<double>>{w}, optim::RAdamOptions{.lr = 0.1});
+  });
+}
+
 TEST(Optim, Errors) {
   auto p = randn<float>({3}, true);
   auto q = p * 2.0;
@@ -326,6 +364,8 @@ TEST(Optim, Errors) {
                            "SGD: weight_decay must be >= 0, got -0.1");
   expect_error<ValueError>([&] { optim::RMSprop<float>({p}, {.alpha = -0.5}); }, "RMSprop: alpha must be >= 0");
   expect_error<ValueError>([&] { optim::Adagrad<float>({p}, {.lr_decay = -1}); }, "Adagrad: lr_decay must be >= 0");
+  expect_error<ValueError>([&] { optim::Adamax<float>({p}, {.beta2 = 1.0}); }, "Adamax: beta2 must be in [0, 1), got 1");
+  expect_error<ValueError>([&] { optim::RAdam<float>({p}, {.lr = -0.1}); }, "RAdam: lr must be >= 0, got -0.1");
   // ... and at each step, before anything changes: a group's options may be edited in between.
   optim::AdamW<float> adamw({p}, {.lr = 0.1});
   p.set_grad(ones<float>({3}));

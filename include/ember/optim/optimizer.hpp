@@ -288,6 +288,81 @@ class Adagrad : public Optimizer<T, AdagradOptions> {
   }
 };
 
+// ---- Adamax and RAdam ---------------------------------------------------------------------------
+
+struct AdamaxOptions {
+  double lr = 2e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool maximize = false;
+  static constexpr auto fields() {
+    return std::tuple{option_field("lr", &AdamaxOptions::lr),
+                      option_field("beta1", &AdamaxOptions::beta1),
+                      option_field("beta2", &AdamaxOptions::beta2),
+                      option_field("eps", &AdamaxOptions::eps),
+                      option_field("weight_decay", &AdamaxOptions::weight_decay),
+                      option_field("maximize", &AdamaxOptions::maximize)};
+  }
+};
+
+/// Adam with the infinity norm (Kingma and Ba 2015, section 7.1): u = max(beta2 u, |g| + eps).
+template <FloatingElement T = float>
+class Adamax : public Optimizer<T, AdamaxOptions> {
+ public:
+  using Base = Optimizer<T, AdamaxOptions>;
+  Adamax(std::vector<Tensor<T>> params, AdamaxOptions options = {});
+  explicit Adamax(std::vector<typename Base::Group> groups);
+  void step() override;
+  bool has_momentum() const override { return true; }
+  double momentum(size_t g) const override { return this->groups_.at(g).options.beta1; }
+  void set_momentum(size_t g, double m) override { this->groups_.at(g).options.beta1 = m; }
+
+ protected:
+  std::string kind() const override { return "Adamax"; }
+  std::optional<typename Base::StateNames> state_names() const override {
+    return typename Base::StateNames{{"exp_avg", "exp_inf"}, {}};
+  }
+};
+
+struct RAdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool maximize = false;
+  static constexpr auto fields() {
+    return std::tuple{option_field("lr", &RAdamOptions::lr),
+                      option_field("beta1", &RAdamOptions::beta1),
+                      option_field("beta2", &RAdamOptions::beta2),
+                      option_field("eps", &RAdamOptions::eps),
+                      option_field("weight_decay", &RAdamOptions::weight_decay),
+                      option_field("maximize", &RAdamOptions::maximize)};
+  }
+};
+
+/// Rectified Adam (Liu et al. 2020): SGD with momentum while the variance estimate is unreliable
+/// (rho_t <= 5), Adam with the rectification term after.
+template <FloatingElement T = float>
+class RAdam : public Optimizer<T, RAdamOptions> {
+ public:
+  using Base = Optimizer<T, RAdamOptions>;
+  RAdam(std::vector<Tensor<T>> params, RAdamOptions options = {});
+  explicit RAdam(std::vector<typename Base::Group> groups);
+  void step() override;
+  bool has_momentum() const override { return true; }
+  double momentum(size_t g) const override { return this->groups_.at(g).options.beta1; }
+  void set_momentum(size_t g, double m) override { this->groups_.at(g).options.beta1 = m; }
+
+ protected:
+  std::string kind() const override { return "RAdam"; }
+  std::optional<typename Base::StateNames> state_names() const override {
+    return typename Base::StateNames{{"exp_avg", "exp_avg_sq"}, {}};
+  }
+};
+
 // ---- Adam and AdamW ----------------------------------------------------------------------------
 
 struct AdamOptions {
@@ -388,6 +463,10 @@ extern template class RMSprop<float>;
 extern template class RMSprop<double>;
 extern template class Adagrad<float>;
 extern template class Adagrad<double>;
+extern template class Adamax<float>;
+extern template class Adamax<double>;
+extern template class RAdam<float>;
+extern template class RAdam<double>;
 
 /// Scales all gradients so that their joint p-norm is at most max_norm; returns the norm before
 /// clipping (torch.nn.utils.clip_grad_norm_). Parameters without a gradient are skipped.
