@@ -424,7 +424,137 @@ Tensor<T> triplet_margin_loss(const Tensor<T>& a, const Tensor<T>& pos, const Te
   return reduce(relu(dist(a, pos) - d_neg + margin), r);
 }
 
+template <FloatingElement T>
+Tensor<T> margin_ranking_loss(const Tensor<T>& x1, const Tensor<T>& x2, const Tensor<T>& y, double margin,
+                              Reduction r) {
+  require(x1, "margin_ranking_loss");
+  require(x2, "margin_ranking_loss");
+  require(y, "margin_ranking_loss");
+  if (x1.dim() != x2.dim() || x1.dim() != y.dim()) {
+    throw ShapeError(cat_str("margin_ranking_loss: the inputs ", x1.shape(), " and ", x2.shape(), " and the target ",
+                             y.shape(), " must have the same number of dims"));
+  }
+  return reduce(relu(-y * (x1 - x2) + margin), r);
+}
+
+template <FloatingElement T>
+Tensor<T> hinge_embedding_loss(const Tensor<T>& x, const Tensor<T>& y, double margin, Reduction r) {
+  require(x, "hinge_embedding_loss");
+  require(y, "hinge_embedding_loss");
+  const Tensor<T> margin_term = where(ne(y, 1.0), relu(margin - x), 0.0);
+  const Tensor<T> self_term = where(ne(y, -1.0), x, 0.0);
+  return reduce(margin_term + self_term, r);
+}
+
+template <FloatingElement T>
+Tensor<T> soft_margin_loss(const Tensor<T>& x, const Tensor<T>& y, Reduction r) {
+  require(x, "soft_margin_loss");
+  require(y, "soft_margin_loss");
+  require_same_shape(x, y, "soft_margin_loss");
+  return reduce(softplus(-y * x), r);  // log(1 + exp(-y x)) without overflow
+}
+
+template <FloatingElement T>
+Tensor<T> multilabel_soft_margin_loss(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& weight, Reduction r) {
+  require(x, "multilabel_soft_margin_loss");
+  require(y, "multilabel_soft_margin_loss");
+  require_same_shape(x, y, "multilabel_soft_margin_loss");
+  if (x.dim() < 1) throw ShapeError("multilabel_soft_margin_loss: the input is 0-D; expected [N, C] or [C]");
+  Tensor<T> loss = -(y * logsigmoid(x) + (1.0 - y) * logsigmoid(-x));
+  if (weight.defined()) loss = loss * weight;
+  const int64_t classes = x.shape()[x.dim() - 1];
+  return reduce(loss.sum(-1) * (1.0 / static_cast<double>(classes)), r);
+}
+
+template <FloatingElement T>
+Tensor<T> multi_margin_loss(const Tensor<T>& x_in, const Tensor<int64_t>& y_in, int64_t p, double margin,
+                            const Tensor<T>& weight, Reduction r) {
+  require(x_in, "multi_margin_loss");
+  if (!y_in.defined()) throw ValueError("multi_margin_loss: the target is undefined");
+  if (p != 1 && p != 2) throw ValueError(cat_str("multi_margin_loss: p must be 1 or 2, got ", p));
+  const bool single = x_in.dim() == 1;
+  const Tensor<T> x = single ? x_in.unsqueeze(0) : x_in;
+  const Tensor<int64_t> y = y_in.dim() == 0 ? y_in.reshape({1}) : y_in;
+  if (x.dim() != 2 || y.dim() != 1 || y.shape()[0] != x.shape()[0]) {
+    throw ShapeError(cat_str("multi_margin_loss: expected scores [N, C] (or [C]) and targets [N], got ", x_in.shape(),
+                             " and ", y_in.shape()));
+  }
+  const int64_t classes = x.shape()[1];
+  for (int64_t v : y.to_vector()) {
+    if (v < 0 || v >= classes) {
+      throw IndexError(cat_str("multi_margin_loss: target ", v, " is out of range for ", classes, " classes"));
+    }
+  }
+  if (weight.defined() && (weight.dim() != 1 || weight.shape()[0] != classes)) {
+    throw ShapeError(cat_str("multi_margin_loss: weight ", weight.shape(), " must be [", classes, "]"));
+  }
+  const Tensor<int64_t> column = y.unsqueeze(1);
+  Tensor<T> terms = relu(margin - gather(x, 1, column) + x);
+  if (p == 2) terms = terms * terms;
+  if (weight.defined()) terms = terms * index_select(weight, 0, y).unsqueeze(1);
+  // The target's own class is not a margin violation.
+  const Tensor<uint8_t> other = ne(one_hot(y, classes), int64_t(1));
+  Tensor<T> loss = where(other, terms, 0.0).sum(1) * (1.0 / static_cast<double>(classes));
+  if (single && r == Reduction::None) loss = loss.squeeze(0);
+  return reduce(loss, r);
+}
+
+template <FloatingElement T>
+Tensor<T> poisson_nll_loss(const Tensor<T>& input, const Tensor<T>& target, bool log_input, bool full, double eps,
+                           Reduction r) {
+  require(input, "poisson_nll_loss");
+  require(target, "poisson_nll_loss");
+  Tensor<T> loss = log_input ? exp(input) - target * input : input - target * log(input + eps);
+  if (full) {
+    constexpr double kTwoPi = 6.283185307179586476925286766559;
+    const Tensor<T> stirling = target * log(target) - target + log(target * kTwoPi) * 0.5;
+    loss = loss + where(gt(target, 1.0), stirling, 0.0);
+  }
+  return reduce(loss, r);
+}
+
+template <FloatingElement T>
+Tensor<T> gaussian_nll_loss(const Tensor<T>& input, const Tensor<T>& target, const Tensor<T>& var_in, bool full,
+                            double eps, Reduction r) {
+  require(input, "gaussian_nll_loss");
+  require(target, "gaussian_nll_loss");
+  require(var_in, "gaussian_nll_loss");
+  Tensor<T> var = var_in;
+  if (var.shape() != input.shape()) {
+    const Shape& in = input.shape();
+    const Shape leading(std::vector<int64_t>(in.begin(), in.end() - (in.size() > 0 ? 1 : 0)));
+    const Shape& vs = var.shape();
+    if (in.size() > 0 && vs == leading) {
+      var = var.unsqueeze(-1);
+    } else if (!(in.size() > 0 && vs.size() == in.size() && vs[vs.size() - 1] == 1 &&
+                 Shape(std::vector<int64_t>(vs.begin(), vs.end() - 1)) == leading)) {
+      throw ShapeError(cat_str("gaussian_nll_loss: var ", vs, " must have the input's shape ", in,
+                               ", lack its last dim, or have 1 there"));
+    }
+  }
+  if (!(eps >= 0.0)) throw ValueError(cat_str("gaussian_nll_loss: eps must be >= 0, got ", eps));
+  {
+    NoGradGuard no_grad;
+    if (lt(var, 0.0).sum().item() > 0) throw ValueError("gaussian_nll_loss: var has negative entries");
+  }
+  // The clamped value, with the gradient of var itself (PyTorch clamps a copy under no_grad).
+  const Tensor<T> held = var.detach();
+  var = var + (clamp(held, eps, std::numeric_limits<double>::infinity()) - held);
+  const Tensor<T> d = input - target;
+  Tensor<T> loss = (log(var) + d * d / var) * 0.5;
+  if (full) loss = loss + 0.5 * std::log(6.283185307179586476925286766559);
+  return reduce(loss, r);
+}
+
 #define EMBER_INSTANTIATE(T)                                                                     \
+  template Tensor<T> margin_ranking_loss(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, double, Reduction); \
+  template Tensor<T> hinge_embedding_loss(const Tensor<T>&, const Tensor<T>&, double, Reduction); \
+  template Tensor<T> soft_margin_loss(const Tensor<T>&, const Tensor<T>&, Reduction);            \
+  template Tensor<T> multilabel_soft_margin_loss(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, Reduction); \
+  template Tensor<T> multi_margin_loss(const Tensor<T>&, const Tensor<int64_t>&, int64_t, double, const Tensor<T>&, \
+                                       Reduction);                                               \
+  template Tensor<T> poisson_nll_loss(const Tensor<T>&, const Tensor<T>&, bool, bool, double, Reduction); \
+  template Tensor<T> gaussian_nll_loss(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, bool, double, Reduction); \
   template Tensor<T> dropout2d(const Tensor<T>&, double, bool, Generator*);                      \
   template Tensor<T> cosine_embedding_loss(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
                                            double, Reduction);                                   \

@@ -158,15 +158,21 @@ double LambdaLR::lr_at(size_t g, int64_t epoch) const { return base_lrs_[g] * la
 
 ConstantLR::ConstantLR(ParamGroupControl& optimizer, double factor, int64_t total_iters)
     : LRScheduler(optimizer), factor_(factor), total_(total_iters) {
-  if (!(factor >= 0 && factor <= 1)) throw ValueError("ConstantLR: factor must be in [0, 1], got " + std::to_string(factor));
+  if (!(factor >= 0 && factor <= 1)) {
+    throw ValueError("ConstantLR: factor must be in [0, 1], got " + std::to_string(factor));
+  }
   if (total_iters < 0) throw ValueError("ConstantLR: total_iters must be >= 0, got " + std::to_string(total_iters));
   initial_step();
 }
-double ConstantLR::lr_at(size_t g, int64_t epoch) const { return epoch < total_ ? base_lrs_[g] * factor_ : base_lrs_[g]; }
+double ConstantLR::lr_at(size_t g, int64_t epoch) const {
+  return epoch < total_ ? base_lrs_[g] * factor_ : base_lrs_[g];
+}
 
 PolynomialLR::PolynomialLR(ParamGroupControl& optimizer, int64_t total_iters, double power)
     : LRScheduler(optimizer), total_(total_iters), power_(power) {
-  if (total_iters <= 0) throw ValueError("PolynomialLR: total_iters must be positive, got " + std::to_string(total_iters));
+  if (total_iters <= 0) {
+    throw ValueError("PolynomialLR: total_iters must be positive, got " + std::to_string(total_iters));
+  }
   initial_step();
 }
 double PolynomialLR::lr_at(size_t g, int64_t epoch) const {

@@ -516,16 +516,19 @@ TEST(Transformer, StacksCopyTheLayerAndRefuseBadInputs) {
   const auto before = out.to_vector(), after = out2.to_vector();
   for (size_t j = 0; j < 16; ++j) EXPECT_NEAR(after[j], before[j], 1e-5) << j;  // [0, :, :] of [4, 2, 8]
 
-  ember::testing::expect_error<ValueError>([&] { model(src); }, "Transformer: forward(x) with one input is not enough; call forward(src, tgt)");
-  ember::testing::expect_error<ShapeError>([&] { model(src, randn<float>({4, 3, 8})); },
+  using ember::testing::expect_error;
+  expect_error<ValueError>([&] { model(src); },
+                           "Transformer: forward(x) with one input is not enough; call forward(src, tgt)");
+  expect_error<ShapeError>([&] { model(src, randn<float>({4, 3, 8})); },
                                            "Transformer: the batch sizes of src [5, 2, 8] and tgt [4, 3, 8] differ");
-  ember::testing::expect_error<ShapeError>([&] { model(src, randn<float>({4, 2, 6})); }, "tgt [4, 2, 6] must equal d_model 8");
-  ember::testing::expect_error<ShapeError>([&] { model(src, randn<float>({4, 8})); }, "must both be 3-D (batched) or 2-D (unbatched), got [5, 2, 8] and [4, 8]");
+  expect_error<ShapeError>([&] { model(src, randn<float>({4, 2, 6})); }, "tgt [4, 2, 6] must equal d_model 8");
+  expect_error<ShapeError>([&] { model(src, randn<float>({4, 8})); },
+                           "must both be 3-D (batched) or 2-D (unbatched), got [5, 2, 8] and [4, 8]");
   TransformerDecoderLayer dec(8, 2);
-  ember::testing::expect_error<ValueError>([&] { dec(tgt); }, "TransformerDecoderLayer: forward(x) with one input is not enough; call forward(tgt, memory)");
-  ember::testing::expect_error<ValueError>([] { TransformerDecoderLayer(8, 2, {.activation = "tanh"}); },
-                                           "TransformerDecoderLayer: activation must be \"relu\" or \"gelu\", got \"tanh\"");
-  ember::testing::expect_error<ShapeError>([&] { dec(tgt, randn<float>({5, 2, 6})); }, "key [5, 2, 6] has embedding dim 6, expected 8");
+  expect_error<ValueError>([&] { dec(tgt); }, "TransformerDecoderLayer: forward(x) with one input is not enough");
+  expect_error<ValueError>([] { TransformerDecoderLayer(8, 2, {.activation = "tanh"}); },
+                           "TransformerDecoderLayer: activation must be \"relu\" or \"gelu\", got \"tanh\"");
+  expect_error<ShapeError>([&] { dec(tgt, randn<float>({5, 2, 6})); }, "key [5, 2, 6] has embedding dim 6, expected 8");
 }
 }  // namespace
 }  // namespace ember::nn
@@ -1020,7 +1023,60 @@ TEST(Activations, KinksFollowPyTorchAndPReLULearnsItsSlope) {
             "  (5): RReLU(lower=0.125, upper=0.333333)\n)");
   expect_error<ValueError>([] { softshrink(ones<float>({2}), -0.1); }, "softshrink: lambd must be >= 0, got -0.1");
   expect_error<ValueError>([] { Hardshrink<float>(-1.0); }, "Hardshrink: lambd must be >= 0");
-  expect_error<ValueError>([] { rrelu(ones<float>({2}), 0.5, 0.1, true); }, "rrelu: lower 0.5 is greater than upper 0.1");
+  expect_error<ValueError>([] { rrelu(ones<float>({2}), 0.5, 0.1, true); },
+                           "rrelu: lower 0.5 is greater than upper 0.1");
+}
+
+// Values and gradients against PyTorch are in the op registry; here the shapes each loss
+// accepts, the clamp of gaussian_nll_loss and the errors.
+TEST(Functional, RankingMarginAndLikelihoodLosses) {
+  using ember::testing::expect_error;
+  namespace F = functional;
+  // gaussian_nll_loss: one variance per sample as [N] or [N, 1]; var below eps counts as eps and
+  // keeps its gradient (PyTorch clamps a copy under no_grad).
+  auto input = tensor<double>({0.5, -1.0, 2.0, 0.0}, {2, 2}), target = zeros<double>({2, 2});
+  auto per_sample = tensor<double>({0.5, 2.0}, {2});
+  EXPECT_EQ(F::gaussian_nll_loss(input, target, per_sample).item(),
+            F::gaussian_nll_loss(input, target, per_sample.unsqueeze(1)).item());
+  auto tiny = tensor<double>({0.0, 1.0}, {2}).requires_grad_();
+  auto clamped = F::gaussian_nll_loss(input, target, tiny, false, 1e-3, F::Reduction::None);
+  EXPECT_DOUBLE_EQ(clamped.to_vector()[0], 0.5 * (std::log(1e-3) + 0.25 / 1e-3));
+  clamped.sum().backward();
+  EXPECT_NE(tiny.grad().to_vector()[0], 0.0);
+  expect_error<ShapeError>([&] { F::gaussian_nll_loss(input, target, ones<double>({3})); },
+                           "gaussian_nll_loss: var [3] must have the input's shape [2, 2]");
+  expect_error<ValueError>([&] { F::gaussian_nll_loss(input, target, tensor<double>({1.0, -1.0}, {2})); },
+                           "gaussian_nll_loss: var has negative entries");
+  // multi_margin_loss: one sample [C] with one target; bad p and targets.
+  auto scores = tensor<double>({0.1, 0.9, -0.3}, {3});
+  EXPECT_DOUBLE_EQ(F::multi_margin_loss(scores, tensor<int64_t>({1}, {1})).item(), ((1 - 0.8) + 0.0) / 3.0);
+  expect_error<ValueError>([&] { F::multi_margin_loss(scores, tensor<int64_t>({1}, {1}), 3); },
+                           "multi_margin_loss: p must be 1 or 2, got 3");
+  expect_error<IndexError>([&] { F::multi_margin_loss(scores, tensor<int64_t>({3}, {1})); },
+                           "multi_margin_loss: target 3 is out of range for 3 classes");
+  expect_error<ShapeError>([&] { F::multi_margin_loss(ones<double>({2, 3}), tensor<int64_t>({0}, {1})); },
+                           "expected scores [N, C] (or [C]) and targets [N], got [2, 3] and [1]");
+  expect_error<ShapeError>([&] { F::margin_ranking_loss(ones<double>({2}), ones<double>({2}), ones<double>({2, 1})); },
+                           "must have the same number of dims");
+  // hinge_embedding_loss: y = 1 passes x, y = -1 the margin's excess.
+  EXPECT_EQ(F::hinge_embedding_loss(tensor<double>({0.3, 0.3}, {2}), tensor<double>({1, -1}, {2}), 1.0,
+                                    F::Reduction::None)
+                .to_vector(),
+            (std::vector<double>{0.3, 0.7}));
+  // The loss objects hold the options.
+  EXPECT_DOUBLE_EQ(
+      MarginRankingLoss<double>{.margin = 0.5}(ones<double>({1}), zeros<double>({1}), -ones<double>({1})).item(), 1.5);
+  EXPECT_DOUBLE_EQ(PoissonNLLLoss<double>{.log_input = false}(ones<double>({1}), ones<double>({1})).item(),
+                   1.0 - std::log(1.0 + 1e-8));
+  EXPECT_GT(SoftMarginLoss<double>{}(zeros<double>({2}), ones<double>({2})).item(), 0.69);
+  EXPECT_NEAR(MultiLabelSoftMarginLoss<double>{}(zeros<double>({1, 2}), ones<double>({1, 2})).item(), std::log(2.0),
+              1e-15);
+  const MultiMarginLoss<double> squared{.p = 2};
+  EXPECT_DOUBLE_EQ(squared(tensor<double>({0.0, 0.5}, {1, 2}), tensor<int64_t>({1}, {1})).item(), 0.25 / 2.0);
+  EXPECT_DOUBLE_EQ(
+      GaussianNLLLoss<double>{.full = true}(zeros<double>({1}), zeros<double>({1}), ones<double>({1})).item(),
+      0.5 * std::log(2 * 3.14159265358979323846));
+  EXPECT_DOUBLE_EQ(HingeEmbeddingLoss<double>{.margin = 2.0}(zeros<double>({1}), -ones<double>({1})).item(), 2.0);
 }
 
 // Values and gradients against PyTorch are in the op registry; here the eps clamps at their

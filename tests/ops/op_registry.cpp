@@ -173,6 +173,28 @@ void add_cases_6(std::vector<OpCase>& c) {
                        F::triplet_margin_loss(x[0], x[1], x[2], 0.5)));
   c.push_back(EMBER_OP("triplet_margin_loss_swap_p1", (S{{4, 3}, {4, 3}, {4, 3}}), -1, 1, true,
                        F::triplet_margin_loss(x[0], x[1], x[2], 1.0, 1.0, 1e-6, true, R::Sum)));
+  c.push_back(EMBER_OP("margin_ranking_loss", (S{{6}, {6}}), -1, 1, true,
+                       F::margin_ranking_loss(x[0], x[1], tensor<T>({1, -1, 1, 1, -1, -1}, {6}), 0.2)));
+  c.push_back(EMBER_OP("hinge_embedding_loss", (S{{2, 3}}), -2, 2, true,
+                       F::hinge_embedding_loss(x[0], tensor<T>({1, -1, -1, 1, -1, 1}, {2, 3}), 0.8, R::Sum)));
+  c.push_back(EMBER_OP("soft_margin_loss", (S{{2, 3}}), -2, 2, true,
+                       F::soft_margin_loss(x[0], tensor<T>({1, -1, -1, 1, -1, 1}, {2, 3}))));
+  c.push_back(EMBER_OP("multilabel_soft_margin_loss", (S{{3, 4}, {4}}), -2, 2, true,
+                       F::multilabel_soft_margin_loss(x[0], tensor<T>({1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0}, {3, 4}),
+                                                      x[1])));
+  c.push_back(EMBER_OP("multi_margin_loss", (S{{3, 4}}), -1, 1, true,
+                       F::multi_margin_loss(x[0], tensor<int64_t>({2, 0, 3}, {3}))));
+  c.push_back(EMBER_OP("multi_margin_loss_p2_weight", (S{{3, 4}}), -1, 1, true,
+                       F::multi_margin_loss(x[0], tensor<int64_t>({1, 3, 0}, {3}), 2, 0.5,
+                                            tensor<T>({0.5, 1.0, 2.0, 1.5}, {4}), R::Sum)));
+  c.push_back(EMBER_OP("poisson_nll_loss", (S{{2, 3}, {2, 3}}), -1, 1, true,
+                       F::poisson_nll_loss(x[0], abs(x[1]) * 3.0)));
+  c.push_back(EMBER_OP("poisson_nll_loss_full_linear", (S{{2, 3}, {2, 3}}), -1, 1, true,
+                       F::poisson_nll_loss(abs(x[0]) + 0.5, abs(x[1]) * 3.0, false, true, 1e-8, R::Sum)));
+  c.push_back(EMBER_OP("gaussian_nll_loss", (S{{3, 2}, {3, 2}, {3}}), -1, 1, true,
+                       F::gaussian_nll_loss(x[0], x[1], abs(x[2]) + 0.1)));
+  c.push_back(EMBER_OP("gaussian_nll_loss_full_same_shape", (S{{3, 2}, {3, 2}, {3, 2}}), -1, 1, true,
+                       F::gaussian_nll_loss(x[0], x[1], abs(x[2]) + 0.1, true, 1e-6, R::None)));
 }
 
 void add_cases_7(std::vector<OpCase>& c) {

@@ -364,7 +364,8 @@ TEST(Optim, Errors) {
                            "SGD: weight_decay must be >= 0, got -0.1");
   expect_error<ValueError>([&] { optim::RMSprop<float>({p}, {.alpha = -0.5}); }, "RMSprop: alpha must be >= 0");
   expect_error<ValueError>([&] { optim::Adagrad<float>({p}, {.lr_decay = -1}); }, "Adagrad: lr_decay must be >= 0");
-  expect_error<ValueError>([&] { optim::Adamax<float>({p}, {.beta2 = 1.0}); }, "Adamax: beta2 must be in [0, 1), got 1");
+  expect_error<ValueError>([&] { optim::Adamax<float>({p}, {.beta2 = 1.0}); },
+                           "Adamax: beta2 must be in [0, 1), got 1");
   expect_error<ValueError>([&] { optim::RAdam<float>({p}, {.lr = -0.1}); }, "RAdam: lr must be >= 0, got -0.1");
   // ... and at each step, before anything changes: a group's options may be edited in between.
   optim::AdamW<float> adamw({p}, {.lr = 0.1});

@@ -144,4 +144,37 @@ Tensor<T> triplet_margin_loss(const Tensor<T>& anchor, const Tensor<T>& positive
                               double margin = 1.0, double p = 2.0, double eps = 1e-6, bool swap = false,
                               Reduction reduction = Reduction::Mean);
 
+/// max(0, -y (x1 - x2) + margin): y = 1 ranks x1 above x2, y = -1 below.
+template <FloatingElement T>
+Tensor<T> margin_ranking_loss(const Tensor<T>& x1, const Tensor<T>& x2, const Tensor<T>& y, double margin = 0.0,
+                              Reduction reduction = Reduction::Mean);
+/// x where y = 1, max(0, margin - x) where y = -1 (PyTorch's: other targets take both terms).
+template <FloatingElement T>
+Tensor<T> hinge_embedding_loss(const Tensor<T>& x, const Tensor<T>& y, double margin = 1.0,
+                               Reduction reduction = Reduction::Mean);
+/// log(1 + exp(-y x)), the logistic loss of targets 1 and -1.
+template <FloatingElement T>
+Tensor<T> soft_margin_loss(const Tensor<T>& x, const Tensor<T>& y, Reduction reduction = Reduction::Mean);
+/// Multi-label one-vs-all logistic loss of logits [N, C] against 0/1 targets [N, C], averaged over
+/// the classes (weight [C] scales each class).
+template <FloatingElement T>
+Tensor<T> multilabel_soft_margin_loss(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& weight = Tensor<T>(),
+                                      Reduction reduction = Reduction::Mean);
+/// Multi-class hinge loss of scores [N, C] (or [C]) against class indices [N] (or one):
+/// sum over i != y of max(0, margin - x[y] + x[i])^p / C, times weight[y]; p is 1 or 2.
+template <FloatingElement T>
+Tensor<T> multi_margin_loss(const Tensor<T>& x, const Tensor<int64_t>& y, int64_t p = 1, double margin = 1.0,
+                            const Tensor<T>& weight = Tensor<T>(), Reduction reduction = Reduction::Mean);
+/// Poisson negative log-likelihood: exp(input) - target input (log_input), or input - target
+/// log(input + eps); full adds Stirling's approximation of log(target!) where target > 1.
+template <FloatingElement T>
+Tensor<T> poisson_nll_loss(const Tensor<T>& input, const Tensor<T>& target, bool log_input = true, bool full = false,
+                           double eps = 1e-8, Reduction reduction = Reduction::Mean);
+/// Gaussian negative log-likelihood 0.5 (log var + (input - target)^2 / var) (+ 0.5 log(2 pi)
+/// when full). var has input's shape, or lacks its last dim, or has 1 there (one variance per
+/// sample); its values are clamped below at eps without stopping their gradient, as PyTorch.
+template <FloatingElement T>
+Tensor<T> gaussian_nll_loss(const Tensor<T>& input, const Tensor<T>& target, const Tensor<T>& var, bool full = false,
+                            double eps = 1e-6, Reduction reduction = Reduction::Mean);
+
 }  // namespace ember::nn::functional

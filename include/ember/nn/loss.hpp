@@ -96,6 +96,73 @@ struct TripletMarginLoss {
   }
 };
 
+template <FloatingElement T = float>
+struct MarginRankingLoss {
+  double margin = 0.0;
+  Reduction reduction = Reduction::Mean;
+  Tensor<T> operator()(const Tensor<T>& x1, const Tensor<T>& x2, const Tensor<T>& y) const {
+    return functional::margin_ranking_loss(x1, x2, y, margin, reduction);
+  }
+};
+
+template <FloatingElement T = float>
+struct HingeEmbeddingLoss {
+  double margin = 1.0;
+  Reduction reduction = Reduction::Mean;
+  Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& y) const {
+    return functional::hinge_embedding_loss(x, y, margin, reduction);
+  }
+};
+
+template <FloatingElement T = float>
+struct SoftMarginLoss {
+  Reduction reduction = Reduction::Mean;
+  Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& y) const {
+    return functional::soft_margin_loss(x, y, reduction);
+  }
+};
+
+template <FloatingElement T = float>
+struct MultiLabelSoftMarginLoss {
+  Tensor<T> weight;  // per class [C] (undefined: all ones)
+  Reduction reduction = Reduction::Mean;
+  Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& y) const {
+    return functional::multilabel_soft_margin_loss(x, y, weight, reduction);
+  }
+};
+
+template <FloatingElement T = float>
+struct MultiMarginLoss {
+  int64_t p = 1;
+  double margin = 1.0;
+  Tensor<T> weight;  // per class [C] (undefined: all ones)
+  Reduction reduction = Reduction::Mean;
+  Tensor<T> operator()(const Tensor<T>& x, const Tensor<int64_t>& y) const {
+    return functional::multi_margin_loss(x, y, p, margin, weight, reduction);
+  }
+};
+
+template <FloatingElement T = float>
+struct PoissonNLLLoss {
+  bool log_input = true;
+  bool full = false;
+  double eps = 1e-8;
+  Reduction reduction = Reduction::Mean;
+  Tensor<T> operator()(const Tensor<T>& input, const Tensor<T>& target) const {
+    return functional::poisson_nll_loss(input, target, log_input, full, eps, reduction);
+  }
+};
+
+template <FloatingElement T = float>
+struct GaussianNLLLoss {
+  bool full = false;
+  double eps = 1e-6;
+  Reduction reduction = Reduction::Mean;
+  Tensor<T> operator()(const Tensor<T>& input, const Tensor<T>& target, const Tensor<T>& var) const {
+    return functional::gaussian_nll_loss(input, target, var, full, eps, reduction);
+  }
+};
+
 /// torch.nn.CosineSimilarity and torch.nn.PairwiseDistance: callables over two inputs.
 template <FloatingElement T = float>
 struct CosineSimilarity {
