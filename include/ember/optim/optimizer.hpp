@@ -290,6 +290,16 @@ class Adagrad : public Optimizer<T, AdagradOptions> {
 
 // ---- Adamax and RAdam ---------------------------------------------------------------------------
 
+/// An optimizer whose momentum is Adam's beta1 (what OneCycleLR and CyclicLR cycle).
+template <FloatingElement T, class Options>
+class Beta1Optimizer : public Optimizer<T, Options> {
+ public:
+  using Optimizer<T, Options>::Optimizer;
+  bool has_momentum() const override { return true; }
+  double momentum(size_t g) const override { return this->groups_.at(g).options.beta1; }
+  void set_momentum(size_t g, double m) override { this->groups_.at(g).options.beta1 = m; }
+};
+
 struct AdamaxOptions {
   double lr = 2e-3;
   double beta1 = 0.9;
@@ -309,15 +319,12 @@ struct AdamaxOptions {
 
 /// Adam with the infinity norm (Kingma and Ba 2015, section 7.1): u = max(beta2 u, |g| + eps).
 template <FloatingElement T = float>
-class Adamax : public Optimizer<T, AdamaxOptions> {
+class Adamax : public Beta1Optimizer<T, AdamaxOptions> {
  public:
-  using Base = Optimizer<T, AdamaxOptions>;
+  using Base = Beta1Optimizer<T, AdamaxOptions>;
   Adamax(std::vector<Tensor<T>> params, AdamaxOptions options = {});
   explicit Adamax(std::vector<typename Base::Group> groups);
   void step() override;
-  bool has_momentum() const override { return true; }
-  double momentum(size_t g) const override { return this->groups_.at(g).options.beta1; }
-  void set_momentum(size_t g, double m) override { this->groups_.at(g).options.beta1 = m; }
 
  protected:
   std::string kind() const override { return "Adamax"; }
@@ -346,15 +353,12 @@ struct RAdamOptions {
 /// Rectified Adam (Liu et al. 2020): SGD with momentum while the variance estimate is unreliable
 /// (rho_t <= 5), Adam with the rectification term after.
 template <FloatingElement T = float>
-class RAdam : public Optimizer<T, RAdamOptions> {
+class RAdam : public Beta1Optimizer<T, RAdamOptions> {
  public:
-  using Base = Optimizer<T, RAdamOptions>;
+  using Base = Beta1Optimizer<T, RAdamOptions>;
   RAdam(std::vector<Tensor<T>> params, RAdamOptions options = {});
   explicit RAdam(std::vector<typename Base::Group> groups);
   void step() override;
-  bool has_momentum() const override { return true; }
-  double momentum(size_t g) const override { return this->groups_.at(g).options.beta1; }
-  void set_momentum(size_t g, double m) override { this->groups_.at(g).options.beta1 = m; }
 
  protected:
   std::string kind() const override { return "RAdam"; }
@@ -386,17 +390,14 @@ struct AdamOptions {
 
 /// Adam; with decoupled = true it is AdamW (weight decay applied to the weights, not the gradient).
 template <FloatingElement T = float>
-class Adam : public Optimizer<T, AdamOptions> {
+class Adam : public Beta1Optimizer<T, AdamOptions> {
  public:
-  using Base = Optimizer<T, AdamOptions>;
+  using Base = Beta1Optimizer<T, AdamOptions>;
   Adam(std::vector<Tensor<T>> params, AdamOptions options = {});
   /// LibTorch's positional form: Adam(params, lr) is Adam(params, {.lr = lr}).
   Adam(std::vector<Tensor<T>> params, double lr) : Adam(std::move(params), AdamOptions{.lr = lr}) {}
   explicit Adam(std::vector<typename Base::Group> groups);
   void step() override;
-  bool has_momentum() const override { return true; }
-  double momentum(size_t g) const override { return this->groups_.at(g).options.beta1; }
-  void set_momentum(size_t g, double m) override { this->groups_.at(g).options.beta1 = m; }
 
  protected:
   bool decoupled_weight_decay_ = false;
