@@ -49,6 +49,10 @@ std::string RNNBase<T>::extra_repr() const {
 
 namespace detail {
 
+RnnCell cell_of(int64_t gates, bool relu) {
+  return gates == 4 ? RnnCell::LSTM : gates == 3 ? RnnCell::GRU : relu ? RnnCell::RnnRelu : RnnCell::RnnTanh;
+}
+
 template <FloatingElement T>
 std::pair<Tensor<T>, Tensor<T>> recurrence_step(RnnCell cell, int64_t hidden, const Tensor<T>& xw,
                                                 const Tensor<T>& hw, const Tensor<T>& h, const Tensor<T>& c) {
@@ -189,12 +193,7 @@ template std::tuple<Tensor<double>, Tensor<double>, Tensor<double>> run_rnn<doub
 template <FloatingElement T>
 std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> RNNBase<T>::run(const Tensor<T>& x, const Tensor<T>& h0,
                                                             const Tensor<T>& c0) {
-  const detail::RnnShape shape{name_.c_str(),
-                               gates_ == 4   ? detail::RnnCell::LSTM
-                               : gates_ == 3 ? detail::RnnCell::GRU
-                               : relu_       ? detail::RnnCell::RnnRelu
-                                             : detail::RnnCell::RnnTanh,
-                               input_size, hidden_size, options};
+  const detail::RnnShape shape{name_.c_str(), detail::cell_of(gates_, relu_), input_size, hidden_size, options};
   // Weights and biases by (layer, direction, recurrent), looked up once: the recurrent
   // projection runs at every time step.
   const int64_t dirs = options.bidirectional ? 2 : 1;
@@ -227,16 +226,23 @@ std::tuple<Tensor<T>, Tensor<T>, Tensor<T>> GRU<T>::forward_with_state(const Ten
 
 namespace {
 
-const std::string& checked_nonlinearity(const char* module, const std::string& nonlinearity) {
+void check_nonlinearity(const char* module, const std::string& nonlinearity) {
   if (nonlinearity != "tanh" && nonlinearity != "relu") {
     throw ValueError(cat_str(module, ": nonlinearity must be \"tanh\" or \"relu\", got \"", nonlinearity, "\""));
   }
-  return nonlinearity;
 }
 
+// Checked before the base class draws the weights: a refused call leaves the generator as it was.
 RNNOptions rnn_options(const ElmanRNNOptions& o) {
+  check_nonlinearity("RNN", o.nonlinearity);
   return {.num_layers = o.num_layers, .bias = o.bias, .batch_first = o.batch_first, .dropout = o.dropout,
           .bidirectional = o.bidirectional};
+}
+
+// The same for RNNCell.
+bool cell_bias(const RNNCellOptions& o) {
+  check_nonlinearity("RNNCell", o.nonlinearity);
+  return o.bias;
 }
 
 }  // namespace
@@ -244,7 +250,7 @@ RNNOptions rnn_options(const ElmanRNNOptions& o) {
 template <FloatingElement T>
 RNN<T>::RNN(int64_t input_size, int64_t hidden_size, ElmanRNNOptions options)
     : RNNBase<T>(input_size, hidden_size, rnn_options(options), 1, "RNN"),
-      nonlinearity(checked_nonlinearity("RNN", options.nonlinearity)) {
+      nonlinearity(options.nonlinearity) {
   this->relu_ = nonlinearity == "relu";
 }
 
@@ -292,10 +298,7 @@ std::pair<Tensor<T>, Tensor<T>> RNNCellBase<T>::step(const Tensor<T>& x, const T
                                " for the input ", x.shape(), ", expected ", state));
     }
   }
-  const detail::RnnCell cell = gates_ == 4   ? detail::RnnCell::LSTM
-                               : gates_ == 3 ? detail::RnnCell::GRU
-                               : relu_       ? detail::RnnCell::RnnRelu
-                                             : detail::RnnCell::RnnTanh;
+  const detail::RnnCell cell = detail::cell_of(gates_, relu_);
   const Tensor<T> h0 = h.defined() ? h : zeros<T>(state);
   const Tensor<T> c0 = cell != detail::RnnCell::LSTM ? Tensor<T>() : c.defined() ? c : zeros<T>(state);
   return detail::recurrence_step(cell, hidden_size, functional::linear(x, weight_ih, bias_ih),
@@ -304,8 +307,7 @@ std::pair<Tensor<T>, Tensor<T>> RNNCellBase<T>::step(const Tensor<T>& x, const T
 
 template <FloatingElement T>
 RNNCell<T>::RNNCell(int64_t input_size, int64_t hidden_size, RNNCellOptions options)
-    : RNNCellBase<T>(input_size, hidden_size, options.bias, 1, "RNNCell"),
-      nonlinearity(checked_nonlinearity("RNNCell", options.nonlinearity)) {
+    : RNNCellBase<T>(input_size, hidden_size, cell_bias(options), 1, "RNNCell"), nonlinearity(options.nonlinearity) {
   this->relu_ = nonlinearity == "relu";
 }
 

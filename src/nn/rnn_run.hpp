@@ -25,6 +25,9 @@ template <class T>
 using RnnProjection =
     std::function<Tensor<T>(const Tensor<T>& x, int64_t layer, int64_t direction, bool recurrent)>;
 
+/// The recurrence of a layer with `gates` gates (4 LSTM, 3 GRU, 1 RNN with relu or tanh).
+RnnCell cell_of(int64_t gates, bool relu);
+
 /// One step of the recurrence from the step's input projection xw = x W_ih^T + b_ih and recurrent
 /// projection hw = h W_hh^T + b_hh ([N, gates * hidden]) and the states h and c (c: LSTM only):
 /// returns the new (h, c), c undefined but for an LSTM.

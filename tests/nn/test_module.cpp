@@ -886,6 +886,13 @@ TEST(Recurrent, ElmanRNNAndCellsMatchPyTorch) {
   expect_error<ValueError>([] { RNN(3, 4, {.nonlinearity = "sigmoid"}); },
                            "RNN: nonlinearity must be \"tanh\" or \"relu\", got \"sigmoid\"");
   expect_error<ValueError>([] { RNNCell(3, 4, {.nonlinearity = "gelu"}); }, "RNNCell: nonlinearity");
+  // Refused before any weight is drawn: the generator is where it was.
+  manual_seed(5);
+  const float first_draw = randn<float>({1}).item();
+  manual_seed(5);
+  expect_error<ValueError>([] { RNN(3, 4, {.nonlinearity = "sigmoid"}); }, "RNN: nonlinearity");
+  expect_error<ValueError>([] { RNNCell(3, 4, {.nonlinearity = "gelu"}); }, "RNNCell: nonlinearity");
+  EXPECT_EQ(randn<float>({1}).item(), first_draw);
   expect_error<ShapeError>([&] { gru(randn<float>({2, 5})); }, "GRUCell: input must be [N, 3]");
   expect_error<ShapeError>([&] { gru.forward(randn<float>({2, 3}), randn<float>({3, 4})); },
                            "GRUCell: hidden state of shape [3, 4] for the input [2, 3], expected [2, 4]");
