@@ -10,9 +10,11 @@
 #   scripts/install-deps.sh --aarch64  also the aarch64 cross compiler, qemu-user and the arm64
 #                                      builds of the test and benchmark dependencies (scripts/test-aarch64.sh);
 #                                      adds arm64 as a dpkg architecture (multiarch)
+# python3-onnx is the ONNX project's own checker: the tests run exported models through it
+# (tools/onnx_check.py). It is a test dependency; the library does not need it.
 set -euo pipefail
 
-required=(cmake ninja-build g++ libeigen3-dev libfmt-dev libgtest-dev libgmock-dev
+required=(cmake ninja-build g++ libeigen3-dev libfmt-dev libgtest-dev libgmock-dev python3-onnx python3-numpy
           libbenchmark-dev zlib1g-dev nlohmann-json3-dev libpng-dev libopenmpi-dev openmpi-bin)
 optional=()
 want_arm64=false

@@ -1069,6 +1069,37 @@ def write_prune_refs(root):
     print("wrote torch_prune.safetensors")
 
 
+def onnx_net():
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+        nn.Conv2d(8, 8, 3, stride=2, padding=(1, 0), groups=2, bias=False), nn.BatchNorm2d(8), nn.LeakyReLU(0.2),
+        nn.Conv2d(8, 16, 1), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(16, 12), nn.ELU(1.3), nn.Linear(12, 12), nn.Softplus(beta=2.0), nn.Linear(12, 5), nn.Tanh())
+
+
+def write_onnx_refs(root):
+    """A CNN of the layers ember exports to ONNX: its state dict, its eval-mode output for a fixed
+    input, and PyTorch's own ONNX export of it (opset 13, dynamic batch), which anchors the
+    interpreter of tools/onnx_check.py to PyTorch's reading of the operators."""
+    torch.manual_seed(3)
+    net = onnx_net()
+    net.train()
+    for _ in range(3):
+        net(torch.randn(8, 3, 12, 12))
+    net.eval()
+    st_write(os.path.join(root, "torch_onnx_net.safetensors"), net.state_dict())
+    x = torch.tensor(np.random.default_rng(13).uniform(-1, 1, size=(2, 3, 12, 12)), dtype=torch.float32)
+    with torch.no_grad():
+        y = net(x)
+    st_write(os.path.join(root, "torch_onnx_net_io.safetensors"), {"input": x, "output": y})
+    torch.onnx.export(net, x, os.path.join(root, "torch_onnx_net.onnx"), opset_version=13,
+                      input_names=["input"], output_names=["output"],
+                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    print("wrote torch_onnx_net.safetensors, torch_onnx_net_io.safetensors and torch_onnx_net.onnx")
+
+
 def main():
     torch.set_num_threads(1)
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
@@ -1088,6 +1119,7 @@ def main():
     write_explain_refs(root)
     write_quant_refs(root)
     write_prune_refs(root)
+    write_onnx_refs(root)
     check_ember_file(root)
     print(f"torch {torch.__version__}")
     return 0

@@ -437,7 +437,10 @@ void export_plan(nn::Module<float>& model, int64_t channels, int64_t size, const
     std::printf("no inference plan: %s\n", e.what());
     return;
   }
+  // And as ONNX, any batch size, for ONNX runtimes and viewers (docs/deploy.md).
+  deploy::export_onnx(model, {1, channels, size, size}, out + "/model.onnx", {.dynamic_batch = true});
   write_png(out + "/sample.png", image_from_tensor(test.images.select(0, 0)));
+  std::printf("onnx: %s/model.onnx\n", out.c_str());
   std::printf("plan: ember-run %s/model.ember %s/sample.png --mean %s --std %s\n", out.c_str(), out.c_str(),
               join(norm.mean).c_str(), join(norm.std).c_str());
 }

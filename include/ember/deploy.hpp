@@ -5,4 +5,5 @@
 //   std::vector<std::byte> arena(plan.arena_bytes() + 64);  // or any 64-byte aligned buffer
 //   plan.run(image, logits, aligned_span);
 #include "ember/deploy/compile.hpp"
+#include "ember/deploy/onnx.hpp"
 #include "ember/deploy/plan.hpp"

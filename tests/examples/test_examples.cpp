@@ -199,6 +199,7 @@ void train_and_predict(const std::string& program, const std::string& data, cons
   const io::SafetensorsFile model = io::read_safetensors(out + "/model.safetensors");
   EXPECT_EQ(model.metadata.at("format"), "pt");
   EXPECT_GT(model.tensors.size(), 2u);
+  EXPECT_GT(std::filesystem::file_size(out + "/model.onnx"), 1000u);  // deploy::export_onnx's
 
   const auto predictions = read_csv(out + "/test_predictions.csv");
   ASSERT_EQ(static_cast<int64_t>(predictions.size()), test.labels.numel() + 1);

@@ -1,0 +1,221 @@
+// deploy::export_onnx (Note [ONNX export]): a PyTorch CNN loaded into ember exports to a file the
+// onnx package's checker accepts and whose graph, run by tools/onnx_check.py's interpreter (itself
+// checked on PyTorch's own export of the network), gives PyTorch's output; the same with the batch
+// symbolic and batch norm unfolded, and for the elementwise ops the exporter writes as formulas.
+// Refusals leave no file.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ember/autograd/grad_mode.hpp"
+#include "ember/deploy.hpp"
+#include "ember/io/safetensors.hpp"
+#include "ember/nn.hpp"
+#include "ember/ops/elementwise.hpp"
+#include "ember/ops/factory.hpp"
+#include "ember/ops/shape_ops.hpp"
+#include "ember/quant.hpp"
+#include "../support/expect_error.hpp"
+#include "plan_support.hpp"
+
+namespace {
+
+using ember::Shape;
+using ember::testing::expect_error;
+using ember::Tensor;
+namespace nn = ember::nn;
+namespace deploy = ember::deploy;
+namespace fs = std::filesystem;
+
+std::string data_dir() {
+  const char* d = std::getenv("EMBER_TEST_DATA");
+  return d != nullptr ? d : "tests/data";
+}
+
+struct TempDir {
+  TempDir() : path(fs::temp_directory_path() / ("ember_onnx_" + std::to_string(::getpid()))) {
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+  fs::path path;
+};
+
+// tools/make_torch_refs.py's onnx_net, with ember's modules.
+std::shared_ptr<nn::Sequential<float>> onnx_net() {
+  return std::make_shared<nn::Sequential<float>>(
+      nn::Conv2d(3, 8, 3, {.padding = 1}), nn::BatchNorm2d(8), nn::ReLU(),
+      nn::MaxPool2d(3, {.stride = 2, .padding = 1, .ceil_mode = true}),
+      nn::Conv2d(8, 8, 3, {.stride = 2, .padding = {1, 0}, .groups = 2, .bias = false}), nn::BatchNorm2d(8),
+      nn::LeakyReLU(0.2), nn::Conv2d(8, 16, 1), nn::GELU(), nn::AdaptiveAvgPool2d(1), nn::Flatten(),
+      nn::Linear(16, 12), nn::ELU(1.3), nn::Linear(12, 12), nn::Softplus(2.0), nn::Linear(12, 5), nn::Tanh());
+}
+
+Tensor<float> forward(nn::Module<float>& model, const Tensor<float>& x) {
+  ember::NoGradGuard no_grad;
+  return model(x);
+}
+
+Tensor<float> named(const nn::StateDict& tensors, const std::string& name) {
+  for (const auto& t : tensors) {
+    if (t.name == name) return Tensor<float>::from_base(t.tensor);
+  }
+  throw std::runtime_error("no tensor " + name);
+}
+
+void write_io(const std::string& path, const Tensor<float>& input, const Tensor<float>& output) {
+  ember::io::write_safetensors(path, {{"input", input}, {"output", output}});
+}
+
+// Runs tools/onnx_check.py on (model, io) pairs; skips where no python3 with the onnx package was
+// found when the build was configured (scripts/install-deps.sh installs it).
+void expect_onnx_check(const std::vector<std::pair<std::string, std::string>>& pairs) {
+#ifdef EMBER_ONNX_PYTHON
+  std::string command = std::string(EMBER_ONNX_PYTHON) + " " + EMBER_SOURCE_DIR + "/tools/onnx_check.py";
+  for (const auto& [model, io] : pairs) command += " " + model + " " + io;
+  std::string out;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::array<char, 512> buf{};
+  while (std::fgets(buf.data(), buf.size(), pipe) != nullptr) out += buf.data();
+  const int status = ::pclose(pipe);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << command << "\n" << out;
+  std::printf("%s", out.c_str());
+#else
+  (void)pairs;
+  GTEST_SKIP() << "no python3 with the onnx package when this build was configured (python3-onnx)";
+#endif
+}
+
+TEST(Onnx, PyTorchCnnExportsToAGraphThatComputesPyTorchsOutput) {
+  auto net = onnx_net();
+  ember::load(*net, data_dir() + "/torch_onnx_net.safetensors");
+  net->eval();
+  const auto io = ember::io::read_safetensors(data_dir() + "/torch_onnx_net_io.safetensors");
+  const Tensor<float> x = named(io.tensors, "input"), want = named(io.tensors, "output");
+  const Tensor<float> y = forward(*net, x);
+  ASSERT_EQ(y.shape(), want.shape());
+  EXPECT_TRUE(ember::allclose(y, want, 1e-5, 1e-5));
+
+  TempDir dir;
+  deploy::export_onnx(*net, x.shape(), dir / "folded.onnx");
+  deploy::export_onnx(*net, x.shape(), dir / "dynamic.onnx", {.dynamic_batch = true, .fold_batch_norm = false});
+  // The symbolic batch: a batch of 5 through a graph traced on 2.
+  ember::manual_seed(4);
+  const Tensor<float> x5 = ember::rand<float>({5, 3, 12, 12}) * 2.0 - 1.0;
+  write_io(dir / "io5.safetensors", x5, forward(*net, x5));
+  // A plan exports as the model does, with its fused ops as nodes of their own.
+  const deploy::Plan plan = deploy::compile(*net, x.shape());
+  ASSERT_LT(plan.num_steps(), 14u);  // something was fused
+  deploy::export_onnx(plan, dir / "plan.onnx");
+  EXPECT_EQ(deploy::to_onnx(plan), deploy::to_onnx(deploy::compile(*net, x.shape(), {.fuse_elementwise = false})));
+
+  const std::string torch_io = data_dir() + "/torch_onnx_net_io.safetensors";
+  expect_onnx_check({{data_dir() + "/torch_onnx_net.onnx", torch_io},  // the interpreter, on PyTorch's export
+                     {dir / "folded.onnx", torch_io},
+                     {dir / "dynamic.onnx", torch_io},
+                     {dir / "dynamic.onnx", dir / "io5.safetensors"},
+                     {dir / "plan.onnx", torch_io}});
+}
+
+// The elementwise kernels the exporter writes as formulas or ONNX ops of other names, binary ops
+// between two computed values, a linear layer on a 3-D input (MatMul) and views.
+class ElementwiseZoo : public nn::Module<float> {
+ public:
+  ElementwiseZoo() { fc = register_module("fc", nn::Linear(6, 6)); }
+  Tensor<float> forward(const Tensor<float>& x) override {
+    using namespace ember;
+    const Tensor<float> h = fc(x);                        // [2, 3, 6] through MatMul
+    const Tensor<float> pos = sigmoid(h) + 0.25;          // in (0.25, 1.25)
+    Tensor<float> a = log1p(pos) + expm1(h * 0.5) + rsqrt(pos) + square(h) + sqrt(pos) + reciprocal(pos);
+    a = a + sin(h) * cos(h) + erf(h) + sign(h) + floor(h * 3.0) + ceil(h * 3.0) + round(h * 3.0) + abs(-h);
+    a = a + silu(h) + mish(h) + gelu(h) + gelu(h, "tanh") + softplus(h) + softplus(h, 2.0, 0.5) + elu(h, 0.7);
+    a = a + clamp(h, -0.3, 0.4) + clamp(h, 0.1, INFINITY) + pow(pos, 2.5) + (1.5 - h) + 2.0 / pos + exp(h) + log(pos);
+    a = a + maximum(h, pos) - minimum(h, pos) + pow(pos, h) / pos + leaky_relu(h, 0.3) + tanh(h) + relu(h);
+    return a.reshape({2, 18}).reshape({2, 3, 6});
+  }
+  std::string type_name() const override { return "ElementwiseZoo"; }
+  nn::ModuleHolder<nn::Linear<float>> fc;
+};
+
+TEST(Onnx, ElementwiseOpsExportAsTheirFormulas) {
+  ember::manual_seed(7);
+  ElementwiseZoo zoo;
+  zoo.eval();
+  const Tensor<float> x = ember::randn<float>({2, 3, 6});
+  TempDir dir;
+  deploy::export_onnx(zoo, x.shape(), dir / "zoo.onnx");
+  write_io(dir / "zoo.safetensors", x, forward(zoo, x));
+  // Images without a batch dim: Conv and MaxPool see a batch of one.
+  auto unbatched = std::make_shared<nn::Sequential<float>>(nn::Conv2d(3, 4, 3, {.padding = 1}), nn::ReLU(),
+                                                           nn::MaxPool2d(2), nn::Flatten({.start_dim = 0}),
+                                                           nn::Linear(4 * 3 * 3, 5));
+  unbatched->eval();
+  const Tensor<float> image = ember::randn<float>({3, 6, 6});
+  deploy::export_onnx(*unbatched, image.shape(), dir / "unbatched.onnx");
+  write_io(dir / "unbatched.safetensors", image, forward(*unbatched, image));
+  expect_onnx_check({{dir / "zoo.onnx", dir / "zoo.safetensors"}, {dir / "unbatched.onnx", dir / "unbatched.safetensors"}});
+}
+
+TEST(Onnx, WritesAModelProtoOfOpset13) {
+  auto net = onnx_net();
+  net->eval();
+  const std::vector<uint8_t> bytes = deploy::to_onnx(deploy::compile(*net, {1, 3, 12, 12}, {.fold_batch_norm = false}));
+  ASSERT_GT(bytes.size(), 2u);
+  EXPECT_EQ(bytes[0], 0x08);  // field 1 (ir_version), varint
+  EXPECT_EQ(bytes[1], deploy::kOnnxIrVersion);
+  const std::string text(bytes.begin(), bytes.end());
+  for (const char* op : {"Conv", "BatchNormalization", "conv2d_2.bias", "linear_1.weight", "MaxPool", "Gemm", "ReduceMean", "Reshape", "LeakyRelu", "Erf", "Elu", "Softplus"}) {
+    EXPECT_NE(text.find(op), std::string::npos) << op;
+  }
+  // The weights are there, raw: the first convolution's first weight, little-endian.
+  const float w0 = net->named_parameters().front().second.to_vector()[0];
+  const auto* p = reinterpret_cast<const uint8_t*>(&w0);
+  EXPECT_NE(text.find(std::string(p, p + 4)), std::string::npos);
+}
+
+TEST(Onnx, RefusalsNameTheProblemAndLeaveNoFile) {
+  TempDir dir;
+  const std::string path = dir / "refused.onnx";
+  auto net = onnx_net();
+  expect_error<ember::ValueError>([&] { deploy::export_onnx(*net, {1, 3, 12, 12}, path); }, "model.eval()");
+  net->eval();
+  expect_error<ember::ShapeError>([&] { deploy::export_onnx(*net, {1, 4, 12, 12}, path); }, "export_onnx");
+
+  auto norm = std::make_shared<nn::Sequential<float>>(nn::Linear(4, 4), nn::LayerNorm(4));
+  norm->eval();
+  expect_error<ember::ValueError>([&] { deploy::export_onnx(*norm, {2, 4}, path); }, "deploy::export_onnx");
+
+  // A view that moves the batch cannot keep it symbolic.
+  auto flat = std::make_shared<nn::Sequential<float>>(nn::Flatten({.start_dim = 0}), nn::ReLU());
+  flat->eval();
+  expect_error<ember::ShapeError>(
+      [&] { deploy::export_onnx(*flat, {2, 3}, path, {.dynamic_batch = true}); }, "must keep the batch");
+  deploy::export_onnx(*flat, {2, 3}, path + ".static");  // fine with a fixed batch
+  EXPECT_TRUE(fs::exists(path + ".static"));
+
+  expect_error<ember::ValueError>(
+      [&] { deploy::export_onnx(*flat, {2, 3}, path, {.input_name = "x", .output_name = "x"}); }, "distinct");
+  expect_error<ember::ValueError>([&] { deploy::export_onnx(deploy::Plan(), path); }, "empty");
+
+  // A quantized model's plan runs int8 kernels that this export does not write.
+  auto mlp = std::make_shared<nn::Sequential<float>>(nn::Linear(8, 8), nn::ReLU(), nn::Linear(8, 4));
+  mlp->eval();
+  std::vector<Tensor<float>> calibration{ember::randn<float>({4, 8})};
+  const auto q = ember::quant::quantize(*mlp, calibration);
+  expect_error<ember::ValueError>([&] { deploy::export_onnx(deploy::compile(q, {1, 8}), path); }, "int8");
+  EXPECT_FALSE(fs::exists(path));
+}
+
+}  // namespace
