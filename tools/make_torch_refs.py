@@ -1099,6 +1099,25 @@ def write_onnx_refs(root):
                       dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
     print("wrote torch_onnx_net.safetensors, torch_onnx_net_io.safetensors and torch_onnx_net.onnx")
 
+    # Layer norm over two dims and over one, log_softmax: an MLP head.
+    torch.manual_seed(5)
+    nn = torch.nn
+    head = nn.Sequential(nn.LayerNorm((4, 3)), nn.Flatten(), nn.Linear(24, 16), nn.GELU(approximate="tanh"),
+                         nn.LayerNorm(16, eps=1e-3), nn.Linear(16, 6), nn.LogSoftmax(1))
+    with torch.no_grad():
+        for m in (head[0], head[4]):
+            m.weight.copy_(torch.rand(m.weight.shape) + 0.5)
+            m.bias.copy_(torch.randn(m.bias.shape) * 0.2)
+    head.eval()
+    st_write(os.path.join(root, "torch_onnx_head.safetensors"), head.state_dict())
+    x = torch.tensor(np.random.default_rng(17).uniform(-2, 2, size=(3, 2, 4, 3)), dtype=torch.float32)
+    with torch.no_grad():
+        y = head(x)
+    st_write(os.path.join(root, "torch_onnx_head_io.safetensors"), {"input": x, "output": y})
+    torch.onnx.export(head, x, os.path.join(root, "torch_onnx_head.onnx"), opset_version=13,
+                      input_names=["input"], output_names=["output"])
+    print("wrote torch_onnx_head.safetensors, torch_onnx_head_io.safetensors and torch_onnx_head.onnx")
+
 
 def main():
     torch.set_num_threads(1)

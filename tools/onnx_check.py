@@ -148,6 +148,11 @@ def run_node(op, ins, a):
     if op == "ReduceMean":
         axes = tuple(a["axes"]) if "axes" in a else None
         return np.mean(x, axis=axes, keepdims=a.get("keepdims", 1) == 1)
+    if op in ("Softmax", "LogSoftmax"):
+        axis = a.get("axis", -1)
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        log_sum = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+        return shifted - log_sum if op == "LogSoftmax" else np.exp(shifted - log_sum)
     if op == "GlobalAveragePool":
         return np.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True)
     if op == "Reshape":

@@ -15,6 +15,10 @@
 //     opset 13 has none (gelu through Erf, softplus's beta as a scaling, mish, silu, expm1...);
 //   - MaxPool: MaxPool, ceil_mode set when the plan's output size is the ceiling one;
 //   - MeanHW: ReduceMean over the last two axes, keeping them;
+//   - Softmax: Softmax or LogSoftmax over the last axis (opset 13's single-axis form);
+//   - LayerNorm: its formula, (x - mean) / sqrt(var + eps) * weight + bias, with ReduceMean over
+//     the last axis (LayerNormalization is opset 17's); rows over several trailing dims are merged
+//     into one by a Reshape first;
 //   - views (and 3-D images, which Conv and MaxPool take as a batch of one): Reshape to the
 //     traced shape, whose first dim is 0 ("as the input's") under dynamic_batch.
 // Shapes come from the trace, so every value's shape is fixed unless dynamic_batch makes the batch
@@ -299,6 +303,11 @@ class GraphBuilder {
       case StepKind::Binary: y = binary(s); break;
       case StepKind::MaxPool: y = max_pool(s); break;
       case StepKind::MeanHW: y = op("ReduceMean", {name_of(s.in0)}, {attr_ints("axes", {-2, -1}), attr_i("keepdims", 1)}); break;
+      case StepKind::Softmax: y = rows(s, [&](const std::string& x) {
+          return op(s.log_softmax ? "LogSoftmax" : "Softmax", {x}, {attr_i("axis", -1)});
+        });
+        break;
+      case StepKind::LayerNorm: y = rows(s, [&](const std::string& x) { return layer_norm(s, prefix, x); }); break;
       default:
         throw ValueError(cat_str("deploy::export_onnx: step ", index, " (", s.name,
                                  ") runs on int8 kernels; a quantized model's plan has no ONNX export here"));
@@ -333,6 +342,42 @@ class GraphBuilder {
     const std::string name = fresh("unbatched");
     reshape(y, Shape{1, out[0], out[1], out[2]}, out, name);
     return name;
+  }
+
+  // `f` applied to the input seen as rows of s.inner values along its last dim: the trailing dims
+  // whose product is s.inner are merged first (and split again after) when they are not one dim.
+  template <class F>
+  std::string rows(const Step& s, F f) {
+    const Shape& x = in_shape(s);
+    Shape merged;
+    int64_t trailing = 1;
+    int64_t k = x.size();
+    do {
+      trailing *= k > 0 ? x[--k] : 0;
+    } while (k > 0 && trailing < s.inner);
+    if (trailing != s.inner) {
+      throw ShapeError(cat_str("deploy::export_onnx: ", s.name, " over rows of ", s.inner, " values of ", x,
+                               ", which no trailing dims make"));
+    }
+    for (int64_t i = 0; i < k; ++i) merged.push_back(x[static_cast<size_t>(i)]);
+    merged.push_back(s.inner);
+    if (merged == x) return f(name_of(s.in0));
+    const std::string flat = fresh("rows");
+    reshape(name_of(s.in0), x, merged, flat);
+    const std::string y = f(flat), out = fresh("unrows");
+    reshape(y, merged, x, out);
+    return out;
+  }
+
+  // Opset 13 has no LayerNormalization (17 has): its formula over the last axis.
+  std::string layer_norm(const Step& s, const std::string& prefix, const std::string& x) {
+    const std::vector<Attribute> last{attr_ints("axes", {-1}), attr_i("keepdims", 1)};
+    const std::string centred = op("Sub", {x, op("ReduceMean", {x}, last)});
+    const std::string var = op("ReduceMean", {op("Mul", {centred, centred})}, last);
+    std::string y = op("Div", {centred, op("Sqrt", {op("Add", {var, scalar(static_cast<float>(s.eps))})})});
+    if (!s.w.empty()) y = op("Mul", {y, initializer(prefix + ".weight", Shape{s.inner}, s.w)});
+    if (!s.b.empty()) y = op("Add", {y, initializer(prefix + ".bias", Shape{s.inner}, s.b)});
+    return y;
   }
 
   std::string conv(const Step& s, const std::string& prefix) {

@@ -19,8 +19,8 @@ namespace ember::deploy {
 using ember::detail::cat_str;
 
 inline constexpr const char* kSupported =
-    "a plan runs conv2d, linear, batch_norm in eval mode, elementwise ops on tensors of one shape, max_pool2d, "
-    "adaptive_avg_pool2d to 1 x 1 and views";
+    "a plan runs conv2d, linear, batch_norm in eval mode, layer_norm, elementwise ops on tensors of one shape, "
+    "max_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, and views";
 
 
 // The GEMM's packing scratch for an m x n x k product on every kernel table this machine has
@@ -152,6 +152,32 @@ class Tracer final : public ember::detail::OpTracer {
     s.inner = x.shape()[x.dim() - 2] * x.shape()[x.dim() - 1];
     s.planes = x.numel() / std::max<int64_t>(s.inner, 1);
     if (s.inner == 0) unsupported("adaptive_avg_pool2d of an empty image");
+    finish(s, y);
+  }
+
+  void softmax(const Tensor<float>& x, int64_t n, bool log, const Tensor<float>& y) override {
+    const char* name = log ? "log_softmax" : "softmax";
+    Step s = step(name);
+    s.kind = StepKind::Softmax;
+    s.in0 = input_of(x, name);
+    if (x.numel() == 0) unsupported(cat_str(name, " of the empty ", x.shape()));
+    s.log_softmax = log;
+    s.inner = n;
+    s.planes = x.numel() / n;
+    finish(s, y);
+  }
+
+  void layer_norm(const Tensor<float>& x, int64_t d, const std::vector<float>& weight, const std::vector<float>& bias,
+                  double eps, const Tensor<float>& y) override {
+    Step s = step("layer_norm");
+    s.kind = StepKind::LayerNorm;
+    s.in0 = input_of(x, "layer_norm");
+    if (d == 0 || x.numel() == 0) unsupported(cat_str("layer_norm of the empty ", x.shape()));
+    s.inner = d;
+    s.planes = x.numel() / d;
+    s.weight = weight;
+    s.bias = bias;
+    s.eps = eps;
     finish(s, y);
   }
 

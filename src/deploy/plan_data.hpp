@@ -19,6 +19,9 @@ enum class StepKind : uint8_t {
   Conv2d, Linear, ChannelAffine, Unary, Binary, MaxPool, MeanHW,
   // A quantized model's (Note [Int8 steps] in plan_quant.cpp):
   Int8Linear, Int8Conv2d, MaxPoolU8, Dequantize,
+  // Rows of `inner` values (planes of them): softmax or log_softmax (log_softmax set), layer
+  // norm (weight and bias optional, eps in `eps`).
+  Softmax, LayerNorm,
   Count
 };
 
@@ -58,6 +61,8 @@ struct Step {
   backend::Binary binary_op = backend::Binary::Add;
   backend::PoolShape pool{};
   bool two_by_two = false;
+  bool log_softmax = false;  // Softmax
+  double eps = 0.0;          // LayerNorm
   int64_t numel = 0, planes = 0, inner = 0, channels = 0;
   // Int8Linear and Int8Conv2d: the packed int8 weights, the int32 arrays (weight sums [out], then
   // when out_quantized the bias in output units [out]) and the float ones (weight scales [out],

@@ -333,6 +333,32 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
            "its values do not hold the planes");
       types(ElemType::F32, ElemType::F32);
       break;
+    case StepKind::Softmax: {
+      s.planes = r.get_count("planes", int64_t(1) << 40);
+      s.inner = r.get_count("inner", int64_t(1) << 40);
+      const auto log = r.get<uint8_t>("softmax flags");
+      need(log <= 1, "unknown softmax flags");
+      s.log_softmax = log == 1;
+      s.name = s.log_softmax ? "log_softmax" : "softmax";
+      need(s.inner > 0 && numel_of(p, s.in0) == product({s.planes, s.inner}) &&
+               numel_of(p, s.out) == product({s.planes, s.inner}),
+           "its values do not hold planes x inner");
+      types(ElemType::F32, ElemType::F32);
+      break;
+    }
+    case StepKind::LayerNorm:
+      s.name = "layer_norm";
+      s.planes = r.get_count("planes", int64_t(1) << 40);
+      s.inner = r.get_count("inner", int64_t(1) << 40);
+      s.eps = r.get<double>("layer norm eps");
+      need(std::isfinite(s.eps) && s.eps >= 0, "its eps is not a finite non-negative number");
+      need(s.inner > 0 && numel_of(p, s.in0) == product({s.planes, s.inner}) &&
+               numel_of(p, s.out) == product({s.planes, s.inner}),
+           "its values do not hold planes x inner");
+      types(ElemType::F32, ElemType::F32);
+      s.w = array("weight", s.inner, true);
+      s.b = array("bias", s.inner, true);
+      break;
     case StepKind::Int8Linear:
       s.name = "int8 linear";
       int8_common();

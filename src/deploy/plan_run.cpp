@@ -6,6 +6,7 @@
 #include <string>
 
 #include "../core/internal.hpp"
+#include "../ops/rows.hpp"
 #include "ember/backend/parallel.hpp"
 #include "ember/core/error.hpp"
 #include "ember/deploy/plan.hpp"
@@ -276,6 +277,22 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       run_post(k, s, s.planes, y);
       return;
     }
+    case StepKind::Softmax:
+      in_pieces(s.planes, std::max<int64_t>(1, kGrain / std::max<int64_t>(s.inner, 1)), [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) ember::detail::softmax_row(k, s.inner, x0 + r * s.inner, y + r * s.inner, s.log_softmax);
+      });
+      run_post(k, s, s.planes * s.inner, y);
+      return;
+    case StepKind::LayerNorm:
+      in_pieces(s.planes, std::max<int64_t>(1, kGrain / std::max<int64_t>(s.inner, 1)), [&](int64_t b, int64_t e) {
+        float mean, rstd;
+        for (int64_t r = b; r < e; ++r) {
+          ember::detail::layer_norm_row(k, s.inner, x0 + r * s.inner, s.w.empty() ? nullptr : s.w.data(),
+                                        s.b.empty() ? nullptr : s.b.data(), s.eps, y + r * s.inner, &mean, &rstd);
+        }
+      });
+      run_post(k, s, s.planes * s.inner, y);
+      return;
     case StepKind::Int8Linear:
       run_int8_linear(s, input, in0, out, scratch);
       if (!s.q8.out_quantized) run_post(k, s, s.rows * s.out_features, y);

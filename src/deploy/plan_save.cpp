@@ -131,6 +131,18 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
       g.put<int64_t>(s.planes);
       g.put<int64_t>(s.inner);
       break;
+    case StepKind::Softmax:
+      g.put<int64_t>(s.planes);
+      g.put<int64_t>(s.inner);
+      g.put<uint8_t>(s.log_softmax ? 1 : 0);
+      break;
+    case StepKind::LayerNorm:
+      g.put<int64_t>(s.planes);
+      g.put<int64_t>(s.inner);
+      g.put<double>(s.eps);
+      w.put(g, s.w);
+      w.put(g, s.b);
+      break;
     case StepKind::Count: break;
   }
 }

@@ -8,8 +8,9 @@
 #include <cmath>
 #include <vector>
 
-#include "trace.hpp"
 #include "common.hpp"
+#include "rows.hpp"
+#include "trace.hpp"
 #include "ember/autograd/autograd.hpp"
 #include "ember/autograd/grad_mode.hpp"
 #include "ember/ops/shape_ops.hpp"
@@ -408,6 +409,7 @@ std::vector<Tensor<T>> layer_norm_backward(const Tensor<T>& g, const LayerNormSa
 template <FloatingElement T>
 Tensor<T> layer_norm(const Tensor<T>& x, const Shape& ns, const Tensor<T>& weight, const Tensor<T>& bias,
                      double eps) {
+  detail::TracedOp traced;
   if (!x.defined()) throw ValueError("layer_norm: the input is undefined");
   const int64_t nd = ns.size();
   bool fits = nd >= 1 && x.dim() >= nd;
@@ -435,20 +437,16 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& ns, const Tensor<T>& weigh
     const auto& k = backend::kernels<T>();
     detail::parallel_for(0, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
-        const T* xr = px + r * D;
-        T* yr = py + r * D;
-        const T m = static_cast<T>(k.reduce(backend::Reduce::Sum, D, xr, 1) / static_cast<double>(D));
-        double centred = 0, sq = 0;  // second pass about the mean: no cancellation
-        k.centered_sums(D, xr, m, nullptr, &centred, &sq);
-        const double var = std::max(0.0, sq / double(D) - (centred / double(D)) * (centred / double(D)));
-        const T rs = static_cast<T>(1.0 / std::sqrt(var + eps));
-        mean[static_cast<size_t>(r)] = m;
-        rstd[static_cast<size_t>(r)] = rs;
-        k.affine2(D, xr, rs, nullptr, T(0), -m * rs, yr);
-        if (pw) k.binary(backend::Binary::Mul, {}, D, yr, 1, pw, 1, yr);
-        if (pb) k.binary(backend::Binary::Add, {}, D, yr, 1, pb, 1, yr);
+        detail::layer_norm_row(k, D, px + r * D, pw, pb, eps, py + r * D, &mean[static_cast<size_t>(r)],
+                               &rstd[static_cast<size_t>(r)]);
       }
     });
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) {
+      t->layer_norm(x, D, wc.defined() ? wc.to_vector() : std::vector<float>(),
+                    bc.defined() ? bc.to_vector() : std::vector<float>(), eps, y);
+    }
   }
   if (autograd::needs_grad(x, weight, bias)) {
     autograd::record(y, "layer_norm", {&x, &weight, &bias},

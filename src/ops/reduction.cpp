@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "common.hpp"
+#include "rows.hpp"
+#include "trace.hpp"
 
 namespace ember {
 
@@ -370,20 +372,51 @@ Tensor<T> norm(const Tensor<T>& x, double p) {
   return norm(x, p, {}, false);
 }
 
+namespace {
+
+// The values of softmax or log_softmax over dim d (no graph). Over the last dim (or one followed
+// only by dims of size 1) row by row, as an inference plan's step runs them (detail::softmax_row);
+// over another dim with tensor ops, which a plan does not trace.
+template <FloatingElement T>
+Tensor<T> softmax_values(const Tensor<T>& x, int64_t d, bool log, const char* name) {
+  detail::TracedOp traced;
+  NoGradGuard no_grad;
+  if (x.dim() == 0) return full<T>({}, T(log ? 0 : 1));
+  int64_t inner = 1;
+  for (int64_t i = d + 1; i < x.dim(); ++i) inner *= x.shape()[i];
+  if (inner == 1) {
+    const Tensor<T> xc = x.contiguous();
+    Tensor<T> out = new_tensor<T>(x.shape());
+    const int64_t n = x.shape()[d], rows = n == 0 ? 0 : x.numel() / n;
+    const T* px = xc.data();
+    T* py = out.data();
+    const auto& k = backend::kernels<T>();
+    detail::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) detail::softmax_row(k, n, px + r * n, py + r * n, log);
+    });
+    if constexpr (std::is_same_v<T, float>) {
+      if (detail::OpTracer* t = traced.tracer()) t->softmax(x, n, log, out);
+    }
+    return out;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) {
+      t->unsupported(cat_str(name, " over dim ", d, " of ", x.shape(), " (a plan takes it over the last dim)"));
+    }
+  }
+  const Tensor<T> shifted = x - reduce_raw(x, Reduce::Max, {d}, true);
+  if (log) return shifted - ember::log(reduce_raw(exp(shifted), Reduce::Sum, {d}, true));
+  Tensor<T> e = exp(shifted);
+  return e / reduce_raw(e, Reduce::Sum, {d}, true);
+}
+
+}  // namespace
+
 template <FloatingElement T>
 Tensor<T> softmax(const Tensor<T>& x, int64_t dim) {
   require(x, "softmax");
-  int64_t d = detail::wrap_dim(dim, x.dim(), "softmax");
-  Tensor<T> out;
-  {
-    NoGradGuard no_grad;
-    if (x.dim() == 0) {
-      out = full<T>({}, T(1));
-    } else {
-      Tensor<T> e = exp(x - reduce_raw(x, Reduce::Max, {d}, true));
-      out = e / reduce_raw(e, Reduce::Sum, {d}, true);
-    }
-  }
+  const int64_t d = detail::wrap_dim(dim, x.dim(), "softmax");
+  Tensor<T> out = softmax_values(x, d, false, "softmax");
   if (needs_grad(x)) {
     record_with_result(out, "softmax", {&x}, [d](const Tensor<T>& g, const Tensor<T>& y) {
       if (y.dim() == 0) return g * 0.0;
@@ -396,17 +429,8 @@ Tensor<T> softmax(const Tensor<T>& x, int64_t dim) {
 template <FloatingElement T>
 Tensor<T> log_softmax(const Tensor<T>& x, int64_t dim) {
   require(x, "log_softmax");
-  int64_t d = detail::wrap_dim(dim, x.dim(), "log_softmax");
-  Tensor<T> out;
-  {
-    NoGradGuard no_grad;
-    if (x.dim() == 0) {
-      out = full<T>({}, T(0));
-    } else {
-      Tensor<T> shifted = x - reduce_raw(x, Reduce::Max, {d}, true);
-      out = shifted - log(reduce_raw(exp(shifted), Reduce::Sum, {d}, true));
-    }
-  }
+  const int64_t d = detail::wrap_dim(dim, x.dim(), "log_softmax");
+  Tensor<T> out = softmax_values(x, d, true, "log_softmax");
   if (needs_grad(x)) {
     record_with_result(out, "log_softmax", {&x}, [d](const Tensor<T>& g, const Tensor<T>& y) {
       if (y.dim() == 0) return g * 0.0;

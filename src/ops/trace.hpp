@@ -30,6 +30,12 @@ class OpTracer {
                           const Tensor<float>& y) = 0;
   /// The mean over the last two dims (adaptive average pooling to 1 x 1).
   virtual void mean_hw(const Tensor<float>& x, const Tensor<float>& y) = 0;
+  /// softmax (or log_softmax) of x over contiguous rows of n values (its last dim, or one followed
+  /// only by dims of size 1).
+  virtual void softmax(const Tensor<float>& x, int64_t n, bool log, const Tensor<float>& y) = 0;
+  /// layer_norm over x's last values, d per row; weight and bias empty or d long.
+  virtual void layer_norm(const Tensor<float>& x, int64_t d, const std::vector<float>& weight,
+                          const std::vector<float>& bias, double eps, const Tensor<float>& y) = 0;
   /// y is a view of x with another shape (reshape, flatten, view of a contiguous tensor).
   virtual void view(const Tensor<float>& x, const Tensor<float>& y) = 0;
   /// An op the plan cannot run in the form it was called: throws, naming it and why.

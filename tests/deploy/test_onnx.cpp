@@ -129,6 +129,36 @@ TEST(Onnx, PyTorchCnnExportsToAGraphThatComputesPyTorchsOutput) {
                      {dir / "plan.onnx", torch_io}});
 }
 
+// Layer norm over two trailing dims and over one, GELU's tanh form, log_softmax: PyTorch's values
+// through the plan, and through the exported graph (layer norm as opset 13's formula).
+TEST(Onnx, LayerNormAndLogSoftmaxHeadMatchesPyTorch) {
+  auto head = std::make_shared<nn::Sequential<float>>(
+      nn::LayerNorm(Shape{4, 3}), nn::Flatten(), nn::Linear(24, 16), nn::GELU("tanh"),
+      nn::LayerNorm(16, {.eps = 1e-3}), nn::Linear(16, 6), nn::LogSoftmax(1));
+  ember::load(*head, data_dir() + "/torch_onnx_head.safetensors");
+  head->eval();
+  const auto io = ember::io::read_safetensors(data_dir() + "/torch_onnx_head_io.safetensors");
+  const Tensor<float> x = named(io.tensors, "input"), want = named(io.tensors, "output");
+  EXPECT_TRUE(ember::allclose(forward(*head, x), want, 1e-5, 1e-5));
+  const deploy::Plan plan = deploy::compile(*head, x.shape());
+  EXPECT_TRUE(ember::allclose(ember::testing::run_plan(plan, x), want, 1e-5, 1e-5)) << plan.str();
+
+  // Softmax over channels followed by dims of size 1: rows merged for the graph.
+  auto pooled = std::make_shared<nn::Sequential<float>>(nn::Conv2d(3, 5, 1), nn::AdaptiveAvgPool2d(1),
+                                                        nn::Softmax(1));
+  pooled->eval();
+  ember::manual_seed(2);
+  const Tensor<float> image = ember::randn<float>({2, 3, 4, 4});
+  TempDir dir;
+  deploy::export_onnx(*head, x.shape(), dir / "head.onnx", {.dynamic_batch = true});
+  deploy::export_onnx(*pooled, image.shape(), dir / "pooled.onnx", {.dynamic_batch = true});
+  write_io(dir / "pooled.safetensors", image, forward(*pooled, image));
+  const std::string torch_io = data_dir() + "/torch_onnx_head_io.safetensors";
+  expect_onnx_check({{data_dir() + "/torch_onnx_head.onnx", torch_io},
+                     {dir / "head.onnx", torch_io},
+                     {dir / "pooled.onnx", dir / "pooled.safetensors"}});
+}
+
 // The elementwise kernels the exporter writes as formulas or ONNX ops of other names, binary ops
 // between two computed values, a linear layer on a 3-D input (MatMul) and views.
 class ElementwiseZoo : public nn::Module<float> {
@@ -193,9 +223,10 @@ TEST(Onnx, RefusalsNameTheProblemAndLeaveNoFile) {
   net->eval();
   expect_error<ember::ShapeError>([&] { deploy::export_onnx(*net, {1, 4, 12, 12}, path); }, "export_onnx");
 
-  auto norm = std::make_shared<nn::Sequential<float>>(nn::Linear(4, 4), nn::LayerNorm(4));
-  norm->eval();
-  expect_error<ember::ValueError>([&] { deploy::export_onnx(*norm, {2, 4}, path); }, "deploy::export_onnx");
+  auto pooled = std::make_shared<nn::Sequential<float>>(nn::Conv2d(1, 2, 3), nn::AvgPool2d(2));
+  pooled->eval();
+  expect_error<ember::ValueError>([&] { deploy::export_onnx(*pooled, {1, 1, 8, 8}, path); },
+                                  "deploy::export_onnx: tracing the forward: 1: deploy::compile: avg_pool2d");
 
   // A view that moves the batch cannot keep it symbolic.
   auto flat = std::make_shared<nn::Sequential<float>>(nn::Flatten({.start_dim = 0}), nn::ReLU());

@@ -221,10 +221,10 @@ TEST(Plan, RefusesWhatItCannotRun) {
     EXPECT_EQ(e.module_path(), "1");
     EXPECT_NE(std::string(e.what()).find("avg_pool2d is not supported"), std::string::npos) << e.what();
   }
-  // A softmax is made of ops a plan does not run (a reduction): refused where it is consumed.
-  auto soft = std::make_shared<nn::Sequential<float>>(nn::Linear(8, 4), nn::Softmax(1), nn::Linear(4, 2));
+  // A softmax over a dim other than the last (rows with a stride).
+  auto soft = std::make_shared<nn::Sequential<float>>(nn::Linear(8, 4), nn::Softmax(0), nn::Linear(4, 2));
   soft->eval();
-  EXPECT_THROW(deploy::compile(*soft, {2, 8}), ember::ValueError);
+  ember::testing::expect_error<ember::ValueError>([&] { deploy::compile(*soft, {2, 8}); }, "softmax over dim 0 of [2, 4]");
 
   auto model = mlp();  // still in training mode
   EXPECT_THROW(deploy::compile(*model, {1, 1, 28, 28}), ember::ValueError);
@@ -241,6 +241,34 @@ std::string temp_path(const std::string& name) {
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
                                                static_cast<std::streamsize>(bytes.size()));
+}
+
+TEST(Plan, LayerNormSoftmaxAndLogSoftmaxMatchTheModelBitForBit) {
+  auto head = std::make_shared<nn::Sequential<float>>(
+      nn::LayerNorm(Shape{4, 3}), nn::Flatten(), nn::Linear(12, 16), nn::GELU("tanh"),
+      nn::LayerNorm(16, {.elementwise_affine = false}), nn::Linear(16, 6), nn::LogSoftmax(1));
+  head->eval();
+  const Tensor<float> x = random_input({5, 4, 3}, 3) * 3.0f;
+  const deploy::Plan plan = deploy::compile(*head, x.shape());
+  EXPECT_NE(plan.str().find("layer_norm [5, 4, 3] -> [5, 4, 3]"), std::string::npos) << plan.str();
+  EXPECT_NE(plan.str().find("log_softmax [5, 6] -> [5, 6]"), std::string::npos) << plan.str();
+  expect_bitwise_equal(forward(*head, x), run_plan(plan, x));
+  // Through the file, whose reader checks the new steps' fields.
+  const std::string path = temp_path("head.ember");
+  deploy::save(plan, path);
+  expect_bitwise_equal(forward(*head, x), run_plan(deploy::load(path), x));
+  std::filesystem::remove(path);
+
+  // Softmax over channels followed by dims of size 1, a ReLU fused after it; unbatched too.
+  auto pooled = std::make_shared<nn::Sequential<float>>(nn::Conv2d(3, 5, 1), nn::AdaptiveAvgPool2d(1),
+                                                        nn::Softmax(1), nn::ReLU());
+  pooled->eval();
+  const Tensor<float> image = random_input({2, 3, 4, 4}, 4);
+  expect_bitwise_equal(forward(*pooled, image), run_plan(deploy::compile(*pooled, image.shape()), image));
+  auto rows = std::make_shared<nn::Sequential<float>>(nn::Softmax(-1));
+  rows->eval();
+  const Tensor<float> one = random_input({7}, 5);
+  expect_bitwise_equal(forward(*rows, one), run_plan(deploy::compile(*rows, one.shape()), one));
 }
 
 TEST(PlanFile, SavedPlansLoadAndRunTheSame) {

@@ -1,0 +1,51 @@
+#pragma once
+// Internal: softmax and layer norm of one contiguous row, as backend kernel calls. The ops
+// (src/ops/reduction.cpp, normalization.cpp) and the inference plans' steps (src/deploy/plan_run.cpp)
+// both call these, so a plan gives the op's bits.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "ember/backend/kernels.hpp"
+
+namespace ember::detail {
+
+/// y = softmax(x) (or log_softmax) over n values; y must not overlap x. n >= 1.
+template <class T>
+void softmax_row(const backend::Kernels<T>& k, int64_t n, const T* x, T* y, bool log) {
+  using backend::Binary;
+  using backend::Reduce;
+  using backend::Unary;
+  const T max = k.reduce(Reduce::Max, n, x, 1);
+  k.binary(Binary::Sub, {}, n, x, 1, &max, 0, y);  // shifted
+  k.unary(Unary::Exp, {}, n, y, 1, y);
+  const T sum = k.reduce(Reduce::Sum, n, y, 1);
+  if (!log) {
+    k.binary(Binary::Div, {}, n, y, 1, &sum, 0, y);
+    return;
+  }
+  // log_softmax: shifted - log(sum(exp(shifted))).
+  T log_sum;
+  k.unary(Unary::Log, {}, 1, &sum, 1, &log_sum);
+  k.binary(Binary::Sub, {}, n, x, 1, &max, 0, y);
+  k.binary(Binary::Sub, {}, n, y, 1, &log_sum, 0, y);
+}
+
+/// y = (x - mean) / sqrt(var + eps) * weight + bias over d values (weight, bias may be null);
+/// returns the row's mean and 1 / sqrt(var + eps) in *mean and *rstd. d >= 1.
+template <class T>
+void layer_norm_row(const backend::Kernels<T>& k, int64_t d, const T* x, const T* weight, const T* bias, double eps,
+                    T* y, T* mean, T* rstd) {
+  const T m = static_cast<T>(k.reduce(backend::Reduce::Sum, d, x, 1) / static_cast<double>(d));
+  double centred = 0, sq = 0;  // second pass about the mean: no cancellation
+  k.centered_sums(d, x, m, nullptr, &centred, &sq);
+  const double var = std::max(0.0, sq / double(d) - (centred / double(d)) * (centred / double(d)));
+  const T rs = static_cast<T>(1.0 / std::sqrt(var + eps));
+  k.affine2(d, x, rs, nullptr, T(0), -m * rs, y);
+  if (weight != nullptr) k.binary(backend::Binary::Mul, {}, d, y, 1, weight, 1, y);
+  if (bias != nullptr) k.binary(backend::Binary::Add, {}, d, y, 1, bias, 1, y);
+  *mean = m;
+  *rstd = rs;
+}
+
+}  // namespace ember::detail
