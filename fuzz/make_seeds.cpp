@@ -95,6 +95,10 @@ int main(int argc, char** argv) {
                               nn::Linear(4, 2));
     res.eval();
     deploy::save(deploy::compile(res, {1, 2, 4, 4}), (out / "plan" / "residual.ember").string());
+    nn::Sequential<float> head(nn::LayerNorm(Shape{2, 3}), nn::Flatten(), nn::Linear(6, 4), nn::LayerNorm(4),
+                               nn::Softmax(1), nn::Linear(4, 3), nn::LogSoftmax(1));
+    head.eval();
+    deploy::save(deploy::compile(head, {2, 2, 3}), (out / "plan" / "norm_softmax.ember").string());
     // Int8: uint8 images through pooling into a flattened linear layer; a dynamic MLP; a part
     // model ending on uint8 images (a dequantize step).
     nn::Sequential<float> small(nn::Conv2d(1, 2, 3, {.padding = 1}), nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(),

@@ -1118,6 +1118,23 @@ def write_onnx_refs(root):
                       input_names=["input"], output_names=["output"])
     print("wrote torch_onnx_head.safetensors, torch_onnx_head_io.safetensors and torch_onnx_head.onnx")
 
+    # LeNet-5 as LeCun drew it (tanh, average pooling), its second pooling padded, ceil_mode,
+    # padding left out of the count.
+    torch.manual_seed(6)
+    lenet = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2), nn.Conv2d(6, 16, 5), nn.Tanh(),
+                          nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+                          nn.Flatten(), nn.Linear(16 * 6 * 6, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(),
+                          nn.Linear(84, 10))
+    lenet.eval()
+    st_write(os.path.join(root, "torch_onnx_lenet.safetensors"), lenet.state_dict())
+    x = torch.tensor(np.random.default_rng(19).uniform(-1, 1, size=(2, 1, 28, 28)), dtype=torch.float32)
+    with torch.no_grad():
+        y = lenet(x)
+    st_write(os.path.join(root, "torch_onnx_lenet_io.safetensors"), {"input": x, "output": y})
+    torch.onnx.export(lenet, x, os.path.join(root, "torch_onnx_lenet.onnx"), opset_version=13,
+                      input_names=["input"], output_names=["output"])
+    print("wrote torch_onnx_lenet.safetensors, torch_onnx_lenet_io.safetensors and torch_onnx_lenet.onnx")
+
 
 def main():
     torch.set_num_threads(1)

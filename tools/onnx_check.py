@@ -94,6 +94,33 @@ def max_pool(x, a):
     return y
 
 
+def average_pool(x, a):
+    """count_include_pad counts the padding but not what ceil_mode's windows read past it, as
+    PyTorch's avg_pool2d does."""
+    n, c, h, w = x.shape
+    kh, kw = a["kernel_shape"]
+    sh, sw = a.get("strides", [1, 1])
+    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    ceil_mode = a.get("ceil_mode", 0) == 1
+    ho = pooled_size(h, kh, sh, 1, pt, pb, ceil_mode)
+    wo = pooled_size(w, kw, sw, 1, pl, pr, ceil_mode)
+    extra_h = max(0, (ho - 1) * sh + kh - (h + pt + pb))
+    extra_w = max(0, (wo - 1) * sw + kw - (w + pl + pr))
+    pads = ((pt, pb + extra_h), (pl, pr + extra_w))
+    xp = np.pad(x, ((0, 0), (0, 0)) + pads)
+    if a.get("count_include_pad", 0):
+        counted = np.pad(np.ones((h + pt + pb, w + pl + pr)), ((0, extra_h), (0, extra_w)))
+    else:
+        counted = np.pad(np.ones((h, w)), pads)
+    sums = np.zeros((n, c, ho, wo))
+    counts = np.zeros((ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            sums += xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            counts += counted[i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+    return sums / counts
+
+
 def reshape(x, shape):
     target = [x.shape[i] if d == 0 else int(d) for i, d in enumerate(shape)]
     return x.reshape(target)
@@ -135,6 +162,15 @@ def run_node(op, ins, a):
         return conv(x, ins[1], ins[2] if len(ins) > 2 else None, a)
     if op == "MaxPool":
         return max_pool(x, a)
+    if op == "Pad":
+        if a.get("mode", b"constant") != b"constant":
+            raise ValueError(f"Pad: mode {a['mode']} is not interpreted here")
+        pads = [int(p) for p in ins[1]]
+        value = float(ins[2]) if len(ins) > 2 and ins[2] is not None else 0.0
+        rank = x.ndim
+        return np.pad(x, [(pads[i], pads[i + rank]) for i in range(rank)], constant_values=value)
+    if op == "AveragePool":
+        return average_pool(x, a)
     if op == "Gemm":
         A = x.T if a.get("transA", 0) else x
         B = ins[1].T if a.get("transB", 0) else ins[1]

@@ -14,6 +14,8 @@
 //   - Unary and the fused elementwise ops: the ONNX op of the same name, or a few nodes where
 //     opset 13 has none (gelu through Erf, softplus's beta as a scaling, mish, silu, expm1...);
 //   - MaxPool: MaxPool, ceil_mode set when the plan's output size is the ceiling one;
+//   - AvgPool2d: AveragePool when every window divides by the kernel's size, else the plan's own
+//     form (a depthwise Conv of ones, then Div by the window sizes);
 //   - MeanHW: ReduceMean over the last two axes, keeping them;
 //   - Softmax: Softmax or LogSoftmax over the last axis (opset 13's single-axis form);
 //   - LayerNorm: its formula, (x - mean) / sqrt(var + eps) * weight + bias, with ReduceMean over
@@ -25,6 +27,7 @@
 // symbolic. Nothing is written until the whole graph is built, so a refused op leaves no file.
 #include "ember/deploy/onnx.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -297,6 +300,7 @@ class GraphBuilder {
     std::string y;
     switch (s.kind) {
       case StepKind::Conv2d: y = conv(s, prefix); break;
+      case StepKind::AvgPool2d: y = avg_pool(s, prefix); break;
       case StepKind::Linear: y = linear(s, prefix); break;
       case StepKind::ChannelAffine: y = channel_affine(s, prefix); break;
       case StepKind::Unary: y = unary(name_of(s.in0), s.unary_op, s.unary_params); break;
@@ -391,6 +395,28 @@ class GraphBuilder {
                               attr_ints("strides", {g.stride[0], g.stride[1]}),
                               attr_ints("pads", {g.padding[0], g.padding[2], g.padding[1], g.padding[3]}),
                               attr_ints("dilations", {g.dilation[0], g.dilation[1]}), attr_i("group", g.groups)});
+    return unbatch(s, y, unbatched);
+  }
+
+  // AveragePool where every window's divisor is the kernel's size over symmetric padding;
+  // otherwise (padding left out of the count, ceil_mode's extra windows) the plan's own form:
+  // window sums by a depthwise Conv of ones, divided by PyTorch's window sizes.
+  std::string avg_pool(const Step& s, const std::string& prefix) {
+    const Conv2dGeometry& g = s.geometry;
+    const int64_t kh = s.weight_shape[2], kw = s.weight_shape[3];
+    const bool uniform = std::all_of(s.dv.begin(), s.dv.end(), [&](float v) { return v == float(kh * kw); });
+    if (!uniform || g.padding[0] != g.padding[1] || g.padding[2] != g.padding[3]) {
+      const std::string sums = conv(s, prefix);
+      const Shape& out = p_.values[static_cast<size_t>(s.out)].shape;
+      const Shape plane{out[out.size() - 2], out[out.size() - 1]};
+      return op("Div", {sums, initializer(prefix + ".divisors", plane, s.dv)});
+    }
+    bool unbatched = false;
+    const std::string x = as_batch(s, unbatched);
+    const std::string y = op("AveragePool", {x},
+                             {attr_ints("kernel_shape", {kh, kw}), attr_ints("strides", {g.stride[0], g.stride[1]}),
+                              attr_ints("pads", {g.padding[0], g.padding[2], g.padding[1], g.padding[3]}),
+                              attr_i("count_include_pad", 1)});
     return unbatch(s, y, unbatched);
   }
 

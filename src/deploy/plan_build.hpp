@@ -20,7 +20,7 @@ using ember::detail::cat_str;
 
 inline constexpr const char* kSupported =
     "a plan runs conv2d, linear, batch_norm in eval mode, layer_norm, elementwise ops on tensors of one shape, "
-    "max_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, and views";
+    "max_pool2d, avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, and views";
 
 
 // The GEMM's packing scratch for an m x n x k product on every kernel table this machine has
@@ -55,14 +55,31 @@ class Tracer final : public ember::detail::OpTracer {
               const Tensor<float>& y) override {
     Step s = step("conv2d");
     s.kind = StepKind::Conv2d;
-    s.in0 = input_of(x, "conv2d");
-    const ember::detail::ConvDims d = ember::detail::conv_dims("conv2d", x.shape(), w.shape(), g);
-    s.conv = ember::detail::conv_forward_setup(backend::kernels<float>(), d, g);
-    s.weight = w.contiguous().to_vector();
+    conv_step(s, x, w.shape(), w.contiguous().to_vector(), g);
     if (b.defined()) s.bias = b.contiguous().to_vector();
+    finish(s, y);
+  }
+
+  void avg_pool2d(const Tensor<float>& x, const Conv2dGeometry& g, int64_t kh, int64_t kw,
+                  const std::vector<float>& divisors, const Tensor<float>& y) override {
+    Step s = step("avg_pool2d");
+    s.kind = StepKind::AvgPool2d;
+    const int64_t c = x.shape()[1];
+    conv_step(s, x, Shape{c, 1, kh, kw}, std::vector<float>(static_cast<size_t>(c * kh * kw), 1.0f), g);
+    s.divisors = divisors;
+    finish(s, y);
+  }
+
+  // A convolution's fields (a Conv2d or AvgPool2d step), its weights and its scratch.
+  void conv_step(Step& s, const Tensor<float>& x, const Shape& w_shape, std::vector<float> w,
+                 const Conv2dGeometry& g) {
+    s.in0 = input_of(x, s.name.c_str());
+    const ember::detail::ConvDims d = ember::detail::conv_dims(s.name.c_str(), x.shape(), w_shape, g);
+    s.conv = ember::detail::conv_forward_setup(backend::kernels<float>(), d, g);
+    s.weight = std::move(w);
     s.channels = d.o;
     s.inner = d.hw_out();
-    s.weight_shape = w.shape();
+    s.weight_shape = w_shape;
     s.geometry = g;
     // The column matrix, then the packing room of the GEMM or of the flat kernels' weights.
     int64_t flat_weights = round_up_arena((d.og + backend::kConvFlatRowBlock) * d.k() * int64_t(sizeof(float))) + 64;
@@ -76,7 +93,6 @@ class Tracer final : public ember::detail::OpTracer {
     s.workers = s.conv.flat ? 1 : std::clamp<int64_t>(get_num_threads(), 1, d.n);
     s.scratch_bytes = s.workers * (round_up_arena(conv_scratch_bytes(s.conv)) +
                                    std::max(gemm_workspace_bytes(d.og, d.hw_out(), d.k()), flat_weights));
-    finish(s, y);
   }
 
   void linear(const Tensor<float>& x, const Tensor<float>& w, const Tensor<float>& b,

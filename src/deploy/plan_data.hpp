@@ -22,6 +22,9 @@ enum class StepKind : uint8_t {
   // Rows of `inner` values (planes of them): softmax or log_softmax (log_softmax set), layer
   // norm (weight and bias optional, eps in `eps`).
   Softmax, LayerNorm,
+  // avg_pool2d: a depthwise convolution of ones (a Conv2d step's fields), each output plane then
+  // divided by `divisors` (PyTorch's window sizes, [ho * wo]).
+  AvgPool2d,
   Count
 };
 
@@ -78,6 +81,8 @@ struct Step {
   // Int8Conv2d: the weights in the direct convolution's order when it differs from qw's
   // (quant::detail::int8_direct_conv_weights), derived when the plan is compiled or read.
   std::vector<int8_t> qdirect;
+  std::vector<float> divisors;  // AvgPool2d, owned as `weight`; dv is what the step reads
+  std::span<const float> dv;
   std::vector<PostOp> post;  // fused elementwise ops, in order
   std::string name;          // the op, for str() and errors
   bool folded_batch_norm = false;
@@ -112,6 +117,7 @@ struct PlanData {
       s.qw = s.qweight;
       s.iv = s.ints;
       s.sv = s.scales;
+      s.dv = s.divisors;
     }
   }
 };

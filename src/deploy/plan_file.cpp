@@ -236,8 +236,10 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
   };
   if (!s.post.empty() && type_of(p, s.out) != ElemType::F32) r.fail(cat_str("step ", index, ": fused ops on uint8 values"));
   switch (s.kind) {
-    case StepKind::Conv2d: {
-      s.name = "conv2d";
+    case StepKind::Conv2d:
+    case StepKind::AvgPool2d: {
+      const bool avg = s.kind == StepKind::AvgPool2d;
+      s.name = avg ? "avg_pool2d" : "conv2d";
       s.weight_shape = r.get_shape("weight shape");
       for (int64_t& v : s.geometry.stride) v = r.get<int64_t>("geometry");
       for (int64_t& v : s.geometry.padding) v = r.get<int64_t>("geometry");
@@ -262,7 +264,16 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       s.channels = d.o;
       s.inner = d.hw_out();
       s.w = array("weights", s.weight_shape.numel(), false);
-      s.b = array("bias", d.o, true);
+      if (!avg) {
+        s.b = array("bias", d.o, true);
+        break;
+      }
+      // Window sums of ones over positive window sizes: what avg_pool2d computes.
+      need(s.geometry.groups == d.o && d.cg == 1 && d.og == 1, "its convolution is not depthwise");
+      need(std::all_of(s.w.begin(), s.w.end(), [](float v) { return v == 1.0f; }), "its weights are not ones");
+      s.dv = array("divisors", d.hw_out(), false);
+      need(std::all_of(s.dv.begin(), s.dv.end(), [](float v) { return std::isfinite(v) && v >= 1.0f; }),
+           "its divisors are not window sizes");
       break;
     }
     case StepKind::Linear:

@@ -202,7 +202,8 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
   auto* y = reinterpret_cast<float*>(out);
   const Value& input = p.values[static_cast<size_t>(s.in0)];  // its own shape: a view's, not its root's
   switch (s.kind) {
-    case StepKind::Conv2d: {
+    case StepKind::Conv2d:
+    case StepKind::AvgPool2d: {
       const auto& d = s.conv.d;
       // The samples split among the step's workers; each one's part of the scratch: the column
       // matrix, then the GEMM's packing buffers.
@@ -222,7 +223,16 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       } else {
         ember::detail::parallel_for(0, workers, 1, run);
       }
-      add_channel_bias(k, s.b, d.n * d.o, d.o, d.hw_out(), y);
+      if (s.kind == StepKind::AvgPool2d) {  // the window sums over PyTorch's window sizes
+        in_pieces(d.n * d.o, std::max<int64_t>(1, kGrain / std::max<int64_t>(d.hw_out(), 1)), [&](int64_t b, int64_t e) {
+          for (int64_t plane = b; plane < e; ++plane) {
+            float* yp = y + plane * d.hw_out();
+            k.binary(Binary::Div, {}, d.hw_out(), yp, 1, s.dv.data(), 1, yp);
+          }
+        });
+      } else {
+        add_channel_bias(k, s.b, d.n * d.o, d.o, d.hw_out(), y);
+      }
       run_post(k, s, d.n * d.o * d.hw_out(), y);
       return;
     }
@@ -378,7 +388,7 @@ std::string step_str(const PlanData& p, const Step& s) {
   }
   if (s.folded_batch_norm) out += ", batch norm folded";
   for (const PostOp& op : s.post) out += cat_str(", ", unary_name(op.op), " fused");
-  if (s.kind == StepKind::Conv2d) out += s.conv.flat ? " (flat)" : s.conv.pointwise ? " (pointwise)" : " (im2col)";
+  if (s.kind == StepKind::Conv2d || s.kind == StepKind::AvgPool2d) out += s.conv.flat ? " (flat)" : s.conv.pointwise ? " (pointwise)" : " (im2col)";
   return out;
 }
 

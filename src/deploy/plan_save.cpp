@@ -60,6 +60,7 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
   }
   switch (s.kind) {
     case StepKind::Conv2d:
+    case StepKind::AvgPool2d:
       g.put_shape(s.weight_shape);
       for (int64_t v : s.geometry.stride) g.put<int64_t>(v);
       for (int64_t v : s.geometry.padding) g.put<int64_t>(v);
@@ -67,7 +68,7 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
       g.put<int64_t>(s.geometry.groups);
       g.put<int64_t>(s.workers);
       w.put(g, s.w);
-      w.put(g, s.b);
+      w.put(g, s.kind == StepKind::AvgPool2d ? s.dv : s.b);
       break;
     case StepKind::Linear:
       g.put<int64_t>(s.rows);

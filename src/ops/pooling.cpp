@@ -161,9 +161,6 @@ template <FloatingElement T>
 Tensor<T> avg_pool2d(const Tensor<T>& x, IntPair k, const AvgPool2dOptions& o) {
   if (x.defined() && x.dim() == 3) return avg_pool2d(x.unsqueeze(0), k, o).squeeze(0);
   detail::TracedOp traced;
-  if constexpr (std::is_same_v<T, float>) {
-    if (detail::OpTracer* t = traced.tracer()) t->unsupported("avg_pool2d");
-  }
   if (!x.defined()) throw ValueError("avg_pool2d: the input is undefined");
   const IntPair s = o.stride.h == 0 ? k : o.stride;
   check_pool("avg_pool2d", x.shape(), k, s, o.padding, IntPair(1));
@@ -200,7 +197,11 @@ Tensor<T> avg_pool2d(const Tensor<T>& x, IntPair k, const AvgPool2dOptions& o) {
       div[static_cast<size_t>(oh * wo + ow)] = static_cast<T>(count);
     }
   }
-  return sums / tensor<T>(div, {ho, wo});
+  Tensor<T> y = sums / tensor<T>(div, {ho, wo});
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->avg_pool2d(x, g, k.h, k.w, div, y);
+  }
+  return y;
 }
 
 template <FloatingElement T>

@@ -28,6 +28,10 @@ class OpTracer {
                       const Tensor<float>& y) = 0;
   virtual void max_pool2d(const Tensor<float>& x, const backend::PoolShape& shape, bool two_by_two,
                           const Tensor<float>& y) = 0;
+  /// avg_pool2d of x [N, C, H, W]: the window sums (a depthwise convolution of ones with geometry
+  /// g and kernel kh x kw), each output plane divided by divisors [ho * wo].
+  virtual void avg_pool2d(const Tensor<float>& x, const Conv2dGeometry& g, int64_t kh, int64_t kw,
+                          const std::vector<float>& divisors, const Tensor<float>& y) = 0;
   /// The mean over the last two dims (adaptive average pooling to 1 x 1).
   virtual void mean_hw(const Tensor<float>& x, const Tensor<float>& y) = 0;
   /// softmax (or log_softmax) of x over contiguous rows of n values (its last dim, or one followed

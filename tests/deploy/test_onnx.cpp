@@ -159,6 +159,31 @@ TEST(Onnx, LayerNormAndLogSoftmaxHeadMatchesPyTorch) {
                      {dir / "pooled.onnx", dir / "pooled.safetensors"}});
 }
 
+// LeNet-5 as drawn (tanh, average pooling; the second pooling padded, ceil_mode, padding left out
+// of the count): AveragePool for the first, the plan's window sums and divisors for the second.
+TEST(Onnx, LeNetWithAveragePoolingMatchesPyTorch) {
+  auto lenet = std::make_shared<nn::Sequential<float>>(
+      nn::Conv2d(1, 6, 5, {.padding = 2}), nn::Tanh(), nn::AvgPool2d(2), nn::Conv2d(6, 16, 5), nn::Tanh(),
+      nn::AvgPool2d(3, {.stride = 2, .padding = 1, .ceil_mode = true, .count_include_pad = false}), nn::Flatten(),
+      nn::Linear(16 * 6 * 6, 120), nn::Tanh(), nn::Linear(120, 84), nn::Tanh(), nn::Linear(84, 10));
+  ember::load(*lenet, data_dir() + "/torch_onnx_lenet.safetensors");
+  lenet->eval();
+  const auto io = ember::io::read_safetensors(data_dir() + "/torch_onnx_lenet_io.safetensors");
+  const Tensor<float> x = named(io.tensors, "input"), want = named(io.tensors, "output");
+  EXPECT_TRUE(ember::allclose(forward(*lenet, x), want, 1e-5, 1e-5));
+  const deploy::Plan plan = deploy::compile(*lenet, x.shape());
+  ember::testing::expect_bitwise_equal(forward(*lenet, x), ember::testing::run_plan(plan, x));
+
+  TempDir dir;
+  deploy::export_onnx(*lenet, x.shape(), dir / "lenet.onnx", {.dynamic_batch = true});
+  const std::vector<uint8_t> bytes = deploy::to_onnx(plan);
+  const std::string text(bytes.begin(), bytes.end());
+  EXPECT_NE(text.find("AveragePool"), std::string::npos);
+  EXPECT_NE(text.find("avg_pool2d_1.divisors"), std::string::npos);  // the second pooling's form
+  const std::string torch_io = data_dir() + "/torch_onnx_lenet_io.safetensors";
+  expect_onnx_check({{data_dir() + "/torch_onnx_lenet.onnx", torch_io}, {dir / "lenet.onnx", torch_io}});
+}
+
 // The elementwise kernels the exporter writes as formulas or ONNX ops of other names, binary ops
 // between two computed values, a linear layer on a 3-D input (MatMul) and views.
 class ElementwiseZoo : public nn::Module<float> {
@@ -223,10 +248,11 @@ TEST(Onnx, RefusalsNameTheProblemAndLeaveNoFile) {
   net->eval();
   expect_error<ember::ShapeError>([&] { deploy::export_onnx(*net, {1, 4, 12, 12}, path); }, "export_onnx");
 
-  auto pooled = std::make_shared<nn::Sequential<float>>(nn::Conv2d(1, 2, 3), nn::AvgPool2d(2));
+  auto pooled = std::make_shared<nn::Sequential<float>>(nn::Conv2d(1, 2, 3), nn::AdaptiveAvgPool2d(2));
   pooled->eval();
-  expect_error<ember::ValueError>([&] { deploy::export_onnx(*pooled, {1, 1, 8, 8}, path); },
-                                  "deploy::export_onnx: tracing the forward: 1: deploy::compile: avg_pool2d");
+  expect_error<ember::ValueError>(
+      [&] { deploy::export_onnx(*pooled, {1, 1, 8, 8}, path); },
+      "deploy::export_onnx: tracing the forward: 1: deploy::compile: adaptive_avg_pool2d to an output other than");
 
   // A view that moves the batch cannot keep it symbolic.
   auto flat = std::make_shared<nn::Sequential<float>>(nn::Flatten({.start_dim = 0}), nn::ReLU());

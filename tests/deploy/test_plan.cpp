@@ -211,15 +211,17 @@ TEST(Plan, HardswishHardsigmoidReLU6AndUnbatchedInputs) {
 }
 
 TEST(Plan, RefusesWhatItCannotRun) {
-  auto pooled = std::make_shared<nn::Sequential<float>>(nn::Conv2d(1, 4, 3), nn::AvgPool2d(2), nn::Flatten(),
-                                                        nn::Linear(4 * 13 * 13, 10));
+  auto pooled = std::make_shared<nn::Sequential<float>>(nn::Conv2d(1, 4, 3), nn::AdaptiveAvgPool2d(2),
+                                                        nn::Flatten(), nn::Linear(4 * 2 * 2, 10));
   pooled->eval();
   try {
     deploy::compile(*pooled, {1, 1, 28, 28});
-    FAIL() << "avg_pool2d compiled";
+    FAIL() << "adaptive_avg_pool2d to 2 x 2 compiled";
   } catch (const ember::Error& e) {
     EXPECT_EQ(e.module_path(), "1");
-    EXPECT_NE(std::string(e.what()).find("avg_pool2d is not supported"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("adaptive_avg_pool2d to an output other than 1 x 1 is not supported"),
+              std::string::npos)
+        << e.what();
   }
   // A softmax over a dim other than the last (rows with a stride).
   auto soft = std::make_shared<nn::Sequential<float>>(nn::Linear(8, 4), nn::Softmax(0), nn::Linear(4, 2));
@@ -269,6 +271,24 @@ TEST(Plan, LayerNormSoftmaxAndLogSoftmaxMatchTheModelBitForBit) {
   rows->eval();
   const Tensor<float> one = random_input({7}, 5);
   expect_bitwise_equal(forward(*rows, one), run_plan(deploy::compile(*rows, one.shape()), one));
+}
+
+TEST(Plan, AveragePoolingMatchesTheModelBitForBit) {
+  auto model = std::make_shared<nn::Sequential<float>>(
+      nn::Conv2d(2, 4, 3, {.padding = 1}), nn::AvgPool2d(2), nn::ReLU(),
+      nn::AvgPool2d(3, {.stride = 2, .padding = 1, .ceil_mode = true, .count_include_pad = false}),
+      nn::AvgPool2d(2, {.stride = 1, .padding = 1}));
+  model->eval();
+  const Tensor<float> x = random_input({3, 2, 10, 10}, 8);
+  const deploy::Plan plan = deploy::compile(*model, x.shape());
+  EXPECT_NE(plan.str().find("avg_pool2d [3, 4, 10, 10] -> [3, 4, 5, 5], relu fused"), std::string::npos) << plan.str();
+  expect_bitwise_equal(forward(*model, x), run_plan(plan, x));
+  const std::string path = temp_path("avg.ember");
+  deploy::save(plan, path);
+  expect_bitwise_equal(forward(*model, x), run_plan(deploy::load(path), x));
+  std::filesystem::remove(path);
+  const Tensor<float> one = x.narrow(0, 0, 1).reshape({2, 10, 10});  // unbatched
+  expect_bitwise_equal(forward(*model, one), run_plan(deploy::compile(*model, one.shape()), one));
 }
 
 TEST(PlanFile, SavedPlansLoadAndRunTheSame) {

@@ -173,7 +173,13 @@ TEST(PlanInt8, RefusesWhatItCannotRun) {
                                                        nn::Linear(4 * 13 * 13, 10));
   model->eval();
   const quant::QuantizedModel q = quant::quantize(*model, calibration({1, 1, 28, 28}, 1));
-  expect_error<ember::ValueError>([&] { deploy::compile(q, {1, 1, 28, 28}); }, "stage 1: deploy::compile: avg_pool2d");
+  expect_plan_matches(q, {1, 1, 28, 28});  // average pooling runs in float, traced
+  auto adaptive = std::make_shared<nn::Sequential<float>>(nn::Conv2d(1, 4, 3), nn::ReLU(), nn::AdaptiveAvgPool2d(2),
+                                                          nn::Flatten(), nn::Linear(4 * 2 * 2, 10));
+  adaptive->eval();
+  const quant::QuantizedModel qa = quant::quantize(*adaptive, calibration({1, 1, 28, 28}, 1));
+  expect_error<ember::ValueError>([&] { deploy::compile(qa, {1, 1, 28, 28}); },
+                                  "stage 1: deploy::compile: adaptive_avg_pool2d to an output other than 1 x 1");
   expect_error<ember::ShapeError>([&] { deploy::compile(q, {1, 2, 28, 28}); }, "stage 0: QuantizedConv2d: expected");
   expect_error<ember::ValueError>([&] { deploy::compile(quant::QuantizedModel(), {1, 4}); }, "empty");
   const deploy::Plan plan = deploy::compile(quant::quantize(*cnn(), calibration({1, 1, 28, 28}, 1)), {1, 1, 28, 28});

@@ -23,7 +23,7 @@ Plan compile(nn::Module<float>& model, const Shape& input_shape, const CompileOp
 /// The same for a quantized model (ember::quant::quantize or quantize_dynamic): int8 Linear and
 /// Conv2d steps on its packed weights, uint8 activations between them, and the plan's output
 /// that of `model` bit for bit (Note [Int8 steps] in src/deploy/plan_quant.cpp). Stages that
-/// compute in float are traced as a float model's ops are; one a plan cannot run (AvgPool2d, say)
+/// compute in float are traced as a float model's ops are; one a plan cannot run (AdaptiveAvgPool2d to 2 x 2, say)
 /// is refused with its index.
 Plan compile(const quant::QuantizedModel& model, const Shape& input_shape, const CompileOptions& options = {});
 
