@@ -19,6 +19,21 @@ using ember::testing::put_be32;
 namespace fs = std::filesystem;
 using namespace ember;
 
+namespace {
+
+// x * scale (a parameter, broadcast over the batch), then an outer sum of two computed values.
+class BroadcastSeed : public nn::Module<float> {
+ public:
+  BroadcastSeed() { scale = register_parameter("scale", randn<float>({3})); }
+  Tensor<float> forward(const Tensor<float>& x) override {
+    return (x * scale).reshape({2, 3, 1}) + relu(x).reshape({2, 1, 3});
+  }
+  std::string type_name() const override { return "BroadcastSeed"; }
+  Tensor<float> scale;
+};
+
+}  // namespace
+
 std::vector<uint8_t> idx(uint8_t type, const std::vector<uint32_t>& dims, size_t elem) {
   std::vector<uint8_t> b{0, 0, type, static_cast<uint8_t>(dims.size())};
   size_t n = 1;
@@ -99,6 +114,14 @@ int main(int argc, char** argv) {
                                nn::Softmax(1), nn::Linear(4, 3), nn::LogSoftmax(1));
     head.eval();
     deploy::save(deploy::compile(head, {2, 2, 3}), (out / "plan" / "norm_softmax.ember").string());
+    // Broadcasting steps, one with a constant operand; average pooling.
+    nn::Sequential<float> pooled(nn::Conv2d(1, 2, 3, {.padding = 1}), nn::AvgPool2d(3, {.stride = 2, .padding = 1,
+                                 .ceil_mode = true, .count_include_pad = false}));
+    pooled.eval();
+    deploy::save(deploy::compile(pooled, {1, 1, 6, 6}), (out / "plan" / "avg_pool.ember").string());
+    BroadcastSeed broadcast;
+    broadcast.eval();
+    deploy::save(deploy::compile(broadcast, {2, 3}), (out / "plan" / "broadcast.ember").string());
     // Int8: uint8 images through pooling into a flattened linear layer; a dynamic MLP; a part
     // model ending on uint8 images (a dequantize step).
     nn::Sequential<float> small(nn::Conv2d(1, 2, 3, {.padding = 1}), nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(),

@@ -8,6 +8,8 @@
 //   - Conv2d: Conv (pads begin then end: top, left, bottom, right), its weights and bias as
 //     initializers "conv2d_<i>.weight" / "conv2d_<i>.bias" (the i-th convolution);
 //   - Linear: Gemm with transB = 1 on a 2-D input, else MatMul by the transposed weight + Add;
+//   - Binary and BroadcastBinary: Add, Sub, Mul, Div, Max, Min, Pow (ONNX broadcasts as PyTorch
+//     does), a constant operand an initializer "<op>_<i>.constant";
 //   - ChannelAffine (batch norm not folded; the plan keeps only x * scale + shift per channel):
 //     BatchNormalization with scale and shift, mean 0, variance 1 and epsilon 0, which computes
 //     exactly that;
@@ -304,7 +306,16 @@ class GraphBuilder {
       case StepKind::Linear: y = linear(s, prefix); break;
       case StepKind::ChannelAffine: y = channel_affine(s, prefix); break;
       case StepKind::Unary: y = unary(name_of(s.in0), s.unary_op, s.unary_params); break;
-      case StepKind::Binary: y = binary(s); break;
+      case StepKind::Binary: y = binary(s, name_of(s.in0), name_of(s.in1)); break;
+      case StepKind::BroadcastBinary: {
+        const BroadcastOperands ops = broadcast_operands(s);
+        auto operand = [&](int v) {
+          return v >= 0 ? name_of(v) : initializer(prefix + ".constant", s.weight_shape, s.w);
+        };
+        const std::string a = operand(ops.a);
+        y = binary(s, a, operand(ops.b));
+        break;
+      }
       case StepKind::MaxPool: y = max_pool(s); break;
       case StepKind::MeanHW: y = op("ReduceMean", {name_of(s.in0)}, {attr_ints("axes", {-2, -1}), attr_i("keepdims", 1)}); break;
       case StepKind::Softmax: y = rows(s, [&](const std::string& x) {
@@ -449,12 +460,12 @@ class GraphBuilder {
               {attr_f("epsilon", 0.0)});
   }
 
-  std::string binary(const Step& s) {
+  std::string binary(const Step& s, const std::string& a, const std::string& b) {
     static constexpr std::pair<Binary, const char*> kOps[] = {
         {Binary::Add, "Add"}, {Binary::Sub, "Sub"}, {Binary::Mul, "Mul"}, {Binary::Div, "Div"},
         {Binary::Max, "Max"}, {Binary::Min, "Min"}, {Binary::Pow, "Pow"}};
     for (const auto& [kind, name] : kOps) {
-      if (kind == s.binary_op) return op(name, {name_of(s.in0), name_of(s.in1)});
+      if (kind == s.binary_op) return op(name, {a, b});  // ONNX broadcasts as PyTorch does
     }
     throw ValueError(cat_str("deploy::export_onnx: the elementwise op '", s.name, "' has no ONNX form here"));
   }

@@ -194,6 +194,12 @@ Plan compile(nn::Module<float>& model, const Shape& input_shape, const CompileOp
   Tracer tracer(*data);
   const Tensor<float> x = zeros<float>(input_shape);
   tracer.add_value(x);
+  // The model's parameters and buffers (and what elementwise ops make of them alone) may be
+  // operands of elementwise steps; anything else off the data flow may not.
+  for (const auto& [name, p] : model.named_parameters()) tracer.add_constant(p);
+  for (const auto& [name, b] : model.named_buffers()) {
+    if (b.dtype() == DType::Float32) tracer.add_constant(Tensor<float>::from_base(b));
+  }
   Tensor<float> y;
   {
     NoGradGuard no_grad;

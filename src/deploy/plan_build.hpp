@@ -3,6 +3,7 @@
 // tracing its forward) and of a quantized one (plan_quant.cpp).
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,7 +20,8 @@ namespace ember::deploy {
 using ember::detail::cat_str;
 
 inline constexpr const char* kSupported =
-    "a plan runs conv2d, linear, batch_norm in eval mode, layer_norm, elementwise ops on tensors of one shape, "
+    "a plan runs conv2d, linear, batch_norm in eval mode, layer_norm, elementwise ops (broadcasting, with "
+    "the model's parameters and buffers as operands), "
     "max_pool2d, avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, and views";
 
 
@@ -123,8 +125,18 @@ class Tracer final : public ember::detail::OpTracer {
     finish(s, y);
   }
 
+  /// Marks t as a constant: a parameter or buffer of the model compiled.
+  void add_constant(const Tensor<float>& t) {
+    constants_.insert(t.impl());
+    keep_.push_back(t);
+  }
+  bool is_constant(const Tensor<float>& t) const { return t.defined() && constants_.count(t.impl()) > 0; }
+
   void unary(const Tensor<float>& x, backend::Unary op, backend::KernelParams params, const Tensor<float>& y) override {
-    if (id_of(x) < 0) return;  // a constant (Note [Inference plan]): not on the data flow
+    if (id_of(x) < 0) {  // not on the data flow (Note [Inference plan]); of constants, a constant
+      if (is_constant(x)) add_constant(y);
+      return;
+    }
     Step s = step("elementwise op");
     s.kind = StepKind::Unary;
     s.in0 = input_of(x, "elementwise op");
@@ -136,16 +148,38 @@ class Tracer final : public ember::detail::OpTracer {
 
   void binary(const Tensor<float>& a, const Tensor<float>& b, backend::Binary op, const char* name,
               const Tensor<float>& y) override {
-    if (id_of(a) < 0 && id_of(b) < 0) return;  // a constant: not on the data flow
-    Step s = step(name);
-    s.kind = StepKind::Binary;
-    s.in0 = input_of(a, name);
-    s.in1 = input_of(b, name);
-    if (a.shape() != b.shape()) {
-      unsupported(cat_str(name, " of ", a.shape(), " and ", b.shape(), " (broadcasting)"));
+    const int ia = id_of(a), ib = id_of(b);
+    if (ia < 0 && ib < 0) {  // not on the data flow; of constants, a constant
+      if (is_constant(a) && is_constant(b)) add_constant(y);
+      return;
     }
+    Step s = step(name);
     s.binary_op = op;
-    s.numel = a.numel();
+    s.numel = y.numel();
+    if (ia >= 0 && ib >= 0 && a.shape() == b.shape()) {
+      s.kind = StepKind::Binary;
+      s.in0 = ia;
+      s.in1 = ib;
+      finish(s, y);
+      return;
+    }
+    // Broadcast, or a constant operand (anything else off the data flow was computed from the
+    // input by an op a plan cannot run: input_of refuses it).
+    s.kind = StepKind::BroadcastBinary;
+    if (ia < 0 && is_constant(a)) {
+      s.constant_operand = 1;
+    } else if (ib < 0 && is_constant(b)) {
+      s.constant_operand = 2;
+    }
+    const Tensor<float>& data = s.constant_operand == 1 ? b : a;
+    s.in0 = input_of(data, name);
+    if (s.constant_operand == 0) s.in1 = input_of(b, name);
+    if (s.constant_operand != 0) {
+      const Tensor<float>& c = s.constant_operand == 1 ? a : b;
+      s.weight = c.contiguous().to_vector();
+      s.weight_shape = c.shape();
+    }
+    if (y.dim() > kMaxValueRank) unsupported(cat_str(name, " of rank ", y.dim()));
     finish(s, y);
   }
 
@@ -199,7 +233,10 @@ class Tracer final : public ember::detail::OpTracer {
 
   void view(const Tensor<float>& x, const Tensor<float>& y) override {
     const int v = id_of(x);
-    if (v < 0) return;  // not on the data flow (yet): a consumer will say so
+    if (v < 0) {  // not on the data flow (yet): a consumer will say so; a constant's view is one
+      if (is_constant(x)) add_constant(y);
+      return;
+    }
     add_value(y, plan_.root(v));
   }
 
@@ -229,6 +266,7 @@ class Tracer final : public ember::detail::OpTracer {
 
   PlanData& plan_;
   std::map<const void*, int> ids_;
+  std::set<const void*> constants_;
   std::vector<Tensor<float>> keep_;
 };
 

@@ -25,8 +25,16 @@ enum class StepKind : uint8_t {
   // avg_pool2d: a depthwise convolution of ones (a Conv2d step's fields), each output plane then
   // divided by `divisors` (PyTorch's window sizes, [ho * wo]).
   AvgPool2d,
+  // An elementwise binary op whose operands broadcast to its output (PyTorch's rules), one of
+  // them possibly a constant (a parameter or buffer of the model, or computed from them): then
+  // `constant_operand` says which (1: a, 2: b), its values are `weight`, its shape weight_shape,
+  // and in0 is the other operand.
+  BroadcastBinary,
   Count
 };
+
+/// The most dims a value has (the file's limit; a broadcasting step's loop counters).
+inline constexpr int kMaxValueRank = 8;
 
 /// What a value holds: floats, or uint8 activations (channels last when 4-D: [N, H, W, C]).
 enum class ElemType : uint8_t { F32, U8, Count };
@@ -65,6 +73,7 @@ struct Step {
   backend::PoolShape pool{};
   bool two_by_two = false;
   bool log_softmax = false;  // Softmax
+  uint8_t constant_operand = 0;  // BroadcastBinary
   double eps = 0.0;          // LayerNorm
   int64_t numel = 0, planes = 0, inner = 0, channels = 0;
   // Int8Linear and Int8Conv2d: the packed int8 weights, the int32 arrays (weight sums [out], then
@@ -121,6 +130,17 @@ struct PlanData {
     }
   }
 };
+
+/// A BroadcastBinary step's operands: a and b as the op saw them, each either a value or the
+/// step's constant.
+struct BroadcastOperands {
+  int a = -1, b = -1;  // value ids, -1 for the constant
+};
+inline BroadcastOperands broadcast_operands(const Step& s) {
+  if (s.constant_operand == 1) return {-1, s.in0};
+  if (s.constant_operand == 2) return {s.in0, -1};
+  return {s.in0, s.in1};
+}
 
 /// Bytes of value v's buffer (its own, not rounded).
 inline int64_t value_bytes(const Value& v) { return v.shape.numel() * elem_bytes(v.type); }

@@ -323,6 +323,42 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       types(ElemType::F32, ElemType::F32);
       break;
     }
+    case StepKind::BroadcastBinary: {
+      s.name = "binary op";
+      const auto op = r.get<uint8_t>("binary op");
+      if (op >= static_cast<uint8_t>(backend::Binary::Count)) r.fail(cat_str("step ", index, ": unknown binary op ", int(op)));
+      s.binary_op = static_cast<backend::Binary>(op);
+      s.numel = r.get_count("numel", int64_t(1) << 40);
+      s.constant_operand = r.get<uint8_t>("constant operand");
+      need(s.constant_operand <= 2, "unknown constant operand");
+      need((s.in1 >= 0) == (s.constant_operand == 0), "it reads two values or one and its constant");
+      if (s.constant_operand != 0) {
+        s.weight_shape = r.get_shape("constant shape");
+        s.w = array("constant", s.weight_shape.numel(), false);
+      }
+      types(ElemType::F32, ElemType::F32);
+      // The operands broadcast to the output, dim by dim from the right.
+      const BroadcastOperands ops = broadcast_operands(s);
+      const Shape& out = p.values[static_cast<size_t>(s.out)].shape;
+      need(numel_of(p, s.out) == s.numel, "its output value does not hold numel");
+      for (int v : {ops.a, ops.b}) {
+        const Shape& in = v < 0 ? s.weight_shape : p.values[static_cast<size_t>(v)].shape;
+        need(in.size() <= out.size(), "an operand has more dims than the output");
+        for (int64_t i = 1; i <= in.size(); ++i) {
+          const int64_t d = in[in.size() - i], o = out[out.size() - i];
+          need(d == o || d == 1, "its operands do not broadcast to its output");
+        }
+      }
+      for (int64_t i = 1; i <= out.size(); ++i) {  // and every output dim comes from one of them
+        bool made = false;
+        for (int v : {ops.a, ops.b}) {
+          const Shape& in = v < 0 ? s.weight_shape : p.values[static_cast<size_t>(v)].shape;
+          made = made || (i <= in.size() && in[in.size() - i] == out[out.size() - i]);
+        }
+        need(made || out[out.size() - i] == 1, "its output is larger than its operands broadcast");
+      }
+      break;
+    }
     case StepKind::MaxPool: {
       s.name = "max_pool2d";
       pool_geometry();
@@ -564,6 +600,7 @@ Plan parse(std::span<const uint8_t> bytes, const std::string& name) {
     s.qweight.assign(s.qw.begin(), s.qw.end());
     s.ints.assign(s.iv.begin(), s.iv.end());
     s.scales.assign(s.sv.begin(), s.sv.end());
+    s.divisors.assign(s.dv.begin(), s.dv.end());
   }
   p->bind_owned_weights();
   return Plan(std::move(p));

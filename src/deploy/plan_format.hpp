@@ -15,7 +15,7 @@ namespace ember::deploy::file {
 inline constexpr char kMagic[8] = {'E', 'M', 'B', 'R', 'P', 'L', 'A', 'N'};
 inline constexpr uint32_t kVersion = 3;
 inline constexpr size_t kHeaderBytes = 64;
-inline constexpr int kMaxRank = 8;
+inline constexpr int kMaxRank = kMaxValueRank;
 
 /// zlib's CRC-32 of `bytes`, in chunks (zlib takes 32-bit lengths).
 inline uint32_t crc_of(std::span<const uint8_t> bytes) {

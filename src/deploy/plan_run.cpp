@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include <array>
+
 #include "../core/internal.hpp"
 #include "../ops/rows.hpp"
 #include "ember/backend/parallel.hpp"
@@ -195,6 +197,73 @@ void run_int8_conv(const Step& s, const Value& input, const std::byte* x, std::b
   }
 }
 
+// A broadcasting binary step's loop: its output's dims with each operand's stride (0 where it
+// broadcasts), dims of size 1 dropped and neighbours merged where both operands allow it, so the
+// innermost run is as long as it can be.
+struct BroadcastLoop {
+  int rank = 0;
+  std::array<int64_t, kMaxValueRank> size{}, sa{}, sb{};
+};
+
+BroadcastLoop broadcast_loop(const Shape& out, const Shape& a, const Shape& b) {
+  const auto r = static_cast<int>(out.size());
+  std::array<int64_t, kMaxValueRank> sa{}, sb{};
+  int64_t stride_a = 1, stride_b = 1;
+  for (int i = r - 1; i >= 0; --i) {
+    const int ia = i - (r - static_cast<int>(a.size())), ib = i - (r - static_cast<int>(b.size()));
+    const int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
+    sa[static_cast<size_t>(i)] = da == 1 ? 0 : stride_a;
+    sb[static_cast<size_t>(i)] = db == 1 ? 0 : stride_b;
+    stride_a *= da;
+    stride_b *= db;
+  }
+  BroadcastLoop l;
+  for (int i = 0; i < r; ++i) {
+    const auto d = static_cast<size_t>(i);
+    if (out[i] == 1) continue;
+    if (l.rank > 0) {
+      const auto last = static_cast<size_t>(l.rank - 1);
+      if (l.sa[last] == sa[d] * out[i] && l.sb[last] == sb[d] * out[i]) {
+        l.size[last] *= out[i];
+        l.sa[last] = sa[d];
+        l.sb[last] = sb[d];
+        continue;
+      }
+    }
+    l.size[static_cast<size_t>(l.rank)] = out[i];
+    l.sa[static_cast<size_t>(l.rank)] = sa[d];
+    l.sb[static_cast<size_t>(l.rank)] = sb[d];
+    ++l.rank;
+  }
+  return l;
+}
+
+void run_broadcast_binary(const backend::Kernels<float>& k, const PlanData& p, const Step& s, const float* x0,
+                          const float* x1, float* y) {
+  const BroadcastOperands ops = broadcast_operands(s);
+  auto shape_of = [&](int v) -> const Shape& { return v < 0 ? s.weight_shape : p.values[static_cast<size_t>(v)].shape; };
+  auto data_of = [&](int v) { return v < 0 ? s.w.data() : v == s.in0 ? x0 : x1; };
+  const BroadcastLoop l = broadcast_loop(p.values[static_cast<size_t>(s.out)].shape, shape_of(ops.a), shape_of(ops.b));
+  const float* a = data_of(ops.a);
+  const float* b = data_of(ops.b);
+  const int outer = std::max(l.rank - 1, 0);
+  const int64_t inner = l.rank == 0 ? 1 : l.size[static_cast<size_t>(outer)];
+  const int64_t ia = l.rank == 0 ? 0 : l.sa[static_cast<size_t>(outer)], ib = l.rank == 0 ? 0 : l.sb[static_cast<size_t>(outer)];
+  const int64_t rows = s.numel / std::max<int64_t>(inner, 1);
+  in_pieces(rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t oa = 0, ob = 0, rest = r;
+      for (int d = outer - 1; d >= 0; --d) {
+        const int64_t i = rest % l.size[static_cast<size_t>(d)];
+        rest /= l.size[static_cast<size_t>(d)];
+        oa += i * l.sa[static_cast<size_t>(d)];
+        ob += i * l.sb[static_cast<size_t>(d)];
+      }
+      k.binary(s.binary_op, {}, inner, a + oa, ia, b + ob, ib, y + r * inner);
+    }
+  });
+}
+
 void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s, const std::byte* in0,
               const std::byte* in1, std::byte* out, std::byte* scratch) {
   const auto* x0 = reinterpret_cast<const float*>(in0);
@@ -263,6 +332,10 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       in_pieces(s.numel, kGrain, [&](int64_t b, int64_t e) {
         k.binary(s.binary_op, {}, e - b, x0 + b, 1, x1 + b, 1, y + b);
       });
+      run_post(k, s, s.numel, y);
+      return;
+    case StepKind::BroadcastBinary:
+      run_broadcast_binary(k, p, s, x0, x1, y);
       run_post(k, s, s.numel, y);
       return;
     case StepKind::MaxPool: {
@@ -373,7 +446,7 @@ std::string binary_name(Binary op) {
 std::string step_str(const PlanData& p, const Step& s) {
   // Strings, not streams: iostreams would add a few hundred KB to a static runtime program.
   std::string out = s.kind == StepKind::Unary    ? std::string(unary_name(s.unary_op))
-                    : s.kind == StepKind::Binary ? binary_name(s.binary_op)
+                    : s.kind == StepKind::Binary || s.kind == StepKind::BroadcastBinary ? binary_name(s.binary_op)
                                                  : s.name;
   auto value = [&](int v) {
     const Value& val = p.values[static_cast<size_t>(v)];

@@ -94,6 +94,15 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
       g.put<uint8_t>(static_cast<uint8_t>(s.binary_op));
       g.put<int64_t>(s.numel);
       break;
+    case StepKind::BroadcastBinary:
+      g.put<uint8_t>(static_cast<uint8_t>(s.binary_op));
+      g.put<int64_t>(s.numel);
+      g.put<uint8_t>(s.constant_operand);
+      if (s.constant_operand != 0) {
+        g.put_shape(s.weight_shape);
+        w.put(g, s.w);
+      }
+      break;
     case StepKind::MaxPool:
     case StepKind::MaxPoolU8:
       for (int64_t v : {s.pool.h, s.pool.w, s.pool.ho, s.pool.wo, s.pool.kh, s.pool.kw, s.pool.stride_h,

@@ -12,7 +12,11 @@
 
 #include "ember/autograd/grad_mode.hpp"
 #include "ember/deploy/plan.hpp"
+#include "ember/nn/conv.hpp"
+#include "ember/nn/linear.hpp"
 #include "ember/nn/module.hpp"
+#include "ember/ops/activation.hpp"
+#include "ember/ops/pooling.hpp"
 #include "ember/ops/factory.hpp"
 #include "ember/ops/elementwise.hpp"
 
@@ -49,6 +53,30 @@ inline void randomise_batch_norms(ember::nn::Module<float>& model) {
     }
   }
 }
+
+// Elementwise ops that broadcast, between computed values (a squeeze-and-excitation gate) and with
+// the model's parameters and buffers (a learned position table, a per-channel shift, a scale kept
+// as its logarithm: exp of a parameter is a constant too).
+class Broadcasts : public ember::nn::Module<float> {
+ public:
+  Broadcasts() {
+    conv = register_module("conv", ember::nn::Conv2d(3, 4, 3, {.padding = 1}));
+    fc = register_module("fc", ember::nn::Linear(4, 4));
+    pos = register_parameter("pos", ember::randn<float>({1, 4, 6, 6}));
+    log_scale = register_parameter("log_scale", ember::randn<float>({4, 1, 1}) * 0.1);
+    shift = register_buffer("shift", ember::randn<float>({4, 1, 1}));
+  }
+  ember::Tensor<float> forward(const ember::Tensor<float>& x) override {
+    const ember::Tensor<float> h = conv(x) + pos;
+    const ember::Tensor<float> gate = ember::sigmoid(fc(ember::adaptive_avg_pool2d(h, 1).flatten(1)));
+    const ember::Tensor<float> gated = h * gate.reshape({h.shape()[0], 4, 1, 1});  // a view
+    return (gated - shift) * ember::exp(log_scale) + ember::maximum(gated, shift);
+  }
+  std::string type_name() const override { return "Broadcasts"; }
+  ember::nn::ModuleHolder<ember::nn::Conv2d<float>> conv;
+  ember::nn::ModuleHolder<ember::nn::Linear<float>> fc;
+  ember::Tensor<float> pos, log_scale, shift;
+};
 
 inline ember::Tensor<float> run_plan(const ember::deploy::Plan& plan, const ember::Tensor<float>& x) {
   ember::Tensor<float> y = ember::zeros<float>(plan.output_shape());

@@ -223,6 +223,22 @@ TEST(Onnx, ElementwiseOpsExportAsTheirFormulas) {
   expect_onnx_check({{dir / "zoo.onnx", dir / "zoo.safetensors"}, {dir / "unbatched.onnx", dir / "unbatched.safetensors"}});
 }
 
+// Broadcasting ops between computed values and with the model's parameters and buffers, whose
+// values become initializers of the graph.
+TEST(Onnx, BroadcastingOpsWithConstantsExport) {
+  ember::manual_seed(12);
+  ember::testing::Broadcasts model;
+  model.eval();
+  const Tensor<float> x = ember::randn<float>({2, 3, 6, 6});
+  TempDir dir;
+  deploy::export_onnx(model, x.shape(), dir / "broadcasts.onnx", {.dynamic_batch = true});
+  write_io(dir / "broadcasts.safetensors", x, forward(model, x));
+  const ember::Tensor<float> x3 = ember::randn<float>({3, 3, 6, 6});
+  write_io(dir / "broadcasts3.safetensors", x3, forward(model, x3));
+  expect_onnx_check({{dir / "broadcasts.onnx", dir / "broadcasts.safetensors"},
+                     {dir / "broadcasts.onnx", dir / "broadcasts3.safetensors"}});
+}
+
 TEST(Onnx, WritesAModelProtoOfOpset13) {
   auto net = onnx_net();
   net->eval();

@@ -286,9 +286,55 @@ TEST(Plan, AveragePoolingMatchesTheModelBitForBit) {
   const std::string path = temp_path("avg.ember");
   deploy::save(plan, path);
   expect_bitwise_equal(forward(*model, x), run_plan(deploy::load(path), x));
+  // parse copies the arrays out of the caller's bytes: the divisors too.
+  std::vector<uint8_t> bytes = ember::io::read_file(path);
+  const deploy::Plan parsed = deploy::parse(bytes, "avg");
+  std::fill(bytes.begin(), bytes.end(), uint8_t{0});
+  expect_bitwise_equal(forward(*model, x), run_plan(parsed, x));
   std::filesystem::remove(path);
   const Tensor<float> one = x.narrow(0, 0, 1).reshape({2, 10, 10});  // unbatched
   expect_bitwise_equal(forward(*model, one), run_plan(deploy::compile(*model, one.shape()), one));
+}
+
+TEST(Plan, BroadcastingOpsAndConstantOperandsMatchTheModelBitForBit) {
+  ember::manual_seed(11);
+  ember::testing::Broadcasts model;
+  model.eval();
+  const Tensor<float> x = random_input({2, 3, 6, 6}, 9);
+  const deploy::Plan plan = deploy::compile(model, x.shape());
+  EXPECT_NE(plan.str().find("mul [2, 4, 6, 6], [2, 4, 1, 1] -> [2, 4, 6, 6]"), std::string::npos) << plan.str();
+  expect_bitwise_equal(forward(model, x), run_plan(plan, x));
+  const std::string path = temp_path("broadcasts.ember");
+  deploy::save(plan, path);
+  const deploy::Plan loaded = deploy::load(path);
+  std::vector<uint8_t> bytes = ember::io::read_file(path);
+  std::filesystem::remove(path);
+  EXPECT_EQ(loaded.str(), plan.str());
+  expect_bitwise_equal(forward(model, x), run_plan(loaded, x));
+  const deploy::Plan parsed = deploy::parse(bytes, "broadcasts");
+  std::fill(bytes.begin(), bytes.end(), uint8_t{0});
+  expect_bitwise_equal(forward(model, x), run_plan(parsed, x));
+  // The plan holds the constants' values at compile time.
+  const Tensor<float> before = run_plan(plan, x);
+  {
+    ember::NoGradGuard no_grad;
+    model.shift.add_(1.0);
+  }
+  expect_bitwise_equal(before, run_plan(plan, x));
+}
+
+// An operand computed from the input by an op a plan does not trace is not a constant.
+class SumsTheInput : public nn::Module<float> {
+ public:
+  Tensor<float> forward(const Tensor<float>& x) override { return ember::relu(x) + x.sum(std::vector<int64_t>{1}, true); }
+  std::string type_name() const override { return "SumsTheInput"; }
+};
+
+TEST(Plan, ValuesComputedByUntracedOpsAreNotConstants) {
+  SumsTheInput model;
+  model.eval();
+  ember::testing::expect_error<ember::ValueError>([&] { deploy::compile(model, {2, 5}); },
+                                                  "an operand of shape [2, 1] was computed by an op a plan cannot run");
 }
 
 TEST(PlanFile, SavedPlansLoadAndRunTheSame) {

@@ -4,14 +4,17 @@
 //
 // Note [Inference plan]
 // compile() runs the model once on zeros of the given shape with a tracer installed
-// (src/ops/trace.hpp): the ops a plan can run (conv2d, linear, batch_norm in eval mode, the elementwise
-// ops on equal shapes, max_pool2d, adaptive_avg_pool2d to 1 x 1, views) report their operands,
-// attributes and result, and become steps; the model's weights are copied into the plan, so the
-// plan outlives the model and does not see later changes to it. Elementwise ops on tensors none
-// of which derives from the input compute constants (a pruned module's weight_orig * weight_mask)
-// and are not recorded: the ops that read their results take them as weights. Any other op that touches the
-// data flow is refused with an error naming the op and the layer path (the module path is
-// prepended as the error leaves each module), so a plan never runs a partial graph. Then:
+// (src/ops/trace.hpp): the ops a plan can run (conv2d, linear, batch_norm in eval mode, layer_norm,
+// the elementwise ops, max_pool2d, avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and
+// log_softmax over the last dim, views) report their operands, attributes and result, and become
+// steps; the model's weights are copied into the plan, so the plan outlives the model and does not
+// see later changes to it. The model's parameters and buffers are constants, and so is what
+// elementwise ops and views make of constants alone (a pruned module's weight_orig * weight_mask,
+// exp of a log-scale): those ops are not recorded, the ops that read their results take them as
+// weights, and an elementwise op of a value and a constant holds the constant's values. An
+// elementwise op whose operands differ in shape broadcasts as PyTorch's do. Any other op that
+// touches the data flow is refused with an error naming the op and the layer path (the module
+// path is prepended as the error leaves each module), so a plan never runs a partial graph. Then:
 //   - batch norm after a convolution or linear layer whose output nothing else reads is folded
 //     into its weights and bias (w' = w * scale, b' = b * scale + shift): within a float rounding
 //     of the model's output;
