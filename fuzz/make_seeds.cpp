@@ -21,12 +21,14 @@ using namespace ember;
 
 namespace {
 
-// x * scale (a parameter, broadcast over the batch), then an outer sum of two computed values.
+// x * scale (a parameter, broadcast over the batch), an outer sum of two computed values, and a
+// concatenation.
 class BroadcastSeed : public nn::Module<float> {
  public:
   BroadcastSeed() { scale = register_parameter("scale", randn<float>({3})); }
   Tensor<float> forward(const Tensor<float>& x) override {
-    return (x * scale).reshape({2, 3, 1}) + relu(x).reshape({2, 1, 3});
+    const Tensor<float> outer = (x * scale).reshape({2, 3, 1}) + relu(x).reshape({2, 1, 3});
+    return cat<float>({outer, sigmoid(outer), x.reshape({2, 1, 3})}, 1);
   }
   std::string type_name() const override { return "BroadcastSeed"; }
   Tensor<float> scale;
@@ -114,7 +116,7 @@ int main(int argc, char** argv) {
                                nn::Softmax(1), nn::Linear(4, 3), nn::LogSoftmax(1));
     head.eval();
     deploy::save(deploy::compile(head, {2, 2, 3}), (out / "plan" / "norm_softmax.ember").string());
-    // Broadcasting steps, one with a constant operand; average pooling.
+    // Broadcasting steps, one with a constant operand, concatenations; average pooling.
     nn::Sequential<float> pooled(nn::Conv2d(1, 2, 3, {.padding = 1}), nn::AvgPool2d(3, {.stride = 2, .padding = 1,
                                  .ceil_mode = true, .count_include_pad = false}));
     pooled.eval();

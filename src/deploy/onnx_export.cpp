@@ -19,6 +19,7 @@
 //   - AvgPool2d: AveragePool when every window divides by the kernel's size, else the plan's own
 //     form (a depthwise Conv of ones, then Div by the window sizes);
 //   - MeanHW: ReduceMean over the last two axes, keeping them;
+//   - Concat: Concat (a cat of more than two values is a chain of them, as in the plan);
 //   - Softmax: Softmax or LogSoftmax over the last axis (opset 13's single-axis form);
 //   - LayerNorm: its formula, (x - mean) / sqrt(var + eps) * weight + bias, with ReduceMean over
 //     the last axis (LayerNormalization is opset 17's); rows over several trailing dims are merged
@@ -307,6 +308,7 @@ class GraphBuilder {
       case StepKind::ChannelAffine: y = channel_affine(s, prefix); break;
       case StepKind::Unary: y = unary(name_of(s.in0), s.unary_op, s.unary_params); break;
       case StepKind::Binary: y = binary(s, name_of(s.in0), name_of(s.in1)); break;
+      case StepKind::Concat: y = op("Concat", {name_of(s.in0), name_of(s.in1)}, {attr_i("axis", s.axis)}); break;
       case StepKind::BroadcastBinary: {
         const BroadcastOperands ops = broadcast_operands(s);
         auto operand = [&](int v) {

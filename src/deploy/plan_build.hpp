@@ -13,6 +13,7 @@
 #include "ember/backend/parallel.hpp"
 #include "ember/core/error.hpp"
 #include "ember/deploy/compile.hpp"
+#include "ember/ops/factory.hpp"
 #include "plan_data.hpp"
 
 namespace ember::deploy {
@@ -22,7 +23,7 @@ using ember::detail::cat_str;
 inline constexpr const char* kSupported =
     "a plan runs conv2d, linear, batch_norm in eval mode, layer_norm, elementwise ops (broadcasting, with "
     "the model's parameters and buffers as operands), "
-    "max_pool2d, avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, and views";
+    "cat, max_pool2d, avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, and views";
 
 
 // The GEMM's packing scratch for an m x n x k product on every kernel table this machine has
@@ -229,6 +230,41 @@ class Tracer final : public ember::detail::OpTracer {
     s.bias = bias;
     s.eps = eps;
     finish(s, y);
+  }
+
+  void cat(const std::vector<Tensor<float>>& tensors, int64_t dim, const Tensor<float>& y) override {
+    std::vector<const Tensor<float>*> parts;  // the empty ones add nothing
+    bool constants = true;
+    for (const Tensor<float>& t : tensors) {
+      if (t.numel() > 0) parts.push_back(&t);
+      constants = constants && id_of(t) < 0 && is_constant(t);
+    }
+    if (constants) {  // of constants, a constant
+      add_constant(y);
+      return;
+    }
+    if (parts.empty()) unsupported("cat of empty tensors");
+    if (parts.size() == 1) {  // a copy: the same values, so an alias
+      add_value(y, plan_.root(input_of(*parts[0], "cat")));
+      return;
+    }
+    // A chain of two-operand steps, each writing the next one's first operand.
+    int acc = input_of(*parts[0], "cat");
+    Shape acc_shape = parts[0]->shape();
+    for (size_t i = 1; i < parts.size(); ++i) {
+      Step s = step("cat");
+      s.kind = StepKind::Concat;
+      s.in0 = acc;
+      s.in1 = input_of(*parts[i], "cat");
+      Shape next = acc_shape;
+      next[dim] += parts[i]->shape()[dim];
+      if (!concat_layout(acc_shape, parts[i]->shape(), next, dim, s)) {
+        unsupported(cat_str("cat of ", acc_shape, " and ", parts[i]->shape(), " along dim ", dim));
+      }
+      finish(s, i + 1 == parts.size() ? y : empty<float>(next));
+      acc = plan_.steps.back().out;
+      acc_shape = next;
+    }
   }
 
   void view(const Tensor<float>& x, const Tensor<float>& y) override {

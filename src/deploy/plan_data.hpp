@@ -30,6 +30,9 @@ enum class StepKind : uint8_t {
   // `constant_operand` says which (1: a, 2: b), its values are `weight`, its shape weight_shape,
   // and in0 is the other operand.
   BroadcastBinary,
+  // cat of two values along `axis`: `planes` runs of in0's `inner` values then in1's `numel`
+  // (a cat of more is a chain of these).
+  Concat,
   Count
 };
 
@@ -74,6 +77,7 @@ struct Step {
   bool two_by_two = false;
   bool log_softmax = false;  // Softmax
   uint8_t constant_operand = 0;  // BroadcastBinary
+  int64_t axis = 0;              // Concat
   double eps = 0.0;          // LayerNorm
   int64_t numel = 0, planes = 0, inner = 0, channels = 0;
   // Int8Linear and Int8Conv2d: the packed int8 weights, the int32 arrays (weight sums [out], then
@@ -140,6 +144,24 @@ inline BroadcastOperands broadcast_operands(const Step& s) {
   if (s.constant_operand == 1) return {-1, s.in0};
   if (s.constant_operand == 2) return {s.in0, -1};
   return {s.in0, s.in1};
+}
+
+/// A Concat step's runs from its operands' and output's shapes (planes, inner, numel as
+/// StepKind::Concat reads them); false where the shapes are not a cat along `axis`.
+inline bool concat_layout(const Shape& a, const Shape& b, const Shape& out, int64_t axis, Step& s) {
+  if (a.size() != out.size() || b.size() != out.size() || axis < 0 || axis >= out.size()) return false;
+  int64_t outer = 1, after = 1;
+  for (int64_t i = 0; i < out.size(); ++i) {
+    if (i != axis && (a[i] != out[i] || b[i] != out[i])) return false;
+    if (i < axis) outer *= out[i];
+    if (i > axis) after *= out[i];
+  }
+  if (a[axis] + b[axis] != out[axis] || a[axis] <= 0 || b[axis] <= 0) return false;
+  s.axis = axis;
+  s.planes = outer;
+  s.inner = a[axis] * after;
+  s.numel = b[axis] * after;
+  return true;
 }
 
 /// Bytes of value v's buffer (its own, not rounded).

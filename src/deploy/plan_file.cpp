@@ -323,6 +323,16 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       types(ElemType::F32, ElemType::F32);
       break;
     }
+    case StepKind::Concat: {
+      s.name = "cat";
+      const auto axis = r.get<int64_t>("cat axis");
+      need(s.in1 >= 0, "it reads one value");
+      types(ElemType::F32, ElemType::F32);
+      need(concat_layout(p.values[static_cast<size_t>(s.in0)].shape, p.values[static_cast<size_t>(s.in1)].shape,
+                         p.values[static_cast<size_t>(s.out)].shape, axis, s),
+           "its values are not a cat along its axis");
+      break;
+    }
     case StepKind::BroadcastBinary: {
       s.name = "binary op";
       const auto op = r.get<uint8_t>("binary op");

@@ -227,7 +227,15 @@ class QuantCompiler {
   // A stage that computes in float: its ops, traced.
   Flow traced(const StageInfo& info, Flow x) {
     x = to_float(x);
-    const quant::Activation y = info.stage->run(quant::Activation{x.tensor});
+    quant::Activation y;
+    try {
+      y = info.stage->run(quant::Activation{x.tensor});
+    } catch (const ValueError& e) {
+      // The tracer's refusal names an op inside the stage (a GRU's cat, say): name the stage.
+      if (!e.message().starts_with("deploy::compile: ")) throw;
+      throw ValueError(cat_str("deploy::compile: ", info.stage->str(), " computes with an op a plan cannot run (",
+                               e.message().substr(17), ")"));
+    }
     Flow out;
     out.tensor = y.value;
     out.id = y.quantized.defined() ? -1 : tracer_.id_of(y.value);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include <array>
+#include <cstring>
 
 #include "../core/internal.hpp"
 #include "../ops/rows.hpp"
@@ -338,6 +339,17 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       run_broadcast_binary(k, p, s, x0, x1, y);
       run_post(k, s, s.numel, y);
       return;
+    case StepKind::Concat: {
+      const int64_t row = s.inner + s.numel;
+      in_pieces(s.planes, std::max<int64_t>(1, kGrain / std::max<int64_t>(row, 1)), [&](int64_t b, int64_t e) {
+        for (int64_t o = b; o < e; ++o) {
+          std::memcpy(y + o * row, x0 + o * s.inner, static_cast<size_t>(s.inner) * sizeof(float));
+          std::memcpy(y + o * row + s.inner, x1 + o * s.numel, static_cast<size_t>(s.numel) * sizeof(float));
+        }
+      });
+      run_post(k, s, s.planes * row, y);
+      return;
+    }
     case StepKind::MaxPool: {
       auto* idx = reinterpret_cast<int64_t*>(scratch);
       const int64_t in_plane = s.pool.h * s.pool.w, out_plane = s.pool.ho * s.pool.wo;

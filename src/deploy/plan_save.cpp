@@ -94,6 +94,9 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
       g.put<uint8_t>(static_cast<uint8_t>(s.binary_op));
       g.put<int64_t>(s.numel);
       break;
+    case StepKind::Concat:
+      g.put<int64_t>(s.axis);
+      break;
     case StepKind::BroadcastBinary:
       g.put<uint8_t>(static_cast<uint8_t>(s.binary_op));
       g.put<int64_t>(s.numel);

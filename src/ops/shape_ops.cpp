@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "common.hpp"
+#include "trace.hpp"
 
 namespace ember {
 
@@ -37,6 +38,7 @@ std::vector<int64_t> checked_indices(const Tensor<int64_t>& index, int64_t size,
 
 template <Element T>
 Tensor<T> cat(const std::vector<Tensor<T>>& tensors, int64_t dim) {
+  detail::TracedOp traced;
   if (tensors.empty()) throw ValueError("cat: expected a non-empty list of tensors");
   for (const auto& t : tensors) require(t, "cat");
   const Tensor<T>& first = tensors[0];
@@ -68,6 +70,9 @@ Tensor<T> cat(const std::vector<Tensor<T>>& tensors, int64_t dim) {
     if (n > 0) detail::copy_strided(t, out.detach().narrow(d, offset, n));
     sizes.push_back(n);
     offset += n;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->cat(tensors, d, out);
   }
   if constexpr (FloatingElement<T>) {
     bool any = false;

@@ -40,6 +40,8 @@ class OpTracer {
   /// layer_norm over x's last values, d per row; weight and bias empty or d long.
   virtual void layer_norm(const Tensor<float>& x, int64_t d, const std::vector<float>& weight,
                           const std::vector<float>& bias, double eps, const Tensor<float>& y) = 0;
+  /// cat(tensors, dim) = y, dim wrapped.
+  virtual void cat(const std::vector<Tensor<float>>& tensors, int64_t dim, const Tensor<float>& y) = 0;
   /// y is a view of x with another shape (reshape, flatten, view of a contiguous tensor).
   virtual void view(const Tensor<float>& x, const Tensor<float>& y) = 0;
   /// An op the plan cannot run in the form it was called: throws, naming it and why.

@@ -17,6 +17,7 @@
 #include "ember/nn/module.hpp"
 #include "ember/ops/activation.hpp"
 #include "ember/ops/pooling.hpp"
+#include "ember/ops/shape_ops.hpp"
 #include "ember/ops/factory.hpp"
 #include "ember/ops/elementwise.hpp"
 
@@ -76,6 +77,23 @@ class Broadcasts : public ember::nn::Module<float> {
   ember::nn::ModuleHolder<ember::nn::Conv2d<float>> conv;
   ember::nn::ModuleHolder<ember::nn::Linear<float>> fc;
   ember::Tensor<float> pos, log_scale, shift;
+};
+
+// Concatenations: of three values along the channels (a dense block's), of two along the last dim.
+class DenseCat : public ember::nn::Module<float> {
+ public:
+  DenseCat() {
+    conv1 = register_module("conv1", ember::nn::Conv2d(2, 3, 3, {.padding = 1}));
+    conv2 = register_module("conv2", ember::nn::Conv2d(3, 4, 1));
+    conv3 = register_module("conv3", ember::nn::Conv2d(9, 2, 3, {.padding = 1}));
+  }
+  ember::Tensor<float> forward(const ember::Tensor<float>& x) override {
+    const ember::Tensor<float> a = conv1(x), b = conv2(ember::relu(a));
+    const ember::Tensor<float> dense = conv3(ember::cat<float>({a, b, x}, 1));
+    return ember::cat<float>({dense, ember::sigmoid(dense)}, -1);
+  }
+  std::string type_name() const override { return "DenseCat"; }
+  ember::nn::ModuleHolder<ember::nn::Conv2d<float>> conv1, conv2, conv3;
 };
 
 inline ember::Tensor<float> run_plan(const ember::deploy::Plan& plan, const ember::Tensor<float>& x) {

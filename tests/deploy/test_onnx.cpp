@@ -224,8 +224,8 @@ TEST(Onnx, ElementwiseOpsExportAsTheirFormulas) {
 }
 
 // Broadcasting ops between computed values and with the model's parameters and buffers, whose
-// values become initializers of the graph.
-TEST(Onnx, BroadcastingOpsWithConstantsExport) {
+// values become initializers of the graph; concatenations.
+TEST(Onnx, BroadcastingOpsConstantsAndConcatenationsExport) {
   ember::manual_seed(12);
   ember::testing::Broadcasts model;
   model.eval();
@@ -235,8 +235,14 @@ TEST(Onnx, BroadcastingOpsWithConstantsExport) {
   write_io(dir / "broadcasts.safetensors", x, forward(model, x));
   const ember::Tensor<float> x3 = ember::randn<float>({3, 3, 6, 6});
   write_io(dir / "broadcasts3.safetensors", x3, forward(model, x3));
+  ember::testing::DenseCat dense;
+  dense.eval();
+  const Tensor<float> image = ember::randn<float>({2, 2, 5, 5});
+  deploy::export_onnx(dense, image.shape(), dir / "cat.onnx", {.dynamic_batch = true});
+  write_io(dir / "cat.safetensors", image, forward(dense, image));
   expect_onnx_check({{dir / "broadcasts.onnx", dir / "broadcasts.safetensors"},
-                     {dir / "broadcasts.onnx", dir / "broadcasts3.safetensors"}});
+                     {dir / "broadcasts.onnx", dir / "broadcasts3.safetensors"},
+                     {dir / "cat.onnx", dir / "cat.safetensors"}});
 }
 
 TEST(Onnx, WritesAModelProtoOfOpset13) {

@@ -323,6 +323,20 @@ TEST(Plan, BroadcastingOpsAndConstantOperandsMatchTheModelBitForBit) {
   expect_bitwise_equal(before, run_plan(plan, x));
 }
 
+TEST(Plan, ConcatenationsMatchTheModelBitForBit) {
+  ember::manual_seed(13);
+  ember::testing::DenseCat model;
+  model.eval();
+  const Tensor<float> x = random_input({2, 2, 5, 5}, 10);
+  const deploy::Plan plan = deploy::compile(model, x.shape());
+  EXPECT_NE(plan.str().find("cat [2, 7, 5, 5], [2, 2, 5, 5] -> [2, 9, 5, 5]"), std::string::npos) << plan.str();
+  expect_bitwise_equal(forward(model, x), run_plan(plan, x));
+  const std::string path = temp_path("cat.ember");
+  deploy::save(plan, path);
+  expect_bitwise_equal(forward(model, x), run_plan(deploy::load(path), x));
+  std::filesystem::remove(path);
+}
+
 // An operand computed from the input by an op a plan does not trace is not a constant.
 class SumsTheInput : public nn::Module<float> {
  public:
