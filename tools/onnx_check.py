@@ -196,6 +196,8 @@ def run_node(op, ins, a):
     if op == "Flatten":
         axis = a.get("axis", 1)
         return x.reshape(int(np.prod(x.shape[:axis])), -1)
+    if op == "Transpose":
+        return np.transpose(x, a.get("perm"))
     if op == "Concat":
         return np.concatenate(ins, axis=a["axis"])
     if op == "Constant":

@@ -20,6 +20,7 @@
 //     form (a depthwise Conv of ones, then Div by the window sizes);
 //   - MeanHW: ReduceMean over the last two axes, keeping them;
 //   - Concat: Concat (a cat of more than two values is a chain of them, as in the plan);
+//   - Permute: Transpose; MatMul: MatMul (a constant second operand an initializer);
 //   - Softmax: Softmax or LogSoftmax over the last axis (opset 13's single-axis form);
 //   - LayerNorm: its formula, (x - mean) / sqrt(var + eps) * weight + bias, with ReduceMean over
 //     the last axis (LayerNormalization is opset 17's); rows over several trailing dims are merged
@@ -308,6 +309,12 @@ class GraphBuilder {
       case StepKind::ChannelAffine: y = channel_affine(s, prefix); break;
       case StepKind::Unary: y = unary(name_of(s.in0), s.unary_op, s.unary_params); break;
       case StepKind::Binary: y = binary(s, name_of(s.in0), name_of(s.in1)); break;
+      case StepKind::Permute: y = op("Transpose", {name_of(s.in0)}, {attr_ints("perm", {s.perm.begin(), s.perm.end()})}); break;
+      case StepKind::MatMul: {
+        const std::string a = name_of(s.in0);
+        y = op("MatMul", {a, s.in1 >= 0 ? name_of(s.in1) : initializer(prefix + ".constant", s.weight_shape, s.w)});
+        break;
+      }
       case StepKind::Concat: y = op("Concat", {name_of(s.in0), name_of(s.in1)}, {attr_i("axis", s.axis)}); break;
       case StepKind::BroadcastBinary: {
         const BroadcastOperands ops = broadcast_operands(s);

@@ -23,7 +23,7 @@ using ember::detail::cat_str;
 inline constexpr const char* kSupported =
     "a plan runs conv2d, linear, batch_norm in eval mode, layer_norm, elementwise ops (broadcasting, with "
     "the model's parameters and buffers as operands), "
-    "cat, max_pool2d, avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, and views";
+    "cat, permute, matmul, max_pool2d, avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, and views";
 
 
 // The GEMM's packing scratch for an m x n x k product on every kernel table this machine has
@@ -265,6 +265,51 @@ class Tracer final : public ember::detail::OpTracer {
       acc = plan_.steps.back().out;
       acc_shape = next;
     }
+  }
+
+  void permute(const Tensor<float>& x, const Shape& perm, const Tensor<float>& y) override {
+    if (id_of(x) < 0) {  // not on the data flow; of a constant, a constant
+      if (is_constant(x)) add_constant(y);
+      return;
+    }
+    Step s = step("permute");
+    s.kind = StepKind::Permute;
+    s.in0 = input_of(x, "permute");
+    s.perm = perm;
+    if (perm.size() > kMaxValueRank) unsupported(cat_str("permute of rank ", perm.size()));
+    s.numel = x.numel();
+    finish(s, y);
+  }
+
+  void matmul(const Tensor<float>& a, const Tensor<float>& b, const Tensor<float>& y) override {
+    if (id_of(a) < 0 && id_of(b) < 0) {  // not on the data flow; of constants, a constant
+      if (is_constant(a) && is_constant(b)) add_constant(y);
+      return;
+    }
+    Step s = step("matmul");
+    s.kind = StepKind::MatMul;
+    s.in0 = input_of(a, "matmul");
+    if (a.dim() < 2 || b.dim() < 2) unsupported(cat_str("matmul of ", a.shape(), " and ", b.shape(), " (a vector)"));
+    const Shape batch_a(a.shape().begin(), a.shape().end() - 2), batch_b(b.shape().begin(), b.shape().end() - 2);
+    if (!batch_b.empty() && batch_b != batch_a) {
+      unsupported(cat_str("matmul of ", a.shape(), " and ", b.shape(), " (batch dims that differ)"));
+    }
+    s.rows = a.shape()[a.dim() - 2];
+    s.in_features = a.shape()[a.dim() - 1];
+    s.out_features = b.shape()[b.dim() - 1];
+    s.planes = batch_a.numel();
+    s.b_batches = batch_b.numel();
+    if (id_of(b) < 0 && is_constant(b)) {
+      s.constant_operand = 2;
+      s.weight = b.contiguous().to_vector();
+      s.weight_shape = b.shape();
+    } else {
+      s.in1 = input_of(b, "matmul");
+    }
+    // A shared second operand folds the batch into the rows of one product, as the op does.
+    const int64_t m = s.b_batches == 1 ? s.planes * s.rows : s.rows;
+    s.scratch_bytes = gemm_workspace_bytes(m, s.out_features, s.in_features);
+    finish(s, y);
   }
 
   void view(const Tensor<float>& x, const Tensor<float>& y) override {

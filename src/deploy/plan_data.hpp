@@ -33,6 +33,12 @@ enum class StepKind : uint8_t {
   // cat of two values along `axis`: `planes` runs of in0's `inner` values then in1's `numel`
   // (a cat of more is a chain of these).
   Concat,
+  // permute: in0's values in the order of `perm` (the output's dim j is the input's perm[j]).
+  Permute,
+  // matmul: `planes` products of rows x in_features by in_features x out_features; the second
+  // operand is in1 or the step's constant (`weight`, weight_shape), one matrix for every product
+  // (b_batches 1) or one each (b_batches = planes).
+  MatMul,
   Count
 };
 
@@ -78,6 +84,8 @@ struct Step {
   bool log_softmax = false;  // Softmax
   uint8_t constant_operand = 0;  // BroadcastBinary
   int64_t axis = 0;              // Concat
+  Shape perm;                    // Permute
+  int64_t b_batches = 0;         // MatMul
   double eps = 0.0;          // LayerNorm
   int64_t numel = 0, planes = 0, inner = 0, channels = 0;
   // Int8Linear and Int8Conv2d: the packed int8 weights, the int32 arrays (weight sums [out], then

@@ -323,6 +323,49 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       types(ElemType::F32, ElemType::F32);
       break;
     }
+    case StepKind::Permute: {
+      s.name = "permute";
+      const int64_t rank = r.get_count("permute rank", kMaxRank);
+      std::vector<char> seen(static_cast<size_t>(rank), 0);
+      for (int64_t i = 0; i < rank; ++i) {
+        const int64_t d = r.get_count("permute dim", rank - 1);
+        need(seen[static_cast<size_t>(d)] == 0, "its dims are not a permutation");
+        seen[static_cast<size_t>(d)] = 1;
+        s.perm.push_back(d);
+      }
+      const Shape& in = p.values[static_cast<size_t>(s.in0)].shape;
+      const Shape& out = p.values[static_cast<size_t>(s.out)].shape;
+      need(in.size() == rank && out.size() == rank, "its values are not of its rank");
+      for (int64_t i = 0; i < rank; ++i) need(out[i] == in[s.perm[i]], "its output is not its input permuted");
+      s.numel = in.numel();
+      types(ElemType::F32, ElemType::F32);
+      break;
+    }
+    case StepKind::MatMul: {
+      s.name = "matmul";
+      s.rows = r.get_count("rows", int64_t(1) << 40);
+      s.in_features = r.get_count("inner dim", int64_t(1) << 30);
+      s.out_features = r.get_count("columns", int64_t(1) << 30);
+      s.planes = r.get_count("products", int64_t(1) << 40);
+      s.b_batches = r.get_count("second operand's matrices", int64_t(1) << 40);
+      s.constant_operand = r.get<uint8_t>("constant operand");
+      need(s.constant_operand == 0 || s.constant_operand == 2, "unknown constant operand");
+      need((s.in1 >= 0) == (s.constant_operand == 0), "it reads two values or one and its constant");
+      need(s.b_batches == 1 || s.b_batches == s.planes, "its second operand's matrices are neither one nor one each");
+      const int64_t b_numel = product({s.b_batches, s.in_features, s.out_features});
+      if (s.constant_operand != 0) {
+        s.weight_shape = r.get_shape("constant shape");
+        need(s.weight_shape.numel() == b_numel, "its constant does not hold the second operand");
+        s.w = array("constant", b_numel, false);
+      } else {
+        need(numel_of(p, s.in1) == b_numel, "its second value does not hold the second operand");
+      }
+      need(numel_of(p, s.in0) == product({s.planes, s.rows, s.in_features}) &&
+               numel_of(p, s.out) == product({s.planes, s.rows, s.out_features}),
+           "its values do not hold the products");
+      types(ElemType::F32, ElemType::F32);
+      break;
+    }
     case StepKind::Concat: {
       s.name = "cat";
       const auto axis = r.get<int64_t>("cat axis");

@@ -339,6 +339,49 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       run_broadcast_binary(k, p, s, x0, x1, y);
       run_post(k, s, s.numel, y);
       return;
+    case StepKind::Permute: {
+      const Shape& out = p.values[static_cast<size_t>(s.out)].shape;
+      const auto r = static_cast<int>(out.size());
+      std::array<int64_t, kMaxValueRank> in_stride{}, stride{};
+      int64_t st = 1;
+      for (int d = r - 1; d >= 0; --d) {
+        in_stride[static_cast<size_t>(d)] = st;
+        st *= input.shape[d];
+      }
+      for (int d = 0; d < r; ++d) stride[static_cast<size_t>(d)] = in_stride[static_cast<size_t>(s.perm[d])];
+      const int64_t inner = r == 0 ? 1 : out[r - 1], step = r == 0 ? 1 : stride[static_cast<size_t>(r - 1)];
+      in_pieces(s.numel / std::max<int64_t>(inner, 1), std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1)),
+                [&](int64_t b, int64_t e) {
+                  for (int64_t row = b; row < e; ++row) {
+                    int64_t at = 0, rest = row;
+                    for (int d = r - 2; d >= 0; --d) {
+                      at += rest % out[d] * stride[static_cast<size_t>(d)];
+                      rest /= out[d];
+                    }
+                    float* yr = y + row * inner;
+                    for (int64_t i = 0; i < inner; ++i) yr[i] = x0[at + i * step];
+                  }
+                });
+      run_post(k, s, s.numel, y);
+      return;
+    }
+    case StepKind::MatMul: {
+      const float* b = s.constant_operand == 2 ? s.w.data() : x1;
+      const int64_t m = s.rows, kk = s.in_features, n = s.out_features;
+      if (s.planes * m * n > 0) {
+        const backend::GemmWorkspace workspace(scratch, static_cast<size_t>(s.scratch_bytes));
+        if (s.b_batches == 1) {  // one product, the batch in its rows, as matmul does
+          k.gemm(false, false, s.planes * m, n, kk, 1.0f, x0, std::max<int64_t>(kk, 1), b, n, 0.0f, y, n);
+        } else {
+          for (int64_t i = 0; i < s.planes; ++i) {
+            k.gemm(false, false, m, n, kk, 1.0f, x0 + i * m * kk, std::max<int64_t>(kk, 1), b + i * kk * n, n, 0.0f,
+                   y + i * m * n, n);
+          }
+        }
+      }
+      run_post(k, s, s.planes * m * n, y);
+      return;
+    }
     case StepKind::Concat: {
       const int64_t row = s.inner + s.numel;
       in_pieces(s.planes, std::max<int64_t>(1, kGrain / std::max<int64_t>(row, 1)), [&](int64_t b, int64_t e) {

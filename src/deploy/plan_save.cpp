@@ -97,6 +97,18 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
     case StepKind::Concat:
       g.put<int64_t>(s.axis);
       break;
+    case StepKind::Permute:
+      g.put<int64_t>(s.perm.size());
+      for (int64_t d : s.perm) g.put<int64_t>(d);
+      break;
+    case StepKind::MatMul:
+      for (int64_t v : {s.rows, s.in_features, s.out_features, s.planes, s.b_batches}) g.put<int64_t>(v);
+      g.put<uint8_t>(s.constant_operand);
+      if (s.constant_operand != 0) {
+        g.put_shape(s.weight_shape);
+        w.put(g, s.w);
+      }
+      break;
     case StepKind::BroadcastBinary:
       g.put<uint8_t>(static_cast<uint8_t>(s.binary_op));
       g.put<int64_t>(s.numel);

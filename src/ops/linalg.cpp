@@ -1,5 +1,6 @@
 // Matrix products on the backend's GEMM.
 #include "common.hpp"
+#include "trace.hpp"
 
 namespace ember {
 
@@ -149,8 +150,24 @@ Tensor<T> outer(const Tensor<T>& a, const Tensor<T>& b) {
   return a.unsqueeze(1) * b.unsqueeze(0);
 }
 
+namespace {
+template <FloatingElement T>
+Tensor<T> matmul_untraced(const Tensor<T>& a, const Tensor<T>& b);
+}  // namespace
+
 template <FloatingElement T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
+  detail::TracedOp traced;
+  Tensor<T> y = matmul_untraced(a, b);
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->matmul(a, b, y);
+  }
+  return y;
+}
+
+namespace {
+template <FloatingElement T>
+Tensor<T> matmul_untraced(const Tensor<T>& a, const Tensor<T>& b) {
   require(a, "matmul");
   require(b, "matmul");
   if (a.dim() == 0 || b.dim() == 0) {
@@ -195,6 +212,7 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   out_shape.push_back(m);
   return r.reshape(out_shape);
 }
+}  // namespace
 
 namespace {
 

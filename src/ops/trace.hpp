@@ -42,6 +42,10 @@ class OpTracer {
                           const std::vector<float>& bias, double eps, const Tensor<float>& y) = 0;
   /// cat(tensors, dim) = y, dim wrapped.
   virtual void cat(const std::vector<Tensor<float>>& tensors, int64_t dim, const Tensor<float>& y) = 0;
+  /// y = x.permute(perm): a view in eager mode, a copy in a plan.
+  virtual void permute(const Tensor<float>& x, const Shape& perm, const Tensor<float>& y) = 0;
+  /// y = matmul(a, b).
+  virtual void matmul(const Tensor<float>& a, const Tensor<float>& b, const Tensor<float>& y) = 0;
   /// y is a view of x with another shape (reshape, flatten, view of a contiguous tensor).
   virtual void view(const Tensor<float>& x, const Tensor<float>& y) = 0;
   /// An op the plan cannot run in the form it was called: throws, naming it and why.

@@ -49,7 +49,14 @@ template <Element T>
 Tensor<T> Tensor<T>::contiguous() const {
   require_defined(*this, "contiguous");
   if (is_contiguous()) return *this;
-  return clone();
+  detail::TracedOp traced;
+  Tensor<T> out = clone();
+  // The same values in the same order: for deploy's plans, whose values are always contiguous
+  // (a permuted view is a copy there), an alias. (Not clone itself: ops clone to write into.)
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->view(*this, out);
+  }
+  return out;
 }
 
 template <Element T>
@@ -179,7 +186,12 @@ Tensor<T> Tensor<T>::reshape(const Shape& requested) const {
   Shape target = infer_shape(requested, numel(), shape(), "reshape");
   Shape st;
   if (view_strides(shape(), strides(), target, st)) return view(target);
-  return clone().view(target);
+  detail::TracedOp traced;
+  Tensor<T> out = clone().view(target);
+  if constexpr (std::is_same_v<T, float>) {  // as contiguous(): a view in a plan
+    if (detail::OpTracer* t = traced.tracer()) t->view(*this, out);
+  }
+  return out;
 }
 
 template <Element T>
@@ -264,7 +276,11 @@ Tensor<T> Tensor<T>::permute(const Shape& dims) const {
     new_shape.push_back(shape()[d]);
     new_strides.push_back(strides()[d]);
   }
+  detail::TracedOp traced;
   Tensor<T> out = make_view(*this, new_shape, new_strides, storage_offset());
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->permute(*this, perm, out);
+  }
   if constexpr (FloatingElement<T>) {
     if (autograd::needs_grad(*this)) {
       Shape inverse = perm;

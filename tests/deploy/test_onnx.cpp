@@ -245,6 +245,20 @@ TEST(Onnx, BroadcastingOpsConstantsAndConcatenationsExport) {
                      {dir / "cat.onnx", dir / "cat.safetensors"}});
 }
 
+// A Transformer encoder layer: Transpose and MatMul for the heads, Softmax, layer norm's formula.
+TEST(Onnx, TransformerEncoderLayerExports) {
+  ember::manual_seed(15);
+  nn::TransformerEncoderLayer layer(16, 4, {.dim_feedforward = 32, .activation = "gelu", .batch_first = true});
+  layer.eval();
+  const Tensor<float> x = ember::randn<float>({2, 5, 16}), x3 = ember::randn<float>({3, 5, 16});
+  TempDir dir;
+  deploy::export_onnx(layer, x.shape(), dir / "encoder.onnx", {.dynamic_batch = true});
+  write_io(dir / "encoder.safetensors", x, forward(layer, x));
+  write_io(dir / "encoder3.safetensors", x3, forward(layer, x3));
+  expect_onnx_check({{dir / "encoder.onnx", dir / "encoder.safetensors"},
+                     {dir / "encoder.onnx", dir / "encoder3.safetensors"}});
+}
+
 TEST(Onnx, WritesAModelProtoOfOpset13) {
   auto net = onnx_net();
   net->eval();

@@ -337,6 +337,33 @@ TEST(Plan, ConcatenationsMatchTheModelBitForBit) {
   std::filesystem::remove(path);
 }
 
+// Attention: the heads' permutes, the batched products, softmax, layer norm; post- and pre-norm,
+// batch first or not, a stack of two with a final norm.
+TEST(Plan, TransformerEncoderLayersMatchTheModel) {
+  for (const bool norm_first : {false, true}) {
+    for (const bool batch_first : {true, false}) {
+      ember::manual_seed(14);
+      nn::TransformerEncoderLayer layer(16, 4, {.dim_feedforward = 32, .activation = "gelu",
+                                                .batch_first = batch_first, .norm_first = norm_first});
+      layer.eval();
+      const Tensor<float> x = random_input(batch_first ? Shape{2, 5, 16} : Shape{5, 2, 16}, 12);
+      const deploy::Plan plan = deploy::compile(layer, x.shape());
+      EXPECT_NE(plan.str().find("matmul [2, 4, 5, 4], [2, 4, 4, 5] -> [2, 4, 5, 5]"), std::string::npos) << plan.str();
+      expect_bitwise_equal(forward(layer, x), run_plan(plan, x));
+    }
+  }
+  nn::TransformerEncoder stack(nn::TransformerEncoderLayer(16, 4, {.dim_feedforward = 32, .batch_first = true}), 2,
+                               nn::LayerNorm(16));
+  stack.eval();
+  const Tensor<float> x = random_input({3, 4, 16}, 13);
+  const deploy::Plan plan = deploy::compile(stack, x.shape());
+  expect_bitwise_equal(forward(stack, x), run_plan(plan, x));
+  const std::string path = temp_path("encoder.ember");
+  deploy::save(plan, path);
+  expect_bitwise_equal(forward(stack, x), run_plan(deploy::load(path), x));
+  std::filesystem::remove(path);
+}
+
 // An operand computed from the input by an op a plan does not trace is not a constant.
 class SumsTheInput : public nn::Module<float> {
  public:

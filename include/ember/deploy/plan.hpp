@@ -5,7 +5,7 @@
 // Note [Inference plan]
 // compile() runs the model once on zeros of the given shape with a tracer installed
 // (src/ops/trace.hpp): the ops a plan can run (conv2d, linear, batch_norm in eval mode, layer_norm,
-// the elementwise ops, cat, max_pool2d, avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and
+// the elementwise ops, cat, permute, matmul, max_pool2d, avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and
 // log_softmax over the last dim, views) report their operands, attributes and result, and become
 // steps; the model's weights are copied into the plan, so the plan outlives the model and does not
 // see later changes to it. The model's parameters and buffers are constants, and so is what
