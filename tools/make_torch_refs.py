@@ -1079,44 +1079,41 @@ def onnx_net():
         nn.Linear(16, 12), nn.ELU(1.3), nn.Linear(12, 12), nn.Softplus(beta=2.0), nn.Linear(12, 5), nn.Tanh())
 
 
+def write_onnx_case(root, stem, net, x, **export_args):
+    """net's state dict, its eval-mode output for x and PyTorch's own ONNX export of it (opset 13)."""
+    net.eval()
+    st_write(os.path.join(root, f"torch_onnx_{stem}.safetensors"), net.state_dict())
+    with torch.no_grad():
+        y = net(x)
+    st_write(os.path.join(root, f"torch_onnx_{stem}_io.safetensors"), {"input": x, "output": y})
+    torch.onnx.export(net, x, os.path.join(root, f"torch_onnx_{stem}.onnx"), opset_version=13,
+                      input_names=["input"], output_names=["output"], **export_args)
+    print(f"wrote torch_onnx_{stem}.safetensors, torch_onnx_{stem}_io.safetensors and torch_onnx_{stem}.onnx")
+
+
 def write_onnx_refs(root):
-    """A CNN of the layers ember exports to ONNX: its state dict, its eval-mode output for a fixed
-    input, and PyTorch's own ONNX export of it (opset 13, dynamic batch), which anchors the
-    interpreter of tools/onnx_check.py to PyTorch's reading of the operators."""
+    """Networks of the layers ember exports to ONNX, with PyTorch's exports of them, which anchor
+    the interpreter of tools/onnx_check.py to PyTorch's reading of the operators."""
+    nn = torch.nn
+    # A CNN with trained-looking batch-norm statistics, exported with a symbolic batch.
     torch.manual_seed(3)
     net = onnx_net()
     net.train()
     for _ in range(3):
         net(torch.randn(8, 3, 12, 12))
-    net.eval()
-    st_write(os.path.join(root, "torch_onnx_net.safetensors"), net.state_dict())
     x = torch.tensor(np.random.default_rng(13).uniform(-1, 1, size=(2, 3, 12, 12)), dtype=torch.float32)
-    with torch.no_grad():
-        y = net(x)
-    st_write(os.path.join(root, "torch_onnx_net_io.safetensors"), {"input": x, "output": y})
-    torch.onnx.export(net, x, os.path.join(root, "torch_onnx_net.onnx"), opset_version=13,
-                      input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-    print("wrote torch_onnx_net.safetensors, torch_onnx_net_io.safetensors and torch_onnx_net.onnx")
+    write_onnx_case(root, "net", net, x, dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
 
     # Layer norm over two dims and over one, log_softmax: an MLP head.
     torch.manual_seed(5)
-    nn = torch.nn
     head = nn.Sequential(nn.LayerNorm((4, 3)), nn.Flatten(), nn.Linear(24, 16), nn.GELU(approximate="tanh"),
                          nn.LayerNorm(16, eps=1e-3), nn.Linear(16, 6), nn.LogSoftmax(1))
     with torch.no_grad():
         for m in (head[0], head[4]):
             m.weight.copy_(torch.rand(m.weight.shape) + 0.5)
             m.bias.copy_(torch.randn(m.bias.shape) * 0.2)
-    head.eval()
-    st_write(os.path.join(root, "torch_onnx_head.safetensors"), head.state_dict())
     x = torch.tensor(np.random.default_rng(17).uniform(-2, 2, size=(3, 2, 4, 3)), dtype=torch.float32)
-    with torch.no_grad():
-        y = head(x)
-    st_write(os.path.join(root, "torch_onnx_head_io.safetensors"), {"input": x, "output": y})
-    torch.onnx.export(head, x, os.path.join(root, "torch_onnx_head.onnx"), opset_version=13,
-                      input_names=["input"], output_names=["output"])
-    print("wrote torch_onnx_head.safetensors, torch_onnx_head_io.safetensors and torch_onnx_head.onnx")
+    write_onnx_case(root, "head", head, x)
 
     # LeNet-5 as LeCun drew it (tanh, average pooling), its second pooling padded, ceil_mode,
     # padding left out of the count.
@@ -1125,16 +1122,8 @@ def write_onnx_refs(root):
                           nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
                           nn.Flatten(), nn.Linear(16 * 6 * 6, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(),
                           nn.Linear(84, 10))
-    lenet.eval()
-    st_write(os.path.join(root, "torch_onnx_lenet.safetensors"), lenet.state_dict())
     x = torch.tensor(np.random.default_rng(19).uniform(-1, 1, size=(2, 1, 28, 28)), dtype=torch.float32)
-    with torch.no_grad():
-        y = lenet(x)
-    st_write(os.path.join(root, "torch_onnx_lenet_io.safetensors"), {"input": x, "output": y})
-    torch.onnx.export(lenet, x, os.path.join(root, "torch_onnx_lenet.onnx"), opset_version=13,
-                      input_names=["input"], output_names=["output"])
-    print("wrote torch_onnx_lenet.safetensors, torch_onnx_lenet_io.safetensors and torch_onnx_lenet.onnx")
-
+    write_onnx_case(root, "lenet", lenet, x)
 
 def main():
     torch.set_num_threads(1)

@@ -132,12 +132,16 @@ class Tracer final : public ember::detail::OpTracer {
     keep_.push_back(t);
   }
   bool is_constant(const Tensor<float>& t) const { return t.defined() && constants_.count(t.impl()) > 0; }
+  // Whether x is off the data flow (Note [Inference plan]); then y, made from x alone, is a
+  // constant when x is one.
+  bool off_flow(const Tensor<float>& x, const Tensor<float>& y) {
+    if (id_of(x) >= 0) return false;
+    if (is_constant(x)) add_constant(y);
+    return true;
+  }
 
   void unary(const Tensor<float>& x, backend::Unary op, backend::KernelParams params, const Tensor<float>& y) override {
-    if (id_of(x) < 0) {  // not on the data flow (Note [Inference plan]); of constants, a constant
-      if (is_constant(x)) add_constant(y);
-      return;
-    }
+    if (off_flow(x, y)) return;
     Step s = step("elementwise op");
     s.kind = StepKind::Unary;
     s.in0 = input_of(x, "elementwise op");
@@ -268,10 +272,7 @@ class Tracer final : public ember::detail::OpTracer {
   }
 
   void permute(const Tensor<float>& x, const Shape& perm, const Tensor<float>& y) override {
-    if (id_of(x) < 0) {  // not on the data flow; of a constant, a constant
-      if (is_constant(x)) add_constant(y);
-      return;
-    }
+    if (off_flow(x, y)) return;
     Step s = step("permute");
     s.kind = StepKind::Permute;
     s.in0 = input_of(x, "permute");
@@ -313,12 +314,8 @@ class Tracer final : public ember::detail::OpTracer {
   }
 
   void view(const Tensor<float>& x, const Tensor<float>& y) override {
-    const int v = id_of(x);
-    if (v < 0) {  // not on the data flow (yet): a consumer will say so; a constant's view is one
-      if (is_constant(x)) add_constant(y);
-      return;
-    }
-    add_value(y, plan_.root(v));
+    if (off_flow(x, y)) return;  // a consumer will say so, unless x is a constant
+    add_value(y, plan_.root(id_of(x)));
   }
 
   [[noreturn]] void unsupported(const std::string& what) override {
