@@ -83,7 +83,9 @@ class Proto {
   std::vector<uint8_t>& bytes() { return bytes_; }
 
  private:
-  void key(int field, int wire_type) { raw_varint(static_cast<uint64_t>(field) << 3 | static_cast<uint64_t>(wire_type)); }
+  void key(int field, int wire_type) {
+    raw_varint(static_cast<uint64_t>(field) << 3 | static_cast<uint64_t>(wire_type));
+  }
   void raw_varint(uint64_t v) {
     while (v >= 0x80) {
       bytes_.push_back(static_cast<uint8_t>(v | 0x80));
@@ -182,7 +184,9 @@ class GraphBuilder {
     auto& name = names_[static_cast<size_t>(v)];
     if (!name.empty()) return name;
     const Value& value = p_.values[static_cast<size_t>(v)];
-    if (value.alias_of < 0) throw ValueError(cat_str("deploy::export_onnx: value ", v, " is read before it is written"));
+    if (value.alias_of < 0) {
+      throw ValueError(cat_str("deploy::export_onnx: value ", v, " is read before it is written"));
+    }
     const int root = p_.root(v);
     name = cat_str("v", v);
     reshape(name_of(root), p_.values[static_cast<size_t>(root)].shape, value.shape, name);
@@ -309,7 +313,9 @@ class GraphBuilder {
       case StepKind::ChannelAffine: y = channel_affine(s, prefix); break;
       case StepKind::Unary: y = unary(name_of(s.in0), s.unary_op, s.unary_params); break;
       case StepKind::Binary: y = binary(s, name_of(s.in0), name_of(s.in1)); break;
-      case StepKind::Permute: y = op("Transpose", {name_of(s.in0)}, {attr_ints("perm", {s.perm.begin(), s.perm.end()})}); break;
+      case StepKind::Permute:
+        y = op("Transpose", {name_of(s.in0)}, {attr_ints("perm", {s.perm.begin(), s.perm.end()})});
+        break;
       case StepKind::MatMul: {
         const std::string a = name_of(s.in0);
         y = op("MatMul", {a, s.in1 >= 0 ? name_of(s.in1) : initializer(prefix + ".constant", s.weight_shape, s.w)});
@@ -326,7 +332,9 @@ class GraphBuilder {
         break;
       }
       case StepKind::MaxPool: y = max_pool(s); break;
-      case StepKind::MeanHW: y = op("ReduceMean", {name_of(s.in0)}, {attr_ints("axes", {-2, -1}), attr_i("keepdims", 1)}); break;
+      case StepKind::MeanHW:
+        y = op("ReduceMean", {name_of(s.in0)}, {attr_ints("axes", {-2, -1}), attr_i("keepdims", 1)});
+        break;
       case StepKind::Softmax: y = rows(s, [&](const std::string& x) {
           return op(s.log_softmax ? "LogSoftmax" : "Softmax", {x}, {attr_i("axis", -1)});
         });

@@ -379,7 +379,7 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
     case StepKind::BroadcastBinary: {
       s.name = "binary op";
       const auto op = r.get<uint8_t>("binary op");
-      if (op >= static_cast<uint8_t>(backend::Binary::Count)) r.fail(cat_str("step ", index, ": unknown binary op ", int(op)));
+      need(op < static_cast<uint8_t>(backend::Binary::Count), cat_str("unknown binary op ", int(op)));
       s.binary_op = static_cast<backend::Binary>(op);
       s.numel = r.get_count("numel", int64_t(1) << 40);
       s.constant_operand = r.get<uint8_t>("constant operand");
