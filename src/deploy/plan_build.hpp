@@ -260,8 +260,9 @@ class Tracer final : public ember::detail::OpTracer {
       s.kind = StepKind::Concat;
       s.in0 = acc;
       s.in1 = input_of(*parts[i], "cat");
+      const int64_t joined = acc_shape[dim] + parts[i]->shape()[dim];
       Shape next = acc_shape;
-      next[dim] += parts[i]->shape()[dim];
+      next[dim] = joined;
       if (!concat_layout(acc_shape, parts[i]->shape(), next, dim, s)) {
         unsupported(cat_str("cat of ", acc_shape, " and ", parts[i]->shape(), " along dim ", dim));
       }
