@@ -234,6 +234,17 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
     need(s.scratch_bytes >= int8_scratch(s, p.values[static_cast<size_t>(s.in0)]).total,
          "its scratch is smaller than its buffers");
   };
+  // Which operand is the step's constant (1: a, only where `a_may_be` says so; 2: b; 0: none), its
+  // shape and values; in1 is read exactly when there is none.
+  auto constant_operand = [&](bool a_may_be) {
+    s.constant_operand = r.get<uint8_t>("constant operand");
+    need(s.constant_operand <= 2 && (a_may_be || s.constant_operand != 1), "unknown constant operand");
+    need((s.in1 >= 0) == (s.constant_operand == 0), "it reads two values or one and its constant");
+    if (s.constant_operand != 0) {
+      s.weight_shape = r.get_shape("constant shape");
+      s.w = array("constant", s.weight_shape.numel(), false);
+    }
+  };
   if (!s.post.empty() && type_of(p, s.out) != ElemType::F32) r.fail(cat_str("step ", index, ": fused ops on uint8 values"));
   switch (s.kind) {
     case StepKind::Conv2d:
@@ -348,15 +359,11 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       s.out_features = r.get_count("columns", int64_t(1) << 30);
       s.planes = r.get_count("products", int64_t(1) << 40);
       s.b_batches = r.get_count("second operand's matrices", int64_t(1) << 40);
-      s.constant_operand = r.get<uint8_t>("constant operand");
-      need(s.constant_operand == 0 || s.constant_operand == 2, "unknown constant operand");
-      need((s.in1 >= 0) == (s.constant_operand == 0), "it reads two values or one and its constant");
+      constant_operand(false);
       need(s.b_batches == 1 || s.b_batches == s.planes, "its second operand's matrices are neither one nor one each");
       const int64_t b_numel = product({s.b_batches, s.in_features, s.out_features});
       if (s.constant_operand != 0) {
-        s.weight_shape = r.get_shape("constant shape");
         need(s.weight_shape.numel() == b_numel, "its constant does not hold the second operand");
-        s.w = array("constant", b_numel, false);
       } else {
         need(numel_of(p, s.in1) == b_numel, "its second value does not hold the second operand");
       }
@@ -382,13 +389,7 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       need(op < static_cast<uint8_t>(backend::Binary::Count), cat_str("unknown binary op ", int(op)));
       s.binary_op = static_cast<backend::Binary>(op);
       s.numel = r.get_count("numel", int64_t(1) << 40);
-      s.constant_operand = r.get<uint8_t>("constant operand");
-      need(s.constant_operand <= 2, "unknown constant operand");
-      need((s.in1 >= 0) == (s.constant_operand == 0), "it reads two values or one and its constant");
-      if (s.constant_operand != 0) {
-        s.weight_shape = r.get_shape("constant shape");
-        s.w = array("constant", s.weight_shape.numel(), false);
-      }
+      constant_operand(true);
       types(ElemType::F32, ElemType::F32);
       // The operands broadcast to the output, dim by dim from the right.
       const BroadcastOperands ops = broadcast_operands(s);

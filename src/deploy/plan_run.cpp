@@ -198,6 +198,16 @@ void run_int8_conv(const Step& s, const Value& input, const std::byte* x, std::b
   }
 }
 
+// Where row `row` of a row-major walk over dims size[0..dims) starts, with these strides.
+int64_t row_offset(int64_t row, int dims, const int64_t* size, const int64_t* stride) {
+  int64_t at = 0;
+  for (int d = dims - 1; d >= 0; --d) {
+    at += row % size[d] * stride[d];
+    row /= size[d];
+  }
+  return at;
+}
+
 // A broadcasting binary step's loop: its output's dims with each operand's stride (0 where it
 // broadcasts), dims of size 1 dropped and neighbours merged where both operands allow it, so the
 // innermost run is as long as it can be.
@@ -253,13 +263,8 @@ void run_broadcast_binary(const backend::Kernels<float>& k, const PlanData& p, c
   const int64_t rows = s.numel / std::max<int64_t>(inner, 1);
   in_pieces(rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      int64_t oa = 0, ob = 0, rest = r;
-      for (int d = outer - 1; d >= 0; --d) {
-        const int64_t i = rest % l.size[static_cast<size_t>(d)];
-        rest /= l.size[static_cast<size_t>(d)];
-        oa += i * l.sa[static_cast<size_t>(d)];
-        ob += i * l.sb[static_cast<size_t>(d)];
-      }
+      const int64_t oa = row_offset(r, outer, l.size.data(), l.sa.data());
+      const int64_t ob = row_offset(r, outer, l.size.data(), l.sb.data());
       k.binary(s.binary_op, {}, inner, a + oa, ia, b + ob, ib, y + r * inner);
     }
   });
@@ -353,11 +358,7 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       in_pieces(s.numel / std::max<int64_t>(inner, 1), std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1)),
                 [&](int64_t b, int64_t e) {
                   for (int64_t row = b; row < e; ++row) {
-                    int64_t at = 0, rest = row;
-                    for (int d = r - 2; d >= 0; --d) {
-                      at += rest % out[d] * stride[static_cast<size_t>(d)];
-                      rest /= out[d];
-                    }
+                    const int64_t at = row_offset(row, r - 1, out.data(), stride.data());
                     float* yr = y + row * inner;
                     for (int64_t i = 0; i < inner; ++i) yr[i] = x0[at + i * step];
                   }

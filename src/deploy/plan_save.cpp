@@ -44,6 +44,15 @@ struct WeightSection {
   }
 };
 
+// Which operand is the step's constant (0: none), then its shape and values.
+void put_constant_operand(Writer& g, WeightSection& w, const Step& s) {
+  g.put<uint8_t>(s.constant_operand);
+  if (s.constant_operand != 0) {
+    g.put_shape(s.weight_shape);
+    w.put(g, s.w);
+  }
+}
+
 void put_step(Writer& g, WeightSection& w, const Step& s) {
   g.put<uint8_t>(static_cast<uint8_t>(s.kind));
   g.put<int32_t>(s.in0);
@@ -103,20 +112,12 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
       break;
     case StepKind::MatMul:
       for (int64_t v : {s.rows, s.in_features, s.out_features, s.planes, s.b_batches}) g.put<int64_t>(v);
-      g.put<uint8_t>(s.constant_operand);
-      if (s.constant_operand != 0) {
-        g.put_shape(s.weight_shape);
-        w.put(g, s.w);
-      }
+      put_constant_operand(g, w, s);
       break;
     case StepKind::BroadcastBinary:
       g.put<uint8_t>(static_cast<uint8_t>(s.binary_op));
       g.put<int64_t>(s.numel);
-      g.put<uint8_t>(s.constant_operand);
-      if (s.constant_operand != 0) {
-        g.put_shape(s.weight_shape);
-        w.put(g, s.w);
-      }
+      put_constant_operand(g, w, s);
       break;
     case StepKind::MaxPool:
     case StepKind::MaxPoolU8:
