@@ -1,9 +1,9 @@
 // Inference plans of the example models (docs/deploy.md): Plan::run of the float plan beside the
 // int8 plan of the same model (quant::quantize, then deploy::compile) and the model's own forward,
 // in one run, batch 1 and 64, 1 and 2 threads; for the convolutional models also the int8 plan
-// with the first convolution in float. Each row also reports the plan's steps, its arena
-// and its file size (counters), which do not depend on the weights: the models are untrained,
-// calibrated on random inputs.
+// with the first convolution in float; for a DCGAN generator the float plan only. Each row also
+// reports the plan's steps, its arena and its file size (counters), which do not depend on the
+// weights: the models are untrained, calibrated on random inputs.
 //   build/bench/ember-bench-plans --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
@@ -32,8 +32,18 @@ using ember::Tensor;
 // docs/api.md advises for a first layer of few input channels (a GEMM with K = 9 or 25).
 enum class Kind { Forward, FloatPlan, Int8Plan, Int8FirstFloat };
 
+// LibTorch's DCGAN example's generator (ember-gan's): noise [N, 100, 1, 1] -> images [N, 1, 28, 28].
+std::shared_ptr<nn::Module<float>> dcgan_generator() {
+  return std::make_shared<nn::Sequential<float>>(
+      nn::ConvTranspose2d(100, 256, 4, {.bias = false}), nn::BatchNorm2d(256), nn::ReLU(),
+      nn::ConvTranspose2d(256, 128, 3, {.stride = 2, .padding = 1, .bias = false}), nn::BatchNorm2d(128), nn::ReLU(),
+      nn::ConvTranspose2d(128, 64, 4, {.stride = 2, .padding = 1, .bias = false}), nn::BatchNorm2d(64), nn::ReLU(),
+      nn::ConvTranspose2d(64, 1, 4, {.stride = 2, .padding = 1, .bias = false}), nn::Tanh());
+}
+
 std::shared_ptr<nn::Module<float>> make(const std::string& name) {
   if (name == "cifar_resnet") return ember::examples::make_cifar_resnet(3, 10, 32);
+  if (name == "dcgan_generator") return dcgan_generator();
   for (const auto& m : ember::examples::mnist_spec().models) {
     if ("mnist_" + m.name == name) return m.make(1, 28, 10);
   }
@@ -45,7 +55,9 @@ void run_plan(benchmark::State& state, const std::string& model_name, Kind kind)
   ember::manual_seed(0);
   auto model = make(model_name);
   model->eval();
-  const int64_t channels = model_name == "cifar_resnet" ? 3 : 1, size = model_name == "cifar_resnet" ? 32 : 28;
+  const bool gan = model_name == "dcgan_generator";
+  const int64_t channels = model_name == "cifar_resnet" ? 3 : gan ? 100 : 1;
+  const int64_t size = model_name == "cifar_resnet" ? 32 : gan ? 1 : 28;
   const ember::Shape shape{state.range(1), channels, size, size};
   const Tensor<float> x = ember::randn<float>(shape);
   ember::NoGradGuard no_grad;
@@ -80,14 +92,16 @@ void run_plan(benchmark::State& state, const std::string& model_name, Kind kind)
                                          : ember::backend::int8_isa_name(ember::backend::int8_kernels().isa));
 }
 
-#define EMBER_PLAN_BENCH(model)                                                                             \
+#define EMBER_PLAN_BENCH_FLOAT(model)                                                                       \
   void BM_plan_##model##_forward(benchmark::State& s) { run_plan(s, #model, Kind::Forward); }               \
   void BM_plan_##model##_float(benchmark::State& s) { run_plan(s, #model, Kind::FloatPlan); }               \
-  void BM_plan_##model##_int8(benchmark::State& s) { run_plan(s, #model, Kind::Int8Plan); }                 \
   BENCHMARK(BM_plan_##model##_forward)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})      \
       ->Unit(benchmark::kMicrosecond)->UseRealTime();                                                       \
   BENCHMARK(BM_plan_##model##_float)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})        \
-      ->Unit(benchmark::kMicrosecond)->UseRealTime();                                                       \
+      ->Unit(benchmark::kMicrosecond)->UseRealTime()
+#define EMBER_PLAN_BENCH(model)                                                                             \
+  EMBER_PLAN_BENCH_FLOAT(model);                                                                            \
+  void BM_plan_##model##_int8(benchmark::State& s) { run_plan(s, #model, Kind::Int8Plan); }                 \
   BENCHMARK(BM_plan_##model##_int8)->ArgsProduct({{1, 2}, {1, 64}})->ArgNames({"threads", "batch"})         \
       ->Unit(benchmark::kMicrosecond)->UseRealTime()
 #define EMBER_PLAN_BENCH_CONV(model)                                                                        \
@@ -100,6 +114,7 @@ EMBER_PLAN_BENCH(mnist_mlp);
 EMBER_PLAN_BENCH_CONV(mnist_lenet);
 EMBER_PLAN_BENCH_CONV(mnist_cnn);
 EMBER_PLAN_BENCH_CONV(cifar_resnet);
+EMBER_PLAN_BENCH_FLOAT(dcgan_generator);  // int8 plans have no transposed convolution
 
 }  // namespace
 

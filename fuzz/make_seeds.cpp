@@ -121,6 +121,11 @@ int main(int argc, char** argv) {
                                  .ceil_mode = true, .count_include_pad = false}));
     pooled.eval();
     deploy::save(deploy::compile(pooled, {1, 1, 6, 6}), (out / "plan" / "avg_pool.ember").string());
+    // Transposed convolutions: through columns with output_padding, on the flat kernels.
+    nn::Sequential<float> gen(nn::ConvTranspose2d(2, 2, 3, {.stride = 2, .padding = 1, .output_padding = 1}),
+                              nn::ReLU(), nn::ConvTranspose2d(2, 1, 3, {.padding = 1}));
+    gen.eval();
+    deploy::save(deploy::compile(gen, {1, 2, 2, 2}), (out / "plan" / "conv_transpose.ember").string());
     BroadcastSeed broadcast;
     broadcast.eval();
     deploy::save(deploy::compile(broadcast, {2, 3}), (out / "plan" / "broadcast.ember").string());

@@ -1125,6 +1125,19 @@ def write_onnx_refs(root):
     x = torch.tensor(np.random.default_rng(19).uniform(-1, 1, size=(2, 1, 28, 28)), dtype=torch.float32)
     write_onnx_case(root, "lenet", lenet, x)
 
+    # A DCGAN-style generator: transposed convolutions from a 1x1 code (no bias, then output_padding,
+    # then groups with dilation, then a stride-1 "same" one), batch norm with running statistics.
+    torch.manual_seed(8)
+    gen = nn.Sequential(nn.ConvTranspose2d(6, 8, 4, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1), nn.BatchNorm2d(4),
+                        nn.LeakyReLU(0.2), nn.ConvTranspose2d(4, 4, 3, stride=2, groups=2, dilation=2), nn.ReLU(),
+                        nn.ConvTranspose2d(4, 2, 3, padding=1), nn.Tanh())
+    gen.train()
+    for _ in range(3):
+        gen(torch.randn(8, 6, 1, 1))
+    x = torch.tensor(np.random.default_rng(23).uniform(-1, 1, size=(2, 6, 1, 1)), dtype=torch.float32)
+    write_onnx_case(root, "gen", gen, x, dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+
 def main():
     torch.set_num_threads(1)
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")

@@ -67,6 +67,35 @@ def conv(x, w, b, a):
     return y
 
 
+def conv_transpose(x, w, b, a):
+    """Each input pixel spreads its kernel-weighted values over the output grid at the stride;
+    the grid is then cropped by the pads (output_padding extends its end)."""
+    n, c, h, wd = x.shape
+    cw, mg, kh, kw = w.shape
+    group = a.get("group", 1)
+    sh, sw = a.get("strides", [1, 1])
+    dh, dw = a.get("dilations", [1, 1])
+    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    oph, opw = a.get("output_padding", [0, 0])
+    if c != cw or c % group:
+        raise ValueError(f"ConvTranspose: {c} input channels, weight {w.shape} with group {group}")
+    cg = c // group
+    full = np.zeros((n, mg * group, sh * (h - 1) + dh * (kh - 1) + 1 + oph, sw * (wd - 1) + dw * (kw - 1) + 1 + opw))
+    for g in range(group):
+        xg, wg = x[:, g * cg:(g + 1) * cg], w[g * cg:(g + 1) * cg]
+        for i in range(kh):
+            for j in range(kw):
+                rows = slice(i * dh, i * dh + sh * (h - 1) + 1, sh)
+                cols = slice(j * dw, j * dw + sw * (wd - 1) + 1, sw)
+                full[:, g * mg:(g + 1) * mg, rows, cols] += np.einsum("nchw,cm->nmhw", xg, wg[:, :, i, j])
+    ho = full.shape[2] - pt - pb
+    wo = full.shape[3] - pl - pr
+    y = full[:, :, pt:pt + ho, pl:pl + wo]
+    if b is not None:
+        y = y + b.reshape(1, -1, 1, 1)
+    return y
+
+
 def pooled_size(size, k, s, d, p0, p1, ceil_mode):
     span = size + p0 + p1 - d * (k - 1) - 1
     out = (-(-span // s) if ceil_mode else span // s) + 1
@@ -160,6 +189,8 @@ def run_node(op, ins, a):
         return np.minimum(np.maximum(x, lo), hi)
     if op == "Conv":
         return conv(x, ins[1], ins[2] if len(ins) > 2 else None, a)
+    if op == "ConvTranspose":
+        return conv_transpose(x, ins[1], ins[2] if len(ins) > 2 else None, a)
     if op == "MaxPool":
         return max_pool(x, a)
     if op == "Pad":

@@ -48,9 +48,10 @@ const char* kUsage =
     "       ember-gan --evaluate SAMPLES.safetensors [--data DIR] [--classifier FILE]\n"
     "Trains a DCGAN on MNIST-format images (data/fashion-mnist or data/mnist by default), writes\n"
     "samples_epoch_E.png, generator.safetensors, discriminator.safetensors, checkpoint.safetensors\n"
-    "and metrics.csv to --out, and prints classifier_confidence=, class_entropy=, feature_fid= and\n"
-    "feature_fid_real= after each epoch, measured with a classifier from ember-mnist (--classifier,\n"
-    "or one trained into OUT/classifier when absent).\n";
+    "and metrics.csv to --out after each epoch and generator.onnx at the end, and prints\n"
+    "classifier_confidence=, class_entropy=, feature_fid= and feature_fid_real= after each epoch,\n"
+    "measured with a classifier from ember-mnist (--classifier, or one trained into OUT/classifier\n"
+    "when absent).\n";
 
 Options parse_flags(int argc, char** argv) {
   Options o;
@@ -507,8 +508,11 @@ int train(const Options& o) {
     c.rng = ember::default_generator().state();
     ember::save_checkpoint(o.out + "/checkpoint.safetensors", c);
   }
-  std::printf("wrote %s/generator.safetensors, discriminator.safetensors, checkpoint.safetensors, metrics.csv, "
-              "samples_epoch_*.png\n",
+  // The generator for other runtimes: an ONNX graph of any batch (noise [N, 100, 1, 1] in).
+  gan.eval();
+  ember::deploy::export_onnx(generator, {1, kNoiseSize, 1, 1}, o.out + "/generator.onnx", {.dynamic_batch = true});
+  std::printf("wrote %s/generator.safetensors, generator.onnx, discriminator.safetensors, checkpoint.safetensors, "
+              "metrics.csv, samples_epoch_*.png\n",
               o.out.c_str());
   return 0;
 }

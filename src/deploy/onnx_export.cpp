@@ -309,6 +309,7 @@ class GraphBuilder {
     switch (s.kind) {
       case StepKind::Conv2d: y = conv(s, prefix); break;
       case StepKind::AvgPool2d: y = avg_pool(s, prefix); break;
+      case StepKind::ConvTranspose2d: y = conv_transpose(s, prefix); break;
       case StepKind::Linear: y = linear(s, prefix); break;
       case StepKind::ChannelAffine: y = channel_affine(s, prefix); break;
       case StepKind::Unary: y = unary(name_of(s.in0), s.unary_op, s.unary_params); break;
@@ -424,6 +425,29 @@ class GraphBuilder {
                               attr_ints("pads", {g.padding[0], g.padding[2], g.padding[1], g.padding[3]}),
                               attr_ints("dilations", {g.dilation[0], g.dilation[1]}), attr_i("group", g.groups)});
     return unbatch(s, y, unbatched);
+  }
+
+  // ConvTranspose from the geometry of the convolution whose input gradient the step is: the
+  // output's size is the convolution's input size, and what the top/left padding leaves over is
+  // end padding (or, when negative, output_padding).
+  std::string conv_transpose(const Step& s, const std::string& prefix) {
+    std::vector<std::string> inputs{name_of(s.in0), initializer(prefix + ".weight", s.weight_shape, s.w)};
+    if (!s.b.empty()) inputs.push_back(initializer(prefix + ".bias", Shape{s.channels}, s.b));
+    const Conv2dGeometry& g = s.geometry;
+    const auto& d = s.conv.d;
+    int64_t end[2], out_pad[2];
+    const int64_t in[2] = {d.ho, d.wo}, out[2] = {d.h, d.w}, k[2] = {d.kh, d.kw};
+    const int64_t begin[2] = {g.padding[0], g.padding[2]};
+    for (int i = 0; i < 2; ++i) {
+      const int64_t extra = g.stride[i] * (in[i] - 1) + g.dilation[i] * (k[i] - 1) + 1 - begin[i] - out[i];
+      end[i] = std::max<int64_t>(extra, 0);
+      out_pad[i] = std::max<int64_t>(-extra, 0);
+    }
+    return op("ConvTranspose", inputs,
+              {attr_ints("kernel_shape", {d.kh, d.kw}), attr_ints("strides", {g.stride[0], g.stride[1]}),
+               attr_ints("pads", {begin[0], begin[1], end[0], end[1]}),
+               attr_ints("output_padding", {out_pad[0], out_pad[1]}),
+               attr_ints("dilations", {g.dilation[0], g.dilation[1]}), attr_i("group", g.groups)});
   }
 
   // AveragePool where every window's divisor is the kernel's size over symmetric padding;

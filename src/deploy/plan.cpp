@@ -67,17 +67,52 @@ void fold_batch_norm(PlanData& p) {
     if (producer == nullptr) continue;
     Step& prod = *producer;
     const bool conv = prod.kind == StepKind::Conv2d && prod.channels == bn.channels;
+    const bool transposed = prod.kind == StepKind::ConvTranspose2d && prod.channels == bn.channels;
     const bool linear = prod.kind == StepKind::Linear && prod.out_features == bn.channels && bn.inner == 1;
-    if ((!conv && !linear) || !prod.post.empty()) continue;
+    if ((!conv && !transposed && !linear) || !prod.post.empty()) continue;
     const auto c = static_cast<size_t>(bn.channels);
-    const size_t per_channel = prod.weight.size() / c;
-    if (prod.bias.empty()) prod.bias.assign(c, 0.0f);
-    for (size_t o = 0; o < c; ++o) {
-      for (size_t t = 0; t < per_channel; ++t) prod.weight[o * per_channel + t] *= bn.weight[o];
-      prod.bias[o] = prod.bias[o] * bn.weight[o] + bn.bias[o];
+    if (transposed) {
+      // Weights [o, cg, kh, kw]: output channel g * cg + ci is column ci of the rows of group g.
+      const auto& d = prod.conv.d;
+      const auto taps = static_cast<size_t>(d.kh * d.kw), cg = static_cast<size_t>(d.cg);
+      const auto og = static_cast<size_t>(d.og);
+      for (size_t row = 0; row < static_cast<size_t>(d.o); ++row)
+        for (size_t ci = 0; ci < cg; ++ci)
+          for (size_t t = 0; t < taps; ++t) prod.weight[(row * cg + ci) * taps + t] *= bn.weight[row / og * cg + ci];
+    } else {
+      const size_t per_channel = prod.weight.size() / c;
+      for (size_t o = 0; o < c; ++o)
+        for (size_t t = 0; t < per_channel; ++t) prod.weight[o * per_channel + t] *= bn.weight[o];
     }
+    if (prod.bias.empty()) prod.bias.assign(c, 0.0f);
+    for (size_t o = 0; o < c; ++o) prod.bias[o] = prod.bias[o] * bn.weight[o] + bn.bias[o];
     prod.out = bn.out;
     prod.folded_batch_norm = true;
+    p.steps.erase(p.steps.begin() + static_cast<std::ptrdiff_t>(i));
+    --i;
+  }
+}
+
+// conv_transpose2d adds its bias as a broadcasting add of a [1, C, 1, 1] constant: the step adds
+// it itself (the same float additions, so the same bits).
+void fold_channel_bias(PlanData& p) {
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    Step& add = p.steps[i];
+    if (add.kind != StepKind::BroadcastBinary || add.binary_op != backend::Binary::Add || add.constant_operand == 0) {
+      continue;
+    }
+    Step* producer = sole_producer(p, add.in0);
+    if (producer == nullptr || producer->kind != StepKind::ConvTranspose2d || !producer->bias.empty() ||
+        !producer->post.empty()) {
+      continue;
+    }
+    const Shape per_channel{1, producer->channels, 1, 1};
+    if (add.weight_shape != per_channel ||
+        p.values[static_cast<size_t>(add.out)].shape != p.values[static_cast<size_t>(producer->out)].shape) {
+      continue;
+    }
+    producer->bias = add.weight;
+    producer->out = add.out;
     p.steps.erase(p.steps.begin() + static_cast<std::ptrdiff_t>(i));
     --i;
   }
@@ -149,6 +184,7 @@ void plan_arena(PlanData& p) {
 }  // namespace
 
 void finish_plan(PlanData& p, const CompileOptions& options) {
+  fold_channel_bias(p);
   if (options.fold_batch_norm) fold_batch_norm(p);
   if (options.fuse_elementwise) fuse_elementwise(p);
   plan_arena(p);

@@ -21,9 +21,9 @@ namespace ember::deploy {
 using ember::detail::cat_str;
 
 inline constexpr const char* kSupported =
-    "a plan runs conv2d, linear, batch_norm in eval mode, layer_norm, elementwise ops (broadcasting, with "
-    "the model's parameters and buffers as operands), cat, permute, matmul, max_pool2d, avg_pool2d, "
-    "adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, and views";
+    "a plan runs conv2d, conv_transpose2d, linear, batch_norm in eval mode, layer_norm, elementwise ops "
+    "(broadcasting, with the model's parameters and buffers as operands), cat, permute, matmul, max_pool2d, "
+    "avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, and views";
 
 
 // The GEMM's packing scratch for an m x n x k product on every kernel table this machine has
@@ -63,6 +63,27 @@ class Tracer final : public ember::detail::OpTracer {
     finish(s, y);
   }
 
+  void conv2d_input_grad(const Tensor<float>& x, const Tensor<float>& w, const Conv2dGeometry& g,
+                         const Tensor<float>& y) override {
+    Step s = step("conv_transpose2d");
+    s.kind = StepKind::ConvTranspose2d;
+    s.in0 = input_of(x, "conv_transpose2d");
+    const ember::detail::ConvDims d = ember::detail::conv_dims("conv_transpose2d", y.shape(), w.shape(), g);
+    s.conv = ember::detail::conv_transpose_setup(backend::kernels<float>(), d, g);
+    s.weight = w.contiguous().to_vector();
+    s.weight_shape = w.shape();
+    s.geometry = g;
+    s.channels = d.c;
+    s.inner = d.h * d.w;
+    // Per worker the column matrix and the GEMM's packing room, or the flat kernels' (which take
+    // m = cg rows of K = og * kh * kw taps and thread over the samples themselves).
+    const int64_t flat_weights =
+        round_up_arena((d.cg + backend::kConvFlatRowBlock) * d.og * d.kh * d.kw * int64_t(sizeof(float))) + 64;
+    s.workers = s.conv.flat ? 1 : std::clamp<int64_t>(get_num_threads(), 1, d.n);
+    s.scratch_bytes = conv_transpose_flipped_bytes(s.conv) + s.workers * conv_worker_bytes(s, flat_weights);
+    finish(s, y);
+  }
+
   void avg_pool2d(const Tensor<float>& x, const Conv2dGeometry& g, int64_t kh, int64_t kw,
                   const std::vector<float>& divisors, const Tensor<float>& y) override {
     Step s = step("avg_pool2d");
@@ -94,8 +115,17 @@ class Tracer final : public ember::detail::OpTracer {
     // Per worker: the samples of a batch split among as many workers as this process has threads
     // (the flat kernels thread over the samples themselves).
     s.workers = s.conv.flat ? 1 : std::clamp<int64_t>(get_num_threads(), 1, d.n);
-    s.scratch_bytes = s.workers * (round_up_arena(conv_scratch_bytes(s.conv)) +
-                                   std::max(gemm_workspace_bytes(d.og, d.hw_out(), d.k()), flat_weights));
+    s.scratch_bytes = s.workers * conv_worker_bytes(s, flat_weights);
+  }
+
+  // A convolution step's scratch per worker: the columns of the images its GEMMs lower at once
+  // (conv_step_images), then the GEMM's packing room or the flat kernels' (`flat_room`).
+  static int64_t conv_worker_bytes(const Step& s, int64_t flat_room) {
+    const auto& d = s.conv.d;
+    const int64_t images =
+        s.conv.pointwise || s.conv.flat ? 1 : ember::detail::images_per_gemm(d, (d.n + s.workers - 1) / s.workers);
+    const GemmDims g = conv_gemm_dims(s, images);
+    return conv_columns_bytes(s.conv, images) + std::max(gemm_workspace_bytes(g.m, g.n, g.k), flat_room);
   }
 
   void linear(const Tensor<float>& x, const Tensor<float>& w, const Tensor<float>& b,

@@ -39,6 +39,9 @@ enum class StepKind : uint8_t {
   // operand is in1 or the step's constant (`weight`, weight_shape), one matrix for every product
   // (b_batches 1) or one each (b_batches = planes).
   MatMul,
+  // conv_transpose2d (conv2d's input gradient): the Conv2d fields of the convolution whose gradient
+  // it is (its input is this step's output), `conv` from ember::detail::conv_transpose_setup.
+  ConvTranspose2d,
   Count
 };
 
@@ -226,10 +229,47 @@ inline int64_t round_up_arena(int64_t bytes) {
   return (bytes + a - 1) / a * a;
 }
 
-/// The column-matrix scratch a convolution step reserves: enough for the im2col path whatever
-/// table runs it (a plan compiled where the flat kernels exist may run where they do not).
-inline int64_t conv_scratch_bytes(const ember::detail::ConvForward<float>& f) {
-  return f.pointwise ? 0 : f.d.k() * f.d.hw_out() * static_cast<int64_t>(sizeof(float));
+/// The column scratch of a convolution step (Conv2d, AvgPool2d, ConvTranspose2d) lowering `images`
+/// images per GEMM: their column matrices and, for more than one, a GEMM operand of theirs side by
+/// side (ConvForward::scratch_elements, conv_transpose_scratch_elements), rounded to the arena's
+/// alignment. Reserved whether or not the compiling table has flat kernels: a plan compiled where
+/// they exist may run where they do not.
+inline int64_t conv_columns_bytes(const ember::detail::ConvForward<float>& f, int64_t images) {
+  if (f.pointwise) return 0;
+  const int64_t hw = f.d.hw_out();
+  return round_up_arena((f.d.k() * hw * images + (images > 1 ? f.d.og * hw * images : 0)) *
+                        static_cast<int64_t>(sizeof(float)));
+}
+
+/// The GEMM a convolution step's im2col / col2im path runs for `images` images: m x n x k.
+struct GemmDims {
+  int64_t m, n, k;
+};
+inline GemmDims conv_gemm_dims(const Step& s, int64_t images) {
+  const auto& d = s.conv.d;
+  if (s.kind == StepKind::ConvTranspose2d) return {d.k(), images * d.hw_out(), d.og};
+  return {d.og, images * d.hw_out(), d.k()};
+}
+
+/// Images per GEMM of a convolution step's im2col / col2im path, `samples` per worker: as the op
+/// lowers them (Note [Columns of several images] in src/ops/conv_forward.cpp: the same bits), when
+/// a worker's `per_worker` bytes of scratch hold their columns and the GEMM's packing room on
+/// kernels `k`; else one.
+inline int64_t conv_step_images(const Step& s, const backend::Kernels<float>& k, int64_t per_worker,
+                                int64_t samples) {
+  if (s.conv.pointwise || s.conv.flat) return 1;
+  const int64_t images = ember::detail::images_per_gemm(s.conv.d, samples);
+  if (images <= 1) return 1;
+  const GemmDims g = conv_gemm_dims(s, images);
+  const int64_t need =
+      conv_columns_bytes(s.conv, images) + round_up_arena(static_cast<int64_t>(k.gemm_workspace(g.m, g.n, g.k)));
+  return need <= per_worker ? images : 1;
+}
+
+/// A ConvTranspose2d step's scratch: the transposed and flipped weights the flat kernels take,
+/// then one area per worker holding the columns (conv_columns_bytes), then the packing room.
+inline int64_t conv_transpose_flipped_bytes(const ember::detail::ConvForward<float>& f) {
+  return round_up_arena(f.d.o * f.d.k() * static_cast<int64_t>(sizeof(float)));
 }
 
 }  // namespace ember::deploy

@@ -245,18 +245,49 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       s.w = array("constant", s.weight_shape.numel(), false);
     }
   };
+  // A convolution's weight shape, geometry and workers.
+  auto conv_fields = [&] {
+    s.weight_shape = r.get_shape("weight shape");
+    for (int64_t& v : s.geometry.stride) v = r.get<int64_t>("geometry");
+    for (int64_t& v : s.geometry.padding) v = r.get<int64_t>("geometry");
+    for (int64_t& v : s.geometry.dilation) v = r.get<int64_t>("geometry");
+    s.geometry.groups = r.get<int64_t>("geometry");
+    s.workers = r.get_count("workers", 1024);
+  };
   if (!s.post.empty() && type_of(p, s.out) != ElemType::F32) r.fail(cat_str("step ", index, ": fused ops on uint8 values"));
   switch (s.kind) {
+    case StepKind::ConvTranspose2d: {
+      s.name = "conv_transpose2d";
+      conv_fields();
+      // The convolution whose input gradient this is: its input is the step's output.
+      try {
+        const auto d = ember::detail::conv_dims("conv_transpose2d", p.values[static_cast<size_t>(s.out)].shape,
+                                                s.weight_shape, s.geometry);
+        s.conv = ember::detail::conv_transpose_setup(backend::kernels<float>(), d, s.geometry);
+      } catch (const Error& e) {
+        r.fail(cat_str("step ", index, ": ", e.message()));
+      }
+      const auto& d = s.conv.d;
+      need(p.values[static_cast<size_t>(s.out)].shape.size() == 4 && numel_of(p, s.in0) == d.n * d.o * d.hw_out(),
+           "its input value does not hold the gradient of the convolution's output");
+      need(s.workers >= 1 && s.workers <= d.n && s.scratch_bytes >= conv_transpose_flipped_bytes(s.conv) &&
+               (s.scratch_bytes - conv_transpose_flipped_bytes(s.conv)) % s.workers == 0,
+           "its workers are not between 1 and its images, or do not share its scratch evenly");
+      need(product({d.k(), d.hw_out(), int64_t(sizeof(float))}) >= 0 &&
+               (s.scratch_bytes - conv_transpose_flipped_bytes(s.conv)) / s.workers >= conv_columns_bytes(s.conv, 1),
+           "its scratch is smaller than its column matrix");
+      types(ElemType::F32, ElemType::F32);
+      s.channels = d.c;
+      s.inner = d.h * d.w;
+      s.w = array("weights", s.weight_shape.numel(), false);
+      s.b = array("bias", d.c, true);
+      break;
+    }
     case StepKind::Conv2d:
     case StepKind::AvgPool2d: {
       const bool avg = s.kind == StepKind::AvgPool2d;
       s.name = avg ? "avg_pool2d" : "conv2d";
-      s.weight_shape = r.get_shape("weight shape");
-      for (int64_t& v : s.geometry.stride) v = r.get<int64_t>("geometry");
-      for (int64_t& v : s.geometry.padding) v = r.get<int64_t>("geometry");
-      for (int64_t& v : s.geometry.dilation) v = r.get<int64_t>("geometry");
-      s.geometry.groups = r.get<int64_t>("geometry");
-      s.workers = r.get_count("workers", 1024);
+      conv_fields();
       const Shape& x = p.values[static_cast<size_t>(s.in0)].shape;
       try {
         s.conv = ember::detail::conv_forward_setup(backend::kernels<float>(),
@@ -269,7 +300,8 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       need(numel_of(p, s.out) == d.n * d.o * d.hw_out(), "its output value does not hold the convolution's output");
       need(s.workers >= 1 && s.workers <= d.n && s.scratch_bytes % s.workers == 0,
            "its workers are not between 1 and its images, or do not share its scratch evenly");
-      need(s.conv.pointwise || s.scratch_bytes / s.workers >= product({d.k(), d.hw_out(), int64_t(sizeof(float))}),
+      need(s.conv.pointwise || (product({d.k(), d.hw_out(), int64_t(sizeof(float))}) >= 0 &&
+                                s.scratch_bytes / s.workers >= conv_columns_bytes(s.conv, 1)),
            "its scratch is smaller than its column matrix");
       types(ElemType::F32, ElemType::F32);
       s.channels = d.o;

@@ -283,14 +283,16 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       // The samples split among the step's workers; each one's part of the scratch: the column
       // matrix, then the GEMM's packing buffers.
       const int64_t workers = std::clamp<int64_t>(s.workers, 1, std::max<int64_t>(d.n, 1));
-      const int64_t per_worker = s.scratch_bytes / workers, cols = round_up_arena(conv_scratch_bytes(s.conv));
+      const int64_t per_worker = s.scratch_bytes / workers;
+      const int64_t images = conv_step_images(s, k, per_worker, (d.n + workers - 1) / workers);
+      const int64_t cols = conv_columns_bytes(s.conv, images);
       auto run = [&](int64_t w0, int64_t w1) {
         for (int64_t worker = w0; worker < w1; ++worker) {
           std::byte* area = scratch == nullptr ? nullptr : scratch + worker * per_worker;
           const backend::GemmWorkspace workspace(area == nullptr ? nullptr : area + cols,
                                                  static_cast<size_t>(std::max<int64_t>(0, per_worker - cols)));
           ember::detail::conv_forward_samples(k, s.conv, x0, s.w.data(), y, worker * d.n / workers,
-                                              (worker + 1) * d.n / workers, reinterpret_cast<float*>(area));
+                                              (worker + 1) * d.n / workers, reinterpret_cast<float*>(area), images);
         }
       };
       if (workers == 1) {
@@ -309,6 +311,38 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
         add_channel_bias(k, s.b, d.n * d.o, d.o, d.hw_out(), y);
       }
       run_post(k, s, d.n * d.o * d.hw_out(), y);
+      return;
+    }
+    case StepKind::ConvTranspose2d: {
+      const auto& d = s.conv.d;
+      // The flipped weights (flat kernels), then per worker the column matrix and packing room.
+      const int64_t flipped = conv_transpose_flipped_bytes(s.conv);
+      const int64_t workers = std::clamp<int64_t>(s.workers, 1, std::max<int64_t>(d.n, 1));
+      const int64_t per_worker = (s.scratch_bytes - flipped) / workers;
+      const int64_t images = conv_step_images(s, k, per_worker, (d.n + workers - 1) / workers);
+      const int64_t cols = conv_columns_bytes(s.conv, images);
+      const float* w = s.w.data();
+      if (s.conv.flat) {
+        auto* wt = reinterpret_cast<float*>(scratch);
+        ember::detail::transposed_flipped_weights(s.w.data(), d, wt);
+        w = wt;
+      }
+      auto run = [&](int64_t w0, int64_t w1) {
+        for (int64_t worker = w0; worker < w1; ++worker) {
+          std::byte* area = scratch + flipped + worker * per_worker;
+          const backend::GemmWorkspace workspace(area + cols,
+                                                 static_cast<size_t>(std::max<int64_t>(0, per_worker - cols)));
+          ember::detail::conv_transpose_samples(k, s.conv, x0, w, y, worker * d.n / workers,
+                                                (worker + 1) * d.n / workers, reinterpret_cast<float*>(area), images);
+        }
+      };
+      if (workers == 1) {
+        run(0, 1);
+      } else {
+        ember::detail::parallel_for(0, workers, 1, run);
+      }
+      add_channel_bias(k, s.b, d.n * d.c, d.c, d.h * d.w, y);
+      run_post(k, s, d.n * d.c * d.h * d.w, y);
       return;
     }
     case StepKind::Linear:
@@ -517,7 +551,10 @@ std::string step_str(const PlanData& p, const Step& s) {
   }
   if (s.folded_batch_norm) out += ", batch norm folded";
   for (const PostOp& op : s.post) out += cat_str(", ", unary_name(op.op), " fused");
-  if (s.kind == StepKind::Conv2d || s.kind == StepKind::AvgPool2d) out += s.conv.flat ? " (flat)" : s.conv.pointwise ? " (pointwise)" : " (im2col)";
+  if (s.kind == StepKind::Conv2d || s.kind == StepKind::AvgPool2d || s.kind == StepKind::ConvTranspose2d) {
+    const char* lowered = s.kind == StepKind::ConvTranspose2d ? " (col2im)" : " (im2col)";
+    out += s.conv.flat ? " (flat)" : s.conv.pointwise ? " (pointwise)" : lowered;
+  }
   return out;
 }
 

@@ -70,6 +70,7 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
   switch (s.kind) {
     case StepKind::Conv2d:
     case StepKind::AvgPool2d:
+    case StepKind::ConvTranspose2d:
       g.put_shape(s.weight_shape);
       for (int64_t v : s.geometry.stride) g.put<int64_t>(v);
       for (int64_t v : s.geometry.padding) g.put<int64_t>(v);

@@ -23,32 +23,10 @@ using detail::is_pointwise;
 using detail::images_per_gemm;
 using detail::sample_grain;
 using detail::side_by_side;
-using detail::use_flat;
 
 namespace {
 
 using detail::ConvDims;
-
-// The input gradient of a flat convolution is a flat convolution of the output gradient with
-// the weights transposed and flipped, padded by dil * (k - 1) - pad.
-backend::ConvShape transposed_flat_shape(const ConvDims& d, const backend::ConvShape& cs) {
-  return {d.og, d.ho, d.wo, d.kh, d.kw, d.h, d.w, 1, 1, cs.dil_h * (d.kh - 1) - cs.pad_h,
-          cs.dil_w * (d.kw - 1) - cs.pad_w, cs.dil_h, cs.dil_w};
-}
-
-// w'[g][c][o][kh-1-i][kw-1-j] = w[g][o][c][i][j] for each group g.
-template <class T>
-std::vector<T> transposed_flipped_weights(const T* w, const ConvDims& d) {
-  const int64_t taps = d.kh * d.kw;
-  std::vector<T> out(static_cast<size_t>(d.o * d.cg * taps));
-  for (int64_t g = 0; g < d.g; ++g)
-    for (int64_t o = 0; o < d.og; ++o)
-      for (int64_t c = 0; c < d.cg; ++c)
-        for (int64_t t = 0; t < taps; ++t)
-          out[static_cast<size_t>(((g * d.cg + c) * d.og + o) * taps + (taps - 1 - t))] =
-              w[((g * d.og + o) * d.cg + c) * taps + t];
-  return out;
-}
 
 template <FloatingElement T>
 Tensor<T> conv_forward_raw(const Tensor<T>& x_in, const Tensor<T>& w_in, const ConvDims& d,
@@ -76,50 +54,21 @@ template <FloatingElement T>
 Tensor<T> conv_input_grad_raw(const Tensor<T>& gy_in, const Tensor<T>& w_in, const ConvDims& d,
                               const Conv2dGeometry& p) {
   Tensor<T> gy = gy_in.contiguous(), w = w_in.contiguous();
+  Tensor<T> gx = detail::new_tensor<T>({d.n, d.c, d.h, d.w}, "conv2d_input_grad");
   const auto& k = backend::kernels<T>();
+  const detail::ConvForward<T> f = detail::conv_transpose_setup(k, d, p);
   const T* pg = gy.data_ptr();
-  const T* pw = w.data_ptr();
-  const int64_t K = d.k(), HW = d.hw_out(), plane = d.h * d.w;
-  const bool direct = is_pointwise(d, p);
-  const backend::ConvShape cs = conv_shape(d, p);
-  if (use_flat(k, d, p, cs)) {
-    Tensor<T> gx = detail::new_tensor<T>({d.n, d.c, d.h, d.w}, "conv2d_input_grad");
-    T* px = gx.data_ptr();
-    const std::vector<T> wt = transposed_flipped_weights(pw, d);
-    const backend::ConvShape ts = transposed_flat_shape(d, cs);
-    detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
-      for (int64_t g = 0; g < d.g; ++g) {
-        k.conv_flat(ts, d.cg, wt.data() + g * d.cg * d.og * d.kh * d.kw, e - b, pg + (b * d.o + g * d.og) * HW,
-                    d.o * HW, px + (b * d.c + g * d.cg) * plane, d.c * plane);
-      }
-    });
+  T* px = gx.data_ptr();
+  if (f.flat) {
+    std::vector<T> flipped(static_cast<size_t>(d.o * d.k()));
+    detail::transposed_flipped_weights(w.data_ptr(), d, flipped.data());
+    detail::conv_transpose_samples(k, f, pg, flipped.data(), px, 0, d.n, static_cast<T*>(nullptr));
     return gx;
   }
-  Tensor<T> gx = zeros<T>({d.n, d.c, d.h, d.w});
-  T* px = gx.data_ptr();
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
-    if (direct) {  // the columns are the input gradient itself
-      for (int64_t n = b; n < e; ++n)
-        for (int64_t g = 0; g < d.g; ++g)
-          k.gemm(true, false, K, HW, d.og, T(1), pw + g * d.og * K, K, pg + (n * d.o + g * d.og) * HW, HW, T(0),
-                 px + (n * d.c + g * d.cg) * plane, HW);
-      return;
-    }
-    const int64_t per_gemm = images_per_gemm(d, e - b);
-    std::vector<T> cols(static_cast<size_t>(K * HW * per_gemm));
-    std::vector<T> gys(static_cast<size_t>(per_gemm > 1 ? d.og * HW * per_gemm : 0));
-    for (int64_t n0 = b; n0 < e; n0 += per_gemm) {
-      const int64_t m = std::min(per_gemm, e - n0), ld = m * HW;
-      for (int64_t g = 0; g < d.g; ++g) {
-        const T* gyg = pg + (n0 * d.o + g * d.og) * HW;
-        if (m > 1) {
-          side_by_side(gyg, d.o * HW, m, d.og, HW, gys.data());
-          gyg = gys.data();
-        }
-        k.gemm(true, false, K, ld, d.og, T(1), pw + g * d.og * K, K, gyg, ld, T(0), cols.data(), ld);
-        for (int64_t j = 0; j < m; ++j) k.col2im(cs, cols.data() + j * HW, px + ((n0 + j) * d.c + g * d.cg) * plane, ld);
-      }
-    }
+    const int64_t images = f.pointwise ? 1 : images_per_gemm(d, e - b);
+    std::vector<T> scratch(static_cast<size_t>(detail::conv_transpose_scratch_elements(f, images)));
+    detail::conv_transpose_samples(k, f, pg, w.data_ptr(), px, b, e, scratch.data(), images);
   });
   return gx;
 }
@@ -224,6 +173,7 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
 template <FloatingElement T>
 Tensor<T> conv2d_input_grad(const Tensor<T>& gy, const Tensor<T>& weight, std::array<int64_t, 2> hw,
                             const Conv2dGeometry& p) {
+  detail::TracedOp traced;
   require(gy, "conv2d_input_grad");
   require(weight, "conv2d_input_grad");
   if (gy.dim() != 4) throw ShapeError(cat_str("conv2d_input_grad: gradient ", gy.shape(), " must be 4-D"));
@@ -242,6 +192,9 @@ Tensor<T> conv2d_input_grad(const Tensor<T>& gy, const Tensor<T>& weight, std::a
         [p, wshape = weight.shape()](const Tensor<T>& gg, const Tensor<T>& gy) {
           return conv2d_weight_grad(gg, gy, wshape, p);
         });
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->conv2d_input_grad(gy, weight, p, gx);
   }
   return gx;
 }

@@ -204,6 +204,84 @@ void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f,
   }
 }
 
+namespace {
+
+// The input gradient of a flat convolution is a flat convolution of the output gradient with
+// the weights transposed and flipped, padded by dil * (k - 1) - pad.
+backend::ConvShape transposed_flat_shape(const ConvDims& d, const backend::ConvShape& cs) {
+  return {d.og, d.ho, d.wo, d.kh, d.kw, d.h, d.w, 1, 1, cs.dil_h * (d.kh - 1) - cs.pad_h,
+          cs.dil_w * (d.kw - 1) - cs.pad_w, cs.dil_h, cs.dil_w};
+}
+
+}  // namespace
+
+template <class T>
+ConvForward<T> conv_transpose_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& p) {
+  ConvForward<T> f;
+  f.d = d;
+  f.shape = conv_shape(d, p);
+  f.pointwise = is_pointwise(d, p);
+  f.flat = use_flat(k, d, p, f.shape);
+  return f;
+}
+
+template <class T>
+int64_t conv_transpose_scratch_elements(const ConvForward<T>& f, int64_t images) {
+  if (f.flat || f.pointwise) return 0;
+  const int64_t hw = f.d.hw_out();
+  return f.d.k() * hw * images + (images > 1 ? f.d.og * hw * images : 0);
+}
+
+template <class T>
+void transposed_flipped_weights(const T* w, const ConvDims& d, T* out) {
+  const int64_t taps = d.kh * d.kw;
+  for (int64_t g = 0; g < d.g; ++g)
+    for (int64_t o = 0; o < d.og; ++o)
+      for (int64_t c = 0; c < d.cg; ++c)
+        for (int64_t t = 0; t < taps; ++t)
+          out[((g * d.cg + c) * d.og + o) * taps + (taps - 1 - t)] = w[((g * d.og + o) * d.cg + c) * taps + t];
+}
+
+template <class T>
+void conv_transpose_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* pg, const T* pw, T* px,
+                            int64_t b, int64_t e, T* scratch, int64_t images) {
+  const ConvDims& d = f.d;
+  const int64_t K = d.k(), HW = d.hw_out(), plane = d.h * d.w;
+  if (f.flat) {
+    const backend::ConvShape ts = transposed_flat_shape(d, f.shape);
+    detail::parallel_for(b, e, sample_grain(d), [&](int64_t s, int64_t t) {
+      for (int64_t g = 0; g < d.g; ++g) {
+        k.conv_flat(ts, d.cg, pw + g * d.cg * d.og * d.kh * d.kw, t - s, pg + (s * d.o + g * d.og) * HW, d.o * HW,
+                    px + (s * d.c + g * d.cg) * plane, d.c * plane);
+      }
+    });
+    return;
+  }
+  if (f.pointwise) {  // the columns are the input gradient itself
+    for (int64_t n = b; n < e; ++n)
+      for (int64_t g = 0; g < d.g; ++g)
+        k.gemm(true, false, K, HW, d.og, T(1), pw + g * d.og * K, K, pg + (n * d.o + g * d.og) * HW, HW, T(0),
+               px + (n * d.c + g * d.cg) * plane, HW);
+    return;
+  }
+  std::fill(px + b * d.c * plane, px + e * d.c * plane, T(0));  // col2im adds the taps up
+  images = std::max<int64_t>(images, 1);
+  T* cols = scratch;
+  T* gys = scratch + K * HW * images;  // gy's images side by side when images > 1
+  for (int64_t n0 = b; n0 < e; n0 += images) {
+    const int64_t m = std::min(images, e - n0), ld = m * HW;
+    for (int64_t g = 0; g < d.g; ++g) {
+      const T* gyg = pg + (n0 * d.o + g * d.og) * HW;
+      if (m > 1) {
+        side_by_side(gyg, d.o * HW, m, d.og, HW, gys);
+        gyg = gys;
+      }
+      k.gemm(true, false, K, ld, d.og, T(1), pw + g * d.og * K, K, gyg, ld, T(0), cols, ld);
+      for (int64_t j = 0; j < m; ++j) k.col2im(f.shape, cols + j * HW, px + ((n0 + j) * d.c + g * d.cg) * plane, ld);
+    }
+  }
+}
+
 template bool use_flat(const backend::Kernels<float>&, const ConvDims&, const Conv2dGeometry&,
                        const backend::ConvShape&);
 template bool use_flat(const backend::Kernels<double>&, const ConvDims&, const Conv2dGeometry&,
@@ -215,6 +293,15 @@ template void conv_forward_samples(const backend::Kernels<float>&, const ConvFor
                                    const float*, float*, int64_t, int64_t, float*, int64_t);
 template void conv_forward_samples(const backend::Kernels<double>&, const ConvForward<double>&, const double*,
                                    const double*, double*, int64_t, int64_t, double*, int64_t);
+#define EMBER_INSTANTIATE(T)                                                                                 \
+  template ConvForward<T> conv_transpose_setup(const backend::Kernels<T>&, const ConvDims&, const Conv2dGeometry&); \
+  template int64_t conv_transpose_scratch_elements(const ConvForward<T>&, int64_t);                                 \
+  template void transposed_flipped_weights(const T*, const ConvDims&, T*);                                          \
+  template void conv_transpose_samples(const backend::Kernels<T>&, const ConvForward<T>&, const T*, const T*, T*,    \
+                                       int64_t, int64_t, T*, int64_t);
+EMBER_INSTANTIATE(float)
+EMBER_INSTANTIATE(double)
+#undef EMBER_INSTANTIATE
 template void side_by_side(const float*, int64_t, int64_t, int64_t, int64_t, float*);
 template void side_by_side(const double*, int64_t, int64_t, int64_t, int64_t, double*);
 

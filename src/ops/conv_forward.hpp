@@ -67,4 +67,26 @@ template <class T>
 void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* x, const T* w, T* out,
                           int64_t b, int64_t e, T* scratch, int64_t images = 1);
 
+/// conv2d's input gradient (conv_transpose2d's forward) on raw pointers, shared by the op and the
+/// inference plans. `d` and the geometry are those of the convolution whose gradient it is: its
+/// input [n, c, h, w] is what this computes, from gy [n, o, ho, wo]. ConvForward's flags mean: the
+/// flat kernels run a stride-1 correlation of gy with the weights transposed and flipped
+/// (transposed_flipped_weights), pointwise a GEMM writes gx directly, else a GEMM into columns
+/// then col2im adds them up.
+template <class T>
+ConvForward<T> conv_transpose_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& geometry);
+/// Scratch for `images` images per GEMM (the columns; for more than one, gy's images side by side).
+template <class T>
+int64_t conv_transpose_scratch_elements(const ConvForward<T>& f, int64_t images);
+/// w'[g][c][o][kh-1-i][kw-1-j] = w[g][o][c][i][j] for each group g, into out (d.o * d.k() values):
+/// the weights the flat kernels take for the input gradient.
+template <class T>
+void transposed_flipped_weights(const T* w, const ConvDims& d, T* out);
+/// gx[b .. e) from gy; w is the flipped weights when f.flat, else the convolution's. The flat path
+/// threads over the samples it is given; the others use `scratch`
+/// (conv_transpose_scratch_elements(images) values).
+template <class T>
+void conv_transpose_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* gy, const T* w, T* gx,
+                            int64_t b, int64_t e, T* scratch, int64_t images = 1);
+
 }  // namespace ember::detail

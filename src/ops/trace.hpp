@@ -17,6 +17,10 @@ class OpTracer {
   virtual ~OpTracer() = default;
   virtual void conv2d(const Tensor<float>& x, const Tensor<float>& weight, const Tensor<float>& bias,
                       const Conv2dGeometry& geometry, const Tensor<float>& y) = 0;
+  /// y = conv2d_input_grad(x, weight) with `geometry`: conv_transpose2d's forward (x the gradient
+  /// of a convolution's output, y its input's, whose shape says the input size).
+  virtual void conv2d_input_grad(const Tensor<float>& x, const Tensor<float>& weight, const Conv2dGeometry& geometry,
+                                 const Tensor<float>& y) = 0;
   virtual void linear(const Tensor<float>& x, const Tensor<float>& weight, const Tensor<float>& bias,
                       const Tensor<float>& y) = 0;
   /// y = x * scale[c] + shift[c] per channel (batch norm in eval mode).

@@ -184,6 +184,37 @@ TEST(Onnx, LeNetWithAveragePoolingMatchesPyTorch) {
   expect_onnx_check({{data_dir() + "/torch_onnx_lenet.onnx", torch_io}, {dir / "lenet.onnx", torch_io}});
 }
 
+// A DCGAN-style generator of transposed convolutions (output_padding, groups with dilation, a
+// stride-1 one) with batch norm: ConvTranspose nodes, against PyTorch's output and export.
+TEST(Onnx, TransposedConvolutionGeneratorMatchesPyTorch) {
+  auto gen = std::make_shared<nn::Sequential<float>>(
+      nn::ConvTranspose2d(6, 8, 4, {.bias = false}), nn::BatchNorm2d(8), nn::ReLU(),
+      nn::ConvTranspose2d(8, 4, 3, {.stride = 2, .padding = 1, .output_padding = 1}), nn::BatchNorm2d(4),
+      nn::LeakyReLU(0.2), nn::ConvTranspose2d(4, 4, 3, {.stride = 2, .groups = 2, .dilation = 2}), nn::ReLU(),
+      nn::ConvTranspose2d(4, 2, 3, {.padding = 1}), nn::Tanh());
+  ember::load(*gen, data_dir() + "/torch_onnx_gen.safetensors");
+  gen->eval();
+  const auto io = ember::io::read_safetensors(data_dir() + "/torch_onnx_gen_io.safetensors");
+  const Tensor<float> x = named(io.tensors, "input"), want = named(io.tensors, "output");
+  EXPECT_TRUE(ember::allclose(forward(*gen, x), want, 1e-5, 1e-5));
+  const deploy::Plan plan = deploy::compile(*gen, x.shape());
+  EXPECT_TRUE(ember::allclose(ember::testing::run_plan(plan, x), want, 1e-5, 1e-5)) << plan.str();
+
+  TempDir dir;
+  deploy::export_onnx(*gen, x.shape(), dir / "gen.onnx", {.dynamic_batch = true});
+  deploy::export_onnx(*gen, x.shape(), dir / "unfolded.onnx", {.fold_batch_norm = false});
+  ember::manual_seed(5);
+  const Tensor<float> x3 = ember::rand<float>({3, 6, 1, 1}) * 2.0 - 1.0;
+  write_io(dir / "gen3.safetensors", x3, forward(*gen, x3));
+  const std::vector<uint8_t> bytes = deploy::to_onnx(plan);
+  EXPECT_NE(std::string(bytes.begin(), bytes.end()).find("ConvTranspose"), std::string::npos);
+  const std::string torch_io = data_dir() + "/torch_onnx_gen_io.safetensors";
+  expect_onnx_check({{data_dir() + "/torch_onnx_gen.onnx", torch_io},
+                     {dir / "gen.onnx", torch_io},
+                     {dir / "gen.onnx", dir / "gen3.safetensors"},
+                     {dir / "unfolded.onnx", torch_io}});
+}
+
 // The elementwise kernels the exporter writes as formulas or ONNX ops of other names, binary ops
 // between two computed values, a linear layer on a 3-D input (MatMul) and views.
 class ElementwiseZoo : public nn::Module<float> {

@@ -296,6 +296,46 @@ TEST(Plan, AveragePoolingMatchesTheModelBitForBit) {
   expect_bitwise_equal(forward(*model, one), run_plan(deploy::compile(*model, one.shape()), one));
 }
 
+// Transposed convolutions on each of their paths (a 1x1 code through col2im, output_padding,
+// groups with dilation, a stride-1 "same" one on the flat kernels, a pointwise one), their bias
+// added by the step, through a file, on 3-D inputs; batch norm folded into them.
+TEST(Plan, TransposedConvolutionsMatchTheModelBitForBit) {
+  ember::manual_seed(21);
+  auto gen = std::make_shared<nn::Sequential<float>>(
+      nn::ConvTranspose2d(6, 8, 4, {.bias = false}), nn::ReLU(),
+      nn::ConvTranspose2d(8, 4, 3, {.stride = 2, .padding = 1, .output_padding = 1}), nn::LeakyReLU(0.2),
+      nn::ConvTranspose2d(4, 4, 3, {.stride = 2, .groups = 2, .dilation = 2}),
+      nn::ConvTranspose2d(4, 6, 3, {.padding = 1}), nn::Tanh(), nn::ConvTranspose2d(6, 2, 1));
+  gen->eval();
+  const Tensor<float> x = random_input({3, 6, 1, 1}, 9);
+  const deploy::Plan plan = deploy::compile(*gen, x.shape());
+  const std::string text = plan.str();
+  EXPECT_EQ(plan.num_steps(), 5u) << text;  // the activations fused, the biases added by the steps
+  EXPECT_NE(text.find("conv_transpose2d [3, 8, 4, 4] -> [3, 4, 8, 8], leaky_relu fused"), std::string::npos) << text;
+  EXPECT_NE(text.find("(pointwise)"), std::string::npos) << text;
+  expect_bitwise_equal(forward(*gen, x), run_plan(plan, x));
+  const std::string path = temp_path("gen.ember");
+  deploy::save(plan, path);
+  const deploy::Plan loaded = deploy::load(path);
+  EXPECT_EQ(loaded.str(), text);
+  expect_bitwise_equal(forward(*gen, x), run_plan(loaded, x));
+  std::filesystem::remove(path);
+  const Tensor<float> one = x.narrow(0, 0, 1).reshape({6, 1, 1});  // unbatched
+  expect_bitwise_equal(forward(*gen, one), run_plan(deploy::compile(*gen, one.shape()), one));
+
+  // Batch norm after a transposed convolution (grouped: the scale goes by output channel).
+  auto block = std::make_shared<nn::Sequential<float>>(
+      nn::ConvTranspose2d(4, 6, 4, {.stride = 2, .padding = 1, .groups = 2}), nn::BatchNorm2d(6), nn::ReLU());
+  randomise_batch_norms(*block);
+  block->eval();
+  const Tensor<float> image = random_input({2, 4, 5, 5}, 10);
+  const deploy::Plan folded = deploy::compile(*block, image.shape());
+  EXPECT_NE(folded.str().find("batch norm folded, relu fused"), std::string::npos) << folded.str();
+  expect_close(forward(*block, image), run_plan(folded, image), 1e-5);
+  expect_bitwise_equal(forward(*block, image),
+                       run_plan(deploy::compile(*block, image.shape(), {.fold_batch_norm = false}), image));
+}
+
 TEST(Plan, BroadcastingOpsAndConstantOperandsMatchTheModelBitForBit) {
   ember::manual_seed(11);
   ember::testing::Broadcasts model;

@@ -470,6 +470,9 @@ TEST_F(Examples, GanTrainsResumesBitExactlyAndGenerates) {
   EXPECT_NE(resumed.output.find("resumed from"), std::string::npos) << resumed.output;
   EXPECT_EQ(file_bytes(dir_ + "/whole/generator.safetensors"), file_bytes(dir_ + "/split/generator.safetensors"));
   EXPECT_EQ(file_bytes(dir_ + "/whole/checkpoint.safetensors"), file_bytes(dir_ + "/split/checkpoint.safetensors"));
+  const std::vector<uint8_t> onnx = file_bytes(dir_ + "/whole/generator.onnx");
+  EXPECT_NE(std::string(onnx.begin(), onnx.end()).find("ConvTranspose"), std::string::npos);
+  EXPECT_EQ(onnx, file_bytes(dir_ + "/split/generator.onnx"));
   auto without_seconds = [](std::vector<std::vector<std::string>> rows) {  // the last column is wall time
     for (auto& row : rows) row.pop_back();
     return rows;

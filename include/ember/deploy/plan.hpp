@@ -4,9 +4,10 @@
 //
 // Note [Inference plan]
 // compile() runs the model once on zeros of the given shape with a tracer installed
-// (src/ops/trace.hpp): the ops a plan can run (conv2d, linear, batch_norm in eval mode, layer_norm,
-// the elementwise ops, cat, permute, matmul, max_pool2d, avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and
-// log_softmax over the last dim, views) report their operands, attributes and result, and become
+// (src/ops/trace.hpp): the ops a plan can run (conv2d, conv_transpose2d, linear, batch_norm in eval
+// mode, layer_norm, the elementwise ops, cat, permute, matmul, max_pool2d, avg_pool2d,
+// adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, views) report their
+// operands, attributes and result, and become
 // steps; the model's weights are copied into the plan, so the plan outlives the model and does not
 // see later changes to it. The model's parameters and buffers are constants, and so is what
 // elementwise ops and views make of constants alone (a pruned module's weight_orig * weight_mask,
@@ -15,14 +16,16 @@
 // elementwise op whose operands differ in shape broadcasts as PyTorch's do. Any other op that
 // touches the data flow is refused with an error naming the op and the layer path (the module
 // path is prepended as the error leaves each module), so a plan never runs a partial graph. Then:
-//   - batch norm after a convolution or linear layer whose output nothing else reads is folded
-//     into its weights and bias (w' = w * scale, b' = b * scale + shift): within a float rounding
-//     of the model's output;
+//   - a transposed convolution's bias (a broadcasting add of a parameter) is added by its step;
+//   - batch norm after a convolution (transposed too) or linear layer whose output nothing else
+//     reads is folded into its weights and bias (w' = w * scale, b' = b * scale + shift): within
+//     a float rounding of the model's output;
 //   - an elementwise op applied to a step's output that nothing else reads runs in place right
 //     after that step (fused): the same kernel on the same values, so the same bits;
 //   - views are aliases: they cost nothing at run time;
 //   - a convolution over a batch splits its samples among as many workers as the compiling
-//     process has threads (set_num_threads), each with its own column matrix and packing room;
+//     process has threads (set_num_threads), each with its own column matrix and packing room,
+//     and lowers as many of them into one GEMM as the op does (the same bits);
 //   - every intermediate buffer and every step's scratch (a convolution's column matrix, max
 //     pooling's indices, the GEMM's packing buffers) gets an offset in one arena: buffers whose
 //     lifetimes (first write to last read) overlap get disjoint ranges, placed largest first at
