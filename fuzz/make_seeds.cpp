@@ -126,6 +126,10 @@ int main(int argc, char** argv) {
                               nn::ReLU(), nn::ConvTranspose2d(2, 1, 3, {.padding = 1}));
     gen.eval();
     deploy::save(deploy::compile(gen, {1, 2, 2, 2}), (out / "plan" / "conv_transpose.ember").string());
+    nn::Sequential<float> up(nn::Upsample({.scale_factor = {2}, .mode = "nearest"}),
+                             nn::Upsample({.size = {5, 3}, .mode = "bilinear"}));
+    up.eval();
+    deploy::save(deploy::compile(up, {1, 1, 2, 2}), (out / "plan" / "upsample.ember").string());
     BroadcastSeed broadcast;
     broadcast.eval();
     deploy::save(deploy::compile(broadcast, {2, 3}), (out / "plan" / "broadcast.ember").string());

@@ -1079,16 +1079,19 @@ def onnx_net():
         nn.Linear(16, 12), nn.ELU(1.3), nn.Linear(12, 12), nn.Softplus(beta=2.0), nn.Linear(12, 5), nn.Tanh())
 
 
-def write_onnx_case(root, stem, net, x, **export_args):
-    """net's state dict, its eval-mode output for x and PyTorch's own ONNX export of it (opset 13)."""
+def write_onnx_case(root, stem, net, x, torch_export=True, **export_args):
+    """net's state dict, its eval-mode output for x and (torch_export) PyTorch's own ONNX export of
+    it (opset 13)."""
     net.eval()
     st_write(os.path.join(root, f"torch_onnx_{stem}.safetensors"), net.state_dict())
     with torch.no_grad():
         y = net(x)
     st_write(os.path.join(root, f"torch_onnx_{stem}_io.safetensors"), {"input": x, "output": y})
-    torch.onnx.export(net, x, os.path.join(root, f"torch_onnx_{stem}.onnx"), opset_version=13,
-                      input_names=["input"], output_names=["output"], **export_args)
-    print(f"wrote torch_onnx_{stem}.safetensors, torch_onnx_{stem}_io.safetensors and torch_onnx_{stem}.onnx")
+    print(f"wrote torch_onnx_{stem}.safetensors and torch_onnx_{stem}_io.safetensors")
+    if torch_export:
+        torch.onnx.export(net, x, os.path.join(root, f"torch_onnx_{stem}.onnx"), opset_version=13,
+                          input_names=["input"], output_names=["output"], **export_args)
+        print(f"wrote torch_onnx_{stem}.onnx")
 
 
 def write_onnx_refs(root):
@@ -1137,6 +1140,15 @@ def write_onnx_refs(root):
         gen(torch.randn(8, 6, 1, 1))
     x = torch.tensor(np.random.default_rng(23).uniform(-1, 1, size=(2, 6, 1, 1)), dtype=torch.float32)
     write_onnx_case(root, "gen", gen, x, dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+
+    # Upsampling: nearest by 2, bilinear to a size that is no multiple, bilinear with align_corners
+    # by 1.5. ember exports the plan's index tables (Gather), not Resize: no PyTorch export to anchor.
+    torch.manual_seed(9)
+    up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                       nn.Upsample(size=(13, 9), mode="bilinear", align_corners=False), nn.Conv2d(4, 2, 3),
+                       nn.Upsample(scale_factor=1.5, mode="bilinear", align_corners=True))
+    x = torch.tensor(np.random.default_rng(29).uniform(-1, 1, size=(2, 3, 5, 4)), dtype=torch.float32)
+    write_onnx_case(root, "upsample", up, x, torch_export=False)
 
 def main():
     torch.set_num_threads(1)

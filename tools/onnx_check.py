@@ -229,6 +229,8 @@ def run_node(op, ins, a):
         return x.reshape(int(np.prod(x.shape[:axis])), -1)
     if op == "Transpose":
         return np.transpose(x, a.get("perm"))
+    if op == "Gather":
+        return np.take(x, ins[1].astype(np.int64), axis=a.get("axis", 0))
     if op == "Concat":
         return np.concatenate(ins, axis=a["axis"])
     if op == "Constant":

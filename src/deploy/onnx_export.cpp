@@ -310,6 +310,7 @@ class GraphBuilder {
       case StepKind::Conv2d: y = conv(s, prefix); break;
       case StepKind::AvgPool2d: y = avg_pool(s, prefix); break;
       case StepKind::ConvTranspose2d: y = conv_transpose(s, prefix); break;
+      case StepKind::Resample: y = resample(s, prefix); break;
       case StepKind::Linear: y = linear(s, prefix); break;
       case StepKind::ChannelAffine: y = channel_affine(s, prefix); break;
       case StepKind::Unary: y = unary(name_of(s.in0), s.unary_op, s.unary_params); break;
@@ -448,6 +449,31 @@ class GraphBuilder {
                attr_ints("pads", {begin[0], begin[1], end[0], end[1]}),
                attr_ints("output_padding", {out_pad[0], out_pad[1]}),
                attr_ints("dilations", {g.dilation[0], g.dilation[1]}), attr_i("group", g.groups)});
+  }
+
+  // One axis of interpolate as the plan's own tables: Gather of the source positions (and for the
+  // linear modes their weighted sum, the op's formula), not Resize, whose coordinate modes would
+  // recompute PyTorch's float source indices and could land on another pixel at a boundary.
+  std::string resample(const Step& s, const std::string& prefix) {
+    const Shape& x = in_shape(s);
+    int64_t dim = -1, before = 1;
+    for (int64_t d = 0; d < x.size() && dim < 0; before *= x[d], ++d) {
+      if (before > 0 && before == s.planes && x[d] == s.in_features && x.numel() / before / x[d] == s.inner) dim = d;
+    }
+    if (dim < 0) throw ValueError(cat_str("deploy::export_onnx: interpolate of ", x, " along no axis of it"));
+    const auto out = static_cast<size_t>(s.out_features);
+    auto gather = [&](const char* name, size_t first) {
+      const std::vector<int64_t> indices(s.iv.begin() + static_cast<std::ptrdiff_t>(first),
+                                         s.iv.begin() + static_cast<std::ptrdiff_t>(first + out));
+      return op("Gather", {name_of(s.in0), int64_initializer(prefix + name, indices)}, {attr_i("axis", dim)});
+    };
+    const std::string a = gather(".indices", 0);
+    if (s.b.empty()) return a;
+    Shape weights = Shape::filled(x.size() - dim, 1);  // broadcast along the axis
+    weights[0] = s.out_features;
+    const std::string near = op("Mul", {a, initializer(prefix + ".near", weights, s.w)});
+    const std::string far = op("Mul", {gather(".far_indices", out), initializer(prefix + ".far", weights, s.b)});
+    return op("Add", {near, far});
   }
 
   // AveragePool where every window's divisor is the kernel's size over symmetric padding;

@@ -23,7 +23,7 @@ using ember::detail::cat_str;
 inline constexpr const char* kSupported =
     "a plan runs conv2d, conv_transpose2d, linear, batch_norm in eval mode, layer_norm, elementwise ops "
     "(broadcasting, with the model's parameters and buffers as operands), cat, permute, matmul, max_pool2d, "
-    "avg_pool2d, adaptive_avg_pool2d to 1 x 1, softmax and log_softmax over the last dim, and views";
+    "avg_pool2d, adaptive_avg_pool2d to 1 x 1, interpolate, softmax and log_softmax over the last dim, and views";
 
 
 // The GEMM's packing scratch for an m x n x k product on every kernel table this machine has
@@ -228,6 +228,43 @@ class Tracer final : public ember::detail::OpTracer {
     s.planes = x.shape()[0] * x.shape()[1];
     s.scratch_bytes = s.planes * shape.ho * shape.wo * static_cast<int64_t>(sizeof(int64_t));
     finish(s, y);
+  }
+
+  void interpolate(const Tensor<float>& x, const std::vector<ember::detail::ResampleAxis>& axes,
+                   const Tensor<float>& y) override {
+    if (axes.empty()) {  // a copy of x: an alias
+      add_value(y, plan_.root(input_of(x, "interpolate")));
+      return;
+    }
+    int from = input_of(x, "interpolate");
+    Shape shape = x.shape();
+    for (size_t i = 0; i < axes.size(); ++i) {
+      const ember::detail::ResampleAxis& a = axes[i];
+      Step s = step("interpolate");
+      s.kind = StepKind::Resample;
+      s.in0 = from;
+      s.in_features = shape[a.dim];
+      s.out_features = static_cast<int64_t>(a.i0.size());
+      s.planes = 1;
+      s.inner = 1;
+      for (int64_t d = 0; d < shape.size(); ++d) {
+        if (d < a.dim) s.planes *= shape[d];
+        if (d > a.dim) s.inner *= shape[d];
+      }
+      if (s.in_features > kMaxResample || s.out_features > kMaxResample) {
+        unsupported(cat_str("interpolate of ", x.shape(), " to ", y.shape()));
+      }
+      for (const std::vector<int64_t>* indices : {&a.i0, &a.i1}) {
+        for (int64_t v : *indices) s.ints.push_back(static_cast<int32_t>(v));
+      }
+      s.weight = a.near;
+      s.bias = a.far;
+      // The linear modes' second products, a row (or the gathered positions) at a time.
+      if (!s.bias.empty()) s.scratch_bytes = std::max(s.out_features, s.inner) * int64_t(sizeof(float));
+      shape[a.dim] = s.out_features;
+      finish(s, i + 1 == axes.size() ? y : empty<float>(shape));
+      from = plan_.steps.back().out;
+    }
   }
 
   void mean_hw(const Tensor<float>& x, const Tensor<float>& y) override {

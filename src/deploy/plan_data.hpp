@@ -42,8 +42,16 @@ enum class StepKind : uint8_t {
   // conv_transpose2d (conv2d's input gradient): the Conv2d fields of the convolution whose gradient
   // it is (its input is this step's output), `conv` from ember::detail::conv_transpose_setup.
   ConvTranspose2d,
+  // One axis of interpolate: in0 as `planes` x in_features x `inner` values, out_features positions
+  // along the axis, position o read from index i0[o] (nearest) or i0[o] * near[o] + i1[o] * far[o]
+  // (linear; the op's products and sum, each rounded); i0 then i1 in `ints`, near in `weight`,
+  // far in `bias` (empty: nearest).
+  Resample,
   Count
 };
+
+/// The most positions a Resample step reads or writes along its axis (its indices are int32).
+inline constexpr int64_t kMaxResample = int64_t(1) << 30;
 
 /// The most dims a value has (the file's limit; a broadcasting step's loop counters).
 inline constexpr int kMaxValueRank = 8;

@@ -405,6 +405,33 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       types(ElemType::F32, ElemType::F32);
       break;
     }
+    case StepKind::Resample: {
+      s.name = "interpolate";
+      s.planes = r.get_count("planes", int64_t(1) << 40);
+      s.in_features = r.get_count("resampled size", kMaxResample);
+      s.out_features = r.get_count("resampled size", kMaxResample);
+      s.inner = r.get_count("inner size", int64_t(1) << 40);
+      need(s.in_features > 0 && s.out_features > 0, "an empty axis");
+      need(numel_of(p, s.in0) == product({s.planes, s.in_features, s.inner}) &&
+               numel_of(p, s.out) == product({s.planes, s.out_features, s.inner}),
+           "its values do not hold the resampled planes");
+      types(ElemType::F32, ElemType::F32);
+      // i0, then for the linear modes i1: indices into the axis; the weights finite.
+      const auto mode = r.get<uint8_t>("resampling mode");
+      need(mode <= 1, "unknown resampling mode");
+      const bool linear = mode == 1;
+      s.iv = get_array<int32_t>(r, weights, "indices", (linear ? 2 : 1) * s.out_features, false, index);
+      need(std::all_of(s.iv.begin(), s.iv.end(), [&](int32_t i) { return i >= 0 && i < s.in_features; }),
+           "an index outside the axis");
+      s.w = array("near weights", linear ? s.out_features : 0, !linear);
+      s.b = array("far weights", linear ? s.out_features : 0, !linear);
+      need(std::all_of(s.w.begin(), s.w.end(), [](float v) { return std::isfinite(v); }) &&
+               std::all_of(s.b.begin(), s.b.end(), [](float v) { return std::isfinite(v); }),
+           "a weight that is not finite");
+      need(s.scratch_bytes >= (linear ? std::max(s.out_features, s.inner) * int64_t(sizeof(float)) : 0),
+           "its scratch is smaller than a row");
+      break;
+    }
     case StepKind::Concat: {
       s.name = "cat";
       const auto axis = r.get<int64_t>("cat axis");

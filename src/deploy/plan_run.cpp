@@ -345,6 +345,38 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       run_post(k, s, d.n * d.c * d.h * d.w, y);
       return;
     }
+    case StepKind::Resample: {
+      const int64_t in = s.in_features, out = s.out_features, inner = s.inner;
+      const int32_t* i0 = s.iv.data();
+      const int32_t* i1 = i0 + out;
+      const bool linear = !s.b.empty();
+      auto* second = reinterpret_cast<float*>(scratch);
+      for (int64_t p = 0; p < s.planes; ++p) {
+        const float* xp = x0 + p * in * inner;
+        float* yp = y + p * out * inner;
+        if (inner == 1) {  // the positions gathered, then weighted as vectors
+          for (int64_t o = 0; o < out; ++o) yp[o] = xp[i0[o]];
+          if (!linear) continue;
+          for (int64_t o = 0; o < out; ++o) second[o] = xp[i1[o]];
+          k.binary(Binary::Mul, {}, out, yp, 1, s.w.data(), 1, yp);
+          k.binary(Binary::Mul, {}, out, second, 1, s.b.data(), 1, second);
+          k.binary(Binary::Add, {}, out, yp, 1, second, 1, yp);
+          continue;
+        }
+        for (int64_t o = 0; o < out; ++o) {
+          float* row = yp + o * inner;
+          if (!linear) {
+            std::copy(xp + i0[o] * inner, xp + (i0[o] + 1) * inner, row);
+            continue;
+          }
+          k.binary(Binary::Mul, {}, inner, xp + i0[o] * inner, 1, s.w.data() + o, 0, row);
+          k.binary(Binary::Mul, {}, inner, xp + i1[o] * inner, 1, s.b.data() + o, 0, second);
+          k.binary(Binary::Add, {}, inner, row, 1, second, 1, row);
+        }
+      }
+      run_post(k, s, s.planes * out * inner, y);
+      return;
+    }
     case StepKind::Linear:
       if (s.rows > 0) {
         const backend::GemmWorkspace workspace(scratch, static_cast<size_t>(s.scratch_bytes));
@@ -551,6 +583,7 @@ std::string step_str(const PlanData& p, const Step& s) {
   }
   if (s.folded_batch_norm) out += ", batch norm folded";
   for (const PostOp& op : s.post) out += cat_str(", ", unary_name(op.op), " fused");
+  if (s.kind == StepKind::Resample) out += s.b.empty() ? " (nearest)" : " (linear)";
   if (s.kind == StepKind::Conv2d || s.kind == StepKind::AvgPool2d || s.kind == StepKind::ConvTranspose2d) {
     const char* lowered = s.kind == StepKind::ConvTranspose2d ? " (col2im)" : " (im2col)";
     out += s.conv.flat ? " (flat)" : s.conv.pointwise ? " (pointwise)" : lowered;

@@ -150,6 +150,16 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
       w.put(g, s.sv);
       w.put(g, s.b);
       break;
+    case StepKind::Resample:
+      g.put<int64_t>(s.planes);
+      g.put<int64_t>(s.in_features);
+      g.put<int64_t>(s.out_features);
+      g.put<int64_t>(s.inner);
+      g.put<uint8_t>(s.b.empty() ? 0 : 1);  // linear
+      w.put(g, s.iv);
+      w.put(g, s.w);
+      w.put(g, s.b);
+      break;
     case StepKind::Dequantize:
       g.put<float>(s.q8.in_scale);
       g.put<int32_t>(s.q8.in_zero);

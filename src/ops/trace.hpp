@@ -12,6 +12,14 @@
 
 namespace ember::detail {
 
+/// One resampled axis of interpolate, as the op computed it: output position o reads input index
+/// i0[o] (nearest), or i0[o] * near[o] + i1[o] * far[o] (the linear modes).
+struct ResampleAxis {
+  int64_t dim = 0;
+  std::vector<int64_t> i0, i1;
+  std::vector<float> near, far;
+};
+
 class OpTracer {
  public:
   virtual ~OpTracer() = default;
@@ -36,6 +44,8 @@ class OpTracer {
   /// g and kernel kh x kw), each output plane divided by divisors [ho * wo].
   virtual void avg_pool2d(const Tensor<float>& x, const Conv2dGeometry& g, int64_t kh, int64_t kw,
                           const std::vector<float>& divisors, const Tensor<float>& y) = 0;
+  /// interpolate(x) = y, one resampled axis after the other (none: y is a copy of x).
+  virtual void interpolate(const Tensor<float>& x, const std::vector<ResampleAxis>& axes, const Tensor<float>& y) = 0;
   /// The mean over the last two dims (adaptive average pooling to 1 x 1).
   virtual void mean_hw(const Tensor<float>& x, const Tensor<float>& y) = 0;
   /// softmax (or log_softmax) of x over contiguous rows of n values (its last dim, or one followed

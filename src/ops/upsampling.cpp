@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "trace.hpp"
 #include "ember/core/shape.hpp"
 #include "ember/core/storage.hpp"
 #include "ember/ops/elementwise.hpp"
@@ -28,9 +29,10 @@ struct Axis {
   std::optional<double> scale_factor;
 };
 
-// One spatial dim `dim` of x resampled to axis.out values.
+// One spatial dim `dim` of x resampled to axis.out values; its tables go to `traced` when given.
 template <FloatingElement T>
-Tensor<T> resample(const Tensor<T>& x, int64_t dim, const Axis& axis, const std::string& mode, bool align_corners) {
+Tensor<T> resample(const Tensor<T>& x, int64_t dim, const Axis& axis, const std::string& mode, bool align_corners,
+                   std::vector<detail::ResampleAxis>* traced) {
   const int64_t in = axis.in, out = axis.out;
   if (in == out && !axis.scale_factor) return x;  // PyTorch's identity shortcut (same indices, weights 1 and 0)
   std::vector<int64_t> i0(static_cast<size_t>(out));
@@ -42,6 +44,7 @@ Tensor<T> resample(const Tensor<T>& x, int64_t dim, const Axis& axis, const std:
       const int64_t src = static_cast<int64_t>(std::floor((static_cast<float>(o) + offset) * scale));
       i0[static_cast<size_t>(o)] = std::min(src, in - 1);
     }
+    if (traced != nullptr) traced->push_back({dim, i0, {}, {}, {}});
     return x.index_select(dim, tensor<int64_t>(i0));
   }
   // area_pixel_compute_scale and area_pixel_compute_source_index (non-cubic), in T.
@@ -61,6 +64,9 @@ Tensor<T> resample(const Tensor<T>& x, int64_t dim, const Axis& axis, const std:
   wshape[dim] = out;
   const Tensor<T> far = tensor<T>(w1, wshape);
   const Tensor<T> near = 1.0 - far;
+  if constexpr (std::is_same_v<T, float>) {
+    if (traced != nullptr) traced->push_back({dim, i0, i1, near.to_vector(), w1});
+  }
   return x.index_select(dim, tensor<int64_t>(i0)) * near + x.index_select(dim, tensor<int64_t>(i1)) * far;
 }
 
@@ -68,6 +74,7 @@ Tensor<T> resample(const Tensor<T>& x, int64_t dim, const Axis& axis, const std:
 
 template <FloatingElement T>
 Tensor<T> interpolate(const Tensor<T>& x, const InterpolateOptions& o) {
+  detail::TracedOp traced;
   detail::require(x, "interpolate");
   const std::string& mode = o.mode;
   const bool linear = mode == "linear" || mode == "bilinear";
@@ -129,11 +136,19 @@ Tensor<T> interpolate(const Tensor<T>& x, const InterpolateOptions& o) {
     throw ValueError(cat_str("interpolate: the output ", out_shape, " of input ", x.shape(), " needs ", largest,
                              " bytes, more than the allocation limit of ", max_allocation_bytes(), " bytes"));
   }
+  std::vector<detail::ResampleAxis> tables;
+  detail::OpTracer* tracer = nullptr;
+  if constexpr (std::is_same_v<T, float>) tracer = traced.tracer();
   Tensor<T> y = x;
   for (int64_t d = 0; d < spatial; ++d) {
-    y = resample(y, 2 + d, axes[static_cast<size_t>(d)], mode, o.align_corners.value_or(false));
+    y = resample(y, 2 + d, axes[static_cast<size_t>(d)], mode, o.align_corners.value_or(false),
+                 tracer != nullptr ? &tables : nullptr);
   }
-  return y.is_same(x) ? x.clone() : y;  // a new tensor, as PyTorch returns, even for the identity
+  if (y.is_same(x)) y = x.clone();  // a new tensor, as PyTorch returns, even for the identity
+  if constexpr (std::is_same_v<T, float>) {
+    if (tracer != nullptr) tracer->interpolate(x, tables, y);
+  }
+  return y;
 }
 
 template Tensor<float> interpolate(const Tensor<float>&, const InterpolateOptions&);

@@ -215,6 +215,27 @@ TEST(Onnx, TransposedConvolutionGeneratorMatchesPyTorch) {
                      {dir / "unfolded.onnx", torch_io}});
 }
 
+// Upsampling, nearest and bilinear (with align_corners too): Gather of the plan's source positions
+// and their weighted sums, against PyTorch's output.
+TEST(Onnx, UpsamplingExportsAsGathersAndMatchesPyTorch) {
+  auto up = std::make_shared<nn::Sequential<float>>(
+      nn::Upsample({.scale_factor = {2}, .mode = "nearest"}), nn::Conv2d(3, 4, 3, {.padding = 1}), nn::ReLU(),
+      nn::Upsample({.size = {13, 9}, .mode = "bilinear", .align_corners = false}), nn::Conv2d(4, 2, 3),
+      nn::Upsample({.scale_factor = {1.5}, .mode = "bilinear", .align_corners = true}));
+  ember::load(*up, data_dir() + "/torch_onnx_upsample.safetensors");
+  up->eval();
+  const auto io = ember::io::read_safetensors(data_dir() + "/torch_onnx_upsample_io.safetensors");
+  const Tensor<float> x = named(io.tensors, "input"), want = named(io.tensors, "output");
+  EXPECT_TRUE(ember::allclose(forward(*up, x), want, 1e-5, 1e-5));
+  TempDir dir;
+  deploy::export_onnx(*up, x.shape(), dir / "up.onnx", {.dynamic_batch = true});
+  ember::manual_seed(6);
+  const Tensor<float> x3 = ember::randn<float>({3, 3, 5, 4});
+  write_io(dir / "up3.safetensors", x3, forward(*up, x3));
+  expect_onnx_check({{dir / "up.onnx", data_dir() + "/torch_onnx_upsample_io.safetensors"},
+                     {dir / "up.onnx", dir / "up3.safetensors"}});
+}
+
 // The elementwise kernels the exporter writes as formulas or ONNX ops of other names, binary ops
 // between two computed values, a linear layer on a 3-D input (MatMul) and views.
 class ElementwiseZoo : public nn::Module<float> {

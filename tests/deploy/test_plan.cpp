@@ -336,6 +336,35 @@ TEST(Plan, TransposedConvolutionsMatchTheModelBitForBit) {
                        run_plan(deploy::compile(*block, image.shape(), {.fold_batch_norm = false}), image));
 }
 
+// interpolate in each mode, by factors and to sizes, on 4-D and 3-D inputs: one step per
+// resampled axis (none for a size it already has), through a file.
+TEST(Plan, UpsamplingMatchesTheModelBitForBit) {
+  ember::manual_seed(22);
+  auto up = std::make_shared<nn::Sequential<float>>(
+      nn::Upsample({.scale_factor = {2}, .mode = "nearest"}), nn::Conv2d(2, 3, 3, {.padding = 1}),
+      nn::Upsample({.size = {13, 9}, .mode = "bilinear"}), nn::ReLU(),
+      nn::Upsample({.scale_factor = {1.5, 0.7}, .mode = "bilinear", .align_corners = true}),
+      nn::Upsample({.size = {19, 6}, .mode = "nearest-exact"}), nn::Upsample({.size = {19, 6}, .mode = "bilinear"}),
+      nn::Conv2d(3, 2, 1));
+  up->eval();
+  const Tensor<float> x = random_input({2, 2, 5, 4}, 12);
+  const deploy::Plan plan = deploy::compile(*up, x.shape());
+  const std::string text = plan.str();
+  EXPECT_NE(text.find("interpolate [2, 3, 10, 8] -> [2, 3, 13, 8]"), std::string::npos) << text;
+  EXPECT_NE(text.find("interpolate [2, 3, 13, 8] -> [2, 3, 13, 9], relu fused"), std::string::npos) << text;
+  expect_bitwise_equal(forward(*up, x), run_plan(plan, x));
+  const std::string path = temp_path("upsample.ember");
+  deploy::save(plan, path);
+  expect_bitwise_equal(forward(*up, x), run_plan(deploy::load(path), x));
+  std::filesystem::remove(path);
+
+  auto line = std::make_shared<nn::Sequential<float>>(
+      nn::Upsample({.scale_factor = {2.5}, .mode = "linear"}), nn::Upsample({.size = {7}, .mode = "nearest"}));
+  line->eval();
+  const Tensor<float> seq = random_input({3, 4, 6}, 13);
+  expect_bitwise_equal(forward(*line, seq), run_plan(deploy::compile(*line, seq.shape()), seq));
+}
+
 TEST(Plan, BroadcastingOpsAndConstantOperandsMatchTheModelBitForBit) {
   ember::manual_seed(11);
   ember::testing::Broadcasts model;
