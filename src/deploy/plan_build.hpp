@@ -21,9 +21,10 @@ namespace ember::deploy {
 using ember::detail::cat_str;
 
 inline constexpr const char* kSupported =
-    "a plan runs conv2d, conv_transpose2d, linear, batch_norm in eval mode, layer_norm, elementwise ops "
-    "(broadcasting, with the model's parameters and buffers as operands), cat, permute, matmul, max_pool2d, "
-    "avg_pool2d, adaptive_avg_pool2d to 1 x 1, interpolate, softmax and log_softmax over the last dim, and views";
+    "a plan runs conv2d, conv_transpose2d, linear, batch_norm in eval mode, layer_norm, group_norm, "
+    "elementwise ops (broadcasting, with the model's parameters and buffers as operands), cat, permute, matmul, "
+    "max_pool2d, avg_pool2d, adaptive_avg_pool2d to 1 x 1, interpolate, softmax and log_softmax over the last "
+    "dim, and views";
 
 
 // The GEMM's packing scratch for an m x n x k product on every kernel table this machine has

@@ -476,8 +476,10 @@ Tensor<T> group_norm(const Tensor<T>& x, int64_t groups, const Tensor<T>& weight
   // The group size is spelled out rather than inferred with -1, which an empty batch leaves undetermined.
   int64_t group_size = c / groups;
   for (int64_t d = 2; d < x.dim(); ++d) group_size *= x.shape()[d];
-  Tensor<T> xr = x.reshape({n, groups, group_size});
-  Tensor<T> y = ((xr - xr.mean(2, true)) * rsqrt(ember::var(xr, {2}, true, 0) + eps)).reshape(x.shape());
+  // Each group is a row that layer norm without weights normalizes (the same formula: its mean and
+  // biased variance), so the row kernel, its backward and the inference plans serve both.
+  Tensor<T> y = layer_norm(x.reshape({n, groups, group_size}), Shape{group_size}, Tensor<T>(), Tensor<T>(), eps)
+                    .reshape(x.shape());
   const Shape cs = channel_shape(x.shape());
   if (weight.defined()) y = y * weight.reshape(cs);
   if (bias.defined()) y = y + bias.reshape(cs);
@@ -517,6 +519,7 @@ Tensor<T> instance_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> ru
                              x.shape()));
   }
   if (n == 0) return x * 1.0;
+  if (!running_mean.defined()) return group_norm(x, c, weight, bias, eps);  // a group per channel
   Shape planes = x.shape();
   planes[0] = 1;
   planes[1] = n * c;

@@ -216,7 +216,7 @@ TEST(Onnx, TransposedConvolutionGeneratorMatchesPyTorch) {
 }
 
 // Upsampling, nearest and bilinear (with align_corners too): Gather of the plan's source positions
-// and their weighted sums, against PyTorch's output.
+// and their weighted sums, against PyTorch's output; group and instance norm.
 TEST(Onnx, UpsamplingExportsAsGathersAndMatchesPyTorch) {
   auto up = std::make_shared<nn::Sequential<float>>(
       nn::Upsample({.scale_factor = {2}, .mode = "nearest"}), nn::Conv2d(3, 4, 3, {.padding = 1}), nn::ReLU(),
@@ -232,8 +232,20 @@ TEST(Onnx, UpsamplingExportsAsGathersAndMatchesPyTorch) {
   ember::manual_seed(6);
   const Tensor<float> x3 = ember::randn<float>({3, 3, 5, 4});
   write_io(dir / "up3.safetensors", x3, forward(*up, x3));
+  // Group and instance norm: layer norm's formula over each group, then the channel weights.
+  auto norms = std::make_shared<nn::Sequential<float>>(nn::Conv2d(3, 8, 3, {.padding = 1}), nn::GroupNorm(4, 8),
+                                                       nn::SiLU(), nn::Upsample({.size = {7, 7}, .mode = "bilinear"}),
+                                                       nn::InstanceNorm2d(8, {.affine = true}));
+  norms->eval();
+  {
+    ember::NoGradGuard no_grad;
+    for (auto& [name, t] : norms->named_parameters()) t.copy_(ember::randn<float>(t.shape()) * 0.5 + 0.2);
+  }
+  deploy::export_onnx(*norms, x.shape(), dir / "norms.onnx", {.dynamic_batch = true});
+  write_io(dir / "norms.safetensors", x3, forward(*norms, x3));
   expect_onnx_check({{dir / "up.onnx", data_dir() + "/torch_onnx_upsample_io.safetensors"},
-                     {dir / "up.onnx", dir / "up3.safetensors"}});
+                     {dir / "up.onnx", dir / "up3.safetensors"},
+                     {dir / "norms.onnx", dir / "norms.safetensors"}});
 }
 
 // The elementwise kernels the exporter writes as formulas or ONNX ops of other names, binary ops
