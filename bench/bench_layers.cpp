@@ -1,6 +1,7 @@
 // Single layers, forward (no grad) and forward + backward (input and parameter gradients), at
 // the shapes issue #3 names: Linear, Conv2d at LeNet and ResNet-CIFAR shapes, BatchNorm2d
-// (training), LayerNorm, MultiheadAttention. bench_layers_torch.cpp has the LibTorch twins.
+// (training), LayerNorm, GroupNorm, MultiheadAttention. bench_layers_torch.cpp has the LibTorch
+// twins.
 #include <functional>
 #include <memory>
 
@@ -60,6 +61,7 @@ EMBER_LAYER_BENCH(convt_dcgan_n64_128to64_7_k4s2,
                   {64, 128, 7, 7});
 EMBER_LAYER_BENCH(batchnorm2d_n128_64_32, std::make_shared<nn::BatchNorm2d<float>>(64), {128, 64, 32, 32});
 EMBER_LAYER_BENCH(layernorm_32x64_128, std::make_shared<nn::LayerNorm<float>>(ember::Shape{128}), {32, 64, 128});
+EMBER_LAYER_BENCH(groupnorm_n64_64_32_g32, std::make_shared<nn::GroupNorm<float>>(32, 64), {64, 64, 32, 32});
 EMBER_LAYER_BENCH(mha_b32_s64_d128_h4,
                   std::make_shared<nn::MultiheadAttention<float>>(128, 4, nn::MultiheadAttentionOptions{.batch_first = true}),
                   {32, 64, 128});

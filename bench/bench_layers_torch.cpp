@@ -62,6 +62,7 @@ TORCH_LAYER_BENCH(convt_dcgan_n64_128to64_7_k4s2,
                   nn::ConvTranspose2d(nn::ConvTranspose2dOptions(128, 64, 4).stride(2).padding(1).bias(false)), {64, 128, 7, 7});
 TORCH_LAYER_BENCH(batchnorm2d_n128_64_32, nn::BatchNorm2d(64), {128, 64, 32, 32});
 TORCH_LAYER_BENCH(layernorm_32x64_128, nn::LayerNorm(nn::LayerNormOptions({128})), {32, 64, 128});
+TORCH_LAYER_BENCH(groupnorm_n64_64_32_g32, nn::GroupNorm(nn::GroupNormOptions(32, 64)), {64, 64, 32, 32});
 TORCH_LAYER_BENCH(mha_b32_s64_d128_h4, SelfAttention(128, 4), {32, 64, 128});
 
 }  // namespace
