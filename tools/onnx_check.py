@@ -41,13 +41,15 @@ def attrs_of(node):
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
+def conv_attrs(a):
+    """group, strides, dilations and pads (top, left, bottom, right) of a Conv or ConvTranspose."""
+    return a.get("group", 1), a.get("strides", [1, 1]), a.get("dilations", [1, 1]), a.get("pads", [0, 0, 0, 0])
+
+
 def conv(x, w, b, a):
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
-    group = a.get("group", 1)
-    sh, sw = a.get("strides", [1, 1])
-    dh, dw = a.get("dilations", [1, 1])
-    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    group, (sh, sw), (dh, dw), (pt, pl, pb, pr) = conv_attrs(a)
     if c != cg * group:
         raise ValueError(f"Conv: {c} input channels, weight {w.shape} with group {group}")
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
@@ -72,10 +74,7 @@ def conv_transpose(x, w, b, a):
     the grid is then cropped by the pads (output_padding extends its end)."""
     n, c, h, wd = x.shape
     cw, mg, kh, kw = w.shape
-    group = a.get("group", 1)
-    sh, sw = a.get("strides", [1, 1])
-    dh, dw = a.get("dilations", [1, 1])
-    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    group, (sh, sw), (dh, dw), (pt, pl, pb, pr) = conv_attrs(a)
     oph, opw = a.get("output_padding", [0, 0])
     if c != cw or c % group:
         raise ValueError(f"ConvTranspose: {c} input channels, weight {w.shape} with group {group}")

@@ -217,11 +217,8 @@ backend::ConvShape transposed_flat_shape(const ConvDims& d, const backend::ConvS
 
 template <class T>
 ConvForward<T> conv_transpose_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& p) {
-  ConvForward<T> f;
-  f.d = d;
-  f.shape = conv_shape(d, p);
-  f.pointwise = is_pointwise(d, p);
-  f.flat = use_flat(k, d, p, f.shape);
+  ConvForward<T> f = conv_forward_setup(k, d, p);
+  f.flat = use_flat(k, d, p, f.shape);  // the stride-2 forward's phase planes do not serve its gradient
   return f;
 }
 
