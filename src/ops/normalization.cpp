@@ -459,6 +459,42 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& ns, const Tensor<T>& weigh
   return y;
 }
 
+namespace {
+
+// y = x * weight[c] + bias[c] over the channels of x [N, C, ...] in one pass of batch norm's
+// channel kernel (group norm's affine map; a plan runs it as the same channel-affine step). The
+// backward in public ops, so it stays differentiable.
+template <FloatingElement T>
+Tensor<T> channel_scale_shift(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias) {
+  detail::TracedOp traced;
+  const auto c = static_cast<size_t>(x.shape()[1]);
+  const std::vector<T> w = weight.defined() ? weight.detach().contiguous().to_vector() : std::vector<T>(c, T(1));
+  const std::vector<T> b = bias.defined() ? bias.detach().contiguous().to_vector() : std::vector<T>(c, T(0));
+  Tensor<T> y = x.numel() == 0 ? empty<T>(x.shape()) : channel_affine(x.detach().contiguous(), w, b);
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::OpTracer* t = traced.tracer()) t->channel_affine(x, w, b, y);
+  }
+  if (autograd::needs_grad(x, weight, bias)) {
+    std::vector<int64_t> dims{0};
+    for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+    autograd::record(y, "group_norm", {&x, &weight, &bias},
+                     [sx = weight.defined() && weight.requires_grad() ? autograd::SavedTensor<T>(x)
+                                                                      : autograd::SavedTensor<T>(),
+                      sw = autograd::SavedTensor<T>(weight), nx = x.requires_grad(),
+                      nb = bias.defined() && bias.requires_grad(), dims](const Tensor<T>& g) {
+                       std::vector<Tensor<T>> grads(3);
+                       const Tensor<T> w = sw.get("group_norm");
+                       if (nx) grads[0] = w.defined() ? channel_scale_shift(g, w, Tensor<T>()) : g;
+                       if (w.defined() && w.requires_grad()) grads[1] = (g * sx.get("group_norm")).sum(dims);
+                       if (nb) grads[2] = g.sum(dims);
+                       return grads;
+                     });
+  }
+  return y;
+}
+
+}  // namespace
+
 template <FloatingElement T>
 Tensor<T> group_norm(const Tensor<T>& x, int64_t groups, const Tensor<T>& weight, const Tensor<T>& bias,
                      double eps) {
@@ -478,12 +514,9 @@ Tensor<T> group_norm(const Tensor<T>& x, int64_t groups, const Tensor<T>& weight
   for (int64_t d = 2; d < x.dim(); ++d) group_size *= x.shape()[d];
   // Each group is a row that layer norm without weights normalizes (the same formula: its mean and
   // biased variance), so the row kernel, its backward and the inference plans serve both.
-  Tensor<T> y = layer_norm(x.reshape({n, groups, group_size}), Shape{group_size}, Tensor<T>(), Tensor<T>(), eps)
-                    .reshape(x.shape());
-  const Shape cs = channel_shape(x.shape());
-  if (weight.defined()) y = y * weight.reshape(cs);
-  if (bias.defined()) y = y + bias.reshape(cs);
-  return y;
+  const Tensor<T> y =
+      layer_norm(x.reshape({n, groups, group_size}), Shape{group_size}, Tensor<T>(), Tensor<T>(), eps).reshape(x.shape());
+  return weight.defined() || bias.defined() ? channel_scale_shift(y, weight, bias) : y;
 }
 
 // Each (sample, channel) plane is a channel of batch_norm over a batch of one, as PyTorch computes
