@@ -631,6 +631,26 @@ void check_graph(const Reader& r, const PlanData& p) {
       r.fail(cat_str("value ", v, " lies outside the arena"));
     }
   }
+  // Each step's output, operands and scratch lie apart in the arena: the kernels take them as
+  // distinct buffers (memcpy, restrict-qualified loops), and a compiled plan never overlaps them.
+  struct Range {
+    uint64_t lo = 0, hi = 0;  // empty when lo == hi (the caller's input or output)
+  };
+  auto value_range = [&](int v) {
+    const int root = p.root(v);
+    const Value& val = p.values[static_cast<size_t>(root)];
+    if (root == 0 || root == p.output) return Range{};
+    return Range{static_cast<uint64_t>(val.offset), static_cast<uint64_t>(val.offset + value_bytes(val))};
+  };
+  auto overlap = [](Range a, Range b) { return a.lo < a.hi && b.lo < b.hi && a.lo < b.hi && b.lo < a.hi; };
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    const Step& s = p.steps[i];
+    const Range out = value_range(s.out), in0 = value_range(s.in0), in1 = s.in1 >= 0 ? value_range(s.in1) : Range{};
+    const Range scratch{static_cast<uint64_t>(s.scratch_offset), static_cast<uint64_t>(s.scratch_offset + s.scratch_bytes)};
+    if (overlap(out, in0) || overlap(out, in1) || overlap(scratch, out) || overlap(scratch, in0) || overlap(scratch, in1)) {
+      r.fail(cat_str("step ", i, ": its output, operands and scratch overlap in the arena"));
+    }
+  }
 }
 
 std::shared_ptr<PlanData> parse_plan(std::span<const uint8_t> bytes, const std::string& name) {
