@@ -365,14 +365,16 @@ TEST(Plan, UpsamplingMatchesTheModelBitForBit) {
   expect_bitwise_equal(forward(*line, seq), run_plan(deploy::compile(*line, seq.shape()), seq));
 }
 
-// Group norm and instance norm (no running statistics) are layer norm over each group's values
-// then the per-channel affine: a U-Net-style block of them compiles and gives the model's bits.
+// Group norm and instance norm are layer norm over each group's values then the per-channel
+// affine (instance norm with running statistics: batch norm's, in eval mode): a U-Net-style block
+// of them compiles and gives the model's bits.
 TEST(Plan, GroupAndInstanceNormMatchTheModelBitForBit) {
   ember::manual_seed(23);
   auto block = std::make_shared<nn::Sequential<float>>(
       nn::Conv2d(3, 8, 3, {.padding = 1}), nn::GroupNorm(4, 8), nn::SiLU(),
       nn::Upsample({.scale_factor = {2}, .mode = "nearest"}), nn::Conv2d(8, 4, 3, {.padding = 1}),
-      nn::InstanceNorm2d(4, {.affine = true}), nn::ReLU(), nn::InstanceNorm2d(4), nn::GroupNorm(1, 4));
+      nn::InstanceNorm2d(4, {.affine = true}), nn::ReLU(), nn::InstanceNorm2d(4), nn::GroupNorm(1, 4),
+      nn::InstanceNorm2d(4, {.affine = true, .track_running_stats = true}));  // eval: its running statistics
   randomise_batch_norms(*block);  // the norms' weights and biases
   block->eval();
   const Tensor<float> x = random_input({2, 3, 6, 5}, 14);
