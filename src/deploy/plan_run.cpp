@@ -346,35 +346,12 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       return;
     }
     case StepKind::Resample: {
-      const int64_t in = s.in_features, out = s.out_features, inner = s.inner;
       const int32_t* i0 = s.iv.data();
-      const int32_t* i1 = i0 + out;
       const bool linear = !s.b.empty();
-      auto* second = reinterpret_cast<float*>(scratch);
-      for (int64_t p = 0; p < s.planes; ++p) {
-        const float* xp = x0 + p * in * inner;
-        float* yp = y + p * out * inner;
-        if (inner == 1) {  // the positions gathered, then weighted as vectors
-          for (int64_t o = 0; o < out; ++o) yp[o] = xp[i0[o]];
-          if (!linear) continue;
-          for (int64_t o = 0; o < out; ++o) second[o] = xp[i1[o]];
-          k.binary(Binary::Mul, {}, out, yp, 1, s.w.data(), 1, yp);
-          k.binary(Binary::Mul, {}, out, second, 1, s.b.data(), 1, second);
-          k.binary(Binary::Add, {}, out, yp, 1, second, 1, yp);
-          continue;
-        }
-        for (int64_t o = 0; o < out; ++o) {
-          float* row = yp + o * inner;
-          if (!linear) {
-            std::copy(xp + i0[o] * inner, xp + (i0[o] + 1) * inner, row);
-            continue;
-          }
-          k.binary(Binary::Mul, {}, inner, xp + i0[o] * inner, 1, s.w.data() + o, 0, row);
-          k.binary(Binary::Mul, {}, inner, xp + i1[o] * inner, 1, s.b.data() + o, 0, second);
-          k.binary(Binary::Add, {}, inner, row, 1, second, 1, row);
-        }
-      }
-      run_post(k, s, s.planes * out * inner, y);
+      ember::detail::resample_axis(k, s.planes, s.in_features, s.out_features, s.inner, x0, i0,
+                                   linear ? i0 + s.out_features : nullptr, linear ? s.w.data() : nullptr,
+                                   linear ? s.b.data() : nullptr, y, reinterpret_cast<float*>(scratch));
+      run_post(k, s, s.planes * s.out_features * s.inner, y);
       return;
     }
     case StepKind::Linear:

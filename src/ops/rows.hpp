@@ -1,7 +1,8 @@
 #pragma once
-// Internal: softmax and layer norm of one contiguous row, as backend kernel calls. The ops
-// (src/ops/reduction.cpp, normalization.cpp) and the inference plans' steps (src/deploy/plan_run.cpp)
-// both call these, so a plan gives the op's bits.
+// Internal: softmax and layer norm of one contiguous row, and interpolate's resampling of one
+// axis, as backend kernel calls. The ops (src/ops/reduction.cpp, normalization.cpp,
+// upsampling.cpp) and the inference plans' steps (src/deploy/plan_run.cpp) both call these, so a
+// plan gives the op's bits.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -46,6 +47,41 @@ void layer_norm_row(const backend::Kernels<T>& k, int64_t d, const T* x, const T
   if (bias != nullptr) k.binary(backend::Binary::Add, {}, d, y, 1, bias, 1, y);
   *mean = m;
   *rstd = rs;
+}
+
+/// One axis of interpolate: y [planes, out, inner] from x [planes, in, inner], position o read
+/// from index i0[o] (near and far null: nearest) or as i0[o] * near[o] + i1[o] * far[o], each
+/// product and the sum rounded as the kernels' multiply and add are (what the op's
+/// index_select, multiply and add compute). `second` holds max(out, inner) values for the linear
+/// modes; y must not overlap x.
+template <class T, class Index>
+void resample_axis(const backend::Kernels<T>& k, int64_t planes, int64_t in, int64_t out, int64_t inner, const T* x,
+                   const Index* i0, const Index* i1, const T* near, const T* far, T* y, T* second) {
+  using backend::Binary;
+  const bool linear = near != nullptr;
+  for (int64_t p = 0; p < planes; ++p) {
+    const T* xp = x + p * in * inner;
+    T* yp = y + p * out * inner;
+    if (inner == 1) {  // the positions gathered, then weighted as vectors
+      for (int64_t o = 0; o < out; ++o) yp[o] = xp[i0[o]];
+      if (!linear) continue;
+      for (int64_t o = 0; o < out; ++o) second[o] = xp[i1[o]];
+      k.binary(Binary::Mul, {}, out, yp, 1, near, 1, yp);
+      k.binary(Binary::Mul, {}, out, second, 1, far, 1, second);
+      k.binary(Binary::Add, {}, out, yp, 1, second, 1, yp);
+      continue;
+    }
+    for (int64_t o = 0; o < out; ++o) {
+      T* row = yp + o * inner;
+      if (!linear) {
+        std::copy(xp + i0[o] * inner, xp + (i0[o] + 1) * inner, row);
+        continue;
+      }
+      k.binary(Binary::Mul, {}, inner, xp + i0[o] * inner, 1, near + o, 0, row);
+      k.binary(Binary::Mul, {}, inner, xp + i1[o] * inner, 1, far + o, 0, second);
+      k.binary(Binary::Add, {}, inner, row, 1, second, 1, row);
+    }
+  }
 }
 
 }  // namespace ember::detail

@@ -6,7 +6,10 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "rows.hpp"
 #include "trace.hpp"
+#include "ember/autograd/record.hpp"
+#include "ember/backend/parallel.hpp"
 #include "ember/core/shape.hpp"
 #include "ember/core/storage.hpp"
 #include "ember/ops/elementwise.hpp"
@@ -29,6 +32,32 @@ struct Axis {
   std::optional<double> scale_factor;
 };
 
+// x resampled along `dim` to `out` positions by the tables (near and far empty: nearest) without
+// building a graph: the same products and sums as the differentiable form below, in one pass per
+// plane (src/ops/rows.hpp, which the inference plans run too).
+template <FloatingElement T>
+Tensor<T> resampled(const Tensor<T>& x, int64_t dim, int64_t out, const std::vector<int64_t>& i0,
+                    const std::vector<int64_t>& i1, const std::vector<T>& near, const std::vector<T>& far) {
+  Shape out_shape = x.shape();
+  out_shape[dim] = out;
+  Tensor<T> y = detail::new_tensor<T>(out_shape, "interpolate");
+  if (y.numel() == 0) return y;
+  const Tensor<T> xc = x.contiguous();
+  int64_t planes = 1, inner = 1;
+  for (int64_t d = 0; d < dim; ++d) planes *= x.shape()[d];
+  for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.shape()[d];
+  const bool linear = !near.empty();
+  const int64_t in = x.shape()[dim], grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(out * inner, 1));
+  const auto& k = backend::kernels<T>();
+  detail::parallel_for(0, planes, grain, [&](int64_t b, int64_t e) {
+    std::vector<T> second(linear ? static_cast<size_t>(std::max(out, inner)) : 0);
+    detail::resample_axis(k, e - b, in, out, inner, xc.data_ptr() + b * in * inner, i0.data(),
+                          linear ? i1.data() : nullptr, linear ? near.data() : nullptr, linear ? far.data() : nullptr,
+                          y.data_ptr() + b * out * inner, second.data());
+  });
+  return y;
+}
+
 // One spatial dim `dim` of x resampled to axis.out values; its tables go to `traced` when given.
 template <FloatingElement T>
 Tensor<T> resample(const Tensor<T>& x, int64_t dim, const Axis& axis, const std::string& mode, bool align_corners,
@@ -45,6 +74,7 @@ Tensor<T> resample(const Tensor<T>& x, int64_t dim, const Axis& axis, const std:
       i0[static_cast<size_t>(o)] = std::min(src, in - 1);
     }
     if (traced != nullptr) traced->push_back({dim, i0, {}, {}, {}});
+    if (!autograd::needs_grad(x)) return resampled(x, dim, out, i0, {}, {}, {});
     return x.index_select(dim, tensor<int64_t>(i0));
   }
   // area_pixel_compute_scale and area_pixel_compute_source_index (non-cubic), in T.
@@ -60,14 +90,17 @@ Tensor<T> resample(const Tensor<T>& x, int64_t dim, const Axis& axis, const std:
     i1[static_cast<size_t>(o)] = lo + (lo < in - 1 ? 1 : 0);
     w1[static_cast<size_t>(o)] = std::clamp(src - static_cast<T>(lo), T(0), T(1));
   }
+  // 1 - far in T: what the tensor op `1.0 - far` rounds to.
+  std::vector<T> w0(static_cast<size_t>(out));
+  for (size_t o = 0; o < w0.size(); ++o) w0[o] = T(1) - w1[o];
+  if constexpr (std::is_same_v<T, float>) {
+    if (traced != nullptr) traced->push_back({dim, i0, i1, w0, w1});
+  }
+  if (!autograd::needs_grad(x)) return resampled(x, dim, out, i0, i1, w0, w1);
   Shape wshape = Shape::filled(x.dim(), 1);
   wshape[dim] = out;
-  const Tensor<T> far = tensor<T>(w1, wshape);
-  const Tensor<T> near = 1.0 - far;
-  if constexpr (std::is_same_v<T, float>) {
-    if (traced != nullptr) traced->push_back({dim, i0, i1, near.to_vector(), w1});
-  }
-  return x.index_select(dim, tensor<int64_t>(i0)) * near + x.index_select(dim, tensor<int64_t>(i1)) * far;
+  return x.index_select(dim, tensor<int64_t>(i0)) * tensor<T>(w0, wshape) +
+         x.index_select(dim, tensor<int64_t>(i1)) * tensor<T>(w1, wshape);
 }
 
 }  // namespace

@@ -353,6 +353,10 @@ TEST(Plan, UpsamplingMatchesTheModelBitForBit) {
   EXPECT_NE(text.find("interpolate [2, 3, 10, 8] -> [2, 3, 13, 8]"), std::string::npos) << text;
   EXPECT_NE(text.find("interpolate [2, 3, 13, 8] -> [2, 3, 13, 9], relu fused"), std::string::npos) << text;
   expect_bitwise_equal(forward(*up, x), run_plan(plan, x));
+  // Without a graph interpolate runs the plans' row function; with one, index_select and
+  // elementwise ops: the same bits.
+  const Tensor<float> xg = x.clone().requires_grad_(true);
+  expect_bitwise_equal(forward(*up, x), (*up)(xg).detach());
   const std::string path = temp_path("upsample.ember");
   deploy::save(plan, path);
   expect_bitwise_equal(forward(*up, x), run_plan(deploy::load(path), x));
