@@ -260,8 +260,12 @@ class Tracer final : public ember::detail::OpTracer {
       }
       s.weight = a.near;
       s.bias = a.far;
-      // The linear modes' second products, a row (or the gathered positions) at a time.
-      if (!s.bias.empty()) s.scratch_bytes = std::max(s.out_features, s.inner) * int64_t(sizeof(float));
+      // The planes split among as many workers as this process has threads, each with room for the
+      // linear modes' second products, a row (or the gathered positions) at a time.
+      s.workers = std::clamp<int64_t>(get_num_threads(), 1, std::max<int64_t>(s.planes, 1));
+      if (!s.bias.empty()) {
+        s.scratch_bytes = s.workers * round_up_arena(std::max(s.out_features, s.inner) * int64_t(sizeof(float)));
+      }
       shape[a.dim] = s.out_features;
       finish(s, i + 1 == axes.size() ? y : empty<float>(shape));
       from = plan_.steps.back().out;

@@ -420,6 +420,9 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       const auto mode = r.get<uint8_t>("resampling mode");
       need(mode <= 1, "unknown resampling mode");
       const bool linear = mode == 1;
+      s.workers = r.get_count("workers", 1024);
+      need(s.workers >= 1 && s.workers <= std::max<int64_t>(s.planes, 1) && s.scratch_bytes % s.workers == 0,
+           "its workers are not between 1 and its planes, or do not share its scratch evenly");
       s.iv = get_array<int32_t>(r, weights, "indices", (linear ? 2 : 1) * s.out_features, false, index);
       need(std::all_of(s.iv.begin(), s.iv.end(), [&](int32_t i) { return i >= 0 && i < s.in_features; }),
            "an index outside the axis");
@@ -428,8 +431,8 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       need(std::all_of(s.w.begin(), s.w.end(), [](float v) { return std::isfinite(v); }) &&
                std::all_of(s.b.begin(), s.b.end(), [](float v) { return std::isfinite(v); }),
            "a weight that is not finite");
-      need(s.scratch_bytes >= (linear ? std::max(s.out_features, s.inner) * int64_t(sizeof(float)) : 0),
-           "its scratch is smaller than a row");
+      need(s.scratch_bytes / s.workers >= (linear ? std::max(s.out_features, s.inner) * int64_t(sizeof(float)) : 0),
+           "its scratch is smaller than a row per worker");
       break;
     }
     case StepKind::Concat: {

@@ -348,10 +348,23 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
     case StepKind::Resample: {
       const int32_t* i0 = s.iv.data();
       const bool linear = !s.b.empty();
-      ember::detail::resample_axis(k, s.planes, s.in_features, s.out_features, s.inner, x0, i0,
-                                   linear ? i0 + s.out_features : nullptr, linear ? s.w.data() : nullptr,
-                                   linear ? s.b.data() : nullptr, y, reinterpret_cast<float*>(scratch));
-      run_post(k, s, s.planes * s.out_features * s.inner, y);
+      const int64_t in = s.in_features, out = s.out_features, inner = s.inner;
+      const int64_t workers = std::clamp<int64_t>(s.workers, 1, std::max<int64_t>(s.planes, 1));
+      auto run = [&](int64_t w0, int64_t w1) {
+        for (int64_t worker = w0; worker < w1; ++worker) {
+          const int64_t b = worker * s.planes / workers, e = (worker + 1) * s.planes / workers;
+          float* second = linear ? reinterpret_cast<float*>(scratch + worker * (s.scratch_bytes / workers)) : nullptr;
+          ember::detail::resample_axis(k, e - b, in, out, inner, x0 + b * in * inner, i0,
+                                       linear ? i0 + out : nullptr, linear ? s.w.data() : nullptr,
+                                       linear ? s.b.data() : nullptr, y + b * out * inner, second);
+        }
+      };
+      if (workers == 1) {
+        run(0, 1);
+      } else {
+        ember::detail::parallel_for(0, workers, 1, run);
+      }
+      run_post(k, s, s.planes * out * inner, y);
       return;
     }
     case StepKind::Linear:

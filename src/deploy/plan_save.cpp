@@ -156,6 +156,7 @@ void put_step(Writer& g, WeightSection& w, const Step& s) {
       g.put<int64_t>(s.out_features);
       g.put<int64_t>(s.inner);
       g.put<uint8_t>(s.b.empty() ? 0 : 1);  // linear
+      g.put<int64_t>(s.workers);
       w.put(g, s.iv);
       w.put(g, s.w);
       w.put(g, s.b);
