@@ -15,8 +15,10 @@
 // against the bytes left, ids against the values, shapes and types against the steps' attributes
 // (a convolution's output shape is recomputed from its input, weights and geometry), an int8
 // step's arrays against what keeps its integers in range (check_int8_arrays), every buffer and
-// scratch area against the arena size, and that each step reads only values written before it. Only then is the plan returned: nothing runs on a partly checked file. Which kernels run
-// (flat convolutions, the 2x2 pooling kernel) is decided again where the plan is loaded.
+// scratch area against the arena size, that no step's output, operands and scratch overlap, and
+// that each step reads only values written before it. Only then is the plan returned: nothing
+// runs on a partly checked file. Which kernels run (flat convolutions, the 2x2 pooling kernel) and
+// how many images a convolution lowers per GEMM are decided again where the plan is loaded.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
