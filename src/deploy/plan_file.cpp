@@ -272,11 +272,11 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       const auto& d = s.conv.d;
       need(p.values[static_cast<size_t>(s.out)].shape.size() == 4 && numel_of(p, s.in0) == d.n * d.o * d.hw_out(),
            "its input value does not hold the gradient of the convolution's output");
-      need(s.workers >= 1 && s.workers <= d.n && s.scratch_bytes >= conv_transpose_flipped_bytes(s.conv) &&
-               (s.scratch_bytes - conv_transpose_flipped_bytes(s.conv)) % s.workers == 0,
+      const int64_t shared = s.scratch_bytes - conv_transpose_flipped_bytes(s.conv);  // the workers' part
+      need(s.workers >= 1 && s.workers <= d.n && shared >= 0 && shared % s.workers == 0,
            "its workers are not between 1 and its images, or do not share its scratch evenly");
       need(product({d.k(), d.hw_out(), int64_t(sizeof(float))}) >= 0 &&
-               (s.scratch_bytes - conv_transpose_flipped_bytes(s.conv)) / s.workers >= conv_columns_bytes(s.conv, 1),
+               shared / s.workers >= conv_columns_bytes(s.conv, 1),
            "its scratch is smaller than its column matrix");
       types(ElemType::F32, ElemType::F32);
       s.channels = d.c;

@@ -82,6 +82,31 @@ void in_pieces(int64_t n, int64_t grain, F&& f) {
   }
 }
 
+// A convolution step's samples split among its workers, each with its share of the `bytes` of
+// scratch at `area` (null: none): the columns of the images its GEMMs lower at once
+// (conv_step_images), then the GEMM's packing room. f(area, b, e, images) runs samples b .. e.
+template <class F>
+void conv_workers(const backend::Kernels<float>& k, const Step& s, std::byte* area, int64_t bytes, F&& f) {
+  const int64_t n = s.conv.d.n;
+  const int64_t workers = std::clamp<int64_t>(s.workers, 1, std::max<int64_t>(n, 1));
+  const int64_t per_worker = bytes / workers;
+  const int64_t images = conv_step_images(s, k, per_worker, (n + workers - 1) / workers);
+  const int64_t cols = conv_columns_bytes(s.conv, images);
+  auto run = [&](int64_t w0, int64_t w1) {
+    for (int64_t worker = w0; worker < w1; ++worker) {
+      std::byte* mine = area == nullptr ? nullptr : area + worker * per_worker;
+      const backend::GemmWorkspace workspace(mine == nullptr ? nullptr : mine + cols,
+                                             static_cast<size_t>(std::max<int64_t>(0, per_worker - cols)));
+      f(mine, worker * n / workers, (worker + 1) * n / workers, images);
+    }
+  };
+  if (workers == 1) {
+    run(0, 1);
+  } else {
+    ember::detail::parallel_for(0, workers, 1, run);
+  }
+}
+
 void run_post(const backend::Kernels<float>& k, const Step& s, int64_t n, float* y) {
   if (s.post.empty()) return;
   in_pieces(n, kGrain, [&](int64_t b, int64_t e) {
@@ -280,26 +305,9 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
     case StepKind::Conv2d:
     case StepKind::AvgPool2d: {
       const auto& d = s.conv.d;
-      // The samples split among the step's workers; each one's part of the scratch: the column
-      // matrix, then the GEMM's packing buffers.
-      const int64_t workers = std::clamp<int64_t>(s.workers, 1, std::max<int64_t>(d.n, 1));
-      const int64_t per_worker = s.scratch_bytes / workers;
-      const int64_t images = conv_step_images(s, k, per_worker, (d.n + workers - 1) / workers);
-      const int64_t cols = conv_columns_bytes(s.conv, images);
-      auto run = [&](int64_t w0, int64_t w1) {
-        for (int64_t worker = w0; worker < w1; ++worker) {
-          std::byte* area = scratch == nullptr ? nullptr : scratch + worker * per_worker;
-          const backend::GemmWorkspace workspace(area == nullptr ? nullptr : area + cols,
-                                                 static_cast<size_t>(std::max<int64_t>(0, per_worker - cols)));
-          ember::detail::conv_forward_samples(k, s.conv, x0, s.w.data(), y, worker * d.n / workers,
-                                              (worker + 1) * d.n / workers, reinterpret_cast<float*>(area), images);
-        }
-      };
-      if (workers == 1) {
-        run(0, 1);
-      } else {
-        ember::detail::parallel_for(0, workers, 1, run);
-      }
+      conv_workers(k, s, scratch, s.scratch_bytes, [&](std::byte* area, int64_t b, int64_t e, int64_t images) {
+        ember::detail::conv_forward_samples(k, s.conv, x0, s.w.data(), y, b, e, reinterpret_cast<float*>(area), images);
+      });
       if (s.kind == StepKind::AvgPool2d) {  // the window sums over PyTorch's window sizes
         in_pieces(d.n * d.o, std::max<int64_t>(1, kGrain / std::max<int64_t>(d.hw_out(), 1)), [&](int64_t b, int64_t e) {
           for (int64_t plane = b; plane < e; ++plane) {
@@ -315,32 +323,19 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
     }
     case StepKind::ConvTranspose2d: {
       const auto& d = s.conv.d;
-      // The flipped weights (flat kernels), then per worker the column matrix and packing room.
+      // The flipped weights (flat kernels), then the workers' areas.
       const int64_t flipped = conv_transpose_flipped_bytes(s.conv);
-      const int64_t workers = std::clamp<int64_t>(s.workers, 1, std::max<int64_t>(d.n, 1));
-      const int64_t per_worker = (s.scratch_bytes - flipped) / workers;
-      const int64_t images = conv_step_images(s, k, per_worker, (d.n + workers - 1) / workers);
-      const int64_t cols = conv_columns_bytes(s.conv, images);
       const float* w = s.w.data();
       if (s.conv.flat) {
         auto* wt = reinterpret_cast<float*>(scratch);
         ember::detail::transposed_flipped_weights(s.w.data(), d, wt);
         w = wt;
       }
-      auto run = [&](int64_t w0, int64_t w1) {
-        for (int64_t worker = w0; worker < w1; ++worker) {
-          std::byte* area = scratch + flipped + worker * per_worker;
-          const backend::GemmWorkspace workspace(area + cols,
-                                                 static_cast<size_t>(std::max<int64_t>(0, per_worker - cols)));
-          ember::detail::conv_transpose_samples(k, s.conv, x0, w, y, worker * d.n / workers,
-                                                (worker + 1) * d.n / workers, reinterpret_cast<float*>(area), images);
-        }
-      };
-      if (workers == 1) {
-        run(0, 1);
-      } else {
-        ember::detail::parallel_for(0, workers, 1, run);
-      }
+      conv_workers(k, s, scratch + flipped, s.scratch_bytes - flipped,
+                   [&](std::byte* area, int64_t b, int64_t e, int64_t images) {
+                     ember::detail::conv_transpose_samples(k, s.conv, x0, w, y, b, e, reinterpret_cast<float*>(area),
+                                                           images);
+                   });
       add_channel_bias(k, s.b, d.n * d.c, d.c, d.h * d.w, y);
       run_post(k, s, d.n * d.c * d.h * d.w, y);
       return;
