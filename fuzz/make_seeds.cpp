@@ -126,6 +126,10 @@ int main(int argc, char** argv) {
                               nn::ReLU(), nn::ConvTranspose2d(2, 1, 3, {.padding = 1}));
     gen.eval();
     deploy::save(deploy::compile(gen, {1, 2, 2, 2}), (out / "plan" / "conv_transpose.ember").string());
+    // A stride-2 one wide enough for the phased path (on AVX-512), on two images.
+    nn::Sequential<float> phased(nn::ConvTranspose2d(2, 8, 4, {.stride = 2, .padding = 1}));
+    phased.eval();
+    deploy::save(deploy::compile(phased, {2, 2, 2, 2}), (out / "plan" / "conv_transpose_phases.ember").string());
     nn::Sequential<float> up(nn::Upsample({.scale_factor = {2}, .mode = "nearest"}),
                              nn::Upsample({.size = {5, 3}, .mode = "bilinear"}));
     up.eval();

@@ -330,10 +330,16 @@ inline int balanced_rows(int64_t m, int cap) {
 }
 
 // The convolution by its definition, for when no scratch memory is left (kernels never throw).
+// Channels lie x_channel and y_channel apart (by default each image's planes are consecutive);
+// weight (o, t) is w[o * w_row + taps[t]] (taps null: w[o * K + t]).
 template <class T>
 void conv_by_definition(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x, int64_t x_stride, T* y,
-                        int64_t y_stride) {
+                        int64_t y_stride, int64_t x_channel = 0, int64_t y_channel = 0, int64_t w_row = 0,
+                        const int64_t* taps = nullptr) {
   const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo;
+  auto weight = [&](int64_t o, int64_t t) { return taps == nullptr ? w[o * K + t] : w[o * w_row + taps[t]]; };
+  if (x_channel == 0) x_channel = s.h * s.w;
+  if (y_channel == 0) y_channel = hw;
   for (int64_t b = 0; b < n; ++b)
     for (int64_t o = 0; o < m; ++o)
       for (int64_t p = 0; p < hw; ++p) {
@@ -344,10 +350,34 @@ void conv_by_definition(const ConvShape& s, int64_t m, const T* w, int64_t n, co
             for (int64_t j = 0; j < s.kw; ++j) {
               const int64_t ih = oh * s.stride_h + i * s.dil_h - s.pad_h, iw = ow * s.stride_w + j * s.dil_w - s.pad_w;
               if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
-                sum += w[o * K + (c * s.kh + i) * s.kw + j] * x[b * x_stride + (c * s.h + ih) * s.w + iw];
+                sum += weight(o, (c * s.kh + i) * s.kw + j) * x[b * x_stride + c * x_channel + ih * s.w + iw];
             }
-        y[b * y_stride + o * hw + p] = sum;
+        y[b * y_stride + o * y_channel + p] = sum;
       }
+}
+
+// The weights as row panels of `rows` rows, tap-major (the tile broadcasts wp[t * rows + r]), in
+// a borrowed GemmWorkspace or the thread's packing buffer; null when no memory is left. Weight
+// (r, t) is w[r * w_row + taps[t]] (taps null: w[r * K + t]).
+template <class T>
+T* flat_weight_panels(int64_t m, int64_t K, const T* w, int rows, int64_t w_row = 0, const int64_t* taps = nullptr) {
+  static_assert(FlatShape<T>::MR <= kConvFlatRowBlock, "the weight panels' bound in kernels.hpp");
+  const int64_t need = ((m + rows - 1) / rows) * rows * K;
+  T* wp = gemm_impl::borrowed_a<T>(need);
+  if (wp == nullptr) wp = gemm_impl::pack_buffer_a().get<T>(need);
+  if (wp == nullptr) return nullptr;
+  for (int64_t r0 = 0; r0 < m; r0 += rows) {
+    const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
+    T* panel = wp + r0 * K;
+    if (taps == nullptr) {
+      for (int64_t t = 0; t < K; ++t)
+        for (int r = 0; r < mr; ++r) panel[t * mr + r] = w[(r0 + r) * K + t];
+    } else {
+      for (int64_t t = 0; t < K; ++t)
+        for (int r = 0; r < mr; ++r) panel[t * mr + r] = w[(r0 + r) * w_row + taps[t]];
+    }
+  }
+  return wp;
 }
 
 // Note [Strided flat convolution]
@@ -428,11 +458,8 @@ void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
   const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo;
   if (m <= 0 || n <= 0 || hw <= 0) return;
   const bool strided = s.stride_h != 1;
-  // Weights as row panels of `rows` rows, tap-major: the tile broadcasts wp[t * rows + r].
   const int rows = balanced_rows(m, S::MR);
-  static_assert(S::MR <= kConvFlatRowBlock, "the weight panels' bound in kernels.hpp");
-  T* wp = gemm_impl::borrowed_a<T>(((m + rows - 1) / rows) * rows * K);
-  if (wp == nullptr) wp = gemm_impl::pack_buffer_a().get<T>(((m + rows - 1) / rows) * rows * K);
+  T* wp = flat_weight_panels(m, K, w, rows);
   // A strided convolution's phase planes (and product of several images) after the panels.
   const int64_t images = strided ? conv_flat_strided_images(s, m, n) : 1;
   T* scratch = nullptr;
@@ -442,12 +469,6 @@ void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
     if (scratch == nullptr) scratch = gemm_impl::pack_buffer_b().get<T>(need);
   }
   if (wp == nullptr || (strided && scratch == nullptr)) return conv_by_definition(s, m, w, n, x, x_stride, y, y_stride);
-  for (int64_t r0 = 0; r0 < m; r0 += rows) {
-    const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
-    T* panel = wp + r0 * K;
-    for (int64_t t = 0; t < K; ++t)
-      for (int r = 0; r < mr; ++r) panel[t * mr + r] = w[(r0 + r) * K + t];
-  }
   PixelMasks<T, S::NV> pm;
 #if defined(EMBER_FLAT_CONV_AVX512)
   TapMasks<T>* tm = nullptr;
@@ -497,6 +518,51 @@ void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
         const T* from = wide + (o * nb + b) * hw;
         std::copy(from, from + hw, y + (b0 + b) * y_stride + o * hw);
       }
+  }
+}
+
+// n images side by side (x: [c][n][h * w], y: [m][n][ho * wo], ho == h): a panel of pixels runs
+// across images, so that small planes (a 4x4 or 7x7 phase of a transposed convolution) fill the
+// tiles' lanes. The taps are stride-1 offsets, read through the strided tiles' TapGeometry (whose
+// channel stride is then n planes); the masks take the row within each image.
+template <class T>
+void conv_flat_images(const ConvShape& s, int64_t m, const T* w, int64_t w_row, const int64_t* taps, int64_t n,
+                      const T* x, T* y) {
+  using S = FlatShape<T>;
+  constexpr int W = S::W;
+  const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo;
+  if (m <= 0 || n <= 0 || hw <= 0) return;
+  const int rows = balanced_rows(m, S::MR);
+  const T* wp = flat_weight_panels(m, K, w, rows, w_row, taps);
+  if (wp == nullptr) return conv_by_definition(s, m, w, n, x, s.h * s.w, y, hw, n * s.h * s.w, n * hw, w_row, taps);
+  TapGeometry g{};
+  g.channel = n * s.h * s.w;
+  for (int64_t i = 0; i < s.kh; ++i) {
+    g.row_off[i] = (i * s.dil_h - s.pad_h) * s.w;
+    g.mrow[i] = static_cast<int>(i);
+  }
+  for (int64_t j = 0; j < s.kw; ++j) {
+    g.col_off[j] = j * s.dil_w - s.pad_w;
+    g.mcol[j] = static_cast<int>(j);
+  }
+  g.mask_cols = s.kw;
+  PixelMasks<T, S::NV> pm;
+#if defined(EMBER_FLAT_CONV_AVX512)
+  TapMasks<T>* tm = nullptr;
+#else
+  TapMasks<T> tap_storage;
+  TapMasks<T>* tm = &tap_storage;
+#endif
+  const int64_t panel = int64_t(S::NV) * W, pixels = n * hw;
+  for (int64_t q = 0; q < pixels; q += panel) {
+    const int64_t valid = std::min<int64_t>(panel, pixels - q);
+    const int nv = static_cast<int>((valid + W - 1) / W);
+    pixel_masks<T>(s, q, nv, pm, n);
+    if (tm != nullptr) tap_masks<T>(s, nv, pm, *tm);
+    for (int64_t r0 = 0; r0 < m; r0 += rows) {
+      const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
+      kFlatTiles<T>.strided[mr - 1][nv - 1](s, g, wp + r0 * K, x, q, pm, tm, y + r0 * pixels, pixels, valid);
+    }
   }
 }
 

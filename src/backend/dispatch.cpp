@@ -63,7 +63,9 @@ const char* entry_name(Entry e) noexcept {
   return "unknown";
 }
 
-bool entry_optional(Entry e) noexcept { return e == Entry::conv_flat || e == Entry::conv_flat_weight_grad; }
+bool entry_optional(Entry e) noexcept {
+  return e == Entry::conv_flat || e == Entry::conv_flat_images || e == Entry::conv_flat_weight_grad;
+}
 
 int64_t conv_flat_strided_images(const ConvShape& s, int64_t m, int64_t n) {
   constexpr int64_t kTargetPixels = 256, kMaxScratch = int64_t(1) << 18;

@@ -42,6 +42,19 @@ Tensor<T> new_tensor(const Shape& shape, const char* op = "empty") {
   return Tensor<T>(std::move(impl));
 }
 
+/// Working memory for an op's kernels (column matrices, partial sums), uninitialised, from the
+/// caching allocator of Note [Memory]: a std::vector zeroed each buffer before the kernels
+/// overwrote it, and asked the system allocator for it on every call.
+template <class T>
+class Scratch {
+ public:
+  explicit Scratch(int64_t n) : storage_(Storage::allocate(static_cast<size_t>(n) * sizeof(T))) {}
+  T* data() const noexcept { return static_cast<T*>(storage_->data()); }
+
+ private:
+  std::shared_ptr<Storage> storage_;
+};
+
 /// Makes `target` (every handle to it) the tensor `source` is: its storage, geometry and autograd
 /// history (a non-leaf on source's node, or no history). For reparametrizations whose owners keep
 /// the handle: ember::prune makes a module's `weight` member weight_orig * weight_mask before each

@@ -76,12 +76,12 @@ class Tracer final : public ember::detail::OpTracer {
     s.geometry = g;
     s.channels = d.c;
     s.inner = d.h * d.w;
-    // Per worker the column matrix and the GEMM's packing room, or the flat kernels' (which take
-    // m = cg rows of K = og * kh * kw taps and thread over the samples themselves).
-    const int64_t flat_weights =
-        round_up_arena((d.cg + backend::kConvFlatRowBlock) * d.og * d.kh * d.kw * int64_t(sizeof(float))) + 64;
+    // Per worker the column matrix and the GEMM's packing room, or the flat kernels' (m = cg rows
+    // of K = og * kh * kw taps; the flat path threads over the samples itself, the phased one per
+    // worker).
     s.workers = s.conv.flat ? 1 : std::clamp<int64_t>(get_num_threads(), 1, d.n);
-    s.scratch_bytes = conv_transpose_flipped_bytes(s.conv) + s.workers * conv_worker_bytes(s, flat_weights);
+    s.scratch_bytes =
+        conv_transpose_flipped_bytes(s.conv) + s.workers * conv_worker_bytes(s, conv_transpose_panel_bytes(s.conv));
     finish(s, y);
   }
 
@@ -121,12 +121,16 @@ class Tracer final : public ember::detail::OpTracer {
 
   // A convolution step's scratch per worker: the columns of the images its GEMMs lower at once
   // (conv_step_images), then the GEMM's packing room or the flat kernels' (`flat_room`).
+  // Sized for the column matrix where the phased path runs too (it takes less), so that the file
+  // loads where the GEMM and col2im run.
   static int64_t conv_worker_bytes(const Step& s, int64_t flat_room) {
     const auto& d = s.conv.d;
+    ember::detail::ConvForward<float> columns = s.conv;
+    columns.phased = false;
     const int64_t images =
         s.conv.pointwise || s.conv.flat ? 1 : ember::detail::images_per_gemm(d, (d.n + s.workers - 1) / s.workers);
     const GemmDims g = conv_gemm_dims(s, images);
-    return conv_columns_bytes(s.conv, images) + std::max(gemm_workspace_bytes(g.m, g.n, g.k), flat_room);
+    return conv_columns_bytes(columns, images) + std::max(gemm_workspace_bytes(g.m, g.n, g.k), flat_room);
   }
 
   void linear(const Tensor<float>& x, const Tensor<float>& w, const Tensor<float>& b,

@@ -1,6 +1,7 @@
 #pragma once
 // Internal: what a Plan holds (Note [Inference plan] in ember/deploy/plan.hpp), shared by the
 // compiler and runner (plan.cpp) and the file format (plan_file.cpp).
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -244,9 +245,19 @@ inline int64_t round_up_arena(int64_t bytes) {
 /// they exist may run where they do not.
 inline int64_t conv_columns_bytes(const ember::detail::ConvForward<float>& f, int64_t images) {
   if (f.pointwise) return 0;
+  if (f.phased) {
+    return round_up_arena(ember::detail::conv_transpose_scratch_elements(f, images) * int64_t(sizeof(float)));
+  }
   const int64_t hw = f.d.hw_out();
   return round_up_arena((f.d.k() * hw * images + (images > 1 ? f.d.og * hw * images : 0)) *
                         static_cast<int64_t>(sizeof(float)));
+}
+
+/// The flat kernels' weight panels for a transposed convolution's gradient (m = cg rows of at
+/// most K = og * kh * kw taps), as kConvFlatRowBlock bounds them.
+inline int64_t conv_transpose_panel_bytes(const ember::detail::ConvForward<float>& f) {
+  const auto& d = f.d;
+  return round_up_arena((d.cg + backend::kConvFlatRowBlock) * d.og * d.kh * d.kw * int64_t(sizeof(float))) + 64;
 }
 
 /// The GEMM a convolution step's im2col / col2im path runs for `images` images: m x n x k.
@@ -266,6 +277,12 @@ inline GemmDims conv_gemm_dims(const Step& s, int64_t images) {
 inline int64_t conv_step_images(const Step& s, const backend::Kernels<float>& k, int64_t per_worker,
                                 int64_t samples) {
   if (s.conv.pointwise || s.conv.flat) return 1;
+  if (s.conv.phased) {  // as many as fit beside the flat kernels' weight panels, up to the op's count
+    const int64_t panels = conv_transpose_panel_bytes(s.conv);
+    const int64_t per_image = conv_columns_bytes(s.conv, 1);
+    return std::clamp<int64_t>((per_worker - panels) / std::max<int64_t>(per_image, 1), 1,
+                               ember::detail::conv_transpose_images(s.conv, samples));
+  }
   const int64_t images = ember::detail::images_per_gemm(s.conv.d, samples);
   if (images <= 1) return 1;
   const GemmDims g = conv_gemm_dims(s, images);

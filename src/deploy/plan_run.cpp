@@ -89,7 +89,7 @@ template <class F>
 void conv_workers(const backend::Kernels<float>& k, const Step& s, std::byte* area, int64_t bytes, F&& f) {
   const int64_t n = s.conv.d.n;
   const int64_t workers = std::clamp<int64_t>(s.workers, 1, std::max<int64_t>(n, 1));
-  const int64_t per_worker = bytes / workers;
+  const int64_t per_worker = bytes / workers / 64 * 64;  // each area aligned (the phased path's int64 taps)
   const int64_t images = conv_step_images(s, k, per_worker, (n + workers - 1) / workers);
   const int64_t cols = conv_columns_bytes(s.conv, images);
   auto run = [&](int64_t w0, int64_t w1) {
@@ -571,7 +571,7 @@ std::string step_str(const PlanData& p, const Step& s) {
   if (s.kind == StepKind::Resample) out += s.b.empty() ? " (nearest)" : " (linear)";
   if (s.kind == StepKind::Conv2d || s.kind == StepKind::AvgPool2d || s.kind == StepKind::ConvTranspose2d) {
     const char* lowered = s.kind == StepKind::ConvTranspose2d ? " (col2im)" : " (im2col)";
-    out += s.conv.flat ? " (flat)" : s.conv.pointwise ? " (pointwise)" : lowered;
+    out += s.conv.flat ? " (flat)" : s.conv.pointwise ? " (pointwise)" : s.conv.phased ? " (phases)" : lowered;
   }
   return out;
 }

@@ -44,7 +44,7 @@ Tensor<T> conv_forward_raw(const Tensor<T>& x_in, const Tensor<T>& w_in, const C
   }
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
     const int64_t images = images_per_gemm(d, e - b);
-    std::vector<T> scratch(static_cast<size_t>(f.scratch_elements(images)));
+    const detail::Scratch<T> scratch(f.scratch_elements(images));
     detail::conv_forward_samples(k, f, px, pw, po, b, e, scratch.data(), images);
   });
   return out;
@@ -60,14 +60,14 @@ Tensor<T> conv_input_grad_raw(const Tensor<T>& gy_in, const Tensor<T>& w_in, con
   const T* pg = gy.data_ptr();
   T* px = gx.data_ptr();
   if (f.flat) {
-    std::vector<T> flipped(static_cast<size_t>(d.o * d.k()));
+    const detail::Scratch<T> flipped(d.o * d.k());
     detail::transposed_flipped_weights(w.data_ptr(), d, flipped.data());
     detail::conv_transpose_samples(k, f, pg, flipped.data(), px, 0, d.n, static_cast<T*>(nullptr));
     return gx;
   }
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
-    const int64_t images = f.pointwise ? 1 : images_per_gemm(d, e - b);
-    std::vector<T> scratch(static_cast<size_t>(detail::conv_transpose_scratch_elements(f, images)));
+    const int64_t images = detail::conv_transpose_images(f, e - b);
+    const detail::Scratch<T> scratch(detail::conv_transpose_scratch_elements(f, images));
     detail::conv_transpose_samples(k, f, pg, w.data_ptr(), px, b, e, scratch.data(), images);
   });
   return gx;
@@ -79,9 +79,11 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
   Tensor<T> x = x_in.contiguous(), gy = gy_in.contiguous();
   const int64_t K = d.k(), HW = d.hw_out();
   const int64_t wsize = d.o * K;
-  // One partial sum per task, added up in a fixed order afterwards.
+  // One partial sum per task, added up in a fixed order afterwards: the first task's in gw itself.
   const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), d.n));
-  std::vector<std::vector<T>> partial(static_cast<size_t>(tasks));
+  Tensor<T> gw = zeros<T>({d.o, d.cg, d.kh, d.kw});
+  T* pw = gw.data_ptr();
+  const detail::Scratch<T> partial((tasks - 1) * wsize);
   const auto& k = backend::kernels<T>();
   const T* px = x.data_ptr();
   const T* pg = gy.data_ptr();
@@ -92,16 +94,16 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
   const int64_t plane = d.h * d.w;
   detail::parallel_for(0, tasks, 1, [&](int64_t tb, int64_t te) {
     const int64_t per_gemm = direct || flat ? 0 : images_per_gemm(d, (d.n + tasks - 1) / tasks);
-    std::vector<T> cols(static_cast<size_t>(K * HW * per_gemm));
-    std::vector<T> gys(static_cast<size_t>(per_gemm > 1 ? d.og * HW * per_gemm : 0));
+    const detail::Scratch<T> cols(K * HW * per_gemm);
+    const detail::Scratch<T> gys(per_gemm > 1 ? d.og * HW * per_gemm : 0);
     for (int64_t t = tb; t < te; ++t) {
-      std::vector<T>& acc = partial[static_cast<size_t>(t)];
-      acc.assign(static_cast<size_t>(wsize), T(0));
+      T* acc = t == 0 ? pw : partial.data() + (t - 1) * wsize;
+      if (t > 0) std::fill(acc, acc + wsize, T(0));
       const int64_t n0 = t * d.n / tasks, n1 = (t + 1) * d.n / tasks;
       if (flat) {
         for (int64_t g = 0; g < d.g; ++g) {
           k.conv_flat_weight_grad(cs, d.og, n1 - n0, px + (n0 * d.c + g * d.cg) * plane, d.c * plane,
-                                  pg + (n0 * d.o + g * d.og) * HW, d.o * HW, acc.data() + g * d.og * K);
+                                  pg + (n0 * d.o + g * d.og) * HW, d.o * HW, acc + g * d.og * K);
         }
         continue;
       }
@@ -109,7 +111,7 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
         for (int64_t n = n0; n < n1; ++n)
           for (int64_t g = 0; g < d.g; ++g)
             k.gemm(false, true, d.og, K, HW, T(1), pg + (n * d.o + g * d.og) * HW, HW,
-                   px + (n * d.c + g * d.cg) * plane, HW, T(1), acc.data() + g * d.og * K, K);
+                   px + (n * d.c + g * d.cg) * plane, HW, T(1), acc + g * d.og * K, K);
         continue;
       }
       for (int64_t s0 = n0; s0 < n1; s0 += per_gemm) {
@@ -121,15 +123,15 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
             side_by_side(gyg, d.o * HW, m, d.og, HW, gys.data());
             gyg = gys.data();
           }
-          k.gemm(false, true, d.og, K, ld, T(1), gyg, ld, cols.data(), ld, T(1), acc.data() + g * d.og * K, K);
+          k.gemm(false, true, d.og, K, ld, T(1), gyg, ld, cols.data(), ld, T(1), acc + g * d.og * K, K);
         }
       }
     }
   });
-  Tensor<T> gw = zeros<T>({d.o, d.cg, d.kh, d.kw});
-  T* pw = gw.data_ptr();
-  for (const auto& acc : partial)
-    for (int64_t i = 0; i < wsize; ++i) pw[i] += acc[static_cast<size_t>(i)];
+  for (int64_t t = 1; t < tasks; ++t) {
+    const T* acc = partial.data() + (t - 1) * wsize;
+    for (int64_t i = 0; i < wsize; ++i) pw[i] += acc[i];
+  }
   return gw;
 }
 

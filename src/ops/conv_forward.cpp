@@ -215,18 +215,156 @@ backend::ConvShape transposed_flat_shape(const ConvDims& d, const backend::ConvS
 
 }  // namespace
 
+// Note [Input gradient by phases]
+// The input gradient of a stride-2 convolution (a transposed convolution's forward) adds tap (i, j)
+// of gy[o][oh][ow] into gx[c][2 oh + e_i][2 ow + f_j], e_i = i * dil_h - pad_h (f_j likewise). The
+// rows of gx of parity a receive only the taps whose e_i has parity a: with ih = 2u + a and
+// d_i = (e_i - a) / 2, row u of that phase is the sum over those taps of gy row u - d_i. So each of
+// the four phases (a, b) of gx is a stride-1 correlation of gy with the phase's taps, listed from
+// the largest i (offset -d_i smallest): kernel rows r at offsets r * dil' - pad' with pad' the
+// largest d_i and dil' = dil (odd dil: every other tap) or dil / 2 (even dil: every tap, one
+// phase). Where no phase has more rows or columns than gy (DCGAN's layers: gx 2 ho or 2 ho - 1
+// rows), each is a flat convolution over gy (Note [Flat convolution] in src/backend/conv_flat.inl)
+// with a plane of gy's size, the rows and columns past the phase's dropped; the phases then
+// interleave into gx. No column matrix is written and added up (col2im), gx is written once
+// instead of zeroed and added into k times, and the weights are read in place through a table of
+// each phase's taps (conv_flat_images), not rearranged. The images' gy planes lie side by side so
+// that a 4x4 or 7x7 plane does not leave most of a tile's lanes empty.
+// Taken on AVX-512 with at least kPhasedMinRows output channels per group, where it beat the GEMM
+// and col2im in one process alternating both (docs/benchmarks.md); on AVX2 its tiles (6 rows, ymm
+// masks) lost, as the strided forward's did.
+namespace {
+
+// The taps of one phase along one axis.
+struct PhaseAxis {
+  int64_t taps = 0;  // kernel rows i with e_i of this parity
+  int64_t first = 0; // the largest of them (kernel row r = 0 of the phase)
+  int64_t step = 0;  // between consecutive ones (i decreasing)
+  int64_t pad = 0;   // pad' (the largest d_i)
+  int64_t dil = 1;   // dil'
+  int64_t size = 0;  // gx rows of this parity
+};
+
+PhaseAxis phase_axis(int64_t k, int64_t dil, int64_t pad, int64_t parity, int64_t gx_size) {
+  PhaseAxis a;
+  a.size = (gx_size - parity + 1) / 2;
+  a.step = dil % 2 == 0 ? 1 : 2;
+  a.dil = a.step * dil / 2;
+  for (int64_t i = k - 1; i >= 0; --i) {
+    const int64_t e = i * dil - pad;
+    if ((e & 1) != parity) continue;  // & 1: the parity of a negative e too
+    if (a.taps++ == 0) {
+      a.first = i;
+      a.pad = (e - parity) / 2;
+    }
+  }
+  if (a.taps <= 1) a.dil = 1;
+  return a;
+}
+
+struct Phase {
+  PhaseAxis rows, cols;
+  backend::ConvShape shape{};  // the stride-1 correlation over one group's gy giving the phase plane
+  int64_t first_tap = 0;       // of its taps in the table of every phase's (phase_taps)
+  int64_t plane = 0;           // offset of its planes in an image's phase planes
+  bool empty() const { return rows.taps == 0 || cols.taps == 0 || rows.size == 0 || cols.size == 0; }
+};
+
+struct Phases {
+  Phase phase[4];
+  bool applies = true;  // every phase with taps is a flat convolution over gy
+  int64_t elements = 0; // phase planes of one image and group
+};
+
+// The phases of the input gradient of the stride-2 convolution d with `cs` (conv_shape).
+Phases transpose_phases(const ConvDims& d, const backend::ConvShape& cs) {
+  Phases ps;
+  int64_t taps = 0;
+  for (int64_t a = 0; a < 2; ++a) {
+    for (int64_t b = 0; b < 2; ++b) {
+      Phase& q = ps.phase[2 * a + b];
+      q.rows = phase_axis(d.kh, cs.dil_h, cs.pad_h, a, d.h);
+      q.cols = phase_axis(d.kw, cs.dil_w, cs.pad_w, b, d.w);
+      q.first_tap = taps;
+      taps += d.og * q.rows.taps * q.cols.taps;
+      if (q.empty()) continue;
+      q.shape = {d.og, d.ho, d.wo, q.rows.taps, q.cols.taps, d.ho, d.wo, 1, 1, q.rows.pad, q.cols.pad,
+                 q.rows.dil, q.cols.dil};
+      q.plane = ps.elements;
+      ps.elements += d.cg * d.ho * d.wo;
+      ps.applies = ps.applies && q.rows.pad >= 0 && q.cols.pad >= 0 && q.rows.size <= d.ho &&
+                   q.cols.size <= d.wo && backend::conv_flat_applies(q.shape);
+    }
+  }
+  return ps;
+}
+
+// The phases' taps (phase_taps: og * kh * kw int64 in all), at the front of the phased path's
+// scratch, in elements of T.
+template <class T>
+int64_t phase_taps_elements(const ConvDims& d) {
+  return (d.og * d.kh * d.kw * int64_t(sizeof(int64_t)) + int64_t(sizeof(T)) - 1) / int64_t(sizeof(T));
+}
+
+// Where each phase's taps read a group's weights [og][cg][kh][kw] (conv_flat_images' taps, row c at
+// c * kh * kw): phase q's tap (o, r, s) at taps[q.first_tap + (o * kh' + r) * kw' + s].
+void phase_taps(const Phases& ps, const ConvDims& d, int64_t* taps) {
+  for (const Phase& q : ps.phase) {
+    int64_t* t = taps + q.first_tap;
+    for (int64_t o = 0; o < d.og; ++o)
+      for (int64_t r = 0; r < q.rows.taps; ++r)
+        for (int64_t s = 0; s < q.cols.taps; ++s)
+          *t++ = o * d.cg * d.kh * d.kw + (q.rows.first - r * q.rows.step) * d.kw + (q.cols.first - s * q.cols.step);
+  }
+}
+
+// Output channels (rows of each phase's product) from which the phased path replaces the GEMM
+// and col2im: below, its tiles are too short (a one-channel image's gradient: 1 row).
+constexpr int64_t kPhasedMinRows = 8;
+
+template <class T>
+bool use_phased(const backend::Kernels<T>& k, const ConvDims& d, const backend::ConvShape& cs) {
+  if (k.conv_flat_images == nullptr || k.isa != backend::Isa::Avx512 || cs.stride_h != 2 || cs.stride_w != 2 ||
+      d.cg < kPhasedMinRows) {
+    return false;
+  }
+  const Phases ps = transpose_phases(d, cs);
+  // Its scratch for an image is at most the column matrix's, so that a plan sized for the
+  // columns (built where the GEMM runs) runs it.
+  return ps.applies && phase_taps_elements<T>(d) + ps.elements <= d.k() * d.hw_out();
+}
+
+}  // namespace
+
 template <class T>
 ConvForward<T> conv_transpose_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& p) {
   ConvForward<T> f = conv_forward_setup(k, d, p);
   f.flat = use_flat(k, d, p, f.shape);  // the stride-2 forward's phase planes do not serve its gradient
+  f.phased = !f.flat && !f.pointwise && use_phased(k, d, f.shape);
+  if (f.phased) f.phase_elements = transpose_phases(d, f.shape).elements;
   return f;
 }
 
 template <class T>
 int64_t conv_transpose_scratch_elements(const ConvForward<T>& f, int64_t images) {
   if (f.flat || f.pointwise) return 0;
+  if (f.phased) {  // the taps, the phase planes, gy's images side by side
+    return phase_taps_elements<T>(f.d) + images * (f.phase_elements + (images > 1 ? f.d.og * f.d.hw_out() : 0));
+  }
   const int64_t hw = f.d.hw_out();
   return f.d.k() * hw * images + (images > 1 ? f.d.og * hw * images : 0);
+}
+
+template <class T>
+int64_t conv_transpose_images(const ConvForward<T>& f, int64_t samples) {
+  if (f.pointwise || f.flat) return 1;
+  if (!f.phased) return images_per_gemm(f.d, samples);
+  // Each run packs the phases' weights again: as many images as 4 MB of planes hold (and fewer
+  // than 2^24 pixels side by side, conv_flat_images' bound).
+  constexpr int64_t kMaxPhaseValues = int64_t(1) << 20;
+  const int64_t hw = std::max<int64_t>(f.d.hw_out(), 1);
+  const int64_t images = std::min(kMaxPhaseValues / (f.phase_elements + f.d.og * hw), ((int64_t(1) << 24) - 1) / hw);
+  return std::clamp<int64_t>(images, 1, std::max<int64_t>(samples, 1));
 }
 
 template <class T>
@@ -238,6 +376,42 @@ void transposed_flipped_weights(const T* w, const ConvDims& d, T* out) {
         for (int64_t t = 0; t < taps; ++t)
           out[((g * d.cg + c) * d.og + o) * taps + (taps - 1 - t)] = w[((g * d.og + o) * d.cg + c) * taps + t];
 }
+
+namespace {
+
+// Channel c's plane of image j's gx from the phase planes of m images ([phase][cg][m][ho * wo]):
+// row 2u + a takes row u of phases (a, 0) and (a, 1) in turn; a phase without taps leaves zeros.
+template <class T>
+void interleave_phases(const Phases& ps, const ConvDims& d, const T* planes, int64_t m, int64_t j, int64_t c, T* gx) {
+  const int64_t at = (c * m + j) * d.hw_out();
+  for (int64_t a = 0; a < 2; ++a) {
+    const Phase& even = ps.phase[2 * a];
+    const Phase& odd = ps.phase[2 * a + 1];
+    const int64_t rows = even.rows.size;
+    const T* pe = even.empty() ? nullptr : planes + even.plane * m + at;
+    const T* po = odd.empty() ? nullptr : planes + odd.plane * m + at;
+    const int64_t half = d.w / 2;  // columns of both parities
+    for (int64_t u = 0; u < rows; ++u) {
+      T* row = gx + (2 * u + a) * d.w;
+      const T* re = pe == nullptr ? nullptr : pe + u * d.wo;
+      const T* ro = po == nullptr ? nullptr : po + u * d.wo;
+      if (re != nullptr && ro != nullptr) {
+        for (int64_t v = 0; v < half; ++v) {
+          row[2 * v] = re[v];
+          row[2 * v + 1] = ro[v];
+        }
+      } else {
+        for (int64_t v = 0; v < half; ++v) {
+          row[2 * v] = re == nullptr ? T(0) : re[v];
+          row[2 * v + 1] = ro == nullptr ? T(0) : ro[v];
+        }
+      }
+      if (d.w % 2 != 0) row[d.w - 1] = re == nullptr ? T(0) : re[half];
+    }
+  }
+}
+
+}  // namespace
 
 template <class T>
 void conv_transpose_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* pg, const T* pw, T* px,
@@ -252,6 +426,33 @@ void conv_transpose_samples(const backend::Kernels<T>& k, const ConvForward<T>& 
                     px + (s * d.c + g * d.cg) * plane, d.c * plane);
       }
     });
+    return;
+  }
+  if (f.phased) {  // Note [Input gradient by phases]
+    const Phases ps = transpose_phases(d, f.shape);
+    auto* taps = reinterpret_cast<int64_t*>(scratch);
+    phase_taps(ps, d, taps);
+    images = std::max<int64_t>(images, 1);
+    for (int64_t n0 = b; n0 < e; n0 += images) {
+      const int64_t m = std::min(images, e - n0);
+      T* planes = scratch + phase_taps_elements<T>(d);  // [phase][cg][m images][HW]
+      T* gys = planes + m * f.phase_elements;             // gy's images side by side when m > 1
+      for (int64_t g = 0; g < d.g; ++g) {
+        const T* gyg = pg + (n0 * d.o + g * d.og) * HW;
+        if (m > 1) {
+          side_by_side(gyg, d.o * HW, m, d.og, HW, gys);
+          gyg = gys;
+        }
+        for (const Phase& q : ps.phase) {
+          if (!q.empty())
+            k.conv_flat_images(q.shape, d.cg, pw + g * d.og * K, d.kh * d.kw, taps + q.first_tap, m, gyg,
+                               planes + q.plane * m);
+        }
+        for (int64_t j = 0; j < m; ++j)
+          for (int64_t c = 0; c < d.cg; ++c)
+            interleave_phases(ps, d, planes, m, j, c, px + ((n0 + j) * d.c + g * d.cg + c) * plane);
+      }
+    }
     return;
   }
   if (f.pointwise) {  // the columns are the input gradient itself
@@ -293,6 +494,7 @@ template void conv_forward_samples(const backend::Kernels<double>&, const ConvFo
 #define EMBER_INSTANTIATE(T)                                                                                 \
   template ConvForward<T> conv_transpose_setup(const backend::Kernels<T>&, const ConvDims&, const Conv2dGeometry&); \
   template int64_t conv_transpose_scratch_elements(const ConvForward<T>&, int64_t);                                 \
+  template int64_t conv_transpose_images(const ConvForward<T>&, int64_t);                                           \
   template void transposed_flipped_weights(const T*, const ConvDims&, T*);                                          \
   template void conv_transpose_samples(const backend::Kernels<T>&, const ConvForward<T>&, const T*, const T*, T*,    \
                                        int64_t, int64_t, T*, int64_t);

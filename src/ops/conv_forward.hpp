@@ -50,6 +50,11 @@ struct ConvForward {
   backend::ConvShape shape;
   bool pointwise = false;
   bool flat = false;
+  /// (Input gradients only.) A stride-2 convolution's input gradient as a stride-1 flat
+  /// convolution of gy for each of its four phases (Note [Input gradient by phases] in
+  /// src/ops/conv_forward.cpp); phase_elements: the phase planes of one image and group.
+  bool phased = false;
+  int64_t phase_elements = 0;
   int64_t cols_elements() const { return pointwise || flat ? 0 : d.k() * d.hw_out(); }
   /// Scratch for `images` images in one GEMM: their column matrices and, for more than one, the
   /// GEMM's output before it goes to each image.
@@ -71,20 +76,25 @@ void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f,
 /// inference plans. `d` and the geometry are those of the convolution whose gradient it is: its
 /// input [n, c, h, w] is what this computes, from gy [n, o, ho, wo]. ConvForward's flags mean: the
 /// flat kernels run a stride-1 correlation of gy with the weights transposed and flipped
-/// (transposed_flipped_weights), pointwise a GEMM writes gx directly, else a GEMM into columns
-/// then col2im adds them up.
+/// (transposed_weights), phased one such correlation per phase of a stride-2 convolution's gx,
+/// pointwise a GEMM writes gx directly, else a GEMM into columns then col2im adds them up.
 template <class T>
 ConvForward<T> conv_transpose_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& geometry);
-/// Scratch for `images` images per GEMM (the columns; for more than one, gy's images side by side).
+/// Scratch for `images` images per GEMM (the columns; for more than one, gy's images side by side),
+/// or per run of the phased path (their phase planes).
 template <class T>
 int64_t conv_transpose_scratch_elements(const ConvForward<T>& f, int64_t images);
+/// Images the GEMM (Note [Columns of several images]) or the phased path takes at once, of
+/// `samples`.
+template <class T>
+int64_t conv_transpose_images(const ConvForward<T>& f, int64_t samples);
 /// w'[g][c][o][kh-1-i][kw-1-j] = w[g][o][c][i][j] for each group g, into out (d.o * d.k() values):
 /// the weights the flat kernels take for the input gradient.
 template <class T>
 void transposed_flipped_weights(const T* w, const ConvDims& d, T* out);
 /// gx[b .. e) from gy; w is the flipped weights when f.flat, else the convolution's. The flat path
 /// threads over the samples it is given; the others use `scratch`
-/// (conv_transpose_scratch_elements(images) values).
+/// (conv_transpose_scratch_elements(images) values, 8-byte aligned).
 template <class T>
 void conv_transpose_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* gy, const T* w, T* gx,
                             int64_t b, int64_t e, T* scratch, int64_t images = 1);

@@ -336,6 +336,34 @@ TEST(Plan, TransposedConvolutionsMatchTheModelBitForBit) {
                        run_plan(deploy::compile(*block, image.shape(), {.fold_batch_norm = false}), image));
 }
 
+// Stride-2 transposed convolutions wide enough for the phased path on AVX-512 (Note [Input
+// gradient by phases]): DCGAN's kernels 4 and 3, groups, output_padding; the plan's workers split
+// the batch, and a file written here loads and runs the same bits.
+TEST(Plan, PhasedTransposedConvolutionsMatchTheModelBitForBit) {
+  ember::manual_seed(24);
+  auto gen = std::make_shared<nn::Sequential<float>>(
+      nn::ConvTranspose2d(12, 16, 3, {.stride = 2, .padding = 1, .bias = false}), nn::ReLU(),
+      nn::ConvTranspose2d(16, 24, 4, {.stride = 2, .padding = 1, .groups = 2}), nn::ReLU(),
+      nn::ConvTranspose2d(24, 10, 3, {.stride = 2, .padding = 1, .output_padding = 1}), nn::Tanh());
+  gen->eval();
+  for (int threads : {1, 2}) {
+    const int before = ember::get_num_threads();
+    ember::set_num_threads(threads);
+    const Tensor<float> x = random_input({5, 12, 4, 3}, 11);
+    const deploy::Plan plan = deploy::compile(*gen, x.shape());
+    const std::string text = plan.str();
+    if (ember::backend::kernels<float>().isa == ember::backend::Isa::Avx512) {
+      EXPECT_NE(text.find("[5, 16, 7, 5] -> [5, 24, 14, 10], relu fused (phases)"), std::string::npos) << text;
+    }
+    expect_bitwise_equal(forward(*gen, x), run_plan(plan, x));
+    const std::string path = temp_path("phased.ember");
+    deploy::save(plan, path);
+    expect_bitwise_equal(forward(*gen, x), run_plan(deploy::load(path), x));
+    std::filesystem::remove(path);
+    ember::set_num_threads(before);
+  }
+}
+
 // interpolate in each mode, by factors and to sizes, on 4-D and 3-D inputs: one step per
 // resampled axis (none for a size it already has), through a file.
 TEST(Plan, UpsamplingMatchesTheModelBitForBit) {

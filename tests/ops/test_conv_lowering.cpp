@@ -199,73 +199,137 @@ TEST(ConvLowering, GeometriesMatchTheDefinition) {
   }
 }
 
+// A transposed convolution's geometry (conv_transpose2d's arguments).
+struct Transposed {
+  int64_t n, c, o, groups, h, w, kh, kw, stride, dil, ph, pw, oph, opw;
+  int64_t ho() const { return (h - 1) * stride - 2 * ph + dil * (kh - 1) + oph + 1; }
+  int64_t wo() const { return (w - 1) * stride - 2 * pw + dil * (kw - 1) + opw + 1; }
+};
+
 // nn::functional::conv_transpose2d, forward and both gradients through autograd, against the sums
-// that define it on random geometries: strides 1-3 (with output_padding below the stride or the
-// dilation), dilation, groups, padding up to one past the kernel's reach.
+// that define it, in double.
+void check_transposed_against_definition(const Transposed& t, int seed) {
+  const int64_t n = t.n, c = t.c, o = t.o, h = t.h, w = t.w, kh = t.kh, kw = t.kw, stride = t.stride, dil = t.dil,
+                ph = t.ph, pw = t.pw, cg = c / t.groups, og = o / t.groups, ho = t.ho(), wo = t.wo();
+  std::ostringstream what;
+  what << "n" << n << " c" << c << " o" << o << " groups " << t.groups << " " << h << "x" << w << " kernel " << kh
+       << "x" << kw << " stride " << stride << " dilation " << dil << " padding " << ph << "," << pw
+       << " output_padding " << t.oph << "," << t.opw;
+  SCOPED_TRACE(what.str());
+  Generator gen(seed);
+  Tensor<double> x = randn<double>({n, c, h, w}, &gen).requires_grad_(true);
+  Tensor<double> wt = randn<double>({c, og, kh, kw}, &gen).requires_grad_(true);
+  Tensor<double> b = randn<double>({o}, &gen).requires_grad_(true);
+  nn::ConvTranspose2dOptions opt;
+  opt.stride = {stride, stride};
+  opt.padding = {ph, pw};
+  opt.output_padding = {t.oph, t.opw};
+  opt.dilation = {dil, dil};
+  opt.groups = t.groups;
+  Tensor<double> y = nn::functional::conv_transpose2d(x, wt, b, opt);
+  ASSERT_EQ(y.shape(), (Shape{n, o, ho, wo}));
+  const Tensor<double> gy = randn<double>({n, o, ho, wo}, &gen);
+  (y * gy).sum().backward();
+  const std::vector<double> X = x.detach().to_vector(), W = wt.detach().to_vector(), B = b.detach().to_vector(),
+                            G = gy.to_vector();
+  std::vector<double> want_y(static_cast<size_t>(y.numel())), want_gx(X.size()), want_gw(W.size()),
+      want_gb(B.size());
+  for (int64_t bi = 0; bi < n; ++bi)
+    for (int64_t oc = 0; oc < o; ++oc)
+      for (int64_t i = 0; i < ho * wo; ++i) {
+        want_y[static_cast<size_t>((bi * o + oc) * ho * wo + i)] = B[static_cast<size_t>(oc)];
+        want_gb[static_cast<size_t>(oc)] += G[static_cast<size_t>((bi * o + oc) * ho * wo + i)];
+      }
+  // Each input pixel scatters through each tap to output (ih * stride - pad + i * dil, ...).
+  for (int64_t bi = 0; bi < n; ++bi)
+    for (int64_t ic = 0; ic < c; ++ic)
+      for (int64_t ih = 0; ih < h; ++ih)
+        for (int64_t iw = 0; iw < w; ++iw)
+          for (int64_t k = 0; k < og; ++k)
+            for (int64_t i = 0; i < kh; ++i)
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t oh = ih * stride - ph + i * dil, ow = iw * stride - pw + j * dil;
+                if (oh < 0 || oh >= ho || ow < 0 || ow >= wo) continue;
+                const int64_t oc = ic / cg * og + k;
+                const size_t xi = static_cast<size_t>(((bi * c + ic) * h + ih) * w + iw);
+                const size_t wi = static_cast<size_t>(((ic * og + k) * kh + i) * kw + j);
+                const size_t yi = static_cast<size_t>(((bi * o + oc) * ho + oh) * wo + ow);
+                want_y[yi] += X[xi] * W[wi];
+                want_gx[xi] += G[yi] * W[wi];
+                want_gw[wi] += G[yi] * X[xi];
+              }
+  expect_near(y.detach(), want_y, "output");
+  expect_near(x.grad(), want_gx, "input gradient");
+  expect_near(wt.grad(), want_gw, "weight gradient");
+  expect_near(b.grad(), want_gb, "bias gradient");
+}
+
+// Random geometries: strides 1-3 (with output_padding below the stride or the dilation),
+// dilation, groups, padding up to one past the kernel's reach.
 TEST(ConvLowering, TransposedGeometriesMatchTheDefinition) {
   std::mt19937 rng(23);
   auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
   for (int trial = 0; trial < 40;) {
-    const int64_t groups = pick(1, 3) == 3 ? 2 : 1, cg = pick(1, 4), og = pick(1, 5), c = cg * groups,
-                  o = og * groups, n = pick(1, 3), h = pick(1, 7), w = pick(1, 7), kh = pick(1, 4), kw = pick(1, 4),
-                  stride = pick(1, 3), dil = pick(1, 4) == 4 ? 2 : 1, ph = pick(0, dil * (kh - 1) + 1),
-                  pw = pick(0, dil * (kw - 1) + 1), oph = pick(0, std::max(stride, dil) - 1),
-                  opw = pick(0, std::max(stride, dil) - 1);
-    const int64_t ho = (h - 1) * stride - 2 * ph + dil * (kh - 1) + oph + 1;
-    const int64_t wo = (w - 1) * stride - 2 * pw + dil * (kw - 1) + opw + 1;
-    if (ho <= 0 || wo <= 0) continue;
+    Transposed t{};
+    t.groups = pick(1, 3) == 3 ? 2 : 1;
+    t.c = pick(1, 4) * t.groups;
+    t.o = pick(1, 5) * t.groups;
+    t.n = pick(1, 3);
+    t.h = pick(1, 7);
+    t.w = pick(1, 7);
+    t.kh = pick(1, 4);
+    t.kw = pick(1, 4);
+    t.stride = pick(1, 3);
+    t.dil = pick(1, 4) == 4 ? 2 : 1;
+    t.ph = pick(0, t.dil * (t.kh - 1) + 1);
+    t.pw = pick(0, t.dil * (t.kw - 1) + 1);
+    t.oph = pick(0, std::max(t.stride, t.dil) - 1);
+    t.opw = pick(0, std::max(t.stride, t.dil) - 1);
+    if (t.ho() <= 0 || t.wo() <= 0) continue;
     ++trial;
-    std::ostringstream what;
-    what << "n" << n << " c" << c << " o" << o << " groups " << groups << " " << h << "x" << w << " kernel " << kh
-         << "x" << kw << " stride " << stride << " dilation " << dil << " padding " << ph << "," << pw
-         << " output_padding " << oph << "," << opw;
-    SCOPED_TRACE(what.str());
-    Generator gen(trial);
-    Tensor<double> x = randn<double>({n, c, h, w}, &gen).requires_grad_(true);
-    Tensor<double> wt = randn<double>({c, og, kh, kw}, &gen).requires_grad_(true);
-    Tensor<double> b = randn<double>({o}, &gen).requires_grad_(true);
-    nn::ConvTranspose2dOptions opt;
-    opt.stride = {stride, stride};
-    opt.padding = {ph, pw};
-    opt.output_padding = {oph, opw};
-    opt.dilation = {dil, dil};
-    opt.groups = groups;
-    Tensor<double> y = nn::functional::conv_transpose2d(x, wt, b, opt);
-    ASSERT_EQ(y.shape(), (Shape{n, o, ho, wo}));
-    const Tensor<double> gy = randn<double>({n, o, ho, wo}, &gen);
-    (y * gy).sum().backward();
-    const std::vector<double> X = x.detach().to_vector(), W = wt.detach().to_vector(), B = b.detach().to_vector(),
-                              G = gy.to_vector();
-    std::vector<double> want_y(static_cast<size_t>(y.numel())), want_gx(X.size()), want_gw(W.size()),
-        want_gb(B.size());
-    for (int64_t bi = 0; bi < n; ++bi)
-      for (int64_t oc = 0; oc < o; ++oc)
-        for (int64_t i = 0; i < ho * wo; ++i) {
-          want_y[static_cast<size_t>((bi * o + oc) * ho * wo + i)] = B[static_cast<size_t>(oc)];
-          want_gb[static_cast<size_t>(oc)] += G[static_cast<size_t>((bi * o + oc) * ho * wo + i)];
-        }
-    // Each input pixel scatters through each tap to output (ih * stride - pad + i * dil, ...).
-    for (int64_t bi = 0; bi < n; ++bi)
-      for (int64_t ic = 0; ic < c; ++ic)
-        for (int64_t ih = 0; ih < h; ++ih)
-          for (int64_t iw = 0; iw < w; ++iw)
-            for (int64_t k = 0; k < og; ++k)
-              for (int64_t i = 0; i < kh; ++i)
-                for (int64_t j = 0; j < kw; ++j) {
-                  const int64_t oh = ih * stride - ph + i * dil, ow = iw * stride - pw + j * dil;
-                  if (oh < 0 || oh >= ho || ow < 0 || ow >= wo) continue;
-                  const int64_t oc = ic / cg * og + k;
-                  const size_t xi = static_cast<size_t>(((bi * c + ic) * h + ih) * w + iw);
-                  const size_t wi = static_cast<size_t>(((ic * og + k) * kh + i) * kw + j);
-                  const size_t yi = static_cast<size_t>(((bi * o + oc) * ho + oh) * wo + ow);
-                  want_y[yi] += X[xi] * W[wi];
-                  want_gx[xi] += G[yi] * W[wi];
-                  want_gw[wi] += G[yi] * X[xi];
-                }
-    expect_near(y.detach(), want_y, "output");
-    expect_near(x.grad(), want_gx, "input gradient");
-    expect_near(wt.grad(), want_gw, "weight gradient");
-    expect_near(b.grad(), want_gb, "bias gradient");
+    check_transposed_against_definition(t, trial);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+// Stride 2 with at least 8 output channels per group: on AVX-512 the phased path (Note [Input
+// gradient by phases] in src/ops/conv_forward.cpp) where each phase of the output is no wider than
+// the input; kernels 1-6 (phases without taps), dilation 1-3, padding past the kernel's reach (a
+// phase's first tap below the input), output_padding, groups; batches of images side by side.
+TEST(ConvLowering, Stride2TransposedByPhasesMatchTheDefinition) {
+  const Transposed fixed[] = {{3, 16, 16, 1, 4, 4, 3, 3, 2, 1, 1, 1, 0, 0},   // DCGAN's 4 -> 7, kernel 3
+                              {2, 12, 8, 1, 5, 4, 4, 4, 2, 1, 1, 1, 0, 0},    // 5x4 -> 10x8, kernel 4
+                              {2, 6, 20, 2, 3, 5, 4, 3, 2, 1, 1, 1, 1, 1},    // groups, output_padding
+                              {3, 5, 9, 1, 4, 3, 1, 1, 2, 1, 0, 0, 1, 1},     // 1x1: three empty phases
+                              {2, 4, 8, 1, 4, 4, 2, 2, 2, 3, 0, 0, 0, 0},     // dilation 3
+                              {2, 4, 8, 1, 5, 5, 3, 3, 2, 2, 1, 1, 1, 1},     // dilation 2: one phase
+                              {2, 3, 10, 1, 3, 4, 6, 5, 2, 1, 3, 2, 1, 0}};   // wide kernels
+  int seed = 100;
+  for (const Transposed& t : fixed) {
+    check_transposed_against_definition(t, ++seed);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  std::mt19937 rng(29);
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  for (int trial = 0; trial < 30;) {
+    Transposed t{};
+    t.groups = pick(1, 3) == 3 ? 2 : 1;
+    t.c = pick(1, 4) * t.groups;
+    t.o = pick(8, 12) * t.groups;
+    t.n = pick(1, 4);
+    t.h = pick(1, 6);
+    t.w = pick(1, 6);
+    t.kh = pick(1, 5);
+    t.kw = pick(1, 5);
+    t.stride = 2;
+    t.dil = pick(1, 3);
+    t.ph = pick(0, t.dil * (t.kh - 1) + 1);
+    t.pw = pick(0, t.dil * (t.kw - 1) + 1);
+    t.oph = pick(0, std::max<int64_t>(2, t.dil) - 1);
+    t.opw = pick(0, std::max<int64_t>(2, t.dil) - 1);
+    if (t.ho() <= 0 || t.wo() <= 0) continue;
+    ++trial;
+    check_transposed_against_definition(t, ++seed);
     if (::testing::Test::HasFatalFailure()) return;
   }
 }

@@ -152,9 +152,10 @@ struct AdamStep {
 // X(name): every entry of Kernels<T>, in declaration order.
 #define EMBER_KERNEL_ENTRIES(X)                                                                   \
   X(unary) X(binary) X(compare) X(where) X(reduce) X(accumulate) X(arg_reduce) X(gemm)            \
-  X(gemm_workspace) X(im2col)                                                                     \
-  X(col2im) X(conv_flat) X(conv_flat_weight_grad) X(centered_sums) X(affine2) X(channel_sums)     \
-  X(channel_affine) X(max_pool2x2) X(max_pool2d) X(index_accumulate) X(csr_mm) X(sgd_step) X(adam_step)
+  X(gemm_workspace) X(im2col) X(col2im)                                                           \
+  X(conv_flat) X(conv_flat_images) X(conv_flat_weight_grad) X(centered_sums) X(affine2)           \
+  X(channel_sums) X(channel_affine) X(max_pool2x2) X(max_pool2d) X(index_accumulate) X(csr_mm)    \
+  X(sgd_step) X(adam_step)
 
 /// The entries of a kernel table, by name (Note [Kernel table by name]).
 enum class Entry : uint8_t {
@@ -212,6 +213,13 @@ struct Kernels {
   /// b * y_stride ([m, hw], overwritten).
   void (*conv_flat)(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
                     int64_t x_stride, T* y, int64_t y_stride);
+  /// conv_flat of n images lying side by side, for a stride-1 s with conv_flat_applies(s), s.ho ==
+  /// s.h and n * s.h * s.w < 2^24: x is [c][n][h * w] and y [m][n][ho * wo] (overwritten), so
+  /// that the tiles' pixels run across images (small planes fill their lanes). The weights are
+  /// read in place: that of output channel o and tap t is w[o * w_row + taps[t]] (taps null:
+  /// w[o * K + t]). Null as conv_flat.
+  void (*conv_flat_images)(const ConvShape& s, int64_t m, const T* w, int64_t w_row, const int64_t* taps,
+                           int64_t n, const T* x, T* y);
   /// The weight gradient of conv_flat: gw[o * K + t] += sum over images b < n and pixels p of
   /// gy_b[o][p] * cols_b[t][p], with gy_b = gy + b * gy_stride ([m, hw]), where
   /// conv_flat_weight_grad_applies(s, m); null as conv_flat.
