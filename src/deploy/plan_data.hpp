@@ -278,10 +278,13 @@ inline int64_t conv_step_images(const Step& s, const backend::Kernels<float>& k,
                                 int64_t samples) {
   if (s.conv.pointwise || s.conv.flat) return 1;
   if (s.conv.phased) {  // as many as fit beside the flat kernels' weight panels, up to the op's count
-    const int64_t panels = conv_transpose_panel_bytes(s.conv);
-    const int64_t per_image = conv_columns_bytes(s.conv, 1);
-    return std::clamp<int64_t>((per_worker - panels) / std::max<int64_t>(per_image, 1), 1,
-                               ember::detail::conv_transpose_images(s.conv, samples));
+    const auto& d = s.conv.d;
+    const int64_t room = per_worker - conv_transpose_panel_bytes(s.conv);
+    const int64_t per_image = (s.conv.phase_elements + d.og * d.hw_out()) * int64_t(sizeof(float));
+    int64_t images = std::clamp<int64_t>(room / std::max<int64_t>(per_image, 1), 1,
+                                         ember::detail::conv_transpose_images(s.conv, samples));
+    while (images > 1 && conv_columns_bytes(s.conv, images) > room) --images;  // the taps' table, rounding
+    return images;
   }
   const int64_t images = ember::detail::images_per_gemm(s.conv.d, samples);
   if (images <= 1) return 1;
