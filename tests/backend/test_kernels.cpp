@@ -1125,32 +1125,6 @@ void check_strided_flat_conv(Isa isa) {
         }
       for (int64_t g = f.m * hw; g < y_stride; ++g) ASSERT_TRUE(std::isnan(y[static_cast<size_t>(b * y_stride + g)]));
     }
-
-    // conv_flat_images: the images side by side ([c][n][h * w] in, [m][n][hw] out), each pixel's
-    // sum in conv_flat's order (the same bits), with the weights in place and read through a tap
-    // table (stored [K][m]: row stride 1, tap t at t * m).
-    if (ho == f.h) {
-      std::vector<T> xs(static_cast<size_t>(n * f.c * plane)), wt(w.size());
-      for (int64_t b = 0; b < n; ++b)
-        for (int64_t c = 0; c < f.c * plane; ++c)
-          xs[static_cast<size_t>((c / plane * n + b) * plane + c % plane)] = x[static_cast<size_t>(b * x_stride + c)];
-      std::vector<int64_t> taps(static_cast<size_t>(K));
-      for (int64_t t = 0; t < K; ++t) {
-        taps[static_cast<size_t>(t)] = t * f.m;
-        for (int64_t o = 0; o < f.m; ++o) wt[static_cast<size_t>(t * f.m + o)] = w[static_cast<size_t>(o * K + t)];
-      }
-      for (bool table : {false, true}) {
-        std::vector<T> ys(static_cast<size_t>(f.m * n * hw), std::numeric_limits<T>::quiet_NaN());
-        k.conv_flat_images(s, f.m, table ? wt.data() : w.data(), 1, table ? taps.data() : nullptr, n, xs.data(),
-                           ys.data());
-        for (int64_t o = 0; o < f.m; ++o)
-          for (int64_t b = 0; b < n; ++b)
-            for (int64_t p = 0; p < hw; ++p)
-              ASSERT_EQ(ys[static_cast<size_t>((o * n + b) * hw + p)],
-                        y[static_cast<size_t>(b * y_stride + o * hw + p)])
-                  << "conv_flat_images (tap table " << table << ") image " << b << " channel " << o << " pixel " << p;
-      }
-    }
   }
   // DCGAN's 7 -> 3: output rows narrower than a phase plane's (4), no fixed offsets.
   EXPECT_FALSE(conv_flat_strided_applies(ConvShape{128, 7, 7, 4, 4, 3, 3, 2, 2, 1, 1, 1, 1}));
