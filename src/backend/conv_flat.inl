@@ -450,11 +450,42 @@ inline void strided_geometry(const ConvShape& s, int64_t stride, ConvShape& mask
   masks = ConvShape{s.c, hp, wp, rows, cols, s.ho, s.wo, 1, 1, -top, -left, 1, 1};
 }
 
+// The tiles over the nb * hw output pixels of x (nb images side by side; masks from ms) into out
+// (ldy apart per output channel), with the weights in panels of `rows` rows (flat_weight_panels):
+// the stride-1 tiles when g is null, else the strided ones, reading each tap through g.
+template <class T>
+void flat_panels(const ConvShape& s, const ConvShape& ms, const TapGeometry* g, const T* wp, int64_t m, int rows,
+                 const T* x, int64_t nb, T* out, int64_t ldy) {
+  using S = FlatShape<T>;
+  constexpr int W = S::W;
+  const int64_t K = s.c * s.kh * s.kw, pixels = nb * s.ho * s.wo, panel = int64_t(S::NV) * W;
+  PixelMasks<T, S::NV> pm;
+#if defined(EMBER_FLAT_CONV_AVX512)
+  TapMasks<T>* tm = nullptr;
+#else
+  TapMasks<T> tap_storage;
+  TapMasks<T>* tm = &tap_storage;
+#endif
+  for (int64_t q = 0; q < pixels; q += panel) {
+    const int64_t valid = std::min<int64_t>(panel, pixels - q);
+    const int nv = static_cast<int>((valid + W - 1) / W);
+    pixel_masks<T>(ms, q, nv, pm, nb);
+    if (tm != nullptr) tap_masks<T>(ms, nv, pm, *tm);
+    for (int64_t r0 = 0; r0 < m; r0 += rows) {
+      const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
+      if (g != nullptr) {
+        kFlatTiles<T>.strided[mr - 1][nv - 1](s, *g, wp + r0 * K, x, q, pm, tm, out + r0 * ldy, ldy, valid);
+      } else {
+        kFlatTiles<T>.fn[mr - 1][nv - 1](s, wp + r0 * K, x, q, pm, tm, out + r0 * ldy, ldy, valid);
+      }
+    }
+  }
+}
+
 template <class T>
 void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x, int64_t x_stride,
                T* y, int64_t y_stride) {
   using S = FlatShape<T>;
-  constexpr int W = S::W;
   const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo;
   if (m <= 0 || n <= 0 || hw <= 0) return;
   const bool strided = s.stride_h != 1;
@@ -469,35 +500,8 @@ void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
     if (scratch == nullptr) scratch = gemm_impl::pack_buffer_b().get<T>(need);
   }
   if (wp == nullptr || (strided && scratch == nullptr)) return conv_by_definition(s, m, w, n, x, x_stride, y, y_stride);
-  PixelMasks<T, S::NV> pm;
-#if defined(EMBER_FLAT_CONV_AVX512)
-  TapMasks<T>* tm = nullptr;
-#else
-  TapMasks<T> tap_storage;
-  TapMasks<T>* tm = &tap_storage;
-#endif
-  const int64_t panel = int64_t(S::NV) * W;
-  // pixels images * hw of x (its images side by side) into out (ldy apart per output channel)
-  auto convolve = [&](const ConvShape& ms, const TapGeometry& g, const T* xs, int64_t nb, T* out, int64_t ldy) {
-    const int64_t pixels = nb * hw;
-    for (int64_t q = 0; q < pixels; q += panel) {
-      const int64_t valid = std::min<int64_t>(panel, pixels - q);
-      const int nv = static_cast<int>((valid + W - 1) / W);
-      pixel_masks<T>(ms, q, nv, pm, nb);
-      if (tm != nullptr) tap_masks<T>(ms, nv, pm, *tm);
-      for (int64_t r0 = 0; r0 < m; r0 += rows) {
-        const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
-        if (strided) {
-          kFlatTiles<T>.strided[mr - 1][nv - 1](s, g, wp + r0 * K, xs, q, pm, tm, out + r0 * ldy, ldy, valid);
-        } else {
-          kFlatTiles<T>.fn[mr - 1][nv - 1](s, wp + r0 * K, xs, q, pm, tm, out + r0 * ldy, ldy, valid);
-        }
-      }
-    }
-  };
   if (!strided) {
-    const TapGeometry g{};  // unused
-    for (int64_t b = 0; b < n; ++b) convolve(s, g, x + b * x_stride, 1, y + b * y_stride, hw);
+    for (int64_t b = 0; b < n; ++b) flat_panels(s, s, nullptr, wp, m, rows, x + b * x_stride, 1, y + b * y_stride, hw);
     return;
   }
   const int64_t stride = images * ((s.h + 1) / 2) * ((s.w + 1) / 2);  // between phase planes
@@ -509,10 +513,10 @@ void conv_flat(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x,
     const int64_t nb = std::min(images, n - b0);
     split_phases(s, nb, stride, x + b0 * x_stride, x_stride, scratch);
     if (nb == 1) {
-      convolve(ms, g, scratch, 1, y + b0 * y_stride, hw);
+      flat_panels(s, ms, &g, wp, m, rows, scratch, 1, y + b0 * y_stride, hw);
       continue;
     }
-    convolve(ms, g, scratch, nb, wide, nb * hw);
+    flat_panels(s, ms, &g, wp, m, rows, scratch, nb, wide, nb * hw);
     for (int64_t o = 0; o < m; ++o)
       for (int64_t b = 0; b < nb; ++b) {
         const T* from = wide + (o * nb + b) * hw;
@@ -529,7 +533,6 @@ template <class T>
 void conv_flat_images(const ConvShape& s, int64_t m, const T* w, int64_t w_row, const int64_t* taps, int64_t n,
                       const T* x, T* y) {
   using S = FlatShape<T>;
-  constexpr int W = S::W;
   const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo;
   if (m <= 0 || n <= 0 || hw <= 0) return;
   const int rows = balanced_rows(m, S::MR);
@@ -546,24 +549,7 @@ void conv_flat_images(const ConvShape& s, int64_t m, const T* w, int64_t w_row, 
     g.mcol[j] = static_cast<int>(j);
   }
   g.mask_cols = s.kw;
-  PixelMasks<T, S::NV> pm;
-#if defined(EMBER_FLAT_CONV_AVX512)
-  TapMasks<T>* tm = nullptr;
-#else
-  TapMasks<T> tap_storage;
-  TapMasks<T>* tm = &tap_storage;
-#endif
-  const int64_t panel = int64_t(S::NV) * W, pixels = n * hw;
-  for (int64_t q = 0; q < pixels; q += panel) {
-    const int64_t valid = std::min<int64_t>(panel, pixels - q);
-    const int nv = static_cast<int>((valid + W - 1) / W);
-    pixel_masks<T>(s, q, nv, pm, n);
-    if (tm != nullptr) tap_masks<T>(s, nv, pm, *tm);
-    for (int64_t r0 = 0; r0 < m; r0 += rows) {
-      const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
-      kFlatTiles<T>.strided[mr - 1][nv - 1](s, g, wp + r0 * K, x, q, pm, tm, y + r0 * pixels, pixels, valid);
-    }
-  }
+  flat_panels(s, s, &g, wp, m, rows, x, n, y, n * hw);
 }
 
 // ---- conv_flat_weight_grad ------------------------------------------------------------------
