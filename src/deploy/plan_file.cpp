@@ -95,6 +95,13 @@ class Reader {
 };
 
 int64_t numel_of(const PlanData& p, int v) { return p.values[static_cast<size_t>(v)].shape.numel(); }
+
+// Whether `workers` (at least one) split `bytes` of scratch into equal areas that each start on the
+// arena's alignment, as the builder sizes them: the runner casts each area to floats (and int64 taps).
+bool shared_evenly(int64_t bytes, int64_t workers) {
+  return workers >= 1 && bytes >= 0 && bytes % workers == 0 &&
+         bytes / workers % static_cast<int64_t>(Plan::kArenaAlignment) == 0;
+}
 ElemType type_of(const PlanData& p, int v) { return p.values[static_cast<size_t>(v)].type; }
 
 // An array of `want` T's in the weight section (offset and count read from the graph); empty
@@ -273,8 +280,8 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       need(p.values[static_cast<size_t>(s.out)].shape.size() == 4 && numel_of(p, s.in0) == d.n * d.o * d.hw_out(),
            "its input value does not hold the gradient of the convolution's output");
       const int64_t shared = s.scratch_bytes - conv_transpose_flipped_bytes(s.conv);  // the workers' part
-      need(s.workers >= 1 && s.workers <= d.n && shared >= 0 && shared % s.workers == 0,
-           "its workers are not between 1 and its images, or do not share its scratch evenly");
+      need(s.workers <= d.n && shared_evenly(shared, s.workers),
+           "its workers are not between 1 and its images, or do not share its scratch in equal aligned areas");
       need(product({d.k(), d.hw_out(), int64_t(sizeof(float))}) >= 0 &&
                shared / s.workers >= conv_columns_bytes(s.conv, 1),
            "its scratch is smaller than its column matrix");
@@ -300,8 +307,8 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       }
       const auto& d = s.conv.d;
       need(numel_of(p, s.out) == d.n * d.o * d.hw_out(), "its output value does not hold the convolution's output");
-      need(s.workers >= 1 && s.workers <= d.n && s.scratch_bytes % s.workers == 0,
-           "its workers are not between 1 and its images, or do not share its scratch evenly");
+      need(s.workers <= d.n && shared_evenly(s.scratch_bytes, s.workers),
+           "its workers are not between 1 and its images, or do not share its scratch in equal aligned areas");
       need(s.conv.pointwise || (product({d.k(), d.hw_out(), int64_t(sizeof(float))}) >= 0 &&
                                 s.scratch_bytes / s.workers >= conv_columns_bytes(s.conv, 1)),
            "its scratch is smaller than its column matrix");
@@ -423,8 +430,8 @@ Step get_step(Reader& r, const PlanData& p, std::span<const uint8_t> weights, si
       need(mode <= 1, "unknown resampling mode");
       const bool linear = mode == 1;
       s.workers = r.get_count("workers", 1024);
-      need(s.workers >= 1 && s.workers <= std::max<int64_t>(s.planes, 1) && s.scratch_bytes % s.workers == 0,
-           "its workers are not between 1 and its planes, or do not share its scratch evenly");
+      need(s.workers <= std::max<int64_t>(s.planes, 1) && shared_evenly(s.scratch_bytes, s.workers),
+           "its workers are not between 1 and its planes, or do not share its scratch in equal aligned areas");
       s.iv = get_array<int32_t>(r, weights, "indices", (linear ? 2 : 1) * s.out_features, false, index);
       need(std::all_of(s.iv.begin(), s.iv.end(), [&](int32_t i) { return i >= 0 && i < s.in_features; }),
            "an index outside the axis");
