@@ -406,6 +406,11 @@ OPTIM_CASES = [
     ("adamax", lambda w, b: torch.optim.Adamax([w, b], lr=0.05, weight_decay=0.01)),
     ("radam", lambda w, b: torch.optim.RAdam([w, b], lr=0.05)),
     ("radam_betas_wd", lambda w, b: torch.optim.RAdam([w, b], lr=0.05, betas=(0.8, 0.9), weight_decay=0.01)),
+    # NAdam's foreach form: torch 1.13's single-tensor form (its default) multiplies mu_product_next
+    # by mu a second time; the foreach form follows the paper's rule.
+    ("nadam", lambda w, b: torch.optim.NAdam([w, b], lr=0.05, foreach=True)),
+    ("nadam_betas_wd", lambda w, b: torch.optim.NAdam([w, b], lr=0.05, betas=(0.8, 0.95), weight_decay=0.01,
+                                                      momentum_decay=0.01, foreach=True)),
 ]
 
 S = torch.optim.lr_scheduler
@@ -488,6 +493,66 @@ def write_optim(dtype, path, steps=10):
     with open(path, "w") as f:
         f.writelines(lines)
     print(f"wrote {len(OPTIM_CASES)} optimizer trajectories to {path}")
+
+
+# L-BFGS trajectories (float64): steps of torch.optim.LBFGS with a closure, on the regression of
+# write_optim ("tanh") or on Rosenbrock's function of w plus b^2 ("rosenbrock", from (-1.5, 2)).
+# Each step records the loss it returns, w, b and the state's func_evals and n_iter. Names must match
+# tests/optim/test_lbfgs.cpp.
+LBFGS_CASES = [
+    ("fixed_step", "tanh", 3, {"lr": 0.2}),
+    ("strong_wolfe", "tanh", 3, {"line_search_fn": "strong_wolfe"}),
+    ("short_history", "tanh", 4, {"lr": 0.1, "max_iter": 6, "history_size": 2}),
+    ("wolfe_max_eval", "tanh", 3, {"lr": 0.7, "max_iter": 10, "max_eval": 8, "history_size": 3,
+                                   "line_search_fn": "strong_wolfe"}),
+    ("rosenbrock_wolfe", "rosenbrock", 4, {"line_search_fn": "strong_wolfe", "max_iter": 15}),
+    # Steps of 20 overshoot: the zoom's cubic minima fall near the bracket's ends (and move inside).
+    ("wolfe_long_step", "tanh", 4, {"lr": 20, "max_iter": 15, "line_search_fn": "strong_wolfe"}),
+    ("rosenbrock_long_step", "rosenbrock", 4, {"lr": 20, "max_iter": 15, "line_search_fn": "strong_wolfe"}),
+    ("rosenbrock", "rosenbrock", 3, {"lr": 0.01, "max_iter": 10, "tolerance_change": 1e-6}),
+]
+
+
+def write_lbfgs(path):
+    dtype = torch.float64
+    rng = np.random.default_rng(7)
+    x = torch.tensor(rng.uniform(-1, 1, size=(5, 4)), dtype=dtype)
+    y = torch.tensor(rng.uniform(-0.5, 0.5, size=(5, 3)), dtype=dtype)
+    tanh_w = torch.tensor(rng.uniform(-1, 1, size=(3, 4)), dtype=dtype)
+    tanh_b = torch.tensor(rng.uniform(-1, 1, size=(3,)), dtype=dtype)
+    lines = []
+    for name, problem, steps, kwargs in LBFGS_CASES:
+        if problem == "tanh":
+            w, b = tanh_w.clone().requires_grad_(True), tanh_b.clone().requires_grad_(True)
+        else:
+            w = torch.tensor([-1.5, 2.0], dtype=dtype, requires_grad=True)
+            b = torch.tensor([0.5], dtype=dtype, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], **kwargs)
+
+        def closure():
+            opt.zero_grad()
+            if problem == "tanh":
+                loss = ((torch.tanh(x @ w.t() + b) - y) ** 2).mean()
+            else:
+                loss = (1 - w[0]) ** 2 + 100 * (w[1] - w[0] ** 2) ** 2 + (b ** 2).sum()
+            loss.backward()
+            return loss
+
+        lines.append(f"case {name}\n")
+        for tag, t in (("x", x), ("y", y), ("w", w), ("b", b)):
+            lines.append(fmt_tensor(tag, t, 17))
+        for _ in range(steps):
+            loss = opt.step(closure)
+            state = opt.state[w]
+            lines.append(fmt_tensor("loss", loss.reshape(1), 17))
+            lines.append(fmt_tensor("w", w, 17))
+            lines.append(fmt_tensor("b", b, 17))
+            lines.append(fmt_tensor("evals", torch.tensor([state["func_evals"], state["n_iter"]],
+                                                          dtype=dtype), 17))
+        lines.append("end\n")
+    with open(path, "w") as f:
+        f.writelines(lines)
+    print(f"wrote {len(LBFGS_CASES)} L-BFGS trajectories to {path}")
 
 
 # ---- safetensors -------------------------------------------------------------------------------
@@ -1159,6 +1224,7 @@ def main():
     write_optim(torch.float32, os.path.join(root, "torch_optim_float32.txt"))
     write_optim(torch.float64, os.path.join(root, "torch_optim_float64.txt"))
     write_sched(os.path.join(root, "torch_sched.txt"))
+    write_lbfgs(os.path.join(root, "torch_lbfgs_float64.txt"))
     write_safetensors_refs(root)
     write_contract_refs(root)
     write_encoder_refs(root)

@@ -12,6 +12,7 @@
 #include "ember/ops/elementwise.hpp"
 #include "ember/ops/factory.hpp"
 #include "ember/ops/reduction.hpp"
+#include "ember/optim/lbfgs.hpp"
 
 namespace ember::optim {
 
@@ -72,6 +73,11 @@ void check_adam_like(const O& o, const char* who) {
 }
 void check_options(const AdamaxOptions& o) { check_adam_like(o, "Adamax"); }
 void check_options(const RAdamOptions& o) { check_adam_like(o, "RAdam"); }
+void check_options(const NAdamOptions& o) {
+  check_adam_like(o, "NAdam");
+  require_option(o.momentum_decay >= 0, "NAdam", "momentum_decay", o.momentum_decay, ">= 0");
+}
+void check_options(const LBFGSOptions& o) { o.validate(); }
 }  // namespace
 
 template <FloatingElement T, class Options>
@@ -172,13 +178,11 @@ OptimizerState Optimizer<T, Options>::state_dict() const {
 }
 
 template <FloatingElement T, class Options>
-void Optimizer<T, Options>::load_state_dict(const OptimizerState& s) {
-  // Everything is checked before anything changes: a state that does not fit leaves the
-  // optimizer as it was.
+void Optimizer<T, Options>::check_state_groups(const OptimizerState& s) const {
   const std::string me = kind().empty() ? std::string("optimizer") : kind();
   const std::string who = me + " load_state_dict: ";
   if (!s.kind.empty() && !kind().empty() && s.kind != kind()) {
-    throw ValueError(who + "the state is a " + s.kind + " optimizer's, not a " + kind() + "'s");
+    throw ValueError(who + "the state was saved by " + s.kind + ", not by " + kind());
   }
   size_t total = 0;
   for (const auto& g : groups_) total += g.params.size();
@@ -201,6 +205,15 @@ void Optimizer<T, Options>::load_state_dict(const OptimizerState& s) {
       }
     }
   }
+}
+
+template <FloatingElement T, class Options>
+void Optimizer<T, Options>::load_state_dict(const OptimizerState& s) {
+  // Everything is checked before anything changes: a state that does not fit leaves the
+  // optimizer as it was.
+  check_state_groups(s);
+  const std::string me = kind().empty() ? std::string("optimizer") : kind();
+  const std::string who = me + " load_state_dict: ";
   const std::optional<StateNames> names = state_names();
   auto listed = [](const std::vector<std::string>& v, const std::string& n) {
     return std::find(v.begin(), v.end(), n) != v.end();
@@ -215,12 +228,14 @@ void Optimizer<T, Options>::load_state_dict(const OptimizerState& s) {
           throw ValueError(who + pos(g, i) + " has the state \"" + name + "\", which " + me +
                            " does not keep (the state of another optimizer?)");
         }
-        if (!t.defined() || t.dtype() != dtype_of<T> || t.shape() != groups_[g].params[i].shape()) {
+        const bool number = names && listed(names->numbers, name);
+        const Shape want = number ? Shape{} : groups_[g].params[i].shape();
+        if (!t.defined() || t.dtype() != dtype_of<T> || t.shape() != want) {
           throw ValueError(who + name + " of " + pos(g, i) + " is " +
                            (t.defined() ? std::string(dtype_name(t.dtype())) + " " + t.shape().str()
                                         : std::string("undefined")) +
-                           ", the parameter " + dtype_name(dtype_of<T>) + " " +
-                           groups_[g].params[i].shape().str());
+                           (number ? ", expected a number: " : ", the parameter ") + dtype_name(dtype_of<T>) + " " +
+                           want.str());
         }
       }
       if (names && !ps.tensors.empty()) {
@@ -546,6 +561,48 @@ void clip_grad_value_(const std::vector<Tensor<T>>& params, double clip_value) {
   }
 }
 
+// ---- NAdam -------------------------------------------------------------------------------------
+
+template <FloatingElement T>
+NAdam<T>::NAdam(std::vector<Tensor<T>> params, NAdamOptions o) : Base(std::move(params), o) {}
+template <FloatingElement T>
+NAdam<T>::NAdam(std::vector<typename Base::Group> groups) : Base(std::move(groups)) {}
+
+template <FloatingElement T>
+void NAdam<T>::step() {
+  for (const auto& g : this->groups_) check_options(g.options);
+  this->for_each_grad([](const NAdamOptions& o, Tensor<T>& p, Tensor<T> grad, auto& slot) {
+    if (slot.tensors.empty()) {
+      slot.tensors["exp_avg"] = zeros_like(p.detach());
+      slot.tensors["exp_avg_sq"] = zeros_like(p.detach());
+      slot.tensors["mu_product"] = scalar_tensor<T>(T(1));
+    }
+    const auto step = static_cast<double>(++slot.step);
+    if (o.weight_decay != 0) {
+      if (o.decoupled_weight_decay) {
+        p.mul_(1.0 - o.lr * o.weight_decay);
+      } else {
+        grad = add(grad, p, o.weight_decay);
+      }
+    }
+    // The momentum of this step and the next; their running product in float32, as torch keeps it.
+    const double mu = o.beta1 * (1.0 - 0.5 * std::pow(0.96, step * o.momentum_decay));
+    const double mu_next = o.beta1 * (1.0 - 0.5 * std::pow(0.96, (step + 1) * o.momentum_decay));
+    Tensor<T>& mu_product = slot.tensors["mu_product"];
+    const float product = static_cast<float>(mu_product.item()) * static_cast<float>(mu);
+    mu_product = scalar_tensor<T>(static_cast<T>(product));
+    const double product_next = static_cast<double>(product) * mu_next;
+    Tensor<T>& exp_avg = slot.tensors["exp_avg"];
+    Tensor<T>& exp_avg_sq = slot.tensors["exp_avg_sq"];
+    exp_avg.mul_(o.beta1).add_(grad, 1.0 - o.beta1);
+    exp_avg_sq.mul_(o.beta2).addcmul_(grad, grad, 1.0 - o.beta2);
+    const double bias_correction2 = 1.0 - std::pow(o.beta2, step);
+    const Tensor<T> denom = sqrt(exp_avg_sq / bias_correction2).add_(o.eps);
+    p.addcdiv_(grad, denom, -o.lr * (1.0 - mu) / (1.0 - static_cast<double>(product)));
+    p.addcdiv_(exp_avg, denom, -o.lr * mu_next / (1.0 - product_next));
+  });
+}
+
 template class Optimizer<float, SGDOptions>;
 template class Optimizer<double, SGDOptions>;
 template class Optimizer<float, AdamOptions>;
@@ -568,6 +625,12 @@ template class Optimizer<float, AdamaxOptions>;
 template class Optimizer<double, AdamaxOptions>;
 template class Optimizer<float, RAdamOptions>;
 template class Optimizer<double, RAdamOptions>;
+template class Optimizer<float, LBFGSOptions>;
+template class Optimizer<double, LBFGSOptions>;
+template class Optimizer<float, NAdamOptions>;
+template class Optimizer<double, NAdamOptions>;
+template class NAdam<float>;
+template class NAdam<double>;
 template class Adamax<float>;
 template class Adamax<double>;
 template class RAdam<float>;

@@ -71,13 +71,19 @@ std::function<void()> make_optimizer(const std::string& name, Tensor<T>& w, Tens
     return hold(std::make_shared<RAdam<T>>(std::vector<Tensor<T>>{w, b},
                                            RAdamOptions{.lr = 0.05, .beta1 = 0.8, .beta2 = 0.9, .weight_decay = 0.01}));
   }
+  if (name == "nadam") return hold(std::make_shared<NAdam<T>>(std::vector<Tensor<T>>{w, b}, NAdamOptions{.lr = 0.05}));
+  if (name == "nadam_betas_wd") {
+    return hold(std::make_shared<NAdam<T>>(
+        std::vector<Tensor<T>>{w, b},
+        NAdamOptions{.lr = 0.05, .beta1 = 0.8, .beta2 = 0.95, .weight_decay = 0.01, .momentum_decay = 0.01}));
+  }
   return nullptr;
 }
 
 template <FloatingElement T>
 void check_trajectories(const std::string& file, double tol) {
   auto cases = load_reference(file);
-  ASSERT_EQ(cases.size(), 14u);
+  ASSERT_EQ(cases.size(), 16u);
   for (auto& [name, lines] : cases) {
     SCOPED_TRACE(name);
     Tensor<T> x = lines[0].second.template as<T>(), y = lines[1].second.template as<T>();
@@ -343,6 +349,43 @@ TEST(Optim, AdamaxAndRAdamResumeFromTheirStateDict) {
   run([](Tensor<double>& w) {
     return std::make_unique<optim::RAdam<double>>(std::vector<Tensor<double>>{w}, optim::RAdamOptions{.lr = 0.1});
   });
+  run([](Tensor<double>& w) {  // mu_product, a number, resumes too
+    return std::make_unique<optim::NAdam<double>>(std::vector<Tensor<double>>{w}, optim::NAdamOptions{.lr = 0.1});
+  });
+}
+
+// NAdam's numbers: mu_product is 0-dim in its state (a parameter-shaped one is refused), and the
+// decoupled weight decay (NAdamW) scales the weights by 1 - lr * weight_decay before the step
+// without decay.
+TEST(Optim, NAdamStateAndDecoupledWeightDecay) {
+  auto w = tensor<double>({0.5, -1.0, 2.0}, {3}, true);
+  auto grad_of = [](const Tensor<double>& p) { return (p * p * p).detach(); };
+  optim::NAdam<double> nadam({w}, {.lr = 0.1});
+  w.set_grad(grad_of(w));
+  nadam.step();
+  optim::OptimizerState state = nadam.state_dict();
+  ASSERT_EQ(state.params[0].tensors.at("mu_product").shape(), Shape{});
+  EXPECT_EQ(Tensor<double>::from_base(state.params[0].tensors.at("mu_product")).item(),
+            static_cast<double>(static_cast<float>(0.9 * (1.0 - 0.5 * std::pow(0.96, 0.004)))));
+  state.params[0].tensors["mu_product"] = ones<double>({3});
+  expect_error<ValueError>([&] { nadam.load_state_dict(state); },
+                           "mu_product of group 0 parameter 0 is float64 [3], expected a number: float64 []");
+
+  auto a = tensor<double>({0.5, -1.0, 2.0}, {3}, true), b = tensor<double>({0.5, -1.0, 2.0}, {3}, true);
+  optim::NAdam<double> decoupled({a}, {.lr = 0.1, .weight_decay = 0.2, .decoupled_weight_decay = true});
+  optim::NAdam<double> plain({b}, {.lr = 0.1});
+  for (int step = 0; step < 3; ++step) {
+    a.set_grad(grad_of(a));
+    b.set_grad(grad_of(a));
+    {
+      NoGradGuard no_grad;
+      b.copy_(a * (1.0 - 0.1 * 0.2));
+    }
+    decoupled.step();
+    plain.step();
+    const std::vector<double> x = a.to_vector(), y = b.to_vector();
+    for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], y[i], 1e-15) << "step " << step << " [" << i << "]";
+  }
 }
 
 TEST(Optim, Errors) {
@@ -367,6 +410,8 @@ TEST(Optim, Errors) {
   expect_error<ValueError>([&] { optim::Adamax<float>({p}, {.beta2 = 1.0}); },
                            "Adamax: beta2 must be in [0, 1), got 1");
   expect_error<ValueError>([&] { optim::RAdam<float>({p}, {.lr = -0.1}); }, "RAdam: lr must be >= 0, got -0.1");
+  expect_error<ValueError>([&] { optim::NAdam<float>({p}, {.momentum_decay = -1}); },
+                           "NAdam: momentum_decay must be >= 0, got -1");
   // ... and at each step, before anything changes: a group's options may be edited in between.
   optim::AdamW<float> adamw({p}, {.lr = 0.1});
   p.set_grad(ones<float>({3}));

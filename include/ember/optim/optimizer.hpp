@@ -153,13 +153,17 @@ class Optimizer : public OptimizerBase {
   /// is negated when the group maximizes. Defined where the optimizers' steps are.
   template <class F>
   void for_each_grad(F&& f);
+  /// Throws ValueError unless `state` is this kind of optimizer's with as many groups and
+  /// parameters, its groups' options named as this optimizer's and finite.
+  void check_state_groups(const OptimizerState& state) const;
   /// The optimizer's name in state dicts ("SGD", "Adam", ...); empty: not checked on load.
   virtual std::string kind() const { return {}; }
   /// The per-parameter state tensors a step keeps: `required` are all there once a parameter
-  /// has state, `optional` may be. load_state_dict refuses other names and missing required
+  /// has state, `optional` may be; those named in `numbers` too are 0-dim (NAdam's mu_product),
+  /// the others of the parameter's shape. load_state_dict refuses other names and missing required
   /// ones. Without a list (the default) any names are accepted.
   struct StateNames {
-    std::vector<std::string> required, optional;
+    std::vector<std::string> required, optional, numbers;
   };
   virtual std::optional<StateNames> state_names() const { return std::nullopt; }
   /// The group options by name for state dicts; from the options' field list by default.
@@ -323,6 +327,8 @@ class Adamax : public Beta1Optimizer<T, AdamaxOptions> {
  public:
   using Base = Beta1Optimizer<T, AdamaxOptions>;
   Adamax(std::vector<Tensor<T>> params, AdamaxOptions options = {});
+  /// LibTorch's positional form: Adamax(params, lr) is Adamax(params, {.lr = lr}).
+  Adamax(std::vector<Tensor<T>> params, double lr) : Adamax(std::move(params), AdamaxOptions{.lr = lr}) {}
   explicit Adamax(std::vector<typename Base::Group> groups);
   void step() override;
 
@@ -357,6 +363,8 @@ class RAdam : public Beta1Optimizer<T, RAdamOptions> {
  public:
   using Base = Beta1Optimizer<T, RAdamOptions>;
   RAdam(std::vector<Tensor<T>> params, RAdamOptions options = {});
+  /// LibTorch's positional form: RAdam(params, lr) is RAdam(params, {.lr = lr}).
+  RAdam(std::vector<Tensor<T>> params, double lr) : RAdam(std::move(params), RAdamOptions{.lr = lr}) {}
   explicit RAdam(std::vector<typename Base::Group> groups);
   void step() override;
 
@@ -364,6 +372,47 @@ class RAdam : public Beta1Optimizer<T, RAdamOptions> {
   std::string kind() const override { return "RAdam"; }
   std::optional<typename Base::StateNames> state_names() const override {
     return typename Base::StateNames{{"exp_avg", "exp_avg_sq"}, {}};
+  }
+};
+
+struct NAdamOptions {
+  double lr = 2e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  double momentum_decay = 4e-3;
+  bool decoupled_weight_decay = false;  // NAdamW: the decay applied to the weights, as AdamW's
+  bool maximize = false;
+  static constexpr auto fields() {
+    return std::tuple{option_field("lr", &NAdamOptions::lr),
+                      option_field("beta1", &NAdamOptions::beta1),
+                      option_field("beta2", &NAdamOptions::beta2),
+                      option_field("eps", &NAdamOptions::eps),
+                      option_field("weight_decay", &NAdamOptions::weight_decay),
+                      option_field("momentum_decay", &NAdamOptions::momentum_decay),
+                      option_field("decoupled_weight_decay", &NAdamOptions::decoupled_weight_decay),
+                      option_field("maximize", &NAdamOptions::maximize)};
+  }
+};
+
+/// Adam with Nesterov momentum (Dozat 2016), its momentum warmed up by momentum_decay:
+/// mu_t = beta1 (1 - 0.5 * 0.96^(t * momentum_decay)). As PyTorch, the product of the mu_t is kept
+/// as a float32 number whatever the parameters' type.
+template <FloatingElement T = float>
+class NAdam : public Beta1Optimizer<T, NAdamOptions> {
+ public:
+  using Base = Beta1Optimizer<T, NAdamOptions>;
+  NAdam(std::vector<Tensor<T>> params, NAdamOptions options = {});
+  /// LibTorch's positional form: NAdam(params, lr) is NAdam(params, {.lr = lr}).
+  NAdam(std::vector<Tensor<T>> params, double lr) : NAdam(std::move(params), NAdamOptions{.lr = lr}) {}
+  explicit NAdam(std::vector<typename Base::Group> groups);
+  void step() override;
+
+ protected:
+  std::string kind() const override { return "NAdam"; }
+  std::optional<typename Base::StateNames> state_names() const override {
+    return typename Base::StateNames{{"exp_avg", "exp_avg_sq", "mu_product"}, {}, {"mu_product"}};
   }
 };
 
@@ -453,6 +502,8 @@ RMSprop(std::vector<Tensor<double>>, RMSpropOptions)->RMSprop<double>;
 Adagrad(std::vector<Tensor<float>>, AdagradOptions)->Adagrad<float>;
 Adagrad(std::vector<Tensor<double>>, AdagradOptions)->Adagrad<double>;
 AdamW(std::vector<Tensor<double>>, AdamWOptions)->AdamW<double>;
+NAdam(std::vector<Tensor<float>>, NAdamOptions)->NAdam<float>;
+NAdam(std::vector<Tensor<double>>, NAdamOptions)->NAdam<double>;
 
 extern template class SGD<float>;
 extern template class SGD<double>;
@@ -468,6 +519,8 @@ extern template class Adamax<float>;
 extern template class Adamax<double>;
 extern template class RAdam<float>;
 extern template class RAdam<double>;
+extern template class NAdam<float>;
+extern template class NAdam<double>;
 
 /// Scales all gradients so that their joint p-norm is at most max_norm; returns the norm before
 /// clipping (torch.nn.utils.clip_grad_norm_). Parameters without a gradient are skipped.
