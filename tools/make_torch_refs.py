@@ -467,13 +467,19 @@ def write_sched(path, steps=11):
     print(f"wrote {len(SCHED_CASES)} schedules to {path}")
 
 
-def write_optim(dtype, path, steps=10):
-    digits = 9 if dtype == torch.float32 else 17
+def regression_problem(dtype):
+    """The optimizer references' data (x, y) and starting point (w, b)."""
     rng = np.random.default_rng(7)
     x = torch.tensor(rng.uniform(-1, 1, size=(5, 4)), dtype=dtype)
     y = torch.tensor(rng.uniform(-0.5, 0.5, size=(5, 3)), dtype=dtype)
     w0 = torch.tensor(rng.uniform(-1, 1, size=(3, 4)), dtype=dtype)
     b0 = torch.tensor(rng.uniform(-1, 1, size=(3,)), dtype=dtype)
+    return x, y, w0, b0
+
+
+def write_optim(dtype, path, steps=10):
+    digits = 9 if dtype == torch.float32 else 17
+    x, y, w0, b0 = regression_problem(dtype)
     lines = []
     for name, make in OPTIM_CASES:
         w = w0.clone().requires_grad_(True)
@@ -515,11 +521,7 @@ LBFGS_CASES = [
 
 def write_lbfgs(path):
     dtype = torch.float64
-    rng = np.random.default_rng(7)
-    x = torch.tensor(rng.uniform(-1, 1, size=(5, 4)), dtype=dtype)
-    y = torch.tensor(rng.uniform(-0.5, 0.5, size=(5, 3)), dtype=dtype)
-    tanh_w = torch.tensor(rng.uniform(-1, 1, size=(3, 4)), dtype=dtype)
-    tanh_b = torch.tensor(rng.uniform(-1, 1, size=(3,)), dtype=dtype)
+    x, y, tanh_w, tanh_b = regression_problem(dtype)
     lines = []
     for name, problem, steps, kwargs in LBFGS_CASES:
         if problem == "tanh":
