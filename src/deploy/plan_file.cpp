@@ -102,6 +102,7 @@ bool shared_evenly(int64_t bytes, int64_t workers) {
   return workers >= 1 && bytes >= 0 && bytes % workers == 0 &&
          bytes / workers % static_cast<int64_t>(Plan::kArenaAlignment) == 0;
 }
+
 ElemType type_of(const PlanData& p, int v) { return p.values[static_cast<size_t>(v)].type; }
 
 // An array of `want` T's in the weight section (offset and count read from the graph); empty

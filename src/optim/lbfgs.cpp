@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 #include <tuple>
 
 #include "ember/autograd/grad_mode.hpp"
@@ -18,24 +17,6 @@
 #include "ember/ops/shape_ops.hpp"
 
 namespace ember::optim {
-
-void LBFGSOptions::validate() const {
-  auto require = [](bool ok, const char* option, double value, const char* rule) {
-    if (ok) return;
-    std::ostringstream msg;
-    msg << "LBFGS: " << option << " must be " << rule << ", got " << value;
-    throw ValueError(msg.str());
-  };
-  require(lr >= 0 && std::isfinite(lr), "lr", lr, "finite and >= 0");
-  require(max_iter >= 1, "max_iter", static_cast<double>(max_iter), ">= 1");
-  require(max_eval >= 0, "max_eval", static_cast<double>(max_eval), ">= 0 (0: max_iter * 5 / 4)");
-  require(tolerance_grad >= 0, "tolerance_grad", tolerance_grad, ">= 0");
-  require(tolerance_change >= 0, "tolerance_change", tolerance_change, ">= 0");
-  require(history_size >= 1, "history_size", static_cast<double>(history_size), ">= 1");
-  if (!line_search_fn.empty() && line_search_fn != "strong_wolfe") {
-    throw ValueError("LBFGS: line_search_fn must be \"\" (none) or \"strong_wolfe\", got \"" + line_search_fn + "\"");
-  }
-}
 
 namespace {
 

@@ -80,6 +80,18 @@ void check_options(const NAdamOptions& o) {
 void check_options(const LBFGSOptions& o) { o.validate(); }
 }  // namespace
 
+void LBFGSOptions::validate() const {
+  require_option(lr >= 0 && std::isfinite(lr), "LBFGS", "lr", lr, "finite and >= 0");
+  require_option(max_iter >= 1, "LBFGS", "max_iter", static_cast<double>(max_iter), ">= 1");
+  require_option(max_eval >= 0, "LBFGS", "max_eval", static_cast<double>(max_eval), ">= 0 (0: max_iter * 5 / 4)");
+  require_option(tolerance_grad >= 0, "LBFGS", "tolerance_grad", tolerance_grad, ">= 0");
+  require_option(tolerance_change >= 0, "LBFGS", "tolerance_change", tolerance_change, ">= 0");
+  require_option(history_size >= 1, "LBFGS", "history_size", static_cast<double>(history_size), ">= 1");
+  if (!line_search_fn.empty() && line_search_fn != "strong_wolfe") {
+    throw ValueError("LBFGS: line_search_fn must be \"\" (none) or \"strong_wolfe\", got \"" + line_search_fn + "\"");
+  }
+}
+
 template <FloatingElement T, class Options>
 void Optimizer<T, Options>::add_param_group(Group group) {
   for (size_t i = 0; i < group.params.size(); ++i) {
