@@ -207,6 +207,7 @@ Tensor<T> LBFGS<T>::step(const LossClosure& closure) {
     throw ValueError("LBFGS: the parameters must be one group (torch's LBFGS has no per-parameter options), got " +
                      std::to_string(this->groups_.size()));
   }
+  if (this->groups_[0].params.empty()) throw ValueError("LBFGS: step(closure) on an optimizer with no parameters");
   const LBFGSOptions& o = this->groups_[0].options;
   o.validate();
   const int64_t max_eval = o.max_eval > 0 ? o.max_eval : o.max_iter * 5 / 4;

@@ -161,6 +161,8 @@ TEST(LBFGS, BadUseThrowsAndChangesNothing) {
   LBFGS<double> two({w}, 0.5);
   two.add_param_group({{v}, LBFGSOptions{}});
   expect_error<ValueError>([&] { two.step([&] { return w.sum(); }); }, "the parameters must be one group");
+  LBFGS<double> none(std::vector<Tensor<double>>{}, 0.5);
+  expect_error<ValueError>([&] { none.step([&] { return w.sum(); }); }, "LBFGS: step(closure) on an optimizer with no");
 
   // Another optimizer's state, and a history of the wrong size, are refused and change nothing.
   optim::Adam<double> adam({w}, 0.1);
