@@ -4,6 +4,7 @@
 // twins.
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "common.hpp"
 #include "ember/ember.hpp"
@@ -65,5 +66,48 @@ EMBER_LAYER_BENCH(groupnorm_n64_64_32_g32, std::make_shared<nn::GroupNorm<float>
 EMBER_LAYER_BENCH(mha_b32_s64_d128_h4,
                   std::make_shared<nn::MultiheadAttention<float>>(128, 4, nn::MultiheadAttentionOptions{.batch_first = true}),
                   {32, 64, 128});
+
+// CTC loss of log-probabilities [150 frames, 32 sequences, 40 classes] against targets of 21 to
+// 30 labels (input lengths 119 to 150), Mean reduction; the LibTorch twin uses the same values.
+struct CtcCase {
+  Tensor<float> log_probs;
+  Tensor<int64_t> targets, input_lengths, target_lengths;
+};
+CtcCase ctc_case() {
+  constexpr int64_t kFrames = 150, kBatch = 32, kClasses = 40, kLabels = 30;
+  ember::manual_seed(0);
+  CtcCase c;
+  c.log_probs = ember::log_softmax(ember::randn<float>({kFrames, kBatch, kClasses}), 2);
+  std::vector<int64_t> labels, in, len;
+  for (int64_t i = 0; i < kBatch * kLabels; ++i) labels.push_back(1 + (i * 7) % (kClasses - 1));
+  for (int64_t i = 0; i < kBatch; ++i) {
+    in.push_back(kFrames - i);
+    len.push_back(kLabels - i % 10);
+  }
+  c.targets = ember::tensor<int64_t>(labels, {kBatch, kLabels});
+  c.input_lengths = ember::tensor<int64_t>(in, {kBatch});
+  c.target_lengths = ember::tensor<int64_t>(len, {kBatch});
+  return c;
+}
+
+void BM_ember_layer_ctc_loss_t150_n32_c40_fwd(benchmark::State& state) {
+  ember::set_num_threads(static_cast<int>(state.range(0)));
+  const CtcCase c = ctc_case();
+  for (auto _ : state) {
+    ember::NoGradGuard no_grad;
+    benchmark::DoNotOptimize(nn::functional::ctc_loss(c.log_probs, c.targets, c.input_lengths, c.target_lengths));
+  }
+}
+void BM_ember_layer_ctc_loss_t150_n32_c40_fwdbwd(benchmark::State& state) {
+  ember::set_num_threads(static_cast<int>(state.range(0)));
+  CtcCase c = ctc_case();
+  c.log_probs.requires_grad_(true);
+  for (auto _ : state) {
+    c.log_probs.set_grad(Tensor<float>());
+    nn::functional::ctc_loss(c.log_probs, c.targets, c.input_lengths, c.target_lengths).backward();
+  }
+}
+BENCHMARK(BM_ember_layer_ctc_loss_t150_n32_c40_fwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ember_layer_ctc_loss_t150_n32_c40_fwdbwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

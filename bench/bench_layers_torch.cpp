@@ -2,7 +2,10 @@
 #include <dlfcn.h>
 #include <torch/torch.h>
 
+#include <vector>
+
 #include "common.hpp"
+#include "ember/ember.hpp"
 
 namespace {
 
@@ -64,5 +67,41 @@ TORCH_LAYER_BENCH(batchnorm2d_n128_64_32, nn::BatchNorm2d(64), {128, 64, 32, 32}
 TORCH_LAYER_BENCH(layernorm_32x64_128, nn::LayerNorm(nn::LayerNormOptions({128})), {32, 64, 128});
 TORCH_LAYER_BENCH(groupnorm_n64_64_32_g32, nn::GroupNorm(nn::GroupNormOptions(32, 64)), {64, 64, 32, 32});
 TORCH_LAYER_BENCH(mha_b32_s64_d128_h4, SelfAttention(128, 4), {32, 64, 128});
+
+// bench_layers.cpp's CTC case: the same log-probabilities (ember's generator, copied over), targets
+// and lengths.
+void run_ctc(benchmark::State& state, bool backward) {
+  const int t = static_cast<int>(state.range(0));
+  torch::set_num_threads(t);
+  constexpr int64_t kFrames = 150, kBatch = 32, kClasses = 40, kLabels = 30;
+  ember::manual_seed(0);
+  const ember::Tensor<float> lp = ember::log_softmax(ember::randn<float>({kFrames, kBatch, kClasses}), 2);
+  std::vector<float> values = lp.to_vector();
+  torch::Tensor log_probs = torch::from_blob(values.data(), {kFrames, kBatch, kClasses}).clone();
+  std::vector<int64_t> labels, in, len;
+  for (int64_t i = 0; i < kBatch * kLabels; ++i) labels.push_back(1 + (i * 7) % (kClasses - 1));
+  for (int64_t i = 0; i < kBatch; ++i) {
+    in.push_back(kFrames - i);
+    len.push_back(kLabels - i % 10);
+  }
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor targets = torch::from_blob(labels.data(), {kBatch, kLabels}, i64).clone();
+  torch::Tensor input_lengths = torch::from_blob(in.data(), {kBatch}, i64).clone();
+  torch::Tensor target_lengths = torch::from_blob(len.data(), {kBatch}, i64).clone();
+  log_probs.requires_grad_(backward);
+  for (auto _ : state) {
+    if (backward) {
+      log_probs.mutable_grad() = torch::Tensor();
+      torch::ctc_loss(log_probs, targets, input_lengths, target_lengths).backward();
+    } else {
+      torch::NoGradGuard no_grad;
+      benchmark::DoNotOptimize(torch::ctc_loss(log_probs, targets, input_lengths, target_lengths));
+    }
+  }
+}
+void BM_torch_layer_ctc_loss_t150_n32_c40_fwd(benchmark::State& s) { run_ctc(s, false); }
+void BM_torch_layer_ctc_loss_t150_n32_c40_fwdbwd(benchmark::State& s) { run_ctc(s, true); }
+BENCHMARK(BM_torch_layer_ctc_loss_t150_n32_c40_fwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_torch_layer_ctc_loss_t150_n32_c40_fwdbwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

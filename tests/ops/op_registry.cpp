@@ -195,6 +195,20 @@ void add_cases_6(std::vector<OpCase>& c) {
                        F::gaussian_nll_loss(x[0], x[1], abs(x[2]) + 0.1)));
   c.push_back(EMBER_OP("gaussian_nll_loss_full_same_shape", (S{{3, 2}, {3, 2}, {3, 2}}), -1, 1, true,
                        F::gaussian_nll_loss(x[0], x[1], abs(x[2]) + 0.1, true, 1e-6, R::None)));
+  // ctc_loss: no double backward (as in PyTorch). Through log_softmax, as PyTorch's gradient is
+  // that of log_softmax's input (Note [CTC forward-backward] in src/nn/ctc.cpp).
+  c.push_back(EMBER_OP("ctc_loss", (S{{6, 2, 4}}), -2, 2, false,
+                       F::ctc_loss(log_softmax(x[0], 2), tensor<int64_t>({1, 2, 2, 3, 1, 0}, {2, 3}),
+                                   std::vector<int64_t>{6, 5}, std::vector<int64_t>{3, 2})));
+  c.push_back(EMBER_OP("ctc_loss_concatenated_blank_sum", (S{{5, 3, 5}}), -2, 2, false,
+                       F::ctc_loss(log_softmax(x[0], 2), tensor<int64_t>({1, 1, 2, 4, 0}, {5}),
+                                   std::vector<int64_t>{5, 4, 3}, std::vector<int64_t>{2, 1, 2}, 3, R::Sum)));
+  c.push_back(EMBER_OP("ctc_loss_zero_infinity_empty_target", (S{{4, 3, 3}}), -2, 2, false,
+                       F::ctc_loss(log_softmax(x[0], 2), tensor<int64_t>({1, 1, 1, 2, 0, 0, 0, 0, 0}, {3, 3}),
+                                   std::vector<int64_t>{4, 3, 2}, std::vector<int64_t>{3, 1, 0}, 0, R::None, true)));
+  c.push_back(EMBER_OP("ctc_loss_unbatched", (S{{5, 4}}), -2, 2, false,
+                       F::ctc_loss(log_softmax(x[0], 1), tensor<int64_t>({1, 2, 3}, {3}), scalar_tensor<int64_t>(5),
+                                   scalar_tensor<int64_t>(3))));
 }
 
 void add_cases_7(std::vector<OpCase>& c) {

@@ -3,6 +3,7 @@
 // composites of differentiable primitives, so their gradients (and second derivatives) come from
 // autograd.
 #include <string>
+#include <vector>
 
 #include "ember/core/generator.hpp"
 #include "ember/core/tensor.hpp"
@@ -176,5 +177,25 @@ Tensor<T> poisson_nll_loss(const Tensor<T>& input, const Tensor<T>& target, bool
 template <FloatingElement T>
 Tensor<T> gaussian_nll_loss(const Tensor<T>& input, const Tensor<T>& target, const Tensor<T>& var, bool full = false,
                             double eps = 1e-6, Reduction reduction = Reduction::Mean);
+
+/// Connectionist temporal classification loss (Graves et al. 2006), as
+/// torch.nn.functional.ctc_loss: the negative log-likelihood of each target sequence summed over
+/// every alignment of it to the input frames (labels repeated, separated by `blank`).
+/// log_probs [T, N, C] (log_softmax over C; [T, C] unbatched), targets [N, S] padded (values past
+/// a target's length ignored) or 1-D concatenated (numel = the sum of target_lengths; [S]
+/// unbatched), input_lengths and target_lengths [N] with 0 <= input length <= T. Reduction Mean
+/// divides each loss by its target length (at least 1), then averages; a target that no
+/// alignment within its input length can produce has an infinite loss, set to 0 (with its
+/// gradient) by zero_infinity. The gradient is the derivative with respect to log_probs
+/// (PyTorch's adds exp(log_probs) over the input lengths, the same once through log_softmax);
+/// no double backward, as in PyTorch.
+template <FloatingElement T>
+Tensor<T> ctc_loss(const Tensor<T>& log_probs, const Tensor<int64_t>& targets, const Tensor<int64_t>& input_lengths,
+                   const Tensor<int64_t>& target_lengths, int64_t blank = 0, Reduction reduction = Reduction::Mean,
+                   bool zero_infinity = false);
+template <FloatingElement T>
+Tensor<T> ctc_loss(const Tensor<T>& log_probs, const Tensor<int64_t>& targets, const std::vector<int64_t>& input_lengths,
+                   const std::vector<int64_t>& target_lengths, int64_t blank = 0,
+                   Reduction reduction = Reduction::Mean, bool zero_infinity = false);
 
 }  // namespace ember::nn::functional

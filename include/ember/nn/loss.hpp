@@ -76,6 +76,17 @@ struct KLDivLoss {
 };
 
 template <FloatingElement T = float>
+struct CTCLoss {
+  int64_t blank = 0;
+  Reduction reduction = Reduction::Mean;
+  bool zero_infinity = false;
+  Tensor<T> operator()(const Tensor<T>& log_probs, const Tensor<int64_t>& targets,
+                       const Tensor<int64_t>& input_lengths, const Tensor<int64_t>& target_lengths) const {
+    return functional::ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity);
+  }
+};
+
+template <FloatingElement T = float>
 struct CosineEmbeddingLoss {
   double margin = 0.0;
   Reduction reduction = Reduction::Mean;
