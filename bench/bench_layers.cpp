@@ -107,7 +107,10 @@ void BM_ember_layer_ctc_loss_t150_n32_c40_fwdbwd(benchmark::State& state) {
     nn::functional::ctc_loss(c.log_probs, c.targets, c.input_lengths, c.target_lengths).backward();
   }
 }
-BENCHMARK(BM_ember_layer_ctc_loss_t150_n32_c40_fwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_ember_layer_ctc_loss_t150_n32_c40_fwdbwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+#define EMBER_CTC_BENCH(name) \
+  BENCHMARK(name)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime()
+EMBER_CTC_BENCH(BM_ember_layer_ctc_loss_t150_n32_c40_fwd);
+EMBER_CTC_BENCH(BM_ember_layer_ctc_loss_t150_n32_c40_fwdbwd);
+#undef EMBER_CTC_BENCH
 
 }  // namespace

@@ -101,7 +101,10 @@ void run_ctc(benchmark::State& state, bool backward) {
 }
 void BM_torch_layer_ctc_loss_t150_n32_c40_fwd(benchmark::State& s) { run_ctc(s, false); }
 void BM_torch_layer_ctc_loss_t150_n32_c40_fwdbwd(benchmark::State& s) { run_ctc(s, true); }
-BENCHMARK(BM_torch_layer_ctc_loss_t150_n32_c40_fwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_torch_layer_ctc_loss_t150_n32_c40_fwdbwd)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+#define TORCH_CTC_BENCH(name) \
+  BENCHMARK(name)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime()
+TORCH_CTC_BENCH(BM_torch_layer_ctc_loss_t150_n32_c40_fwd);
+TORCH_CTC_BENCH(BM_torch_layer_ctc_loss_t150_n32_c40_fwdbwd);
+#undef TORCH_CTC_BENCH
 
 }  // namespace

@@ -83,8 +83,8 @@ CtcTargets check_targets(const Shape& lp, const Tensor<int64_t>& targets, const 
     int64_t total = 0;
     for (int64_t len : t.length) total += len;
     if (total != targets.numel()) {
-      throw ShapeError(cat_str(kOp, ": concatenated targets ", targets.shape(), " must hold the sum of target_lengths (",
-                               total, ")"));
+      throw ShapeError(cat_str(kOp, ": concatenated targets ", targets.shape(),
+                               " must hold the sum of target_lengths (", total, ")"));
     }
   }
   t.offset.resize(static_cast<size_t>(n));
@@ -94,8 +94,8 @@ CtcTargets check_targets(const Shape& lp, const Tensor<int64_t>& targets, const 
     for (int64_t j = 0; j < t.length[i]; ++j) {
       const int64_t label = values[static_cast<size_t>(start + j)];
       if (label < 0 || label >= classes || label == blank) {
-        throw IndexError(cat_str(kOp, ": target ", label, " of sample ", i, " (position ", j, ") must be a class in [0, ",
-                                 classes, ") other than the blank ", blank));
+        throw IndexError(cat_str(kOp, ": target ", label, " of sample ", i, " (position ", j,
+                                 ") must be a class in [0, ", classes, ") other than the blank ", blank));
       }
       t.labels.push_back(label);
     }
@@ -198,7 +198,8 @@ void backward_sample(const Sample<T>& x, const double* alpha, double loss, T sca
     const auto [lo, hi] = x.live(t);
     for (int64_t s = lo; s < hi; ++s) {
       const double through = alpha[t * S + s] + beta[t * S + s];
-      if (through != kNegInf) g[x.label(s)] -= static_cast<T>(weight * std::exp(static_cast<T>(through - x.at(t, s) + loss)));
+      if (through == kNegInf) continue;
+      g[x.label(s)] -= static_cast<T>(weight * std::exp(static_cast<T>(through - x.at(t, s) + loss)));
     }
   }
 }
@@ -288,8 +289,9 @@ Tensor<T> ctc_loss(const Tensor<T>& log_probs, const Tensor<int64_t>& targets, c
 }
 
 template <FloatingElement T>
-Tensor<T> ctc_loss(const Tensor<T>& log_probs, const Tensor<int64_t>& targets, const std::vector<int64_t>& input_lengths,
-                   const std::vector<int64_t>& target_lengths, int64_t blank, Reduction reduction, bool zero_infinity) {
+Tensor<T> ctc_loss(const Tensor<T>& log_probs, const Tensor<int64_t>& targets,
+                   const std::vector<int64_t>& input_lengths, const std::vector<int64_t>& target_lengths, int64_t blank,
+                   Reduction reduction, bool zero_infinity) {
   return ctc_loss(log_probs, targets, tensor<int64_t>(input_lengths, {static_cast<int64_t>(input_lengths.size())}),
                   tensor<int64_t>(target_lengths, {static_cast<int64_t>(target_lengths.size())}), blank, reduction,
                   zero_infinity);

@@ -66,9 +66,9 @@ TEST(CTCLoss, EqualsTheSumOverEveryAlignment) {
                 .item(),
             0.0);
   // An empty input with an empty target is certain (loss 0), with a label impossible.
-  EXPECT_EQ(F::ctc_loss(lp, tensor<int64_t>({1}, {1, 1}), std::vector<int64_t>{0}, std::vector<int64_t>{0}).item(), 0.0);
-  EXPECT_TRUE(std::isinf(
-      F::ctc_loss(lp, tensor<int64_t>({1}, {1, 1}), std::vector<int64_t>{0}, std::vector<int64_t>{1}).item()));
+  const Tensor<int64_t> one = tensor<int64_t>({1}, {1, 1});
+  EXPECT_EQ(F::ctc_loss(lp, one, std::vector<int64_t>{0}, std::vector<int64_t>{0}).item(), 0.0);
+  EXPECT_TRUE(std::isinf(F::ctc_loss(lp, one, std::vector<int64_t>{0}, std::vector<int64_t>{1}).item()));
 }
 
 TEST(CTCLoss, GradientIsTheDerivativeOfUnnormalisedLogProbs) {

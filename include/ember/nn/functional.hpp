@@ -194,8 +194,8 @@ Tensor<T> ctc_loss(const Tensor<T>& log_probs, const Tensor<int64_t>& targets, c
                    const Tensor<int64_t>& target_lengths, int64_t blank = 0, Reduction reduction = Reduction::Mean,
                    bool zero_infinity = false);
 template <FloatingElement T>
-Tensor<T> ctc_loss(const Tensor<T>& log_probs, const Tensor<int64_t>& targets, const std::vector<int64_t>& input_lengths,
-                   const std::vector<int64_t>& target_lengths, int64_t blank = 0,
-                   Reduction reduction = Reduction::Mean, bool zero_infinity = false);
+Tensor<T> ctc_loss(const Tensor<T>& log_probs, const Tensor<int64_t>& targets,
+                   const std::vector<int64_t>& input_lengths, const std::vector<int64_t>& target_lengths,
+                   int64_t blank = 0, Reduction reduction = Reduction::Mean, bool zero_infinity = false);
 
 }  // namespace ember::nn::functional
