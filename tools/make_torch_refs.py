@@ -448,6 +448,13 @@ SCHED_CASES = [
                                                 mode="triangular2")),
     ("cyclic_exp_range", lambda o: S.CyclicLR(o, 0.01, 0.1, step_size_up=3, mode="exp_range", gamma=0.9,
                                               cycle_momentum=False)),
+    ("multiplicative", lambda o: S.MultiplicativeLR(o, lambda e: 0.9 if e % 2 else 1.05)),
+    ("multiplicative_per_group", lambda o: S.MultiplicativeLR(o, [lambda e: 0.95, lambda e: 1 / (1 + 0.1 * e)])),
+    ("chained", lambda o: S.ChainedScheduler([S.ConstantLR(o, factor=0.1, total_iters=2), S.ExponentialLR(o, 0.9)])),
+    ("chained_three", lambda o: S.ChainedScheduler([S.LinearLR(o, 0.2, 1.0, 4), S.MultiStepLR(o, [3, 7], 0.5),
+                                                    S.MultiplicativeLR(o, lambda e: 0.97)])),
+    ("sequential_multiplicative", lambda o: S.SequentialLR(
+        o, [S.ExponentialLR(o, 0.8), S.MultiplicativeLR(o, lambda e: 0.9 if e % 3 else 1.2)], [4])),
 ]
 
 

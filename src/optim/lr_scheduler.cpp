@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "ember/core/error.hpp"
 
@@ -23,7 +26,9 @@ void LRScheduler::initial_step() {
 
 void LRScheduler::apply() {
   last_lr_.clear();
-  for (size_t g = 0; g < optimizer_.num_groups(); ++g) {
+  // Groups added to the optimizer after the scheduler was made keep their rate, as in PyTorch.
+  const size_t groups = std::min(optimizer_.num_groups(), base_lrs_.size());
+  for (size_t g = 0; g < groups; ++g) {
     const double lr = lr_at(g, last_epoch_);
     optimizer_.set_lr(g, lr);
     last_lr_.push_back(lr);
@@ -31,6 +36,7 @@ void LRScheduler::apply() {
 }
 
 void LRScheduler::step() {
+  advance(last_epoch_ + 1);
   ++last_epoch_;
   apply();
 }
@@ -83,7 +89,28 @@ void LRScheduler::load_state_dict(const std::map<std::string, double>& state) {
   apply();
 }
 
+std::map<std::string, double> MultiplicativeLR::state_dict() const {
+  std::map<std::string, double> s = LRScheduler::state_dict();
+  for (size_t g = 0; g < factors_.size(); ++g) s["factor." + std::to_string(g)] = factors_[g];
+  return s;
+}
+
+void MultiplicativeLR::load_state_dict(const std::map<std::string, double>& state) {
+  std::vector<double> factors(factors_.size());
+  for (size_t g = 0; g < factors.size(); ++g) {
+    factors[g] = state_value(state, "factor." + std::to_string(g), "MultiplicativeLR", false);
+  }
+  std::swap(factors_, factors);
+  try {
+    LRScheduler::load_state_dict(state);
+  } catch (...) {
+    std::swap(factors_, factors);
+    throw;
+  }
+}
+
 void LRScheduler::step_to(int64_t epoch) {
+  advance(epoch);
   last_epoch_ = epoch;
   apply();
 }
@@ -143,18 +170,48 @@ double LinearLR::lr_at(size_t g, int64_t epoch) const {
 LambdaLR::LambdaLR(ParamGroupControl& optimizer, Lambda lr_lambda)
     : LambdaLR(optimizer, std::vector<Lambda>(optimizer.num_groups(), std::move(lr_lambda))) {}
 
+namespace {
+// One function per group, none empty (LambdaLR's and MultiplicativeLR's lr_lambdas).
+void check_lambdas(const char* who, const std::vector<std::function<double(int64_t)>>& lambdas, size_t groups) {
+  if (lambdas.size() != groups) {
+    throw ValueError(std::string(who) + ": " + std::to_string(lambdas.size()) + " lr_lambdas for " +
+                     std::to_string(groups) + " parameter groups; give one, or one per group");
+  }
+  for (size_t g = 0; g < lambdas.size(); ++g) {
+    if (!lambdas[g]) throw ValueError(std::string(who) + ": lr_lambda of group " + std::to_string(g) + " is empty");
+  }
+}
+}  // namespace
+
 LambdaLR::LambdaLR(ParamGroupControl& optimizer, std::vector<Lambda> lr_lambdas)
     : LRScheduler(optimizer), lambdas_(std::move(lr_lambdas)) {
-  if (lambdas_.size() != optimizer.num_groups()) {
-    throw ValueError("LambdaLR: " + std::to_string(lambdas_.size()) + " lr_lambdas for " +
-                     std::to_string(optimizer.num_groups()) + " parameter groups; give one, or one per group");
-  }
-  for (size_t g = 0; g < lambdas_.size(); ++g) {
-    if (!lambdas_[g]) throw ValueError("LambdaLR: lr_lambda of group " + std::to_string(g) + " is empty");
-  }
+  check_lambdas("LambdaLR", lambdas_, optimizer.num_groups());
   initial_step();
 }
 double LambdaLR::lr_at(size_t g, int64_t epoch) const { return base_lrs_[g] * lambdas_[g](epoch); }
+
+MultiplicativeLR::MultiplicativeLR(ParamGroupControl& optimizer, Lambda lr_lambda)
+    : MultiplicativeLR(optimizer, std::vector<Lambda>(optimizer.num_groups(), std::move(lr_lambda))) {}
+
+MultiplicativeLR::MultiplicativeLR(ParamGroupControl& optimizer, std::vector<Lambda> lr_lambdas)
+    : LRScheduler(optimizer), lambdas_(std::move(lr_lambdas)), factors_(base_lrs_.size(), 1.0) {
+  check_lambdas("MultiplicativeLR", lambdas_, optimizer.num_groups());
+  initial_step();
+}
+
+double MultiplicativeLR::lr_at(size_t g, int64_t) const { return base_lrs_[g] * factors_[g]; }
+
+void MultiplicativeLR::advance(int64_t epoch) {
+  std::vector<double> next = factors_;  // a function that throws changes nothing
+  for (size_t g = 0; g < next.size(); ++g) {
+    if (epoch > 0) {
+      next[g] *= lambdas_[g](epoch);
+    } else if (base_lrs_[g] != 0) {  // a SequentialLR milestone: carry on from the current rate
+      next[g] = optimizer_.lr(g) / base_lrs_[g];
+    }
+  }
+  factors_ = std::move(next);
+}
 
 ConstantLR::ConstantLR(ParamGroupControl& optimizer, double factor, int64_t total_iters)
     : LRScheduler(optimizer), factor_(factor), total_(total_iters) {
@@ -353,6 +410,91 @@ std::vector<double> SequentialLR::get_last_lr() const {
   std::vector<double> out;
   for (size_t g = 0; g < optimizer_.num_groups(); ++g) out.push_back(optimizer_.lr(g));
   return out;
+}
+
+ChainedScheduler::ChainedScheduler(std::vector<std::shared_ptr<LRScheduler>> schedulers)
+    : schedulers_(std::move(schedulers)) {
+  if (schedulers_.empty()) throw ValueError("ChainedScheduler: expected at least one scheduler");
+  for (size_t i = 0; i < schedulers_.size(); ++i) {
+    const std::string which = "ChainedScheduler: scheduler " + std::to_string(i);
+    if (!schedulers_[i]) throw ValueError(which + " is null");
+    if (!schedulers_[i]->chainable()) {
+      throw ValueError(which + " (" + schedulers_[i]->name() +
+                       ") is not chainable: it sets the learning rate from the initial one (in PyTorch, over what "
+                       "the schedulers before it did); chain StepLR, MultiStepLR, ExponentialLR, LinearLR, "
+                       "ConstantLR, PolynomialLR or MultiplicativeLR, or run schedules in turn with SequentialLR");
+    }
+    if (&schedulers_[i]->optimizer_ != &schedulers_[0]->optimizer_) {
+      throw ValueError(which + " steps another optimizer than scheduler 0");
+    }
+  }
+  apply();
+}
+
+void ChainedScheduler::apply() {
+  ParamGroupControl& optimizer = schedulers_[0]->optimizer_;
+  last_lr_.clear();
+  const size_t groups = std::min(optimizer.num_groups(), schedulers_[0]->base_lrs_.size());
+  for (size_t g = 0; g < groups; ++g) {
+    double lr = schedulers_[0]->base_lrs_[g];
+    for (const auto& s : schedulers_) {
+      const double from = s->base_lrs_[g];
+      lr = from == 0 ? 0.0 : lr * (s->lr_at(g, s->last_epoch_) / from);
+    }
+    optimizer.set_lr(g, lr);
+    last_lr_.push_back(lr);
+  }
+}
+
+void ChainedScheduler::step() {
+  // A member that throws (a MultiplicativeLR function) leaves every member as it was.
+  std::vector<std::map<std::string, double>> saved;
+  for (const auto& s : schedulers_) saved.push_back(s->state_dict());
+  try {
+    for (const auto& s : schedulers_) s->step();
+  } catch (...) {
+    for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i]->load_state_dict(saved[i]);
+    apply();
+    throw;
+  }
+  apply();
+}
+
+std::vector<double> ChainedScheduler::get_last_lr() const { return last_lr_; }
+
+std::map<std::string, double> ChainedScheduler::state_dict() const {
+  std::map<std::string, double> out;
+  for (size_t i = 0; i < schedulers_.size(); ++i) {
+    for (const auto& [key, value] : schedulers_[i]->state_dict()) out[std::to_string(i) + "." + key] = value;
+  }
+  return out;
+}
+
+void ChainedScheduler::load_state_dict(const std::map<std::string, double>& state) {
+  std::vector<std::map<std::string, double>> parts(schedulers_.size());
+  for (const auto& [key, value] : state) {
+    const size_t dot = key.find('.');
+    size_t i = schedulers_.size();
+    if (dot != std::string::npos && dot > 0 && dot < 10 &&
+        key.find_first_not_of("0123456789") == dot) {
+      i = static_cast<size_t>(std::stoull(key.substr(0, dot)));
+    }
+    if (i >= schedulers_.size()) {
+      throw ValueError("ChainedScheduler load_state_dict: key \"" + key + "\" names none of the " +
+                       std::to_string(schedulers_.size()) + " schedulers");
+    }
+    parts[i][key.substr(dot + 1)] = value;
+  }
+  std::vector<std::map<std::string, double>> saved;
+  for (const auto& s : schedulers_) saved.push_back(s->state_dict());
+  try {
+    for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i]->load_state_dict(parts[i]);
+  } catch (...) {
+    for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i]->load_state_dict(saved[i]);
+    apply();
+    throw;
+  }
+  apply();
 }
 
 ReduceLROnPlateau::ReduceLROnPlateau(ParamGroupControl& optimizer, ReduceLROnPlateauOptions o)

@@ -4,6 +4,10 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
 
 #include "ember/ember.hpp"
 #include "ember/optim/lr_scheduler.hpp"
@@ -144,7 +148,7 @@ TEST(Optim, FusedAndCompositeAdamAgree) {
 TEST(LRScheduler, SchedulesMatchTorch) {
   using namespace optim;
   auto cases = load_reference("torch_sched.txt");
-  ASSERT_EQ(cases.size(), 17u);
+  ASSERT_EQ(cases.size(), 22u);
   const std::vector<double> metrics = {1, 0.9, 0.95, 0.95, 0.95, 0.8, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85};
   for (auto& [name, lines] : cases) {
     SCOPED_TRACE(name);
@@ -153,6 +157,7 @@ TEST(LRScheduler, SchedulesMatchTorch) {
     SGD<double> opt(std::vector<G>{G{{w}, {.lr = 0.1, .momentum = 0.9}}, G{{b}, {.lr = 0.01, .momentum = 0.9}}});
     std::shared_ptr<LRScheduler> sched;
     std::shared_ptr<SequentialLR> seq;
+    std::shared_ptr<ChainedScheduler> chain;
     std::shared_ptr<ReduceLROnPlateau> plateau;
     if (name == "step") sched = std::make_shared<StepLR>(opt, 3, 0.5);
     if (name == "multistep") sched = std::make_shared<MultiStepLR>(opt, std::vector<int64_t>{2, 5, 6}, 0.3);
@@ -195,7 +200,31 @@ TEST(LRScheduler, SchedulesMatchTorch) {
                                          CyclicLROptions{.step_size_up = 3, .mode = CyclicMode::ExpRange,
                                                          .gamma = 0.9, .cycle_momentum = false});
     }
-    ASSERT_TRUE(sched || seq || plateau);
+    if (name == "multiplicative") {
+      sched = std::make_shared<MultiplicativeLR>(opt, [](int64_t e) { return e % 2 != 0 ? 0.9 : 1.05; });
+    }
+    if (name == "multiplicative_per_group") {
+      sched = std::make_shared<MultiplicativeLR>(
+          opt, std::vector<MultiplicativeLR::Lambda>{[](int64_t) { return 0.95; },
+                                                     [](int64_t e) { return 1.0 / (1.0 + 0.1 * e); }});
+    }
+    if (name == "chained") {
+      chain = std::make_shared<ChainedScheduler>(std::vector<std::shared_ptr<LRScheduler>>{
+          std::make_shared<ConstantLR>(opt, 0.1, 2), std::make_shared<ExponentialLR>(opt, 0.9)});
+    }
+    if (name == "chained_three") {
+      chain = std::make_shared<ChainedScheduler>(std::vector<std::shared_ptr<LRScheduler>>{
+          std::make_shared<LinearLR>(opt, 0.2, 1.0, 4),
+          std::make_shared<MultiStepLR>(opt, std::vector<int64_t>{3, 7}, 0.5),
+          std::make_shared<MultiplicativeLR>(opt, [](int64_t) { return 0.97; })});
+    }
+    if (name == "sequential_multiplicative") {
+      auto e = std::make_shared<ExponentialLR>(opt, 0.8);
+      auto m = std::make_shared<MultiplicativeLR>(opt, [](int64_t k) { return k % 3 != 0 ? 0.9 : 1.2; });
+      seq = std::make_shared<SequentialLR>(opt, std::vector<std::shared_ptr<LRScheduler>>{e, m},
+                                           std::vector<int64_t>{4});
+    }
+    ASSERT_TRUE(sched || seq || plateau || chain);
     for (size_t k = 0; k + 1 < lines.size(); k += 2) {
       const auto& lr = lines[k].second.values;
       const auto& m = lines[k + 1].second.values;
@@ -208,6 +237,7 @@ TEST(LRScheduler, SchedulesMatchTorch) {
         plateau->step(metrics[k / 2]);
       } else if (k + 2 < lines.size()) {
         if (seq) seq->step();
+        else if (chain) chain->step();
         else sched->step();
       }
     }
@@ -239,6 +269,94 @@ TEST(LRScheduler, BadArgumentsAreRefusedAndLeaveTheOptimizerAsItWas) {
   EXPECT_EQ(adagrad.lr(0), 0.001);
   for (int i = 0; i < 4; ++i) cyclic.step();
   EXPECT_NEAR(adagrad.lr(0), 0.1, 1e-15);
+}
+
+TEST(LRScheduler, ChainedSchedulerResumesAndRefusesWhatItCannotChain) {
+  using namespace optim;
+  auto p = zeros<double>({2}, true);
+  auto make = [](SGD<double>& sgd) {
+    return std::make_shared<ChainedScheduler>(std::vector<std::shared_ptr<LRScheduler>>{
+        std::make_shared<StepLR>(sgd, 2, 0.5), std::make_shared<MultiplicativeLR>(sgd, [](int64_t e) {
+          return 1.0 - 0.05 * static_cast<double>(e);
+        })});
+  };
+  SGD<double> whole({p}, 0.1);
+  auto unbroken = make(whole);
+  std::vector<double> expected;
+  for (int e = 0; e < 8; ++e) {
+    expected.push_back(whole.lr(0));
+    unbroken->step();
+  }
+  // Stop after 3 steps, save, continue in a new optimizer and chain.
+  SGD<double> first({p}, 0.1);
+  auto a = make(first);
+  for (int e = 0; e < 3; ++e) a->step();
+  const auto saved = a->state_dict();
+  EXPECT_EQ(saved.count("1.factor.0"), 1u);
+  SGD<double> second({p}, 0.1);
+  auto b = make(second);
+  b->load_state_dict(saved);
+  for (int e = 3; e < 8; ++e) {
+    EXPECT_NEAR(second.lr(0), expected[static_cast<size_t>(e)], 1e-15) << "epoch " << e;
+    b->step();
+  }
+  // A bad state changes nothing; an unknown key is named.
+  const double before = second.lr(0);
+  auto broken = saved;
+  broken["1.factor.0"] = std::numeric_limits<double>::quiet_NaN();
+  expect_error<ValueError>([&] { b->load_state_dict(broken); }, "factor.0 = nan is not a finite number");
+  auto unknown = saved;
+  unknown["2.last_epoch"] = 1;
+  expect_error<ValueError>([&] { b->load_state_dict(unknown); }, "key \"2.last_epoch\" names none of the 2");
+  EXPECT_EQ(second.lr(0), before);
+  EXPECT_EQ(b->state_dict(), [&] {
+    SGD<double> third({p}, 0.1);
+    auto c = make(third);
+    c->load_state_dict(saved);
+    for (int e = 3; e < 8; ++e) c->step();
+    return c->state_dict();
+  }());
+  // A function that throws mid-chain leaves every member where it was.
+  SGD<double> sgd({p}, 0.1);
+  int calls = 0;
+  ChainedScheduler throwing({std::make_shared<ExponentialLR>(sgd, 0.9),
+                             std::make_shared<MultiplicativeLR>(sgd, [&calls](int64_t) -> double {
+                               if (++calls == 2) throw std::runtime_error("no factor today");
+                               return 0.5;
+                             })});
+  throwing.step();
+  const auto state = throwing.state_dict();
+  const double lr = sgd.lr(0);
+  EXPECT_THROW(throwing.step(), std::runtime_error);
+  EXPECT_EQ(throwing.state_dict(), state);
+  EXPECT_EQ(sgd.lr(0), lr);
+
+  // What cannot be chained, and a chain over two optimizers.
+  expect_error<ValueError>([&] { ChainedScheduler({}); }, "ChainedScheduler: expected at least one scheduler");
+  expect_error<ValueError>(
+      [&] { ChainedScheduler({std::make_shared<LambdaLR>(sgd, [](int64_t) { return 1.0; })}); },
+      "scheduler 0 (LambdaLR) is not chainable");
+  expect_error<ValueError>([&] { ChainedScheduler({std::make_shared<ExponentialLR>(sgd, 0.9),
+                                                   std::make_shared<CosineAnnealingLR>(sgd, 5)}); },
+                           "scheduler 1 (CosineAnnealingLR) is not chainable");
+  SGD<double> other({p}, 0.1);
+  expect_error<ValueError>([&] { ChainedScheduler({std::make_shared<ExponentialLR>(sgd, 0.9),
+                                                   std::make_shared<ExponentialLR>(other, 0.9)}); },
+                           "scheduler 1 steps another optimizer than scheduler 0");
+  expect_error<ValueError>([&] { MultiplicativeLR(sgd, MultiplicativeLR::Lambda()); },
+                           "MultiplicativeLR: lr_lambda of group 0 is empty");
+}
+
+TEST(LRScheduler, GroupsAddedLaterKeepTheirRate) {
+  using namespace optim;
+  auto p = zeros<double>({2}, true), q = zeros<double>({2}, true);
+  SGD<double> sgd({p}, 0.1);
+  StepLR step(sgd, 1, 0.5);
+  sgd.add_param_group({{q}, {.lr = 0.3}});
+  step.step();
+  EXPECT_NEAR(sgd.lr(0), 0.05, 1e-15);
+  EXPECT_EQ(sgd.lr(1), 0.3);  // as PyTorch: the scheduler's base_lrs do not cover it
+  EXPECT_EQ(step.get_last_lr().size(), 1u);
 }
 
 TEST(Optim, ClipGradNormAndValue) {

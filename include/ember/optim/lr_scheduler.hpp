@@ -13,6 +13,8 @@
 
 namespace ember::optim {
 
+class ChainedScheduler;
+
 class LRScheduler {
  public:
   explicit LRScheduler(ParamGroupControl& optimizer);
@@ -27,10 +29,18 @@ class LRScheduler {
   /// included: construct the same scheduler and load this into it.
   virtual std::map<std::string, double> state_dict() const;
   virtual void load_state_dict(const std::map<std::string, double>& state);
+  /// Whether the schedule multiplies the learning rate by factors that ChainedScheduler can
+  /// combine with others' (PyTorch's chainable schedulers), or sets it from the initial one.
+  virtual bool chainable() const { return false; }
+  virtual const char* name() const { return "LRScheduler"; }
 
  protected:
+  friend class ChainedScheduler;
   /// The learning rate of `group` at `epoch`, from its initial value.
   virtual double lr_at(size_t group, int64_t epoch) const = 0;
+  /// Called with the new epoch by step() and step_to() before the learning rates are set, for
+  /// schedules that keep state of their own (MultiplicativeLR's product).
+  virtual void advance(int64_t /*epoch*/) {}
   /// Call at the end of a derived constructor: sets the epoch-0 learning rates.
   void initial_step();
   void apply();
@@ -45,6 +55,8 @@ class LRScheduler {
 class StepLR : public LRScheduler {
  public:
   StepLR(ParamGroupControl& optimizer, int64_t step_size, double gamma = 0.1);
+  const char* name() const override { return "StepLR"; }
+  bool chainable() const override { return true; }
 
  protected:
   double lr_at(size_t group, int64_t epoch) const override;
@@ -56,6 +68,8 @@ class StepLR : public LRScheduler {
 class MultiStepLR : public LRScheduler {
  public:
   MultiStepLR(ParamGroupControl& optimizer, std::vector<int64_t> milestones, double gamma = 0.1);
+  const char* name() const override { return "MultiStepLR"; }
+  bool chainable() const override { return true; }
 
  protected:
   double lr_at(size_t group, int64_t epoch) const override;
@@ -67,6 +81,8 @@ class MultiStepLR : public LRScheduler {
 class ExponentialLR : public LRScheduler {
  public:
   ExponentialLR(ParamGroupControl& optimizer, double gamma);
+  const char* name() const override { return "ExponentialLR"; }
+  bool chainable() const override { return true; }
 
  protected:
   double lr_at(size_t group, int64_t epoch) const override;
@@ -77,6 +93,7 @@ class ExponentialLR : public LRScheduler {
 class CosineAnnealingLR : public LRScheduler {
  public:
   CosineAnnealingLR(ParamGroupControl& optimizer, int64_t t_max, double eta_min = 0.0);
+  const char* name() const override { return "CosineAnnealingLR"; }
 
  protected:
   double lr_at(size_t group, int64_t epoch) const override;
@@ -90,6 +107,8 @@ class LinearLR : public LRScheduler {
  public:
   LinearLR(ParamGroupControl& optimizer, double start_factor = 1.0 / 3, double end_factor = 1.0,
            int64_t total_iters = 5);
+  const char* name() const override { return "LinearLR"; }
+  bool chainable() const override { return true; }
 
  protected:
   double lr_at(size_t group, int64_t epoch) const override;
@@ -103,16 +122,41 @@ class LambdaLR : public LRScheduler {
   using Lambda = std::function<double(int64_t epoch)>;
   LambdaLR(ParamGroupControl& optimizer, Lambda lr_lambda);
   LambdaLR(ParamGroupControl& optimizer, std::vector<Lambda> lr_lambdas);
+  const char* name() const override { return "LambdaLR"; }
 
  protected:
   double lr_at(size_t group, int64_t epoch) const override;
   std::vector<Lambda> lambdas_;
 };
 
+/// The learning rate times lr_lambda(epoch) at each step from epoch 1 (one function for every
+/// group or one per group): lr_lambda(1) * ... * lr_lambda(epoch) times the initial rate. Each
+/// function is called once per step, with that step's epoch. At a SequentialLR milestone it
+/// carries on from the rate it finds, as PyTorch's.
+class MultiplicativeLR : public LRScheduler {
+ public:
+  using Lambda = std::function<double(int64_t epoch)>;
+  MultiplicativeLR(ParamGroupControl& optimizer, Lambda lr_lambda);
+  MultiplicativeLR(ParamGroupControl& optimizer, std::vector<Lambda> lr_lambdas);
+  const char* name() const override { return "MultiplicativeLR"; }
+  bool chainable() const override { return true; }
+  /// Adds the running products ("factor.<group>").
+  std::map<std::string, double> state_dict() const override;
+  void load_state_dict(const std::map<std::string, double>& state) override;
+
+ protected:
+  double lr_at(size_t group, int64_t epoch) const override;
+  void advance(int64_t epoch) override;
+  std::vector<Lambda> lambdas_;
+  std::vector<double> factors_;
+};
+
 /// lr * factor for the first total_iters epochs, lr after.
 class ConstantLR : public LRScheduler {
  public:
   ConstantLR(ParamGroupControl& optimizer, double factor = 1.0 / 3, int64_t total_iters = 5);
+  const char* name() const override { return "ConstantLR"; }
+  bool chainable() const override { return true; }
 
  protected:
   double lr_at(size_t group, int64_t epoch) const override;
@@ -124,6 +168,8 @@ class ConstantLR : public LRScheduler {
 class PolynomialLR : public LRScheduler {
  public:
   PolynomialLR(ParamGroupControl& optimizer, int64_t total_iters = 5, double power = 1.0);
+  const char* name() const override { return "PolynomialLR"; }
+  bool chainable() const override { return true; }
 
  protected:
   double lr_at(size_t group, int64_t epoch) const override;
@@ -136,6 +182,7 @@ class PolynomialLR : public LRScheduler {
 class CosineAnnealingWarmRestarts : public LRScheduler {
  public:
   CosineAnnealingWarmRestarts(ParamGroupControl& optimizer, int64_t t_0, int64_t t_mult = 1, double eta_min = 0.0);
+  const char* name() const override { return "CosineAnnealingWarmRestarts"; }
 
  protected:
   double lr_at(size_t group, int64_t epoch) const override;
@@ -164,6 +211,7 @@ class CyclicLR : public LRScheduler {
  public:
   CyclicLR(ParamGroupControl& optimizer, double base_lr, double max_lr, CyclicLROptions options = {});
   void step() override;
+  const char* name() const override { return "CyclicLR"; }
 
  protected:
   double lr_at(size_t group, int64_t epoch) const override;
@@ -195,6 +243,7 @@ class OneCycleLR : public LRScheduler {
  public:
   OneCycleLR(ParamGroupControl& optimizer, double max_lr, OneCycleOptions options);
   void step() override;
+  const char* name() const override { return "OneCycleLR"; }
 
  protected:
   double lr_at(size_t group, int64_t epoch) const override;
@@ -224,6 +273,28 @@ class SequentialLR {
   std::vector<std::shared_ptr<LRScheduler>> schedulers_;
   std::vector<int64_t> milestones_;
   int64_t last_epoch_ = 0;
+};
+
+/// Steps several schedulers of one optimizer together, the learning rate being the initial one
+/// times each schedule's factor (PyTorch's ChainedScheduler): ConstantLR(opt, 0.1, 2) with
+/// ExponentialLR(opt, 0.9) gives 0.1, 0.09, 0.81, 0.729, ... times the initial rate. The members
+/// must be chainable (StepLR, MultiStepLR, ExponentialLR, LinearLR, ConstantLR, PolynomialLR,
+/// MultiplicativeLR); the others set the rate from the initial one, which in PyTorch overwrites
+/// what the schedulers before them did, and are refused. Two schedulers stepped on one optimizer
+/// without it do not combine: the last one stepped sets the rate.
+class ChainedScheduler {
+ public:
+  explicit ChainedScheduler(std::vector<std::shared_ptr<LRScheduler>> schedulers);
+  void step();
+  std::vector<double> get_last_lr() const;
+  /// The members' states, keys prefixed by their index ("0.last_epoch", "1.factor.0", ...).
+  std::map<std::string, double> state_dict() const;
+  void load_state_dict(const std::map<std::string, double>& state);
+
+ private:
+  void apply();
+  std::vector<std::shared_ptr<LRScheduler>> schedulers_;
+  std::vector<double> last_lr_;
 };
 
 struct ReduceLROnPlateauOptions {
