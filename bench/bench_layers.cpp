@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "ctc_case.hpp"
 #include "ember/ember.hpp"
 
 namespace {
@@ -67,32 +68,21 @@ EMBER_LAYER_BENCH(mha_b32_s64_d128_h4,
                   std::make_shared<nn::MultiheadAttention<float>>(128, 4, nn::MultiheadAttentionOptions{.batch_first = true}),
                   {32, 64, 128});
 
-// CTC loss of log-probabilities [150 frames, 32 sequences, 40 classes] against targets of 21 to
-// 30 labels (input lengths 119 to 150), Mean reduction; the LibTorch twin uses the same values.
-struct CtcCase {
+// CTC loss (bench/ctc_case.hpp's inputs), Mean reduction; the LibTorch twin uses the same values.
+struct EmberCtc {
   Tensor<float> log_probs;
   Tensor<int64_t> targets, input_lengths, target_lengths;
 };
-CtcCase ctc_case() {
-  constexpr int64_t kFrames = 150, kBatch = 32, kClasses = 40, kLabels = 30;
-  ember::manual_seed(0);
-  CtcCase c;
-  c.log_probs = ember::log_softmax(ember::randn<float>({kFrames, kBatch, kClasses}), 2);
-  std::vector<int64_t> labels, in, len;
-  for (int64_t i = 0; i < kBatch * kLabels; ++i) labels.push_back(1 + (i * 7) % (kClasses - 1));
-  for (int64_t i = 0; i < kBatch; ++i) {
-    in.push_back(kFrames - i);
-    len.push_back(kLabels - i % 10);
-  }
-  c.targets = ember::tensor<int64_t>(labels, {kBatch, kLabels});
-  c.input_lengths = ember::tensor<int64_t>(in, {kBatch});
-  c.target_lengths = ember::tensor<int64_t>(len, {kBatch});
-  return c;
+EmberCtc ember_ctc() {
+  using C = ember_bench::CtcCase;
+  const C c = ember_bench::ctc_case();
+  return {c.log_probs, ember::tensor<int64_t>(c.targets, {C::kBatch, C::kLabels}),
+          ember::tensor<int64_t>(c.input_lengths, {C::kBatch}), ember::tensor<int64_t>(c.target_lengths, {C::kBatch})};
 }
 
 void BM_ember_layer_ctc_loss_t150_n32_c40_fwd(benchmark::State& state) {
   ember::set_num_threads(static_cast<int>(state.range(0)));
-  const CtcCase c = ctc_case();
+  const EmberCtc c = ember_ctc();
   for (auto _ : state) {
     ember::NoGradGuard no_grad;
     benchmark::DoNotOptimize(nn::functional::ctc_loss(c.log_probs, c.targets, c.input_lengths, c.target_lengths));
@@ -100,7 +90,7 @@ void BM_ember_layer_ctc_loss_t150_n32_c40_fwd(benchmark::State& state) {
 }
 void BM_ember_layer_ctc_loss_t150_n32_c40_fwdbwd(benchmark::State& state) {
   ember::set_num_threads(static_cast<int>(state.range(0)));
-  CtcCase c = ctc_case();
+  EmberCtc c = ember_ctc();
   c.log_probs.requires_grad_(true);
   for (auto _ : state) {
     c.log_probs.set_grad(Tensor<float>());

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "ctc_case.hpp"
 #include "ember/ember.hpp"
 
 namespace {
@@ -69,25 +70,18 @@ TORCH_LAYER_BENCH(groupnorm_n64_64_32_g32, nn::GroupNorm(nn::GroupNormOptions(32
 TORCH_LAYER_BENCH(mha_b32_s64_d128_h4, SelfAttention(128, 4), {32, 64, 128});
 
 // bench_layers.cpp's CTC case: the same log-probabilities (ember's generator, copied over), targets
-// and lengths.
+// and lengths (bench/ctc_case.hpp).
 void run_ctc(benchmark::State& state, bool backward) {
   const int t = static_cast<int>(state.range(0));
   torch::set_num_threads(t);
-  constexpr int64_t kFrames = 150, kBatch = 32, kClasses = 40, kLabels = 30;
-  ember::manual_seed(0);
-  const ember::Tensor<float> lp = ember::log_softmax(ember::randn<float>({kFrames, kBatch, kClasses}), 2);
-  std::vector<float> values = lp.to_vector();
-  torch::Tensor log_probs = torch::from_blob(values.data(), {kFrames, kBatch, kClasses}).clone();
-  std::vector<int64_t> labels, in, len;
-  for (int64_t i = 0; i < kBatch * kLabels; ++i) labels.push_back(1 + (i * 7) % (kClasses - 1));
-  for (int64_t i = 0; i < kBatch; ++i) {
-    in.push_back(kFrames - i);
-    len.push_back(kLabels - i % 10);
-  }
+  using C = ember_bench::CtcCase;
+  C c = ember_bench::ctc_case();
+  std::vector<float> values = c.log_probs.to_vector();
+  torch::Tensor log_probs = torch::from_blob(values.data(), {C::kFrames, C::kBatch, C::kClasses}).clone();
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  torch::Tensor targets = torch::from_blob(labels.data(), {kBatch, kLabels}, i64).clone();
-  torch::Tensor input_lengths = torch::from_blob(in.data(), {kBatch}, i64).clone();
-  torch::Tensor target_lengths = torch::from_blob(len.data(), {kBatch}, i64).clone();
+  torch::Tensor targets = torch::from_blob(c.targets.data(), {C::kBatch, C::kLabels}, i64).clone();
+  torch::Tensor input_lengths = torch::from_blob(c.input_lengths.data(), {C::kBatch}, i64).clone();
+  torch::Tensor target_lengths = torch::from_blob(c.target_lengths.data(), {C::kBatch}, i64).clone();
   log_probs.requires_grad_(backward);
   for (auto _ : state) {
     if (backward) {

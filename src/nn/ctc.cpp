@@ -219,7 +219,7 @@ Tensor<T> ctc_losses(const Tensor<T>& log_probs, const CtcTargets& targets, int6
     return Sample<T>{lp + i * classes, n * classes, owned->input_length[i], 2 * owned->length[i] + 1,
                      owned->labels.data() + owned->offset[i], blank};
   };
-  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(frames * max_states, 1));
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(frames * max_states, 1));  // samples
   detail::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const double loss = forward_sample(sample(lpc.data_ptr(), i), alpha->data() + i * frames * max_states);
@@ -230,14 +230,13 @@ Tensor<T> ctc_losses(const Tensor<T>& log_probs, const CtcTargets& targets, int6
   if (autograd::needs_grad(log_probs)) {
     autograd::record(losses, kOp, {&log_probs},
                      [saved = autograd::SavedTensor<T>(log_probs), alpha, nll, zero_infinity, sample,
-                      frames, n, classes, max_states](const Tensor<T>& g) {
+                      frames, n, classes, max_states, grain](const Tensor<T>& g) {
       const Tensor<T>& original = saved.get(kOp);
       const Tensor<T> lp = original.detach().contiguous();
       const Tensor<T> gc = g.detach().contiguous();
       Tensor<T> grad = zeros<T>({frames, n, classes});
       const T* pg = gc.data_ptr();
       T* pgrad = grad.data_ptr();
-      const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(frames * max_states, 1));
       detail::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {
         std::vector<double> beta(static_cast<size_t>(frames * max_states));
         for (int64_t i = b; i < e; ++i) {

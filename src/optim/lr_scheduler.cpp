@@ -434,7 +434,8 @@ ChainedScheduler::ChainedScheduler(std::vector<std::shared_ptr<LRScheduler>> sch
 void ChainedScheduler::apply() {
   ParamGroupControl& optimizer = schedulers_[0]->optimizer_;
   last_lr_.clear();
-  const size_t groups = std::min(optimizer.num_groups(), schedulers_[0]->base_lrs_.size());
+  size_t groups = optimizer.num_groups();
+  for (const auto& s : schedulers_) groups = std::min(groups, s->base_lrs_.size());
   for (size_t g = 0; g < groups; ++g) {
     double lr = schedulers_[0]->base_lrs_[g];
     for (const auto& s : schedulers_) {
@@ -446,18 +447,25 @@ void ChainedScheduler::apply() {
   }
 }
 
-void ChainedScheduler::step() {
-  // A member that throws (a MultiplicativeLR function) leaves every member as it was.
+template <class F>
+void ChainedScheduler::all_or_nothing(F&& change) {
   std::vector<std::map<std::string, double>> saved;
   for (const auto& s : schedulers_) saved.push_back(s->state_dict());
   try {
-    for (const auto& s : schedulers_) s->step();
+    change();
   } catch (...) {
     for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i]->load_state_dict(saved[i]);
     apply();
     throw;
   }
   apply();
+}
+
+void ChainedScheduler::step() {
+  // A member that throws (a MultiplicativeLR function) leaves every member as it was.
+  all_or_nothing([&] {
+    for (const auto& s : schedulers_) s->step();
+  });
 }
 
 std::vector<double> ChainedScheduler::get_last_lr() const { return last_lr_; }
@@ -485,16 +493,9 @@ void ChainedScheduler::load_state_dict(const std::map<std::string, double>& stat
     }
     parts[i][key.substr(dot + 1)] = value;
   }
-  std::vector<std::map<std::string, double>> saved;
-  for (const auto& s : schedulers_) saved.push_back(s->state_dict());
-  try {
+  all_or_nothing([&] {
     for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i]->load_state_dict(parts[i]);
-  } catch (...) {
-    for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i]->load_state_dict(saved[i]);
-    apply();
-    throw;
-  }
-  apply();
+  });
 }
 
 ReduceLROnPlateau::ReduceLROnPlateau(ParamGroupControl& optimizer, ReduceLROnPlateauOptions o)

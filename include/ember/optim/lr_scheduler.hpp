@@ -293,6 +293,9 @@ class ChainedScheduler {
 
  private:
   void apply();
+  /// Runs `change` on the members; if it throws, every member gets its state back.
+  template <class F>
+  void all_or_nothing(F&& change);
   std::vector<std::shared_ptr<LRScheduler>> schedulers_;
   std::vector<double> last_lr_;
 };
