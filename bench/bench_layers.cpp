@@ -47,6 +47,13 @@ EMBER_LAYER_BENCH(conv_resnet1_n128_3to64_32_k3,
                   std::make_shared<nn::Conv2d<float>>(3, 64, 3, nn::Conv2dOptions{.padding = 1}), {128, 3, 32, 32});
 EMBER_LAYER_BENCH(conv_resnet2_n128_64to64_32_k3,
                   std::make_shared<nn::Conv2d<float>>(64, 64, 3, nn::Conv2dOptions{.padding = 1}), {128, 64, 32, 32});
+// ResNet-18's last two stages at 224 x 224 input (many channels on small planes), batch 16.
+EMBER_LAYER_BENCH(conv_resnet18_n16_256to256_14_k3,
+                  std::make_shared<nn::Conv2d<float>>(256, 256, 3, nn::Conv2dOptions{.padding = 1, .bias = false}),
+                  {16, 256, 14, 14});
+EMBER_LAYER_BENCH(conv_resnet18_n16_512to512_7_k3,
+                  std::make_shared<nn::Conv2d<float>>(512, 512, 3, nn::Conv2dOptions{.padding = 1, .bias = false}),
+                  {16, 512, 7, 7});
 // DCGAN's stride-2 layers (LibTorch's example, batch 64): the discriminator's 64 -> 128 and 128 -> 256
 // convolutions and the generator's 256 -> 128 and 128 -> 64 transposed convolutions.
 EMBER_LAYER_BENCH(conv_dcgan_n64_64to128_14_k4s2,

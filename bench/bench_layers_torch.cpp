@@ -56,6 +56,10 @@ TORCH_LAYER_BENCH(conv_lenet2_n64_6to16_12_k5, nn::Conv2d(nn::Conv2dOptions(6, 1
 TORCH_LAYER_BENCH(conv_resnet1_n128_3to64_32_k3, nn::Conv2d(nn::Conv2dOptions(3, 64, 3).padding(1)), {128, 3, 32, 32});
 TORCH_LAYER_BENCH(conv_resnet2_n128_64to64_32_k3, nn::Conv2d(nn::Conv2dOptions(64, 64, 3).padding(1)),
                   {128, 64, 32, 32});
+TORCH_LAYER_BENCH(conv_resnet18_n16_256to256_14_k3, nn::Conv2d(nn::Conv2dOptions(256, 256, 3).padding(1).bias(false)),
+                  {16, 256, 14, 14});
+TORCH_LAYER_BENCH(conv_resnet18_n16_512to512_7_k3, nn::Conv2d(nn::Conv2dOptions(512, 512, 3).padding(1).bias(false)),
+                  {16, 512, 7, 7});
 TORCH_LAYER_BENCH(conv_dcgan_n64_64to128_14_k4s2, nn::Conv2d(nn::Conv2dOptions(64, 128, 4).stride(2).padding(1).bias(false)),
                   {64, 64, 14, 14});
 TORCH_LAYER_BENCH(conv_dcgan_n64_128to256_7_k4s2, nn::Conv2d(nn::Conv2dOptions(128, 256, 4).stride(2).padding(1).bias(false)),

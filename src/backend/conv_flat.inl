@@ -27,9 +27,12 @@
 //   with both operands as they lie in memory (pixels contiguous in both): a tile of R taps x S
 //   output channels keeps R * S vector accumulators, each a dot product over pixels, summed
 //   across its lanes once per block of images (enough images that the horizontal sums are a
-//   small share), so neither operand is transposed or packed. It also takes stride-1
-//   convolutions without padding, whose output rows are narrower than the input's (see
-//   conv_valid_weight_grad).
+//   small share), so neither operand is transposed or packed. The tiles of one block of output
+//   channels run over every tap before the next block, so that block's gy (S channels of a block
+//   of images) stays in L1 while the taps stream: S gy loads per pixel vector against R tap loads.
+//   Each load feeds fewer multiplies than the GEMM's packed tiles do, which win from 64 output
+//   channels up (kConvFlatMaxWgradOutputs). It also takes stride-1 convolutions without padding,
+//   whose output rows are narrower than the input's (see conv_valid_weight_grad).
 #include <algorithm>
 #include <cstdint>
 
@@ -789,16 +792,16 @@ void conv_flat_weight_grad(const ConvShape& s, int64_t m, int64_t n, const T* x,
     const int64_t block = std::clamp<int64_t>(kChunk<T> / nv, 1, n);
     for (int64_t b0 = 0; b0 < n; b0 += block) {
       const int64_t nb = std::min(block, n - b0);
-      for (int64_t c = 0; c < s.c; ++c) {
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const T* xr = x + b0 * x_stride + c * plane + (i * s.dil_h - s.pad_h) * s.w - s.pad_w + q;
-          for (int64_t j0 = 0; j0 < s.kw; j0 += taps) {
-            const int nr = static_cast<int>(std::min<int64_t>(taps, s.kw - j0));
-            const int64_t t0 = (c * s.kh + i) * s.kw + j0;
-            uint64_t tile_inside = ~uint64_t(0);
-            for (int r = 0; r < nr; ++r) tile_inside &= inside[i][j0 + r];
-            for (int64_t o0 = 0; o0 < m; o0 += outs) {
-              const int no = static_cast<int>(std::min<int64_t>(outs, m - o0));
+      for (int64_t o0 = 0; o0 < m; o0 += outs) {
+        const int no = static_cast<int>(std::min<int64_t>(outs, m - o0));
+        for (int64_t c = 0; c < s.c; ++c) {
+          for (int64_t i = 0; i < s.kh; ++i) {
+            const T* xr = x + b0 * x_stride + c * plane + (i * s.dil_h - s.pad_h) * s.w - s.pad_w + q;
+            for (int64_t j0 = 0; j0 < s.kw; j0 += taps) {
+              const int nr = static_cast<int>(std::min<int64_t>(taps, s.kw - j0));
+              const int64_t t0 = (c * s.kh + i) * s.kw + j0;
+              uint64_t tile_inside = ~uint64_t(0);
+              for (int r = 0; r < nr; ++r) tile_inside &= inside[i][j0 + r];
               kWgradTiles<T>.fn[nr - 1][no - 1](xr + j0 * s.dil_w, x_stride, s.dil_w, pm.row[i], pm.col[j0],
                                                 tile_inside, nv,
                                                 last_valid, nb, gy + b0 * gy_stride + o0 * hw + q, gy_stride,

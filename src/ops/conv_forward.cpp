@@ -38,10 +38,32 @@ bool is_pointwise(const ConvDims& d, const Conv2dGeometry& p) {
          p.padding[1] == 0 && p.padding[2] == 0 && p.padding[3] == 0;
 }
 
+namespace {
+
+// Note [Flat panels in L1]
+// A flat tile reads its B operand from the input planes themselves: over its K taps, one panel of
+// output pixels touches a band of input rows of every channel. While that band fits in L1 the
+// flat kernels beat the GEMM (no column matrix, nothing packed); past it each tap's load comes
+// from L2, while the GEMM's packed panels stay in L1. Measured (docs/benchmarks.md, "Many
+// channels on small planes"), GEMM against flat: 128 channels at 28x28 1.34x (AVX-512) and 1.08x
+// (AVX2) faster, 256 at 14x14 1.10x and 1.12x, 512 at 7x7 1.11x and 1.21x, 64 at 56x56 1.22x
+// and 0.97x; the flat kernels still ahead where the band fits: 128 at 8x8 (0.82x), 256 at 4x4,
+// the CIFAR ResNet's 16 to 64 channels. The band is that of AVX-512's float panel (32 pixels);
+// the input gradient's channels are the output's, so the larger count decides for both.
+bool flat_band_fits_l1(const ConvDims& d, const Conv2dGeometry& p, int64_t element_bytes) {
+  constexpr int64_t kPanelPixels = 32;
+  constexpr int64_t kL1Bytes = int64_t(32) << 10;
+  const int64_t rows = std::min(d.h, (kPanelPixels + d.w - 1) / d.w + 1 + (d.kh - 1) * p.dilation[0]);
+  return std::max(d.cg, d.og) * rows * d.w * element_bytes <= kL1Bytes;
+}
+
+}  // namespace
+
 template <class T>
 bool use_flat(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& p,
               const backend::ConvShape& cs) {
-  return k.conv_flat != nullptr && !is_pointwise(d, p) && backend::conv_flat_applies(cs);
+  return k.conv_flat != nullptr && !is_pointwise(d, p) && backend::conv_flat_applies(cs) &&
+         flat_band_fits_l1(d, p, int64_t(sizeof(T)));
 }
 
 // Stride-2 convolutions run on the flat kernels (Note [Strided flat convolution] in

@@ -974,6 +974,10 @@ void check_flat_conv(Isa isa) {
     SCOPED_TRACE(::testing::Message() << "c" << f.c << " m" << f.m << " " << f.h << "x" << f.w << " k" << f.kh
                                       << "x" << f.kw << " p" << f.pad_h << "," << f.pad_w << " d" << f.dil_h);
     ASSERT_TRUE(conv_flat_applies(s));
+    // Its weight gradient, up to 64 output channels (more go through the GEMM: faster there).
+    ASSERT_TRUE(conv_flat_weight_grad_applies(s, f.m));
+    EXPECT_TRUE(conv_flat_weight_grad_applies(s, kConvFlatMaxWgradOutputs));
+    EXPECT_FALSE(conv_flat_weight_grad_applies(s, kConvFlatMaxWgradOutputs + 1));
     const int64_t n = 3, K = f.c * f.kh * f.kw, hw = ho * f.w, plane = f.h * f.w;
     const int64_t x_stride = f.c * plane + 5, y_stride = f.m * hw + 3;  // gaps between images
     std::vector<T> x(static_cast<size_t>(n * x_stride)), w(static_cast<size_t>(f.m * K));

@@ -4,7 +4,7 @@
 // conv_transpose2d, with groups, at one and two threads. (Values against PyTorch and gradchecks:
 // the conv cases of the op registry, whose shapes are one image per GEMM.) And the three conv
 // ops against their definition on geometries the registry does not reach: padding that differs
-// between top and bottom or left and right, and random ones.
+// between top and bottom or left and right, random ones, and many channels on small planes.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -197,6 +197,17 @@ TEST(ConvLowering, GeometriesMatchTheDefinition) {
     if (::testing::Test::HasFatalFailure()) return;
     ++k;
   }
+}
+
+// Same-size stride-1 convolutions on either side of the routing rules (Note [Flat panels in L1] in
+// src/ops/conv_forward.cpp, kConvFlatMaxWgradOutputs in ember/backend/kernels.hpp): where the CPU has
+// the flat kernels, the first runs on them in all three directions, the others (the input band of
+// a flat panel past L1; more than 64 output channels per group) through column matrices and GEMMs.
+TEST(ConvLowering, ManyChannelsOnSmallPlanesMatchTheDefinition) {
+  const Geometry cases[] = {{2, 40, 48, 1, 8, 8, 3, 3, 1, 1, {1, 1, 1, 1}},
+                            {2, 96, 72, 1, 7, 7, 3, 3, 1, 1, {1, 1, 1, 1}},
+                            {2, 160, 144, 2, 9, 9, 3, 3, 1, 1, {1, 1, 1, 1}}};
+  for (const Geometry& g : cases) check_against_definition(g);
 }
 
 // A transposed convolution's geometry (conv_transpose2d's arguments).

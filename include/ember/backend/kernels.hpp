@@ -114,18 +114,21 @@ inline bool conv_flat_strided_applies(const ConvShape& s) {
 int64_t conv_flat_strided_images(const ConvShape& s, int64_t m, int64_t n);
 int64_t conv_flat_strided_scratch(const ConvShape& s, int64_t m, int64_t images);
 
-/// Whether conv_flat_weight_grad applies to m output channels: where conv_flat does, and to
-/// stride-1 convolutions without padding on any side ("valid": every tap inside the image; the
-/// shape names only the top and left padding, so the output's extent says), whose rows it
-/// reads as runs of at most two output rows per vector, when they have at most
-/// kConvValidMaxOutputs output channels. With few, writing and transposing the column matrix
-/// costs more than the products (LeNet-5's 1 -> 6 convolution); with more, the products are the
-/// larger share and the GEMM's tiles do them faster (its 6 -> 16 one: docs/benchmarks.md).
+/// Whether conv_flat_weight_grad applies to m output channels: where conv_flat does, with at
+/// most kConvFlatMaxWgradOutputs of them (beyond, the GEMM's tiles reuse each load more and beat
+/// the column matrix's cost: 1.1x at 80 -> 80 on 8x8, 2x at 512 -> 512 on 7x7; below, the flat
+/// tiles won up to 1.6x: docs/benchmarks.md), and to stride-1 convolutions without padding on any
+/// side ("valid": every tap inside the image; the shape names only the top and left padding, so
+/// the output's extent says), whose rows it reads as runs of at most two output rows per vector,
+/// when they have at most kConvValidMaxOutputs output channels. With few, writing and transposing
+/// the column matrix costs more than the products (LeNet-5's 1 -> 6 convolution); with more, the
+/// products are the larger share and the GEMM's tiles do them faster (its 6 -> 16 one).
+inline constexpr int64_t kConvFlatMaxWgradOutputs = 64;
 inline constexpr int64_t kConvValidMaxOutputs = 8;
 inline bool conv_flat_weight_grad_applies(const ConvShape& s, int64_t m) {
-  return conv_flat_applies(s) || (s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0 && s.ho > 0 &&
-                                  s.wo > 0 && (s.kh - 1) * s.dil_h + s.ho <= s.h && (s.kw - 1) * s.dil_w + s.wo <= s.w &&
-                                  m <= kConvValidMaxOutputs);
+  return (conv_flat_applies(s) && m <= kConvFlatMaxWgradOutputs) ||
+         (s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0 && s.ho > 0 && s.wo > 0 &&
+          (s.kh - 1) * s.dil_h + s.ho <= s.h && (s.kw - 1) * s.dil_w + s.wo <= s.w && m <= kConvValidMaxOutputs);
 }
 
 /// One 2-D pooling window layout over an h x w plane with output ho x wo; pad_h / pad_w are the
