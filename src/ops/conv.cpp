@@ -28,6 +28,58 @@ namespace {
 
 using detail::ConvDims;
 
+// The op's lowering of images [b, e) in runs of `run` with the images innermost (Note [Columns
+// with the images innermost] in src/ops/conv_forward.cpp): the forward, the input gradient (gx of
+// those images, overwritten), and the weight gradient (added to gw).
+template <class T>
+struct Innermost {
+  const backend::Kernels<T>& k;
+  const backend::ConvShape& shape;
+  const ConvDims& d;
+  int64_t run;
+  int64_t K = d.k(), HW = d.hw_out(), plane = d.h * d.w;
+  detail::Scratch<T> images{d.cg * plane * run}, cols{K * HW * run}, outputs{d.og * HW * run};
+
+  void forward(const T* px, const T* pw, T* po, int64_t b, int64_t e) {
+    for (int64_t n0 = b; n0 < e; n0 += run) {
+      const int64_t m = std::min(run, e - n0), ld = HW * m;
+      for (int64_t g = 0; g < d.g; ++g) {
+        lower(px, n0, m, g);
+        k.gemm(false, false, d.og, ld, K, T(1), pw + g * d.og * K, K, cols.data(), ld, T(0), outputs.data(), ld);
+        detail::deinterleave_images(outputs.data(), m, d.og * HW, po + (n0 * d.o + g * d.og) * HW, d.o * HW);
+      }
+    }
+  }
+  void input_grad(const T* pg, const T* pw, T* px, int64_t b, int64_t e) {
+    for (int64_t n0 = b; n0 < e; n0 += run) {
+      const int64_t m = std::min(run, e - n0), ld = HW * m;
+      for (int64_t g = 0; g < d.g; ++g) {
+        detail::interleave_images(pg + (n0 * d.o + g * d.og) * HW, d.o * HW, m, d.og * HW, outputs.data());
+        k.gemm(true, false, K, ld, d.og, T(1), pw + g * d.og * K, K, outputs.data(), ld, T(0), cols.data(), ld);
+        std::fill(images.data(), images.data() + d.cg * plane * m, T(0));
+        detail::col2im_innermost(shape, m, cols.data(), images.data());
+        detail::deinterleave_images(images.data(), m, d.cg * plane, px + (n0 * d.c + g * d.cg) * plane, d.c * plane);
+      }
+    }
+  }
+  void weight_grad(const T* px, const T* pg, T* gw, int64_t b, int64_t e) {
+    for (int64_t n0 = b; n0 < e; n0 += run) {
+      const int64_t m = std::min(run, e - n0), ld = HW * m;
+      for (int64_t g = 0; g < d.g; ++g) {
+        lower(px, n0, m, g);
+        detail::interleave_images(pg + (n0 * d.o + g * d.og) * HW, d.o * HW, m, d.og * HW, outputs.data());
+        k.gemm(false, true, d.og, K, ld, T(1), outputs.data(), ld, cols.data(), ld, T(1), gw + g * d.og * K, K);
+      }
+    }
+  }
+
+ private:
+  void lower(const T* px, int64_t n0, int64_t m, int64_t g) {
+    detail::interleave_images(px + (n0 * d.c + g * d.cg) * plane, d.c * plane, m, d.cg * plane, images.data());
+    detail::im2col_innermost(shape, m, images.data(), cols.data());
+  }
+};
+
 template <FloatingElement T>
 Tensor<T> conv_forward_raw(const Tensor<T>& x_in, const Tensor<T>& w_in, const ConvDims& d,
                            const Conv2dGeometry& p) {
@@ -43,6 +95,10 @@ Tensor<T> conv_forward_raw(const Tensor<T>& x_in, const Tensor<T>& w_in, const C
     return out;
   }
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
+    if (const int64_t run = f.pointwise ? 0 : detail::images_innermost(d, e - b); run > 0) {
+      Innermost<T>{k, f.shape, d, run}.forward(px, pw, po, b, e);
+      return;
+    }
     const int64_t images = images_per_gemm(d, e - b);
     const detail::Scratch<T> scratch(f.scratch_elements(images));
     detail::conv_forward_samples(k, f, px, pw, po, b, e, scratch.data(), images);
@@ -66,6 +122,10 @@ Tensor<T> conv_input_grad_raw(const Tensor<T>& gy_in, const Tensor<T>& w_in, con
     return gx;
   }
   detail::parallel_for(0, d.n, sample_grain(d), [&](int64_t b, int64_t e) {
+    if (const int64_t run = f.pointwise || f.phased ? 0 : detail::images_innermost(d, e - b); run > 0) {
+      Innermost<T>{k, f.shape, d, run}.input_grad(pg, w.data_ptr(), px, b, e);
+      return;
+    }
     const int64_t images = detail::conv_transpose_images(f, e - b);
     const detail::Scratch<T> scratch(detail::conv_transpose_scratch_elements(f, images));
     detail::conv_transpose_samples(k, f, pg, w.data_ptr(), px, b, e, scratch.data(), images);
@@ -92,8 +152,19 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
   const bool flat =
       k.conv_flat_weight_grad != nullptr && !direct && backend::conv_flat_weight_grad_applies(cs, d.og);
   const int64_t plane = d.h * d.w;
+  const int64_t per_task = (d.n + tasks - 1) / tasks;
+  const int64_t run = direct || flat ? 0 : detail::images_innermost(d, per_task);
   detail::parallel_for(0, tasks, 1, [&](int64_t tb, int64_t te) {
-    const int64_t per_gemm = direct || flat ? 0 : images_per_gemm(d, (d.n + tasks - 1) / tasks);
+    if (run > 0) {
+      Innermost<T> lowering{k, cs, d, run};
+      for (int64_t t = tb; t < te; ++t) {
+        T* acc = t == 0 ? pw : partial.data() + (t - 1) * wsize;
+        if (t > 0) std::fill(acc, acc + wsize, T(0));
+        lowering.weight_grad(px, pg, acc, t * d.n / tasks, (t + 1) * d.n / tasks);
+      }
+      return;
+    }
+    const int64_t per_gemm = direct || flat ? 0 : images_per_gemm(d, per_task);
     const detail::Scratch<T> cols(K * HW * per_gemm);
     const detail::Scratch<T> gys(per_gemm > 1 ? d.og * HW * per_gemm : 0);
     for (int64_t t = tb; t < te; ++t) {

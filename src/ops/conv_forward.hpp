@@ -42,6 +42,25 @@ int64_t images_per_gemm(const ConvDims& d, int64_t images);
 template <class T>
 void side_by_side(const T* src, int64_t image_stride, int64_t m, int64_t rows, int64_t hw, T* dst);
 
+/// Images the op lowers at once with the images innermost (Note [Columns with the images
+/// innermost] in src/ops/conv_forward.cpp), of `images`; 0 where it does not apply (output rows
+/// wider than kInnermostMaxColumns, or one image). Callers take it in place of their im2col +
+/// GEMM paths only; inference plans keep the image-by-image lowering.
+int64_t images_innermost(const ConvDims& d, int64_t images);
+/// dst[i * m + j] = src[j * image_stride + i] for i < count, j < m: m images' values interleaved.
+template <class T>
+void interleave_images(const T* src, int64_t image_stride, int64_t m, int64_t count, T* dst);
+/// The inverse: dst[j * image_stride + i] = src[i * m + j].
+template <class T>
+void deinterleave_images(const T* src, int64_t m, int64_t count, T* dst, int64_t image_stride);
+/// im2col of m interleaved images: x is [c][h][w][m], cols [K][ho * wo][m] (row t of cols: the m
+/// images' columns for tap t, pixel by pixel); zeros outside the image.
+template <class T>
+void im2col_innermost(const backend::ConvShape& s, int64_t m, const T* x, T* cols);
+/// Its adjoint: x [c][h][w][m] += cols, each tap's contributions added in tap order.
+template <class T>
+void col2im_innermost(const backend::ConvShape& s, int64_t m, const T* cols, T* x);
+
 /// How a convolution runs on kernels `k`: on the flat kernels, as a GEMM on the input itself
 /// (pointwise), or through a column matrix of cols_elements() values per sample.
 template <class T>
