@@ -1235,6 +1235,71 @@ def write_onnx_refs(root):
     x = torch.tensor(np.random.default_rng(29).uniform(-1, 1, size=(2, 3, 5, 4)), dtype=torch.float32)
     write_onnx_case(root, "upsample", up, x, torch_export=False)
 
+def distribution_cases(dtype):
+    """torch.distributions' values at fixed parameters: each case's inputs, then its outputs."""
+    D = torch.distributions
+    t = lambda v: torch.tensor(v, dtype=dtype)
+    cases = []
+    loc, scale = t([[0.3, -1.2, 2.0], [0.0, 0.7, -0.4]]), t([0.5, 1.7, 0.9])
+    value = t([[0.1, 0.4, 1.5], [-2.0, 0.9, 3.1]])
+    n = D.Normal(loc, scale)
+    loc2, scale2 = t([0.2, -0.5, 1.0]), t([[1.1, 0.6, 2.0], [0.4, 1.3, 0.8]])
+    cases.append(("normal", [("loc", loc), ("scale", scale), ("value", value), ("loc2", loc2),
+                             ("scale2", scale2)],
+                  [("log_prob", n.log_prob(value)), ("cdf", n.cdf(value)), ("entropy", n.entropy()),
+                   ("mean", n.mean), ("variance", n.variance),
+                   ("kl", D.kl_divergence(n, D.Normal(loc2, scale2)))]))
+    low, high = t([-1.0, 0.5, 2.0]), t([1.5, 0.75, 6.0])
+    value = t([[0.2, 0.6, 5.9], [-1.0, 0.7, 2.0]])
+    u = D.Uniform(low, high)
+    low2, high2 = t([-2.0, 0.0, 2.5]), t([2.0, 1.0, 7.0])
+    cases.append(("uniform", [("low", low), ("high", high), ("value", value), ("low2", low2), ("high2", high2)],
+                  [("log_prob", u.log_prob(value)), ("cdf", u.cdf(value)), ("entropy", u.entropy()),
+                   ("mean", u.mean), ("variance", u.variance), ("stddev", u.stddev),
+                   ("kl", D.kl_divergence(u, D.Uniform(low2, high2)))]))
+    probs, probs2 = t([0.1, 0.5, 0.97, 0.0, 1.0]), t([0.3, 0.0, 0.9, 0.2, 1.0])
+    value = t([[1.0, 0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0, 1.0]])
+    b = D.Bernoulli(probs=probs)
+    cases.append(("bernoulli_probs", [("probs", probs), ("value", value), ("probs2", probs2)],
+                  [("log_prob", b.log_prob(value)), ("entropy", b.entropy()), ("logits", b.logits),
+                   ("mean", b.mean), ("variance", b.variance),
+                   ("kl", D.kl_divergence(b, D.Bernoulli(probs=probs2)))]))
+    logits, logits2 = t([[-3.0, 0.4], [2.5, 25.0]]), t([1.0, -0.7])
+    value = t([[0.0, 1.0], [1.0, 1.0]])
+    b = D.Bernoulli(logits=logits)
+    cases.append(("bernoulli_logits", [("logits", logits), ("value", value), ("logits2", logits2)],
+                  [("log_prob", b.log_prob(value)), ("entropy", b.entropy()), ("probs", b.probs),
+                   ("kl", D.kl_divergence(b, D.Bernoulli(logits=logits2)))]))
+    probs = t([[1.0, 2.0, 0.0, 5.0], [0.25, 0.25, 0.25, 0.25]])
+    probs2 = t([[0.4, 0.1, 0.2, 0.3], [0.5, 0.0, 0.3, 0.2]])
+    value = t([3, 0]).long()
+    c = D.Categorical(probs=probs)
+    cases.append(("categorical_probs", [("probs", probs), ("value", value.to(dtype)), ("probs2", probs2)],
+                  [("log_prob", c.log_prob(value)), ("entropy", c.entropy()), ("probs_n", c.probs),
+                   ("logits", c.logits), ("kl", D.kl_divergence(c, D.Categorical(probs=probs2)))]))
+    logits = t([[0.5, -1.0, 2.0, 0.0, 1.5], [3.0, 3.0, -2.0, 0.1, -0.4], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    logits2 = t([1.0, 0.0, -1.0, 2.0, 0.5])
+    value = t([[4, 1, 2], [0, 0, 3]]).long()
+    c = D.Categorical(logits=logits)
+    cases.append(("categorical_logits", [("logits", logits), ("value", value.to(dtype)), ("logits2", logits2)],
+                  [("log_prob", c.log_prob(value)), ("entropy", c.entropy()), ("probs", c.probs),
+                   ("logits_n", c.logits), ("kl", D.kl_divergence(c, D.Categorical(logits=logits2)))]))
+    return cases
+
+
+def write_distributions(dtype, path):
+    digits = 9 if dtype == torch.float32 else 17
+    lines = []
+    for name, inputs, outputs in distribution_cases(dtype):
+        lines.append(f"case {name}\n")
+        for tag, v in inputs + outputs:
+            lines.append(fmt_tensor(tag, v, digits))
+        lines.append("end\n")
+    with open(path, "w") as f:
+        f.writelines(lines)
+    print(f"wrote {len(lines)} lines of distributions to {path}")
+
+
 def main():
     torch.set_num_threads(1)
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
@@ -1245,6 +1310,8 @@ def main():
     write_optim(torch.float64, os.path.join(root, "torch_optim_float64.txt"))
     write_sched(os.path.join(root, "torch_sched.txt"))
     write_lbfgs(os.path.join(root, "torch_lbfgs_float64.txt"))
+    write_distributions(torch.float32, os.path.join(root, "torch_distributions_float32.txt"))
+    write_distributions(torch.float64, os.path.join(root, "torch_distributions_float64.txt"))
     write_safetensors_refs(root)
     write_contract_refs(root)
     write_encoder_refs(root)

@@ -47,6 +47,7 @@
 #include "ember/data/readers.hpp"
 #include "ember/io/checkpoint.hpp"
 #include "ember/io/safetensors.hpp"
+#include "ember/distributions.hpp"
 #include "ember/explain.hpp"
 #include "ember/prune.hpp"
 #include "ember/quant.hpp"

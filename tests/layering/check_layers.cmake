@@ -2,7 +2,7 @@
 # src/<layer>/ includes only headers of its own layer or of layers below it, except where the
 # architecture says otherwise (the tensor handle's sources read its autograd metadata; autograd's
 # sources sum gradients with ops). Run as: cmake -DSOURCE_DIR=<repo> -P check_layers.cmake
-set(ranks core 0 backend 1 autograd 2 ops 3 nn 4 optim 5 io 6 data 7 explain 8 quant 9 prune 9 distributed 10 deploy 11)
+set(ranks core 0 backend 1 autograd 2 ops 3 nn 4 distributions 4 optim 5 io 6 data 7 explain 8 quant 9 prune 9 distributed 10 deploy 11)
 function(rank_of layer out)
   list(FIND ranks ${layer} i)
   if(i LESS 0)
