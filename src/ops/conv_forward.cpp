@@ -161,39 +161,47 @@ void deinterleave_images(const T* src, int64_t m, int64_t count, T* dst, int64_t
   }
 }
 
-template <class T>
-void im2col_innermost(const backend::ConvShape& s, int64_t m, const T* x, T* cols) {
+namespace {
+
+// Calls visit(at) for each entry of an image's column matrix in order (tap by tap, output pixel by
+// pixel), `at` being the offset of its input pixel in [c][h][w], or -1 outside the image.
+template <class Visit>
+void for_each_column_entry(const backend::ConvShape& s, Visit&& visit) {
   for (int64_t c = 0; c < s.c; ++c)
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j)
         for (int64_t oy = 0; oy < s.ho; ++oy) {
           const int64_t iy = oy * s.stride_h - s.pad_h + i * s.dil_h;
-          for (int64_t ox = 0; ox < s.wo; ++ox, cols += m) {
+          for (int64_t ox = 0; ox < s.wo; ++ox) {
             const int64_t ix = ox * s.stride_w - s.pad_w + j * s.dil_w;
-            if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) {
-              std::fill(cols, cols + m, T(0));
-            } else {
-              const T* from = x + ((c * s.h + iy) * s.w + ix) * m;
-              std::copy(from, from + m, cols);
-            }
+            visit(iy < 0 || iy >= s.h || ix < 0 || ix >= s.w ? int64_t(-1) : (c * s.h + iy) * s.w + ix);
           }
         }
 }
 
+}  // namespace
+
+template <class T>
+void im2col_innermost(const backend::ConvShape& s, int64_t m, const T* x, T* cols) {
+  for_each_column_entry(s, [&](int64_t at) {
+    if (at < 0) {
+      std::fill(cols, cols + m, T(0));
+    } else {
+      std::copy(x + at * m, x + (at + 1) * m, cols);
+    }
+    cols += m;
+  });
+}
+
 template <class T>
 void col2im_innermost(const backend::ConvShape& s, int64_t m, const T* cols, T* x) {
-  for (int64_t c = 0; c < s.c; ++c)
-    for (int64_t i = 0; i < s.kh; ++i)
-      for (int64_t j = 0; j < s.kw; ++j)
-        for (int64_t oy = 0; oy < s.ho; ++oy) {
-          const int64_t iy = oy * s.stride_h - s.pad_h + i * s.dil_h;
-          for (int64_t ox = 0; ox < s.wo; ++ox, cols += m) {
-            const int64_t ix = ox * s.stride_w - s.pad_w + j * s.dil_w;
-            if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
-            T* to = x + ((c * s.h + iy) * s.w + ix) * m;
-            for (int64_t b = 0; b < m; ++b) to[b] += cols[b];
-          }
-        }
+  for_each_column_entry(s, [&](int64_t at) {
+    if (at >= 0) {
+      T* to = x + at * m;
+      for (int64_t b = 0; b < m; ++b) to[b] += cols[b];
+    }
+    cols += m;
+  });
 }
 
 ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Conv2dGeometry& p) {
