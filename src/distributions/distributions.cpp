@@ -310,13 +310,14 @@ Tensor<int64_t> Categorical<T>::sample(const Shape& sample_shape, Generator* gen
       // The first category whose cumulative probability passes u; rounding that leaves u past
       // the total picks the last category with a positive probability.
       double cumulative = 0;
-      int64_t pick = -1, last_positive = 0;
-      for (int64_t c = 0; c < k; ++c) {
-        if (row[c] > 0) last_positive = c;
+      int64_t pick = -1;
+      for (int64_t c = 0; c < k && pick < 0; ++c) {
         cumulative += static_cast<double>(row[c]);
-        if (pick < 0 && u < cumulative && row[c] > 0) pick = c;
+        if (u < cumulative && row[c] > 0) pick = c;
       }
-      o[s * rows + r] = pick < 0 ? last_positive : pick;
+      for (int64_t c = k - 1; pick < 0; --c)
+        if (c == 0 || row[c] > 0) pick = c;
+      o[s * rows + r] = pick;
     }
   }
   return out;

@@ -154,13 +154,17 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
   const int64_t plane = d.h * d.w;
   const int64_t per_task = (d.n + tasks - 1) / tasks;
   const int64_t run = direct || flat ? 0 : detail::images_innermost(d, per_task);
+  // Task t's partial sum, zeroed (the first task's is gw itself, already zero).
+  auto partial_of = [&](int64_t t) {
+    T* acc = t == 0 ? pw : partial.data() + (t - 1) * wsize;
+    if (t > 0) std::fill(acc, acc + wsize, T(0));
+    return acc;
+  };
   detail::parallel_for(0, tasks, 1, [&](int64_t tb, int64_t te) {
     if (run > 0) {
       Innermost<T> lowering{k, cs, d, run};
       for (int64_t t = tb; t < te; ++t) {
-        T* acc = t == 0 ? pw : partial.data() + (t - 1) * wsize;
-        if (t > 0) std::fill(acc, acc + wsize, T(0));
-        lowering.weight_grad(px, pg, acc, t * d.n / tasks, (t + 1) * d.n / tasks);
+        lowering.weight_grad(px, pg, partial_of(t), t * d.n / tasks, (t + 1) * d.n / tasks);
       }
       return;
     }
@@ -168,8 +172,7 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
     const detail::Scratch<T> cols(K * HW * per_gemm);
     const detail::Scratch<T> gys(per_gemm > 1 ? d.og * HW * per_gemm : 0);
     for (int64_t t = tb; t < te; ++t) {
-      T* acc = t == 0 ? pw : partial.data() + (t - 1) * wsize;
-      if (t > 0) std::fill(acc, acc + wsize, T(0));
+      T* acc = partial_of(t);
       const int64_t n0 = t * d.n / tasks, n1 = (t + 1) * d.n / tasks;
       if (flat) {
         for (int64_t g = 0; g < d.g; ++g) {
