@@ -364,12 +364,19 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
     }
     case StepKind::Linear:
       if (s.rows > 0) {
+        // As nn::functional::linear: the bias rows first, then the GEMM adds the product (addmm,
+        // the operands it hands the GEMM), so the plan gives the module's bits.
+        const bool bias = !s.b.empty();
+        if (bias) {
+          in_pieces(s.rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(s.out_features, 1)),
+                    [&](int64_t b, int64_t e) {
+                      for (int64_t r = b; r < e; ++r) std::copy(s.b.begin(), s.b.end(), y + r * s.out_features);
+                    });
+        }
         const backend::GemmWorkspace workspace(scratch, static_cast<size_t>(s.scratch_bytes));
-        // The operands matmul(x, weight.t()) hands the GEMM (src/ops/linalg.cpp).
         k.gemm(false, true, s.rows, s.out_features, s.in_features, 1.0f, x0, std::max<int64_t>(s.in_features, 1),
-               s.w.data(), std::max<int64_t>(s.in_features, 1), 0.0f, y, s.out_features);
+               s.w.data(), std::max<int64_t>(s.in_features, 1), bias ? 1.0f : 0.0f, y, s.out_features);
       }
-      add_channel_bias(k, s.b, s.rows * s.out_features, s.out_features, 1, y);
       run_post(k, s, s.rows * s.out_features, y);
       return;
     case StepKind::ChannelAffine:

@@ -101,8 +101,16 @@ std::pair<Tensor<T>, Tensor<T>> multi_head_attention(const Tensor<T>& q, const T
   }
   Tensor<T> attn = softmax(scores, -1);
   Tensor<T> used = a.dropout > 0.0 && a.training ? dropout(attn, a.dropout, true) : attn;
-  Tensor<T> out = matmul(used, vh).permute({0, 2, 1, 3}).reshape({n, l, e});
-  out = linear(out, out_w, out_b);
+  // The heads' outputs are gathered in the query's order of rows: sequence-first when the query
+  // is a sequence-first batch seen batch-first (MultiheadAttention without batch_first), so the
+  // output projection and the caller's residual add run on contiguous rows.
+  const Tensor<T> per_head = matmul(used, vh);  // [N, H, L, dh]
+  Tensor<T> out;
+  if (n > 1 && l > 1 && q.strides()[0] < q.strides()[1]) {
+    out = linear(per_head.permute({2, 0, 1, 3}).reshape({l, n, e}), out_w, out_b).transpose(0, 1);
+  } else {
+    out = linear(per_head.permute({0, 2, 1, 3}).reshape({n, l, e}), out_w, out_b);
+  }
   Tensor<T> weights;
   if (a.need_weights) weights = a.average_attn_weights ? attn.mean(1) : attn;
   return {out, weights};

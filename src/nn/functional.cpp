@@ -1,7 +1,10 @@
 #include "ember/nn/functional.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
+#include <optional>
 
 #include "../ops/trace.hpp"
 #include "../ops/common.hpp"
@@ -104,6 +107,54 @@ void check_logits(const char* op, const Tensor<T>& logits) {
 
 }  // namespace
 
+namespace {
+
+// The order of x's leading dims (the last one staying last) in which x is contiguous, when it is
+// a permuted view of a dense tensor with whole rows and not contiguous as it is.
+template <FloatingElement T>
+std::optional<Shape> dense_leading_order(const Tensor<T>& x) {
+  const int64_t d = x.dim();
+  if (d < 3 || x.strides()[d - 1] != 1 || x.is_contiguous()) return std::nullopt;
+  std::vector<int64_t> order(static_cast<size_t>(d - 1));
+  std::iota(order.begin(), order.end(), int64_t(0));
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return x.strides()[a] > x.strides()[b]; });
+  order.push_back(d - 1);
+  int64_t expected = 1;
+  for (int64_t i = d - 1; i >= 0; --i) {
+    const int64_t dim = order[static_cast<size_t>(i)];
+    if (x.shape()[dim] != 1 && x.strides()[dim] != expected) return std::nullopt;
+    expected *= x.shape()[dim];
+  }
+  Shape perm;
+  for (int64_t dim : order) perm.push_back(dim);
+  return perm;
+}
+
+// Note [Linear on permuted rows]
+// Linear maps each row (the last dim) alone, so a permuted view of a dense tensor (the
+// batch-first [N, L, E] view of a sequence-first [L, N, E] batch that attention takes, say) is
+// mapped in its memory order and the result permuted back: no copy of the input, and the same
+// values, each output row being the same sums in the same order. A bias goes into the output
+// before the GEMM adds the product to it (addmm), as PyTorch's linear does, instead of a second
+// pass over the output.
+template <FloatingElement T>
+Tensor<T> linear_rows(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias) {
+  if (std::optional<Shape> order = dense_leading_order(x)) {
+    Shape inverse = *order;
+    for (int64_t i = 0; i < x.dim(); ++i) inverse[(*order)[i]] = i;
+    return linear_rows(x.permute(*order), weight, bias).permute(inverse);
+  }
+  const Tensor<T> w = weight.t();
+  auto product = [&](const Tensor<T>& rows) { return bias.defined() ? addmm(bias, rows, w) : mm(rows, w); };
+  if (x.dim() == 1) return product(x.unsqueeze(0)).squeeze(0);
+  if (x.dim() == 2) return product(x);
+  Shape out_shape = x.shape();
+  out_shape[out_shape.size() - 1] = weight.shape()[0];
+  return product(x.reshape({-1, weight.shape()[1]})).reshape(out_shape);
+}
+
+}  // namespace
+
 template <FloatingElement T>
 Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias) {
   detail::TracedOp traced;
@@ -117,14 +168,10 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
                              x.dim() ? x.shape()[x.dim() - 1] : 0, " features, weight ",
                              weight.shape(), " expects ", weight.shape()[1]));
   }
-  Tensor<T> y = matmul(x, weight.t());
-  if (bias.defined()) {
-    if (bias.dim() != 1 || bias.shape()[0] != weight.shape()[0]) {
-      throw ShapeError(cat_str("linear: bias of shape ", bias.shape(), " for ", weight.shape()[0],
-                               " outputs"));
-    }
-    y = y + bias;
+  if (bias.defined() && (bias.dim() != 1 || bias.shape()[0] != weight.shape()[0])) {
+    throw ShapeError(cat_str("linear: bias of shape ", bias.shape(), " for ", weight.shape()[0], " outputs"));
   }
+  Tensor<T> y = linear_rows(x, weight, bias);
   if constexpr (std::is_same_v<T, float>) {
     if (detail::OpTracer* t = traced.tracer()) t->linear(x, weight, bias, y);
   }

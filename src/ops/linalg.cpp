@@ -41,12 +41,12 @@ GemmOperand<T> gemm_operand(int64_t stride_rows, int64_t stride_cols, int64_t ro
   return {nullptr, 0, false};
 }
 
-// C[b] = A[b] x B[b] for 3-D (batch, rows, cols) views; batch strides may be 0 (broadcast).
+// out[b] = alpha * A[b] x B[b] + beta * out[b] for 3-D (batch, rows, cols) views; batch strides
+// may be 0 (broadcast); out is contiguous [batch, n, m] (with beta = 0 it is not read).
 template <FloatingElement T>
-Tensor<T> bmm_raw(const Tensor<T>& a, const Tensor<T>& b) {
+void bmm_into(const Tensor<T>& a, const Tensor<T>& b, T alpha, T beta, T* po) {
   const int64_t batch = a.shape()[0], n = a.shape()[1], k = a.shape()[2], m = b.shape()[2];
-  Tensor<T> out = new_tensor<T>({batch, n, m}, "matmul");
-  if (out.numel() == 0) return out;
+  if (batch * n * m == 0) return;
   Tensor<T> ac = a, bc = b;
   auto oa = gemm_operand(a.strides()[1], a.strides()[2], n, k, a.data_ptr());
   if (oa.ptr == nullptr) {
@@ -60,10 +60,9 @@ Tensor<T> bmm_raw(const Tensor<T>& a, const Tensor<T>& b) {
   }
   const int64_t sa = ac.strides()[0], sb = bc.strides()[0];
   const auto& kern = backend::kernels<T>();
-  T* po = out.data_ptr();
   auto one = [&](int64_t i) {
-    kern.gemm(oa.trans, ob.trans, n, m, k, T(1), oa.ptr + i * sa, oa.ld, ob.ptr + i * sb, ob.ld,
-              T(0), po + i * n * m, m);
+    kern.gemm(oa.trans, ob.trans, n, m, k, alpha, oa.ptr + i * sa, oa.ld, ob.ptr + i * sb, ob.ld, beta,
+              po + i * n * m, m);
   };
   if (batch == 1 || n * m * k >= (int64_t(1) << 18)) {
     for (int64_t i = 0; i < batch; ++i) one(i);  // GEMM threads itself
@@ -73,7 +72,30 @@ Tensor<T> bmm_raw(const Tensor<T>& a, const Tensor<T>& b) {
                            for (int64_t i = s; i < e; ++i) one(i);
                          });
   }
+}
+
+// C[b] = A[b] x B[b] for 3-D (batch, rows, cols) views.
+template <FloatingElement T>
+Tensor<T> bmm_raw(const Tensor<T>& a, const Tensor<T>& b) {
+  Tensor<T> out = new_tensor<T>({a.shape()[0], a.shape()[1], b.shape()[2]}, "matmul");
+  bmm_into(a, b, T(1), T(0), out.data_ptr());
   return out;
+}
+
+// mm's gradients. A gradient laid out like its input needs no copy when it is accumulated: for
+// an input that is a transposed view (a weight used as weight.t(), say), compute the transposed
+// product and transpose the result back, as PyTorch's mm backward does.
+template <FloatingElement T>
+bool is_transposed_matrix(const Tensor<T>& t) {
+  return t.shape()[0] > 1 && t.shape()[1] > 1 && t.strides()[0] == 1 && t.strides()[1] == t.shape()[0];
+}
+template <FloatingElement T>
+Tensor<T> mm_grad_a(const Tensor<T>& g, const Tensor<T>& b, bool a_transposed) {
+  return a_transposed ? mm(b, g.t()).t() : mm(g, b.t());
+}
+template <FloatingElement T>
+Tensor<T> mm_grad_b(const Tensor<T>& g, const Tensor<T>& a, bool b_transposed) {
+  return b_transposed ? mm(g.t(), a).t() : mm(a.t(), g);
 }
 
 [[noreturn]] void inner_mismatch(const char* op, const Shape& a, const Shape& b, int64_t ka,
@@ -94,16 +116,49 @@ Tensor<T> mm(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::adopt_as(bmm_raw(a.detach().unsqueeze(0), b.detach().unsqueeze(0)),
                                    {a.shape()[0], b.shape()[1]});
   if (needs_grad(a, b)) {
-    // A gradient laid out like its input needs no copy when it is accumulated: for an input
-    // that is a transposed view (a weight used as weight.t(), say), compute the transposed
-    // product and transpose the result back, as PyTorch's mm backward does.
-    auto transposed = [](const Tensor<T>& t) {
-      return t.shape()[0] > 1 && t.shape()[1] > 1 && t.strides()[0] == 1 && t.strides()[1] == t.shape()[0];
-    };
     record_bilinear(
         out, "mm", a, b,
-        [ta = transposed(a)](const Tensor<T>& g, const Tensor<T>& b) { return ta ? mm(b, g.t()).t() : mm(g, b.t()); },
-        [tb = transposed(b)](const Tensor<T>& g, const Tensor<T>& a) { return tb ? mm(g.t(), a).t() : mm(a.t(), g); });
+        [ta = is_transposed_matrix(a)](const Tensor<T>& g, const Tensor<T>& b) { return mm_grad_a(g, b, ta); },
+        [tb = is_transposed_matrix(b)](const Tensor<T>& g, const Tensor<T>& a) { return mm_grad_b(g, a, tb); });
+  }
+  return out;
+}
+
+template <FloatingElement T>
+Tensor<T> addmm(const Tensor<T>& input, const Tensor<T>& mat1, const Tensor<T>& mat2, double beta, double alpha) {
+  require(input, "addmm");
+  require(mat1, "addmm");
+  require(mat2, "addmm");
+  if (mat1.dim() != 2 || mat2.dim() != 2) {
+    throw ShapeError(cat_str("addmm: expected 2-D mat1 and mat2, got ", mat1.shape(), " and ", mat2.shape()));
+  }
+  if (mat1.shape()[1] != mat2.shape()[0]) {
+    inner_mismatch("addmm", mat1.shape(), mat2.shape(), mat1.shape()[1], mat2.shape()[0]);
+  }
+  const Shape out_shape{mat1.shape()[0], mat2.shape()[1]};
+  if (input.dim() > 2 || detail::broadcast_shapes(input.shape(), out_shape, "addmm") != out_shape) {
+    throw ShapeError(cat_str("addmm: input of shape ", input.shape(), " does not broadcast to the product's ",
+                             out_shape, " (", mat1.shape(), " x ", mat2.shape(), ")"));
+  }
+  // The input goes into the output first and the GEMM adds the product to it (beta = 0: not
+  // read, so NaN or infinity there do not show, as PyTorch).
+  Tensor<T> out = new_tensor<T>(out_shape, "addmm");
+  if (beta != 0.0 && out.numel() > 0) detail::copy_into_contiguous(input.detach().expand(out_shape), out.data_ptr());
+  bmm_into(mat1.detach().unsqueeze(0), mat2.detach().unsqueeze(0), T(alpha), beta == 0.0 ? T(0) : T(beta),
+           out.data_ptr());
+  if (needs_grad(input, mat1, mat2)) {
+    const bool need1 = autograd::requires_grad_of(mat1), need2 = autograd::requires_grad_of(mat2);
+    record(out, "addmm", {&input, &mat1, &mat2},
+           [need_input = autograd::requires_grad_of(input), need1, need2, in_shape = input.shape(), beta, alpha,
+            s1 = need2 ? SavedTensor<T>(mat1) : SavedTensor<T>(), s2 = need1 ? SavedTensor<T>(mat2) : SavedTensor<T>(),
+            t1 = is_transposed_matrix(mat1), t2 = is_transposed_matrix(mat2)](const Tensor<T>& g) {
+             std::vector<Tensor<T>> grads(3);
+             if (need_input) grads[0] = beta == 1.0 ? sum_to(g, in_shape) : sum_to(g, in_shape) * beta;
+             const Tensor<T> ga = alpha == 1.0 ? g : g * alpha;
+             if (need1) grads[1] = mm_grad_a(ga, s2.get("addmm"), t1);
+             if (need2) grads[2] = mm_grad_b(ga, s1.get("addmm"), t2);
+             return grads;
+           });
   }
   return out;
 }
@@ -350,6 +405,7 @@ Tensor<T> Tensor<T>::mm(const Tensor<T>& other) const requires FloatingElement<T
 #define EMBER_INSTANTIATE(T)                                        \
   template Tensor<T> matmul(const Tensor<T>&, const Tensor<T>&);    \
   template Tensor<T> mm(const Tensor<T>&, const Tensor<T>&);        \
+  template Tensor<T> addmm(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, double, double); \
   template Tensor<T> bmm(const Tensor<T>&, const Tensor<T>&);       \
   template Tensor<T> dot(const Tensor<T>&, const Tensor<T>&);       \
   template Tensor<T> outer(const Tensor<T>&, const Tensor<T>&);     \

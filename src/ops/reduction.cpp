@@ -410,6 +410,31 @@ Tensor<T> softmax_values(const Tensor<T>& x, int64_t d, bool log, const char* na
   return e / reduce_raw(e, Reduce::Sum, {d}, true);
 }
 
+// The gradient of softmax or log_softmax over dim d from its result y, for a backward that
+// builds no graph: over contiguous rows (the last dim, or one followed only by dims of size 1)
+// one row at a time while it is in L1 (detail::softmax_backward_row), where the formulas' tensor
+// ops, kept for double backward, make four passes over the whole tensor with a temporary each.
+template <FloatingElement T>
+Tensor<T> softmax_backward(const Tensor<T>& g, const Tensor<T>& y, int64_t d, bool log) {
+  if (y.dim() == 0) return g * 0.0;
+  int64_t inner = 1;
+  for (int64_t i = d + 1; i < y.dim(); ++i) inner *= y.shape()[i];
+  if (inner == 1 && !needs_grad(g, y)) {
+    const Tensor<T> gc = g.contiguous(), yc = y.contiguous();
+    Tensor<T> dx = new_tensor<T>(y.shape());
+    const int64_t n = y.shape()[d], rows = n == 0 ? 0 : y.numel() / n;
+    const auto& k = backend::kernels<T>();
+    const T *pg = gc.data(), *py = yc.data();
+    T* pdx = dx.data();
+    detail::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) detail::softmax_backward_row(k, n, pg + r * n, py + r * n, pdx + r * n, log);
+    });
+    return dx;
+  }
+  if (log) return g - exp(y) * sum(g, {d}, true);
+  return y * (g - sum(g * y, {d}, true));
+}
+
 }  // namespace
 
 template <FloatingElement T>
@@ -418,10 +443,8 @@ Tensor<T> softmax(const Tensor<T>& x, int64_t dim) {
   const int64_t d = detail::wrap_dim(dim, x.dim(), "softmax");
   Tensor<T> out = softmax_values(x, d, false, "softmax");
   if (needs_grad(x)) {
-    record_with_result(out, "softmax", {&x}, [d](const Tensor<T>& g, const Tensor<T>& y) {
-      if (y.dim() == 0) return g * 0.0;
-      return y * (g - sum(g * y, {d}, true));
-    });
+    record_with_result(out, "softmax", {&x},
+                       [d](const Tensor<T>& g, const Tensor<T>& y) { return softmax_backward(g, y, d, false); });
   }
   return out;
 }
@@ -432,10 +455,8 @@ Tensor<T> log_softmax(const Tensor<T>& x, int64_t dim) {
   const int64_t d = detail::wrap_dim(dim, x.dim(), "log_softmax");
   Tensor<T> out = softmax_values(x, d, true, "log_softmax");
   if (needs_grad(x)) {
-    record_with_result(out, "log_softmax", {&x}, [d](const Tensor<T>& g, const Tensor<T>& y) {
-      if (y.dim() == 0) return g * 0.0;
-      return g - exp(y) * sum(g, {d}, true);
-    });
+    record_with_result(out, "log_softmax", {&x},
+                       [d](const Tensor<T>& g, const Tensor<T>& y) { return softmax_backward(g, y, d, true); });
   }
   return out;
 }

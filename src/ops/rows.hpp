@@ -32,6 +32,25 @@ void softmax_row(const backend::Kernels<T>& k, int64_t n, const T* x, T* y, bool
   k.binary(Binary::Sub, {}, n, y, 1, &log_sum, 0, y);
 }
 
+/// dx = the gradient of softmax (or log_softmax) over n values, from its output y and the
+/// gradient g of y: y * (g - sum(g * y)), or g - exp(y) * sum(g). dx overlaps neither. n >= 1.
+template <class T>
+void softmax_backward_row(const backend::Kernels<T>& k, int64_t n, const T* g, const T* y, T* dx, bool log) {
+  using backend::Binary;
+  using backend::Reduce;
+  if (!log) {
+    k.binary(Binary::Mul, {}, n, g, 1, y, 1, dx);
+    const T dot = k.reduce(Reduce::Sum, n, dx, 1);
+    k.binary(Binary::Sub, {}, n, g, 1, &dot, 0, dx);
+    k.binary(Binary::Mul, {}, n, y, 1, dx, 1, dx);
+    return;
+  }
+  const T sum = k.reduce(Reduce::Sum, n, g, 1);
+  k.unary(backend::Unary::Exp, {}, n, y, 1, dx);
+  k.binary(Binary::Mul, {}, n, dx, 1, &sum, 0, dx);
+  k.binary(Binary::Sub, {}, n, g, 1, dx, 1, dx);
+}
+
 /// y = (x - mean) / sqrt(var + eps) * weight + bias over d values (weight, bias may be null);
 /// returns the row's mean and 1 / sqrt(var + eps) in *mean and *rstd. d >= 1.
 template <class T>

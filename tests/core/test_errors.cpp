@@ -29,6 +29,16 @@ TEST(Errors, ShapesAndDims) {
                "matmul: [64, 784] x [100, 10]: inner dims 784 != 100");
   EXPECT_ERROR(matmul(zeros<float>({}), zeros<float>({3})), ShapeError, "at least 1 dim");
   EXPECT_ERROR(mm(zeros<float>({3}), zeros<float>({3, 2})), ShapeError, "mm: expected two 2-D");
+  EXPECT_ERROR(addmm(zeros<float>({5}), zeros<float>({3, 4}), zeros<float>({3, 5})), ShapeError,
+               "addmm: [3, 4] x [3, 5]: inner dims 4 != 3");
+  EXPECT_ERROR(addmm(zeros<float>({5}), zeros<float>({3, 4}), zeros<float>({4})), ShapeError,
+               "addmm: expected 2-D mat1 and mat2, got [3, 4] and [4]");
+  EXPECT_ERROR(addmm(zeros<float>({6, 5}), zeros<float>({3, 4}), zeros<float>({4, 5})), ShapeError,
+               "addmm: shapes [6, 5] and [3, 5] cannot be broadcast");
+  EXPECT_ERROR(addmm(zeros<float>({3, 5}), zeros<float>({1, 4}), zeros<float>({4, 5})), ShapeError,
+               "addmm: input of shape [3, 5] does not broadcast to the product's [1, 5] ([1, 4] x [4, 5])");
+  EXPECT_ERROR(addmm(zeros<float>({2, 1, 5}), zeros<float>({1, 4}), zeros<float>({4, 5})), ShapeError,
+               "addmm: input of shape [2, 1, 5] does not broadcast");
   EXPECT_ERROR(bmm(zeros<float>({2, 3, 4}), zeros<float>({3, 4, 5})), ShapeError,
                "batch sizes 2 != 3");
   EXPECT_ERROR(zeros<float>({2, 3}) + zeros<float>({4}), ShapeError,

@@ -273,6 +273,29 @@ TEST(ShapeOps, SortAndArgsort) {
   EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{10, 1, 100}));
 }
 
+// addmm's values and gradients against PyTorch are registry cases; here what they do not reach:
+// beta = 0 leaves the input unread (PyTorch's rule: NaN there does not show) and gives it a zero
+// gradient, an empty inner dim leaves beta * input, and linear (addmm underneath) gives a
+// sequence-first batch seen batch-first the bits of the same rows copied first.
+TEST(Linalg, Addmm) {
+  const Tensor<double> m1 = tensor<double>({1, 2, 3, 4}, {2, 2}), m2 = tensor<double>({1, 0, -1, 2, 1, 0}, {2, 3});
+  Tensor<double> nan_input = full<double>({3}, std::numeric_limits<double>::quiet_NaN()).requires_grad_(true);
+  Tensor<double> y = addmm(nan_input, m1, m2, 0.0, 2.0);
+  EXPECT_EQ(y.to_vector(), (std::vector<double>{10, 4, -2, 22, 8, -6}));
+  y.sum().backward();
+  EXPECT_EQ(nan_input.grad().to_vector(), (std::vector<double>(3, 0.0)));
+  EXPECT_EQ(addmm(tensor<double>({1, 2}, {2, 1}), zeros<double>({2, 0}), zeros<double>({0, 3}), 3.0).to_vector(),
+            (std::vector<double>{3, 3, 3, 6, 6, 6}));
+  EXPECT_EQ(addmm(zeros<double>({3}), zeros<double>({0, 2}), m2).shape(), Shape({0, 3}));
+
+  manual_seed(5);
+  const Tensor<float> seq_first = randn<float>({7, 5, 130}), w = randn<float>({33, 130}), b = randn<float>({33});
+  const Tensor<float> permuted = nn::functional::linear(seq_first.transpose(0, 1), w, b);
+  const Tensor<float> copied = nn::functional::linear(seq_first.transpose(0, 1).contiguous(), w, b);
+  EXPECT_EQ(permuted.shape(), Shape({5, 7, 33}));
+  EXPECT_TRUE(allclose(permuted, copied, 0.0, 0.0));
+}
+
 // cdist's values and gradients against PyTorch are registry cases; here what they do not reach:
 // p = 0, PyTorch's zero gradient at a zero distance on both routes, the routes agreeing, the
 // pieces of a large difference tensor, empty inputs and bad arguments.

@@ -78,6 +78,17 @@ TEST(Plan, MlpMatchesTheModelBitForBit) {
   expect_bitwise_equal(forward(*model, x), run_plan(plan, x));
 }
 
+// More inputs than the GEMM's K slice (1024): the bias goes in before the product is added to it
+// (addmm) in the plan as in the module, or the two would round the slices differently.
+TEST(Plan, LinearOverManySlicesMatchesTheModelBitForBit) {
+  auto model = std::make_shared<nn::Sequential<float>>(nn::Flatten(), nn::Linear(2352, 40), nn::ReLU(),
+                                                       nn::Linear(40, 3));
+  model->eval();
+  const deploy::Plan plan = deploy::compile(*model, {6, 3, 28, 28});
+  const Tensor<float> x = random_input({6, 3, 28, 28}, 3);
+  expect_bitwise_equal(forward(*model, x), run_plan(plan, x));
+}
+
 TEST(Plan, CnnWithBatchNormFoldedIsCloseAndUnfoldedIsExact) {
   auto model = cnn();
   randomise_batch_norms(*model);

@@ -52,6 +52,11 @@ void add_cases_3(std::vector<OpCase>& c) {
   c.push_back(EMBER_OP("matmul_transposed", (S{{4, 3}, {5, 4}}), -1, 1, true,
                        matmul(x[0].t(), x[1].t())));
   c.push_back(EMBER_OP("mm", (S{{3, 4}, {4, 2}}), -1, 1, true, mm(x[0], x[1])));
+  c.push_back(EMBER_OP("addmm", (S{{5}, {3, 4}, {4, 5}}), -1, 1, true, addmm(x[0], x[1], x[2])));
+  c.push_back(EMBER_OP("addmm_scaled", (S{{3, 5}, {3, 4}, {4, 5}}), -1, 1, true,
+                       addmm(x[0], x[1], x[2], 0.5, -2.0)));
+  c.push_back(EMBER_OP("addmm_column_transposed", (S{{3, 1}, {4, 3}, {5, 4}}), -1, 1, true,
+                       addmm(x[0], x[1].t(), x[2].t(), -1.5)));
   c.push_back(EMBER_OP("bmm", (S{{2, 3, 4}, {2, 4, 5}}), -1, 1, true, bmm(x[0], x[1])));
   c.push_back(EMBER_OP("outer", (S{{3}, {4}}), -1, 1, true, outer(x[0], x[1])));
   c.push_back(EMBER_OP("dot", (S{{5}, {5}}), -1, 1, true, dot(x[0], x[1])));
@@ -122,6 +127,11 @@ void add_cases_6(std::vector<OpCase>& c) {
   using R = F::Reduction;
   c.push_back(EMBER_OP("linear", (S{{5, 4}, {3, 4}, {3}}), -1, 1, true, F::linear(x[0], x[1], x[2])));
   c.push_back(EMBER_OP("linear_nobias", (S{{2, 3, 4}, {5, 4}}), -1, 1, true, F::linear(x[0], x[1])));
+  // Sequence-first input seen batch-first (Note [Linear on permuted rows]).
+  c.push_back(EMBER_OP("linear_permuted", (S{{4, 2, 3}, {5, 3}, {5}}), -1, 1, true,
+                       F::linear(x[0].transpose(0, 1), x[1], x[2])));
+  c.push_back(EMBER_OP("linear_permuted_4d", (S{{2, 3, 4, 3}, {2, 3}}), -1, 1, true,
+                       F::linear(x[0].permute({2, 0, 1, 3}), x[1])));
   // Sparse weights: the entries of x[0] (x[1] for the linear) above 0.4 in magnitude, the rest zero.
   c.push_back(EMBER_OP("sparse_mm", (S{{4, 6}, {6, 3}}), -1, 1, true,
                        sparse_mm(to_csr(where(gt(abs(x[0]), 0.4), x[0], 0.0)), x[1])));

@@ -11,6 +11,11 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
 /// [n, k] x [k, m] only.
 template <FloatingElement T>
 Tensor<T> mm(const Tensor<T>& a, const Tensor<T>& b);
+/// torch.addmm: beta * input + alpha * (mat1 x mat2) for mat1 [n, k] and mat2 [k, m], input
+/// broadcast to [n, m] (a bias [m], say). With beta = 0 the input is not read, as PyTorch.
+template <FloatingElement T>
+Tensor<T> addmm(const Tensor<T>& input, const Tensor<T>& mat1, const Tensor<T>& mat2, double beta = 1.0,
+                double alpha = 1.0);
 /// [b, n, k] x [b, k, m] only.
 template <FloatingElement T>
 Tensor<T> bmm(const Tensor<T>& a, const Tensor<T>& b);
