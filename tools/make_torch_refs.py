@@ -1250,17 +1250,21 @@ def distribution_cases(dtype):
     value = t([[0.1, 0.4, 1.5], [-2.0, 0.9, 3.1]])
     n = D.Normal(loc, scale)
     loc2, scale2 = t([0.2, -0.5, 1.0]), t([[1.1, 0.6, 2.0], [0.4, 1.3, 0.8]])
+    quantile = t([[0.1, 0.4, 0.95], [0.02, 0.5, 0.999]])
     cases.append(("normal", [("loc", loc), ("scale", scale), ("value", value), ("loc2", loc2),
-                             ("scale2", scale2)],
-                  [("log_prob", n.log_prob(value)), ("cdf", n.cdf(value)), ("entropy", n.entropy()),
+                             ("scale2", scale2), ("quantile", quantile)],
+                  [("log_prob", n.log_prob(value)), ("cdf", n.cdf(value)), ("icdf", n.icdf(quantile)),
+                   ("entropy", n.entropy()),
                    ("mean", n.mean), ("variance", n.variance),
                    ("kl", D.kl_divergence(n, D.Normal(loc2, scale2)))]))
     low, high = t([-1.0, 0.5, 2.0]), t([1.5, 0.75, 6.0])
     value = t([[0.2, 0.6, 5.9], [-1.0, 0.7, 2.0]])
     u = D.Uniform(low, high)
     low2, high2 = t([-2.0, 0.0, 2.5]), t([2.0, 1.0, 7.0])
-    cases.append(("uniform", [("low", low), ("high", high), ("value", value), ("low2", low2), ("high2", high2)],
-                  [("log_prob", u.log_prob(value)), ("cdf", u.cdf(value)), ("entropy", u.entropy()),
+    cases.append(("uniform", [("low", low), ("high", high), ("value", value), ("low2", low2), ("high2", high2),
+                              ("quantile", quantile)],
+                  [("log_prob", u.log_prob(value)), ("cdf", u.cdf(value)), ("icdf", u.icdf(quantile)),
+                   ("entropy", u.entropy()),
                    ("mean", u.mean), ("variance", u.variance), ("stddev", u.stddev),
                    ("kl", D.kl_divergence(u, D.Uniform(low2, high2)))]))
     probs, probs2 = t([0.1, 0.5, 0.97, 0.0, 1.0]), t([0.3, 0.0, 0.9, 0.2, 1.0])

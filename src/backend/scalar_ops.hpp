@@ -26,6 +26,10 @@ inline T mish_tanh_softplus(T x) {
   return n / (n + T(2));
 }
 
+/// The inverse error function (Note [erfinv] in cpu_scalar.cpp), defined in the scalar
+/// table's file so that every table calls the same code, built without FMA contraction.
+double erfinv(double y);
+
 template <class T>
 inline T apply_unary(Unary op, KernelParams p, T x) {
   constexpr T kSqrt1_2 = T(0.70710678118654752440);
@@ -51,6 +55,7 @@ inline T apply_unary(Unary op, KernelParams p, T x) {
     case Unary::Ceil: return std::ceil(x);
     case Unary::Round: return std::nearbyint(x);  // half to even, as torch.round
     case Unary::Erf: return std::erf(x);
+    case Unary::Erfinv: return static_cast<T>(erfinv(static_cast<double>(x)));
     // Note [GELU accuracy]
     // Exact GELU is PyTorch's formula, x/2 (1 + erf(x/sqrt2)), here and in the SIMD kernels.
     // Below x ~ -1 the sum cancels: the result is accurate to a few ulp of x/2 in absolute

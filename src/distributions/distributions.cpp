@@ -42,6 +42,7 @@ void check_each(const Tensor<T>& t, const char* dist, const char* what, const ch
 }
 
 bool not_nan(double v) { return !std::isnan(v); }
+bool in_unit_interval(double v) { return v >= 0 && v <= 1; }
 
 Shape extended(const Shape& sample_shape, const Shape& batch_shape) {
   Shape s = sample_shape;
@@ -124,6 +125,13 @@ Tensor<T> Normal<T>::cdf(const Tensor<T>& value) const {
   require(value, "Normal.cdf", "value");
   check_each(value, "Normal.cdf", "value", "a number", not_nan);
   return (erf((value - loc_) * reciprocal(scale_) / std::sqrt(2.0)) + 1.0) * 0.5;
+}
+
+template <FloatingElement T>
+Tensor<T> Normal<T>::icdf(const Tensor<T>& q) const {
+  require(q, "Normal.icdf", "q");
+  check_each(q, "Normal.icdf", "q", "a probability in [0, 1]", in_unit_interval);
+  return loc_ + scale_ * erfinv(q * 2.0 - 1.0) * std::sqrt(2.0);
 }
 
 template <FloatingElement T>
@@ -216,6 +224,13 @@ Tensor<T> Uniform<T>::cdf(const Tensor<T>& value) const {
 }
 
 template <FloatingElement T>
+Tensor<T> Uniform<T>::icdf(const Tensor<T>& q) const {
+  require(q, "Uniform.icdf", "q");
+  check_each(q, "Uniform.icdf", "q", "a probability in [0, 1]", in_unit_interval);
+  return q * (high_ - low_) + low_;
+}
+
+template <FloatingElement T>
 Tensor<T> Uniform<T>::entropy() const {
   return (high_ - low_).log();
 }
@@ -226,7 +241,7 @@ template <FloatingElement T>
 Bernoulli<T>::Bernoulli(const ProbsOrLogits<T>& params) {
   exactly_one(params.probs.defined(), params.logits.defined(), "Bernoulli");
   if (params.probs.defined()) {
-    check_each(params.probs, "Bernoulli", "probs", "in [0, 1]", [](double v) { return v >= 0 && v <= 1; });
+    check_each(params.probs, "Bernoulli", "probs", "in [0, 1]", in_unit_interval);
     probs_ = params.probs;
     const Tensor<T> p = clamp_probs(probs_);
     logits_ = p.log() - log1p(-p);

@@ -273,6 +273,49 @@ TEST(ShapeOps, SortAndArgsort) {
   EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{10, 1, 100}));
 }
 
+// erfinv against torch.erfinv (Debian's PyTorch 1.13) in the tails the registry case does not
+// reach, its edges, and erf(erfinv(y)) = y (erfc in the tails) over the whole range in double.
+// Near |y| = 1 erfinv is ill-conditioned: one ulp of y moves it by ulp(y) sqrt(pi)/2 exp(x^2),
+// which is how far torch's tail values (erfc of them off by up to 3e-5 relative) may be from
+// ember's (erfc of them within 1e-15 of 1 - y, checked below).
+template <class T>
+void expect_erfinv_near(const std::vector<T>& y, const std::vector<T>& want) {
+  const std::vector<T> got = erfinv(tensor<T>(y)).to_vector();
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double x = static_cast<double>(want[i]);
+    const double ulp_y = std::numeric_limits<T>::epsilon() * std::max(1.0, std::abs(static_cast<double>(y[i])));
+    const double tol =
+        2 * ulp_y * 0.886226925452758 * std::exp(x * x) + 2 * std::numeric_limits<T>::epsilon() * std::abs(x);
+    EXPECT_NEAR(got[i], x, tol) << y[i];
+  }
+}
+
+TEST(Elementwise, ErfinvInvertsErfOverTheWholeRange) {
+  expect_erfinv_near<double>({0.999, 0.99999, 1 - 1e-12, 1 - std::ldexp(1.0, -52), -0.7, 1e-300, 0.3},
+                             {2.3267537655135153, 3.123413274341075, 5.04202912791571, 5.805365688510647,
+                              -0.7328690779592169, 8.86226925452758e-301, 0.2724627147267544});
+  expect_erfinv_near<float>({0.999f, 0.9999f, 1 - std::ldexp(1.0f, -24), -0.5f, 1e-30f},
+                            {2.326756715774536f, 2.7510364055633545f, 3.8325371742248535f, -0.4769362807273865f,
+                             8.862269142205257e-31f});
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<double> edges = erfinv(tensor<double>({1, -1, 1.5, -0.0, std::nan("")})).to_vector();
+  EXPECT_EQ(edges[0], inf);
+  EXPECT_EQ(edges[1], -inf);
+  EXPECT_TRUE(std::isnan(edges[2]));
+  EXPECT_TRUE(edges[3] == 0.0 && std::signbit(edges[3]));
+  EXPECT_TRUE(std::isnan(edges[4]));
+  for (double y = -1.0 + 1e-9; y < 1.0; y += 0.0123) {
+    const double x = erfinv(tensor<double>({y})).item();
+    EXPECT_NEAR(std::erf(x), y, 2.5e-16) << y;
+  }
+  for (double d = 0.25; d > 1e-300; d *= 1e-7) {
+    const double tail = 1.0 - (1.0 - d);  // the d that 1 - d holds
+    if (tail == 0.0) break;
+    const double x = erfinv(tensor<double>({1.0 - d})).item();
+    EXPECT_NEAR(std::erfc(x), tail, 2e-15 * tail) << d;
+  }
+}
+
 // addmm's values and gradients against PyTorch are registry cases; here what they do not reach:
 // beta = 0 leaves the input unread (PyTorch's rule: NaN there does not show) and gives it a zero
 // gradient, an empty inner dim leaves beta * input, and linear (addmm underneath) gives a

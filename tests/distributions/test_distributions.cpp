@@ -61,6 +61,7 @@ void check_against_torch(const char* file) {
     const Tensor<T> v = in("normal", "value");
     expect_matches(n.log_prob(v), ref(c, "normal", "log_prob"), "Normal.log_prob");
     expect_matches(n.cdf(v), ref(c, "normal", "cdf"), "Normal.cdf");
+    expect_matches(n.icdf(in("normal", "quantile")), ref(c, "normal", "icdf"), "Normal.icdf");
     expect_matches(n.entropy(), ref(c, "normal", "entropy"), "Normal.entropy");
     expect_matches(n.mean(), ref(c, "normal", "mean"), "Normal.mean");
     expect_matches(n.variance(), ref(c, "normal", "variance"), "Normal.variance");
@@ -72,6 +73,7 @@ void check_against_torch(const char* file) {
     const Tensor<T> v = in("uniform", "value");
     expect_matches(u.log_prob(v), ref(c, "uniform", "log_prob"), "Uniform.log_prob");
     expect_matches(u.cdf(v), ref(c, "uniform", "cdf"), "Uniform.cdf");
+    expect_matches(u.icdf(in("uniform", "quantile")), ref(c, "uniform", "icdf"), "Uniform.icdf");
     expect_matches(u.entropy(), ref(c, "uniform", "entropy"), "Uniform.entropy");
     expect_matches(u.mean(), ref(c, "uniform", "mean"), "Uniform.mean");
     expect_matches(u.variance(), ref(c, "uniform", "variance"), "Uniform.variance");
@@ -135,6 +137,9 @@ TEST(Distributions, GradientsMatchFiniteDifferences) {
   EXPECT_TRUE(
       gradcheck([](const auto& in) { return D::Normal<double>(in[0], in[1]).cdf(in[2]); }, {loc, scale, value}));
   EXPECT_TRUE(gradcheck([](const auto& in) { return D::Normal<double>(in[0], in[1]).entropy(); }, {loc, scale}));
+  const TD quantile = leaf({0.1, 0.4, 0.95, 0.02, 0.5, 0.999}, {2, 3});
+  EXPECT_TRUE(gradcheck([](const auto& in) { return D::Normal<double>(in[0], in[1]).icdf(in[2]); },
+                        {loc, scale, quantile}));
   EXPECT_TRUE(gradcheck(
       [](const auto& in) { return D::kl_divergence(D::Normal<double>(in[0], in[1]), D::Normal<double>(in[2], in[3])); },
       {loc, scale, loc2, scale2}));
@@ -160,6 +165,8 @@ TEST(Distributions, GradientsMatchFiniteDifferences) {
   EXPECT_TRUE(gradcheck(
       [](const auto& in) { return D::Uniform<double>(in[0], in[1]).cdf(tensor<double>({0.2, 0.6}, {2})); },
       {low, high}));
+  EXPECT_TRUE(gradcheck([](const auto& in) { return D::Uniform<double>(in[0], in[1]).icdf(in[2]); },
+                        {low, high, leaf({0.3, 0.9}, {2})}));
   EXPECT_TRUE(gradcheck(
       [](const auto& in) {
         return D::kl_divergence(D::Uniform<double>(in[0], in[1]), D::Uniform<double>(in[2], in[3]));
@@ -252,6 +259,20 @@ TEST(Distributions, SamplesHaveTheirShapesAndStatistics) {
 
 // A Normal fitted by maximum likelihood through log_prob: its parameters reach the data's mean
 // and standard deviation.
+// icdf inverts cdf, out to the infinite ends (the registry's torch values stop at 0.999).
+TEST(Distributions, IcdfInvertsCdf) {
+  const D::Normal<double> n(tensor<double>({0.3, -2.0}, {2}), tensor<double>({0.5, 3.0}, {2}));
+  const std::vector<double> ends = n.icdf(tensor<double>({0.0, 1.0}, {2})).to_vector();
+  EXPECT_EQ(ends[0], -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(ends[1], std::numeric_limits<double>::infinity());
+  for (double q : {0.001, 0.01, 0.3, 0.5, 0.77, 0.999999}) {  // (torch's 2q - 1 rounds away small q's digits)
+    const Tensor<double> qs = full<double>({2}, q);
+    EXPECT_TRUE(allclose(n.cdf(n.icdf(qs)), qs, 1e-13, 0.0)) << q;
+  }
+  const D::Uniform<double> u(-1.0, 3.0);
+  EXPECT_EQ(u.icdf(tensor<double>({0.0, 0.25, 1.0}, {3})).to_vector(), (std::vector<double>{-1.0, 0.0, 3.0}));
+}
+
 TEST(Distributions, MaximumLikelihoodFitFindsTheDataMoments) {
   Generator gen(3);
   const Tensor<float> data = randn<float>({4000}, &gen) * 0.5f + 3.0f;
@@ -272,6 +293,10 @@ TEST(Distributions, BadArgumentsThrowNamingTheDistribution) {
   expect_error<ValueError>([&] { D::Normal<float>(one, tensor<float>({1.0f, 0.0f}, {2})); },
                            "Normal: scale must be positive, got 0 at element 1");
   expect_error<ValueError>([&] { D::Normal<float>(tensor<float>({NAN}, {1}), one); }, "Normal: loc must be a number");
+  expect_error<ValueError>([&] { D::Normal<float>(one, one).icdf(tensor<float>({0.5f, 1.5f}, {2})); },
+                           "Normal.icdf: q must be a probability in [0, 1], got 1.5 at element 1 of [2]");
+  expect_error<ValueError>([&] { D::Uniform<float>(0.0, 1.0).icdf(tensor<float>({NAN}, {1})); },
+                           "Uniform.icdf: q must be a probability in [0, 1], got nan");
   expect_error<ShapeError>([&] { D::Normal<float>(ones<float>({3}), one); }, "Normal");
   expect_error<ValueError>([&] { D::Normal<float>(0.0, 1.0).log_prob(tensor<float>({NAN}, {1})); },
                            "Normal.log_prob: value must be a number");

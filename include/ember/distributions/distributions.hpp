@@ -43,6 +43,9 @@ class Normal {
   /// value broadcasts against the batch shape; NaN values throw.
   Tensor<T> log_prob(const Tensor<T>& value) const;
   Tensor<T> cdf(const Tensor<T>& value) const;
+  /// The value whose cdf is q: loc + scale sqrt(2) erfinv(2q - 1), -inf / +inf at 0 / 1; a q
+  /// outside [0, 1] (or NaN) throws.
+  Tensor<T> icdf(const Tensor<T>& q) const;
   Tensor<T> entropy() const;
 
  private:
@@ -71,6 +74,8 @@ class Uniform {
   Tensor<T> log_prob(const Tensor<T>& value) const;
   /// (value - low) / (high - low), clamped to [0, 1].
   Tensor<T> cdf(const Tensor<T>& value) const;
+  /// low + q (high - low); a q outside [0, 1] (or NaN) throws.
+  Tensor<T> icdf(const Tensor<T>& q) const;
   Tensor<T> entropy() const;
 
  private:

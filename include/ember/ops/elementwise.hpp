@@ -12,8 +12,8 @@ concept Scalar = std::is_arithmetic_v<S>;
 
 // The unary ops of the op table (include/ember/ops/op_table.def: each op's kernel, gradient and
 // test cases): neg, abs, exp, log, log1p, expm1, sqrt, rsqrt, reciprocal, square, sin, cos, tanh,
-// sigmoid, relu, silu, erf, mish; sign, floor, ceil and round (round is half to even) with gradient
-// 0; and with parameters leaky_relu(x, negative_slope = 0.01), elu(x, alpha = 1.0),
+// sigmoid, relu, silu, erf, erfinv, mish; sign, floor, ceil and round (round is half to even)
+// with gradient 0; and with parameters leaky_relu(x, negative_slope = 0.01), elu(x, alpha = 1.0),
 // softplus(x, beta = 1.0, threshold = 20.0).
 #define EMBER_UNARY(name, ...) \
   template <FloatingElement T> \
