@@ -1267,6 +1267,22 @@ def distribution_cases(dtype):
                    ("entropy", u.entropy()),
                    ("mean", u.mean), ("variance", u.variance), ("stddev", u.stddev),
                    ("kl", D.kl_divergence(u, D.Uniform(low2, high2)))]))
+    rate, rate2 = t([0.5, 2.0, 1.3]), t([[1.5, 0.2, 1.3], [0.7, 4.0, 0.1]])
+    value = t([[0.1, 2.0, 0.0], [3.5, 0.4, 1.2]])
+    e = D.Exponential(rate)
+    cases.append(("exponential", [("rate", rate), ("value", value), ("rate2", rate2), ("quantile", quantile)],
+                  [("log_prob", e.log_prob(value)), ("cdf", e.cdf(value)), ("icdf", e.icdf(quantile)),
+                   ("entropy", e.entropy()), ("mean", e.mean), ("variance", e.variance), ("stddev", e.stddev),
+                   ("kl", D.kl_divergence(e, D.Exponential(rate2)))]))
+    loc, scale = t([[0.3, -1.2, 2.0], [0.0, 0.7, -0.4]]), t([0.5, 1.7, 0.9])
+    value = t([[0.1, 0.4, 1.5], [-2.0, 0.7, 3.1]])
+    lp = D.Laplace(loc, scale)
+    loc2, scale2 = t([0.2, -0.5, 1.0]), t([[1.1, 0.6, 2.0], [0.4, 1.3, 0.8]])
+    cases.append(("laplace", [("loc", loc), ("scale", scale), ("value", value), ("loc2", loc2),
+                              ("scale2", scale2), ("quantile", quantile)],
+                  [("log_prob", lp.log_prob(value)), ("cdf", lp.cdf(value)), ("icdf", lp.icdf(quantile)),
+                   ("entropy", lp.entropy()), ("mean", lp.mean), ("variance", lp.variance), ("stddev", lp.stddev),
+                   ("kl", D.kl_divergence(lp, D.Laplace(loc2, scale2)))]))
     probs, probs2 = t([0.1, 0.5, 0.97, 0.0, 1.0]), t([0.3, 0.0, 0.9, 0.2, 1.0])
     value = t([[1.0, 0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0, 1.0]])
     b = D.Bernoulli(probs=probs)

@@ -235,6 +235,155 @@ Tensor<T> Uniform<T>::entropy() const {
   return (high_ - low_).log();
 }
 
+// ---- Exponential ------------------------------------------------------------------------------
+
+template <FloatingElement T>
+Exponential<T>::Exponential(const Tensor<T>& rate) {
+  require(rate, "Exponential", "rate");
+  check_each(rate, "Exponential", "rate", "positive", [](double v) { return v > 0; });
+  rate_ = rate;
+  batch_shape_ = rate.shape();
+}
+
+template <FloatingElement T>
+Exponential<T>::Exponential(double rate) : Exponential(scalar_tensor<T>(T(rate))) {}
+
+template <FloatingElement T>
+Tensor<T> Exponential<T>::mean() const {
+  return reciprocal(rate_);
+}
+
+template <FloatingElement T>
+Tensor<T> Exponential<T>::mode() const {
+  return zeros_like(rate_);
+}
+
+template <FloatingElement T>
+Tensor<T> Exponential<T>::stddev() const {
+  return reciprocal(rate_);
+}
+
+template <FloatingElement T>
+Tensor<T> Exponential<T>::variance() const {
+  return reciprocal(rate_).square();
+}
+
+template <FloatingElement T>
+Tensor<T> Exponential<T>::rsample(const Shape& sample_shape, Generator* gen) const {
+  Tensor<T> e;
+  {
+    NoGradGuard no_grad;
+    e = -log1p(-rand<T>(extended(sample_shape, batch_shape_), gen));
+  }
+  return e / rate_;
+}
+
+template <FloatingElement T>
+Tensor<T> Exponential<T>::sample(const Shape& sample_shape, Generator* gen) const {
+  NoGradGuard no_grad;
+  return rsample(sample_shape, gen).detach();
+}
+
+template <FloatingElement T>
+Tensor<T> Exponential<T>::log_prob(const Tensor<T>& value) const {
+  require(value, "Exponential.log_prob", "value");
+  check_each(value, "Exponential.log_prob", "value", "non-negative", [](double v) { return v >= 0; });
+  return rate_.log() - rate_ * value;
+}
+
+template <FloatingElement T>
+Tensor<T> Exponential<T>::cdf(const Tensor<T>& value) const {
+  require(value, "Exponential.cdf", "value");
+  check_each(value, "Exponential.cdf", "value", "non-negative", [](double v) { return v >= 0; });
+  return 1.0 - exp(-rate_ * value);
+}
+
+template <FloatingElement T>
+Tensor<T> Exponential<T>::icdf(const Tensor<T>& q) const {
+  require(q, "Exponential.icdf", "q");
+  check_each(q, "Exponential.icdf", "q", "a probability in [0, 1]", in_unit_interval);
+  return -log1p(-q) / rate_;
+}
+
+template <FloatingElement T>
+Tensor<T> Exponential<T>::entropy() const {
+  return 1.0 - rate_.log();
+}
+
+// ---- Laplace ----------------------------------------------------------------------------------
+
+template <FloatingElement T>
+Laplace<T>::Laplace(const Tensor<T>& loc, const Tensor<T>& scale) {
+  require(loc, "Laplace", "loc");
+  require(scale, "Laplace", "scale");
+  batch_shape_ = broadcast_shapes(loc.shape(), scale.shape(), "Laplace");
+  check_each(loc, "Laplace", "loc", "a number", not_nan);
+  check_each(scale, "Laplace", "scale", "positive", [](double v) { return v > 0; });
+  loc_ = loc.expand(batch_shape_);
+  scale_ = scale.expand(batch_shape_);
+}
+
+template <FloatingElement T>
+Laplace<T>::Laplace(double loc, double scale) : Laplace(scalar_tensor<T>(T(loc)), scalar_tensor<T>(T(scale))) {}
+
+template <FloatingElement T>
+Tensor<T> Laplace<T>::stddev() const {
+  return scale_ * std::sqrt(2.0);
+}
+
+template <FloatingElement T>
+Tensor<T> Laplace<T>::variance() const {
+  return scale_.square() * 2.0;
+}
+
+template <FloatingElement T>
+Tensor<T> Laplace<T>::rsample(const Shape& sample_shape, Generator* gen) const {
+  Tensor<T> sign_u, log_tail;
+  {
+    NoGradGuard no_grad;
+    // u uniform in [eps - 1, 1), as torch draws it: never -1, whose log1p(-|u|) would be -inf.
+    const double eps = std::numeric_limits<T>::epsilon();
+    const Tensor<T> u = rand<T>(extended(sample_shape, batch_shape_), gen) * (2.0 - eps) + (eps - 1.0);
+    sign_u = sign(u);
+    log_tail = log1p(-abs(u));
+  }
+  return loc_ - scale_ * sign_u * log_tail;
+}
+
+template <FloatingElement T>
+Tensor<T> Laplace<T>::sample(const Shape& sample_shape, Generator* gen) const {
+  NoGradGuard no_grad;
+  return rsample(sample_shape, gen).detach();
+}
+
+template <FloatingElement T>
+Tensor<T> Laplace<T>::log_prob(const Tensor<T>& value) const {
+  require(value, "Laplace.log_prob", "value");
+  check_each(value, "Laplace.log_prob", "value", "a number", not_nan);
+  return -(scale_ * 2.0).log() - (value - loc_).abs() / scale_;
+}
+
+template <FloatingElement T>
+Tensor<T> Laplace<T>::cdf(const Tensor<T>& value) const {
+  require(value, "Laplace.cdf", "value");
+  check_each(value, "Laplace.cdf", "value", "a number", not_nan);
+  const Tensor<T> d = value - loc_;
+  return 0.5 - sign(d) * expm1(-d.abs() / scale_) * 0.5;
+}
+
+template <FloatingElement T>
+Tensor<T> Laplace<T>::icdf(const Tensor<T>& q) const {
+  require(q, "Laplace.icdf", "q");
+  check_each(q, "Laplace.icdf", "q", "a probability in [0, 1]", in_unit_interval);
+  const Tensor<T> term = q - 0.5;
+  return loc_ - scale_ * sign(term) * log1p(term.abs() * -2.0);
+}
+
+template <FloatingElement T>
+Tensor<T> Laplace<T>::entropy() const {
+  return (scale_ * 2.0).log() + 1.0;
+}
+
 // ---- Bernoulli --------------------------------------------------------------------------------
 
 template <FloatingElement T>
@@ -380,6 +529,19 @@ Tensor<T> kl_divergence(const Uniform<T>& p, const Uniform<T>& q) {
 }
 
 template <FloatingElement T>
+Tensor<T> kl_divergence(const Exponential<T>& p, const Exponential<T>& q) {
+  const Tensor<T> rate_ratio = q.rate() / p.rate();
+  return rate_ratio - rate_ratio.log() - 1.0;
+}
+
+template <FloatingElement T>
+Tensor<T> kl_divergence(const Laplace<T>& p, const Laplace<T>& q) {
+  const Tensor<T> scale_ratio = p.scale() / q.scale();
+  const Tensor<T> loc_abs_diff = (p.loc() - q.loc()).abs();
+  return -scale_ratio.log() + loc_abs_diff / q.scale() + scale_ratio * exp(-loc_abs_diff / p.scale()) - 1.0;
+}
+
+template <FloatingElement T>
 Tensor<T> kl_divergence(const Bernoulli<T>& p, const Bernoulli<T>& q) {
   const double inf = std::numeric_limits<double>::infinity();
   const Shape shape = broadcast_shapes(p.batch_shape(), q.batch_shape(), "kl_divergence(Bernoulli, Bernoulli)");
@@ -409,10 +571,14 @@ Tensor<T> kl_divergence(const Categorical<T>& p, const Categorical<T>& q) {
 #define EMBER_INSTANTIATE(T)                                                       \
   template class Normal<T>;                                                        \
   template class Uniform<T>;                                                       \
+  template class Exponential<T>;                                                   \
+  template class Laplace<T>;                                                       \
   template class Bernoulli<T>;                                                     \
   template class Categorical<T>;                                                   \
   template Tensor<T> kl_divergence(const Normal<T>&, const Normal<T>&);            \
   template Tensor<T> kl_divergence(const Uniform<T>&, const Uniform<T>&);          \
+  template Tensor<T> kl_divergence(const Exponential<T>&, const Exponential<T>&);  \
+  template Tensor<T> kl_divergence(const Laplace<T>&, const Laplace<T>&);          \
   template Tensor<T> kl_divergence(const Bernoulli<T>&, const Bernoulli<T>&);      \
   template Tensor<T> kl_divergence(const Categorical<T>&, const Categorical<T>&);
 EMBER_INSTANTIATE(float)

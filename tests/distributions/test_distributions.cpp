@@ -82,6 +82,32 @@ void check_against_torch(const char* file) {
                    ref(c, "uniform", "kl"), "kl(Uniform, Uniform)");
   }
   {
+    D::Exponential<T> e(in("exponential", "rate"));
+    const Tensor<T> v = in("exponential", "value");
+    expect_matches(e.log_prob(v), ref(c, "exponential", "log_prob"), "Exponential.log_prob");
+    expect_matches(e.cdf(v), ref(c, "exponential", "cdf"), "Exponential.cdf");
+    expect_matches(e.icdf(in("exponential", "quantile")), ref(c, "exponential", "icdf"), "Exponential.icdf");
+    expect_matches(e.entropy(), ref(c, "exponential", "entropy"), "Exponential.entropy");
+    expect_matches(e.mean(), ref(c, "exponential", "mean"), "Exponential.mean");
+    expect_matches(e.variance(), ref(c, "exponential", "variance"), "Exponential.variance");
+    expect_matches(e.stddev(), ref(c, "exponential", "stddev"), "Exponential.stddev");
+    expect_matches(D::kl_divergence(e, D::Exponential<T>(in("exponential", "rate2"))), ref(c, "exponential", "kl"),
+                   "kl(Exponential, Exponential)");
+  }
+  {
+    D::Laplace<T> l(in("laplace", "loc"), in("laplace", "scale"));
+    const Tensor<T> v = in("laplace", "value");
+    expect_matches(l.log_prob(v), ref(c, "laplace", "log_prob"), "Laplace.log_prob");
+    expect_matches(l.cdf(v), ref(c, "laplace", "cdf"), "Laplace.cdf");
+    expect_matches(l.icdf(in("laplace", "quantile")), ref(c, "laplace", "icdf"), "Laplace.icdf");
+    expect_matches(l.entropy(), ref(c, "laplace", "entropy"), "Laplace.entropy");
+    expect_matches(l.mean(), ref(c, "laplace", "mean"), "Laplace.mean");
+    expect_matches(l.variance(), ref(c, "laplace", "variance"), "Laplace.variance");
+    expect_matches(l.stddev(), ref(c, "laplace", "stddev"), "Laplace.stddev");
+    expect_matches(D::kl_divergence(l, D::Laplace<T>(in("laplace", "loc2"), in("laplace", "scale2"))),
+                   ref(c, "laplace", "kl"), "kl(Laplace, Laplace)");
+  }
+  {
     D::Bernoulli<T> b({.probs = in("bernoulli_probs", "probs")});
     const Tensor<T> v = in("bernoulli_probs", "value");
     expect_matches(b.log_prob(v), ref(c, "bernoulli_probs", "log_prob"), "Bernoulli(probs).log_prob");
@@ -173,6 +199,43 @@ TEST(Distributions, GradientsMatchFiniteDifferences) {
       },
       {low, high, low2, high2}));
 
+  const TD rate = leaf({0.5, 2.0, 1.3}, {3}), rate2 = leaf({1.5, 0.2, 1.3}, {3});
+  const TD positive = leaf({0.1, 2.0, 0.7, 3.5, 0.4, 1.2}, {2, 3});
+  EXPECT_TRUE(
+      gradcheck([](const auto& in) { return D::Exponential<double>(in[0]).log_prob(in[1]); }, {rate, positive}));
+  EXPECT_TRUE(gradcheck([](const auto& in) { return D::Exponential<double>(in[0]).cdf(in[1]); }, {rate, positive}));
+  EXPECT_TRUE(gradcheck([](const auto& in) { return D::Exponential<double>(in[0]).icdf(in[1]); }, {rate, quantile}));
+  EXPECT_TRUE(gradcheck([](const auto& in) { return D::Exponential<double>(in[0]).entropy(); }, {rate}));
+  EXPECT_TRUE(gradcheck(
+      [](const auto& in) { return D::kl_divergence(D::Exponential<double>(in[0]), D::Exponential<double>(in[1])); },
+      {rate, rate2}));
+  EXPECT_TRUE(gradcheck(
+      [](const auto& in) {
+        Generator gen(3);
+        return D::Exponential<double>(in[0]).rsample({4}, &gen);
+      },
+      {rate}));
+  // (values off the location: |value - loc| has no derivative there)
+  EXPECT_TRUE(gradcheck([](const auto& in) { return D::Laplace<double>(in[0], in[1]).log_prob(in[2]); },
+                        {loc, scale, value}));
+  EXPECT_TRUE(
+      gradcheck([](const auto& in) { return D::Laplace<double>(in[0], in[1]).cdf(in[2]); }, {loc, scale, value}));
+  // (and q off 1/2, where sign(q - 1/2) gives 0 as torch's formula does)
+  EXPECT_TRUE(gradcheck([](const auto& in) { return D::Laplace<double>(in[0], in[1]).icdf(in[2]); },
+                        {loc, scale, leaf({0.1, 0.4, 0.95, 0.02, 0.6, 0.999}, {2, 3})}));
+  EXPECT_TRUE(gradcheck([](const auto& in) { return D::Laplace<double>(in[0], in[1]).entropy(); }, {loc, scale}));
+  EXPECT_TRUE(gradcheck(
+      [](const auto& in) {
+        return D::kl_divergence(D::Laplace<double>(in[0], in[1]), D::Laplace<double>(in[2], in[3]));
+      },
+      {loc, scale, loc2, scale2}));
+  EXPECT_TRUE(gradcheck(
+      [](const auto& in) {
+        Generator gen(7);
+        return D::Laplace<double>(in[0], in[1]).rsample({4}, &gen);
+      },
+      {loc, scale}));
+
   const TD logits = leaf({-3.0, 0.4, 2.5, -0.6}, {4}), logits2 = leaf({1.0, -0.7, 0.3, 2.0}, {4});
   const TD probs = leaf({0.1, 0.5, 0.8, 0.35}, {4});
   const TD bits = tensor<double>({1.0, 0.0, 1.0, 0.0}, {4});
@@ -223,6 +286,20 @@ TEST(Distributions, SamplesHaveTheirShapesAndStatistics) {
   EXPECT_GE(u.min().item(), -1.0);
   EXPECT_LT(u.max().item(), 3.0);
   EXPECT_NEAR(u.mean().item(), 1.0, 0.02);
+
+  D::Exponential<double> exponential(tensor<double>({0.5, 4.0}, {2}));
+  const TD x = exponential.sample({n}, &gen);
+  ASSERT_EQ(x.shape(), (Shape{n, 2}));
+  EXPECT_GE(x.min().item(), 0.0);
+  EXPECT_NEAR(x.mean(0).to_vector()[0], 2.0, 0.02);
+  EXPECT_NEAR(x.mean(0).to_vector()[1], 0.25, 0.003);
+  EXPECT_NEAR(x.std(0, false).to_vector()[0], 2.0, 0.03);
+
+  D::Laplace<double> laplace(1.0, 0.5);
+  const TD l = laplace.sample({n}, &gen);
+  EXPECT_NEAR(l.mean().item(), 1.0, 0.005);
+  EXPECT_NEAR(l.std(0, false).item(), 0.5 * std::sqrt(2.0), 0.005);
+  EXPECT_NEAR((l - 1.0).abs().mean().item(), 0.5, 0.005);  // E|x - loc| = scale
 
   D::Bernoulli<float> coin({.probs = tensor<float>({0.3f, 0.0f, 1.0f}, {3})});
   const Tensor<float> flips = coin.sample({n}, &gen);
@@ -293,6 +370,13 @@ TEST(Distributions, BadArgumentsThrowNamingTheDistribution) {
   expect_error<ValueError>([&] { D::Normal<float>(one, tensor<float>({1.0f, 0.0f}, {2})); },
                            "Normal: scale must be positive, got 0 at element 1");
   expect_error<ValueError>([&] { D::Normal<float>(tensor<float>({NAN}, {1}), one); }, "Normal: loc must be a number");
+  expect_error<ValueError>([&] { D::Exponential<float>(tensor<float>({1.0f, -2.0f}, {2})); },
+                           "Exponential: rate must be positive, got -2 at element 1 of [2]");
+  expect_error<ValueError>([&] { D::Exponential<float>(1.0).log_prob(tensor<float>({-0.5f}, {1})); },
+                           "Exponential.log_prob: value must be non-negative, got -0.5");
+  expect_error<ValueError>([&] { D::Laplace<float>(0.0, 0.0); }, "Laplace: scale must be positive, got 0");
+  expect_error<ValueError>([&] { D::Laplace<float>(0.0, 1.0).icdf(tensor<float>({-0.1f}, {1})); },
+                           "Laplace.icdf: q must be a probability in [0, 1], got -0.1");
   expect_error<ValueError>([&] { D::Normal<float>(one, one).icdf(tensor<float>({0.5f, 1.5f}, {2})); },
                            "Normal.icdf: q must be a probability in [0, 1], got 1.5 at element 1 of [2]");
   expect_error<ValueError>([&] { D::Uniform<float>(0.0, 1.0).icdf(tensor<float>({NAN}, {1})); },

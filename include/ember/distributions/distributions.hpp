@@ -1,5 +1,6 @@
 #pragma once
-// ember::distributions: torch.distributions' Normal, Uniform, Bernoulli and Categorical, with
+// ember::distributions: torch.distributions' Normal, Uniform, Exponential, Laplace, Bernoulli and
+// Categorical, with
 // kl_divergence between two of a kind. Parameters are tensors that broadcast against each other
 // (their broadcast shape is the batch shape); log_prob, entropy, cdf, the moments, rsample and
 // kl_divergence are built from differentiable tensor ops, so gradients reach the parameters (a VAE's
@@ -83,6 +84,68 @@ class Uniform {
   Shape batch_shape_;
 };
 
+/// The exponential distribution with density rate exp(-rate x) on [0, inf), rate > 0
+/// (torch.distributions.Exponential).
+template <FloatingElement T>
+class Exponential {
+ public:
+  explicit Exponential(const Tensor<T>& rate);
+  explicit Exponential(double rate);
+
+  const Shape& batch_shape() const { return batch_shape_; }
+  const Tensor<T>& rate() const { return rate_; }
+  Tensor<T> mean() const;
+  Tensor<T> mode() const;
+  Tensor<T> stddev() const;
+  Tensor<T> variance() const;
+
+  /// e / rate, e a standard exponential draw (-log(1 - u), u uniform in [0, 1)): gradients to rate.
+  Tensor<T> rsample(const Shape& sample_shape = {}, Generator* gen = nullptr) const;
+  Tensor<T> sample(const Shape& sample_shape = {}, Generator* gen = nullptr) const;
+  /// log(rate) - rate value; a negative or NaN value throws.
+  Tensor<T> log_prob(const Tensor<T>& value) const;
+  Tensor<T> cdf(const Tensor<T>& value) const;
+  /// -log1p(-q) / rate; a q outside [0, 1] throws.
+  Tensor<T> icdf(const Tensor<T>& q) const;
+  Tensor<T> entropy() const;
+
+ private:
+  Tensor<T> rate_;
+  Shape batch_shape_;
+};
+
+/// The Laplace distribution with density exp(-|x - loc| / scale) / (2 scale), scale > 0
+/// (torch.distributions.Laplace).
+template <FloatingElement T>
+class Laplace {
+ public:
+  Laplace(const Tensor<T>& loc, const Tensor<T>& scale);
+  Laplace(double loc, double scale);
+
+  const Shape& batch_shape() const { return batch_shape_; }
+  const Tensor<T>& loc() const { return loc_; }
+  const Tensor<T>& scale() const { return scale_; }
+  Tensor<T> mean() const { return loc_; }
+  Tensor<T> mode() const { return loc_; }
+  Tensor<T> stddev() const;
+  Tensor<T> variance() const;
+
+  /// loc - scale sign(u) log1p(-|u|), u uniform in [eps - 1, 1) as torch draws it: gradients to
+  /// loc and scale.
+  Tensor<T> rsample(const Shape& sample_shape = {}, Generator* gen = nullptr) const;
+  Tensor<T> sample(const Shape& sample_shape = {}, Generator* gen = nullptr) const;
+  /// -log(2 scale) - |value - loc| / scale; a NaN value throws.
+  Tensor<T> log_prob(const Tensor<T>& value) const;
+  Tensor<T> cdf(const Tensor<T>& value) const;
+  /// loc - scale sign(q - 1/2) log1p(-2 |q - 1/2|); a q outside [0, 1] throws.
+  Tensor<T> icdf(const Tensor<T>& q) const;
+  Tensor<T> entropy() const;
+
+ private:
+  Tensor<T> loc_, scale_;
+  Shape batch_shape_;
+};
+
 /// Bernoulli and Categorical take their parameters as probabilities or as logits, exactly one
 /// of the two (as torch's probs= / logits= keywords): `Bernoulli<float>({.logits = l})`.
 template <FloatingElement T>
@@ -149,6 +212,10 @@ template <FloatingElement T>
 Tensor<T> kl_divergence(const Normal<T>& p, const Normal<T>& q);
 template <FloatingElement T>
 Tensor<T> kl_divergence(const Uniform<T>& p, const Uniform<T>& q);
+template <FloatingElement T>
+Tensor<T> kl_divergence(const Exponential<T>& p, const Exponential<T>& q);
+template <FloatingElement T>
+Tensor<T> kl_divergence(const Laplace<T>& p, const Laplace<T>& q);
 template <FloatingElement T>
 Tensor<T> kl_divergence(const Bernoulli<T>& p, const Bernoulli<T>& q);
 template <FloatingElement T>
