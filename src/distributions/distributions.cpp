@@ -70,6 +70,21 @@ Tensor<T> bce_with_logits(const Tensor<T>& l, const Tensor<T>& y) {
   return -(y * logsigmoid(l) + (1.0 - y) * logsigmoid(-l));
 }
 
+// A location-scale family's parameters, checked (loc a number, scale positive) and broadcast
+// into `loc_out` and `scale_out`; returns the batch shape.
+template <class T>
+Shape location_and_scale(const char* dist, const Tensor<T>& loc, const Tensor<T>& scale, Tensor<T>& loc_out,
+                         Tensor<T>& scale_out) {
+  require(loc, dist, "loc");
+  require(scale, dist, "scale");
+  const Shape batch_shape = broadcast_shapes(loc.shape(), scale.shape(), dist);
+  check_each(loc, dist, "loc", "a number", not_nan);
+  check_each(scale, dist, "scale", "positive", [](double v) { return v > 0; });
+  loc_out = loc.expand(batch_shape);
+  scale_out = scale.expand(batch_shape);
+  return batch_shape;
+}
+
 void exactly_one(bool probs, bool logits, const char* dist) {
   if (probs == logits) {
     throw ValueError(cat_str(dist, ": give exactly one of probs and logits (",
@@ -82,15 +97,8 @@ void exactly_one(bool probs, bool logits, const char* dist) {
 // ---- Normal -----------------------------------------------------------------------------------
 
 template <FloatingElement T>
-Normal<T>::Normal(const Tensor<T>& loc, const Tensor<T>& scale) {
-  require(loc, "Normal", "loc");
-  require(scale, "Normal", "scale");
-  batch_shape_ = broadcast_shapes(loc.shape(), scale.shape(), "Normal");
-  check_each(loc, "Normal", "loc", "a number", not_nan);
-  check_each(scale, "Normal", "scale", "positive", [](double v) { return v > 0; });
-  loc_ = loc.expand(batch_shape_);
-  scale_ = scale.expand(batch_shape_);
-}
+Normal<T>::Normal(const Tensor<T>& loc, const Tensor<T>& scale)
+    : batch_shape_(location_and_scale("Normal", loc, scale, loc_, scale_)) {}
 
 template <FloatingElement T>
 Normal<T>::Normal(double loc, double scale) : Normal(scalar_tensor<T>(T(loc)), scalar_tensor<T>(T(scale))) {}
@@ -313,15 +321,8 @@ Tensor<T> Exponential<T>::entropy() const {
 // ---- Laplace ----------------------------------------------------------------------------------
 
 template <FloatingElement T>
-Laplace<T>::Laplace(const Tensor<T>& loc, const Tensor<T>& scale) {
-  require(loc, "Laplace", "loc");
-  require(scale, "Laplace", "scale");
-  batch_shape_ = broadcast_shapes(loc.shape(), scale.shape(), "Laplace");
-  check_each(loc, "Laplace", "loc", "a number", not_nan);
-  check_each(scale, "Laplace", "scale", "positive", [](double v) { return v > 0; });
-  loc_ = loc.expand(batch_shape_);
-  scale_ = scale.expand(batch_shape_);
-}
+Laplace<T>::Laplace(const Tensor<T>& loc, const Tensor<T>& scale)
+    : batch_shape_(location_and_scale("Laplace", loc, scale, loc_, scale_)) {}
 
 template <FloatingElement T>
 Laplace<T>::Laplace(double loc, double scale) : Laplace(scalar_tensor<T>(T(loc)), scalar_tensor<T>(T(scale))) {}
