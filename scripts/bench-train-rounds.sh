@@ -7,6 +7,7 @@
 # (scripts/install-deps.sh --torch).
 #   scripts/bench-train-rounds.sh [ROUNDS] [FILTER]    defaults: 3 rounds, every training step
 #   TIERS="avx2" scripts/bench-train-rounds.sh         one tier only
+#   MALLOC_DEFAULTS=1 scripts/bench-train-rounds.sh    glibc's malloc thresholds as they are
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
@@ -17,8 +18,17 @@ trap 'rm -f "$out"' EXIT
 tiers=(avx2)
 grep -qw avx512f /proc/cpuinfo && tiers=(avx512 avx2)
 [[ -n "${TIERS:-}" ]] && read -r -a tiers <<< "$TIERS"  # e.g. TIERS=avx2
+# glibc's malloc hands large freed blocks back to the OS, so a library that frees and reallocates
+# its activations each step (LibTorch) pays fresh page faults for them on every step, which on
+# these VMs took up to half of its Transformer step (perf: the kernel's page-fault path and
+# memset). Keeping freed memory in the process (no trimming, a 256 MB top pad; the mmap threshold
+# at 32 MB, the most glibc accepts) takes LibTorch's Transformer step from 48-68 to 21-22 ms there,
+# as ember's caching allocator does for ember, so both libraries are measured at their best;
+# MALLOC_DEFAULTS=1 measures glibc's defaults.
+malloc_env=(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456)
+[[ "${MALLOC_DEFAULTS:-0}" == 1 ]] && malloc_env=()
 run() {  # tier, library, round
-  local -a env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+  local -a env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "${malloc_env[@]}")
   # The AVX2 tier caps both: ember's kernels, and LibTorch's ATen, oneDNN (its convolutions, which
   # ATEN_CPU_CAPABILITY does not reach) and OpenBLAS kernels.
   [[ $1 == avx2 ]] && env+=(EMBER_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell)
