@@ -6,6 +6,7 @@
 # rounds and of the per-round ratio LibTorch / ember. Needs libtorch-dev
 # (scripts/install-deps.sh --torch).
 #   scripts/bench-train-rounds.sh [ROUNDS] [FILTER]    defaults: 3 rounds, every training step
+#   scripts/bench-train-rounds.sh 2 'layer_conv'       other twins too (the layers: ms per call)
 #   TIERS="avx2" scripts/bench-train-rounds.sh         one tier only
 #   MALLOC_DEFAULTS=1 scripts/bench-train-rounds.sh    glibc's malloc thresholds as they are
 set -euo pipefail
@@ -48,8 +49,9 @@ import collections, re, sys
 ms = collections.defaultdict(dict)  # (tier, model, threads, lib) -> {round: ms}
 for line in open(sys.argv[1]):
     tier, rnd, name, value = line.split()
-    m = re.match(r"BM_(ember|torch)_train_(\w+)/threads:(\d+)", name)
-    ms[(tier, m.group(2), int(m.group(3)), m.group(1))][rnd] = float(value)
+    m = re.match(r"BM_(ember|torch)_(\w+)/threads:(\d+)", name)
+    model = m.group(2).removeprefix("train_")
+    ms[(tier, model, int(m.group(3)), m.group(1))][rnd] = float(value)
 span = lambda v: f"{min(v):.3g}-{max(v):.3g}"
 print("| tier | model | threads | ember ms | LibTorch ms | LibTorch / ember |")
 print("|---|---|---:|---:|---:|---:|")
