@@ -374,6 +374,23 @@ Tensor<T> norm(const Tensor<T>& x, double p) {
 
 namespace {
 
+// Whether dim d of `shape` is followed only by dims of size 1, so that its lines are contiguous
+// rows of shape[d] values.
+bool rows_along(const Shape& shape, int64_t d) {
+  for (int64_t i = d + 1; i < shape.size(); ++i) {
+    if (shape[i] != 1) return false;
+  }
+  return true;
+}
+
+// f(r) for each of `rows` contiguous rows of n values, shared among the threads.
+template <class F>
+void for_each_row(int64_t rows, int64_t n, F f) {
+  detail::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) f(r);
+  });
+}
+
 // The values of softmax or log_softmax over dim d (no graph). Over the last dim (or one followed
 // only by dims of size 1) row by row, as an inference plan's step runs them (detail::softmax_row);
 // over another dim with tensor ops, which a plan does not trace.
@@ -382,18 +399,14 @@ Tensor<T> softmax_values(const Tensor<T>& x, int64_t d, bool log, const char* na
   detail::TracedOp traced;
   NoGradGuard no_grad;
   if (x.dim() == 0) return full<T>({}, T(log ? 0 : 1));
-  int64_t inner = 1;
-  for (int64_t i = d + 1; i < x.dim(); ++i) inner *= x.shape()[i];
-  if (inner == 1) {
+  if (rows_along(x.shape(), d)) {
     const Tensor<T> xc = x.contiguous();
     Tensor<T> out = new_tensor<T>(x.shape());
     const int64_t n = x.shape()[d], rows = n == 0 ? 0 : x.numel() / n;
     const T* px = xc.data();
     T* py = out.data();
     const auto& k = backend::kernels<T>();
-    detail::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) detail::softmax_row(k, n, px + r * n, py + r * n, log);
-    });
+    for_each_row(rows, n, [&](int64_t r) { detail::softmax_row(k, n, px + r * n, py + r * n, log); });
     if constexpr (std::is_same_v<T, float>) {
       if (detail::OpTracer* t = traced.tracer()) t->softmax(x, n, log, out);
     }
@@ -417,17 +430,15 @@ Tensor<T> softmax_values(const Tensor<T>& x, int64_t d, bool log, const char* na
 template <FloatingElement T>
 Tensor<T> softmax_backward(const Tensor<T>& g, const Tensor<T>& y, int64_t d, bool log) {
   if (y.dim() == 0) return g * 0.0;
-  int64_t inner = 1;
-  for (int64_t i = d + 1; i < y.dim(); ++i) inner *= y.shape()[i];
-  if (inner == 1 && !needs_grad(g, y)) {
+  if (rows_along(y.shape(), d) && !needs_grad(g, y)) {
     const Tensor<T> gc = g.contiguous(), yc = y.contiguous();
     Tensor<T> dx = new_tensor<T>(y.shape());
     const int64_t n = y.shape()[d], rows = n == 0 ? 0 : y.numel() / n;
     const auto& k = backend::kernels<T>();
     const T *pg = gc.data(), *py = yc.data();
     T* pdx = dx.data();
-    detail::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) detail::softmax_backward_row(k, n, pg + r * n, py + r * n, pdx + r * n, log);
+    for_each_row(rows, n, [&](int64_t r) {
+      detail::softmax_backward_row(k, n, pg + r * n, py + r * n, pdx + r * n, log);
     });
     return dx;
   }
