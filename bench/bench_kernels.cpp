@@ -22,6 +22,8 @@ constexpr ConvCase kCases[] = {
     {"dcgan_64x14x14_k4_s2", 64, 14, 4, 2, 1, 6},
     {"dcgan_128x7x7_k4_s2", 128, 7, 4, 2, 1, 29},
     {"dcgan_128x7x7_k3_s2", 128, 7, 3, 2, 1, 16},
+    {"resnet18_64x56x56_k3", 64, 56, 3, 1, 1},    {"resnet18_256x14x14_k3", 256, 14, 3, 1, 1},
+    {"resnet18_512x7x7_k3", 512, 7, 3, 1, 1},
 };
 
 ember::backend::ConvShape shape_of(const ConvCase& c) {
@@ -50,15 +52,17 @@ void BM_ember_lowering(benchmark::State& state, ConvCase c, bool to_columns, int
   state.SetBytesProcessed(state.iterations() * images * (rows * hw + image) * int64_t(sizeof(float)));
 }
 
-// The flat convolution kernels (Note [Flat convolution]) on a batch of 16 images, c -> c
-// channels, in GFLOP/s of the multiply-adds they do (as the GEMM would count them).
+// The flat convolution kernels (Note [Flat convolution]) or Winograd's (Note [Winograd
+// convolution]) on a batch of 16 images, c -> c channels, in GFLOP/s of the convolution's
+// multiply-adds (as the GEMM would count them; Winograd does 2.25x fewer).
 constexpr int64_t kFlatBatch = 16;
 
-void BM_ember_conv_flat(benchmark::State& state, ConvCase c, bool weight_grad) {
+void BM_ember_conv_flat(benchmark::State& state, ConvCase c, bool weight_grad, bool winograd) {
   const auto s = shape_of(c);
   const auto& k = ember::backend::kernels<float>();
-  if (k.conv_flat == nullptr || !ember::backend::conv_flat_applies(s)) {
-    state.SkipWithError("no flat convolution kernels for this CPU or shape");
+  if (winograd ? k.conv_winograd == nullptr || !ember::backend::conv_winograd_applies(s)
+               : k.conv_flat == nullptr || !ember::backend::conv_flat_applies(s)) {
+    state.SkipWithError("no such convolution kernels for this CPU or shape");
     return;
   }
   const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo, m = s.c;
@@ -67,9 +71,11 @@ void BM_ember_conv_flat(benchmark::State& state, ConvCase c, bool weight_grad) {
   std::vector<float> y(static_cast<size_t>(kFlatBatch * m * hw), 1.0f);
   for (auto _ : state) {
     if (weight_grad) {
-      k.conv_flat_weight_grad(s, m, kFlatBatch, x.data(), s.c * s.h * s.w, y.data(), m * hw, w.data());
+      (winograd ? k.conv_winograd_weight_grad : k.conv_flat_weight_grad)(s, m, kFlatBatch, x.data(), s.c * s.h * s.w,
+                                                                         y.data(), m * hw, w.data());
     } else {
-      k.conv_flat(s, m, w.data(), kFlatBatch, x.data(), s.c * s.h * s.w, y.data(), m * hw);
+      (winograd ? k.conv_winograd : k.conv_flat)(s, m, w.data(), kFlatBatch, x.data(), s.c * s.h * s.w, y.data(),
+                                                 m * hw);
     }
     benchmark::ClobberMemory();
   }
@@ -99,11 +105,13 @@ void BM_ember_max_pool2x2(benchmark::State& state, int64_t channels, int64_t hw)
       ->Unit(benchmark::kMicrosecond);
   for (const ConvCase& c : kCases) {
     if (c.stride != 1 || c.pad * 2 + 1 != c.k) continue;
-    benchmark::RegisterBenchmark((std::string("BM_ember_conv_flat/") + c.name).c_str(), BM_ember_conv_flat, c, false)
-        ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark((std::string("BM_ember_conv_flat_wgrad/") + c.name).c_str(), BM_ember_conv_flat,
-                                 c, true)
-        ->Unit(benchmark::kMicrosecond);
+    for (bool winograd : {false, true}) {
+      const std::string kind = winograd ? "BM_ember_conv_winograd" : "BM_ember_conv_flat";
+      benchmark::RegisterBenchmark((kind + "/" + c.name).c_str(), BM_ember_conv_flat, c, false, winograd)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark((kind + "_wgrad/" + c.name).c_str(), BM_ember_conv_flat, c, true, winograd)
+          ->Unit(benchmark::kMicrosecond);
+    }
   }
   for (const ConvCase& c : kCases) {
     for (bool to_columns : {true, false}) {

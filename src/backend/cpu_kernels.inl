@@ -1697,14 +1697,19 @@ void adam_step(const AdamStep& k, int64_t n, T* p, const T* g, T* m, T* v) {
 
 #include "gemm.inl"
 #include "conv_flat.inl"
+#include "conv_winograd.inl"
 
 namespace ember::backend::EMBER_ISA_NS {
 #if defined(EMBER_HAVE_FLAT_CONV)
 #define EMBER_FLAT_CONV(T)                                                              \
   .conv_flat = &conv_impl::conv_flat<T>, .conv_flat_images = &conv_impl::conv_flat_images<T>, \
-  .conv_flat_weight_grad = &conv_impl::conv_flat_weight_grad<T>
+  .conv_flat_weight_grad = &conv_impl::conv_flat_weight_grad<T>,                                      \
+  .conv_winograd = std::is_same_v<T, float> ? &conv_impl::conv_winograd<T> : nullptr,                 \
+  .conv_winograd_weight_grad = std::is_same_v<T, float> ? &conv_impl::conv_winograd_weight_grad<T> : nullptr
 #else
-#define EMBER_FLAT_CONV(T) .conv_flat = nullptr, .conv_flat_images = nullptr, .conv_flat_weight_grad = nullptr
+#define EMBER_FLAT_CONV(T)                                                                        \
+  .conv_flat = nullptr, .conv_flat_images = nullptr, .conv_flat_weight_grad = nullptr, .conv_winograd = nullptr, \
+  .conv_winograd_weight_grad = nullptr
 #endif
 #define EMBER_KERNEL_TABLE(T)                                                                   \
   Kernels<T> {                                                                                  \

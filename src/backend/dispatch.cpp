@@ -1,4 +1,5 @@
 // Picks the kernel table for this CPU once, at first use.
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -64,7 +65,8 @@ const char* entry_name(Entry e) noexcept {
 }
 
 bool entry_optional(Entry e) noexcept {
-  return e == Entry::conv_flat || e == Entry::conv_flat_images || e == Entry::conv_flat_weight_grad;
+  return e == Entry::conv_flat || e == Entry::conv_flat_images || e == Entry::conv_flat_weight_grad ||
+         e == Entry::conv_winograd || e == Entry::conv_winograd_weight_grad;
 }
 
 int64_t conv_flat_strided_images(const ConvShape& s, int64_t m, int64_t n) {
@@ -79,6 +81,16 @@ int64_t conv_flat_strided_images(const ConvShape& s, int64_t m, int64_t n) {
 int64_t conv_flat_strided_scratch(const ConvShape& s, int64_t m, int64_t images) {
   const int64_t phases = 4 * s.c * ((s.h + 1) / 2) * ((s.w + 1) / 2);
   return images * phases + (images > 1 ? images * m * s.ho * s.wo : 0);
+}
+
+int64_t conv_winograd_tiles(const ConvShape& s, int64_t m) {
+  const int64_t tw = std::max<int64_t>((s.wo + 1) / 2, 1);
+  const int64_t target = std::clamp<int64_t>((int64_t(1) << 17) / std::max<int64_t>(s.c + m, 1), 64, 512);
+  return std::max<int64_t>(1, target / tw) * tw;
+}
+int64_t conv_winograd_scratch(const ConvShape& s, int64_t m) {
+  const int64_t ldv = conv_winograd_tiles(s, m) + kConvWinogradSlack;
+  return 16 * m * s.c + 16 * (s.c + m) * ldv;
 }
 
 template <class T>

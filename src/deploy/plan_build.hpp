@@ -37,6 +37,15 @@ inline int64_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k) {
   return round_up_arena(static_cast<int64_t>(most));
 }
 
+// What conv_winograd takes of a step's scratch for m output channels from c input channels of
+// shape cs where some tier may run it (its products, then the GEMM's packing), else 0: a plan
+// may be loaded where another tier runs.
+inline int64_t winograd_bytes(const backend::ConvShape& cs, int64_t c, int64_t m) {
+  if (!ember::detail::winograd_candidate(cs, c, m)) return 0;
+  return round_up_arena(backend::conv_winograd_scratch(cs, m) * int64_t(sizeof(float))) + 64 +
+         gemm_workspace_bytes(m, backend::conv_winograd_tiles(cs, m), c);
+}
+
 // Records the ops of one forward as steps (src/ops/trace.hpp).
 class Tracer final : public ember::detail::OpTracer {
  public:
@@ -80,8 +89,9 @@ class Tracer final : public ember::detail::OpTracer {
     // of K = og * kh * kw taps; the flat path threads over the samples itself, the phased one per
     // worker).
     s.workers = s.conv.flat ? 1 : std::clamp<int64_t>(get_num_threads(), 1, d.n);
-    s.scratch_bytes =
-        conv_transpose_flipped_bytes(s.conv) + s.workers * conv_worker_bytes(s, conv_transpose_panel_bytes(s.conv));
+    const backend::ConvShape ts = ember::detail::transposed_flat_shape(d, s.conv.shape);
+    const int64_t flat_room = std::max(conv_transpose_panel_bytes(s.conv), winograd_bytes(ts, d.og, d.cg));
+    s.scratch_bytes = conv_transpose_flipped_bytes(s.conv) + s.workers * conv_worker_bytes(s, flat_room);
     finish(s, y);
   }
 
@@ -113,6 +123,7 @@ class Tracer final : public ember::detail::OpTracer {
       flat_weights += round_up_arena(backend::conv_flat_strided_scratch(s.conv.shape, d.og, images) *
                                      int64_t(sizeof(float))) + 64;
     }
+    flat_weights = std::max(flat_weights, winograd_bytes(s.conv.shape, d.cg, d.og));
     // Per worker: the samples of a batch split among as many workers as this process has threads
     // (the flat kernels thread over the samples themselves).
     s.workers = s.conv.flat ? 1 : std::clamp<int64_t>(get_num_threads(), 1, d.n);

@@ -578,7 +578,11 @@ std::string step_str(const PlanData& p, const Step& s) {
   if (s.kind == StepKind::Resample) out += s.b.empty() ? " (nearest)" : " (linear)";
   if (s.kind == StepKind::Conv2d || s.kind == StepKind::AvgPool2d || s.kind == StepKind::ConvTranspose2d) {
     const char* lowered = s.kind == StepKind::ConvTranspose2d ? " (col2im)" : " (im2col)";
-    out += s.conv.flat ? " (flat)" : s.conv.pointwise ? " (pointwise)" : s.conv.phased ? " (phases)" : lowered;
+    out += s.conv.winograd    ? " (winograd)"
+           : s.conv.flat      ? " (flat)"
+           : s.conv.pointwise ? " (pointwise)"
+           : s.conv.phased    ? " (phases)"
+                              : lowered;
   }
   return out;
 }

@@ -149,8 +149,9 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
   const T* pg = gy.data_ptr();
   const bool direct = is_pointwise(d, p);
   const backend::ConvShape cs = conv_shape(d, p);
-  const bool flat =
-      k.conv_flat_weight_grad != nullptr && !direct && backend::conv_flat_weight_grad_applies(cs, d.og);
+  const bool winograd = !direct && detail::use_winograd(k, cs, d.cg, d.og, true);
+  const bool flat = winograd || (k.conv_flat_weight_grad != nullptr && !direct &&
+                                 backend::conv_flat_weight_grad_applies(cs, d.og));
   const int64_t plane = d.h * d.w;
   const int64_t per_task = (d.n + tasks - 1) / tasks;
   const int64_t run = direct || flat ? 0 : detail::images_innermost(d, per_task);
@@ -175,9 +176,10 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
       T* acc = partial_of(t);
       const int64_t n0 = t * d.n / tasks, n1 = (t + 1) * d.n / tasks;
       if (flat) {
+        const auto weight_grad = winograd ? k.conv_winograd_weight_grad : k.conv_flat_weight_grad;
         for (int64_t g = 0; g < d.g; ++g) {
-          k.conv_flat_weight_grad(cs, d.og, n1 - n0, px + (n0 * d.c + g * d.cg) * plane, d.c * plane,
-                                  pg + (n0 * d.o + g * d.og) * HW, d.o * HW, acc + g * d.og * K);
+          weight_grad(cs, d.og, n1 - n0, px + (n0 * d.c + g * d.cg) * plane, d.c * plane,
+                      pg + (n0 * d.o + g * d.og) * HW, d.o * HW, acc + g * d.og * K);
         }
         continue;
       }

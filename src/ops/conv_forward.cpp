@@ -78,6 +78,33 @@ bool use_flat_strided(const backend::Kernels<T>& k, const backend::ConvShape& cs
          backend::conv_flat_strided_applies(cs);
 }
 
+// Note [Where Winograd runs]
+// conv_winograd and its weight gradient replace the flat kernels and the column matrices where
+// they measured faster (docs/benchmarks.md, Winograd; binaries of both in one process, one
+// thread), for m output channels from c input channels (an input gradient's roles swapped) on
+// output rows of tw = ceil(wo / 2) tiles:
+// - AVX2 (flat kernels at 60-80% of the FMA peak): everywhere from 16 channels and 4 tiles a row,
+//   1.2-2x in all three directions (ResNet's 16-64 channels on 32x32-8x8, ResNet-18's 64-512 on
+//   56x56-7x7);
+// - AVX-512 (flat kernels nearer the peak, and 16 lanes of which a narrow tile row fills few):
+//   forward and input gradient from 7 tiles a row (1.1-1.9x; 0.6-0.8x at 32-64 channels on 8x8)
+//   or 256 channels (512 on 7x7: 1.4x); the weight gradient from 64 channels on the same planes
+//   (1.1-1.6x; 16-32 channels lost 10-15%).
+bool winograd_candidate(const backend::ConvShape& cs, int64_t c, int64_t m) {
+  return backend::conv_winograd_applies(cs) && c >= 16 && m >= 16 && (cs.wo + 1) / 2 >= 4;
+}
+
+template <class T>
+bool use_winograd(const backend::Kernels<T>& k, const backend::ConvShape& cs, int64_t c, int64_t m,
+                  bool weight_grad) {
+  if (k.conv_winograd == nullptr || k.conv_winograd_weight_grad == nullptr || !winograd_candidate(cs, c, m)) {
+    return false;
+  }
+  if (k.isa == backend::Isa::Avx2) return true;
+  const int64_t channels = std::min(c, m), tw = (cs.wo + 1) / 2;
+  return k.isa == backend::Isa::Avx512 && (tw >= 7 || channels >= 256) && (!weight_grad || channels >= 64);
+}
+
 int64_t sample_grain(const ConvDims& d) {
   const int64_t flops = d.o * d.k() * d.hw_out();
   return std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(flops, 1));
@@ -268,7 +295,8 @@ ConvForward<T> conv_forward_setup(const backend::Kernels<T>& k, const ConvDims& 
   f.d = d;
   f.shape = conv_shape(d, p);
   f.pointwise = is_pointwise(d, p);
-  f.flat = use_flat(k, d, p, f.shape) || use_flat_strided(k, f.shape);
+  f.winograd = !f.pointwise && use_winograd(k, f.shape, d.cg, d.og, false);
+  f.flat = f.winograd || use_flat(k, d, p, f.shape) || use_flat_strided(k, f.shape);
   return f;
 }
 
@@ -280,9 +308,10 @@ void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f,
   const int64_t plane = d.h * d.w;
   if (f.flat) {
     detail::parallel_for(b, e, sample_grain(d), [&](int64_t s, int64_t t) {
+      const auto conv = f.winograd ? k.conv_winograd : k.conv_flat;
       for (int64_t g = 0; g < d.g; ++g) {
-        k.conv_flat(f.shape, d.og, pw + g * d.og * K, t - s, px + (s * d.c + g * d.cg) * plane, d.c * plane,
-                    po + (s * d.o + g * d.og) * HW, d.o * HW);
+        conv(f.shape, d.og, pw + g * d.og * K, t - s, px + (s * d.c + g * d.cg) * plane, d.c * plane,
+             po + (s * d.o + g * d.og) * HW, d.o * HW);
       }
     });
     return;
@@ -313,16 +342,12 @@ void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f,
   }
 }
 
-namespace {
-
 // The input gradient of a flat convolution is a flat convolution of the output gradient with
 // the weights transposed and flipped, padded by dil * (k - 1) - pad.
 backend::ConvShape transposed_flat_shape(const ConvDims& d, const backend::ConvShape& cs) {
   return {d.og, d.ho, d.wo, d.kh, d.kw, d.h, d.w, 1, 1, cs.dil_h * (d.kh - 1) - cs.pad_h,
           cs.dil_w * (d.kw - 1) - cs.pad_w, cs.dil_h, cs.dil_w};
 }
-
-}  // namespace
 
 // Note [Input gradient by phases]
 // The input gradient of a stride-2 convolution (a transposed convolution's forward) adds tap (i, j)
@@ -448,7 +473,9 @@ bool use_phased(const backend::Kernels<T>& k, const ConvDims& d, const backend::
 template <class T>
 ConvForward<T> conv_transpose_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& p) {
   ConvForward<T> f = conv_forward_setup(k, d, p);
-  f.flat = use_flat(k, d, p, f.shape);  // the stride-2 forward's phase planes do not serve its gradient
+  f.winograd = backend::conv_winograd_applies(f.shape) && !f.pointwise &&
+               use_winograd(k, transposed_flat_shape(d, f.shape), d.og, d.cg, false);
+  f.flat = f.winograd || use_flat(k, d, p, f.shape);  // the stride-2 forward's phase planes do not serve its gradient
   f.phased = !f.flat && !f.pointwise && use_phased(k, d, f.shape);
   if (f.phased) f.phase_elements = transpose_phases(d, f.shape).elements;
   return f;
@@ -530,9 +557,10 @@ void conv_transpose_samples(const backend::Kernels<T>& k, const ConvForward<T>& 
   if (f.flat) {
     const backend::ConvShape ts = transposed_flat_shape(d, f.shape);
     detail::parallel_for(b, e, sample_grain(d), [&](int64_t s, int64_t t) {
+      const auto conv = f.winograd ? k.conv_winograd : k.conv_flat;
       for (int64_t g = 0; g < d.g; ++g) {
-        k.conv_flat(ts, d.cg, pw + g * d.cg * d.og * d.kh * d.kw, t - s, pg + (s * d.o + g * d.og) * HW, d.o * HW,
-                    px + (s * d.c + g * d.cg) * plane, d.c * plane);
+        conv(ts, d.cg, pw + g * d.cg * d.og * d.kh * d.kw, t - s, pg + (s * d.o + g * d.og) * HW, d.o * HW,
+             px + (s * d.c + g * d.cg) * plane, d.c * plane);
       }
     });
     return;
@@ -589,6 +617,8 @@ void conv_transpose_samples(const backend::Kernels<T>& k, const ConvForward<T>& 
   }
 }
 
+template bool use_winograd(const backend::Kernels<float>&, const backend::ConvShape&, int64_t, int64_t, bool);
+template bool use_winograd(const backend::Kernels<double>&, const backend::ConvShape&, int64_t, int64_t, bool);
 template bool use_flat(const backend::Kernels<float>&, const ConvDims&, const Conv2dGeometry&,
                        const backend::ConvShape&);
 template bool use_flat(const backend::Kernels<double>&, const ConvDims&, const Conv2dGeometry&,

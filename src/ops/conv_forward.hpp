@@ -74,6 +74,9 @@ struct ConvForward {
   /// src/ops/conv_forward.cpp); phase_elements: the phase planes of one image and group.
   bool phased = false;
   int64_t phase_elements = 0;
+  /// The product by Winograd's F(2x2, 3x3) (Note [Where Winograd runs] in src/ops/conv_forward.cpp) instead of
+  /// conv_flat's; sets flat too (the same arguments, threaded over the samples the same way).
+  bool winograd = false;
   int64_t cols_elements() const { return pointwise || flat ? 0 : d.k() * d.hw_out(); }
   /// Scratch for `images` images in one GEMM: their column matrices and, for more than one, the
   /// GEMM's output before it goes to each image.
@@ -83,6 +86,19 @@ struct ConvForward {
 };
 template <class T>
 ConvForward<T> conv_forward_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& geometry);
+
+/// Whether some tier may run conv_winograd for m output channels from c input channels of shape
+/// cs (the loosest of use_winograd's rules): inference plans keep room for it wherever it may run.
+bool winograd_candidate(const backend::ConvShape& cs, int64_t c, int64_t m);
+/// Whether kernels k run a convolution of shape cs (m output channels from c input channels) by
+/// Winograd's transforms (Note [Where Winograd runs] in src/ops/conv_forward.cpp): its forward or
+/// input gradient (cs then the transposed shape), or its weight gradient.
+template <class T>
+bool use_winograd(const backend::Kernels<T>& k, const backend::ConvShape& cs, int64_t c, int64_t m,
+                  bool weight_grad);
+/// The stride-1 shape the flat kernels run an input gradient of d in (gy with the weights
+/// transposed and flipped).
+backend::ConvShape transposed_flat_shape(const ConvDims& d, const backend::ConvShape& cs);
 
 /// out[b .. e) = conv(x, w) for samples b .. e (no bias), `images` of them per GEMM; `scratch`
 /// holds scratch_elements(images) values (unused when zero). The flat path threads over the

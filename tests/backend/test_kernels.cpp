@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -1073,6 +1075,119 @@ TEST(Kernels, FlatConvolutionMatchesDefinition) {
   check_flat_conv<float>(Isa::Scalar);
 }
 
+
+// conv_winograd (Note [Winograd convolution]) against the definition in double, on shapes around
+// its edges: "same" 3x3 planes, odd sizes (a last tile half outside the output), rows wider than
+// a vector of tiles, planes narrower than one, a 1x1 image, no padding and two-pixel padding, more
+// than one block of tiles, channel counts that leave partial GEMM tiles; NaN between the images in
+// the input (a lane read outside an image would poison the sums) and the output (not written).
+// Also: each image gets the bits it gets alone, and a borrowed workspace changes no bit; and the
+// weight gradient by the same transforms.
+void check_winograd(Isa isa) {
+  const auto& k = kernels_for<float>(isa);
+  EXPECT_EQ(kernels_for<double>(isa).conv_winograd, nullptr);  // double keeps the definition's sums
+  EXPECT_EQ(kernels_for<double>(isa).conv_winograd_weight_grad, nullptr);
+  if (k.conv_flat == nullptr) {
+    EXPECT_EQ(k.conv_winograd, nullptr);
+    EXPECT_EQ(k.conv_winograd_weight_grad, nullptr);
+    return;
+  }
+  ASSERT_NE(k.conv_winograd, nullptr);
+  ASSERT_NE(k.conv_winograd_weight_grad, nullptr);
+  struct WinogradCase {
+    int64_t c, m, h, w, pad_h, pad_w, n;
+  };
+  const WinogradCase cases[] = {{16, 16, 12, 12, 1, 1, 3}, {3, 5, 7, 9, 1, 1, 2},   {17, 33, 14, 14, 1, 1, 2},
+                                {4, 6, 6, 70, 1, 1, 2},    {5, 4, 9, 3, 1, 1, 3},   {2, 3, 1, 1, 1, 1, 2},
+                                {6, 7, 8, 11, 0, 0, 3},    {3, 2, 5, 6, 2, 2, 2},   {8, 9, 33, 31, 1, 1, 5},
+                                {1, 1, 3, 3, 0, 0, 1}};
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  for (const WinogradCase& f : cases) {
+    const int64_t ho = f.h + 2 * f.pad_h - 2, wo = f.w + 2 * f.pad_w - 2;
+    const ConvShape s{f.c, f.h, f.w, 3, 3, ho, wo, 1, 1, f.pad_h, f.pad_w, 1, 1};
+    SCOPED_TRACE(::testing::Message() << "c" << f.c << " m" << f.m << " " << f.h << "x" << f.w << " p" << f.pad_h
+                                      << "," << f.pad_w << " n" << f.n);
+    ASSERT_TRUE(conv_winograd_applies(s));
+    const int64_t n = f.n, K = f.c * 9, hw = ho * wo, plane = f.h * f.w;
+    const int64_t x_stride = f.c * plane + 5, y_stride = f.m * hw + 3;
+    std::vector<float> x(static_cast<size_t>(n * x_stride), std::numeric_limits<float>::quiet_NaN());
+    std::vector<float> w(static_cast<size_t>(f.m * K));
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t i = 0; i < f.c * plane; ++i) {
+        x[static_cast<size_t>(b * x_stride + i)] = static_cast<float>(dist(rng));
+      }
+    for (auto& v : w) v = static_cast<float>(dist(rng));
+    std::vector<float> y(static_cast<size_t>(n * y_stride), std::numeric_limits<float>::quiet_NaN());
+    k.conv_winograd(s, f.m, w.data(), n, x.data(), x_stride, y.data(), y_stride);
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t o = 0; o < f.m; ++o)
+        for (int64_t p = 0; p < hw; ++p) {
+          double want = 0, scale = 0;
+          for (int64_t t = 0; t < K; ++t) {
+            const int64_t c = t / 9, i = t / 3 % 3, j = t % 3;
+            const int64_t ih = p / wo + i - f.pad_h, iw = p % wo + j - f.pad_w;
+            if (ih < 0 || ih >= f.h || iw < 0 || iw >= f.w) continue;
+            const double term = double(w[static_cast<size_t>(o * K + t)]) *
+                                double(x[static_cast<size_t>(b * x_stride + (c * f.h + ih) * f.w + iw)]);
+            want += term;
+            scale += std::abs(term);
+          }
+          ASSERT_NEAR(double(y[static_cast<size_t>(b * y_stride + o * hw + p)]), want, 1e-5 * (1 + scale))
+              << "image " << b << " channel " << o << " pixel " << p;
+        }
+      for (int64_t g = f.m * hw; g < y_stride; ++g) ASSERT_TRUE(std::isnan(y[static_cast<size_t>(b * y_stride + g)]));
+    }
+    // The weight gradient, accumulated into gw.
+    std::vector<float> gy(static_cast<size_t>(n * y_stride), std::numeric_limits<float>::quiet_NaN());
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t i = 0; i < f.m * hw; ++i) gy[static_cast<size_t>(b * y_stride + i)] = static_cast<float>(dist(rng));
+    std::vector<float> gw(w.size());
+    for (auto& v : gw) v = static_cast<float>(dist(rng));
+    const std::vector<float> gw0 = gw;
+    k.conv_winograd_weight_grad(s, f.m, n, x.data(), x_stride, gy.data(), y_stride, gw.data());
+    for (int64_t o = 0; o < f.m; ++o)
+      for (int64_t t = 0; t < K; ++t) {
+        const int64_t c = t / 9, i = t / 3 % 3, j = t % 3;
+        double want = double(gw0[static_cast<size_t>(o * K + t)]), scale = std::abs(want);
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t p = 0; p < hw; ++p) {
+            const int64_t ih = p / wo + i - f.pad_h, iw = p % wo + j - f.pad_w;
+            if (ih < 0 || ih >= f.h || iw < 0 || iw >= f.w) continue;
+            const double term = double(gy[static_cast<size_t>(b * y_stride + o * hw + p)]) *
+                                double(x[static_cast<size_t>(b * x_stride + (c * f.h + ih) * f.w + iw)]);
+            want += term;
+            scale += std::abs(term);
+          }
+        ASSERT_NEAR(double(gw[static_cast<size_t>(o * K + t)]), want, 1e-5 * (1 + scale))
+            << "weight gradient, channel " << o << " tap " << t;
+      }
+    // One image at a time, and with a borrowed workspace (an inference plan's arena): the same bits.
+    const size_t bytes = static_cast<size_t>(conv_winograd_scratch(s, f.m)) * sizeof(float) + 64 +
+                         k.gemm_workspace(f.m, conv_winograd_tiles(s, f.m), f.c);
+    std::vector<std::byte> arena(bytes + 64);
+    auto* aligned = arena.data() + (64 - reinterpret_cast<uintptr_t>(arena.data()) % 64) % 64;
+    for (bool borrowed : {false, true}) {
+      const GemmWorkspace workspace(borrowed ? aligned : nullptr, borrowed ? bytes : 0);
+      std::vector<float> one(static_cast<size_t>(n * y_stride), std::numeric_limits<float>::quiet_NaN());
+      for (int64_t b = 0; b < n; ++b) {
+        k.conv_winograd(s, f.m, w.data(), 1, x.data() + b * x_stride, x_stride, one.data() + b * y_stride, y_stride);
+      }
+      for (size_t i = 0; i < y.size(); ++i) {
+        if (std::isnan(y[i])) continue;
+        ASSERT_EQ(one[i], y[i]) << (borrowed ? "borrowed workspace, " : "") << "one image at a time, element " << i;
+      }
+    }
+  }
+}
+
+TEST(Kernels, WinogradConvolutionMatchesDefinition) {
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    check_winograd(isa);
+  }
+  check_winograd(Isa::Scalar);
+}
 
 // conv_flat of stride-2 convolutions (the input split into phases: Note [Strided flat
 // convolution]) against the definition: DCGAN's 4x4 kernels padded by 1 (28 -> 14, 14 -> 7), 3x3

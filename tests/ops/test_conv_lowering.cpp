@@ -37,6 +37,10 @@ const Case kCases[] = {
     {"grouped stride-2", {3, 128, 7, 7}, {512, 64, 4, 4}, false, 2, 1, 2},
     {"dcgan generator conv2", {5, 256, 4, 4}, {256, 128, 3, 3}, true, 2, 1, 1},
     {"dcgan generator conv3", {3, 128, 7, 7}, {128, 64, 4, 4}, true, 2, 1, 1},
+    // Winograd's blocks of tiles run across images (AVX2 from 16 channels, AVX-512 from 128).
+    {"resnet 3x3, 16 channels", {5, 16, 10, 10}, {16, 16, 3, 3}, false, 1, 1, 1},
+    {"resnet-18 stage", {3, 128, 14, 14}, {128, 128, 3, 3}, false, 1, 1, 1},
+    {"stride-1 3x3 transposed", {3, 128, 14, 14}, {128, 128, 3, 3}, true, 1, 1, 1},
 };
 
 template <class T>
@@ -208,6 +212,49 @@ TEST(ConvLowering, ManyChannelsOnSmallPlanesMatchTheDefinition) {
                             {2, 96, 72, 1, 7, 7, 3, 3, 1, 1, {1, 1, 1, 1}},
                             {2, 160, 144, 2, 9, 9, 3, 3, 1, 1, {1, 1, 1, 1}}};
   for (const Geometry& g : cases) check_against_definition(g);
+}
+
+// The shapes Winograd's F(2x2, 3x3) takes (Note [Winograd convolution] in
+// src/backend/conv_winograd.inl: stride-1 3x3 with many channels, AVX2 from 16 and AVX-512 from 128),
+// in float, against the double ops (checked against the definition above): forward, input and
+// weight gradients. Odd planes leave half a tile outside the output.
+TEST(ConvLowering, WinogradShapesMatchTheDefinitionInFloat) {
+  const Geometry cases[] = {{2, 16, 16, 1, 10, 10, 3, 3, 1, 1, {1, 1, 1, 1}},
+                            {2, 24, 20, 1, 9, 13, 3, 3, 1, 1, {0, 0, 0, 0}},
+                            {2, 32, 48, 2, 11, 9, 3, 3, 1, 1, {1, 1, 1, 1}},
+                            {1, 128, 136, 1, 14, 14, 3, 3, 1, 1, {1, 1, 1, 1}}};
+  for (const Geometry& g : cases) {
+    SCOPED_TRACE(describe(g));
+    const int64_t cg = g.c / g.groups;
+    Conv2dGeometry geometry;
+    geometry.padding = g.padding;
+    geometry.groups = g.groups;
+    Generator gen(5);
+    const Tensor<double> x = randn<double>({g.n, g.c, g.h, g.w}, &gen), w = randn<double>({g.o, cg, 3, 3}, &gen);
+    const Tensor<double> y = conv2d(x, w, Tensor<double>(), geometry);
+    const Tensor<double> gy = randn<double>(y.shape(), &gen);
+    const Tensor<double> gx = conv2d_input_grad(gy, w, {g.h, g.w}, geometry);
+    const Tensor<float> yf = conv2d(x.to<float>(), w.to<float>(), Tensor<float>(), geometry);
+    const Tensor<float> gxf = conv2d_input_grad(gy.to<float>(), w.to<float>(), {g.h, g.w}, geometry);
+    // Sums of 9 c products of unit normals: float's rounding and the transforms' stay under 1e-5 of
+    // sqrt(9 c), the sum's typical size.
+    double tol = 1e-5 * std::sqrt(9.0 * double(std::max(cg, g.o / g.groups)));
+    auto expect_close = [&](const Tensor<float>& got, const Tensor<double>& want, const char* what) {
+      const std::vector<float> a = got.to_vector();
+      const std::vector<double> b = want.to_vector();
+      ASSERT_EQ(a.size(), b.size()) << what;
+      for (size_t i = 0; i < a.size(); ++i) {
+        ASSERT_NEAR(double(a[i]), b[i], tol * (1 + std::abs(b[i]))) << what << " " << i;
+      }
+    };
+    const Tensor<double> gw = conv2d_weight_grad(x, gy, w.shape(), geometry);
+    const Tensor<float> gwf = conv2d_weight_grad(x.to<float>(), gy.to<float>(), w.shape(), geometry);
+    expect_close(yf, y, "output");
+    expect_close(gxf, gx, "input gradient");
+    // The weight gradient sums over every pixel of the batch: its typical size sqrt(n h w).
+    tol = 1e-5 * std::sqrt(double(g.n * g.h * g.w));
+    expect_close(gwf, gw, "weight gradient");
+  }
 }
 
 // A transposed convolution's geometry (conv_transpose2d's arguments).

@@ -131,6 +131,23 @@ inline bool conv_flat_weight_grad_applies(const ConvShape& s, int64_t m) {
           (s.kh - 1) * s.dil_h + s.ho <= s.h && (s.kw - 1) * s.dil_w + s.wo <= s.w && m <= kConvValidMaxOutputs);
 }
 
+/// Whether conv_winograd applies: a stride-1, undilated 3x3 convolution (any padding) whose
+/// output rows are at most kConvWinogradMaxWidth wide. Whether it is faster than conv_flat depends
+/// on the ISA and the shape; the caller decides (src/ops/conv_forward.cpp).
+inline constexpr int64_t kConvWinogradMaxWidth = 1024;
+inline bool conv_winograd_applies(const ConvShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kh == 3 && s.kw == 3 &&
+         s.ho > 0 && s.wo > 0 && s.wo <= kConvWinogradMaxWidth && s.pad_h >= 0 && s.pad_w >= 0;
+}
+/// conv_winograd's block of tiles for m output channels (whole rows of tiles, V and M of a block
+/// in about 1 MB), and the scratch it takes in elements: the transformed weights, then V and M
+/// of a block (kConvWinogradSlack values after each row). It takes them from a GemmWorkspace
+/// with room for them and, after them, the packing of an m x tiles x c GEMM; else from the
+/// thread's own buffer. (Out of line in src/backend/dispatch.cpp, as conv_flat_strided_images.)
+inline constexpr int64_t kConvWinogradSlack = 16;
+int64_t conv_winograd_tiles(const ConvShape& s, int64_t m);
+int64_t conv_winograd_scratch(const ConvShape& s, int64_t m);
+
 /// One 2-D pooling window layout over an h x w plane with output ho x wo; pad_h / pad_w are the
 /// top and left padding.
 struct PoolShape {
@@ -156,7 +173,8 @@ struct AdamStep {
 #define EMBER_KERNEL_ENTRIES(X)                                                                   \
   X(unary) X(binary) X(compare) X(where) X(reduce) X(accumulate) X(arg_reduce) X(gemm)            \
   X(gemm_workspace) X(im2col) X(col2im)                                                           \
-  X(conv_flat) X(conv_flat_images) X(conv_flat_weight_grad) X(centered_sums) X(affine2)           \
+  X(conv_flat) X(conv_flat_images) X(conv_flat_weight_grad) X(conv_winograd)                     \
+  X(conv_winograd_weight_grad) X(centered_sums) X(affine2)                                        \
   X(channel_sums) X(channel_affine) X(max_pool2x2) X(max_pool2d) X(index_accumulate) X(csr_mm)    \
   X(sgd_step) X(adam_step)
 
@@ -228,6 +246,16 @@ struct Kernels {
   /// conv_flat_weight_grad_applies(s, m); null as conv_flat.
   void (*conv_flat_weight_grad)(const ConvShape& s, int64_t m, int64_t n, const T* x,
                                 int64_t x_stride, const T* gy, int64_t gy_stride, T* gw);
+  /// conv_flat's product by Winograd's F(2x2, 3x3) (Note [Winograd convolution] in
+  /// src/backend/conv_winograd.inl), where conv_winograd_applies(s): the same arguments and result
+  /// up to rounding (fewer multiplies, other sums). Null for double (its convolutions stay the
+  /// definition's sums) and where conv_flat is.
+  void (*conv_winograd)(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x, int64_t x_stride, T* y,
+                        int64_t y_stride);
+  /// conv_flat_weight_grad by the same transforms, where conv_winograd_applies(s); null as
+  /// conv_winograd.
+  void (*conv_winograd_weight_grad)(const ConvShape& s, int64_t m, int64_t n, const T* x, int64_t x_stride,
+                                    const T* gy, int64_t gy_stride, T* gw);
   /// Channel statistics (batch norm) over a contiguous run: without y, *s1 = sum (x - c) and
   /// *s2 = sum (x - c)^2; with y, *s1 = sum y and *s2 = sum y (x - c). Results are added to *s1
   /// and *s2 (accumulated in double across calls; within a call in T lanes, then double).
