@@ -105,6 +105,8 @@ bool use_winograd(const backend::Kernels<T>& k, const backend::ConvShape& cs, in
   return k.isa == backend::Isa::Avx512 && (tw >= 7 || channels >= 256) && (!weight_grad || channels >= 64);
 }
 
+constexpr int64_t kFlatMinGradRows = 4;
+
 int64_t sample_grain(const ConvDims& d) {
   const int64_t flops = d.o * d.k() * d.hw_out();
   return std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(flops, 1));
@@ -475,7 +477,12 @@ ConvForward<T> conv_transpose_setup(const backend::Kernels<T>& k, const ConvDims
   ConvForward<T> f = conv_forward_setup(k, d, p);
   f.winograd = backend::conv_winograd_applies(f.shape) && !f.pointwise &&
                use_winograd(k, transposed_flat_shape(d, f.shape), d.og, d.cg, false);
-  f.flat = f.winograd || use_flat(k, d, p, f.shape);  // the stride-2 forward's phase planes do not serve its gradient
+  // The stride-2 forward's phase planes do not serve its gradient; and a gradient of fewer than
+  // kFlatMinGradRows input channels (an RGB image's) leaves the flat tiles too few accumulators
+  // (6 of AVX-512's 32 registers for 3 channels): the column matrix and GEMM took the CIFAR
+  // ResNet's 3 -> 64 convolution's forward + backward from 38.5-63.3 to 23.5-24.2 ms there
+  // (alternating, one thread, 2026-12-07), level on AVX2 (32.5-41.5 against 33.0-46.3).
+  f.flat = f.winograd || (use_flat(k, d, p, f.shape) && d.cg >= kFlatMinGradRows);
   f.phased = !f.flat && !f.pointwise && use_phased(k, d, f.shape);
   if (f.phased) f.phase_elements = transpose_phases(d, f.shape).elements;
   return f;
