@@ -13,8 +13,9 @@
 // 4 c m multiply-adds per tile against 9 * 4 c m for the convolution itself: 2.25x fewer. What it
 // costs instead is the transforms (about 8 adds per input and 6 per output value and channel) and
 // writing V and M to L2 and reading them back, so it wins where the products dominate and loses
-// where the flat kernels already run near the FMA peak (docs/benchmarks.md: the AVX2 tier at 16-256
-// channels, the AVX-512 tier only at 128 channels and more on planes of 14 and larger).
+// where the flat kernels already run near the FMA peak (where each tier runs it: Note [Where
+// Winograd runs] in src/ops/conv_forward.cpp). The weight gradient takes the same transforms
+// backwards (conv_winograd_weight_grad below).
 //
 // Lanes run over the tiles of a tile row (2 output rows); the patches' columns 2 tx + s are read
 // as two masked loads and a deinterleave (even and odd lanes), so that padding and the image's
