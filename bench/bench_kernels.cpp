@@ -69,13 +69,15 @@ void BM_ember_conv_flat(benchmark::State& state, ConvCase c, bool weight_grad, b
   std::vector<float> x(static_cast<size_t>(kFlatBatch * s.c * s.h * s.w), 0.5f);
   std::vector<float> w(static_cast<size_t>(m * K), 0.25f);
   std::vector<float> y(static_cast<size_t>(kFlatBatch * m * hw), 1.0f);
+  std::vector<float> u(winograd ? static_cast<size_t>(ember::backend::conv_winograd_weights_size(m, s.c)) : 0);
+  if (winograd) k.conv_winograd_weights(m, s.c, 0, m, w.data(), u.data());  // once, as the ops and plans do
   for (auto _ : state) {
     if (weight_grad) {
       (winograd ? k.conv_winograd_weight_grad : k.conv_flat_weight_grad)(s, m, kFlatBatch, x.data(), s.c * s.h * s.w,
                                                                          y.data(), m * hw, w.data());
     } else {
-      (winograd ? k.conv_winograd : k.conv_flat)(s, m, w.data(), kFlatBatch, x.data(), s.c * s.h * s.w, y.data(),
-                                                 m * hw);
+      (winograd ? k.conv_winograd : k.conv_flat)(s, m, winograd ? u.data() : w.data(), kFlatBatch, x.data(),
+                                                 s.c * s.h * s.w, y.data(), m * hw);
     }
     benchmark::ClobberMemory();
   }

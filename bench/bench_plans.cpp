@@ -41,8 +41,15 @@ std::shared_ptr<nn::Module<float>> dcgan_generator() {
       nn::ConvTranspose2d(64, 1, 4, {.stride = 2, .padding = 1, .bias = false}), nn::Tanh());
 }
 
+// ResNet-18's last stage: two basic blocks of 512 channels on 7x7, whose convolutions run by
+// Winograd's transforms (16 MB of transformed weights each: a plan makes them once).
+std::shared_ptr<nn::Module<float>> resnet18_stage4() {
+  return std::make_shared<nn::Sequential<float>>(nn::BasicBlock(512, 512, 1), nn::BasicBlock(512, 512, 1));
+}
+
 std::shared_ptr<nn::Module<float>> make(const std::string& name) {
   if (name == "cifar_resnet") return ember::examples::make_cifar_resnet(3, 10, 32);
+  if (name == "resnet18_stage4") return resnet18_stage4();
   if (name == "dcgan_generator") return dcgan_generator();
   for (const auto& m : ember::examples::mnist_spec().models) {
     if ("mnist_" + m.name == name) return m.make(1, 28, 10);
@@ -55,9 +62,9 @@ void run_plan(benchmark::State& state, const std::string& model_name, Kind kind)
   ember::manual_seed(0);
   auto model = make(model_name);
   model->eval();
-  const bool gan = model_name == "dcgan_generator";
-  const int64_t channels = model_name == "cifar_resnet" ? 3 : gan ? 100 : 1;
-  const int64_t size = model_name == "cifar_resnet" ? 32 : gan ? 1 : 28;
+  const bool gan = model_name == "dcgan_generator", stage = model_name == "resnet18_stage4";
+  const int64_t channels = model_name == "cifar_resnet" ? 3 : gan ? 100 : stage ? 512 : 1;
+  const int64_t size = model_name == "cifar_resnet" ? 32 : gan ? 1 : stage ? 7 : 28;
   const ember::Shape shape{state.range(1), channels, size, size};
   const Tensor<float> x = ember::randn<float>(shape);
   ember::NoGradGuard no_grad;
@@ -114,7 +121,13 @@ EMBER_PLAN_BENCH(mnist_mlp);
 EMBER_PLAN_BENCH_CONV(mnist_lenet);
 EMBER_PLAN_BENCH_CONV(mnist_cnn);
 EMBER_PLAN_BENCH_CONV(cifar_resnet);
-EMBER_PLAN_BENCH_FLOAT(dcgan_generator);  // int8 plans have no transposed convolution
+EMBER_PLAN_BENCH_FLOAT(dcgan_generator);
+void BM_plan_resnet18_stage4_forward(benchmark::State& s) { run_plan(s, "resnet18_stage4", Kind::Forward); }
+void BM_plan_resnet18_stage4_float(benchmark::State& s) { run_plan(s, "resnet18_stage4", Kind::FloatPlan); }
+BENCHMARK(BM_plan_resnet18_stage4_forward)->ArgsProduct({{1, 2}, {1, 8}})->ArgNames({"threads", "batch"})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_plan_resnet18_stage4_float)->ArgsProduct({{1, 2}, {1, 8}})->ArgNames({"threads", "batch"})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();  // int8 plans have no transposed convolution
 
 }  // namespace
 

@@ -16,6 +16,7 @@ MODELS = {
     "mnist_cnn": "MNIST CNN (batch norm folded)",
     "cifar_resnet": "CIFAR ResNet-8, width 32",
     "dcgan_generator": "DCGAN generator (ember-gan's)",
+    "resnet18_stage4": "ResNet-18 stage 4 (two blocks, 512 channels, 7x7)",
 }
 
 
@@ -33,8 +34,9 @@ def main(argv):
     print(f"<!-- {cpu.get('date', '')}, {cpu.get('num_cpus', '?')} CPUs -->")
     print("| model | batch | float plan: steps, arena, file | int8 plan: steps, arena, file | int8, first conv float |")
     print("|---|---|---|---|---|")
+    batches = lambda model: sorted({key[3] for key in runs if key[0] == model})
     for model, title in MODELS.items():
-        for batch in (1, 64):
+        for batch in batches(model):
             cells = []
             for kind in ("float", "int8", "int8first"):
                 b = runs.get((model, kind, 1, batch))
@@ -46,7 +48,7 @@ def main(argv):
     print("| model | batch | threads | forward | float plan | int8 plan | int8, first conv float | float plan / best int8 |")
     print("|---|---|---|---|---|---|---|---|")
     for model, title in MODELS.items():
-        for batch in (1, 64):
+        for batch in batches(model):
             for threads in (1, 2):
                 t = {k: runs.get((model, k, threads, batch)) for k in ("forward", "float", "int8", "int8first")}
                 if any(t[k] is None for k in ("forward", "float")):

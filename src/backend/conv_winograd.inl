@@ -45,13 +45,16 @@ inline gemm_impl::PackBuffer& winograd_buffer() {
   return buf;
 }
 
-// U[p][o][ci] = (G g G^T)[p] for the m x c 3x3 kernels of w ([m][c][9]), W channels at a time.
+// U[p][o][ci] = (G g G^T)[p] for rows o0 <= o < o1 of the m x c 3x3 kernels of w ([m][c][9]), W
+// channels at a time. U is 16/9 of the weights and, for many channels, larger than L2: its
+// writes are what this costs (512 x 512: 2.2 ms on AVX-512, more than a 7x7 image's products),
+// so the ops transform once per call for all their threads and plans once for good.
 template <class T>
-void winograd_weights(int64_t m, int64_t c, const T* w, T* u) {
+void conv_winograd_weights(int64_t m, int64_t c, int64_t o0, int64_t o1, const T* w, T* u) {
   using V = Pack<T>;
   constexpr int W = V::kWidth;
   const T half = T(0.5);
-  for (int64_t o = 0; o < m; ++o) {
+  for (int64_t o = o0; o < o1; ++o) {
     for (int64_t c0 = 0; c0 < c; c0 += W) {
       const int nc = static_cast<int>(std::min<int64_t>(W, c - c0));
       alignas(64) T g[9][W] = {};
@@ -172,6 +175,51 @@ void weight_grad_by_definition(const ConvShape& s, int64_t m, const T* x, const 
       }
 }
 
+// conv_winograd's result where no scratch is left (kernels never throw): the same transforms,
+// one tile and output channel at a time.
+template <class T>
+void winograd_by_definition(const ConvShape& s, int64_t m, const T* u, int64_t n, const T* x, int64_t x_stride,
+                            T* y, int64_t y_stride) {
+  const int64_t c = s.c, plane = s.h * s.w, out_plane = s.ho * s.wo;
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ty = 0; ty < (s.ho + 1) / 2; ++ty)
+      for (int64_t tx = 0; tx < (s.wo + 1) / 2; ++tx)
+        for (int64_t o = 0; o < m; ++o) {
+          T acc[16] = {};
+          for (int64_t ci = 0; ci < c; ++ci) {
+            T d[4][4], t[4][4];
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j) {
+                const int64_t ih = 2 * ty + i - s.pad_h, iw = 2 * tx + j - s.pad_w;
+                const bool inside = ih >= 0 && ih < s.h && iw >= 0 && iw < s.w;
+                d[i][j] = inside ? x[b * x_stride + ci * plane + ih * s.w + iw] : T(0);
+              }
+            for (int j = 0; j < 4; ++j) {  // B^T d
+              t[0][j] = d[0][j] - d[2][j];
+              t[1][j] = d[1][j] + d[2][j];
+              t[2][j] = d[2][j] - d[1][j];
+              t[3][j] = d[1][j] - d[3][j];
+            }
+            for (int i = 0; i < 4; ++i) {  // (B^T d) B, times U
+              const T v[4] = {t[i][0] - t[i][2], t[i][1] + t[i][2], t[i][2] - t[i][1], t[i][1] - t[i][3]};
+              for (int j = 0; j < 4; ++j) acc[4 * i + j] += u[((4 * i + j) * m + o) * c + ci] * v[j];
+            }
+          }
+          T a[2][4];  // A^T M, then A
+          for (int j = 0; j < 4; ++j) {
+            a[0][j] = acc[j] + acc[4 + j] + acc[8 + j];
+            a[1][j] = acc[4 + j] - acc[8 + j] - acc[12 + j];
+          }
+          for (int i = 0; i < 2; ++i) {
+            const T out[2] = {a[i][0] + a[i][1] + a[i][2], a[i][1] - a[i][2] - a[i][3]};
+            for (int j = 0; j < 2; ++j) {
+              const int64_t oh = 2 * ty + i, ow = 2 * tx + j;
+              if (oh < s.ho && ow < s.wo) y[b * y_stride + o * out_plane + oh * s.wo + ow] = out[j];
+            }
+          }
+        }
+}
+
 // The scratch of a call: from a borrowed workspace (an inference plan's arena) when it holds it
 // and the GEMM's packing after it, which then packs there (`rest`); else from the thread's buffer.
 template <class T>
@@ -181,18 +229,18 @@ struct WinogradScratch {
   bool in_workspace;
   GemmWorkspace rest;  // the GEMM's room after ours, or the borrowed workspace as it was
   T* data;
-  WinogradScratch(const ConvShape& s, int64_t m, int64_t tiles)
+  WinogradScratch(const ConvShape& s, int64_t m, int64_t tiles, bool weight_grad)
       : borrowed(detail::borrowed_gemm_workspace()),
-        own_bytes((static_cast<size_t>(conv_winograd_scratch(s, m)) * sizeof(T) + 63) / 64 * 64),
+        own_bytes((static_cast<size_t>(conv_winograd_scratch(s, m, weight_grad)) * sizeof(T) + 63) / 64 * 64),
         in_workspace(borrowed.data != nullptr && borrowed.bytes >= own_bytes + gemm_workspace<T>(m, tiles, s.c)),
         rest(in_workspace ? borrowed.data + own_bytes : borrowed.data,
              in_workspace ? borrowed.bytes - own_bytes : borrowed.bytes),
         data(in_workspace ? reinterpret_cast<T*>(borrowed.data)
-                          : winograd_buffer().get<T>(conv_winograd_scratch(s, m))) {}
+                          : winograd_buffer().get<T>(conv_winograd_scratch(s, m, weight_grad))) {}
 };
 
 template <class T>
-void conv_winograd(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x, int64_t x_stride, T* y,
+void conv_winograd(const ConvShape& s, int64_t m, const T* u, int64_t n, const T* x, int64_t x_stride, T* y,
                    int64_t y_stride) {
   using V = Pack<T>;
   constexpr int W = V::kWidth;
@@ -202,14 +250,12 @@ void conv_winograd(const ConvShape& s, int64_t m, const T* w, int64_t n, const T
   const WinogradColumns<T> cols(s);
   const int64_t tiles_per_block = conv_winograd_tiles(s, m), rows_per_block = tiles_per_block / tw;
   const int64_t ldv = tiles_per_block + kConvWinogradSlack;
-  const WinogradScratch<T> scratch(s, m, tiles_per_block);
+  const WinogradScratch<T> scratch(s, m, tiles_per_block, false);
   if (scratch.data == nullptr || cols.blocks > cols.kMaxBlocks) {
-    return conv_by_definition(s, m, w, n, x, x_stride, y, y_stride);
+    return winograd_by_definition(s, m, u, n, x, x_stride, y, y_stride);
   }
-  T* u = scratch.data;
-  T* vt = u + 16 * m * c;
+  T* vt = scratch.data;
   T* mt = vt + 16 * c * ldv;
-  winograd_weights(m, c, w, u);
   const int64_t out_plane = s.ho * s.wo, total_rows = n * th;
   for (int64_t r0 = 0; r0 < total_rows; r0 += rows_per_block) {
     const int64_t rows = std::min(rows_per_block, total_rows - r0);
@@ -271,7 +317,7 @@ void conv_winograd_weight_grad(const ConvShape& s, int64_t m, int64_t n, const T
   const WinogradColumns<T> cols(s);
   const int64_t tiles_per_block = conv_winograd_tiles(s, m), rows_per_block = tiles_per_block / tw;
   const int64_t ldv = tiles_per_block + kConvWinogradSlack;
-  const WinogradScratch<T> scratch(s, m, tiles_per_block);
+  const WinogradScratch<T> scratch(s, m, tiles_per_block, true);
   if (scratch.data == nullptr || cols.blocks > cols.kMaxBlocks) {
     for (int64_t b = 0; b < n; ++b) weight_grad_by_definition(s, m, x + b * x_stride, gy + b * gy_stride, gw);
     return;

@@ -1704,12 +1704,13 @@ namespace ember::backend::EMBER_ISA_NS {
 #define EMBER_FLAT_CONV(T)                                                              \
   .conv_flat = &conv_impl::conv_flat<T>, .conv_flat_images = &conv_impl::conv_flat_images<T>, \
   .conv_flat_weight_grad = &conv_impl::conv_flat_weight_grad<T>,                                      \
+  .conv_winograd_weights = std::is_same_v<T, float> ? &conv_impl::conv_winograd_weights<T> : nullptr, \
   .conv_winograd = std::is_same_v<T, float> ? &conv_impl::conv_winograd<T> : nullptr,                 \
   .conv_winograd_weight_grad = std::is_same_v<T, float> ? &conv_impl::conv_winograd_weight_grad<T> : nullptr
 #else
 #define EMBER_FLAT_CONV(T)                                                                        \
-  .conv_flat = nullptr, .conv_flat_images = nullptr, .conv_flat_weight_grad = nullptr, .conv_winograd = nullptr, \
-  .conv_winograd_weight_grad = nullptr
+  .conv_flat = nullptr, .conv_flat_images = nullptr, .conv_flat_weight_grad = nullptr,           \
+  .conv_winograd_weights = nullptr, .conv_winograd = nullptr, .conv_winograd_weight_grad = nullptr
 #endif
 #define EMBER_KERNEL_TABLE(T)                                                                   \
   Kernels<T> {                                                                                  \

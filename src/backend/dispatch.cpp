@@ -66,7 +66,7 @@ const char* entry_name(Entry e) noexcept {
 
 bool entry_optional(Entry e) noexcept {
   return e == Entry::conv_flat || e == Entry::conv_flat_images || e == Entry::conv_flat_weight_grad ||
-         e == Entry::conv_winograd || e == Entry::conv_winograd_weight_grad;
+         e == Entry::conv_winograd_weights || e == Entry::conv_winograd || e == Entry::conv_winograd_weight_grad;
 }
 
 int64_t conv_flat_strided_images(const ConvShape& s, int64_t m, int64_t n) {
@@ -88,9 +88,9 @@ int64_t conv_winograd_tiles(const ConvShape& s, int64_t m) {
   const int64_t target = std::clamp<int64_t>((int64_t(1) << 17) / std::max<int64_t>(s.c + m, 1), 64, 512);
   return std::max<int64_t>(1, target / tw) * tw;
 }
-int64_t conv_winograd_scratch(const ConvShape& s, int64_t m) {
+int64_t conv_winograd_scratch(const ConvShape& s, int64_t m, bool weight_grad) {
   const int64_t ldv = conv_winograd_tiles(s, m) + kConvWinogradSlack;
-  return 16 * m * s.c + 16 * (s.c + m) * ldv;
+  return (weight_grad ? conv_winograd_weights_size(m, s.c) : 0) + 16 * (s.c + m) * ldv;
 }
 
 template <class T>

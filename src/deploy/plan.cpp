@@ -189,6 +189,7 @@ void finish_plan(PlanData& p, const CompileOptions& options) {
   if (options.fuse_elementwise) fuse_elementwise(p);
   plan_arena(p);
   p.bind_owned_weights();
+  for (Step& s : p.steps) prepare_winograd(s);
 }
 
 void Plan::run(const Tensor<float>& input, const Tensor<float>& output, std::span<std::byte> arena) const {

@@ -42,7 +42,7 @@ inline int64_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k) {
 // may be loaded where another tier runs.
 inline int64_t winograd_bytes(const backend::ConvShape& cs, int64_t c, int64_t m) {
   if (!ember::detail::winograd_candidate(cs, c, m)) return 0;
-  return round_up_arena(backend::conv_winograd_scratch(cs, m) * int64_t(sizeof(float))) + 64 +
+  return round_up_arena(backend::conv_winograd_scratch(cs, m, false) * int64_t(sizeof(float))) + 64 +
          gemm_workspace_bytes(m, backend::conv_winograd_tiles(cs, m), c);
 }
 

@@ -87,6 +87,7 @@ struct Step {
   Shape weight_shape;                   // Conv2d: [O, C / groups, kh, kw]
   Conv2dGeometry geometry{};            // Conv2d
   ember::detail::ConvForward<float> conv{};
+  std::vector<float> winograd_u;        // conv.winograd: the weights transformed (prepare_winograd)
   int64_t rows = 0, in_features = 0, out_features = 0;  // Linear
   backend::Unary unary_op = backend::Unary::Relu;
   backend::KernelParams unary_params{};
@@ -293,6 +294,11 @@ inline int64_t conv_step_images(const Step& s, const backend::Kernels<float>& k,
       conv_columns_bytes(s.conv, images) + round_up_arena(static_cast<int64_t>(k.gemm_workspace(g.m, g.n, g.k)));
   return need <= per_worker ? images : 1;
 }
+
+/// Fills a convolution step's (Conv2d, AvgPool2d, ConvTranspose2d) winograd_u from its weights w
+/// where it runs Winograd's product (Note [Winograd's weights once per call] in
+/// src/ops/conv_forward.cpp): once when a plan is made or read, not on each run.
+void prepare_winograd(Step& s);
 
 /// A ConvTranspose2d step's scratch: the transposed and flipped weights the flat kernels take,
 /// then one area per worker holding the columns (conv_columns_bytes), then the packing room.

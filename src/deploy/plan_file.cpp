@@ -717,6 +717,7 @@ std::shared_ptr<PlanData> parse_plan(std::span<const uint8_t> bytes, const std::
   for (int64_t i = 0; i < nsteps; ++i) p->steps.push_back(get_step(g, *p, weights, static_cast<size_t>(i)));
   if (g.position() != graph_bytes) g.fail("bytes left over after the steps");
   check_graph(g, *p);
+  for (Step& s : p->steps) prepare_winograd(s);
   return p;
 }
 

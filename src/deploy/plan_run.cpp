@@ -306,7 +306,8 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
     case StepKind::AvgPool2d: {
       const auto& d = s.conv.d;
       conv_workers(k, s, scratch, s.scratch_bytes, [&](std::byte* area, int64_t b, int64_t e, int64_t images) {
-        ember::detail::conv_forward_samples(k, s.conv, x0, s.w.data(), y, b, e, reinterpret_cast<float*>(area), images);
+        ember::detail::conv_forward_samples(k, s.conv, x0, s.w.data(), y, b, e, reinterpret_cast<float*>(area), images,
+                                            s.conv.winograd ? s.winograd_u.data() : nullptr);
       });
       if (s.kind == StepKind::AvgPool2d) {  // the window sums over PyTorch's window sizes
         in_pieces(d.n * d.o, std::max<int64_t>(1, kGrain / std::max<int64_t>(d.hw_out(), 1)), [&](int64_t b, int64_t e) {
@@ -326,7 +327,7 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       // The flipped weights (flat kernels), then the workers' areas.
       const int64_t flipped = conv_transpose_flipped_bytes(s.conv);
       const float* w = s.w.data();
-      if (s.conv.flat) {
+      if (s.conv.flat && !s.conv.winograd) {
         auto* wt = reinterpret_cast<float*>(scratch);
         ember::detail::transposed_flipped_weights(s.w.data(), d, wt);
         w = wt;
@@ -334,7 +335,7 @@ void run_step(const backend::Kernels<float>& k, const PlanData& p, const Step& s
       conv_workers(k, s, scratch + flipped, s.scratch_bytes - flipped,
                    [&](std::byte* area, int64_t b, int64_t e, int64_t images) {
                      ember::detail::conv_transpose_samples(k, s.conv, x0, w, y, b, e, reinterpret_cast<float*>(area),
-                                                           images);
+                                                           images, s.conv.winograd ? s.winograd_u.data() : nullptr);
                    });
       add_channel_bias(k, s.b, d.n * d.c, d.c, d.h * d.w, y);
       run_post(k, s, d.n * d.c * d.h * d.w, y);
@@ -589,6 +590,20 @@ std::string step_str(const PlanData& p, const Step& s) {
 
 
 }  // namespace
+
+void prepare_winograd(Step& s) {
+  const bool transposed = s.kind == StepKind::ConvTranspose2d;
+  if (!s.conv.winograd || (!transposed && s.kind != StepKind::Conv2d && s.kind != StepKind::AvgPool2d)) return;
+  const auto& k = backend::kernels<float>();
+  s.winograd_u.resize(static_cast<size_t>(s.conv.winograd_weights_elements()));
+  if (!transposed) {
+    ember::detail::winograd_weights(k, s.conv, false, s.w.data(), s.winograd_u.data());
+    return;
+  }
+  std::vector<float> flipped(s.w.size());
+  ember::detail::transposed_flipped_weights(s.w.data(), s.conv.d, flipped.data());
+  ember::detail::winograd_weights(k, s.conv, true, flipped.data(), s.winograd_u.data());
+}
 
 Plan::Plan() = default;
 Plan::~Plan() = default;

@@ -302,19 +302,57 @@ ConvForward<T> conv_forward_setup(const backend::Kernels<T>& k, const ConvDims& 
   return f;
 }
 
+// Note [Winograd's weights once per call]
+// Winograd's transformed weights U are 16/9 the size of the weights: 16 MB for 512 x 512 channels,
+// whose transform is memory-bound (2.2-2.9 ms on AVX-512, more than the products of a 7x7 image).
+// Inference plans transform them once when made or read (Step::winograd_u): a batch of one no
+// longer pays for them on every run. The ops transform them on every call (the weights change
+// between steps), where U is large once for all threads, its output channels shared among them
+// (kSharedWinogradWeights in src/ops/conv.cpp); where it fits a core's caches each thread still
+// transforms its own, which it then reads from its own cache rather than from the core that wrote
+// it.
+template <class T>
+void winograd_weights(const backend::Kernels<T>& k, const ConvForward<T>& f, bool input_grad, const T* w, T* u) {
+  const ConvDims& d = f.d;
+  const int64_t m = input_grad ? d.cg : d.og, c = input_grad ? d.og : d.cg;
+  // Pieces of at least 2 MB of U: below that a second thread costs more than it saves.
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 19) / std::max<int64_t>(16 * c, 1));
+  detail::parallel_for(0, d.g * m, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1;) {
+      const int64_t g = r / m, o1 = std::min((g + 1) * m, r1);
+      k.conv_winograd_weights(m, c, r - g * m, o1 - g * m, w + g * m * c * 9, u + g * 16 * m * c);
+      r = o1;
+    }
+  });
+}
+
+namespace {
+
+// run(kernel, group g's weights, g, s, t) for the flat or Winograd kernel over samples s .. t of
+// b .. e, threaded over the samples.
+template <class T, class Run>
+void flat_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* w, const T* winograd_u, int64_t b,
+                  int64_t e, Run&& run) {
+  const ConvDims& d = f.d;
+  const auto conv = f.winograd ? k.conv_winograd : k.conv_flat;
+  const int64_t w_group = f.winograd ? 16 * d.og * d.cg : d.og * d.k();
+  detail::parallel_for(b, e, sample_grain(d), [&](int64_t s, int64_t t) {
+    for (int64_t g = 0; g < d.g; ++g) run(conv, (f.winograd ? winograd_u : w) + g * w_group, g, s, t);
+  });
+}
+
+}  // namespace
+
 template <class T>
 void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* px, const T* pw, T* po,
-                          int64_t b, int64_t e, T* scratch, int64_t images) {
+                          int64_t b, int64_t e, T* scratch, int64_t images, const T* winograd_u) {
   const ConvDims& d = f.d;
   const int64_t K = d.k(), HW = d.hw_out();
   const int64_t plane = d.h * d.w;
   if (f.flat) {
-    detail::parallel_for(b, e, sample_grain(d), [&](int64_t s, int64_t t) {
-      const auto conv = f.winograd ? k.conv_winograd : k.conv_flat;
-      for (int64_t g = 0; g < d.g; ++g) {
-        conv(f.shape, d.og, pw + g * d.og * K, t - s, px + (s * d.c + g * d.cg) * plane, d.c * plane,
-             po + (s * d.o + g * d.og) * HW, d.o * HW);
-      }
+    flat_samples(k, f, pw, winograd_u, b, e, [&](auto conv, const T* wg, int64_t g, int64_t s, int64_t t) {
+      conv(f.shape, d.og, wg, t - s, px + (s * d.c + g * d.cg) * plane, d.c * plane, po + (s * d.o + g * d.og) * HW,
+           d.o * HW);
     });
     return;
   }
@@ -558,17 +596,14 @@ void interleave_phases(const Phases& ps, const ConvDims& d, const T* planes, int
 
 template <class T>
 void conv_transpose_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* pg, const T* pw, T* px,
-                            int64_t b, int64_t e, T* scratch, int64_t images) {
+                            int64_t b, int64_t e, T* scratch, int64_t images, const T* winograd_u) {
   const ConvDims& d = f.d;
   const int64_t K = d.k(), HW = d.hw_out(), plane = d.h * d.w;
   if (f.flat) {
     const backend::ConvShape ts = transposed_flat_shape(d, f.shape);
-    detail::parallel_for(b, e, sample_grain(d), [&](int64_t s, int64_t t) {
-      const auto conv = f.winograd ? k.conv_winograd : k.conv_flat;
-      for (int64_t g = 0; g < d.g; ++g) {
-        conv(ts, d.cg, pw + g * d.cg * d.og * d.kh * d.kw, t - s, pg + (s * d.o + g * d.og) * HW, d.o * HW,
-             px + (s * d.c + g * d.cg) * plane, d.c * plane);
-      }
+    flat_samples(k, f, pw, winograd_u, b, e, [&](auto conv, const T* wg, int64_t g, int64_t s, int64_t t) {
+      conv(ts, d.cg, wg, t - s, pg + (s * d.o + g * d.og) * HW, d.o * HW, px + (s * d.c + g * d.cg) * plane,
+           d.c * plane);
     });
     return;
   }
@@ -634,16 +669,19 @@ template ConvForward<float> conv_forward_setup(const backend::Kernels<float>&, c
 template ConvForward<double> conv_forward_setup(const backend::Kernels<double>&, const ConvDims&,
                                                 const Conv2dGeometry&);
 template void conv_forward_samples(const backend::Kernels<float>&, const ConvForward<float>&, const float*,
-                                   const float*, float*, int64_t, int64_t, float*, int64_t);
+                                   const float*, float*, int64_t, int64_t, float*, int64_t, const float*);
 template void conv_forward_samples(const backend::Kernels<double>&, const ConvForward<double>&, const double*,
-                                   const double*, double*, int64_t, int64_t, double*, int64_t);
+                                   const double*, double*, int64_t, int64_t, double*, int64_t, const double*);
+template void winograd_weights(const backend::Kernels<float>&, const ConvForward<float>&, bool, const float*, float*);
+template void winograd_weights(const backend::Kernels<double>&, const ConvForward<double>&, bool, const double*,
+                               double*);
 #define EMBER_INSTANTIATE(T)                                                                                 \
   template ConvForward<T> conv_transpose_setup(const backend::Kernels<T>&, const ConvDims&, const Conv2dGeometry&); \
   template int64_t conv_transpose_scratch_elements(const ConvForward<T>&, int64_t);                                 \
   template int64_t conv_transpose_images(const ConvForward<T>&, int64_t);                                           \
   template void transposed_flipped_weights(const T*, const ConvDims&, T*);                                          \
   template void conv_transpose_samples(const backend::Kernels<T>&, const ConvForward<T>&, const T*, const T*, T*,    \
-                                       int64_t, int64_t, T*, int64_t);
+                                       int64_t, int64_t, T*, int64_t, const T*);
 EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)
 #undef EMBER_INSTANTIATE

@@ -77,6 +77,9 @@ struct ConvForward {
   /// The product by Winograd's F(2x2, 3x3) (Note [Where Winograd runs] in src/ops/conv_forward.cpp) instead of
   /// conv_flat's; sets flat too (the same arguments, threaded over the samples the same way).
   bool winograd = false;
+  /// The weights Winograd's product takes, transformed (winograd_weights), for all groups; 0 when
+  /// it does not run.
+  int64_t winograd_weights_elements() const { return winograd ? d.g * 16 * d.og * d.cg : 0; }
   int64_t cols_elements() const { return pointwise || flat ? 0 : d.k() * d.hw_out(); }
   /// Scratch for `images` images in one GEMM: their column matrices and, for more than one, the
   /// GEMM's output before it goes to each image.
@@ -100,12 +103,18 @@ bool use_winograd(const backend::Kernels<T>& k, const backend::ConvShape& cs, in
 /// transposed and flipped).
 backend::ConvShape transposed_flat_shape(const ConvDims& d, const backend::ConvShape& cs);
 
+/// u = the weights w transformed for Winograd's product (f.winograd_weights_elements() values):
+/// the convolution's weights for a forward, the transposed and flipped ones for an input gradient
+/// (f from conv_transpose_setup). The output channels are shared among the threads.
+template <class T>
+void winograd_weights(const backend::Kernels<T>& k, const ConvForward<T>& f, bool input_grad, const T* w, T* u);
+
 /// out[b .. e) = conv(x, w) for samples b .. e (no bias), `images` of them per GEMM; `scratch`
 /// holds scratch_elements(images) values (unused when zero). The flat path threads over the
-/// samples it is given.
+/// samples it is given, Winograd's from the transformed weights `winograd_u` (winograd_weights).
 template <class T>
 void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* x, const T* w, T* out,
-                          int64_t b, int64_t e, T* scratch, int64_t images = 1);
+                          int64_t b, int64_t e, T* scratch, int64_t images = 1, const T* winograd_u = nullptr);
 
 /// conv2d's input gradient (conv_transpose2d's forward) on raw pointers, shared by the op and the
 /// inference plans. `d` and the geometry are those of the convolution whose gradient it is: its
@@ -128,10 +137,11 @@ int64_t conv_transpose_images(const ConvForward<T>& f, int64_t samples);
 template <class T>
 void transposed_flipped_weights(const T* w, const ConvDims& d, T* out);
 /// gx[b .. e) from gy; w is the flipped weights when f.flat, else the convolution's. The flat path
-/// threads over the samples it is given; the others use `scratch`
-/// (conv_transpose_scratch_elements(images) values, 8-byte aligned).
+/// threads over the samples it is given (Winograd's from `winograd_u`, the flipped weights
+/// transformed); the others use `scratch` (conv_transpose_scratch_elements(images) values,
+/// 8-byte aligned).
 template <class T>
 void conv_transpose_samples(const backend::Kernels<T>& k, const ConvForward<T>& f, const T* gy, const T* w, T* gx,
-                            int64_t b, int64_t e, T* scratch, int64_t images = 1);
+                            int64_t b, int64_t e, T* scratch, int64_t images = 1, const T* winograd_u = nullptr);
 
 }  // namespace ember::detail

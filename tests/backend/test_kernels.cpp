@@ -1087,11 +1087,14 @@ void check_winograd(Isa isa) {
   const auto& k = kernels_for<float>(isa);
   EXPECT_EQ(kernels_for<double>(isa).conv_winograd, nullptr);  // double keeps the definition's sums
   EXPECT_EQ(kernels_for<double>(isa).conv_winograd_weight_grad, nullptr);
+  EXPECT_EQ(kernels_for<double>(isa).conv_winograd_weights, nullptr);
   if (k.conv_flat == nullptr) {
+    EXPECT_EQ(k.conv_winograd_weights, nullptr);
     EXPECT_EQ(k.conv_winograd, nullptr);
     EXPECT_EQ(k.conv_winograd_weight_grad, nullptr);
     return;
   }
+  ASSERT_NE(k.conv_winograd_weights, nullptr);
   ASSERT_NE(k.conv_winograd, nullptr);
   ASSERT_NE(k.conv_winograd_weight_grad, nullptr);
   struct WinogradCase {
@@ -1118,8 +1121,12 @@ void check_winograd(Isa isa) {
         x[static_cast<size_t>(b * x_stride + i)] = static_cast<float>(dist(rng));
       }
     for (auto& v : w) v = static_cast<float>(dist(rng));
+    // The weights transformed in two shares of the output channels, as threads share them.
+    std::vector<float> u(static_cast<size_t>(conv_winograd_weights_size(f.m, f.c)), 0.0f);
+    k.conv_winograd_weights(f.m, f.c, f.m / 2, f.m, w.data(), u.data());
+    k.conv_winograd_weights(f.m, f.c, 0, f.m / 2, w.data(), u.data());
     std::vector<float> y(static_cast<size_t>(n * y_stride), std::numeric_limits<float>::quiet_NaN());
-    k.conv_winograd(s, f.m, w.data(), n, x.data(), x_stride, y.data(), y_stride);
+    k.conv_winograd(s, f.m, u.data(), n, x.data(), x_stride, y.data(), y_stride);
     for (int64_t b = 0; b < n; ++b) {
       for (int64_t o = 0; o < f.m; ++o)
         for (int64_t p = 0; p < hw; ++p) {
@@ -1163,7 +1170,7 @@ void check_winograd(Isa isa) {
             << "weight gradient, channel " << o << " tap " << t;
       }
     // One image at a time, and with a borrowed workspace (an inference plan's arena): the same bits.
-    const size_t bytes = static_cast<size_t>(conv_winograd_scratch(s, f.m)) * sizeof(float) + 64 +
+    const size_t bytes = static_cast<size_t>(conv_winograd_scratch(s, f.m, false)) * sizeof(float) + 64 +
                          k.gemm_workspace(f.m, conv_winograd_tiles(s, f.m), f.c);
     std::vector<std::byte> arena(bytes + 64);
     auto* aligned = arena.data() + (64 - reinterpret_cast<uintptr_t>(arena.data()) % 64) % 64;
@@ -1171,7 +1178,7 @@ void check_winograd(Isa isa) {
       const GemmWorkspace workspace(borrowed ? aligned : nullptr, borrowed ? bytes : 0);
       std::vector<float> one(static_cast<size_t>(n * y_stride), std::numeric_limits<float>::quiet_NaN());
       for (int64_t b = 0; b < n; ++b) {
-        k.conv_winograd(s, f.m, w.data(), 1, x.data() + b * x_stride, x_stride, one.data() + b * y_stride, y_stride);
+        k.conv_winograd(s, f.m, u.data(), 1, x.data() + b * x_stride, x_stride, one.data() + b * y_stride, y_stride);
       }
       for (size_t i = 0; i < y.size(); ++i) {
         if (std::isnan(y[i])) continue;

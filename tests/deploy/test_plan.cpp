@@ -251,6 +251,20 @@ std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("ember_plan_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
+// The plan saved, then loaded and parsed from its bytes (which parse copies: they are zeroed
+// before it runs): both give the model's bits.
+void expect_file_keeps_bits(const deploy::Plan& plan, nn::Module<float>& model, const Tensor<float>& x,
+                            const std::string& name) {
+  const std::string path = temp_path(name + ".ember");
+  deploy::save(plan, path);
+  expect_bitwise_equal(forward(model, x), run_plan(deploy::load(path), x));
+  std::vector<uint8_t> bytes = ember::io::read_file(path);
+  const deploy::Plan parsed = deploy::parse(bytes, name);
+  std::fill(bytes.begin(), bytes.end(), uint8_t{0});
+  expect_bitwise_equal(forward(model, x), run_plan(parsed, x));
+  std::filesystem::remove(path);
+}
+
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
                                                static_cast<std::streamsize>(bytes.size()));
@@ -294,15 +308,7 @@ TEST(Plan, AveragePoolingMatchesTheModelBitForBit) {
   const deploy::Plan plan = deploy::compile(*model, x.shape());
   EXPECT_NE(plan.str().find("avg_pool2d [3, 4, 10, 10] -> [3, 4, 5, 5], relu fused"), std::string::npos) << plan.str();
   expect_bitwise_equal(forward(*model, x), run_plan(plan, x));
-  const std::string path = temp_path("avg.ember");
-  deploy::save(plan, path);
-  expect_bitwise_equal(forward(*model, x), run_plan(deploy::load(path), x));
-  // parse copies the arrays out of the caller's bytes: the divisors too.
-  std::vector<uint8_t> bytes = ember::io::read_file(path);
-  const deploy::Plan parsed = deploy::parse(bytes, "avg");
-  std::fill(bytes.begin(), bytes.end(), uint8_t{0});
-  expect_bitwise_equal(forward(*model, x), run_plan(parsed, x));
-  std::filesystem::remove(path);
+  expect_file_keeps_bits(plan, *model, x, "avg");  // parse copies the divisors too
   const Tensor<float> one = x.narrow(0, 0, 1).reshape({2, 10, 10});  // unbatched
   expect_bitwise_equal(forward(*model, one), run_plan(deploy::compile(*model, one.shape()), one));
 }
@@ -345,6 +351,36 @@ TEST(Plan, TransposedConvolutionsMatchTheModelBitForBit) {
   expect_close(forward(*block, image), run_plan(folded, image), 1e-5);
   expect_bitwise_equal(forward(*block, image),
                        run_plan(deploy::compile(*block, image.shape(), {.fold_batch_norm = false}), image));
+}
+
+// Winograd's product (Note [Winograd's weights once per call]): a plan transforms the weights once
+// when it is made or read, for a convolution, a grouped one, a stride-1 transposed one and one
+// whose weights batch norm folding changed; the same bits as the model, through a file and bytes.
+TEST(Plan, WinogradConvolutionsMatchTheModel) {
+  ember::manual_seed(23);
+  auto net = std::make_shared<nn::Sequential<float>>(
+      nn::Conv2d(32, 32, 3, {.padding = 1}), nn::ReLU(), nn::Conv2d(32, 64, 3, {.padding = 1, .groups = 2}),
+      nn::ConvTranspose2d(64, 32, 3, {.padding = 1}), nn::Tanh());
+  net->eval();
+  const Tensor<float> x = random_input({2, 32, 16, 16}, 12);
+  const deploy::Plan plan = deploy::compile(*net, x.shape());
+  const std::string text = plan.str();
+  const bool winograd = ember::backend::kernels<float>().conv_winograd != nullptr;
+  size_t runs = 0;
+  for (size_t at = text.find("(winograd)"); at != std::string::npos; at = text.find("(winograd)", at + 1)) ++runs;
+  EXPECT_EQ(runs, winograd ? 3u : 0u) << text;
+  expect_bitwise_equal(forward(*net, x), run_plan(plan, x));
+  expect_file_keeps_bits(plan, *net, x, "winograd");  // transformed again when read
+  const Tensor<float> one = x.narrow(0, 0, 1).contiguous();  // a batch of one: its own plan, the same bits
+  expect_bitwise_equal(forward(*net, one), run_plan(deploy::compile(*net, one.shape()), one));
+
+  auto block = std::make_shared<nn::Sequential<float>>(nn::Conv2d(32, 32, 3, {.padding = 1, .bias = false}),
+                                                       nn::BatchNorm2d(32), nn::ReLU());
+  randomise_batch_norms(*block);
+  block->eval();
+  const deploy::Plan folded = deploy::compile(*block, x.shape());
+  EXPECT_NE(folded.str().find("batch norm folded, relu fused"), std::string::npos) << folded.str();
+  expect_close(forward(*block, x), run_plan(folded, x), 1e-5);
 }
 
 // Stride-2 transposed convolutions wide enough for the phased path on AVX-512 (Note [Input

@@ -41,6 +41,9 @@ const Case kCases[] = {
     {"resnet 3x3, 16 channels", {5, 16, 10, 10}, {16, 16, 3, 3}, false, 1, 1, 1},
     {"resnet-18 stage", {3, 128, 14, 14}, {128, 128, 3, 3}, false, 1, 1, 1},
     {"stride-1 3x3 transposed", {3, 128, 14, 14}, {128, 128, 3, 3}, true, 1, 1, 1},
+    // Weights whose transform the threads share (8 MB and up: kSharedWinogradWeights in src/ops/conv.cpp).
+    {"512 x 256 channels", {3, 256, 8, 8}, {512, 256, 3, 3}, false, 1, 1, 1},
+    {"512 x 256 channels transposed", {3, 512, 8, 8}, {512, 256, 3, 3}, true, 1, 1, 1},
 };
 
 template <class T>
@@ -215,14 +218,16 @@ TEST(ConvLowering, ManyChannelsOnSmallPlanesMatchTheDefinition) {
 }
 
 // The shapes Winograd's F(2x2, 3x3) takes (Note [Winograd convolution] in
-// src/backend/conv_winograd.inl: stride-1 3x3 with many channels, AVX2 from 16 and AVX-512 from 128),
+// src/backend/conv_winograd.inl: stride-1 3x3 with many channels, AVX2 from 16 and AVX-512 from 128;
+// 512 x 256 channels, whose weights' transform the threads share),
 // in float, against the double ops (checked against the definition above): forward, input and
 // weight gradients. Odd planes leave half a tile outside the output.
 TEST(ConvLowering, WinogradShapesMatchTheDefinitionInFloat) {
   const Geometry cases[] = {{2, 16, 16, 1, 10, 10, 3, 3, 1, 1, {1, 1, 1, 1}},
                             {2, 24, 20, 1, 9, 13, 3, 3, 1, 1, {0, 0, 0, 0}},
                             {2, 32, 48, 2, 11, 9, 3, 3, 1, 1, {1, 1, 1, 1}},
-                            {1, 128, 136, 1, 14, 14, 3, 3, 1, 1, {1, 1, 1, 1}}};
+                            {1, 128, 136, 1, 14, 14, 3, 3, 1, 1, {1, 1, 1, 1}},
+                            {2, 256, 512, 1, 8, 8, 3, 3, 1, 1, {1, 1, 1, 1}}};  // one shared transform
   for (const Geometry& g : cases) {
     SCOPED_TRACE(describe(g));
     const int64_t cg = g.c / g.groups;

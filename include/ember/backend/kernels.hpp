@@ -139,14 +139,17 @@ inline bool conv_winograd_applies(const ConvShape& s) {
   return s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 && s.dil_w == 1 && s.kh == 3 && s.kw == 3 &&
          s.ho > 0 && s.wo > 0 && s.wo <= kConvWinogradMaxWidth && s.pad_h >= 0 && s.pad_w >= 0;
 }
-/// conv_winograd's block of tiles for m output channels (whole rows of tiles, V and M of a block
-/// in about 1 MB), and the scratch it takes in elements: the transformed weights, then V and M
-/// of a block (kConvWinogradSlack values after each row). It takes them from a GemmWorkspace
-/// with room for them and, after them, the packing of an m x tiles x c GEMM; else from the
-/// thread's own buffer. (Out of line in src/backend/dispatch.cpp, as conv_flat_strided_images.)
+/// conv_winograd's block of tiles for m output channels (whole rows of tiles, a position's V and
+/// M in about 512 KB), and the scratch in elements that conv_winograd (weight_grad false) or
+/// conv_winograd_weight_grad takes: V and M of a block (kConvWinogradSlack values after each
+/// row), after the weight gradient's 16 m c sums. They take it from a GemmWorkspace with room for
+/// it and, after it, the packing of an m x tiles x c GEMM; else from the thread's own buffer.
+/// (Out of line in src/backend/dispatch.cpp, as conv_flat_strided_images.)
 inline constexpr int64_t kConvWinogradSlack = 16;
 int64_t conv_winograd_tiles(const ConvShape& s, int64_t m);
-int64_t conv_winograd_scratch(const ConvShape& s, int64_t m);
+int64_t conv_winograd_scratch(const ConvShape& s, int64_t m, bool weight_grad);
+/// The transformed weights conv_winograd takes for m output channels from c input channels.
+inline int64_t conv_winograd_weights_size(int64_t m, int64_t c) { return 16 * m * c; }
 
 /// One 2-D pooling window layout over an h x w plane with output ho x wo; pad_h / pad_w are the
 /// top and left padding.
@@ -173,8 +176,8 @@ struct AdamStep {
 #define EMBER_KERNEL_ENTRIES(X)                                                                   \
   X(unary) X(binary) X(compare) X(where) X(reduce) X(accumulate) X(arg_reduce) X(gemm)            \
   X(gemm_workspace) X(im2col) X(col2im)                                                           \
-  X(conv_flat) X(conv_flat_images) X(conv_flat_weight_grad) X(conv_winograd)                     \
-  X(conv_winograd_weight_grad) X(centered_sums) X(affine2)                                        \
+  X(conv_flat) X(conv_flat_images) X(conv_flat_weight_grad) X(conv_winograd_weights)             \
+  X(conv_winograd) X(conv_winograd_weight_grad) X(centered_sums) X(affine2)                       \
   X(channel_sums) X(channel_affine) X(max_pool2x2) X(max_pool2d) X(index_accumulate) X(csr_mm)    \
   X(sgd_step) X(adam_step)
 
@@ -246,11 +249,16 @@ struct Kernels {
   /// conv_flat_weight_grad_applies(s, m); null as conv_flat.
   void (*conv_flat_weight_grad)(const ConvShape& s, int64_t m, int64_t n, const T* x,
                                 int64_t x_stride, const T* gy, int64_t gy_stride, T* gw);
+  /// Winograd's transform of m x c 3x3 kernels w ([m][c][3][3]) for conv_winograd, rows o0 <= o <
+  /// o1 of u ([16][m][c], conv_winograd_weights_size(m, c) values): once per call of an op, the
+  /// rows shared among its threads, or once for an inference plan. Null as conv_winograd.
+  void (*conv_winograd_weights)(int64_t m, int64_t c, int64_t o0, int64_t o1, const T* w, T* u);
   /// conv_flat's product by Winograd's F(2x2, 3x3) (Note [Winograd convolution] in
-  /// src/backend/conv_winograd.inl), where conv_winograd_applies(s): the same arguments and result
-  /// up to rounding (fewer multiplies, other sums). Null for double (its convolutions stay the
-  /// definition's sums) and where conv_flat is.
-  void (*conv_winograd)(const ConvShape& s, int64_t m, const T* w, int64_t n, const T* x, int64_t x_stride, T* y,
+  /// src/backend/conv_winograd.inl), where conv_winograd_applies(s): conv_flat's arguments with the
+  /// weights transformed (u from conv_winograd_weights), its result up to rounding (fewer
+  /// multiplies, other sums). Null for double (its convolutions stay the definition's sums) and
+  /// where conv_flat is.
+  void (*conv_winograd)(const ConvShape& s, int64_t m, const T* u, int64_t n, const T* x, int64_t x_stride, T* y,
                         int64_t y_stride);
   /// conv_flat_weight_grad by the same transforms, where conv_winograd_applies(s); null as
   /// conv_winograd.
