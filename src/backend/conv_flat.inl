@@ -193,9 +193,10 @@ void pixel_masks(const ConvShape& s, int64_t q, int nv, PixelMasks<T, NVmax>& pm
 
 // ---- conv_flat ------------------------------------------------------------------------------
 
-// AVX2's masks are vectors: ANDing a row and a column mask and a masked load per tap cost loads
-// and uops that k-registers do not. So each panel's tap masks are combined once (shared by all
-// row tiles) and a tap whose lanes are all inside the image (most taps) gets a plain load.
+// Each panel's tap masks (its kernel row's and column's) are combined once, shared by all row
+// tiles: combined per tap, the scalar loads, AND and moves to a mask register cost AVX-512 5-8%
+// on ResNet's 16- and 32-channel planes, and on AVX2, whose masks are vectors, more. There a tap
+// whose lanes are all inside the image (most taps) also gets a plain load.
 template <class T>
 struct TapMasks {
   Mask<T> m[kConvFlatMaxKernel * kConvFlatMaxKernel][2];
@@ -256,11 +257,10 @@ template <class T, int MR_, int NV_, bool Strided>
         const T* xt = xr + (Strided ? g.col_off[j] : j * s.dil_w);
         const int64_t mj = Strided ? g.mcol[j] : j;
         V b[NV_];
-#if defined(EMBER_FLAT_CONV_AVX512)
-        (void)tm;
-        static_for<NV_>([&](auto v) { b[v] = V::load_masked(xt + v * W, pm.row[mi][v] & pm.col[mj][v]); });
-#else
         const int64_t t = mi * (Strided ? g.mask_cols : s.kw) + mj;
+#if defined(EMBER_FLAT_CONV_AVX512)
+        static_for<NV_>([&](auto v) { b[v] = V::load_masked(xt + v * W, tm->m[t][v]); });
+#else
         if (tm->full[t]) {
           static_for<NV_>([&](auto v) { b[v] = V::load(xt + v * W); });
         } else {
@@ -463,23 +463,18 @@ void flat_panels(const ConvShape& s, const ConvShape& ms, const TapGeometry* g, 
   constexpr int W = S::W;
   const int64_t K = s.c * s.kh * s.kw, pixels = nb * s.ho * s.wo, panel = int64_t(S::NV) * W;
   PixelMasks<T, S::NV> pm;
-#if defined(EMBER_FLAT_CONV_AVX512)
-  TapMasks<T>* tm = nullptr;
-#else
-  TapMasks<T> tap_storage;
-  TapMasks<T>* tm = &tap_storage;
-#endif
+  TapMasks<T> tm;
   for (int64_t q = 0; q < pixels; q += panel) {
     const int64_t valid = std::min<int64_t>(panel, pixels - q);
     const int nv = static_cast<int>((valid + W - 1) / W);
     pixel_masks<T>(ms, q, nv, pm, nb);
-    if (tm != nullptr) tap_masks<T>(ms, nv, pm, *tm);
+    tap_masks<T>(ms, nv, pm, tm);
     for (int64_t r0 = 0; r0 < m; r0 += rows) {
       const int mr = static_cast<int>(std::min<int64_t>(rows, m - r0));
       if (g != nullptr) {
-        kFlatTiles<T>.strided[mr - 1][nv - 1](s, *g, wp + r0 * K, x, q, pm, tm, out + r0 * ldy, ldy, valid);
+        kFlatTiles<T>.strided[mr - 1][nv - 1](s, *g, wp + r0 * K, x, q, pm, &tm, out + r0 * ldy, ldy, valid);
       } else {
-        kFlatTiles<T>.fn[mr - 1][nv - 1](s, wp + r0 * K, x, q, pm, tm, out + r0 * ldy, ldy, valid);
+        kFlatTiles<T>.fn[mr - 1][nv - 1](s, wp + r0 * K, x, q, pm, &tm, out + r0 * ldy, ldy, valid);
       }
     }
   }
@@ -564,10 +559,12 @@ constexpr int kChunk = 64;
 // gw[o][r] += sum over images b < nb and vectors v < nv of the chunk of
 // gy_b[o][v*W ..] * x_b,r[v*W ..] for R_ consecutive taps r of one kernel row (columns j0 ..
 // j0+R_) and S_ output channels. x points at image 0's first tap, already offset to the chunk
-// and the tap's row and column; tap r reads `dil` elements further than tap r - 1. row[v] is
-// the kernel row's mask of vector v, col[r * kChunk + v] the columns'.
-// (AVX2) Bit v of `inside` is set when vector v of every one of the tile's taps lies wholly in the
-// image: those are plain loads (TapMasks says why).
+// and the tap's row and column; tap r reads `dil` elements further than tap r - 1. Image b's gy
+// is gy_stride after image b - 1's, channel o's hw after channel o - 1's.
+// (AVX-512) col[r * kChunk + v] is tap r's mask of vector v (its row and column combined).
+// (AVX2) row[v] is the kernel row's mask of vector v, col[r * kChunk + v] the columns'; bit v of
+// `inside` is set when vector v of every one of the tile's taps lies wholly in the image: those
+// are plain loads (TapMasks says why).
 template <class T, int R_, int S_>
 void wgrad_tile(const T* x, int64_t x_stride, int64_t dil, const Mask<T>* row, const Mask<T>* col,
                 uint64_t inside, int nv, int64_t last_valid, int64_t nb, const T* gy, int64_t gy_stride,
@@ -583,11 +580,12 @@ void wgrad_tile(const T* x, int64_t x_stride, int64_t dil, const Mask<T>* row, c
     const T* gb = gy + b * gy_stride;
     auto step = [&](int v, bool whole) {
       V xt[R_];
-      const auto rm = row[v];
 #if defined(EMBER_FLAT_CONV_AVX512)
       (void)inside;
-      static_for<R_>([&](auto r) { xt[r] = V::load_masked(xb + r * dil, rm & col[r * kChunk<T> + v]); });
+      (void)row;
+      static_for<R_>([&](auto r) { xt[r] = V::load_masked(xb + r * dil, col[r * kChunk<T> + v]); });
 #else
+      const auto rm = row[v];
       if ((inside >> v) & 1u) {
         static_for<R_>([&](auto r) { xt[r] = V::load(xb + r * dil); });
       } else {
@@ -774,15 +772,27 @@ void conv_flat_weight_grad(const ConvShape& s, int64_t m, int64_t n, const T* x,
   const int outs = balanced_rows(m, S::S);
   const int taps = balanced_rows(s.kw, S::R);  // a tile's taps: part of one kernel row
   PixelMasks<T, kChunk<T>> pm;
+#if defined(EMBER_FLAT_CONV_AVX512)
+  // Each tap's mask (its kernel row's and column's combined) once per chunk: combined per step,
+  // the scalar mask arithmetic held the tiles back (ResNet's 16- and 32-channel planes 1.2x
+  // slower).
+  Mask<T> tap_mask[kConvFlatMaxKernel * kConvFlatMaxKernel * kChunk<T>];
+#endif
+  alignas(64) T gy_block[S::S * kChunk<T> * W];
   for (int64_t q = 0; q < hw; q += int64_t(kChunk<T>) * W) {
     const int64_t len = std::min<int64_t>(int64_t(kChunk<T>) * W, hw - q);
     const int nv = static_cast<int>((len + W - 1) / W);
     const int64_t last_valid = len - int64_t(nv - 1) * W;
     pixel_masks<T>(s, q, nv, pm);
-    // Per kernel row and column, the vectors wholly inside the image (bit v; AVX2 only).
+    // Per kernel row and column: AVX-512 the tap's masks, AVX2 the vectors wholly inside the
+    // image (bit v).
     static_assert(kChunk<T> <= 64, "one bit per vector of a chunk");
     uint64_t inside[kConvFlatMaxKernel][kConvFlatMaxKernel] = {};
-#if !defined(EMBER_FLAT_CONV_AVX512)
+#if defined(EMBER_FLAT_CONV_AVX512)
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j)
+        for (int v = 0; v < nv; ++v) tap_mask[(i * s.kw + j) * kChunk<T> + v] = pm.row[i][v] & pm.col[j][v];
+#else
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j)
         for (int v = 0; v < nv; ++v)
@@ -794,6 +804,22 @@ void conv_flat_weight_grad(const ConvShape& s, int64_t m, int64_t n, const T* x,
       const int64_t nb = std::min(block, n - b0);
       for (int64_t o0 = 0; o0 < m; o0 += outs) {
         const int no = static_cast<int>(std::min<int64_t>(outs, m - o0));
+        // Several images per block (whole small planes): their output gradients lie m * hw apart,
+        // a multiple of 4 KB for ResNet's 64 channels of 8x8, so the block's rows of 16 images
+        // fell in the same L1 sets (12 ways) and the tiles ran at two thirds of their speed
+        // (AVX-512). Copied side by side, once for all the taps.
+        const T* gyb = gy + b0 * gy_stride + o0 * hw + q;
+        int64_t g_image = gy_stride, g_channel = hw;
+        if (nb > 1) {
+          g_channel = int64_t(nv) * W;
+          g_image = no * g_channel;
+          for (int64_t b = 0; b < nb; ++b)
+            for (int o = 0; o < no; ++o) {
+              const T* from = gyb + b * gy_stride + o * hw;
+              std::copy(from, from + len, gy_block + b * g_image + o * g_channel);
+            }
+          gyb = gy_block;
+        }
         for (int64_t c = 0; c < s.c; ++c) {
           for (int64_t i = 0; i < s.kh; ++i) {
             const T* xr = x + b0 * x_stride + c * plane + (i * s.dil_h - s.pad_h) * s.w - s.pad_w + q;
@@ -802,10 +828,14 @@ void conv_flat_weight_grad(const ConvShape& s, int64_t m, int64_t n, const T* x,
               const int64_t t0 = (c * s.kh + i) * s.kw + j0;
               uint64_t tile_inside = ~uint64_t(0);
               for (int r = 0; r < nr; ++r) tile_inside &= inside[i][j0 + r];
-              kWgradTiles<T>.fn[nr - 1][no - 1](xr + j0 * s.dil_w, x_stride, s.dil_w, pm.row[i], pm.col[j0],
+#if defined(EMBER_FLAT_CONV_AVX512)
+              const Mask<T>*row = nullptr, *col = tap_mask + (i * s.kw + j0) * kChunk<T>;
+#else
+              const Mask<T>*row = pm.row[i], *col = pm.col[j0];
+#endif
+              kWgradTiles<T>.fn[nr - 1][no - 1](xr + j0 * s.dil_w, x_stride, s.dil_w, row, col,
                                                 tile_inside, nv,
-                                                last_valid, nb, gy + b0 * gy_stride + o0 * hw + q, gy_stride,
-                                                hw, gw + o0 * K + t0, K);
+                                                last_valid, nb, gyb, g_image, g_channel, gw + o0 * K + t0, K);
             }
           }
         }
