@@ -82,6 +82,53 @@ TEST(Autograd, LeafTakesAnUnsharedGradientBufferAndCopiesASharedOne) {
   EXPECT_EQ(b.grad().to_vector(), (std::vector<double>{7, 7}));
 }
 
+// Scales by a factor and records the address of the gradient it sends back.
+struct RecordedScale : autograd::Function<RecordedScale> {
+  static inline std::vector<const double*> sent;
+  static Tensor<double> forward(autograd::FunctionCtx<double>& ctx, const Tensor<double>& x, double factor) {
+    ctx.saved_data["factor"] = factor;
+    return x * factor;
+  }
+  static std::vector<Tensor<double>> backward(autograd::FunctionCtx<double>& ctx, const Tensor<double>& g) {
+    Tensor<double> gx = g * ctx.saved_data["factor"].toDouble();
+    sent.push_back(gx.data_ptr());
+    return {gx};
+  }
+};
+
+// Note [Gradients summed in place]: the gradients of a tensor's several uses are summed into one of
+// their own buffers when nothing else refers to it, and never into a gradient someone else holds.
+TEST(Autograd, GradientsOfSeveralUsesAreSummedIntoAnUnsharedBuffer) {
+  auto x = tensor<double>({1, 2, 3}, {3}, true);
+  auto a = x * 1.0;
+  const double* summed = nullptr;
+  a.register_hook([&summed](const Tensor<double>& g) {
+    summed = g.data_ptr();
+    return Tensor<double>();
+  });
+  RecordedScale::sent.clear();
+  (RecordedScale::apply(a, 2.0) + RecordedScale::apply(a, 3.0)).sum().backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{5, 5, 5}));
+  ASSERT_EQ(RecordedScale::sent.size(), 2u);
+  EXPECT_EQ(summed, RecordedScale::sent[0]);  // the first arrival's buffer, not a new one
+
+  // add's backward hands the same gradient to both of its inputs: a + a sums into a new buffer,
+  // and the caller's gradient stays as it was.
+  auto b = exp(x.detach()).requires_grad_(true);
+  auto c = b * 1.0;
+  const Tensor<double> upstream = tensor<double>({1, 10, 100}, {3});
+  (c + c + c * 2.0).backward(upstream);
+  EXPECT_EQ(upstream.to_vector(), (std::vector<double>{1, 10, 100}));
+  EXPECT_EQ(b.grad().to_vector(), (std::vector<double>{4, 40, 400}));
+
+  // Building a graph, the sum stays a recorded op: a second derivative through it.
+  auto z = tensor<double>({2}, {1}, true);
+  auto u = z * z;
+  auto gz = autograd::grad({(u * z + u * 2.0).sum()}, {z}, true)[0];  // 3 z^2 + 4 z
+  EXPECT_EQ(gz.to_vector(), (std::vector<double>{20}));
+  EXPECT_EQ(autograd::grad({gz.sum()}, {z})[0].to_vector(), (std::vector<double>{16}));  // 6 z + 4
+}
+
 TEST(Autograd, ExplicitGradientForNonScalar) {
   auto x = tensor<double>({1, 2, 3}, {3}, true);
   auto y = x * x;
