@@ -1,6 +1,7 @@
 // Backend kernels alone, at the shapes of the training benchmarks: where a layer's time goes
 // (bench_layers.cpp) is easier to act on once its lowering steps are measured one by one.
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common.hpp"
@@ -53,11 +54,12 @@ void BM_ember_lowering(benchmark::State& state, ConvCase c, bool to_columns, int
 }
 
 // The flat convolution kernels (Note [Flat convolution]) or Winograd's (Note [Winograd
-// convolution]) on a batch of 16 images, c -> c channels, in GFLOP/s of the convolution's
+// convolution]) on a batch of 16 images (or, "/images:128", a batch larger than the caches, as the
+// CIFAR ResNet's training step has), c -> c channels, in GFLOP/s of the convolution's
 // multiply-adds (as the GEMM would count them; Winograd does 2.25x fewer).
-constexpr int64_t kFlatBatch = 16;
+constexpr int64_t kFlatBatch = 16, kTrainingBatch = 128;
 
-void BM_ember_conv_flat(benchmark::State& state, ConvCase c, bool weight_grad, bool winograd) {
+void BM_ember_conv_flat(benchmark::State& state, ConvCase c, bool weight_grad, bool winograd, int64_t images) {
   const auto s = shape_of(c);
   const auto& k = ember::backend::kernels<float>();
   if (winograd ? k.conv_winograd == nullptr || !ember::backend::conv_winograd_applies(s)
@@ -66,22 +68,22 @@ void BM_ember_conv_flat(benchmark::State& state, ConvCase c, bool weight_grad, b
     return;
   }
   const int64_t K = s.c * s.kh * s.kw, hw = s.ho * s.wo, m = s.c;
-  std::vector<float> x(static_cast<size_t>(kFlatBatch * s.c * s.h * s.w), 0.5f);
+  std::vector<float> x(static_cast<size_t>(images * s.c * s.h * s.w), 0.5f);
   std::vector<float> w(static_cast<size_t>(m * K), 0.25f);
-  std::vector<float> y(static_cast<size_t>(kFlatBatch * m * hw), 1.0f);
+  std::vector<float> y(static_cast<size_t>(images * m * hw), 1.0f);
   std::vector<float> u(winograd ? static_cast<size_t>(ember::backend::conv_winograd_weights_size(m, s.c)) : 0);
   if (winograd) k.conv_winograd_weights(m, s.c, 0, m, w.data(), u.data());  // once, as the ops and plans do
   for (auto _ : state) {
     if (weight_grad) {
-      (winograd ? k.conv_winograd_weight_grad : k.conv_flat_weight_grad)(s, m, kFlatBatch, x.data(), s.c * s.h * s.w,
+      (winograd ? k.conv_winograd_weight_grad : k.conv_flat_weight_grad)(s, m, images, x.data(), s.c * s.h * s.w,
                                                                          y.data(), m * hw, w.data());
     } else {
-      (winograd ? k.conv_winograd : k.conv_flat)(s, m, winograd ? u.data() : w.data(), kFlatBatch, x.data(),
+      (winograd ? k.conv_winograd : k.conv_flat)(s, m, winograd ? u.data() : w.data(), images, x.data(),
                                                  s.c * s.h * s.w, y.data(), m * hw);
     }
     benchmark::ClobberMemory();
   }
-  state.counters["GFLOPs"] = benchmark::Counter(double(2 * kFlatBatch * m * K * hw) * double(state.iterations()),
+  state.counters["GFLOPs"] = benchmark::Counter(double(2 * images * m * K * hw) * double(state.iterations()),
                                                 benchmark::Counter::kIsRate);
 }
 
@@ -109,10 +111,16 @@ void BM_ember_max_pool2x2(benchmark::State& state, int64_t channels, int64_t hw)
     if (c.stride != 1 || c.pad * 2 + 1 != c.k) continue;
     for (bool winograd : {false, true}) {
       const std::string kind = winograd ? "BM_ember_conv_winograd" : "BM_ember_conv_flat";
-      benchmark::RegisterBenchmark((kind + "/" + c.name).c_str(), BM_ember_conv_flat, c, false, winograd)
-          ->Unit(benchmark::kMicrosecond);
-      benchmark::RegisterBenchmark((kind + "_wgrad/" + c.name).c_str(), BM_ember_conv_flat, c, true, winograd)
-          ->Unit(benchmark::kMicrosecond);
+      for (const int64_t images : {kFlatBatch, kTrainingBatch}) {
+        if (images == kTrainingBatch && std::string_view(c.name).substr(0, 7) != "resnet_") continue;
+        const std::string batch = images == kFlatBatch ? "" : "/images:" + std::to_string(images);
+        benchmark::RegisterBenchmark((kind + "/" + c.name + batch).c_str(), BM_ember_conv_flat, c, false, winograd,
+                                     images)
+            ->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark((kind + "_wgrad/" + c.name + batch).c_str(), BM_ember_conv_flat, c, true,
+                                     winograd, images)
+            ->Unit(benchmark::kMicrosecond);
+      }
     }
   }
   for (const ConvCase& c : kCases) {
