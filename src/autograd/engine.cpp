@@ -27,16 +27,9 @@ namespace {
 // buffer per sum cost the ResNet's training step its allocation and first writes (2% of it);
 // AccumulateGrad keeps a leaf's gradient by the same rule.
 template <class T>
-bool summable_in_place(const TensorBase& held, const TensorBase& incoming) {
-  const TensorImpl& in = *held.impl();
-  return !grad_mode_enabled() && held.impl_ptr().use_count() == 1 && in.autograd == nullptr &&
-         held.is_contiguous() && in.offset == 0 && in.storage.use_count() == 1 &&
-         in.storage->nbytes() == static_cast<size_t>(in.numel) * sizeof(T) && incoming.shape() == held.shape();
-}
-
-template <class T>
 TensorBase add_typed(TensorBase& held, const TensorBase& incoming) {
-  if (summable_in_place<T>(held, incoming)) {
+  if (!grad_mode_enabled() && held.impl()->autograd == nullptr && incoming.shape() == held.shape() &&
+      owns_whole_buffer(held, 1, sizeof(T))) {
     Tensor<T>::from_base(held).add_(Tensor<T>::from_base(incoming));
     return std::move(held);
   }

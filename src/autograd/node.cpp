@@ -8,6 +8,7 @@
 #include "ember/core/error.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/ops/elementwise.hpp"
+#include "engine.hpp"
 
 namespace ember::autograd {
 namespace {
@@ -96,10 +97,7 @@ void accumulate_typed(TensorImpl& leaf, const TensorBase& incoming_base) {
       // someone else's tensor. A view whose base is gone counts: mm's gradient for a weight
       // used as weight.t() arrives as the transpose of a transposed product.
       const TensorImpl& in = *incoming.impl();
-      const bool exclusive = incoming.is_contiguous() && in.offset == 0 && in.storage.use_count() == 1 &&
-                             in.storage->nbytes() == static_cast<size_t>(in.numel) * sizeof(T) &&
-                             incoming.impl_ptr().use_count() <= 2;
-      if (!exclusive) {
+      if (!owns_whole_buffer(incoming, 2, sizeof(T))) {
         meta.grad = incoming.detach().clone();
       } else if (in.autograd || in.is_view) {
         Tensor<T> own = incoming.detach();
