@@ -69,6 +69,22 @@ EMBER_LAYER_BENCH(convt_dcgan_n64_128to64_7_k4s2,
                   std::make_shared<nn::ConvTranspose2d<float>>(128, 64, 4, nn::ConvTranspose2dOptions{.stride = 2, .padding = 1, .bias = false}),
                   {64, 128, 7, 7});
 EMBER_LAYER_BENCH(batchnorm2d_n128_64_32, std::make_shared<nn::BatchNorm2d<float>>(64), {128, 64, 32, 32});
+
+// The CIFAR ResNet's first BasicBlock: its batch norms with the ReLUs and the shortcut fused (Note
+// [Batch norm with ReLU]), and as separate ops in the same run (a forward hook on each batch norm
+// makes the block call them one by one).
+Layer basic_block(bool separate) {
+  auto block = std::make_shared<nn::BasicBlock<float>>(16, 16, 1);
+  if (separate) {
+    for (auto* bn : {block->bn1.get(), block->bn2.get()}) {
+      bn->register_forward_hook(
+          [](nn::Module<float>&, const Tensor<float>&, const Tensor<float>&) { return Tensor<float>(); });
+    }
+  }
+  return block;
+}
+EMBER_LAYER_BENCH(basicblock_n128_16_32, basic_block(false), {128, 16, 32, 32});
+EMBER_LAYER_BENCH(basicblock_n128_16_32_separate, basic_block(true), {128, 16, 32, 32});
 EMBER_LAYER_BENCH(layernorm_32x64_128, std::make_shared<nn::LayerNorm<float>>(ember::Shape{128}), {32, 64, 128});
 EMBER_LAYER_BENCH(groupnorm_n64_64_32_g32, std::make_shared<nn::GroupNorm<float>>(32, 64), {64, 64, 32, 32});
 EMBER_LAYER_BENCH(mha_b32_s64_d128_h4,

@@ -56,6 +56,16 @@ BatchNorm<T>::BatchNorm(int64_t n, BatchNormOptions o, int64_t min_dims, int64_t
 
 template <FloatingElement T>
 Tensor<T> BatchNorm<T>::forward(const Tensor<T>& x) {
+  return normalize(x, Tensor<T>(), false);
+}
+
+template <FloatingElement T>
+Tensor<T> BatchNorm<T>::forward_relu(const Tensor<T>& x, const Tensor<T>& residual) {
+  return normalize(x, residual, true);
+}
+
+template <FloatingElement T>
+Tensor<T> BatchNorm<T>::normalize(const Tensor<T>& x, const Tensor<T>& residual, bool relu) {
   if (!x.defined() || x.dim() < min_dims_ || x.dim() > max_dims_) {
     throw ShapeError(name_ + ": expected a " + std::to_string(min_dims_) +
                      (min_dims_ == max_dims_ ? "" : " or " + std::to_string(max_dims_)) + "-D input, got " +
@@ -71,9 +81,16 @@ Tensor<T> BatchNorm<T>::forward(const Tensor<T>& x) {
     num_batches_tracked.copy_(scalar_tensor<int64_t>(num_batches_tracked.item() + 1));
     if (momentum < 0) momentum = 1.0 / static_cast<double>(num_batches_tracked.item());
   }
-  if (group_sum_ && this->is_training()) return synchronized_forward(x, momentum);
-  return functional::batch_norm(x, running_mean, running_var, weight, bias,
-                                this->is_training() || !options.track_running_stats, momentum, options.eps);
+  const bool batch_statistics = this->is_training() || !options.track_running_stats;
+  if (group_sum_ && this->is_training()) {
+    const Tensor<T> y = synchronized_forward(x, momentum);
+    return relu ? ember::relu(residual.defined() ? y + residual : y) : y;
+  }
+  if (relu) {
+    return functional::batch_norm_relu(x, running_mean, running_var, weight, bias, batch_statistics, momentum,
+                                       options.eps, residual);
+  }
+  return functional::batch_norm(x, running_mean, running_var, weight, bias, batch_statistics, momentum, options.eps);
 }
 
 template <FloatingElement T>

@@ -156,3 +156,9 @@ Tensor<T> unsqueeze_reduced(const Tensor<T>& g, const Shape& in_shape,
                             const std::vector<int64_t>& dims, bool keepdim);
 
 }  // namespace ember::detail
+
+namespace ember {
+/// ReLU's gradient: g where the ReLU's result r is positive, in one pass; differentiable in g.
+template <FloatingElement T>
+Tensor<T> relu_backward(const Tensor<T>& g, const Tensor<T>& r);
+}  // namespace ember

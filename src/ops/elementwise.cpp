@@ -772,6 +772,7 @@ template <Element T> Tensor<T> Tensor<T>::clamp(double lo, double hi) const requ
 #define EMBER_INSTANTIATE(T)                                                               \
   template Tensor<T> Tensor<T>::masked_fill(const Tensor<uint8_t>&, double) const;          \
   template Tensor<T> gelu(const Tensor<T>&, const char*);                                  \
+  template Tensor<T> relu_backward(const Tensor<T>&, const Tensor<T>&);                    \
   template Tensor<T> clamp(const Tensor<T>&, double, double);                              \
   template Tensor<T> pow(const Tensor<T>&, double);                                        \
   template Tensor<T> pow(const Tensor<T>&, const Tensor<T>&);                              \

@@ -43,19 +43,38 @@ struct BnDims {
   int64_t n, c, inner;
 };
 
-// out = a * alpha[c] + b * beta[c] + gamma[c] per plane (b, beta null: no b term), on ember's
-// threads in memory order. Walking channel by channel instead jumps C * inner elements between
-// planes of a few KiB each, which starves the hardware prefetcher: these passes ran at a third
-// of the speed.
+// Planes per step of a fused pass: a few KiB, so that what one kernel writes the next reads from L1.
+int64_t l1_planes(int64_t inner) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(inner, 1)); }
+
+// What a fused pass does after the affine kernel (Note [Batch norm with ReLU]): a residual added,
+// then a ReLU.
+template <class T>
+struct AffineEpilogue {
+  const T* residual = nullptr;
+  bool relu = false;
+};
+
+// out = a * alpha[c] + b * beta[c] + gamma[c] per plane (b, beta null: no b term), then `epilogue`,
+// on ember's threads in memory order. Walking channel by channel instead jumps C * inner elements
+// between planes of a few KiB each, which starves the hardware prefetcher: these passes ran at a
+// third of the speed.
 template <class T>
 void channel_affine(const BnDims& d, const T* a, const std::vector<T>& alpha, const T* b, const std::vector<T>* beta,
-                    const std::vector<T>& gamma, T* out) {
+                    const std::vector<T>& gamma, T* out, const AffineEpilogue<T>& epilogue = {}) {
   const auto& k = backend::kernels<T>();
+  const bool fused = epilogue.residual != nullptr || epilogue.relu;
   detail::parallel_for(0, d.n * d.c, std::max<int64_t>(1, 32768 / std::max<int64_t>(d.inner, 1)),
                        [&](int64_t first, int64_t end) {
-    const int64_t off = first * d.inner;
-    k.channel_affine(end - first, first, d.c, d.inner, a + off, alpha.data(), b ? b + off : nullptr,
-                     beta ? beta->data() : nullptr, gamma.data(), out + off);
+    const int64_t span = fused ? l1_planes(d.inner) : end - first;
+    for (int64_t p = first; p < end; p += span) {
+      const int64_t planes = std::min(span, end - p), off = p * d.inner, len = planes * d.inner;
+      k.channel_affine(planes, p, d.c, d.inner, a + off, alpha.data(), b ? b + off : nullptr,
+                       beta ? beta->data() : nullptr, gamma.data(), out + off);
+      if (epilogue.residual) {
+        k.binary(backend::Binary::Add, {}, len, out + off, 1, epilogue.residual + off, 1, out + off);
+      }
+      if (epilogue.relu) k.unary(backend::Unary::Relu, {}, len, out + off, 1, out + off);
+    }
   });
 }
 
@@ -92,6 +111,17 @@ BnDims bn_dims(const Shape& s) {
   return {s[0], s[1], inner};
 }
 
+// Note [Batch statistics in one pass]
+// The batch mean and variance took two passes over x: the sums, then the squares centred on the
+// mean (no cancellation when the mean is large). For planes of at least kOnePassPlane values
+// each plane now gives both from one read of memory: its sum, then its squares centred on its
+// own mean while it is in L1. The planes of a channel combine in double by Chan, Golub and
+// LeVeque's formula (M2 = the planes' M2 summed + inner * (plane mean - mean)^2 summed), in plane
+// order, so the result does not depend on the thread count. Smaller planes keep the two passes:
+// there a kernel call per plane costs more than the second read of an activation that the caches
+// hold.
+constexpr int64_t kOnePassPlane = 256;
+
 // Per-channel batch mean and 1 / sqrt(biased var + eps) of a contiguous x; also the biased
 // variance (for the running statistics).
 template <class T>
@@ -103,6 +133,35 @@ void batch_statistics(const Tensor<T>& x, double eps, std::vector<T>& mean, std:
   var.assign(static_cast<size_t>(d.c), 0.0);
   const T* px = x.data();
   const double count = static_cast<double>(d.n * d.inner);
+  if (d.inner >= kOnePassPlane) {  // Note [Batch statistics in one pass]
+    const auto& k = backend::kernels<T>();
+    const double inner = static_cast<double>(d.inner);
+    std::vector<double> plane_mean(static_cast<size_t>(d.n * d.c)), plane_m2(plane_mean.size());
+    detail::parallel_for(0, d.n * d.c, std::max<int64_t>(1, 65536 / d.inner), [&](int64_t first, int64_t end) {
+      for (int64_t p = first; p < end; ++p) {
+        const T* xp = px + p * d.inner;
+        const T center = static_cast<T>(static_cast<double>(k.reduce(backend::Reduce::Sum, d.inner, xp, 1)) / inner);
+        double s1 = 0, s2 = 0;
+        k.centered_sums(d.inner, xp, center, nullptr, &s1, &s2);
+        plane_mean[static_cast<size_t>(p)] = static_cast<double>(center) + s1 / inner;
+        plane_m2[static_cast<size_t>(p)] = s2 - s1 * s1 / inner;
+      }
+    });
+    for (int64_t ch = 0; ch < d.c; ++ch) {
+      double sum = 0, m2 = 0;
+      for (int64_t i = 0; i < d.n; ++i) sum += plane_mean[static_cast<size_t>(i * d.c + ch)];
+      const double m = sum / static_cast<double>(d.n);
+      for (int64_t i = 0; i < d.n; ++i) {
+        const size_t p = static_cast<size_t>(i * d.c + ch);
+        m2 += plane_m2[p] + inner * (plane_mean[p] - m) * (plane_mean[p] - m);
+      }
+      const size_t c = static_cast<size_t>(ch);
+      mean[c] = static_cast<T>(m);
+      var[c] = m2 / count;
+      invstd[c] = static_cast<T>(1.0 / std::sqrt(var[c] + eps));
+    }
+    return;
+  }
   const auto sums = channel_sums<T>(d, px, nullptr, nullptr);
   for (size_t ch = 0; ch < mean.size(); ++ch) mean[ch] = static_cast<T>(sums.first[ch] / count);
   // Centred second pass: no cancellation for large means.
@@ -203,18 +262,30 @@ std::vector<Tensor<T>> batch_norm_backward(const Tensor<T>& g, const BatchNormSa
   return grads;
 }
 
-}  // namespace
+// Gradients of y = relu(batch_norm(x) + residual) for x, weight, bias (and residual): ReLU's
+// masked gradient, which is also the residual's, then batch norm's (Note [Batch norm with ReLU]).
+template <class T>
+std::vector<Tensor<T>> batch_norm_relu_backward(const Tensor<T>& g, const Tensor<T>& y, const BatchNormSaved<T>& s,
+                                                bool has_residual) {
+  const Tensor<T> gy = relu_backward(g, y);
+  std::vector<Tensor<T>> grads = batch_norm_backward(gy, s);
+  if (has_residual) grads.push_back(gy);
+  return grads;
+}
 
+// batch_norm, and with `relu` relu(batch_norm(x) + residual) (residual undefined or of x's shape).
 template <FloatingElement T>
-Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var, const Tensor<T>& weight,
-                     const Tensor<T>& bias, bool training, double momentum, double eps) {
+Tensor<T> batch_norm_node(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var, const Tensor<T>& weight,
+                          const Tensor<T>& bias, bool training, double momentum, double eps, const Tensor<T>& residual,
+                          bool relu) {
   detail::TracedOp traced;
-  if (!x.defined() || x.dim() < 2) throw ShapeError("batch_norm: input must be [N, C, ...]");
+  const char* name = relu ? "batch_norm_relu" : "batch_norm";
+  if (!x.defined() || x.dim() < 2) throw ShapeError(cat_str(name, ": input must be [N, C, ...]"));
   const int64_t c = x.shape()[1];
   for (const Tensor<T>* t : std::initializer_list<const Tensor<T>*>{&running_mean, &running_var, &weight, &bias}) {
     if (t->defined() && (t->dim() != 1 || t->shape()[0] != c)) {
-      throw ShapeError(cat_str("batch_norm: per-channel tensor of shape ", t->shape(), " for ", c,
-                               " channels (input ", x.shape(), ")"));
+      throw ShapeError(cat_str(name, ": per-channel tensor of shape ", t->shape(), " for ", c, " channels (input ",
+                               x.shape(), ")"));
     }
   }
   std::vector<int64_t> dims{0};
@@ -223,8 +294,7 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
   const bool use_batch = training || !running_mean.defined() || !running_var.defined();
   const int64_t count = x.numel() / std::max<int64_t>(c, 1);
   if (use_batch && training && count <= 1) {
-    throw ValueError(cat_str("batch_norm: expected more than 1 value per channel when training, got input ",
-                             x.shape()));
+    throw ValueError(cat_str(name, ": expected more than 1 value per channel when training, got input ", x.shape()));
   }
   const Tensor<T> xc = x.detach().contiguous();
   std::vector<T> mean, invstd;
@@ -252,25 +322,69 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
     scale[k] = invstd[k] * w[k];
     shift[k] = b[k] - mean[k] * scale[k];
   }
-  Tensor<T> y = channel_affine(xc, scale, shift);
+  const Tensor<T> rc = residual.defined() ? residual.detach().contiguous() : Tensor<T>();
+  Tensor<T> y = empty<T>(xc.shape());
+  channel_affine<T>(bn_dims(xc.shape()), xc.data(), scale, nullptr, nullptr, shift, y.data(),
+                    {.residual = rc.defined() ? rc.data() : nullptr, .relu = relu});
   if constexpr (std::is_same_v<T, float>) {
     if (detail::OpTracer* t = traced.tracer()) {
       if (use_batch) t->unsupported("batch_norm with batch statistics (the model is in training mode, or has no running statistics)");
       t->channel_affine(x, scale, shift, y);
     }
   }
-  if (autograd::needs_grad(x, weight, bias)) {
+  if (autograd::needs_grad(x, weight, bias, residual)) {
     // Eval mode saves the running statistics as they are now: later updates must not change it.
     Tensor<T> saved_mean = use_batch ? Tensor<T>() : running_mean.detach().clone();
     Tensor<T> saved_var = use_batch ? Tensor<T>() : running_var.detach().clone();
-    autograd::record(y, "batch_norm", {&x, &weight, &bias},
-                     [saved = BatchNormSaved<T>{autograd::SavedTensor<T>(x), autograd::SavedTensor<T>(weight),
-                                                bias.defined(), use_batch, saved_mean, saved_var, std::move(mean),
-                                                std::move(invstd), w, eps, dims, cs}](const Tensor<T>& g) {
-                       return batch_norm_backward(g, saved);
-                     });
+    BatchNormSaved<T> saved{autograd::SavedTensor<T>(x), autograd::SavedTensor<T>(weight), bias.defined(), use_batch,
+                            saved_mean, saved_var, std::move(mean), std::move(invstd), w, eps, dims, cs};
+    if (!relu) {
+      autograd::record(y, "batch_norm", {&x, &weight, &bias},
+                       [saved = std::move(saved)](const Tensor<T>& g) { return batch_norm_backward(g, saved); });
+    } else {
+      autograd::record_with_result(y, "batch_norm_relu", {&x, &weight, &bias, &residual},
+                                   [saved = std::move(saved), has_residual = residual.defined()](
+                                       const Tensor<T>& g, const Tensor<T>& r) {
+                                     return batch_norm_relu_backward(g, r, saved, has_residual);
+                                   });
+    }
   }
   return y;
+}
+
+}  // namespace
+
+template <FloatingElement T>
+Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var, const Tensor<T>& weight,
+                     const Tensor<T>& bias, bool training, double momentum, double eps) {
+  return batch_norm_node(x, std::move(running_mean), std::move(running_var), weight, bias, training, momentum, eps,
+                         Tensor<T>(), false);
+}
+
+// Note [Batch norm with ReLU]
+// A ResNet block ends both its batch norms in ReLU, the second after adding the shortcut. As
+// separate ops the forward makes one more pass over memory for the add and one for the ReLU
+// after batch norm's affine pass. batch_norm_relu runs the add and the ReLU on a few planes at a
+// time right after the affine kernel wrote them, while they are in L1 (on a ResNet's [128, 16,
+// 32, 32] activation the forward takes two thirds of the separate ops' time). The backward is
+// the separate ops': ReLU's masked gradient (which is also the residual's) in one pass, then
+// batch norm's two. Finding the mask from x inside those two passes instead (the pre-activation
+// recomputed a few planes at a time with the backend's affine and mask kernels) measured slower
+// than relu_backward's pass: three L1-bound kernels per few planes cost more than one pass over
+// memory. Every value is the one the separate ops give (the same kernels on the same operands in
+// the same order: the tests compare bits), so a block computes the same fused or not. Under a
+// tracer (deploy::compile) the separate ops run, each traced.
+template <FloatingElement T>
+Tensor<T> batch_norm_relu(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var, const Tensor<T>& weight,
+                          const Tensor<T>& bias, bool training, double momentum, double eps,
+                          const Tensor<T>& residual) {
+  if (detail::tracing() || (residual.defined() && (!x.defined() || residual.shape() != x.shape()))) {
+    const Tensor<T> y = batch_norm(x, std::move(running_mean), std::move(running_var), weight, bias, training,
+                                   momentum, eps);
+    return relu(residual.defined() ? y + residual : y);
+  }
+  return batch_norm_node(x, std::move(running_mean), std::move(running_var), weight, bias, training, momentum, eps,
+                         residual, true);
 }
 
 // Note [Fused layer norm]
@@ -726,6 +840,8 @@ Tensor<T> embedding_bag(const Tensor<int64_t>& input, const Tensor<T>& weight, c
 #define EMBER_INSTANTIATE(T)                                                                         \
   template Tensor<T> batch_norm(const Tensor<T>&, Tensor<T>, Tensor<T>, const Tensor<T>&, const Tensor<T>&, \
                                 bool, double, double);                                               \
+  template Tensor<T> batch_norm_relu(const Tensor<T>&, Tensor<T>, Tensor<T>, const Tensor<T>&, const Tensor<T>&, \
+                                     bool, double, double, const Tensor<T>&);                          \
   template Tensor<T> layer_norm(const Tensor<T>&, const Shape&, const Tensor<T>&, const Tensor<T>&, double); \
   template Tensor<T> group_norm(const Tensor<T>&, int64_t, const Tensor<T>&, const Tensor<T>&, double); \
   template Tensor<T> rms_norm(const Tensor<T>&, const Shape&, const Tensor<T>&, double);             \

@@ -13,6 +13,8 @@ OpTracerScope::OpTracerScope(OpTracer* tracer) noexcept : previous_(t_tracer) {
 }
 OpTracerScope::~OpTracerScope() { t_tracer = previous_; }
 
+bool tracing() noexcept { return t_tracer != nullptr; }
+
 TracedOp::TracedOp() noexcept {
   if (t_tracer == nullptr) return;
   counted_ = true;

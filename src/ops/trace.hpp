@@ -78,6 +78,9 @@ class OpTracerScope {
   OpTracer* previous_;
 };
 
+/// Whether a tracer is installed on this thread.
+bool tracing() noexcept;
+
 /// Marks the extent of a traceable op; construct it before the op calls any other op.
 class TracedOp {
  public:

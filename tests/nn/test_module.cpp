@@ -554,6 +554,116 @@ TEST(Residual, BasicBlockMatchesPyTorchAndResidualAdds) {
   EXPECT_TRUE(allclose(res(x), x + (*lin)(x), 1e-6, 1e-6));
   EXPECT_EQ(res.state_dict()[0].name, "fn.weight");
 }
+
+// batch_norm_relu gives the separate ops' bits (Note [Batch norm with ReLU]): values, running
+// statistics and every gradient, with and without a residual, in training and eval, on planes
+// larger than a fused step (70 x 70), smaller ones whose steps end mid-sample (9 x 7), and
+// samples that split the statistics into several blocks.
+TEST(Residual, BatchNormWithReluGivesTheSeparateOpsBits) {
+  for (const Shape& shape : {Shape{3, 5, 70, 70}, Shape{7, 5, 9, 7}, Shape{2, 3, 1, 1}}) {
+    for (const bool with_residual : {false, true}) {
+      for (const bool training : {true, false}) {
+        SCOPED_TRACE(shape.str() + (with_residual ? " residual" : "") + (training ? " training" : " eval"));
+        const int64_t c = shape[1];
+        auto x = randn<float>(shape).requires_grad_(true), r = randn<float>(shape).requires_grad_(true);
+        auto w = randn<float>({c}).requires_grad_(true), b = randn<float>({c}).requires_grad_(true);
+        auto rm = randn<float>({c}), rv = rand<float>({c}) + 0.5f, rm2 = rm.clone(), rv2 = rv.clone();
+        const auto out_w = randn<float>(shape);
+        const Tensor<float> res = with_residual ? r : Tensor<float>();
+        auto fused = functional::batch_norm_relu(x, rm, rv, w, b, training, 0.1, 1e-5, res);
+        auto grads = autograd::grad({(fused * out_w).sum()}, {x, w, b, r}, {}, false, false, true);
+        auto bn = functional::batch_norm(x, rm2, rv2, w, b, training);
+        auto separate = relu(with_residual ? bn + r : bn);
+        auto want = autograd::grad({(separate * out_w).sum()}, {x, w, b, r}, {}, false, false, true);
+        EXPECT_EQ(fused.to_vector(), separate.to_vector());
+        EXPECT_EQ(rm.to_vector(), rm2.to_vector());
+        EXPECT_EQ(rv.to_vector(), rv2.to_vector());
+        for (size_t i = 0; i < grads.size(); ++i) {
+          ASSERT_EQ(grads[i].defined(), want[i].defined()) << i;
+          if (grads[i].defined()) {
+            EXPECT_EQ(grads[i].to_vector(), want[i].to_vector()) << i;
+          }
+        }
+      }
+    }
+  }
+  // A residual that broadcasts runs the separate ops.
+  auto x = randn<float>({2, 3, 4, 4});
+  auto r = randn<float>({3, 1, 1});
+  EXPECT_EQ(functional::batch_norm_relu(x, {}, {}, {}, {}, true, 0.1, 1e-5, r).to_vector(),
+            relu(functional::batch_norm(x, {}, {}, {}, {}, true) + r).to_vector());
+}
+
+// Planes of 256 values or more get their statistics in one pass (Note [Batch statistics in one
+// pass]): against the two passes in double, on data whose mean (1000) dwarfs its spread (0.01),
+// where E[x^2] - E[x]^2 would lose every digit; and the same bits on one thread and two.
+TEST(BatchNorm, StatisticsOfLargePlanesInOnePass) {
+  const Shape shape{128, 4, 17, 19};  // 512 planes: several chunks on two threads
+  auto x = (randn<float>(shape) * 0.01f + 1000.0f) + arange<float>(4).reshape({1, 4, 1, 1});
+  const std::vector<float> v = x.to_vector();
+  const int64_t inner = 17 * 19, count = 128 * inner;
+  std::vector<std::vector<float>> stats;
+  const int threads_before = get_num_threads();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    auto rm = zeros<float>({4}), rv = zeros<float>({4});
+    functional::batch_norm(x, rm, rv, Tensor<float>(), Tensor<float>(), true, 1.0);
+    stats.push_back(rm.to_vector());
+    stats.push_back(rv.to_vector());
+  }
+  set_num_threads(threads_before);
+  EXPECT_EQ(stats[0], stats[2]);
+  EXPECT_EQ(stats[1], stats[3]);
+  for (int64_t c = 0; c < 4; ++c) {
+    double mean = 0, m2 = 0;
+    for (int64_t n = 0; n < 128; ++n)
+      for (int64_t i = 0; i < inner; ++i) mean += v[static_cast<size_t>((n * 4 + c) * inner + i)];
+    mean /= static_cast<double>(count);
+    for (int64_t n = 0; n < 128; ++n)
+      for (int64_t i = 0; i < inner; ++i) {
+        const double d = v[static_cast<size_t>((n * 4 + c) * inner + i)] - mean;
+        m2 += d * d;
+      }
+    const double unbiased = m2 / static_cast<double>(count - 1);
+    EXPECT_NEAR(stats[0][static_cast<size_t>(c)], mean, 1e-7 * mean) << c;
+    EXPECT_NEAR(stats[1][static_cast<size_t>(c)], unbiased, 1e-4 * unbiased) << c;
+  }
+}
+
+// A BasicBlock runs its batch norms fused with the ReLUs (and the shortcut) unless a hook on the
+// batch norm must see its output; both give the same bits, forward and backward.
+TEST(Residual, BasicBlockFusedAndHookedAgree) {
+  for (const auto& [in, out, stride] : {std::tuple{8, 8, 1}, std::tuple{8, 16, 2}}) {
+    manual_seed(11);
+    BasicBlock<float> fused(in, out, stride);
+    manual_seed(11);
+    BasicBlock<float> hooked(in, out, stride);
+    int seen = 0;
+    for (auto* bn : {hooked.bn1.get(), hooked.bn2.get()}) {
+      bn->weight.detach().copy_(randn<float>({out}));  // both signs: ReLU masks of every density
+      bn->register_forward_hook([&seen](Module<float>&, const Tensor<float>&, const Tensor<float>&) {
+        ++seen;
+        return Tensor<float>();
+      });
+    }
+    fused.bn1->weight.detach().copy_(hooked.bn1->weight.detach());
+    fused.bn2->weight.detach().copy_(hooked.bn2->weight.detach());
+    const auto x = randn<float>({4, in, 10, 10});
+    const auto out_w = randn<float>({4, out, 10 / stride, 10 / stride});
+    auto xa = x.clone().requires_grad_(true), xb = x.clone().requires_grad_(true);
+    auto ya = fused(xa), yb = hooked(xb);
+    EXPECT_EQ(seen, 2);
+    EXPECT_EQ(ya.to_vector(), yb.to_vector());
+    (ya * out_w).sum().backward();
+    (yb * out_w).sum().backward();
+    EXPECT_EQ(xa.grad().to_vector(), xb.grad().to_vector());
+    const auto pa = fused.named_parameters(), pb = hooked.named_parameters();
+    for (size_t i = 0; i < pa.size(); ++i) {
+      EXPECT_EQ(pa[i].second.grad().to_vector(), pb[i].second.grad().to_vector()) << pa[i].first;
+    }
+    EXPECT_EQ(fused.bn2->running_var.to_vector(), hooked.bn2->running_var.to_vector());
+  }
+}
 }  // namespace
 }  // namespace ember::nn
 

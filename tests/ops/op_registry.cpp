@@ -338,6 +338,15 @@ void add_cases_8(std::vector<OpCase>& c) {
   c.push_back(EMBER_OP("batch_norm_eval", (S{{4, 3, 5}, {3}, {3}}), -1, 1, true,
                        F::batch_norm(x[0], tensor<T>({0.1, -0.2, 0.3}, {3}), tensor<T>({0.5, 1.5, 2.0}, {3}),
                                      x[1], x[2], false)));
+  // batch_norm_relu: the fused node against relu(batch_norm(x) (+ residual)); without a residual
+  // its backward finds the mask from x (Note [Batch norm with ReLU]).
+  c.push_back(EMBER_OP("batch_norm_relu_train", (S{{4, 3, 2, 2}, {3}, {3}}), -1, 1, true,
+                       F::batch_norm_relu(x[0], Tensor<T>(), Tensor<T>(), x[1], x[2], true)));
+  c.push_back(EMBER_OP("batch_norm_relu_residual", (S{{4, 3, 2, 2}, {3}, {3}, {4, 3, 2, 2}}), -1, 1, true,
+                       F::batch_norm_relu(x[0], Tensor<T>(), Tensor<T>(), x[1], x[2], true, 0.1, 1e-5, x[3])));
+  c.push_back(EMBER_OP("batch_norm_relu_eval_residual", (S{{4, 3, 5}, {3}, {3}, {4, 3, 5}}), -1, 1, true,
+                       F::batch_norm_relu(x[0], tensor<T>({0.1, -0.2, 0.3}, {3}), tensor<T>({0.5, 1.5, 2.0}, {3}),
+                                          x[1], x[2], false, 0.1, 1e-5, x[3])));
   c.push_back(EMBER_OP("layer_norm_affine", (S{{3, 4, 5}, {5}, {5}}), -2, 2, true,
                        F::layer_norm(x[0], {5}, x[1], x[2])));
   c.push_back(EMBER_OP("layer_norm_2d_plain", (S{{3, 4, 5}}), -2, 2, true, F::layer_norm(x[0], {4, 5})));

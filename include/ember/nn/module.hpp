@@ -258,6 +258,8 @@ class Module {
   /// The forward pre-hook registered under `id`, or null.
   const ForwardPreHook* forward_pre_hook(int64_t id) const;
   int64_t register_forward_hook(ForwardHook hook);
+  /// Whether any forward pre-hook or forward hook is registered on this module.
+  bool has_hooks() const noexcept { return !pre_hooks_.empty() || !post_hooks_.empty(); }
   void remove_hook(int64_t id);
 
   /// A table of the module tree with each module's output shape for an input of `input_shape`,

@@ -15,6 +15,7 @@ namespace ember::nn {
 
 namespace functional {
 using ember::batch_norm;
+using ember::batch_norm_relu;
 using ember::embedding;
 using ember::embedding_bag;
 using ember::group_norm;
@@ -36,6 +37,10 @@ class BatchNorm : public Module<T> {
   BatchNorm(int64_t num_features, BatchNormOptions options, int64_t min_dims, int64_t max_dims,
             const char* name);
   Tensor<T> forward(const Tensor<T>& x) override;
+  /// relu(forward(x) + residual) (residual optional), with the passes fused where the batch norm
+  /// allows it (functional::batch_norm_relu; not while synchronized across ranks). Hooks are the
+  /// caller's to check: this runs none (BasicBlock calls it for a batch norm that has none).
+  Tensor<T> forward_relu(const Tensor<T>& x, const Tensor<T>& residual = Tensor<T>());
   std::string type_name() const override { return name_; }
   std::string extra_repr() const override;
 
@@ -52,6 +57,7 @@ class BatchNorm : public Module<T> {
   BatchNormOptions options;
 
  private:
+  Tensor<T> normalize(const Tensor<T>& x, const Tensor<T>& residual, bool relu);
   Tensor<T> synchronized_forward(const Tensor<T>& x, double momentum);
   int64_t min_dims_, max_dims_;
   std::string name_;

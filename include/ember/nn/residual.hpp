@@ -56,10 +56,23 @@ BasicBlock<T>::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride) {
 
 template <FloatingElement T>
 Tensor<T> BasicBlock<T>::forward(const Tensor<T>& x) {
-  Tensor<T> out = relu(this->call_child("bn1", *bn1, this->call_child("conv1", *conv1, x)));
-  out = this->call_child("bn2", *bn2, this->call_child("conv2", *conv2, out));
-  Tensor<T> shortcut = downsample ? this->call_child("downsample", *downsample, x) : x;
-  return relu(out + shortcut);
+  // Each batch norm with its ReLU (and the shortcut) as one node, the same values with fewer passes
+  // (Note [Batch norm with ReLU]), unless hooks on the batch norm must see its own output.
+  auto bn_relu = [this](const char* name, BatchNorm2d<T>& bn, const Tensor<T>& in, const Tensor<T>& residual) {
+    if (!bn.has_hooks()) {
+      try {
+        return bn.forward_relu(in, residual);
+      } catch (Error& e) {  // named as operator() names a child's errors
+        e.prepend_module(name);
+        throw;
+      }
+    }
+    const Tensor<T> y = this->call_child(name, bn, in);
+    return relu(residual.defined() ? y + residual : y);
+  };
+  const Tensor<T> out = bn_relu("bn1", *bn1, this->call_child("conv1", *conv1, x), Tensor<T>());
+  const Tensor<T> main = this->call_child("conv2", *conv2, out);
+  return bn_relu("bn2", *bn2, main, downsample ? this->call_child("downsample", *downsample, x) : x);
 }
 
 }  // namespace ember::nn

@@ -1,8 +1,9 @@
 #pragma once
 // Normalisation and embedding lookups as functions (ember::nn's BatchNorm, LayerNorm, GroupNorm,
-// RMSNorm, Embedding and EmbeddingBag call them; nn::functional names them too). batch_norm and layer_norm are
-// fused nodes with their own backward (Note [Fused batch norm], Note [Fused layer norm] in
-// src/ops/normalization.cpp); the others are composites of differentiable primitives.
+// RMSNorm, Embedding and EmbeddingBag call them; nn::functional names them too). batch_norm (also
+// with a ReLU: batch_norm_relu) and layer_norm are fused nodes with their own backward (Note [Fused
+// batch norm], Note [Batch norm with ReLU], Note [Fused layer norm] in src/ops/normalization.cpp);
+// the others are composites of differentiable primitives.
 #include <cstdint>
 
 #include "ember/core/tensor.hpp"
@@ -16,6 +17,13 @@ template <FloatingElement T>
 Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var,
                      const Tensor<T>& weight, const Tensor<T>& bias, bool training,
                      double momentum = 0.1, double eps = 1e-5);
+/// relu(batch_norm(x, ...) + residual) (residual optional; broadcast as `+` does), as one node
+/// where residual is undefined or of x's shape: a ResNet block's batch norm, shortcut and ReLU
+/// with the passes of the separate ops fused, and the same values (Note [Batch norm with ReLU]).
+template <FloatingElement T>
+Tensor<T> batch_norm_relu(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var,
+                          const Tensor<T>& weight, const Tensor<T>& bias, bool training, double momentum = 0.1,
+                          double eps = 1e-5, const Tensor<T>& residual = Tensor<T>());
 /// Normalises over the last dims given by normalized_shape.
 template <FloatingElement T>
 Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape, const Tensor<T>& weight = Tensor<T>(),
