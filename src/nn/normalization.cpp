@@ -75,22 +75,30 @@ Tensor<T> BatchNorm<T>::normalize(const Tensor<T>& x, const Tensor<T>& residual,
     throw ShapeError(name_ + ": input " + x.shape().str() + " has " + std::to_string(x.shape()[1]) +
                      " channels, expected " + std::to_string(num_features));
   }
-  double momentum = options.momentum;
-  if (this->is_training() && options.track_running_stats) {
-    NoGradGuard no_grad;
-    num_batches_tracked.copy_(scalar_tensor<int64_t>(num_batches_tracked.item() + 1));
-    if (momentum < 0) momentum = 1.0 / static_cast<double>(num_batches_tracked.item());
+  if (relu && residual.defined() && residual.shape() != x.shape()) {
+    throw ShapeError(name_ + ": forward_relu's residual " + residual.shape().str() + " must have the input's shape " +
+                     x.shape().str());
   }
+  // The batch is counted once the call has succeeded: a failed call leaves the module as it was.
+  const bool counts = this->is_training() && options.track_running_stats;
+  const int64_t tracked = counts ? num_batches_tracked.item() + 1 : 0;
+  const double momentum = counts && options.momentum < 0 ? 1.0 / static_cast<double>(tracked) : options.momentum;
   const bool batch_statistics = this->is_training() || !options.track_running_stats;
+  Tensor<T> y;
   if (group_sum_ && this->is_training()) {
-    const Tensor<T> y = synchronized_forward(x, momentum);
-    return relu ? ember::relu(residual.defined() ? y + residual : y) : y;
+    y = synchronized_forward(x, momentum);
+    if (relu) y = ember::relu(residual.defined() ? y + residual : y);
+  } else if (relu) {
+    y = functional::batch_norm_relu(x, running_mean, running_var, weight, bias, batch_statistics, momentum,
+                                    options.eps, residual);
+  } else {
+    y = functional::batch_norm(x, running_mean, running_var, weight, bias, batch_statistics, momentum, options.eps);
   }
-  if (relu) {
-    return functional::batch_norm_relu(x, running_mean, running_var, weight, bias, batch_statistics, momentum,
-                                       options.eps, residual);
+  if (counts) {
+    NoGradGuard no_grad;
+    num_batches_tracked.copy_(scalar_tensor<int64_t>(tracked));
   }
-  return functional::batch_norm(x, running_mean, running_var, weight, bias, batch_statistics, momentum, options.eps);
+  return y;
 }
 
 template <FloatingElement T>

@@ -379,6 +379,8 @@ Tensor<T> batch_norm_relu(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> 
                           const Tensor<T>& bias, bool training, double momentum, double eps,
                           const Tensor<T>& residual) {
   if (detail::tracing() || (residual.defined() && (!x.defined() || residual.shape() != x.shape()))) {
+    // Shapes that cannot be added fail before batch norm updates the running statistics.
+    if (x.defined() && residual.defined()) detail::broadcast_shapes(x.shape(), residual.shape(), "batch_norm_relu");
     const Tensor<T> y = batch_norm(x, std::move(running_mean), std::move(running_var), weight, bias, training,
                                    momentum, eps);
     return relu(residual.defined() ? y + residual : y);

@@ -630,6 +630,31 @@ TEST(BatchNorm, StatisticsOfLargePlanesInOnePass) {
   }
 }
 
+// A failed call leaves a batch norm as it was: no batch counted, no running statistics moved;
+// the fused form too, called by a BasicBlock (whose errors name the batch norm).
+TEST(BatchNorm, FailedCallsLeaveTheModuleAsItWas) {
+  using ember::testing::expect_error;
+  BatchNorm2d<float> bn(3);
+  const auto x = randn<float>({2, 3, 2, 2});
+  expect_error<ValueError>([&] { bn(randn<float>({1, 3, 1, 1})); }, "expected more than 1 value per channel");
+  expect_error<ShapeError>([&] { bn.forward_relu(x, randn<float>({2, 3, 1, 2})); },
+                           "BatchNorm2d: forward_relu's residual [2, 3, 1, 2] must have the input's shape");
+  const auto five = randn<float>({5});
+  expect_error<ShapeError>(
+      [&] { functional::batch_norm_relu(x, bn.running_mean, bn.running_var, {}, {}, true, 0.1, 1e-5, five); },
+      "batch_norm_relu: shapes [2, 3, 2, 2] and [5] cannot be broadcast");
+  EXPECT_EQ(bn.num_batches_tracked.item(), 0);
+  EXPECT_EQ(bn.running_mean.to_vector(), std::vector<float>(3, 0.0f));
+  EXPECT_EQ(bn.running_var.to_vector(), std::vector<float>(3, 1.0f));
+  BasicBlock<float> block(3, 3, 1);
+  expect_error<ValueError>([&] { block(randn<float>({1, 3, 1, 1})); },
+                           "bn1: batch_norm_relu: expected more than 1 value per channel");
+  EXPECT_EQ(block.bn1->num_batches_tracked.item(), 0);
+  EXPECT_EQ(block.bn1->running_mean.to_vector(), std::vector<float>(3, 0.0f));
+  bn.forward_relu(x, x);
+  EXPECT_EQ(bn.num_batches_tracked.item(), 1);
+}
+
 // A BasicBlock runs its batch norms fused with the ReLUs (and the shortcut) unless a hook on the
 // batch norm must see its output; both give the same bits, forward and backward.
 TEST(Residual, BasicBlockFusedAndHookedAgree) {

@@ -37,9 +37,10 @@ class BatchNorm : public Module<T> {
   BatchNorm(int64_t num_features, BatchNormOptions options, int64_t min_dims, int64_t max_dims,
             const char* name);
   Tensor<T> forward(const Tensor<T>& x) override;
-  /// relu(forward(x) + residual) (residual optional), with the passes fused where the batch norm
-  /// allows it (functional::batch_norm_relu; not while synchronized across ranks). Hooks are the
-  /// caller's to check: this runs none (BasicBlock calls it for a batch norm that has none).
+  /// relu(forward(x) + residual) (residual optional, of x's shape), with the passes fused where
+  /// the batch norm allows it (functional::batch_norm_relu; not while synchronized across ranks).
+  /// Hooks are the caller's to check: this runs none (BasicBlock calls it for a batch norm that
+  /// has none).
   Tensor<T> forward_relu(const Tensor<T>& x, const Tensor<T>& residual = Tensor<T>());
   std::string type_name() const override { return name_; }
   std::string extra_repr() const override;
