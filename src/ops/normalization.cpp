@@ -172,11 +172,12 @@ void batch_statistics(const Tensor<T>& x, double eps, std::vector<T>& mean, std:
   }
 }
 
-// y = x * scale[c] + shift[c] for a contiguous x.
+// y = x * scale[c] + shift[c] for a contiguous x, then `epilogue`.
 template <class T>
-Tensor<T> channel_affine(const Tensor<T>& x, const std::vector<T>& scale, const std::vector<T>& shift) {
+Tensor<T> channel_affine(const Tensor<T>& x, const std::vector<T>& scale, const std::vector<T>& shift,
+                         const AffineEpilogue<T>& epilogue = {}) {
   Tensor<T> y = empty<T>(x.shape());
-  channel_affine<T>(bn_dims(x.shape()), x.data(), scale, nullptr, nullptr, shift, y.data());
+  channel_affine<T>(bn_dims(x.shape()), x.data(), scale, nullptr, nullptr, shift, y.data(), epilogue);
   return y;
 }
 
@@ -323,9 +324,7 @@ Tensor<T> batch_norm_node(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> 
     shift[k] = b[k] - mean[k] * scale[k];
   }
   const Tensor<T> rc = residual.defined() ? residual.detach().contiguous() : Tensor<T>();
-  Tensor<T> y = empty<T>(xc.shape());
-  channel_affine<T>(bn_dims(xc.shape()), xc.data(), scale, nullptr, nullptr, shift, y.data(),
-                    {.residual = rc.defined() ? rc.data() : nullptr, .relu = relu});
+  Tensor<T> y = channel_affine(xc, scale, shift, {.residual = rc.defined() ? rc.data() : nullptr, .relu = relu});
   if constexpr (std::is_same_v<T, float>) {
     if (detail::OpTracer* t = traced.tracer()) {
       if (use_batch) t->unsupported("batch_norm with batch statistics (the model is in training mode, or has no running statistics)");
