@@ -68,6 +68,20 @@ EMBER_LAYER_BENCH(convt_dcgan_n64_256to128_4_k3s2,
 EMBER_LAYER_BENCH(convt_dcgan_n64_128to64_7_k4s2,
                   std::make_shared<nn::ConvTranspose2d<float>>(128, 64, 4, nn::ConvTranspose2dOptions{.stride = 2, .padding = 1, .bias = false}),
                   {64, 128, 7, 7});
+// Depthwise (MobileNetV2's 3x3 of 96 channels at 32x32 and of 144 at stride 2) and grouped (ResNeXt's
+// 128 channels in 32 groups of 4) convolutions.
+EMBER_LAYER_BENCH(conv_depthwise_n64_96_32_k3,
+                  std::make_shared<nn::Conv2d<float>>(96, 96, 3,
+                                                      nn::Conv2dOptions{.padding = 1, .groups = 96, .bias = false}),
+                  {64, 96, 32, 32});
+EMBER_LAYER_BENCH(conv_depthwise_n64_144_16_k3s2,
+                  std::make_shared<nn::Conv2d<float>>(
+                      144, 144, 3, nn::Conv2dOptions{.stride = 2, .padding = 1, .groups = 144, .bias = false}),
+                  {64, 144, 16, 16});
+EMBER_LAYER_BENCH(conv_grouped_n64_128_16_k3g32,
+                  std::make_shared<nn::Conv2d<float>>(128, 128, 3,
+                                                      nn::Conv2dOptions{.padding = 1, .groups = 32, .bias = false}),
+                  {64, 128, 16, 16});
 EMBER_LAYER_BENCH(batchnorm2d_n128_64_32, std::make_shared<nn::BatchNorm2d<float>>(64), {128, 64, 32, 32});
 
 // The CIFAR ResNet's first BasicBlock: its batch norms with the ReLUs and the shortcut fused (Note

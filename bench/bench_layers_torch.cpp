@@ -68,6 +68,13 @@ TORCH_LAYER_BENCH(convt_dcgan_n64_256to128_4_k3s2,
                   nn::ConvTranspose2d(nn::ConvTranspose2dOptions(256, 128, 3).stride(2).padding(1).bias(false)), {64, 256, 4, 4});
 TORCH_LAYER_BENCH(convt_dcgan_n64_128to64_7_k4s2,
                   nn::ConvTranspose2d(nn::ConvTranspose2dOptions(128, 64, 4).stride(2).padding(1).bias(false)), {64, 128, 7, 7});
+TORCH_LAYER_BENCH(conv_depthwise_n64_96_32_k3,
+                  nn::Conv2d(nn::Conv2dOptions(96, 96, 3).padding(1).groups(96).bias(false)), {64, 96, 32, 32});
+TORCH_LAYER_BENCH(conv_depthwise_n64_144_16_k3s2,
+                  nn::Conv2d(nn::Conv2dOptions(144, 144, 3).stride(2).padding(1).groups(144).bias(false)),
+                  {64, 144, 16, 16});
+TORCH_LAYER_BENCH(conv_grouped_n64_128_16_k3g32,
+                  nn::Conv2d(nn::Conv2dOptions(128, 128, 3).padding(1).groups(32).bias(false)), {64, 128, 16, 16});
 TORCH_LAYER_BENCH(batchnorm2d_n128_64_32, nn::BatchNorm2d(64), {128, 64, 32, 32});
 TORCH_LAYER_BENCH(layernorm_32x64_128, nn::LayerNorm(nn::LayerNormOptions({128})), {32, 64, 128});
 TORCH_LAYER_BENCH(groupnorm_n64_64_32_g32, nn::GroupNorm(nn::GroupNormOptions(32, 64)), {64, 64, 32, 32});

@@ -1698,6 +1698,7 @@ void adam_step(const AdamStep& k, int64_t n, T* p, const T* g, T* m, T* v) {
 #include "gemm.inl"
 #include "conv_flat.inl"
 #include "conv_winograd.inl"
+#include "conv_depthwise.inl"
 
 namespace ember::backend::EMBER_ISA_NS {
 #if defined(EMBER_HAVE_FLAT_CONV)
@@ -1717,7 +1718,10 @@ namespace ember::backend::EMBER_ISA_NS {
     .isa = EMBER_ISA_ENUM, .unary = &unary<T>, .binary = &binary<T>, .compare = &compare<T>,     \
     .where = &where<T>, .reduce = &reduce<T>, .accumulate = &accumulate<T>,                     \
     .arg_reduce = &arg_reduce<T>, .gemm_workspace = &gemm_workspace<T>, .gemm = &gemm<T>, .im2col = &im2col<T>, .col2im = &col2im<T>, \
-    EMBER_FLAT_CONV(T), .centered_sums = &centered_sums<T>, .affine2 = &affine2<T>,             \
+    EMBER_FLAT_CONV(T), .conv_depthwise = &conv_impl::conv_depthwise<T>,                        \
+    .conv_depthwise_input_grad = &conv_impl::conv_depthwise_input_grad<T>,                      \
+    .conv_depthwise_weight_grad = &conv_impl::conv_depthwise_weight_grad<T>,                    \
+    .centered_sums = &centered_sums<T>, .affine2 = &affine2<T>,                                 \
     .channel_sums = &channel_sums<T>, .channel_affine = &channel_affine<T>,                     \
     .max_pool2x2 = &max_pool2x2<T>, .max_pool2d = &max_pool2d<T>,                               \
     .index_accumulate = &index_accumulate<T>, .csr_mm = &csr_mm<T>, .sgd_step = &sgd_step<T>, .adam_step = &adam_step<T> \

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "ember/core/error.hpp"
+#include "depthwise_layout.hpp"
 #include "tables.hpp"
 
 #if defined(EMBER_HAVE_NEON_SIMD)
@@ -91,6 +92,11 @@ int64_t conv_winograd_tiles(const ConvShape& s, int64_t m) {
 int64_t conv_winograd_scratch(const ConvShape& s, int64_t m, bool weight_grad) {
   const int64_t ldv = conv_winograd_tiles(s, m) + kConvWinogradSlack;
   return (weight_grad ? conv_winograd_weights_size(m, s.c) : 0) + 16 * (s.c + m) * ldv;
+}
+
+int64_t conv_depthwise_scratch(const ConvShape& s) {
+  const DepthwiseLayout<16> g(s);  // the widest vectors (AVX-512's floats) take the most
+  return std::max({g.forward_scratch(), g.weight_grad_scratch(), g.input_grad_scratch()});
 }
 
 template <class T>

@@ -141,7 +141,10 @@ class Tracer final : public ember::detail::OpTracer {
     const int64_t images =
         s.conv.pointwise || s.conv.flat ? 1 : ember::detail::images_per_gemm(d, (d.n + s.workers - 1) / s.workers);
     const GemmDims g = conv_gemm_dims(s, images);
-    return conv_columns_bytes(columns, images) + std::max(gemm_workspace_bytes(g.m, g.n, g.k), flat_room);
+    const int64_t depthwise_room =
+        s.conv.depthwise ? backend::conv_depthwise_scratch(s.conv.shape) * int64_t(sizeof(float)) : 0;
+    return conv_columns_bytes(columns, images) +
+           std::max({gemm_workspace_bytes(g.m, g.n, g.k), flat_room, depthwise_room});
   }
 
   void linear(const Tensor<float>& x, const Tensor<float>& w, const Tensor<float>& b,

@@ -117,6 +117,12 @@ Tensor<T> conv_forward_raw(const Tensor<T>& x_in, const Tensor<T>& w_in, const C
   const T* px = x.data_ptr();
   const T* pw = w.data_ptr();
   T* po = out.data_ptr();
+  if (f.depthwise) {
+    detail::parallel_for(0, d.n * d.c, detail::depthwise_grain(d), [&](int64_t i0, int64_t i1) {
+      detail::depthwise_pairs(k, f, false, px, pw, po, i0, i1);
+    });
+    return out;
+  }
   if (f.flat) {
     with_winograd_weights(k, f, false, pw, [&](int64_t b, int64_t e, const T* u) {
       detail::conv_forward_samples(k, f, px, pw, po, b, e, static_cast<T*>(nullptr), 1, u);
@@ -144,6 +150,12 @@ Tensor<T> conv_input_grad_raw(const Tensor<T>& gy_in, const Tensor<T>& w_in, con
   const detail::ConvForward<T> f = detail::conv_transpose_setup(k, d, p);
   const T* pg = gy.data_ptr();
   T* px = gx.data_ptr();
+  if (f.depthwise) {
+    detail::parallel_for(0, d.n * d.c, detail::depthwise_grain(d), [&](int64_t i0, int64_t i1) {
+      detail::depthwise_pairs(k, f, true, pg, w.data_ptr(), px, i0, i1);
+    });
+    return gx;
+  }
   if (f.flat) {
     const detail::Scratch<T> flipped(d.o * d.k());
     detail::transposed_flipped_weights(w.data_ptr(), d, flipped.data());
@@ -170,16 +182,32 @@ Tensor<T> conv_weight_grad_raw(const Tensor<T>& x_in, const Tensor<T>& gy_in, co
   Tensor<T> x = x_in.contiguous(), gy = gy_in.contiguous();
   const int64_t K = d.k(), HW = d.hw_out();
   const int64_t wsize = d.o * K;
+  const auto& k = backend::kernels<T>();
+  const backend::ConvShape cs = conv_shape(d, p);
+  if (detail::use_depthwise(k, d, cs)) {
+    // The threads split the channels, each summing over every image: the same sums for any number
+    // of threads.
+    Tensor<T> gw = zeros<T>({d.o, d.cg, d.kh, d.kw});
+    const T* px = x.data_ptr();
+    const T* pg = gy.data_ptr();
+    T* pw = gw.data_ptr();
+    const int64_t plane = d.h * d.w;
+    detail::parallel_for(0, d.c, std::max<int64_t>(1, detail::depthwise_grain(d) / d.n), [&](int64_t c0, int64_t c1) {
+      backend::ConvShape s = cs;
+      s.c = c1 - c0;
+      k.conv_depthwise_weight_grad(s, d.og, d.n, px + c0 * plane, d.c * plane, pg + c0 * d.og * HW, d.o * HW,
+                                   pw + c0 * d.og * K);
+    });
+    return gw;
+  }
   // One partial sum per task, added up in a fixed order afterwards: the first task's in gw itself.
   const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), d.n));
   Tensor<T> gw = zeros<T>({d.o, d.cg, d.kh, d.kw});
   T* pw = gw.data_ptr();
   const detail::Scratch<T> partial((tasks - 1) * wsize);
-  const auto& k = backend::kernels<T>();
   const T* px = x.data_ptr();
   const T* pg = gy.data_ptr();
   const bool direct = is_pointwise(d, p);
-  const backend::ConvShape cs = conv_shape(d, p);
   const bool winograd = !direct && detail::use_winograd(k, cs, d.cg, d.og, true);
   const bool flat = winograd || (k.conv_flat_weight_grad != nullptr && !direct &&
                                  backend::conv_flat_weight_grad_applies(cs, d.og));

@@ -292,10 +292,41 @@ ConvDims conv_dims(const char* op, const Shape& x, const Shape& weight, const Co
 }
 
 template <class T>
+bool use_depthwise(const backend::Kernels<T>& k, const ConvDims& d, const backend::ConvShape& cs) {
+  return d.g > 1 && d.cg == 1 && k.conv_depthwise != nullptr && backend::conv_depthwise_applies(cs);
+}
+
+int64_t depthwise_grain(const ConvDims& d) {
+  const int64_t per_pair = d.og * d.kh * d.kw * d.hw_out();
+  return std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(per_pair, 1));
+}
+
+template <class T>
+void depthwise_pairs(const backend::Kernels<T>& k, const ConvForward<T>& f, bool input_grad, const T* in,
+                     const T* w, T* out, int64_t i0, int64_t i1) {
+  const ConvDims& d = f.d;
+  const int64_t plane = d.h * d.w, hw = d.hw_out(), taps = d.kh * d.kw;
+  backend::ConvShape s = f.shape;
+  for (int64_t i = i0; i < i1;) {  // one call per image: its channels c0 .. c1
+    const int64_t b = i / d.c, c0 = i % d.c, c1 = std::min(d.c, c0 + (i1 - i));
+    s.c = c1 - c0;
+    const T* wc = w + c0 * d.og * taps;
+    if (input_grad) {
+      k.conv_depthwise_input_grad(s, d.og, wc, 1, in + (b * d.o + c0 * d.og) * hw, 0, out + (b * d.c + c0) * plane, 0);
+    } else {
+      k.conv_depthwise(s, d.og, wc, 1, in + (b * d.c + c0) * plane, 0, out + (b * d.o + c0 * d.og) * hw, 0);
+    }
+    i += c1 - c0;
+  }
+}
+
+template <class T>
 ConvForward<T> conv_forward_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& p) {
   ConvForward<T> f;
   f.d = d;
   f.shape = conv_shape(d, p);
+  f.depthwise = use_depthwise(k, d, f.shape);
+  if (f.depthwise) return f;
   f.pointwise = is_pointwise(d, p);
   f.winograd = !f.pointwise && use_winograd(k, f.shape, d.cg, d.og, false);
   f.flat = f.winograd || use_flat(k, d, p, f.shape) || use_flat_strided(k, f.shape);
@@ -349,6 +380,7 @@ void conv_forward_samples(const backend::Kernels<T>& k, const ConvForward<T>& f,
   const ConvDims& d = f.d;
   const int64_t K = d.k(), HW = d.hw_out();
   const int64_t plane = d.h * d.w;
+  if (f.depthwise) return depthwise_pairs(k, f, false, px, pw, po, b * d.c, e * d.c);
   if (f.flat) {
     flat_samples(k, f, pw, winograd_u, b, e, [&](auto conv, const T* wg, int64_t g, int64_t s, int64_t t) {
       conv(f.shape, d.og, wg, t - s, px + (s * d.c + g * d.cg) * plane, d.c * plane, po + (s * d.o + g * d.og) * HW,
@@ -513,6 +545,7 @@ bool use_phased(const backend::Kernels<T>& k, const ConvDims& d, const backend::
 template <class T>
 ConvForward<T> conv_transpose_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& p) {
   ConvForward<T> f = conv_forward_setup(k, d, p);
+  if (f.depthwise) return f;
   f.winograd = backend::conv_winograd_applies(f.shape) && !f.pointwise &&
                use_winograd(k, transposed_flat_shape(d, f.shape), d.og, d.cg, false);
   // The stride-2 forward's phase planes do not serve its gradient; and a gradient of fewer than
@@ -528,7 +561,7 @@ ConvForward<T> conv_transpose_setup(const backend::Kernels<T>& k, const ConvDims
 
 template <class T>
 int64_t conv_transpose_scratch_elements(const ConvForward<T>& f, int64_t images) {
-  if (f.flat || f.pointwise) return 0;
+  if (f.flat || f.pointwise || f.depthwise) return 0;
   if (f.phased) {  // the taps, the phase planes, gy's images side by side
     return phase_taps_elements<T>(f.d) + images * (f.phase_elements + (images > 1 ? f.d.og * f.d.hw_out() : 0));
   }
@@ -538,7 +571,7 @@ int64_t conv_transpose_scratch_elements(const ConvForward<T>& f, int64_t images)
 
 template <class T>
 int64_t conv_transpose_images(const ConvForward<T>& f, int64_t samples) {
-  if (f.pointwise || f.flat) return 1;
+  if (f.pointwise || f.flat || f.depthwise) return 1;
   if (!f.phased) return images_per_gemm(f.d, samples);
   // Each run packs the phases' weights again: as many images as 4 MB of planes hold (and fewer
   // than 2^24 pixels side by side, conv_flat_images' bound).
@@ -599,6 +632,7 @@ void conv_transpose_samples(const backend::Kernels<T>& k, const ConvForward<T>& 
                             int64_t b, int64_t e, T* scratch, int64_t images, const T* winograd_u) {
   const ConvDims& d = f.d;
   const int64_t K = d.k(), HW = d.hw_out(), plane = d.h * d.w;
+  if (f.depthwise) return depthwise_pairs(k, f, true, pg, pw, px, b * d.c, e * d.c);
   if (f.flat) {
     const backend::ConvShape ts = transposed_flat_shape(d, f.shape);
     flat_samples(k, f, pw, winograd_u, b, e, [&](auto conv, const T* wg, int64_t g, int64_t s, int64_t t) {
@@ -665,6 +699,12 @@ template bool use_flat(const backend::Kernels<float>&, const ConvDims&, const Co
                        const backend::ConvShape&);
 template bool use_flat(const backend::Kernels<double>&, const ConvDims&, const Conv2dGeometry&,
                        const backend::ConvShape&);
+template bool use_depthwise(const backend::Kernels<float>&, const ConvDims&, const backend::ConvShape&);
+template bool use_depthwise(const backend::Kernels<double>&, const ConvDims&, const backend::ConvShape&);
+template void depthwise_pairs(const backend::Kernels<float>&, const ConvForward<float>&, bool, const float*,
+                              const float*, float*, int64_t, int64_t);
+template void depthwise_pairs(const backend::Kernels<double>&, const ConvForward<double>&, bool, const double*,
+                              const double*, double*, int64_t, int64_t);
 template ConvForward<float> conv_forward_setup(const backend::Kernels<float>&, const ConvDims&, const Conv2dGeometry&);
 template ConvForward<double> conv_forward_setup(const backend::Kernels<double>&, const ConvDims&,
                                                 const Conv2dGeometry&);

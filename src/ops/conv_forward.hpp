@@ -69,6 +69,9 @@ struct ConvForward {
   backend::ConvShape shape;
   bool pointwise = false;
   bool flat = false;
+  /// One group per input channel, run by the backend's depthwise kernels (Note [Depthwise
+  /// convolution] in src/backend/conv_depthwise.inl); none of the other flags is then set.
+  bool depthwise = false;
   /// (Input gradients only.) A stride-2 convolution's input gradient as a stride-1 flat
   /// convolution of gy for each of its four phases (Note [Input gradient by phases] in
   /// src/ops/conv_forward.cpp); phase_elements: the phase planes of one image and group.
@@ -80,7 +83,7 @@ struct ConvForward {
   /// The weights Winograd's product takes, transformed (winograd_weights), for all groups; 0 when
   /// it does not run.
   int64_t winograd_weights_elements() const { return winograd ? d.g * 16 * d.og * d.cg : 0; }
-  int64_t cols_elements() const { return pointwise || flat ? 0 : d.k() * d.hw_out(); }
+  int64_t cols_elements() const { return pointwise || flat || depthwise ? 0 : d.k() * d.hw_out(); }
   /// Scratch for `images` images in one GEMM: their column matrices and, for more than one, the
   /// GEMM's output before it goes to each image.
   int64_t scratch_elements(int64_t images) const {
@@ -89,6 +92,18 @@ struct ConvForward {
 };
 template <class T>
 ConvForward<T> conv_forward_setup(const backend::Kernels<T>& k, const ConvDims& d, const Conv2dGeometry& geometry);
+
+/// Whether kernels k run convolution d (shape cs) by their depthwise kernels: as many groups as
+/// input channels, conv_depthwise_applies(cs).
+template <class T>
+bool use_depthwise(const backend::Kernels<T>& k, const ConvDims& d, const backend::ConvShape& cs);
+/// The depthwise forward (or, input_grad, its input gradient) of the (image, channel) pairs
+/// i0 .. i1 (pair i: image i / d.c, channel i % d.c): from x into y, or from gy into gx.
+template <class T>
+void depthwise_pairs(const backend::Kernels<T>& k, const ConvForward<T>& f, bool input_grad, const T* in,
+                     const T* w, T* out, int64_t i0, int64_t i1);
+/// (Image, channel) pairs per task of the depthwise kernels: enough work to pay for the hand-off.
+int64_t depthwise_grain(const ConvDims& d);
 
 /// Whether some tier may run conv_winograd for m output channels from c input channels of shape
 /// cs (the loosest of use_winograd's rules): inference plans keep room for it wherever it may run.

@@ -111,9 +111,11 @@ TEST(PlanRun, AllocatesNothingAndLocksNothingOnOneThread) {
   GTEST_SKIP() << "allocation counting needs glibc and no sanitizer";
 #else
   ember::set_num_threads(1);
+  // With a depthwise convolution (its kernels' scratch in the plan's arena too).
   auto model = std::make_shared<nn::Sequential<float>>(
       nn::Conv2d(1, 8, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d(8), nn::ReLU(), nn::MaxPool2d(2),
-      nn::BasicBlock(8, 16, 2), nn::AdaptiveAvgPool2d(1), nn::Flatten(), nn::Linear(16, 10));
+      nn::Conv2d(8, 8, 3, {.stride = 2, .padding = 1, .groups = 8}), nn::BasicBlock(8, 16, 2),
+      nn::AdaptiveAvgPool2d(1), nn::Flatten(), nn::Linear(16, 10));
   model->eval();
   const ember::deploy::Plan plan = ember::deploy::compile(*model, {2, 1, 28, 28});
   const ember::Tensor<float> x = ember::randn<float>({2, 1, 28, 28});

@@ -229,6 +229,11 @@ void add_cases_7(std::vector<OpCase>& c) {
                        F::conv2d(x[0], x[1], {}, {.stride = {2, 1}, .padding = {1, 2}, .dilation = {2, 1}})));
   c.push_back(EMBER_OP("conv2d_groups", (S{{1, 4, 5, 5}, {6, 2, 3, 3}}), -1, 1, true,
                        F::conv2d(x[0], x[1], {}, {.padding = 1, .groups = 2})));
+  c.push_back(EMBER_OP("conv2d_depthwise", (S{{2, 3, 6, 7}, {3, 1, 3, 3}, {3}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], x[2], {.padding = 1, .groups = 3})));
+  c.push_back(EMBER_OP("conv2d_depthwise_stride_dilation", (S{{1, 2, 9, 8}, {4, 1, 3, 2}}), -1, 1, true,
+                       F::conv2d(x[0], x[1], {},
+                                 {.stride = {2, 3}, .padding = {2, 1}, .dilation = {1, 2}, .groups = 2})));
   c.push_back(EMBER_OP("conv2d_same_even", (S{{1, 2, 5, 5}, {2, 2, 4, 4}}), -1, 1, true,
                        F::conv2d(x[0], x[1], {}, {.padding = "same"})));
   c.push_back(EMBER_OP("conv2d_pointwise", (S{{2, 3, 4, 4}, {5, 3, 1, 1}, {5}}), -1, 1, true,

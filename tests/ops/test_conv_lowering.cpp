@@ -121,6 +121,15 @@ std::string describe(const Geometry& g) {
   return s.str();
 }
 
+Conv2dGeometry conv_geometry(const Geometry& g) {
+  Conv2dGeometry geometry;
+  geometry.stride = {g.stride, g.stride};
+  geometry.padding = g.padding;
+  geometry.dilation = {g.dilation, g.dilation};
+  geometry.groups = g.groups;
+  return geometry;
+}
+
 // got against the sums that define it, in double (sums of at most a few hundred products:
 // agreement to 1e-10).
 void expect_near(const Tensor<double>& got, const std::vector<double>& want, const char* what) {
@@ -136,11 +145,7 @@ void check_against_definition(const Geometry& g) {
   const int64_t cg = g.c / g.groups, og = g.o / g.groups;
   const int64_t ho = (g.h + g.padding[0] + g.padding[1] - g.dilation * (g.kh - 1) - 1) / g.stride + 1;
   const int64_t wo = (g.w + g.padding[2] + g.padding[3] - g.dilation * (g.kw - 1) - 1) / g.stride + 1;
-  Conv2dGeometry geometry;
-  geometry.stride = {g.stride, g.stride};
-  geometry.padding = g.padding;
-  geometry.dilation = {g.dilation, g.dilation};
-  geometry.groups = g.groups;
+  const Conv2dGeometry geometry = conv_geometry(g);
   Generator gen(3);
   const Tensor<double> x = randn<double>({g.n, g.c, g.h, g.w}, &gen), w = randn<double>({g.o, cg, g.kh, g.kw}, &gen);
   const Tensor<double> gy = randn<double>({g.n, g.o, ho, wo}, &gen);
@@ -215,6 +220,55 @@ TEST(ConvLowering, ManyChannelsOnSmallPlanesMatchTheDefinition) {
                             {2, 96, 72, 1, 7, 7, 3, 3, 1, 1, {1, 1, 1, 1}},
                             {2, 160, 144, 2, 9, 9, 3, 3, 1, 1, {1, 1, 1, 1}}};
   for (const Geometry& g : cases) check_against_definition(g);
+}
+
+// Depthwise convolutions (one group per input channel: Note [Depthwise convolution] in
+// src/backend/conv_depthwise.inl) on planes wide enough for whole vectors, strides 1 to 3, dilation,
+// padding that differs between sides, kernels of 9 and 25 taps (the compiled tap counts) and
+// others, one and two outputs per channel: in double against the definition, in float against
+// double, at one and two threads (the threads split the channels of the weight gradient).
+TEST(ConvLowering, DepthwiseMatchesTheDefinition) {
+  const Geometry cases[] = {{2, 5, 5, 5, 19, 40, 3, 3, 1, 1, {1, 1, 1, 1}},
+                            {3, 4, 4, 4, 33, 37, 3, 3, 2, 1, {1, 1, 1, 1}},
+                            {2, 3, 6, 3, 21, 70, 5, 5, 1, 1, {2, 2, 2, 2}},
+                            {2, 3, 3, 3, 16, 35, 5, 5, 2, 2, {0, 3, 4, 1}},
+                            {1, 2, 4, 2, 25, 29, 7, 1, 3, 1, {3, 0, 0, 2}},
+                            {2, 6, 6, 6, 8, 8, 3, 3, 2, 1, {1, 1, 1, 1}},
+                            {1, 3, 3, 3, 4, 5, 3, 3, 2, 2, {2, 2, 2, 2}}};
+  const int threads = get_num_threads();
+  for (int t : {1, 2}) {
+    set_num_threads(t);
+    for (const Geometry& g : cases) {
+      check_against_definition(g);
+      if (::testing::Test::HasFatalFailure()) return set_num_threads(threads);
+      SCOPED_TRACE(describe(g) + " in float, " + std::to_string(t) + " thread(s)");
+      const Conv2dGeometry geometry = conv_geometry(g);
+      Generator gen(9);
+      const Tensor<double> x = randn<double>({g.n, g.c, g.h, g.w}, &gen);
+      const Tensor<double> w = randn<double>({g.o, 1, g.kh, g.kw}, &gen);
+      const Tensor<double> y = conv2d(x, w, Tensor<double>(), geometry);
+      const Tensor<double> gy = randn<double>(y.shape(), &gen);
+      const Tensor<double> gx = conv2d_input_grad(gy, w, {g.h, g.w}, geometry);
+      const Tensor<double> gw = conv2d_weight_grad(x, gy, w.shape(), geometry);
+      auto expect_close = [](const Tensor<float>& got, const Tensor<double>& want, double tol, const char* what) {
+        const std::vector<float> a = got.to_vector();
+        const std::vector<double> b = want.to_vector();
+        ASSERT_EQ(a.size(), b.size()) << what;
+        for (size_t i = 0; i < a.size(); ++i) {
+          ASSERT_NEAR(double(a[i]), b[i], tol * (1 + std::abs(b[i]))) << what << " " << i;
+        }
+      };
+      const double taps = double(g.kh * g.kw);
+      expect_close(conv2d(x.to<float>(), w.to<float>(), Tensor<float>(), geometry), y, 1e-5 * std::sqrt(taps),
+                   "output");
+      expect_close(conv2d_input_grad(gy.to<float>(), w.to<float>(), {g.h, g.w}, geometry), gx, 1e-5 * std::sqrt(taps),
+                   "input gradient");
+      expect_close(conv2d_weight_grad(x.to<float>(), gy.to<float>(), w.shape(), geometry), gw,
+                   1e-5 * std::sqrt(double(g.n * g.h * g.w)), "weight gradient");
+      if (::testing::Test::HasFatalFailure()) return set_num_threads(threads);
+    }
+  }
+  set_num_threads(threads);
 }
 
 // The shapes Winograd's F(2x2, 3x3) takes (Note [Winograd convolution] in

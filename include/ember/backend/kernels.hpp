@@ -151,6 +151,21 @@ int64_t conv_winograd_scratch(const ConvShape& s, int64_t m, bool weight_grad);
 /// The transformed weights conv_winograd takes for m output channels from c input channels.
 inline int64_t conv_winograd_weights_size(int64_t m, int64_t c) { return 16 * m * c; }
 
+/// Whether conv_depthwise and its gradients apply (Note [Depthwise convolution] in
+/// src/backend/conv_depthwise.inl): any stride, padding and dilation, kernels of at most
+/// kConvDepthwiseMaxTaps taps, strides of at most kConvDepthwiseMaxStride, output planes below 2^24.
+inline constexpr int64_t kConvDepthwiseMaxTaps = 64;
+inline constexpr int64_t kConvDepthwiseMaxStride = 4;
+inline bool conv_depthwise_applies(const ConvShape& s) {
+  return s.kh * s.kw <= kConvDepthwiseMaxTaps && s.stride_h <= kConvDepthwiseMaxStride &&
+         s.stride_w <= kConvDepthwiseMaxStride && s.ho > 0 && s.wo > 0 && s.pad_h >= 0 && s.pad_w >= 0 &&
+         (s.ho + s.kh * s.dil_h) * (s.wo + s.kw * s.dil_w) < (int64_t(1) << 24);
+}
+/// The scratch values the depthwise kernels take for shape s on any ISA; they take it from a
+/// GemmWorkspace with room for it, else from the thread's own buffer. (Out of line in
+/// src/backend/dispatch.cpp, as conv_flat_strided_images.)
+int64_t conv_depthwise_scratch(const ConvShape& s);
+
 /// One 2-D pooling window layout over an h x w plane with output ho x wo; pad_h / pad_w are the
 /// top and left padding.
 struct PoolShape {
@@ -177,7 +192,8 @@ struct AdamStep {
   X(unary) X(binary) X(compare) X(where) X(reduce) X(accumulate) X(arg_reduce) X(gemm)            \
   X(gemm_workspace) X(im2col) X(col2im)                                                           \
   X(conv_flat) X(conv_flat_images) X(conv_flat_weight_grad) X(conv_winograd_weights)             \
-  X(conv_winograd) X(conv_winograd_weight_grad) X(centered_sums) X(affine2)                       \
+  X(conv_winograd) X(conv_winograd_weight_grad) X(conv_depthwise) X(conv_depthwise_input_grad)   \
+  X(conv_depthwise_weight_grad) X(centered_sums) X(affine2)                                       \
   X(channel_sums) X(channel_affine) X(max_pool2x2) X(max_pool2d) X(index_accumulate) X(csr_mm)    \
   X(sgd_step) X(adam_step)
 
@@ -264,6 +280,19 @@ struct Kernels {
   /// conv_winograd.
   void (*conv_winograd_weight_grad)(const ConvShape& s, int64_t m, int64_t n, const T* x, int64_t x_stride,
                                     const T* gy, int64_t gy_stride, T* gw);
+  /// Depthwise convolution of n images (Note [Depthwise convolution] in
+  /// src/backend/conv_depthwise.inl), where conv_depthwise_applies(s): s.c input channels, `mult`
+  /// output channels each, o = c * mult + r; y_b[o][oh][ow] = the sum over taps (i, j) of
+  /// w[o][i][j] * x_b[c][oh * sh + i * dh - ph][ow * sw + j * dw - pw] (zero outside the image),
+  /// x_b = x + b * x_stride ([c, h, w]), y_b = y + b * y_stride ([c * mult, ho, wo], overwritten).
+  void (*conv_depthwise)(const ConvShape& s, int64_t mult, const T* w, int64_t n, const T* x, int64_t x_stride,
+                         T* y, int64_t y_stride);
+  /// Its input gradient: gx_b (overwritten) from gy_b, laid out as x_b and y_b.
+  void (*conv_depthwise_input_grad)(const ConvShape& s, int64_t mult, const T* w, int64_t n, const T* gy,
+                                    int64_t gy_stride, T* gx, int64_t gx_stride);
+  /// Its weight gradient, added to gw ([c * mult, kh, kw]): the sum over the n images.
+  void (*conv_depthwise_weight_grad)(const ConvShape& s, int64_t mult, int64_t n, const T* x, int64_t x_stride,
+                                     const T* gy, int64_t gy_stride, T* gw);
   /// Channel statistics (batch norm) over a contiguous run: without y, *s1 = sum (x - c) and
   /// *s2 = sum (x - c)^2; with y, *s1 = sum y and *s2 = sum y (x - c). Results are added to *s1
   /// and *s2 (accumulated in double across calls; within a call in T lanes, then double).
