@@ -25,7 +25,9 @@
 //   extra columns) with the phase planes at t's offset: kh * kw accumulators over all the images,
 //   summed across their lanes once per output channel. Its threads split the channels, so the
 //   sums do not depend on how many there are.
-// The taps of a 3x3 or 5x5 kernel are a template argument, so that the accumulators stay in
+// Only the image's values are written into the planes for each channel: their padding, slack and
+// margins are zeroed once per call. The tap counts of 3x3 and 5x5 kernels (and 1 to 9, those of a
+// strided input gradient's phases) are template arguments, so that the accumulators stay in
 // registers.
 #include <algorithm>
 #include <cstdint>
